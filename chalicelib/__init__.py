@@ -1,0 +1,1 @@
+"""Everything deployed to Lambda beside app.py: one module per concern."""

@@ -1,0 +1,57 @@
+"""Authentication: who is behind a token.
+
+`authenticate` is the one entry point for handlers. The verifier (and with it
+PyJWT and cryptography) is imported on first use, so handlers that never see a
+token do not pay for it at cold start.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING, Mapping
+
+from chalicelib.auth.errors import JwtInvalid, TokenMissing
+
+if TYPE_CHECKING:
+    from chalicelib.auth.verifier import CognitoJwtVerifier, Identity
+
+logger = logging.getLogger(__name__)
+
+
+def token_from_request(headers: Mapping[str, str] | None, query: Mapping[str, str] | None) -> str | None:
+    """The token from `Authorization: Bearer <token>` or the `token` query parameter."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "authorization" and isinstance(value, str):
+            scheme, _, credentials = value.strip().partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    token = (query or {}).get("token")
+    return token if isinstance(token, str) and token else None
+
+
+@functools.lru_cache(maxsize=1)
+def get_verifier() -> "CognitoJwtVerifier":
+    from chalicelib.auth.jwks import HttpJwksFetcher, JwksCache
+    from chalicelib.auth.verifier import CognitoJwtVerifier
+    from chalicelib.config import get_settings
+
+    settings = get_settings()
+    return CognitoJwtVerifier(
+        issuer=settings.issuer,
+        client_ids=settings.app_client_ids,
+        token_use=settings.token_use,
+        jwks_url=settings.jwks_url,
+        jwks_cache=JwksCache(HttpJwksFetcher()),
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+
+
+def authenticate(token: str | None) -> "Identity | None":
+    """The token's identity, or None when it must be refused (the reason is logged, never the token)."""
+    try:
+        if not token:
+            raise TokenMissing("no token")
+        return get_verifier().verify(token)
+    except JwtInvalid as exc:
+        logger.info("token refused", extra={"reason": exc.reason, "detail": str(exc)})
+        return None

@@ -1,0 +1,57 @@
+"""boto3 clients built once per container, every one with bounded timeouts and retries.
+
+Endpoints are never chosen here: botocore reads the standard
+AWS_ENDPOINT_URL_<SERVICE> variables, which is how the local stack points the
+very same code at its emulators.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.config import get_settings
+
+_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _config(read_timeout: float | None = None) -> Config:
+    settings = get_settings()
+    return Config(
+        region_name=settings.region,
+        connect_timeout=settings.aws_connect_timeout,
+        read_timeout=read_timeout or settings.aws_read_timeout,
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        max_pool_connections=32,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """A shared client for a service (thread-safe once built; building is serialised)."""
+    with _lock:
+        return _session().client(service, endpoint_url=endpoint_url, config=_config())
+
+
+_per_thread = threading.local()
+
+
+def resource(service: str) -> Any:
+    """A resource for this thread: unlike clients, boto3 resources are not thread-safe."""
+    resources = _per_thread.__dict__.setdefault("resources", {})
+    if service not in resources:
+        with _lock:
+            resources[service] = _session().resource(service, config=_config())
+    return resources[service]
+
+
+def table(name: str) -> Any:
+    return resource("dynamodb").Table(name)

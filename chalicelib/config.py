@@ -1,0 +1,133 @@
+"""Settings from the environment, read and validated once per container.
+
+Every variable is listed, with its default, in docs/CONFIGURATION.md. A bad
+value fails the first invocation with a ConfigError that names the variable,
+instead of a confusing failure deep inside a handler later.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Mapping, TypeVar
+
+T = TypeVar("T")
+
+_USER_POOL_ID = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid. The message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    region: str
+    connections_table: str
+    # Cognito
+    user_pool_id: str
+    app_client_ids: tuple[str, ...]
+    token_use: str
+    issuer: str
+    jwks_url: str
+    jwt_leeway_seconds: int
+    # Connections
+    connection_ttl_seconds: int
+    # AWS clients
+    aws_connect_timeout: float
+    aws_read_timeout: float
+    aws_max_attempts: int
+    management_api_endpoint: str | None
+    log_level: str
+
+    def management_endpoint(self, domain_name: str, stage: str) -> str:
+        """Where to post frames for connections of the API that sent an event.
+
+        API Gateway's event names the API's domain and stage; the standard
+        botocore variable overrides it (the local stack sets it).
+        """
+        return self.management_api_endpoint or f"https://{domain_name}/{stage}"
+
+
+class _Reader:
+    """Reads typed values from an environment mapping, naming the variable on error."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = environ
+
+    def text(self, name: str, default: str | None = None, *, pattern: re.Pattern | None = None) -> str:
+        value = self._env.get(name, "").strip() or default
+        if value is None:
+            raise ConfigError(f"{name} is required but not set")
+        if pattern is not None and not pattern.match(value):
+            raise ConfigError(f"{name}={value!r} is not valid")
+        return value
+
+    def optional(self, name: str) -> str | None:
+        return self._env.get(name, "").strip() or None
+
+    def number(self, name: str, default: T, cast: Callable[[str], T], *, minimum: float, maximum: float) -> T:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = cast(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a {cast.__name__}") from None
+        if not minimum <= value <= maximum:  # type: ignore[operator]
+            raise ConfigError(f"{name}={raw} is outside {minimum}..{maximum}")
+        return value
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+        return value
+
+    def csv(self, name: str, *, pattern: re.Pattern) -> tuple[str, ...]:
+        items = tuple(part.strip() for part in self.text(name).split(",") if part.strip())
+        if not items:
+            raise ConfigError(f"{name} is required but empty")
+        for item in items:
+            if not pattern.match(item):
+                raise ConfigError(f"{name} has an invalid entry {item!r}")
+        return items
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    env = _Reader(environ)
+    stage = env.text("STAGE", "dev", pattern=re.compile(r"^[a-z][a-z0-9-]{0,30}$"))
+    region = env.text("AWS_REGION", environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                     pattern=re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$"))
+    user_pool_id = env.text("COGNITO_USER_POOL_ID", pattern=_USER_POOL_ID)
+    pool_region = user_pool_id.split("_", 1)[0]
+    issuer = env.text("COGNITO_ISSUER", f"https://cognito-idp.{pool_region}.amazonaws.com/{user_pool_id}",
+                     pattern=re.compile(r"^https?://\S+$"))
+    return Settings(
+        stage=stage,
+        region=region,
+        connections_table=env.text("CONNECTIONS_TABLE", f"llm-ide-{stage}-connections", pattern=_NAME),
+        user_pool_id=user_pool_id,
+        app_client_ids=env.csv("COGNITO_APP_CLIENT_IDS", pattern=re.compile(r"^[A-Za-z0-9+]{1,128}$")),
+        token_use=env.choice("COGNITO_TOKEN_USE", "access", ("access", "id")),
+        issuer=issuer,
+        jwks_url=env.text("COGNITO_JWKS_URL", f"{issuer}/.well-known/jwks.json",
+                         pattern=re.compile(r"^https?://\S+$")),
+        jwt_leeway_seconds=env.number("JWT_LEEWAY_SECONDS", 5, int, minimum=0, maximum=300),
+        # API Gateway closes a WebSocket after 2 hours whatever happens.
+        connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
+        aws_connect_timeout=env.number("AWS_CONNECT_TIMEOUT", 2.0, float, minimum=0.1, maximum=60),
+        aws_read_timeout=env.number("AWS_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=900),
+        aws_max_attempts=env.number("AWS_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
+        management_api_endpoint=env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
+        log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The container's settings, validated on first use and then reused."""
+    return load_settings(os.environ)

@@ -1,0 +1,175 @@
+"""Wire protocol v1: parsing client frames and building server frames.
+
+docs/PROTOCOL.md is the contract; this module is its only implementation.
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.errors import AppError, BadRequest, PayloadTooLarge
+
+MAX_FRAME_BYTES = 32 * 1024
+MAX_PATH_BYTES = 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+class FrameRejected(Exception):
+    """A client frame that cannot be served, with the id to echo if one was readable."""
+
+    def __init__(self, error: AppError, request_id: str | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    action: str
+    id: str
+    params: "Params"
+
+
+def parse_frame(body: str | bytes | None, *, is_base64: bool = False) -> ClientFrame:
+    """Validate a raw frame per the protocol, or raise FrameRejected."""
+    if is_base64:
+        raise FrameRejected(BadRequest("frames must be UTF-8 JSON text, not binary"), None)
+    raw = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    request_id = _readable_id(data)
+    if len(raw) > MAX_FRAME_BYTES:
+        raise FrameRejected(
+            PayloadTooLarge(f"frame is {len(raw)} bytes; the limit is {MAX_FRAME_BYTES}"), request_id
+        )
+    if not isinstance(data, dict):
+        raise FrameRejected(BadRequest("a frame must be a JSON object"), None)
+    if request_id is None:
+        raise FrameRejected(BadRequest("'id' must be 1-64 characters of [A-Za-z0-9_.:-]"), None)
+    action = data.get("action")
+    if not isinstance(action, str) or not action:
+        raise FrameRejected(BadRequest("'action' must be a non-empty string"), request_id)
+    params = {k: v for k, v in data.items() if k not in ("action", "id")}
+    return ClientFrame(action=action, id=request_id, params=Params(params))
+
+
+def _readable_id(data: Any) -> str | None:
+    if isinstance(data, dict):
+        value = data.get("id")
+        if isinstance(value, str) and _REQUEST_ID.match(value):
+            return value
+    return None
+
+
+class Params:
+    """Typed access to a frame's parameters; every mistake is a BAD_REQUEST naming the field."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+    def string(self, name: str, *, required: bool = False, max_length: int | None = None,
+               allow_empty: bool = False) -> str | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise BadRequest(f"'{name}' must be a string")
+        if not value and not allow_empty:
+            raise BadRequest(f"'{name}' must not be empty")
+        if max_length is not None and len(value) > max_length:
+            raise BadRequest(f"'{name}' is longer than {max_length} characters")
+        return value
+
+    def integer(self, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadRequest(f"'{name}' must be an integer")
+        if not minimum <= value <= maximum:
+            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
+        return value
+
+    def number(self, name: str, *, minimum: float, maximum: float, required: bool = False) -> float | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadRequest(f"'{name}' must be a number")
+        if not minimum <= value <= maximum:
+            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
+        return float(value)
+
+    def path(self, name: str, *, required: bool = False) -> str | None:
+        value = self.string(name, required=required)
+        return None if value is None else validate_path(value, field=name)
+
+    def list_of(self, name: str, *, max_items: int, required: bool = False) -> list[Any] | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise BadRequest(f"'{name}' must be a list")
+        if len(value) > max_items:
+            raise BadRequest(f"'{name}' has more than {max_items} items")
+        return value
+
+    def _get(self, name: str, required: bool) -> Any:
+        value = self._values.get(name)
+        if value is None and required:
+            raise BadRequest(f"'{name}' is required")
+        return value
+
+
+def validate_path(path: str, *, field: str = "path") -> str:
+    """A relative, '/'-separated path with no way out of its root, or BAD_REQUEST.
+
+    The path is NFC-normalised first, so a look-alike spelling of a name and the
+    name itself address the same object and are checked the same way.
+    """
+    normalized = unicodedata.normalize("NFC", path)
+    if len(normalized.encode("utf-8")) > MAX_PATH_BYTES:
+        raise BadRequest(f"'{field}' is longer than {MAX_PATH_BYTES} bytes")
+    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in normalized):
+        raise BadRequest(f"'{field}' must not contain NUL or control characters")
+    if "\\" in normalized:
+        raise BadRequest(f"'{field}' must use '/' as its separator")
+    if normalized.startswith("/"):
+        raise BadRequest(f"'{field}' must be relative")
+    parts = normalized.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise BadRequest(f"'{field}' must not contain empty, '.' or '..' segments")
+    return normalized
+
+
+# --- server frames --------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def pong(request_id: str) -> dict[str, Any]:
+    return {"type": "pong", "id": request_id}
+
+
+def result(request_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "result", "id": request_id, "data": data}
+
+
+def error_frame(error: AppError, request_id: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.retry_after is not None:
+        body["retryAfter"] = error.retry_after
+    frame: dict[str, Any] = {"type": "error", "error": body}
+    if request_id is not None:
+        frame["id"] = request_id
+    return frame

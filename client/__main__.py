@@ -1,0 +1,101 @@
+"""`python -m client`: sign in, then talk to the backend from a terminal.
+
+Settings come from flags, then environment variables, then `.dev/endpoints.json`
+(written by `make dev`), so against the local stack no flag is needed.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import statistics
+import sys
+
+from client.auth import LoginFailed, TokenStore, login
+from client.connection import ConnectionRefused, IdeClient
+from client.endpoints import Endpoints, EndpointsNotFound, load_endpoints
+
+
+def _resolve(args: argparse.Namespace) -> Endpoints:
+    try:
+        base = load_endpoints(args.endpoints)
+    except EndpointsNotFound:
+        base = Endpoints()
+    return base.override(
+        websocket_url=args.url or os.environ.get("LLM_IDE_URL"),
+        region=args.region or os.environ.get("LLM_IDE_REGION"),
+        client_id=args.client_id or os.environ.get("LLM_IDE_CLIENT_ID"),
+        cognito_endpoint=args.cognito_endpoint or os.environ.get("LLM_IDE_COGNITO_ENDPOINT"),
+    )
+
+
+def _login(args: argparse.Namespace) -> int:
+    endpoints = _resolve(args)
+    if not endpoints.client_id or not endpoints.region:
+        print("error: no Cognito app client: run `make dev`, or pass --client-id and --region", file=sys.stderr)
+        return 2
+    username = args.username or os.environ.get("LLM_IDE_USERNAME") or input("Username: ")
+    password = os.environ.get("LLM_IDE_PASSWORD") or endpoints.dev_password(username) or getpass.getpass()
+    try:
+        tokens = login(username, password, client_id=endpoints.client_id, region=endpoints.region,
+                       endpoint_url=endpoints.cognito_endpoint)
+    except LoginFailed as exc:
+        print(f"error: sign-in failed: {exc}", file=sys.stderr)
+        return 1
+    TokenStore().save(endpoints.websocket_url or endpoints.client_id, tokens)
+    print(f"Signed in as {username}; the token is valid until epoch {tokens.expires_at}.")
+    return 0
+
+
+def _connect(args: argparse.Namespace) -> IdeClient:
+    endpoints = _resolve(args)
+    if not endpoints.websocket_url:
+        raise SystemExit("error: no WebSocket URL: run `make dev`, or pass --url")
+    tokens = TokenStore().load(endpoints.websocket_url, args.username)
+    if tokens is None or tokens.expired():
+        raise SystemExit("error: not signed in (or the token expired): run `python -m client login`")
+    try:
+        return IdeClient(endpoints.websocket_url, tokens.token(args.token_use))
+    except ConnectionRefused as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _ping(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        rtts = []
+        for _ in range(args.count):
+            rtts.append(client.ping() * 1000)
+            print(f"pong in {rtts[-1]:.1f} ms")
+        if args.count > 1:
+            print(f"median {statistics.median(rtts):.1f} ms over {args.count} pings")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The shared options are accepted before or after the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--endpoints", default=argparse.SUPPRESS, help="endpoints file (default: .dev/endpoints.json)")
+    common.add_argument("--url", default=argparse.SUPPRESS, help="WebSocket URL (env LLM_IDE_URL)")
+    common.add_argument("--region", default=argparse.SUPPRESS, help="AWS region of the user pool (env LLM_IDE_REGION)")
+    common.add_argument("--client-id", default=argparse.SUPPRESS, help="Cognito app client id (env LLM_IDE_CLIENT_ID)")
+    common.add_argument("--cognito-endpoint", default=argparse.SUPPRESS,
+                        help="Cognito endpoint URL (env LLM_IDE_COGNITO_ENDPOINT; the local stack's is in endpoints.json)")
+    common.add_argument("--username", default=argparse.SUPPRESS, help="user to sign in or act as (env LLM_IDE_USERNAME)")
+    common.add_argument("--token-use", choices=("access", "id"), default=argparse.SUPPRESS,
+                        help="which Cognito token to present (the backend's COGNITO_TOKEN_USE; default access)")
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__, parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("login", parents=[common], help="sign in with Cognito and keep the token")
+    ping = commands.add_parser("ping", parents=[common], help="connect and measure the round trip")
+    ping.add_argument("--count", type=int, default=1)
+    args = parser.parse_args(argv)
+    for name, default in (("endpoints", None), ("url", None), ("region", None), ("client_id", None),
+                          ("cognito_endpoint", None), ("username", None), ("token_use", "access")):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    handlers = {"login": _login, "ping": _ping}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

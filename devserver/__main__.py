@@ -1,0 +1,133 @@
+"""`python -m devserver`: the whole backend on 127.0.0.1, offline. Ctrl-C stops it all."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from devserver import aws
+from devserver.gateway import Gateway, LambdaRuntime
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE = "local"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); set PORT to another port")
+    sock.listen(128)
+    return sock
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                        help="gateway port (env PORT, default 8000; 0 picks a free one)")
+    parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")),
+                        help="moto's port (env MOTO_PORT, default: a free one)")
+    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
+                        help="where endpoints.json and logs go (default .dev)")
+    return parser.parse_args()
+
+
+def _describe(doc: dict) -> str:
+    users = ", ".join(f"{u['username']} / {u['password']}" for u in doc["users"])
+    return "\n".join([
+        "The local stack is ready.",
+        f"  WebSocket API   {doc['websocketUrl']}",
+        f"  REST API        {doc['httpUrl']}  (try {doc['httpUrl']}/health)",
+        f"  Web client      {doc['httpUrl']}/",
+        f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
+        f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
+        f"  Users           {users}",
+        "Sign in with `python -m client login --username dev`, then `python -m client ping`.",
+        "Press Ctrl-C to stop everything.",
+    ])
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    state_dir: Path = args.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    endpoints_path = state_dir / "endpoints.json"
+    endpoints_path.unlink(missing_ok=True)  # a stale file must never look like a ready stack
+
+    gateway_socket = _bind(args.host, args.port)
+    port = gateway_socket.getsockname()[1]
+    http_url = f"http://{args.host}:{port}"
+    moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
+                          log_path=state_dir / "moto.log")
+    runner: web.AppRunner | None = None
+    runtime: LambdaRuntime | None = None
+    try:
+        moto.start()
+        provisioned = aws.provision(moto.url, stage=STAGE)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(aws.app_environment(moto.url, http_url, provisioned))
+        sys.path.insert(0, str(ROOT))
+        app_module = importlib.import_module("app")
+
+        runtime = LambdaRuntime(app_module)
+        gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
+                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web")
+        runner = web.AppRunner(gateway.make_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, gateway_socket).start()
+
+        document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
+                                          moto_url=moto.url, provisioned=provisioned)
+        aws.write_json_atomically(endpoints_path, document)
+        print(_describe(document), flush=True)
+        print(f"(written to {endpoints_path})", flush=True)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("\nStopping the local stack...", flush=True)
+    finally:
+        endpoints_path.unlink(missing_ok=True)
+        if runner is not None:
+            await runner.cleanup()
+        else:
+            gateway_socket.close()
+        if runtime is not None:
+            runtime.shutdown()
+        moto.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    started = time.monotonic()
+    args = _parse_args()
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were installed: the finally blocks cleaned up.
+        logging.getLogger("devserver").info("interrupted during start-up")
+    logging.getLogger("devserver").info("stopped after %.0f s", time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""moto in server mode, and the resources the app needs created in it.
+
+Tables, buckets and the secret come from infra/resources.py, the definition the
+CDK app deploys, so the local stack cannot drift from AWS.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from infra import resources
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+USERNAMES = ("dev", "dev2")
+
+
+def _die_with_parent() -> None:
+    # Linux: the emulator gets SIGTERM if the dev server dies, even by SIGKILL.
+    # Elsewhere the dev server's own shutdown still stops it.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class MotoServer:
+    """moto's server in a child process, so it runs on its own core."""
+
+    def __init__(self, *, host: str, port: int, log_path: Path) -> None:
+        self.url = f"http://{host}:{port}"
+        self._args = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+        self._log_path = log_path
+        self._process: subprocess.Popen | None = None
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        log = open(self._log_path, "ab")
+        env = {**os.environ, **CREDENTIALS}
+        self._process = subprocess.Popen(self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto exited with {self._process.returncode}; see {self._log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto did not start within {timeout:.0f} s; see {self._log_path}")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    stage: str
+    user_pool_id: str
+    client_id: str
+    users: tuple[tuple[str, str], ...]  # (username, password)
+    names: dict[str, str]  # env var -> physical name or ARN
+
+
+def aws_client(service: str, endpoint: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id="local", aws_secret_access_key="local",
+                        config=Config(retries={"mode": "standard", "max_attempts": 3}))
+
+
+def provision(endpoint: str, *, stage: str) -> Provisioned:
+    """Create every table, bucket, secret and the user pool in a fresh moto."""
+    names: dict[str, str] = {}
+    dynamodb = aws_client("dynamodb", endpoint)
+    for table in resources.TABLES:
+        name = table.physical_name(stage)
+        names[table.env_var] = name
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": a.name, "AttributeType": a.type} for a in table.attributes()],
+            "KeySchema": _key_schema(table.partition_key, table.sort_key),
+        }
+        if table.indexes:
+            kwargs["GlobalSecondaryIndexes"] = [
+                {"IndexName": i.name, "KeySchema": _key_schema(i.partition_key, i.sort_key),
+                 "Projection": {"ProjectionType": "ALL"}}
+                for i in table.indexes
+            ]
+        dynamodb.create_table(**kwargs)
+        if table.ttl_attribute:
+            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": table.ttl_attribute})
+
+    s3 = aws_client("s3", endpoint)
+    for bucket in resources.BUCKETS:
+        name = bucket.physical_name(stage, ACCOUNT)
+        names[bucket.env_var] = name
+        s3.create_bucket(Bucket=name)
+
+    secretsmanager = aws_client("secretsmanager", endpoint)
+    for secret in resources.SECRETS:
+        created = secretsmanager.create_secret(Name=secret.physical_name(stage), SecretString="{}")
+        names[secret.env_var] = created["ARN"]
+
+    cognito = aws_client("cognito-idp", endpoint)
+    pool_id = cognito.create_user_pool(PoolName=f"llm-ide-{stage}")["UserPool"]["Id"]
+    client_id = cognito.create_user_pool_client(
+        UserPoolId=pool_id, ClientName="ide",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    users = []
+    for username in USERNAMES:
+        password = f"Dev-{secrets.token_urlsafe(12)}-9a"
+        cognito.admin_create_user(UserPoolId=pool_id, Username=username, MessageAction="SUPPRESS")
+        cognito.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+        users.append((username, password))
+    return Provisioned(stage=stage, user_pool_id=pool_id, client_id=client_id, users=tuple(users), names=names)
+
+
+def _key_schema(partition: resources.Attribute, sort: resources.Attribute | None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": partition.name, "KeyType": "HASH"}]
+    if sort:
+        schema.append({"AttributeName": sort.name, "KeyType": "RANGE"})
+    return schema
+
+
+def app_environment(moto_url: str, gateway_url: str, provisioned: Provisioned) -> dict[str, str]:
+    """The environment the app's handlers run with: AWS is moto, the Management API is the gateway."""
+    pool = provisioned.user_pool_id
+    return {
+        **CREDENTIALS,
+        "STAGE": provisioned.stage,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        # The catch-all keeps every call on this machine; the specific ones name each emulator.
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+        "AWS_ENDPOINT_URL_S3": moto_url,
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto_url,
+        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": moto_url,
+        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": f"{gateway_url}/{provisioned.stage}",
+        "COGNITO_USER_POOL_ID": pool,
+        "COGNITO_APP_CLIENT_IDS": provisioned.client_id,
+        "COGNITO_JWKS_URL": f"{moto_url}/{pool}/.well-known/jwks.json",
+        **provisioned.names,
+    }
+
+
+def endpoints_document(*, websocket_url: str, http_url: str, moto_url: str, provisioned: Provisioned) -> dict[str, Any]:
+    return {
+        "websocketUrl": websocket_url,
+        "httpUrl": http_url,
+        "region": REGION,
+        "awsEndpointUrl": moto_url,
+        "cognito": {"userPoolId": provisioned.user_pool_id, "clientId": provisioned.client_id,
+                    "endpointUrl": moto_url},
+        "users": [{"username": u, "password": p} for u, p in provisioned.users],
+    }
+
+
+def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.chmod(tmp, 0o600)  # it holds the dev users' passwords
+    tmp.replace(path)

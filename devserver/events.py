@@ -1,0 +1,92 @@
+"""API Gateway WebSocket events, in the shapes Lambda receives them.
+
+Only the fields AWS sends are built, with AWS's names and types, so the app's
+handlers cannot come to rely on something the real gateway does not give.
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+API_ID = "localapi01"
+
+
+def new_connection_id() -> str:
+    # API Gateway's ids are 12 random bytes in base64, such as "L0SM9cOFvHcCIhw=".
+    return base64.b64encode(secrets.token_bytes(10)).decode()
+
+
+def _request_time(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def _context(*, route_key: str, event_type: str, connection_id: str, connected_at_ms: int,
+             stage: str, domain_name: str, source_ip: str, user_agent: str | None) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "routeKey": route_key,
+        "eventType": event_type,
+        "extendedRequestId": base64.b64encode(secrets.token_bytes(12)).decode(),
+        "requestTime": _request_time(now),
+        "messageDirection": "IN",
+        "stage": stage,
+        "connectedAt": connected_at_ms,
+        "requestTimeEpoch": int(now * 1000),
+        "identity": {"userAgent": user_agent, "sourceIp": source_ip},
+        "requestId": str(uuid.uuid4()),
+        "domainName": domain_name,
+        "connectionId": connection_id,
+        "apiId": API_ID,
+    }
+
+
+def connect_event(*, connection_id: str, connected_at_ms: int, stage: str, domain_name: str,
+                  source_ip: str, headers: Mapping[str, str], query: Mapping[str, list[str]],
+                  authorizer: dict[str, Any] | None = None) -> dict[str, Any]:
+    single_query = {k: v[-1] for k, v in query.items()} or None
+    event = {
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": single_query,
+        "multiValueQueryStringParameters": {k: list(v) for k, v in query.items()} or None,
+        "requestContext": _context(route_key="$connect", event_type="CONNECT", connection_id=connection_id,
+                                   connected_at_ms=connected_at_ms, stage=stage, domain_name=domain_name,
+                                   source_ip=source_ip, user_agent=headers.get("User-Agent")),
+        "isBase64Encoded": False,
+    }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
+    return event
+
+
+def message_event(*, connection_id: str, connected_at_ms: int, stage: str, domain_name: str,
+                  source_ip: str, user_agent: str | None, body: str | bytes) -> dict[str, Any]:
+    context = _context(route_key="$default", event_type="MESSAGE", connection_id=connection_id,
+                       connected_at_ms=connected_at_ms, stage=stage, domain_name=domain_name,
+                       source_ip=source_ip, user_agent=user_agent)
+    context["messageId"] = base64.b64encode(secrets.token_bytes(12)).decode()
+    is_binary = isinstance(body, bytes)
+    return {
+        "requestContext": context,
+        "body": base64.b64encode(body).decode() if is_binary else body,
+        "isBase64Encoded": is_binary,
+    }
+
+
+def disconnect_event(*, connection_id: str, connected_at_ms: int, stage: str, domain_name: str,
+                     source_ip: str, user_agent: str | None, status_code: int, reason: str) -> dict[str, Any]:
+    context = _context(route_key="$disconnect", event_type="DISCONNECT", connection_id=connection_id,
+                       connected_at_ms=connected_at_ms, stage=stage, domain_name=domain_name,
+                       source_ip=source_ip, user_agent=user_agent)
+    context["disconnectStatusCode"] = status_code
+    context["disconnectReason"] = reason
+    return {
+        "headers": {"Host": domain_name, "x-api-key": "", "x-restapi": ""},
+        "multiValueHeaders": {"Host": [domain_name]},
+        "requestContext": context,
+        "isBase64Encoded": False,
+    }

@@ -1,0 +1,232 @@
+"""The local API Gateway: WebSocket API, its Management API, the REST API and the web client.
+
+One aiohttp server on one port, as API Gateway serves one domain. The app's
+handlers run in-process on a thread pool, called with API Gateway's event
+shapes; everything they send goes back through the Management API over HTTP,
+exactly as in AWS.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+from chalice.config import Config
+from chalice.local import LambdaContext, LocalGateway, LocalGatewayException
+
+from devserver import events
+
+log = logging.getLogger("devserver.gateway")
+
+# API Gateway's limits for WebSocket APIs.
+MAX_MESSAGE_BYTES = 128 * 1024
+IDLE_TIMEOUT_SECONDS = 10 * 60
+MAX_CONNECTION_SECONDS = 2 * 60 * 60
+
+
+@dataclass
+class _Client:
+    ws: web.WebSocketResponse
+    connected_at: float
+    source_ip: str
+    user_agent: str | None
+    last_active: float = field(default_factory=time.time)
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def connected_at_ms(self) -> int:
+        return int(self.connected_at * 1000)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class LambdaRuntime:
+    """Runs the app's functions as Lambda would: one event, a context, on a worker thread."""
+
+    def __init__(self, app_module: ModuleType, *, max_workers: int = 32) -> None:
+        self._app = app_module
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lambda")
+
+    def function(self, name: str) -> Callable[[dict, Any], Any]:
+        return getattr(self._app, name)
+
+    async def invoke(self, name: str, event: dict[str, Any]) -> Any:
+        handler = self.function(name)
+        context = LambdaContext(function_name=name, memory_size=512, max_runtime_ms=900_000)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, handler, event, context)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Gateway:
+    def __init__(self, *, app_module: ModuleType, runtime: LambdaRuntime, stage: str,
+                 domain_name: str, web_dir: Path) -> None:
+        self._runtime = runtime
+        self._stage = stage
+        self._domain = domain_name
+        self._web_dir = web_dir
+        self._clients: dict[str, _Client] = {}
+        self._rest = LocalGateway(app_module.app, Config.create(chalice_stage=stage, lambda_timeout=60,
+                                                               lambda_memory_size=512, app_name="llm-ide"))
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1024)
+        app.router.add_get(f"/{self._stage}", self._websocket)
+        for method in ("POST", "GET", "DELETE"):
+            app.router.add_route(method, f"/{self._stage}/@connections/{{connection_id}}", self._management)
+        app.router.add_get("/", self._index)
+        app.router.add_static("/web/", self._web_dir)
+        app.router.add_route("*", "/{tail:.*}", self._rest_api)
+        app.on_shutdown.append(self._close_all)
+        return app
+
+    # --- WebSocket API ----------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.json_response({"message": "Upgrade Required"}, status=426)
+        connection_id = events.new_connection_id()
+        now = time.time()
+        source_ip = request.remote or "127.0.0.1"
+        headers = {k: v for k, v in request.headers.items()}
+        query = {k: request.query.getall(k) for k in request.query.keys()}
+        connect = events.connect_event(connection_id=connection_id, connected_at_ms=int(now * 1000),
+                                       stage=self._stage, domain_name=self._domain, source_ip=source_ip,
+                                       headers=headers, query=query)
+        response = await self._runtime.invoke("websocket_connect", connect)
+        status = int((response or {}).get("statusCode", 200))
+        if status != 200:
+            log.info("$connect %s refused (%d)", connection_id, status)
+            return web.json_response({"message": "Unauthorized" if status == 401 else "Forbidden"}, status=status)
+
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_TIMEOUT_SECONDS)
+        client = _Client(ws=ws, connected_at=now, source_ip=source_ip, user_agent=headers.get("User-Agent"))
+        self._clients[connection_id] = client
+        await ws.prepare(request)
+        log.info("$connect %s accepted", connection_id)
+        close_code, reason = 1000, "Client closed"
+        pending: set[asyncio.Task] = set()
+        try:
+            async with asyncio.timeout(MAX_CONNECTION_SECONDS):
+                async for message in ws:
+                    client.last_active = time.time()
+                    if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                        task = asyncio.create_task(self._message(connection_id, client, message.data))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
+                    elif message.type == WSMsgType.ERROR:
+                        close_code, reason = 1009, f"Going away: {ws.exception()}"
+                        break
+        except (asyncio.TimeoutError, TimeoutError):
+            close_code, reason = 1001, "Going away"
+        finally:
+            self._clients.pop(connection_id, None)
+            if not ws.closed:
+                await ws.close(code=close_code)
+            disconnect = events.disconnect_event(
+                connection_id=connection_id, connected_at_ms=client.connected_at_ms, stage=self._stage,
+                domain_name=self._domain, source_ip=source_ip, user_agent=client.user_agent,
+                status_code=ws.close_code or close_code, reason=reason)
+            await self._runtime.invoke("websocket_disconnect", disconnect)
+            log.info("$disconnect %s", connection_id)
+        return ws
+
+    async def _message(self, connection_id: str, client: _Client, data: str | bytes) -> None:
+        event = events.message_event(connection_id=connection_id, connected_at_ms=client.connected_at_ms,
+                                     stage=self._stage, domain_name=self._domain, source_ip=client.source_ip,
+                                     user_agent=client.user_agent, body=data)
+        log.info("$default %s %s", connection_id, _describe_frame(data))
+        try:
+            await self._runtime.invoke("websocket_message", event)
+        except Exception:
+            # A Lambda that raises: API Gateway logs it and the client hears nothing.
+            log.exception("$default handler raised for %s", connection_id)
+
+    # --- Management API ---------------------------------------------------
+
+    async def _management(self, request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
+            return _aws_error(403, "ForbiddenException", "Missing Authentication Token")
+        connection_id = request.match_info["connection_id"]
+        client = self._clients.get(connection_id)
+        if client is None or client.ws.closed:
+            return _aws_error(410, "GoneException", None)
+        if request.method == "GET":
+            return web.json_response({"connectedAt": _iso(client.connected_at), "lastActiveAt": _iso(client.last_active),
+                                      "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent}})
+        if request.method == "DELETE":
+            log.info("@connections DELETE %s", connection_id)
+            await client.ws.close(code=1000)
+            return web.Response(status=204)
+        body = await request.read()
+        if len(body) > MAX_MESSAGE_BYTES:
+            return _aws_error(413, "PayloadTooLargeException", "Message too long")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        async with client.send_lock:
+            try:
+                if text is None:
+                    await client.ws.send_bytes(body)
+                else:
+                    await client.ws.send_str(text)
+            except ConnectionError:
+                return _aws_error(410, "GoneException", None)
+        log.info("@connections POST %s %s", connection_id, _describe_frame(body))
+        return web.Response(status=200)
+
+    # --- REST API and web client ---------------------------------------------
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(self._web_dir / "index.html")
+
+    async def _rest_api(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        path = request.path_qs
+        loop = asyncio.get_running_loop()
+        try:
+            response = await loop.run_in_executor(
+                None, self._rest.handle_request, request.method, path, headers, body or None)
+        except LocalGatewayException as exc:
+            return web.Response(status=exc.CODE, headers=exc.headers, body=exc.body)
+        out_headers = {k: v for k, v in (response.get("headers") or {}).items()}
+        payload = response.get("body") or b""
+        if response.get("isBase64Encoded"):
+            payload = base64.b64decode(payload)
+        return web.Response(status=response["statusCode"], headers=out_headers,
+                            body=payload if isinstance(payload, bytes) else payload.encode())
+
+    async def _close_all(self, _app: web.Application) -> None:
+        for client in list(self._clients.values()):
+            await client.ws.close(code=1001, message=b"server shutdown")
+
+
+def _aws_error(status: int, error_type: str, message: str | None) -> web.Response:
+    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": error_type})
+
+
+def _describe_frame(data: str | bytes) -> str:
+    """A short, safe description of a frame for the console: action or type and id, no content."""
+    try:
+        frame = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return f"<{len(data)} bytes, not JSON>"
+    if not isinstance(frame, dict):
+        return f"<{len(data)} bytes, not an object>"
+    kind = frame.get("action") or frame.get("type")
+    extra = f" {frame['error'].get('code')}" if isinstance(frame.get("error"), dict) else ""
+    return f"{str(kind)[:40]} id={str(frame.get('id'))[:64]}{extra} ({len(data)} bytes)"

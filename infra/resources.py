@@ -1,0 +1,112 @@
+"""The one definition of the data resources: tables, buckets and secrets.
+
+Both the CDK app (``infra/``) and the local stack (``devserver/``) build from
+this module, so a key or index changed here changes everywhere. It is plain
+data: importing it costs nothing and needs neither CDK nor boto3.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PROJECT = "llm-ide"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: str = "S"  # DynamoDB scalar type: S, N or B
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: Attribute
+    sort_key: Attribute | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str  # short name, also the suffix of the physical name
+    env_var: str  # the app reads the physical name from this variable
+    partition_key: Attribute
+    sort_key: Attribute | None = None
+    ttl_attribute: str | None = "ttl"
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+
+    def physical_name(self, stage: str) -> str:
+        return f"{PROJECT}-{stage}-{self.key}"
+
+    def attributes(self) -> list[Attribute]:
+        """Every attribute used in a key of the table or of an index."""
+        seen: dict[str, Attribute] = {}
+        for attr in (self.partition_key, self.sort_key):
+            if attr:
+                seen[attr.name] = attr
+        for index in self.indexes:
+            for attr in (index.partition_key, index.sort_key):
+                if attr:
+                    seen[attr.name] = attr
+        return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    env_var: str
+
+    def physical_name(self, stage: str, account: str = "000000000000") -> str:
+        # Bucket names are global: the account id keeps them unique.
+        return f"{PROJECT}-{stage}-{self.key}-{account}"
+
+
+@dataclass(frozen=True)
+class Secret:
+    key: str
+    env_var: str  # the app reads the secret's ARN from this variable
+
+    def physical_name(self, stage: str) -> str:
+        return f"{PROJECT}/{stage}/{self.key}"
+
+
+TABLES: tuple[Table, ...] = (
+    # One item per open WebSocket connection; the index lists a user's connections.
+    Table(
+        key="connections",
+        env_var="CONNECTIONS_TABLE",
+        partition_key=Attribute("connectionId"),
+        indexes=(Index("byUser", Attribute("userSub"), Attribute("connectedAt")),),
+    ),
+    # One item per chat or GitHub request: owner, status, cancel flag.
+    Table(
+        key="requests",
+        env_var="REQUESTS_TABLE",
+        partition_key=Attribute("requestId"),
+    ),
+    # Rate-limit windows, token budgets and usage records, keyed by user.
+    # The index lists a day's heaviest users (partition: the day, sort: tokens).
+    Table(
+        key="usage",
+        env_var="USAGE_TABLE",
+        partition_key=Attribute("pk"),
+        sort_key=Attribute("sk"),
+        indexes=(Index("byDay", Attribute("day"), Attribute("totalTokens", "N")),),
+    ),
+    # Sessions and their messages, every key starting with the user's sub.
+    Table(
+        key="sessions",
+        env_var="SESSIONS_TABLE",
+        partition_key=Attribute("pk"),
+        sort_key=Attribute("sk"),
+    ),
+)
+
+BUCKETS: tuple[Bucket, ...] = (
+    Bucket(key="context", env_var="CONTEXT_BUCKET"),
+    Bucket(key="ui", env_var="UI_BUCKET"),
+)
+
+SECRETS: tuple[Secret, ...] = (Secret(key="github-app", env_var="GITHUB_SECRET_ARN"),)
+
+
+def table(key: str) -> Table:
+    return next(t for t in TABLES if t.key == key)

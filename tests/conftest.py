@@ -1,0 +1,62 @@
+"""Shared fixtures: moto in server mode with the app's resources, and the app's caches reset per test."""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devserver import aws as dev_aws  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory) -> str:
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = dev_aws.MotoServer(host="127.0.0.1", port=port, log_path=log)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def provisioned(moto_url) -> dev_aws.Provisioned:
+    return dev_aws.provision(moto_url, stage="test")
+
+
+def reset_app_caches() -> None:
+    """Forget every per-container cache, as a new Lambda container would."""
+    from chalicelib import auth, aws, config, services
+
+    config.get_settings.cache_clear()
+    auth.get_verifier.cache_clear()
+    aws.client.cache_clear()
+    aws._session.cache_clear()
+    aws._per_thread.__dict__.clear()
+    services._per_thread.__dict__.clear()
+
+
+@pytest.fixture
+def app_env(monkeypatch, moto_url, provisioned):
+    """The app's environment pointed at moto, with fresh caches."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in dev_aws.app_environment(moto_url, "http://127.0.0.1:9", provisioned).items():
+        monkeypatch.setenv(name, value)
+    reset_app_caches()
+    yield provisioned
+    reset_app_caches()
+
+
+@pytest.fixture
+def boto(moto_url):
+    """boto3 clients against the test moto."""
+    return functools.partial(dev_aws.aws_client, endpoint=moto_url)

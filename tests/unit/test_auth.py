@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given, settings, strategies as st
+
+from chalicelib.auth import errors, token_from_request
+from chalicelib.auth.jwks import JwksCache, PenaltyBox
+from chalicelib.auth.verifier import CognitoJwtVerifier
+from tests import tokens
+
+URL = "https://example.test/jwks.json"
+
+
+def make_verifier(*, token_use="access", fetcher=None, clock=time.time, penalty_clock=None, **kwargs):
+    fetcher = fetcher or tokens.CountingFetcher(tokens.jwks())
+    box = PenaltyBox(clock=penalty_clock) if penalty_clock else None
+    return CognitoJwtVerifier(issuer=tokens.ISSUER, client_ids=(tokens.CLIENT_ID,), token_use=token_use,
+                              jwks_url=URL, jwks_cache=JwksCache(fetcher, penalty_box=box), clock=clock, **kwargs)
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_valid_access_token_gives_identity():
+    payload = tokens.claims(**{"cognito:groups": ["admins"]})
+    identity = make_verifier().verify(tokens.sign(payload))
+    assert identity.sub == payload["sub"] and identity.username == "alice"
+    assert identity.groups == ("admins",) and identity.expires_at == payload["exp"]
+
+
+def test_valid_id_token_when_configured():
+    identity = make_verifier(token_use="id").verify(tokens.sign(tokens.claims("id")))
+    assert identity.token_use == "id" and identity.username == "alice"
+
+
+@pytest.mark.parametrize("token, reason", [
+    (None, errors.TokenMissing), ("", errors.TokenMissing), ("garbage", errors.JwtMalformed),
+    ("a.b", errors.JwtMalformed), ("a.b.c", errors.JwtMalformed), (12, errors.JwtMalformed),
+])
+def test_malformed_tokens(token, reason):
+    with pytest.raises(reason):
+        make_verifier().verify(token)
+
+
+def test_alg_none_is_refused():
+    token = f"{b64({'alg': 'none', 'kid': tokens.KID})}.{b64(tokens.claims())}."
+    with pytest.raises(errors.AlgorithmNotAllowed):
+        make_verifier().verify(token)
+
+
+def test_hs256_signed_with_the_public_key_is_refused():
+    public_pem = tokens.private_key().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    header = b64({"alg": "HS256", "kid": tokens.KID, "typ": "JWT"})
+    body = b64(tokens.claims())
+    signature = base64.urlsafe_b64encode(hmac.new(public_pem, f"{header}.{body}".encode(), hashlib.sha256).digest())
+    with pytest.raises(errors.AlgorithmNotAllowed):
+        make_verifier().verify(f"{header}.{body}.{signature.rstrip(b'=').decode()}")
+
+
+def test_other_key_under_the_right_kid_is_refused():
+    with pytest.raises(errors.SignatureInvalid):
+        make_verifier().verify(tokens.sign(tokens.claims(), key_name="attacker"))
+
+
+def test_tampered_payload_is_refused():
+    header, _, signature = tokens.sign(tokens.claims()).split(".")
+    forged = b64(tokens.claims(sub="someone-else"))
+    with pytest.raises(errors.SignatureInvalid):
+        make_verifier().verify(f"{header}.{forged}.{signature}")
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"exp": int(time.time()) - 60}, errors.Expired),
+    ({"nbf": int(time.time()) + 600}, errors.NotYetValid),
+    ({"iat": int(time.time()) + 600}, errors.IssuedInFuture),
+    ({"iat": "yesterday"}, errors.ClaimInvalid),
+    ({"iss": "https://evil.example/pool"}, errors.IssuerInvalid),
+    ({"client_id": "otherclient"}, errors.ClientInvalid),
+    ({"token_use": "id"}, errors.TokenUseInvalid),
+])
+def test_bad_claims_are_refused(overrides, reason):
+    with pytest.raises(reason):
+        make_verifier().verify(tokens.sign(tokens.claims(**overrides)))
+
+
+def test_id_token_refused_where_access_configured_and_reverse():
+    with pytest.raises(errors.TokenUseInvalid):
+        make_verifier(token_use="access").verify(tokens.sign(tokens.claims("id")))
+    with pytest.raises(errors.TokenUseInvalid):
+        make_verifier(token_use="id").verify(tokens.sign(tokens.claims("access")))
+
+
+def test_missing_sub_is_refused():
+    payload = tokens.claims()
+    del payload["sub"]
+    with pytest.raises(errors.ClaimInvalid):
+        make_verifier().verify(tokens.sign(payload))
+
+
+def test_leeway_accepts_a_token_just_expired():
+    payload = tokens.claims(exp=int(time.time()) - 2)
+    assert make_verifier(leeway_seconds=5).verify(tokens.sign(payload)).sub == payload["sub"]
+
+
+def test_required_groups():
+    verifier = make_verifier(required_groups=("ide-users",))
+    assert verifier.verify(tokens.sign(tokens.claims(**{"cognito:groups": ["ide-users"]})))
+    with pytest.raises(errors.GroupNotAllowed):
+        verifier.verify(tokens.sign(tokens.claims()))
+
+
+def test_unknown_kid_refetches_at_most_once_per_penalty_interval():
+    now = [1000.0]
+    fetcher = tokens.CountingFetcher(tokens.jwks())
+    verifier = make_verifier(fetcher=fetcher, penalty_clock=lambda: now[0])
+    verifier.verify(tokens.sign(tokens.claims()))
+    assert fetcher.fetches == 1
+    for _ in range(50):
+        with pytest.raises(errors.KidNotFound):
+            verifier.verify(tokens.sign(tokens.claims(), kid="bogus"))
+    assert fetcher.fetches == 2  # one refetch for the unknown kid, then the penalty box holds
+    now[0] += 10.5
+    with pytest.raises(errors.KidNotFound):
+        verifier.verify(tokens.sign(tokens.claims(), kid="bogus"))
+    assert fetcher.fetches == 3
+
+
+def test_rotated_key_is_found_by_a_refetch():
+    fetcher = tokens.CountingFetcher(tokens.jwks())
+    verifier = make_verifier(fetcher=fetcher)
+    verifier.verify(tokens.sign(tokens.claims()))
+    fetcher.document = tokens.jwks(tokens.jwk(), tokens.jwk("rotated", kid="kid-2"))
+    assert verifier.verify(tokens.sign(tokens.claims(), key_name="rotated", kid="kid-2"))
+    assert fetcher.fetches == 2
+
+
+@pytest.mark.parametrize("extra, reason", [
+    ({"use": "enc"}, errors.JwkInvalid), ({"kty": "EC"}, errors.JwkInvalid), ({"alg": "RS512"}, errors.AlgorithmNotAllowed),
+])
+def test_unsuitable_jwk_is_refused(extra, reason):
+    fetcher = tokens.CountingFetcher(tokens.jwks(tokens.jwk(**extra)))
+    with pytest.raises(reason):
+        make_verifier(fetcher=fetcher).verify(tokens.sign(tokens.claims()))
+
+
+def test_token_from_header_or_query():
+    assert token_from_request({"Authorization": "Bearer abc"}, None) == "abc"
+    assert token_from_request({"authorization": "bearer  abc "}, None) == "abc"
+    assert token_from_request({}, {"token": "xyz"}) == "xyz"
+    assert token_from_request({"Authorization": "Basic abc"}, None) is None
+    assert token_from_request(None, None) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_arbitrary_strings_raise_only_verifier_errors(text):
+    with pytest.raises(errors.JwtInvalid):
+        make_verifier().verify(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=10), st.one_of(st.none(), st.integers(), st.text(max_size=10)), max_size=5),
+       st.dictionaries(st.text(max_size=10), st.one_of(st.none(), st.integers(), st.text(max_size=10), st.lists(st.integers())), max_size=8))
+def test_arbitrary_headers_and_claims_raise_only_verifier_errors(header, payload):
+    token = f"{b64(header)}.{b64(payload)}.{b64({})}"
+    with pytest.raises(errors.JwtInvalid):
+        make_verifier().verify(token)
