@@ -40,7 +40,8 @@ class IdeClient:
             url = f"{url}{separator}token={token}"
         try:
             self._ws: ClientConnection = connect(url, additional_headers=headers, open_timeout=open_timeout,
-                                                 max_size=max_size, user_agent_header="llm-ide-client/1")
+                                                 max_size=max_size, user_agent_header="llm-ide-client/1",
+                                                 legacy=True)
         except InvalidStatus as exc:
             raise ConnectionRefused(exc.response.status_code) from None
         self._ids = (f"c{n}" for n in itertools.count(1))

@@ -1,0 +1,180 @@
+"""The walking skeleton, end to end: Cognito sign-in, connect, ping, bad input, two users."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from client import ConnectionRefused, IdeClient
+from tests import tokens as test_tokens
+from tests.e2e.conftest import ROOT, start_stack, stop_stack
+
+
+def connections_table(stack):
+    return boto3.resource("dynamodb", endpoint_url=stack.document["awsEndpointUrl"], region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local").Table("llm-ide-local-connections")
+
+
+def items_for(stack, username):
+    return [i for i in connections_table(stack).scan(ConsistentRead=True)["Items"] if i["username"] == username]
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_endpoints_file_is_as_designed(stack):
+    doc = stack.document
+    assert set(doc) == {"websocketUrl", "httpUrl", "region", "awsEndpointUrl", "cognito", "users"}
+    assert doc["websocketUrl"].startswith("ws://127.0.0.1:") and doc["websocketUrl"].endswith("/local")
+    assert doc["httpUrl"] == doc["websocketUrl"].replace("ws://", "http://").rsplit("/", 1)[0]
+    assert set(doc["cognito"]) == {"userPoolId", "clientId", "endpointUrl"}
+    assert [u["username"] for u in doc["users"]] == ["dev", "dev2"]
+    assert "The local stack is ready." in stack.log_text()
+
+
+def test_sign_in_connect_and_ping_with_header_and_query_token(stack):
+    for token_in in ("header", "query"):
+        with stack.connect(token_in=token_in) as client:
+            assert client.ping() < 5
+
+
+def test_health_route(stack):
+    with urllib.request.urlopen(stack.document["httpUrl"] + "/health", timeout=5) as response:
+        assert json.loads(response.read()) == {"status": "ok", "stage": "local"}
+
+
+@pytest.mark.parametrize("token", [None, "", "garbage", "a.b.c", "forged"])
+def test_bad_or_missing_token_is_refused_with_401_and_nothing_stored(stack, token):
+    if token == "forged":  # well-formed and signed, but by a key that is not the pool's
+        token = test_tokens.sign(test_tokens.claims(iss=f"https://cognito-idp.us-east-1.amazonaws.com/"
+                                                        f"{stack.document['cognito']['userPoolId']}"))
+    before = connections_table(stack).scan(ConsistentRead=True)["Count"]
+    for token_in in ("header", "query"):
+        with pytest.raises(ConnectionRefused) as refused:
+            IdeClient(stack.endpoints.websocket_url, token or None, token_in=token_in)
+        assert refused.value.status == 401
+    assert connections_table(stack).scan(ConsistentRead=True)["Count"] == before
+
+
+def test_40_kib_frame_is_payload_too_large_and_the_connection_stays_open(stack):
+    with stack.connect() as client:
+        client.send_raw(json.dumps({"action": "ping", "id": "huge", "pad": "x" * 40 * 1024}))
+        frame = client.next_frame("huge")
+        assert frame["type"] == "error" and frame["error"]["code"] == "PAYLOAD_TOO_LARGE"
+        assert client.ping() < 5
+
+
+def test_non_json_and_unknown_actions_are_bad_request(stack):
+    with stack.connect() as client:
+        client.send_raw("this is not json")
+        frame = client.next_frame(None)
+        assert frame["error"]["code"] == "BAD_REQUEST" and "id" not in frame
+        frame = client.request("no.such.action")
+        assert frame["type"] == "error" and frame["error"]["code"] == "BAD_REQUEST" and frame["id"].startswith("c")
+        client.send_raw(json.dumps({"action": "ping"}))
+        assert client.next_frame(None)["error"]["code"] == "BAD_REQUEST"
+        client.send_raw(b"\x00\x01binary")
+        assert client.next_frame(None)["error"]["code"] == "BAD_REQUEST"
+        assert client.ping() < 5
+
+
+def test_two_users_connections_are_told_apart(stack):
+    with stack.connect("dev") as one, stack.connect("dev2") as two:
+        one.ping(), two.ping()
+        dev, dev2 = items_for(stack, "dev"), items_for(stack, "dev2")
+        assert len(dev) >= 1 and len(dev2) >= 1
+        assert {i["userSub"] for i in dev}.isdisjoint({i["userSub"] for i in dev2})
+        # Each answer goes to its own connection only.
+        one.send("ping", id="mine")
+        assert one.next_frame("mine")["type"] == "pong"
+        with pytest.raises(TimeoutError):
+            two.next_frame("mine", timeout=0.5)
+
+
+def test_disconnect_removes_the_connection(stack):
+    client = stack.connect("dev2")
+    client.ping()
+    count = len(items_for(stack, "dev2"))
+    client.close()
+    assert wait_until(lambda: len(items_for(stack, "dev2")) == count - 1)
+
+
+def test_management_api_answers_410_for_a_gone_connection(stack):
+    api = boto3.client("apigatewaymanagementapi", endpoint_url=stack.endpoints.websocket_url.replace("ws://", "http://"),
+                       region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+    with pytest.raises(ClientError) as gone:
+        api.post_to_connection(ConnectionId="AAAAAAAAAAAAAA==", Data=b"{}")
+    assert gone.value.response["Error"]["Code"] == "GoneException"
+    with stack.connect() as client:
+        client.ping()
+        (item,) = [i for i in items_for(stack, "dev") if i["connectedAt"]][-1:]
+        info = api.get_connection(ConnectionId=item["connectionId"])
+        assert info["Identity"]["SourceIp"] == "127.0.0.1"
+
+
+def test_cli_login_and_ping(stack, tmp_path):
+    env = {**os.environ, "LLM_IDE_HOME": str(tmp_path), "LLM_IDE_ENDPOINTS": str(stack.endpoints_path)}
+    login = subprocess.run([sys.executable, "-m", "client", "login", "--username", "dev"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert login.returncode == 0, login.stderr
+    assert "Signed in as dev" in login.stdout
+    assert oct((tmp_path / "tokens.json").stat().st_mode & 0o777) == "0o600"
+    ping = subprocess.run([sys.executable, "-m", "client", "ping", "--count", "3"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert ping.returncode == 0, ping.stderr
+    assert ping.stdout.count("pong in") == 3 and "median" in ping.stdout
+
+
+def test_no_token_or_password_in_the_stack_output(stack):
+    with stack.connect() as client:
+        client.ping()
+    output = stack.log_text()
+    assert stack.tokens("dev").access_token not in output
+    assert stack.tokens("dev").access_token.split(".")[2] not in output
+
+
+def test_ctrl_c_stops_everything(tmp_path):
+    second = start_stack(tmp_path)
+    moto_url = second.document["awsEndpointUrl"]
+    assert stop_stack(second.process) == 0
+    assert not (tmp_path / "endpoints.json").exists()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(moto_url + "/moto-api/", timeout=2)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(second.document["httpUrl"] + "/health", timeout=2)
+
+
+def test_chalice_local_serves_the_rest_routes(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "chalice"), "local", "--port",
+                                str(port), "--stage", "dev"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def healthy():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                    return json.loads(response.read())
+            except OSError:
+                return None
+        assert wait_until(healthy, timeout=30)
+        assert healthy() == {"status": "ok", "stage": "dev"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
