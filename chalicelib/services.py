@@ -12,6 +12,7 @@ from functools import cached_property
 from chalicelib import aws
 from chalicelib.config import Settings, get_settings
 from chalicelib.connections import ConnectionStore, ManagementApiSender
+from chalicelib.workers import WorkerInvoker
 
 
 class Services:
@@ -22,6 +23,10 @@ class Services:
     def connections(self) -> ConnectionStore:
         return ConnectionStore(aws.table(self.settings.connections_table),
                                ttl_seconds=self.settings.connection_ttl_seconds)
+
+    @cached_property
+    def workers(self) -> WorkerInvoker:
+        return WorkerInvoker(aws.client("lambda"))
 
     def sender(self, endpoint: str) -> ManagementApiSender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))
