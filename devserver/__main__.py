@@ -92,8 +92,11 @@ async def _serve(args: argparse.Namespace) -> None:
         app_module = importlib.import_module("app")
 
         runtime = LambdaRuntime(app_module)
+        document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
+                                          moto_url=moto.url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
-                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web")
+                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web",
+                          web_config=aws.web_client_config(document))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
         for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket)):
@@ -102,8 +105,6 @@ async def _serve(args: argparse.Namespace) -> None:
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
-        document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
-                                          moto_url=moto.url, provisioned=provisioned)
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
