@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devserver import aws
+from devserver import aws, github
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
 
@@ -60,6 +60,7 @@ def _describe(doc: dict) -> str:
         f"  REST API        {doc['httpUrl']}  (try {doc['httpUrl']}/health)",
         f"  Web client      {doc['httpUrl']}/",
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
+        f"  GitHub API      {doc['githubApiUrl']}  (emulator: octo-org/hello-world)",
         f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
         "Sign in with `python -m client login --username dev`, then `python -m client ping`.",
@@ -78,6 +79,8 @@ async def _serve(args: argparse.Namespace) -> None:
     http_url = f"http://{args.host}:{port}"
     lambda_socket = _bind(args.host, 0)
     lambda_url = f"http://{args.host}:{lambda_socket.getsockname()[1]}"
+    github_socket = _bind(args.host, 0)
+    github_url = f"http://{args.host}:{github_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
                           log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
@@ -88,6 +91,9 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(aws.app_environment(moto.url, http_url, provisioned))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
+        github_emulator = github.provision(aws.aws_client("secretsmanager", moto.url),
+                                           provisioned.names["GITHUB_SECRET_ARN"])
+        os.environ["GITHUB_API_URL"] = github_url
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
 
@@ -96,7 +102,8 @@ async def _serve(args: argparse.Namespace) -> None:
                           domain_name=f"{args.host}:{port}", web_dir=ROOT / "web")
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
-        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket)):
+        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
+                              (github_emulator.make_app(), github_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
@@ -104,6 +111,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
                                           moto_url=moto.url, provisioned=provisioned)
+        document["githubApiUrl"] = github_url
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
@@ -118,7 +126,7 @@ async def _serve(args: argparse.Namespace) -> None:
         endpoints_path.unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket):
+        for sock in (gateway_socket, lambda_socket, github_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()

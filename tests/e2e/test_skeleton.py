@@ -37,7 +37,7 @@ def wait_until(predicate, timeout=5.0):
 
 def test_endpoints_file_is_as_designed(stack):
     doc = stack.document
-    assert set(doc) == {"websocketUrl", "httpUrl", "region", "awsEndpointUrl", "cognito", "users"}
+    assert set(doc) == {"websocketUrl", "httpUrl", "region", "awsEndpointUrl", "cognito", "users", "githubApiUrl"}
     assert doc["websocketUrl"].startswith("ws://127.0.0.1:") and doc["websocketUrl"].endswith("/local")
     assert doc["httpUrl"] == doc["websocketUrl"].replace("ws://", "http://").rsplit("/", 1)[0]
     assert set(doc["cognito"]) == {"userPoolId", "clientId", "endpointUrl"}
