@@ -71,8 +71,10 @@ def handle(event: dict[str, Any], services: Services) -> None:
         logger.exception("github worker failed", extra={"requestId": request_id})
         frame = protocol.error_frame(Internal(), request_id)
     outcome = frame["error"]["code"] if frame["type"] == "error" else "ok"
+    user = event.get("user") if isinstance(event.get("user"), dict) else {}
     logger.info("github request served", extra={"requestId": request_id, "action": event.get("action"),
-                                                "outcome": outcome, "ms": int((time.monotonic() - started) * 1000)})
+                                                "sub": user.get("sub"), "outcome": outcome,
+                                                "ms": int((time.monotonic() - started) * 1000)})
     try:
         services.sender(endpoint).send(connection_id, frame)
     except ConnectionGone:
