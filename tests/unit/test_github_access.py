@@ -9,7 +9,7 @@ import pytest
 import app as chalice_app
 from chalicelib.errors import BadRequest
 from chalicelib.github import params as github_params
-from chalicelib.github import worker
+from chalicelib.github.credentials import SecretSource
 from chalicelib.protocol import Params
 from chalicelib.services import Services
 from chalicelib.workers import WorkerInvoker
@@ -88,14 +88,14 @@ def worker_event(groups, **extra):
 
 def test_the_worker_checks_the_groups_again_before_reading_the_secret(app_env, monkeypatch, sender):
     groups_env(monkeypatch, "github-users")
-    monkeypatch.setattr(worker, "container_caches", lambda: pytest.fail("the secret must not be read"))
+    monkeypatch.setattr(SecretSource, "_fetch", lambda self: pytest.fail("the secret must not be read"))
     chalice_app.github_worker(worker_event(["staff"]), None)
     assert sender.frames["conn-w="] == [{"type": "error", "id": "w1", "error": {
         "code": "FORBIDDEN", "message": "GitHub access is not granted to this user"}}]
 
 
 def test_the_worker_validates_its_payload(app_env, monkeypatch, sender):
-    monkeypatch.setattr(worker, "container_caches", lambda: pytest.fail("GitHub must not be called"))
+    monkeypatch.setattr(SecretSource, "_fetch", lambda self: pytest.fail("GitHub must not be called"))
     chalice_app.github_worker(worker_event([], action="github.file", params={"repo": "o/r", "path": "/etc"}), None)
     chalice_app.github_worker(worker_event([], action="github.delete"), None)
     assert [f["error"]["code"] for f in sender.frames["conn-w="]] == ["BAD_REQUEST", "BAD_REQUEST"]
