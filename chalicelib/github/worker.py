@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib import aws, protocol
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal
+from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, PayloadTooLarge
 from chalicelib.github import params as github_params
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
@@ -25,6 +25,8 @@ from chalicelib.github.transport import HttpTransport
 from chalicelib.services import Services
 
 logger = logging.getLogger(__name__)
+
+MAX_SERVER_FRAME_BYTES = 128 * 1024  # the Management API refuses larger messages
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def handle(event: dict[str, Any], services: Services) -> None:
     except Exception:
         logger.exception("github worker failed", extra={"requestId": request_id})
         frame = protocol.error_frame(Internal(), request_id)
+    frame = fit_in_one_frame(frame, request_id)
     outcome = frame["error"]["code"] if frame["type"] == "error" else "ok"
     user = event.get("user") if isinstance(event.get("user"), dict) else {}
     logger.info("github request served", extra={"requestId": request_id, "action": event.get("action"),
@@ -81,6 +84,19 @@ def handle(event: dict[str, Any], services: Services) -> None:
         logger.info("client gone before the GitHub answer", extra={"connectionId": connection_id})
     except Exception:
         logger.exception("cannot send the GitHub answer", extra={"connectionId": connection_id})
+
+
+def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    """The frame, or PAYLOAD_TOO_LARGE when its JSON is over what one WebSocket message may carry.
+
+    A file within GITHUB_MAX_FILE_BYTES can still grow past it once JSON-escaped
+    (quotes, control characters); without this the client would hear nothing.
+    """
+    size = len(protocol.encode(frame).encode("utf-8"))
+    if size <= MAX_SERVER_FRAME_BYTES:
+        return frame
+    return protocol.error_frame(PayloadTooLarge(
+        f"the answer is {size} bytes once encoded; one frame carries at most {MAX_SERVER_FRAME_BYTES}"), request_id)
 
 
 def _serve(event: dict[str, Any], settings: Settings) -> dict[str, Any]:

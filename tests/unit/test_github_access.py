@@ -138,3 +138,14 @@ def test_pull_request_bounds():
     twice = [{"path": "a", "content": "1"}, {"path": "a", "content": "2"}]
     with pytest.raises(BadRequest, match="twice"):
         github_params.validate("github.pr", Params({"repo": "o/r", "branch": "b", "title": "t", "files": twice}))
+
+
+def test_an_answer_too_large_for_one_frame_becomes_payload_too_large():
+    from chalicelib.github.worker import MAX_SERVER_FRAME_BYTES, fit_in_one_frame
+    from chalicelib.protocol import result
+
+    small = result("r", {"content": "x" * 1000})
+    assert fit_in_one_frame(small, "r") is small
+    escaped = result("r", {"content": "\x01" * (MAX_SERVER_FRAME_BYTES // 4)})  # 32 KiB of text, 192 KiB of JSON
+    frame = fit_in_one_frame(escaped, "r")
+    assert frame["type"] == "error" and frame["error"]["code"] == "PAYLOAD_TOO_LARGE" and frame["id"] == "r"
