@@ -105,8 +105,8 @@ class _Reader:
         return value
 
     def csv(self, name: str, *, pattern: re.Pattern, required: bool = True) -> tuple[str, ...]:
-        items = tuple(part.strip() for part in self.text(name, "" if not required else None).split(",")
-                      if part.strip())
+        raw = self.text(name, None if required else "")
+        items = tuple(part.strip() for part in raw.split(",") if part.strip())
         if not items and required:
             raise ConfigError(f"{name} is required but empty")
         for item in items:
