@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from chalicelib import protocol
 from chalicelib.connections import Connection, Sender
+from chalicelib.errors import Forbidden
 from chalicelib.protocol import ClientFrame
 from chalicelib.services import Services
 
@@ -30,6 +31,30 @@ def ping(ctx: ActionContext) -> dict[str, Any]:
     return protocol.pong(ctx.frame.id)
 
 
+def github(ctx: ActionContext) -> None:
+    """Check access and parameters here, then hand the GitHub calls to the github_worker."""
+    from chalicelib.github import params as github_params
+
+    settings = ctx.services.settings
+    if not settings.github_allowed(ctx.connection.groups):
+        raise Forbidden("GitHub access is not granted to this user")
+    checked = github_params.validate(ctx.frame.action, ctx.frame.params)
+    connection = ctx.connection
+    ctx.services.workers.start(settings.github_worker_function, {
+        "connectionId": connection.connection_id,
+        "endpoint": connection.endpoint,
+        "requestId": ctx.frame.id,
+        "action": ctx.frame.action,
+        "params": checked,
+        "user": {"sub": connection.user_sub, "username": connection.username, "groups": list(connection.groups)},
+    })
+    return None
+
+
 ACTIONS: dict[str, Action] = {
     "ping": ping,
+    "github.repos": github,
+    "github.tree": github,
+    "github.file": github,
+    "github.pr": github,
 }

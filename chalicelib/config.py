@@ -47,6 +47,19 @@ class Settings:
     # Workers (Chalice names a function <app>-<stage>-<name>)
     bedrock_worker_function: str
     github_worker_function: str
+    # GitHub App
+    github_secret_arn: str | None
+    github_api_url: str
+    github_allowed_groups: tuple[str, ...]  # empty: every user may use GitHub
+    github_connect_timeout: float
+    github_read_timeout: float
+    github_max_attempts: int
+    github_max_wait_seconds: float
+    github_max_file_bytes: int
+
+    def github_allowed(self, groups: tuple[str, ...] | list[str]) -> bool:
+        """Whether a user in these (verified) groups may use the GitHub actions."""
+        return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
 
     def management_endpoint(self, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
@@ -92,9 +105,10 @@ class _Reader:
             raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
         return value
 
-    def csv(self, name: str, *, pattern: re.Pattern) -> tuple[str, ...]:
-        items = tuple(part.strip() for part in self.text(name).split(",") if part.strip())
-        if not items:
+    def csv(self, name: str, *, pattern: re.Pattern, required: bool = True) -> tuple[str, ...]:
+        raw = self.text(name, None if required else "")
+        items = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if not items and required:
             raise ConfigError(f"{name} is required but empty")
         for item in items:
             if not pattern.match(item):
@@ -134,6 +148,18 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                          pattern=_FUNCTION),
         github_worker_function=env.text("GITHUB_WORKER_FUNCTION", f"llm-ide-{stage}-github_worker",
                                         pattern=_FUNCTION),
+        github_secret_arn=env.optional("GITHUB_SECRET_ARN"),
+        github_api_url=env.text("GITHUB_API_URL", "https://api.github.com",
+                                pattern=re.compile(r"^https?://[^\s?#]+$")).rstrip("/"),
+        github_allowed_groups=env.csv("GITHUB_ALLOWED_GROUPS", pattern=re.compile(r"^[\w+=,.@-]{1,128}$"),
+                                      required=False),
+        github_connect_timeout=env.number("GITHUB_CONNECT_TIMEOUT", 3.0, float, minimum=0.1, maximum=60),
+        github_read_timeout=env.number("GITHUB_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=300),
+        github_max_attempts=env.number("GITHUB_MAX_ATTEMPTS", 4, int, minimum=1, maximum=10),
+        # The longest a worker sleeps in total on GitHub's limits and errors before giving up.
+        github_max_wait_seconds=env.number("GITHUB_MAX_WAIT_SECONDS", 20.0, float, minimum=0, maximum=600),
+        # A file must fit, JSON-encoded, in one WebSocket frame (128 KiB).
+        github_max_file_bytes=env.number("GITHUB_MAX_FILE_BYTES", 96 * 1024, int, minimum=1, maximum=120 * 1024),
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devserver import aws
+from devserver import aws, github
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
 
@@ -52,7 +52,7 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _describe(doc: dict) -> str:
+def _describe(doc: dict, emulators: dict) -> str:
     users = ", ".join(f"{u['username']} / {u['password']}" for u in doc["users"])
     return "\n".join([
         "The local stack is ready.",
@@ -60,6 +60,7 @@ def _describe(doc: dict) -> str:
         f"  REST API        {doc['httpUrl']}  (try {doc['httpUrl']}/health)",
         f"  Web client      {doc['httpUrl']}/",
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
+        f"  GitHub API      {emulators['githubApiUrl']}  (emulator: octo-org/hello-world)",
         f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
         "Sign in with `python -m client login --username dev`, then `python -m client ping`.",
@@ -78,6 +79,8 @@ async def _serve(args: argparse.Namespace) -> None:
     http_url = f"http://{args.host}:{port}"
     lambda_socket = _bind(args.host, 0)
     lambda_url = f"http://{args.host}:{lambda_socket.getsockname()[1]}"
+    github_socket = _bind(args.host, 0)
+    github_url = f"http://{args.host}:{github_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
                           log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
@@ -88,6 +91,9 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(aws.app_environment(moto.url, http_url, provisioned))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
+        github_emulator = github.provision(aws.aws_client("secretsmanager", moto.url),
+                                           provisioned.names["GITHUB_SECRET_ARN"])
+        os.environ["GITHUB_API_URL"] = github_url
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
 
@@ -99,14 +105,18 @@ async def _serve(args: argparse.Namespace) -> None:
                           web_config=aws.web_client_config(document))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
-        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket)):
+        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
+                              (github_emulator.make_app(), github_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
+        # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
+        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url}
+        aws.write_json_atomically(state_dir / "emulators.json", emulators)
         aws.write_json_atomically(endpoints_path, document)
-        print(_describe(document), flush=True)
+        print(_describe(document, emulators), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
 
         stop = asyncio.Event()
@@ -117,9 +127,10 @@ async def _serve(args: argparse.Namespace) -> None:
         print("\nStopping the local stack...", flush=True)
     finally:
         endpoints_path.unlink(missing_ok=True)
+        (state_dir / "emulators.json").unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket):
+        for sock in (gateway_socket, lambda_socket, github_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()

@@ -35,7 +35,21 @@ def test_management_endpoint_from_event_unless_overridden():
     ({**BASE, "CONNECTIONS_TABLE": "bad name!"}, "CONNECTIONS_TABLE"),
     ({**BASE, "AWS_READ_TIMEOUT": "-1"}, "AWS_READ_TIMEOUT"),
     ({**BASE, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ({**BASE, "GITHUB_API_URL": "ftp://github.example"}, "GITHUB_API_URL"),
+    ({**BASE, "GITHUB_ALLOWED_GROUPS": "ok, bad group"}, "GITHUB_ALLOWED_GROUPS"),
+    ({**BASE, "GITHUB_MAX_FILE_BYTES": "200000"}, "GITHUB_MAX_FILE_BYTES"),
 ])
 def test_invalid_settings_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
         load_settings(env)
+
+
+def test_github_defaults_and_groups():
+    settings = load_settings(BASE)
+    assert settings.github_api_url == "https://api.github.com" and settings.github_secret_arn is None
+    assert settings.github_allowed_groups == () and settings.github_allowed(())
+    ghes = load_settings({**BASE, "GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+                          "GITHUB_ALLOWED_GROUPS": "devs, admins"})
+    assert ghes.github_api_url == "https://ghe.example.com/api/v3"
+    assert ghes.github_allowed_groups == ("devs", "admins")
+    assert ghes.github_allowed(["staff", "admins"]) and not ghes.github_allowed(["staff"]) and not ghes.github_allowed([])
