@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from chalicelib import context_actions as context
 from chalicelib import protocol
 from chalicelib.connections import Connection, Sender
 from chalicelib.protocol import ClientFrame
 from chalicelib.services import Services
+from chalicelib.sessions import actions as sessions
 
 
 @dataclass(frozen=True)
@@ -32,4 +34,13 @@ def ping(ctx: ActionContext) -> dict[str, Any]:
 
 ACTIONS: dict[str, Action] = {
     "ping": ping,
+    "session.create": sessions.session_create,
+    "session.list": sessions.session_list,
+    "session.get": sessions.session_get,
+    "session.delete": sessions.session_delete,
+    "context.put": context.context_put,
+    "context.uploadUrl": context.context_upload_url,
+    "context.list": context.context_list,
+    "context.get": context.context_get,
+    "context.delete": context.context_delete,
 }
