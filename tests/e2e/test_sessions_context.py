@@ -227,6 +227,9 @@ def test_a_presigned_put_with_another_length_or_type_is_refused_and_writes_nothi
         assert code(client, "context.get", path="refused/file.txt") == "NOT_FOUND"
         assert http("PUT", grant["url"], data=content, headers=grant["headers"])[0] == 200
         assert ok(client, "context.get", path="refused/file.txt")["content"] == "x" * 1000
+    # Presigned URLs are credentials: no log of the stack, the app or moto holds one.
+    for log in (stack.output, stack.state_dir / "moto.log"):
+        assert "X-Amz-Signature" not in log.read_text(errors="replace"), log
 
 
 def test_context_list_pages_with_cursor(stack):
