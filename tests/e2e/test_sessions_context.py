@@ -232,6 +232,19 @@ def test_a_presigned_put_with_another_length_or_type_is_refused_and_writes_nothi
         assert "X-Amz-Signature" not in log.read_text(errors="replace"), log
 
 
+def test_a_session_scoped_upload_is_tagged_to_expire_with_the_session(stack):
+    with stack.connect("dev") as client:
+        session_id = ok(client, "session.create", title="uploads")["session"]["sessionId"]
+        grant = ok(client, "context.uploadUrl", path="spec.md", size=7, sessionId=session_id)
+        assert grant["headers"]["x-amz-tagging"] == "llm-ide-expiry=session"
+        assert http("PUT", grant["url"], data=b"# Spec\n", headers=grant["headers"])[0] == 200
+        assert ok(client, "context.get", path="spec.md", sessionId=session_id)["content"] == "# Spec\n"
+        assert code(client, "context.get", path="spec.md") == "NOT_FOUND"  # not among the user's files
+    key = f"users/{sub_of(stack, 'dev')}/sessions/{session_id}/context/spec.md"
+    tags = aws(stack, "s3").get_object_tagging(Bucket=bucket(stack), Key=key)["TagSet"]
+    assert tags == [{"Key": "llm-ide-expiry", "Value": "session"}]
+
+
 def test_context_list_pages_with_cursor(stack):
     with stack.connect("dev2") as client:
         for n in range(5):
