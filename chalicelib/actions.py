@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from chalicelib import context_actions as context
 from chalicelib import protocol
 from chalicelib.connections import Connection, Sender
 from chalicelib.errors import Forbidden
 from chalicelib.protocol import ClientFrame
 from chalicelib.services import Services
+from chalicelib.sessions import actions as sessions
 
 
 @dataclass(frozen=True)
@@ -57,4 +59,13 @@ ACTIONS: dict[str, Action] = {
     "github.tree": github,
     "github.file": github,
     "github.pr": github,
+    "session.create": sessions.session_create,
+    "session.list": sessions.session_list,
+    "session.get": sessions.session_get,
+    "session.delete": sessions.session_delete,
+    "context.put": context.context_put,
+    "context.uploadUrl": context.context_upload_url,
+    "context.list": context.context_list,
+    "context.get": context.context_get,
+    "context.delete": context.context_delete,
 }

@@ -17,6 +17,7 @@ from aiohttp import web
 from devserver import aws, github
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
+from devserver.s3_front import S3Front
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -81,6 +82,8 @@ async def _serve(args: argparse.Namespace) -> None:
     lambda_url = f"http://{args.host}:{lambda_socket.getsockname()[1]}"
     github_socket = _bind(args.host, 0)
     github_url = f"http://{args.host}:{github_socket.getsockname()[1]}"
+    s3_socket = _bind(args.host, 0)
+    s3_url = f"http://{args.host}:{s3_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
                           log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
@@ -94,6 +97,7 @@ async def _serve(args: argparse.Namespace) -> None:
         github_emulator = github.provision(aws.aws_client("secretsmanager", moto.url),
                                            provisioned.names["GITHUB_SECRET_ARN"])
         os.environ["GITHUB_API_URL"] = github_url
+        os.environ["AWS_ENDPOINT_URL_S3"] = s3_url  # presigned URLs are checked there, as S3 does
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
 
@@ -105,8 +109,10 @@ async def _serve(args: argparse.Namespace) -> None:
                           web_config=aws.web_client_config(document))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
+        s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
+                                              aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
         for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
-                              (github_emulator.make_app(), github_socket)):
+                              (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
@@ -130,7 +136,7 @@ async def _serve(args: argparse.Namespace) -> None:
         (state_dir / "emulators.json").unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket, github_socket):
+        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()
