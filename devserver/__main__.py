@@ -119,7 +119,7 @@ async def _serve(args: argparse.Namespace) -> None:
             await web.SockSite(runner, sock).start()
 
         # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
-        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url}
+        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url}
         aws.write_json_atomically(state_dir / "emulators.json", emulators)
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document, emulators), flush=True)
