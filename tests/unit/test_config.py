@@ -39,3 +39,22 @@ def test_management_endpoint_from_event_unless_overridden():
 def test_invalid_settings_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
         load_settings(env)
+
+
+def test_auth_settings_required_groups_and_jwks_timeouts():
+    settings = load_settings(BASE)
+    assert settings.required_groups == () and settings.jwks_connect_timeout == 1.0 and settings.jwks_read_timeout == 2.0
+    tuned = load_settings({**BASE, "REQUIRED_GROUPS": "ide-users, admins", "COGNITO_TOKEN_USE": "id",
+                           "JWKS_CONNECT_TIMEOUT": "0.5", "JWKS_READ_TIMEOUT": "3"})
+    assert tuned.required_groups == ("ide-users", "admins") and tuned.token_use == "id"
+    assert (tuned.jwks_connect_timeout, tuned.jwks_read_timeout) == (0.5, 3.0)
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({**BASE, "REQUIRED_GROUPS": "has space"}, "REQUIRED_GROUPS"),
+    ({**BASE, "JWKS_CONNECT_TIMEOUT": "0"}, "JWKS_CONNECT_TIMEOUT"),
+    ({**BASE, "JWKS_READ_TIMEOUT": "60"}, "JWKS_READ_TIMEOUT"),
+])
+def test_invalid_auth_settings_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)
