@@ -63,12 +63,16 @@ def sign_as_moto(payload: dict[str, Any]) -> str:
     Only tests use this: it lets them mint tokens moto would not (a 3-second lifetime)
     without teaching the app to trust any other key.
     """
+    return jwt.encode(payload, _moto_key(), algorithm="RS256", headers={"kid": "dummy"})
+
+
+@functools.lru_cache(maxsize=1)
+def _moto_key() -> rsa.RSAPrivateKey:
     import moto.cognitoidp
 
-    path = f"{moto.cognitoidp.__path__[0]}/resources/jwks-private.json.gz"
-    with gzip.open(path, "rt") as file:
-        key = jwt.PyJWK(json.load(file)).key
-    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": "dummy"})
+    # The file has no primes, so loading it recovers them: slow enough to do once.
+    with gzip.open(f"{moto.cognitoidp.__path__[0]}/resources/jwks-private.json.gz", "rt") as file:
+        return jwt.PyJWK(json.load(file)).key
 
 
 class CountingFetcher:

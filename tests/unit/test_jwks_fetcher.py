@@ -35,7 +35,7 @@ class Server:
                             self.wfile.flush()
                             time.sleep(0.2)
                     except ConnectionError:
-                        pass  # the fetcher hung up, as it should
+                        return  # the fetcher hung up, as it should
                     return
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
