@@ -11,7 +11,7 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from chalicelib.auth import errors, token_from_request
 from chalicelib.auth.jwks import JwksCache, PenaltyBox
@@ -302,3 +302,40 @@ def test_arbitrary_headers_and_claims_raise_only_verifier_errors(header, payload
     token = f"{b64(header)}.{b64(payload)}.{b64({})}"
     with pytest.raises(errors.JwtInvalid):
         make_verifier().verify(token)
+
+
+_VALID_TOKEN = tokens.sign(tokens.claims(exp=int(time.time()) + 86400))
+_VALID_SUB = json.loads(base64.urlsafe_b64decode(_VALID_TOKEN.split(".")[1] + "=="))["sub"]
+_VERIFIER = make_verifier()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=len(_VALID_TOKEN) - 1),
+       st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ "))
+def test_any_one_character_change_is_refused_or_changes_nothing(index, char):
+    assume(_VALID_TOKEN[index] != char)
+    forged = _VALID_TOKEN[:index] + char + _VALID_TOKEN[index + 1:]
+    try:
+        identity = _VERIFIER.verify(forged)
+    except errors.JwtInvalid:
+        return
+    # Only a change in the unused low bits of the last base64 character can keep the bytes the same.
+    assert identity.sub == _VALID_SUB and index == len(_VALID_TOKEN) - 1
+
+
+_CLAIM_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
+                          st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["sub", "iss", "token_use", "client_id", "aud", "exp", "nbf", "iat", "username",
+                                        "cognito:groups", "cognito:username"]), _CLAIM_VALUES, max_size=5))
+def test_properly_signed_odd_claims_give_an_identity_or_a_verifier_error(overrides):
+    payload = {**tokens.claims(), **overrides}
+    token = jwt.PyJWS().encode(json.dumps(payload).encode(), tokens.private_key(), algorithm="RS256",
+                               headers={"kid": tokens.KID})
+    try:
+        identity = _VERIFIER.verify(token)
+    except errors.JwtInvalid:
+        return
+    assert isinstance(identity.sub, str) and identity.sub.strip() and isinstance(identity.expires_at, int)
