@@ -10,7 +10,7 @@ import pytest
 
 from client import ClientClosed, ConnectionRefused, IdeClient
 from tests import tokens
-from tests.e2e.test_skeleton import connections_table, wait_until
+from tests.e2e.test_skeleton import connection_ids, wait_until
 
 
 def pool_claims(stack, **overrides):
@@ -38,13 +38,13 @@ def test_the_authorizer_refuses_with_401_before_connect_runs_and_nothing_is_stor
         "wrong client": tokens.sign_as_moto(pool_claims(stack, client_id="someoneelse")),
         "other key": tokens.sign(pool_claims(stack), kid="dummy"),
     }[case]
-    before = connections_table(stack).scan(ConsistentRead=True)["Count"]
+    before = connection_ids(stack)
     log_before = stack.log_text().count("refused by the authorizer (401)")
     for token_in in ("header", "query"):
         with pytest.raises(ConnectionRefused) as refused:
             IdeClient(stack.endpoints.websocket_url, token, token_in=token_in)
         assert refused.value.status == 401
-    assert connections_table(stack).scan(ConsistentRead=True)["Count"] == before
+    assert connection_ids(stack) <= before  # nothing stored (ids: another test's connection may be leaving)
     assert wait_until(lambda: stack.log_text().count("refused by the authorizer (401)") == log_before + 2)
 
 
