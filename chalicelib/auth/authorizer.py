@@ -9,10 +9,12 @@ what the protocol promises for a refused handshake.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from chalicelib.auth import authenticate, token_from_request
-from chalicelib.auth.verifier import Identity
+
+if TYPE_CHECKING:  # the verifier (PyJWT, cryptography) loads on first use, not at cold start
+    from chalicelib.auth.verifier import Identity
 
 
 class AccessRefused(Exception):
@@ -42,7 +44,7 @@ def authorize_websocket(event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def authorize_bearer(authorization: str | None) -> Identity:
+def authorize_bearer(authorization: str | None) -> "Identity":
     """The identity behind an `Authorization` header value (a REST TOKEN authorizer's input)."""
     identity = authenticate(token_from_request({"Authorization": authorization or ""}, None))
     if identity is None:
@@ -50,7 +52,7 @@ def authorize_bearer(authorization: str | None) -> Identity:
     return identity
 
 
-def identity_context(identity: Identity) -> dict[str, str]:
+def identity_context(identity: "Identity") -> dict[str, str]:
     """The authorizer context: API Gateway allows only strings, numbers and booleans in it,
     so the groups travel as a JSON list in a string (a group name may hold a comma)."""
     return {"sub": identity.sub, "username": identity.username, "groups": json.dumps(list(identity.groups))}

@@ -169,3 +169,16 @@ def test_only_health_is_public():
     public = [(path, method) for path, methods in chalice_app.app.routes.items()
               for method, entry in methods.items() if entry.authorizer is None]
     assert public == [("/health", "GET")]
+
+
+def test_importing_the_app_does_not_load_the_verifier():
+    # Cold start: only a handler that sees a token pays for PyJWT and cryptography.
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = "import sys, app; print(sorted(m for m in ('jwt', 'cryptography', 'chalicelib.auth.verifier') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
