@@ -63,11 +63,11 @@ def sign_as_moto(payload: dict[str, Any]) -> str:
     Only tests use this: it lets them mint tokens moto would not (a 3-second lifetime)
     without teaching the app to trust any other key.
     """
-    return jwt.encode(payload, _moto_key(), algorithm="RS256", headers={"kid": "dummy"})
+    return jwt.encode(payload, moto_private_key(), algorithm="RS256", headers={"kid": "dummy"})
 
 
 @functools.lru_cache(maxsize=1)
-def _moto_key() -> rsa.RSAPrivateKey:
+def moto_private_key() -> rsa.RSAPrivateKey:
     import moto.cognitoidp
 
     # The file has no primes, so loading it recovers them: slow enough to do once.

@@ -47,7 +47,8 @@ def bad_tokens(pool) -> dict[str, str | None]:
     now = int(time.time())
     good = tokens.sign_as_moto(pool_claims(pool))
     header, payload, signature = good.split(".")
-    public_pem = tokens.private_key().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    # The pool's own public key (moto's, served by its JWKS) as the HMAC secret.
+    public_pem = tokens.moto_private_key().public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     hs_header = b64({"alg": "HS256", "kid": "dummy", "typ": "JWT"})
     hs_body = b64(pool_claims(pool))
     hs_signature = b64(hmac.new(public_pem, f"{hs_header}.{hs_body}".encode(), hashlib.sha256).digest())
