@@ -1,9 +1,10 @@
 """The Chalice app: wiring only. Events in, calls into chalicelib, responses out."""
 from __future__ import annotations
 
-from chalice import Chalice, Response
-from chalice.app import WebsocketEvent
+from chalice import Chalice, Response, UnauthorizedError
+from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
 
+from chalicelib.auth import authorizer as auth
 from chalicelib.config import get_settings
 from chalicelib.observability import configure_logging
 from chalicelib.services import get_services
@@ -56,8 +57,29 @@ def github_worker(event: dict, context: object) -> None:
 
     configure_logging(get_settings().log_level)
     handle(event, get_services())
+@app.lambda_function(name="ws_authorizer")
+def ws_authorizer(event: dict, context: object) -> dict:
+    """The REQUEST authorizer of `$connect`, attached by `python -m infra.post_deploy`."""
+    configure_logging(get_settings().log_level)
+    return auth.authorize_websocket(event)
+
+
+# No result caching: a cached Allow would outlive the token's expiry.
+@app.authorizer(ttl_seconds=0)
+def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
+    configure_logging(get_settings().log_level)
+    identity = auth.authorize_bearer(auth_request.token)
+    return AuthResponse(routes=["*"], principal_id=identity.sub, context=auth.identity_context(identity))
 
 
 @app.route("/health")
 def health() -> dict:
     return {"status": "ok", "stage": get_settings().stage}
+
+
+@app.route("/me", authorizer=rest_authorizer)
+def me() -> dict:
+    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    if caller is None:
+        raise UnauthorizedError("Unauthorized")
+    return caller
