@@ -57,6 +57,8 @@ def github_worker(event: dict, context: object) -> None:
 
     configure_logging(get_settings().log_level)
     handle(event, get_services())
+
+
 @app.lambda_function(name="ws_authorizer")
 def ws_authorizer(event: dict, context: object) -> dict:
     """The REQUEST authorizer of `$connect`, attached by `python -m infra.post_deploy`."""
