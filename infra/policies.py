@@ -56,10 +56,10 @@ class Deployment:
         account = self.account if account is None else account
         return f"arn:{self.partition}:{service}:{region}:{account}:{resource}"
 
-    def table_arns(self, key: str) -> list[str]:
+    def table_arns(self, key: str, *, indexes: bool = False) -> list[str]:
         table = resources.table(key)
         arn = self.arn("dynamodb", f"table/{table.physical_name(self.stage.name)}")
-        return [arn] + [f"{arn}/index/{index.name}" for index in table.indexes]
+        return [arn] + ([f"{arn}/index/{index.name}" for index in table.indexes] if indexes else [])
 
     def bucket_arn(self, key: str) -> str:
         return f"arn:{self.partition}:s3:::{resources.bucket(key).physical_name(self.stage.name, self.account)}"
@@ -87,7 +87,8 @@ def _allow(sid: str, actions: list[str] | tuple[str, ...], resources_: list[str]
 
 
 def _table(d: Deployment, key: str, *actions: str) -> Statement:
-    return _allow(f"{key.capitalize()}Table", actions, d.table_arns(key))
+    # Only Query reads an index.
+    return _allow(f"{key.capitalize()}Table", actions, d.table_arns(key, indexes="dynamodb:Query" in actions))
 
 
 def _context_objects(d: Deployment, *actions: str) -> list[Statement]:
