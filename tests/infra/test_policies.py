@@ -173,7 +173,7 @@ def test_config_wires_each_function_to_its_file_with_autogen_off():
         assert bool(section.get("security_group_ids")) is STAGES[stage].vpc
         for function in resources.FUNCTIONS:
             assert section["lambda_functions"][function]["iam_policy_file"] == policies.policy_filename(stage, function)
-    assert "iam_policy_file" not in config and "autogen_policy" not in config.get("stages", {}).get("", {})
+    assert "iam_policy_file" not in config and config.get("autogen_policy", False) is False
 
 
 def test_committed_files_are_what_the_generator_writes(tmp_path):

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from aws_cdk.assertions import Match
 
-from infra import metrics, outputs, resources, sync_config
+from infra import metrics, resources, sync_config
 from infra.stages import STAGES
 
-Match = pytest.importorskip("aws_cdk.assertions").Match
 ALL_STAGES = list(STAGES)
 
 
@@ -95,7 +96,7 @@ def test_user_pool_and_ide_client(template, stage):
 @pytest.mark.parametrize("stage", ALL_STAGES)
 def test_every_output_the_sync_step_needs_is_made(synthesized, stage):
     made = {name for (s, _), tpl in synthesized.items() if s == stage for name in tpl.get("Outputs", {})}
-    sample = json.loads((sync_config.Path(__file__).parent / "cdk-outputs.sample.json").read_text())
+    sample = json.loads((Path(__file__).parent / "cdk-outputs.sample.json").read_text())
     needed = set(sync_config.stack_outputs(sample, stage))
     assert needed <= made, needed - made
     assert {p for (s, p) in synthesized if s == stage} == (
