@@ -187,6 +187,7 @@ FUNCTION_STATEMENTS: dict[str, Callable[[Deployment], list[Statement]]] = {
     "websocket_disconnect": _disconnect,
     "api_handler": _api,
     "ws_authorizer": _authorizer,
+    "rest_authorizer": _authorizer,
     "bedrock_worker": _bedrock_worker,
     "github_worker": _github_worker,
 }

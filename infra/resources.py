@@ -119,7 +119,8 @@ FUNCTIONS: tuple[str, ...] = (
     "websocket_message",
     "websocket_disconnect",
     "api_handler",
-    "ws_authorizer",
+    "ws_authorizer",  # the WebSocket $connect REQUEST authorizer (attached by infra/post_deploy.py)
+    "rest_authorizer",  # Chalice's @app.authorizer of the REST routes
     "bedrock_worker",
     "github_worker",
 )

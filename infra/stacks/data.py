@@ -115,11 +115,11 @@ class DataStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(
                 id="abort-incomplete-uploads",
                 abort_incomplete_multipart_upload_after=Duration.days(bucket.abort_multipart_days))],
-            # Browsers upload large context files with presigned PUTs.
+            # Browsers upload large context files with presigned PUTs: the signature, not the
+            # origin, is what guards them.
             cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods.PUT], allowed_origins=["*"],
                               allowed_headers=["*"], max_age=3000)],
             removal_policy=self.removal,
-            auto_delete_objects=False,
         )
         CfnOutput(self, outputs.bucket_name(bucket.key), value=built.bucket_name)
         return built

@@ -43,6 +43,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
     "api_handler": [("dynamodb:GetItem", "table:usage"), ("dynamodb:Query", "table:usage"),
                     ("dynamodb:Query", "index:usage/byDay")],
     "ws_authorizer": [],
+    "rest_authorizer": [],
     "bedrock_worker": [
         ("dynamodb:GetItem", "table:requests"), ("dynamodb:UpdateItem", "table:requests"),
         ("dynamodb:UpdateItem", "table:usage"),
