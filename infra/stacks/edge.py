@@ -2,6 +2,8 @@
 
 Lives in us-east-1 whatever the stage's region: a CLOUDFRONT-scope web ACL can only be made
 there, and keeping the bucket and distribution beside it avoids cross-region references.
+The distribution uses CloudFront's own certificate (`*.cloudfront.net`), whose TLS policy
+AWS fixes; a custom domain with an ACM certificate would let us require TLS 1.2.
 API Gateway cannot put a WAF web ACL on a WebSocket API: the API is guarded by the
 authorizer and stage throttling (the post-deploy step), the page by this ACL.
 """
@@ -83,7 +85,6 @@ class EdgeStack(Stack):
                 response_headers_policy=headers,
                 compress=True,
             ),
-            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
             web_acl_id=self.web_acl.attr_arn,

@@ -11,19 +11,24 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 
 @pytest.fixture(scope="session")
-def synthesized(tmp_path_factory) -> dict[tuple[str, str], dict]:
-    """(stage, part) -> the CloudFormation template, for every stage in one app."""
+def cloud_assembly(tmp_path_factory):
+    """((stage, part) -> stack artifact) for every stage, synthesized in one app."""
     import aws_cdk as cdk
 
     from infra.app import build
     from infra.stages import STAGES
 
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app = cdk.App(outdir=str(outdir))
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")))
     built = {(name, part): stack for name, stage in STAGES.items()
              for part, stack in build(app, stage, alarm_email="oncall@example.com").items()}
     assembly = app.synth()
-    return {key: assembly.get_stack_by_name(stack.stack_name).template for key, stack in built.items()}
+    return {key: assembly.get_stack_by_name(stack.stack_name) for key, stack in built.items()}
+
+
+@pytest.fixture(scope="session")
+def synthesized(cloud_assembly) -> dict[tuple[str, str], dict]:
+    """(stage, part) -> the CloudFormation template."""
+    return {key: artifact.template for key, artifact in cloud_assembly.items()}
 
 
 @pytest.fixture(scope="session")

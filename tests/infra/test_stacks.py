@@ -253,3 +253,11 @@ def test_dashboard_uses_the_apps_metric_names(template, stage):
         assert resources.function_name(stage, function) in body
     for table in resources.TABLES:
         assert table.physical_name(stage) in body
+
+
+def test_synthesis_reports_no_warning_or_error(cloud_assembly):
+    """CDK's annotations flag settings it ignores or deems unsafe: none may be left."""
+    found = [f"{stage}-{part} {message.id}: {message.entry.data}"
+             for (stage, part), artifact in cloud_assembly.items() for message in artifact.messages
+             if message.level.name in ("WARNING", "ERROR")]
+    assert not found, found
