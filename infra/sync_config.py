@@ -91,6 +91,8 @@ def update_stage_config(config: dict[str, Any], stage: Stage, out: dict[str, str
     section.setdefault("websocket_api_gateway_stage", stage.name)
     section.setdefault("environment_variables", {}).update(environment(stage, out))
     section["xray"] = stage.xray
+    # The same tags as the CDK stacks, so Cost Explorer can split the bill by stage.
+    section.setdefault("tags", {}).update({"project": resources.PROJECT, "stage": stage.name})
     section["autogen_policy"] = False
     if stage.vpc:
         section["subnet_ids"] = _require(out, names.SUBNET_IDS).split(",")
