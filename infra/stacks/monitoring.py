@@ -1,6 +1,6 @@
 """What on-call watches: the dashboard, alarms into one SNS topic, the cost budget, log retention.
 
-The app's metrics (namespace, names, dimensions) come from infra/metrics.py, the module the
+The app's metrics (namespace, names, dimensions) come from chalicelib/metric_names.py, the module the
 app's Embedded Metric Format logs are written from; AWS's own come from Lambda and DynamoDB.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from infra import metrics, outputs, resources
+from chalicelib import metric_names as metrics
+from infra import outputs, resources
 from infra.stages import Stage
 
 FIVE_MINUTES = Duration.minutes(5)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Match
 
-from infra import metrics, resources, sync_config
+from chalicelib import metric_names as metrics
+from infra import resources, sync_config
 from infra.stages import STAGES
 
 ALL_STAGES = list(STAGES)

@@ -1,8 +1,9 @@
 """The application's metrics: one definition for the code that emits them and the dashboard.
 
 The app writes these in CloudWatch Embedded Metric Format (a JSON log line, no API call);
-`infra/stacks/monitoring.py` builds the dashboard and alarms from the same names. Plain data:
-the Lambda bundle may import it at no cost.
+`infra/stacks/monitoring.py` builds the dashboard and alarms from the same names. It lives in
+chalicelib because only app.py and chalicelib/ are in the Lambda bundle. Plain data: importing
+it costs nothing and pulls in nothing.
 """
 from __future__ import annotations
 
