@@ -74,7 +74,10 @@ DEFAULT_SESSION_TTL_DAYS = 30
 class Bucket:
     key: str
     env_var: str
-    expiry_rules: tuple[ExpiryRule, ...] = ()
+    expiry_rules: tuple[ExpiryRule, ...] = ()  # lifecycle: tagged objects expire
+    customer_key: bool = False  # SSE-KMS with the stage's customer managed key (else SSE-S3)
+    cdn: bool = False  # served through CloudFront: built by the edge stack, in us-east-1
+    abort_multipart_days: int = 1  # lifecycle: drop unfinished uploads
 
     def physical_name(self, stage: str, account: str = "000000000000") -> str:
         # Bucket names are global: the account id keeps them unique.
@@ -126,13 +129,40 @@ TABLES: tuple[Table, ...] = (
 )
 
 BUCKETS: tuple[Bucket, ...] = (
+    # Users' context files and offloaded messages, every key under users/<sub>/.
     # users/<sub>/context/<path>, users/<sub>/sessions/<id>/{context/<path>,messages/<id>}
-    Bucket(key="context", env_var="CONTEXT_BUCKET", expiry_rules=(SESSION_EXPIRY_RULE,)),
-    Bucket(key="ui", env_var="UI_BUCKET"),
+    Bucket(key="context", env_var="CONTEXT_BUCKET", customer_key=True, expiry_rules=(SESSION_EXPIRY_RULE,)),
+    # The static web client, read only by CloudFront.
+    Bucket(key="ui", env_var="UI_BUCKET", cdn=True),
 )
 
 SECRETS: tuple[Secret, ...] = (Secret(key="github-app", env_var="GITHUB_SECRET_ARN"),)
 
 
+# The Lambda functions Chalice creates; Chalice names each `<app>-<stage>-<function>`.
+FUNCTIONS: tuple[str, ...] = (
+    "websocket_connect",
+    "websocket_message",
+    "websocket_disconnect",
+    "api_handler",
+    "ws_authorizer",  # the WebSocket $connect REQUEST authorizer (attached by infra/post_deploy.py)
+    "rest_authorizer",  # Chalice's @app.authorizer of the REST routes
+    "bedrock_worker",
+    "github_worker",
+)
+
+
+def function_name(stage: str, function: str) -> str:
+    return f"{PROJECT}-{stage}-{function}"
+
+
 def table(key: str) -> Table:
     return next(t for t in TABLES if t.key == key)
+
+
+def bucket(key: str) -> Bucket:
+    return next(b for b in BUCKETS if b.key == key)
+
+
+def secret(key: str) -> Secret:
+    return next(s for s in SECRETS if s.key == key)

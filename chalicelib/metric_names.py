@@ -1,0 +1,50 @@
+"""The application's metrics: one definition for the code that emits them and the dashboard.
+
+The app writes these in CloudWatch Embedded Metric Format (a JSON log line, no API call);
+`infra/stacks/monitoring.py` builds the dashboard and alarms from the same names. It lives in
+chalicelib because only app.py and chalicelib/ are in the Lambda bundle. Plain data: importing
+it costs nothing and pulls in nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAMESPACE = "LlmIde"
+
+# Dimension names.
+STAGE = "stage"
+ACTION = "action"
+MODEL = "model"
+CODE = "code"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str  # an EMF / CloudWatch unit
+    # The dimension sets each data point is emitted with. Every metric carries (stage,)
+    # alone too, so alarms can watch the stage's total without knowing every action or model.
+    dimension_sets: tuple[tuple[str, ...], ...]
+
+
+def _metric(name: str, unit: str, *extra: str) -> Metric:
+    sets = ((STAGE,),) + (((STAGE, *extra),) if extra else ())
+    return Metric(name, unit, sets)
+
+
+REQUESTS = _metric("Requests", "Count", ACTION)  # every frame handled, by action
+CHAT_LATENCY = _metric("ChatLatency", "Milliseconds", MODEL)  # chat.send received -> done sent
+TIME_TO_FIRST_TOKEN = _metric("TimeToFirstToken", "Milliseconds", MODEL)  # chat.send -> first delta
+INPUT_TOKENS = _metric("InputTokens", "Count", MODEL)
+OUTPUT_TOKENS = _metric("OutputTokens", "Count", MODEL)
+FRAMES_SENT = _metric("FramesSent", "Count", ACTION)  # API Gateway bills per frame
+RATE_LIMITED = _metric("RateLimited", "Count", ACTION)
+BUDGET_EXCEEDED = _metric("BudgetExceeded", "Count", MODEL)
+UPSTREAM_THROTTLED = _metric("UpstreamThrottled", "Count", ACTION)  # Bedrock or GitHub
+ERRORS = _metric("Errors", "Count", CODE)  # error frames, by protocol error code
+CONNECTIONS = _metric("Connections", "Count")  # +1 per accepted $connect
+
+ALL: tuple[Metric, ...] = (
+    REQUESTS, CHAT_LATENCY, TIME_TO_FIRST_TOKEN, INPUT_TOKENS, OUTPUT_TOKENS, FRAMES_SENT,
+    RATE_LIMITED, BUDGET_EXCEEDED, UPSTREAM_THROTTLED, ERRORS, CONNECTIONS,
+)

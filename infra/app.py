@@ -1,0 +1,54 @@
+"""The CDK app: `cdk deploy --all -c environment=prod` (run from infra/, see docs/DEPLOY.md).
+
+Stacks are environment-agnostic (account and region come from the deploying credentials),
+except the edge stack, pinned to us-east-1 where CloudFront's WAF lives. Nothing here looks
+anything up, so `cdk synth` works offline.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+
+if __package__ in (None, ""):  # run by the cdk CLI as a script from infra/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from infra import outputs, resources  # noqa: E402
+from infra.stacks.data import DataStack  # noqa: E402
+from infra.stacks.edge import EdgeStack  # noqa: E402
+from infra.stacks.monitoring import MonitoringStack  # noqa: E402
+from infra.stacks.network import NetworkStack  # noqa: E402
+from infra.stages import Stage, stage as get_stage  # noqa: E402
+
+EDGE_REGION = "us-east-1"
+
+
+def build(app: cdk.App, stage: Stage, *, account: str | None = None, region: str | None = None,
+          alarm_email: str | None = None) -> dict[str, cdk.Stack]:
+    """Every stack of a stage. account/region pin the environment (tests); None leaves it agnostic."""
+    env = cdk.Environment(account=account, region=region) if account or region else None
+    edge_env = cdk.Environment(account=account, region=EDGE_REGION)
+    stacks: dict[str, cdk.Stack] = {
+        "data": DataStack(app, outputs.stack_name(stage.name, "data"), stage=stage, env=env),
+        "edge": EdgeStack(app, outputs.stack_name(stage.name, "edge"), stage=stage, env=edge_env),
+        "monitoring": MonitoringStack(app, outputs.stack_name(stage.name, "monitoring"), stage=stage,
+                                      alarm_email=alarm_email, env=env),
+    }
+    if stage.vpc:
+        stacks["network"] = NetworkStack(app, outputs.stack_name(stage.name, "network"), stage=stage, env=env)
+    for stack in stacks.values():
+        cdk.Tags.of(stack).add("project", resources.PROJECT)
+        cdk.Tags.of(stack).add("stage", stage.name)
+    return stacks
+
+
+def main() -> None:
+    app = cdk.App()
+    stage = get_stage(app.node.try_get_context("environment") or "dev")
+    build(app, stage, alarm_email=app.node.try_get_context("alarmEmail"))
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

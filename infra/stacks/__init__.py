@@ -1,0 +1,1 @@
+"""The CDK stacks of one stage: data, network, edge and monitoring."""

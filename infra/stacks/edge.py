@@ -1,0 +1,122 @@
+"""The web client's edge: the UI bucket, CloudFront with origin access control, and WAF.
+
+Lives in us-east-1 whatever the stage's region: a CLOUDFRONT-scope web ACL can only be made
+there, and keeping the bucket and distribution beside it avoids cross-region references.
+The distribution uses CloudFront's own certificate (`*.cloudfront.net`), whose TLS policy
+AWS fixes; a custom domain with an ACM certificate would let us require TLS 1.2.
+API Gateway cannot put a WAF web ACL on a WebSocket API: the API is guarded by the
+authorizer and stage throttling (the post-deploy step), the page by this ACL.
+"""
+from __future__ import annotations
+
+from aws_cdk import (
+    Aws, CfnOutput, Duration, RemovalPolicy, Stack,
+    aws_cloudfront as cloudfront,
+    aws_cloudfront_origins as origins,
+    aws_s3 as s3,
+    aws_wafv2 as wafv2,
+)
+from constructs import Construct
+
+from infra import outputs, resources
+from infra.stages import Stage
+
+MANAGED_RULE_GROUPS = (
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesAmazonIpReputationList",
+)
+
+
+def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True)
+
+
+class EdgeStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        ui = resources.bucket("ui")
+        self.bucket = s3.Bucket(
+            self, "UiBucket",
+            bucket_name=ui.physical_name(stage.name, Aws.ACCOUNT_ID),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,  # a bad upload of web/ can be rolled back
+            lifecycle_rules=[s3.LifecycleRule(
+                id="old-versions", noncurrent_version_expiration=Duration.days(30),
+                abort_incomplete_multipart_upload_after=Duration.days(ui.abort_multipart_days))],
+            removal_policy=RemovalPolicy.DESTROY if not stage.deletion_protection else RemovalPolicy.RETAIN,
+        )
+        self.web_acl = self._web_acl(stage)
+        headers = cloudfront.ResponseHeadersPolicy(
+            self, "SecurityHeaders",
+            response_headers_policy_name=f"{resources.PROJECT}-{stage.name}-security-headers",
+            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
+                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
+                    access_control_max_age=Duration.days(730), include_subdomains=True, preload=True,
+                    override=True),
+                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
+                frame_options=cloudfront.ResponseHeadersFrameOptions(
+                    frame_option=cloudfront.HeadersFrameOption.DENY, override=True),
+                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
+                    referrer_policy=cloudfront.HeadersReferrerPolicy.STRICT_ORIGIN_WHEN_CROSS_ORIGIN,
+                    override=True),
+                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
+                    content_security_policy=(
+                        "default-src 'self'; connect-src 'self' wss://*.amazonaws.com https://*.amazonaws.com; "
+                        "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
+                        "base-uri 'none'; form-action 'none'"),
+                    override=True),
+            ),
+        )
+        self.distribution = cloudfront.Distribution(
+            self, "Distribution",
+            comment=f"{resources.PROJECT} {stage.name} web client",
+            default_root_object="index.html",
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origins.S3BucketOrigin.with_origin_access_control(self.bucket),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+                response_headers_policy=headers,
+                compress=True,
+            ),
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            web_acl_id=self.web_acl.attr_arn,
+        )
+        CfnOutput(self, outputs.bucket_name("ui"), value=self.bucket.bucket_name)
+        CfnOutput(self, outputs.DISTRIBUTION_DOMAIN, value=self.distribution.distribution_domain_name)
+        CfnOutput(self, outputs.DISTRIBUTION_ID, value=self.distribution.distribution_id)
+        CfnOutput(self, outputs.WEB_ACL_ARN, value=self.web_acl.attr_arn)
+
+    def _web_acl(self, stage: Stage) -> wafv2.CfnWebACL:
+        rules = [wafv2.CfnWebACL.RuleProperty(
+            name="rate-per-ip", priority=0,
+            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=stage.waf_requests_per_5min_per_ip, aggregate_key_type="IP")),
+            visibility_config=_visibility("rate-per-ip"),
+        )]
+        for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1):
+            rules.append(wafv2.CfnWebACL.RuleProperty(
+                name=group, priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS", name=group)),
+                visibility_config=_visibility(group),
+            ))
+        return wafv2.CfnWebACL(
+            self, "WebAcl",
+            name=f"{resources.PROJECT}-{stage.name}-web",
+            scope="CLOUDFRONT",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            rules=rules,
+            visibility_config=_visibility(f"{resources.PROJECT}-{stage.name}-web"),
+        )

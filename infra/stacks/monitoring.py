@@ -1,0 +1,182 @@
+"""What on-call watches: the dashboard, alarms into one SNS topic, the cost budget, log retention.
+
+The app's metrics (namespace, names, dimensions) come from chalicelib/metric_names.py, the module the
+app's Embedded Metric Format logs are written from; AWS's own come from Lambda and DynamoDB.
+"""
+from __future__ import annotations
+
+from aws_cdk import (
+    CfnOutput, Duration, RemovalPolicy, Stack,
+    aws_budgets as budgets,
+    aws_cloudwatch as cw,
+    aws_cloudwatch_actions as cw_actions,
+    aws_iam as iam,
+    aws_logs as logs,
+    aws_sns as sns,
+    aws_sns_subscriptions as subscriptions,
+)
+from constructs import Construct
+
+from chalicelib import metric_names as metrics
+from infra import outputs, resources
+from infra.stages import Stage
+
+FIVE_MINUTES = Duration.minutes(5)
+
+
+class MonitoringStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage,
+                 alarm_email: str | None = None, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.stage = stage
+        self.functions = [resources.function_name(stage.name, f) for f in resources.FUNCTIONS]
+        self.tables = [t.physical_name(stage.name) for t in resources.TABLES]
+        self.topic = sns.Topic(self, "AlarmTopic", topic_name=f"{resources.PROJECT}-{stage.name}-alarms",
+                               enforce_ssl=True)
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self._log_groups()
+        self._alarms()
+        self._budget()
+        dashboard = self._dashboard()
+        CfnOutput(self, outputs.ALARM_TOPIC_ARN, value=self.topic.topic_arn)
+        CfnOutput(self, outputs.DASHBOARD_NAME, value=dashboard.dashboard_name)
+
+    # Metrics ------------------------------------------------------------------------------
+    def app(self, metric: metrics.Metric, statistic: str = "Sum", period: Duration = FIVE_MINUTES,
+            label: str | None = None) -> cw.Metric:
+        return cw.Metric(namespace=metrics.NAMESPACE, metric_name=metric.name,
+                         dimensions_map={metrics.STAGE: self.stage.name}, statistic=statistic,
+                         period=period, label=label or metric.name)
+
+    def by(self, metric: metrics.Metric, dimension: str, statistic: str = "Sum") -> cw.MathExpression:
+        """One line per value of a dimension (every action, model or code seen), via SEARCH."""
+        assert (metrics.STAGE, dimension) in metric.dimension_sets, f"{metric.name} has no {dimension}"
+        return cw.MathExpression(
+            expression=(f"SEARCH('{{{metrics.NAMESPACE},{metrics.STAGE},{dimension}}} "
+                        f"MetricName=\"{metric.name}\" {metrics.STAGE}=\"{self.stage.name}\"', "
+                        f"'{statistic}', 300)"),
+            using_metrics={}, label="", period=FIVE_MINUTES)
+
+    def lambda_metric(self, name: str, function: str, statistic: str = "Sum") -> cw.Metric:
+        return cw.Metric(namespace="AWS/Lambda", metric_name=name, dimensions_map={"FunctionName": function},
+                         statistic=statistic, period=FIVE_MINUTES, label=function.rsplit("-", 1)[-1])
+
+    def _summed(self, metric_list: list[cw.Metric], label: str) -> cw.MathExpression:
+        using = {f"m{i}": m for i, m in enumerate(metric_list)}
+        return cw.MathExpression(expression=f"SUM([{', '.join(using)}])", using_metrics=using,
+                                 label=label, period=FIVE_MINUTES)
+
+    def dynamodb_throttles(self) -> cw.MathExpression:
+        return self._summed([
+            cw.Metric(namespace="AWS/DynamoDB", metric_name=name, dimensions_map={"TableName": table},
+                      statistic="Sum", period=FIVE_MINUTES)
+            for table in self.tables for name in ("ReadThrottleEvents", "WriteThrottleEvents")
+        ], "DynamoDB throttle events")
+
+    # Resources ----------------------------------------------------------------------------
+    def _log_groups(self) -> None:
+        """Chalice creates no log groups with retention; these exist before the functions do."""
+        for function in resources.FUNCTIONS:
+            group = logs.CfnLogGroup(self, f"Logs{''.join(w.capitalize() for w in function.split('_'))}",
+                                     log_group_name=f"/aws/lambda/{resources.function_name(self.stage.name, function)}",
+                                     retention_in_days=self.stage.log_retention_days)
+            group.apply_removal_policy(RemovalPolicy.RETAIN if self.stage.deletion_protection
+                                       else RemovalPolicy.DESTROY)
+
+    def _alarm(self, construct_id: str, metric: cw.IMetric, threshold: float, description: str,
+               evaluation_periods: int = 3, datapoints: int = 2) -> cw.Alarm:
+        alarm = cw.Alarm(
+            self, construct_id, metric=metric, threshold=threshold,
+            alarm_name=f"{resources.PROJECT}-{self.stage.name}-{construct_id}",
+            alarm_description=description,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=evaluation_periods, datapoints_to_alarm=datapoints,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+        return alarm
+
+    def _alarms(self) -> None:
+        s = self.stage
+        error_rate = cw.MathExpression(
+            expression="IF(requests > 0, 100 * FILL(errors, 0) / requests, 0)",
+            using_metrics={"requests": self.app(metrics.REQUESTS), "errors": self.app(metrics.ERRORS)},
+            label="Error frames per 100 requests", period=FIVE_MINUTES)
+        self._alarm("error-rate", error_rate, s.error_rate_percent,
+                    f"More than {s.error_rate_percent} % of requests answered with an error frame")
+        self._alarm("lambda-throttles",
+                    self._summed([self.lambda_metric("Throttles", f) for f in self.functions], "Lambda throttles"),
+                    0, "A Lambda function was throttled (account or reserved concurrency)")
+        self._alarm("lambda-errors",
+                    self._summed([self.lambda_metric("Errors", f) for f in self.functions], "Lambda errors"),
+                    5, "Lambda functions failed (uncaught exceptions, timeouts)")
+        self._alarm("dynamodb-throttles", self.dynamodb_throttles(), 0, "DynamoDB throttled the app")
+        self._alarm("upstream-throttled", self.app(metrics.UPSTREAM_THROTTLED), 10,
+                    "Bedrock or GitHub kept throttling after retries: raise quotas or lower limits")
+        self._alarm("chat-latency-p90", self.app(metrics.CHAT_LATENCY, "p90"), s.chat_latency_p90_ms,
+                    f"p90 chat latency above {s.chat_latency_p90_ms} ms")
+        tokens = cw.MathExpression(
+            expression="FILL(inputTokens, 0) + FILL(outputTokens, 0)",
+            using_metrics={"inputTokens": self.app(metrics.INPUT_TOKENS, period=Duration.hours(1)),
+                           "outputTokens": self.app(metrics.OUTPUT_TOKENS, period=Duration.hours(1))},
+            label="Tokens per hour", period=Duration.hours(1))
+        self._alarm("tokens-per-hour", tokens, s.tokens_per_hour,
+                    f"More than {s.tokens_per_hour} Bedrock tokens in an hour: the model bill is running",
+                    evaluation_periods=1, datapoints=1)
+
+    def _budget(self) -> None:
+        # AWS Budgets publishes to the topic only if the topic's policy lets it.
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="BudgetsPublish", actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account}}))
+        subscriber = [budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=self.topic.topic_arn)]
+
+        def notify(kind: str, percent: int) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
+            return budgets.CfnBudget.NotificationWithSubscribersProperty(
+                notification=budgets.CfnBudget.NotificationProperty(
+                    notification_type=kind, comparison_operator="GREATER_THAN", threshold=percent,
+                    threshold_type="PERCENTAGE"),
+                subscribers=subscriber)
+
+        budgets.CfnBudget(
+            self, "CostBudget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_name=f"{resources.PROJECT}-{self.stage.name}-monthly",
+                budget_type="COST", time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(amount=self.stage.monthly_budget_usd, unit="USD")),
+            notifications_with_subscribers=[notify("ACTUAL", 80), notify("FORECASTED", 100)],
+        )
+
+    def _dashboard(self) -> cw.Dashboard:
+        m = metrics
+        row = [
+            cw.GraphWidget(title="Connections", left=[self.app(m.CONNECTIONS)], width=8),
+            cw.GraphWidget(title="Messages by action", left=[self.by(m.REQUESTS, m.ACTION)], width=8),
+            cw.GraphWidget(title="Frames sent", left=[self.app(m.FRAMES_SENT)], width=8),
+        ]
+        latency = [
+            cw.GraphWidget(title="Chat latency and time to first token (ms)", width=12, left=[
+                self.app(m.CHAT_LATENCY, "p50", label="chat p50"), self.app(m.CHAT_LATENCY, "p90", label="chat p90"),
+                self.app(m.TIME_TO_FIRST_TOKEN, "p50", label="first token p50"),
+                self.app(m.TIME_TO_FIRST_TOKEN, "p90", label="first token p90")]),
+            cw.GraphWidget(title="Tokens in and out", width=12,
+                           left=[self.app(m.INPUT_TOKENS), self.app(m.OUTPUT_TOKENS)]),
+        ]
+        rejections = [
+            cw.GraphWidget(title="Rate-limit and budget rejections, upstream throttles", width=12, left=[
+                self.app(m.RATE_LIMITED), self.app(m.BUDGET_EXCEEDED), self.app(m.UPSTREAM_THROTTLED)]),
+            cw.GraphWidget(title="Errors by code", left=[self.by(m.ERRORS, m.CODE)], width=12),
+        ]
+        aws_row = [
+            cw.GraphWidget(title="Lambda errors", width=6,
+                           left=[self.lambda_metric("Errors", f) for f in self.functions]),
+            cw.GraphWidget(title="Lambda throttles", width=6,
+                           left=[self.lambda_metric("Throttles", f) for f in self.functions]),
+            cw.GraphWidget(title="Lambda duration p90 (ms)", width=6,
+                           left=[self.lambda_metric("Duration", f, "p90") for f in self.functions]),
+            cw.GraphWidget(title="DynamoDB throttles", width=6, left=[self.dynamodb_throttles()]),
+        ]
+        return cw.Dashboard(self, "Dashboard", dashboard_name=f"{resources.PROJECT}-{self.stage.name}",
+                            widgets=[row, latency, rejections, aws_row])

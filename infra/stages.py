@@ -1,0 +1,75 @@
+"""Per-stage settings of the deployment: plain data, read by the CDK app, the policy
+generator and the config sync step (never by the Lambda bundle).
+
+A setting that differs between dev, staging and prod lives here, once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Destination regions of Bedrock's cross-region inference profiles, by the profile id's
+# prefix. A profile may route a request to any of them, so IAM must allow the foundation
+# model in each. Check the profile's regions in the Bedrock console when adding a model.
+PROFILE_REGIONS: dict[str, tuple[str, ...]] = {
+    "us": ("us-east-1", "us-east-2", "us-west-2"),
+    "eu": ("eu-central-1", "eu-west-1", "eu-west-3", "eu-north-1"),
+    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
+}
+
+
+def profile_prefix(model_id: str) -> str | None:
+    """The geography of an inference profile id (`us.anthropic...` -> `us`), None for a model id."""
+    head = model_id.split(".", 1)[0]
+    return head if head in PROFILE_REGIONS else None
+
+
+def region_geography(region: str) -> str:
+    """The profile prefix that serves a region (`eu-west-1` -> `eu`)."""
+    head = region.split("-", 1)[0]
+    return "apac" if head == "ap" else head
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    vpc: bool  # run the functions in private subnets (NAT only for GitHub egress)
+    nat_gateways: int  # 1 saves ~$33/month; 2 survives an AZ outage
+    xray: bool  # active tracing on every function
+    deletion_protection: bool  # tables, user pool; data resources retained on stack delete
+    log_retention_days: int
+    monthly_budget_usd: int  # the AWS Budgets cost budget; alerts at 80 % actual, 100 % forecast
+    threat_protection: bool  # Cognito Plus tier (advanced security): paid per MAU
+    # Models the app may call: inference profile ids (`us.`, `eu.`, `apac.`) or model ids.
+    allowed_models: tuple[str, ...]
+    default_model: str
+    # Alarm thresholds.
+    error_rate_percent: float = 5.0
+    chat_latency_p90_ms: int = 30_000
+    tokens_per_hour: int = 2_000_000
+    waf_requests_per_5min_per_ip: int = 1_000
+
+
+_MODELS = (
+    "us.anthropic.claude-sonnet-4-20250514-v1:0",
+    "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+    "amazon.nova-micro-v1:0",
+)
+
+STAGES: dict[str, Stage] = {
+    "dev": Stage(name="dev", vpc=False, nat_gateways=0, xray=False, deletion_protection=False,
+                 log_retention_days=7, monthly_budget_usd=50, threat_protection=False,
+                 allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=200_000),
+    "staging": Stage(name="staging", vpc=False, nat_gateways=0, xray=True, deletion_protection=False,
+                     log_retention_days=14, monthly_budget_usd=150, threat_protection=False,
+                     allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=500_000),
+    "prod": Stage(name="prod", vpc=True, nat_gateways=1, xray=True, deletion_protection=True,
+                  log_retention_days=90, monthly_budget_usd=2_500, threat_protection=True,
+                  allowed_models=_MODELS, default_model=_MODELS[1]),
+}
+
+
+def stage(name: str) -> Stage:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}: one of {', '.join(STAGES)}") from None

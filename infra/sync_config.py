@@ -1,0 +1,161 @@
+"""Write a deployed stage's CDK outputs into `.chalice/config.json` and regenerate its policies.
+
+    cdk deploy --all -c environment=prod --outputs-file cdk-outputs.json
+    python -m infra.sync_config --stage prod --outputs infra/cdk-outputs.json
+
+It sets the stage's environment variables (table, bucket and secret names, Cognito ids and
+issuer, worker function names, models), X-Ray, the VPC subnets and security group, one policy
+file per function with `autogen_policy: false`, records the deployment facts in
+`.chalice/infra.json` and rewrites the policy files with the real account, region and ARNs.
+The WebSocket API id comes from `.chalice/deployed/<stage>.json` once `chalice deploy` made
+the API: on the very first deploy, run this, `chalice deploy`, this again, `chalice deploy`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from infra import outputs as names
+from infra import policies, resources
+from infra.stages import Stage, profile_prefix, region_geography, stage as get_stage
+
+
+class SyncError(Exception):
+    """The outputs file does not describe a complete deployment of the stage."""
+
+
+def stack_outputs(all_outputs: dict[str, dict[str, str]], stage: str) -> dict[str, str]:
+    """The outputs of the stage's stacks, merged (output names are unique across them)."""
+    merged: dict[str, str] = {}
+    for part in names.STACK_PARTS:
+        merged.update(all_outputs.get(names.stack_name(stage, part), {}))
+    return merged
+
+
+def _require(out: dict[str, str], key: str) -> str:
+    value = out.get(key)
+    if not value:
+        raise SyncError(f"output {key!r} is missing: did `cdk deploy --all --outputs-file` run for this stage?")
+    return value
+
+
+def _check_models(stage: Stage, region: str) -> None:
+    geography = region_geography(region)
+    for model in stage.allowed_models:
+        prefix = profile_prefix(model)
+        if prefix is not None and prefix != geography:
+            raise SyncError(f"model {model} is a {prefix!r} inference profile, unusable from {region}: "
+                            f"edit allowed_models in infra/stages.py")
+
+
+def websocket_api_id(chalice_dir: Path, stage: str) -> str | None:
+    """The id of the WebSocket API that `chalice deploy` recorded, if it has run."""
+    path = chalice_dir / "deployed" / f"{stage}.json"
+    if not path.exists():
+        return None
+    deployed = json.loads(path.read_text())
+    for resource in deployed.get("resources", []):
+        if resource.get("resource_type") == "websocket_api":
+            return resource["websocket_api_id"]
+    return None
+
+
+def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
+    env = {"STAGE": stage.name}
+    for table in resources.TABLES:
+        env[table.env_var] = _require(out, names.table_name(table.key))
+    for bucket in resources.BUCKETS:
+        if not bucket.cdn:  # the app never touches the UI bucket
+            env[bucket.env_var] = _require(out, names.bucket_name(bucket.key))
+    for secret in resources.SECRETS:
+        env[secret.env_var] = _require(out, names.secret_arn(secret.key))
+    env.update({
+        "COGNITO_USER_POOL_ID": _require(out, names.USER_POOL_ID),
+        "COGNITO_APP_CLIENT_IDS": _require(out, names.USER_POOL_CLIENT_ID),
+        "COGNITO_ISSUER": _require(out, names.ISSUER),
+        "BEDROCK_WORKER_FUNCTION": resources.function_name(stage.name, "bedrock_worker"),
+        "GITHUB_WORKER_FUNCTION": resources.function_name(stage.name, "github_worker"),
+        "ALLOWED_MODELS": ",".join(stage.allowed_models),
+        "DEFAULT_MODEL_ID": stage.default_model,
+    })
+    return env
+
+
+def update_stage_config(config: dict[str, Any], stage: Stage, out: dict[str, str]) -> dict[str, Any]:
+    """The stage's section of .chalice/config.json with the outputs applied; other keys kept."""
+    section = config.setdefault("stages", {}).setdefault(stage.name, {})
+    section.setdefault("api_gateway_stage", stage.name)
+    section.setdefault("websocket_api_gateway_stage", stage.name)
+    section.setdefault("environment_variables", {}).update(environment(stage, out))
+    section["xray"] = stage.xray
+    # The same tags as the CDK stacks, so Cost Explorer can split the bill by stage.
+    section.setdefault("tags", {}).update({"project": resources.PROJECT, "stage": stage.name})
+    section["autogen_policy"] = False
+    if stage.vpc:
+        section["subnet_ids"] = _require(out, names.SUBNET_IDS).split(",")
+        section["security_group_ids"] = [_require(out, names.SECURITY_GROUP_ID)]
+    else:
+        section.pop("subnet_ids", None)
+        section.pop("security_group_ids", None)
+    functions = section.setdefault("lambda_functions", {})
+    for function in resources.FUNCTIONS:
+        functions.setdefault(function, {})["iam_policy_file"] = policies.policy_filename(stage.name, function)
+    return section
+
+
+def sync(*, stage_name: str, outputs_file: Path, chalice_dir: Path = policies.CHALICE_DIR,
+         api_id: str | None = None) -> policies.Deployment:
+    stage = get_stage(stage_name)
+    out = stack_outputs(json.loads(outputs_file.read_text()), stage_name)
+    region = _require(out, names.REGION)
+    _check_models(stage, region)
+    deployment = policies.Deployment(
+        stage=stage, account=_require(out, names.ACCOUNT), region=region,
+        context_key_arn=_require(out, names.CONTEXT_KEY_ARN),
+        github_secret_arn=_require(out, names.secret_arn("github-app")),
+        websocket_api_id=api_id or websocket_api_id(chalice_dir, stage_name),
+    )
+    config_path = chalice_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    update_stage_config(config, stage, out)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+    facts_path = chalice_dir / "infra.json"
+    facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
+    facts[stage_name] = {"account": deployment.account, "region": deployment.region,
+                         "contextKeyArn": deployment.context_key_arn,
+                         "githubSecretArn": deployment.github_secret_arn}
+    if deployment.websocket_api_id:
+        facts[stage_name]["websocketApiId"] = deployment.websocket_api_id
+    facts_path.write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
+    policies.write_policies(deployment, chalice_dir=chalice_dir)
+    return deployment
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--outputs", type=Path, default=Path("infra/cdk-outputs.json"),
+                        help="the file written by `cdk deploy --outputs-file`")
+    parser.add_argument("--chalice-dir", type=Path, default=policies.CHALICE_DIR)
+    parser.add_argument("--websocket-api-id", help="overrides .chalice/deployed/<stage>.json")
+    args = parser.parse_args(argv)
+    try:
+        deployment = sync(stage_name=args.stage, outputs_file=args.outputs, chalice_dir=args.chalice_dir,
+                          api_id=args.websocket_api_id)
+    except (SyncError, OSError, ValueError) as exc:
+        print(f"sync_config: {exc}", file=sys.stderr)
+        return 1
+    print(f"stage {args.stage}: .chalice/config.json and {len(resources.FUNCTIONS)} policy files written "
+          f"for account {deployment.account} in {deployment.region}")
+    if deployment.websocket_api_id is None:
+        print("no WebSocket API yet: the policies grant no execute-api:ManageConnections. After the first "
+              f"`chalice deploy --stage {args.stage}`, run this again and deploy again.", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

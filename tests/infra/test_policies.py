@@ -1,0 +1,291 @@
+"""The IAM policy files: every one parsed, no wildcard, and exactly the calls each function makes.
+
+CALLS is the contract: each Chalice function's AWS calls and what they touch. A call added to
+the code without its permission here and in infra/policies.py fails; a permission granted
+without a call listed here fails too.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+import pytest
+
+from infra import policies, resources
+from infra.stages import STAGES, PROFILE_REGIONS, profile_prefix
+
+ROOT = Path(__file__).resolve().parents[2]
+CHALICE_DIR = ROOT / ".chalice"
+
+# function -> [(IAM action, what it is called on)]. Targets: table:<key>, index:<key>/<index>,
+# object:<bucket> (a key under users/<sub>/), prefix:<bucket> (listing users/<sub>/),
+# key:<bucket> (its KMS key, through S3), function:<name>, secret:<key>, frames:<METHOD>
+# (@connections of this API and stage), model:* (every allowed model or profile).
+CALLS: dict[str, list[tuple[str, str]]] = {
+    "websocket_connect": [("dynamodb:PutItem", "table:connections")],
+    "websocket_disconnect": [("dynamodb:DeleteItem", "table:connections")],
+    "websocket_message": [
+        ("dynamodb:GetItem", "table:connections"),
+        ("dynamodb:GetItem", "table:requests"), ("dynamodb:PutItem", "table:requests"),
+        ("dynamodb:UpdateItem", "table:requests"),
+        ("dynamodb:GetItem", "table:usage"), ("dynamodb:UpdateItem", "table:usage"),
+        ("dynamodb:Query", "table:usage"), ("dynamodb:Query", "index:usage/byDay"),
+        ("dynamodb:GetItem", "table:sessions"), ("dynamodb:PutItem", "table:sessions"),
+        ("dynamodb:UpdateItem", "table:sessions"), ("dynamodb:DeleteItem", "table:sessions"),
+        ("dynamodb:Query", "table:sessions"), ("dynamodb:BatchWriteItem", "table:sessions"),
+        ("s3:GetObject", "object:context"), ("s3:PutObject", "object:context"),
+        ("s3:DeleteObject", "object:context"), ("s3:ListBucket", "prefix:context"),
+        ("kms:Decrypt", "key:context"), ("kms:GenerateDataKey", "key:context"),
+        ("lambda:InvokeFunction", "function:bedrock_worker"), ("lambda:InvokeFunction", "function:github_worker"),
+        ("execute-api:ManageConnections", "frames:POST"), ("execute-api:ManageConnections", "frames:DELETE"),
+    ],
+    "api_handler": [("dynamodb:GetItem", "table:usage"), ("dynamodb:Query", "table:usage"),
+                    ("dynamodb:Query", "index:usage/byDay")],
+    "ws_authorizer": [],
+    "rest_authorizer": [],
+    "bedrock_worker": [
+        ("dynamodb:GetItem", "table:requests"), ("dynamodb:UpdateItem", "table:requests"),
+        ("dynamodb:UpdateItem", "table:usage"),
+        ("dynamodb:GetItem", "table:sessions"), ("dynamodb:PutItem", "table:sessions"),
+        ("dynamodb:UpdateItem", "table:sessions"), ("dynamodb:Query", "table:sessions"),
+        ("s3:GetObject", "object:context"), ("kms:Decrypt", "key:context"),
+        ("bedrock:InvokeModelWithResponseStream", "model:*"), ("bedrock:InvokeModel", "model:*"),
+        ("execute-api:ManageConnections", "frames:POST"),
+    ],
+    "github_worker": [
+        ("secretsmanager:GetSecretValue", "secret:github-app"),
+        ("dynamodb:GetItem", "table:requests"), ("dynamodb:UpdateItem", "table:requests"),
+        ("execute-api:ManageConnections", "frames:POST"),
+    ],
+}
+BASELINE_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                    *policies.XRAY_ACTIONS, *policies.VPC_ENI_ACTIONS}
+# The only Allow statements with "Resource": "*": AWS accepts nothing narrower for these.
+STAR_RESOURCE_ALLOWED = set(policies.XRAY_ACTIONS) | set(policies.VPC_ENI_ACTIONS)
+
+
+# A small IAM evaluator: wildcards in actions and ARNs, the condition operators we use. -----
+def _list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _condition_holds(condition: dict, context: dict[str, str]) -> bool:
+    for operator, pairs in condition.items():
+        for key, expected in pairs.items():
+            if key not in context:
+                return False
+            value = context[key]
+            if operator in ("StringEquals", "ArnEquals"):
+                ok = value in _list(expected)
+            elif operator in ("StringLike", "ArnLike"):
+                ok = any(fnmatch.fnmatchcase(value, pattern) for pattern in _list(expected))
+            else:
+                raise AssertionError(f"evaluator does not know {operator}")
+            if not ok:
+                return False
+    return True
+
+
+def allows(policy: dict, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    allowed = False
+    for statement in policy["Statement"]:
+        if not any(fnmatch.fnmatch(action.lower(), a.lower()) for a in _list(statement["Action"])):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, r) for r in _list(statement["Resource"])):
+            continue
+        if "Condition" in statement and not _condition_holds(statement["Condition"], context or {}):
+            continue
+        if statement["Effect"] == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+# Fixtures -----------------------------------------------------------------------------------
+def deployment(stage: str, api_id: str | None = "api0123456") -> policies.Deployment:
+    return policies.Deployment(
+        stage=STAGES[stage], account="123456789012", region="us-east-1",
+        context_key_arn="arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        github_secret_arn=f"arn:aws:secretsmanager:us-east-1:123456789012:secret:llm-ide/{stage}/github-app-Ab12Cd",
+        websocket_api_id=api_id)
+
+
+def requests_for(d: policies.Deployment, action: str, target: str) -> list[tuple[str, dict[str, str]]]:
+    """Concrete (resource ARN, request context) pairs a call on a target makes."""
+    kind, _, name = target.partition(":")
+    sub = "0f1e2d3c-aaaa-bbbb-cccc-111122223333"
+    if kind == "table":
+        return [(d.table_arns(name)[0], {})]
+    if kind == "index":
+        table, index = name.split("/")
+        return [(f"{d.table_arns(table)[0]}/index/{index}", {})]
+    if kind == "object":
+        return [(f"{d.bucket_arn(name)}/users/{sub}/context/src/app.py", {})]
+    if kind == "prefix":
+        return [(d.bucket_arn(name), {"s3:prefix": f"users/{sub}/context/"})]
+    if kind == "key":
+        return [(d.context_key_arn, {"kms:ViaService": f"s3.{d.region}.amazonaws.com"})]
+    if kind == "function":
+        return [(d.function_arn(name), {})]
+    if kind == "secret":
+        return [(d.github_secret_arn, {})]
+    if kind == "frames":
+        return [(d.arn("execute-api", f"{d.websocket_api_id}/{d.stage.name}/{name}/@connections/Ab1Cd2Ef3G="), {})]
+    if kind == "model":
+        calls = []
+        for model in d.stage.allowed_models:
+            prefix = profile_prefix(model)
+            if prefix is None:
+                calls.append((d.arn("bedrock", f"foundation-model/{model}", account=""), {}))
+                continue
+            profile = d.arn("bedrock", f"inference-profile/{model}")
+            calls.append((profile, {}))
+            for region in PROFILE_REGIONS[prefix]:
+                calls.append((d.arn("bedrock", f"foundation-model/{model.split('.', 1)[1]}", region=region,
+                                    account=""), {"bedrock:InferenceProfileArn": profile}))
+        return calls
+    raise AssertionError(f"unknown target {target}")
+
+
+STAGE_FUNCTIONS = [(s, f) for s in STAGES for f in resources.FUNCTIONS]
+
+
+def test_the_contract_covers_every_function():
+    assert set(CALLS) == set(resources.FUNCTIONS)
+
+
+# The committed files ------------------------------------------------------------------------
+def test_every_policy_file_parses_and_none_is_missing_or_extra():
+    found = {p.name for p in CHALICE_DIR.glob("policy-*.json")}
+    assert found == {policies.policy_filename(s, f) for s, f in STAGE_FUNCTIONS}
+    for name in found:
+        document = json.loads((CHALICE_DIR / name).read_text())
+        assert document["Version"] == "2012-10-17" and document["Statement"]
+
+
+def test_config_wires_each_function_to_its_file_with_autogen_off():
+    config = json.loads((CHALICE_DIR / "config.json").read_text())
+    for stage in STAGES:
+        section = config["stages"][stage]
+        assert section["autogen_policy"] is False
+        assert section["xray"] is STAGES[stage].xray
+        assert bool(section.get("subnet_ids")) is STAGES[stage].vpc
+        assert bool(section.get("security_group_ids")) is STAGES[stage].vpc
+        for function in resources.FUNCTIONS:
+            assert section["lambda_functions"][function]["iam_policy_file"] == policies.policy_filename(stage, function)
+    assert "iam_policy_file" not in config and config.get("autogen_policy", False) is False
+
+
+def test_committed_files_are_what_the_generator_writes(tmp_path):
+    """No hand edits: the files are regenerated from infra/policies.py and .chalice/infra.json."""
+    for stage in STAGES:
+        d = policies.load_deployment(stage, facts_file=CHALICE_DIR / "infra.json")
+        for path in policies.write_policies(d, chalice_dir=tmp_path):
+            assert json.loads(path.read_text()) == json.loads((CHALICE_DIR / path.name).read_text()), path.name
+
+
+@pytest.mark.parametrize("path", sorted(CHALICE_DIR.glob("policy-*.json")), ids=lambda p: p.name)
+def test_no_wildcard_action_and_no_wildcard_resource(path):
+    for statement in json.loads(path.read_text())["Statement"]:
+        actions = _list(statement["Action"])
+        assert not any("*" in action for action in actions), (path.name, statement["Sid"])
+        if statement["Effect"] != "Allow":
+            continue
+        for resource in _list(statement["Resource"]):
+            if resource == "*":
+                assert set(actions) <= STAR_RESOURCE_ALLOWED, (path.name, statement["Sid"])
+                continue
+            _, partition, service, region, account, rest = resource.split(":", 5)
+            assert partition == "aws" and "*" not in service + region + account, resource
+            assert rest.strip("*/:") and not rest.startswith("*"), resource
+            # Only a trailing wildcard (object keys, log streams, connection ids) is allowed.
+            assert "*" not in rest.rstrip("*"), resource
+
+
+# The generator, stage by stage --------------------------------------------------------------
+@pytest.mark.parametrize("stage,function", STAGE_FUNCTIONS)
+def test_each_listed_call_is_allowed(stage, function):
+    d = deployment(stage)
+    document = policies.policy(d, function)
+    for action, target in CALLS[function]:
+        for resource, context in requests_for(d, action, target):
+            assert allows(document, action, resource, context), (function, action, resource)
+
+
+@pytest.mark.parametrize("stage,function", STAGE_FUNCTIONS)
+def test_nothing_is_allowed_beyond_the_listed_calls(stage, function):
+    document = policies.policy(deployment(stage), function)
+    granted = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in _list(s["Action"])}
+    assert granted - BASELINE_ACTIONS == {action for action, _ in CALLS[function]}
+
+
+@pytest.mark.parametrize("stage,function", STAGE_FUNCTIONS)
+def test_logs_traces_and_network_interfaces(stage, function):
+    d = deployment(stage)
+    document = policies.policy(d, function)
+    own = d.log_group_arn(function)
+    other = d.log_group_arn("websocket_connect" if function != "websocket_connect" else "api_handler")
+    assert allows(document, "logs:PutLogEvents", f"{own}:log-stream:2026/11/26/[$LATEST]abc")
+    assert allows(document, "logs:CreateLogGroup", f"{own}:*")
+    assert not allows(document, "logs:PutLogEvents", f"{other}:log-stream:x")
+    assert allows(document, "xray:PutTraceSegments", "*") is STAGES[stage].xray
+    assert allows(document, "ec2:CreateNetworkInterface", "*") is STAGES[stage].vpc
+    # In a VPC, Lambda may manage the ENIs with the role; the function's own code may not.
+    code = {"lambda:SourceFunctionArn": d.function_arn(function)}
+    assert not allows(document, "ec2:CreateNetworkInterface", "*", code)
+
+
+def test_only_the_github_worker_reads_the_secret():
+    for stage, function in STAGE_FUNCTIONS:
+        d = deployment(stage)
+        readable = allows(policies.policy(d, function), "secretsmanager:GetSecretValue", d.github_secret_arn)
+        assert readable is (function == "github_worker"), (stage, function)
+
+
+def test_frames_go_only_to_this_api_and_stage():
+    d = deployment("prod")
+    document = policies.policy(d, "bedrock_worker")
+    assert allows(document, "execute-api:ManageConnections",
+                  d.arn("execute-api", "api0123456/prod/POST/@connections/abc="))
+    for other in ("otherapi99/prod/POST/@connections/abc=", "api0123456/dev/POST/@connections/abc=",
+                  "api0123456/prod/DELETE/@connections/abc="):
+        assert not allows(document, "execute-api:ManageConnections", d.arn("execute-api", other)), other
+
+
+def test_before_the_first_deploy_no_function_may_post_frames():
+    for function in resources.FUNCTIONS:
+        document = policies.policy(deployment("prod", api_id=None), function)
+        assert "execute-api:ManageConnections" not in json.dumps(document)
+
+
+def test_bedrock_only_on_allowed_models_and_profiles():
+    d = deployment("prod")
+    document = policies.policy(d, "bedrock_worker")
+    action = "bedrock:InvokeModelWithResponseStream"
+    assert not allows(document, action, d.arn("bedrock", "foundation-model/anthropic.claude-opus-4-1-20250805-v1:0",
+                                              account=""))
+    assert not allows(document, action, d.arn("bedrock", "inference-profile/us.anthropic.claude-opus-4-1-v1:0"))
+    # A profile's model in another region: only through the profile, never directly.
+    routed = d.arn("bedrock", "foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0", region="us-west-2",
+                   account="")
+    assert not allows(document, action, routed)
+    assert not allows(policies.policy(d, "websocket_message"), action, routed)
+
+
+def test_a_stage_never_reaches_another_stages_data():
+    prod, dev = deployment("prod"), deployment("dev")
+    for function in resources.FUNCTIONS:
+        document = policies.policy(prod, function)
+        for table in resources.TABLES:
+            for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"):
+                assert not allows(document, action, dev.table_arns(table.key)[0])
+        assert not allows(document, "s3:GetObject", f"{dev.bucket_arn('context')}/users/x/context/a")
+
+
+def test_context_objects_only_under_users_and_only_with_the_key_through_s3():
+    d = deployment("prod")
+    document = policies.policy(d, "websocket_message")
+    assert not allows(document, "s3:GetObject", f"{d.bucket_arn('context')}/admin/secrets.txt")
+    assert not allows(document, "s3:ListBucket", d.bucket_arn("context"), {"s3:prefix": ""})
+    assert not allows(document, "kms:Decrypt", d.context_key_arn)  # not directly, only via S3

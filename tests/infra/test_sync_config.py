@@ -1,0 +1,126 @@
+"""The sync step: CDK outputs into .chalice/config.json and the policy files, on a sample outputs file."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from infra import outputs, policies, resources, sync_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = Path(__file__).with_name("cdk-outputs.sample.json")
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def chalice_dir(tmp_path) -> Path:
+    target = tmp_path / ".chalice"
+    target.mkdir()
+    shutil.copy(ROOT / ".chalice" / "config.json", target / "config.json")
+    return target
+
+
+@pytest.fixture
+def outputs_file(tmp_path) -> Path:
+    """The sample, as a real account's `cdk deploy --outputs-file` would write it."""
+    path = tmp_path / "cdk-outputs.json"
+    path.write_text(SAMPLE.read_text().replace("000000000000", ACCOUNT))
+    return path
+
+
+def deployed(chalice_dir: Path, stage: str, api_id: str) -> None:
+    (chalice_dir / "deployed").mkdir(exist_ok=True)
+    (chalice_dir / "deployed" / f"{stage}.json").write_text(json.dumps({"schema_version": "2.0", "resources": [
+        {"name": "api_handler", "resource_type": "lambda_function", "lambda_arn": "arn:aws:lambda:..."},
+        {"name": "websocket_api", "resource_type": "websocket_api", "websocket_api_id": api_id,
+         "websocket_api_url": f"wss://{api_id}.execute-api.us-east-1.amazonaws.com/{stage}/"},
+    ]}))
+
+
+def run(chalice_dir: Path, outputs_file: Path, stage: str, *extra: str) -> int:
+    return sync_config.main(["--stage", stage, "--outputs", str(outputs_file), "--chalice-dir", str(chalice_dir),
+                             *extra])
+
+
+def test_prod_outputs_land_in_the_stage_config_and_the_policies(chalice_dir, outputs_file, capsys):
+    deployed(chalice_dir, "prod", "k3x9q2w7ab")
+    assert run(chalice_dir, outputs_file, "prod") == 0
+    config = json.loads((chalice_dir / "config.json").read_text())
+    prod = config["stages"]["prod"]
+    env = prod["environment_variables"]
+    data = json.loads(outputs_file.read_text())[outputs.stack_name("prod", "data")]
+    assert env["COGNITO_USER_POOL_ID"] == data[outputs.USER_POOL_ID]
+    assert env["COGNITO_APP_CLIENT_IDS"] == data[outputs.USER_POOL_CLIENT_ID]
+    assert env["COGNITO_ISSUER"] == data[outputs.ISSUER]
+    assert env["CONTEXT_BUCKET"] == f"llm-ide-prod-context-{ACCOUNT}"
+    assert env["GITHUB_SECRET_ARN"].startswith(f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:llm-ide/prod/")
+    for table in resources.TABLES:
+        assert env[table.env_var] == table.physical_name("prod")
+    assert env["BEDROCK_WORKER_FUNCTION"] == "llm-ide-prod-bedrock_worker"
+    assert env["GITHUB_WORKER_FUNCTION"] == "llm-ide-prod-github_worker"
+    assert env["DEFAULT_MODEL_ID"] in env["ALLOWED_MODELS"].split(",")
+    assert env["LOG_LEVEL"] == "INFO"  # what the outputs do not set is kept
+    assert prod["subnet_ids"] == ["subnet-0a1b2c3d4e5f6a7b8", "subnet-0b1c2d3e4f5a6b7c9"]
+    assert prod["security_group_ids"] == ["sg-0c1d2e3f4a5b6c7d8"]
+    assert prod["xray"] is True and prod["autogen_policy"] is False
+    assert prod["tags"] == {"project": "llm-ide", "stage": "prod"}
+    assert prod["lambda_functions"]["websocket_message"]["lambda_timeout"] == 30  # kept
+    assert config["stages"]["dev"] == json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
+
+    facts = json.loads((chalice_dir / "infra.json").read_text())["prod"]
+    assert facts == {"account": ACCOUNT, "region": "us-east-1", "websocketApiId": "k3x9q2w7ab",
+                     "contextKeyArn": data[outputs.CONTEXT_KEY_ARN], "githubSecretArn": env["GITHUB_SECRET_ARN"]}
+    for function in resources.FUNCTIONS:
+        text = (chalice_dir / policies.policy_filename("prod", function)).read_text()
+        assert "000000000000" not in text and f":{ACCOUNT}:" in text
+    worker = (chalice_dir / policies.policy_filename("prod", "bedrock_worker")).read_text()
+    assert f"arn:aws:execute-api:us-east-1:{ACCOUNT}:k3x9q2w7ab/prod/POST/@connections/*" in worker
+    assert "ManageConnections" not in capsys.readouterr().err
+
+
+def test_sync_is_idempotent_and_the_policy_writer_agrees(chalice_dir, outputs_file):
+    deployed(chalice_dir, "prod", "k3x9q2w7ab")
+    assert run(chalice_dir, outputs_file, "prod") == 0
+    first = {p.name: p.read_bytes() for p in chalice_dir.glob("*.json")}
+    assert run(chalice_dir, outputs_file, "prod") == 0
+    policies.main(["--stage", "prod", "--chalice-dir", str(chalice_dir)])
+    assert {p.name: p.read_bytes() for p in chalice_dir.glob("*.json")} == first
+
+
+def test_first_deploy_has_no_api_yet_and_says_what_to_do(chalice_dir, outputs_file, capsys):
+    assert run(chalice_dir, outputs_file, "prod") == 0
+    err = capsys.readouterr().err
+    assert "run this again and deploy again" in err
+    for function in resources.FUNCTIONS:
+        assert "ManageConnections" not in (chalice_dir / policies.policy_filename("prod", function)).read_text()
+    assert "websocketApiId" not in json.loads((chalice_dir / "infra.json").read_text())["prod"]
+    # The flag stands in for .chalice/deployed/ (e.g. a CI that keeps no deployed state).
+    assert run(chalice_dir, outputs_file, "prod", "--websocket-api-id", "abcdef1234") == 0
+    assert "abcdef1234/prod/POST" in (chalice_dir / policies.policy_filename("prod", "github_worker")).read_text()
+
+
+def test_stage_without_vpc_gets_no_subnets(chalice_dir, outputs_file):
+    config = json.loads((chalice_dir / "config.json").read_text())
+    config["stages"]["dev"]["subnet_ids"] = ["subnet-stale"]
+    (chalice_dir / "config.json").write_text(json.dumps(config))
+    assert run(chalice_dir, outputs_file, "dev") == 0
+    dev = json.loads((chalice_dir / "config.json").read_text())["stages"]["dev"]
+    assert "subnet_ids" not in dev and "security_group_ids" not in dev and dev["xray"] is False
+
+
+def test_a_missing_output_fails_and_names_it(chalice_dir, outputs_file, capsys):
+    data = json.loads(outputs_file.read_text())
+    del data[outputs.stack_name("prod", "network")]
+    outputs_file.write_text(json.dumps(data))
+    before = (chalice_dir / "config.json").read_text()
+    assert run(chalice_dir, outputs_file, "prod") == 1
+    assert f"output '{outputs.SUBNET_IDS}' is missing" in capsys.readouterr().err
+    assert (chalice_dir / "config.json").read_text() == before
+
+
+def test_a_region_the_inference_profiles_do_not_serve_fails(chalice_dir, outputs_file, capsys):
+    outputs_file.write_text(outputs_file.read_text().replace("us-east-1", "eu-west-1"))
+    assert run(chalice_dir, outputs_file, "prod") == 1
+    assert "unusable from eu-west-1" in capsys.readouterr().err
