@@ -1,9 +1,12 @@
 """The Chalice app: wiring only. Events in, calls into chalicelib, responses out."""
 from __future__ import annotations
 
-from chalice import Chalice, Response
+import time
+
+from chalice import Chalice, Response, UnauthorizedError
 from chalice.app import WebsocketEvent
 
+from chalicelib.auth import authenticate, token_from_request
 from chalicelib.config import get_settings
 from chalicelib.observability import configure_logging
 from chalicelib.services import get_services
@@ -53,3 +56,13 @@ def websocket_disconnect(event: WebsocketEvent) -> None:
 @app.route("/health")
 def health() -> dict:
     return {"status": "ok", "stage": get_settings().stage}
+
+
+@app.route("/usage")
+def usage() -> dict:
+    # Swap for the REST authorizer's context once it exists: the identity is all this route needs.
+    configure_logging(get_settings().log_level)
+    identity = authenticate(token_from_request(app.current_request.headers, None))
+    if identity is None:
+        raise UnauthorizedError("a valid token is required in Authorization")
+    return get_services().usage.report(identity.sub, time.time(), groups=identity.groups)
