@@ -125,6 +125,8 @@ class TokenBudget:
         for _ in range(RESERVE_ATTEMPTS):
             granted = min(max_tokens, limits.tokens_per_hour - known_used - estimated_input)
             if granted < min(max_tokens, self._floor) or granted < 1:
+                logger.info("budget exceeded", extra={"sub": user_sub, "requestId": request_id,
+                                                      "tokensUsed": known_used, "wanted": estimated_input + max_tokens})
                 raise budget_exceeded(now)
             try:
                 item = self._admit_and_reserve(user_sub, now, limits, estimated_input + granted)
@@ -139,6 +141,7 @@ class TokenBudget:
             return Reservation(user_sub=user_sub, request_id=request_id, hour_start=records.hour_start(now),
                                estimated_input=estimated_input, max_tokens=granted,
                                limits=LimitsSnapshot.from_hour_record(item, limits, now))
+        logger.warning("budget reservation kept conflicting", extra={"sub": user_sub, "requestId": request_id})
         raise budget_exceeded(now)
 
     def _admit_and_reserve(self, user_sub: str, now: float, limits: UserLimits, amount: int) -> dict[str, Any]:

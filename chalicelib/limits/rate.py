@@ -1,6 +1,7 @@
 """Requests per user per minute: fixed windows, one conditional write per admitted action."""
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from typing import Any, Callable
@@ -12,6 +13,8 @@ from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
 from chalicelib.limits.retry import error_code, retry_conflicts
 from chalicelib.limits.snapshot import LimitsSnapshot
+
+logger = logging.getLogger(__name__)
 
 
 class LimitedMemory:
@@ -87,6 +90,7 @@ class RateLimiter:
     def reject(self, user_sub: str, now: float) -> RateLimited:
         """The error for a full window, remembered until the window ends."""
         until = records.minute_start(now) + 60
+        logger.info("rate limited", extra={"sub": user_sub, "until": until})
         if self.memory is not None:
             self.memory.remember(user_sub, until, now)
         return rate_limited(until, now)
