@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 _USER_POOL_ID = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+_FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
 _GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000)}
 
 
@@ -53,6 +54,10 @@ class Settings:
     aws_max_attempts: int
     management_api_endpoint: str | None
     log_level: str
+    tracing_enabled: bool
+    # Workers (Chalice names a function <app>-<stage>-<name>)
+    bedrock_worker_function: str
+    github_worker_function: str
 
     def management_endpoint(self, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
@@ -171,6 +176,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         aws_max_attempts=env.number("AWS_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
         management_api_endpoint=env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
         log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        tracing_enabled=env.choice("TRACING_ENABLED", "false", ("true", "false")) == "true",
+        bedrock_worker_function=env.text("BEDROCK_WORKER_FUNCTION", f"llm-ide-{stage}-bedrock_worker",
+                                         pattern=_FUNCTION),
+        github_worker_function=env.text("GITHUB_WORKER_FUNCTION", f"llm-ide-{stage}-github_worker",
+                                        pattern=_FUNCTION),
     )
 
 

@@ -15,6 +15,7 @@ from chalicelib.connections import ConnectionStore, ManagementApiSender
 from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_memory, limits_for
 from chalicelib.limits.records import Retention
 from chalicelib.usage import UsageReport
+from chalicelib.workers import WorkerInvoker
 
 
 class Services:
@@ -25,6 +26,10 @@ class Services:
     def connections(self) -> ConnectionStore:
         return ConnectionStore(aws.table(self.settings.connections_table),
                                ttl_seconds=self.settings.connection_ttl_seconds)
+
+    @cached_property
+    def workers(self) -> WorkerInvoker:
+        return WorkerInvoker(aws.client("lambda"))
 
     def user_limits(self, groups: tuple[str, ...]) -> UserLimits:
         return limits_for(groups, self.settings)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from devserver import aws
 from devserver.gateway import Gateway, LambdaRuntime
+from devserver.lambda_api import LambdaApi
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -75,27 +76,35 @@ async def _serve(args: argparse.Namespace) -> None:
     gateway_socket = _bind(args.host, args.port)
     port = gateway_socket.getsockname()[1]
     http_url = f"http://{args.host}:{port}"
+    lambda_socket = _bind(args.host, 0)
+    lambda_url = f"http://{args.host}:{lambda_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
                           log_path=state_dir / "moto.log")
-    runner: web.AppRunner | None = None
+    runners: list[web.AppRunner] = []
     runtime: LambdaRuntime | None = None
     try:
         moto.start()
         provisioned = aws.provision(moto.url, stage=STAGE)
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(aws.app_environment(moto.url, http_url, provisioned))
+        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
 
         runtime = LambdaRuntime(app_module)
-        gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
-                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web")
-        runner = web.AppRunner(gateway.make_app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.SockSite(runner, gateway_socket).start()
-
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
                                           moto_url=moto.url, provisioned=provisioned)
+        gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
+                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web",
+                          web_config=aws.web_client_config(document))
+        lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
+                               functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
+        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket)):
+            runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            await web.SockSite(runner, sock).start()
+
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
@@ -108,10 +117,10 @@ async def _serve(args: argparse.Namespace) -> None:
         print("\nStopping the local stack...", flush=True)
     finally:
         endpoints_path.unlink(missing_ok=True)
-        if runner is not None:
+        for runner in runners:
             await runner.cleanup()
-        else:
-            gateway_socket.close()
+        for sock in (gateway_socket, lambda_socket):
+            sock.close()
         if runtime is not None:
             runtime.shutdown()
         moto.stop()

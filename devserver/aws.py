@@ -180,6 +180,11 @@ def endpoints_document(*, websocket_url: str, http_url: str, moto_url: str, prov
     }
 
 
+def web_client_config(endpoints: dict[str, Any]) -> dict[str, Any]:
+    """What the web client needs (web/config.json): the endpoints without the users' passwords."""
+    return {key: endpoints[key] for key in ("websocketUrl", "httpUrl", "region", "cognito")}
+
+
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -72,8 +72,9 @@ class LambdaRuntime:
 
 class Gateway:
     def __init__(self, *, app_module: ModuleType, runtime: LambdaRuntime, stage: str,
-                 domain_name: str, web_dir: Path) -> None:
+                 domain_name: str, web_dir: Path, web_config: dict[str, Any]) -> None:
         self._runtime = runtime
+        self._web_config = web_config
         self._stage = stage
         self._domain = domain_name
         self._web_dir = web_dir
@@ -86,8 +87,12 @@ class Gateway:
         app.router.add_get(f"/{self._stage}", self._websocket)
         for method in ("POST", "GET", "DELETE"):
             app.router.add_route(method, f"/{self._stage}/@connections/{{connection_id}}", self._management)
-        app.router.add_get("/", self._index)
-        app.router.add_static("/web/", self._web_dir)
+        # The web client at the root, as the UI bucket serves it in AWS, and its settings.
+        app.router.add_get("/", self._web_file)
+        for path in sorted(self._web_dir.iterdir()):
+            if path.is_file():
+                app.router.add_get(f"/{path.name}", self._web_file)
+        app.router.add_get("/config.json", self._config_json)
         app.router.add_route("*", "/{tail:.*}", self._rest_api)
         app.on_shutdown.append(self._close_all)
         return app
@@ -190,8 +195,12 @@ class Gateway:
 
     # --- REST API and web client ---------------------------------------------
 
-    async def _index(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(self._web_dir / "index.html")
+    async def _web_file(self, request: web.Request) -> web.StreamResponse:
+        name = request.path.lstrip("/") or "index.html"
+        return web.FileResponse(self._web_dir / name, headers={"Cache-Control": "no-cache"})
+
+    async def _config_json(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self._web_config, headers={"Cache-Control": "no-store"})
 
     async def _rest_api(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

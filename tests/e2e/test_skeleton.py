@@ -178,3 +178,33 @@ def test_chalice_local_serves_the_rest_routes(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_web_client_is_served_with_its_config_and_no_passwords(stack):
+    base = stack.document["httpUrl"]
+    with urllib.request.urlopen(base + "/", timeout=5) as response:
+        page = response.read().decode()
+    assert "<title>llm-ide</title>" in page and 'src="app.js"' in page
+    with urllib.request.urlopen(base + "/app.js", timeout=5) as response:
+        assert "InitiateAuth" in response.read().decode()
+    with urllib.request.urlopen(base + "/config.json", timeout=5) as response:
+        config = json.loads(response.read())
+    assert config["websocketUrl"] == stack.document["websocketUrl"]
+    assert config["cognito"] == stack.document["cognito"]
+    assert "users" not in config and stack.endpoints.dev_password("dev") not in json.dumps(config)
+
+
+def test_the_web_clients_sign_in_request_works_against_the_stack(stack):
+    # The same HTTP request web/app.js makes: Cognito's JSON API, cross-origin from the page.
+    cognito = stack.document["cognito"]
+    request = urllib.request.Request(
+        cognito["endpointUrl"] + "/", method="POST",
+        headers={"Content-Type": "application/x-amz-json-1.1", "Origin": stack.document["httpUrl"],
+                 "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth"},
+        data=json.dumps({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": cognito["clientId"],
+                         "AuthParameters": {"USERNAME": "dev", "PASSWORD": stack.endpoints.dev_password("dev")}}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers.get("Access-Control-Allow-Origin") in ("*", stack.document["httpUrl"])
+        token = json.loads(response.read())["AuthenticationResult"]["AccessToken"]
+    with IdeClient(stack.endpoints.websocket_url, token, token_in="query") as client:
+        assert client.ping() < 5

@@ -1,0 +1,58 @@
+"""AWS X-Ray, loaded only when tracing is on.
+
+With `TRACING_ENABLED` off (dev), aws_xray_sdk is never imported and every
+helper here is a no-op. With it on (staging, prod), botocore is patched once
+per container, so every AWS call is a subsegment and the trace header travels
+with the async Lambda invocation: the worker's trace continues the handler's.
+Annotations carry action, model and outcome only, never personal data.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import Any, Iterator
+
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def _recorder() -> Any:
+    from chalicelib.config import get_settings
+
+    if not get_settings().tracing_enabled:
+        return None
+    from aws_xray_sdk.core import patch, xray_recorder
+
+    xray_recorder.configure(context_missing="IGNORE_ERROR", service="llm-ide")
+    patch(["botocore"])
+    return xray_recorder
+
+
+def start() -> None:
+    """Patch botocore for tracing if it is on; called once at the start of each handler."""
+    _recorder()
+
+
+@contextlib.contextmanager
+def subsegment(name: str, **annotations: str | int | float | bool) -> Iterator[Any]:
+    recorder = _recorder()
+    if recorder is None:
+        yield None
+        return
+    with recorder.in_subsegment(name) as segment:
+        if segment is not None:
+            for key, value in annotations.items():
+                segment.put_annotation(key, value)
+        yield segment
+
+
+def annotate(**annotations: str | int | float | bool) -> None:
+    """Annotate the current subsegment (Lambda's own segment is a read-only facade)."""
+    recorder = _recorder()
+    if recorder is None:
+        return
+    entity = recorder.current_subsegment()
+    if entity is not None:
+        for key, value in annotations.items():
+            entity.put_annotation(key, value)
