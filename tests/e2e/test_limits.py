@@ -14,7 +14,9 @@ from tests.e2e.conftest import start_stack, stop_stack
 
 @pytest.fixture(scope="module")
 def limits_stack(tmp_path_factory):
-    running = start_stack(tmp_path_factory.mktemp("limits-stack"))
+    # The defaults, whatever the environment running the tests says.
+    defaults = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "", "TOKEN_BUDGET_PER_HOUR": "", "LIMITS_BY_GROUP": ""}
+    running = start_stack(tmp_path_factory.mktemp("limits-stack"), env=defaults)
     yield running
     stop_stack(running.process)
 
