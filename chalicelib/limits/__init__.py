@@ -23,7 +23,7 @@ The calls a chat must make (the chat code owns them; nothing else may skip one):
     try:
         ...stream...
     finally:                                                 # done, error, cancel, disconnect, exception
-        if metadata_usage:
+        if metadata_usage is not None:
             used_in, used_out = metadata_usage["inputTokens"], metadata_usage["outputTokens"]
         else:
             used_in, used_out = fallback_usage(reservation, "".join(served))

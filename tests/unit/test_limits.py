@@ -278,3 +278,39 @@ def test_fallback_usage_charges_input_only_once_something_was_served():
                               limits=snapshot)
     assert fallback_usage(reservation, "") == (0, 0)
     assert fallback_usage(reservation, "12345") == (70, 2)
+
+
+def test_under_mixed_concurrent_reserves_and_settles_the_hour_never_exceeds_the_budget(dynamodb, table_name):
+    import random
+
+    limits, sub = Limits(dynamodb, table_name, TOKEN_BUDGET_PER_HOUR=20000, TOKEN_RESERVATION_FLOOR=100), user()
+    rng = random.Random(4)
+    sizes = [(rng.randint(0, 2000), rng.randint(50, 4000), rng.random()) for _ in range(40)]
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.append(int(limits.record(sub, records.hour_sort_key(T0)).get("tokens", {"N": "0"})["N"]))
+
+    def chat(i):
+        estimated, max_tokens, share = sizes[i]
+        reservation = limits.budget.reserve(sub, T0, request_id=f"mix{i}", estimated_input=estimated,
+                                            max_tokens=max_tokens)
+        assert reservation.max_tokens <= max_tokens
+        used_out = int(reservation.max_tokens * share)
+        limits.budget.settle(reservation, estimated, used_out, "m")
+        return estimated + used_out
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        outcomes = crowd(40, chat)
+    finally:
+        stop.set()
+        watcher.join()
+    assert all(isinstance(o, (int, BudgetExceeded)) for o in outcomes), outcomes
+    assert any(isinstance(o, int) for o in outcomes) and any(isinstance(o, BudgetExceeded) for o in outcomes)
+    assert seen and max(seen) <= 20000
+    final = limits.record(sub, records.hour_sort_key(T0))
+    assert int(final["tokens"]["N"]) == sum(o for o in outcomes if isinstance(o, int)) <= 20000
