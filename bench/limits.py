@@ -30,9 +30,10 @@ WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWri
 
 
 class RequestCounter:
-    def __init__(self, client) -> None:
+    def __init__(self, *clients) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
-        client.meta.events.register("before-send.dynamodb", self._count, unique_id="bench-counter")
+        for client in clients:
+            client.meta.events.register("before-send.dynamodb", self._count, unique_id="bench-counter")
 
     def _count(self, event_name: str, **_) -> None:
         self.calls[event_name.rsplit(".", 1)[-1]] += 1
@@ -81,7 +82,8 @@ def main() -> None:
 
         services = Services(get_settings())
         client = aws.client("dynamodb")
-        counter = RequestCounter(client)
+        # The limits use the shared client; the connection store a per-thread resource's client.
+        counter = RequestCounter(client, aws.resource("dynamodb").meta.client)
         now = time.time()
         sub = str(uuid.uuid4())
         print(f"DynamoDB requests per operation (n={n}, moto {moto.url}):")
@@ -123,7 +125,29 @@ def main() -> None:
         timed(lambda i: budget.settle(reservations[i], 180, 320, "bench-model"), n)
         print(f"  settlement retried           {per_op(counter.take(), n)}   (idempotent: counts nothing twice)")
         report_ms = timed(lambda i: services.usage.report(sub, now), n)
-        print(f"  usage.get / GET /usage       {per_op(counter.take(), n)}   median {report_ms:.2f} ms")
+        print(f"  usage report (usage.get, GET /usage) {per_op(counter.take(), n)}   median {report_ms:.2f} ms")
+
+        # The message path: what admission adds to an action (ping is never counted).
+        from chalicelib.websocket import WebsocketHandlers
+
+        class NullSender:
+            def send(self, connection_id, frame):
+                if frame.get("type") == "error":
+                    raise AssertionError(frame)
+
+            def close(self, connection_id):
+                pass
+
+        services.sender = lambda endpoint: NullSender()  # type: ignore[method-assign]
+        services.connections.add(connection_id="bench=", user_sub=str(uuid.uuid4()), username="bench", groups=(),
+                                 token_expires_at=int(now) + 3600, endpoint="http://127.0.0.1:9", now=now)
+        handlers = WebsocketHandlers(services)
+        counter.take()
+        for action in ("ping", "usage.get"):
+            body = '{"action": "%s", "id": "b"}' % action
+            ms = timed(lambda i: handlers.message(connection_id="bench=", body=body, is_base64=False,
+                                                  endpoint="http://127.0.0.1:9"), n)
+            print(f"  message path: {action:<15} {per_op(counter.take(), n)}   median {ms:.2f} ms")
         print(f"Ratios (medians, same run): rejected without memory / admitted = {no_memory_ms / admit_ms:.2f}; "
               f"with memory / without = {memory_ms / no_memory_ms:.4f}; settle / reserve = {settle_ms / reserve_ms:.2f}")
     finally:
