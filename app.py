@@ -53,6 +53,14 @@ def websocket_disconnect(event: WebsocketEvent) -> None:
     _handlers().disconnect(connection_id=event.connection_id)
 
 
+@app.lambda_function(name="github_worker")
+def github_worker(event: dict, context: object) -> None:
+    from chalicelib.github.worker import handle  # PyJWT and the HTTP client: only this function loads them
+
+    configure_logging(get_settings().log_level)
+    handle(event, get_services())
+
+
 @app.route("/health")
 def health() -> dict:
     return {"status": "ok", "stage": get_settings().stage}

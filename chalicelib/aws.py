@@ -23,14 +23,22 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def _config(read_timeout: float | None = None) -> Config:
+def _config(read_timeout: float | None = None, *, service: str | None = None) -> Config:
     settings = get_settings()
+    extra: dict[str, Any] = {}
+    if service == "s3":
+        # Presigned URLs must be SigV4, the only version that binds headers such as
+        # Content-Length and works with SSE-KMS; botocore still presigns SigV2 by default.
+        # The addressing style stays botocore's: virtual-hosted on AWS, path-style for an
+        # IP-literal endpoint such as the local stack's moto.
+        extra["signature_version"] = "s3v4"
     return Config(
         region_name=settings.region,
         connect_timeout=settings.aws_connect_timeout,
         read_timeout=read_timeout or settings.aws_read_timeout,
         retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
         max_pool_connections=32,
+        **extra,
     )
 
 
@@ -38,7 +46,7 @@ def _config(read_timeout: float | None = None) -> Config:
 def client(service: str, endpoint_url: str | None = None) -> Any:
     """A shared client for a service (thread-safe once built; building is serialised)."""
     with _lock:
-        return _session().client(service, endpoint_url=endpoint_url, config=_config())
+        return _session().client(service, endpoint_url=endpoint_url, config=_config(service=service))
 
 
 _per_thread = threading.local()

@@ -18,6 +18,8 @@ T = TypeVar("T")
 
 _USER_POOL_ID = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_KMS_KEY = re.compile(r"^(arn:aws[\w-]*:kms:[\w-]+:\d{12}:(key|alias)/[\w/\-]+|alias/[\w/\-]+|[0-9a-f\-]{36})$")
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
 _GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000)}
 
@@ -58,6 +60,28 @@ class Settings:
     # Workers (Chalice names a function <app>-<stage>-<name>)
     bedrock_worker_function: str
     github_worker_function: str
+    # GitHub App
+    github_secret_arn: str | None
+    github_api_url: str
+    github_allowed_groups: tuple[str, ...]  # empty: every user may use GitHub
+    github_connect_timeout: float
+    github_read_timeout: float
+    github_max_attempts: int
+    github_max_wait_seconds: float
+    github_max_file_bytes: int
+
+    def github_allowed(self, groups: tuple[str, ...] | list[str]) -> bool:
+        """Whether a user in these (verified) groups may use the GitHub actions."""
+        return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
+    # Sessions and the context store
+    sessions_table: str
+    context_bucket: str
+    context_kms_key_id: str | None
+    session_ttl_days: int
+    history_token_limit: int
+    context_token_limit: int
+    context_max_bytes: int
+    message_inline_max_bytes: int
 
     def management_endpoint(self, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
@@ -103,9 +127,10 @@ class _Reader:
             raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
         return value
 
-    def csv(self, name: str, *, pattern: re.Pattern) -> tuple[str, ...]:
-        items = tuple(part.strip() for part in self.text(name).split(",") if part.strip())
-        if not items:
+    def csv(self, name: str, *, pattern: re.Pattern, required: bool = True) -> tuple[str, ...]:
+        raw = self.text(name, None if required else "")
+        items = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if not items and required:
             raise ConfigError(f"{name} is required but empty")
         for item in items:
             if not pattern.match(item):
@@ -181,7 +206,37 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                          pattern=_FUNCTION),
         github_worker_function=env.text("GITHUB_WORKER_FUNCTION", f"llm-ide-{stage}-github_worker",
                                         pattern=_FUNCTION),
+        github_secret_arn=env.optional("GITHUB_SECRET_ARN"),
+        github_api_url=env.text("GITHUB_API_URL", "https://api.github.com",
+                                pattern=re.compile(r"^https?://[^\s?#]+$")).rstrip("/"),
+        github_allowed_groups=env.csv("GITHUB_ALLOWED_GROUPS", pattern=re.compile(r"^[\w+=,.@-]{1,128}$"),
+                                      required=False),
+        github_connect_timeout=env.number("GITHUB_CONNECT_TIMEOUT", 3.0, float, minimum=0.1, maximum=60),
+        github_read_timeout=env.number("GITHUB_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=300),
+        github_max_attempts=env.number("GITHUB_MAX_ATTEMPTS", 4, int, minimum=1, maximum=10),
+        # The longest a worker sleeps in total on GitHub's limits and errors before giving up.
+        github_max_wait_seconds=env.number("GITHUB_MAX_WAIT_SECONDS", 20.0, float, minimum=0, maximum=600),
+        # A file must fit, JSON-encoded, in one WebSocket frame (128 KiB).
+        github_max_file_bytes=env.number("GITHUB_MAX_FILE_BYTES", 96 * 1024, int, minimum=1, maximum=120 * 1024),
+        sessions_table=env.text("SESSIONS_TABLE", f"llm-ide-{stage}-sessions", pattern=_NAME),
+        # The physical name carries the account id (infra/resources.py); deployments set it.
+        context_bucket=env.text("CONTEXT_BUCKET", f"llm-ide-{stage}-context", pattern=_BUCKET),
+        context_kms_key_id=_optional_matching(env, "CONTEXT_KMS_KEY_ID", _KMS_KEY),
+        session_ttl_days=env.number("SESSION_TTL_DAYS", 30, int, minimum=1, maximum=3650),
+        history_token_limit=env.number("HISTORY_TOKEN_LIMIT", 4000, int, minimum=0, maximum=1_000_000),
+        context_token_limit=env.number("CONTEXT_TOKEN_LIMIT", 8000, int, minimum=0, maximum=1_000_000),
+        context_max_bytes=env.number("CONTEXT_MAX_BYTES", 5 * 1024 * 1024, int, minimum=1, maximum=5 * 1024 ** 3),
+        # Above 100 KiB a message would not fit one 128 KiB WebSocket frame, nor several in a DynamoDB item.
+        message_inline_max_bytes=env.number("MESSAGE_INLINE_MAX_BYTES", 100 * 1024, int,
+                                            minimum=1024, maximum=100 * 1024),
     )
+
+
+def _optional_matching(env: _Reader, name: str, pattern: re.Pattern) -> str | None:
+    value = env.optional(name)
+    if value is not None and not pattern.match(value):
+        raise ConfigError(f"{name}={value!r} is not valid")
+    return value
 
 
 @functools.lru_cache(maxsize=1)

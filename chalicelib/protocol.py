@@ -147,6 +147,12 @@ def validate_path(path: str, *, field: str = "path") -> str:
     parts = normalized.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise BadRequest(f"'{field}' must not contain empty, '.' or '..' segments")
+    # Look-alikes (fullwidth solidus, one-dot leaders...) become separators or dot segments
+    # under compatibility normalisation, which some tool downstream may well apply.
+    compatible = unicodedata.normalize("NFKC", normalized)
+    if compatible.count("/") != normalized.count("/") or "\\" in compatible or \
+            any(part in ("", ".", "..") for part in compatible.split("/")):
+        raise BadRequest(f"'{field}' must not contain characters that look like '/', '\\' or '..'")
     return normalized
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from chalicelib import aws
 from chalicelib.config import Settings, get_settings
@@ -16,6 +17,11 @@ from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_
 from chalicelib.limits.records import Retention
 from chalicelib.usage import UsageReport
 from chalicelib.workers import WorkerInvoker
+
+if TYPE_CHECKING:
+    from chalicelib.context_store import ContextStore
+    from chalicelib.objects import ObjectStore
+    from chalicelib.sessions import SessionStore
 
 
 class Services:
@@ -53,6 +59,27 @@ class Services:
     @cached_property
     def usage(self) -> UsageReport:
         return UsageReport(aws.client("dynamodb"), self.settings.usage_table, limits_for=self.user_limits)
+
+    @cached_property
+    def objects(self) -> "ObjectStore":
+        from chalicelib.objects import ObjectStore
+
+        return ObjectStore(aws.client("s3"), bucket=self.settings.context_bucket,
+                           kms_key_id=self.settings.context_kms_key_id)
+
+    @cached_property
+    def sessions(self) -> "SessionStore":
+        from chalicelib.sessions import SessionStore
+
+        return SessionStore(aws.table(self.settings.sessions_table), self.objects,
+                            ttl_days=self.settings.session_ttl_days,
+                            inline_max_bytes=self.settings.message_inline_max_bytes)
+
+    @cached_property
+    def context(self) -> "ContextStore":
+        from chalicelib.context_store import ContextStore
+
+        return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes)
 
     def sender(self, endpoint: str) -> ManagementApiSender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devserver import aws
+from devserver import aws, github
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
+from devserver.s3_front import S3Front
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -52,7 +53,7 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _describe(doc: dict) -> str:
+def _describe(doc: dict, emulators: dict) -> str:
     users = ", ".join(f"{u['username']} / {u['password']}" for u in doc["users"])
     return "\n".join([
         "The local stack is ready.",
@@ -60,6 +61,7 @@ def _describe(doc: dict) -> str:
         f"  REST API        {doc['httpUrl']}  (try {doc['httpUrl']}/health)",
         f"  Web client      {doc['httpUrl']}/",
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
+        f"  GitHub API      {emulators['githubApiUrl']}  (emulator: octo-org/hello-world)",
         f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
         "Sign in with `python -m client login --username dev`, then `python -m client ping`.",
@@ -78,6 +80,10 @@ async def _serve(args: argparse.Namespace) -> None:
     http_url = f"http://{args.host}:{port}"
     lambda_socket = _bind(args.host, 0)
     lambda_url = f"http://{args.host}:{lambda_socket.getsockname()[1]}"
+    github_socket = _bind(args.host, 0)
+    github_url = f"http://{args.host}:{github_socket.getsockname()[1]}"
+    s3_socket = _bind(args.host, 0)
+    s3_url = f"http://{args.host}:{s3_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
                           log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
@@ -88,6 +94,10 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(aws.app_environment(moto.url, http_url, provisioned))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
+        github_emulator = github.provision(aws.aws_client("secretsmanager", moto.url),
+                                           provisioned.names["GITHUB_SECRET_ARN"])
+        os.environ["GITHUB_API_URL"] = github_url
+        os.environ["AWS_ENDPOINT_URL_S3"] = s3_url  # presigned URLs are checked there, as S3 does
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
 
@@ -99,14 +109,20 @@ async def _serve(args: argparse.Namespace) -> None:
                           web_config=aws.web_client_config(document))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
-        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket)):
+        s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
+                                              aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
+        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
+                              (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
+        # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
+        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url}
+        aws.write_json_atomically(state_dir / "emulators.json", emulators)
         aws.write_json_atomically(endpoints_path, document)
-        print(_describe(document), flush=True)
+        print(_describe(document, emulators), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
 
         stop = asyncio.Event()
@@ -117,9 +133,10 @@ async def _serve(args: argparse.Namespace) -> None:
         print("\nStopping the local stack...", flush=True)
     finally:
         endpoints_path.unlink(missing_ok=True)
+        (state_dir / "emulators.json").unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket):
+        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()

@@ -50,9 +50,31 @@ class Table:
 
 
 @dataclass(frozen=True)
+class ExpiryRule:
+    """A lifecycle rule: objects carrying the tag expire some days after they were last written."""
+
+    id: str
+    tag_key: str
+    tag_value: str
+    days_beyond_session_ttl: int  # expiration = SESSION_TTL_DAYS + this
+
+    def expiration_days(self, session_ttl_days: int) -> int:
+        return session_ttl_days + self.days_beyond_session_ttl
+
+
+# Offloaded messages and session-scoped context carry this tag (chalicelib/context_store.py
+# sets it). Active sessions re-write their objects at most daily, so the rule only ever
+# removes objects of sessions whose DynamoDB items have expired.
+SESSION_EXPIRY_RULE = ExpiryRule(id="expire-idle-session-data", tag_key="llm-ide-expiry", tag_value="session",
+                                 days_beyond_session_ttl=2)
+DEFAULT_SESSION_TTL_DAYS = 30
+
+
+@dataclass(frozen=True)
 class Bucket:
     key: str
     env_var: str
+    expiry_rules: tuple[ExpiryRule, ...] = ()
 
     def physical_name(self, stage: str, account: str = "000000000000") -> str:
         # Bucket names are global: the account id keeps them unique.
@@ -93,17 +115,21 @@ TABLES: tuple[Table, ...] = (
         sort_key=Attribute("sk"),
         indexes=(Index("byDay", Attribute("day"), Attribute("totalTokens", "N")),),
     ),
-    # Sessions and their messages, every key starting with the user's sub.
+    # Sessions and their messages in the user's partition (pk "USER#<sub>"): a session is
+    # sk "SESSION#<id>", its messages "SESSION#<id>#MSG#<message id>". Only session items
+    # carry updatedAt, so the sparse index lists a user's sessions, newest first.
     Table(
         key="sessions",
         env_var="SESSIONS_TABLE",
         partition_key=Attribute("pk"),
         sort_key=Attribute("sk"),
+        indexes=(Index("byUpdated", Attribute("pk"), Attribute("updatedAt")),),
     ),
 )
 
 BUCKETS: tuple[Bucket, ...] = (
-    Bucket(key="context", env_var="CONTEXT_BUCKET"),
+    # users/<sub>/context/<path>, users/<sub>/sessions/<id>/{context/<path>,messages/<id>}
+    Bucket(key="context", env_var="CONTEXT_BUCKET", expiry_rules=(SESSION_EXPIRY_RULE,)),
     Bucket(key="ui", env_var="UI_BUCKET"),
 )
 

@@ -43,6 +43,9 @@ def reset_app_caches() -> None:
     aws._session.cache_clear()
     aws._per_thread.__dict__.clear()
     services._per_thread.__dict__.clear()
+    github_worker = sys.modules.get("chalicelib.github.worker")  # imported lazily, by the worker only
+    if github_worker is not None:
+        github_worker.container_caches.cache_clear()
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ class LocalStack:
         self.output = output
         self.endpoints_path = state_dir / "endpoints.json"
         self.document = json.loads(self.endpoints_path.read_text())
+        # The emulators' addresses (GitHub, Lambda, Bedrock), written beside endpoints.json.
+        self.emulators = json.loads((state_dir / "emulators.json").read_text())
         self.endpoints: Endpoints = load_endpoints(self.endpoints_path)
         self._tokens: dict[str, object] = {}
 

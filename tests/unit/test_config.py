@@ -17,6 +17,16 @@ def test_defaults_are_derived_from_the_pool():
     assert settings.connection_ttl_seconds == 7200
 
 
+def test_session_and_context_defaults():
+    settings = load_settings(BASE)
+    assert settings.sessions_table == "llm-ide-dev-sessions" and settings.context_bucket == "llm-ide-dev-context"
+    assert (settings.session_ttl_days, settings.history_token_limit, settings.context_token_limit) == (30, 4000, 8000)
+    assert settings.context_max_bytes == 5 * 1024 * 1024 and settings.message_inline_max_bytes == 100 * 1024
+    assert settings.context_kms_key_id is None
+    arn = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert load_settings({**BASE, "CONTEXT_KMS_KEY_ID": arn}).context_kms_key_id == arn
+
+
 def test_management_endpoint_from_event_unless_overridden():
     settings = load_settings(BASE)
     assert settings.management_endpoint("abc.execute-api.eu-west-1.amazonaws.com", "prod") == \
@@ -35,6 +45,14 @@ def test_management_endpoint_from_event_unless_overridden():
     ({**BASE, "CONNECTIONS_TABLE": "bad name!"}, "CONNECTIONS_TABLE"),
     ({**BASE, "AWS_READ_TIMEOUT": "-1"}, "AWS_READ_TIMEOUT"),
     ({**BASE, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ({**BASE, "GITHUB_API_URL": "ftp://github.example"}, "GITHUB_API_URL"),
+    ({**BASE, "GITHUB_ALLOWED_GROUPS": "ok, bad group"}, "GITHUB_ALLOWED_GROUPS"),
+    ({**BASE, "GITHUB_MAX_FILE_BYTES": "200000"}, "GITHUB_MAX_FILE_BYTES"),
+    ({**BASE, "SESSION_TTL_DAYS": "0"}, "SESSION_TTL_DAYS"),
+    ({**BASE, "MESSAGE_INLINE_MAX_BYTES": "200000"}, "MESSAGE_INLINE_MAX_BYTES"),
+    ({**BASE, "CONTEXT_BUCKET": "Bad_Bucket"}, "CONTEXT_BUCKET"),
+    ({**BASE, "CONTEXT_KMS_KEY_ID": "not a key"}, "CONTEXT_KMS_KEY_ID"),
+    ({**BASE, "HISTORY_TOKEN_LIMIT": "many"}, "HISTORY_TOKEN_LIMIT"),
 ])
 def test_invalid_settings_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
@@ -72,3 +90,14 @@ def test_invalid_limits_by_group_names_the_variable(value):
 def test_invalid_limit_settings_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         load_settings({**BASE, name: value})
+
+
+def test_github_defaults_and_groups():
+    settings = load_settings(BASE)
+    assert settings.github_api_url == "https://api.github.com" and settings.github_secret_arn is None
+    assert settings.github_allowed_groups == () and settings.github_allowed(())
+    ghes = load_settings({**BASE, "GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+                          "GITHUB_ALLOWED_GROUPS": "devs, admins"})
+    assert ghes.github_api_url == "https://ghe.example.com/api/v3"
+    assert ghes.github_allowed_groups == ("devs", "admins")
+    assert ghes.github_allowed(["staff", "admins"]) and not ghes.github_allowed(["staff"]) and not ghes.github_allowed([])

@@ -1,0 +1,75 @@
+"""Latency of the session and context actions against a running stack, as ratios to `ping`.
+
+    make dev   (or: python -m devserver --port 0 --state-dir /tmp/bench-stack)
+    LLM_IDE_ENDPOINTS=.dev/endpoints.json python bench/sessions_context.py [--rounds 30]
+
+Each figure is the median round trip of one request over one WebSocket, and its ratio to
+the median ping measured in the same run (the gateway, the handler's frame parsing and the
+connection lookup, with no store behind it).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from client import IdeClient, load_endpoints, login  # noqa: E402
+
+
+def timed(client: IdeClient, action: str, **params) -> float:
+    started = time.perf_counter()
+    frame = client.request(action, timeout=30, **params)
+    elapsed = time.perf_counter() - started
+    if frame["type"] != "result" and action != "ping":
+        raise SystemExit(f"{action} failed: {frame}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--username", default="dev")
+    args = parser.parse_args()
+    endpoints = load_endpoints()
+    tokens = login(args.username, endpoints.dev_password(args.username), client_id=endpoints.client_id,
+                   region=endpoints.region, endpoint_url=endpoints.cognito_endpoint)
+    text_16k = "x" * 16 * 1024
+    with IdeClient(endpoints.websocket_url, tokens.access_token) as client:
+        session_id = client.request("session.create", title="bench")["data"]["session"]["sessionId"]
+        client.request("context.put", path="bench/file.txt", content=text_16k)
+        samples: dict[str, list[float]] = {}
+        for _ in range(args.rounds):
+            for name, action, params in (
+                ("ping", "ping", {}),
+                ("session.create", "session.create", {"title": "bench"}),
+                ("session.list (20)", "session.list", {"limit": 20}),
+                ("session.get", "session.get", {"sessionId": session_id}),
+                ("context.put 16 KiB", "context.put", {"path": "bench/file.txt", "content": text_16k}),
+                ("context.get 16 KiB", "context.get", {"path": "bench/file.txt"}),
+                ("context.list", "context.list", {"prefix": "bench/"}),
+                ("context.uploadUrl", "context.uploadUrl", {"path": "bench/up.bin", "size": 1 << 20}),
+            ):
+                samples.setdefault(name, []).append(timed(client, action, **params))
+        grant = client.request("context.uploadUrl", path="bench/up.bin", size=1 << 20)["data"]
+        put_times = []
+        for _ in range(max(5, args.rounds // 5)):
+            started = time.perf_counter()
+            request = urllib.request.Request(grant["url"], data=b"\0" * (1 << 20), method="PUT",
+                                             headers=grant["headers"])
+            urllib.request.urlopen(request, timeout=30).close()
+            put_times.append(time.perf_counter() - started)
+        samples["presigned PUT 1 MiB"] = put_times
+    baseline = statistics.median(samples["ping"])
+    print(f"{'operation':<22} {'median ms':>10} {'x ping':>8}  ({args.rounds} rounds)")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        print(f"{name:<22} {median * 1000:>10.1f} {median / baseline:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The context store: a user's files for the model, in S3, out of every other user's reach.
+
+Keys are `users/<sub>/context/<path>` (the user's files) or
+`users/<sub>/sessions/<sessionId>/context/<path>` (one session's files, deleted
+with it and expiring with it). The sub is the verified one; every path is
+checked by `protocol.validate_path` before any key is built from it; a
+session-scoped call first checks that the session is the caller's.
+
+Content is stored as sent; `get` returns it inline when it is UTF-8 text small
+enough for one frame, and otherwise a presigned GET of the raw bytes (see
+docs/PROTOCOL.md). The model only ever gets UTF-8 text (`context_documents`).
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import timezone
+from typing import Any, Callable, Sequence
+
+from chalicelib import cursors
+from chalicelib.converse import BYTES_PER_TOKEN, estimate_tokens
+from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
+from chalicelib.objects import PRESIGN_SECONDS, ObjectStore, session_root, user_root
+from chalicelib.protocol import validate_path
+from chalicelib.sessions.store import SessionStore, check_session_id, iso
+
+MAX_KEY_BYTES = 1024  # S3's limit on a whole key
+INLINE_CONTENT_BYTES = 96 * 1024  # what `get` returns in a frame (128 KiB) as JSON text
+MAX_CONTEXT_PATHS = 20
+DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,64}/[A-Za-z0-9.+-]{1,64}(; ?charset=[A-Za-z0-9_-]{1,32})?")
+_ANY_PATH = re.compile(r"[^\x00]{1,1024}", re.DOTALL)
+
+
+class ContextStore:
+    def __init__(self, objects: ObjectStore, sessions: SessionStore, *, max_bytes: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._objects = objects
+        self._sessions = sessions
+        self.max_bytes = max_bytes
+        self._clock = clock
+
+    # --- keys -------------------------------------------------------------
+
+    def _root(self, user_sub: str, session_id: str | None) -> str:
+        if session_id is None:
+            return f"{user_root(user_sub)}context/"
+        return f"{session_root(user_sub, check_session_id(session_id))}context/"
+
+    def _key(self, user_sub: str, path: str, session_id: str | None) -> tuple[str, str]:
+        path = validate_path(path)
+        key = self._root(user_sub, session_id) + path
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise BadRequest("'path' is too long for the store")
+        return path, key
+
+    def _owned(self, user_sub: str, session_id: str | None, *, write: bool) -> None:
+        """A session-scoped call is only for the caller's own session; a write is activity."""
+        if session_id is None:
+            return
+        if write:
+            self._sessions.touch(user_sub, session_id)
+        else:
+            self._sessions.require_session(user_sub, session_id)
+
+    # --- actions ----------------------------------------------------------
+
+    def put(self, user_sub: str, path: str, content: str, *, session_id: str | None) -> dict[str, Any]:
+        path, key = self._key(user_sub, path, session_id)
+        data = content.encode("utf-8")
+        if len(data) > self.max_bytes:
+            raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
+        self._owned(user_sub, session_id, write=True)
+        etag = self._objects.put(key, data, content_type=DEFAULT_CONTENT_TYPE, session_scoped=session_id is not None)
+        return {"path": path, "size": len(data), "etag": etag}
+
+    def upload_url(self, user_sub: str, path: str, size: int, *, session_id: str | None,
+                   content_type: str | None) -> dict[str, Any]:
+        path, key = self._key(user_sub, path, session_id)
+        content_type = content_type or DEFAULT_CONTENT_TYPE
+        if not _CONTENT_TYPE.fullmatch(content_type):
+            raise BadRequest("'contentType' is not a media type")
+        if not 0 <= size <= self.max_bytes:
+            raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
+        self._owned(user_sub, session_id, write=True)
+        now = self._clock()
+        url, headers = self._objects.presign_put(key, size=size, content_type=content_type,
+                                                 session_scoped=session_id is not None)
+        return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + PRESIGN_SECONDS)}
+
+    def list(self, user_sub: str, prefix: str | None, *, session_id: str | None, cursor: str | None,
+             limit: int, budget_bytes: int) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of {path, size, updatedAt} in path order, at most `limit` items and `budget_bytes` of JSON."""
+        prefix = _valid_prefix(prefix)
+        root = self._root(user_sub, session_id)
+        start_after = None
+        if cursor:
+            last = cursors.decode(cursor, {"p": _ANY_PATH})["p"]
+            if validate_path(last, field="cursor") != last or not last.startswith(prefix):
+                raise BadRequest("'cursor' is not valid")
+            start_after = root + last
+        self._owned(user_sub, session_id, write=False)
+        objects, more = self._objects.list(root + prefix, start_after=start_after, max_keys=limit)
+        items: list[dict[str, Any]] = []
+        used = 0
+        for obj in objects:
+            item = {"path": obj.key[len(root):], "size": obj.size,
+                    "updatedAt": iso(obj.last_modified.astimezone(timezone.utc).timestamp())}
+            used += len(json.dumps(item, ensure_ascii=False).encode("utf-8")) + 1
+            if items and used > budget_bytes:
+                more = True
+                break
+            items.append(item)
+        next_cursor = cursors.encode({"p": items[-1]["path"]}) if more and items else None
+        return items, next_cursor
+
+    def get(self, user_sub: str, path: str, *, session_id: str | None) -> dict[str, Any]:
+        path, key = self._key(user_sub, path, session_id)
+        self._owned(user_sub, session_id, write=False)
+        size = self._head(key, path).size
+        answer: dict[str, Any] = {"path": path, "size": size}
+        reason = "too-large"
+        if size <= INLINE_CONTENT_BYTES:
+            data, _ = self._objects.get(key)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                reason = "not-utf8"
+            else:
+                if len(json.dumps(text, ensure_ascii=False).encode("utf-8")) <= INLINE_CONTENT_BYTES:
+                    return {**answer, "content": text}
+        return {**answer, "content": None, "reason": reason, "url": self._objects.presign_get(key),
+                "expiresAt": iso(self._clock() + PRESIGN_SECONDS)}
+
+    def delete(self, user_sub: str, path: str, *, session_id: str | None) -> None:
+        path, key = self._key(user_sub, path, session_id)
+        self._owned(user_sub, session_id, write=False)
+        self._head(key, path)  # S3 deletes silently; the protocol answers NOT_FOUND
+        self._objects.delete(key)
+
+    # --- for chat ---------------------------------------------------------
+
+    def context_documents(self, user_sub: str, session_id: str | None, paths: Sequence[Any],
+                          token_limit: int) -> list[tuple[str, str]]:
+        """The files named by `contextPaths` as (path, text), in the order given, duplicates once.
+
+        A path is looked up in the session's files first, then in the user's.
+        PAYLOAD_TOO_LARGE when their tokens (about 4 bytes each) exceed `token_limit`,
+        checked from the sizes before anything is read; NOT_FOUND for a missing path;
+        BAD_REQUEST for a bad path or a file that is not UTF-8 text.
+        """
+        if len(paths) > MAX_CONTEXT_PATHS:
+            raise BadRequest(f"'contextPaths' has more than {MAX_CONTEXT_PATHS} items")
+        if any(not isinstance(p, str) for p in paths):
+            raise BadRequest("'contextPaths' must be a list of paths")
+        wanted = list(dict.fromkeys(validate_path(p, field="contextPaths") for p in paths))
+        roots = [None] if session_id is None else [session_id, None]
+        self._owned(user_sub, session_id, write=False)
+        found: list[tuple[str, str, int]] = []
+        for path in wanted:
+            found.append(self._resolve(user_sub, path, roots))
+        tokens = sum(-(-size // BYTES_PER_TOKEN) for _, _, size in found)
+        if tokens > token_limit:
+            raise PayloadTooLarge(f"the context files are about {tokens} tokens; the limit is {token_limit}")
+        documents = []
+        for path, key, _ in found:
+            data, _ = self._objects.get(key)
+            try:
+                documents.append((path, data.decode("utf-8")))
+            except UnicodeDecodeError:
+                raise BadRequest(f"context file {path!r} is not UTF-8 text") from None
+        return documents
+
+    @staticmethod
+    def documents_tokens(documents: Sequence[tuple[str, str]]) -> int:
+        return sum(estimate_tokens(text) for _, text in documents)
+
+    # --- internals --------------------------------------------------------
+
+    def _resolve(self, user_sub: str, path: str, roots: list[str | None]) -> tuple[str, str, int]:
+        for session_id in roots:
+            key = self._key(user_sub, path, session_id)[1]
+            try:
+                return path, key, self._objects.head(key).size
+            except NotFound:
+                continue
+        raise NotFound(f"no such context path {path!r}")
+
+    def _head(self, key: str, path: str):
+        try:
+            return self._objects.head(key)
+        except NotFound:
+            raise NotFound(f"no such context path {path!r}") from None
+
+
+def _valid_prefix(prefix: str | None) -> str:
+    """'' (everything), a directory ('src/') or a name prefix ('src/ap'), checked like a path."""
+    if not prefix:
+        return ""
+    if prefix.endswith("/"):
+        return validate_path(prefix[:-1], field="prefix") + "/"
+    return validate_path(prefix, field="prefix")

@@ -1,0 +1,116 @@
+"""The github_worker Lambda: one github.* request in, one `result` or `error` frame out.
+
+The message handler validated the request and checked the user's groups; the
+payload is checked again here, since anything allowed to invoke the function
+could have sent it. This is the only function that reads the GitHub secret.
+The worker never raises: every outcome is a frame to the client, so Lambda
+never retries a request that may already have opened a pull request.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import aws, protocol
+from chalicelib.config import Settings, get_settings
+from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, PayloadTooLarge
+from chalicelib.github import params as github_params
+from chalicelib.github.client import GitHubClient
+from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
+from chalicelib.github.operations import GitHubOperations
+from chalicelib.github.transport import HttpTransport
+from chalicelib.services import Services
+
+logger = logging.getLogger(__name__)
+
+MAX_SERVER_FRAME_BYTES = 128 * 1024  # the Management API refuses larger messages
+
+
+@dataclass(frozen=True)
+class ContainerCaches:
+    """What outlives one invocation: connections, the secret, the JWT, installation tokens."""
+
+    transport: HttpTransport
+    secrets: SecretSource
+    app_jwt: AppJwt
+    tokens: InstallationTokens
+
+
+@functools.lru_cache(maxsize=1)
+def container_caches() -> ContainerCaches:
+    settings = get_settings()
+    return ContainerCaches(
+        transport=HttpTransport(connect_timeout=settings.github_connect_timeout,
+                                read_timeout=settings.github_read_timeout),
+        secrets=SecretSource(aws.client("secretsmanager"), settings.github_secret_arn),
+        app_jwt=AppJwt(clock=time.time),
+        tokens=InstallationTokens(clock=time.time),
+    )
+
+
+def new_client(settings: Settings, caches: ContainerCaches) -> GitHubClient:
+    return GitHubClient(transport=caches.transport, secrets=caches.secrets, app_jwt=caches.app_jwt,
+                        tokens=caches.tokens, api_url=settings.github_api_url,
+                        max_attempts=settings.github_max_attempts, max_wait=settings.github_max_wait_seconds)
+
+
+def handle(event: dict[str, Any], services: Services) -> None:
+    """Serve one request from the message handler and answer the client."""
+    connection_id, endpoint = event.get("connectionId"), event.get("endpoint")
+    if not isinstance(connection_id, str) or not isinstance(endpoint, str):
+        logger.error("github worker event without a connection", extra={"keys": sorted(event)[:10]})
+        return
+    request_id = event.get("requestId") if isinstance(event.get("requestId"), str) else None
+    started = time.monotonic()
+    try:
+        frame = protocol.result(request_id or "", _serve(event, services.settings))
+    except AppError as error:
+        frame = protocol.error_frame(error, request_id)
+    except Exception:
+        logger.exception("github worker failed", extra={"requestId": request_id})
+        frame = protocol.error_frame(Internal(), request_id)
+    frame = fit_in_one_frame(frame, request_id)
+    outcome = frame["error"]["code"] if frame["type"] == "error" else "ok"
+    user = event.get("user") if isinstance(event.get("user"), dict) else {}
+    logger.info("github request served", extra={"requestId": request_id, "action": event.get("action"),
+                                                "sub": user.get("sub"), "outcome": outcome,
+                                                "ms": int((time.monotonic() - started) * 1000)})
+    try:
+        services.sender(endpoint).send(connection_id, frame)
+    except ConnectionGone:
+        logger.info("client gone before the GitHub answer", extra={"connectionId": connection_id})
+    except Exception:
+        logger.exception("cannot send the GitHub answer", extra={"connectionId": connection_id})
+
+
+def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    """The frame, or PAYLOAD_TOO_LARGE when its JSON is over what one WebSocket message may carry.
+
+    A file within GITHUB_MAX_FILE_BYTES can still grow past it once JSON-escaped
+    (quotes, control characters); without this the client would hear nothing.
+    """
+    size = len(protocol.encode(frame).encode("utf-8"))
+    if size <= MAX_SERVER_FRAME_BYTES:
+        return frame
+    return protocol.error_frame(PayloadTooLarge(
+        f"the answer is {size} bytes once encoded; one frame carries at most {MAX_SERVER_FRAME_BYTES}"), request_id)
+
+
+def _serve(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    user = event.get("user") if isinstance(event.get("user"), dict) else {}
+    groups, username = user.get("groups"), user.get("username")
+    if not isinstance(groups, list) or not isinstance(username, str) or not username:
+        raise BadRequest("the request names no verified user")
+    if not settings.github_allowed(groups):
+        raise Forbidden("GitHub access is not granted to this user")
+    action = event.get("action")
+    if action not in github_params.ACTIONS:
+        raise BadRequest("unknown GitHub action")
+    raw = event.get("params") if isinstance(event.get("params"), dict) else {}
+    checked = github_params.validate(action, protocol.Params(raw))
+    operations = GitHubOperations(new_client(settings, container_caches()),
+                                  max_file_bytes=settings.github_max_file_bytes)
+    return operations.run(action, checked, username=username)

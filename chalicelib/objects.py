@@ -1,0 +1,164 @@
+"""The context bucket: every user's objects under `users/<sub>/`, always encrypted.
+
+Layout (infra/resources.py describes the bucket):
+  users/<sub>/context/<path>                       context files of the user
+  users/<sub>/sessions/<id>/context/<path>         context files of one session
+  users/<sub>/sessions/<id>/messages/<message id>  message content too large for DynamoDB
+
+Objects that belong to a session carry the expiry tag, so the bucket's
+lifecycle rule removes them once the session has been idle past its TTL;
+`refresh` re-writes them in place while the session is active.
+
+Presigned URLs are credentials: they are returned to their user and never logged.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.errors import BadRequest, Internal, NotFound
+
+logger = logging.getLogger(__name__)
+
+# Must match infra/resources.py SESSION_EXPIRY_RULE (a unit test checks that they agree).
+SESSION_EXPIRY_TAG = ("llm-ide-expiry", "session")
+PRESIGN_SECONDS = 300
+_SUB = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+def user_root(user_sub: str) -> str:
+    """The key prefix of everything a user owns; the sub comes from the verified token."""
+    if not _SUB.match(user_sub):
+        raise Internal()  # a verified Cognito sub always matches; anything else is a bug
+    return f"users/{user_sub}/"
+
+
+def session_root(user_sub: str, session_id: str) -> str:
+    return f"{user_root(user_sub)}sessions/{session_id}/"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    last_modified: Any  # datetime from botocore
+
+
+class ObjectStore:
+    def __init__(self, s3: Any, *, bucket: str, kms_key_id: str | None) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self._kms_key_id = kms_key_id
+
+    def encryption(self) -> dict[str, str]:
+        """SSE parameters for every write: SSE-KMS with the configured key, else SSE-S3."""
+        if self._kms_key_id:
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self._kms_key_id}
+        return {"ServerSideEncryption": "AES256"}
+
+    def put(self, key: str, body: bytes, *, content_type: str, session_scoped: bool) -> str:
+        extra = {"Tagging": _tagging()} if session_scoped else {}
+        response = self._call("put_object", Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
+                              **self.encryption(), **extra)
+        return response.get("ETag", "").strip('"')
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and content type; NOT_FOUND if there is none."""
+        response = self._call("get_object", Bucket=self.bucket, Key=key)
+        try:
+            return response["Body"].read(), response.get("ContentType", "")
+        finally:
+            response["Body"].close()
+
+    def head(self, key: str) -> StoredObject:
+        response = self._call("head_object", Bucket=self.bucket, Key=key)
+        return StoredObject(key=key, size=response["ContentLength"], last_modified=response["LastModified"])
+
+    def delete(self, key: str) -> None:
+        self._call("delete_object", Bucket=self.bucket, Key=key)
+
+    def list(self, prefix: str, *, start_after: str | None = None, max_keys: int = 1000) -> tuple[list[StoredObject], bool]:
+        """One page of objects under a prefix, in key order, and whether more follow."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        response = self._call("list_objects_v2", **kwargs)
+        items = [StoredObject(key=o["Key"], size=o["Size"], last_modified=o["LastModified"])
+                 for o in response.get("Contents", ())]
+        return items, bool(response.get("IsTruncated"))
+
+    def walk(self, prefix: str) -> Iterator[StoredObject]:
+        start_after = None
+        while True:
+            items, more = self.list(prefix, start_after=start_after)
+            yield from items
+            if not more or not items:
+                return
+            start_after = items[-1].key
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under a prefix (1000 per call); returns how many."""
+        deleted = 0
+        while True:
+            items, _ = self.list(prefix)
+            if not items:
+                return deleted
+            response = self._call("delete_objects", Bucket=self.bucket,
+                                  Delete={"Objects": [{"Key": o.key} for o in items], "Quiet": True})
+            if response.get("Errors"):
+                logger.error("objects not deleted", extra={"count": len(response["Errors"]),
+                                                           "code": response["Errors"][0].get("Code")})
+                raise Internal()
+            deleted += len(items)
+
+    def refresh(self, prefix: str) -> int:
+        """Re-write every object under a prefix in place, restarting its lifecycle clock."""
+        count = 0
+        for item in self.walk(prefix):
+            self._call("copy_object", Bucket=self.bucket, Key=item.key,
+                       CopySource={"Bucket": self.bucket, "Key": item.key},
+                       MetadataDirective="COPY", TaggingDirective="COPY", **self.encryption())
+            count += 1
+        return count
+
+    def presign_put(self, key: str, *, size: int, content_type: str, session_scoped: bool) -> tuple[str, dict[str, str]]:
+        """A SigV4 presigned PUT binding length, type, encryption and tags; and the headers to send."""
+        headers = {"Content-Length": str(size), "Content-Type": content_type}
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentLength": size,
+                                  "ContentType": content_type, **self.encryption()}
+        headers["x-amz-server-side-encryption"] = params["ServerSideEncryption"]
+        if "SSEKMSKeyId" in params:
+            headers["x-amz-server-side-encryption-aws-kms-key-id"] = params["SSEKMSKeyId"]
+        if session_scoped:
+            params["Tagging"] = headers["x-amz-tagging"] = _tagging()
+        url = self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=PRESIGN_SECONDS)
+        return url, headers
+
+    def presign_get(self, key: str) -> str:
+        return self._s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                               ExpiresIn=PRESIGN_SECONDS)
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._s3, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _NOT_FOUND_CODES:
+                raise NotFound("not found") from None
+            if code in ("InvalidArgument", "KeyTooLongError"):
+                raise BadRequest("the request was refused by the store") from None
+            logger.error("S3 call failed", extra={"operation": operation, "code": code})
+            raise Internal() from None
+        except BotoCoreError as exc:
+            logger.error("S3 call failed", extra={"operation": operation, "error": type(exc).__name__})
+            raise Internal() from None
+
+
+def _tagging() -> str:
+    key, value = SESSION_EXPIRY_TAG
+    return f"{key}={value}"

@@ -1,0 +1,41 @@
+"""Which of a session's messages the model sees: pure, so it is tested without AWS."""
+from __future__ import annotations
+
+from typing import Iterable, Protocol, TypeVar
+
+from chalicelib.converse import BYTES_PER_TOKEN
+
+
+class HistoryMessage(Protocol):
+    role: str
+    size: int  # bytes of UTF-8 content
+
+
+M = TypeVar("M", bound=HistoryMessage)
+
+
+def message_tokens(message: HistoryMessage) -> int:
+    return -(-message.size // BYTES_PER_TOKEN)
+
+
+def select_recent(newest_first: Iterable[M], token_limit: int) -> list[M]:
+    """The most recent messages that fit the limit together, oldest first, starting with a user message.
+
+    Walks back from the newest message and stops at the first one that does not fit,
+    so the model never sees a conversation with a hole in it. Unanswered prompts at
+    the end and empty messages (a reply cancelled before any text) are skipped.
+    """
+    picked: list[M] = []
+    used = 0
+    for message in newest_first:
+        if message.size == 0 or (not picked and message.role == "user"):
+            continue
+        tokens = message_tokens(message)
+        if used + tokens > token_limit:
+            break
+        picked.append(message)
+        used += tokens
+    picked.reverse()
+    while picked and picked[0].role != "user":
+        picked.pop(0)
+    return picked

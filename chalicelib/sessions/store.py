@@ -1,0 +1,274 @@
+"""Sessions and their messages in DynamoDB, large message content in S3.
+
+Items (table `sessions`, infra/resources.py), all in the caller's partition:
+  pk "USER#<sub>", sk "SESSION#<id>"                 the session (title, createdAt, updatedAt)
+  pk "USER#<sub>", sk "SESSION#<id>#MSG#<message id>" one message (role, content or contentKey)
+The sparse index `byUpdated` (pk, updatedAt) lists sessions newest first.
+
+Every item of a session carries the same `ttl`. When activity finds less than
+SESSION_TTL_DAYS left, the TTL of every item moves to now + TTL + one day and the
+session's objects in S3 are re-written (restarting their lifecycle clock), so a
+sweep happens at most once a day per active session.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chalicelib import cursors
+from chalicelib.converse import alternating
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.objects import ObjectStore, session_root
+from chalicelib.sessions.history import select_recent
+
+logger = logging.getLogger(__name__)
+
+SESSION_ID = re.compile(r"[0-9a-f]{32}")
+MESSAGE_ID = re.compile(r"\d{13}-\d-[0-9a-f]{8}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+REFRESH_SLACK_SECONDS = 86400
+MESSAGE_CONTENT_TYPE = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    title: str
+    created_at: str
+    updated_at: str
+
+    def wire(self) -> dict[str, str]:
+        return {"sessionId": self.session_id, "title": self.title, "createdAt": self.created_at,
+                "updatedAt": self.updated_at}
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    role: str
+    content: str | None  # None when the content is offloaded to `content_key`
+    content_key: str | None
+    size: int  # bytes of UTF-8 content
+    created_at: str
+    request_id: str
+    cancelled: bool
+
+
+def iso(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def check_session_id(session_id: str) -> str:
+    if not SESSION_ID.fullmatch(session_id):
+        raise BadRequest("'sessionId' is not a session id")
+    return session_id
+
+
+def _pk(user_sub: str) -> str:
+    return f"USER#{user_sub}"
+
+
+def _session_sk(session_id: str) -> str:
+    return f"SESSION#{check_session_id(session_id)}"
+
+
+def _messages_prefix(session_id: str) -> str:
+    return f"{_session_sk(session_id)}#MSG#"
+
+
+class SessionStore:
+    def __init__(self, table: Any, objects: ObjectStore, *, ttl_days: int, inline_max_bytes: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._table = table
+        self._objects = objects
+        self._ttl_seconds = ttl_days * 86400
+        self._inline_max_bytes = inline_max_bytes
+        self._clock = clock
+
+    # --- sessions ---------------------------------------------------------
+
+    def create(self, user_sub: str, *, title: str) -> Session:
+        now = self._clock()
+        session = Session(session_id=uuid.uuid4().hex, title=title, created_at=iso(now), updated_at=iso(now))
+        self._table.put_item(Item={
+            "pk": _pk(user_sub), "sk": _session_sk(session.session_id), "sessionId": session.session_id,
+            "title": title, "createdAt": session.created_at, "updatedAt": session.updated_at,
+            "ttl": int(now) + self._ttl_seconds + REFRESH_SLACK_SECONDS,
+        }, ConditionExpression="attribute_not_exists(sk)")
+        return session
+
+    def require_session(self, user_sub: str, session_id: str) -> Session:
+        """The caller's session, or NOT_FOUND (also when it is someone else's)."""
+        item = self._table.get_item(Key={"pk": _pk(user_sub), "sk": _session_sk(session_id)},
+                                    ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFound("no such session")
+        return _session(item)
+
+    def list(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
+        """One page of the caller's sessions, most recently updated first."""
+        kwargs: dict[str, Any] = {"IndexName": "byUpdated", "KeyConditionExpression": Key("pk").eq(_pk(user_sub)),
+                                  "ScanIndexForward": False, "Limit": limit + 1}
+        if cursor:
+            position = cursors.decode(cursor, {"u": _TIME, "s": SESSION_ID})
+            kwargs["ExclusiveStartKey"] = {"pk": _pk(user_sub), "sk": _session_sk(position["s"]),
+                                           "updatedAt": position["u"]}
+        sessions: list[Session] = []
+        while len(sessions) <= limit:
+            response = self._table.query(**kwargs)
+            sessions.extend(_session(item) for item in response.get("Items", ()))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        if len(sessions) <= limit:
+            return sessions, None
+        last = sessions[limit - 1]
+        return sessions[:limit], cursors.encode({"u": last.updated_at, "s": last.session_id})
+
+    def delete(self, user_sub: str, session_id: str) -> None:
+        """The session, its messages, offloaded content and session-scoped context; the session item last."""
+        self.require_session(user_sub, session_id)
+        removed = self._objects.delete_prefix(session_root(user_sub, session_id))
+        session_key = {"pk": _pk(user_sub), "sk": _session_sk(session_id)}
+        count = 0
+        with self._table.batch_writer() as batch:
+            for item in self._items(user_sub, _messages_prefix(session_id), projection="pk, sk"):
+                batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+                count += 1
+        self._table.delete_item(Key=session_key)
+        logger.info("session deleted", extra={"messages": count, "objects": removed})
+
+    # --- messages ---------------------------------------------------------
+
+    def messages_page(self, user_sub: str, session_id: str, *, cursor: str | None,
+                      limit: int) -> tuple[list[Message], bool]:
+        """Up to `limit` messages, oldest first, after the cursor; and whether more follow."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_pk(user_sub)) & Key("sk").begins_with(_messages_prefix(session_id)),
+            "Limit": limit + 1, "ConsistentRead": True}
+        if cursor:
+            position = cursors.decode(cursor, {"m": MESSAGE_ID})
+            kwargs["ExclusiveStartKey"] = {"pk": _pk(user_sub), "sk": _messages_prefix(session_id) + position["m"]}
+        messages: list[Message] = []
+        while len(messages) <= limit:
+            response = self._table.query(**kwargs)
+            messages.extend(_message(item) for item in response.get("Items", ()))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return messages[:limit], len(messages) > limit
+
+    @staticmethod
+    def messages_cursor(message: Message) -> str:
+        return cursors.encode({"m": message.message_id})
+
+    def content(self, message: Message) -> str:
+        if message.content_key is None:
+            return message.content or ""
+        body, _ = self._objects.get(message.content_key)
+        return body.decode("utf-8")
+
+    def content_url(self, message: Message) -> str:
+        assert message.content_key is not None
+        return self._objects.presign_get(message.content_key)
+
+    def history_for(self, user_sub: str, session_id: str, token_limit: int) -> list[dict[str, str]]:
+        """The most recent messages fitting `token_limit`, oldest first, as Bedrock wants them:
+        [{"role": "user"|"assistant", "content": str}], starting with user, roles alternating."""
+        self.require_session(user_sub, session_id)
+        newest_first = (_message(item) for item in self._items(user_sub, _messages_prefix(session_id), forward=False))
+        picked = select_recent(newest_first, token_limit)
+        return alternating([{"role": m.role, "content": self.content(m)} for m in picked])
+
+    def append_exchange(self, user_sub: str, session_id: str, request_id: str, prompt: str, reply: str,
+                        cancelled: bool) -> None:
+        """Record a prompt and its reply (also a partial one, marked cancelled). NOT_FOUND if the
+        session is gone; the session's updatedAt and TTL move forward."""
+        now = self._clock()
+        expires = self.touch(user_sub, session_id, now=now)
+        millis = int(now * 1000)
+        for index, (role, content) in enumerate((("user", prompt), ("assistant", reply))):
+            message_id = f"{millis:013d}-{index}-{secrets.token_hex(4)}"
+            self._put_message(user_sub, session_id, message_id, role=role, content=content, now=now,
+                              request_id=request_id, cancelled=cancelled and role == "assistant", expires=expires)
+
+    def touch(self, user_sub: str, session_id: str, *, now: float | None = None) -> int:
+        """Mark activity: updatedAt moves to now, the TTL of all items forward if due. Returns the TTL."""
+        now = self._clock() if now is None else now
+        try:
+            item = self._table.update_item(
+                Key={"pk": _pk(user_sub), "sk": _session_sk(session_id)},
+                UpdateExpression="SET updatedAt = :now", ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeValues={":now": iso(now)}, ReturnValues="ALL_NEW")["Attributes"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise NotFound("no such session") from None
+            raise
+        expires = int(item["ttl"])
+        if expires - now < self._ttl_seconds:
+            expires = int(now) + self._ttl_seconds + REFRESH_SLACK_SECONDS
+            self._extend(user_sub, session_id, expires)
+        return expires
+
+    # --- internals --------------------------------------------------------
+
+    def _put_message(self, user_sub: str, session_id: str, message_id: str, *, role: str, content: str,
+                     now: float, request_id: str, cancelled: bool, expires: int) -> None:
+        data = content.encode("utf-8")
+        item: dict[str, Any] = {"pk": _pk(user_sub), "sk": _messages_prefix(session_id) + message_id, "role": role,
+                                "size": len(data), "createdAt": iso(now), "requestId": request_id, "ttl": expires}
+        if cancelled:
+            item["cancelled"] = True
+        # Measured as sent in a frame: JSON escaping can grow text (a control character to 6 bytes).
+        if _wire_size(content) > self._inline_max_bytes:
+            key = f"{session_root(user_sub, session_id)}messages/{message_id}"
+            self._objects.put(key, data, content_type=MESSAGE_CONTENT_TYPE, session_scoped=True)
+            item["contentKey"] = key
+        else:
+            item["content"] = content
+        self._table.put_item(Item=item)
+
+    def _extend(self, user_sub: str, session_id: str, expires: int) -> None:
+        for item in self._items(user_sub, _session_sk(session_id), projection="pk, sk"):
+            self._table.update_item(Key={"pk": item["pk"], "sk": item["sk"]}, UpdateExpression="SET #t = :t",
+                                    ExpressionAttributeNames={"#t": "ttl"}, ExpressionAttributeValues={":t": expires})
+        self._objects.refresh(session_root(user_sub, session_id))
+
+    def _items(self, user_sub: str, sk_prefix: str, *, forward: bool = True,
+               projection: str | None = None) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_pk(user_sub)) & Key("sk").begins_with(sk_prefix),
+            "ScanIndexForward": forward, "ConsistentRead": True}
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        while True:
+            response = self._table.query(**kwargs)
+            yield from response.get("Items", ())
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _wire_size(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+
+
+def _session(item: dict[str, Any]) -> Session:
+    return Session(session_id=item["sessionId"], title=item["title"], created_at=item["createdAt"],
+                   updated_at=item["updatedAt"])
+
+
+def _message(item: dict[str, Any]) -> Message:
+    return Message(message_id=item["sk"].rsplit("#", 1)[1], role=item["role"], content=item.get("content"),
+                   content_key=item.get("contentKey"), size=int(item["size"]), created_at=item["createdAt"],
+                   request_id=item["requestId"], cancelled=bool(item.get("cancelled")))
