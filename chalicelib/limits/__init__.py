@@ -12,7 +12,7 @@
 The calls a chat must make (the chat code owns them; nothing else may skip one):
 
     budget = services.token_budget
-    estimated = count_tokens(everything_sent_to_the_model)  # system + history + context + prompt
+    estimated = converse.input_tokens(request)  # the Converse request: system, history, context, prompt
     reservation = budget.reserve(conn.user_sub, now, groups=conn.groups, request_id=server_request_id,
                                  estimated_input=estimated, max_tokens=requested_max_tokens)
     # raises RateLimited / BudgetExceeded (AppErrors: the dispatch answers with an error frame)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from botocore.exceptions import ClientError
 
+from chalicelib.converse import estimate_tokens as count_tokens  # one measure: estimate, budget, dev model
 from chalicelib.errors import BadRequest, BudgetExceeded
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
@@ -24,18 +25,8 @@ from chalicelib.limits.snapshot import LimitsSnapshot
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_TOKEN = 4
 RESERVE_ATTEMPTS = 3  # each failed attempt learns the current counter, so this is plenty
 MAX_MODEL_ID_LENGTH = 256
-
-
-def count_tokens(text: str) -> int:
-    """An estimate of the tokens in `text`: one per 4 bytes of UTF-8, rounded up.
-
-    Bytes, not characters, so non-Latin text (several bytes per character, and
-    usually more tokens too) is not underestimated.
-    """
-    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN)
 
 
 @dataclass(frozen=True)
