@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 
 from chalice import Chalice, Response, UnauthorizedError
-from chalice.app import WebsocketEvent
+from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
 
-from chalicelib.auth import authenticate, token_from_request
+from chalicelib.auth import authorizer as auth
 from chalicelib.config import get_settings
 from chalicelib.observability import configure_logging
 from chalicelib.services import get_services
@@ -61,16 +61,37 @@ def github_worker(event: dict, context: object) -> None:
     handle(event, get_services())
 
 
+@app.lambda_function(name="ws_authorizer")
+def ws_authorizer(event: dict, context: object) -> dict:
+    """The REQUEST authorizer of `$connect`, attached by `python -m infra.post_deploy`."""
+    configure_logging(get_settings().log_level)
+    return auth.authorize_websocket(event)
+
+
+# No result caching: a cached Allow would outlive the token's expiry.
+@app.authorizer(ttl_seconds=0)
+def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
+    configure_logging(get_settings().log_level)
+    identity = auth.authorize_bearer(auth_request.token)
+    return AuthResponse(routes=["*"], principal_id=identity.sub, context=auth.identity_context(identity))
+
+
 @app.route("/health")
 def health() -> dict:
     return {"status": "ok", "stage": get_settings().stage}
 
 
-@app.route("/usage")
+@app.route("/me", authorizer=rest_authorizer)
+def me() -> dict:
+    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    if caller is None:
+        raise UnauthorizedError("Unauthorized")
+    return caller
+
+
+@app.route("/usage", authorizer=rest_authorizer)
 def usage() -> dict:
-    # Swap for the REST authorizer's context once it exists: the identity is all this route needs.
-    configure_logging(get_settings().log_level)
-    identity = authenticate(token_from_request(app.current_request.headers, None))
-    if identity is None:
-        raise UnauthorizedError("a valid token is required in Authorization")
-    return get_services().usage.report(identity.sub, time.time(), groups=identity.groups)
+    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    if caller is None:
+        raise UnauthorizedError("Unauthorized")
+    return get_services().usage.report(caller["sub"], time.time(), groups=tuple(caller["groups"]))

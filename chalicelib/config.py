@@ -41,6 +41,9 @@ class Settings:
     issuer: str
     jwks_url: str
     jwt_leeway_seconds: int
+    required_groups: tuple[str, ...]
+    jwks_connect_timeout: float
+    jwks_read_timeout: float
     # Connections
     connection_ttl_seconds: int
     # Limits (see chalicelib/limits)
@@ -186,6 +189,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         jwks_url=env.text("COGNITO_JWKS_URL", f"{issuer}/.well-known/jwks.json",
                          pattern=re.compile(r"^https?://\S+$")),
         jwt_leeway_seconds=env.number("JWT_LEEWAY_SECONDS", 5, int, minimum=0, maximum=300),
+        # Cognito group names: letters, marks, symbols, digits, punctuation; a comma separates them here.
+        required_groups=env.csv("REQUIRED_GROUPS", pattern=re.compile(r"^[^\s,]{1,128}$"), required=False),
+        jwks_connect_timeout=env.number("JWKS_CONNECT_TIMEOUT", 1.0, float, minimum=0.1, maximum=10),
+        jwks_read_timeout=env.number("JWKS_READ_TIMEOUT", 2.0, float, minimum=0.1, maximum=10),
         # API Gateway closes a WebSocket after 2 hours whatever happens.
         connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
         rate_limit_requests_per_minute=env.number("RATE_LIMIT_REQUESTS_PER_MINUTE", 100, int,

@@ -13,6 +13,13 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 API_ID = "localapi01"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+
+
+def connect_method_arn(stage: str) -> str:
+    """What API Gateway puts in `methodArn` of a WebSocket REQUEST authorizer event."""
+    return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{stage}/$connect"
 
 
 def new_connection_id() -> str:
@@ -61,6 +68,24 @@ def connect_event(*, connection_id: str, connected_at_ms: int, stage: str, domai
     if authorizer is not None:
         event["requestContext"]["authorizer"] = authorizer
     return event
+
+
+def authorizer_event(*, connection_id: str, connected_at_ms: int, stage: str, domain_name: str,
+                     source_ip: str, headers: Mapping[str, str], query: Mapping[str, list[str]],
+                     method_arn: str) -> dict[str, Any]:
+    """The REQUEST authorizer's input for `$connect`: the handshake's headers and query, the method ARN."""
+    request = connect_event(connection_id=connection_id, connected_at_ms=connected_at_ms, stage=stage,
+                            domain_name=domain_name, source_ip=source_ip, headers=headers, query=query)
+    return {
+        "type": "REQUEST",
+        "methodArn": method_arn,
+        "headers": request["headers"],
+        "multiValueHeaders": request["multiValueHeaders"],
+        "queryStringParameters": request["queryStringParameters"],
+        "multiValueQueryStringParameters": request["multiValueQueryStringParameters"],
+        "stageVariables": {},
+        "requestContext": request["requestContext"],
+    }
 
 
 def message_event(*, connection_id: str, connected_at_ms: int, stage: str, domain_name: str,

@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from chalice.config import Config
 from chalice.local import LambdaContext, LocalGateway, LocalGatewayException
 
-from devserver import events
+from devserver import authorizers, events
 
 log = logging.getLogger("devserver.gateway")
 
@@ -72,9 +72,11 @@ class LambdaRuntime:
 
 class Gateway:
     def __init__(self, *, app_module: ModuleType, runtime: LambdaRuntime, stage: str,
-                 domain_name: str, web_dir: Path, web_config: dict[str, Any]) -> None:
+                 domain_name: str, web_dir: Path, web_config: dict[str, Any],
+                 connect_authorizer: str | None = "ws_authorizer") -> None:
         self._runtime = runtime
         self._web_config = web_config
+        self._connect_authorizer = connect_authorizer
         self._stage = stage
         self._domain = domain_name
         self._web_dir = web_dir
@@ -107,9 +109,15 @@ class Gateway:
         source_ip = request.remote or "127.0.0.1"
         headers = {k: v for k, v in request.headers.items()}
         query = {k: request.query.getall(k) for k in request.query.keys()}
+        decision = await self._authorize(connection_id=connection_id, now=now, source_ip=source_ip,
+                                         headers=headers, query=query)
+        if not decision.allowed:
+            log.info("$connect %s refused by the authorizer (%d)", connection_id, decision.status)
+            return web.json_response({"message": decision.message}, status=decision.status,
+                                     headers={"x-amzn-ErrorType": decision.error_type or ""})
         connect = events.connect_event(connection_id=connection_id, connected_at_ms=int(now * 1000),
                                        stage=self._stage, domain_name=self._domain, source_ip=source_ip,
-                                       headers=headers, query=query)
+                                       headers=headers, query=query, authorizer=decision.context)
         response = await self._runtime.invoke("websocket_connect", connect)
         status = int((response or {}).get("statusCode", 200))
         if status != 200:
@@ -147,6 +155,22 @@ class Gateway:
             await self._runtime.invoke("websocket_disconnect", disconnect)
             log.info("$disconnect %s", connection_id)
         return ws
+
+    async def _authorize(self, *, connection_id: str, now: float, source_ip: str, headers: dict[str, str],
+                         query: dict[str, list[str]]) -> authorizers.Decision:
+        """Run the `$connect` REQUEST authorizer as API Gateway does, before the route's integration."""
+        if self._connect_authorizer is None:
+            return authorizers.Decision(200)
+        method_arn = events.connect_method_arn(self._stage)
+        event = events.authorizer_event(connection_id=connection_id, connected_at_ms=int(now * 1000),
+                                        stage=self._stage, domain_name=self._domain, source_ip=source_ip,
+                                        headers=headers, query=query, method_arn=method_arn)
+        started = time.monotonic()
+        try:
+            answer = await self._runtime.invoke(self._connect_authorizer, event)
+        except Exception as exc:  # a failed Lambda: API Gateway reads only its message
+            return authorizers.from_error(exc)
+        return authorizers.from_answer(answer, method_arn, latency_ms=int((time.monotonic() - started) * 1000))
 
     async def _message(self, connection_id: str, client: _Client, data: str | bytes) -> None:
         event = events.message_event(connection_id=connection_id, connected_at_ms=client.connected_at_ms,
@@ -212,6 +236,10 @@ class Gateway:
                 None, self._rest.handle_request, request.method, path, headers, body or None)
         except LocalGatewayException as exc:
             return web.Response(status=exc.CODE, headers=exc.headers, body=exc.body)
+        except Exception as exc:  # only a route's authorizer lets an exception out of LocalGateway
+            decision = authorizers.from_error(exc)
+            return web.json_response({"message": decision.message}, status=decision.status,
+                                     headers={"x-amzn-ErrorType": decision.error_type or ""})
         out_headers = {k: v for k, v in (response.get("headers") or {}).items()}
         payload = response.get("body") or b""
         if response.get("isBase64Encoded"):

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import functools
+import gzip
+import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -15,8 +18,12 @@ CLIENT_ID = "testclient123"
 KID = "test-kid-1"
 
 
-@functools.lru_cache(maxsize=4)
 def private_key(name: str = "main") -> rsa.RSAPrivateKey:
+    return _private_key(name)  # one cache key per name, however the name is passed
+
+
+@functools.lru_cache(maxsize=4)
+def _private_key(name: str) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
@@ -50,13 +57,35 @@ def sign(payload: dict[str, Any], *, key_name: str = "main", kid: str | None = K
     return jwt.encode(payload, private_key(key_name), algorithm=alg, headers=header)
 
 
-class CountingFetcher:
-    """A JWKS fetcher that serves a fixed document and counts its fetches."""
+def sign_as_moto(payload: dict[str, Any]) -> str:
+    """A token signed with moto's own Cognito key (kid "dummy"), which the local stack's JWKS serves.
 
-    def __init__(self, document: dict[str, Any]) -> None:
+    Only tests use this: it lets them mint tokens moto would not (a 3-second lifetime)
+    without teaching the app to trust any other key.
+    """
+    return jwt.encode(payload, moto_private_key(), algorithm="RS256", headers={"kid": "dummy"})
+
+
+@functools.lru_cache(maxsize=1)
+def moto_private_key() -> rsa.RSAPrivateKey:
+    import moto.cognitoidp
+
+    # The file has no primes, so loading it recovers them: slow enough to do once.
+    with gzip.open(f"{moto.cognitoidp.__path__[0]}/resources/jwks-private.json.gz", "rt") as file:
+        return jwt.PyJWK(json.load(file)).key
+
+
+class CountingFetcher:
+    """A JWKS fetcher that serves a fixed document, optionally slowly, and counts its fetches."""
+
+    def __init__(self, document: dict[str, Any], *, delay: float = 0.0) -> None:
         self.document = document
+        self.delay = delay
         self.fetches = 0
+        self._lock = threading.Lock()
 
     def fetch(self, url: str) -> dict[str, Any]:
-        self.fetches += 1
+        with self._lock:
+            self.fetches += 1
+        time.sleep(self.delay)
         return self.document

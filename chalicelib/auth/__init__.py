@@ -41,8 +41,10 @@ def get_verifier() -> "CognitoJwtVerifier":
         client_ids=settings.app_client_ids,
         token_use=settings.token_use,
         jwks_url=settings.jwks_url,
-        jwks_cache=JwksCache(HttpJwksFetcher()),
+        jwks_cache=JwksCache(HttpJwksFetcher(connect_timeout=settings.jwks_connect_timeout,
+                                             read_timeout=settings.jwks_read_timeout)),
         leeway_seconds=settings.jwt_leeway_seconds,
+        required_groups=settings.required_groups,
     )
 
 
@@ -53,5 +55,7 @@ def authenticate(token: str | None) -> "Identity | None":
             raise TokenMissing("no token")
         return get_verifier().verify(token)
     except JwtInvalid as exc:
-        logger.info("token refused", extra={"reason": exc.reason, "detail": str(exc)})
+        # The reason and what was seen, never the token: it is a bearer credential.
+        logger.info("token refused", extra={"reason": exc.reason, "detail": str(exc),
+                                            "actual": exc.actual, "expected": exc.expected})
         return None

@@ -35,12 +35,30 @@ class AlgorithmNotAllowed(JwtInvalid):
     reason = "alg_not_allowed"
 
 
+class KidMissing(JwtInvalid):
+    reason = "kid_missing"
+
+
 class KidNotFound(JwtInvalid):
     reason = "kid_not_found"
 
 
 class JwkInvalid(JwtInvalid):
+    """The JWK found for the kid cannot be used (not a key PyJWT can load)."""
+
     reason = "jwk_invalid"
+
+
+class JwkInvalidUse(JwkInvalid):
+    reason = "jwk_use_not_sig"
+
+
+class JwkInvalidKty(JwkInvalid):
+    reason = "jwk_kty_not_rsa"
+
+
+class JwkAlgorithmMismatch(JwkInvalid):
+    reason = "alg_differs_from_jwk"
 
 
 class JwksUnavailable(JwtInvalid):
@@ -77,6 +95,10 @@ class IssuedInFuture(JwtInvalid):
 
 class ClaimInvalid(JwtInvalid):
     reason = "bad_claim"
+
+
+class SubjectMissing(ClaimInvalid):
+    reason = "sub_missing"
 
 
 class GroupNotAllowed(JwtInvalid):

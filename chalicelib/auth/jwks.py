@@ -7,11 +7,14 @@ the cache that ties them together and lets concurrent callers share one fetch.
 """
 from __future__ import annotations
 
+import http.client
 import json
+import random
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Any, Callable, Protocol
 
 from chalicelib.auth.errors import JwksUnavailable, KidNotFound
@@ -23,29 +26,90 @@ class JwksFetcher(Protocol):
     def fetch(self, url: str) -> dict[str, Any]: ...
 
 
+class _Retryable(Exception):
+    """A failure worth one more try: the network, a timeout, a 5xx or 429."""
+
+
 class HttpJwksFetcher:
-    def __init__(self, *, connect_timeout: float = 1.5, read_timeout: float = 3.0, retries: int = 1) -> None:
-        # urllib has one timeout for connect and each read; the longer one bounds both.
-        self._timeout = max(connect_timeout, read_timeout)
+    """One GET of a JWKS, bounded: a connect timeout, then a read deadline, and one retry.
+
+    urllib has a single timeout for every socket operation, so a slow server could
+    hold a caller for many read timeouts; here the connection (TCP and TLS) has
+    `connect_timeout` and the whole response `read_timeout`. One attempt therefore
+    takes at most connect + read seconds (DNS resolution aside, which the system
+    resolver bounds), and a fetch at most twice that plus a short jittered pause.
+    """
+
+    def __init__(self, *, connect_timeout: float = 1.0, read_timeout: float = 2.0, retries: int = 1,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._retries = retries
+        self._sleep = sleep
 
     def fetch(self, url: str) -> dict[str, Any]:
-        last_error: Exception | None = None
+        target = urllib.parse.urlsplit(url)
+        if target.scheme not in ("https", "http") or not target.hostname:
+            raise JwksUnavailable("JWKS URL is not an http(s) URL")
+        failure = "no attempt"
         for attempt in range(self._retries + 1):
             if attempt:
-                time.sleep(0.1 * attempt)
+                self._sleep(random.uniform(0.05, 0.15))
             try:
-                with urllib.request.urlopen(url, timeout=self._timeout) as response:  # noqa: S310 (https or configured)
-                    body = response.read(MAX_JWKS_BYTES + 1)
-                if len(body) > MAX_JWKS_BYTES:
-                    raise JwksUnavailable("JWKS document is too large")
-                document = json.loads(body)
-                if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-                    raise JwksUnavailable("JWKS document has no 'keys' list")
-                return document
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                last_error = exc
-        raise JwksUnavailable(f"JWKS fetch failed: {type(last_error).__name__}")
+                return _parse(self._get(target))
+            except _Retryable as exc:
+                failure = str(exc)
+        raise JwksUnavailable(f"JWKS fetch failed: {failure}")
+
+    def _get(self, target: urllib.parse.SplitResult) -> bytes:
+        if target.scheme == "https":
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                target.hostname, target.port, timeout=self._connect_timeout, context=ssl.create_default_context())
+        else:
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=self._connect_timeout)
+        try:
+            connection.connect()
+            deadline = time.monotonic() + self._read_timeout
+            sock = connection.sock  # http.client lets go of it once the response owns it
+            sock.settimeout(self._read_timeout)
+            path = target.path or "/"
+            connection.request("GET", f"{path}?{target.query}" if target.query else path,
+                               headers={"Accept": "application/json"})
+            response = connection.getresponse()
+            if response.status >= 500 or response.status == 429:
+                raise _Retryable(f"HTTP {response.status}")
+            if response.status != 200:
+                raise JwksUnavailable(f"JWKS fetch answered HTTP {response.status}")
+            return _read_body(sock, response, deadline)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Retryable(type(exc).__name__) from None
+        finally:
+            connection.close()
+
+
+def _read_body(sock: socket.socket, response: http.client.HTTPResponse, deadline: float) -> bytes:
+    body = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Retryable("read deadline passed")
+        sock.settimeout(remaining)
+        chunk = response.read1(16 * 1024)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > MAX_JWKS_BYTES:
+            raise JwksUnavailable("JWKS document is too large")
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise JwksUnavailable("JWKS document is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise JwksUnavailable("JWKS document has no 'keys' list")
+    return document
 
 
 class PenaltyBox:

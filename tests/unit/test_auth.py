@@ -4,11 +4,14 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import threading
 import time
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from chalicelib.auth import errors, token_from_request
 from chalicelib.auth.jwks import JwksCache, PenaltyBox
@@ -98,11 +101,79 @@ def test_id_token_refused_where_access_configured_and_reverse():
         make_verifier(token_use="id").verify(tokens.sign(tokens.claims("access")))
 
 
-def test_missing_sub_is_refused():
+@pytest.mark.parametrize("sub", [None, "", "   ", 42])
+def test_missing_sub_is_refused(sub):
     payload = tokens.claims()
-    del payload["sub"]
-    with pytest.raises(errors.ClaimInvalid):
+    if sub is None:
+        del payload["sub"]
+    else:
+        payload["sub"] = sub
+    with pytest.raises(errors.SubjectMissing):
         make_verifier().verify(tokens.sign(payload))
+
+
+@pytest.mark.parametrize("header, reason", [
+    ({"alg": "RS256"}, errors.KidMissing), ({"alg": "RS256", "kid": ""}, errors.KidMissing),
+    ({"alg": "RS256", "kid": 7}, errors.KidMissing), ({"kid": tokens.KID}, errors.AlgorithmNotAllowed),
+    ({"alg": "RS512", "kid": tokens.KID}, errors.AlgorithmNotAllowed),
+])
+def test_header_without_kid_or_allowed_alg_is_refused(header, reason):
+    with pytest.raises(reason):
+        make_verifier().verify(f"{b64(header)}.{b64(tokens.claims())}.{b64({})}")
+
+
+def test_characters_outside_base64url_are_malformed():
+    header, payload, signature = tokens.sign(tokens.claims()).split(".")
+    for forged in (f"{header}.{payload}!.{signature}", f"{header}.{payload}.{signature}=", f"{header}.{payload} .{signature}"):
+        with pytest.raises(errors.JwtMalformed):
+            make_verifier().verify(forged)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10 ** 400, True, "1700000000", None])
+def test_exp_must_be_a_finite_number(value):
+    payload = tokens.claims()
+    payload["exp"] = value
+    token = jwt.PyJWS().encode(json.dumps(payload).encode(), tokens.private_key(), algorithm="RS256",
+                               headers={"kid": tokens.KID})  # signed: only the claim check can refuse it
+    with pytest.raises(errors.ClaimInvalid):
+        make_verifier().verify(token)
+
+
+def test_wrong_issuer_is_refused_before_any_key_is_fetched():
+    fetcher = tokens.CountingFetcher(tokens.jwks())
+    with pytest.raises(errors.IssuerInvalid):
+        make_verifier(fetcher=fetcher).verify(tokens.sign(tokens.claims(iss="https://evil.example/pool"), kid="bogus"))
+    assert fetcher.fetches == 0
+
+
+def test_one_of_several_allowed_clients():
+    verifier = CognitoJwtVerifier(issuer=tokens.ISSUER, client_ids=("webclient", tokens.CLIENT_ID), token_use="access",
+                                  jwks_url=URL, jwks_cache=JwksCache(tokens.CountingFetcher(tokens.jwks())))
+    assert verifier.verify(tokens.sign(tokens.claims(client_id="webclient")))
+    assert verifier.verify(tokens.sign(tokens.claims()))
+    with pytest.raises(errors.ClientInvalid):
+        verifier.verify(tokens.sign(tokens.claims(client_id="third")))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"issuer": ""}, {"client_ids": ()}, {"client_ids": "testclient123"}, {"token_use": "refresh"}, {"jwks_url": ""},
+])
+def test_configuration_errors_are_not_token_errors(kwargs):
+    options = dict(issuer=tokens.ISSUER, client_ids=(tokens.CLIENT_ID,), token_use="access", jwks_url=URL,
+                   jwks_cache=JwksCache(tokens.CountingFetcher(tokens.jwks())))
+    with pytest.raises(errors.JwtConfigError):
+        CognitoJwtVerifier(**{**options, **kwargs})
+
+
+def test_refusals_are_logged_with_their_reason_and_never_the_token(app_env, caplog):
+    from chalicelib.auth import authenticate
+
+    token = tokens.sign(tokens.claims())  # our key: the pool's JWKS does not hold its kid
+    with caplog.at_level(logging.INFO, logger="chalicelib.auth"):
+        assert authenticate(token) is None
+    (record,) = [r for r in caplog.records if r.getMessage() == "token refused"]
+    assert record.reason == "bad_issuer"  # the pool is moto's, the token claims the test pool
+    assert token not in caplog.text and token.split(".")[2] not in caplog.text
 
 
 def test_leeway_accepts_a_token_just_expired():
@@ -133,6 +204,63 @@ def test_unknown_kid_refetches_at_most_once_per_penalty_interval():
     assert fetcher.fetches == 3
 
 
+def _verify_concurrently(verifier, token, threads=16):
+    barrier = threading.Barrier(threads)
+    outcomes: list = []
+
+    def run():
+        barrier.wait()
+        try:
+            outcomes.append(verifier.verify(token))
+        except errors.JwtInvalid as exc:
+            outcomes.append(exc)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    return outcomes
+
+
+def test_concurrent_cold_verifications_share_one_fetch():
+    fetcher = tokens.CountingFetcher(tokens.jwks(), delay=0.2)
+    outcomes = _verify_concurrently(make_verifier(fetcher=fetcher), tokens.sign(tokens.claims()))
+    assert len(outcomes) == 16 and all(not isinstance(o, Exception) for o in outcomes)
+    assert fetcher.fetches == 1
+
+
+def test_concurrent_unknown_kids_share_one_refetch():
+    fetcher = tokens.CountingFetcher(tokens.jwks(), delay=0.2)
+    verifier = make_verifier(fetcher=fetcher)
+    verifier.verify(tokens.sign(tokens.claims()))
+    outcomes = _verify_concurrently(verifier, tokens.sign(tokens.claims(), kid="unknown"))
+    assert len(outcomes) == 16 and all(isinstance(o, errors.KidNotFound) for o in outcomes)
+    assert fetcher.fetches == 2
+
+
+def test_failed_fetch_is_not_repeated_within_the_penalty_interval():
+    now = [0.0]
+
+    class Down:
+        fetches = 0
+
+        def fetch(self, url):
+            self.fetches += 1
+            raise errors.JwksUnavailable("down")
+
+    fetcher = Down()
+    verifier = make_verifier(fetcher=fetcher, penalty_clock=lambda: now[0])
+    for _ in range(20):
+        with pytest.raises(errors.JwksUnavailable):
+            verifier.verify(tokens.sign(tokens.claims()))
+    assert fetcher.fetches == 1
+    now[0] = 10.5
+    with pytest.raises(errors.JwksUnavailable):
+        verifier.verify(tokens.sign(tokens.claims()))
+    assert fetcher.fetches == 2
+
+
 def test_rotated_key_is_found_by_a_refetch():
     fetcher = tokens.CountingFetcher(tokens.jwks())
     verifier = make_verifier(fetcher=fetcher)
@@ -143,7 +271,8 @@ def test_rotated_key_is_found_by_a_refetch():
 
 
 @pytest.mark.parametrize("extra, reason", [
-    ({"use": "enc"}, errors.JwkInvalid), ({"kty": "EC"}, errors.JwkInvalid), ({"alg": "RS512"}, errors.AlgorithmNotAllowed),
+    ({"use": "enc"}, errors.JwkInvalidUse), ({"use": None}, errors.JwkInvalidUse), ({"kty": "EC"}, errors.JwkInvalidKty),
+    ({"alg": "RS512"}, errors.JwkAlgorithmMismatch), ({"n": "!!"}, errors.JwkInvalid),
 ])
 def test_unsuitable_jwk_is_refused(extra, reason):
     fetcher = tokens.CountingFetcher(tokens.jwks(tokens.jwk(**extra)))
@@ -173,3 +302,40 @@ def test_arbitrary_headers_and_claims_raise_only_verifier_errors(header, payload
     token = f"{b64(header)}.{b64(payload)}.{b64({})}"
     with pytest.raises(errors.JwtInvalid):
         make_verifier().verify(token)
+
+
+_VALID_TOKEN = tokens.sign(tokens.claims(exp=int(time.time()) + 86400))
+_VALID_SUB = json.loads(base64.urlsafe_b64decode(_VALID_TOKEN.split(".")[1] + "=="))["sub"]
+_VERIFIER = make_verifier()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=len(_VALID_TOKEN) - 1),
+       st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ "))
+def test_any_one_character_change_is_refused_or_changes_nothing(index, char):
+    assume(_VALID_TOKEN[index] != char)
+    forged = _VALID_TOKEN[:index] + char + _VALID_TOKEN[index + 1:]
+    try:
+        identity = _VERIFIER.verify(forged)
+    except errors.JwtInvalid:
+        return
+    # Only a change in the unused low bits of the last base64 character can keep the bytes the same.
+    assert identity.sub == _VALID_SUB and index == len(_VALID_TOKEN) - 1
+
+
+_CLAIM_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
+                          st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["sub", "iss", "token_use", "client_id", "aud", "exp", "nbf", "iat", "username",
+                                        "cognito:groups", "cognito:username"]), _CLAIM_VALUES, max_size=5))
+def test_properly_signed_odd_claims_give_an_identity_or_a_verifier_error(overrides):
+    payload = {**tokens.claims(), **overrides}
+    token = jwt.PyJWS().encode(json.dumps(payload).encode(), tokens.private_key(), algorithm="RS256",
+                               headers={"kid": tokens.KID})
+    try:
+        identity = _VERIFIER.verify(token)
+    except errors.JwtInvalid:
+        return
+    assert isinstance(identity.sub, str) and identity.sub.strip() and isinstance(identity.expires_at, int)

@@ -101,3 +101,20 @@ def test_github_defaults_and_groups():
     assert ghes.github_api_url == "https://ghe.example.com/api/v3"
     assert ghes.github_allowed_groups == ("devs", "admins")
     assert ghes.github_allowed(["staff", "admins"]) and not ghes.github_allowed(["staff"]) and not ghes.github_allowed([])
+def test_auth_settings_required_groups_and_jwks_timeouts():
+    settings = load_settings(BASE)
+    assert settings.required_groups == () and settings.jwks_connect_timeout == 1.0 and settings.jwks_read_timeout == 2.0
+    tuned = load_settings({**BASE, "REQUIRED_GROUPS": "ide-users, admins", "COGNITO_TOKEN_USE": "id",
+                           "JWKS_CONNECT_TIMEOUT": "0.5", "JWKS_READ_TIMEOUT": "3"})
+    assert tuned.required_groups == ("ide-users", "admins") and tuned.token_use == "id"
+    assert (tuned.jwks_connect_timeout, tuned.jwks_read_timeout) == (0.5, 3.0)
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({**BASE, "REQUIRED_GROUPS": "has space"}, "REQUIRED_GROUPS"),
+    ({**BASE, "JWKS_CONNECT_TIMEOUT": "0"}, "JWKS_CONNECT_TIMEOUT"),
+    ({**BASE, "JWKS_READ_TIMEOUT": "60"}, "JWKS_READ_TIMEOUT"),
+])
+def test_invalid_auth_settings_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)

@@ -95,13 +95,20 @@ def test_group_limits_come_from_the_token_groups(monkeypatch, app_env, boto, sen
 
 
 def rest_get(path, headers=None):
-    """A REST call through Chalice's local API Gateway, with the test environment (not a stage's)."""
+    """A REST call through Chalice's local API Gateway (and the route's authorizer), in the test environment."""
     from chalice.config import Config
-    from chalice.local import LocalGateway
+    from chalice.local import LocalGateway, LocalGatewayException
+
+    from chalicelib.auth.authorizer import AccessRefused
 
     gateway = LocalGateway(chalice_app.app, Config.create(chalice_stage="test", lambda_timeout=30,
                                                           lambda_memory_size=512, app_name="llm-ide"))
-    response = gateway.handle_request("GET", path, {k.lower(): v for k, v in (headers or {}).items()}, None)
+    try:
+        response = gateway.handle_request("GET", path, {k.lower(): v for k, v in (headers or {}).items()}, None)
+    except LocalGatewayException as refused:  # no Authorization header at all
+        return refused.CODE, json.loads(refused.body)
+    except AccessRefused:  # raised by the authorizer: API Gateway answers 401
+        return 401, {"message": "Unauthorized"}
     return response["statusCode"], json.loads(response["body"] or "null")
 
 

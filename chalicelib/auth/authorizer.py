@@ -1,0 +1,66 @@
+"""API Gateway's Lambda authorizer contract, for the WebSocket API and the REST API.
+
+A valid token gets an IAM policy allowing the method ARN, the token's `sub` as the
+principal and a context of `sub`, `username` and `groups`. Anything else raises
+`AccessRefused`, whose message is exactly "Unauthorized": that is how a Lambda
+authorizer makes API Gateway answer 401 (a Deny policy would answer 403), which is
+what the protocol promises for a refused handshake.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Mapping
+
+from chalicelib.auth import authenticate, token_from_request
+
+if TYPE_CHECKING:  # the verifier (PyJWT, cryptography) loads on first use, not at cold start
+    from chalicelib.auth.verifier import Identity
+
+
+class AccessRefused(Exception):
+    """Raised out of an authorizer to make API Gateway answer 401."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+def authorize_websocket(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer to a WebSocket REQUEST authorizer event for `$connect`.
+
+    The token is read as `$connect` reads it: the `Authorization: Bearer` header,
+    else the `token` query parameter.
+    """
+    method_arn = event["methodArn"]  # always sent by API Gateway: its absence is a bug, not a 401
+    identity = authenticate(token_from_request(event.get("headers"), event.get("queryStringParameters")))
+    if identity is None:
+        raise AccessRefused()
+    return {
+        "principalId": identity.sub,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": method_arn}],
+        },
+        "context": identity_context(identity),
+    }
+
+
+def authorize_bearer(authorization: str | None) -> "Identity":
+    """The identity behind an `Authorization` header value (a REST TOKEN authorizer's input)."""
+    identity = authenticate(token_from_request({"Authorization": authorization or ""}, None))
+    if identity is None:
+        raise AccessRefused()
+    return identity
+
+
+def identity_context(identity: "Identity") -> dict[str, str]:
+    """The authorizer context: API Gateway allows only strings, numbers and booleans in it,
+    so the groups travel as a JSON list in a string (a group name may hold a comma)."""
+    return {"sub": identity.sub, "username": identity.username, "groups": json.dumps(list(identity.groups))}
+
+
+def caller_from_context(context: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Who the authorizer let in, from `requestContext.authorizer`; None if no authorizer ran."""
+    if not context or not isinstance(context.get("sub"), str):
+        return None
+    groups = json.loads(context.get("groups") or "[]")
+    return {"sub": context["sub"], "username": context.get("username", ""), "groups": groups}

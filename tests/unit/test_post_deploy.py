@@ -1,0 +1,211 @@
+"""The post-deploy step: against moto (apigatewayv2 + lambda), and botocore's Stubber where moto stops.
+
+moto (5.2) has no GetAuthorizers, UpdateStage or CreateDeployment; those three calls go
+to a Stubber-backed client whose answers the test derives from moto's state, and the
+full call sequence is also checked against Stubber alone.
+"""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from infra import post_deploy
+from infra.post_deploy import Deployment, PostDeploy, PostDeployError, Throttle
+
+REGION = "us-east-1"
+
+
+def stub_client(service):
+    return boto3.client(service, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+
+
+class SplitClient:
+    """moto for the operations it implements, a stubbed client for the others."""
+
+    def __init__(self, moto_client, stubbed_client, stubbed_operations):
+        self._moto, self._stubbed, self._ops = moto_client, stubbed_client, set(stubbed_operations)
+
+    def __getattr__(self, name):
+        return getattr(self._stubbed if name in self._ops else self._moto, name)
+
+
+@pytest.fixture
+def deployed(boto):
+    """A WebSocket API with Chalice's routes and a ws_authorizer function, in moto."""
+    apigw, lambda_client, iam = boto("apigatewayv2"), boto("lambda"), boto("iam")
+    api_id = apigw.create_api(Name=f"llm-ide-{uuid.uuid4().hex[:6]}", ProtocolType="WEBSOCKET",
+                              RouteSelectionExpression="$request.body.action")["ApiId"]
+    for key in ("$connect", "$default", "$disconnect"):
+        apigw.create_route(ApiId=api_id, RouteKey=key)
+    role = iam.create_role(RoleName=f"r-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return None\n")
+    function_arn = lambda_client.create_function(
+        FunctionName=f"llm-ide-test-ws_authorizer-{uuid.uuid4().hex[:6]}", Runtime="python3.11", Role=role,
+        Handler="app.handler", Code={"ZipFile": archive.getvalue()})["FunctionArn"]
+    return Deployment(api_id=api_id, function_arn=function_arn), apigw, lambda_client
+
+
+def run_against_moto(deployment, apigw, lambda_client, known_authorizers):
+    stubbed = stub_client("apigatewayv2")
+    with Stubber(stubbed) as stubber:
+        stubber.add_response("get_authorizers", {"Items": known_authorizers}, {"ApiId": deployment.api_id})
+        stubber.add_response("update_stage", {}, {
+            "ApiId": deployment.api_id, "StageName": "prod",
+            "DefaultRouteSettings": {"ThrottlingRateLimit": 500.0, "ThrottlingBurstLimit": 1000}})
+        stubber.add_response("create_deployment", {"DeploymentId": "dep1"},
+                             {"ApiId": deployment.api_id, "StageName": "prod", "Description": ANY})
+        client = SplitClient(apigw, stubbed, {"get_authorizers", "update_stage", "create_deployment"})
+        step = PostDeploy(apigateway=client, lambda_client=lambda_client, say=lambda line: None)
+        assert step.run(deployment, stage_name="prod", throttle=Throttle.from_env({})) == "dep1"
+        stubber.assert_no_pending_responses()
+
+
+def test_post_deploy_against_moto_is_idempotent(deployed):
+    deployment, apigw, lambda_client = deployed
+    run_against_moto(deployment, apigw, lambda_client, known_authorizers=[])
+    connect = next(r for r in apigw.get_routes(ApiId=deployment.api_id)["Items"] if r["RouteKey"] == "$connect")
+    assert connect["AuthorizationType"] == "CUSTOM"
+    authorizer = apigw.get_authorizer(ApiId=deployment.api_id, AuthorizerId=connect["AuthorizerId"])
+    authorizer.pop("ResponseMetadata")
+    assert authorizer["Name"] == "ws_authorizer" and authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["AuthorizerUri"] == deployment.authorizer_uri and deployment.function_arn in authorizer["AuthorizerUri"]
+
+    # Again, as after the next `chalice deploy`: the same authorizer is updated, the grant is not duplicated.
+    run_against_moto(deployment, apigw, lambda_client, known_authorizers=[authorizer])
+    connect_again = next(r for r in apigw.get_routes(ApiId=deployment.api_id)["Items"] if r["RouteKey"] == "$connect")
+    assert connect_again["AuthorizerId"] == authorizer["AuthorizerId"]
+    statements = json.loads(lambda_client.get_policy(FunctionName=deployment.function_arn)["Policy"])["Statement"]
+    assert len(statements) == 1
+    (statement,) = statements
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == deployment.authorizer_source_arn(authorizer["AuthorizerId"])
+    # Other routes are left alone.
+    others = [r for r in apigw.get_routes(ApiId=deployment.api_id)["Items"] if r["RouteKey"] != "$connect"]
+    assert all(r.get("AuthorizationType", "NONE") == "NONE" for r in others)
+
+
+def test_a_recreated_authorizer_gets_a_fresh_grant(deployed):
+    deployment, apigw, lambda_client = deployed
+    lambda_client.add_permission(FunctionName=deployment.function_arn, StatementId=f"llm-ide-ws-authorizer-{deployment.api_id}",
+                                 Action="lambda:InvokeFunction", Principal="apigateway.amazonaws.com",
+                                 SourceArn=deployment.authorizer_source_arn("gone123"))
+    run_against_moto(deployment, apigw, lambda_client, known_authorizers=[])
+    (statement,) = json.loads(lambda_client.get_policy(FunctionName=deployment.function_arn)["Policy"])["Statement"]
+    assert "gone123" not in statement["Condition"]["ArnLike"]["AWS:SourceArn"]
+
+
+DEPLOYMENT = Deployment(api_id="wsapi1", function_arn="arn:aws:lambda:eu-west-1:111122223333:function:llm-ide-prod-ws_authorizer")
+
+
+def test_the_whole_sequence_with_stubber_first_run_then_rerun():
+    apigw, lambda_client = stub_client("apigatewayv2"), stub_client("lambda")
+    uri = ("arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/"
+           "arn:aws:lambda:eu-west-1:111122223333:function:llm-ide-prod-ws_authorizer/invocations")
+    spec = {"ApiId": "wsapi1", "AuthorizerType": "REQUEST", "AuthorizerUri": uri, "IdentitySource": [],
+            "Name": "ws_authorizer"}
+    source_arn = "arn:aws:execute-api:eu-west-1:111122223333:wsapi1/authorizers/auth1"
+    routes = {"Items": [{"RouteId": "r0", "RouteKey": "$default"}, {"RouteId": "r1", "RouteKey": "$connect"}]}
+    grant = {"FunctionName": DEPLOYMENT.function_arn, "StatementId": "llm-ide-ws-authorizer-wsapi1",
+             "Action": "lambda:InvokeFunction", "Principal": "apigateway.amazonaws.com", "SourceArn": source_arn}
+    throttle = {"ApiId": "wsapi1", "StageName": "prod",
+                "DefaultRouteSettings": {"ThrottlingRateLimit": 50.0, "ThrottlingBurstLimit": 100}}
+    with Stubber(apigw) as api_stub, Stubber(lambda_client) as lambda_stub:
+        # First run: nothing exists yet (and the authorizers list comes in two pages).
+        api_stub.add_response("get_authorizers", {"Items": [{"Name": "other", "AuthorizerId": "x"}], "NextToken": "t"},
+                              {"ApiId": "wsapi1"})
+        api_stub.add_response("get_authorizers", {"Items": []}, {"ApiId": "wsapi1", "NextToken": "t"})
+        api_stub.add_response("create_authorizer", {"AuthorizerId": "auth1"}, spec)
+        lambda_stub.add_client_error("get_policy", "ResourceNotFoundException", http_status_code=404)
+        lambda_stub.add_response("add_permission", {"Statement": "{}"}, grant)
+        api_stub.add_response("get_routes", routes, {"ApiId": "wsapi1"})
+        api_stub.add_response("update_route", {}, {"ApiId": "wsapi1", "RouteId": "r1", "AuthorizationType": "CUSTOM",
+                                                   "AuthorizerId": "auth1"})
+        api_stub.add_response("update_stage", {}, throttle)
+        api_stub.add_response("create_deployment", {"DeploymentId": "d1"}, {"ApiId": "wsapi1", "StageName": "prod",
+                                                                            "Description": ANY})
+        # Second run: the authorizer and the grant exist; both are kept.
+        api_stub.add_response("get_authorizers", {"Items": [{"Name": "ws_authorizer", "AuthorizerId": "auth1"}]},
+                              {"ApiId": "wsapi1"})
+        api_stub.add_response("update_authorizer", {}, {**spec, "AuthorizerId": "auth1"})
+        policy = {"Statement": [{"Sid": "llm-ide-ws-authorizer-wsapi1",
+                                 "Condition": {"ArnLike": {"AWS:SourceArn": source_arn}}}]}
+        lambda_stub.add_response("get_policy", {"Policy": json.dumps(policy)}, {"FunctionName": DEPLOYMENT.function_arn})
+        api_stub.add_response("get_routes", routes, {"ApiId": "wsapi1"})
+        api_stub.add_response("update_route", {}, {"ApiId": "wsapi1", "RouteId": "r1", "AuthorizationType": "CUSTOM",
+                                                   "AuthorizerId": "auth1"})
+        api_stub.add_response("update_stage", {}, throttle)
+        api_stub.add_response("create_deployment", {"DeploymentId": "d2"}, {"ApiId": "wsapi1", "StageName": "prod",
+                                                                            "Description": ANY})
+        lines: list[str] = []
+        step = PostDeploy(apigateway=apigw, lambda_client=lambda_client, say=lines.append)
+        throttle_settings = Throttle.from_env({"WS_THROTTLE_RATE": "50", "WS_THROTTLE_BURST": "100"})
+        assert step.run(DEPLOYMENT, stage_name="prod", throttle=throttle_settings) == "d1"
+        assert step.run(DEPLOYMENT, stage_name="prod", throttle=throttle_settings) == "d2"
+        api_stub.assert_no_pending_responses()
+        lambda_stub.assert_no_pending_responses()
+    assert "invoke permission already in place" in lines
+
+
+def test_no_connect_route_is_an_error():
+    apigw = stub_client("apigatewayv2")
+    with Stubber(apigw) as stub:
+        stub.add_response("get_routes", {"Items": [{"RouteId": "r0", "RouteKey": "$default"}]}, {"ApiId": "wsapi1"})
+        with pytest.raises(PostDeployError, match=r"\$connect"):
+            PostDeploy(apigateway=apigw, lambda_client=None).attach_to_connect("wsapi1", "auth1")
+
+
+RECORD = {"resources": [
+    {"name": "websocket_connect", "resource_type": "lambda_function",
+     "lambda_arn": "arn:aws:lambda:eu-west-1:111122223333:function:llm-ide-prod-websocket_connect"},
+    {"name": "ws_authorizer", "resource_type": "lambda_function", "lambda_arn": DEPLOYMENT.function_arn},
+    {"name": "websocket_api", "resource_type": "websocket_api", "websocket_api_id": "wsapi1",
+     "websocket_api_url": "wss://wsapi1.execute-api.eu-west-1.amazonaws.com/prod/"},
+], "schema_version": "2.0", "backend": "api"}
+
+
+def test_deployment_from_the_chalice_record():
+    assert Deployment.from_record(RECORD) == DEPLOYMENT
+    assert (DEPLOYMENT.region, DEPLOYMENT.account, DEPLOYMENT.partition) == ("eu-west-1", "111122223333", "aws")
+    with pytest.raises(PostDeployError, match="ws_authorizer"):
+        Deployment.from_record({"resources": RECORD["resources"][:1] + RECORD["resources"][2:]})
+    with pytest.raises(PostDeployError, match="WebSocket API"):
+        Deployment.from_record({"resources": RECORD["resources"][:2]})
+
+
+@pytest.mark.parametrize("env", [{"WS_THROTTLE_RATE": "fast"}, {"WS_THROTTLE_BURST": "1.5"},
+                                 {"WS_THROTTLE_RATE": "0"}, {"WS_THROTTLE_BURST": "999999"}])
+def test_bad_throttle_settings_are_refused(env):
+    with pytest.raises(PostDeployError, match="WS_THROTTLE"):
+        Throttle.from_env(env)
+
+
+def test_main_reads_the_record_and_the_stage_name(tmp_path, capsys):
+    (tmp_path / ".chalice" / "deployed").mkdir(parents=True)
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(
+        {"stages": {"prod": {"websocket_api_gateway_stage": "live"}}}))
+    assert post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)]) == 2
+    assert "chalice deploy --stage prod" in capsys.readouterr().err
+    (tmp_path / ".chalice" / "deployed" / "prod.json").write_text(json.dumps(RECORD))
+    seen = {}
+
+    class Recorder(PostDeploy):
+        def run(self, deployment, *, stage_name, throttle):
+            seen.update(deployment=deployment, stage_name=stage_name, throttle=throttle)
+            return "d"
+
+    original, post_deploy.PostDeploy = post_deploy.PostDeploy, Recorder
+    try:
+        code = post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)],
+                                environ={"WS_THROTTLE_RATE": "20"}, clients=lambda region: (region, region))
+    finally:
+        post_deploy.PostDeploy = original
+    assert code == 0
+    assert seen == {"deployment": DEPLOYMENT, "stage_name": "live", "throttle": Throttle(rate=20.0, burst=1000)}
