@@ -1,6 +1,8 @@
 """The Chalice app: wiring only. Events in, calls into chalicelib, responses out."""
 from __future__ import annotations
 
+import time
+
 from chalice import Chalice, Response, UnauthorizedError
 from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
 
@@ -85,3 +87,11 @@ def me() -> dict:
     if caller is None:
         raise UnauthorizedError("Unauthorized")
     return caller
+
+
+@app.route("/usage", authorizer=rest_authorizer)
+def usage() -> dict:
+    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    if caller is None:
+        raise UnauthorizedError("Unauthorized")
+    return get_services().usage.report(caller["sub"], time.time(), groups=tuple(caller["groups"]))

@@ -7,10 +7,12 @@ instead of a confusing failure deep inside a handler later.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping, TypeVar
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -19,6 +21,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^(arn:aws[\w-]*:kms:[\w-]+:\d{12}:(key|alias)/[\w/\-]+|alias/[\w/\-]+|[0-9a-f\-]{36})$")
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
+_GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000)}
 
 
 class ConfigError(Exception):
@@ -30,6 +33,7 @@ class Settings:
     stage: str
     region: str
     connections_table: str
+    usage_table: str
     # Cognito
     user_pool_id: str
     app_client_ids: tuple[str, ...]
@@ -42,6 +46,13 @@ class Settings:
     jwks_read_timeout: float
     # Connections
     connection_ttl_seconds: int
+    # Limits (see chalicelib/limits)
+    rate_limit_requests_per_minute: int
+    token_budget_per_hour: int
+    limits_by_group: Mapping[str, Mapping[str, int]]  # group -> {"requestsPerMinute"?, "tokensPerHour"?}
+    token_reservation_floor: int
+    usage_hourly_retention_hours: int
+    usage_daily_retention_days: int
     # AWS clients
     aws_connect_timeout: float
     aws_read_timeout: float
@@ -129,6 +140,33 @@ class _Reader:
                 raise ConfigError(f"{name} has an invalid entry {item!r}")
         return items
 
+    def group_limits(self, name: str) -> Mapping[str, Mapping[str, int]]:
+        """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000}}."""
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return MappingProxyType({})
+        try:
+            data: Any = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{name} is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{name} must be a JSON object of group name -> limits")
+        groups: dict[str, Mapping[str, int]] = {}
+        for group, limits in data.items():
+            if not 1 <= len(group) <= 128:
+                raise ConfigError(f"{name} has an invalid group name {group[:40]!r}")
+            if not isinstance(limits, dict) or not limits:
+                raise ConfigError(f"{name}: the limits of group {group!r} must be a non-empty object")
+            for key, value in limits.items():
+                if key not in _GROUP_LIMIT_KEYS:
+                    raise ConfigError(f"{name}: group {group!r} has an unknown limit {key!r} "
+                                      f"(known: {', '.join(_GROUP_LIMIT_KEYS)})")
+                low, high = _GROUP_LIMIT_KEYS[key]
+                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                    raise ConfigError(f"{name}: {group!r}.{key} must be an integer in {low}..{high}")
+            groups[group] = MappingProxyType(dict(limits))
+        return MappingProxyType(groups)
+
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     env = _Reader(environ)
@@ -143,6 +181,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stage=stage,
         region=region,
         connections_table=env.text("CONNECTIONS_TABLE", f"llm-ide-{stage}-connections", pattern=_NAME),
+        usage_table=env.text("USAGE_TABLE", f"llm-ide-{stage}-usage", pattern=_NAME),
         user_pool_id=user_pool_id,
         app_client_ids=env.csv("COGNITO_APP_CLIENT_IDS", pattern=re.compile(r"^[A-Za-z0-9+]{1,128}$")),
         token_use=env.choice("COGNITO_TOKEN_USE", "access", ("access", "id")),
@@ -156,6 +195,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         jwks_read_timeout=env.number("JWKS_READ_TIMEOUT", 2.0, float, minimum=0.1, maximum=10),
         # API Gateway closes a WebSocket after 2 hours whatever happens.
         connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
+        rate_limit_requests_per_minute=env.number("RATE_LIMIT_REQUESTS_PER_MINUTE", 100, int,
+                                                  minimum=1, maximum=1_000_000),
+        token_budget_per_hour=env.number("TOKEN_BUDGET_PER_HOUR", 10000, int, minimum=1, maximum=1_000_000_000),
+        limits_by_group=env.group_limits("LIMITS_BY_GROUP"),
+        token_reservation_floor=env.number("TOKEN_RESERVATION_FLOOR", 256, int, minimum=1, maximum=100_000),
+        # An hour's records also answer the day's request count, so they outlive the day.
+        usage_hourly_retention_hours=env.number("USAGE_HOURLY_RETENTION_HOURS", 48, int, minimum=25, maximum=24 * 400),
+        usage_daily_retention_days=env.number("USAGE_DAILY_RETENTION_DAYS", 400, int, minimum=2, maximum=3650),
         aws_connect_timeout=env.number("AWS_CONNECT_TIMEOUT", 2.0, float, minimum=0.1, maximum=60),
         aws_read_timeout=env.number("AWS_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=900),
         aws_max_attempts=env.number("AWS_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),

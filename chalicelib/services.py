@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 from chalicelib import aws
 from chalicelib.config import Settings, get_settings
 from chalicelib.connections import ConnectionStore, ManagementApiSender
+from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_memory, limits_for
+from chalicelib.limits.records import Retention
+from chalicelib.usage import UsageReport
 from chalicelib.workers import WorkerInvoker
 
 if TYPE_CHECKING:
@@ -33,6 +36,29 @@ class Services:
     @cached_property
     def workers(self) -> WorkerInvoker:
         return WorkerInvoker(aws.client("lambda"))
+
+    def user_limits(self, groups: tuple[str, ...]) -> UserLimits:
+        return limits_for(groups, self.settings)
+
+    @cached_property
+    def _retention(self) -> Retention:
+        return Retention(hourly_seconds=self.settings.usage_hourly_retention_hours * 3600,
+                         daily_seconds=self.settings.usage_daily_retention_days * 86400)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(aws.client("dynamodb"), self.settings.usage_table, limits_for=self.user_limits,
+                           retention=self._retention, memory=get_limited_memory())
+
+    @cached_property
+    def token_budget(self) -> TokenBudget:
+        return TokenBudget(aws.client("dynamodb"), self.settings.usage_table, rate_limiter=self.rate_limiter,
+                           limits_for=self.user_limits, retention=self._retention,
+                           floor=self.settings.token_reservation_floor)
+
+    @cached_property
+    def usage(self) -> UsageReport:
+        return UsageReport(aws.client("dynamodb"), self.settings.usage_table, limits_for=self.user_limits)
 
     @cached_property
     def objects(self) -> "ObjectStore":

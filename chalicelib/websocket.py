@@ -9,7 +9,7 @@ import time
 from typing import Callable, Mapping
 
 from chalicelib import protocol
-from chalicelib.actions import ACTIONS, Action, ActionContext
+from chalicelib.actions import ACTIONS, Action, ActionContext, Admission, admission_of
 from chalicelib.auth import authenticate, token_from_request
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Internal, Unauthorized
 from chalicelib.services import Services
@@ -57,6 +57,8 @@ class WebsocketHandlers:
             action = self._actions.get(frame.action)
             if action is None:
                 raise BadRequest(f"unknown action {frame.action[:64]!r}")
+            if admission_of(action) is Admission.REQUEST:
+                self._services.rate_limiter.admit(connection.user_sub, now, groups=connection.groups)
             reply = action(ActionContext(connection=connection, frame=frame, sender=sender,
                                          services=self._services, now=now))
             if reply is not None:

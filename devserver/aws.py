@@ -41,7 +41,8 @@ class MotoServer:
 
     def __init__(self, *, host: str, port: int, log_path: Path) -> None:
         self.url = f"http://{host}:{port}"
-        self._args = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+        # moto.server with atomic DynamoDB writes (see moto_atomic.py).
+        self._args = [sys.executable, str(Path(__file__).with_name("moto_atomic.py")), "-H", host, "-p", str(port)]
         self._log_path = log_path
         self._process: subprocess.Popen | None = None
 

@@ -107,8 +107,10 @@ TABLES: tuple[Table, ...] = (
         env_var="REQUESTS_TABLE",
         partition_key=Attribute("requestId"),
     ),
-    # Rate-limit windows, token budgets and usage records, keyed by user.
-    # The index lists a day's heaviest users (partition: the day, sort: tokens).
+    # Rate-limit windows, token budgets and usage records, keyed by user (pk USER#<sub>):
+    # hour records H#<hour> (minute windows + token budget), day records D#<day>, per-model
+    # records D#<day>#M#<model>, settlement markers S#<request>; see chalicelib/limits/records.py.
+    # The sparse index lists a day's heaviest users: only day records carry `day`.
     Table(
         key="usage",
         env_var="USAGE_TABLE",

@@ -34,11 +34,12 @@ def provisioned(moto_url) -> dev_aws.Provisioned:
 
 def reset_app_caches() -> None:
     """Forget every per-container cache, as a new Lambda container would."""
-    from chalicelib import auth, aws, config, services
+    from chalicelib import auth, aws, config, limits, services
 
     config.get_settings.cache_clear()
     auth.get_verifier.cache_clear()
     aws.client.cache_clear()
+    limits.get_limited_memory.cache_clear()
     aws._session.cache_clear()
     aws._per_thread.__dict__.clear()
     services._per_thread.__dict__.clear()

@@ -70,8 +70,13 @@ def stop_stack(process: subprocess.Popen) -> int:
     return process.returncode
 
 
+# The shared stack's users serve every e2e test in the same minutes and hours, so its limits
+# are generous; tests/e2e/test_limits.py runs a stack of its own with the defaults.
+GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000"}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> LocalStack:
-    running = start_stack(tmp_path_factory.mktemp("stack"))
+    running = start_stack(tmp_path_factory.mktemp("stack"), env=GENEROUS_LIMITS)
     yield running
     stop_stack(running.process)

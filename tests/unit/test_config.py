@@ -59,6 +59,39 @@ def test_invalid_settings_name_the_variable(env, variable):
         load_settings(env)
 
 
+def test_limit_defaults():
+    settings = load_settings(BASE)
+    assert (settings.rate_limit_requests_per_minute, settings.token_budget_per_hour) == (100, 10000)
+    assert settings.limits_by_group == {} and settings.token_reservation_floor == 256
+    assert settings.usage_table == "llm-ide-dev-usage"
+    assert (settings.usage_hourly_retention_hours, settings.usage_daily_retention_days) == (48, 400)
+
+
+def test_limits_by_group_is_parsed():
+    settings = load_settings({**BASE, "LIMITS_BY_GROUP": '{"power-users": {"requestsPerMinute": 300, '
+                                                         '"tokensPerHour": 100000}, "trial": {"tokensPerHour": 1}}'})
+    assert settings.limits_by_group == {"power-users": {"requestsPerMinute": 300, "tokensPerHour": 100000},
+                                        "trial": {"tokensPerHour": 1}}
+
+
+@pytest.mark.parametrize("value", [
+    "not json", "[]", '{"g": 5}', '{"g": {}}', '{"g": {"requestsPerHour": 5}}', '{"g": {"tokensPerHour": 0}}',
+    '{"g": {"tokensPerHour": "100"}}', '{"g": {"requestsPerMinute": true}}', '{"": {"tokensPerHour": 5}}',
+])
+def test_invalid_limits_by_group_names_the_variable(value):
+    with pytest.raises(ConfigError, match="LIMITS_BY_GROUP"):
+        load_settings({**BASE, "LIMITS_BY_GROUP": value})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("RATE_LIMIT_REQUESTS_PER_MINUTE", "0"), ("TOKEN_BUDGET_PER_HOUR", "lots"), ("TOKEN_RESERVATION_FLOOR", "0"),
+    ("USAGE_HOURLY_RETENTION_HOURS", "24"), ("USAGE_DAILY_RETENTION_DAYS", "1"), ("USAGE_TABLE", "bad name"),
+])
+def test_invalid_limit_settings_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**BASE, name: value})
+
+
 def test_github_defaults_and_groups():
     settings = load_settings(BASE)
     assert settings.github_api_url == "https://api.github.com" and settings.github_secret_arn is None

@@ -1,0 +1,158 @@
+"""DynamoDB requests per admitted action, per rejected action and per chat (reserve + settle).
+
+Counts every HTTP request the app's own DynamoDB client sends (botocore's
+`before-send` event, so retries would count too) against moto in server mode,
+with the limiters built exactly as the app builds them (`Services`). Goal: one
+write to admit an action or a chat, one write to settle a chat, and no request
+at all for an action the container already knows to be over its limit.
+
+    .venv/bin/python bench/limits.py [--n 200]
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devserver import aws as dev_aws  # noqa: E402
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+
+
+class RequestCounter:
+    def __init__(self, *clients) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        for client in clients:
+            client.meta.events.register("before-send.dynamodb", self._count, unique_id="bench-counter")
+
+    def _count(self, event_name: str, **_) -> None:
+        self.calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    def take(self) -> collections.Counter[str]:
+        taken, self.calls = self.calls, collections.Counter()
+        return taken
+
+
+def per_op(calls: collections.Counter[str], n: int) -> str:
+    writes = sum(v for k, v in calls.items() if k in WRITES)
+    reads = sum(v for k, v in calls.items() if k not in WRITES)
+    detail = ", ".join(f"{k} {v / n:.3f}" for k, v in sorted(calls.items())) or "none"
+    return f"{writes / n:.3f} writes + {reads / n:.3f} reads  ({detail})"
+
+
+def timed(task, n: int) -> float:
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        task(i)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="operations per figure")
+    n = parser.parse_args().n
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    moto = dev_aws.MotoServer(host="127.0.0.1", port=port, log_path=Path(tempfile.gettempdir()) / "bench-moto.log")
+    moto.start()
+    try:
+        provisioned = dev_aws.provision(moto.url, stage="bench")
+        os.environ.update(dev_aws.app_environment(moto.url, "http://127.0.0.1:9", provisioned))
+        os.environ["RATE_LIMIT_REQUESTS_PER_MINUTE"] = "1000000"  # the admitted figure needs room
+        from chalicelib import aws
+        from chalicelib.config import get_settings
+        from chalicelib.errors import RateLimited
+        from chalicelib.limits import LimitedMemory, RateLimiter, UserLimits
+        from chalicelib.limits.records import Retention
+        from chalicelib.services import Services
+
+        services = Services(get_settings())
+        client = aws.client("dynamodb")
+        # The limits use the shared client; the connection store a per-thread resource's client.
+        counter = RequestCounter(client, aws.resource("dynamodb").meta.client)
+        now = time.time()
+        sub = str(uuid.uuid4())
+        print(f"DynamoDB requests per operation (n={n}, moto {moto.url}):")
+
+        admit_ms = timed(lambda i: services.rate_limiter.admit(sub, now), n)
+        print(f"  admitted action              {per_op(counter.take(), n)}   median {admit_ms:.2f} ms")
+
+        def rejected_figure(memory: LimitedMemory | None, label: str) -> float:
+            limiter = RateLimiter(client, services.settings.usage_table, limits_for=lambda groups: UserLimits(1, 10000),
+                                  retention=Retention(hourly_seconds=3600 * 48, daily_seconds=86400),
+                                  memory=memory)
+            user = str(uuid.uuid4())
+            limiter.admit(user, now)
+            counter.take()
+
+            def reject(_i: int) -> None:
+                try:
+                    limiter.admit(user, now)
+                except RateLimited:
+                    return
+                raise AssertionError("admitted over the limit")
+
+            ms = timed(reject, n)
+            print(f"  rejected action, {label:<11} {per_op(counter.take(), n)}   median {ms:.3f} ms")
+            return ms
+
+        no_memory_ms = rejected_figure(None, "no memory")
+        memory_ms = rejected_figure(LimitedMemory(), "memory")
+
+        budget = services.token_budget
+        reservations = []
+        reserve_ms = timed(lambda i: reservations.append(budget.reserve(
+            str(uuid.uuid4()), now, request_id=f"r{i}", estimated_input=200, max_tokens=500)), n)
+        reserve_calls = counter.take()
+        settle_ms = timed(lambda i: budget.settle(reservations[i], 180, 320, "bench-model"), n)
+        settle_calls = counter.take()
+        print(f"  chat admission (reserve)     {per_op(reserve_calls, n)}   median {reserve_ms:.2f} ms")
+        print(f"  chat settlement (settle)     {per_op(settle_calls, n)}   median {settle_ms:.2f} ms")
+        timed(lambda i: budget.settle(reservations[i], 180, 320, "bench-model"), n)
+        print(f"  settlement retried           {per_op(counter.take(), n)}   (idempotent: counts nothing twice)")
+        report_ms = timed(lambda i: services.usage.report(sub, now), n)
+        print(f"  usage report (usage.get, GET /usage) {per_op(counter.take(), n)}   median {report_ms:.2f} ms")
+
+        # The message path: what admission adds to an action (ping is never counted).
+        from chalicelib.websocket import WebsocketHandlers
+
+        class NullSender:
+            def send(self, connection_id, frame):
+                if frame.get("type") == "error":
+                    raise AssertionError(frame)
+
+            def close(self, connection_id):
+                pass
+
+        services.sender = lambda endpoint: NullSender()  # type: ignore[method-assign]
+        services.connections.add(connection_id="bench=", user_sub=str(uuid.uuid4()), username="bench", groups=(),
+                                 token_expires_at=int(now) + 3600, endpoint="http://127.0.0.1:9", now=now)
+        handlers = WebsocketHandlers(services)
+        counter.take()
+        for action in ("ping", "usage.get"):
+            body = '{"action": "%s", "id": "b"}' % action
+            ms = timed(lambda i: handlers.message(connection_id="bench=", body=body, is_base64=False,
+                                                  endpoint="http://127.0.0.1:9"), n)
+            print(f"  message path: {action:<15} {per_op(counter.take(), n)}   median {ms:.2f} ms")
+        print(f"Ratios (medians, same run): rejected without memory / admitted = {no_memory_ms / admit_ms:.2f}; "
+              f"with memory / without = {memory_ms / no_memory_ms:.4f}; settle / reserve = {settle_ms / reserve_ms:.2f}")
+    finally:
+        moto.stop()
+
+
+if __name__ == "__main__":
+    main()
