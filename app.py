@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Chalice, Response
 from chalice.app import WebsocketEvent
 
+from chalicelib.chat.worker import run_chat
 from chalicelib.config import get_settings
 from chalicelib.observability import configure_logging
 from chalicelib.services import get_services
@@ -48,6 +49,12 @@ def websocket_message(event: WebsocketEvent) -> None:
 @app.on_ws_disconnect()
 def websocket_disconnect(event: WebsocketEvent) -> None:
     _handlers().disconnect(connection_id=event.connection_id)
+
+
+@app.lambda_function(name="bedrock_worker")
+def bedrock_worker(event: dict, context) -> dict:
+    configure_logging(get_settings().log_level)
+    return {"status": run_chat(event, services=get_services(), remaining_ms=context.get_remaining_time_in_millis)}
 
 
 @app.route("/health")

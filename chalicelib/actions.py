@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from chalicelib import protocol
+from chalicelib.chat import actions as chat
 from chalicelib.connections import Connection, Sender
 from chalicelib.protocol import ClientFrame
 from chalicelib.services import Services
@@ -32,4 +33,6 @@ def ping(ctx: ActionContext) -> dict[str, Any]:
 
 ACTIONS: dict[str, Action] = {
     "ping": ping,
+    "chat.send": chat.send,
+    "chat.cancel": chat.cancel,
 }

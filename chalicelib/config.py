@@ -16,7 +16,12 @@ T = TypeVar("T")
 
 _USER_POOL_ID = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,255}$")  # a model id, inference profile or ARN
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
+
+
+# Claude models on Bedrock; each stage sets its own list in .chalice/config.json.
+DEFAULT_ALLOWED_MODELS = "anthropic.claude-3-haiku-20240307-v1:0,anthropic.claude-3-5-sonnet-20240620-v1:0"
 
 
 class ConfigError(Exception):
@@ -46,6 +51,18 @@ class Settings:
     # Workers (Chalice names a function <app>-<stage>-<name>)
     bedrock_worker_function: str
     github_worker_function: str
+    # Chat (chalicelib/chat): what a chat.send may ask for, and how its reply is streamed
+    requests_table: str
+    request_ttl_seconds: int
+    allowed_models: tuple[str, ...]
+    default_model_id: str
+    max_prompt_bytes: int
+    default_max_tokens: int
+    max_output_tokens: int
+    stream_flush_bytes: int  # 0: coalescing off, one frame per model delta
+    stream_flush_ms: int
+    bedrock_read_timeout: float
+    bedrock_max_attempts: int
 
     def management_endpoint(self, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
@@ -91,8 +108,8 @@ class _Reader:
             raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
         return value
 
-    def csv(self, name: str, *, pattern: re.Pattern) -> tuple[str, ...]:
-        items = tuple(part.strip() for part in self.text(name).split(",") if part.strip())
+    def csv(self, name: str, default: str | None = None, *, pattern: re.Pattern) -> tuple[str, ...]:
+        items = tuple(part.strip() for part in self.text(name, default).split(",") if part.strip())
         if not items:
             raise ConfigError(f"{name} is required but empty")
         for item in items:
@@ -110,6 +127,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     pool_region = user_pool_id.split("_", 1)[0]
     issuer = env.text("COGNITO_ISSUER", f"https://cognito-idp.{pool_region}.amazonaws.com/{user_pool_id}",
                      pattern=re.compile(r"^https?://\S+$"))
+    allowed_models = env.csv("ALLOWED_MODELS", DEFAULT_ALLOWED_MODELS, pattern=_MODEL_ID)
+    default_model_id = env.text("DEFAULT_MODEL_ID", allowed_models[0], pattern=_MODEL_ID)
+    if default_model_id not in allowed_models:
+        raise ConfigError(f"DEFAULT_MODEL_ID={default_model_id!r} is not in ALLOWED_MODELS")
+    max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 4096, int, minimum=1, maximum=200_000)
     return Settings(
         stage=stage,
         region=region,
@@ -132,6 +154,19 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                          pattern=_FUNCTION),
         github_worker_function=env.text("GITHUB_WORKER_FUNCTION", f"llm-ide-{stage}-github_worker",
                                         pattern=_FUNCTION),
+        requests_table=env.text("REQUESTS_TABLE", f"llm-ide-{stage}-requests", pattern=_NAME),
+        request_ttl_seconds=env.number("REQUEST_TTL_SECONDS", 86400, int, minimum=600, maximum=30 * 86400),
+        allowed_models=allowed_models,
+        default_model_id=default_model_id,
+        # A prompt travels in one frame (32 KiB), with its JSON envelope.
+        max_prompt_bytes=env.number("MAX_PROMPT_BYTES", 24576, int, minimum=1, maximum=32768),
+        default_max_tokens=env.number("DEFAULT_MAX_TOKENS", min(1024, max_output_tokens), int,
+                                      minimum=1, maximum=max_output_tokens),
+        max_output_tokens=max_output_tokens,
+        stream_flush_bytes=env.number("STREAM_FLUSH_BYTES", 2048, int, minimum=0, maximum=65536),
+        stream_flush_ms=env.number("STREAM_FLUSH_MS", 250, int, minimum=0, maximum=5000),
+        bedrock_read_timeout=env.number("BEDROCK_READ_TIMEOUT", 60.0, float, minimum=1, maximum=900),
+        bedrock_max_attempts=env.number("BEDROCK_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
     )
 
 

@@ -10,8 +10,10 @@ import threading
 from functools import cached_property
 
 from chalicelib import aws
+from chalicelib.bedrock import BedrockChat
 from chalicelib.config import Settings, get_settings
 from chalicelib.connections import ConnectionStore, ManagementApiSender
+from chalicelib.request_store import RequestStore
 from chalicelib.workers import WorkerInvoker
 
 
@@ -27,6 +29,16 @@ class Services:
     @cached_property
     def workers(self) -> WorkerInvoker:
         return WorkerInvoker(aws.client("lambda"))
+
+    @cached_property
+    def requests(self) -> RequestStore:
+        return RequestStore(aws.table(self.settings.requests_table), ttl_seconds=self.settings.request_ttl_seconds)
+
+    @cached_property
+    def bedrock(self) -> BedrockChat:
+        # botocore makes one attempt: BedrockChat retries itself, and only before any text was passed on.
+        client = aws.client("bedrock-runtime", read_timeout=self.settings.bedrock_read_timeout, max_attempts=1)
+        return BedrockChat(client, max_attempts=self.settings.bedrock_max_attempts)
 
     def sender(self, endpoint: str) -> ManagementApiSender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devserver import aws
+from devserver.bedrock import BedrockEmulator
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
 
@@ -47,6 +48,8 @@ def _parse_args() -> argparse.Namespace:
                         help="gateway port (env PORT, default 8000; 0 picks a free one)")
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")),
                         help="moto's port (env MOTO_PORT, default: a free one)")
+    parser.add_argument("--bedrock-port", type=int, default=int(os.environ.get("DEV_BEDROCK_PORT", "0")),
+                        help="the Bedrock emulator's port (env DEV_BEDROCK_PORT, default: a free one)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
                         help="where endpoints.json and logs go (default .dev)")
     return parser.parse_args()
@@ -60,9 +63,11 @@ def _describe(doc: dict) -> str:
         f"  REST API        {doc['httpUrl']}  (try {doc['httpUrl']}/health)",
         f"  Web client      {doc['httpUrl']}/",
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
+        f"  Bedrock (echo)  {os.environ['AWS_ENDPOINT_URL_BEDROCK_RUNTIME']}",
         f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
-        "Sign in with `python -m client login --username dev`, then `python -m client ping`.",
+        "Sign in with `python -m client login --username dev`, then `python -m client ping`",
+        "or `python -m client chat \"Hello\"`.",
         "Press Ctrl-C to stop everything.",
     ])
 
@@ -78,6 +83,8 @@ async def _serve(args: argparse.Namespace) -> None:
     http_url = f"http://{args.host}:{port}"
     lambda_socket = _bind(args.host, 0)
     lambda_url = f"http://{args.host}:{lambda_socket.getsockname()[1]}"
+    bedrock_socket = _bind(args.host, args.bedrock_port)
+    bedrock_url = f"http://{args.host}:{bedrock_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
                           log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
@@ -88,15 +95,19 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(aws.app_environment(moto.url, http_url, provisioned))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
+        os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock_url
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
 
         runtime = LambdaRuntime(app_module)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
-                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web")
+                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web",
+                          post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0))
+        bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
-        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket)):
+        for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
+                              (bedrock.make_app(), bedrock_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
@@ -118,7 +129,7 @@ async def _serve(args: argparse.Namespace) -> None:
         endpoints_path.unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket):
+        for sock in (gateway_socket, lambda_socket, bedrock_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()
