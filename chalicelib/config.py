@@ -131,7 +131,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     default_model_id = env.text("DEFAULT_MODEL_ID", allowed_models[0], pattern=_MODEL_ID)
     if default_model_id not in allowed_models:
         raise ConfigError(f"DEFAULT_MODEL_ID={default_model_id!r} is not in ALLOWED_MODELS")
-    max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 4096, int, minimum=1, maximum=200_000)
+    max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 8192, int, minimum=1, maximum=200_000)
     return Settings(
         stage=stage,
         region=region,
