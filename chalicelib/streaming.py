@@ -55,9 +55,11 @@ class DeltaStream:
         if not text:
             return
         with self._cv:
+            first = not self._pending
             self._pending.append(text)
             self._pending_bytes += len(text.encode("utf-8"))
-            if self._due(self._clock()):
+            # Wake the sender when a frame is due, or to arm its timer for a buffer that was empty.
+            if first or self._due(self._clock()):
                 self._cv.notify()
 
     def finish(self, final_frame: dict[str, Any], *, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
