@@ -164,7 +164,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                       minimum=1, maximum=max_output_tokens),
         max_output_tokens=max_output_tokens,
         stream_flush_bytes=env.number("STREAM_FLUSH_BYTES", 2048, int, minimum=0, maximum=65536),
-        stream_flush_ms=env.number("STREAM_FLUSH_MS", 250, int, minimum=0, maximum=5000),
+        stream_flush_ms=env.number("STREAM_FLUSH_MS", 300, int, minimum=0, maximum=5000),
         bedrock_read_timeout=env.number("BEDROCK_READ_TIMEOUT", 60.0, float, minimum=1, maximum=900),
         bedrock_max_attempts=env.number("BEDROCK_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
     )
