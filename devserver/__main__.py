@@ -55,7 +55,7 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _describe(doc: dict) -> str:
+def _describe(doc: dict, *, bedrock_url: str) -> str:
     users = ", ".join(f"{u['username']} / {u['password']}" for u in doc["users"])
     return "\n".join([
         "The local stack is ready.",
@@ -63,7 +63,7 @@ def _describe(doc: dict) -> str:
         f"  REST API        {doc['httpUrl']}  (try {doc['httpUrl']}/health)",
         f"  Web client      {doc['httpUrl']}/",
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
-        f"  Bedrock (echo)  {os.environ['AWS_ENDPOINT_URL_BEDROCK_RUNTIME']}",
+        f"  Bedrock (echo)  {bedrock_url}",
         f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
         "Sign in with `python -m client login --username dev`, then `python -m client ping`",
@@ -116,7 +116,7 @@ async def _serve(args: argparse.Namespace) -> None:
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
                                           moto_url=moto.url, provisioned=provisioned)
         aws.write_json_atomically(endpoints_path, document)
-        print(_describe(document), flush=True)
+        print(_describe(document, bedrock_url=bedrock_url), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
 
         stop = asyncio.Event()

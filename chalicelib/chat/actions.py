@@ -27,17 +27,15 @@ def send(ctx: ActionContext) -> dict[str, Any] | None:
                     connection_id=connection.connection_id, client_id=ctx.frame.id, model=chat.model, now=ctx.now)
     ack = {"type": "ack", "id": ctx.frame.id, "requestId": request_id, "sessionId": None, "model": chat.model,
            "limits": current_limits(user_sub=connection.user_sub, now=ctx.now)}
-    try:
-        ctx.sender.send(connection.connection_id, ack)
-    except ConnectionGone:
-        requests.finish(request_id, status="gone")
-        raise
     work = {"requestId": request_id, "clientId": ctx.frame.id, "connectionId": connection.connection_id,
             "endpoint": connection.endpoint, "userSub": connection.user_sub, "chat": chat.to_payload()}
     try:
+        ctx.sender.send(connection.connection_id, ack)
         ctx.services.workers.start(settings.bedrock_worker_function, work)
-    except Exception:
-        requests.finish(request_id, status="error", error_code="INTERNAL")
+    except Exception as exc:
+        # The chat never started: its record says so (the handler tells the client, if it can).
+        gone = isinstance(exc, ConnectionGone)
+        requests.finish(request_id, status="gone" if gone else "error", error_code="GONE" if gone else "INTERNAL")
         raise
     logger.info("chat admitted", extra={"requestId": request_id, "sub": connection.user_sub, "model": chat.model})
     return None
