@@ -75,7 +75,6 @@ class ChatWorker:
         outcome = Outcome()
         reader: threading.Thread | None = None
         try:
-            self._requests.mark(job.request_id, "streaming")
             reader = self._stream_reply(job, stream, outcome, remaining_ms)
         except AppError as error:
             outcome.status, outcome.error = ("timeout" if isinstance(error, Timeout) else "error"), error
@@ -96,9 +95,10 @@ class ChatWorker:
         stop = threading.Event()
         reader = threading.Thread(target=self._read_model, args=(job.chat.model_request(), events, stop),
                                   name=f"model-{job.request_id[:8]}", daemon=True)
-        reader.start()
+        reader.start()  # the model is called first: recording the status must not delay its first token
         next_poll = self._clock() + CANCEL_POLL_SECONDS
         try:
+            self._requests.mark(job.request_id, "streaming")
             while True:
                 now = self._clock()
                 if remaining_ms is not None and remaining_ms() < TIME_LIMIT_MARGIN_MS:
