@@ -28,7 +28,8 @@ def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_en
     message("conn-chat=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi"}))
     ack, error = sender.frames["conn-chat="]
     assert ack["type"] == "ack" and ack["id"] == "c1" and ack["sessionId"] is None
-    assert error == {"type": "error", "id": "c1", "error": {"code": "INTERNAL", "message": "could not start the worker"}}
+    assert error == {"type": "error", "id": "c1",
+                     "error": {"code": "INTERNAL", "message": "could not start the worker"}}
     record = requests_table(app_env, boto).get_item(Key={"requestId": ack["requestId"]}, ConsistentRead=True)["Item"]
     assert record["status"] == "error" and record["errorCode"] == "INTERNAL" and record["clientId"] == "c1"
     # It is no longer running, so it cannot be cancelled.
@@ -44,8 +45,8 @@ def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
     connect("conn-a=", headers={"Authorization": f"Bearer {owner}"})
     connect("conn-b=", headers={"Authorization": f"Bearer {other}"})
     for server_id, client_id in (("a" * 32, "mine-1"), ("b" * 32, "mine-2")):
-        store.create(request_id=server_id, kind="chat", user_sub=user_sub(app_env, boto, "conn-a="), connection_id="conn-a=",
-                     client_id=client_id, model="m")
+        store.create(request_id=server_id, kind="chat", user_sub=user_sub(app_env, boto, "conn-a="),
+                     connection_id="conn-a=", client_id=client_id, model="m")
     for name in ("a" * 32, "mine-1", "bad id with spaces"):
         message("conn-b=", json.dumps({"action": "chat.cancel", "id": "x", "requestId": name}))
         code = sender.frames["conn-b="][-1]["error"]["code"]
