@@ -98,7 +98,7 @@ def _chat(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             if chat_id is not None:
                 client.send("chat.cancel", requestId=chat_id)
-                for frame in frames:  # the rest of the reply, up to its `done` (stopReason: cancelled)
+                for frame in client.frames(chat_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
                     if frame.get("type") == "delta":
                         sys.stdout.write(frame["text"])
                 print("\n[cancelled]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import urllib.error
 import urllib.request
 import subprocess
@@ -261,3 +262,21 @@ def test_python_m_client_chat_prints_the_reply_then_the_usage(stack, tmp_path):
     assert usage.startswith("[end_turn] ") and usage.endswith(" tokens")
     refused = run("chat", "hi", "--model", "not-allowed")
     assert refused.returncode == 1 and "MODEL_NOT_ALLOWED" in refused.stderr
+
+
+def test_ctrl_c_in_python_m_client_chat_cancels_the_chat(stack, tmp_path):
+    env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path),
+           "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "client"]
+    assert subprocess.run([*command, "login", "--username", "dev"], cwd=ROOT, env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    process = subprocess.Popen([*command, "chat", "[[slow:20]] " + "w" * 2000], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.read(5) == "[[slo"  # the reply is streaming
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert out.rstrip().endswith("[cancelled]") and out.count("w") < 2000
