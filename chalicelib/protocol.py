@@ -68,7 +68,7 @@ def _readable_id(data: Any) -> str | None:
 
 def is_request_id(value: Any) -> bool:
     """1-64 characters of [A-Za-z0-9_.:-]: a client's `id`, or a reference to one."""
-    return isinstance(value, str) and bool(_REQUEST_ID.match(value))
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None  # no trailing newline
 
 
 class Params:
