@@ -9,8 +9,6 @@ from chalicelib.config import Settings
 from chalicelib.errors import BadRequest, ModelNotAllowed, PayloadTooLarge
 from chalicelib.protocol import Params
 
-# Parameters of the protocol that later issues implement (sessions, context files).
-NOT_YET_SUPPORTED = ("sessionId", "contextPaths")
 
 
 @dataclass(frozen=True)
@@ -23,9 +21,12 @@ class ChatRequest:
 
     @classmethod
     def from_params(cls, params: Params, settings: Settings) -> "ChatRequest":
-        for name in NOT_YET_SUPPORTED:
-            if name in params:
-                raise BadRequest(f"'{name}' is not supported by this server yet")
+        # Sessions and context files come with later issues: a chat that asks for them must
+        # not be answered as if it had not (null and an empty list ask for nothing).
+        if params.string("sessionId") is not None:
+            raise BadRequest("'sessionId' is not supported by this server yet")
+        if params.list_of("contextPaths", max_items=1000):
+            raise BadRequest("'contextPaths' is not supported by this server yet")
         prompt = params.string("prompt", required=True) or ""  # required: never None here
         _check_size("prompt", prompt, settings.max_prompt_bytes)
         system = params.string("system")

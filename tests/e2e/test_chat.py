@@ -217,6 +217,14 @@ def _timing(stack, key):
         return {}
 
 
+def test_a_null_session_and_no_context_paths_are_a_stateless_chat(stack):
+    with stack.connect() as client:
+        chat_id = client.send("chat.send", prompt="stateless", sessionId=None, contextPaths=[])
+        frames = list(client.frames(chat_id, timeout=30))
+    assert frames[0]["type"] == "ack" and frames[-1]["type"] == "done"
+    assert text_of(frames[1:-1]) == "stateless"
+
+
 def test_a_model_outside_the_allow_list_is_refused(stack):
     with stack.connect() as client:
         frame = client.request("chat.send", prompt="hi", model="meta.llama3-70b-instruct-v1:0")
