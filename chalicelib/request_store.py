@@ -54,7 +54,10 @@ class RequestStore:
 
     def create(self, *, request_id: str, kind: str, user_sub: str, connection_id: str, client_id: str,
                model: str, now: float | None = None) -> None:
-        """The record and its alias, in one transaction: a cancel can find either at once."""
+        """The record and its alias, in one transaction: a cancel can find either at once.
+
+        A client that reuses an `id` on its connection names its latest request by it.
+        """
         now = time.time() if now is None else now
         ttl = int(now) + self._ttl_seconds
         record = {
@@ -98,19 +101,31 @@ class RequestStore:
             raise
         return True
 
+    def claim(self, request_id: str, *, now: float | None = None) -> bool:
+        """Move a queued request to `streaming`; False if a worker already took it.
+
+        Lambda retries an asynchronous invocation whose worker crashed or timed out:
+        the retry must not stream the reply a second time.
+        """
+        now = time.time() if now is None else now
+        try:
+            self._table.update_item(
+                Key={"requestId": request_id},
+                UpdateExpression="SET #status = :streaming, updatedAt = :now",
+                ConditionExpression="#status = :queued",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": _iso(now)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def cancel_requested(self, request_id: str) -> bool:
         item = self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True,
                                     ProjectionExpression="cancelRequested").get("Item")
         return bool(item and item.get("cancelRequested"))
-
-    def mark(self, request_id: str, status: str, *, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        self._table.update_item(
-            Key={"requestId": request_id},
-            UpdateExpression="SET #status = :status, updatedAt = :now",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":status": status, ":now": _iso(now)},
-        )
 
     def finish(self, request_id: str, *, status: str, stop_reason: str | None = None,
                error_code: str | None = None, usage: Usage | None = None, now: float | None = None) -> None:

@@ -73,6 +73,15 @@ class DeltaStream:
             return False
         return not (self.gone.is_set() or self.failed)
 
+    def close(self) -> None:
+        """Stop the sender without a final frame (nothing was, or may be, sent)."""
+        with self._cv:
+            self._pending.clear()
+            self._pending_bytes = 0
+            self.gone.set()
+            self._cv.notify()
+        self._thread.join(DRAIN_TIMEOUT_SECONDS)
+
     @property
     def frames_sent(self) -> int:
         return self._seq
@@ -101,12 +110,16 @@ class DeltaStream:
                     return text, None
                 if self._final is not None:
                     return None, self._final
+                if self.gone.is_set():
+                    return None, None
                 wait = None if not self._pending else max(0.0, self._last_cut + self._flush_seconds - now)
                 self._cv.wait(wait)
 
     def _run(self) -> None:
         while True:
             text, final = self._next_batch()
+            if text is None and final is None:
+                return  # closed
             try:
                 if final is not None:
                     self._post(final)

@@ -52,7 +52,7 @@ class ChatJob:
 
 @dataclass
 class Outcome:
-    status: str = "error"  # done | cancelled | error | gone | timeout
+    status: str = "error"  # done | cancelled | error | gone | timeout, or duplicate (nothing to do)
     stop_reason: str | None = None
     error: AppError | None = None
     usage: Usage | None = None  # from the model's metadata event
@@ -98,7 +98,9 @@ class ChatWorker:
         reader.start()  # the model is called first: recording the status must not delay its first token
         next_poll = self._clock() + CANCEL_POLL_SECONDS
         try:
-            self._requests.mark(job.request_id, "streaming")
+            if not self._requests.claim(job.request_id):
+                outcome.status = "duplicate"
+                return reader
             while True:
                 now = self._clock()
                 if remaining_ms is not None and remaining_ms() < TIME_LIMIT_MARGIN_MS:
@@ -153,6 +155,11 @@ class ChatWorker:
 
     def _finish(self, job: ChatJob, stream: DeltaStream, outcome: Outcome) -> None:
         """Record the outcome and usage (token settlement belongs here), then send the final frame."""
+        if outcome.status == "duplicate":
+            # A retried invocation of a chat another worker took: that worker records and answers.
+            logger.warning("chat already taken by a worker", extra={"requestId": job.request_id})
+            stream.close()
+            return
         usage = outcome.usage or Usage(job.chat.estimated_input_tokens(),
                                        (outcome.text_bytes + 3) // 4, estimated=True)
         error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)

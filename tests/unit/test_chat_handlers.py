@@ -55,3 +55,16 @@ def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
     message("conn-a=", json.dumps({"action": "chat.cancel", "id": "z", "requestId": "b" * 32}))
     assert [f["data"] for f in sender.frames["conn-a="]] == [{"cancelled": True}, {"cancelled": True}]
     assert store.cancel_requested("a" * 32) and store.cancel_requested("b" * 32)
+
+
+def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_env, boto):
+    from chalicelib.request_store import RequestStore, Usage
+
+    store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
+    store.create(request_id="c" * 32, kind="chat", user_sub="sub", connection_id="conn", client_id="x", model="m")
+    assert store.claim("c" * 32) is True
+    assert store.claim("c" * 32) is False  # a retried invocation
+    store.finish("c" * 32, status="done", stop_reason="end_turn", usage=Usage(3, 4))
+    item = store.get("c" * 32)
+    assert (item["status"], item["stopReason"], item["inputTokens"], item["outputTokens"]) == ("done", "end_turn", 3, 4)
+    assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running

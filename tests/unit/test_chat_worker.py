@@ -25,8 +25,9 @@ class FakeRequests:
         self.statuses: list[str] = []
         self.finished: dict | None = None
 
-    def mark(self, request_id, status, now=None):
-        self.statuses.append(status)
+    def claim(self, request_id, now=None):
+        self.statuses.append("streaming")
+        return len(self.statuses) == 1  # a second invocation finds it taken
 
     def cancel_requested(self, request_id):
         self.polls.append(time.monotonic())
@@ -134,3 +135,14 @@ def test_a_gone_client_stops_the_model_and_no_final_frame_is_sent():
     assert outcome.status == "gone" and frames == []
     assert requests.finished["status"] == "gone" and requests.finished["error_code"] == "GONE"
     assert bedrock.closed.wait(1)  # the reader closed the model's stream
+
+
+def test_a_retried_invocation_of_a_taken_chat_sends_and_records_nothing():
+    requests = FakeRequests()
+    run(FakeBedrock([TextDelta("once"), MessageStop("end_turn")]), requests=requests)
+    first = requests.finished
+    requests.finished = None
+    bedrock = FakeBedrock([TextDelta("twice")] * 50, delay=0.01)
+    outcome, requests, frames = run(bedrock, requests=requests)
+    assert outcome.status == "duplicate" and frames == [] and requests.finished is None
+    assert first["status"] == "done" and bedrock.closed.wait(1)
