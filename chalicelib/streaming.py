@@ -42,7 +42,6 @@ class DeltaStream:
         self._last_cut: float | None = None  # None: nothing sent yet, so the first text goes at once
         self._final: dict[str, Any] | None = None
         self._seq = 0
-        self.sent_bytes = 0
         self.gone = threading.Event()  # the client is unreachable: stop producing
         self.failed = False  # a post failed for another reason than a closed connection
         self._thread = threading.Thread(target=self._run, name=f"sender-{request_id[:16]}", daemon=True)
@@ -127,7 +126,6 @@ class DeltaStream:
                 for piece in split_utf8(text or "", MAX_FRAME_TEXT_BYTES):
                     self._post({"type": "delta", "id": self._request_id, "seq": self._seq, "text": piece})
                     self._seq += 1
-                    self.sent_bytes += len(piece.encode("utf-8"))
             except ConnectionGone:
                 logger.info("client gone mid-stream", extra={"requestId": self._request_id, "seq": self._seq})
                 self.gone.set()
