@@ -6,6 +6,8 @@ polls the cancel flag every CANCEL_POLL_SECONDS whatever the model does, and
 the DeltaStream's sender posts frames. Whatever happens, one `finally` records
 the outcome and the usage (from the model's metadata, or estimated from the
 text it produced) and then sends the one final frame: `done` or `error`.
+A worker first claims its chat (queued -> streaming), so a retried invocation
+of the same event streams nothing twice.
 """
 from __future__ import annotations
 
