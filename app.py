@@ -76,6 +76,14 @@ def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
     return AuthResponse(routes=["*"], principal_id=identity.sub, context=auth.identity_context(identity))
 
 
+@app.lambda_function(name="bedrock_worker")
+def bedrock_worker(event: dict, context) -> dict:
+    from chalicelib.chat.worker import run_chat  # the stream machinery: only this function loads it
+
+    configure_logging(get_settings().log_level)
+    return {"status": run_chat(event, services=get_services(), remaining_ms=context.get_remaining_time_in_millis)}
+
+
 @app.route("/health")
 def health() -> dict:
     return {"status": "ok", "stage": get_settings().stage}

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from chalicelib import context_actions as context
 from chalicelib import protocol
+from chalicelib.chat import actions as chat
 from chalicelib.connections import Connection, Sender
 from chalicelib.errors import Forbidden
 from chalicelib.protocol import ClientFrame
@@ -99,4 +100,6 @@ ACTIONS: dict[str, Action] = {
     "context.list": context.context_list,
     "context.get": context.context_get,
     "context.delete": context.context_delete,
+    "chat.send": chat.send,
+    "chat.cancel": chat.cancel,
 }

@@ -23,7 +23,8 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def _config(read_timeout: float | None = None, *, service: str | None = None) -> Config:
+def _config(read_timeout: float | None = None, max_attempts: int | None = None, *,
+            service: str | None = None) -> Config:
     settings = get_settings()
     extra: dict[str, Any] = {}
     if service == "s3":
@@ -36,17 +37,24 @@ def _config(read_timeout: float | None = None, *, service: str | None = None) ->
         region_name=settings.region,
         connect_timeout=settings.aws_connect_timeout,
         read_timeout=read_timeout or settings.aws_read_timeout,
-        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        retries={"mode": "standard", "max_attempts": max_attempts or settings.aws_max_attempts},
         max_pool_connections=32,
         **extra,
     )
 
 
 @functools.lru_cache(maxsize=None)
-def client(service: str, endpoint_url: str | None = None) -> Any:
-    """A shared client for a service (thread-safe once built; building is serialised)."""
+def client(service: str, endpoint_url: str | None = None, *, read_timeout: float | None = None,
+           max_attempts: int | None = None) -> Any:
+    """A shared client for a service (thread-safe once built; building is serialised).
+
+    `read_timeout` and `max_attempts` override the defaults for a service whose
+    calls need their own bounds (a model stream waits longer between chunks, and
+    its throttling is retried by the caller, which knows whether text was sent).
+    """
     with _lock:
-        return _session().client(service, endpoint_url=endpoint_url, config=_config(service=service))
+        return _session().client(service, endpoint_url=endpoint_url,
+                                 config=_config(read_timeout, max_attempts, service=service))
 
 
 _per_thread = threading.local()

@@ -20,8 +20,13 @@ _USER_POOL_ID = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^(arn:aws[\w-]*:kms:[\w-]+:\d{12}:(key|alias)/[\w/\-]+|alias/[\w/\-]+|[0-9a-f\-]{36})$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,255}$")  # a model id, inference profile or ARN
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
 _GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000)}
+
+
+# Claude models on Bedrock; each stage sets its own list in .chalice/config.json.
+DEFAULT_ALLOWED_MODELS = "anthropic.claude-3-haiku-20240307-v1:0,anthropic.claude-3-5-sonnet-20240620-v1:0"
 
 
 class ConfigError(Exception):
@@ -72,10 +77,6 @@ class Settings:
     github_max_attempts: int
     github_max_wait_seconds: float
     github_max_file_bytes: int
-
-    def github_allowed(self, groups: tuple[str, ...] | list[str]) -> bool:
-        """Whether a user in these (verified) groups may use the GitHub actions."""
-        return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
     # Sessions and the context store
     sessions_table: str
     context_bucket: str
@@ -85,6 +86,22 @@ class Settings:
     context_token_limit: int
     context_max_bytes: int
     message_inline_max_bytes: int
+    # Chat (chalicelib/chat): what a chat.send may ask for, and how its reply is streamed
+    requests_table: str
+    request_ttl_seconds: int
+    allowed_models: tuple[str, ...]
+    default_model_id: str
+    max_prompt_bytes: int
+    default_max_tokens: int
+    max_output_tokens: int
+    stream_flush_bytes: int  # 0: coalescing off, one frame per model delta
+    stream_flush_ms: int
+    bedrock_read_timeout: float
+    bedrock_max_attempts: int
+
+    def github_allowed(self, groups: tuple[str, ...] | list[str]) -> bool:
+        """Whether a user in these (verified) groups may use the GitHub actions."""
+        return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
 
     def management_endpoint(self, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
@@ -130,8 +147,9 @@ class _Reader:
             raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
         return value
 
-    def csv(self, name: str, *, pattern: re.Pattern, required: bool = True) -> tuple[str, ...]:
-        raw = self.text(name, None if required else "")
+    def csv(self, name: str, default: str | None = None, *, pattern: re.Pattern,
+            required: bool = True) -> tuple[str, ...]:
+        raw = self.text(name, default if default is not None else (None if required else ""))
         items = tuple(part.strip() for part in raw.split(",") if part.strip())
         if not items and required:
             raise ConfigError(f"{name} is required but empty")
@@ -177,6 +195,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     pool_region = user_pool_id.split("_", 1)[0]
     issuer = env.text("COGNITO_ISSUER", f"https://cognito-idp.{pool_region}.amazonaws.com/{user_pool_id}",
                      pattern=re.compile(r"^https?://\S+$"))
+    allowed_models = env.csv("ALLOWED_MODELS", DEFAULT_ALLOWED_MODELS, pattern=_MODEL_ID)
+    default_model_id = env.text("DEFAULT_MODEL_ID", allowed_models[0], pattern=_MODEL_ID)
+    if default_model_id not in allowed_models:
+        raise ConfigError(f"DEFAULT_MODEL_ID={default_model_id!r} is not in ALLOWED_MODELS")
+    max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 8192, int, minimum=1, maximum=200_000)
     return Settings(
         stage=stage,
         region=region,
@@ -236,6 +259,19 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         # Above 100 KiB a message would not fit one 128 KiB WebSocket frame, nor several in a DynamoDB item.
         message_inline_max_bytes=env.number("MESSAGE_INLINE_MAX_BYTES", 100 * 1024, int,
                                             minimum=1024, maximum=100 * 1024),
+        requests_table=env.text("REQUESTS_TABLE", f"llm-ide-{stage}-requests", pattern=_NAME),
+        request_ttl_seconds=env.number("REQUEST_TTL_SECONDS", 86400, int, minimum=600, maximum=30 * 86400),
+        allowed_models=allowed_models,
+        default_model_id=default_model_id,
+        # A prompt travels in one frame (32 KiB), with its JSON envelope.
+        max_prompt_bytes=env.number("MAX_PROMPT_BYTES", 24576, int, minimum=1, maximum=32768),
+        default_max_tokens=env.number("DEFAULT_MAX_TOKENS", min(1024, max_output_tokens), int,
+                                      minimum=1, maximum=max_output_tokens),
+        max_output_tokens=max_output_tokens,
+        stream_flush_bytes=env.number("STREAM_FLUSH_BYTES", 2048, int, minimum=0, maximum=65536),
+        stream_flush_ms=env.number("STREAM_FLUSH_MS", 300, int, minimum=0, maximum=5000),
+        bedrock_read_timeout=env.number("BEDROCK_READ_TIMEOUT", 60.0, float, minimum=1, maximum=900),
+        bedrock_max_attempts=env.number("BEDROCK_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
     )
 
 

@@ -61,9 +61,14 @@ def parse_frame(body: str | bytes | None, *, is_base64: bool = False) -> ClientF
 def _readable_id(data: Any) -> str | None:
     if isinstance(data, dict):
         value = data.get("id")
-        if isinstance(value, str) and _REQUEST_ID.match(value):
+        if is_request_id(value):
             return value
     return None
+
+
+def is_request_id(value: Any) -> bool:
+    """1-64 characters of [A-Za-z0-9_.:-]: a client's `id`, or a reference to one."""
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None  # no trailing newline
 
 
 class Params:

@@ -11,11 +11,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from chalicelib import aws
+from chalicelib.bedrock import BedrockChat
 from chalicelib.config import Settings, get_settings
 from chalicelib.connections import ConnectionStore, ManagementApiSender
 from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_memory, limits_for
 from chalicelib.limits.records import Retention
 from chalicelib.usage import UsageReport
+from chalicelib.request_store import RequestStore
 from chalicelib.workers import WorkerInvoker
 
 if TYPE_CHECKING:
@@ -80,6 +82,16 @@ class Services:
         from chalicelib.context_store import ContextStore
 
         return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes)
+
+    @cached_property
+    def requests(self) -> RequestStore:
+        return RequestStore(aws.table(self.settings.requests_table), ttl_seconds=self.settings.request_ttl_seconds)
+
+    @cached_property
+    def bedrock(self) -> BedrockChat:
+        # botocore makes one attempt: BedrockChat retries itself, and only before any text was passed on.
+        client = aws.client("bedrock-runtime", read_timeout=self.settings.bedrock_read_timeout, max_attempts=1)
+        return BedrockChat(client, max_attempts=self.settings.bedrock_max_attempts)
 
     def sender(self, endpoint: str) -> ManagementApiSender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))

@@ -71,6 +71,41 @@ def _ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat(args: argparse.Namespace) -> int:
+    """Print the reply as it streams, then the usage; Ctrl-C cancels the chat."""
+    with _connect(args) as client:
+        frames = client.chat(args.prompt, model=args.model, maxTokens=args.max_tokens, system=args.system,
+                             temperature=args.temperature)
+        chat_id = None
+        try:
+            for frame in frames:
+                kind = frame.get("type")
+                if kind == "ack":
+                    chat_id = frame["id"]
+                elif kind == "delta":
+                    sys.stdout.write(frame["text"])
+                    sys.stdout.flush()
+                elif kind == "done":
+                    usage = frame["usage"]
+                    print(f"\n[{frame['stopReason']}] {usage['inputTokens']} input + {usage['outputTokens']} output"
+                          f" = {usage['totalTokens']} tokens")
+                    return 0
+                elif kind == "error":
+                    error = frame["error"]
+                    retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
+                    print(f"\nerror: {error['code']}: {error['message']}{retry}", file=sys.stderr)
+                    return 1
+        except KeyboardInterrupt:
+            if chat_id is not None:
+                client.send("chat.cancel", requestId=chat_id)
+                for frame in client.frames(chat_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
+                    if frame.get("type") == "delta":
+                        sys.stdout.write(frame["text"])
+                print("\n[cancelled]")
+            return 130
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     # The shared options are accepted before or after the command.
     common = argparse.ArgumentParser(add_help=False)
@@ -88,12 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("login", parents=[common], help="sign in with Cognito and keep the token")
     ping = commands.add_parser("ping", parents=[common], help="connect and measure the round trip")
     ping.add_argument("--count", type=int, default=1)
+    chat = commands.add_parser("chat", parents=[common], help="send a prompt and print the reply as it streams")
+    chat.add_argument("prompt")
+    chat.add_argument("--model", help="a model id of the server's allow-list (default: the server's default)")
+    chat.add_argument("--max-tokens", type=int, help="the most tokens of reply")
+    chat.add_argument("--system", help="a system prompt")
+    chat.add_argument("--temperature", type=float, help="0 to 1")
     args = parser.parse_args(argv)
     for name, default in (("endpoints", None), ("url", None), ("region", None), ("client_id", None),
                           ("cognito_endpoint", None), ("username", None), ("token_use", "access")):
         if not hasattr(args, name):
             setattr(args, name, default)
-    handlers = {"login": _login, "ping": _ping}
+    handlers = {"login": _login, "ping": _ping, "chat": _chat}
     return handlers[args.command](args)
 
 

@@ -103,6 +103,15 @@ class IdeClient:
         """Send a request and return its answer (the first frame about it)."""
         return self.next_frame(self.send(action, **params), timeout=timeout)
 
+    def chat(self, prompt: str, *, timeout: float = 60.0, **options: Any) -> Iterator[dict[str, Any]]:
+        """Send a chat.send now; iterate its frames as they come: `ack`, `delta`..., then `done` or `error`.
+
+        `options` are the protocol's parameters (`model`, `maxTokens`, `system`, ...);
+        `timeout` bounds the wait for each frame. The chat's `id` is the `ack`'s `id`.
+        """
+        request_id = self.send("chat.send", prompt=prompt, **{k: v for k, v in options.items() if v is not None})
+        return self.frames(request_id, timeout=timeout)
+
     def ping(self, timeout: float = 10.0) -> float:
         """Round trip of a protocol ping, in seconds."""
         started = time.perf_counter()

@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from devserver import aws, github
+from devserver.bedrock import BedrockEmulator
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
 from devserver.s3_front import S3Front
@@ -48,6 +49,8 @@ def _parse_args() -> argparse.Namespace:
                         help="gateway port (env PORT, default 8000; 0 picks a free one)")
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")),
                         help="moto's port (env MOTO_PORT, default: a free one)")
+    parser.add_argument("--bedrock-port", type=int, default=int(os.environ.get("DEV_BEDROCK_PORT", "0")),
+                        help="the Bedrock emulator's port (env DEV_BEDROCK_PORT, default: a free one)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
                         help="where endpoints.json and logs go (default .dev)")
     return parser.parse_args()
@@ -62,9 +65,11 @@ def _describe(doc: dict, emulators: dict) -> str:
         f"  Web client      {doc['httpUrl']}/",
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
         f"  GitHub API      {emulators['githubApiUrl']}  (emulator: octo-org/hello-world)",
+        f"  Bedrock (echo)  {emulators['bedrockUrl']}",
         f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
-        "Sign in with `python -m client login --username dev`, then `python -m client ping`.",
+        "Sign in with `python -m client login --username dev`, then `python -m client ping`",
+        "or `python -m client chat \"Hello\"`.",
         "Press Ctrl-C to stop everything.",
     ])
 
@@ -84,6 +89,8 @@ async def _serve(args: argparse.Namespace) -> None:
     github_url = f"http://{args.host}:{github_socket.getsockname()[1]}"
     s3_socket = _bind(args.host, 0)
     s3_url = f"http://{args.host}:{s3_socket.getsockname()[1]}"
+    bedrock_socket = _bind(args.host, args.bedrock_port)
+    bedrock_url = f"http://{args.host}:{bedrock_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
                           log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
@@ -98,6 +105,7 @@ async def _serve(args: argparse.Namespace) -> None:
                                            provisioned.names["GITHUB_SECRET_ARN"])
         os.environ["GITHUB_API_URL"] = github_url
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_url  # presigned URLs are checked there, as S3 does
+        os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock_url
         sys.path.insert(0, str(ROOT))
         app_module = importlib.import_module("app")
 
@@ -106,20 +114,23 @@ async def _serve(args: argparse.Namespace) -> None:
                                           moto_url=moto.url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
                           domain_name=f"{args.host}:{port}", web_dir=ROOT / "web",
-                          web_config=aws.web_client_config(document))
+                          web_config=aws.web_client_config(document),
+                          post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0))
+        bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
         s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
                                               aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
         for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
-                              (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket)):
+                              (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket),
+                              (bedrock.make_app(), bedrock_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
         # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
-        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url}
+        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url, "bedrockUrl": bedrock_url}
         aws.write_json_atomically(state_dir / "emulators.json", emulators)
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document, emulators), flush=True)
@@ -136,7 +147,7 @@ async def _serve(args: argparse.Namespace) -> None:
         (state_dir / "emulators.json").unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket):
+        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket, bedrock_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()

@@ -73,10 +73,11 @@ class LambdaRuntime:
 class Gateway:
     def __init__(self, *, app_module: ModuleType, runtime: LambdaRuntime, stage: str,
                  domain_name: str, web_dir: Path, web_config: dict[str, Any],
-                 connect_authorizer: str | None = "ws_authorizer") -> None:
+                 connect_authorizer: str | None = "ws_authorizer", post_latency_ms: float = 0.0) -> None:
         self._runtime = runtime
         self._web_config = web_config
         self._connect_authorizer = connect_authorizer
+        self._post_latency = post_latency_ms / 1000.0  # DEV_POST_LATENCY_MS: the Management API's latency
         self._stage = stage
         self._domain = domain_name
         self._web_dir = web_dir
@@ -200,6 +201,8 @@ class Gateway:
             await client.ws.close(code=1000)
             return web.Response(status=204)
         body = await request.read()
+        if self._post_latency:
+            await asyncio.sleep(self._post_latency)
         if len(body) > MAX_MESSAGE_BYTES:
             return _aws_error(413, "PayloadTooLargeException", "Message too long")
         try:

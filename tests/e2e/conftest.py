@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +19,9 @@ READY_WITHIN_SECONDS = 60
 
 
 class LocalStack:
-    def __init__(self, process: subprocess.Popen, state_dir: Path, output: Path) -> None:
+    def __init__(self, process: subprocess.Popen, state_dir: Path, output: Path, bedrock_url: str) -> None:
         self.process = process
+        self.bedrock_url = bedrock_url  # the Bedrock emulator (its /_emulator/streams timings)
         self.state_dir = state_dir
         self.output = output
         self.endpoints_path = state_dir / "endpoints.json"
@@ -43,10 +45,18 @@ class LocalStack:
         return self.output.read_text(errors="replace")
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_stack(state_dir: Path, env: dict | None = None) -> LocalStack:
     output = state_dir / "devserver.out"
+    bedrock_port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "devserver", "--port", "0", "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "devserver", "--port", "0", "--state-dir", str(state_dir),
+         "--bedrock-port", str(bedrock_port)],
         cwd=ROOT, stdout=output.open("wb"), stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}, start_new_session=True,
     )
@@ -56,7 +66,7 @@ def start_stack(state_dir: Path, env: dict | None = None) -> LocalStack:
             stop_stack(process)
             pytest.fail(f"the local stack was not ready within {READY_WITHIN_SECONDS} s:\n{output.read_text()}")
         time.sleep(0.1)
-    return LocalStack(process, state_dir, output)
+    return LocalStack(process, state_dir, output, f"http://127.0.0.1:{bedrock_port}")
 
 
 def stop_stack(process: subprocess.Popen) -> int:

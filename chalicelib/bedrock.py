@@ -1,0 +1,150 @@
+"""The Bedrock boundary: one ConverseStream call, as a stream of plain events.
+
+botocore's errors are translated here, once, into the app's errors. Throttling
+(on the call, or inside the stream as an EventStreamError) and transient
+failures are retried with jittered backoff, but only before any text was
+handed out: text already passed on cannot be taken back.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Union
+
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+
+from chalicelib.errors import AppError, UpstreamError, UpstreamThrottled
+from chalicelib.request_store import Usage
+
+logger = logging.getLogger(__name__)
+
+THROTTLE_CODES = frozenset({"ThrottlingException", "throttlingException", "TooManyRequestsException"})
+TRANSIENT_CODES = frozenset({"ServiceUnavailableException", "serviceUnavailableException",
+                             "InternalServerException", "internalServerException", "ModelNotReadyException"})
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 2.0
+# Bedrock quotas are per minute; a few seconds is the earliest a retry is likely to pass.
+THROTTLE_RETRY_AFTER_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    model_id: str
+    prompt: str
+    max_tokens: int
+    system: str | None = None
+    temperature: float | None = None
+
+    def converse_arguments(self) -> dict[str, Any]:
+        inference: dict[str, Any] = {"maxTokens": self.max_tokens}
+        if self.temperature is not None:
+            inference["temperature"] = self.temperature
+        arguments: dict[str, Any] = {
+            "modelId": self.model_id,
+            "messages": [{"role": "user", "content": [{"text": self.prompt}]}],
+            "inferenceConfig": inference,
+        }
+        if self.system:
+            arguments["system"] = [{"text": self.system}]
+        return arguments
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class MessageStop:
+    stop_reason: str
+
+
+@dataclass(frozen=True)
+class Metadata:
+    usage: Usage
+
+
+ModelEvent = Union[TextDelta, MessageStop, Metadata]
+
+
+class BedrockChat:
+    """Streams one model reply; raises UpstreamThrottled or UpstreamError, never a botocore error."""
+
+    def __init__(self, client: Any, *, max_attempts: int, sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self._client = client
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def stream(self, request: ModelRequest) -> Iterator[ModelEvent]:
+        """The reply's events. Closing the iterator closes the HTTP stream (stop reading the model)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            text_seen = False
+            response = None
+            try:
+                response = self._client.converse_stream(**request.converse_arguments())
+                for raw in response["stream"]:
+                    event = _translate_event(raw)
+                    if event is not None:
+                        text_seen = text_seen or isinstance(event, TextDelta)
+                        yield event
+                return
+            except (ClientError, BotoCoreError) as exc:
+                error = translate_error(exc)
+                retryable = _is_retryable(exc)
+                if text_seen or not retryable or attempt >= self._max_attempts:
+                    logger.warning("bedrock call failed", extra={"model": request.model_id, "attempt": attempt,
+                                                                 "error": _code(exc), "afterText": text_seen})
+                    raise error from None
+                delay = self._backoff(attempt)
+                logger.info("bedrock call retried", extra={"model": request.model_id, "attempt": attempt,
+                                                           "error": _code(exc), "delay": round(delay, 3)})
+                self._sleep(delay)
+            finally:
+                if response is not None:
+                    response["stream"].close()
+
+    def _backoff(self, attempt: int) -> float:
+        # "Full jitter": a random delay up to an exponentially growing cap.
+        return self._jitter() * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt)
+
+
+def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:
+    if "contentBlockDelta" in raw:
+        text = raw["contentBlockDelta"].get("delta", {}).get("text")
+        return TextDelta(text) if text else None
+    if "messageStop" in raw:
+        return MessageStop(raw["messageStop"].get("stopReason") or "end_turn")
+    if "metadata" in raw:
+        usage = raw["metadata"].get("usage") or {}
+        return Metadata(Usage(int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0))))
+    return None  # messageStart, contentBlockStart/Stop, and non-text content carry no reply text
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+    return type(exc).__name__
+
+
+def _is_retryable(exc: Exception) -> bool:
+    return _code(exc) in THROTTLE_CODES or _code(exc) in TRANSIENT_CODES
+
+
+def translate_error(exc: Exception) -> AppError:
+    """The one place a Bedrock failure becomes a protocol error. Messages say nothing of the prompt."""
+    code = _code(exc)
+    if code in THROTTLE_CODES:
+        return UpstreamThrottled("the model is busy; try again shortly", retry_after=THROTTLE_RETRY_AFTER_SECONDS)
+    if isinstance(exc, ReadTimeoutError) or code in ("ModelTimeoutException",):
+        return UpstreamError("the model did not answer in time")
+    if code in ("ValidationException", "validationException"):
+        return UpstreamError("the model rejected the request")
+    if code in ("AccessDeniedException", "ResourceNotFoundException"):
+        return UpstreamError("the model is not available")
+    return UpstreamError("the model failed")

@@ -1,0 +1,150 @@
+"""Long-running requests (a chat, later a GitHub call) in DynamoDB: owner, status, cancel flag.
+
+The message handler creates the record, the worker moves it through its
+statuses and records the outcome, and `chat.cancel` sets the flag the worker
+polls. A client names a request by the server id from its `ack` or by its own
+`id` on the same connection; an alias item maps the latter to the former.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+RUNNING = ("queued", "streaming")
+FINAL = ("done", "cancelled", "error", "gone", "timeout")
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    estimated: bool = False  # True when the stream broke before the model reported usage
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def as_protocol(self) -> dict[str, int]:
+        return {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens,
+                "totalTokens": self.total_tokens}
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _iso(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _alias_key(connection_id: str, client_id: str) -> str:
+    # '#' never appears in a server id (hex) nor in a client id (protocol charset).
+    return f"alias#{connection_id}#{client_id}"
+
+
+class RequestStore:
+    def __init__(self, table: Any, *, ttl_seconds: int) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+
+    def create(self, *, request_id: str, kind: str, user_sub: str, connection_id: str, client_id: str,
+               model: str, now: float | None = None) -> None:
+        """The record and its alias, in one transaction: a cancel can find either at once.
+
+        A client that reuses an `id` on its connection names its latest request by it.
+        """
+        now = time.time() if now is None else now
+        ttl = int(now) + self._ttl_seconds
+        record = {
+            "requestId": request_id, "kind": kind, "userSub": user_sub, "connectionId": connection_id,
+            "clientId": client_id, "model": model, "status": "queued", "cancelRequested": False,
+            "createdAt": _iso(now), "updatedAt": _iso(now), "ttl": ttl,
+        }
+        alias = {"requestId": _alias_key(connection_id, client_id), "targetRequestId": request_id,
+                 "userSub": user_sub, "ttl": ttl}
+        client = self._table.meta.client
+        client.transact_write_items(TransactItems=[
+            {"Put": {"TableName": self._table.name, "Item": record,
+                     "ConditionExpression": "attribute_not_exists(requestId)"}},
+            {"Put": {"TableName": self._table.name, "Item": alias}},
+        ])
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        return self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True).get("Item")
+
+    def resolve(self, *, name: str, connection_id: str) -> str:
+        """The server id a client means: its own `id` of a chat on this connection, or a server id."""
+        alias = self._table.get_item(Key={"requestId": _alias_key(connection_id, name)},
+                                     ConsistentRead=True).get("Item")
+        return alias["targetRequestId"] if alias else name
+
+    def request_cancel(self, *, request_id: str, user_sub: str, now: float | None = None) -> bool:
+        """Set the cancel flag of a running request of this user; False if there is none."""
+        now = time.time() if now is None else now
+        try:
+            self._table.update_item(
+                Key={"requestId": request_id},
+                UpdateExpression="SET cancelRequested = :yes, updatedAt = :now",
+                ConditionExpression="userSub = :sub AND #status IN (:queued, :streaming)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":yes": True, ":now": _iso(now), ":sub": user_sub,
+                                           ":queued": RUNNING[0], ":streaming": RUNNING[1]},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def claim(self, request_id: str, *, now: float | None = None) -> bool:
+        """Move a queued request to `streaming`; False if a worker already took it.
+
+        Lambda retries an asynchronous invocation whose worker crashed or timed out:
+        the retry must not stream the reply a second time.
+        """
+        now = time.time() if now is None else now
+        try:
+            self._table.update_item(
+                Key={"requestId": request_id},
+                UpdateExpression="SET #status = :streaming, updatedAt = :now",
+                ConditionExpression="#status = :queued",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": _iso(now)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def cancel_requested(self, request_id: str) -> bool:
+        item = self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True,
+                                    ProjectionExpression="cancelRequested").get("Item")
+        return bool(item and item.get("cancelRequested"))
+
+    def finish(self, request_id: str, *, status: str, stop_reason: str | None = None,
+               error_code: str | None = None, usage: Usage | None = None, now: float | None = None) -> None:
+        """Record a request's outcome: how it ended and what it consumed."""
+        if status not in FINAL:
+            raise ValueError(f"{status!r} is not a final status")
+        now = time.time() if now is None else now
+        values: dict[str, Any] = {":status": status, ":now": _iso(now)}
+        sets = ["#status = :status", "updatedAt = :now", "finishedAt = :now"]
+        for attribute, value in (("stopReason", stop_reason), ("errorCode", error_code)):
+            if value is not None:
+                sets.append(f"{attribute} = :{attribute}")
+                values[f":{attribute}"] = value
+        if usage is not None:
+            sets += ["inputTokens = :in", "outputTokens = :out", "usageEstimated = :est"]
+            values.update({":in": usage.input_tokens, ":out": usage.output_tokens, ":est": usage.estimated})
+        self._table.update_item(
+            Key={"requestId": request_id},
+            UpdateExpression="SET " + ", ".join(sets),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+        )

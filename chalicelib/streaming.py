@@ -1,0 +1,155 @@
+"""Coalesced delta frames, posted in order by one sender thread.
+
+The model reader only appends text to a buffer; it never waits on a post. The
+sender thread cuts a `delta` frame when the buffer holds `flush_bytes` or when
+`flush_ms` has passed since the last frame (the first text goes out at once),
+and posts frames one after another, so `seq` is 0, 1, 2... with no gap. While a
+post is in flight, text keeps collecting and the next frame carries all of it.
+With `flush_bytes == 0` coalescing is off: every model delta is its own frame.
+
+Text is kept as `str` pieces and cut only between them or at character
+boundaries, so no UTF-8 character is ever split across frames.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from chalicelib.connections import Sender
+from chalicelib.errors import ConnectionGone
+
+logger = logging.getLogger(__name__)
+
+# API Gateway accepts up to 128 KiB per posted message; stay well inside it.
+MAX_FRAME_TEXT_BYTES = 32 * 1024
+DRAIN_TIMEOUT_SECONDS = 60.0
+
+
+class DeltaStream:
+    def __init__(self, *, sender: Sender, connection_id: str, request_id: str, flush_bytes: int,
+                 flush_ms: int, clock: Callable[[], float] = time.monotonic, start: bool = True) -> None:
+        self._sender = sender
+        self._connection_id = connection_id
+        self._request_id = request_id
+        self._flush_bytes = flush_bytes
+        self._flush_seconds = flush_ms / 1000.0
+        self._clock = clock
+        self._cv = threading.Condition()
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._last_cut: float | None = None  # None: nothing sent yet, so the first text goes at once
+        self._final: dict[str, Any] | None = None
+        self._seq = 0
+        self.gone = threading.Event()  # the client is unreachable: stop producing
+        self.failed = False  # a post failed for another reason than a closed connection
+        self._thread = threading.Thread(target=self._run, name=f"sender-{request_id[:16]}", daemon=True)
+        if start:
+            self._thread.start()
+
+    # --- the producer's side (the model reader) ----------------------------
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        with self._cv:
+            first = not self._pending
+            self._pending.append(text)
+            self._pending_bytes += len(text.encode("utf-8"))
+            # Wake the sender when a frame is due, or to arm its timer for a buffer that was empty.
+            if first or self._due(self._clock()):
+                self._cv.notify()
+
+    def finish(self, final_frame: dict[str, Any], *, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
+        """Send what is buffered, then the final frame; True once it was posted."""
+        with self._cv:
+            self._final = final_frame
+            self._cv.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.error("sender did not drain in time", extra={"requestId": self._request_id})
+            return False
+        return not (self.gone.is_set() or self.failed)
+
+    def close(self) -> None:
+        """Stop the sender without a final frame (nothing was, or may be, sent)."""
+        with self._cv:
+            self._pending.clear()
+            self._pending_bytes = 0
+            self.gone.set()
+            self._cv.notify()
+        self._thread.join(DRAIN_TIMEOUT_SECONDS)
+
+    @property
+    def frames_sent(self) -> int:
+        return self._seq
+
+    # --- the sender thread --------------------------------------------------
+
+    def _due(self, now: float) -> bool:
+        if not self._pending:
+            return False
+        if self._flush_bytes == 0 or self._last_cut is None or self._final is not None:
+            return True
+        return self._pending_bytes >= self._flush_bytes or now - self._last_cut >= self._flush_seconds
+
+    def _next_batch(self) -> tuple[str | None, dict[str, Any] | None]:
+        """Wait for the next thing to post: a text batch, or the final frame once the buffer is empty."""
+        with self._cv:
+            while True:
+                now = self._clock()
+                if self._due(now):
+                    if self._flush_bytes == 0:
+                        text = self._pending.pop(0)  # coalescing off: one frame per model delta
+                    else:
+                        text, self._pending = "".join(self._pending), []
+                    self._pending_bytes -= len(text.encode("utf-8"))
+                    self._last_cut = now
+                    return text, None
+                if self._final is not None:
+                    return None, self._final
+                if self.gone.is_set():
+                    return None, None
+                wait = None if not self._pending else max(0.0, self._last_cut + self._flush_seconds - now)
+                self._cv.wait(wait)
+
+    def _run(self) -> None:
+        while True:
+            text, final = self._next_batch()
+            if text is None and final is None:
+                return  # closed
+            try:
+                if final is not None:
+                    self._post(final)
+                    return
+                for piece in split_utf8(text or "", MAX_FRAME_TEXT_BYTES):
+                    self._post({"type": "delta", "id": self._request_id, "seq": self._seq, "text": piece})
+                    self._seq += 1
+            except ConnectionGone:
+                logger.info("client gone mid-stream", extra={"requestId": self._request_id, "seq": self._seq})
+                self.gone.set()
+                return
+            except Exception:
+                logger.exception("posting a frame failed", extra={"requestId": self._request_id})
+                self.failed = True
+                self.gone.set()
+                return
+
+    def _post(self, frame: dict[str, Any]) -> None:
+        self._sender.send(self._connection_id, frame)
+
+
+def split_utf8(text: str, max_bytes: int) -> list[str]:
+    """`text` in pieces of at most `max_bytes` UTF-8 bytes, cut only between characters."""
+    if len(text.encode("utf-8")) <= max_bytes:
+        return [text] if text else []
+    pieces, start, size = [], 0, 0
+    for index, char in enumerate(text):
+        width = len(char.encode("utf-8"))
+        if size + width > max_bytes:
+            pieces.append(text[start:index])
+            start, size = index, 0
+        size += width
+    pieces.append(text[start:])
+    return pieces

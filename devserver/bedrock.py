@@ -1,0 +1,237 @@
+"""The Bedrock Runtime emulator: Converse and ConverseStream with an echo model.
+
+ConverseStream answers in real AWS event-stream encoding, so boto3's own parser
+reads it. The reply is the text of the last user message's text blocks, one
+delta per "token" (a run of whole characters of at most 4 UTF-8 bytes); usage
+counts about one token per 4 bytes; `maxTokens` is honoured (stop reason
+`max_tokens`). Directives in the prompt inject faults and pacing:
+
+  [[throttle]]               every call answers ThrottlingException (HTTP 429)
+  [[throttle-once]]          only the first call for this prompt does
+  [[stream-throttle]]        the stream opens, then a throttlingException event
+  [[stream-throttle-once]]   only the first call for this prompt does that
+  [[midstream-error]]        some deltas, then a modelStreamErrorException event
+  [[slow:N]]                 N ms between deltas
+  [[dump]]                   the reply is the request received, as JSON
+
+DEV_MODEL_TOKENS_PER_SECOND paces every reply. The emulator accepts any model
+id: the app enforces its allow-list. GET /_emulator/streams/<sha256 of the
+prompt> reports a stream's timings, for benchmarks.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aiohttp import web
+
+from devserver import eventstream
+
+log = logging.getLogger("devserver.bedrock")
+
+_DIRECTIVE = re.compile(r"\[\[(throttle|throttle-once|stream-throttle|stream-throttle-once|midstream-error|dump|"
+                        r"slow:(\d{1,6}))\]\]")
+_ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
+DEFAULT_MAX_TOKENS = 4096
+KEPT_TIMINGS = 512
+
+
+@dataclass
+class StreamTiming:
+    """When a stream's request arrived and its tokens went out (epoch seconds), for benchmarks."""
+
+    received_at: float
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    tokens: int = 0
+    aborted: bool = False  # the caller closed the stream before its end
+
+
+@dataclass(frozen=True)
+class Reply:
+    tokens: list[str]
+    stop_reason: str
+    input_tokens: int
+    directives: frozenset[str]
+    delay: float  # seconds between deltas
+    key: str  # sha256 of the prompt
+
+
+def split_tokens(text: str) -> list[str]:
+    """Runs of whole characters of at most 4 UTF-8 bytes: roughly a model's tokens."""
+    tokens, current, size = [], [], 0
+    for char in text:
+        width = len(char.encode("utf-8"))
+        if current and size + width > 4:
+            tokens.append("".join(current))
+            current, size = [], 0
+        current.append(char)
+        size += width
+    if current:
+        tokens.append("".join(current))
+    return tokens
+
+
+def _texts(blocks: Any) -> list[str]:
+    return [b["text"] for b in blocks or [] if isinstance(b, dict) and isinstance(b.get("text"), str)]
+
+
+class BedrockEmulator:
+    def __init__(self, *, tokens_per_second: float = 0.0) -> None:
+        self._token_delay = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
+        self._seen_once: set[tuple[str, str]] = set()
+        self.timings: OrderedDict[str, StreamTiming] = OrderedDict()
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post("/model/{model_id}/converse", self._converse)
+        app.router.add_post("/model/{model_id}/converse-stream", self._converse_stream)
+        app.router.add_get("/_emulator/streams/{key}", self._timing)
+        return app
+
+    # --- the model ------------------------------------------------------------
+
+    def reply(self, model_id: str, request: dict[str, Any]) -> Reply:
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _Failure(400, "ValidationException", "messages must not be empty")
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = "".join(_texts(users[-1].get("content"))) if users else ""
+        system = _texts(request.get("system"))
+        found = {m.group(1) for m in _DIRECTIVE.finditer(prompt)}
+        slow = next((int(m.group(2)) for m in _DIRECTIVE.finditer(prompt) if m.group(2)), None)
+        inference = request.get("inferenceConfig") or {}
+        if "dump" in found:
+            text = json.dumps({"modelId": model_id, "system": system,
+                               "messages": [{"role": m.get("role"), "text": "".join(_texts(m.get("content")))}
+                                            for m in messages if isinstance(m, dict)],
+                               "inferenceConfig": inference}, ensure_ascii=False)
+        else:
+            text = prompt
+        tokens = split_tokens(text)
+        max_tokens = int(inference.get("maxTokens") or DEFAULT_MAX_TOKENS)
+        stop_reason = "max_tokens" if len(tokens) > max_tokens else "end_turn"
+        input_bytes = sum(len(t.encode("utf-8")) for t in system) + sum(
+            len(t.encode("utf-8")) for m in messages if isinstance(m, dict) for t in _texts(m.get("content")))
+        return Reply(tokens=tokens[:max_tokens], stop_reason=stop_reason, input_tokens=(input_bytes + 3) // 4,
+                     directives=frozenset(found), delay=slow / 1000.0 if slow is not None else self._token_delay,
+                     key=hashlib.sha256(prompt.encode("utf-8")).hexdigest())
+
+    def _fault(self, reply: Reply, name: str) -> bool:
+        """Whether fault `name` applies to this call: always, or once per prompt with `-once`."""
+        if name in reply.directives:
+            return True
+        once = f"{name}-once"
+        if once in reply.directives and (once, reply.key) not in self._seen_once:
+            self._seen_once.add((once, reply.key))
+            return True
+        return False
+
+    # --- HTTP -----------------------------------------------------------------
+
+    async def _read(self, request: web.Request) -> tuple[str, Reply]:
+        if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
+            raise _Failure(403, "AccessDeniedException", "Missing Authentication Token")
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError:
+            raise _Failure(400, "ValidationException", "the body is not JSON") from None
+        model_id = request.match_info["model_id"]
+        reply = self.reply(model_id, body if isinstance(body, dict) else {})
+        if self._fault(reply, "throttle"):
+            raise _Failure(429, "ThrottlingException", "Too many requests, please wait before trying again.")
+        return model_id, reply
+
+    async def _converse(self, request: web.Request) -> web.StreamResponse:
+        try:
+            _model, reply = await self._read(request)
+        except _Failure as failure:
+            return failure.response()
+        if "midstream-error" in reply.directives:
+            return _Failure(424, "ModelErrorException", "The model failed.").response()
+        await asyncio.sleep(reply.delay * len(reply.tokens))
+        output = len(reply.tokens)
+        return web.json_response({
+            "output": {"message": {"role": "assistant", "content": [{"text": "".join(reply.tokens)}]}},
+            "stopReason": reply.stop_reason,
+            "usage": {"inputTokens": reply.input_tokens, "outputTokens": output,
+                      "totalTokens": reply.input_tokens + output},
+            "metrics": {"latencyMs": int(reply.delay * output * 1000)},
+        }, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    async def _converse_stream(self, request: web.Request) -> web.StreamResponse:
+        received = time.time()
+        try:
+            _model, reply = await self._read(request)
+        except _Failure as failure:
+            return failure.response()
+        timing = self._remember(reply.key, StreamTiming(received_at=received))
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/vnd.amazon.eventstream",
+                                                           "x-amzn-RequestId": str(uuid.uuid4())})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            await self._stream(response, reply, timing)
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+            timing.aborted = True
+            log.info("converse-stream closed by the caller after %d tokens", timing.tokens)
+        return response
+
+    async def _stream(self, response: web.StreamResponse, reply: Reply, timing: StreamTiming) -> None:
+        await response.write(eventstream.event("messageStart", {"role": "assistant"}))
+        if self._fault(reply, "stream-throttle"):
+            await response.write(eventstream.exception("throttlingException", "Too many requests."))
+            return
+        break_after = max(1, len(reply.tokens) // 2) if "midstream-error" in reply.directives else None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index, token in enumerate(reply.tokens):
+            if reply.delay:
+                await asyncio.sleep(max(0.0, started + (index + 1) * reply.delay - loop.time()))
+            await response.write(eventstream.event("contentBlockDelta",
+                                                   {"contentBlockIndex": 0, "delta": {"text": token}}))
+            timing.tokens += 1
+            timing.last_token_at = time.time()
+            timing.first_token_at = timing.first_token_at or timing.last_token_at
+            if timing.tokens == break_after:
+                await response.write(eventstream.exception("modelStreamErrorException", "The model failed."))
+                return
+        output = len(reply.tokens)
+        await response.write(eventstream.event("contentBlockStop", {"contentBlockIndex": 0}))
+        await response.write(eventstream.event("messageStop", {"stopReason": reply.stop_reason}))
+        await response.write(eventstream.event("metadata", {
+            "usage": {"inputTokens": reply.input_tokens, "outputTokens": output,
+                      "totalTokens": reply.input_tokens + output},
+            "metrics": {"latencyMs": int((loop.time() - started) * 1000)}}))
+
+    def _remember(self, key: str, timing: StreamTiming) -> StreamTiming:
+        self.timings[key] = timing
+        self.timings.move_to_end(key)
+        while len(self.timings) > KEPT_TIMINGS:
+            self.timings.popitem(last=False)
+        return timing
+
+    async def _timing(self, request: web.Request) -> web.StreamResponse:
+        timing = self.timings.get(request.match_info["key"])
+        if timing is None:
+            return web.json_response({"message": "no such stream"}, status=404)
+        return web.json_response(asdict(timing))
+
+
+class _Failure(Exception):
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+
+    def response(self) -> web.Response:
+        return web.json_response({"message": self.message}, status=self.status,
+                                 headers={"x-amzn-ErrorType": self.error_type + _ERROR_TYPE_SUFFIX})

@@ -1,0 +1,70 @@
+"""chat.send and chat.cancel through the Chalice message handler, against moto."""
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from tests.unit.test_handlers import connect, login, message, sender  # noqa: F401  (sender is a fixture)
+
+
+def table(app_env, boto, env_var):
+    return boto3.resource("dynamodb", endpoint_url=boto("dynamodb").meta.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local").Table(app_env.names[env_var])
+
+
+def requests_table(app_env, boto):
+    return table(app_env, boto, "REQUESTS_TABLE")
+
+
+def user_sub(app_env, boto, connection_id):
+    return table(app_env, boto, "CONNECTIONS_TABLE").get_item(Key={"connectionId": connection_id})["Item"]["userSub"]
+
+
+def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_env, boto, sender):
+    # In these tests Lambda is moto, where no bedrock_worker exists: the invocation fails.
+    token = login(boto, app_env)
+    connect("conn-chat=", headers={"Authorization": f"Bearer {token}"})
+    message("conn-chat=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi"}))
+    ack, error = sender.frames["conn-chat="]
+    assert ack["type"] == "ack" and ack["id"] == "c1" and ack["sessionId"] is None
+    assert error == {"type": "error", "id": "c1",
+                     "error": {"code": "INTERNAL", "message": "could not start the worker"}}
+    record = requests_table(app_env, boto).get_item(Key={"requestId": ack["requestId"]}, ConsistentRead=True)["Item"]
+    assert record["status"] == "error" and record["errorCode"] == "INTERNAL" and record["clientId"] == "c1"
+    # It is no longer running, so it cannot be cancelled.
+    message("conn-chat=", json.dumps({"action": "chat.cancel", "id": "c2", "requestId": "c1"}))
+    assert sender.frames["conn-chat="][-1]["error"]["code"] == "NOT_FOUND"
+
+
+def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
+    from chalicelib.request_store import RequestStore
+
+    store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
+    owner, other = login(boto, app_env, 0), login(boto, app_env, 1)
+    connect("conn-a=", headers={"Authorization": f"Bearer {owner}"})
+    connect("conn-b=", headers={"Authorization": f"Bearer {other}"})
+    for server_id, client_id in (("a" * 32, "mine-1"), ("b" * 32, "mine-2")):
+        store.create(request_id=server_id, kind="chat", user_sub=user_sub(app_env, boto, "conn-a="),
+                     connection_id="conn-a=", client_id=client_id, model="m")
+    for name in ("a" * 32, "mine-1", "bad id with spaces"):
+        message("conn-b=", json.dumps({"action": "chat.cancel", "id": "x", "requestId": name}))
+        code = sender.frames["conn-b="][-1]["error"]["code"]
+        assert code == ("BAD_REQUEST" if " " in name else "NOT_FOUND")
+    message("conn-a=", json.dumps({"action": "chat.cancel", "id": "y", "requestId": "mine-1"}))
+    message("conn-a=", json.dumps({"action": "chat.cancel", "id": "z", "requestId": "b" * 32}))
+    assert [f["data"] for f in sender.frames["conn-a="]] == [{"cancelled": True}, {"cancelled": True}]
+    assert store.cancel_requested("a" * 32) and store.cancel_requested("b" * 32)
+
+
+def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_env, boto):
+    from chalicelib.request_store import RequestStore, Usage
+
+    store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
+    store.create(request_id="c" * 32, kind="chat", user_sub="sub", connection_id="conn", client_id="x", model="m")
+    assert store.claim("c" * 32) is True
+    assert store.claim("c" * 32) is False  # a retried invocation
+    store.finish("c" * 32, status="done", stop_reason="end_turn", usage=Usage(3, 4))
+    item = store.get("c" * 32)
+    assert (item["status"], item["stopReason"], item["inputTokens"], item["outputTokens"]) == ("done", "end_turn", 3, 4)
+    assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running
