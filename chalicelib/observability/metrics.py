@@ -1,7 +1,8 @@
 """Metrics as CloudWatch Embedded Metric Format lines: no API calls, no latency.
 
-CloudWatch Logs turns each line into metrics. The names below are the ones the
-dashboard and alarms in infra/ are built from: change them together.
+CloudWatch Logs turns each line into metrics. What can be emitted is defined in
+chalicelib/metric_names.py, the same module the dashboard and alarms in infra/
+are built from, so a metric the app emits is a metric on-call can see.
 """
 from __future__ import annotations
 
@@ -11,25 +12,9 @@ import sys
 import time
 from typing import IO, Any, Mapping
 
-NAMESPACE = "LlmIde"
+from chalicelib.metric_names import ALL, NAMESPACE, STAGE, Metric
 
-# name -> unit
-METRICS: dict[str, str] = {
-    "Requests": "Count",            # every action handled, dimension action (+ outcome as a property)
-    "Errors": "Count",              # error frames sent, dimension code
-    "Connections": "Count",         # accepted $connect
-    "ConnectionsRefused": "Count",  # refused $connect
-    "ChatLatency": "Milliseconds",  # chat.send accepted -> done/error sent
-    "TimeToFirstToken": "Milliseconds",  # chat.send accepted -> first delta sent
-    "InputTokens": "Count",
-    "OutputTokens": "Count",
-    "FramesSent": "Count",
-    "RateLimited": "Count",
-    "BudgetExceeded": "Count",
-    "UpstreamThrottled": "Count",   # Bedrock or GitHub throttled us (each retry)
-}
-
-DIMENSION_NAMES = ("stage", "action", "model", "code")
+_KNOWN = {metric.name: metric for metric in ALL}
 
 
 class MetricsWriter:
@@ -37,28 +22,27 @@ class MetricsWriter:
         self._stage = stage
         self._stream = stream
 
-    def emit(self, values: Mapping[str, float], *, dimensions: Mapping[str, str] | None = None,
+    def emit(self, metric: Metric, value: float, *, dimensions: Mapping[str, str] | None = None,
              properties: Mapping[str, Any] | None = None) -> None:
-        """One EMF line holding the values, under stage plus the given dimensions."""
-        unknown = set(values) - set(METRICS)
-        if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}: add them to METRICS and the dashboard")
-        dims = {"stage": self._stage, **{k: str(v) for k, v in (dimensions or {}).items() if v is not None}}
-        bad = set(dims) - set(DIMENSION_NAMES)
-        if bad:
-            raise ValueError(f"unknown dimensions {sorted(bad)}")
+        """One EMF line with the value under each of the metric's dimension sets."""
+        if _KNOWN.get(metric.name) != metric:
+            raise ValueError(f"unknown metric {metric.name!r}: define it in chalicelib/metric_names.py")
+        dims = {STAGE: self._stage, **{k: str(v) for k, v in (dimensions or {}).items()}}
+        needed = {name for dimension_set in metric.dimension_sets for name in dimension_set}
+        if set(dims) != needed:
+            raise ValueError(f"{metric.name} takes dimensions {sorted(needed)}, got {sorted(dims)}")
         line = {
             "_aws": {
                 "Timestamp": int(time.time() * 1000),
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [list(dims)],
-                    "Metrics": [{"Name": name, "Unit": METRICS[name]} for name in values],
+                    "Dimensions": [list(dimension_set) for dimension_set in metric.dimension_sets],
+                    "Metrics": [{"Name": metric.name, "Unit": metric.unit}],
                 }],
             },
-            **dims,
             **(properties or {}),
-            **values,
+            **dims,
+            metric.name: value,
         }
         stream = self._stream or sys.stdout
         stream.write(json.dumps(line, separators=(",", ":")) + "\n")

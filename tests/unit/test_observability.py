@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from chalicelib.observability import bind, configure_logging
-from chalicelib.observability.metrics import METRICS, NAMESPACE, MetricsWriter
+from chalicelib import metric_names
+from chalicelib.observability.metrics import MetricsWriter
 from chalicelib.observability.redact import REDACTED, redact, scrub
 from tests import tokens
 
@@ -63,25 +64,27 @@ def test_exceptions_are_logged_scrubbed():
     assert "ValueError" in stream.getvalue() and JWT not in stream.getvalue()
 
 
-def test_emf_line_is_valid_and_uses_catalogued_names():
+def test_emf_line_is_valid_and_uses_the_dashboards_names():
     stream = io.StringIO()
-    MetricsWriter(stage="prod", stream=stream).emit({"Requests": 1, "ChatLatency": 123.4},
-                                                    dimensions={"action": "chat.send"}, properties={"outcome": "ok"})
+    MetricsWriter(stage="prod", stream=stream).emit(metric_names.CHAT_LATENCY, 123.4,
+                                                    dimensions={"model": "m1"}, properties={"outcome": "ok"})
     line = json.loads(stream.getvalue())
     directive = line["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == NAMESPACE and directive["Dimensions"] == [["stage", "action"]]
-    assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {"Requests": "Count", "ChatLatency": "Milliseconds"}
-    assert line["stage"] == "prod" and line["action"] == "chat.send" and line["Requests"] == 1
-    assert isinstance(line["_aws"]["Timestamp"], int)
+    assert directive["Namespace"] == metric_names.NAMESPACE == "LlmIde"
+    assert directive["Dimensions"] == [["stage"], ["stage", "model"]]
+    assert directive["Metrics"] == [{"Name": "ChatLatency", "Unit": "Milliseconds"}]
+    assert line["stage"] == "prod" and line["model"] == "m1" and line["ChatLatency"] == 123.4
+    assert line["outcome"] == "ok" and isinstance(line["_aws"]["Timestamp"], int)
 
 
-def test_unknown_metric_or_dimension_is_refused():
+def test_unknown_metric_or_wrong_dimensions_are_refused():
     writer = MetricsWriter(stage="dev", stream=io.StringIO())
     with pytest.raises(ValueError):
-        writer.emit({"Typo": 1})
+        writer.emit(metric_names.Metric("Typo", "Count", (("stage",),)), 1)
     with pytest.raises(ValueError):
-        writer.emit({"Requests": 1}, dimensions={"user": "someone"})
-    assert set(METRICS) >= {"Requests", "Errors", "ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens"}
+        writer.emit(metric_names.REQUESTS, 1, dimensions={"user": "someone"})
+    with pytest.raises(ValueError):
+        writer.emit(metric_names.REQUESTS, 1)  # the action dimension is missing
 
 
 @pytest.mark.parametrize("enabled, in_lambda", [("false", False), ("true", False), ("true", True)])
