@@ -7,7 +7,8 @@ recreates the API's routes without one. So after each deploy run
 
 It reads `.chalice/deployed/<stage>.json`, then, idempotently: creates or updates the
 authorizer for the `ws_authorizer` Lambda, lets API Gateway invoke that Lambda for it,
-sets `$connect` to CUSTOM with it, sets the stage's default throttling, and deploys the
+sets `$connect` to CUSTOM with it, sets the stage's default throttling, turns off
+Lambda's automatic retries of the workers' asynchronous invocations, and deploys the
 stage. `$connect` verifies the token itself too, so the API is never open meanwhile.
 """
 from __future__ import annotations
@@ -24,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 AUTHORIZER_NAME = "ws_authorizer"
 AUTHORIZER_FUNCTION = "ws_authorizer"
 STATEMENT_ID_PREFIX = "llm-ide-ws-authorizer"
+# Lambda retries a failed asynchronous invocation twice by default. A retried worker could
+# stream a reply again or open a second pull request; each worker already answers every
+# failure with an error frame, so a retry has nothing to add.
+WORKER_FUNCTIONS = ("bedrock_worker", "github_worker")
 # No identity source: API Gateway calls a REQUEST authorizer only when ALL listed sources
 # are present, and the token may come in the header or the query string. WebSocket
 # authorizers are never cached, so nothing needs a cache key; a request with no token at
@@ -46,6 +51,7 @@ class Deployment:
 
     api_id: str
     function_arn: str
+    worker_arns: tuple[str, ...] = ()
 
     @property
     def partition(self) -> str:
@@ -77,7 +83,9 @@ class Deployment:
             raise PostDeployError("no WebSocket API in the deployed record: run `chalice deploy` first")
         if function is None or str(function.get("lambda_arn", "")).count(":") < 6:
             raise PostDeployError(f"no '{AUTHORIZER_FUNCTION}' Lambda in the deployed record: run `chalice deploy` first")
-        return cls(api_id=api["websocket_api_id"], function_arn=function["lambda_arn"])
+        workers = tuple(r["lambda_arn"] for r in resources if r.get("resource_type") == "lambda_function"
+                        and r.get("name") in WORKER_FUNCTIONS and r.get("lambda_arn"))
+        return cls(api_id=api["websocket_api_id"], function_arn=function["lambda_arn"], worker_arns=workers)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class PostDeploy:
         self.grant_invoke(deployment, authorizer_id)
         self.attach_to_connect(deployment.api_id, authorizer_id)
         self.throttle_stage(deployment.api_id, stage_name, throttle)
+        self.disable_async_retries(deployment)
         return self.deploy_stage(deployment.api_id, stage_name)
 
     def ensure_authorizer(self, deployment: Deployment) -> str:
@@ -156,6 +165,11 @@ class PostDeploy:
         self._apigw.update_stage(ApiId=api_id, StageName=stage_name, DefaultRouteSettings={
             "ThrottlingRateLimit": throttle.rate, "ThrottlingBurstLimit": throttle.burst})
         self._say(f"stage {stage_name} throttled to {throttle.rate:g}/s, burst {throttle.burst}")
+
+    def disable_async_retries(self, deployment: Deployment) -> None:
+        for function_arn in deployment.worker_arns:
+            self._lambda.put_function_event_invoke_config(FunctionName=function_arn, MaximumRetryAttempts=0)
+            self._say(f"no automatic retries of {function_arn.rsplit(':', 1)[-1]}'s asynchronous invocations")
 
     def deploy_stage(self, api_id: str, stage_name: str) -> str:
         deployment_id = self._apigw.create_deployment(

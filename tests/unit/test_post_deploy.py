@@ -180,6 +180,31 @@ def test_deployment_from_the_chalice_record():
         Deployment.from_record({"resources": RECORD["resources"][:2]})
 
 
+def test_worker_functions_are_read_from_the_record():
+    workers = [{"name": name, "resource_type": "lambda_function",
+                "lambda_arn": f"arn:aws:lambda:eu-west-1:111122223333:function:llm-ide-prod-{name}"}
+               for name in ("bedrock_worker", "github_worker")]
+    deployment = Deployment.from_record({"resources": RECORD["resources"] + workers})
+    assert deployment.worker_arns == tuple(w["lambda_arn"] for w in workers)
+
+
+def test_workers_async_invocations_are_never_retried(deployed, boto):
+    _, _, lambda_client = deployed
+    role = boto("iam").create_role(RoleName=f"r-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return None\n")
+    worker = lambda_client.create_function(
+        FunctionName=f"llm-ide-test-bedrock_worker-{uuid.uuid4().hex[:6]}", Runtime="python3.11", Role=role,
+        Handler="app.handler", Code={"ZipFile": archive.getvalue()})["FunctionArn"]
+    deployment = Deployment(api_id="a", function_arn="arn:aws:lambda:us-east-1:123456789012:function:x",
+                            worker_arns=(worker,))
+    step = PostDeploy(apigateway=None, lambda_client=lambda_client, say=lambda line: None)
+    for _ in range(2):  # idempotent
+        step.disable_async_retries(deployment)
+    assert lambda_client.get_function_event_invoke_config(FunctionName=worker)["MaximumRetryAttempts"] == 0
+
+
 @pytest.mark.parametrize("env", [{"WS_THROTTLE_RATE": "fast"}, {"WS_THROTTLE_BURST": "1.5"},
                                  {"WS_THROTTLE_RATE": "0"}, {"WS_THROTTLE_BURST": "999999"}])
 def test_bad_throttle_settings_are_refused(env):
