@@ -32,6 +32,12 @@ def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_en
                      "error": {"code": "INTERNAL", "message": "could not start the worker"}}
     record = requests_table(app_env, boto).get_item(Key={"requestId": ack["requestId"]}, ConsistentRead=True)["Item"]
     assert record["status"] == "error" and record["errorCode"] == "INTERNAL" and record["clientId"] == "c1"
+    # The ack carried the reservation (1 input token + the default 1024); nothing stays reserved.
+    assert ack["limits"]["tokens"]["limit"] - ack["limits"]["tokens"]["remaining"] == 1 + 1024
+    message("conn-chat=", json.dumps({"action": "usage.get", "id": "u1"}))
+    usage = sender.frames["conn-chat="][-1]["data"]
+    assert usage["limits"]["tokens"]["remaining"] == usage["limits"]["tokens"]["limit"]
+    assert usage["usage"]["hour"]["requests"] == 2  # the chat was admitted once, by its reservation
     # It is no longer running, so it cannot be cancelled.
     message("conn-chat=", json.dumps({"action": "chat.cancel", "id": "c2", "requestId": "c1"}))
     assert sender.frames["conn-chat="][-1]["error"]["code"] == "NOT_FOUND"
