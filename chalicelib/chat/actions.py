@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import metric_names, protocol
 from chalicelib.chat.inputs import plan_input
 from chalicelib.chat.request import ChatRequest
-from chalicelib.errors import BadRequest, BudgetExceeded, ConnectionGone, NotFound
+from chalicelib.errors import AppError, BadRequest, BudgetExceeded, ConnectionGone, NotFound
 from chalicelib.observability.metrics import get_metrics
 from chalicelib.observability.tracing import subsegment
 from chalicelib.request_store import new_request_id
@@ -30,10 +30,16 @@ def send(ctx: ActionContext) -> dict[str, Any] | None:
     received_at = time.time()
     services = ctx.services
     settings = services.settings
-    chat = ChatRequest.from_params(ctx.frame.params, settings)
     connection = ctx.connection
-    plan = plan_input(chat, user_sub=connection.user_sub, sessions=services.sessions, context=services.context,
-                      history_limit=settings.history_token_limit, context_limit=settings.context_token_limit)
+    services.rate_limiter.check_memory(connection.user_sub, ctx.now)  # a limited user costs no reads
+    try:
+        chat = ChatRequest.from_params(ctx.frame.params, settings)
+        plan = plan_input(chat, user_sub=connection.user_sub, sessions=services.sessions, context=services.context,
+                          history_limit=settings.history_token_limit, context_limit=settings.context_token_limit)
+    except AppError:
+        # Refused before its admission: it still counts as a request, like every action but ping.
+        services.rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
+        raise
     request_id = new_request_id()
     with subsegment("admission", action="chat.send"):
         try:

@@ -43,6 +43,19 @@ def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_en
     assert sender.frames["conn-chat="][-1]["error"]["code"] == "NOT_FOUND"
 
 
+def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto, sender):
+    token = login(boto, app_env)
+    connect("conn-bad=", headers={"Authorization": f"Bearer {token}"})
+    message("conn-bad=", json.dumps({"action": "usage.get", "id": "u0"}))
+    message("conn-bad=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi", "sessionId": "a" * 32}))
+    message("conn-bad=", json.dumps({"action": "chat.send", "id": "c2", "prompt": "hi", "maxTokens": 0}))
+    message("conn-bad=", json.dumps({"action": "usage.get", "id": "u1"}))
+    before, missing, bad, after = sender.frames["conn-bad="]
+    assert missing["error"]["code"] == "NOT_FOUND" and bad["error"]["code"] == "BAD_REQUEST"
+    assert after["data"]["usage"]["hour"]["requests"] - before["data"]["usage"]["hour"]["requests"] == 3
+    assert after["data"]["limits"]["tokens"] == before["data"]["limits"]["tokens"]
+
+
 def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
     from chalicelib.request_store import RequestStore
 
