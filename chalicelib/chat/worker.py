@@ -34,7 +34,7 @@ from chalicelib.chat.request import ChatRequest
 from chalicelib.config import Settings
 from chalicelib.connections import Sender
 from chalicelib.errors import AppError, Internal, Timeout
-from chalicelib.limits import Reservation, Settlement, TokenBudget, fallback_usage
+from chalicelib.limits import Reservation, TokenBudget, fallback_usage
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
 from chalicelib.observability.tracing import annotate, subsegment
 from chalicelib.request_store import RequestStore, Usage
@@ -78,7 +78,6 @@ class Outcome:
     reply: list[str] = field(default_factory=list)  # the text handed to the stream, for the fallback and the session
     model_called: bool = False  # the input was loaded and the model asked
     throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
-    settlement: Settlement | None = None
 
     @property
     def reply_text(self) -> str:
@@ -208,7 +207,7 @@ class ChatWorker:
             usage = outcome.usage
         else:  # the stream broke before the metadata: count what was served, so nothing served is free
             usage = Usage(*fallback_usage(job.reservation, reply), estimated=True)
-        limits = self._settle(job, outcome, usage)
+        limits = self._settle(job, usage)
         error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)
         try:
             self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
@@ -230,13 +229,12 @@ class ChatWorker:
             sent_final = stream.finish(final)
         self._emit_metrics(job, stream, outcome, usage, sent_final)
 
-    def _settle(self, job: ChatJob, outcome: Outcome, usage: Usage) -> dict[str, Any]:
+    def _settle(self, job: ChatJob, usage: Usage) -> dict[str, Any]:
         """Replace the reservation by the usage; the `limits` the `done` frame carries."""
         reservation = job.reservation
         try:
-            outcome.settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens,
-                                                     job.chat.model)
-            return outcome.settlement.limits.to_wire()
+            settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens, job.chat.model)
+            return settlement.limits.to_wire()
         except Exception:
             # The reservation stays counted until its hour ends: the user is charged the worst case, never less.
             logger.exception("settling the token reservation failed", extra={"requestId": job.request_id})
