@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 
+from tests.e2e.conftest import ROOT
 from tests.e2e.test_chat import chat, text_of
 
 
@@ -139,3 +143,20 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
         # dev2's attempts left nothing in dev's session but dev's own exchange.
         messages = ok(dev, "session.get", sessionId=session_id)["messages"]
         assert [(m["role"], m["content"]) for m in messages] == [("user", prompt), ("assistant", prompt)]
+
+
+def test_python_m_client_chat_continues_a_session_with_context(stack, tmp_path):
+    env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=60)
+    assert run("login", "--username", "dev").returncode == 0
+    with stack.connect() as client:
+        session_id = new_session(client, "from the command line")
+        path = f"cli-{uuid.uuid4().hex[:8]}.txt"
+        ok(client, "context.put", path=path, content="the attached file")
+    result = run("chat", "[[dump]] with both", "--session", session_id, "--context", path, "--max-tokens", "2000")
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.rstrip("\n").rsplit("\n", 1)[0])
+    assert "the attached file" in seen["messages"][-1]["text"]
+    with stack.connect() as client:
+        assert len(ok(client, "session.get", sessionId=session_id)["messages"]) == 2
