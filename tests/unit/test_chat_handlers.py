@@ -87,3 +87,26 @@ def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_en
     item = store.get("c" * 32)
     assert (item["status"], item["stopReason"], item["inputTokens"], item["outputTokens"]) == ("done", "end_turn", 3, 4)
     assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running
+
+
+def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender, monkeypatch):
+    from chalicelib.chat import actions as chat_actions
+
+    emitted = []
+
+    class Metrics:
+        def emit(self, metric, value, *, dimensions=None):
+            emitted.append((metric.name, value, dimensions))
+
+    monkeypatch.setattr(chat_actions, "get_metrics", Metrics)
+    token = login(boto, app_env)
+    connect("conn-big=", headers={"Authorization": f"Bearer {token}"})
+    # 7,500 tokens of context and 5,000 of prompt: more than the hour's 10,000 before any output.
+    message("conn-big=", json.dumps({"action": "context.put", "id": "p1", "path": "big.txt", "content": "c" * 30_000}))
+    message("conn-big=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "p" * 20_000,
+                                     "contextPaths": ["big.txt"]}))
+    put, refused = sender.frames["conn-big="]
+    assert put["type"] == "result"
+    assert refused["type"] == "error" and refused["error"]["code"] == "BUDGET_EXCEEDED"
+    assert refused["error"]["retryAfter"] >= 1
+    assert emitted == [("BudgetExceeded", 1, {"model": "anthropic.claude-3-haiku-20240307-v1:0"})]
