@@ -100,6 +100,7 @@ ACTIONS: dict[str, Action] = {
     "context.list": context.context_list,
     "context.get": context.context_get,
     "context.delete": context.context_delete,
-    "chat.send": chat.send,
+    # Admitted by TokenBudget.reserve in the action: its request and its tokens are one write.
+    "chat.send": admission(Admission.SELF)(chat.send),
     "chat.cancel": chat.cancel,
 }

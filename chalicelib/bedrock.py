@@ -36,16 +36,17 @@ class ModelRequest:
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
+    # The whole conversation (converse.build_converse_input's `messages`: history, context
+    # documents, then the prompt); None sends the prompt alone.
+    messages: tuple[dict[str, Any], ...] | None = None
 
     def converse_arguments(self) -> dict[str, Any]:
         inference: dict[str, Any] = {"maxTokens": self.max_tokens}
         if self.temperature is not None:
             inference["temperature"] = self.temperature
-        arguments: dict[str, Any] = {
-            "modelId": self.model_id,
-            "messages": [{"role": "user", "content": [{"text": self.prompt}]}],
-            "inferenceConfig": inference,
-        }
+        messages = list(self.messages) if self.messages is not None else [
+            {"role": "user", "content": [{"text": self.prompt}]}]
+        arguments: dict[str, Any] = {"modelId": self.model_id, "messages": messages, "inferenceConfig": inference}
         if self.system:
             arguments["system"] = [{"text": self.system}]
         return arguments
@@ -79,8 +80,12 @@ class BedrockChat:
         self._sleep = sleep
         self._jitter = jitter
 
-    def stream(self, request: ModelRequest) -> Iterator[ModelEvent]:
-        """The reply's events. Closing the iterator closes the HTTP stream (stop reading the model)."""
+    def stream(self, request: ModelRequest, *,
+               on_throttled: Callable[[], None] | None = None) -> Iterator[ModelEvent]:
+        """The reply's events. Closing the iterator closes the HTTP stream (stop reading the model).
+
+        `on_throttled` is called for every throttling answer (retried or not), for the metric.
+        """
         attempt = 0
         while True:
             attempt += 1
@@ -97,6 +102,8 @@ class BedrockChat:
             except (ClientError, BotoCoreError) as exc:
                 error = translate_error(exc)
                 retryable = _is_retryable(exc)
+                if on_throttled is not None and _code(exc) in THROTTLE_CODES:
+                    on_throttled()
                 if text_seen or not retryable or attempt >= self._max_attempts:
                     logger.warning("bedrock call failed", extra={"model": request.model_id, "attempt": attempt,
                                                                  "error": _code(exc), "afterText": text_seen})

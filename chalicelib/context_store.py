@@ -141,6 +141,15 @@ class ContextStore:
 
     # --- for chat ---------------------------------------------------------
 
+    def documents_sizes(self, user_sub: str, session_id: str | None, paths: Sequence[Any],
+                        token_limit: int) -> list[tuple[str, int]]:
+        """The files named by `contextPaths` as (path, size in bytes), checked but not read.
+
+        For the chat handler: it answers NOT_FOUND / PAYLOAD_TOO_LARGE / BAD_REQUEST
+        before the chat is admitted, and reserves the files' tokens, with one HEAD per file.
+        """
+        return [(path, size) for path, _, size in self._locate(user_sub, session_id, paths, token_limit)]
+
     def context_documents(self, user_sub: str, session_id: str | None, paths: Sequence[Any],
                           token_limit: int) -> list[tuple[str, str]]:
         """The files named by `contextPaths` as (path, text), in the order given, duplicates once.
@@ -150,22 +159,13 @@ class ContextStore:
         checked from the sizes before anything is read; NOT_FOUND for a missing path;
         BAD_REQUEST for a bad path or a file that is not UTF-8 text.
         """
-        if len(paths) > MAX_CONTEXT_PATHS:
-            raise BadRequest(f"'contextPaths' has more than {MAX_CONTEXT_PATHS} items")
-        if any(not isinstance(p, str) for p in paths):
-            raise BadRequest("'contextPaths' must be a list of paths")
-        wanted = list(dict.fromkeys(validate_path(p, field="contextPaths") for p in paths))
-        roots = [None] if session_id is None else [session_id, None]
-        self._owned(user_sub, session_id, write=False)
-        found: list[tuple[str, str, int]] = []
-        for path in wanted:
-            found.append(self._resolve(user_sub, path, roots))
-        tokens = sum(-(-size // BYTES_PER_TOKEN) for _, _, size in found)
-        if tokens > token_limit:
-            raise PayloadTooLarge(f"the context files are about {tokens} tokens; the limit is {token_limit}")
         documents = []
-        for path, key, _ in found:
+        read_tokens = 0
+        for path, key, _ in self._locate(user_sub, session_id, paths, token_limit):
             data, _ = self._objects.get(key)
+            read_tokens += self.size_tokens(len(data))
+            if read_tokens > token_limit:  # a file replaced by a larger one since it was sized
+                raise PayloadTooLarge(f"the context files are over the limit of {token_limit} tokens")
             try:
                 documents.append((path, data.decode("utf-8")))
             except UnicodeDecodeError:
@@ -173,10 +173,30 @@ class ContextStore:
         return documents
 
     @staticmethod
+    def size_tokens(size: int) -> int:
+        return -(-size // BYTES_PER_TOKEN)
+
+    @staticmethod
     def documents_tokens(documents: Sequence[tuple[str, str]]) -> int:
         return sum(estimate_tokens(text) for _, text in documents)
 
     # --- internals --------------------------------------------------------
+
+    def _locate(self, user_sub: str, session_id: str | None, paths: Sequence[Any],
+                token_limit: int) -> list[tuple[str, str, int]]:
+        """(path, key, size) of each distinct path, the session's file first; limits checked from sizes."""
+        if len(paths) > MAX_CONTEXT_PATHS:
+            raise BadRequest(f"'contextPaths' has more than {MAX_CONTEXT_PATHS} items")
+        if any(not isinstance(p, str) for p in paths):
+            raise BadRequest("'contextPaths' must be a list of paths")
+        wanted = list(dict.fromkeys(validate_path(p, field="contextPaths") for p in paths))
+        roots = [None] if session_id is None else [session_id, None]
+        self._owned(user_sub, session_id, write=False)
+        found = [self._resolve(user_sub, path, roots) for path in wanted]
+        tokens = sum(self.size_tokens(size) for _, _, size in found)
+        if tokens > token_limit:
+            raise PayloadTooLarge(f"the context files are about {tokens} tokens; the limit is {token_limit}")
+        return found
 
     def _resolve(self, user_sub: str, path: str, roots: list[str | None]) -> tuple[str, str, int]:
         for session_id in roots:

@@ -44,6 +44,7 @@ class DeltaStream:
         self._seq = 0
         self.gone = threading.Event()  # the client is unreachable: stop producing
         self.failed = False  # a post failed for another reason than a closed connection
+        self.first_delta_at: float | None = None  # epoch seconds the first delta frame was posted
         self._thread = threading.Thread(target=self._run, name=f"sender-{request_id[:16]}", daemon=True)
         if start:
             self._thread.start()
@@ -125,6 +126,8 @@ class DeltaStream:
                     return
                 for piece in split_utf8(text or "", MAX_FRAME_TEXT_BYTES):
                     self._post({"type": "delta", "id": self._request_id, "seq": self._seq, "text": piece})
+                    if self._seq == 0:
+                        self.first_delta_at = time.time()
                     self._seq += 1
             except ConnectionGone:
                 logger.info("client gone mid-stream", extra={"requestId": self._request_id, "seq": self._seq})

@@ -75,7 +75,8 @@ def _chat(args: argparse.Namespace) -> int:
     """Print the reply as it streams, then the usage; Ctrl-C cancels the chat."""
     with _connect(args) as client:
         frames = client.chat(args.prompt, model=args.model, maxTokens=args.max_tokens, system=args.system,
-                             temperature=args.temperature)
+                             temperature=args.temperature, sessionId=args.session,
+                             contextPaths=args.context or None)
         chat_id = None
         try:
             for frame in frames:
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--max-tokens", type=int, help="the most tokens of reply")
     chat.add_argument("--system", help="a system prompt")
     chat.add_argument("--temperature", type=float, help="0 to 1")
+    chat.add_argument("--session", help="continue this session (its id, from session.create)")
+    chat.add_argument("--context", action="append", metavar="PATH",
+                      help="a context file for the model (repeatable)")
     args = parser.parse_args(argv)
     for name, default in (("endpoints", None), ("url", None), ("region", None), ("client_id", None),
                           ("cognito_endpoint", None), ("username", None), ("token_use", "access")):

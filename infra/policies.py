@@ -141,11 +141,16 @@ def _message(d: Deployment) -> list[Statement]:
     return [
         _table(d, "connections", "dynamodb:GetItem"),
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-        _table(d, "usage", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+        # chat.send reserves with UpdateItem; a chat that cannot start is settled to zero in a
+        # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem.
+        _table(d, "usage", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         _table(d, "sessions", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
                "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-        # Presigned uploads are signed with this role, so it needs PutObject itself.
-        *_context_objects(d, "s3:DeleteObject", "s3:GetObject", "s3:PutObject"),
+        # Presigned uploads are signed with this role, so it needs PutObject itself. Session-scoped
+        # objects are written with tags (PutObjectTagging) and re-written in place with their tags
+        # when the session's TTL moves (CopyObject: GetObject/GetObjectTagging, PutObject/PutObjectTagging).
+        *_context_objects(d, "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject",
+                          "s3:PutObjectTagging"),
         _allow("ContextListing", ["s3:ListBucket"], d.bucket_arn("context"),
                {"StringLike": {"s3:prefix": [f"{CONTEXT_PREFIX}*"]}}),
         _allow("InvokeWorkers", ["lambda:InvokeFunction"],
@@ -165,9 +170,15 @@ def _authorizer(d: Deployment) -> list[Statement]:
 def _bedrock_worker(d: Deployment) -> list[Statement]:
     return [
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:UpdateItem"),
-        _table(d, "usage", "dynamodb:UpdateItem"),
+        # Settlement: one TransactWriteItems of a Put (the settled marker) and Updates.
+        _table(d, "usage", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+        # History (GetItem, Query), the exchange appended (UpdateItem, PutItem), the TTL moved (Query, UpdateItem).
         _table(d, "sessions", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-        *_context_objects(d, "s3:GetObject"),
+        # Context files and offloaded history read; a long reply offloaded (a tagged PutObject);
+        # the session's objects re-written in place when its TTL moves (ListBucket, CopyObject).
+        *_context_objects(d, "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"),
+        _allow("ContextListing", ["s3:ListBucket"], d.bucket_arn("context"),
+               {"StringLike": {"s3:prefix": [f"{CONTEXT_PREFIX}*"]}}),
         *_bedrock(d),
         *_post_frames(d, "POST"),
     ]

@@ -6,9 +6,10 @@ from typing import Any
 
 from chalicelib.bedrock import ModelRequest
 from chalicelib.config import Settings
+from chalicelib.context_store import MAX_CONTEXT_PATHS
 from chalicelib.errors import BadRequest, ModelNotAllowed, PayloadTooLarge
 from chalicelib.protocol import Params
-
+from chalicelib.sessions.store import check_session_id
 
 
 @dataclass(frozen=True)
@@ -18,15 +19,17 @@ class ChatRequest:
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
+    session_id: str | None = None  # continue this session (null: a stateless exchange)
+    context_paths: tuple[str, ...] = ()  # context files for the model; checked by the ContextStore
 
     @classmethod
     def from_params(cls, params: Params, settings: Settings) -> "ChatRequest":
-        # Sessions and context files come with later issues: a chat that asks for them must
-        # not be answered as if it had not (null and an empty list ask for nothing).
-        if params.string("sessionId") is not None:
-            raise BadRequest("'sessionId' is not supported by this server yet")
-        if params.list_of("contextPaths", max_items=1000):
-            raise BadRequest("'contextPaths' is not supported by this server yet")
+        session_id = params.string("sessionId")
+        if session_id is not None:
+            check_session_id(session_id)  # BAD_REQUEST for a malformed id; ownership is checked by the store
+        context_paths = params.list_of("contextPaths", max_items=MAX_CONTEXT_PATHS) or []
+        if any(not isinstance(path, str) for path in context_paths):
+            raise BadRequest("'contextPaths' must be a list of paths")
         prompt = params.string("prompt", required=True) or ""  # required: never None here
         _check_size("prompt", prompt, settings.max_prompt_bytes)
         system = params.string("system")
@@ -38,26 +41,21 @@ class ChatRequest:
         max_tokens = params.integer("maxTokens", minimum=1, maximum=settings.max_output_tokens)
         temperature = params.number("temperature", minimum=0.0, maximum=1.0)
         return cls(prompt=prompt, model=model, max_tokens=max_tokens or settings.default_max_tokens,
-                   system=system, temperature=temperature)
+                   system=system, temperature=temperature, session_id=session_id,
+                   context_paths=tuple(context_paths))
 
-    def model_request(self) -> ModelRequest:
-        return ModelRequest(model_id=self.model, prompt=self.prompt, max_tokens=self.max_tokens,
-                            system=self.system, temperature=self.temperature)
-
-    def estimated_input_tokens(self) -> int:
-        return estimate_tokens(self.prompt) + estimate_tokens(self.system or "")
+    def model_request(self, *, max_tokens: int, messages: list[dict[str, Any]] | None = None) -> ModelRequest:
+        """The model call: `max_tokens` is the reservation's (the request's, or lowered to fit the budget)."""
+        return ModelRequest(model_id=self.model, prompt=self.prompt, max_tokens=max_tokens, system=self.system,
+                            temperature=self.temperature, messages=tuple(messages) if messages is not None else None)
 
     def to_payload(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "context_paths": list(self.context_paths)}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> "ChatRequest":
-        return cls(**{k: payload.get(k) for k in ("prompt", "model", "max_tokens", "system", "temperature")})
-
-
-def estimate_tokens(text: str) -> int:
-    """About one token per 4 bytes of UTF-8, rounded up: used when the model reports no usage."""
-    return (len(text.encode("utf-8")) + 3) // 4
+        fields = {k: payload.get(k) for k in ("prompt", "model", "max_tokens", "system", "temperature", "session_id")}
+        return cls(**fields, context_paths=tuple(payload.get("context_paths") or ()))
 
 
 def _check_size(name: str, value: str, limit: int) -> None:

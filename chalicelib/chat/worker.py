@@ -3,11 +3,20 @@
 Three threads per chat: a reader pulls the model's events into a queue (it
 never waits on a post), this thread consumes them into the DeltaStream and
 polls the cancel flag every CANCEL_POLL_SECONDS whatever the model does, and
-the DeltaStream's sender posts frames. Whatever happens, one `finally` records
-the outcome and the usage (from the model's metadata, or estimated from the
-text it produced) and then sends the one final frame: `done` or `error`.
-A worker first claims its chat (queued -> streaming), so a retried invocation
-of the same event streams nothing twice.
+the DeltaStream's sender posts frames. Whatever happens (done, error, cancel,
+disconnect, exception, time limit), one `finally` (`_finish`) settles the
+token reservation to the usage (the model's metadata, or, when the stream
+broke before it, the input estimate and the text served), records the outcome,
+appends the exchange to the session, and then sends the one final frame:
+`done` or `error`. A worker first claims its chat (queued -> streaming), so a
+retried invocation of the same event streams nothing twice.
+
+What goes into a session: a finished or cancelled chat always appends its
+prompt and reply (a cancelled reply marked `cancelled`). A chat that broke after
+some text was served (upstream error, disconnect, time limit) appends the
+partial reply, also marked `cancelled`: the user saw it, so the model's next turn
+should too. A chat that failed before any text appends nothing, so retrying the
+prompt leaves no unanswered copy behind.
 """
 from __future__ import annotations
 
@@ -15,16 +24,19 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from chalicelib import protocol
+from chalicelib import metric_names, protocol
 from chalicelib.bedrock import BedrockChat, Metadata, MessageStop, ModelRequest, TextDelta
-from chalicelib.chat.limits_placeholder import current_limits
+from chalicelib.chat.inputs import InputPlan, load_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import Settings
 from chalicelib.connections import Sender
 from chalicelib.errors import AppError, Internal, Timeout
+from chalicelib.limits import Reservation, TokenBudget, fallback_usage
+from chalicelib.observability.metrics import MetricsWriter, get_metrics
+from chalicelib.observability.tracing import annotate, subsegment
 from chalicelib.request_store import RequestStore, Usage
 from chalicelib.streaming import DeltaStream
 
@@ -45,11 +57,16 @@ class ChatJob:
     endpoint: str
     user_sub: str
     chat: ChatRequest
+    reservation: Reservation  # what the handler reserved; the model is called with its max_tokens
+    plan: InputPlan  # the limits the history and context files are loaded with
+    received_at: float  # epoch seconds the handler received chat.send (for latency metrics)
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> "ChatJob":
         return cls(request_id=event["requestId"], client_id=event["clientId"], connection_id=event["connectionId"],
-                   endpoint=event["endpoint"], user_sub=event["userSub"], chat=ChatRequest.from_payload(event["chat"]))
+                   endpoint=event["endpoint"], user_sub=event["userSub"], chat=ChatRequest.from_payload(event["chat"]),
+                   reservation=Reservation.from_dict(event["reservation"]),
+                   plan=InputPlan.from_payload(event["input"]), received_at=float(event["receivedAt"]))
 
 
 @dataclass
@@ -58,16 +75,27 @@ class Outcome:
     stop_reason: str | None = None
     error: AppError | None = None
     usage: Usage | None = None  # from the model's metadata event
-    text_bytes: int = 0  # what the model produced, for an estimate when metadata never came
+    reply: list[str] = field(default_factory=list)  # the text handed to the stream, for the fallback and the session
+    model_called: bool = False  # the input was loaded and the model asked
+    throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
+
+    @property
+    def reply_text(self) -> str:
+        return "".join(self.reply)
 
 
 class ChatWorker:
     def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender: Sender, settings: Settings,
+                 budget: TokenBudget, sessions: Any, context: Any, metrics: MetricsWriter | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._requests = requests
         self._bedrock = bedrock
         self._sender = sender
         self._settings = settings
+        self._budget = budget
+        self._sessions = sessions
+        self._context = context
+        self._metrics = metrics or get_metrics()
         self._clock = clock
 
     def run(self, job: ChatJob, *, remaining_ms: Callable[[], int] | None = None) -> Outcome:
@@ -77,7 +105,11 @@ class ChatWorker:
         outcome = Outcome()
         reader: threading.Thread | None = None
         try:
-            reader = self._stream_reply(job, stream, outcome, remaining_ms)
+            with subsegment("bedrock.stream", model=job.chat.model):
+                try:
+                    reader = self._stream_reply(job, stream, outcome, remaining_ms)
+                finally:
+                    annotate(outcome=outcome.status)
         except AppError as error:
             outcome.status, outcome.error = ("timeout" if isinstance(error, Timeout) else "error"), error
         except Exception:
@@ -93,10 +125,14 @@ class ChatWorker:
 
     def _stream_reply(self, job: ChatJob, stream: DeltaStream, outcome: Outcome,
                       remaining_ms: Callable[[], int] | None) -> threading.Thread:
+        converse_input = load_input(job.chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
+                                    context=self._context)
+        request = job.chat.model_request(max_tokens=job.reservation.max_tokens, messages=converse_input["messages"])
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
-        reader = threading.Thread(target=self._read_model, args=(job.chat.model_request(), events, stop),
+        reader = threading.Thread(target=self._read_model, args=(request, events, stop, outcome),
                                   name=f"model-{job.request_id[:8]}", daemon=True)
+        outcome.model_called = True
         reader.start()  # the model is called first: recording the status must not delay its first token
         next_poll = self._clock() + CANCEL_POLL_SECONDS
         try:
@@ -129,7 +165,7 @@ class ChatWorker:
                     raise item
                 if isinstance(item, TextDelta):
                     stream.write(item.text)
-                    outcome.text_bytes += len(item.text.encode("utf-8"))
+                    outcome.reply.append(item.text)
                 elif isinstance(item, MessageStop):
                     outcome.stop_reason = item.stop_reason
                 elif isinstance(item, Metadata):
@@ -137,8 +173,12 @@ class ChatWorker:
         finally:
             stop.set()
 
-    def _read_model(self, request: ModelRequest, events: queue.Queue, stop: threading.Event) -> None:
-        replies = self._bedrock.stream(request)
+    def _read_model(self, request: ModelRequest, events: queue.Queue, stop: threading.Event,
+                    outcome: Outcome) -> None:
+        def throttled() -> None:
+            outcome.throttled += 1
+
+        replies = self._bedrock.stream(request, on_throttled=throttled)
         try:
             for event in replies:
                 events.put(event)
@@ -156,38 +196,87 @@ class ChatWorker:
     # --- the one end ------------------------------------------------------------
 
     def _finish(self, job: ChatJob, stream: DeltaStream, outcome: Outcome) -> None:
-        """Record the outcome and usage (token settlement belongs here), then send the final frame."""
+        """Settle, record, append to the session, then send the final frame: every outcome ends here."""
         if outcome.status == "duplicate":
-            # A retried invocation of a chat another worker took: that worker records and answers.
+            # A retried invocation of a chat another worker took: that worker settles and answers.
             logger.warning("chat already taken by a worker", extra={"requestId": job.request_id})
             stream.close()
             return
-        usage = outcome.usage or Usage(job.chat.estimated_input_tokens(),
-                                       (outcome.text_bytes + 3) // 4, estimated=True)
+        reply = outcome.reply_text
+        if outcome.usage is not None:
+            usage = outcome.usage
+        else:  # the stream broke before the metadata: count what was served, so nothing served is free
+            usage = Usage(*fallback_usage(job.reservation, reply), estimated=True)
+        limits = self._settle(job, usage)
         error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)
         try:
             self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
                                   error_code=error_code, usage=usage)
         except Exception:
             logger.exception("recording the outcome failed", extra={"requestId": job.request_id})
+        self._append_exchange(job, outcome, reply)
         logger.info("chat finished", extra={"requestId": job.request_id, "status": outcome.status,
                                             "stopReason": outcome.stop_reason, "errorCode": error_code,
                                             "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
                                             "usageEstimated": usage.estimated, "frames": stream.frames_sent})
-        if stream.gone.is_set():
-            return  # nothing can reach the client any more (the sender thread has ended)
-        if outcome.error is not None:
-            final = protocol.error_frame(outcome.error, job.client_id)
-        else:
-            final = {"type": "done", "id": job.client_id, "stopReason": outcome.stop_reason,
-                     "usage": usage.as_protocol(), "limits": current_limits(user_sub=job.user_sub, now=time.time())}
-        stream.finish(final)
+        sent_final = False
+        if not stream.gone.is_set():  # else nothing can reach the client any more (the sender has ended)
+            if outcome.error is not None:
+                final = protocol.error_frame(outcome.error, job.client_id)
+            else:
+                final = {"type": "done", "id": job.client_id, "stopReason": outcome.stop_reason,
+                         "usage": usage.as_protocol(), "limits": limits}
+            sent_final = stream.finish(final)
+        self._emit_metrics(job, stream, outcome, usage, sent_final)
+
+    def _settle(self, job: ChatJob, usage: Usage) -> dict[str, Any]:
+        """Replace the reservation by the usage; the `limits` the `done` frame carries."""
+        reservation = job.reservation
+        try:
+            settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens, job.chat.model)
+            return settlement.limits.to_wire()
+        except Exception:
+            # The reservation stays counted until its hour ends: the user is charged the worst case, never less.
+            logger.exception("settling the token reservation failed", extra={"requestId": job.request_id})
+            return reservation.limits.at(time.time()).to_wire()
+
+    def _append_exchange(self, job: ChatJob, outcome: Outcome, reply: str) -> None:
+        """The prompt and the reply into the session (see the module docstring for which outcomes)."""
+        if job.chat.session_id is None or not outcome.model_called:
+            return
+        finished = outcome.status == "done" and outcome.error is None
+        if not finished and outcome.status != "cancelled" and not reply:
+            return
+        try:
+            self._sessions.append_exchange(job.user_sub, job.chat.session_id, job.request_id, job.chat.prompt,
+                                           reply, not finished)
+        except Exception:
+            # A session deleted mid-chat answers NOT_FOUND here; the chat itself has been served.
+            logger.exception("appending the exchange to the session failed", extra={"requestId": job.request_id})
+
+    def _emit_metrics(self, job: ChatJob, stream: DeltaStream, outcome: Outcome, usage: Usage,
+                      sent_final: bool) -> None:
+        model = {metric_names.MODEL: job.chat.model}
+        now = time.time()
+        try:
+            self._metrics.emit(metric_names.CHAT_LATENCY, round((now - job.received_at) * 1000, 1), dimensions=model)
+            if stream.first_delta_at is not None:
+                self._metrics.emit(metric_names.TIME_TO_FIRST_TOKEN,
+                                   round((stream.first_delta_at - job.received_at) * 1000, 1), dimensions=model)
+            self._metrics.emit(metric_names.INPUT_TOKENS, usage.input_tokens, dimensions=model)
+            self._metrics.emit(metric_names.OUTPUT_TOKENS, usage.output_tokens, dimensions=model)
+            action = {metric_names.ACTION: "chat.send"}
+            self._metrics.emit(metric_names.FRAMES_SENT, stream.frames_sent + int(sent_final), dimensions=action)
+            for _ in range(outcome.throttled):
+                self._metrics.emit(metric_names.UPSTREAM_THROTTLED, 1, dimensions=action)
+        except Exception:
+            logger.exception("emitting chat metrics failed", extra={"requestId": job.request_id})
 
 
 def run_chat(event: dict[str, Any], *, services: Any, remaining_ms: Callable[[], int] | None = None) -> str:
     """The bedrock_worker Lambda's body: returns the chat's final status."""
     job = ChatJob.from_event(event)
     worker = ChatWorker(requests=services.requests, bedrock=services.bedrock,
-                        sender=services.sender(job.endpoint), settings=services.settings)
+                        sender=services.sender(job.endpoint), settings=services.settings,
+                        budget=services.token_budget, sessions=services.sessions, context=services.context)
     return worker.run(job, remaining_ms=remaining_ms).status
-

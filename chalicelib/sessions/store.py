@@ -29,7 +29,7 @@ from chalicelib import cursors
 from chalicelib.converse import alternating
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.objects import ObjectStore, session_root
-from chalicelib.sessions.history import select_recent
+from chalicelib.sessions.history import message_tokens, select_recent
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,16 @@ class SessionStore:
         picked = select_recent(newest_first, token_limit)
         return alternating([{"role": m.role, "content": self.content(m)} for m in picked])
 
+    def history_tokens(self, user_sub: str, session_id: str, token_limit: int) -> int:
+        """The tokens of what `history_for(..., token_limit)` would pick, from the messages' sizes
+        alone (no content is read, offloaded or not). NOT_FOUND unless the session is the caller's.
+        `history_for` called with the result as its limit picks no more than that."""
+        self.require_session(user_sub, session_id)
+        items = self._items(user_sub, _messages_prefix(session_id), forward=False, projection="#r, #s",
+                            names={"#r": "role", "#s": "size"})
+        picked = select_recent((_Sized(item["role"], int(item["size"])) for item in items), token_limit)
+        return sum(message_tokens(message) for message in picked)
+
     def append_exchange(self, user_sub: str, session_id: str, request_id: str, prompt: str, reply: str,
                         cancelled: bool) -> None:
         """Record a prompt and its reply (also a partial one, marked cancelled). NOT_FOUND if the
@@ -244,19 +254,29 @@ class SessionStore:
                                     ExpressionAttributeNames={"#t": "ttl"}, ExpressionAttributeValues={":t": expires})
         self._objects.refresh(session_root(user_sub, session_id))
 
-    def _items(self, user_sub: str, sk_prefix: str, *, forward: bool = True,
-               projection: str | None = None) -> Iterator[dict[str, Any]]:
+    def _items(self, user_sub: str, sk_prefix: str, *, forward: bool = True, projection: str | None = None,
+               names: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(_pk(user_sub)) & Key("sk").begins_with(sk_prefix),
             "ScanIndexForward": forward, "ConsistentRead": True}
         if projection:
             kwargs["ProjectionExpression"] = projection
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
         while True:
             response = self._table.query(**kwargs)
             yield from response.get("Items", ())
             if "LastEvaluatedKey" not in response:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """A message known by its role and size only (for history_tokens)."""
+
+    role: str
+    size: int
 
 
 def _wire_size(text: str) -> int:

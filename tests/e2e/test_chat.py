@@ -242,7 +242,9 @@ def test_a_model_outside_the_allow_list_is_refused(stack):
     {"prompt": "hi", "system": ["not", "text"]},
     {"prompt": "hi", "model": 7},
     {"prompt": "hi", "sessionId": "s1"},
-    {"prompt": "hi", "contextPaths": ["a.txt"]},
+    {"prompt": "hi", "contextPaths": ["../a.txt"]},
+    {"prompt": "hi", "contextPaths": [7]},
+    {"prompt": "hi", "contextPaths": "a.txt"},
 ])
 def test_bad_chat_parameters_are_bad_request(stack, params):
     with stack.connect() as client:

@@ -32,9 +32,28 @@ def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_en
                      "error": {"code": "INTERNAL", "message": "could not start the worker"}}
     record = requests_table(app_env, boto).get_item(Key={"requestId": ack["requestId"]}, ConsistentRead=True)["Item"]
     assert record["status"] == "error" and record["errorCode"] == "INTERNAL" and record["clientId"] == "c1"
+    # The ack carried the reservation (1 input token + the default 1024); nothing stays reserved.
+    assert ack["limits"]["tokens"]["limit"] - ack["limits"]["tokens"]["remaining"] == 1 + 1024
+    message("conn-chat=", json.dumps({"action": "usage.get", "id": "u1"}))
+    usage = sender.frames["conn-chat="][-1]["data"]
+    assert usage["limits"]["tokens"]["remaining"] == usage["limits"]["tokens"]["limit"]
+    assert usage["usage"]["hour"]["requests"] == 2  # the chat was admitted once, by its reservation
     # It is no longer running, so it cannot be cancelled.
     message("conn-chat=", json.dumps({"action": "chat.cancel", "id": "c2", "requestId": "c1"}))
     assert sender.frames["conn-chat="][-1]["error"]["code"] == "NOT_FOUND"
+
+
+def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto, sender):
+    token = login(boto, app_env)
+    connect("conn-bad=", headers={"Authorization": f"Bearer {token}"})
+    message("conn-bad=", json.dumps({"action": "usage.get", "id": "u0"}))
+    message("conn-bad=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi", "sessionId": "a" * 32}))
+    message("conn-bad=", json.dumps({"action": "chat.send", "id": "c2", "prompt": "hi", "maxTokens": 0}))
+    message("conn-bad=", json.dumps({"action": "usage.get", "id": "u1"}))
+    before, missing, bad, after = sender.frames["conn-bad="]
+    assert missing["error"]["code"] == "NOT_FOUND" and bad["error"]["code"] == "BAD_REQUEST"
+    assert after["data"]["usage"]["hour"]["requests"] - before["data"]["usage"]["hour"]["requests"] == 3
+    assert after["data"]["limits"]["tokens"] == before["data"]["limits"]["tokens"]
 
 
 def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
@@ -68,3 +87,26 @@ def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_en
     item = store.get("c" * 32)
     assert (item["status"], item["stopReason"], item["inputTokens"], item["outputTokens"]) == ("done", "end_turn", 3, 4)
     assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running
+
+
+def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender, monkeypatch):
+    from chalicelib.chat import actions as chat_actions
+
+    emitted = []
+
+    class Metrics:
+        def emit(self, metric, value, *, dimensions=None):
+            emitted.append((metric.name, value, dimensions))
+
+    monkeypatch.setattr(chat_actions, "get_metrics", Metrics)
+    token = login(boto, app_env)
+    connect("conn-big=", headers={"Authorization": f"Bearer {token}"})
+    # 7,500 tokens of context and 5,000 of prompt: more than the hour's 10,000 before any output.
+    message("conn-big=", json.dumps({"action": "context.put", "id": "p1", "path": "big.txt", "content": "c" * 30_000}))
+    message("conn-big=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "p" * 20_000,
+                                     "contextPaths": ["big.txt"]}))
+    put, refused = sender.frames["conn-big="]
+    assert put["type"] == "result"
+    assert refused["type"] == "error" and refused["error"]["code"] == "BUDGET_EXCEEDED"
+    assert refused["error"]["retryAfter"] >= 1
+    assert emitted == [("BudgetExceeded", 1, {"model": "anthropic.claude-3-haiku-20240307-v1:0"})]

@@ -1,21 +1,90 @@
-"""The chat worker with fakes at its boundaries: outcomes, cancel polling, time limit, a gone client."""
+"""The chat worker with fakes at its boundaries: outcomes, cancel polling, time limit, a gone client,
+and the settlement of the token reservation, the session's exchange and the metrics for every outcome."""
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
 
+import pytest
+
 from chalicelib.bedrock import Metadata, MessageStop, TextDelta
+from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.request import ChatRequest
 from chalicelib.chat.worker import ChatJob, ChatWorker
 from chalicelib.config import load_settings
-from chalicelib.errors import UpstreamError
+from chalicelib.errors import NotFound, UpstreamError
+from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
 from chalicelib.request_store import Usage
 from tests.fakes import RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})
+NOW = time.time()  # the windows of the snapshot are the current ones
+SNAPSHOT = LimitsSnapshot(requests_limit=100, requests_used=1, minute_start=int(NOW // 60 * 60), tokens_limit=10000,
+                          tokens_used=103, hour_start=int(NOW // 3600 * 3600), taken_at=NOW)
+RESERVATION = Reservation(user_sub="sub-1", request_id="r" * 32, hour_start=int(NOW // 3600 * 3600),
+                          estimated_input=3, max_tokens=100, limits=SNAPSHOT)
 JOB = ChatJob(request_id="r" * 32, client_id="chat-1", connection_id="conn", endpoint="http://x", user_sub="sub-1",
-              chat=ChatRequest(prompt="hello world", model="m", max_tokens=100))
+              chat=ChatRequest(prompt="hello world", model="m", max_tokens=100), reservation=RESERVATION,
+              plan=InputPlan(history_tokens=0, context_tokens=0, estimated_input=3), received_at=time.time())
+SESSION_JOB = dataclasses.replace(JOB, chat=dataclasses.replace(JOB.chat, session_id="a" * 32))
+
+
+@pytest.fixture(autouse=True)
+def settings_env(monkeypatch):
+    """The worker's tracing reads the settings (tracing off here, as in the local stack)."""
+    from chalicelib import config
+    from chalicelib.observability import tracing
+
+    for name, value in (("COGNITO_USER_POOL_ID", "eu-west-1_AbC123"), ("COGNITO_APP_CLIENT_IDS", "c")):
+        monkeypatch.setenv(name, value)
+    config.get_settings.cache_clear()
+    tracing._recorder.cache_clear()
+    yield
+    config.get_settings.cache_clear()
+    tracing._recorder.cache_clear()
+
+
+class FakeBudget:
+    def __init__(self, *, fail=False) -> None:
+        self.settled: list[tuple] = []
+        self.fail = fail
+
+    def settle(self, reservation, actual_input, actual_output, model):
+        self.settled.append((reservation.request_id, actual_input, actual_output, model))
+        if self.fail:
+            raise RuntimeError("DynamoDB is down")
+        delta = actual_input + actual_output - reservation.reserved
+        return Settlement(input_tokens=actual_input, output_tokens=actual_output, already_settled=False,
+                          limits=reservation.limits.with_tokens_changed(delta))
+
+
+class FakeSessions:
+    def __init__(self, *, history=(), gone=False) -> None:
+        self.history = list(history)
+        self.loaded_with: list[int] = []
+        self.appended: list[tuple] = []
+        self.gone = gone
+
+    def history_for(self, user_sub, session_id, token_limit):
+        self.loaded_with.append(token_limit)
+        return self.history
+
+    def append_exchange(self, user_sub, session_id, request_id, prompt, reply, cancelled):
+        if self.gone:
+            raise NotFound("no such session")
+        self.appended.append((user_sub, session_id, request_id, prompt, reply, cancelled))
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.emitted: list[tuple] = []
+
+    def emit(self, metric, value, *, dimensions=None):
+        self.emitted.append((metric.name, value, dict(dimensions or {})))
+
+    def names(self):
+        return [name for name, _, _ in self.emitted]
 
 
 class FakeRequests:
@@ -42,7 +111,8 @@ class FakeBedrock:
         self.events, self.delay, self.error = events, delay, error
         self.closed = threading.Event()
 
-    def stream(self, request):
+    def stream(self, request, on_throttled=None):
+        self.request = request
         try:
             for event in self.events:
                 time.sleep(self.delay)
@@ -53,11 +123,13 @@ class FakeBedrock:
             self.closed.set()
 
 
-def run(bedrock, *, requests=None, sender=None, remaining_ms=None, **settings):
+def run(bedrock, *, requests=None, sender=None, remaining_ms=None, budget=None, sessions=None, metrics=None,
+        job=JOB, **settings):
     requests, sender = requests or FakeRequests(), sender or RecordingSender()
     worker = ChatWorker(requests=requests, bedrock=bedrock, sender=sender,
-                        settings=dataclasses.replace(SETTINGS, **settings))
-    outcome = worker.run(JOB, remaining_ms=remaining_ms)
+                        settings=dataclasses.replace(SETTINGS, **settings), budget=budget or FakeBudget(),
+                        sessions=sessions or FakeSessions(), context=None, metrics=metrics or FakeMetrics())
+    outcome = worker.run(job, remaining_ms=remaining_ms)
     return outcome, requests, sender.frames.get("conn", [])
 
 
@@ -146,3 +218,139 @@ def test_a_retried_invocation_of_a_taken_chat_sends_and_records_nothing():
     outcome, requests, frames = run(bedrock, requests=requests)
     assert outcome.status == "duplicate" and frames == [] and requests.finished is None
     assert first["status"] == "done" and bedrock.closed.wait(1)
+
+
+# --- settlement, session and metrics: every outcome ends in the one finish path ---------------------------
+
+class Exploding:
+    """A model stream that raises something no one expected, after `after` deltas."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def stream(self, request, on_throttled=None):
+        for _ in range(self.after):
+            yield TextDelta("abcd")
+        raise RuntimeError("a bug in the stream")
+
+
+def test_a_finished_chat_settles_the_models_usage_and_done_carries_the_settled_limits():
+    budget, metrics = FakeBudget(), FakeMetrics()
+    events = [TextDelta("hello")] + [MessageStop("end_turn"), Metadata(Usage(3, 4))]
+    outcome, requests, frames = run(FakeBedrock(events), budget=budget, metrics=metrics)
+    assert budget.settled == [("r" * 32, 3, 4, "m")]
+    # Reserved 103, used 7: the done frame's remaining gives back the difference.
+    assert frames[-1]["limits"]["tokens"] == {"limit": 10000, "remaining": 10000 - 7, "resetAt": SNAPSHOT.hour_start + 3600}
+    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    assert {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent"} <= set(metrics.names())
+    assert ("FramesSent", len(frames), {"action": "chat.send"}) in metrics.emitted
+    assert ("OutputTokens", 4, {"model": "m"}) in metrics.emitted
+
+
+@pytest.mark.parametrize("name, bedrock, served, status", [
+    ("upstream error before any text", FakeBedrock([], error=UpstreamError("the model failed")), "", "error"),
+    ("upstream error after text", FakeBedrock([TextDelta("abcd")] * 2, error=UpstreamError("x")), "abcd" * 2, "error"),
+    ("exception before any text", Exploding(0), "", "error"),
+    ("exception after text", Exploding(3), "abcd" * 3, "error"),
+    ("no metadata", FakeBedrock([TextDelta("abcdefg"), MessageStop("end_turn")]), "abcdefg", "done"),
+])
+def test_a_stream_without_metadata_settles_what_was_served(name, bedrock, served, status):
+    budget = FakeBudget()
+    outcome, requests, frames = run(bedrock, budget=budget)
+    assert outcome.status == status and texts(frames) == served
+    output = (len(served) + 3) // 4
+    assert budget.settled == [("r" * 32, 3 if output else 0, output, "m")]  # input counted once the model read it
+    assert requests.finished["usage"] == Usage(3 if output else 0, output, estimated=True)
+
+
+def test_cancel_timeout_and_disconnect_settle_the_text_served():
+    requests = FakeRequests()
+    requests.cancel.set()
+    budget = FakeBudget()
+    outcome, _, frames = run(FakeBedrock([TextDelta("abcd")] * 50, delay=0.01), requests=requests, budget=budget)
+    assert outcome.status == "cancelled" and budget.settled[0][2] == (len(texts(frames)) + 3) // 4
+
+    budget = FakeBudget()
+    outcome, _, frames = run(FakeBedrock([TextDelta("abcd")] * 20, delay=0.05), remaining_ms=lambda: 2000,
+                             budget=budget)
+    assert outcome.status == "timeout" and len(budget.settled) == 1
+
+    sender, budget = RecordingSender(), FakeBudget()
+    sender.gone.add("conn")
+    outcome, _, _ = run(FakeBedrock([TextDelta("abcd")] * 100, delay=0.01), sender=sender, budget=budget)
+    assert outcome.status == "gone" and len(budget.settled) == 1
+    assert budget.settled[0][2] >= 1  # the text handed to the stream counts, posted or not
+
+
+def test_a_failed_settlement_still_ends_the_chat_with_done():
+    budget = FakeBudget(fail=True)
+    outcome, requests, frames = run(FakeBedrock([TextDelta("hi"), Metadata(Usage(1, 1))]), budget=budget)
+    assert frames[-1]["type"] == "done" and frames[-1]["usage"]["totalTokens"] == 2
+    assert frames[-1]["limits"]["tokens"]["remaining"] == 10000 - 103  # the reservation stays counted
+    assert requests.finished["status"] == "done"
+
+
+def test_a_retried_invocation_settles_nothing():
+    requests, budget = FakeRequests(), FakeBudget()
+    run(FakeBedrock([TextDelta("once"), MessageStop("end_turn")]), requests=requests, budget=budget)
+    run(FakeBedrock([TextDelta("twice")]), requests=requests, budget=budget)
+    assert len(budget.settled) == 1
+
+
+def test_the_model_gets_the_history_and_the_reserved_max_tokens_and_the_exchange_is_appended():
+    sessions = FakeSessions(history=[{"role": "user", "content": "before"}, {"role": "assistant", "content": "reply"}])
+    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=4, context_tokens=0, estimated_input=7),
+                              reservation=dataclasses.replace(RESERVATION, max_tokens=42))
+    bedrock = FakeBedrock([TextDelta("hello world"), MessageStop("end_turn")])
+    run(bedrock, sessions=sessions, job=job)
+    arguments = bedrock.request.converse_arguments()
+    assert arguments["inferenceConfig"]["maxTokens"] == 42
+    assert [(m["role"], m["content"][0]["text"]) for m in arguments["messages"]] == [
+        ("user", "before"), ("assistant", "reply"), ("user", "hello world")]
+    assert sessions.loaded_with == [4]
+    assert sessions.appended == [("sub-1", "a" * 32, "r" * 32, "hello world", "hello world", False)]
+
+
+@pytest.mark.parametrize("case", ["cancelled", "error after text", "error before text", "session deleted"])
+def test_which_exchanges_are_appended(case):
+    sessions, requests = FakeSessions(gone=case == "session deleted"), FakeRequests()
+    if case == "cancelled":
+        requests.cancel.set()
+        bedrock = FakeBedrock([TextDelta("part")] * 30, delay=0.01)
+    elif case == "error after text":
+        bedrock = FakeBedrock([TextDelta("part")], error=UpstreamError("x"))
+    elif case == "error before text":
+        bedrock = FakeBedrock([], error=UpstreamError("x"))
+    else:
+        bedrock = FakeBedrock([TextDelta("all"), MessageStop("end_turn")])
+    outcome, _, frames = run(bedrock, sessions=sessions, requests=requests, job=SESSION_JOB)
+    if case == "error before text" or case == "session deleted":
+        assert sessions.appended == []
+        assert frames[-1]["type"] == ("error" if case == "error before text" else "done")
+    else:
+        [(_, _, _, prompt, reply, cancelled)] = sessions.appended
+        assert prompt == "hello world" and reply == texts(frames) and cancelled is True
+
+
+def test_a_session_deleted_before_the_worker_loads_it_is_not_found_and_settles_zero():
+    class Deleted(FakeSessions):
+        def history_for(self, user_sub, session_id, token_limit):
+            raise NotFound("no such session")
+
+    budget, bedrock = FakeBudget(), FakeBedrock([TextDelta("never")])
+    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
+    outcome, requests, frames = run(bedrock, sessions=Deleted(), budget=budget, job=job)
+    assert frames == [{"type": "error", "id": "chat-1", "error": {"code": "NOT_FOUND", "message": "no such session"}}]
+    assert budget.settled == [("r" * 32, 0, 0, "m")] and not hasattr(bedrock, "request")
+
+
+def test_each_throttling_answer_is_counted():
+    class Throttled:
+        def stream(self, request, on_throttled=None):
+            on_throttled()
+            on_throttled()
+            yield TextDelta("ok")
+
+    metrics = FakeMetrics()
+    run(Throttled(), metrics=metrics)
+    assert metrics.emitted.count(("UpstreamThrottled", 1, {"action": "chat.send"})) == 2

@@ -1,0 +1,68 @@
+"""What the model reads for one chat: sized by the handler, loaded by the worker.
+
+The token reservation must cover the history and the context files, and a missing
+or oversized context file must be answered before the `ack`; but the bodies can
+be large (an async invocation's payload is limited to 256 KB) and reading them
+twice would cost. So the handler sizes them without reading any content: the
+history from its messages' `size` attributes (one Query projecting role and
+size), the context files with one HEAD each. The worker then loads them with
+those sizes as its limits, so what the model is sent never exceeds what was
+reserved (in the app's measure of about 4 bytes a token; Bedrock's metadata
+settles the real count). Messages appended to the session in between take the
+place of older ones within the same bound; a context file replaced by a larger
+one in between fails the chat with PAYLOAD_TOO_LARGE (and settles nothing used).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from chalicelib import converse
+from chalicelib.chat.request import ChatRequest
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    history_tokens: int  # the limit the worker loads the session's history with (0: no history)
+    context_tokens: int  # the limit the worker loads the context files with
+    estimated_input: int  # the reservation's input tokens: system, history, documents, prompt
+
+    def to_payload(self) -> dict[str, int]:
+        return {"historyTokens": self.history_tokens, "contextTokens": self.context_tokens,
+                "estimatedInput": self.estimated_input}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> "InputPlan":
+        return cls(history_tokens=int(data["historyTokens"]), context_tokens=int(data["contextTokens"]),
+                   estimated_input=int(data["estimatedInput"]))
+
+
+def plan_input(chat: ChatRequest, *, user_sub: str, sessions: Any, context: Any, history_limit: int,
+               context_limit: int) -> InputPlan:
+    """Check the session and the context paths (NOT_FOUND, PAYLOAD_TOO_LARGE, BAD_REQUEST) and size the input."""
+    history_tokens = 0
+    if chat.session_id is not None:
+        history_tokens = sessions.history_tokens(user_sub, chat.session_id, history_limit)
+    sizes: list[tuple[str, int]] = []
+    if chat.context_paths:
+        sizes = context.documents_sizes(user_sub, chat.session_id, chat.context_paths, context_limit)
+    context_tokens = sum(context.size_tokens(size) for _, size in sizes)
+    # The request as built, with empty documents: the prompt, system, preamble and each file's
+    # delimiters; a file's text adds at most its own tokens to its block.
+    frame = converse.build_converse_input(system=chat.system, history=[], prompt=chat.prompt,
+                                          documents=[(path, "") for path, _ in sizes])
+    return InputPlan(history_tokens=history_tokens, context_tokens=context_tokens,
+                     estimated_input=converse.input_tokens(frame) + history_tokens + context_tokens)
+
+
+def load_input(chat: ChatRequest, plan: InputPlan, *, user_sub: str, sessions: Any,
+               context: Any) -> dict[str, Any]:
+    """The Converse `messages` (and `system`): history, context documents, then the prompt."""
+    history: list[dict[str, str]] = []
+    if chat.session_id is not None and plan.history_tokens > 0:
+        history = sessions.history_for(user_sub, chat.session_id, plan.history_tokens)
+    documents: list[tuple[str, str]] = []
+    if chat.context_paths:
+        documents = context.context_documents(user_sub, chat.session_id, chat.context_paths, plan.context_tokens)
+    return converse.build_converse_input(system=chat.system, history=history, documents=documents,
+                                         prompt=chat.prompt)
