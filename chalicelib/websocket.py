@@ -84,12 +84,12 @@ class WebsocketHandlers:
                 frame = protocol.parse_frame(body, is_base64=is_base64)
             except protocol.FrameRejected as rejected:
                 request_id = rejected.request_id
-                scope.enter_context(bind(requestId=request_id))
+                scope.enter_context(bind(id=request_id))
                 raise rejected.error from None
             request_id = frame.id
             handler = self._actions.get(frame.action)
             action = frame.action if handler is not None else INVALID_ACTION
-            scope.enter_context(bind(requestId=request_id, action=action))
+            scope.enter_context(bind(id=request_id, action=action))
             connection = self._services.connections.get(connection_id)
             now = self._clock()
             if connection is None or connection.token_expired(now):

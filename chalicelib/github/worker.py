@@ -73,7 +73,7 @@ def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter 
     action = event.get("action") if event.get("action") in github_params.ACTIONS else "invalid"
     user = event.get("user") if isinstance(event.get("user"), dict) else {}
     started = time.perf_counter()
-    with bind(connectionId=connection_id, requestId=request_id, action=action, sub=user.get("sub")):
+    with bind(connectionId=connection_id, id=request_id, action=action, sub=user.get("sub")):
         with tracing.subsegment(action, action=action) as segment:  # github.<action>
             try:
                 frame = protocol.result(request_id or "", _serve(event, services.settings, metrics))

@@ -1,6 +1,7 @@
 """Structured logs: one JSON object per line, redacted, with the invocation's context.
 
-`bind(...)` attaches fields (request id, connection id, user sub, action) to
+`bind(...)` attaches fields (the frame's `id`, the server's `requestId`,
+`connectionId`, the user's `sub`, `action`) to
 every line logged inside it, so a handler need not repeat them. Context
 variables do not flow into new threads: wrap a thread's target with
 `with_current_context` to keep them.
@@ -19,7 +20,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator, TypeVar
 
-from chalicelib.observability.redact import redact, scrub
+from chalicelib.observability.redact import exception_text, redact, scrub
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
@@ -68,8 +69,8 @@ class JsonFormatter(logging.Formatter):
             "message": scrub(record.getMessage()),
         }
         entry.update(_fields(record))
-        if record.exc_info:
-            entry["exception"] = scrub(self.formatException(record.exc_info))
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exception"] = exception_text(record.exc_info[1])
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -94,8 +95,10 @@ class TextFormatter(logging.Formatter):
             parts.append(f"sub={_short(fields.pop('sub'), 8)}")
         if "action" in fields:
             parts.append(str(fields.pop("action")))
-        if "requestId" in fields:
-            parts.append(f"id={_short(fields.pop('requestId'), 24)}")
+        if "id" in fields:  # the frame's id
+            parts.append(f"id={_short(fields.pop('id'), 24)}")
+        if "requestId" in fields:  # the server's id of a chat
+            parts.append(f"req={_short(fields.pop('requestId'), 8)}")
         message = scrub(record.getMessage())
         if message != "handled":
             parts.append(message)
@@ -106,8 +109,8 @@ class TextFormatter(logging.Formatter):
         if outcome is not None:
             parts.append(f"→ {outcome}" + (f" {latency} ms" if latency is not None else ""))
         line = " ".join(parts)
-        if record.exc_info:
-            line += "\n" + scrub(self.formatException(record.exc_info))
+        if record.exc_info and record.exc_info[1] is not None:
+            line += "\n" + exception_text(record.exc_info[1])
         return line
 
 
