@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import logging
 import subprocess
 import sys
@@ -202,3 +203,28 @@ def test_emf_lines_go_where_the_local_stack_sends_them():
     finally:
         metrics.set_output(None)
     assert json.loads(lines[0])["Connections"] == 1
+
+
+# The chat worker's metrics are emitted by chalicelib/chat (BudgetExceeded by chat.send).
+CHAT_METRICS = {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent", "BudgetExceeded"}
+
+
+def _emitted_in(paths) -> set[str]:
+    """The metric_names constants a module passes to emit (by constant: `emit(metric.REQUESTS, ...` or `emit(REQUESTS, ...`)."""
+    constants = {m.name: c for c, m in vars(metric_names).items() if isinstance(m, metric_names.Metric)}
+    text = "\n".join(path.read_text() for path in paths)
+    return {name for name, constant in constants.items()
+            if re.search(rf"emit[(,]\s*(?:\w+\.)?{constant}\b", text)}
+
+
+def test_every_metric_but_the_chat_workers_is_emitted_by_the_app():
+    code = [p for p in (ROOT / "chalicelib").rglob("*.py") if "observability" not in p.parts]
+    expected = {m.name for m in metric_names.ALL} - CHAT_METRICS
+    assert expected <= _emitted_in(code)
+
+
+def test_the_chat_metrics_are_emitted_by_the_chat_code():
+    emitted = _emitted_in(list((ROOT / "chalicelib" / "chat").rglob("*.py")) + [ROOT / "chalicelib" / "streaming.py"])
+    if not emitted & CHAT_METRICS:
+        pytest.skip("the chat worker's metrics are wired in chalicelib/chat by its own change")
+    assert CHAT_METRICS <= emitted
