@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from chalice import Chalice, Response, UnauthorizedError
 from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
@@ -14,15 +15,27 @@ from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
 from chalicelib.auth import authorizer as auth
 from chalicelib.config import get_settings
 from chalicelib.observability.invocation import invocation
-from chalicelib.services import get_services
-from chalicelib.websocket import WebsocketHandlers
+
+if TYPE_CHECKING:
+    from chalicelib.services import Services
+    from chalicelib.websocket import WebsocketHandlers
 
 app = Chalice(app_name="llm-ide")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 log = logging.getLogger("chalicelib.rest")  # under chalicelib: the app's handler and format
 
 
-def _handlers() -> WebsocketHandlers:
+# The stores, limits and action table load on first use: the authorizers and /health
+# (each its own Lambda function, each importing this module) never pay for them.
+def get_services() -> "Services":
+    from chalicelib.services import get_services as services
+
+    return services()
+
+
+def _handlers() -> "WebsocketHandlers":
+    from chalicelib.websocket import WebsocketHandlers
+
     return WebsocketHandlers(get_services())
 
 
