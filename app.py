@@ -117,7 +117,8 @@ def rest_request(event, get_response):
                     sub=caller["sub"] if caller else None, route=f"{event.method} {event.path}"):
         started = time.perf_counter()
         response = get_response(event)
-        log.info("handled", extra={"outcome": response.status_code,
+        status = response.status_code
+        log.info("handled", extra={"outcome": "ok" if status < 400 else str(status), "status": status,
                                    "latencyMs": int((time.perf_counter() - started) * 1000)})
         return response
 

@@ -111,8 +111,11 @@ def test_rest_requests_log_route_status_and_latency(app_env, logs):
 
     with Client(chalice_app.app) as client:
         assert client.http.get("/health").status_code == 200
-    [handled] = logs.handled()
-    assert handled["handler"] == "rest" and handled["route"] == "GET /health" and handled["outcome"] == 200
+        assert client.http.get("/nowhere").status_code == 403  # API Gateway's answer to an unknown route
+        assert client.http.get("/usage").status_code == 401
+    handled = logs.handled()
+    assert [(h["handler"], h["route"], h["outcome"], h["status"]) for h in handled if "route" in h] == [
+        ("rest", "GET /health", "ok", 200)]
 
 
 def _disconnect_event(connection_id: str) -> dict:
