@@ -86,16 +86,17 @@ def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter 
             outcome = frame["error"]["code"] if frame["type"] == "error" else "ok"
             if segment is not None:
                 segment.put_annotation("outcome", outcome)
-        if outcome != "ok":
-            metrics.emit(metric.ERRORS, 1, dimensions={metric.CODE: outcome})
-        metrics.emit(metric.REQUESTS, 1, dimensions={metric.ACTION: action}, properties={"outcome": outcome})
-        logger.info("handled", extra={"outcome": outcome, "latencyMs": int((time.perf_counter() - started) * 1000)})
         try:
             services.sender(endpoint).send(connection_id, frame)
         except ConnectionGone:
             logger.info("client gone before the GitHub answer")
+            outcome = "gone"
         except Exception:
             logger.exception("cannot send the GitHub answer")
+        if frame["type"] == "error":
+            metrics.emit(metric.ERRORS, 1, dimensions={metric.CODE: frame["error"]["code"]})
+        metrics.emit(metric.REQUESTS, 1, dimensions={metric.ACTION: action}, properties={"outcome": outcome})
+        logger.info("handled", extra={"outcome": outcome, "latencyMs": int((time.perf_counter() - started) * 1000)})
 
 
 def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str, Any]:
