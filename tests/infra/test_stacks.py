@@ -239,7 +239,6 @@ def _dashboard(t) -> dict:
     return json.loads("".join(p if isinstance(p, str) else "ref" for p in parts))
 
 
-@pytest.mark.parametrize("stage", ALL_STAGES)
 def _metric_stats(value) -> list[dict]:
     """Every `Metric` (namespace, name, dimensions) inside an alarm's properties."""
     if isinstance(value, dict):
@@ -250,6 +249,7 @@ def _metric_stats(value) -> list[dict]:
     return []
 
 
+@pytest.mark.parametrize("stage", ALL_STAGES)
 def test_dashboard_uses_the_apps_metric_names(template, stage):
     widgets = _dashboard(template(stage, "monitoring"))["widgets"]
     titles = {w["properties"]["title"] for w in widgets}

@@ -89,9 +89,11 @@ def test_rate_limited_frames_are_counted_by_action(app_env, boto, sender, logs, 
     connect("conn-l=", headers={"Authorization": f"Bearer {login(boto, app_env, 1)}"})
     for n in range(3):
         message("conn-l=", json.dumps({"id": f"g{n}", "action": "usage.get"}))
-    assert [line["outcome"] for line in logs.handled()][-3:] == ["ok", "RATE_LIMITED", "RATE_LIMITED"]
-    assert [(m["action"], m["RateLimited"]) for m in logs.metric("RateLimited")] == [("usage.get", 1)] * 2
-    assert [m["code"] for m in logs.metric("Errors")] == ["RATE_LIMITED"] * 2
+    outcomes = [line["outcome"] for line in logs.handled()][-3:]
+    limited = outcomes.count("RATE_LIMITED")  # the first may be limited too: other tests use dev2 this minute
+    assert outcomes[1:] == ["RATE_LIMITED", "RATE_LIMITED"] and set(outcomes) <= {"ok", "RATE_LIMITED"}
+    assert [(m["action"], m["RateLimited"]) for m in logs.metric("RateLimited")] == [("usage.get", 1)] * limited
+    assert [m["code"] for m in logs.metric("Errors")] == ["RATE_LIMITED"] * limited
 
 
 def test_the_github_worker_logs_and_counts_its_outcome(app_env, sender, logs):
