@@ -25,8 +25,8 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 log = logging.getLogger("chalicelib.rest")  # under chalicelib: the app's handler and format
 
 
-# The stores, limits and action table load on first use: the authorizers and /health
-# (each its own Lambda function, each importing this module) never pay for them.
+# The stores, limits and action table load on first use: every Lambda function imports this
+# module, and the authorizers (and the REST handler until a /usage) never need them.
 def get_services() -> "Services":
     from chalicelib.services import get_services as services
 
