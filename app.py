@@ -1,23 +1,41 @@
-"""The Chalice app: wiring only. Events in, calls into chalicelib, responses out."""
+"""The Chalice app: wiring only. Events in, calls into chalicelib, responses out.
+
+Every handler runs inside `invocation(...)`: logging configured, tracing
+started (only when on), and its log fields bound.
+"""
 from __future__ import annotations
 
+import logging
 import time
+from typing import TYPE_CHECKING
 
 from chalice import Chalice, Response, UnauthorizedError
 from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
 
 from chalicelib.auth import authorizer as auth
 from chalicelib.config import get_settings
-from chalicelib.observability import configure_logging
-from chalicelib.services import get_services
-from chalicelib.websocket import WebsocketHandlers
+from chalicelib.observability.invocation import invocation
+
+if TYPE_CHECKING:
+    from chalicelib.services import Services
+    from chalicelib.websocket import WebsocketHandlers
 
 app = Chalice(app_name="llm-ide")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
+log = logging.getLogger("chalicelib.rest")  # under chalicelib: the app's handler and format
 
 
-def _handlers() -> WebsocketHandlers:
-    configure_logging(get_settings().log_level)
+# The stores, limits and action table load on first use: every Lambda function imports this
+# module, and the authorizers (and the REST handler until a /usage) never need them.
+def get_services() -> "Services":
+    from chalicelib.services import get_services as services
+
+    return services()
+
+
+def _handlers() -> "WebsocketHandlers":
+    from chalicelib.websocket import WebsocketHandlers
+
     return WebsocketHandlers(get_services())
 
 
@@ -25,54 +43,61 @@ def _endpoint(event: WebsocketEvent) -> str:
     return get_settings().management_endpoint(event.domain_name, event.stage)
 
 
+def _ws_invocation(route: str, event: WebsocketEvent):
+    return invocation(route, event.context, apiRequestId=event.to_dict()["requestContext"].get("requestId"))
+
+
 @app.on_ws_connect()
 def websocket_connect(event: WebsocketEvent) -> Response | None:
     raw = event.to_dict()
-    accepted = _handlers().connect(
-        connection_id=event.connection_id,
-        headers=raw.get("headers"),
-        query=raw.get("queryStringParameters"),
-        endpoint=_endpoint(event),
-    )
+    with _ws_invocation("$connect", event):
+        accepted = _handlers().connect(
+            connection_id=event.connection_id,
+            headers=raw.get("headers"),
+            query=raw.get("queryStringParameters"),
+            endpoint=_endpoint(event),
+        )
     return None if accepted else Response(body="Unauthorized", status_code=401)
 
 
 @app.on_ws_message()
 def websocket_message(event: WebsocketEvent) -> None:
     raw = event.to_dict()
-    _handlers().message(
-        connection_id=event.connection_id,
-        body=raw.get("body"),
-        is_base64=bool(raw.get("isBase64Encoded")),
-        endpoint=_endpoint(event),
-    )
+    with _ws_invocation("$default", event):
+        _handlers().message(
+            connection_id=event.connection_id,
+            body=raw.get("body"),
+            is_base64=bool(raw.get("isBase64Encoded")),
+            endpoint=_endpoint(event),
+        )
 
 
 @app.on_ws_disconnect()
 def websocket_disconnect(event: WebsocketEvent) -> None:
-    _handlers().disconnect(connection_id=event.connection_id)
+    with _ws_invocation("$disconnect", event):
+        _handlers().disconnect(connection_id=event.connection_id)
 
 
 @app.lambda_function(name="github_worker")
 def github_worker(event: dict, context: object) -> None:
     from chalicelib.github.worker import handle  # PyJWT and the HTTP client: only this function loads them
 
-    configure_logging(get_settings().log_level)
-    handle(event, get_services())
+    with invocation("github_worker", context):
+        handle(event, get_services())
 
 
 @app.lambda_function(name="ws_authorizer")
 def ws_authorizer(event: dict, context: object) -> dict:
     """The REQUEST authorizer of `$connect`, attached by `python -m infra.post_deploy`."""
-    configure_logging(get_settings().log_level)
-    return auth.authorize_websocket(event)
+    with invocation("ws_authorizer", context):
+        return auth.authorize_websocket(event)
 
 
 # No result caching: a cached Allow would outlive the token's expiry.
 @app.authorizer(ttl_seconds=0)
 def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
-    configure_logging(get_settings().log_level)
-    identity = auth.authorize_bearer(auth_request.token)
+    with invocation("rest_authorizer"):
+        identity = auth.authorize_bearer(auth_request.token)
     return AuthResponse(routes=["*"], principal_id=identity.sub, context=auth.identity_context(identity))
 
 
@@ -80,8 +105,22 @@ def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
 def bedrock_worker(event: dict, context) -> dict:
     from chalicelib.chat.worker import run_chat  # the stream machinery: only this function loads it
 
-    configure_logging(get_settings().log_level)
-    return {"status": run_chat(event, services=get_services(), remaining_ms=context.get_remaining_time_in_millis)}
+    with invocation("bedrock_worker", context):
+        return {"status": run_chat(event, services=get_services(), remaining_ms=context.get_remaining_time_in_millis)}
+
+
+@app.middleware("http")
+def rest_request(event, get_response):
+    """One "handled" line per REST request: route, caller, status, latency."""
+    caller = auth.caller_from_context(event.context.get("authorizer"))
+    with invocation("rest", app.lambda_context, apiRequestId=event.context.get("requestId"),
+                    sub=caller["sub"] if caller else None, route=f"{event.method} {event.path}"):
+        started = time.perf_counter()
+        response = get_response(event)
+        status = response.status_code
+        log.info("handled", extra={"outcome": "ok" if status < 400 else str(status), "status": status,
+                                   "latencyMs": int((time.perf_counter() - started) * 1000)})
+        return response
 
 
 @app.route("/health")

@@ -3,7 +3,12 @@
 Each sample is a fresh interpreter (as a new Lambda container), with the dev
 stage's environment and tracing off, alternating the two so drift hits both.
 Prints both medians, the difference (goal: at most 80 ms), which heavy modules
-the import pulled in, and the Lambda bundle size from `chalice package`.
+the import pulled in, and the Lambda bundle size from `chalice package`. A third
+figure adds what the message handler loads on its first frame (the stores, the
+limits and the action table, which app.py defers so the authorizers, /health and
+the workers' imports of app.py do not pay for them), and a fourth what tracing
+costs where it is on (staging, prod): the SDK loaded and botocore patched, in
+Lambda's environment (outside Lambda the SDK would also build a sampling client).
 
     .venv/bin/python bench/coldstart.py [--runs 21] [--no-package]
 """
@@ -22,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_MS = 80.0
+LAMBDA_TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 HEAVY = ("jwt", "cryptography", "aws_xray_sdk", "chalicelib.github", "boto3.resources")
 
 
@@ -64,15 +70,26 @@ def main() -> None:
     parser.add_argument("--no-package", action="store_true", help="skip `chalice package`")
     args = parser.parse_args()
     env = stage_environment()
-    baseline, app = [], []
-    time_import("import boto3, chalice, app", env)  # warm the OS file cache and bytecode
+    baseline, app, message, traced = [], [], [], []
+    message_code = "import boto3, chalice, app, chalicelib.websocket"
+    traced_code = "import boto3, chalice, app; from chalicelib.observability import tracing; tracing.start()"
+    traced_env = {**env, "TRACING_ENABLED": "true", "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
+                  "LAMBDA_TASK_ROOT": str(ROOT), "_X_AMZN_TRACE_ID": LAMBDA_TRACE}
+    time_import(message_code, env)  # warm the OS file cache and bytecode
+    time_import(traced_code, traced_env)
     for _ in range(args.runs):
         baseline.append(time_import("import boto3, chalice", env))
         app.append(time_import("import boto3, chalice, app", env))
-    base_ms, app_ms = statistics.median(baseline), statistics.median(app)
-    print(f"import boto3, chalice       median {base_ms:7.1f} ms  ({args.runs} fresh interpreters)")
+        message.append(time_import(message_code, env))
+        traced.append(time_import(traced_code, traced_env))
+    base_ms, app_ms, message_ms, traced_ms = (statistics.median(x) for x in (baseline, app, message, traced))
+    print(f"import boto3, chalice        median {base_ms:7.1f} ms  ({args.runs} fresh interpreters each)")
     print(f"import app (dev, no tracing) median {app_ms:7.1f} ms")
     print(f"app over baseline: {app_ms - base_ms:+.1f} ms (goal <= {GOAL_MS:.0f} ms); ratio {app_ms / base_ms:.3f}")
+    print(f"app + the message handler's modules median {message_ms:7.1f} ms "
+          f"({message_ms - base_ms:+.1f} ms over baseline)")
+    print(f"app + tracing on, in Lambda's environment median {traced_ms:7.1f} ms "
+          f"({traced_ms - app_ms:+.1f} ms over the app without tracing)")
     print(f"heavy modules imported by app: {', '.join(heavy_modules_loaded(env)) or 'none'}")
     if not args.no_package:
         bundle_size("dev")

@@ -64,6 +64,7 @@ class Settings:
     aws_max_attempts: int
     management_api_endpoint: str | None
     log_level: str
+    log_format: str  # json (CloudWatch Logs) or text (the local stack's console)
     tracing_enabled: bool
     # Workers (Chalice names a function <app>-<stage>-<name>)
     bedrock_worker_function: str
@@ -231,6 +232,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         aws_max_attempts=env.number("AWS_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
         management_api_endpoint=env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
         log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_format=env.choice("LOG_FORMAT", "json", ("json", "text")),
         tracing_enabled=env.choice("TRACING_ENABLED", "false", ("true", "false")) == "true",
         bedrock_worker_function=env.text("BEDROCK_WORKER_FUNCTION", f"llm-ide-{stage}-bedrock_worker",
                                          pattern=_FUNCTION),

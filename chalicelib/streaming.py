@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable
 
 from chalicelib.connections import Sender
+from chalicelib.observability import with_current_context
 from chalicelib.errors import ConnectionGone
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ class DeltaStream:
         self.gone = threading.Event()  # the client is unreachable: stop producing
         self.failed = False  # a post failed for another reason than a closed connection
         self.first_delta_at: float | None = None  # epoch seconds the first delta frame was posted
-        self._thread = threading.Thread(target=self._run, name=f"sender-{request_id[:16]}", daemon=True)
+        # The sender thread logs with the worker's bound fields (request id, sub, connection).
+        self._thread = threading.Thread(target=with_current_context(self._run), name=f"sender-{request_id[:16]}",
+                                        daemon=True)
         if start:
             self._thread.start()
 

@@ -1,88 +1,136 @@
 """What happens on $connect, $default and $disconnect, independent of Chalice.
 
 app.py turns API Gateway's events into calls here; tests call these directly.
+Each event ends in one "handled" log line (outcome, latencyMs) with the
+connection, user, action and request id bound, and its metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Callable, Mapping
 
-from chalicelib import protocol
+from chalicelib import metric_names as metric, protocol
 from chalicelib.actions import ACTIONS, Action, ActionContext, Admission, admission_of
-from chalicelib.auth import authenticate, token_from_request
+from chalicelib.auth import token_from_request, verify
+from chalicelib.auth.errors import JwtInvalid
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Internal, Unauthorized
+from chalicelib.observability import bind, tracing
+from chalicelib.observability.metrics import MetricsWriter, get_metrics
 from chalicelib.services import Services
 
 logger = logging.getLogger(__name__)
 
+INVALID_ACTION = "invalid"  # the metrics' action for frames that name no known action (bounded cardinality)
+GONE = "gone"  # the outcome when the client left before its answer
+
 
 class WebsocketHandlers:
     def __init__(self, services: Services, *, actions: Mapping[str, Action] = ACTIONS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: MetricsWriter | None = None) -> None:
         self._services = services
         self._actions = actions
         self._clock = clock
+        self._metrics = metrics or get_metrics()
 
     def connect(self, *, connection_id: str, headers: Mapping[str, str] | None,
                 query: Mapping[str, str] | None, endpoint: str) -> bool:
         """Store the connection if its token verifies; False means refuse it (401)."""
-        identity = authenticate(token_from_request(headers, query))
-        if identity is None:
-            return False
-        self._services.connections.add(
-            connection_id=connection_id, user_sub=identity.sub, username=identity.username,
-            groups=identity.groups, token_expires_at=identity.expires_at, endpoint=endpoint,
-            now=self._clock(),
-        )
-        logger.info("connected", extra={"connectionId": connection_id, "sub": identity.sub})
-        return True
+        started = time.perf_counter()
+        with bind(connectionId=connection_id):
+            try:
+                identity = verify(token_from_request(headers, query))
+            except JwtInvalid as refused:
+                # The reason, never the token: it is a bearer credential.
+                logger.info("handled", extra={"outcome": "refused", "reason": refused.reason,
+                                              "detail": str(refused), "latencyMs": _ms_since(started)})
+                return False
+            self._services.connections.add(
+                connection_id=connection_id, user_sub=identity.sub, username=identity.username,
+                groups=identity.groups, token_expires_at=identity.expires_at, endpoint=endpoint,
+                now=self._clock(),
+            )
+            self._metrics.emit(metric.CONNECTIONS, 1)
+            logger.info("handled", extra={"sub": identity.sub, "outcome": "accepted",
+                                          "latencyMs": _ms_since(started)})
+            return True
 
     def message(self, *, connection_id: str, body: str | None, is_base64: bool, endpoint: str) -> None:
         """Parse, authorise and route one frame; every outcome is a frame to the client."""
+        started = time.perf_counter()
+        with contextlib.ExitStack() as scope:
+            scope.enter_context(bind(connectionId=connection_id))
+            action, outcome = self._route(scope, connection_id=connection_id, body=body, is_base64=is_base64,
+                                          endpoint=endpoint)
+            self._metrics.emit(metric.REQUESTS, 1, dimensions={metric.ACTION: action},
+                               properties={"outcome": outcome})
+            logger.info("handled", extra={"outcome": outcome, "latencyMs": _ms_since(started)})
+
+    def disconnect(self, *, connection_id: str) -> None:
+        started = time.perf_counter()
+        with bind(connectionId=connection_id):
+            self._services.connections.remove(connection_id)
+            logger.info("handled", extra={"outcome": "ok", "latencyMs": _ms_since(started)})
+
+    def _route(self, scope: contextlib.ExitStack, *, connection_id: str, body: str | None, is_base64: bool,
+               endpoint: str) -> tuple[str, str]:
+        """(the action's metric name, the outcome): "ok", an error code, or "gone"."""
         sender = self._services.sender(endpoint)
         request_id: str | None = None
+        action = INVALID_ACTION
         try:
             try:
                 frame = protocol.parse_frame(body, is_base64=is_base64)
             except protocol.FrameRejected as rejected:
                 request_id = rejected.request_id
+                scope.enter_context(bind(id=request_id))
                 raise rejected.error from None
             request_id = frame.id
+            handler = self._actions.get(frame.action)
+            action = frame.action if handler is not None else INVALID_ACTION
+            scope.enter_context(bind(id=request_id, action=action))
             connection = self._services.connections.get(connection_id)
             now = self._clock()
             if connection is None or connection.token_expired(now):
-                self._refuse_expired(sender, connection_id, request_id)
-                return
-            action = self._actions.get(frame.action)
-            if action is None:
+                return action, self._refuse_expired(sender, connection_id, request_id)
+            scope.enter_context(bind(sub=connection.user_sub))
+            if handler is None:
                 raise BadRequest(f"unknown action {frame.action[:64]!r}")
-            if admission_of(action) is Admission.REQUEST:
-                self._services.rate_limiter.admit(connection.user_sub, now, groups=connection.groups)
-            reply = action(ActionContext(connection=connection, frame=frame, sender=sender,
-                                         services=self._services, now=now))
+            if admission_of(handler) is Admission.REQUEST:
+                with tracing.subsegment("admission", action=action):
+                    self._services.rate_limiter.admit(connection.user_sub, now, groups=connection.groups)
+            reply = handler(ActionContext(connection=connection, frame=frame, sender=sender,
+                                          services=self._services, now=now))
             if reply is not None:
                 sender.send(connection_id, reply)
+            return action, "ok"
         except ConnectionGone:
-            logger.info("client gone before the answer", extra={"connectionId": connection_id})
+            logger.info("client gone before the answer")
+            return action, GONE
         except AppError as error:
-            self._send_quietly(sender, connection_id, protocol.error_frame(error, request_id))
+            if error.code == "RATE_LIMITED":  # by the dispatch, or by an action that admits itself
+                self._metrics.emit(metric.RATE_LIMITED, 1, dimensions={metric.ACTION: action})
+            return action, self._send_error(sender, connection_id, error, request_id)
         except Exception:
-            logger.exception("unhandled error in message handler", extra={"connectionId": connection_id})
-            self._send_quietly(sender, connection_id, protocol.error_frame(Internal(), request_id))
+            logger.exception("unhandled error in message handler")
+            return action, self._send_error(sender, connection_id, Internal(), request_id)
 
-    def disconnect(self, *, connection_id: str) -> None:
-        self._services.connections.remove(connection_id)
-        logger.info("disconnected", extra={"connectionId": connection_id})
-
-    def _refuse_expired(self, sender, connection_id: str, request_id: str | None) -> None:
+    def _refuse_expired(self, sender, connection_id: str, request_id: str | None) -> str:
         error = Unauthorized("the token has expired; reconnect with a new token")
-        self._send_quietly(sender, connection_id, protocol.error_frame(error, request_id))
+        outcome = self._send_error(sender, connection_id, error, request_id)
         sender.close(connection_id)
+        return outcome
 
-    @staticmethod
-    def _send_quietly(sender, connection_id: str, frame: dict) -> None:
+    def _send_error(self, sender, connection_id: str, error: AppError, request_id: str | None) -> str:
+        """Send the error frame (a client already gone is not an error); its code is the outcome."""
+        self._metrics.emit(metric.ERRORS, 1, dimensions={metric.CODE: error.code})
         try:
-            sender.send(connection_id, frame)
+            sender.send(connection_id, protocol.error_frame(error, request_id))
         except ConnectionGone:
-            logger.info("client gone before the error frame", extra={"connectionId": connection_id})
+            logger.info("client gone before the error frame")
+        return error.code
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

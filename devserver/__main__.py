@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,6 +75,23 @@ def _describe(doc: dict, emulators: dict) -> str:
     ])
 
 
+def _readable_logs(state_dir: Path) -> None:
+    """The app's log lines as short text (unless LOG_FORMAT says otherwise), its metric (EMF)
+    lines in metrics.log rather than between them."""
+    os.environ.setdefault("LOG_FORMAT", "text")
+    if os.environ["LOG_FORMAT"] != "text":
+        return
+    from chalicelib.observability import metrics
+
+    path = state_dir / "metrics.log"
+    lock = threading.Lock()
+
+    def write(line: str) -> None:
+        with lock, path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+    metrics.set_output(write)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +125,7 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_url  # presigned URLs are checked there, as S3 does
         os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock_url
         sys.path.insert(0, str(ROOT))
+        _readable_logs(state_dir)
         app_module = importlib.import_module("app")
 
         runtime = LambdaRuntime(app_module)
@@ -156,6 +175,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found endpoint for ..." on every new client
     started = time.monotonic()
     args = _parse_args()
     try:

@@ -129,7 +129,7 @@ class Gateway:
         client = _Client(ws=ws, connected_at=now, source_ip=source_ip, user_agent=headers.get("User-Agent"))
         self._clients[connection_id] = client
         await ws.prepare(request)
-        log.info("$connect %s accepted", connection_id)
+        log.debug("$connect %s accepted", connection_id)  # the app's "handled" line says it
         close_code, reason = 1000, "Client closed"
         pending: set[asyncio.Task] = set()
         try:
@@ -154,7 +154,7 @@ class Gateway:
                 domain_name=self._domain, source_ip=source_ip, user_agent=client.user_agent,
                 status_code=ws.close_code or close_code, reason=reason)
             await self._runtime.invoke("websocket_disconnect", disconnect)
-            log.info("$disconnect %s", connection_id)
+            log.debug("$disconnect %s", connection_id)
         return ws
 
     async def _authorize(self, *, connection_id: str, now: float, source_ip: str, headers: dict[str, str],
@@ -177,7 +177,7 @@ class Gateway:
         event = events.message_event(connection_id=connection_id, connected_at_ms=client.connected_at_ms,
                                      stage=self._stage, domain_name=self._domain, source_ip=client.source_ip,
                                      user_agent=client.user_agent, body=data)
-        log.info("$default %s %s", connection_id, _describe_frame(data))
+        log.debug("$default %s %s", connection_id, _describe_frame(data))
         try:
             await self._runtime.invoke("websocket_message", event)
         except Exception:

@@ -35,8 +35,11 @@ def provisioned(moto_url) -> dev_aws.Provisioned:
 def reset_app_caches() -> None:
     """Forget every per-container cache, as a new Lambda container would."""
     from chalicelib import auth, aws, config, limits, services
+    from chalicelib.observability import metrics, tracing
 
     config.get_settings.cache_clear()
+    metrics.get_metrics.cache_clear()
+    tracing._recorder.cache_clear()
     auth.get_verifier.cache_clear()
     aws.client.cache_clear()
     limits.get_limited_memory.cache_clear()

@@ -48,12 +48,17 @@ def get_verifier() -> "CognitoJwtVerifier":
     )
 
 
+def verify(token: str | None) -> "Identity":
+    """The token's identity; raises JwtInvalid (TokenMissing without a token), whose `reason` may be logged."""
+    if not token:
+        raise TokenMissing("no token")
+    return get_verifier().verify(token)
+
+
 def authenticate(token: str | None) -> "Identity | None":
     """The token's identity, or None when it must be refused (the reason is logged, never the token)."""
     try:
-        if not token:
-            raise TokenMissing("no token")
-        return get_verifier().verify(token)
+        return verify(token)
     except JwtInvalid as exc:
         # The reason and what was seen, never the token: it is a bearer credential.
         logger.info("token refused", extra={"reason": exc.reason, "detail": str(exc),

@@ -9,12 +9,17 @@ what the protocol promises for a refused handshake.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import TYPE_CHECKING, Any, Mapping
 
-from chalicelib.auth import authenticate, token_from_request
+from chalicelib.auth import token_from_request, verify
+from chalicelib.auth.errors import JwtInvalid
 
 if TYPE_CHECKING:  # the verifier (PyJWT, cryptography) loads on first use, not at cold start
     from chalicelib.auth.verifier import Identity
+
+logger = logging.getLogger(__name__)
 
 
 class AccessRefused(Exception):
@@ -31,9 +36,9 @@ def authorize_websocket(event: Mapping[str, Any]) -> dict[str, Any]:
     else the `token` query parameter.
     """
     method_arn = event["methodArn"]  # always sent by API Gateway: its absence is a bug, not a 401
-    identity = authenticate(token_from_request(event.get("headers"), event.get("queryStringParameters")))
-    if identity is None:
-        raise AccessRefused()
+    request_context = event.get("requestContext") or {}
+    identity = _decide(token_from_request(event.get("headers"), event.get("queryStringParameters")),
+                       connectionId=request_context.get("connectionId"), apiRequestId=request_context.get("requestId"))
     return {
         "principalId": identity.sub,
         "policyDocument": {
@@ -46,10 +51,25 @@ def authorize_websocket(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def authorize_bearer(authorization: str | None) -> "Identity":
     """The identity behind an `Authorization` header value (a REST TOKEN authorizer's input)."""
-    identity = authenticate(token_from_request({"Authorization": authorization or ""}, None))
-    if identity is None:
-        raise AccessRefused()
+    return _decide(token_from_request({"Authorization": authorization or ""}, None))
+
+
+def _decide(token: str | None, **fields: Any) -> "Identity":
+    """The token's identity, or AccessRefused; one "handled" line either way (the reason, never the token)."""
+    started = time.perf_counter()
+    try:
+        identity = verify(token)
+    except JwtInvalid as refused:
+        logger.info("handled", extra={**fields, "outcome": "refused", "reason": refused.reason,
+                                      "detail": str(refused), "latencyMs": _ms_since(started)})
+        raise AccessRefused() from None
+    logger.info("handled", extra={**fields, "sub": identity.sub, "outcome": "allowed",
+                                  "latencyMs": _ms_since(started)})
     return identity
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 def identity_context(identity: "Identity") -> dict[str, str]:

@@ -36,6 +36,7 @@ from chalicelib.connections import Sender
 from chalicelib.errors import AppError, Internal, Timeout
 from chalicelib.limits import Reservation, TokenBudget, fallback_usage
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
+from chalicelib.observability import with_current_context
 from chalicelib.observability.tracing import annotate, subsegment
 from chalicelib.request_store import RequestStore, Usage
 from chalicelib.streaming import DeltaStream
@@ -130,7 +131,7 @@ class ChatWorker:
         request = job.chat.model_request(max_tokens=job.reservation.max_tokens, messages=converse_input["messages"])
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
-        reader = threading.Thread(target=self._read_model, args=(request, events, stop, outcome),
+        reader = threading.Thread(target=with_current_context(self._read_model), args=(request, events, stop, outcome),
                                   name=f"model-{job.request_id[:8]}", daemon=True)
         outcome.model_called = True
         reader.start()  # the model is called first: recording the status must not delay its first token

@@ -40,7 +40,8 @@ class GitHubClient:
     def __init__(self, *, transport: Transport, secrets: SecretSource, app_jwt: AppJwt,
                  tokens: InstallationTokens, api_url: str, max_attempts: int, max_wait: float,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random,
+                 on_rate_limited: Callable[[], None] = lambda: None) -> None:
         self._transport = transport
         self._secrets = secrets
         self._jwt = app_jwt
@@ -51,6 +52,7 @@ class GitHubClient:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
+        self._on_rate_limited = on_rate_limited  # one call per rate-limit answer (the worker's metric)
 
     # --- the API ------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class GitHubClient:
             limit_wait = self._rate_limit_wait(response)
             if limit_wait is not None:
                 logger.warning("GitHub rate limit", extra={"status": response.status, "waitSeconds": limit_wait})
+                self._on_rate_limited()
                 give_up = UpstreamThrottled("GitHub is rate limiting this app; try again later",
                                             retry_after=max(1, math.ceil(limit_wait)))
                 self._wait(attempt, limit_wait, give_up)

@@ -12,9 +12,10 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from chalicelib import aws, protocol
+from chalicelib import metric_names as metric
 from chalicelib.config import Settings, get_settings
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, PayloadTooLarge
 from chalicelib.github import params as github_params
@@ -22,6 +23,8 @@ from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
 from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
+from chalicelib.observability import bind, tracing
+from chalicelib.observability.metrics import MetricsWriter, get_metrics
 from chalicelib.services import Services
 
 logger = logging.getLogger(__name__)
@@ -51,39 +54,49 @@ def container_caches() -> ContainerCaches:
     )
 
 
-def new_client(settings: Settings, caches: ContainerCaches) -> GitHubClient:
+def new_client(settings: Settings, caches: ContainerCaches, *,
+               on_rate_limited: Callable[[], None] = lambda: None) -> GitHubClient:
     return GitHubClient(transport=caches.transport, secrets=caches.secrets, app_jwt=caches.app_jwt,
                         tokens=caches.tokens, api_url=settings.github_api_url,
-                        max_attempts=settings.github_max_attempts, max_wait=settings.github_max_wait_seconds)
+                        max_attempts=settings.github_max_attempts, max_wait=settings.github_max_wait_seconds,
+                        on_rate_limited=on_rate_limited)
 
 
-def handle(event: dict[str, Any], services: Services) -> None:
+def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter | None = None) -> None:
     """Serve one request from the message handler and answer the client."""
     connection_id, endpoint = event.get("connectionId"), event.get("endpoint")
     if not isinstance(connection_id, str) or not isinstance(endpoint, str):
         logger.error("github worker event without a connection", extra={"keys": sorted(event)[:10]})
         return
+    metrics = metrics or get_metrics()
     request_id = event.get("requestId") if isinstance(event.get("requestId"), str) else None
-    started = time.monotonic()
-    try:
-        frame = protocol.result(request_id or "", _serve(event, services.settings))
-    except AppError as error:
-        frame = protocol.error_frame(error, request_id)
-    except Exception:
-        logger.exception("github worker failed", extra={"requestId": request_id})
-        frame = protocol.error_frame(Internal(), request_id)
-    frame = fit_in_one_frame(frame, request_id)
-    outcome = frame["error"]["code"] if frame["type"] == "error" else "ok"
+    action = event.get("action") if event.get("action") in github_params.ACTIONS else "invalid"
     user = event.get("user") if isinstance(event.get("user"), dict) else {}
-    logger.info("github request served", extra={"requestId": request_id, "action": event.get("action"),
-                                                "sub": user.get("sub"), "outcome": outcome,
-                                                "ms": int((time.monotonic() - started) * 1000)})
-    try:
-        services.sender(endpoint).send(connection_id, frame)
-    except ConnectionGone:
-        logger.info("client gone before the GitHub answer", extra={"connectionId": connection_id})
-    except Exception:
-        logger.exception("cannot send the GitHub answer", extra={"connectionId": connection_id})
+    started = time.perf_counter()
+    with bind(connectionId=connection_id, id=request_id, action=action, sub=user.get("sub")):
+        with tracing.subsegment(action, action=action) as segment:  # github.<action>
+            try:
+                frame = protocol.result(request_id or "", _serve(event, services.settings, metrics))
+            except AppError as error:
+                frame = protocol.error_frame(error, request_id)
+            except Exception:
+                logger.exception("github worker failed")
+                frame = protocol.error_frame(Internal(), request_id)
+            frame = fit_in_one_frame(frame, request_id)
+            outcome = frame["error"]["code"] if frame["type"] == "error" else "ok"
+            if segment is not None:
+                segment.put_annotation("outcome", outcome)
+        try:
+            services.sender(endpoint).send(connection_id, frame)
+        except ConnectionGone:
+            logger.info("client gone before the GitHub answer")
+            outcome = "gone"
+        except Exception:
+            logger.exception("cannot send the GitHub answer")
+        if frame["type"] == "error":
+            metrics.emit(metric.ERRORS, 1, dimensions={metric.CODE: frame["error"]["code"]})
+        metrics.emit(metric.REQUESTS, 1, dimensions={metric.ACTION: action}, properties={"outcome": outcome})
+        logger.info("handled", extra={"outcome": outcome, "latencyMs": int((time.perf_counter() - started) * 1000)})
 
 
 def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str, Any]:
@@ -99,7 +112,7 @@ def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str,
         f"the answer is {size} bytes once encoded; one frame carries at most {MAX_SERVER_FRAME_BYTES}"), request_id)
 
 
-def _serve(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _serve(event: dict[str, Any], settings: Settings, metrics: MetricsWriter) -> dict[str, Any]:
     user = event.get("user") if isinstance(event.get("user"), dict) else {}
     groups, username = user.get("groups"), user.get("username")
     if not isinstance(groups, list) or not isinstance(username, str) or not username:
@@ -111,6 +124,7 @@ def _serve(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         raise BadRequest("unknown GitHub action")
     raw = event.get("params") if isinstance(event.get("params"), dict) else {}
     checked = github_params.validate(action, protocol.Params(raw))
-    operations = GitHubOperations(new_client(settings, container_caches()),
+    throttled = functools.partial(metrics.emit, metric.UPSTREAM_THROTTLED, 1, dimensions={metric.ACTION: action})
+    operations = GitHubOperations(new_client(settings, container_caches(), on_rate_limited=throttled),
                                   max_file_bytes=settings.github_max_file_bytes)
     return operations.run(action, checked, username=username)

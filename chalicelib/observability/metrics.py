@@ -10,11 +10,26 @@ import functools
 import json
 import sys
 import time
-from typing import IO, Any, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from chalicelib.metric_names import ALL, NAMESPACE, STAGE, Metric
 
 _KNOWN = {metric.name: metric for metric in ALL}
+
+
+def _to_stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+_output: Callable[[str], None] = _to_stdout
+
+
+def set_output(write: Callable[[str], None] | None) -> None:
+    """Where EMF lines go (one str each, no newline); None: stdout, which CloudWatch Logs reads.
+    The local stack sends them to a file, so its console keeps to the readable log lines."""
+    global _output
+    _output = write or _to_stdout
 
 
 class MetricsWriter:
@@ -44,9 +59,12 @@ class MetricsWriter:
             **dims,
             metric.name: value,
         }
-        stream = self._stream or sys.stdout
-        stream.write(json.dumps(line, separators=(",", ":")) + "\n")
-        stream.flush()
+        text = json.dumps(line, separators=(",", ":"))
+        if self._stream is None:
+            _output(text)
+        else:
+            self._stream.write(text + "\n")
+            self._stream.flush()
 
 
 @functools.lru_cache(maxsize=1)

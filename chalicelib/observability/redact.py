@@ -7,6 +7,7 @@ whatever field they arrived in.
 from __future__ import annotations
 
 import re
+import traceback
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -54,3 +55,25 @@ def redact(value: Any, *, depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(item, depth=depth + 1) for item in value]
     return value
+
+
+# Exceptions whose message quotes the values they were given: a DynamoDB item holding a
+# prompt, say. Their type and traceback are logged, their message is not.
+QUOTES_ITS_INPUT = frozenset({"ParamValidationError", "ValidationError", "UnicodeDecodeError", "UnicodeEncodeError"})
+MAX_EXCEPTION_MESSAGE = 500
+
+
+def exception_text(error: BaseException) -> str:
+    """A traceback for the logs: frames (source lines, no variables) and each message
+    in the chain scrubbed, cut short, or dropped for the types that quote their input."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = type(current).__qualname__
+        message = REDACTED if name in QUOTES_ITS_INPUT else scrub(str(current))[:MAX_EXCEPTION_MESSAGE]
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"{frames}{type(current).__module__}.{name}: {message}")
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\n-- while handling or caused by --\n".join(reversed(parts))

@@ -195,6 +195,12 @@ def test_every_alarm_notifies_the_topic(template, stage):
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
     body = json.dumps(alarms)
     assert '"Stat": "p90"' in body and metrics.CHAT_LATENCY.name in body
+    watched = [metric for metric in _metric_stats(alarms) if metric["Namespace"] == metrics.NAMESPACE]
+    assert {m["MetricName"] for m in watched} == {metrics.REQUESTS.name, metrics.ERRORS.name,
+                                                  metrics.UPSTREAM_THROTTLED.name, metrics.CHAT_LATENCY.name,
+                                                  metrics.INPUT_TOKENS.name, metrics.OUTPUT_TOKENS.name}
+    for metric in watched:  # the stage-wide dimension set every data point is emitted with
+        assert metric["Dimensions"] == [{"Name": metrics.STAGE, "Value": stage}]
     t.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
     t.has_resource_properties("AWS::SNS::TopicPolicy", {"PolicyDocument": {"Statement": Match.array_with([
         Match.object_like({"Principal": {"Service": "budgets.amazonaws.com"}, "Action": "sns:Publish"})])}})
@@ -231,6 +237,16 @@ def _dashboard(t) -> dict:
     dashboard = next(iter(_resources(t, "AWS::CloudWatch::Dashboard").values()))
     parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
     return json.loads("".join(p if isinstance(p, str) else "ref" for p in parts))
+
+
+def _metric_stats(value) -> list[dict]:
+    """Every `Metric` (namespace, name, dimensions) inside an alarm's properties."""
+    if isinstance(value, dict):
+        found = [value] if "MetricName" in value and "Namespace" in value else []
+        return found + [m for item in value.values() for m in _metric_stats(item)]
+    if isinstance(value, list):
+        return [m for item in value for m in _metric_stats(item)]
+    return []
 
 
 @pytest.mark.parametrize("stage", ALL_STAGES)

@@ -65,6 +65,7 @@ def test_prod_outputs_land_in_the_stage_config_and_the_policies(chalice_dir, out
     assert prod["subnet_ids"] == ["subnet-0a1b2c3d4e5f6a7b8", "subnet-0b1c2d3e4f5a6b7c9"]
     assert prod["security_group_ids"] == ["sg-0c1d2e3f4a5b6c7d8"]
     assert prod["xray"] is True and prod["autogen_policy"] is False
+    assert prod["environment_variables"]["TRACING_ENABLED"] == "true"
     assert prod["tags"] == {"project": "llm-ide", "stage": "prod"}
     assert prod["lambda_functions"]["websocket_message"]["lambda_timeout"] == 30  # kept
     assert config["stages"]["dev"] == json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]
@@ -104,10 +105,12 @@ def test_first_deploy_has_no_api_yet_and_says_what_to_do(chalice_dir, outputs_fi
 def test_stage_without_vpc_gets_no_subnets(chalice_dir, outputs_file):
     config = json.loads((chalice_dir / "config.json").read_text())
     config["stages"]["dev"]["subnet_ids"] = ["subnet-stale"]
+    config["stages"]["dev"].setdefault("environment_variables", {})["TRACING_ENABLED"] = "true"  # stale
     (chalice_dir / "config.json").write_text(json.dumps(config))
     assert run(chalice_dir, outputs_file, "dev") == 0
     dev = json.loads((chalice_dir / "config.json").read_text())["stages"]["dev"]
     assert "subnet_ids" not in dev and "security_group_ids" not in dev and dev["xray"] is False
+    assert dev["environment_variables"]["TRACING_ENABLED"] == "false"  # the SDK follows the stage's xray
 
 
 def test_a_missing_output_fails_and_names_it(chalice_dir, outputs_file, capsys):

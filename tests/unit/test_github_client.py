@@ -98,10 +98,11 @@ def world(keys):
     source = SecretSource(secrets, "arn:aws:secretsmanager:us-east-1:123456789012:secret:gh")
     caches = {"secrets": source, "app_jwt": AppJwt(clock=clock), "tokens": InstallationTokens(clock=clock)}
 
-    def make(*replies, api_url=API, max_attempts=4, max_wait=20.0):
+    def make(*replies, api_url=API, max_attempts=4, max_wait=20.0, on_rate_limited=lambda: None):
         transport = FakeGitHub(clock, public, *replies)
         client = GitHubClient(transport=transport, api_url=api_url, max_attempts=max_attempts, max_wait=max_wait,
-                              clock=clock, sleep=clock.sleep, jitter=lambda: 1.0, **caches)
+                              clock=clock, sleep=clock.sleep, jitter=lambda: 1.0, on_rate_limited=on_rate_limited,
+                              **caches)
         return client, transport
 
     make.clock, make.secrets, make.caches = clock, secrets, caches
@@ -191,6 +192,14 @@ def test_retry_after_is_honoured_then_the_call_succeeds(world):
                       reply(200, {"ok": 1}))
     assert client.get("/x") == {"ok": 1}
     assert world.clock.slept == [7.0]
+
+
+def test_every_rate_limit_answer_is_reported_once(world):
+    limited = reply(403, {"message": "secondary rate limit"}, retry_after="1")
+    reports: list[int] = []
+    client, _ = world(limited, limited, reply(502), reply(200, {"ok": 1}), on_rate_limited=lambda: reports.append(1))
+    assert client.get("/x") == {"ok": 1}
+    assert len(reports) == 2  # the server error is not a throttle
 
 
 def test_primary_limit_waits_until_the_reset(world):

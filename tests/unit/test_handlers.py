@@ -122,8 +122,13 @@ def test_disconnect_removes_the_connection(app_env, boto, table, sender):
 
 
 @pytest.mark.parametrize("stage", ["dev", "staging", "prod"])
-def test_health_route_with_each_stage_config(app_env, stage):
-    # chalice.test.Client applies the stage's environment from .chalice/config.json.
+def test_health_route_with_each_stage_config(app_env, stage, monkeypatch):
+    # chalice.test.Client applies the stage's environment from .chalice/config.json. Staging and
+    # prod turn tracing on, which would patch botocore for the rest of this process: tracing is
+    # tested in fresh interpreters (tests/unit/test_observability.py) instead.
+    from chalicelib.observability import tracing
+
+    monkeypatch.setattr(tracing, "start", lambda: None)
     with Client(chalice_app.app, stage_name=stage) as client:
         response = client.http.get("/health")
     assert response.status_code == 200 and response.json_body == {"status": "ok", "stage": stage}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import logging
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from chalicelib import metric_names
 from chalicelib.observability.metrics import MetricsWriter
 from chalicelib.observability.redact import REDACTED, redact, scrub
 from tests import tokens
+
+ROOT = Path(__file__).resolve().parents[2]
 
 JWT = tokens.sign(tokens.claims())
 PRESIGNED = ("https://bucket.s3.amazonaws.com/users/x/context/a.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
@@ -41,7 +44,7 @@ def test_sensitive_fields_are_dropped_by_name_at_any_depth():
 def capture_logs() -> io.StringIO:
     configure_logging("DEBUG")
     stream = io.StringIO()
-    logging.getLogger("chalicelib").handlers[0].setStream(stream)
+    next(h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False)).setStream(stream)
     return stream
 
 
@@ -108,3 +111,120 @@ def test_tracing_on_and_off_work_without_a_daemon(enabled, in_lambda):
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("True" if enabled == "true" else "False")
+
+
+TRACE_ROOT = "Root=1-5759e988-bd862e3fe1be46a994272793"
+LAMBDA_TRACE = f"{TRACE_ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def invoke_a_worker(tracing: str, *, in_lambda: bool = True) -> dict:
+    env = {"PATH": "/usr/bin", "COGNITO_USER_POOL_ID": "us-east-1_x", "COGNITO_APP_CLIENT_IDS": "c",
+           "TRACING_ENABLED": tracing, "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9", "PYTHONPATH": str(ROOT)}
+    if in_lambda:
+        env.update(LAMBDA_TASK_ROOT="/var/task", AWS_LAMBDA_FUNCTION_NAME="llm-ide-prod-websocket_message",
+                   _X_AMZN_TRACE_ID=LAMBDA_TRACE)
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "unit" / "invoke_with_trace.py")],
+                            capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_with_tracing_on_the_worker_invoke_continues_the_trace_from_its_own_subsegment():
+    sent = invoke_a_worker("true")
+    assert sent["sdk"] is True
+    root, parent, sampled = sent["trace"].split(";")
+    assert root == TRACE_ROOT and sampled == "Sampled=1"
+    assert parent.startswith("Parent=") and parent != "Parent=53995c3f42cd8ad8"  # the Invoke subsegment
+
+
+def test_with_tracing_off_the_sdk_is_never_imported():
+    sent = invoke_a_worker("false")
+    # botocore passes Lambda's own trace header on by itself; the SDK adds the subsegment.
+    assert sent["sdk"] is False and sent["trace"] == LAMBDA_TRACE
+    assert invoke_a_worker("false", in_lambda=False) == {"trace": None, "sdk": False}
+
+
+def test_text_format_shows_a_frames_path_in_one_short_line():
+    configure_logging("INFO", "text")
+    stream = io.StringIO()
+    handlers = [h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False)]
+    assert len(handlers) == 1  # switching the format keeps one handler
+    handlers[0].setStream(stream)
+    try:
+        with bind(handler="$default", connectionId="AbCdEfGhIj=", sub="1a2b3c4d-5e6f", id="c3", action="chat.send"):
+            logging.getLogger("chalicelib.test").info("handled", extra={"outcome": "ok", "latencyMs": 12,
+                                                                         "prompt": "purple elephant"})
+        line = stream.getvalue().strip()
+        assert line.endswith("$default c=AbCdEf… sub=1a2b3c4d… chat.send id=c3 prompt=[redacted] → ok 12 ms")
+    finally:
+        configure_logging("INFO", "json")
+
+
+def test_threads_keep_the_bound_context_only_when_started_with_it():
+    import threading
+
+    from chalicelib.observability import current_context, with_current_context
+
+    seen: dict[str, dict] = {}
+    with bind(id="c1", sub="s"):
+        plain = threading.Thread(target=lambda: seen.update(plain=current_context()))
+        carried = threading.Thread(target=with_current_context(lambda: seen.update(carried=current_context())))
+        for thread in (plain, carried):
+            thread.start()
+            thread.join()
+    assert seen == {"plain": {}, "carried": {"id": "c1", "sub": "s"}}
+
+
+def test_exception_messages_that_quote_their_input_are_dropped():
+    from botocore.exceptions import ParamValidationError
+
+    from chalicelib.observability.redact import exception_text
+
+    prompt = "purple " + "elephant"  # not in the traceback's source lines
+    try:
+        try:
+            raise ParamValidationError(report=f"Invalid type for parameter Item.content, value: {prompt}")
+        except ParamValidationError as inner:
+            raise RuntimeError(f"store failed with {JWT}") from inner
+    except RuntimeError as error:
+        text = exception_text(error)
+    assert "ParamValidationError: [redacted]" in text and prompt not in text
+    assert "RuntimeError: store failed with [redacted]" in text and JWT not in text
+    assert "test_exception_messages_that_quote_their_input_are_dropped" in text  # the frames stay
+
+
+def test_emf_lines_go_where_the_local_stack_sends_them():
+    from chalicelib.observability import metrics
+
+    lines: list[str] = []
+    metrics.set_output(lines.append)
+    try:
+        MetricsWriter(stage="local").emit(metric_names.CONNECTIONS, 1)
+    finally:
+        metrics.set_output(None)
+    assert json.loads(lines[0])["Connections"] == 1
+
+
+# The chat worker's metrics are emitted by chalicelib/chat (BudgetExceeded by chat.send).
+CHAT_METRICS = {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent", "BudgetExceeded"}
+
+
+def _emitted_in(paths) -> set[str]:
+    """The metric_names constants a module passes to emit (by constant: `emit(metric.REQUESTS, ...` or `emit(REQUESTS, ...`)."""
+    constants = {m.name: c for c, m in vars(metric_names).items() if isinstance(m, metric_names.Metric)}
+    text = "\n".join(path.read_text() for path in paths)
+    return {name for name, constant in constants.items()
+            if re.search(rf"emit[(,]\s*(?:\w+\.)?{constant}\b", text)}
+
+
+def test_every_metric_but_the_chat_workers_is_emitted_by_the_app():
+    code = [p for p in (ROOT / "chalicelib").rglob("*.py") if "observability" not in p.parts]
+    expected = {m.name for m in metric_names.ALL} - CHAT_METRICS
+    assert expected <= _emitted_in(code)
+
+
+def test_the_chat_metrics_are_emitted_by_the_chat_code():
+    emitted = _emitted_in(list((ROOT / "chalicelib" / "chat").rglob("*.py")) + [ROOT / "chalicelib" / "streaming.py"])
+    if not emitted & CHAT_METRICS:
+        pytest.skip("the chat worker's metrics are wired in chalicelib/chat by its own change")
+    assert CHAT_METRICS <= emitted
