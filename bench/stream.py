@@ -18,11 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from client import IdeClient, load_endpoints, login  # noqa: E402
+from devserver import launcher  # noqa: E402
 
 PACING = {"DEV_MODEL_TOKENS_PER_SECOND": "100", "DEV_POST_LATENCY_MS": "30"}
 
@@ -42,46 +39,21 @@ PACING = {"DEV_MODEL_TOKENS_PER_SECOND": "100", "DEV_POST_LATENCY_MS": "30"}
 @dataclass
 class Stack:
     name: str
-    process: subprocess.Popen
+    running: launcher.StackProcess
     websocket_url: str
     bedrock_url: str
     token: str
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(name: str, env: dict[str, str], state_dir: Path) -> Stack:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    bedrock_port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devserver", "--port", "0", "--state-dir", str(state_dir),
-         "--bedrock-port", str(bedrock_port)],
-        cwd=ROOT, env={**os.environ, **PACING, **env, "LOG_LEVEL": "WARNING"},
-        stdout=(state_dir / "devserver.out").open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while not (state_dir / "endpoints.json").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise SystemExit(f"the {name} stack did not start: see {state_dir / 'devserver.out'}")
-        time.sleep(0.1)
-    endpoints = load_endpoints(state_dir / "endpoints.json")
+    try:
+        running = launcher.start(state_dir, env={**PACING, **env, "LOG_LEVEL": "WARNING"}, ready_within=90)
+    except launcher.StackNotReady as exc:
+        raise SystemExit(f"the {name} stack did not start: {exc}") from None
+    endpoints = load_endpoints(running.endpoints_path)
     tokens = login("dev", endpoints.dev_password("dev"), client_id=endpoints.client_id, region=endpoints.region,
                    endpoint_url=endpoints.cognito_endpoint)
-    return Stack(name, process, endpoints.websocket_url, f"http://127.0.0.1:{bedrock_port}", tokens.access_token)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token)
 
 
 def one_run(stack: Stack, tokens: int) -> dict[str, float]:
@@ -140,7 +112,7 @@ def main() -> None:
                 print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
         finally:
             for stack in stacks:
-                stop(stack.process)
+                stack.running.stop()
     report(results, args, coalesced_env)
 
 

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from chalicelib.errors import BadRequest
-from chalicelib.protocol import Params, validate_path
+from chalicelib.protocol import Params
 
 ACTIONS = ("github.repos", "github.tree", "github.file", "github.pr")
 MAX_PR_FILES = 100

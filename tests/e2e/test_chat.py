@@ -15,7 +15,7 @@ import uuid
 import boto3
 import pytest
 
-from tests.e2e.conftest import ROOT
+from devserver.launcher import ROOT
 
 DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import ROOT
+from devserver.launcher import ROOT
 from tests.e2e.test_chat import chat, text_of
 
 

@@ -14,7 +14,8 @@ from botocore.exceptions import ClientError
 
 from client import ConnectionRefused, IdeClient
 from tests import tokens as test_tokens
-from tests.e2e.conftest import ROOT, start_stack, stop_stack
+from devserver.launcher import ROOT
+from tests.e2e.conftest import start_stack, stop_stack
 
 
 def connections_table(stack):

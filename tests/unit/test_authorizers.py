@@ -19,7 +19,7 @@ from chalicelib.auth.authorizer import AccessRefused
 from devserver import events
 from tests import tokens
 from tests.conftest import reset_app_caches
-from tests.unit.test_handlers import connect, login, message, sender, table  # noqa: F401 (fixtures)
+from tests.handler_calls import connect, login, message
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef123/test/$connect"
 

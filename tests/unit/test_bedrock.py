@@ -1,13 +1,9 @@
 """The event-stream encoder, the Bedrock emulator read by boto3 itself, and the Bedrock error translation."""
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 
 import boto3
 import pytest
-from aiohttp import web
 from botocore.config import Config
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import ReadTimeoutError
@@ -17,6 +13,7 @@ from chalicelib.bedrock import (BedrockChat, MessageStop, Metadata, ModelRequest
 from chalicelib.errors import UpstreamError, UpstreamThrottled
 from devserver import eventstream
 from devserver.bedrock import BedrockEmulator, split_tokens
+from tests.servers import serve
 
 
 # --- the encoder, decoded by botocore ------------------------------------------------
@@ -60,28 +57,8 @@ def test_tokens_are_whole_characters_of_at_most_4_bytes():
 
 @pytest.fixture(scope="module")
 def emulator_url():
-    emulator = BedrockEmulator()
-    loop = asyncio.new_event_loop()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    runner = web.AppRunner(emulator.make_app())
-    started = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with serve(BedrockEmulator().make_app()) as url:
+        yield url
 
 
 def runtime_client(url):

@@ -5,7 +5,7 @@ import json
 
 import boto3
 
-from tests.unit.test_handlers import connect, login, message, sender  # noqa: F401  (sender is a fixture)
+from tests.handler_calls import connect, login, message
 
 
 def table(app_env, boto, env_var):

@@ -14,7 +14,7 @@ from chalicelib.protocol import Params
 from chalicelib.services import Services
 from chalicelib.workers import WorkerInvoker
 from tests.conftest import reset_app_caches
-from tests.unit.test_handlers import connect, login, message
+from tests.handler_calls import connect, login, message
 
 
 @pytest.fixture

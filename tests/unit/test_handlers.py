@@ -8,47 +8,9 @@ import pytest
 from chalice.test import Client
 
 import app as chalice_app
-from chalicelib.services import Services
 from devserver import events
 from tests import tokens
-from tests.fakes import RecordingSender
-
-
-@pytest.fixture
-def sender(monkeypatch, app_env):
-    recording = RecordingSender()
-    monkeypatch.setattr(Services, "sender", lambda self, endpoint: recording)
-    return recording
-
-
-@pytest.fixture
-def table(app_env, boto):
-    name = app_env.names["CONNECTIONS_TABLE"]
-    import boto3
-
-    return boto3.resource("dynamodb", endpoint_url=boto("dynamodb").meta.endpoint_url, region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local").Table(name)
-
-
-def login(boto, provisioned, index=0) -> str:
-    username, password = provisioned.users[index]
-    result = boto("cognito-idp").initiate_auth(ClientId=provisioned.client_id, AuthFlow="USER_PASSWORD_AUTH",
-                                               AuthParameters={"USERNAME": username, "PASSWORD": password})
-    return result["AuthenticationResult"]["AccessToken"]
-
-
-def connect(connection_id, *, headers=None, query=None):
-    event = events.connect_event(connection_id=connection_id, connected_at_ms=int(time.time() * 1000), stage="test",
-                                 domain_name="abc.execute-api.us-east-1.amazonaws.com", source_ip="10.0.0.1",
-                                 headers=headers or {}, query={k: [v] for k, v in (query or {}).items()})
-    return chalice_app.websocket_connect(event, None)
-
-
-def message(connection_id, body):
-    event = events.message_event(connection_id=connection_id, connected_at_ms=0, stage="test",
-                                 domain_name="abc.execute-api.us-east-1.amazonaws.com", source_ip="10.0.0.1",
-                                 user_agent="t", body=body)
-    return chalice_app.websocket_message(event, None)
+from tests.handler_calls import connect, login, message
 
 
 def test_connect_with_header_token_stores_the_verified_identity(app_env, boto, table, sender):

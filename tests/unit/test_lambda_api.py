@@ -1,20 +1,18 @@
 """The local Lambda Invoke API, driven by boto3's lambda client."""
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import threading
 import types
 
 import boto3
 import pytest
-from aiohttp import web
 from botocore.exceptions import ClientError
 
 from chalicelib.workers import WorkerInvoker
 from devserver.gateway import LambdaRuntime
 from devserver.lambda_api import LambdaApi
+from tests.servers import serve
 
 
 @pytest.fixture
@@ -35,29 +33,10 @@ def lambda_api():
     module = types.SimpleNamespace(echo=echo, background=background, broken=broken)
     api = LambdaApi(LambdaRuntime(module, max_workers=4), app_name="llm-ide", stage="local",
                     functions=("echo", "background", "broken"))
-    loop = asyncio.new_event_loop()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    runner = web.AppRunner(api.make_app())
-    started = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local")
-    yield types.SimpleNamespace(client=client, ran=ran, seen=seen)
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with serve(api.make_app()) as url:
+        client = boto3.client("lambda", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="local", aws_secret_access_key="local")
+        yield types.SimpleNamespace(client=client, ran=ran, seen=seen)
 
 
 def test_request_response_returns_the_result(lambda_api):

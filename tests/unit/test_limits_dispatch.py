@@ -10,7 +10,7 @@ import pytest
 
 import app as chalice_app
 from chalicelib.actions import ACTIONS, Admission, admission_of
-from tests.unit.test_handlers import connect, message
+from tests.handler_calls import connect, message
 
 
 @pytest.fixture

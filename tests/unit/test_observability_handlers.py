@@ -12,7 +12,7 @@ from chalicelib import metric_names
 from chalicelib.observability import metrics
 from chalicelib.observability.invocation import invocation
 from tests.conftest import reset_app_caches
-from tests.unit.test_handlers import connect, login, message, sender, table  # noqa: F401 (fixtures)
+from tests.handler_calls import connect, login, message
 
 KNOWN = {metric.name for metric in metric_names.ALL}
 

@@ -1,0 +1,28 @@
+"""Calling the app's Chalice handlers as API Gateway does, with its event shapes."""
+from __future__ import annotations
+
+import time
+
+import app as chalice_app
+from devserver import events
+
+
+def login(boto, provisioned, index=0) -> str:
+    username, password = provisioned.users[index]
+    result = boto("cognito-idp").initiate_auth(ClientId=provisioned.client_id, AuthFlow="USER_PASSWORD_AUTH",
+                                               AuthParameters={"USERNAME": username, "PASSWORD": password})
+    return result["AuthenticationResult"]["AccessToken"]
+
+
+def connect(connection_id, *, headers=None, query=None):
+    event = events.connect_event(connection_id=connection_id, connected_at_ms=int(time.time() * 1000), stage="test",
+                                 domain_name="abc.execute-api.us-east-1.amazonaws.com", source_ip="10.0.0.1",
+                                 headers=headers or {}, query={k: [v] for k, v in (query or {}).items()})
+    return chalice_app.websocket_connect(event, None)
+
+
+def message(connection_id, body):
+    event = events.message_event(connection_id=connection_id, connected_at_ms=0, stage="test",
+                                 domain_name="abc.execute-api.us-east-1.amazonaws.com", source_ip="10.0.0.1",
+                                 user_agent="t", body=body)
+    return chalice_app.websocket_message(event, None)
