@@ -35,6 +35,17 @@ class SplitClient:
         return getattr(self._stubbed if name in self._ops else self._moto, name)
 
 
+def create_function(lambda_client, iam, name: str) -> str:
+    """A do-nothing function in moto named as Chalice names the app's functions."""
+    role = iam.create_role(RoleName=f"r-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return None\n")
+    return lambda_client.create_function(
+        FunctionName=f"llm-ide-test-{name}-{uuid.uuid4().hex[:6]}", Runtime="python3.11", Role=role,
+        Handler="app.handler", Code={"ZipFile": archive.getvalue()})["FunctionArn"]
+
+
 @pytest.fixture
 def deployed(boto):
     """A WebSocket API with Chalice's routes and a ws_authorizer function, in moto."""
@@ -43,13 +54,7 @@ def deployed(boto):
                               RouteSelectionExpression="$request.body.action")["ApiId"]
     for key in ("$connect", "$default", "$disconnect"):
         apigw.create_route(ApiId=api_id, RouteKey=key)
-    role = iam.create_role(RoleName=f"r-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("app.py", "def handler(event, context):\n    return None\n")
-    function_arn = lambda_client.create_function(
-        FunctionName=f"llm-ide-test-ws_authorizer-{uuid.uuid4().hex[:6]}", Runtime="python3.11", Role=role,
-        Handler="app.handler", Code={"ZipFile": archive.getvalue()})["FunctionArn"]
+    function_arn = create_function(lambda_client, iam, "ws_authorizer")
     return Deployment(api_id=api_id, function_arn=function_arn), apigw, lambda_client
 
 
@@ -190,13 +195,7 @@ def test_worker_functions_are_read_from_the_record():
 
 def test_workers_async_invocations_are_never_retried(deployed, boto):
     _, _, lambda_client = deployed
-    role = boto("iam").create_role(RoleName=f"r-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("app.py", "def handler(event, context):\n    return None\n")
-    worker = lambda_client.create_function(
-        FunctionName=f"llm-ide-test-bedrock_worker-{uuid.uuid4().hex[:6]}", Runtime="python3.11", Role=role,
-        Handler="app.handler", Code={"ZipFile": archive.getvalue()})["FunctionArn"]
+    worker = create_function(lambda_client, boto("iam"), "bedrock_worker")
     deployment = Deployment(api_id="a", function_arn="arn:aws:lambda:us-east-1:123456789012:function:x",
                             worker_arns=(worker,))
     step = PostDeploy(apigateway=None, lambda_client=lambda_client, say=lambda line: None)
