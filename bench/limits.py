@@ -63,6 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="operations per figure")
     n = parser.parse_args().n
+    from chalicelib.observability import metrics
+
+    metrics.set_output(lambda line: None)  # the figures, not the app's EMF lines, go to stdout
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
