@@ -15,7 +15,7 @@ from chalicelib import metric_names as metric, protocol
 from chalicelib.actions import ACTIONS, Action, ActionContext, Admission, admission_of
 from chalicelib.auth import token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
-from chalicelib.errors import AppError, BadRequest, ConnectionGone, Internal, Unauthorized
+from chalicelib.errors import AppError, BadRequest, ConnectionGone, Internal, RateLimited, Unauthorized
 from chalicelib.observability import bind, tracing
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
 from chalicelib.services import Services
@@ -109,7 +109,7 @@ class WebsocketHandlers:
             logger.info("client gone before the answer")
             return action, GONE
         except AppError as error:
-            if error.code == "RATE_LIMITED":  # by the dispatch, or by an action that admits itself
+            if isinstance(error, RateLimited):  # by the dispatch, or by an action that admits itself
                 self._metrics.emit(metric.RATE_LIMITED, 1, dimensions={metric.ACTION: action})
             return action, self._send_error(sender, connection_id, error, request_id)
         except Exception:
