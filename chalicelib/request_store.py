@@ -86,20 +86,14 @@ class RequestStore:
     def request_cancel(self, *, request_id: str, user_sub: str, now: float | None = None) -> bool:
         """Set the cancel flag of a running request of this user; False if there is none."""
         now = time.time() if now is None else now
-        try:
-            self._table.update_item(
-                Key={"requestId": request_id},
-                UpdateExpression="SET cancelRequested = :yes, updatedAt = :now",
-                ConditionExpression="userSub = :sub AND #status IN (:queued, :streaming)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":yes": True, ":now": _iso(now), ":sub": user_sub,
-                                           ":queued": RUNNING[0], ":streaming": RUNNING[1]},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            request_id,
+            UpdateExpression="SET cancelRequested = :yes, updatedAt = :now",
+            ConditionExpression="userSub = :sub AND #status IN (:queued, :streaming)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":yes": True, ":now": _iso(now), ":sub": user_sub,
+                                       ":queued": RUNNING[0], ":streaming": RUNNING[1]},
+        )
 
     def claim(self, request_id: str, *, now: float | None = None) -> bool:
         """Move a queued request to `streaming`; False if a worker already took it.
@@ -108,14 +102,18 @@ class RequestStore:
         the retry must not stream the reply a second time.
         """
         now = time.time() if now is None else now
+        return self._update_if(
+            request_id,
+            UpdateExpression="SET #status = :streaming, updatedAt = :now",
+            ConditionExpression="#status = :queued",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": _iso(now)},
+        )
+
+    def _update_if(self, request_id: str, **update: Any) -> bool:
+        """A conditional update of the request; False when its condition does not hold."""
         try:
-            self._table.update_item(
-                Key={"requestId": request_id},
-                UpdateExpression="SET #status = :streaming, updatedAt = :now",
-                ConditionExpression="#status = :queued",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": _iso(now)},
-            )
+            self._table.update_item(Key={"requestId": request_id}, **update)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
