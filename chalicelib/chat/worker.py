@@ -88,7 +88,8 @@ class Outcome:
 class ChatWorker:
     def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender: Sender, settings: Settings,
                  budget: TokenBudget, sessions: Any, context: Any, metrics: MetricsWriter | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self._requests = requests
         self._bedrock = bedrock
         self._sender = sender
@@ -98,6 +99,7 @@ class ChatWorker:
         self._context = context
         self._metrics = metrics or get_metrics()
         self._clock = clock
+        self._wall_clock = wall_clock  # which limit windows are current
 
     def run(self, job: ChatJob, *, remaining_ms: Callable[[], int] | None = None) -> Outcome:
         stream = DeltaStream(sender=self._sender, connection_id=job.connection_id, request_id=job.client_id,
@@ -239,7 +241,7 @@ class ChatWorker:
         except Exception:
             # The reservation stays counted until its hour ends: the user is charged the worst case, never less.
             logger.exception("settling the token reservation failed", extra={"requestId": job.request_id})
-            return reservation.limits.at(time.time()).to_wire()
+            return reservation.limits.at(self._wall_clock()).to_wire()
 
     def _append_exchange(self, job: ChatJob, outcome: Outcome, reply: str) -> None:
         """The prompt and the reply into the session (see the module docstring for which outcomes)."""

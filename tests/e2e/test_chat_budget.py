@@ -14,6 +14,7 @@ import pytest
 from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.test_chat import chat, text_of
 from tests.e2e.test_chat_sessions import seen_by_model
+from tests.windows import fresh_hour
 
 FLOOR = 256  # TOKEN_RESERVATION_FLOOR's default
 
@@ -37,13 +38,6 @@ def usage_of(client):
     frame = client.request("usage.get")
     assert frame["type"] == "result", frame
     return frame["data"]
-
-
-def fresh_hour(needed: float) -> None:
-    """Budgets are per clock hour: don't start a test that would straddle two."""
-    left = 3600 - time.time() % 3600
-    if left < needed:
-        time.sleep(left + 0.05)
 
 
 def held_chat(client, max_tokens):

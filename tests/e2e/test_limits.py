@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.conftest import start_stack, stop_stack
+from tests.windows import fresh_minute
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +20,6 @@ def limits_stack(tmp_path_factory):
     running = start_stack(tmp_path_factory.mktemp("limits-stack"), env=defaults)
     yield running
     stop_stack(running.process)
-
-
-def fresh_minute(needed: float) -> None:
-    left = 60 - time.time() % 60
-    if left < needed:
-        time.sleep(left + 0.05)
 
 
 def get_usage(stack, token):

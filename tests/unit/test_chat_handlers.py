@@ -6,6 +6,7 @@ import json
 import boto3
 
 from tests.handler_calls import connect, login, message
+from tests.windows import fresh_minute
 
 
 def table(app_env, boto, env_var):
@@ -24,6 +25,7 @@ def user_sub(app_env, boto, connection_id):
 def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_env, boto, sender):
     # In these tests Lambda is moto, where no bedrock_worker exists: the invocation fails.
     token = login(boto, app_env)
+    fresh_minute(5)  # the counts below are the hour's
     connect("conn-chat=", headers={"Authorization": f"Bearer {token}"})
     message("conn-chat=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi"}))
     ack, error = sender.frames["conn-chat="]
@@ -45,6 +47,7 @@ def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_en
 
 def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto, sender):
     token = login(boto, app_env)
+    fresh_minute(5)  # the counts below are the hour's
     connect("conn-bad=", headers={"Authorization": f"Bearer {token}"})
     message("conn-bad=", json.dumps({"action": "usage.get", "id": "u0"}))
     message("conn-bad=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi", "sessionId": "a" * 32}))

@@ -11,6 +11,7 @@ import pytest
 import app as chalice_app
 from chalicelib.actions import ACTIONS, Admission, admission_of
 from tests.handler_calls import connect, message
+from tests.windows import fresh_minute
 
 
 @pytest.fixture
@@ -39,13 +40,6 @@ def new_user(boto, provisioned, groups=()) -> str:
     result = cognito.initiate_auth(ClientId=provisioned.client_id, AuthFlow="USER_PASSWORD_AUTH",
                                    AuthParameters={"USERNAME": username, "PASSWORD": password})
     return result["AuthenticationResult"]["AccessToken"]
-
-
-def fresh_minute(needed: float = 8.0) -> None:
-    """Start where the current minute has `needed` seconds left, so one test stays in one window."""
-    left = 60 - time.time() % 60
-    if left < needed:
-        time.sleep(left + 0.05)
 
 
 def test_every_action_but_ping_is_rate_limited_by_the_dispatch():
