@@ -4,13 +4,26 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install clean
+.PHONY: dev test install browser clean
 
 dev: $(STAMP)
 	$(PY) -m devserver
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# Chromium for the browser tests of web/ (tests/e2e/test_web_browser.py): Debian's package where
+# we may install it; elsewhere those tests are skipped, and pytest's summary says why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } || \
+		echo "could not install chromium: the browser tests will be skipped"; \
+	else \
+		echo "no chromium, and not root with apt-get: the browser tests will be skipped"; \
+	fi
 
 install: $(STAMP)
 
