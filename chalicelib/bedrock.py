@@ -1,6 +1,8 @@
 """The Bedrock boundary: one ConverseStream call, as a stream of plain events.
 
-botocore's errors are translated here, once, into the app's errors. Throttling
+botocore's errors are translated here, once, into the app's errors, and so are
+urllib3's: while the reply streams, botocore reads the socket through urllib3,
+whose read timeouts and broken connections are not wrapped in botocore errors. Throttling
 (on the call, or inside the stream as an EventStreamError) and transient
 failures are retried with jittered backoff, but only before any text was
 handed out: text already passed on cannot be taken back.
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Union
 
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error, ReadTimeoutError as Urllib3ReadTimeout
 
 from chalicelib.errors import AppError, UpstreamError, UpstreamThrottled
 from chalicelib.request_store import Usage
@@ -99,7 +102,7 @@ class BedrockChat:
                         text_seen = text_seen or isinstance(event, TextDelta)
                         yield event
                 return
-            except (ClientError, BotoCoreError) as exc:
+            except (ClientError, BotoCoreError, Urllib3Error) as exc:
                 error = translate_error(exc)
                 retryable = _is_retryable(exc)
                 if on_throttled is not None and _code(exc) in THROTTLE_CODES:
@@ -148,7 +151,7 @@ def translate_error(exc: Exception) -> AppError:
     code = _code(exc)
     if code in THROTTLE_CODES:
         return UpstreamThrottled("the model is busy; try again shortly", retry_after=THROTTLE_RETRY_AFTER_SECONDS)
-    if isinstance(exc, ReadTimeoutError) or code in ("ModelTimeoutException",):
+    if isinstance(exc, (ReadTimeoutError, Urllib3ReadTimeout)) or code in ("ModelTimeoutException",):
         return UpstreamError("the model did not answer in time")
     if code in ("ValidationException", "validationException"):
         return UpstreamError("the model rejected the request")

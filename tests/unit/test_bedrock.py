@@ -168,3 +168,14 @@ def test_transient_failures_are_retried_and_throttling_is_throttled():
 def test_a_read_timeout_is_an_upstream_error():
     error = translate_error(ReadTimeoutError(endpoint_url="http://bedrock"))
     assert isinstance(error, UpstreamError) and "in time" in error.message
+
+
+def test_a_model_that_stalls_mid_stream_is_an_upstream_error_not_a_crash(emulator_url):
+    # botocore reads the streaming body through urllib3, whose read timeout is not a botocore error.
+    client = boto3.client("bedrock-runtime", endpoint_url=emulator_url, region_name="us-east-1",
+                          aws_access_key_id="local", aws_secret_access_key="local",
+                          config=Config(retries={"total_max_attempts": 1}, read_timeout=0.5, connect_timeout=2))
+    chat = Chat(client)
+    events, error = chat.events("[[slow:1500]] stalls between words")
+    assert isinstance(error, UpstreamError) and error.message == "the model did not answer in time"
+    assert chat.sleeps == []  # not retried: a slow model would only make the user wait twice as long
