@@ -151,11 +151,11 @@ class ChatWorker:
                         outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                         return reader
                     next_poll = now + CANCEL_POLL_SECONDS
+                if stream.failed.is_set():
+                    outcome.status, outcome.error = "error", Internal("the reply could not be delivered")
+                    return reader
                 if stream.gone.is_set():
-                    if stream.failed:
-                        outcome.status, outcome.error = "error", Internal()
-                    else:
-                        outcome.status = "gone"
+                    outcome.status = "gone"
                     return reader
                 try:
                     item = events.get(timeout=max(0.0, next_poll - now))

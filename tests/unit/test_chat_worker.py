@@ -198,6 +198,24 @@ def test_the_worker_stops_before_its_lambda_time_limit_with_timeout():
     assert requests.finished["status"] == "timeout"
 
 
+def test_a_post_that_fails_otherwise_stops_the_model_and_the_client_gets_an_error():
+    class ThrottledOnce(RecordingSender):
+        """API Gateway refuses the second post (LimitExceededException after botocore's retries)."""
+
+        def send(self, connection_id, frame):
+            if len(self.frames.get(connection_id, [])) == 1 and not getattr(self, "refused", False):
+                self.refused = True
+                raise RuntimeError("LimitExceededException")
+            super().send(connection_id, frame)
+
+    bedrock = FakeBedrock([TextDelta("x")] * 100, delay=0.01)
+    outcome, requests, frames = run(bedrock, sender=ThrottledOnce(), stream_flush_bytes=1)
+    assert [f["type"] for f in frames] == ["delta", "error"]
+    assert frames[-1]["error"] == {"code": "INTERNAL", "message": "the reply could not be delivered"}
+    assert outcome.status == "error" and requests.finished["error_code"] == "INTERNAL"
+    assert bedrock.closed.wait(1)  # the model is no longer read
+
+
 def test_a_gone_client_stops_the_model_and_no_final_frame_is_sent():
     sender = RecordingSender()
     sender.gone.add("conn")
