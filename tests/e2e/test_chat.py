@@ -290,3 +290,27 @@ def test_ctrl_c_in_python_m_client_chat_cancels_the_chat(stack, tmp_path):
         process.kill()
     assert process.returncode == 130, err
     assert out.rstrip().endswith("[cancelled]") and out.count("w") < 2000
+
+
+def test_ctrl_c_before_the_ack_still_cancels_the_chat(stack, tmp_path, monkeypatch, capsys):
+    # Ctrl-C lands while the client waits for the ack: the chat may already be running on the
+    # server, so the client waits for the ack and cancels it rather than leave it to spend tokens.
+    from client import __main__ as cli
+    from client.connection import IdeClient
+
+    monkeypatch.setenv("LLM_IDE_ENDPOINTS", str(stack.endpoints_path))
+    monkeypatch.setenv("LLM_IDE_HOME", str(tmp_path))
+    assert cli.main(["login", "--username", "dev"]) == 0
+    real_frames, interrupted = IdeClient.frames, []
+
+    def frames(self, request_id, timeout=60.0):
+        if not interrupted:  # the first wait is interrupted before any frame is read
+            interrupted.append(request_id)
+            raise KeyboardInterrupt
+        return real_frames(self, request_id, timeout=timeout)
+
+    monkeypatch.setattr(IdeClient, "frames", frames)
+    capsys.readouterr()
+    assert cli.main(["chat", "[[slow:20]] " + "w" * 2000]) == 130
+    out = capsys.readouterr().out
+    assert interrupted and out.rstrip().endswith("[cancelled]") and out.count("w") < 2000
