@@ -144,7 +144,12 @@ $("cancel").addEventListener("click", async () => {
 
 $("signout").addEventListener("click", () => {
   token = null;
-  if (socket) socket.close();
+  if (socket) {
+    socket.onclose = null; // closed on purpose: the status says "signed out", not "disconnected"
+    socket.close();
+    socket = null;
+  }
+  pending.clear();
   $("workspace").hidden = true;
   $("signin").hidden = false;
   setStatus("signed out");

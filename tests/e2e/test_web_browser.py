@@ -137,4 +137,10 @@ def test_sign_out_closes_the_connection_and_returns_to_sign_in(page, stack):
     status_is(page, "connected as dev2")
     page.click("#signout")
     status_is(page, "signed out")
+    page.wait_for_timeout(300)  # the closed socket's events have fired: the status stays
+    status_is(page, "signed out")
     assert page.is_visible("#signin") and not page.is_visible("#workspace")
+    sign_in(page, stack, username="dev")  # and the page signs in again, on a new connection
+    status_is(page, "connected as dev")
+    page.click("#ping")
+    last_meta(page).filter(has_text="pong in").wait_for(timeout=WAIT_MS)
