@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.resources import DEFAULT_SESSION_TTL_DAYS
+
 # Destination regions of Bedrock's cross-region inference profiles, by the profile id's
 # prefix. A profile may route a request to any of them, so IAM must allow the foundation
 # model in each. Check the profile's regions in the Bedrock console when adding a model.
@@ -47,6 +49,13 @@ class Stage:
     chat_latency_p90_ms: int = 30_000
     tokens_per_hour: int = 2_000_000
     waf_requests_per_5min_per_ip: int = 1_000
+    # Days an idle session lives: the app's SESSION_TTL_DAYS (written by infra/sync_config.py)
+    # and the context bucket's expiry rule (infra/stacks/data.py) both come from here.
+    session_ttl_days: int = DEFAULT_SESSION_TTL_DAYS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.session_ttl_days <= 3650:  # the range chalicelib/config.py accepts
+            raise ValueError(f"stage {self.name}: session_ttl_days must be 1-3650, not {self.session_ttl_days}")
 
 
 _MODELS = (

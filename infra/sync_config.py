@@ -3,10 +3,11 @@
     cdk deploy --all -c environment=prod --outputs-file cdk-outputs.json
     python -m infra.sync_config --stage prod --outputs infra/cdk-outputs.json
 
-It sets the stage's environment variables (table, bucket and secret names, Cognito ids and
-issuer, worker function names, models), X-Ray, the VPC subnets and security group, one policy
-file per function with `autogen_policy: false`, records the deployment facts in
-`.chalice/infra.json` and rewrites the policy files with the real account, region and ARNs.
+It sets the stage's environment variables (table, bucket and secret names, the context
+bucket's KMS key, Cognito ids and issuer, worker function names, models, the session TTL),
+X-Ray, the VPC subnets and security group, one policy file per function with
+`autogen_policy: false`, records the deployment facts in `.chalice/infra.json` and rewrites
+the policy files with the real account, region and ARNs.
 The WebSocket API id comes from `.chalice/deployed/<stage>.json` once `chalice deploy` made
 the API: on the very first deploy, run this, `chalice deploy`, this again, `chalice deploy`.
 """
@@ -76,6 +77,11 @@ def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
         "COGNITO_USER_POOL_ID": _require(out, names.USER_POOL_ID),
         "COGNITO_APP_CLIENT_IDS": _require(out, names.USER_POOL_CLIENT_ID),
         "COGNITO_ISSUER": _require(out, names.ISSUER),
+        # SSE-KMS with the stage's customer key on every put, copy and presigned PUT (unset, the
+        # app would send SSE-S3, which overrides the bucket's default key).
+        "CONTEXT_KMS_KEY_ID": _require(out, names.CONTEXT_KEY_ARN),
+        # The bucket's expiry rule is built from the same stage setting.
+        "SESSION_TTL_DAYS": str(stage.session_ttl_days),
         "BEDROCK_WORKER_FUNCTION": resources.function_name(stage.name, "bedrock_worker"),
         "GITHUB_WORKER_FUNCTION": resources.function_name(stage.name, "github_worker"),
         "ALLOWED_MODELS": ",".join(stage.allowed_models),

@@ -115,9 +115,10 @@ class DataStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(
                 id="abort-incomplete-uploads",
                 abort_incomplete_multipart_upload_after=Duration.days(bucket.abort_multipart_days))] + [
-                # Idle sessions' objects (tagged by the app) expire after the sessions' TTL.
+                # Idle sessions' objects (tagged by the app) expire after the stage's session TTL,
+                # the SESSION_TTL_DAYS that infra/sync_config.py gives the app.
                 s3.LifecycleRule(id=rule.id, tag_filters={rule.tag_key: rule.tag_value},
-                                 expiration=Duration.days(rule.expiration_days(resources.DEFAULT_SESSION_TTL_DAYS)))
+                                 expiration=Duration.days(rule.expiration_days(self.stage.session_ttl_days)))
                 for rule in bucket.expiry_rules],
             # Browsers upload large context files with presigned PUTs: the signature, not the
             # origin, is what guards them.

@@ -1,6 +1,7 @@
 """The CDK stacks of every stage, synthesized offline and asserted on (aws_cdk.assertions)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,7 +9,8 @@ import pytest
 from aws_cdk.assertions import Match
 
 from chalicelib import metric_names as metrics
-from infra import resources, sync_config
+from chalicelib.config import load_settings
+from infra import outputs, resources, sync_config
 from infra.stages import STAGES
 
 ALL_STAGES = list(STAGES)
@@ -63,11 +65,40 @@ def test_context_bucket_is_private_tls_only_and_encrypted_with_a_rotating_custom
         "LifecycleConfiguration": {"Rules": Match.array_with([
             Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}, "Status": "Enabled"}),
             # Idle sessions' offloaded messages and context expire with the sessions (SESSION_TTL_DAYS + 2).
-            Match.object_like({"Id": "expire-idle-session-data", "ExpirationInDays": 32, "Status": "Enabled",
-                               "TagFilters": [{"Key": "llm-ide-expiry", "Value": "session"}]}),
+            _expiry_rule(STAGES[stage].session_ttl_days + 2),
         ])},
     })
     _assert_tls_only(t)
+    t.has_output(outputs.CONTEXT_KEY_ARN, {"Value": {"Fn::GetAtt": [key_id, "Arn"]}})
+
+
+def _expiry_rule(days: int):
+    return Match.object_like({"Id": "expire-idle-session-data", "ExpirationInDays": days, "Status": "Enabled",
+                              "TagFilters": [{"Key": "llm-ide-expiry", "Value": "session"}]})
+
+
+def test_a_stage_with_its_own_session_ttl_gets_a_matching_expiry_rule_and_app_setting(tmp_path):
+    """The bucket's rule and the app's SESSION_TTL_DAYS come from the one stage setting."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.stacks.data import DataStack
+
+    stage = dataclasses.replace(STAGES["staging"], session_ttl_days=7)
+    app = cdk.App(outdir=str(tmp_path))
+    t = Template.from_stack(DataStack(app, "ttl-data", stage=stage))
+    t.has_resource_properties("AWS::S3::Bucket", {"LifecycleConfiguration": {"Rules": Match.array_with([
+        _expiry_rule(9)])}})
+    sample = json.loads((Path(__file__).parent / "cdk-outputs.sample.json").read_text())
+    env = sync_config.environment(stage, sync_config.stack_outputs(sample, "staging"))
+    assert env["SESSION_TTL_DAYS"] == "7"
+    assert load_settings({**env, "AWS_REGION": "us-east-1"}).session_ttl_days == 7
+
+
+def test_a_session_ttl_the_app_would_refuse_is_refused_by_the_stage():
+    for days in (0, 3651):
+        with pytest.raises(ValueError, match="session_ttl_days"):
+            dataclasses.replace(STAGES["dev"], session_ttl_days=days)
 
 
 def _assert_tls_only(t) -> None:

@@ -1,13 +1,16 @@
 """The sync step: CDK outputs into .chalice/config.json and the policy files, on a sample outputs file."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from chalicelib.config import load_settings
 from infra import outputs, policies, resources, sync_config
+from infra.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = Path(__file__).with_name("cdk-outputs.sample.json")
@@ -55,6 +58,10 @@ def test_prod_outputs_land_in_the_stage_config_and_the_policies(chalice_dir, out
     assert env["COGNITO_APP_CLIENT_IDS"] == data[outputs.USER_POOL_CLIENT_ID]
     assert env["COGNITO_ISSUER"] == data[outputs.ISSUER]
     assert env["CONTEXT_BUCKET"] == f"llm-ide-prod-context-{ACCOUNT}"
+    # The bucket's own key, so the app writes SSE-KMS with it rather than SSE-S3.
+    assert env["CONTEXT_KMS_KEY_ID"] == data[outputs.CONTEXT_KEY_ARN]
+    assert env["CONTEXT_KMS_KEY_ID"].startswith(f"arn:aws:kms:us-east-1:{ACCOUNT}:key/")
+    assert env["SESSION_TTL_DAYS"] == str(STAGES["prod"].session_ttl_days)
     assert env["GITHUB_SECRET_ARN"].startswith(f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:llm-ide/prod/")
     for table in resources.TABLES:
         assert env[table.env_var] == table.physical_name("prod")
@@ -127,3 +134,31 @@ def test_a_region_the_inference_profiles_do_not_serve_fails(chalice_dir, outputs
     outputs_file.write_text(outputs_file.read_text().replace("us-east-1", "eu-west-1"))
     assert run(chalice_dir, outputs_file, "prod") == 1
     assert "unusable from eu-west-1" in capsys.readouterr().err
+
+
+def test_the_committed_config_is_what_the_sync_writes_from_the_sample_outputs(chalice_dir):
+    """No drift: every stage's committed section, its key and TTL included, is the sync's output."""
+    sample = chalice_dir.parent / "sample.json"
+    shutil.copy(SAMPLE, sample)
+    for stage in STAGES:
+        assert run(chalice_dir, sample, stage, "--websocket-api-id", "samp1e0api") == 0
+    assert (json.loads((chalice_dir / "config.json").read_text())
+            == json.loads((ROOT / ".chalice" / "config.json").read_text()))
+    assert (json.loads((chalice_dir / "infra.json").read_text())
+            == json.loads((ROOT / ".chalice" / "infra.json").read_text()))
+    for stage in STAGES:  # and the app accepts what the stage's functions will run with
+        env = json.loads((chalice_dir / "config.json").read_text())["stages"][stage]["environment_variables"]
+        settings = load_settings(env)
+        assert settings.context_kms_key_id == sync_config.stack_outputs(
+            json.loads(SAMPLE.read_text()), stage)[outputs.CONTEXT_KEY_ARN]
+        assert settings.session_ttl_days == STAGES[stage].session_ttl_days
+
+
+def test_a_stage_session_ttl_replaces_a_hand_set_one(chalice_dir, outputs_file, monkeypatch):
+    monkeypatch.setitem(STAGES, "dev", dataclasses.replace(STAGES["dev"], session_ttl_days=7))
+    config = json.loads((chalice_dir / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"]["SESSION_TTL_DAYS"] = "90"  # would outlive the bucket rule
+    (chalice_dir / "config.json").write_text(json.dumps(config))
+    assert run(chalice_dir, outputs_file, "dev") == 0
+    env = json.loads((chalice_dir / "config.json").read_text())["stages"]["dev"]["environment_variables"]
+    assert env["SESSION_TTL_DAYS"] == "7"

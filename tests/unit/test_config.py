@@ -25,6 +25,10 @@ def test_session_and_context_defaults():
     assert settings.context_kms_key_id is None
     arn = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     assert load_settings({**BASE, "CONTEXT_KMS_KEY_ID": arn}).context_kms_key_id == arn
+    # The app's default is the stages' default, which the bucket's expiry rule is built from.
+    from infra.resources import DEFAULT_SESSION_TTL_DAYS
+
+    assert settings.session_ttl_days == DEFAULT_SESSION_TTL_DAYS
 
 
 def test_management_endpoint_from_event_unless_overridden():

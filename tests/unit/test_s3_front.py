@@ -61,3 +61,60 @@ def test_an_expired_url_is_refused():
     with pytest.raises(PresignRefused) as refused:
         check(presign(), now=datetime.now(timezone.utc) + timedelta(seconds=301))
     assert refused.value.code == "AccessDenied"
+
+
+def test_the_apps_sse_kms_presigned_put_verifies_with_the_headers_it_returns():
+    """A deployed stage's grant (SSE-KMS with the context key) passes the front; another key does not."""
+    from chalicelib.objects import ObjectStore
+
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:4567", region_name="us-east-1",
+                      aws_access_key_id="local", aws_secret_access_key="local",
+                      config=Config(signature_version="s3v4"))
+    store = ObjectStore(s3, bucket="b", kms_key_id=key_arn)
+    url, headers = store.presign_put("users/u/sessions/s/context/a.txt", size=10, content_type="text/plain",
+                                     session_scoped=True)
+    assert headers["x-amz-server-side-encryption"] == "aws:kms"
+    assert headers["x-amz-server-side-encryption-aws-kms-key-id"] == key_arn
+    parts = urlsplit(url)
+    raw, sent = f"{parts.path}?{parts.query}", {"Host": "127.0.0.1:4567", **headers}
+    check(raw, sent)
+    for change in ({"x-amz-server-side-encryption": "AES256"},
+                   {"x-amz-server-side-encryption-aws-kms-key-id": key_arn.replace("1234abcd", "5678abcd")},
+                   {"x-amz-tagging": "other=tag"}):
+        with pytest.raises(PresignRefused):
+            check(raw, {**sent, **change})
+    with pytest.raises(PresignRefused):  # leaving the key id out falls back to no key: refused too
+        check(raw, {k: v for k, v in sent.items() if k != "x-amz-server-side-encryption-aws-kms-key-id"})
+
+
+def test_an_sse_kms_upload_passes_through_the_front_to_moto(moto_url, provisioned, boto):
+    """The front forwards the KMS headers the grant binds; moto stores the object under the key."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    from chalicelib.objects import ObjectStore
+    from devserver.aws import CREDENTIALS
+    from devserver.s3_front import S3Front
+    from tests.servers import serve
+
+    bucket = provisioned.names["CONTEXT_BUCKET"]
+    key_arn = boto("kms").create_key()["KeyMetadata"]["Arn"]
+    key = f"users/{uuid.uuid4()}/context/kms.txt"
+    front = S3Front(moto_url, secrets={CREDENTIALS["AWS_ACCESS_KEY_ID"]: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
+    with serve(front.make_app()) as front_url:
+        store = ObjectStore(boto3.client("s3", endpoint_url=front_url, region_name="us-east-1",
+                                         aws_access_key_id="local", aws_secret_access_key="local",
+                                         config=Config(signature_version="s3v4")),
+                            bucket=bucket, kms_key_id=key_arn)
+        url, headers = store.presign_put(key, size=3, content_type="text/plain", session_scoped=False)
+        forged = {**headers, "x-amz-server-side-encryption": "AES256"}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"abc", method="PUT", headers=forged), timeout=10)
+        assert refused.value.code == 403
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"abc", method="PUT", headers=headers),
+                                    timeout=10) as response:
+            assert response.status == 200
+    head = boto("s3").head_object(Bucket=bucket, Key=key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"], head["ContentLength"]) == ("aws:kms", key_arn, 3)

@@ -5,6 +5,7 @@ import json
 import time
 import urllib.request
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -183,16 +184,53 @@ def test_context_documents_limits_lookup_order_and_errors(services, sub):
 
 
 def test_kms_encryption_when_a_key_is_configured(app_env, monkeypatch, sub, boto):
-    key_id = boto("kms").create_key()["KeyMetadata"]["KeyId"]
-    monkeypatch.setenv("CONTEXT_KMS_KEY_ID", key_id)
+    """Put, copy (a session's objects re-written) and presigned PUT: SSE-KMS with the configured key."""
+    key_arn = boto("kms").create_key()["KeyMetadata"]["Arn"]  # what infra/sync_config.py writes
+    monkeypatch.setenv("CONTEXT_KMS_KEY_ID", key_arn)
     get_settings.cache_clear()
     services = Services(get_settings())
+    s3, bucket = boto("s3"), services.settings.context_bucket
+
+    def encryption(key: str) -> tuple[str, str | None]:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        return head["ServerSideEncryption"], head.get("SSEKMSKeyId")
+
     services.context.put(sub, "secret.txt", "classified", session_id=None)
-    head = boto("s3").head_object(Bucket=services.settings.context_bucket, Key=f"users/{sub}/context/secret.txt")
-    assert head["ServerSideEncryption"] == "aws:kms" and key_id in head["SSEKMSKeyId"]
-    url = services.context.upload_url(sub, "up.txt", 3, session_id=None, content_type=None)
-    assert url["headers"]["x-amz-server-side-encryption"] == "aws:kms"
-    assert url["headers"]["x-amz-server-side-encryption-aws-kms-key-id"] == key_id
+    assert encryption(f"users/{sub}/context/secret.txt") == ("aws:kms", key_arn)
+
+    session = services.sessions.create(sub, title="kms")
+    root = objects.session_root(sub, session.session_id)
+    services.context.put(sub, "notes.txt", "session notes", session_id=session.session_id)
+    key = f"{root}context/notes.txt"
+    # As written before the stage had its key: SSE-S3. Re-writing it in place moves it to the key.
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                   MetadataDirective="COPY", TaggingDirective="COPY", ServerSideEncryption="AES256")
+    assert encryption(key) == ("AES256", None)
+    assert services.objects.refresh(root) == 1
+    assert encryption(key) == ("aws:kms", key_arn)
+    assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == [
+        {"Key": objects.SESSION_EXPIRY_TAG[0], "Value": objects.SESSION_EXPIRY_TAG[1]}]
+
+    grant = services.context.upload_url(sub, "up.txt", 3, session_id=None, content_type=None)
+    assert grant["headers"]["x-amz-server-side-encryption"] == "aws:kms"
+    assert grant["headers"]["x-amz-server-side-encryption-aws-kms-key-id"] == key_arn
+    signed = parse_qs(urlsplit(grant["url"]).query)["X-Amz-SignedHeaders"][0].split(";")
+    assert {"x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"} <= set(signed)
+    upload = urllib.request.Request(grant["url"], data=b"abc", method="PUT", headers=grant["headers"])
+    with urllib.request.urlopen(upload, timeout=10) as response:
+        assert response.status == 200
+    assert encryption(f"users/{sub}/context/up.txt") == ("aws:kms", key_arn)
+
+
+def test_sse_s3_when_no_key_is_configured(services, sub, boto):
+    """The local stack's case: every write still says how it is encrypted."""
+    assert services.settings.context_kms_key_id is None
+    services.context.put(sub, "plain.txt", "plain", session_id=None)
+    head = boto("s3").head_object(Bucket=services.settings.context_bucket, Key=f"users/{sub}/context/plain.txt")
+    assert head["ServerSideEncryption"] == "AES256" and "SSEKMSKeyId" not in head
+    grant = services.context.upload_url(sub, "up.txt", 3, session_id=None, content_type=None)
+    assert grant["headers"]["x-amz-server-side-encryption"] == "AES256"
+    assert "x-amz-server-side-encryption-aws-kms-key-id" not in grant["headers"]
 
 
 def test_the_expiry_tag_matches_the_bucket_rule_and_moto_has_the_rule(app_env, boto):
