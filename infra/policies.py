@@ -137,6 +137,15 @@ def _disconnect(d: Deployment) -> list[Statement]:
     return [_table(d, "connections", "dynamodb:DeleteItem")]
 
 
+def _context_listing(d: Deployment) -> Statement:
+    # Without s3:ListBucket, S3 answers a GET or HEAD of a missing key with 403, not 404, so a
+    # missing context file would be an INTERNAL error instead of NOT_FOUND. A condition on
+    # s3:prefix does not help: those requests carry no prefix, so S3 would still answer 403.
+    # Listing adds no reach (the role reads every object under users/ already); each user's
+    # isolation is the app's: every key it builds starts with the verified sub.
+    return _allow("ContextListing", ["s3:ListBucket"], d.bucket_arn("context"))
+
+
 def _message(d: Deployment) -> list[Statement]:
     return [
         _table(d, "connections", "dynamodb:GetItem"),
@@ -151,8 +160,7 @@ def _message(d: Deployment) -> list[Statement]:
         # when the session's TTL moves (CopyObject: GetObject/GetObjectTagging, PutObject/PutObjectTagging).
         *_context_objects(d, "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject",
                           "s3:PutObjectTagging"),
-        _allow("ContextListing", ["s3:ListBucket"], d.bucket_arn("context"),
-               {"StringLike": {"s3:prefix": [f"{CONTEXT_PREFIX}*"]}}),
+        _context_listing(d),
         _allow("InvokeWorkers", ["lambda:InvokeFunction"],
                [d.function_arn("bedrock_worker"), d.function_arn("github_worker")]),
         *_post_frames(d, "POST", "DELETE"),
@@ -177,8 +185,7 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
         # Context files and offloaded history read; a long reply offloaded (a tagged PutObject);
         # the session's objects re-written in place when its TTL moves (ListBucket, CopyObject).
         *_context_objects(d, "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"),
-        _allow("ContextListing", ["s3:ListBucket"], d.bucket_arn("context"),
-               {"StringLike": {"s3:prefix": [f"{CONTEXT_PREFIX}*"]}}),
+        _context_listing(d),
         *_bedrock(d),
         *_post_frames(d, "POST"),
     ]

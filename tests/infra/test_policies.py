@@ -292,5 +292,8 @@ def test_context_objects_only_under_users_and_only_with_the_key_through_s3():
     d = deployment("prod")
     document = policies.policy(d, "websocket_message")
     assert not allows(document, "s3:GetObject", f"{d.bucket_arn('context')}/admin/secrets.txt")
-    assert not allows(document, "s3:ListBucket", d.bucket_arn("context"), {"s3:prefix": ""})
+    # Listing the context bucket with no prefix is what lets S3 answer a missing key's GET/HEAD with
+    # 404 (NOT_FOUND) rather than 403; no other bucket may be listed.
+    assert allows(document, "s3:ListBucket", d.bucket_arn("context"), {})
+    assert not allows(document, "s3:ListBucket", d.bucket_arn("ui"), {})
     assert not allows(document, "kms:Decrypt", d.context_key_arn)  # not directly, only via S3
