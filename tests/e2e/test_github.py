@@ -62,8 +62,9 @@ def throttle(stack):
 
 
 def test_list_repositories_of_the_installation(client):
-    repos = data(call(client, "github.repos"))["repos"]
-    assert {"fullName": REPO, "defaultBranch": "main", "private": False} in repos
+    listed = data(call(client, "github.repos"))
+    assert {"fullName": REPO, "defaultBranch": "main", "private": False} in listed["repos"]
+    assert listed["truncated"] is False
 
 
 def test_tree_and_readme_of_the_default_branch(client):
@@ -110,6 +111,42 @@ def test_pull_request_with_two_files_is_one_commit_on_a_new_branch(stack, client
     again = call(client, "github.pr", repo=REPO, base="main", branch=branch, title="Again",
                  files=[{"path": "README.md", "content": "x"}])
     assert error_code(again) == "BAD_REQUEST" and "already exists" in again["error"]["message"]
+
+
+@pytest.fixture
+def fault(stack):
+    """The emulator's fault control, cleared again whatever the test did."""
+    yield lambda **settings: control(stack, "/_emulator/fault", settings)
+    control(stack, "/_emulator/fault", {"count": 0})
+
+
+def open_pr(client, branch: str) -> dict:
+    return call(client, "github.pr", repo=REPO, base="main", branch=branch, title="Change",
+                files=[{"path": "README.md", "content": f"changed on {branch}\n"}])
+
+
+def pulls_from(stack, branch: str) -> list[dict]:
+    return [p for p in state(stack)["pulls"] if p["head"]["ref"] == branch]
+
+
+@pytest.mark.parametrize("made_anyway", [True, False])
+def test_a_server_error_on_opening_the_pull_request_still_opens_exactly_one(stack, client, fault, made_anyway):
+    branch = f"ide/retry-{time.time_ns()}"
+    faults = state(stack)["stats"]["faults"]
+    fault(method="POST", path=f"/repos/{REPO}/pulls", status=502, count=1, after=made_anyway)
+    pr = data(open_pr(client, branch))
+    assert state(stack)["stats"]["faults"] == faults + 1  # the 502 was answered
+    [pull] = pulls_from(stack, branch)
+    assert pr["number"] == pull["number"] and pr["branch"] == branch and pull["head"]["sha"] == pr["commitSha"]
+
+
+def test_a_pull_request_github_keeps_failing_names_the_branch_it_left(stack, client, fault):
+    branch = f"ide/broken-{time.time_ns()}"
+    fault(method="POST", path=f"/repos/{REPO}/pulls", status=503, count=100)
+    frame = open_pr(client, branch)
+    assert error_code(frame) == "UPSTREAM_ERROR"
+    assert f"branch '{branch}' was created in {REPO}" in frame["error"]["message"]
+    assert f"heads/{branch}" in state(stack)["refs"] and pulls_from(stack, branch) == []
 
 
 def test_reading_what_is_not_a_text_file(client):
