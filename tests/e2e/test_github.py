@@ -234,19 +234,41 @@ def secret_arn(stack) -> str:
     return secrets_client(stack).describe_secret(SecretId="llm-ide/local/github-app")["ARN"]
 
 
-def test_only_users_in_the_allowed_groups_may_use_github(tmp_path):
-    stack = start_stack(tmp_path, env={"GITHUB_ALLOWED_GROUPS": "github-users,admins"})
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory):
+    """A stack of its own: GitHub for the group github-users only (dev2 is in it, dev is not), and
+    Lambda contexts that say 6 s, so that the github_worker's time limit comes 3 s in."""
+    stack = start_stack(tmp_path_factory.mktemp("github-stack"),
+                        env={"GITHUB_ALLOWED_GROUPS": "github-users,admins", "DEV_LAMBDA_TIMEOUT_SECONDS": "6"})
     try:
         cognito = boto3.client("cognito-idp", endpoint_url=stack.document["awsEndpointUrl"],
                                region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
         pool = stack.document["cognito"]["userPoolId"]
         cognito.create_group(GroupName="github-users", UserPoolId=pool)
         cognito.admin_add_user_to_group(UserPoolId=pool, Username="dev2", GroupName="github-users")
-        with stack.connect("dev") as outsider:
-            frame = call(outsider, "github.repos")
-            assert error_code(frame) == "FORBIDDEN"
-            assert error_code(call(outsider, "github.file", repo=REPO, path="README.md")) == "FORBIDDEN"
-        with stack.connect("dev2") as member:
-            assert {r["fullName"] for r in data(call(member, "github.repos"))["repos"]} == {REPO}
+        yield stack
     finally:
         stop_stack(stack.process)
+
+
+def test_only_users_in_the_allowed_groups_may_use_github(own_stack):
+    with own_stack.connect("dev") as outsider:
+        frame = call(outsider, "github.repos")
+        assert error_code(frame) == "FORBIDDEN"
+        assert error_code(call(outsider, "github.file", repo=REPO, path="README.md")) == "FORBIDDEN"
+    with own_stack.connect("dev2") as member:
+        assert {r["fullName"] for r in data(call(member, "github.repos"))["repos"]} == {REPO}
+
+
+def test_a_slow_github_is_answered_timeout_before_the_lambda_timeout(own_stack):
+    control(own_stack, "/_emulator/fault", {"method": "POST", "path": f"/repos/{REPO}/git/blobs", "count": 10,
+                                            "status": 0, "delay": 1.0})  # each blob takes a second
+    branch = f"ide/slow-{time.time_ns()}"
+    with own_stack.connect("dev2") as member:
+        started = time.monotonic()
+        frame = call(member, "github.pr", repo=REPO, base="main", branch=branch, title="Slow",
+                     files=[{"path": f"f{i}.txt", "content": str(i)} for i in range(5)])
+        elapsed = time.monotonic() - started
+    assert error_code(frame) == "TIMEOUT" and frame["id"]
+    assert 2.5 < elapsed < 5  # stopped at 6 - 3 s, in time to answer within the 6 s
+    assert f"heads/{branch}" not in state(own_stack)["refs"]
