@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, UpstreamError
+from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
 from chalicelib.github.client import GitHubClient, Unprocessable
 
 MAX_TREE_JSON_BYTES = 96 * 1024  # a tree's entries must fit in one WebSocket frame (128 KiB)
@@ -105,7 +105,12 @@ class GitHubOperations:
         trailer = f"Requested-by: {username}"
         commit = self._github.post(f"/repos/{repo}/git/commits", {
             "message": f"{params['title']}\n\n{trailer}\n", "tree": tree["sha"], "parents": [base_sha]})
-        self._create_branch(repo, branch, commit["sha"])
+        try:
+            self._create_branch(repo, branch, commit["sha"])
+        except (Timeout, UpstreamError) as error:  # GitHub may have made it before the answer was lost
+            raise type(error)(f"{error.message}. The branch {branch!r} may have been created in {repo} with the "
+                              f"commit {commit['sha'][:12]}; a new github.pr needs a new branch name",
+                              retry_after=error.retry_after) from None
         body = f"{params['body'].rstrip()}\n\n{trailer}" if params["body"].strip() else trailer
         try:
             pull = self._open_pull(repo, {"title": params["title"], "head": branch, "base": base, "body": body})

@@ -149,6 +149,15 @@ def test_a_pull_request_github_keeps_failing_names_the_branch_it_left(stack, cli
     assert f"heads/{branch}" in state(stack)["refs"] and pulls_from(stack, branch) == []
 
 
+def test_a_branch_creation_whose_answer_is_lost_says_the_branch_may_exist(stack, client, fault):
+    branch = f"ide/lost-{time.time_ns()}"
+    fault(method="POST", path=f"/repos/{REPO}/git/refs", status=502, count=100, after=True)
+    frame = open_pr(client, branch)
+    assert error_code(frame) == "UPSTREAM_ERROR"
+    assert f"branch '{branch}' may have been created in {REPO}" in frame["error"]["message"]
+    assert f"heads/{branch}" in state(stack)["refs"] and pulls_from(stack, branch) == []
+
+
 def test_reading_what_is_not_a_text_file(client):
     assert error_code(call(client, "github.file", repo=REPO, path="assets/logo.png")) == "BAD_REQUEST"
     assert error_code(call(client, "github.file", repo=REPO, path="src")) == "BAD_REQUEST"
