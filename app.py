@@ -83,7 +83,7 @@ def github_worker(event: dict, context: object) -> None:
     from chalicelib.github.worker import handle  # PyJWT and the HTTP client: only this function loads them
 
     with invocation("github_worker", context):
-        handle(event, get_services())
+        handle(event, get_services(), remaining_ms=getattr(context, "get_remaining_time_in_millis", None))
 
 
 @app.lambda_function(name="ws_authorizer")

@@ -128,7 +128,7 @@ async def _serve(args: argparse.Namespace) -> None:
         _readable_logs(state_dir)
         app_module = importlib.import_module("app")
 
-        runtime = LambdaRuntime(app_module)
+        runtime = LambdaRuntime(app_module, timeout_seconds=float(os.environ.get("DEV_LAMBDA_TIMEOUT_SECONDS") or 900))
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
                                           moto_url=moto.url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,

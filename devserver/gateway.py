@@ -54,8 +54,9 @@ def _iso(ts: float) -> str:
 class LambdaRuntime:
     """Runs the app's functions as Lambda would: one event, a context, on a worker thread."""
 
-    def __init__(self, app_module: ModuleType, *, max_workers: int = 32) -> None:
+    def __init__(self, app_module: ModuleType, *, max_workers: int = 32, timeout_seconds: float = 900.0) -> None:
         self._app = app_module
+        self._timeout_ms = int(timeout_seconds * 1000)  # what the context tells; nothing is killed at the end
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lambda")
 
     def function(self, name: str) -> Callable[[dict, Any], Any]:
@@ -63,7 +64,7 @@ class LambdaRuntime:
 
     async def invoke(self, name: str, event: dict[str, Any]) -> Any:
         handler = self.function(name)
-        context = LambdaContext(function_name=name, memory_size=512, max_runtime_ms=900_000)
+        context = LambdaContext(function_name=name, memory_size=512, max_runtime_ms=self._timeout_ms)
         return await asyncio.get_running_loop().run_in_executor(self._pool, handler, event, context)
 
     def shutdown(self) -> None:

@@ -8,11 +8,15 @@ data (blobs, trees, commits, refs, with git's own object ids) and pulls.
 
 Test controls under `/_emulator/` (no auth): `POST rate-limit` {"count", "retryAfter",
 "kind": "secondary"|"primary"} makes the next `count` API calls answer GitHub's
-rate-limit 403; `POST app-key` {"publicKey": PEM, "revokeTokens": true} rotates
+rate-limit 403; `POST fault` {"method", "path", "count", "status", "after", "delay"}
+makes the next `count` calls of `method path` wait `delay` seconds, then answer
+`status` (a 5xx, say; 0: their own answer), with `after` once the call has done its
+work (GitHub made it, the answer was lost); `{"count": 0}` clears faults; `POST app-key` {"publicKey": PEM, "revokeTokens": true} rotates
 the app's key; `GET state?repo=o/r` shows refs, commits, pulls and counters.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -125,12 +129,14 @@ class GitHubEmulator:
         self._tokens: dict[str, float] = {}
         self._repos = {r.full_name: r for r in (seed_repository(),)}
         self._throttle = {"count": 0, "retryAfter": 1, "kind": "secondary"}
-        self.stats = {"jwtRefused": 0, "tokensIssued": 0, "rateLimited": 0, "requests": 0}
+        self._faults: list[dict[str, Any]] = []
+        self.stats = {"jwtRefused": 0, "tokensIssued": 0, "rateLimited": 0, "requests": 0, "faults": 0}
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate], client_max_size=8 * 1024 * 1024)
         r = app.router
         r.add_post("/_emulator/rate-limit", self._control_rate_limit)
+        r.add_post("/_emulator/fault", self._control_fault)
         r.add_post("/_emulator/app-key", self._control_app_key)
         r.add_get("/_emulator/state", self._control_state)
         r.add_post("/app/installations/{id}/access_tokens", self._access_token)
@@ -146,6 +152,7 @@ class GitHubEmulator:
         r.add_get(repo + "/git/ref/{ref:.+}", self._ref)
         r.add_post(repo + "/git/refs", self._create_ref)
         r.add_post(repo + "/pulls", self._create_pull)
+        r.add_get(repo + "/pulls", self._list_pulls)
         return app
 
     # --- authentication and limits --------------------------------------------
@@ -174,7 +181,18 @@ class GitHubEmulator:
                                  "x-ratelimit-reset": str(int(time.time()) + wait)})
             return _error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you "
                                "try again.", **{"retry-after": str(wait)})
-        return await handler(request)
+        fault = next((f for f in self._faults if (f["method"], f["path"]) == (request.method, request.path)), None)
+        if fault is None:
+            return await handler(request)
+        fault["count"] -= 1
+        self._faults = [f for f in self._faults if f["count"] > 0]
+        self.stats["faults"] += 1
+        await asyncio.sleep(fault["delay"])
+        if not fault["status"]:
+            return await handler(request)
+        if fault["after"]:
+            await handler(request)
+        return _error(fault["status"], "Server Error")
 
     def _check_app_jwt(self, token: str) -> str | None:
         """GitHub's checks of an app JWT; the reason it is refused, or None."""
@@ -198,6 +216,16 @@ class GitHubEmulator:
         self._throttle = {"count": int(body.get("count", 1)), "retryAfter": int(body.get("retryAfter", 1)),
                           "kind": body.get("kind", "secondary")}
         return web.json_response(self._throttle)
+
+    async def _control_fault(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if int(body.get("count", 1)) <= 0:
+            self._faults = []
+        else:
+            self._faults.append({"method": body["method"], "path": body["path"], "count": int(body.get("count", 1)),
+                                 "status": int(body.get("status", 502)), "after": bool(body.get("after")),
+                                 "delay": float(body.get("delay", 0))})
+        return web.json_response({"faults": self._faults})
 
     async def _control_app_key(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -365,6 +393,15 @@ class GitHubEmulator:
                 "head": {"ref": head, "sha": repo.refs[f"heads/{head}"]}, "base": {"ref": base}}
         repo.pulls.append(pull)
         return web.json_response(pull, status=201)
+
+
+    async def _list_pulls(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        owner, _, head = request.query.get("head", ":").partition(":")
+        q = request.query
+        return web.json_response([p for p in repo.pulls if q.get("state", "open") in (p["state"], "all") and
+                                  (not q.get("head") or (owner == repo.owner and p["head"]["ref"] == head)) and
+                                  (not q.get("base") or p["base"]["ref"] == q["base"])])
 
 
 def _commit_json(sha: str, data: dict[str, Any]) -> dict[str, Any]:

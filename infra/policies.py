@@ -194,7 +194,6 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
 def _github_worker(d: Deployment) -> list[Statement]:
     return [
         _allow("GithubSecret", ["secretsmanager:GetSecretValue"], d.github_secret_arn),
-        _table(d, "requests", "dynamodb:GetItem", "dynamodb:UpdateItem"),
         *_post_frames(d, "POST"),
     ]
 

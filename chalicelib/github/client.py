@@ -6,7 +6,9 @@ BAD_REQUEST; limits (429, or 403 with `retry-after` or `x-ratelimit-remaining:
 0`) are waited out and 5xx retried, within a number of attempts and a total
 wait per worker run, then UPSTREAM_THROTTLED (with `retryAfter`) or
 UPSTREAM_ERROR. A 401 on the app's JWT means the key was rotated: the secret
-is fetched again, once.
+is fetched again, once. The run has a deadline (`time_left`, from Lambda's
+remaining time): no call starts after it, no call's timeouts reach past it, no
+wait that would pass it is started; it is answered TIMEOUT.
 """
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ import logging
 import math
 import random
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
-from chalicelib.errors import AppError, BadRequest, Forbidden, NotFound, UpstreamError, UpstreamThrottled
+from chalicelib.errors import AppError, BadRequest, Forbidden, NotFound, Timeout, UpstreamError, UpstreamThrottled
 from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, SecretSource
 from chalicelib.github.transport import HttpResponse, Transport, TransportError
 
@@ -41,6 +43,7 @@ class GitHubClient:
                  tokens: InstallationTokens, api_url: str, max_attempts: int, max_wait: float,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random,
+                 time_left: Callable[[], float] = lambda: math.inf,
                  on_rate_limited: Callable[[], None] = lambda: None) -> None:
         self._transport = transport
         self._secrets = secrets
@@ -52,6 +55,7 @@ class GitHubClient:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
+        self._time_left = time_left  # seconds until the run must stop, to still answer the client
         self._on_rate_limited = on_rate_limited  # one call per rate-limit answer (the worker's metric)
 
     # --- the API ------------------------------------------------------------
@@ -62,15 +66,25 @@ class GitHubClient:
     def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True, not_found: str | None = None) -> Any:
         return self.request("POST", path, body=body, idempotent=idempotent, not_found=not_found)
 
-    def paginate(self, path: str, *, key: str, per_page: int = 100) -> Iterator[dict[str, Any]]:
-        """Items of a paginated list, following `Link: rel="next"` for at most MAX_PAGES pages."""
+    def paginate(self, path: str, *, key: str, per_page: int = 100) -> tuple[list[dict[str, Any]], bool]:
+        """Items of a paginated list, following `Link: rel="next"` for at most MAX_PAGES pages,
+        and whether pages were left unread (the list was cut at MAX_PAGES * per_page items)."""
         url: str | None = self._url(path, {"per_page": per_page})
+        items: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
-            if url is None:
-                return
             response = self._authorized("GET", url, body=None, idempotent=True)
-            yield from _data(response, not_found=None)[key]
+            items += _data(response, not_found=None)[key]
             url = _next_link(response.header("link"), self._api_url)
+            if url is None:
+                return items, False
+        logger.warning("GitHub list cut at the page limit", extra={"path": path, "pages": MAX_PAGES,
+                                                                    "items": len(items)})
+        return items, True
+
+    def pause_before_retry(self, attempt: int, give_up: AppError) -> None:
+        """The backoff before attempt `attempt + 1` of a call the caller retries itself (within the
+        same attempts, wait budget and deadline as every other call), or give_up."""
+        self._wait(attempt, self._backoff(attempt), give_up)
 
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                 body: dict[str, Any] | None = None, idempotent: bool = True, not_found: str | None = None) -> Any:
@@ -81,6 +95,7 @@ class GitHubClient:
     # --- authentication -----------------------------------------------------
 
     def _authorized(self, method: str, url: str, *, body: bytes | None, idempotent: bool) -> HttpResponse:
+        self._time_still_left()  # before the secret, which may be fetched
         secret = self._secrets.get()
         token = self._installation_token(secret)
         response = self._send(method, url, token=token, body=body, idempotent=idempotent)
@@ -123,9 +138,13 @@ class GitHubClient:
         redirects = 0
         while True:
             attempt += 1
+            left = self._time_still_left()
             try:
-                response = self._transport.send(method, url, headers=headers, body=body)
+                response = self._transport.send(method, url, headers=headers, body=body,
+                                                timeout=left if math.isfinite(left) else None)
             except TransportError as exc:
+                if self._time_left() <= 0:  # its timeouts were cut to the time left
+                    raise Timeout("GitHub did not answer before the time limit") from None
                 if not idempotent:
                     raise UpstreamError(str(exc)) from None
                 self._wait(attempt, self._backoff(attempt), UpstreamError(str(exc)))
@@ -150,10 +169,20 @@ class GitHubClient:
                 continue
             return response
 
+    def _time_still_left(self) -> float:
+        left = self._time_left()
+        if left <= 0:
+            raise Timeout("GitHub did not finish before the time limit")
+        return left
+
     def _wait(self, attempt: int, seconds: float, give_up: AppError) -> None:
-        """Sleep before the next attempt, or raise give_up when attempts or the wait budget run out."""
+        """Sleep before the next attempt, or raise give_up when attempts or the wait budget run out,
+        or TIMEOUT (with give_up's retryAfter) when the wait would reach the run's deadline."""
         if attempt >= self._max_attempts or seconds > self._wait_left:
             raise give_up
+        if seconds >= self._time_left():
+            raise Timeout(f"{give_up.message}; waiting {seconds:.1f} s more would pass the time limit",
+                          retry_after=give_up.retry_after)
         self._wait_left -= seconds
         self._sleep(seconds)
 

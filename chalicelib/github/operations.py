@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge, UpstreamError
+from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
 from chalicelib.github.client import GitHubClient, Unprocessable
 
 MAX_TREE_JSON_BYTES = 96 * 1024  # a tree's entries must fit in one WebSocket frame (128 KiB)
@@ -32,9 +32,10 @@ class GitHubOperations:
         raise BadRequest(f"unknown action {action[:64]!r}")
 
     def repos(self) -> dict[str, Any]:
+        listed, truncated = self._github.paginate("/installation/repositories", key="repositories")
         repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"), "private": bool(r.get("private"))}
-                 for r in self._github.paginate("/installation/repositories", key="repositories")]
-        return {"repos": repos}
+                 for r in listed]
+        return {"repos": repos, "truncated": truncated}
 
     def tree(self, repo: str, *, ref: str | None, path: str | None) -> dict[str, Any]:
         """Every entry under `path` (the whole repository without one), recursively."""
@@ -104,10 +105,23 @@ class GitHubOperations:
         trailer = f"Requested-by: {username}"
         commit = self._github.post(f"/repos/{repo}/git/commits", {
             "message": f"{params['title']}\n\n{trailer}\n", "tree": tree["sha"], "parents": [base_sha]})
-        self._create_branch(repo, branch, commit["sha"])
+        try:
+            self._create_branch(repo, branch, commit["sha"])
+        except (Timeout, UpstreamError) as error:  # GitHub may have made it before the answer was lost
+            raise type(error)(f"{error.message}. The branch {branch!r} may have been created in {repo} with the "
+                              f"commit {commit['sha'][:12]}; a new github.pr needs a new branch name",
+                              retry_after=error.retry_after) from None
         body = f"{params['body'].rstrip()}\n\n{trailer}" if params["body"].strip() else trailer
-        pull = self._github.post(f"/repos/{repo}/pulls", {"title": params["title"], "head": branch, "base": base,
-                                                          "body": body}, idempotent=False)
+        try:
+            pull = self._open_pull(repo, {"title": params["title"], "head": branch, "base": base, "body": body})
+        except AppError as error:
+            if isinstance(error, Internal):
+                raise
+            # The branch stays (deleting it could fail just the same): say so, the user finishes on GitHub.
+            raise type(error)(f"{error.message}. The branch {branch!r} was created in {repo} with the commit "
+                              f"{commit['sha'][:12]}, but the pull request may not have been opened: look for it "
+                              f"on GitHub, or open it from that branch; a new github.pr needs a new branch name",
+                              retry_after=error.retry_after) from None
         return {"number": pull["number"], "url": pull["html_url"], "branch": branch, "commitSha": commit["sha"]}
 
     # --- helpers --------------------------------------------------------------
@@ -139,6 +153,33 @@ class GitHubOperations:
         """Modes of the base tree's entries, so a changed script keeps its executable bit."""
         listing = self._github.get(f"/repos/{repo}/git/trees/{tree_sha}", query={"recursive": 1})
         return {item["path"]: item["mode"] for item in listing.get("tree", [])}
+
+    def _open_pull(self, repo: str, request: dict[str, Any]) -> dict[str, Any]:
+        """POST /pulls, made safe to repeat: after a 5xx or a network failure GitHub may have opened
+        it anyway, so look for an open pull request from the branch into base before trying again."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._github.post(f"/repos/{repo}/pulls", request, idempotent=False)
+            except Unprocessable:
+                found = self._open_pull_from(repo, request["head"], request["base"]) if attempt > 1 else None
+                if found is None:  # not made by an earlier attempt of ours: GitHub's refusal stands
+                    raise
+                return found
+            except UpstreamError as error:
+                found = self._open_pull_from(repo, request["head"], request["base"])
+                if found is not None:
+                    return found
+                self._github.pause_before_retry(attempt, error)
+
+    def _open_pull_from(self, repo: str, branch: str, base: str) -> dict[str, Any] | None:
+        owner = repo.split("/", 1)[0]
+        pulls = self._github.get(f"/repos/{repo}/pulls", query={"head": f"{owner}:{branch}", "base": base,
+                                                                 "state": "open"})
+        if not isinstance(pulls, list):
+            raise UpstreamError("GitHub answered a list of pull requests that is not a list")
+        return next((p for p in pulls if p.get("head", {}).get("ref") == branch), None)
 
     def _create_branch(self, repo: str, branch: str, sha: str) -> None:
         try:

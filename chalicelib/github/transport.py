@@ -32,7 +32,8 @@ class HttpResponse:
 
 
 class Transport(Protocol):
-    def send(self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None) -> HttpResponse: ...
+    def send(self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None,
+             timeout: float | None = None) -> HttpResponse: ...
 
 
 class HttpTransport:
@@ -42,12 +43,14 @@ class HttpTransport:
         self._local = threading.local()
         self._tls = ssl.create_default_context()
 
-    def send(self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None) -> HttpResponse:
+    def send(self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None,
+             timeout: float | None = None) -> HttpResponse:
+        """One request; `timeout` (seconds) caps the connect and read timeouts: the time the run has left."""
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         key = (parts.scheme, parts.hostname, parts.port)
         for reused in (True, False):
-            connection, was_open = self._connection(key, fresh=not reused)
+            connection, was_open = self._connection(key, fresh=not reused, cap=timeout)
             try:
                 connection.request(method, target, body=body, headers=dict(headers))
                 response = connection.getresponse()
@@ -67,21 +70,25 @@ class HttpTransport:
                                 headers={k.lower(): v for k, v in response.getheaders()})
         raise TransportError("connection to GitHub failed")  # not reached: the second pass returns or raises
 
-    def _connection(self, key: tuple, *, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, key: tuple, *, fresh: bool,
+                    cap: float | None) -> tuple[http.client.HTTPConnection, bool]:
         pool: dict = self._local.__dict__.setdefault("pool", {})
-        if not fresh and key in pool:
+        read_timeout = self._read_timeout if cap is None else max(0.001, min(self._read_timeout, cap))
+        if not fresh and key in pool and pool[key].sock is not None:
+            pool[key].sock.settimeout(read_timeout)
             return pool[key], True
         self._drop(key)
         scheme, host, port = key
+        connect_timeout = self._connect_timeout if cap is None else max(0.001, min(self._connect_timeout, cap))
         if scheme == "https":
-            connection = http.client.HTTPSConnection(host, port, timeout=self._connect_timeout, context=self._tls)
+            connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self._tls)
         else:
-            connection = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
+            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
         try:
             connection.connect()
         except OSError as exc:
             raise TransportError(f"cannot connect to GitHub ({type(exc).__name__})") from None
-        connection.sock.settimeout(self._read_timeout)  # connected: from now on the read timeout applies
+        connection.sock.settimeout(read_timeout)  # connected: from now on the read timeout applies
         pool[key] = connection
         return connection, False
 

@@ -4,12 +4,15 @@ The message handler validated the request and checked the user's groups; the
 payload is checked again here, since anything allowed to invoke the function
 could have sent it. This is the only function that reads the GitHub secret.
 The worker never raises: every outcome is a frame to the client, so Lambda
-never retries a request that may already have opened a pull request.
+never retries a request that may already have opened a pull request. It
+stops TIME_LIMIT_MARGIN_MS before Lambda's timeout (TIMEOUT), so that even a
+slow or throttling GitHub still gets the client an answer.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -30,6 +33,7 @@ from chalicelib.services import Services
 logger = logging.getLogger(__name__)
 
 MAX_SERVER_FRAME_BYTES = 128 * 1024  # the Management API refuses larger messages
+TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worker, to still post the answer
 
 
 @dataclass(frozen=True)
@@ -54,16 +58,27 @@ def container_caches() -> ContainerCaches:
     )
 
 
-def new_client(settings: Settings, caches: ContainerCaches, *,
+def new_client(settings: Settings, caches: ContainerCaches, *, time_left: Callable[[], float] = lambda: math.inf,
                on_rate_limited: Callable[[], None] = lambda: None) -> GitHubClient:
     return GitHubClient(transport=caches.transport, secrets=caches.secrets, app_jwt=caches.app_jwt,
                         tokens=caches.tokens, api_url=settings.github_api_url,
                         max_attempts=settings.github_max_attempts, max_wait=settings.github_max_wait_seconds,
-                        on_rate_limited=on_rate_limited)
+                        time_left=time_left, on_rate_limited=on_rate_limited)
 
 
-def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter | None = None) -> None:
-    """Serve one request from the message handler and answer the client."""
+def time_left_from(remaining_ms: Callable[[], int] | None) -> Callable[[], float]:
+    """Seconds the run may still spend on GitHub: Lambda's remaining time less the margin."""
+    if remaining_ms is None:  # not in Lambda (a direct call): no deadline
+        return lambda: math.inf
+    return lambda: (remaining_ms() - TIME_LIMIT_MARGIN_MS) / 1000.0
+
+
+def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter | None = None,
+           remaining_ms: Callable[[], int] | None = None) -> None:
+    """Serve one request from the message handler and answer the client.
+
+    remaining_ms: Lambda's context.get_remaining_time_in_millis, the run's deadline.
+    """
     connection_id, endpoint = event.get("connectionId"), event.get("endpoint")
     if not isinstance(connection_id, str) or not isinstance(endpoint, str):
         logger.error("github worker event without a connection", extra={"keys": sorted(event)[:10]})
@@ -76,7 +91,8 @@ def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter 
     with bind(connectionId=connection_id, id=request_id, action=action, sub=user.get("sub")):
         with tracing.subsegment(action, action=action) as segment:  # github.<action>
             try:
-                frame = protocol.result(request_id or "", _serve(event, services.settings, metrics))
+                frame = protocol.result(request_id or "", _serve(event, services.settings, metrics,
+                                                                 time_left_from(remaining_ms)))
             except AppError as error:
                 frame = protocol.error_frame(error, request_id)
             except Exception:
@@ -112,7 +128,8 @@ def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str,
         f"the answer is {size} bytes once encoded; one frame carries at most {MAX_SERVER_FRAME_BYTES}"), request_id)
 
 
-def _serve(event: dict[str, Any], settings: Settings, metrics: MetricsWriter) -> dict[str, Any]:
+def _serve(event: dict[str, Any], settings: Settings, metrics: MetricsWriter,
+           time_left: Callable[[], float]) -> dict[str, Any]:
     user = event.get("user") if isinstance(event.get("user"), dict) else {}
     groups, username = user.get("groups"), user.get("username")
     if not isinstance(groups, list) or not isinstance(username, str) or not username:
@@ -125,6 +142,6 @@ def _serve(event: dict[str, Any], settings: Settings, metrics: MetricsWriter) ->
     raw = event.get("params") if isinstance(event.get("params"), dict) else {}
     checked = github_params.validate(action, protocol.Params(raw))
     throttled = functools.partial(metrics.emit, metric.UPSTREAM_THROTTLED, 1, dimensions={metric.ACTION: action})
-    operations = GitHubOperations(new_client(settings, container_caches(), on_rate_limited=throttled),
-                                  max_file_bytes=settings.github_max_file_bytes)
+    client = new_client(settings, container_caches(), time_left=time_left, on_rate_limited=throttled)
+    operations = GitHubOperations(client, max_file_bytes=settings.github_max_file_bytes)
     return operations.run(action, checked, username=username)

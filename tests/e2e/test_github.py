@@ -62,8 +62,9 @@ def throttle(stack):
 
 
 def test_list_repositories_of_the_installation(client):
-    repos = data(call(client, "github.repos"))["repos"]
-    assert {"fullName": REPO, "defaultBranch": "main", "private": False} in repos
+    listed = data(call(client, "github.repos"))
+    assert {"fullName": REPO, "defaultBranch": "main", "private": False} in listed["repos"]
+    assert listed["truncated"] is False
 
 
 def test_tree_and_readme_of_the_default_branch(client):
@@ -110,6 +111,51 @@ def test_pull_request_with_two_files_is_one_commit_on_a_new_branch(stack, client
     again = call(client, "github.pr", repo=REPO, base="main", branch=branch, title="Again",
                  files=[{"path": "README.md", "content": "x"}])
     assert error_code(again) == "BAD_REQUEST" and "already exists" in again["error"]["message"]
+
+
+@pytest.fixture
+def fault(stack):
+    """The emulator's fault control, cleared again whatever the test did."""
+    yield lambda **settings: control(stack, "/_emulator/fault", settings)
+    control(stack, "/_emulator/fault", {"count": 0})
+
+
+def open_pr(client, branch: str) -> dict:
+    return call(client, "github.pr", repo=REPO, base="main", branch=branch, title="Change",
+                files=[{"path": "README.md", "content": f"changed on {branch}\n"}])
+
+
+def pulls_from(stack, branch: str) -> list[dict]:
+    return [p for p in state(stack)["pulls"] if p["head"]["ref"] == branch]
+
+
+@pytest.mark.parametrize("made_anyway", [True, False])
+def test_a_server_error_on_opening_the_pull_request_still_opens_exactly_one(stack, client, fault, made_anyway):
+    branch = f"ide/retry-{time.time_ns()}"
+    faults = state(stack)["stats"]["faults"]
+    fault(method="POST", path=f"/repos/{REPO}/pulls", status=502, count=1, after=made_anyway)
+    pr = data(open_pr(client, branch))
+    assert state(stack)["stats"]["faults"] == faults + 1  # the 502 was answered
+    [pull] = pulls_from(stack, branch)
+    assert pr["number"] == pull["number"] and pr["branch"] == branch and pull["head"]["sha"] == pr["commitSha"]
+
+
+def test_a_pull_request_github_keeps_failing_names_the_branch_it_left(stack, client, fault):
+    branch = f"ide/broken-{time.time_ns()}"
+    fault(method="POST", path=f"/repos/{REPO}/pulls", status=503, count=100)
+    frame = open_pr(client, branch)
+    assert error_code(frame) == "UPSTREAM_ERROR"
+    assert f"branch '{branch}' was created in {REPO}" in frame["error"]["message"]
+    assert f"heads/{branch}" in state(stack)["refs"] and pulls_from(stack, branch) == []
+
+
+def test_a_branch_creation_whose_answer_is_lost_says_the_branch_may_exist(stack, client, fault):
+    branch = f"ide/lost-{time.time_ns()}"
+    fault(method="POST", path=f"/repos/{REPO}/git/refs", status=502, count=100, after=True)
+    frame = open_pr(client, branch)
+    assert error_code(frame) == "UPSTREAM_ERROR"
+    assert f"branch '{branch}' may have been created in {REPO}" in frame["error"]["message"]
+    assert f"heads/{branch}" in state(stack)["refs"] and pulls_from(stack, branch) == []
 
 
 def test_reading_what_is_not_a_text_file(client):
@@ -197,19 +243,41 @@ def secret_arn(stack) -> str:
     return secrets_client(stack).describe_secret(SecretId="llm-ide/local/github-app")["ARN"]
 
 
-def test_only_users_in_the_allowed_groups_may_use_github(tmp_path):
-    stack = start_stack(tmp_path, env={"GITHUB_ALLOWED_GROUPS": "github-users,admins"})
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory):
+    """A stack of its own: GitHub for the group github-users only (dev2 is in it, dev is not), and
+    Lambda contexts that say 6 s, so that the github_worker's time limit comes 3 s in."""
+    stack = start_stack(tmp_path_factory.mktemp("github-stack"),
+                        env={"GITHUB_ALLOWED_GROUPS": "github-users,admins", "DEV_LAMBDA_TIMEOUT_SECONDS": "6"})
     try:
         cognito = boto3.client("cognito-idp", endpoint_url=stack.document["awsEndpointUrl"],
                                region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
         pool = stack.document["cognito"]["userPoolId"]
         cognito.create_group(GroupName="github-users", UserPoolId=pool)
         cognito.admin_add_user_to_group(UserPoolId=pool, Username="dev2", GroupName="github-users")
-        with stack.connect("dev") as outsider:
-            frame = call(outsider, "github.repos")
-            assert error_code(frame) == "FORBIDDEN"
-            assert error_code(call(outsider, "github.file", repo=REPO, path="README.md")) == "FORBIDDEN"
-        with stack.connect("dev2") as member:
-            assert {r["fullName"] for r in data(call(member, "github.repos"))["repos"]} == {REPO}
+        yield stack
     finally:
         stop_stack(stack.process)
+
+
+def test_only_users_in_the_allowed_groups_may_use_github(own_stack):
+    with own_stack.connect("dev") as outsider:
+        frame = call(outsider, "github.repos")
+        assert error_code(frame) == "FORBIDDEN"
+        assert error_code(call(outsider, "github.file", repo=REPO, path="README.md")) == "FORBIDDEN"
+    with own_stack.connect("dev2") as member:
+        assert {r["fullName"] for r in data(call(member, "github.repos"))["repos"]} == {REPO}
+
+
+def test_a_slow_github_is_answered_timeout_before_the_lambda_timeout(own_stack):
+    control(own_stack, "/_emulator/fault", {"method": "POST", "path": f"/repos/{REPO}/git/blobs", "count": 10,
+                                            "status": 0, "delay": 1.0})  # each blob takes a second
+    branch = f"ide/slow-{time.time_ns()}"
+    with own_stack.connect("dev2") as member:
+        started = time.monotonic()
+        frame = call(member, "github.pr", repo=REPO, base="main", branch=branch, title="Slow",
+                     files=[{"path": f"f{i}.txt", "content": str(i)} for i in range(5)])
+        elapsed = time.monotonic() - started
+    assert error_code(frame) == "TIMEOUT" and frame["id"]
+    assert 2.5 < elapsed < 5  # stopped at 6 - 3 s, in time to answer within the 6 s
+    assert f"heads/{branch}" not in state(own_stack)["refs"]

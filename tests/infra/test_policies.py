@@ -60,7 +60,6 @@ CALLS: dict[str, list[tuple[str, str]]] = {
     ],
     "github_worker": [
         ("secretsmanager:GetSecretValue", "secret:github-app"),
-        ("dynamodb:GetItem", "table:requests"), ("dynamodb:UpdateItem", "table:requests"),
         ("execute-api:ManageConnections", "frames:POST"),
     ],
 }

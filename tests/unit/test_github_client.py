@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import jwt
 import pytest
 
-from chalicelib.errors import BadRequest, Forbidden, Internal, NotFound, UpstreamError, UpstreamThrottled
+from chalicelib.errors import BadRequest, Forbidden, Internal, NotFound, Timeout, UpstreamError, UpstreamThrottled
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, SecretSource
 from chalicelib.github.transport import HttpResponse, TransportError
@@ -61,8 +61,10 @@ class FakeGitHub:
         self.calls: list[tuple[str, str, dict]] = []
         self.token_requests = 0
         self.refuse_jwt = 0  # how many app JWT requests answer 401
+        self.latency = 0.0  # seconds each API call takes on the clock
+        self.timeouts: list[float | None] = []  # the timeout each API call was given
 
-    def send(self, method, url, *, headers, body):
+    def send(self, method, url, *, headers, body, timeout=None):
         self.calls.append((method, url, dict(headers)))
         if "/access_tokens" in url:
             self.token_requests += 1
@@ -76,6 +78,8 @@ class FakeGitHub:
                 self.refuse_jwt -= 1
                 return reply(401, {"message": "A JSON web token could not be decoded"})
             return reply(201, {"token": f"ghs_{self.token_requests}", "expires_at": iso(self.clock.now + 3600)})
+        self.timeouts.append(timeout)
+        self.clock.now += self.latency
         item = self.replies.pop(0)
         if isinstance(item, Exception):
             raise item
@@ -98,11 +102,12 @@ def world(keys):
     source = SecretSource(secrets, "arn:aws:secretsmanager:us-east-1:123456789012:secret:gh")
     caches = {"secrets": source, "app_jwt": AppJwt(clock=clock), "tokens": InstallationTokens(clock=clock)}
 
-    def make(*replies, api_url=API, max_attempts=4, max_wait=20.0, on_rate_limited=lambda: None):
+    def make(*replies, api_url=API, max_attempts=4, max_wait=20.0, on_rate_limited=lambda: None, deadline=None):
         transport = FakeGitHub(clock, public, *replies)
+        time_left = (lambda: deadline - clock.now) if deadline is not None else (lambda: float("inf"))
         client = GitHubClient(transport=transport, api_url=api_url, max_attempts=max_attempts, max_wait=max_wait,
                               clock=clock, sleep=clock.sleep, jitter=lambda: 1.0, on_rate_limited=on_rate_limited,
-                              **caches)
+                              time_left=time_left, **caches)
         return client, transport
 
     make.clock, make.secrets, make.caches = clock, secrets, caches
@@ -271,5 +276,6 @@ def test_pages_are_followed_on_the_same_origin_only(world):
         reply(200, {"repositories": [{"n": 1}]}, link=f'<{API}/installation/repositories?page=2>; rel="next"'),
         reply(200, {"repositories": [{"n": 2}]}, link='<https://evil.example/steal?page=3>; rel="next"'),
     )
-    assert [r["n"] for r in client.paginate("/installation/repositories", key="repositories")] == [1, 2]
+    items, truncated = client.paginate("/installation/repositories", key="repositories")
+    assert [r["n"] for r in items] == [1, 2] and truncated is False
     assert all(url.startswith(API) for _, url, _ in transport.calls)

@@ -17,6 +17,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         Handler.connections.add(self.client_address)
+        if self.path == "/slow":  # answers nothing for a second, then hangs up
+            time.sleep(1)
+            self.close_connection = True
+            return
         body = b'{"ok": true}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -66,3 +70,21 @@ def test_a_refused_connection_is_a_transport_error():
     with pytest.raises(TransportError):
         HttpTransport(connect_timeout=1, read_timeout=1).send("GET", f"http://127.0.0.1:{port}/", headers={},
                                                               body=None)
+
+
+
+def test_the_time_left_caps_the_timeouts_of_new_and_kept_alive_connections(server):
+    transport = HttpTransport(connect_timeout=1, read_timeout=30)
+    assert transport.send("GET", f"{server}/a", headers={}, body=None).status == 200  # a kept-alive connection
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="timed out"):
+        transport.send("GET", f"{server}/slow", headers={}, body=None, timeout=0.3)  # answers after 1 s
+    assert time.monotonic() - started < 0.9
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts connections, never answers
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="timed out"):
+            transport.send("GET", f"http://127.0.0.1:{listener.getsockname()[1]}/x", headers={}, body=None,
+                           timeout=0.3)
+        assert time.monotonic() - started < 0.9
