@@ -4,33 +4,32 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install browser clean
+.PHONY: dev test install test-tools clean
 
 dev: $(STAMP)
 	$(PY) -m devserver
 
-test: $(STAMP) browser
+test: $(STAMP) test-tools
 	$(PY) -m pytest
 
-# Chromium for the browser tests of web/ (tests/e2e/test_web_browser.py): Debian's package where
-# we may install it; elsewhere those tests are skipped, and pytest's summary says why.
-browser:
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's chromium for the browser tests"; \
-		{ apt-get install -y -q chromium >/dev/null 2>&1 || \
-		  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } || \
-		echo "could not install chromium: the browser tests will be skipped"; \
-	else \
-		echo "no chromium, and not root with apt-get: the browser tests will be skipped"; \
-	fi
+# What some tests need beyond Python, from Debian's packages where we may install them:
+# Chromium for the browser tests of web/, Node.js for the CDK synthesis of infra/. Elsewhere
+# those tests are skipped, and pytest's summary says why.
+TEST_TOOLS := chromium:chromium node:nodejs
 
-install: $(STAMP)
-
-$(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+test-tools:
+	@for tool in $(TEST_TOOLS); do \
+		command=$${tool%%:*}; package=$${tool##*:}; \
+		command -v $$command >/dev/null && continue; \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's $$package for the tests"; \
+			{ apt-get install -y -q $$package >/dev/null 2>&1 || \
+			  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$package >/dev/null 2>&1; }; } || \
+			echo "could not install $$package: the tests that need $$command will be skipped"; \
+		else \
+			echo "no $$command, and not root with apt-get: the tests that need it will be skipped"; \
+		fi; \
+	done
 
 clean:
 	rm -rf $(VENV) .dev .pytest_cache

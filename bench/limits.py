@@ -151,6 +151,24 @@ def main() -> None:
             ms = timed(lambda i: handlers.message(connection_id="bench=", body=body, is_base64=False,
                                                   endpoint="http://127.0.0.1:9"), n)
             print(f"  message path: {action:<15} {per_op(counter.take(), n)}   median {ms:.2f} ms")
+        # A chat refused for its budget: the failed reservation, then its count as a request.
+        spent = str(uuid.uuid4())
+        budget.reserve(spent, now, request_id="spent", estimated_input=1, max_tokens=9_999)
+        services.connections.add(connection_id="spent=", user_sub=spent, username="bench", groups=(),
+                                 token_expires_at=int(now) + 3600, endpoint="http://127.0.0.1:9", now=now)
+        refusals: list[str] = []
+
+        class RefusalSender(NullSender):
+            def send(self, connection_id, frame):
+                refusals.append(frame["error"]["code"])
+
+        services.sender = lambda endpoint: RefusalSender()  # type: ignore[method-assign]
+        counter.take()
+        body = '{"action": "chat.send", "id": "b", "prompt": "hello", "maxTokens": 500}'
+        ms = timed(lambda i: handlers.message(connection_id="spent=", body=body, is_base64=False,
+                                              endpoint="http://127.0.0.1:9"), n)
+        assert set(refusals) == {"BUDGET_EXCEEDED"}, set(refusals)
+        print(f"  message path: chat.send refused for its budget {per_op(counter.take(), n)}   median {ms:.2f} ms")
         print(f"Ratios (medians, same run): rejected without memory / admitted = {no_memory_ms / admit_ms:.2f}; "
               f"with memory / without = {memory_ms / no_memory_ms:.4f}; settle / reserve = {settle_ms / reserve_ms:.2f}")
     finally:

@@ -126,8 +126,13 @@ class RequestStore:
         return bool(item and item.get("cancelRequested"))
 
     def finish(self, request_id: str, *, status: str, stop_reason: str | None = None,
-               error_code: str | None = None, usage: Usage | None = None, now: float | None = None) -> None:
-        """Record a request's outcome: how it ended and what it consumed."""
+               error_code: str | None = None, usage: Usage | None = None, now: float | None = None,
+               unless_cancelled: bool = False) -> bool:
+        """Record a request's outcome: how it ended and what it consumed.
+
+        With `unless_cancelled`, only if no cancel was accepted meanwhile (False then, nothing
+        written): a cancel answered `{"cancelled": true}` must end the chat as cancelled.
+        """
         if status not in FINAL:
             raise ValueError(f"{status!r} is not a final status")
         now = time.time() if now is None else now
@@ -140,9 +145,9 @@ class RequestStore:
         if usage is not None:
             sets += ["inputTokens = :in", "outputTokens = :out", "usageEstimated = :est"]
             values.update({":in": usage.input_tokens, ":out": usage.output_tokens, ":est": usage.estimated})
-        self._table.update_item(
-            Key={"requestId": request_id},
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=values,
-        )
+        update: dict[str, Any] = {"UpdateExpression": "SET " + ", ".join(sets),
+                                  "ExpressionAttributeNames": {"#status": "status"}}
+        if unless_cancelled:
+            update["ConditionExpression"] = "cancelRequested = :no"
+            values[":no"] = False
+        return self._update_if(request_id, **update, ExpressionAttributeValues=values)

@@ -7,6 +7,10 @@ and posts frames one after another, so `seq` is 0, 1, 2... with no gap. While a
 post is in flight, text keeps collecting and the next frame carries all of it.
 With `flush_bytes == 0` coalescing is off: every model delta is its own frame.
 
+A post that fails for another reason than a closed connection (throttled by
+API Gateway, a 5xx after botocore's retries) ends the deltas, but the final
+frame is still tried: the client learns the reply broke instead of waiting.
+
 Text is kept as `str` pieces and cut only between them or at character
 boundaries, so no UTF-8 character is ever split across frames.
 """
@@ -42,9 +46,10 @@ class DeltaStream:
         self._pending_bytes = 0
         self._last_cut: float | None = None  # None: nothing sent yet, so the first text goes at once
         self._final: dict[str, Any] | None = None
+        self._final_sent = False
         self._seq = 0
         self.gone = threading.Event()  # the client is unreachable: stop producing
-        self.failed = False  # a post failed for another reason than a closed connection
+        self.failed = threading.Event()  # a delta's post failed otherwise: stop producing, still send the end
         self.first_delta_at: float | None = None  # epoch seconds the first delta frame was posted
         # The sender thread logs with the worker's bound fields (request id, sub, connection).
         self._thread = threading.Thread(target=with_current_context(self._run), name=f"sender-{request_id[:16]}",
@@ -74,7 +79,7 @@ class DeltaStream:
         if self._thread.is_alive():
             logger.error("sender did not drain in time", extra={"requestId": self._request_id})
             return False
-        return not (self.gone.is_set() or self.failed)
+        return self._final_sent
 
     def close(self) -> None:
         """Stop the sender without a final frame (nothing was, or may be, sent)."""
@@ -103,6 +108,9 @@ class DeltaStream:
         with self._cv:
             while True:
                 now = self._clock()
+                if self.failed.is_set():  # no more deltas: seq must not skip, and the reply is broken anyway
+                    self._pending.clear()
+                    self._pending_bytes = 0
                 if self._due(now):
                     if self._flush_bytes == 0:
                         text = self._pending.pop(0)  # coalescing off: one frame per model delta
@@ -126,6 +134,7 @@ class DeltaStream:
             try:
                 if final is not None:
                     self._post(final)
+                    self._final_sent = True
                     return
                 for piece in split_utf8(text or "", MAX_FRAME_TEXT_BYTES):
                     self._post({"type": "delta", "id": self._request_id, "seq": self._seq, "text": piece})
@@ -138,9 +147,9 @@ class DeltaStream:
                 return
             except Exception:
                 logger.exception("posting a frame failed", extra={"requestId": self._request_id})
-                self.failed = True
-                self.gone.set()
-                return
+                if final is not None or self.failed.is_set():
+                    return  # the final frame itself could not go: nothing more to try
+                self.failed.set()
 
     def _post(self, frame: dict[str, Any]) -> None:
         self._sender.send(self._connection_id, frame)

@@ -83,18 +83,21 @@ class WebsocketHandlers:
             try:
                 frame = protocol.parse_frame(body, is_base64=is_base64)
             except protocol.FrameRejected as rejected:
-                request_id = rejected.request_id
-                scope.enter_context(bind(id=request_id))
-                raise rejected.error from None
-            request_id = frame.id
-            handler = self._actions.get(frame.action)
+                frame, request_id, rejection = None, rejected.request_id, rejected.error
+            else:
+                request_id, rejection = frame.id, None
+            handler = self._actions.get(frame.action) if frame is not None else None
             action = frame.action if handler is not None else INVALID_ACTION
             scope.enter_context(bind(id=request_id, action=action))
+            # The token is checked before the frame is judged: an expired connection gets UNAUTHORIZED
+            # and is closed whatever it sends, a malformed frame included.
             connection = self._services.connections.get(connection_id)
             now = self._clock()
             if connection is None or connection.token_expired(now):
                 return action, self._refuse_expired(sender, connection_id, request_id)
             scope.enter_context(bind(sub=connection.user_sub))
+            if rejection is not None:
+                raise rejection
             if handler is None:
                 raise BadRequest(f"unknown action {frame.action[:64]!r}")
             if admission_of(handler) is Admission.REQUEST:

@@ -10,6 +10,7 @@ import getpass
 import os
 import statistics
 import sys
+from typing import Iterable
 
 from client.auth import LoginFailed, TokenStore, login
 from client.connection import ConnectionRefused, IdeClient
@@ -74,12 +75,12 @@ def _ping(args: argparse.Namespace) -> int:
 def _chat(args: argparse.Namespace) -> int:
     """Print the reply as it streams, then the usage; Ctrl-C cancels the chat."""
     with _connect(args) as client:
-        frames = client.chat(args.prompt, model=args.model, maxTokens=args.max_tokens, system=args.system,
-                             temperature=args.temperature, sessionId=args.session,
-                             contextPaths=args.context or None)
+        options = {"model": args.model, "maxTokens": args.max_tokens, "system": args.system,
+                   "temperature": args.temperature, "sessionId": args.session, "contextPaths": args.context or None}
+        sent_id = client.send("chat.send", prompt=args.prompt, **{k: v for k, v in options.items() if v is not None})
         chat_id = None
         try:
-            for frame in frames:
+            for frame in client.frames(sent_id):
                 kind = frame.get("type")
                 if kind == "ack":
                     chat_id = frame["id"]
@@ -97,6 +98,8 @@ def _chat(args: argparse.Namespace) -> int:
                     print(f"\nerror: {error['code']}: {error['message']}{retry}", file=sys.stderr)
                     return 1
         except KeyboardInterrupt:
+            if chat_id is None:  # not acknowledged yet: the chat may already run, so wait for its ack
+                chat_id = _ack_of(client.frames(sent_id, timeout=10))
             if chat_id is not None:
                 client.send("chat.cancel", requestId=chat_id)
                 for frame in client.frames(chat_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
@@ -105,6 +108,19 @@ def _chat(args: argparse.Namespace) -> int:
                 print("\n[cancelled]")
             return 130
     return 1
+
+
+def _ack_of(frames: Iterable[dict]) -> str | None:
+    """The chat's id once its ack arrives; None if it ended (refused) first or never answered."""
+    try:
+        for frame in frames:
+            if frame.get("type") == "ack":
+                return frame["id"]
+            if frame.get("type") in ("done", "error"):
+                return None
+    except TimeoutError:
+        return None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

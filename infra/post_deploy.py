@@ -203,11 +203,14 @@ class PostDeploy:
 
 
 def websocket_stage_name(chalice_config: Mapping[str, Any], stage: str) -> str:
-    """The API Gateway stage Chalice deployed the WebSocket API to, for a Chalice stage."""
+    """The API Gateway stage Chalice deployed the WebSocket API to, for a Chalice stage.
+
+    Chalice deploys both APIs to `api_gateway_stage`, looked up in the stage, then at the top, else "api".
+    """
     stage_config = chalice_config.get("stages", {}).get(stage)
     if stage_config is None:
         raise PostDeployError(f"no stage '{stage}' in .chalice/config.json")
-    return stage_config.get("websocket_api_gateway_stage") or chalice_config.get("websocket_api_gateway_stage") or "api"
+    return stage_config.get("api_gateway_stage") or chalice_config.get("api_gateway_stage") or "api"
 
 
 def _clients(region: str) -> tuple[Any, Any]:

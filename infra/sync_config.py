@@ -89,7 +89,6 @@ def update_stage_config(config: dict[str, Any], stage: Stage, out: dict[str, str
     """The stage's section of .chalice/config.json with the outputs applied; other keys kept."""
     section = config.setdefault("stages", {}).setdefault(stage.name, {})
     section.setdefault("api_gateway_stage", stage.name)
-    section.setdefault("websocket_api_gateway_stage", stage.name)
     section.setdefault("environment_variables", {}).update(environment(stage, out))
     section["xray"] = stage.xray
     # The same tags as the CDK stacks, so Cost Explorer can split the bill by stage.

@@ -1,5 +1,6 @@
 // The bundled web client: Cognito sign-in, then the WebSocket protocol (docs/PROTOCOL.md).
-// Settings come from config.json beside this page (the dev stack serves it; in AWS the deploy uploads it).
+// Settings come from config.json beside this page (the dev stack serves it; in AWS, `python -m infra.web_bundle`
+// writes it for the upload: docs/DEPLOY.md, step 5).
 "use strict";
 
 const $ = (id) => document.getElementById(id);

@@ -48,6 +48,9 @@ def send(ctx: ActionContext) -> dict[str, Any] | None:
                 estimated_input=plan.estimated_input, max_tokens=chat.max_tokens)
         except BudgetExceeded:
             get_metrics().emit(metric_names.BUDGET_EXCEEDED, 1, dimensions={metric_names.MODEL: chat.model})
+            # Refused for its tokens, it still counts as a request: a client over its budget that
+            # keeps sending is rate-limited like any other (RATE_LIMITED once the minute is full).
+            services.rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
             raise
     requests = services.requests
     try:

@@ -158,11 +158,11 @@ class ChatWorker:
                         outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                         return reader
                     next_poll = now + CANCEL_POLL_SECONDS
+                if stream.failed.is_set():
+                    outcome.status, outcome.error = "error", Internal("the reply could not be delivered")
+                    return reader
                 if stream.gone.is_set():
-                    if stream.failed:
-                        outcome.status, outcome.error = "error", Internal()
-                    else:
-                        outcome.status = "gone"
+                    outcome.status = "gone"
                     return reader
                 try:
                     item = events.get(timeout=max(0.0, next_poll - now))
@@ -220,8 +220,12 @@ class ChatWorker:
         limits = self._settle(job, usage)
         error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)
         try:
-            self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
-                                  error_code=error_code, usage=usage)
+            completed = outcome.status == "done" and outcome.error is None
+            if not self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
+                                         error_code=error_code, usage=usage, unless_cancelled=completed):
+                # A cancel was accepted after the model's last token: its answer promised a cancelled end.
+                outcome.status, outcome.stop_reason = "cancelled", "cancelled"
+                self._requests.finish(job.request_id, status="cancelled", stop_reason="cancelled", usage=usage)
         except Exception:
             logger.exception("recording the outcome failed", extra={"requestId": job.request_id})
         self._append_exchange(job, outcome, reply)

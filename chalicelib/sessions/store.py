@@ -5,6 +5,10 @@ Items (table `sessions`, infra/resources.py), all in the caller's partition:
   pk "USER#<sub>", sk "SESSION#<id>#MSG#<message id>" one message (role, content or contentKey)
 The sparse index `byUpdated` (pk, updatedAt) lists sessions newest first.
 
+A session idle for SESSION_TTL_DAYS (no activity since `updatedAt`) is gone for its
+user at once: reads answer NOT_FOUND and it is no longer listed, although DynamoDB's
+TTL sweep deletes its items only later (up to a day or two).
+
 Every item of a session carries the same `ttl`. When activity finds less than
 SESSION_TTL_DAYS left, the TTL of every item moves to now + TTL + one day and the
 session's objects in S3 are re-written (restarting their lifecycle clock), so a
@@ -111,7 +115,7 @@ class SessionStore:
         """The caller's session, or NOT_FOUND (also when it is someone else's)."""
         item = self._table.get_item(Key={"pk": _pk(user_sub), "sk": _session_sk(session_id)},
                                     ConsistentRead=True).get("Item")
-        if item is None:
+        if item is None or self._idle_expired(item):
             raise NotFound("no such session")
         return _session(item)
 
@@ -126,7 +130,7 @@ class SessionStore:
         sessions: list[Session] = []
         while len(sessions) <= limit:
             response = self._table.query(**kwargs)
-            sessions.extend(_session(item) for item in response.get("Items", ()))
+            sessions.extend(_session(item) for item in response.get("Items", ()) if not self._idle_expired(item))
             if "LastEvaluatedKey" not in response:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -218,8 +222,11 @@ class SessionStore:
         try:
             item = self._table.update_item(
                 Key={"pk": _pk(user_sub), "sk": _session_sk(session_id)},
-                UpdateExpression="SET updatedAt = :now", ConditionExpression="attribute_exists(sk)",
-                ExpressionAttributeValues={":now": iso(now)}, ReturnValues="ALL_NEW")["Attributes"]
+                UpdateExpression="SET updatedAt = :now",
+                # An idle-expired session is not revived by new activity (ISO times sort as text).
+                ConditionExpression="attribute_exists(sk) AND updatedAt > :idle_since",
+                ExpressionAttributeValues={":now": iso(now), ":idle_since": iso(now - self._ttl_seconds)},
+                ReturnValues="ALL_NEW")["Attributes"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise NotFound("no such session") from None
@@ -231,6 +238,9 @@ class SessionStore:
         return expires
 
     # --- internals --------------------------------------------------------
+
+    def _idle_expired(self, item: dict[str, Any]) -> bool:
+        return item["updatedAt"] <= iso(self._clock() - self._ttl_seconds)
 
     def _put_message(self, user_sub: str, session_id: str, message_id: str, *, role: str, content: str,
                      now: float, request_id: str, cancelled: bool, expires: int) -> None:

@@ -143,11 +143,23 @@ def test_midstream_error_follows_the_deltas_already_sent(stack):
 
 
 def test_a_slow_model_still_streams_the_whole_reply(stack):
-    prompt = "[[slow:15]] a slow reply, still complete: ünïcödé 😀"
+    prompt = unique("[[slow:60]] a slow reply, still complete: ünïcödé 😀")
     with stack.connect() as client:
+        sent = time.monotonic()
         _ack, deltas, done = chat(client, prompt)
+        elapsed = time.monotonic() - sent
     assert done["type"] == "done" and text_of(deltas) == prompt
     assert len(deltas) >= 2  # it arrived over time, not in one piece
+    # The directive's pacing: N ms between the model's tokens, so the reply spans (tokens - 1) * N ms.
+    from devserver.bedrock import split_tokens
+
+    key = hashlib.sha256(prompt.encode()).hexdigest()
+    with urllib.request.urlopen(f"{stack.bedrock_url}/_emulator/streams/{key}", timeout=5) as response:
+        model = json.loads(response.read())
+    paced = (len(split_tokens(prompt)) - 1) * 0.060  # ~1 s; the emulator keeps to a schedule from its start,
+    spread = model["last_token_at"] - model["first_token_at"]  # so a late first token shortens the spread a little
+    assert paced - 0.060 <= spread < paced + 2
+    assert elapsed >= spread
 
 
 @pytest.mark.parametrize("by", ["client id", "server id"])
@@ -290,3 +302,27 @@ def test_ctrl_c_in_python_m_client_chat_cancels_the_chat(stack, tmp_path):
         process.kill()
     assert process.returncode == 130, err
     assert out.rstrip().endswith("[cancelled]") and out.count("w") < 2000
+
+
+def test_ctrl_c_before_the_ack_still_cancels_the_chat(stack, tmp_path, monkeypatch, capsys):
+    # Ctrl-C lands while the client waits for the ack: the chat may already be running on the
+    # server, so the client waits for the ack and cancels it rather than leave it to spend tokens.
+    from client import __main__ as cli
+    from client.connection import IdeClient
+
+    monkeypatch.setenv("LLM_IDE_ENDPOINTS", str(stack.endpoints_path))
+    monkeypatch.setenv("LLM_IDE_HOME", str(tmp_path))
+    assert cli.main(["login", "--username", "dev"]) == 0
+    real_frames, interrupted = IdeClient.frames, []
+
+    def frames(self, request_id, timeout=60.0):
+        if not interrupted:  # the first wait is interrupted before any frame is read
+            interrupted.append(request_id)
+            raise KeyboardInterrupt
+        return real_frames(self, request_id, timeout=timeout)
+
+    monkeypatch.setattr(IdeClient, "frames", frames)
+    capsys.readouterr()
+    assert cli.main(["chat", "[[slow:20]] " + "w" * 2000]) == 130
+    out = capsys.readouterr().out
+    assert interrupted and out.rstrip().endswith("[cancelled]") and out.count("w") < 2000

@@ -1,7 +1,7 @@
 """The bundled web client (web/) in a real headless Chromium against the local stack: sign in
 with Cognito, ping, chat with streaming, cancel, usage, errors shown as text, sign out.
 
-Chromium is Debian's package (`make test` installs it where it can; see the Makefile), driven by
+Chromium is Debian's package (`make test` installs it where it can: `make test-tools`), driven by
 Playwright with the system browser, so nothing is downloaded from a browser CDN."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: `make browser` installs Debian's")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: `make test-tools` installs Debian's")
 
 # Chromium's own traffic (updates, sync, Google look-ups) is refused by a closed network; keep it quiet.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

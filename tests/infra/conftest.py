@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -13,6 +14,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 @pytest.fixture(scope="session")
 def cloud_assembly(tmp_path_factory):
     """((stage, part) -> stack artifact) for every stage, synthesized in one app."""
+    if shutil.which("node") is None:
+        pytest.skip("no Node.js here, which the CDK needs: `make test-tools` installs Debian's nodejs")
     import aws_cdk as cdk
 
     from infra.app import build

@@ -122,8 +122,24 @@ def test_id_tokens_when_configured_and_access_tokens_then_refused(app_env, monke
     reset_app_caches()
     id_token = tokens.sign_as_moto(pool_claims(app_env, "id"))
     assert chalice_app.ws_authorizer(authorizer_event(query={"token": id_token}), None)["context"]["username"] == "alice"
+    access_token = tokens.sign_as_moto(pool_claims(app_env))
     with pytest.raises(AccessRefused):
-        chalice_app.ws_authorizer(authorizer_event(query={"token": tokens.sign_as_moto(pool_claims(app_env))}), None)
+        chalice_app.ws_authorizer(authorizer_event(query={"token": access_token}), None)
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_an_access_token_where_id_tokens_are_configured_is_refused_by_connect(app_env, monkeypatch, table, sender,
+                                                                              where):
+    monkeypatch.setenv("COGNITO_TOKEN_USE", "id")
+    reset_app_caches()
+    access_token = tokens.sign_as_moto(pool_claims(app_env))
+    headers = {"Authorization": f"Bearer {access_token}"} if where == "header" else {}
+    query = {"token": access_token} if where == "query" else {}
+    before = table.scan()["Count"]
+    assert connect("refused=", headers=headers, query=query)["statusCode"] == 401
+    assert table.scan()["Count"] == before  # nothing stored
+    id_token = tokens.sign_as_moto(pool_claims(app_env, "id"))
+    assert connect("accepted=", query={"token": id_token})["statusCode"] == 200  # the same pool, the right use
 
 
 def test_required_group_missing_is_refused_and_present_is_allowed(app_env, monkeypatch, table, sender):

@@ -103,7 +103,10 @@ def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_
 
     monkeypatch.setattr(chat_actions, "get_metrics", Metrics)
     token = login(boto, app_env)
+    fresh_minute(5)  # the counts below are the hour's
     connect("conn-big=", headers={"Authorization": f"Bearer {token}"})
+    message("conn-big=", json.dumps({"action": "usage.get", "id": "u0"}))
+    before = sender.frames["conn-big="].pop()["data"]
     # 7,500 tokens of context and 5,000 of prompt: more than the hour's 10,000 before any output.
     message("conn-big=", json.dumps({"action": "context.put", "id": "p1", "path": "big.txt", "content": "c" * 30_000}))
     message("conn-big=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "p" * 20_000,
@@ -113,3 +116,8 @@ def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_
     assert refused["type"] == "error" and refused["error"]["code"] == "BUDGET_EXCEEDED"
     assert refused["error"]["retryAfter"] >= 1
     assert emitted == [("BudgetExceeded", 1, {"model": "anthropic.claude-3-haiku-20240307-v1:0"})]
+    # The refused chat counted as a request (with the context.put and this usage.get), and reserved nothing.
+    message("conn-big=", json.dumps({"action": "usage.get", "id": "u"}))
+    after = sender.frames["conn-big="][-1]["data"]
+    assert after["usage"]["hour"]["requests"] - before["usage"]["hour"]["requests"] == 3
+    assert after["limits"]["tokens"] == before["limits"]["tokens"]

@@ -102,8 +102,11 @@ class FakeRequests:
         self.polls.append(time.monotonic())
         return self.cancel.is_set()
 
-    def finish(self, request_id, **outcome):
+    def finish(self, request_id, *, unless_cancelled=False, **outcome):
+        if unless_cancelled and self.cancel.is_set():
+            return False
         self.finished = outcome
+        return True
 
 
 class FakeBedrock:
@@ -196,6 +199,39 @@ def test_the_worker_stops_before_its_lambda_time_limit_with_timeout():
     outcome, requests, frames = run(FakeBedrock([TextDelta("x")] * 10, delay=0.05), remaining_ms=lambda: 2000)
     assert outcome.status == "timeout" and frames[-1]["error"]["code"] == "TIMEOUT"
     assert requests.finished["status"] == "timeout"
+
+
+def test_a_post_that_fails_otherwise_stops_the_model_and_the_client_gets_an_error():
+    class ThrottledOnce(RecordingSender):
+        """API Gateway refuses the second post (LimitExceededException after botocore's retries)."""
+
+        def send(self, connection_id, frame):
+            if len(self.frames.get(connection_id, [])) == 1 and not getattr(self, "refused", False):
+                self.refused = True
+                raise RuntimeError("LimitExceededException")
+            super().send(connection_id, frame)
+
+    bedrock = FakeBedrock([TextDelta("x")] * 100, delay=0.01)
+    outcome, requests, frames = run(bedrock, sender=ThrottledOnce(), stream_flush_bytes=1)
+    assert [f["type"] for f in frames] == ["delta", "error"]
+    assert frames[-1]["error"] == {"code": "INTERNAL", "message": "the reply could not be delivered"}
+    assert outcome.status == "error" and requests.finished["error_code"] == "INTERNAL"
+    assert bedrock.closed.wait(1)  # the model is no longer read
+
+
+def test_a_cancel_accepted_after_the_models_last_token_still_ends_cancelled():
+    class LateCancel(FakeRequests):
+        """The cancel lands between the worker's last poll and its record of the outcome."""
+
+        def cancel_requested(self, request_id):
+            return False
+
+    requests = LateCancel()
+    requests.cancel.set()
+    outcome, _, frames = run(FakeBedrock([TextDelta("all of it"), MessageStop("end_turn"), Metadata(Usage(3, 3))]),
+                             requests=requests)
+    assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "cancelled"
+    assert outcome.status == "cancelled" and requests.finished["status"] == "cancelled"
 
 
 def test_a_gone_client_stops_the_model_and_no_final_frame_is_sent():

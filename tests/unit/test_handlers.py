@@ -61,12 +61,14 @@ def test_bad_frames_get_error_frames(app_env, boto, sender, body, code, frame_id
     assert "conn-e=" not in sender.closed
 
 
-def test_expired_token_on_an_open_connection_is_unauthorized_and_closed(app_env, boto, table, sender):
+@pytest.mark.parametrize("body", ['{"action": "ping", "id": "late"}', "not json", '{"action": "no.such", "id": "late"}'])
+def test_expired_token_on_an_open_connection_is_unauthorized_and_closed(app_env, boto, table, sender, body):
+    # Whatever the frame, well-formed or not: the token is judged first.
     connect("conn-x=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
     table.update_item(Key={"connectionId": "conn-x="}, UpdateExpression="SET tokenExpiresAt = :t",
                       ExpressionAttributeValues={":t": int(time.time()) - 1})
-    message("conn-x=", '{"action": "ping", "id": "late"}')
-    assert sender.frames["conn-x="][0]["error"]["code"] == "UNAUTHORIZED"
+    message("conn-x=", body)
+    assert [frame["error"]["code"] for frame in sender.frames["conn-x="]] == ["UNAUTHORIZED"]
     assert sender.closed == ["conn-x="]
 
 

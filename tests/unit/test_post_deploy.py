@@ -214,7 +214,7 @@ def test_bad_throttle_settings_are_refused(env):
 def test_main_reads_the_record_and_the_stage_name(tmp_path, capsys):
     (tmp_path / ".chalice" / "deployed").mkdir(parents=True)
     (tmp_path / ".chalice" / "config.json").write_text(json.dumps(
-        {"stages": {"prod": {"websocket_api_gateway_stage": "live"}}}))
+        {"stages": {"prod": {"api_gateway_stage": "live"}}}))
     assert post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)]) == 2
     assert "chalice deploy --stage prod" in capsys.readouterr().err
     (tmp_path / ".chalice" / "deployed" / "prod.json").write_text(json.dumps(RECORD))

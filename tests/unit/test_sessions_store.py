@@ -111,6 +111,24 @@ def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, s
     assert [i for i in items if i.get("requestId") == "r2" and i["role"] == "assistant"][0]["cancelled"] is True
 
 
+def test_a_session_idle_past_its_ttl_is_gone_before_dynamodb_sweeps_it(app_env, sub):
+    clock = Clock()
+    store = Services(get_settings()).sessions
+    store._clock = clock
+    ttl_seconds = get_settings().session_ttl_days * 86400
+    idle, active = store.create(sub, title="idle"), store.create(sub, title="active")
+    clock.now += ttl_seconds - 60
+    store.touch(sub, active.session_id)  # activity just inside the TTL keeps a session
+    clock.now += 120  # the idle one is now past its TTL; its items are still in the table
+    assert store.require_session(sub, active.session_id).title == "active"
+    with pytest.raises(NotFound):
+        store.require_session(sub, idle.session_id)
+    assert [s.session_id for s in store.list(sub, limit=10, cursor=None)[0]] == [active.session_id]
+    with pytest.raises(NotFound):  # new activity does not revive it
+        store.append_exchange(sub, idle.session_id, "r", "hello", "again", False)
+    assert store.require_session(sub, active.session_id)
+
+
 def test_history_for_order_limit_and_alternation(services, sub):
     store = services.sessions
     session = store.create(sub, title="h")

@@ -142,19 +142,41 @@ def test_a_gone_client_stops_the_stream():
     for piece in ("a", "b", "c", "d"):
         stream.write(piece)
     assert stream.gone.wait(2)
-    assert not stream.failed
+    assert not stream.failed.is_set()
     assert stream.finish(DONE) is False
     assert sender.texts() == ["a", "b"] and DONE not in sender.frames
 
 
-def test_another_send_failure_marks_the_stream_failed():
+def test_another_send_failure_ends_the_deltas_but_the_final_frame_is_still_sent():
+    class FailsOnce(SlowSender):
+        """The second post fails (API Gateway throttling, a 5xx after botocore's retries); later ones pass."""
+
+        def send(self, connection_id, frame):
+            if len(self.frames) == 1 and not getattr(self, "failed_once", False):
+                self.failed_once = True
+                raise RuntimeError("LimitExceededException")
+            super().send(connection_id, frame)
+
+    sender = FailsOnce()
+    stream = make(sender, flush_bytes=0)
+    stream.write("a")
+    stream.write("b")
+    assert stream.failed.wait(2) and not stream.gone.is_set()
+    stream.write("c")  # text after the failure is not sent: the client's reply is broken, seq must not skip
+    error = {"type": "error", "id": "r1", "error": {"code": "INTERNAL", "message": "x"}}
+    assert stream.finish(error) is True
+    assert sender.frames == [{"type": "delta", "id": "r1", "seq": 0, "text": "a"}, error]
+
+
+def test_a_final_frame_that_cannot_be_posted_is_reported():
     class Broken(SlowSender):
         def send(self, connection_id, frame):
             raise RuntimeError("management api down")
 
     stream = make(Broken())
     stream.write("a")
-    assert stream.gone.wait(2) and stream.failed
+    assert stream.failed.wait(2)
+    assert stream.finish(DONE) is False
 
 
 def test_a_huge_buffer_is_split_into_frames_without_splitting_characters():
