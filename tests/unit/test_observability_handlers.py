@@ -63,7 +63,7 @@ def test_connect_and_frames_log_one_handled_line_each_with_their_context(app_env
     assert (ping["id"], ping["action"], ping["outcome"]) == ("p1", "ping", "ok")
     assert isinstance(ping["latencyMs"], int) and ping["apiRequestId"]
     assert (unknown["id"], unknown["action"], unknown["outcome"]) == ("u1", "invalid", "BAD_REQUEST")
-    assert garbage["outcome"] == "BAD_REQUEST" and "sub" not in garbage  # refused before the lookup
+    assert garbage["outcome"] == "BAD_REQUEST" and garbage["sub"] == sub  # the connection is checked first
     assert disconnected["handler"] == "$disconnect" and disconnected["outcome"] == "ok"
     assert token not in json.dumps(logs.lines())
 
