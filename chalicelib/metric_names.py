@@ -32,7 +32,7 @@ def _metric(name: str, unit: str, *extra: str) -> Metric:
     return Metric(name, unit, sets)
 
 
-REQUESTS = _metric("Requests", "Count", ACTION)  # every frame handled, by action
+REQUESTS = _metric("Requests", "Count", ACTION)  # every frame the message handler routes (once), by action
 CHAT_LATENCY = _metric("ChatLatency", "Milliseconds", MODEL)  # chat.send received -> done sent
 TIME_TO_FIRST_TOKEN = _metric("TimeToFirstToken", "Milliseconds", MODEL)  # chat.send -> first delta
 INPUT_TOKENS = _metric("InputTokens", "Count", MODEL)
@@ -40,11 +40,20 @@ OUTPUT_TOKENS = _metric("OutputTokens", "Count", MODEL)
 FRAMES_SENT = _metric("FramesSent", "Count", ACTION)  # API Gateway bills per frame
 RATE_LIMITED = _metric("RateLimited", "Count", ACTION)
 BUDGET_EXCEEDED = _metric("BudgetExceeded", "Count", MODEL)
-UPSTREAM_THROTTLED = _metric("UpstreamThrottled", "Count", ACTION)  # Bedrock or GitHub
-ERRORS = _metric("Errors", "Count", CODE)  # error frames, by protocol error code
+# Every throttling answer from Bedrock or GitHub, retried or not: pressure on the quota. Those that
+# reached the user (retries exhausted) are also Errors and ServerErrors with code UPSTREAM_THROTTLED.
+UPSTREAM_THROTTLED = _metric("UpstreamThrottled", "Count", ACTION)
+ERRORS = _metric("Errors", "Count", CODE)  # error frames, every code (the dashboard's "errors by code")
+SERVER_ERRORS = _metric("ServerErrors", "Count", CODE)  # the Errors of SERVER_ERROR_CODES: the error-rate alarm
 CONNECTIONS = _metric("Connections", "Count")  # +1 per accepted $connect
 
 ALL: tuple[Metric, ...] = (
     REQUESTS, CHAT_LATENCY, TIME_TO_FIRST_TOKEN, INPUT_TOKENS, OUTPUT_TOKENS, FRAMES_SENT,
-    RATE_LIMITED, BUDGET_EXCEEDED, UPSTREAM_THROTTLED, ERRORS, CONNECTIONS,
+    RATE_LIMITED, BUDGET_EXCEEDED, UPSTREAM_THROTTLED, ERRORS, SERVER_ERRORS, CONNECTIONS,
 )
+
+# The error codes that mean we (or our upstreams) failed the user, whatever the request was. The others
+# are the client's mistakes (BAD_REQUEST, NOT_FOUND, FORBIDDEN, UNAUTHORIZED, PAYLOAD_TOO_LARGE,
+# MODEL_NOT_ALLOWED) or refusals with metrics of their own (RATE_LIMITED, BUDGET_EXCEEDED): one user
+# can send as many of those as they like, so they must not page on-call.
+SERVER_ERROR_CODES = frozenset({"INTERNAL", "UPSTREAM_ERROR", "UPSTREAM_THROTTLED", "TIMEOUT"})

@@ -17,7 +17,7 @@ from chalicelib.auth import token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Internal, RateLimited, Unauthorized
 from chalicelib.observability import bind, tracing
-from chalicelib.observability.metrics import MetricsWriter, get_metrics
+from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.services import Services
 
 logger = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class WebsocketHandlers:
 
     def _send_error(self, sender, connection_id: str, error: AppError, request_id: str | None) -> str:
         """Send the error frame (a client already gone is not an error); its code is the outcome."""
-        self._metrics.emit(metric.ERRORS, 1, dimensions={metric.CODE: error.code})
+        count_error(self._metrics, error.code)
         try:
             sender.send(connection_id, protocol.error_frame(error, request_id))
         except ConnectionGone:

@@ -35,8 +35,8 @@ from chalicelib.config import Settings
 from chalicelib.connections import Sender
 from chalicelib.errors import AppError, Internal, Timeout
 from chalicelib.limits import Reservation, TokenBudget, fallback_usage
-from chalicelib.observability.metrics import MetricsWriter, get_metrics
-from chalicelib.observability import with_current_context
+from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
+from chalicelib.observability import bind, with_current_context
 from chalicelib.observability.tracing import annotate, subsegment
 from chalicelib.request_store import RequestStore, Usage
 from chalicelib.streaming import DeltaStream
@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 CANCEL_POLL_SECONDS = 0.2  # the cancel flag is seen within this (plus one read), never polled per delta
 TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worker, to still say so
 _END = object()
+CHAT_ACTION = "chat.send"  # the action this worker serves: its logs' and metrics' `action`
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ class ChatWorker:
         self._wall_clock = wall_clock  # which limit windows are current
 
     def run(self, job: ChatJob, *, remaining_ms: Callable[[], int] | None = None) -> Outcome:
+        # Bound before any thread starts (the reader's and the DeltaStream's sender carry it on).
+        with bind(connectionId=job.connection_id, sub=job.user_sub, action=CHAT_ACTION, id=job.client_id,
+                  requestId=job.request_id):
+            return self._run(job, remaining_ms)
+
+    def _run(self, job: ChatJob, remaining_ms: Callable[[], int] | None) -> Outcome:
         stream = DeltaStream(sender=self._sender, connection_id=job.connection_id, request_id=job.client_id,
                              flush_bytes=self._settings.stream_flush_bytes, flush_ms=self._settings.stream_flush_ms,
                              clock=self._clock)
@@ -223,6 +230,8 @@ class ChatWorker:
             logger.exception("recording the outcome failed", extra={"requestId": job.request_id})
         self._append_exchange(job, outcome, reply)
         logger.info("chat finished", extra={"requestId": job.request_id, "status": outcome.status,
+                                            "outcome": _log_outcome(outcome),
+                                            "latencyMs": int((time.time() - job.received_at) * 1000),
                                             "stopReason": outcome.stop_reason, "errorCode": error_code,
                                             "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
                                             "usageEstimated": usage.estimated, "frames": stream.frames_sent})
@@ -272,12 +281,22 @@ class ChatWorker:
                                    round((stream.first_delta_at - job.received_at) * 1000, 1), dimensions=model)
             self._metrics.emit(metric_names.INPUT_TOKENS, usage.input_tokens, dimensions=model)
             self._metrics.emit(metric_names.OUTPUT_TOKENS, usage.output_tokens, dimensions=model)
-            action = {metric_names.ACTION: "chat.send"}
+            action = {metric_names.ACTION: CHAT_ACTION}
             self._metrics.emit(metric_names.FRAMES_SENT, stream.frames_sent + int(sent_final), dimensions=action)
             for _ in range(outcome.throttled):
                 self._metrics.emit(metric_names.UPSTREAM_THROTTLED, 1, dimensions=action)
+            if outcome.error is not None:  # counted whether or not the frame still reached the client
+                count_error(self._metrics, outcome.error.code)
         except Exception:
             logger.exception("emitting chat metrics failed", extra={"requestId": job.request_id})
+
+
+def _log_outcome(outcome: Outcome) -> str:
+    """The "chat finished" line's `outcome`, in the other handlers' terms: `ok`, the error frame's code,
+    `gone` (the client left) or `cancelled`."""
+    if outcome.error is not None:
+        return outcome.error.code
+    return "ok" if outcome.status == "done" else outcome.status
 
 
 def run_chat(event: dict[str, Any], *, services: Any, remaining_ms: Callable[[], int] | None = None) -> str:

@@ -27,7 +27,7 @@ from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSour
 from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
 from chalicelib.observability import bind, tracing
-from chalicelib.observability.metrics import MetricsWriter, get_metrics
+from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.services import Services
 
 logger = logging.getLogger(__name__)
@@ -110,8 +110,8 @@ def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter 
         except Exception:
             logger.exception("cannot send the GitHub answer")
         if frame["type"] == "error":
-            metrics.emit(metric.ERRORS, 1, dimensions={metric.CODE: frame["error"]["code"]})
-        metrics.emit(metric.REQUESTS, 1, dimensions={metric.ACTION: action}, properties={"outcome": outcome})
+            count_error(metrics, frame["error"]["code"])
+        # No `Requests` here: the message handler counted this request when it handed it over.
         logger.info("handled", extra={"outcome": outcome, "latencyMs": int((time.perf_counter() - started) * 1000)})
 
 

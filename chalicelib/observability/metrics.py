@@ -12,7 +12,7 @@ import sys
 import time
 from typing import IO, Any, Callable, Mapping
 
-from chalicelib.metric_names import ALL, NAMESPACE, STAGE, Metric
+from chalicelib.metric_names import ALL, CODE, ERRORS, NAMESPACE, SERVER_ERROR_CODES, SERVER_ERRORS, STAGE, Metric
 
 _KNOWN = {metric.name: metric for metric in ALL}
 
@@ -65,6 +65,14 @@ class MetricsWriter:
         else:
             self._stream.write(text + "\n")
             self._stream.flush()
+
+
+def count_error(metrics: MetricsWriter, code: str) -> None:
+    """One error frame (or a chat ended in error): `Errors` by code, and `ServerErrors` when the
+    failure is ours or upstream's, the only ones the error-rate alarm counts."""
+    metrics.emit(ERRORS, 1, dimensions={CODE: code})
+    if code in SERVER_ERROR_CODES:
+        metrics.emit(SERVER_ERRORS, 1, dimensions={CODE: code})
 
 
 @functools.lru_cache(maxsize=1)

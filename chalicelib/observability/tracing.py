@@ -4,7 +4,8 @@ With `TRACING_ENABLED` off (dev), aws_xray_sdk is never imported and every
 helper here is a no-op. With it on (staging, prod), botocore is patched once
 per container, so every AWS call is a subsegment and the trace header travels
 with the async Lambda invocation: the worker's trace continues the handler's.
-Annotations carry action, model and outcome only, never personal data.
+Annotations carry action, model and outcome only, never personal data; nor do
+the SDK's own AWS subsegments (see `_keep_personal_data_out`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import logging
 from typing import Any, Iterator
 
 logger = logging.getLogger(__name__)
+
+# Request and response parameters the SDK's botocore patch would copy into every AWS subsegment
+# (aws_xray_sdk/ext/resources/aws_para_whitelist.json) that hold personal data: S3 keys and prefixes
+# are users/<sub>/..., the user's paths; DynamoDB's ItemCollectionMetrics holds an item's key value.
+PERSONAL_PARAMETERS = frozenset({"Key", "CopySource", "Prefix", "ItemCollectionMetrics"})
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,8 +31,23 @@ def _recorder() -> Any:
     from aws_xray_sdk.core import patch, xray_recorder
 
     xray_recorder.configure(context_missing="IGNORE_ERROR", service="llm-ide")
+    _keep_personal_data_out()
     patch(["botocore"])
     return xray_recorder
+
+
+def _keep_personal_data_out() -> None:
+    """Drop PERSONAL_PARAMETERS from the SDK's whitelist (the one dict its botocore patch reads)."""
+    from aws_xray_sdk.ext import boto_utils
+
+    for service in boto_utils.whitelist["services"].values():
+        for params in service["operations"].values():
+            for kind in ("request_parameters", "response_parameters"):
+                if kind in params:
+                    params[kind] = [name for name in params[kind] if name not in PERSONAL_PARAMETERS]
+            for kind in ("request_descriptors", "response_descriptors"):
+                for name in PERSONAL_PARAMETERS & set(params.get(kind, ())):
+                    del params[kind][name]
 
 
 def start() -> None:

@@ -99,12 +99,15 @@ class MonitoringStack(Stack):
 
     def _alarms(self) -> None:
         s = self.stage
+        # Server-side failures only (metric_names.SERVER_ERROR_CODES): a client's mistakes and its
+        # rate-limit or budget refusals are on the dashboard, but one user must not page on-call.
         error_rate = cw.MathExpression(
             expression="IF(requests > 0, 100 * FILL(errors, 0) / requests, 0)",
-            using_metrics={"requests": self.app(metrics.REQUESTS), "errors": self.app(metrics.ERRORS)},
-            label="Error frames per 100 requests", period=FIVE_MINUTES)
+            using_metrics={"requests": self.app(metrics.REQUESTS), "errors": self.app(metrics.SERVER_ERRORS)},
+            label="Server errors per 100 requests", period=FIVE_MINUTES)
         self._alarm("error-rate", error_rate, s.error_rate_percent,
-                    f"More than {s.error_rate_percent} % of requests answered with an error frame")
+                    f"More than {s.error_rate_percent} % of requests failed on our side "
+                    f"({', '.join(sorted(metrics.SERVER_ERROR_CODES))})")
         self._alarm("lambda-throttles",
                     self._summed([self.lambda_metric("Throttles", f) for f in self.functions], "Lambda throttles"),
                     0, "A Lambda function was throttled (account or reserved concurrency)")
@@ -113,7 +116,8 @@ class MonitoringStack(Stack):
                     5, "Lambda functions failed (uncaught exceptions, timeouts)")
         self._alarm("dynamodb-throttles", self.dynamodb_throttles(), 0, "DynamoDB throttled the app")
         self._alarm("upstream-throttled", self.app(metrics.UPSTREAM_THROTTLED), 10,
-                    "Bedrock or GitHub kept throttling after retries: raise quotas or lower limits")
+                    "Bedrock or GitHub answered more than 10 requests in 5 minutes with throttling (retried "
+                    "or not; those that reached users are Errors UPSTREAM_THROTTLED): raise quotas or lower limits")
         self._alarm("chat-latency-p90", self.app(metrics.CHAT_LATENCY, "p90"), s.chat_latency_p90_ms,
                     f"p90 chat latency above {s.chat_latency_p90_ms} ms")
         tokens = cw.MathExpression(
@@ -167,7 +171,8 @@ class MonitoringStack(Stack):
         rejections = [
             cw.GraphWidget(title="Rate-limit and budget rejections, upstream throttles", width=12, left=[
                 self.app(m.RATE_LIMITED), self.app(m.BUDGET_EXCEEDED), self.app(m.UPSTREAM_THROTTLED)]),
-            cw.GraphWidget(title="Errors by code", left=[self.by(m.ERRORS, m.CODE)], width=12),
+            cw.GraphWidget(title="Errors by code", width=12, left=[self.by(m.ERRORS, m.CODE)],
+                           right=[self.app(m.SERVER_ERRORS, label="ServerErrors (the error-rate alarm's)")]),
         ]
         aws_row = [
             cw.GraphWidget(title="Lambda errors", width=6,

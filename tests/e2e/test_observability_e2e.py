@@ -100,3 +100,26 @@ def test_each_frame_has_one_json_line_with_its_path(served):
     assert worker[0]["connectionId"] == chat[0]["connectionId"] and worker[0]["sub"] == chat[0]["sub"]
     assert {line["handler"] for line in handled} >= {"$connect", "$default", "$disconnect", "github_worker",
                                                      "ws_authorizer", "rest_authorizer", "rest"}
+
+
+def test_the_bedrock_workers_lines_carry_the_chats_path_and_its_outcome(served):
+    stack, _ = served
+    lines = [json.loads(line) for line in stack.log_text().splitlines()
+             if line.startswith("{") and '"_aws"' not in line]
+    [admitted] = [line for line in lines if line.get("message") == "chat admitted"]
+    worker = [line for line in lines if line.get("handler") == "bedrock_worker"]
+    assert worker and all(line["connectionId"] == admitted["connectionId"] and line["sub"] == admitted["sub"]
+                          and line["action"] == "chat.send" and line["id"] == admitted["id"]
+                          and line["requestId"] == admitted["requestId"] for line in worker), worker
+    [finished] = [line for line in worker if line["message"] == "chat finished"]
+    assert finished["outcome"] == "ok" and isinstance(finished["latencyMs"], int) and finished["lambdaRequestId"]
+
+
+def test_each_user_action_counts_once_in_requests_by_action(served):
+    stack, _ = served
+    points = [json.loads(line) for line in stack.log_text().splitlines() if '"_aws"' in line]
+    counted = sorted(point["action"] for point in points if "Requests" in point)
+    # Two pings (one per connection), the chat, the GitHub file (handed to its worker: not counted again),
+    # the upload URL and the unknown action.
+    assert counted == sorted(["ping", "ping", "chat.send", "github.file", "context.uploadUrl", "invalid"])
+    assert not [point for point in points if "ServerErrors" in point]  # a session without a server failure

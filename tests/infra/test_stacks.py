@@ -227,7 +227,8 @@ def test_every_alarm_notifies_the_topic(template, stage):
     body = json.dumps(alarms)
     assert '"Stat": "p90"' in body and metrics.CHAT_LATENCY.name in body
     watched = [metric for metric in _metric_stats(alarms) if metric["Namespace"] == metrics.NAMESPACE]
-    assert {m["MetricName"] for m in watched} == {metrics.REQUESTS.name, metrics.ERRORS.name,
+    # The error rate counts server-side failures only: no client's mistakes or refusals page on-call.
+    assert {m["MetricName"] for m in watched} == {metrics.REQUESTS.name, metrics.SERVER_ERRORS.name,
                                                   metrics.UPSTREAM_THROTTLED.name, metrics.CHAT_LATENCY.name,
                                                   metrics.INPUT_TOKENS.name, metrics.OUTPUT_TOKENS.name}
     for metric in watched:  # the stage-wide dimension set every data point is emitted with

@@ -13,7 +13,7 @@ from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.request import ChatRequest
 from chalicelib.chat.worker import ChatJob, ChatWorker
 from chalicelib.config import load_settings
-from chalicelib.errors import NotFound, UpstreamError
+from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
 from chalicelib.request_store import Usage
 from tests.fakes import RecordingSender
@@ -393,3 +393,89 @@ def test_each_throttling_answer_is_counted():
     metrics = FakeMetrics()
     run(Throttled(), metrics=metrics)
     assert metrics.emitted.count(("UpstreamThrottled", 1, {"action": "chat.send"})) == 2
+
+
+# --- what on-call sees: the error metrics and the log lines ----------------------------------------------
+
+class Throttling:
+    """A model that kept throttling: two answers counted, then the last refusal."""
+
+    def stream(self, request, on_throttled=None):
+        on_throttled()
+        on_throttled()
+        raise UpstreamThrottled("the model is busy", retry_after=5)
+        yield  # a generator, as the real stream is
+
+
+@pytest.mark.parametrize("name, bedrock, sessions, code, server_side", [
+    ("finished", FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]), None, None, False),
+    ("upstream error", FakeBedrock([TextDelta("hi")], error=UpstreamError("x")), None, "UPSTREAM_ERROR", True),
+    ("kept throttling", Throttling(), None, "UPSTREAM_THROTTLED", True),
+    ("a bug", Exploding(1), None, "INTERNAL", True),
+    ("session deleted", FakeBedrock([]), "deleted", "NOT_FOUND", False),
+])
+def test_a_chat_ended_by_an_error_counts_in_errors_by_code(name, bedrock, sessions, code, server_side):
+    class Deleted(FakeSessions):
+        def history_for(self, user_sub, session_id, token_limit):
+            raise NotFound("no such session")
+
+    metrics = FakeMetrics()
+    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
+    outcome, _, frames = run(bedrock, metrics=metrics, job=job if sessions else JOB,
+                             sessions=Deleted() if sessions else None)
+    assert frames[-1]["type"] == ("error" if code else "done")
+    assert [(v, d) for n, v, d in metrics.emitted if n == "Errors"] == ([(1, {"code": code})] if code else [])
+    assert [d for n, _, d in metrics.emitted if n == "ServerErrors"] == ([{"code": code}] if server_side else [])
+
+
+def test_a_timeout_counts_as_a_server_error():
+    metrics = FakeMetrics()
+    run(FakeBedrock([TextDelta("x")] * 10, delay=0.05), remaining_ms=lambda: 2000, metrics=metrics)
+    assert ("ServerErrors", 1, {"code": "TIMEOUT"}) in metrics.emitted
+
+
+def worker_log_lines(**run_options) -> list[dict]:
+    import io
+    import json
+    import logging
+
+    from chalicelib.observability import configure_logging
+
+    configure_logging("INFO", "json")
+    handler = next(h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False))
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        run(**run_options)
+    finally:
+        handler.setStream(previous)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+CONTEXT = {"connectionId": "conn", "sub": "sub-1", "action": "chat.send", "id": "chat-1", "requestId": "r" * 32}
+
+
+def test_every_worker_line_carries_the_chats_context_and_the_last_its_outcome_and_latency():
+    lines = worker_log_lines(bedrock=FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]))
+    [finished] = [line for line in lines if line["message"] == "chat finished"]
+    assert {k: finished[k] for k in CONTEXT} == CONTEXT
+    assert finished["outcome"] == "ok" and isinstance(finished["latencyMs"], int) and finished["latencyMs"] >= 0
+
+
+@pytest.mark.parametrize("case, message, outcome", [
+    ("the model broke", "reading the model failed", "INTERNAL"),  # logged by the reader thread
+    ("the client left", "client gone mid-stream", "gone"),  # logged by the DeltaStream's sender thread
+])
+def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome):
+    sender = RecordingSender()
+    if case == "the client left":
+        sender.gone.add("conn")
+        bedrock = FakeBedrock([TextDelta("x")] * 20, delay=0.01)
+    else:
+        bedrock = Exploding(1)
+    lines = worker_log_lines(bedrock=bedrock, sender=sender)
+    [line] = [line for line in lines if line["message"] == message]
+    context = {k: v for k, v in CONTEXT.items() if k != "requestId"}  # the sender's own line names the frame's id
+    assert {k: line[k] for k in context} == context
+    [finished] = [line for line in lines if line["message"] == "chat finished"]
+    assert finished["outcome"] == outcome

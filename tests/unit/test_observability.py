@@ -193,6 +193,21 @@ def test_exception_messages_that_quote_their_input_are_dropped():
     assert "test_exception_messages_that_quote_their_input_are_dropped" in text  # the frames stay
 
 
+@pytest.mark.parametrize("code, server_side", [
+    ("INTERNAL", True), ("UPSTREAM_ERROR", True), ("UPSTREAM_THROTTLED", True), ("TIMEOUT", True),
+    ("RATE_LIMITED", False), ("BUDGET_EXCEEDED", False), ("BAD_REQUEST", False), ("NOT_FOUND", False),
+    ("FORBIDDEN", False), ("UNAUTHORIZED", False), ("PAYLOAD_TOO_LARGE", False), ("MODEL_NOT_ALLOWED", False),
+])
+def test_every_error_is_counted_by_code_and_only_server_side_ones_feed_the_alarm(code, server_side):
+    from chalicelib.observability.metrics import count_error
+
+    stream = io.StringIO()
+    count_error(MetricsWriter(stage="prod", stream=stream), code)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line.get("Errors"), line["code"]) for line in lines if "Errors" in line] == [(1, code)]
+    assert [line["code"] for line in lines if "ServerErrors" in line] == ([code] if server_side else [])
+
+
 def test_emf_lines_go_where_the_local_stack_sends_them():
     from chalicelib.observability import metrics
 
@@ -213,8 +228,10 @@ def _emitted_in(paths) -> set[str]:
     """The metric_names constants a module passes to emit (by constant: `emit(metric.REQUESTS, ...` or `emit(REQUESTS, ...`)."""
     constants = {m.name: c for c, m in vars(metric_names).items() if isinstance(m, metric_names.Metric)}
     text = "\n".join(path.read_text() for path in paths)
-    return {name for name, constant in constants.items()
-            if re.search(rf"emit[(,]\s*(?:\w+\.)?{constant}\b", text)}
+    emitted = {name for name, constant in constants.items() if re.search(rf"emit[(,]\s*(?:\w+\.)?{constant}\b", text)}
+    if re.search(r"\bcount_error\(", text):  # observability.metrics.count_error: Errors, and ServerErrors
+        emitted |= {metric_names.ERRORS.name, metric_names.SERVER_ERRORS.name}
+    return emitted
 
 
 def test_every_metric_but_the_chat_workers_is_emitted_by_the_app():
@@ -225,4 +242,47 @@ def test_every_metric_but_the_chat_workers_is_emitted_by_the_app():
 
 def test_the_chat_metrics_are_emitted_by_the_chat_code():
     emitted = _emitted_in(list((ROOT / "chalicelib" / "chat").rglob("*.py")) + [ROOT / "chalicelib" / "streaming.py"])
-    assert CHAT_METRICS <= emitted
+    assert CHAT_METRICS | {"Errors", "ServerErrors", "UpstreamThrottled"} <= emitted
+
+
+def trace_user_data_calls(moto_url, provisioned, sub: str, *, filtered: bool = True) -> dict:
+    from devserver import aws as dev_aws
+
+    env = {**dev_aws.app_environment(moto_url, "http://127.0.0.1:9", provisioned), "PATH": "/usr/bin",
+           "PYTHONPATH": str(ROOT), "TRACING_ENABLED": "true", "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9"}
+    script = [str(ROOT / "tests" / "unit" / "trace_user_data_calls.py"), sub, *([] if filtered else ["unfiltered"])]
+    result = subprocess.run([sys.executable, *script], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _subsegments(entity: dict) -> list[dict]:
+    return [entity] + [s for sub in entity.get("subsegments", []) for s in _subsegments(sub)]
+
+
+def test_traced_aws_calls_record_no_key_or_prefix_holding_the_users_sub(moto_url, provisioned):
+    import uuid
+
+    sub = str(uuid.uuid4())
+    traced = trace_user_data_calls(moto_url, provisioned, sub)
+    [segment] = traced["emitted"]
+    calls = [s for s in _subsegments(segment) if s.get("namespace") == "aws"]
+    assert [c["aws"]["operation"] for c in calls] == [
+        "PutObject", "HeadObject", "GetObject", "ListObjectsV2", "CopyObject", "DeleteObjects",
+        "PutItem", "GetItem", "Query", "DeleteItem"]
+    assert calls[0]["aws"]["bucket_name"] and calls[6]["aws"]["table_name"]  # what is useful stays
+    for call in calls:
+        assert not {"key", "prefix", "copy_source", "item_collection_metrics"} & set(call["aws"]), call["aws"]
+    assert sub not in json.dumps(segment)
+    # moto returns no ItemCollectionMetrics (DynamoDB does, with the item's key, for tables with a local index).
+    assert traced["whitelisted"] == []
+
+
+def test_the_sdks_own_whitelist_would_record_the_users_keys(moto_url, provisioned):
+    """What the test above guards against: S3 keys and prefixes are users/<sub>/..."""
+    import uuid
+
+    sub = str(uuid.uuid4())
+    traced = trace_user_data_calls(moto_url, provisioned, sub, filtered=False)
+    assert f"users/{sub}/" in json.dumps(traced["emitted"])
+    assert traced["whitelisted"] == sorted(["CopySource", "ItemCollectionMetrics", "Key", "Prefix"])

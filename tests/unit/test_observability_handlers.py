@@ -63,13 +63,14 @@ def test_connect_and_frames_log_one_handled_line_each_with_their_context(app_env
     assert (ping["id"], ping["action"], ping["outcome"]) == ("p1", "ping", "ok")
     assert isinstance(ping["latencyMs"], int) and ping["apiRequestId"]
     assert (unknown["id"], unknown["action"], unknown["outcome"]) == ("u1", "invalid", "BAD_REQUEST")
-    assert garbage["outcome"] == "BAD_REQUEST" and "sub" not in garbage  # refused before the lookup
+    assert garbage["outcome"] == "BAD_REQUEST" and garbage["sub"] == sub  # the connection is checked first
     assert disconnected["handler"] == "$disconnect" and disconnected["outcome"] == "ok"
     assert token not in json.dumps(logs.lines())
 
     assert [m["outcome"] for m in logs.metric("Requests")] == ["ok", "BAD_REQUEST", "BAD_REQUEST"]
     assert [m["action"] for m in logs.metric("Requests")] == ["ping", "invalid", "invalid"]
     assert [m["code"] for m in logs.metric("Errors")] == ["BAD_REQUEST", "BAD_REQUEST"]
+    assert logs.metric("ServerErrors") == []  # the client's mistakes page no one
     assert [m["Connections"] for m in logs.metric("Connections")] == [1]
     for line in logs.metrics():
         directive = line["_aws"]["CloudWatchMetrics"][0]
@@ -94,9 +95,10 @@ def test_rate_limited_frames_are_counted_by_action(app_env, boto, sender, logs, 
     assert outcomes[1:] == ["RATE_LIMITED", "RATE_LIMITED"] and set(outcomes) <= {"ok", "RATE_LIMITED"}
     assert [(m["action"], m["RateLimited"]) for m in logs.metric("RateLimited")] == [("usage.get", 1)] * limited
     assert [m["code"] for m in logs.metric("Errors")] == ["RATE_LIMITED"] * limited
+    assert logs.metric("ServerErrors") == []  # one user hammering the API must not page on-call
 
 
-def test_the_github_worker_logs_and_counts_its_outcome(app_env, sender, logs):
+def test_the_github_worker_logs_its_outcome_and_counts_its_error_not_the_request_again(app_env, sender, logs):
     event = {"connectionId": "conn-w=", "endpoint": "http://127.0.0.1:9/test", "requestId": "w1",
              "action": "github.file", "params": {"repo": "o/r", "path": "/etc"},
              "user": {"sub": "s-1", "username": "dev", "groups": []}}
@@ -104,8 +106,8 @@ def test_the_github_worker_logs_and_counts_its_outcome(app_env, sender, logs):
     [handled] = logs.handled()
     assert handled["handler"] == "github_worker" and handled["sub"] == "s-1" and handled["id"] == "w1"
     assert (handled["action"], handled["outcome"]) == ("github.file", "BAD_REQUEST")
-    assert [(m["action"], m["outcome"]) for m in logs.metric("Requests")] == [("github.file", "BAD_REQUEST")]
-    assert [m["code"] for m in logs.metric("Errors")] == ["BAD_REQUEST"]
+    assert logs.metric("Requests") == []  # the message handler counted it when it handed it over
+    assert [m["code"] for m in logs.metric("Errors")] == ["BAD_REQUEST"] and logs.metric("ServerErrors") == []
 
 
 def test_rest_requests_log_route_status_and_latency(app_env, logs):
