@@ -33,6 +33,7 @@ DRAIN_TIMEOUT_SECONDS = 60.0
 
 
 class DeltaStream:
+    # Its log lines carry the chat's ids from the worker's bound context (the sender thread keeps it).
     def __init__(self, *, sender: Sender, connection_id: str, request_id: str, flush_bytes: int,
                  flush_ms: int, clock: Callable[[], float] = time.monotonic, start: bool = True) -> None:
         self._sender = sender
@@ -77,7 +78,7 @@ class DeltaStream:
             self._cv.notify()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            logger.error("sender did not drain in time", extra={"requestId": self._request_id})
+            logger.error("sender did not drain in time")
             return False
         return self._final_sent
 
@@ -142,11 +143,11 @@ class DeltaStream:
                         self.first_delta_at = time.time()
                     self._seq += 1
             except ConnectionGone:
-                logger.info("client gone mid-stream", extra={"requestId": self._request_id, "seq": self._seq})
+                logger.info("client gone mid-stream", extra={"seq": self._seq})
                 self.gone.set()
                 return
             except Exception:
-                logger.exception("posting a frame failed", extra={"requestId": self._request_id})
+                logger.exception("posting a frame failed", extra={"seq": self._seq})
                 if final is not None or self.failed.is_set():
                     return  # the final frame itself could not go: nothing more to try
                 self.failed.set()

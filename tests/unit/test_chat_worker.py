@@ -475,7 +475,6 @@ def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome
         bedrock = Exploding(1)
     lines = worker_log_lines(bedrock=bedrock, sender=sender)
     [line] = [line for line in lines if line["message"] == message]
-    context = {k: v for k, v in CONTEXT.items() if k != "requestId"}  # the sender's own line names the frame's id
-    assert {k: line[k] for k in context} == context
+    assert {k: line[k] for k in CONTEXT} == CONTEXT
     [finished] = [line for line in lines if line["message"] == "chat finished"]
     assert finished["outcome"] == outcome
