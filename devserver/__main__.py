@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devserver import aws, github
+from devserver import aws, aws_calls, github
 from devserver.bedrock import BedrockEmulator
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
@@ -178,6 +178,7 @@ def main() -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found endpoint for ..." on every new client
     started = time.monotonic()
     args = _parse_args()
+    aws_calls.install_from_env()  # DEV_RECORD_AWS_CALLS: which AWS calls each function makes
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:

@@ -56,10 +56,13 @@ class Deployment:
         account = self.account if account is None else account
         return f"arn:{self.partition}:{service}:{region}:{account}:{resource}"
 
-    def table_arns(self, key: str, *, indexes: bool = False) -> list[str]:
+    def table_arns(self, key: str, *, indexes: tuple[str, ...] = ()) -> list[str]:
         table = resources.table(key)
+        known = {index.name for index in table.indexes}
+        if not set(indexes) <= known:
+            raise ValueError(f"table {key!r} has no index {sorted(set(indexes) - known)}")
         arn = self.arn("dynamodb", f"table/{table.physical_name(self.stage.name)}")
-        return [arn] + ([f"{arn}/index/{index.name}" for index in table.indexes] if indexes else [])
+        return [arn] + [f"{arn}/index/{name}" for name in indexes]
 
     def bucket_arn(self, key: str) -> str:
         return f"arn:{self.partition}:s3:::{resources.bucket(key).physical_name(self.stage.name, self.account)}"
@@ -86,9 +89,11 @@ def _allow(sid: str, actions: list[str] | tuple[str, ...], resources_: list[str]
     return statement
 
 
-def _table(d: Deployment, key: str, *actions: str) -> Statement:
-    # Only Query reads an index.
-    return _allow(f"{key.capitalize()}Table", actions, d.table_arns(key, indexes="dynamodb:Query" in actions))
+def _table(d: Deployment, key: str, *actions: str, indexes: tuple[str, ...] = ()) -> Statement:
+    """`actions` on the table, and on the named indexes (which only Query reads)."""
+    if indexes and "dynamodb:Query" not in actions:
+        raise ValueError("an index is only read by Query")
+    return _allow(f"{key.capitalize()}Table", actions, d.table_arns(key, indexes=indexes))
 
 
 def _context_objects(d: Deployment, *actions: str) -> list[Statement]:
@@ -152,9 +157,10 @@ def _message(d: Deployment) -> list[Statement]:
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # chat.send reserves with UpdateItem; a chat that cannot start is settled to zero in a
         # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem.
-        _table(d, "usage", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+        _table(d, "usage", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+        # session.list reads the byUpdated index.
         _table(d, "sessions", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
-               "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+               "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", indexes=("byUpdated",)),
         # Presigned uploads are signed with this role, so it needs PutObject itself. Session-scoped
         # objects are written with tags (PutObjectTagging) and re-written in place with their tags
         # when the session's TTL moves (CopyObject: GetObject/GetObjectTagging, PutObject/PutObjectTagging).
@@ -168,7 +174,7 @@ def _message(d: Deployment) -> list[Statement]:
 
 
 def _api(d: Deployment) -> list[Statement]:
-    return [_table(d, "usage", "dynamodb:GetItem", "dynamodb:Query")]
+    return [_table(d, "usage", "dynamodb:Query")]  # GET /usage
 
 
 def _authorizer(d: Deployment) -> list[Statement]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,31 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devserver import aws as dev_aws  # noqa: E402
+from devserver import aws_calls  # noqa: E402
+
+AWS_CALLS_KEY = pytest.StashKey[Path]()
+
+
+def pytest_configure(config):
+    """Record the AWS calls the app's functions make, here and in every local stack the tests start
+    (they inherit the variable), for tests/test_least_privilege.py."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="aws-calls-")) / "calls.jsonl"
+    config.stash[AWS_CALLS_KEY] = path
+    os.environ["DEV_RECORD_AWS_CALLS"] = str(path)
+    aws_calls.install_from_env()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `after_all` judge what the others did: they run last."""
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
+
+
+@pytest.fixture(scope="session")
+def recorded_aws_calls(request):
+    """What the app's functions called so far in this session: {(function, IAM action, target)}."""
+    return lambda: aws_calls.read([request.config.stash[AWS_CALLS_KEY]])
 
 
 @pytest.fixture(scope="session")

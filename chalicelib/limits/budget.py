@@ -213,11 +213,3 @@ class TokenBudget:
             logger.info("reservation already settled", extra={"requestId": reservation.request_id})
         return Settlement(input_tokens=actual_input, output_tokens=actual_output, already_settled=already,
                           limits=reservation.limits.with_tokens_changed(0 if already else delta).at(now))
-
-    def current(self, user_sub: str, now: float, *, groups: tuple[str, ...] = ()) -> LimitsSnapshot:
-        """The user's limits and current windows, read consistently (one GetItem)."""
-        item = self._client.get_item(
-            TableName=self._table, ConsistentRead=True,
-            Key={"pk": {"S": records.partition(user_sub)}, "sk": {"S": records.hour_sort_key(now)}},
-        ).get("Item")
-        return LimitsSnapshot.from_hour_record(item, self._limits_for(groups), now)

@@ -110,7 +110,8 @@ def test_two_users_never_share_counters(dynamodb, table_name):
     assert limits.record(alice, records.hour_sort_key(T0))["requests"] == {"N": "5"}
     assert limits.record(bob, records.hour_sort_key(T0))["requests"] == {"N": "5"}
     limits.budget.reserve(alice, T0 + 60, request_id="a1", estimated_input=100, max_tokens=100)
-    assert limits.budget.current(bob, T0 + 60).tokens_used == 0
+    assert limits.record(alice, records.hour_sort_key(T0))["tokens"] == {"N": "200"}
+    assert "tokens" not in limits.record(bob, records.hour_sort_key(T0))
 
 
 def test_group_overrides_apply_and_the_most_generous_wins(dynamodb, table_name):
