@@ -31,5 +31,12 @@ test-tools:
 		fi; \
 	done
 
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
 clean:
 	rm -rf $(VENV) .dev .pytest_cache
