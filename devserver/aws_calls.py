@@ -61,7 +61,10 @@ def iam_calls(service: str, operation: str, params: dict[str, Any]) -> list[tupl
             calls.append(("s3:PutObjectTagging", f"object:{bucket}"))
         return calls
     if prefix == "dynamodb":
-        return [(f"dynamodb:{operation}", f"table:{params.get('TableName', '')}")]
+        table = params.get("TableName", "")
+        if params.get("IndexName"):  # a Query or Scan of an index is checked on the index's ARN
+            return [(f"dynamodb:{operation}", f"index:{table}/{params['IndexName']}")]
+        return [(f"dynamodb:{operation}", f"table:{table}")]
     actions = _OPERATION_ACTIONS.get((prefix, operation), [f"{prefix}:{operation}"])
     return [(action, "") for action in actions]
 

@@ -114,7 +114,7 @@ def _post_frames(d: Deployment, *methods: str) -> list[Statement]:
 
 
 def _bedrock(d: Deployment) -> list[Statement]:
-    actions = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    actions = ["bedrock:InvokeModelWithResponseStream"]  # ConverseStream, the only model call the worker makes
     direct = [m for m in d.stage.allowed_models if profile_prefix(m) is None]
     profiles = [m for m in d.stage.allowed_models if profile_prefix(m) is not None]
     statements = []

@@ -21,6 +21,9 @@ UNTARGETED = {"execute-api:ManageConnections", "bedrock:InvokeModelWithResponseS
 def contract_target(target: str) -> str:
     """A recorded target ("table:llm-ide-test-usage") as CALLS names it ("table:usage")."""
     kind, _, name = target.partition(":")
+    if kind == "index":  # "index:llm-ide-test-sessions/byUpdated" -> "index:sessions/byUpdated"
+        table, _, index = name.partition("/")
+        return f"index:{contract_target(f'table:{table}').split(':', 1)[1]}/{index}"
     if kind == "table":
         keys = [table.key for table in resources.TABLES if name.endswith(f"-{table.key}")]
     elif kind in ("object", "bucket"):
@@ -60,6 +63,9 @@ def test_calls_are_translated_to_the_iam_actions_they_need():
     assert iam_calls("dynamodb", "TransactWriteItems", {"TransactItems": [
         {"Put": {"TableName": "t1"}}, {"Update": {"TableName": "t2"}}]}) == [
         ("dynamodb:PutItem", "table:t1"), ("dynamodb:UpdateItem", "table:t2")]
+    assert iam_calls("dynamodb", "Query", {"TableName": "t", "IndexName": "byUpdated"}) == [
+        ("dynamodb:Query", "index:t/byUpdated")]
+    assert contract_target("index:llm-ide-test-sessions/byUpdated") == "index:sessions/byUpdated"
     assert iam_calls("s3", "HeadObject", {"Bucket": "b"}) == [("s3:GetObject", "object:b")]
     assert iam_calls("s3", "ListObjectsV2", {"Bucket": "b"}) == [("s3:ListBucket", "bucket:b")]
     assert iam_calls("s3", "CopyObject", {"Bucket": "b"}) == [

@@ -55,7 +55,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
         ("s3:ListBucket", "prefix:context"),
         ("kms:Decrypt", "key:context"), ("kms:GenerateDataKey", "key:context"),
-        ("bedrock:InvokeModelWithResponseStream", "model:*"), ("bedrock:InvokeModel", "model:*"),
+        ("bedrock:InvokeModelWithResponseStream", "model:*"),
         ("execute-api:ManageConnections", "frames:POST"),
     ],
     "github_worker": [
