@@ -43,7 +43,7 @@ def _login(args: argparse.Namespace) -> int:
     except LoginFailed as exc:
         print(f"error: sign-in failed: {exc}", file=sys.stderr)
         return 1
-    TokenStore().save(endpoints.websocket_url or endpoints.client_id, tokens)
+    TokenStore().save([endpoints.websocket_url, endpoints.client_id], tokens)
     print(f"Signed in as {username}; the token is valid until epoch {tokens.expires_at}.")
     return 0
 
@@ -52,7 +52,7 @@ def _connect(args: argparse.Namespace) -> IdeClient:
     endpoints = _resolve(args)
     if not endpoints.websocket_url:
         raise SystemExit("error: no WebSocket URL: run `make dev`, or pass --url")
-    tokens = TokenStore().load(endpoints.websocket_url, args.username)
+    tokens = TokenStore().load([endpoints.websocket_url, endpoints.client_id], args.username)
     if tokens is None or tokens.expired():
         raise SystemExit("error: not signed in (or the token expired): run `python -m client login`")
     try:

@@ -53,7 +53,13 @@ def login(username: str, password: str, *, client_id: str, region: str,
 
 
 class TokenStore:
-    """Tokens per API and user in one file readable only by its owner."""
+    """Tokens per API and user in one file readable only by its owner.
+
+    A sign-in is kept under every name it is known by (the API's URL, the Cognito app client),
+    and as the latest sign-in, so `login --client-id X` then `ping --url U` finds it.
+    """
+
+    LATEST = "latest"
 
     def __init__(self, path: Path | None = None) -> None:
         home = Path(os.environ.get("LLM_IDE_HOME", Path.home() / ".llm-ide"))
@@ -65,10 +71,11 @@ class TokenStore:
         except FileNotFoundError:
             return {}
 
-    def save(self, api: str, tokens: Tokens) -> None:
+    def save(self, apis: str | list[str | None], tokens: Tokens) -> None:
         data = self._read()
-        data.setdefault(api, {})["current"] = tokens.username
-        data[api].setdefault("users", {})[tokens.username] = asdict(tokens)
+        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a] + [self.LATEST]:
+            data.setdefault(api, {})["current"] = tokens.username
+            data[api].setdefault("users", {})[tokens.username] = asdict(tokens)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -76,8 +83,12 @@ class TokenStore:
             json.dump(data, handle, indent=2)
         tmp.replace(self.path)
 
-    def load(self, api: str, username: str | None = None) -> Tokens | None:
-        entry = self._read().get(api, {})
-        username = username or entry.get("current")
-        stored = entry.get("users", {}).get(username) if username else None
-        return Tokens(**stored) if stored else None
+    def load(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
+        """The first sign-in found under these names, else the latest one (for `username`, if given)."""
+        data = self._read()
+        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a] + [self.LATEST]:
+            entry = data.get(api, {})
+            stored = entry.get("users", {}).get(username or entry.get("current") or "")
+            if stored:
+                return Tokens(**stored)
+        return None
