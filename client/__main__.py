@@ -54,7 +54,8 @@ def _connect(args: argparse.Namespace) -> IdeClient:
         raise SystemExit("error: no WebSocket URL: run `make dev`, or pass --url")
     tokens = TokenStore().load([endpoints.websocket_url, endpoints.client_id], args.username)
     if tokens is None or tokens.expired():
-        raise SystemExit("error: not signed in (or the token expired): run `python -m client login`")
+        raise SystemExit("error: not signed in here (or the token expired): run `python -m client login` with the"
+                         " same --url (or --client-id) as this command")
     try:
         return IdeClient(endpoints.websocket_url, tokens.token(args.token_use))
     except ConnectionRefused as exc:

@@ -55,11 +55,10 @@ def login(username: str, password: str, *, client_id: str, region: str,
 class TokenStore:
     """Tokens per API and user in one file readable only by its owner.
 
-    A sign-in is kept under every name it is known by (the API's URL, the Cognito app client),
-    and as the latest sign-in, so `login --client-id X` then `ping --url U` finds it.
+    A sign-in is kept under every name it is known by (the API's URL, the Cognito app client).
+    A token is only ever offered to an API it was saved for: never "the latest" to any URL,
+    which could hand a token to a server that is not the one it was meant for.
     """
-
-    LATEST = "latest"
 
     def __init__(self, path: Path | None = None) -> None:
         home = Path(os.environ.get("LLM_IDE_HOME", Path.home() / ".llm-ide"))
@@ -73,7 +72,7 @@ class TokenStore:
 
     def save(self, apis: str | list[str | None], tokens: Tokens) -> None:
         data = self._read()
-        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a] + [self.LATEST]:
+        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a]:
             data.setdefault(api, {})["current"] = tokens.username
             data[api].setdefault("users", {})[tokens.username] = asdict(tokens)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -84,9 +83,9 @@ class TokenStore:
         tmp.replace(self.path)
 
     def load(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
-        """The first sign-in found under these names, else the latest one (for `username`, if given)."""
+        """The first sign-in found under these names (for `username`, if given)."""
         data = self._read()
-        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a] + [self.LATEST]:
+        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a]:
             entry = data.get(api, {})
             stored = entry.get("users", {}).get(username or entry.get("current") or "")
             if stored:

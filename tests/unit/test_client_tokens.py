@@ -1,4 +1,4 @@
-"""The CLI's token store: found by URL, by app client or as the latest sign-in; private to its owner."""
+"""The CLI's token store: found by the API's URL or its app client, never offered elsewhere; private."""
 from __future__ import annotations
 
 import stat
@@ -11,14 +11,15 @@ def tokens(username: str) -> Tokens:
                   expires_at=2_000_000_000)
 
 
-def test_a_sign_in_by_app_client_is_found_by_the_apis_url(tmp_path):
+def test_a_sign_in_is_found_by_either_name_it_was_saved_under(tmp_path):
     store = TokenStore(tmp_path / "tokens.json")
-    store.save([None, "client-1"], tokens("alice"))  # `login --client-id client-1 --region ...`
-    assert store.load(["wss://api.example/prod", None]).username == "alice"  # `ping --url ...`
+    store.save(["wss://api.example/prod", "client-1"], tokens("alice"))  # `login --url ... --client-id client-1`
+    assert store.load([None, "client-1"]).username == "alice"
+    assert store.load(["wss://api.example/prod", None]).username == "alice"
     assert stat.S_IMODE((tmp_path / "tokens.json").stat().st_mode) == 0o600
 
 
-def test_each_api_keeps_its_own_users_and_the_latest_is_the_fallback(tmp_path):
+def test_each_api_keeps_its_own_users_and_a_token_goes_to_no_other(tmp_path):
     store = TokenStore(tmp_path / "tokens.json")
     store.save(["ws://local/a", "client-a"], tokens("alice"))
     store.save(["ws://local/a", "client-a"], tokens("bob"))
@@ -26,6 +27,6 @@ def test_each_api_keeps_its_own_users_and_the_latest_is_the_fallback(tmp_path):
     assert store.load(["ws://local/a"]).username == "bob"  # the current user of that API
     assert store.load(["ws://local/a"], "alice").access_token == "a-alice"
     assert store.load(["wss://other/prod"]).username == "carol"
-    assert store.load(["wss://unknown"]).username == "carol"  # the latest sign-in
-    assert store.load(["wss://unknown"], "dave") is None
+    assert store.load(["wss://unknown"]) is None  # never "the latest" token to a server it was not for
+    assert store.load(["ws://local/a"], "dave") is None
     assert TokenStore(tmp_path / "none.json").load(["ws://local/a"]) is None
