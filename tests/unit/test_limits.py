@@ -173,6 +173,22 @@ def test_a_full_minute_rejects_a_chat_as_rate_limited_and_reserves_nothing(dynam
     assert limits.record(sub, records.hour_sort_key(T0))["tokens"] == {"N": "20"}
 
 
+def test_the_token_window_rolls_over_with_the_hour_and_a_late_settlement_is_charged_to_its_own(
+        dynamodb, table_name):
+    limits, sub = Limits(dynamodb, table_name), user()
+    held = limits.budget.reserve(sub, T0, request_id="held", estimated_input=1000, max_tokens=8000)
+    with pytest.raises(BudgetExceeded) as exceeded:  # 1000 left in this hour: under the floor after the input
+        limits.budget.reserve(sub, T0, request_id="refused", estimated_input=900, max_tokens=1000)
+    next_hour = T0 - T0 % 3600 + 3600
+    assert exceeded.value.retry_after == next_hour - T0
+    fresh = limits.budget.reserve(sub, next_hour + 1, request_id="fresh", estimated_input=900, max_tokens=1000)
+    assert fresh.max_tokens == 1000 and fresh.limits.to_wire()["tokens"]["remaining"] == 10000 - 1900
+    # The held chat ends in the next hour: its usage counts in the hour (and day) it was admitted in.
+    limits.budget.settle(held, 1000, 500, "m", now=next_hour + 30)
+    assert limits.record(sub, records.hour_sort_key(T0))["tokens"] == {"N": "1500"}
+    assert limits.record(sub, records.hour_sort_key(next_hour))["tokens"] == {"N": "1900"}  # only the fresh chat
+
+
 def test_settlement_writes_hour_day_and_model_records_and_is_idempotent(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
     reservation = limits.budget.reserve(sub, T0, request_id="chat-1", estimated_input=700, max_tokens=1300)
