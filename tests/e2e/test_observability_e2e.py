@@ -1,5 +1,6 @@
 """What the stack logs while it serves a user: context on every line, no credential or user text,
-valid EMF. A stack of its own logs JSON, as Lambda does (the shared one prints text)."""
+valid EMF. A stack of its own logs JSON, as Lambda does (the shared one prints text), and runs with
+tracing on as staging and prod do, with no X-Ray daemon to send to: every other stack runs it off."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ KNOWN_METRICS = {metric.name for metric in metric_names.ALL}
 def served(tmp_path_factory):
     """A JSON-logging stack after one user's session; (the stack, what must never be logged)."""
     stack = start_stack(tmp_path_factory.mktemp("observed"),
-                        env={**GENEROUS_LIMITS, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"})
+                        env={**GENEROUS_LIMITS, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG",
+                             "TRACING_ENABLED": "true", "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9"})
     try:
         tokens = stack.tokens("dev")
         secret = json.loads(secrets_client(stack).get_secret_value(SecretId=secret_arn(stack))["SecretString"])
@@ -123,3 +125,8 @@ def test_each_user_action_counts_once_in_requests_by_action(served):
     # the upload URL and the unknown action.
     assert counted == sorted(["ping", "ping", "chat.send", "github.file", "context.uploadUrl", "invalid"])
     assert not [point for point in points if "ServerErrors" in point]  # a session without a server failure
+
+
+def test_tracing_was_on_and_everything_above_worked_without_a_daemon(served):
+    stack, _ = served
+    assert "successfully patched module botocore" in stack.log_text()  # the X-Ray SDK was loaded and in use
