@@ -156,7 +156,7 @@ class MonitoringStack(Stack):
     def _dashboard(self) -> cw.Dashboard:
         m = metrics
         row = [
-            cw.GraphWidget(title="Connections", left=[self.app(m.CONNECTIONS)], width=8),
+            cw.GraphWidget(title="Connections opened", left=[self.app(m.CONNECTIONS)], width=8),
             cw.GraphWidget(title="Messages by action", left=[self.by(m.REQUESTS, m.ACTION)], width=8),
             cw.GraphWidget(title="Frames sent", left=[self.app(m.FRAMES_SENT)], width=8),
         ]

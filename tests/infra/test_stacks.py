@@ -285,7 +285,7 @@ def _metric_stats(value) -> list[dict]:
 def test_dashboard_uses_the_apps_metric_names(template, stage):
     widgets = _dashboard(template(stage, "monitoring"))["widgets"]
     titles = {w["properties"]["title"] for w in widgets}
-    assert {"Connections", "Messages by action", "Errors by code", "Tokens in and out", "Lambda errors",
+    assert {"Connections opened", "Messages by action", "Errors by code", "Tokens in and out", "Lambda errors",
             "Lambda throttles", "Lambda duration p90 (ms)", "DynamoDB throttles"} <= titles
     plotted: set[tuple[str, str]] = set()
     for widget in widgets:
