@@ -6,16 +6,16 @@ BAD_REQUEST; limits (429, or 403 with `retry-after` or `x-ratelimit-remaining:
 0`) are waited out and 5xx retried, within a number of attempts and a total
 wait per worker run, then UPSTREAM_THROTTLED (with `retryAfter`) or
 UPSTREAM_ERROR. A 401 on the app's JWT means the key was rotated: the secret
-is fetched again, once.
+is fetched again, once. The run has a deadline (`time_left`, from Lambda's
+remaining time): no call starts after it, no call's timeouts reach past it, no
+wait that would pass it is started; it is answered TIMEOUT.
 
 Each call runs as one of the secret's installations, with that installation's
 token: the only one when the secret names one; else the one GitHub says owns
-the repository (`/repos/{owner}/{repo}/...`, asked once per container with the
-app's JWT), which must be among the secret's: the secret's list is the
-allow-list of what this deployment may touch, and any other repository is
-NOT_FOUND, as GitHub answers for a repository the app cannot see. The run has a deadline (`time_left`, from Lambda's
-remaining time): no call starts after it, no call's timeouts reach past it, no
-wait that would pass it is started; it is answered TIMEOUT.
+the repository (`/repos/{owner}/{repo}/...`, asked with the app's JWT and
+remembered per container), which must be among the secret's: the secret's
+list is the allow-list of what this deployment may touch, and any other
+repository is NOT_FOUND, as GitHub answers for a repository the app cannot see.
 """
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ class GitHubClient:
     def paginate(self, path: str, *, key: str, per_page: int = 100, max_items: int | None = None,
                  installation: int | None = None) -> tuple[list[dict[str, Any]], bool]:
         """Items of a paginated list, following `Link: rel="next"` for at most MAX_PAGES pages and
-        max_items items (MAX_PAGES * per_page), and whether the list was cut there."""
+        max_items items (MAX_PAGES * per_page), and whether the list was cut there. It is read as
+        `installation` (one of the secret's), else as the path decides (see the module's docstring)."""
         limit = MAX_PAGES * per_page if max_items is None else max_items
         installation = self._installation(path, installation)
         url: str | None = self._url(path, {"per_page": per_page})

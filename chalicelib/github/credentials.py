@@ -1,11 +1,11 @@
-"""The GitHub App's credentials: its secret, its JWT and its installation tokens.
+"""The GitHub App's credentials: its secret, its JWT, its installation tokens, and which
+installation owns a repository (for an app installed on several accounts).
 
-All three are cached per container (one Lambda container serves many
-requests): the secret until GitHub refuses the JWT made from it (the key was
-rotated), the JWT until shortly before it expires, and an installation token
-until shortly before its `expires_at`; and which installation owns a repository
-(for an app installed on several accounts), for ROUTE_LIFETIME_SECONDS. Every cache is thread-safe, as the local
-stack runs workers on threads.
+Each is cached per container (one Lambda container serves many requests): the
+secret until GitHub refuses the JWT made from it (the key was rotated), the JWT
+until shortly before it expires, an installation token until shortly before its
+`expires_at`, a repository's installation for ROUTE_LIFETIME_SECONDS. Every
+cache is thread-safe, as the local stack runs workers on threads.
 """
 from __future__ import annotations
 
@@ -27,9 +27,7 @@ JWT_LIFETIME_SECONDS = 9 * 60  # GitHub refuses more than 10 minutes
 JWT_RENEW_BEFORE_SECONDS = 60
 TOKEN_RENEW_BEFORE_SECONDS = 5 * 60
 ROUTE_LIFETIME_SECONDS = 15 * 60  # a repository moved to another account is found again
-
-
-MAX_INSTALLATIONS = 100
+MAX_INSTALLATIONS = 100  # each one costs github.repos a token and a page
 
 
 @dataclass(frozen=True)
