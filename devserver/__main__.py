@@ -119,8 +119,9 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ.pop("AWS_PROFILE", None)
         os.environ.update(aws.app_environment(moto.url, http_url, provisioned))
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
-        github_emulator = github.provision(aws.aws_client("secretsmanager", moto.url),
-                                           provisioned.names["GITHUB_SECRET_ARN"])
+        github_emulator = github.provision(
+            aws.aws_client("secretsmanager", moto.url), provisioned.names["GITHUB_SECRET_ARN"],
+            installations=github.installation_ids(os.environ.get("DEV_GITHUB_INSTALLATION_IDS")))
         os.environ["GITHUB_API_URL"] = github_url
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_url  # presigned URLs are checked there, as S3 does
         os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock_url

@@ -1,10 +1,12 @@
-"""The GitHub API emulator: one GitHub App installation holding `octo-org/hello-world`, in memory.
+"""The GitHub API emulator: one GitHub App installed on three accounts (devserver/github_repos.py), in memory.
 
 It checks what GitHub checks: the app's JWT (RS256, `iss` the app id, at most
 10 minutes of life) against the public half of the key the stack put in the
-local secret, and installation tokens it issued. It serves the endpoints the
-app uses: installation tokens and repositories, repositories, contents, git
-data (blobs, trees, commits, refs, with git's own object ids) and pulls.
+local secret, and installation tokens it issued, each of which sees only its
+own installation's repositories (others are 404, as on GitHub). It serves the
+endpoints the app uses: installation tokens and repositories, a repository's
+installation (app JWT), repositories, contents, git data (blobs, trees,
+commits, refs, with git's own object ids) and pulls.
 
 Test controls under `/_emulator/` (no auth): `POST rate-limit` {"count", "retryAfter",
 "kind": "secondary"|"primary"} makes the next `count` API calls answer GitHub's
@@ -21,8 +23,8 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,16 +33,17 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devserver.github_repos import INSTALLATIONS, SEED_FILES, Repository, seed_repositories
+
+__all__ = ["APP_ID", "INSTALLATION_ID", "SEED_FILES", "GitHubEmulator", "installation_ids", "new_app_key",
+           "provision", "secret_document"]
+
 log = logging.getLogger("devserver.github")
 
 APP_ID = "1001"
-INSTALLATION_ID = 2002
+INSTALLATION_ID = 2002  # the one the local secret names unless DEV_GITHUB_INSTALLATION_IDS says otherwise
 TOKEN_LIFETIME = 3600
-SEED_FILES = {
-    "README.md": b"# hello-world\n\nA repository of the local GitHub emulator.\n",
-    "src/app.py": b'def main() -> None:\n    print("hello, world")\n\n\nif __name__ == "__main__":\n    main()\n',
-    "assets/logo.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00",
-}
+_APP_JWT_PATH = re.compile(r"^/app/|^/repos/[^/]+/[^/]+/installation$")  # called with the app's JWT
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
@@ -48,86 +51,13 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
                              status=status, headers=headers)
 
 
-@dataclass
-class Repository:
-    owner: str
-    name: str
-    default_branch: str = "main"
-    private: bool = False
-    objects: dict[str, tuple[str, Any]] = field(default_factory=dict)  # sha -> (type, data)
-    refs: dict[str, str] = field(default_factory=dict)  # "heads/main" -> commit sha
-    pulls: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.owner}/{self.name}"
-
-    def put(self, kind: str, payload: bytes, data: Any) -> str:
-        sha = hashlib.sha1(f"{kind} {len(payload)}\0".encode() + payload).hexdigest()
-        self.objects[sha] = (kind, data)
-        return sha
-
-    def blob(self, content: bytes) -> str:
-        return self.put("blob", content, content)
-
-    def tree_from(self, files: dict[str, tuple[str, str]]) -> str:
-        """A tree (and its subtrees) from {path: (mode, sha)} of its leaves."""
-        children: dict[str, dict[str, tuple[str, str]]] = {}
-        entries = []
-        for path, (mode, sha) in files.items():
-            head, slash, rest = path.partition("/")
-            if slash:
-                children.setdefault(head, {})[rest] = (mode, sha)
-            else:
-                entries.append({"name": head, "mode": mode, "type": "commit" if mode == "160000" else "blob",
-                                "sha": sha})
-        entries += [{"name": name, "mode": "040000", "type": "tree", "sha": self.tree_from(sub)}
-                    for name, sub in children.items()]
-        entries.sort(key=lambda e: e["name"] + ("/" if e["type"] == "tree" else ""))
-        payload = b"".join(f"{e['mode'].lstrip('0')} {e['name']}".encode() + b"\0" + bytes.fromhex(e["sha"])
-                           for e in entries)
-        return self.put("tree", payload, entries)
-
-    def commit(self, tree: str, parents: list[str], message: str) -> str:
-        stamp = f"llm-ide-emulator <emulator@localhost> {int(time.time())} +0000"
-        text = f"tree {tree}\n" + "".join(f"parent {p}\n" for p in parents) + \
-            f"author {stamp}\ncommitter {stamp}\n\n{message}"
-        return self.put("commit", text.encode(), {"tree": tree, "parents": parents, "message": message})
-
-    def walk(self, tree: str, prefix: str = "") -> list[dict[str, Any]]:
-        """Every entry under a tree, depth first, with full paths."""
-        out = []
-        for entry in self.objects[tree][1]:
-            path = prefix + entry["name"]
-            item = {"path": path, "mode": entry["mode"], "type": entry["type"], "sha": entry["sha"]}
-            if entry["type"] == "blob":
-                item["size"] = len(self.objects[entry["sha"]][1])
-            out.append(item)
-            if entry["type"] == "tree":
-                out += self.walk(entry["sha"], path + "/")
-        return out
-
-    def resolve_tree(self, ref: str) -> str | None:
-        """A tree from a tree sha, a commit sha or a branch name."""
-        sha = self.refs.get(f"heads/{ref}", ref)
-        kind, data = self.objects.get(sha, (None, None))
-        return sha if kind == "tree" else data["tree"] if kind == "commit" else None
-
-
-def seed_repository() -> Repository:
-    repo = Repository(owner="octo-org", name="hello-world")
-    tree = repo.tree_from({path: ("100644", repo.blob(data)) for path, data in SEED_FILES.items()})
-    repo.refs["heads/main"] = repo.commit(tree, [], "Initial commit\n")
-    return repo
-
-
 class GitHubEmulator:
-    def __init__(self, *, public_key_pem: str, app_id: str = APP_ID, installation_id: int = INSTALLATION_ID) -> None:
+    def __init__(self, *, public_key_pem: str, app_id: str = APP_ID) -> None:
         self.app_id = app_id
-        self.installation_id = installation_id
         self._public_key = public_key_pem
-        self._tokens: dict[str, float] = {}
-        self._repos = {r.full_name: r for r in (seed_repository(),)}
+        self._tokens: dict[str, tuple[float, int]] = {}  # token -> (expiry, installation id)
+        self._installations = {i.id: i for i in INSTALLATIONS}
+        self._repos = seed_repositories()
         self._throttle = {"count": 0, "retryAfter": 1, "kind": "secondary"}
         self._faults: list[dict[str, Any]] = []
         self.stats = {"jwtRefused": 0, "tokensIssued": 0, "rateLimited": 0, "requests": 0, "faults": 0}
@@ -143,6 +73,7 @@ class GitHubEmulator:
         r.add_get("/installation/repositories", self._installation_repos)
         repo = "/repos/{owner}/{repo}"
         r.add_get(repo, self._repository)
+        r.add_get(repo + "/installation", self._repository_installation)
         r.add_get(repo + "/contents/{path:.*}", self._contents)
         r.add_post(repo + "/git/blobs", self._create_blob)
         r.add_get(repo + "/git/trees/{sha}", self._tree)
@@ -163,20 +94,23 @@ class GitHubEmulator:
             return await handler(request)
         self.stats["requests"] += 1
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if request.path.startswith("/app/"):
+        if _APP_JWT_PATH.match(request.path):
             refusal = self._check_app_jwt(credential if scheme.lower() == "bearer" else "")
             if refusal:
                 self.stats["jwtRefused"] += 1
                 log.info("app JWT refused: %s", refusal)
                 return _error(401, refusal)
-        elif self._tokens.get(credential, 0) <= time.time() or scheme.lower() not in ("token", "bearer"):
-            return _error(401, "Bad credentials")
+        else:
+            expiry, installation = self._tokens.get(credential, (0, 0))
+            if expiry <= time.time() or scheme.lower() not in ("token", "bearer"):
+                return _error(401, "Bad credentials")
+            request["installation"] = installation
         if self._throttle["count"] > 0:
             self._throttle["count"] -= 1
             self.stats["rateLimited"] += 1
             wait = int(self._throttle["retryAfter"])
             if self._throttle["kind"] == "primary":
-                return _error(403, f"API rate limit exceeded for installation ID {self.installation_id}.",
+                return _error(403, f"API rate limit exceeded for installation ID {request.get('installation')}.",
                               **{"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0",
                                  "x-ratelimit-reset": str(int(time.time()) + wait)})
             return _error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you "
@@ -244,30 +178,44 @@ class GitHubEmulator:
                          commits={sha: data for sha, (kind, data) in repo.objects.items() if kind == "commit"})
         return web.json_response(state)
 
-    # --- the app and its installation ------------------------------------------
+    # --- the app and its installations -----------------------------------------
 
     async def _access_token(self, request: web.Request) -> web.Response:
-        if request.match_info["id"] != str(self.installation_id):
+        installation = self._installations.get(int(request.match_info["id"])) \
+            if request.match_info["id"].isdigit() else None
+        if installation is None:
             return _error(404, "Not Found")
         token = "ghs_" + hashlib.sha256(f"{time.time_ns()}{len(self._tokens)}".encode()).hexdigest()[:36]
         expires = time.time() + TOKEN_LIFETIME
-        self._tokens[token] = expires
+        self._tokens[token] = (expires, installation.id)
         self.stats["tokensIssued"] += 1
         iso = datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         return web.json_response({"token": token, "expires_at": iso, "permissions": {"contents": "write",
                                   "pull_requests": "write"}, "repository_selection": "selected"}, status=201)
 
     async def _installation_repos(self, request: web.Request) -> web.Response:
-        repos = [self._describe(r) for r in self._repos.values()]
+        repos = [self._describe(self._repos[name]) for name in self._installations[request["installation"]].repos]
         return web.json_response({"total_count": len(repos), "repositories": repos})
+
+    async def _repository_installation(self, request: web.Request) -> web.Response:
+        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        owner = next((i for i in self._installations.values() if full_name in i.repos), None)
+        if owner is None:
+            return _error(404, "Not Found")
+        return web.json_response({"id": owner.id, "app_id": int(self.app_id), "target_type": "Organization",
+                                  "account": {"login": owner.account, "type": "Organization"},
+                                  "permissions": {"contents": "write", "pull_requests": "write",
+                                                  "metadata": "read"}})
 
     def _describe(self, repo: Repository) -> dict[str, Any]:
         return {"id": abs(hash(repo.full_name)) % 10**8, "name": repo.name, "full_name": repo.full_name,
                 "owner": {"login": repo.owner}, "private": repo.private, "default_branch": repo.default_branch}
 
     def _repo(self, request: web.Request) -> Repository:
-        repo = self._repos.get(f"{request.match_info['owner']}/{request.match_info['repo']}")
-        if repo is None:
+        """The repository named in the path, if the token's installation holds it (else 404, as GitHub)."""
+        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        repo = self._repos.get(full_name)
+        if repo is None or full_name not in self._installations[request["installation"]].repos:
             raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
         return repo
 
@@ -419,12 +367,28 @@ def new_app_key() -> tuple[str, str]:
     return private, public
 
 
-def secret_document(private_pem: str, *, app_id: str = APP_ID, installation_id: int = INSTALLATION_ID) -> str:
-    return json.dumps({"appId": app_id, "installationId": installation_id, "privateKey": private_pem})
+def secret_document(private_pem: str, *, app_id: str = APP_ID,
+                    installation_ids: tuple[int, ...] = (INSTALLATION_ID,)) -> str:
+    """The secret's JSON: `installationId` for one installation (as most deployments have), else `installationIds`."""
+    ids: dict[str, Any] = {"installationId": installation_ids[0]} if len(installation_ids) == 1 else \
+        {"installationIds": list(installation_ids)}
+    return json.dumps({"appId": app_id, **ids, "privateKey": private_pem})
 
 
-def provision(secretsmanager: Any, secret_arn: str) -> GitHubEmulator:
-    """A new app key in the local secret, and the emulator that trusts its public half."""
+def installation_ids(value: str | None) -> tuple[int, ...]:
+    """DEV_GITHUB_INSTALLATION_IDS ("2002,3003"): the installations the local secret names."""
+    if not value or not value.strip():
+        return (INSTALLATION_ID,)
+    try:
+        return tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise SystemExit(f"DEV_GITHUB_INSTALLATION_IDS must be comma-separated ids, not {value!r}") from None
+
+
+def provision(secretsmanager: Any, secret_arn: str, *,
+              installations: tuple[int, ...] = (INSTALLATION_ID,)) -> GitHubEmulator:
+    """A new app key in the local secret (naming `installations`), and the emulator that trusts its public half."""
     private, public = new_app_key()
-    secretsmanager.put_secret_value(SecretId=secret_arn, SecretString=secret_document(private))
+    secretsmanager.put_secret_value(SecretId=secret_arn,
+                                    SecretString=secret_document(private, installation_ids=installations))
     return GitHubEmulator(public_key_pem=public)

@@ -9,6 +9,13 @@ UPSTREAM_ERROR. A 401 on the app's JWT means the key was rotated: the secret
 is fetched again, once. The run has a deadline (`time_left`, from Lambda's
 remaining time): no call starts after it, no call's timeouts reach past it, no
 wait that would pass it is started; it is answered TIMEOUT.
+
+Each call runs as one of the secret's installations, with that installation's
+token: the only one when the secret names one; else the one GitHub says owns
+the repository (`/repos/{owner}/{repo}/...`, asked with the app's JWT and
+remembered per container), which must be among the secret's: the secret's
+list is the allow-list of what this deployment may touch, and any other
+repository is NOT_FOUND, as GitHub answers for a repository the app cannot see.
 """
 from __future__ import annotations
 
@@ -16,12 +23,14 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
-from chalicelib.errors import AppError, BadRequest, Forbidden, NotFound, Timeout, UpstreamError, UpstreamThrottled
-from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, SecretSource
+from chalicelib.errors import (AppError, BadRequest, Forbidden, Internal, NotFound, Timeout, UpstreamError,
+                               UpstreamThrottled)
+from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, RepoInstallations, SecretSource
 from chalicelib.github.transport import HttpResponse, Transport, TransportError
 
 logger = logging.getLogger(__name__)
@@ -30,6 +39,7 @@ SECONDARY_LIMIT_WAIT = 60.0  # GitHub: without a header, wait at least a minute
 MAX_BACKOFF = 8.0
 MAX_PAGES = 10
 MAX_REDIRECTS = 3
+_REPO_PATH = re.compile(r"^/repos/([^/]+/[^/]+)(?:/|$)")
 
 
 class Unprocessable(BadRequest):
@@ -41,6 +51,7 @@ class GitHubClient:
 
     def __init__(self, *, transport: Transport, secrets: SecretSource, app_jwt: AppJwt,
                  tokens: InstallationTokens, api_url: str, max_attempts: int, max_wait: float,
+                 routes: RepoInstallations | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random,
                  time_left: Callable[[], float] = lambda: math.inf,
@@ -49,6 +60,7 @@ class GitHubClient:
         self._secrets = secrets
         self._jwt = app_jwt
         self._tokens = tokens
+        self._routes = routes or RepoInstallations(clock=clock)
         self._api_url = api_url.rstrip("/")
         self._max_attempts = max_attempts
         self._wait_left = max_wait
@@ -66,20 +78,31 @@ class GitHubClient:
     def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True, not_found: str | None = None) -> Any:
         return self.request("POST", path, body=body, idempotent=idempotent, not_found=not_found)
 
-    def paginate(self, path: str, *, key: str, per_page: int = 100) -> tuple[list[dict[str, Any]], bool]:
-        """Items of a paginated list, following `Link: rel="next"` for at most MAX_PAGES pages,
-        and whether pages were left unread (the list was cut at MAX_PAGES * per_page items)."""
+    def installations(self) -> tuple[int, ...]:
+        """The installations the secret names: all this deployment may use."""
+        self._time_still_left()  # before the secret, which may be fetched
+        return self._secrets.get().installation_ids
+
+    def paginate(self, path: str, *, key: str, per_page: int = 100, max_items: int | None = None,
+                 installation: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """Items of a paginated list, following `Link: rel="next"` for at most MAX_PAGES pages and
+        max_items items (MAX_PAGES * per_page), and whether the list was cut there. It is read as
+        `installation` (one of the secret's), else as the path decides (see the module's docstring)."""
+        limit = MAX_PAGES * per_page if max_items is None else max_items
+        installation = self._installation(path, installation)
         url: str | None = self._url(path, {"per_page": per_page})
         items: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
-            response = self._authorized("GET", url, body=None, idempotent=True)
+            response = self._authorized("GET", url, installation, body=None, idempotent=True)
             items += _data(response, not_found=None)[key]
             url = _next_link(response.header("link"), self._api_url)
-            if url is None:
-                return items, False
+            if url is None or len(items) >= limit:
+                break
+        if url is None and len(items) <= limit:
+            return items, False
         logger.warning("GitHub list cut at the page limit", extra={"path": path, "pages": MAX_PAGES,
-                                                                    "items": len(items)})
-        return items, True
+                                                                    "items": len(items), "maxItems": limit})
+        return items[:limit], True
 
     def pause_before_retry(self, attempt: int, give_up: AppError) -> None:
         """The backoff before attempt `attempt + 1` of a call the caller retries itself (within the
@@ -89,43 +112,78 @@ class GitHubClient:
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
                 body: dict[str, Any] | None = None, idempotent: bool = True, not_found: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
-        return _data(self._authorized(method, self._url(path, query), body=data, idempotent=idempotent),
-                     not_found=not_found)
+        installation = self._installation(path, None)
+        return _data(self._authorized(method, self._url(path, query), installation, body=data,
+                                      idempotent=idempotent), not_found=not_found)
+
+    # --- installations ----------------------------------------------------------
+
+    def _installation(self, path: str, named: int | None) -> int:
+        """The installation a call to `path` runs as (see the module's docstring)."""
+        allowed = self.installations()
+        if named is not None:
+            if named not in allowed:
+                raise Internal(f"installation {named} is not in the GitHub App secret")
+            return named
+        if len(allowed) == 1:
+            return allowed[0]
+        repo = _REPO_PATH.match(path)
+        if repo is None:
+            raise Internal("a GitHub call outside a repository must name its installation")
+        return self._repo_installation(repo[1], allowed)
+
+    def _repo_installation(self, repo: str, allowed: tuple[int, ...]) -> int:
+        refused = NotFound(f"no repository {repo} (or the GitHub App has no access to it)")
+        owner = self._routes.get(repo)
+        if owner is None:
+            data = _data(self._as_app("GET", f"/repos/{repo}/installation"), not_found=refused.message)
+            owner = data.get("id") if isinstance(data, dict) else None
+            if not isinstance(owner, int) or isinstance(owner, bool):
+                raise UpstreamError("GitHub answered a repository's installation without its id")
+            self._routes.put(repo, owner)
+        if owner not in allowed:
+            logger.warning("repository of an installation the secret does not name", extra={"installationId": owner})
+            raise refused
+        return owner
 
     # --- authentication -----------------------------------------------------
 
-    def _authorized(self, method: str, url: str, *, body: bytes | None, idempotent: bool) -> HttpResponse:
+    def _authorized(self, method: str, url: str, installation: int, *, body: bytes | None,
+                    idempotent: bool) -> HttpResponse:
         self._time_still_left()  # before the secret, which may be fetched
-        secret = self._secrets.get()
-        token = self._installation_token(secret)
+        token = self._installation_token(installation)
         response = self._send(method, url, token=token, body=body, idempotent=idempotent)
         if response.status == 401:  # revoked or expired early: one more time with a new token
-            self._tokens.forget(secret.installation_id, token)
-            token = self._installation_token(self._secrets.get())
+            self._tokens.forget(installation, token)
+            token = self._installation_token(installation)
             response = self._send(method, url, token=token, body=body, idempotent=idempotent)
         return response
 
-    def _installation_token(self, secret: AppSecret) -> str:
-        token = self._tokens.get(secret.installation_id)
+    def _installation_token(self, installation: int) -> str:
+        token = self._tokens.get(installation)
         if token is not None:
             return token
-        response = self._new_installation_token(secret)
+        data = _data(self._as_app("POST", f"/app/installations/{installation}/access_tokens"),
+                     not_found="the GitHub App's installation was not found")
+        if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+            raise UpstreamError("GitHub answered an installation token request without a token")
+        self._tokens.put(installation, data["token"], data.get("expires_at"))
+        return data["token"]
+
+    def _as_app(self, method: str, path: str) -> HttpResponse:
+        """A call made with the app's JWT; refused, the secret is fetched again once (key rotation)."""
+        secret = self._secrets.get()
+        response = self._send_as_app(method, path, secret)
         if response.status == 401:
             logger.warning("GitHub refused the app JWT; fetching the secret again (key rotation?)")
-            secret = self._secrets.refresh(secret)
-            response = self._new_installation_token(secret)
+            response = self._send_as_app(method, path, self._secrets.refresh(secret))
             if response.status == 401:
                 logger.error("GitHub refused the app JWT made with the current secret")
                 raise UpstreamError("GitHub refused the GitHub App's credentials")
-        data = _data(response, not_found="the GitHub App's installation was not found")
-        if not isinstance(data, dict) or not isinstance(data.get("token"), str):
-            raise UpstreamError("GitHub answered an installation token request without a token")
-        self._tokens.put(secret.installation_id, data["token"], data.get("expires_at"))
-        return data["token"]
+        return response
 
-    def _new_installation_token(self, secret: AppSecret) -> HttpResponse:
-        url = self._url(f"/app/installations/{secret.installation_id}/access_tokens", None)
-        return self._send("POST", url, token=self._jwt.token(secret), body=None, idempotent=True)
+    def _send_as_app(self, method: str, path: str, secret: AppSecret) -> HttpResponse:
+        return self._send(method, self._url(path, None), token=self._jwt.token(secret), body=None, idempotent=True)
 
     # --- limits and retries ---------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""The GitHub App's credentials: its secret, its JWT and its installation tokens.
+"""The GitHub App's credentials: its secret, its JWT, its installation tokens, and which
+installation owns a repository (for an app installed on several accounts).
 
-All three are cached per container (one Lambda container serves many
-requests): the secret until GitHub refuses the JWT made from it (the key was
-rotated), the JWT until shortly before it expires, and an installation token
-until shortly before its `expires_at`. Every cache is thread-safe, as the local
-stack runs workers on threads.
+Each is cached per container (one Lambda container serves many requests): the
+secret until GitHub refuses the JWT made from it (the key was rotated), the JWT
+until shortly before it expires, an installation token until shortly before its
+`expires_at`, a repository's installation for ROUTE_LIFETIME_SECONDS. Every
+cache is thread-safe, as the local stack runs workers on threads.
 """
 from __future__ import annotations
 
@@ -25,26 +26,53 @@ JWT_BACKDATE_SECONDS = 60  # GitHub's advice against clock drift
 JWT_LIFETIME_SECONDS = 9 * 60  # GitHub refuses more than 10 minutes
 JWT_RENEW_BEFORE_SECONDS = 60
 TOKEN_RENEW_BEFORE_SECONDS = 5 * 60
+ROUTE_LIFETIME_SECONDS = 15 * 60  # a repository moved to another account is found again
+MAX_INSTALLATIONS = 100  # each one costs github.repos a token and a page
 
 
 @dataclass(frozen=True)
 class AppSecret:
-    """The secret's JSON: {"appId": "123", "installationId": 456, "privateKey": "-----BEGIN ..."}."""
+    """The secret's JSON: {"appId": "123", "privateKey": "-----BEGIN ...", and either "installationId": 456
+    or "installationIds": [456, 789]}. The installations listed are all this deployment may use."""
 
     app_id: str
-    installation_id: int
+    installation_ids: tuple[int, ...]
     private_key: str = field(repr=False)  # never in a repr, should one reach a log
 
     @classmethod
     def parse(cls, text: str) -> "AppSecret":
+        """The secret, or Internal with the reason (never the secret's values)."""
         try:
             data = json.loads(text)
-            app_id, installation_id, key = data["appId"], data["installationId"], data["privateKey"]
-        except (ValueError, TypeError, KeyError):
-            raise Internal("the GitHub App secret is not {appId, installationId, privateKey}") from None
-        if not str(app_id).isdigit() or not str(installation_id).isdigit() or "PRIVATE KEY" not in str(key):
-            raise Internal("the GitHub App secret has an invalid appId, installationId or privateKey")
-        return cls(app_id=str(app_id), installation_id=int(installation_id), private_key=str(key))
+        except (ValueError, TypeError):
+            data = None
+        if not isinstance(data, dict) or "appId" not in data or "privateKey" not in data:
+            raise Internal("the GitHub App secret is not a JSON object with appId, privateKey and installationId "
+                           "or installationIds")
+        app_id, key = data["appId"], data["privateKey"]
+        if not str(app_id).isdigit() or not isinstance(key, str) or "PRIVATE KEY" not in key:
+            raise Internal("the GitHub App secret has an invalid appId or privateKey")
+        return cls(app_id=str(app_id), installation_ids=_installation_ids(data), private_key=key)
+
+
+def _installation_ids(data: dict[str, Any]) -> tuple[int, ...]:
+    """`installationId` (an id, as a number or a string of digits) or `installationIds` (a list of
+    distinct numbers), exactly one of the two."""
+    if ("installationId" in data) == ("installationIds" in data):
+        raise Internal("the GitHub App secret must hold exactly one of installationId and installationIds")
+    if "installationId" in data:
+        single = data["installationId"]
+        if isinstance(single, bool) or not str(single).isdigit() or int(single) == 0:
+            raise Internal("the GitHub App secret's installationId is not a positive integer")
+        return (int(single),)
+    ids = data["installationIds"]
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_INSTALLATIONS:
+        raise Internal(f"the GitHub App secret's installationIds is not a list of 1 to {MAX_INSTALLATIONS} ids")
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+        raise Internal("the GitHub App secret's installationIds holds something other than positive integers")
+    if len(set(ids)) != len(ids):
+        raise Internal("the GitHub App secret's installationIds names an installation twice")
+    return tuple(ids)
 
 
 class SecretSource:
@@ -77,8 +105,13 @@ class SecretSource:
         except (ClientError, BotoCoreError, KeyError) as exc:
             logger.error("cannot read the GitHub App secret", extra={"error": type(exc).__name__})
             raise UpstreamError("the GitHub App's credentials cannot be read") from None
-        logger.info("GitHub App secret fetched")
-        return AppSecret.parse(text)
+        try:
+            secret = AppSecret.parse(text)
+        except Internal as invalid:  # the reason names fields, never their values
+            logger.error("the GitHub App secret is invalid", extra={"reason": invalid.message})
+            raise
+        logger.info("GitHub App secret fetched", extra={"installations": len(secret.installation_ids)})
+        return secret
 
 
 class AppJwt:
@@ -131,3 +164,21 @@ class InstallationTokens:
         with self._lock:
             if self._tokens.get(installation_id, ("",))[0] == token:
                 del self._tokens[installation_id]
+
+
+class RepoInstallations:
+    """The installation that owns each repository ("owner/name", any case), as GitHub said."""
+
+    def __init__(self, *, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._owners: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, repo: str) -> int | None:
+        with self._lock:
+            cached = self._owners.get(repo.lower())
+            return cached[0] if cached and self._clock() < cached[1] else None
+
+    def put(self, repo: str, installation_id: int) -> None:
+        with self._lock:
+            self._owners[repo.lower()] = (installation_id, self._clock() + ROUTE_LIFETIME_SECONDS)

@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
-from chalicelib.github.client import GitHubClient, Unprocessable
+from chalicelib.github.client import MAX_PAGES, GitHubClient, Unprocessable
 
+MAX_REPOS = MAX_PAGES * 100  # GitHub's largest page; 1000 repositories fit one frame
 MAX_TREE_JSON_BYTES = 96 * 1024  # a tree's entries must fit in one WebSocket frame (128 KiB)
 _ENTRY_TYPES = {"blob": "file", "tree": "dir", "commit": "submodule"}
 _FILE_MODES = ("100644", "100755")
@@ -32,7 +33,17 @@ class GitHubOperations:
         raise BadRequest(f"unknown action {action[:64]!r}")
 
     def repos(self) -> dict[str, Any]:
-        listed, truncated = self._github.paginate("/installation/repositories", key="repositories")
+        """The repositories of every installation the secret names, at most MAX_REPOS in all (one frame)."""
+        listed: list[dict[str, Any]] = []
+        truncated = False
+        for installation in self._github.installations():
+            if len(listed) >= MAX_REPOS:
+                truncated = True  # installations left unread
+                break
+            found, cut = self._github.paginate("/installation/repositories", key="repositories",
+                                               max_items=MAX_REPOS - len(listed), installation=installation)
+            listed += found
+            truncated = truncated or cut
         repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"), "private": bool(r.get("private"))}
                  for r in listed]
         return {"repos": repos, "truncated": truncated}

@@ -23,7 +23,7 @@ from chalicelib.config import Settings, get_settings
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, PayloadTooLarge
 from chalicelib.github import params as github_params
 from chalicelib.github.client import GitHubClient
-from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
+from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstallations, SecretSource
 from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
 from chalicelib.observability import bind, tracing
@@ -38,12 +38,14 @@ TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worke
 
 @dataclass(frozen=True)
 class ContainerCaches:
-    """What outlives one invocation: connections, the secret, the JWT, installation tokens."""
+    """What outlives one invocation: connections, the secret, the JWT, installation tokens, and
+    which installation owns each repository."""
 
     transport: HttpTransport
     secrets: SecretSource
     app_jwt: AppJwt
     tokens: InstallationTokens
+    routes: RepoInstallations
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,13 +57,14 @@ def container_caches() -> ContainerCaches:
         secrets=SecretSource(aws.client("secretsmanager"), settings.github_secret_arn),
         app_jwt=AppJwt(clock=time.time),
         tokens=InstallationTokens(clock=time.time),
+        routes=RepoInstallations(clock=time.time),
     )
 
 
 def new_client(settings: Settings, caches: ContainerCaches, *, time_left: Callable[[], float] = lambda: math.inf,
                on_rate_limited: Callable[[], None] = lambda: None) -> GitHubClient:
     return GitHubClient(transport=caches.transport, secrets=caches.secrets, app_jwt=caches.app_jwt,
-                        tokens=caches.tokens, api_url=settings.github_api_url,
+                        tokens=caches.tokens, routes=caches.routes, api_url=settings.github_api_url,
                         max_attempts=settings.github_max_attempts, max_wait=settings.github_max_wait_seconds,
                         time_left=time_left, on_rate_limited=on_rate_limited)
 
