@@ -99,7 +99,8 @@ class SecretSource:
 
     def _fetch(self) -> AppSecret:
         if not self._arn:
-            raise Internal("GitHub is not configured (GITHUB_SECRET_ARN is not set)")
+            logger.error("GitHub is not configured: GITHUB_SECRET_ARN is not set")
+            raise Internal("GitHub is not available")
         try:
             text = self._client.get_secret_value(SecretId=self._arn)["SecretString"]
         except (ClientError, BotoCoreError, KeyError) as exc:
@@ -107,9 +108,9 @@ class SecretSource:
             raise UpstreamError("the GitHub App's credentials cannot be read") from None
         try:
             secret = AppSecret.parse(text)
-        except Internal as invalid:  # the reason names fields, never their values
+        except Internal as invalid:  # the reason names fields, never their values; it is the operator's
             logger.error("the GitHub App secret is invalid", extra={"reason": invalid.message})
-            raise
+            raise Internal("GitHub is not available") from None  # the protocol: INTERNAL says nothing of internals
         logger.info("GitHub App secret fetched", extra={"installations": len(secret.installation_ids)})
         return secret
 

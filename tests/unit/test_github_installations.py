@@ -56,11 +56,11 @@ def test_the_secret_names_one_installation_or_several(keys, ids, expected):
     ({"installationIds": [True]}, "other than positive integers"),
     ({"installationIds": [2002, 2002]}, "names an installation twice"),
 ])
-def test_invalid_installation_ids_are_internal_with_a_reason_in_the_log_but_no_key(keys, caplog, ids, reason):
+def test_invalid_installation_ids_are_internal_with_the_reason_in_the_log_only(keys, caplog, ids, reason):
     source = SecretSource(FakeSecrets(document(keys[0], **ids)), ARN)
     with caplog.at_level(logging.ERROR), pytest.raises(Internal) as error:
         source.get()
-    assert reason in error.value.message
+    assert error.value.message == "GitHub is not available"  # the client learns nothing of the secret
     [logged] = [r for r in caplog.records if r.getMessage() == "the GitHub App secret is invalid"]
     assert reason in logged.reason
     assert "PRIVATE KEY" not in caplog.text and "PRIVATE KEY" not in error.value.message
