@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,30 @@ def websocket_api_id(chalice_dir: Path, stage: str) -> str | None:
         if resource.get("resource_type") == "websocket_api":
             return resource["websocket_api_id"]
     return None
+
+
+def rest_api_url(chalice_dir: Path, stage: str) -> str | None:
+    """The REST API's URL (`https://<id>.execute-api.<region>.amazonaws.com/<stage>/`) that
+    `chalice deploy` recorded, if it has run."""
+    path = chalice_dir / "deployed" / f"{stage}.json"
+    if not path.exists():
+        return None
+    for resource in json.loads(path.read_text()).get("resources", []):
+        if resource.get("resource_type") == "rest_api":
+            return resource["rest_api_url"]
+    return None
+
+
+def health_url(*, stage: str, given: str | None = None, chalice_dir: Path = policies.CHALICE_DIR) -> str | None:
+    """The URL the availability canary GETs: `given` (the CDK context `health_url`), else the REST API's
+    `/health` once `chalice deploy` ran; None before that. Only an https URL is accepted."""
+    url = given or (f"{base.rstrip('/')}/health" if (base := rest_api_url(chalice_dir, stage)) else None)
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"health_url must be an https URL without query, not {url!r}")
+    return url
 
 
 def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
