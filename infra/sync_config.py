@@ -10,6 +10,7 @@ X-Ray, the VPC subnets and security group, one policy file per function with
 the policy files with the real account, region and ARNs.
 The WebSocket API id comes from `.chalice/deployed/<stage>.json` once `chalice deploy` made
 the API: on the very first deploy, run this, `chalice deploy`, this again, `chalice deploy`.
+The CDK app reads the REST API's URL from the same file (`health_url`) for the health canary.
 """
 from __future__ import annotations
 
@@ -53,28 +54,25 @@ def _check_models(stage: Stage, region: str) -> None:
                             f"edit allowed_models in infra/stages.py")
 
 
-def websocket_api_id(chalice_dir: Path, stage: str) -> str | None:
-    """The id of the WebSocket API that `chalice deploy` recorded, if it has run."""
-    path = chalice_dir / "deployed" / f"{stage}.json"
-    if not path.exists():
-        return None
-    deployed = json.loads(path.read_text())
-    for resource in deployed.get("resources", []):
-        if resource.get("resource_type") == "websocket_api":
-            return resource["websocket_api_id"]
-    return None
-
-
-def rest_api_url(chalice_dir: Path, stage: str) -> str | None:
-    """The REST API's URL (`https://<id>.execute-api.<region>.amazonaws.com/<stage>/`) that
-    `chalice deploy` recorded, if it has run."""
+def _deployed(chalice_dir: Path, stage: str, resource_type: str, key: str) -> str | None:
+    """A value `chalice deploy` recorded for one of the stage's resources, if it has run."""
     path = chalice_dir / "deployed" / f"{stage}.json"
     if not path.exists():
         return None
     for resource in json.loads(path.read_text()).get("resources", []):
-        if resource.get("resource_type") == "rest_api":
-            return resource["rest_api_url"]
+        if resource.get("resource_type") == resource_type:
+            return resource[key]
     return None
+
+
+def websocket_api_id(chalice_dir: Path, stage: str) -> str | None:
+    """The id of the WebSocket API that `chalice deploy` recorded, if it has run."""
+    return _deployed(chalice_dir, stage, "websocket_api", "websocket_api_id")
+
+
+def rest_api_url(chalice_dir: Path, stage: str) -> str | None:
+    """The REST API's URL (`https://<id>.execute-api.<region>.amazonaws.com/<stage>/`), if `chalice deploy` ran."""
+    return _deployed(chalice_dir, stage, "rest_api", "rest_api_url")
 
 
 def health_url(*, stage: str, given: str | None = None, chalice_dir: Path = policies.CHALICE_DIR) -> str | None:
