@@ -17,10 +17,9 @@ if __package__ in (None, ""):  # run by the cdk CLI as a script from infra/
 from infra import outputs, resources  # noqa: E402
 from infra.stacks.audit import AuditStack  # noqa: E402
 from infra.stacks.data import DataStack  # noqa: E402
-from infra.stacks.edge import EdgeStack  # noqa: E402
+from infra.stacks.edge import EDGE_REGION, EdgeStack  # noqa: E402
 from infra.stacks.monitoring import MonitoringStack  # noqa: E402
 from infra.stacks.network import NetworkStack  # noqa: E402
-from infra.stacks.edge import EDGE_REGION  # noqa: E402
 from infra.stages import Stage, stage as get_stage  # noqa: E402
 from infra.sync_config import health_url as find_health_url  # noqa: E402
 
