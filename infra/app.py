@@ -1,8 +1,9 @@
 """The CDK app: `cdk deploy --all -c environment=prod` (run from infra/, see docs/DEPLOY.md).
 
 Stacks are environment-agnostic (account and region come from the deploying credentials),
-except the edge stack, pinned to us-east-1 where CloudFront's WAF lives. Nothing here looks
-anything up, so `cdk synth` works offline.
+except the edge stack, pinned to us-east-1 where CloudFront's WAF lives. Nothing here calls
+AWS, so `cdk synth` works offline; the one file read is `.chalice/deployed/<stage>.json`, for the
+health canary's URL (context `health_url` overrides it).
 """
 from __future__ import annotations
 
