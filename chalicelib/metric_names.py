@@ -16,6 +16,7 @@ STAGE = "stage"
 ACTION = "action"
 MODEL = "model"
 CODE = "code"
+REASON = "reason"
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,14 @@ UPSTREAM_THROTTLED = _metric("UpstreamThrottled", "Count", ACTION)
 ERRORS = _metric("Errors", "Count", CODE)  # error frames, every code (the dashboard's "errors by code")
 SERVER_ERRORS = _metric("ServerErrors", "Count", CODE)  # the Errors of SERVER_ERROR_CODES: the error-rate alarm
 CONNECTIONS = _metric("Connections", "Count")  # +1 per accepted $connect
+# Security: tokens refused by $connect or either authorizer, by the named reason of chalicelib/auth/errors.py
+# (a fixed set: never anything taken from the token), and actions refused to a verified user (FORBIDDEN).
+AUTH_REFUSED = _metric("AuthRefused", "Count", REASON)
+FORBIDDEN = _metric("Forbidden", "Count", ACTION)
 
 ALL: tuple[Metric, ...] = (
     REQUESTS, CHAT_LATENCY, TIME_TO_FIRST_TOKEN, INPUT_TOKENS, OUTPUT_TOKENS, FRAMES_SENT,
-    RATE_LIMITED, BUDGET_EXCEEDED, UPSTREAM_THROTTLED, ERRORS, SERVER_ERRORS, CONNECTIONS,
+    RATE_LIMITED, BUDGET_EXCEEDED, UPSTREAM_THROTTLED, ERRORS, SERVER_ERRORS, CONNECTIONS, AUTH_REFUSED, FORBIDDEN,
 )
 
 # The error codes that mean we (or our upstreams) failed the user, whatever the request was. The others

@@ -13,9 +13,9 @@ from typing import Callable, Mapping
 
 from chalicelib import metric_names as metric, protocol
 from chalicelib.actions import ACTIONS, Action, ActionContext, Admission, admission_of
-from chalicelib.auth import token_from_request, verify
+from chalicelib.auth import count_refusal, token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
-from chalicelib.errors import AppError, BadRequest, ConnectionGone, Internal, RateLimited, Unauthorized
+from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, RateLimited, Unauthorized
 from chalicelib.observability import bind, tracing
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.services import Services
@@ -45,6 +45,7 @@ class WebsocketHandlers:
                 # The reason, never the token: it is a bearer credential.
                 logger.info("handled", extra={"outcome": "refused", "reason": refused.reason,
                                               "detail": str(refused), "latencyMs": _ms_since(started)})
+                count_refusal(refused, metrics=self._metrics)
                 return False
             self._services.connections.add(
                 connection_id=connection_id, user_sub=identity.sub, username=identity.username,
@@ -114,6 +115,8 @@ class WebsocketHandlers:
         except AppError as error:
             if isinstance(error, RateLimited):  # by the dispatch, or by an action that admits itself
                 self._metrics.emit(metric.RATE_LIMITED, 1, dimensions={metric.ACTION: action})
+            elif isinstance(error, Forbidden):  # a verified user asked for what they are not granted
+                self._metrics.emit(metric.FORBIDDEN, 1, dimensions={metric.ACTION: action})
             return action, self._send_error(sender, connection_id, error, request_id)
         except Exception:
             logger.exception("unhandled error in message handler")

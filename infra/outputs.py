@@ -19,8 +19,11 @@ DISTRIBUTION_ID = "DistributionId"
 WEB_ACL_ARN = "WebAclArn"
 ALARM_TOPIC_ARN = "AlarmTopicArn"
 DASHBOARD_NAME = "DashboardName"
+HEALTH_CANARY_NAME = "HealthCanaryName"
+AUDIT_TRAIL_ARN = "AuditTrailArn"
+AUDIT_BUCKET_NAME = "AuditBucketName"
 
-STACK_PARTS = ("data", "network", "edge", "monitoring")
+STACK_PARTS = ("data", "network", "edge", "monitoring", "audit")
 
 
 def stack_name(stage: str, part: str) -> str:

@@ -52,10 +52,23 @@ class Stage:
     # Days an idle session lives: the app's SESSION_TTL_DAYS (written by infra/sync_config.py)
     # and the context bucket's expiry rule (infra/stacks/data.py) both come from here.
     session_ttl_days: int = DEFAULT_SESSION_TTL_DAYS
+    # Security monitoring: refused tokens ($connect and both authorizers) in 5 minutes that page on-call.
+    auth_refusals_per_5min: int = 100
+    # Audit logging (infra/stacks/audit.py): our own CloudTrail trail. Turn it off where an
+    # organisation trail already records the account (a second copy of management events is billed).
+    audit_trail: bool = True
+    audit_retention_days: int = 365  # then the logs expire; in Glacier after 90 days if kept longer than 180
+    audit_object_reads: bool = False  # also record reads of users' files (writes and deletes always)
+    # Availability monitoring: a Synthetics canary on GET /health once the REST API's URL is known.
+    health_canary: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.session_ttl_days <= 3650:  # the range chalicelib/config.py accepts
             raise ValueError(f"stage {self.name}: session_ttl_days must be 1-3650, not {self.session_ttl_days}")
+        if not 1 <= self.audit_retention_days <= 3653:  # CloudTrail's own event history keeps 90 days anyway
+            raise ValueError(f"stage {self.name}: audit_retention_days must be 1-3653, not {self.audit_retention_days}")
+        if self.auth_refusals_per_5min < 1:
+            raise ValueError(f"stage {self.name}: auth_refusals_per_5min must be at least 1")
 
 
 _MODELS = (
@@ -65,15 +78,20 @@ _MODELS = (
 )
 
 STAGES: dict[str, Stage] = {
+    # dev holds test users only and is torn down often: no trail of its own (a sandbox account is
+    # usually under its organisation's trail) and no canary; turn either on here if yours is not.
     "dev": Stage(name="dev", vpc=False, nat_gateways=0, xray=False, deletion_protection=False,
                  log_retention_days=7, monthly_budget_usd=50, threat_protection=False,
-                 allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=200_000),
+                 allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=200_000,
+                 auth_refusals_per_5min=50, audit_trail=False, audit_retention_days=30, health_canary=False),
     "staging": Stage(name="staging", vpc=False, nat_gateways=0, xray=True, deletion_protection=False,
                      log_retention_days=14, monthly_budget_usd=150, threat_protection=False,
-                     allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=500_000),
+                     allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=500_000,
+                     auth_refusals_per_5min=50, audit_retention_days=90),
     "prod": Stage(name="prod", vpc=True, nat_gateways=1, xray=True, deletion_protection=True,
                   log_retention_days=90, monthly_budget_usd=2_500, threat_protection=True,
-                  allowed_models=_MODELS, default_model=_MODELS[1]),
+                  allowed_models=_MODELS, default_model=_MODELS[1],
+                  auth_refusals_per_5min=200, audit_retention_days=730, audit_object_reads=True),
 }
 
 

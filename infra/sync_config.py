@@ -10,12 +10,14 @@ X-Ray, the VPC subnets and security group, one policy file per function with
 the policy files with the real account, region and ARNs.
 The WebSocket API id comes from `.chalice/deployed/<stage>.json` once `chalice deploy` made
 the API: on the very first deploy, run this, `chalice deploy`, this again, `chalice deploy`.
+The CDK app reads the REST API's URL from the same file (`health_url`) for the health canary.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +54,37 @@ def _check_models(stage: Stage, region: str) -> None:
                             f"edit allowed_models in infra/stages.py")
 
 
-def websocket_api_id(chalice_dir: Path, stage: str) -> str | None:
-    """The id of the WebSocket API that `chalice deploy` recorded, if it has run."""
+def _deployed(chalice_dir: Path, stage: str, resource_type: str, key: str) -> str | None:
+    """A value `chalice deploy` recorded for one of the stage's resources, if it has run."""
     path = chalice_dir / "deployed" / f"{stage}.json"
     if not path.exists():
         return None
-    deployed = json.loads(path.read_text())
-    for resource in deployed.get("resources", []):
-        if resource.get("resource_type") == "websocket_api":
-            return resource["websocket_api_id"]
+    for resource in json.loads(path.read_text()).get("resources", []):
+        if resource.get("resource_type") == resource_type:
+            return resource[key]
     return None
+
+
+def websocket_api_id(chalice_dir: Path, stage: str) -> str | None:
+    """The id of the WebSocket API that `chalice deploy` recorded, if it has run."""
+    return _deployed(chalice_dir, stage, "websocket_api", "websocket_api_id")
+
+
+def rest_api_url(chalice_dir: Path, stage: str) -> str | None:
+    """The REST API's URL (`https://<id>.execute-api.<region>.amazonaws.com/<stage>/`), if `chalice deploy` ran."""
+    return _deployed(chalice_dir, stage, "rest_api", "rest_api_url")
+
+
+def health_url(*, stage: str, given: str | None = None, chalice_dir: Path = policies.CHALICE_DIR) -> str | None:
+    """The URL the availability canary GETs: `given` (the CDK context `health_url`), else the REST API's
+    `/health` once `chalice deploy` ran; None before that. Only an https URL is accepted."""
+    url = given or (f"{base.rstrip('/')}/health" if (base := rest_api_url(chalice_dir, stage)) else None)
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"health_url must be an https URL without query, not {url!r}")
+    return url
 
 
 def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:

@@ -10,7 +10,9 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Mapping
 
+from chalicelib import metric_names
 from chalicelib.auth.errors import JwtInvalid, TokenMissing
+from chalicelib.observability.metrics import MetricsWriter, get_metrics
 
 if TYPE_CHECKING:
     from chalicelib.auth.verifier import CognitoJwtVerifier, Identity
@@ -53,6 +55,12 @@ def verify(token: str | None) -> "Identity":
     if not token:
         raise TokenMissing("no token")
     return get_verifier().verify(token)
+
+
+def count_refusal(refused: JwtInvalid, *, metrics: MetricsWriter | None = None) -> None:
+    """One `AuthRefused` data point by the refusal's reason: a class attribute of auth/errors.py, so the
+    dimension is a short fixed list whatever the caller sent (never the token, nor a claim)."""
+    (metrics or get_metrics()).emit(metric_names.AUTH_REFUSED, 1, dimensions={metric_names.REASON: refused.reason})
 
 
 def authenticate(token: str | None) -> "Identity | None":

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
-from chalicelib.auth import token_from_request, verify
+from chalicelib.auth import count_refusal, token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
 
 if TYPE_CHECKING:  # the verifier (PyJWT, cryptography) loads on first use, not at cold start
@@ -62,6 +62,7 @@ def _decide(token: str | None, **fields: Any) -> "Identity":
     except JwtInvalid as refused:
         logger.info("handled", extra={**fields, "outcome": "refused", "reason": refused.reason,
                                       "detail": str(refused), "latencyMs": _ms_since(started)})
+        count_refusal(refused)
         raise AccessRefused() from None
     logger.info("handled", extra={**fields, "sub": identity.sub, "outcome": "allowed",
                                   "latencyMs": _ms_since(started)})

@@ -21,11 +21,18 @@ from constructs import Construct
 from infra import outputs, resources
 from infra.stages import Stage
 
+EDGE_REGION = "us-east-1"  # where a CLOUDFRONT-scope web ACL, and its metrics, must live
+
 MANAGED_RULE_GROUPS = (
     "AWSManagedRulesCommonRuleSet",
     "AWSManagedRulesKnownBadInputsRuleSet",
     "AWSManagedRulesAmazonIpReputationList",
 )
+
+
+def web_acl_name(stage: str) -> str:
+    """The web ACL's name, also its metric name: the `WebACL` dimension of its AWS/WAFV2 metrics."""
+    return f"{resources.PROJECT}-{stage}-web"
 
 
 def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
@@ -114,9 +121,9 @@ class EdgeStack(Stack):
             ))
         return wafv2.CfnWebACL(
             self, "WebAcl",
-            name=f"{resources.PROJECT}-{stage.name}-web",
+            name=web_acl_name(stage.name),
             scope="CLOUDFRONT",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             rules=rules,
-            visibility_config=_visibility(f"{resources.PROJECT}-{stage.name}-web"),
+            visibility_config=_visibility(web_acl_name(stage.name)),
         )

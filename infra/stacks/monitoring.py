@@ -1,12 +1,13 @@
-"""What on-call watches: the dashboard, alarms into one SNS topic, the cost budget, log retention.
+"""What on-call watches: the dashboard, alarms into one SNS topic, the cost budget, log retention,
+and (once the REST API's URL is known) the availability canary on `/health`.
 
 The app's metrics (namespace, names, dimensions) come from chalicelib/metric_names.py, the module the
-app's Embedded Metric Format logs are written from; AWS's own come from Lambda and DynamoDB.
+app's Embedded Metric Format logs are written from; AWS's own come from Lambda, DynamoDB, WAF and Synthetics.
 """
 from __future__ import annotations
 
 from aws_cdk import (
-    CfnOutput, Duration, RemovalPolicy, Stack,
+    Annotations, CfnOutput, Duration, RemovalPolicy, Stack,
     aws_budgets as budgets,
     aws_cloudwatch as cw,
     aws_cloudwatch_actions as cw_actions,
@@ -19,6 +20,8 @@ from constructs import Construct
 
 from chalicelib import metric_names as metrics
 from infra import outputs, resources
+from infra.stacks.availability import HealthCanary
+from infra.stacks.edge import EDGE_REGION, web_acl_name
 from infra.stages import Stage
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -26,7 +29,7 @@ FIVE_MINUTES = Duration.minutes(5)
 
 class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, stage: Stage,
-                 alarm_email: str | None = None, **kwargs) -> None:
+                 alarm_email: str | None = None, health_url: str | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.stage = stage
         self.functions = [resources.function_name(stage.name, f) for f in resources.FUNCTIONS]
@@ -38,6 +41,7 @@ class MonitoringStack(Stack):
         self._log_groups()
         self._alarms()
         self._budget()
+        self.health = self._health_canary(health_url)
         dashboard = self._dashboard()
         CfnOutput(self, outputs.ALARM_TOPIC_ARN, value=self.topic.topic_arn)
         CfnOutput(self, outputs.DASHBOARD_NAME, value=dashboard.dashboard_name)
@@ -85,14 +89,14 @@ class MonitoringStack(Stack):
                                        else RemovalPolicy.DESTROY)
 
     def _alarm(self, construct_id: str, metric: cw.IMetric, threshold: float, description: str,
-               evaluation_periods: int = 3, datapoints: int = 2) -> cw.Alarm:
+               evaluation_periods: int = 3, datapoints: int = 2,
+               comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+               missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING) -> cw.Alarm:
         alarm = cw.Alarm(
             self, construct_id, metric=metric, threshold=threshold,
             alarm_name=f"{resources.PROJECT}-{self.stage.name}-{construct_id}",
-            alarm_description=description,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=evaluation_periods, datapoints_to_alarm=datapoints,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
+            alarm_description=description, comparison_operator=comparison,
+            evaluation_periods=evaluation_periods, datapoints_to_alarm=datapoints, treat_missing_data=missing)
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         alarm.add_ok_action(cw_actions.SnsAction(self.topic))
         return alarm
@@ -128,6 +132,31 @@ class MonitoringStack(Stack):
         self._alarm("tokens-per-hour", tokens, s.tokens_per_hour,
                     f"More than {s.tokens_per_hour} Bedrock tokens in an hour: the model bill is running",
                     evaluation_periods=1, datapoints=1)
+        # A spike, not a trend: one 5-minute period above the stage's threshold pages (expired tokens of
+        # honest clients are a few per user and day; a flood is someone trying tokens).
+        self._alarm("auth-refusals", self.app(metrics.AUTH_REFUSED), s.auth_refusals_per_5min,
+                    f"More than {s.auth_refusals_per_5min} tokens refused in 5 minutes by $connect or the "
+                    "authorizers: credential stuffing, a leaked or forged token being tried, or a broken client",
+                    evaluation_periods=1, datapoints=1)
+
+    def _health_canary(self, url: str | None) -> HealthCanary | None:
+        """The canary and its alarm where the stage wants one and the URL is known; otherwise the synth says why."""
+        if not self.stage.health_canary:
+            Annotations.of(self).add_info(f"no health canary: health_canary is off for stage {self.stage.name}")
+            return None
+        if url is None:
+            Annotations.of(self).add_info(
+                "no health canary yet: the REST API's URL is unknown. After `chalice deploy`, deploy this stack "
+                "again (it reads .chalice/deployed/<stage>.json) or pass -c health_url=https://.../health")
+            return None
+        health = HealthCanary(self, "Health", stage=self.stage.name, url=url)
+        # Two failed checks in 15 minutes page; so does a canary that stopped running (missing data).
+        self._alarm("availability", health.success_percent(), 100,
+                    f"GET {url} failed (not HTTP 200 with status ok) in 2 of the last 3 checks, or the canary "
+                    "stopped running", comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    missing=cw.TreatMissingData.BREACHING)
+        CfnOutput(self, outputs.HEALTH_CANARY_NAME, value=health.canary.canary_name)
+        return health
 
     def _budget(self) -> None:
         # AWS Budgets publishes to the topic only if the topic's policy lets it.
@@ -184,4 +213,21 @@ class MonitoringStack(Stack):
             cw.GraphWidget(title="DynamoDB throttles", width=6, left=[self.dynamodb_throttles()]),
         ]
         return cw.Dashboard(self, "Dashboard", dashboard_name=f"{resources.PROJECT}-{self.stage.name}",
-                            widgets=[row, latency, rejections, aws_row])
+                            widgets=[row, latency, rejections, aws_row, self._security_row()])
+
+    def _security_row(self) -> list[cw.IWidget]:
+        m = metrics
+        # The web ACL's own metrics live in us-east-1 (CloudFront scope): every rule's blocks, and ALL.
+        waf_blocked = cw.MathExpression(
+            expression=(f"SEARCH('{{AWS/WAFV2,Rule,WebACL}} MetricName=\"BlockedRequests\" "
+                        f"WebACL=\"{web_acl_name(self.stage.name)}\"', 'Sum', 300)"),
+            using_metrics={}, label="", period=FIVE_MINUTES, search_region=EDGE_REGION)
+        graphs = [
+            ("Auth refusals by reason", [self.by(m.AUTH_REFUSED, m.REASON)], None),
+            ("Forbidden by action", [self.by(m.FORBIDDEN, m.ACTION)], None),
+            ("WAF blocked requests by rule (web page)", [waf_blocked], EDGE_REGION),
+        ]
+        if self.health is not None:
+            graphs.append(("Health checks passed (%)", [self.health.success_percent()], None))
+        width = 24 // len(graphs)
+        return [cw.GraphWidget(title=title, left=left, region=region, width=width) for title, left, region in graphs]

@@ -46,13 +46,18 @@ def test_cdk_templates_pass_cfn_lint(synthesized, tmp_path):
 
 def test_cdk_app_entry_synthesizes_a_stage_from_context(tmp_path):
     """`cdk synth -c environment=staging` runs `python3 app.py` in infra/ with this context."""
-    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps({"environment": "staging"})}
+    url = "https://abc123.execute-api.us-east-1.amazonaws.com/staging/health"
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path),
+           "CDK_CONTEXT_JSON": json.dumps({"environment": "staging", "health_url": url})}
     app = json.loads((ROOT / "infra" / "cdk.json").read_text())["app"]
     assert app == "python3 app.py"
     subprocess.run([sys.executable, "app.py"], cwd=ROOT / "infra", env=env, check=True, capture_output=True,
                    timeout=300)
     made = sorted(p.name for p in tmp_path.glob("*.template.json"))
-    assert made == [f"llm-ide-staging-{part}.template.json" for part in ("data", "edge", "monitoring")]
+    assert made == [f"llm-ide-staging-{part}.template.json" for part in ("audit", "data", "edge", "monitoring")]
+    monitoring = json.loads((tmp_path / "llm-ide-staging-monitoring.template.json").read_text())
+    [canary] = [r for r in monitoring["Resources"].values() if r["Type"] == "AWS::Synthetics::Canary"]
+    assert canary["Properties"]["RunConfig"]["EnvironmentVariables"]["HEALTH_URL"] == url
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     environments = {a["environment"] for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack"}
     # Account and region come from the deploying credentials; only the edge stack is pinned.

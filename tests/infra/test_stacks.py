@@ -12,6 +12,7 @@ from chalicelib import metric_names as metrics
 from chalicelib.config import load_settings
 from infra import outputs, resources, sync_config
 from infra.stages import STAGES
+from tests.infra.conftest import HEALTH_URLS
 
 ALL_STAGES = list(STAGES)
 
@@ -136,7 +137,8 @@ def test_every_output_the_sync_step_needs_is_made(synthesized, stage):
     needed = set(sync_config.stack_outputs(sample, stage))
     assert needed <= made, needed - made
     assert {p for (s, p) in synthesized if s == stage} == (
-        {"data", "edge", "monitoring"} | ({"network"} if STAGES[stage].vpc else set()))
+        {"data", "edge", "monitoring"} | ({"network"} if STAGES[stage].vpc else set())
+        | ({"audit"} if STAGES[stage].audit_trail else set()))
 
 
 # Network ---------------------------------------------------------------------------------------
@@ -220,8 +222,9 @@ def test_every_alarm_notifies_the_topic(template, stage):
     topic = next(iter(_resources(t, "AWS::SNS::Topic")))
     alarms = _resources(t, "AWS::CloudWatch::Alarm")
     names = {a["Properties"]["AlarmName"].removeprefix(f"llm-ide-{stage}-") for a in alarms.values()}
+    canary = STAGES[stage].health_canary and stage in HEALTH_URLS
     assert names == {"error-rate", "lambda-throttles", "lambda-errors", "dynamodb-throttles", "upstream-throttled",
-                     "chat-latency-p90", "tokens-per-hour"}
+                     "chat-latency-p90", "tokens-per-hour", "auth-refusals"} | ({"availability"} if canary else set())
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
     body = json.dumps(alarms)
@@ -230,7 +233,8 @@ def test_every_alarm_notifies_the_topic(template, stage):
     # The error rate counts server-side failures only: no client's mistakes or refusals page on-call.
     assert {m["MetricName"] for m in watched} == {metrics.REQUESTS.name, metrics.SERVER_ERRORS.name,
                                                   metrics.UPSTREAM_THROTTLED.name, metrics.CHAT_LATENCY.name,
-                                                  metrics.INPUT_TOKENS.name, metrics.OUTPUT_TOKENS.name}
+                                                  metrics.INPUT_TOKENS.name, metrics.OUTPUT_TOKENS.name,
+                                                  metrics.AUTH_REFUSED.name}
     for metric in watched:  # the stage-wide dimension set every data point is emitted with
         assert metric["Dimensions"] == [{"Name": metrics.STAGE, "Value": stage}]
     t.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
@@ -286,7 +290,8 @@ def test_dashboard_uses_the_apps_metric_names(template, stage):
     widgets = _dashboard(template(stage, "monitoring"))["widgets"]
     titles = {w["properties"]["title"] for w in widgets}
     assert {"Connections opened", "Messages by action", "Errors by code", "Tokens in and out", "Lambda errors",
-            "Lambda throttles", "Lambda duration p90 (ms)", "DynamoDB throttles"} <= titles
+            "Lambda throttles", "Lambda duration p90 (ms)", "DynamoDB throttles", "Auth refusals by reason",
+            "Forbidden by action", "WAF blocked requests by rule (web page)"} <= titles
     plotted: set[tuple[str, str]] = set()
     for widget in widgets:
         for line in widget["properties"].get("metrics", []):
@@ -296,7 +301,8 @@ def test_dashboard_uses_the_apps_metric_names(template, stage):
                     continue
                 namespace = expression.split("{", 1)[1].split(",", 1)[0]
                 plotted.add((namespace, expression.split('MetricName="', 1)[1].split('"', 1)[0]))
-                assert f'{metrics.STAGE}="{stage}"' in expression
+                if namespace == metrics.NAMESPACE:
+                    assert f'{metrics.STAGE}="{stage}"' in expression
             else:
                 plotted.add((line[0], line[1]))
     assert {(metrics.NAMESPACE, m.name) for m in metrics.ALL} <= plotted

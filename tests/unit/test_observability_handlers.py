@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 import pytest
 
@@ -82,6 +83,54 @@ def test_a_refused_connect_logs_the_reason_never_the_token(app_env, sender, logs
     [refused] = logs.handled()
     assert refused["outcome"] == "refused" and refused["reason"] and "not.a.jwt" not in json.dumps(refused)
     assert logs.metric("Connections") == []
+
+
+def _auth_refusals(logs) -> list[tuple[str, int]]:
+    found = []
+    for line in logs.metric(metric_names.AUTH_REFUSED.name):
+        [directive] = line["_aws"]["CloudWatchMetrics"]
+        # The stage's total (what the alarm watches) and per reason (what the dashboard splits by).
+        assert directive["Dimensions"] == [["stage"], ["stage", "reason"]] and line["stage"] == "test"
+        found.append((line["reason"], line[metric_names.AUTH_REFUSED.name]))
+    return found
+
+
+def test_every_refused_token_is_counted_by_its_reason_at_connect_and_in_both_authorizers(app_env, boto, sender,
+                                                                                         logs):
+    from chalicelib.auth.authorizer import AccessRefused
+    from tests import tokens
+    from tests.unit.test_authorizers import authorizer_event, pool_claims, rest_event
+
+    now = int(time.time())
+    expired = tokens.sign_as_moto(pool_claims(app_env, exp=now - 60, iat=now - 3660))
+    foreign = tokens.sign(pool_claims(app_env), kid="dummy")  # the right kid, another key
+    assert connect("conn-x=", query={"token": expired})["statusCode"] == 401
+    assert connect("conn-n=")["statusCode"] == 401
+    with pytest.raises(AccessRefused):
+        chalice_app.ws_authorizer(authorizer_event(headers={"Authorization": f"Bearer {foreign}"}), None)
+    with pytest.raises(AccessRefused):
+        chalice_app.rest_authorizer(rest_event("Bearer garbage"), None)
+    assert _auth_refusals(logs) == [("expired", 1), ("missing", 1), ("bad_signature", 1), ("malformed", 1)]
+    emitted = json.dumps(logs.metrics())
+    assert expired not in emitted and foreign not in emitted
+
+    # An accepted token counts nothing.
+    good = login(boto, app_env)
+    assert connect("conn-ok=", headers={"Authorization": f"Bearer {good}"})["statusCode"] == 200
+    chalice_app.ws_authorizer(authorizer_event(query={"token": good}), None)
+    assert len(_auth_refusals(logs)) == 4
+
+
+def test_a_forbidden_action_is_counted_by_action(app_env, boto, sender, logs, monkeypatch):
+    monkeypatch.setenv("GITHUB_ALLOWED_GROUPS", "github-users")  # dev is in no such group
+    reset_app_caches()
+    connect("conn-f=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
+    message("conn-f=", json.dumps({"id": "g1", "action": "github.repos"}))
+    message("conn-f=", json.dumps({"id": "p1", "action": "ping"}))
+    assert sender.frames["conn-f="][0]["error"]["code"] == "FORBIDDEN"
+    assert [(m["action"], m["Forbidden"]) for m in logs.metric("Forbidden")] == [("github.repos", 1)]
+    assert [m["code"] for m in logs.metric("Errors")] == ["FORBIDDEN"]
+    assert logs.metric("ServerErrors") == [] and logs.metric(metric_names.AUTH_REFUSED.name) == []
 
 
 def test_rate_limited_frames_are_counted_by_action(app_env, boto, sender, logs, monkeypatch):
