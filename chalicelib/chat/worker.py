@@ -134,7 +134,12 @@ class ChatWorker:
     # --- reading the model ----------------------------------------------------
 
     def _stream_reply(self, job: ChatJob, stream: DeltaStream, outcome: Outcome,
-                      remaining_ms: Callable[[], int] | None) -> threading.Thread:
+                      remaining_ms: Callable[[], int] | None) -> threading.Thread | None:
+        # Claimed before the model is called: a duplicate invocation (Lambda delivers asynchronous
+        # events at least once) must not pay for, nor leave unrecorded, a second model call.
+        if not self._requests.claim(job.request_id):
+            outcome.status = "duplicate"
+            return None
         converse_input = load_input(job.chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
                                     context=self._context)
         request = job.chat.model_request(max_tokens=job.reservation.max_tokens, messages=converse_input["messages"])
@@ -143,12 +148,9 @@ class ChatWorker:
         reader = threading.Thread(target=with_current_context(self._read_model), args=(request, events, stop, outcome),
                                   name=f"model-{job.request_id[:8]}", daemon=True)
         outcome.model_called = True
-        reader.start()  # the model is called first: recording the status must not delay its first token
+        reader.start()
         next_poll = self._clock() + CANCEL_POLL_SECONDS
         try:
-            if not self._requests.claim(job.request_id):
-                outcome.status = "duplicate"
-                return reader
             while True:
                 now = self._clock()
                 if remaining_ms is not None and remaining_ms() < TIME_LIMIT_MARGIN_MS:
