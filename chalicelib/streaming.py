@@ -33,7 +33,6 @@ DRAIN_TIMEOUT_SECONDS = 60.0
 
 
 class DeltaStream:
-    # Its log lines carry the chat's ids from the worker's bound context (the sender thread keeps it).
     def __init__(self, *, sender: Sender, connection_id: str, request_id: str, flush_bytes: int,
                  flush_ms: int, clock: Callable[[], float] = time.monotonic, start: bool = True) -> None:
         self._sender = sender
