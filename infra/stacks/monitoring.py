@@ -27,6 +27,11 @@ from infra.stages import Stage
 FIVE_MINUTES = Duration.minutes(5)
 
 
+def alarm_topic_name(stage: str) -> str:
+    """The stage's one alarm topic; the audit stack's CIS alarms find it by this name."""
+    return f"{resources.PROJECT}-{stage}-alarms"
+
+
 class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, stage: Stage,
                  alarm_email: str | None = None, health_url: str | None = None, **kwargs) -> None:
@@ -34,7 +39,7 @@ class MonitoringStack(Stack):
         self.stage = stage
         self.functions = [resources.function_name(stage.name, f) for f in resources.FUNCTIONS]
         self.tables = [t.physical_name(stage.name) for t in resources.TABLES]
-        self.topic = sns.Topic(self, "AlarmTopic", topic_name=f"{resources.PROJECT}-{stage.name}-alarms",
+        self.topic = sns.Topic(self, "AlarmTopic", topic_name=alarm_topic_name(stage.name),
                                enforce_ssl=True)
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
