@@ -70,8 +70,9 @@ class AuditStack(Stack):
             cloud_watch_logs_log_group_arn=self.log_group.attr_arn,
             cloud_watch_logs_role_arn=delivery_role.role_arn,
         )
-        # CloudTrail checks its access to the bucket and the log group when the trail is made.
-        trail.node.add_dependency(self.bucket.policy, delivery_role)
+        # CloudTrail checks its access to the bucket (and, through the role it references, to the log group)
+        # when the trail is made.
+        trail.node.add_dependency(self.bucket.policy)
         # The monitoring stack's topic, by name: no cross-stack export pins it (app.py orders the stacks).
         topic = sns.Topic.from_topic_arn(self, "AlarmTopic", self.format_arn(
             service="sns", resource=alarm_topic_name(stage.name), arn_format=ArnFormat.NO_RESOURCE_NAME))

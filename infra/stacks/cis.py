@@ -45,8 +45,8 @@ CHECKS: tuple[Check, ...] = (
           "as a compromised account: check who holds the root credentials and rotate them"),
     Check("unauthorized-api-calls", "UnauthorizedApiCalls",
           '{ ($.errorCode = "*UnauthorizedOperation") || ($.errorCode = "AccessDenied*") }',
-          "Many API calls were refused (AccessDenied, UnauthorizedOperation). Find the caller with the "
-          "'Refused calls by caller' query: a role missing a permission after a change, or someone probing"),
+          "Many API calls were refused (AccessDenied, UnauthorizedOperation). Find the caller in the trail's "
+          "log group: one of our roles missing a permission after a change, or someone probing a credential"),
     Check("console-signin-without-mfa", "ConsoleSigninWithoutMfa",
           '{ ($.eventName = "ConsoleLogin") && ($.additionalEventData.MFAUsed != "Yes") '
           '&& ($.userIdentity.type = "IAMUser") && ($.responseElements.ConsoleLogin = "Success") }',

@@ -71,8 +71,6 @@ def test_the_trail_delivers_to_an_encrypted_log_group_kept_for_the_stages_log_re
     trail = _trail(t)
     assert trail["CloudWatchLogsLogGroupArn"] == {"Fn::GetAtt": [group_id, "Arn"]}
     assert trail["CloudWatchLogsRoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
-    # CloudTrail checks it may write to the group when the trail is made.
-    assert role_id in next(iter(t.find_resources("AWS::CloudTrail::Trail").values()))["DependsOn"]
     # CloudWatch Logs may use the trail's key for this log group only.
     statements = t.find_resources("AWS::KMS::Key")[key]["Properties"]["KeyPolicy"]["Statement"]
     [logs_statement] = [s for s in statements if s.get("Sid") == "CloudWatchLogsEncryptsTrailLogGroup"]
