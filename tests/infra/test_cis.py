@@ -195,3 +195,25 @@ def test_a_lock_longer_than_the_retention_or_no_threshold_is_refused():
         dataclasses.replace(STAGES["prod"], audit_lock_days=0)
     with pytest.raises(ValueError, match="unauthorized_calls_per_5min"):
         dataclasses.replace(STAGES["prod"], unauthorized_calls_per_5min=0)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_the_stages_alarms_may_publish_to_its_topic_despite_the_topic_policy(template, stage):
+    """A topic policy replaces SNS's default one: without this statement no alarm would ever notify."""
+    t = template(stage, "monitoring")
+    topic = next(iter(t.find_resources("AWS::SNS::Topic")))
+    [policy] = t.find_resources("AWS::SNS::TopicPolicy").values()
+    [statement] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                   if s.get("Sid") == "CloudWatchAlarmsPublish"]
+    assert (statement["Effect"], statement["Action"], statement["Principal"], statement["Resource"]) == (
+        "Allow", "sns:Publish", {"Service": "cloudwatch.amazonaws.com"}, {"Ref": topic})
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnLike": {"aws:SourceArn": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":cloudwatch:",
+                                                        {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"},
+                                                        f":alarm:llm-ide-{stage}-*"]]}}}
+    names = [a["Properties"]["AlarmName"] for a in t.find_resources("AWS::CloudWatch::Alarm").values()]
+    if stage in AUDITED:
+        names += [a["Properties"]["AlarmName"]
+                  for a in template(stage, "audit").find_resources("AWS::CloudWatch::Alarm").values()]
+    assert names and all(n.startswith(f"llm-ide-{stage}-") for n in names)
