@@ -133,7 +133,7 @@ class AuditStack(Stack):
             minimum_tls_version=1.2,
             versioned=True,  # an overwritten or deleted log stays recoverable until it would have expired
             # WORM: no one without s3:BypassGovernanceRetention deletes or overwrites a log version within the
-            # lock. Object Lock can be enabled only when a bucket is made (docs/DEPLOY.md, "Audit bucket lock").
+            # lock. An audit bucket made before this has no lock: docs/DEPLOY.md, "Audit bucket lock".
             object_lock_enabled=True,
             object_lock_default_retention=s3.ObjectLockRetention.governance(Duration.days(self.stage.audit_lock_days)),
             lifecycle_rules=[s3.LifecycleRule(
