@@ -41,6 +41,7 @@ def build(app: cdk.App, stage: Stage, *, account: str | None = None, region: str
         stacks["network"] = NetworkStack(app, outputs.stack_name(stage.name, "network"), stage=stage, env=env)
     if stage.audit_trail:
         stacks["audit"] = AuditStack(app, outputs.stack_name(stage.name, "audit"), stage=stage, env=env)
+        stacks["audit"].add_stack_dependency(stacks["monitoring"], "its CIS alarms notify the monitoring stack's topic")
     for stack in stacks.values():
         cdk.Tags.of(stack).add("project", resources.PROJECT)
         cdk.Tags.of(stack).add("stage", stage.name)

@@ -59,6 +59,11 @@ class Stage:
     audit_trail: bool = True
     audit_retention_days: int = 365  # then the logs expire; in Glacier after 90 days if kept longer than 180
     audit_object_reads: bool = False  # also record reads of users' files (writes and deletes always)
+    # Object Lock (governance mode) on the audit bucket: days each log can be neither deleted nor overwritten
+    # without s3:BypassGovernanceRetention. At most audit_retention_days (the lifecycle rule could not expire it).
+    audit_lock_days: int = 90
+    # CIS alarms on the trail (infra/stacks/cis.py): refused API calls in 5 minutes that page; a few are normal.
+    unauthorized_calls_per_5min: int = 20
     # Availability monitoring: a Synthetics canary on GET /health once the REST API's URL is known.
     health_canary: bool = True
 
@@ -67,6 +72,11 @@ class Stage:
             raise ValueError(f"stage {self.name}: session_ttl_days must be 1-3650, not {self.session_ttl_days}")
         if not 1 <= self.audit_retention_days <= 3653:  # CloudTrail's own event history keeps 90 days anyway
             raise ValueError(f"stage {self.name}: audit_retention_days must be 1-3653, not {self.audit_retention_days}")
+        if not 1 <= self.audit_lock_days <= self.audit_retention_days:
+            raise ValueError(f"stage {self.name}: audit_lock_days must be 1-audit_retention_days "
+                             f"({self.audit_retention_days}), not {self.audit_lock_days}")
+        if self.unauthorized_calls_per_5min < 1:
+            raise ValueError(f"stage {self.name}: unauthorized_calls_per_5min must be at least 1")
         if self.auth_refusals_per_5min < 1:
             raise ValueError(f"stage {self.name}: auth_refusals_per_5min must be at least 1")
 
@@ -83,15 +93,18 @@ STAGES: dict[str, Stage] = {
     "dev": Stage(name="dev", vpc=False, nat_gateways=0, xray=False, deletion_protection=False,
                  log_retention_days=7, monthly_budget_usd=50, threat_protection=False,
                  allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=200_000,
-                 auth_refusals_per_5min=50, audit_trail=False, audit_retention_days=30, health_canary=False),
+                 auth_refusals_per_5min=50, audit_trail=False, audit_retention_days=30, audit_lock_days=7,
+                 health_canary=False),
     "staging": Stage(name="staging", vpc=False, nat_gateways=0, xray=True, deletion_protection=False,
                      log_retention_days=14, monthly_budget_usd=150, threat_protection=False,
                      allowed_models=_MODELS, default_model=_MODELS[1], tokens_per_hour=500_000,
-                     auth_refusals_per_5min=50, audit_retention_days=90),
+                     auth_refusals_per_5min=50, audit_retention_days=90, audit_lock_days=30,
+                     unauthorized_calls_per_5min=10),
     "prod": Stage(name="prod", vpc=True, nat_gateways=1, xray=True, deletion_protection=True,
                   log_retention_days=90, monthly_budget_usd=2_500, threat_protection=True,
                   allowed_models=_MODELS, default_model=_MODELS[1],
-                  auth_refusals_per_5min=200, audit_retention_days=730, audit_object_reads=True),
+                  auth_refusals_per_5min=200, audit_retention_days=730, audit_object_reads=True,
+                  audit_lock_days=365, unauthorized_calls_per_5min=20),
 }
 
 

@@ -4,21 +4,29 @@ Every region's management events (who changed what in the account: IAM, Lambda, 
 KMS, Cognito administration, ...) and the S3 data events of the context bucket (who wrote or
 deleted, in prod also read, a user's file), with log file validation (signed hourly digests), encrypted with a
 customer key, into a private bucket that keeps them for the stage's `audit_retention_days`.
+The bucket has S3 Object Lock in governance mode: every log stays undeletable and unchangeable by
+ordinary means for the stage's `audit_lock_days`. The trail also delivers to a CloudWatch Logs group
+(same key, the stage's `log_retention_days`) where the CIS benchmark's metric filters and alarms watch
+it (infra/stacks/cis.py), into the stage's alarm topic.
 Made only where the stage's `audit_trail` is on: an account already recorded by an
 organisation trail turns it off (a second copy of management events is billed).
 """
 from __future__ import annotations
 
 from aws_cdk import (
-    Aws, CfnOutput, Duration, RemovalPolicy, Stack,
+    ArnFormat, Aws, CfnOutput, Duration, RemovalPolicy, Stack,
     aws_cloudtrail as cloudtrail,
     aws_iam as iam,
     aws_kms as kms,
+    aws_logs as logs,
     aws_s3 as s3,
+    aws_sns as sns,
 )
 from constructs import Construct
 
 from infra import outputs, resources
+from infra.stacks.cis import CisAlarms
+from infra.stacks.monitoring import alarm_topic_name
 from infra.stages import Stage
 
 CLOUDTRAIL = iam.ServicePrincipal("cloudtrail.amazonaws.com")
@@ -29,6 +37,10 @@ GLACIER_WORTH_IT_DAYS = GLACIER_AFTER_DAYS + 90
 
 def trail_name(stage: str) -> str:
     return f"{resources.PROJECT}-{stage}-audit"
+
+
+def log_group_name(stage: str) -> str:
+    return f"/aws/cloudtrail/{trail_name(stage)}"
 
 
 class AuditStack(Stack):
@@ -44,6 +56,7 @@ class AuditStack(Stack):
                            removal_policy=RemovalPolicy.RETAIN)
         self._allow_cloudtrail_to_encrypt()
         self.bucket = self._bucket()
+        self.log_group, delivery_role = self._log_group()
         trail = cloudtrail.CfnTrail(
             self, "Trail",
             trail_name=name,
@@ -54,9 +67,16 @@ class AuditStack(Stack):
             kms_key_id=self.key.key_arn,
             s3_bucket_name=self.bucket.bucket_name,
             advanced_event_selectors=self._event_selectors(),
+            cloud_watch_logs_log_group_arn=self.log_group.attr_arn,
+            cloud_watch_logs_role_arn=delivery_role.role_arn,
         )
-        # CloudTrail checks its access to the bucket when the trail is made.
+        # CloudTrail checks its access to the bucket (and, through the role it references, to the log group)
+        # when the trail is made.
         trail.node.add_dependency(self.bucket.policy)
+        # The monitoring stack's topic, by name: no cross-stack export pins it (app.py orders the stacks).
+        topic = sns.Topic.from_topic_arn(self, "AlarmTopic", self.format_arn(
+            service="sns", resource=alarm_topic_name(stage.name), arn_format=ArnFormat.NO_RESOURCE_NAME))
+        CisAlarms(self, "Cis", stage=stage, log_group=self.log_group, topic=topic)
         CfnOutput(self, outputs.AUDIT_TRAIL_ARN, value=trail.attr_arn)
         CfnOutput(self, outputs.AUDIT_BUCKET_NAME, value=self.bucket.bucket_name)
 
@@ -73,6 +93,30 @@ class AuditStack(Stack):
             sid="CloudTrailDescribesKey", principals=[CLOUDTRAIL], actions=["kms:DescribeKey"],
             resources=["*"], conditions={"StringEquals": {"aws:SourceArn": self.trail_arn}}))
 
+    def _log_group(self) -> tuple[logs.CfnLogGroup, iam.Role]:
+        """The trail's copy in CloudWatch Logs, for the CIS alarms and Logs Insights; the bucket stays the
+        record. Encrypted with the trail's key, which CloudWatch Logs may use for this group only."""
+        name = log_group_name(self.stage.name)
+        group_arn = self.format_arn(service="logs", resource="log-group", resource_name=name,
+                                    arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchLogsEncryptsTrailLogGroup",
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            resources=["*"], conditions={"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": group_arn}}))
+        group = logs.CfnLogGroup(self, "TrailLogGroup", log_group_name=name, kms_key_id=self.key.key_arn,
+                                 retention_in_days=self.stage.log_retention_days)
+        group.apply_removal_policy(RemovalPolicy.RETAIN if self.stage.deletion_protection else RemovalPolicy.DESTROY)
+        role = iam.Role(
+            self, "TrailToLogsRole",
+            description=f"CloudTrail delivers the {trail_name(self.stage.name)} trail to {name}",
+            assumed_by=iam.ServicePrincipal(CLOUDTRAIL.service, conditions={
+                "StringEquals": {"aws:SourceArn": self.trail_arn}}),
+            inline_policies={"deliver": iam.PolicyDocument(statements=[iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[f"{group_arn}:log-stream:*"])])})
+        return group, role
+
     def _bucket(self) -> s3.Bucket:
         days = self.stage.audit_retention_days
         transitions = ([s3.Transition(storage_class=s3.StorageClass.GLACIER,
@@ -88,6 +132,10 @@ class AuditStack(Stack):
             enforce_ssl=True,
             minimum_tls_version=1.2,
             versioned=True,  # an overwritten or deleted log stays recoverable until it would have expired
+            # WORM: no one without s3:BypassGovernanceRetention deletes or overwrites a log version within the
+            # lock. An audit bucket made before this has no lock: docs/DEPLOY.md, "Audit bucket lock".
+            object_lock_enabled=True,
+            object_lock_default_retention=s3.ObjectLockRetention.governance(Duration.days(self.stage.audit_lock_days)),
             lifecycle_rules=[s3.LifecycleRule(
                 id="audit-retention", transitions=transitions, expiration=Duration.days(days),
                 noncurrent_version_expiration=Duration.days(days),

@@ -7,7 +7,7 @@ app's Embedded Metric Format logs are written from; AWS's own come from Lambda, 
 from __future__ import annotations
 
 from aws_cdk import (
-    Annotations, CfnOutput, Duration, RemovalPolicy, Stack,
+    Annotations, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack,
     aws_budgets as budgets,
     aws_cloudwatch as cw,
     aws_cloudwatch_actions as cw_actions,
@@ -27,6 +27,11 @@ from infra.stages import Stage
 FIVE_MINUTES = Duration.minutes(5)
 
 
+def alarm_topic_name(stage: str) -> str:
+    """The stage's one alarm topic; the audit stack's CIS alarms find it by this name."""
+    return f"{resources.PROJECT}-{stage}-alarms"
+
+
 class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, stage: Stage,
                  alarm_email: str | None = None, health_url: str | None = None, **kwargs) -> None:
@@ -34,10 +39,11 @@ class MonitoringStack(Stack):
         self.stage = stage
         self.functions = [resources.function_name(stage.name, f) for f in resources.FUNCTIONS]
         self.tables = [t.physical_name(stage.name) for t in resources.TABLES]
-        self.topic = sns.Topic(self, "AlarmTopic", topic_name=f"{resources.PROJECT}-{stage.name}-alarms",
+        self.topic = sns.Topic(self, "AlarmTopic", topic_name=alarm_topic_name(stage.name),
                                enforce_ssl=True)
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self._allow_alarms_to_publish()
         self._log_groups()
         self._alarms()
         self._budget()
@@ -157,6 +163,18 @@ class MonitoringStack(Stack):
                     missing=cw.TreatMissingData.BREACHING)
         CfnOutput(self, outputs.HEALTH_CANARY_NAME, value=health.canary.canary_name)
         return health
+
+    def _allow_alarms_to_publish(self) -> None:
+        """A topic policy replaces SNS's default one, which let the account's CloudWatch alarms publish: say it
+        again, for this stage's alarms (ours and the audit stack's CIS alarms) only."""
+        alarms = self.format_arn(service="cloudwatch", resource="alarm",
+                                 resource_name=f"{resources.PROJECT}-{self.stage.name}-*",
+                                 arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish", actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            conditions={"StringEquals": {"aws:SourceAccount": self.account},
+                        "ArnLike": {"aws:SourceArn": alarms}}))
 
     def _budget(self) -> None:
         # AWS Budgets publishes to the topic only if the topic's policy lets it.
