@@ -1,6 +1,7 @@
 """The CDK app: `cdk deploy --all -c environment=prod` (run from infra/, see docs/DEPLOY.md).
 
-Stacks are environment-agnostic (account and region come from the deploying credentials),
+Stacks are environment-agnostic (account and region come from the deploying credentials; the
+waf stack's REGIONAL web ACL must be in the REST API's region, so deploy from the stage's region),
 except the edge stack, pinned to us-east-1 where CloudFront's WAF lives. Nothing here calls
 AWS, so `cdk synth` works offline; the one file read is `.chalice/deployed/<stage>.json`, for the
 health canary's URL (context `health_url` overrides it).
@@ -21,6 +22,7 @@ from infra.stacks.data import DataStack  # noqa: E402
 from infra.stacks.edge import EDGE_REGION, EdgeStack  # noqa: E402
 from infra.stacks.monitoring import MonitoringStack  # noqa: E402
 from infra.stacks.network import NetworkStack  # noqa: E402
+from infra.stacks.waf import WafStack  # noqa: E402
 from infra.stages import Stage, stage as get_stage  # noqa: E402
 from infra.sync_config import health_url as find_health_url  # noqa: E402
 
@@ -34,6 +36,7 @@ def build(app: cdk.App, stage: Stage, *, account: str | None = None, region: str
     stacks: dict[str, cdk.Stack] = {
         "data": DataStack(app, outputs.stack_name(stage.name, "data"), stage=stage, env=env),
         "edge": EdgeStack(app, outputs.stack_name(stage.name, "edge"), stage=stage, env=edge_env),
+        "waf": WafStack(app, outputs.stack_name(stage.name, "waf"), stage=stage, env=env),
         "monitoring": MonitoringStack(app, outputs.stack_name(stage.name, "monitoring"), stage=stage,
                                       alarm_email=alarm_email, health_url=health_url, env=env),
     }

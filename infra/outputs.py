@@ -16,14 +16,15 @@ SUBNET_IDS = "SubnetIds"  # comma-separated
 SECURITY_GROUP_ID = "SecurityGroupId"
 DISTRIBUTION_DOMAIN = "DistributionDomainName"
 DISTRIBUTION_ID = "DistributionId"
-WEB_ACL_ARN = "WebAclArn"
+WEB_ACL_ARN = "WebAclArn"  # the web page's (CLOUDFRONT scope, us-east-1)
+API_WEB_ACL_ARN = "ApiWebAclArn"  # the REST API's (REGIONAL, the stage's region)
 ALARM_TOPIC_ARN = "AlarmTopicArn"
 DASHBOARD_NAME = "DashboardName"
 HEALTH_CANARY_NAME = "HealthCanaryName"
 AUDIT_TRAIL_ARN = "AuditTrailArn"
 AUDIT_BUCKET_NAME = "AuditBucketName"
 
-STACK_PARTS = ("data", "network", "edge", "monitoring", "audit")
+STACK_PARTS = ("data", "network", "edge", "waf", "monitoring", "audit")
 
 
 def stack_name(stage: str, part: str) -> str:

@@ -48,7 +48,11 @@ class Stage:
     error_rate_percent: float = 5.0
     chat_latency_p90_ms: int = 30_000
     tokens_per_hour: int = 2_000_000
+    # WAF's per-IP rate limits (requests in any 5 minutes, then blocked): the web page's CLOUDFRONT
+    # web ACL, and the REST API's REGIONAL one (a client calls /me and /usage now and then; many
+    # users behind one NAT share an address).
     waf_requests_per_5min_per_ip: int = 1_000
+    api_waf_requests_per_5min_per_ip: int = 1_000
     # Days an idle session lives: the app's SESSION_TTL_DAYS (written by infra/sync_config.py)
     # and the context bucket's expiry rule (infra/stacks/data.py) both come from here.
     session_ttl_days: int = DEFAULT_SESSION_TTL_DAYS
@@ -77,6 +81,9 @@ class Stage:
                              f"({self.audit_retention_days}), not {self.audit_lock_days}")
         if self.unauthorized_calls_per_5min < 1:
             raise ValueError(f"stage {self.name}: unauthorized_calls_per_5min must be at least 1")
+        for name in ("waf_requests_per_5min_per_ip", "api_waf_requests_per_5min_per_ip"):
+            if not 100 <= getattr(self, name) <= 2_000_000_000:  # WAF's range for a rate-based rule
+                raise ValueError(f"stage {self.name}: {name} must be 100-2000000000, not {getattr(self, name)}")
         if self.auth_refusals_per_5min < 1:
             raise ValueError(f"stage {self.name}: auth_refusals_per_5min must be at least 1")
 

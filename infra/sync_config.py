@@ -6,7 +6,8 @@
 It sets the stage's environment variables (table, bucket and secret names, the context
 bucket's KMS key, Cognito ids and issuer, worker function names, models, the session TTL),
 X-Ray, the VPC subnets and security group, one policy file per function with
-`autogen_policy: false`, records the deployment facts in `.chalice/infra.json` and rewrites
+`autogen_policy: false`, records the deployment facts in `.chalice/infra.json` (with the REST
+API's web ACL ARN, which `python -m infra.post_deploy` associates) and rewrites
 the policy files with the real account, region and ARNs.
 The WebSocket API id comes from `.chalice/deployed/<stage>.json` once `chalice deploy` made
 the API: on the very first deploy, run this, `chalice deploy`, this again, `chalice deploy`.
@@ -141,6 +142,7 @@ def sync(*, stage_name: str, outputs_file: Path, chalice_dir: Path = policies.CH
     out = stack_outputs(json.loads(outputs_file.read_text()), stage_name)
     region = _require(out, names.REGION)
     _check_models(stage, region)
+    api_web_acl_arn = _require(out, names.API_WEB_ACL_ARN)  # for post_deploy, which associates it
     deployment = policies.Deployment(
         stage=stage, account=_require(out, names.ACCOUNT), region=region,
         context_key_arn=_require(out, names.CONTEXT_KEY_ARN),
@@ -156,7 +158,8 @@ def sync(*, stage_name: str, outputs_file: Path, chalice_dir: Path = policies.CH
     facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
     facts[stage_name] = {"account": deployment.account, "region": deployment.region,
                          "contextKeyArn": deployment.context_key_arn,
-                         "githubSecretArn": deployment.github_secret_arn}
+                         "githubSecretArn": deployment.github_secret_arn,
+                         "apiWebAclArn": api_web_acl_arn}
     if deployment.websocket_api_id:
         facts[stage_name]["websocketApiId"] = deployment.websocket_api_id
     facts_path.write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")

@@ -4,8 +4,9 @@ Lives in us-east-1 whatever the stage's region: a CLOUDFRONT-scope web ACL can o
 there, and keeping the bucket and distribution beside it avoids cross-region references.
 The distribution uses CloudFront's own certificate (`*.cloudfront.net`), whose TLS policy
 AWS fixes; a custom domain with an ACM certificate would let us require TLS 1.2.
-API Gateway cannot put a WAF web ACL on a WebSocket API: the API is guarded by the
-authorizer and stage throttling (the post-deploy step), the page by this ACL.
+API Gateway cannot put a WAF web ACL on a WebSocket API: that API is guarded by the
+authorizer and stage throttling (the post-deploy step), the page by this ACL, and the REST
+API by its own REGIONAL ACL (infra/stacks/waf.py, the same rules).
 """
 from __future__ import annotations
 
@@ -14,30 +15,19 @@ from aws_cdk import (
     aws_cloudfront as cloudfront,
     aws_cloudfront_origins as origins,
     aws_s3 as s3,
-    aws_wafv2 as wafv2,
 )
 from constructs import Construct
 
 from infra import outputs, resources
+from infra.stacks.waf import web_acl
 from infra.stages import Stage
 
 EDGE_REGION = "us-east-1"  # where a CLOUDFRONT-scope web ACL, and its metrics, must live
-
-MANAGED_RULE_GROUPS = (
-    "AWSManagedRulesCommonRuleSet",
-    "AWSManagedRulesKnownBadInputsRuleSet",
-    "AWSManagedRulesAmazonIpReputationList",
-)
 
 
 def web_acl_name(stage: str) -> str:
     """The web ACL's name, also its metric name: the `WebACL` dimension of its AWS/WAFV2 metrics."""
     return f"{resources.PROJECT}-{stage}-web"
-
-
-def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-    return wafv2.CfnWebACL.VisibilityConfigProperty(
-        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True)
 
 
 class EdgeStack(Stack):
@@ -58,7 +48,8 @@ class EdgeStack(Stack):
                 abort_incomplete_multipart_upload_after=Duration.days(ui.abort_multipart_days))],
             removal_policy=RemovalPolicy.DESTROY if not stage.deletion_protection else RemovalPolicy.RETAIN,
         )
-        self.web_acl = self._web_acl(stage)
+        self.web_acl = web_acl(self, "WebAcl", name=web_acl_name(stage.name), waf_scope="CLOUDFRONT",
+                               requests_per_5min_per_ip=stage.waf_requests_per_5min_per_ip)
         headers = cloudfront.ResponseHeadersPolicy(
             self, "SecurityHeaders",
             response_headers_policy_name=f"{resources.PROJECT}-{stage.name}-security-headers",
@@ -100,30 +91,3 @@ class EdgeStack(Stack):
         CfnOutput(self, outputs.DISTRIBUTION_DOMAIN, value=self.distribution.distribution_domain_name)
         CfnOutput(self, outputs.DISTRIBUTION_ID, value=self.distribution.distribution_id)
         CfnOutput(self, outputs.WEB_ACL_ARN, value=self.web_acl.attr_arn)
-
-    def _web_acl(self, stage: Stage) -> wafv2.CfnWebACL:
-        rules = [wafv2.CfnWebACL.RuleProperty(
-            name="rate-per-ip", priority=0,
-            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-            statement=wafv2.CfnWebACL.StatementProperty(
-                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                    limit=stage.waf_requests_per_5min_per_ip, aggregate_key_type="IP")),
-            visibility_config=_visibility("rate-per-ip"),
-        )]
-        for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1):
-            rules.append(wafv2.CfnWebACL.RuleProperty(
-                name=group, priority=priority,
-                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS", name=group)),
-                visibility_config=_visibility(group),
-            ))
-        return wafv2.CfnWebACL(
-            self, "WebAcl",
-            name=web_acl_name(stage.name),
-            scope="CLOUDFRONT",
-            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            rules=rules,
-            visibility_config=_visibility(web_acl_name(stage.name)),
-        )

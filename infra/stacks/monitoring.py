@@ -22,6 +22,7 @@ from chalicelib import metric_names as metrics
 from infra import outputs, resources
 from infra.stacks.availability import HealthCanary
 from infra.stacks.edge import EDGE_REGION, web_acl_name
+from infra.stacks.waf import api_web_acl_name
 from infra.stages import Stage
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -240,10 +241,16 @@ class MonitoringStack(Stack):
             expression=(f"SEARCH('{{AWS/WAFV2,Rule,WebACL}} MetricName=\"BlockedRequests\" "
                         f"WebACL=\"{web_acl_name(self.stage.name)}\"', 'Sum', 300)"),
             using_metrics={}, label="", period=FIVE_MINUTES, search_region=EDGE_REGION)
+        # The REST API's REGIONAL web ACL (the waf stack), in this stack's region: its metrics also have a Region.
+        api_waf_blocked = cw.MathExpression(
+            expression=(f"SEARCH('{{AWS/WAFV2,Region,Rule,WebACL}} MetricName=\"BlockedRequests\" "
+                        f"WebACL=\"{api_web_acl_name(self.stage.name)}\"', 'Sum', 300)"),
+            using_metrics={}, label="", period=FIVE_MINUTES)
         graphs = [
             ("Auth refusals by reason", [self.by(m.AUTH_REFUSED, m.REASON)], None),
             ("Forbidden by action", [self.by(m.FORBIDDEN, m.ACTION)], None),
             ("WAF blocked requests by rule (web page)", [waf_blocked], EDGE_REGION),
+            ("WAF blocked requests by rule (REST API)", [api_waf_blocked], None),
         ]
         if self.health is not None:
             graphs.append(("Health checks passed (%)", [self.health.success_percent()], None))
