@@ -184,7 +184,7 @@ def test_a_stage_without_its_trail_gets_no_cis_alarms(tmp_path):
     from infra.app import build
 
     prod = build(cdk.App(outdir=str(tmp_path)), dataclasses.replace(STAGES["prod"], audit_trail=False))
-    assert set(prod) == {"data", "edge", "monitoring", "network"}
+    assert set(prod) == {"data", "edge", "waf", "monitoring", "network"}
     assert not prod["monitoring"].dependencies
 
 

@@ -54,7 +54,7 @@ def test_cdk_app_entry_synthesizes_a_stage_from_context(tmp_path):
     subprocess.run([sys.executable, "app.py"], cwd=ROOT / "infra", env=env, check=True, capture_output=True,
                    timeout=300)
     made = sorted(p.name for p in tmp_path.glob("*.template.json"))
-    assert made == [f"llm-ide-staging-{part}.template.json" for part in ("audit", "data", "edge", "monitoring")]
+    assert made == [f"llm-ide-staging-{part}.template.json" for part in ("audit", "data", "edge", "monitoring", "waf")]
     monitoring = json.loads((tmp_path / "llm-ide-staging-monitoring.template.json").read_text())
     [canary] = [r for r in monitoring["Resources"].values() if r["Type"] == "AWS::Synthetics::Canary"]
     assert canary["Properties"]["RunConfig"]["EnvironmentVariables"]["HEALTH_URL"] == url

@@ -137,7 +137,7 @@ def test_every_output_the_sync_step_needs_is_made(synthesized, stage):
     needed = set(sync_config.stack_outputs(sample, stage))
     assert needed <= made, needed - made
     assert {p for (s, p) in synthesized if s == stage} == (
-        {"data", "edge", "monitoring"} | ({"network"} if STAGES[stage].vpc else set())
+        {"data", "edge", "waf", "monitoring"} | ({"network"} if STAGES[stage].vpc else set())
         | ({"audit"} if STAGES[stage].audit_trail else set()))
 
 

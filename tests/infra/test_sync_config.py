@@ -79,7 +79,9 @@ def test_prod_outputs_land_in_the_stage_config_and_the_policies(chalice_dir, out
 
     facts = json.loads((chalice_dir / "infra.json").read_text())["prod"]
     assert facts == {"account": ACCOUNT, "region": "us-east-1", "websocketApiId": "k3x9q2w7ab",
-                     "contextKeyArn": data[outputs.CONTEXT_KEY_ARN], "githubSecretArn": env["GITHUB_SECRET_ARN"]}
+                     "contextKeyArn": data[outputs.CONTEXT_KEY_ARN], "githubSecretArn": env["GITHUB_SECRET_ARN"],
+                     "apiWebAclArn": f"arn:aws:wafv2:us-east-1:{ACCOUNT}:regional/webacl/llm-ide-prod-api/"
+                                     "00000000-0000-0000-0000-0000000000a1"}
     for function in resources.FUNCTIONS:
         text = (chalice_dir / policies.policy_filename("prod", function)).read_text()
         assert "000000000000" not in text and f":{ACCOUNT}:" in text
@@ -128,6 +130,17 @@ def test_a_missing_output_fails_and_names_it(chalice_dir, outputs_file, capsys):
     assert run(chalice_dir, outputs_file, "prod") == 1
     assert f"output '{outputs.SUBNET_IDS}' is missing" in capsys.readouterr().err
     assert (chalice_dir / "config.json").read_text() == before
+
+
+def test_without_the_rest_apis_web_acl_nothing_is_written(chalice_dir, outputs_file, capsys):
+    """post_deploy needs its ARN: an outputs file from before the waf stack fails the sync, not the deploy."""
+    data = json.loads(outputs_file.read_text())
+    del data[outputs.stack_name("prod", "waf")]
+    outputs_file.write_text(json.dumps(data))
+    before = (chalice_dir / "config.json").read_text()
+    assert run(chalice_dir, outputs_file, "prod") == 1
+    assert f"output '{outputs.API_WEB_ACL_ARN}' is missing" in capsys.readouterr().err
+    assert (chalice_dir / "config.json").read_text() == before and not (chalice_dir / "infra.json").exists()
 
 
 def test_a_region_the_inference_profiles_do_not_serve_fails(chalice_dir, outputs_file, capsys):
