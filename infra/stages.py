@@ -82,8 +82,8 @@ class Stage:
         if self.unauthorized_calls_per_5min < 1:
             raise ValueError(f"stage {self.name}: unauthorized_calls_per_5min must be at least 1")
         for name in ("waf_requests_per_5min_per_ip", "api_waf_requests_per_5min_per_ip"):
-            if not 100 <= getattr(self, name) <= 2_000_000_000:  # WAF's range for a rate-based rule
-                raise ValueError(f"stage {self.name}: {name} must be 100-2000000000, not {getattr(self, name)}")
+            if not 10 <= getattr(self, name) <= 2_000_000_000:  # WAF's range for a rate-based rule
+                raise ValueError(f"stage {self.name}: {name} must be 10-2000000000, not {getattr(self, name)}")
         if self.auth_refusals_per_5min < 1:
             raise ValueError(f"stage {self.name}: auth_refusals_per_5min must be at least 1")
 
