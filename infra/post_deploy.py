@@ -207,7 +207,8 @@ class PostDeploy:
 
         An ACL of another name already there (a security team's, Firewall Manager's) is never replaced:
         that is for a person to decide. One of our name is an earlier copy of ours (the waf stack was
-        re-created) and is replaced; associating replaces the stage's ACL without a gap.
+        re-created) and is replaced by associating ours over it (a stage has one web ACL; no disassociate first,
+so the stage is never left unprotected in between).
         """
         ours = WEB_ACL_ARN.fullmatch(web_acl_arn)
         if ours is None:
