@@ -119,6 +119,9 @@ def update_stage_config(config: dict[str, Any], stage: Stage, out: dict[str, str
     """The stage's section of .chalice/config.json with the outputs applied; other keys kept."""
     section = config.setdefault("stages", {}).setdefault(stage.name, {})
     section.setdefault("api_gateway_stage", stage.name)
+    # A REGIONAL REST API, not Chalice's default edge-optimized one: its WAF web ACL (the waf stack)
+    # then sees the clients' own addresses, which its per-IP rate rule counts.
+    section["api_gateway_endpoint_type"] = "REGIONAL"
     section.setdefault("environment_variables", {}).update(environment(stage, out))
     section["xray"] = stage.xray
     # The same tags as the CDK stacks, so Cost Explorer can split the bill by stage.

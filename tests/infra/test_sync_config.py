@@ -72,6 +72,7 @@ def test_prod_outputs_land_in_the_stage_config_and_the_policies(chalice_dir, out
     assert prod["subnet_ids"] == ["subnet-0a1b2c3d4e5f6a7b8", "subnet-0b1c2d3e4f5a6b7c9"]
     assert prod["security_group_ids"] == ["sg-0c1d2e3f4a5b6c7d8"]
     assert prod["xray"] is True and prod["autogen_policy"] is False
+    assert prod["api_gateway_endpoint_type"] == "REGIONAL"  # so the REST API's WAF sees client addresses
     assert prod["environment_variables"]["TRACING_ENABLED"] == "true"
     assert prod["tags"] == {"project": "llm-ide", "stage": "prod"}
     assert prod["lambda_functions"]["websocket_message"]["lambda_timeout"] == 30  # kept
