@@ -17,8 +17,8 @@ from chalicelib.config import get_settings
 from chalicelib.observability.invocation import invocation
 
 if TYPE_CHECKING:
-    from chalicelib.services import Services
-    from chalicelib.websocket import WebsocketHandlers
+    from chalicelib.root import Services
+    from chalicelib.dispatch.handlers import WebsocketHandlers
 
 app = Chalice(app_name="llm-ide")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -28,13 +28,13 @@ log = logging.getLogger("chalicelib.rest")  # under chalicelib: the app's handle
 # The stores, limits and action table load on first use: every Lambda function imports this
 # module, and the authorizers (and the REST handler until a /usage) never need them.
 def get_services() -> "Services":
-    from chalicelib.services import get_services as services
+    from chalicelib.root import get_services as services
 
     return services()
 
 
 def _handlers() -> "WebsocketHandlers":
-    from chalicelib.websocket import WebsocketHandlers
+    from chalicelib.dispatch.handlers import WebsocketHandlers
 
     return WebsocketHandlers(get_services())
 

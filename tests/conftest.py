@@ -60,7 +60,9 @@ def provisioned(moto_url) -> dev_aws.Provisioned:
 
 def reset_app_caches() -> None:
     """Forget every per-container cache, as a new Lambda container would."""
-    from chalicelib import auth, aws, config, limits, services
+    from chalicelib import auth, config, limits
+    from chalicelib import root as services
+    from chalicelib.aws import clients as aws
     from chalicelib.observability import metrics, tracing
 
     config.get_settings.cache_clear()

@@ -10,7 +10,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Mapping
 
-from chalicelib import metric_names
+from chalicelib.observability import metric_names
 from chalicelib.auth.errors import JwtInvalid, TokenMissing
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
 

@@ -5,16 +5,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import metric_names, protocol
+from chalicelib import protocol
+from chalicelib.observability import metric_names
 from chalicelib.chat.inputs import plan_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.errors import AppError, BadRequest, BudgetExceeded, ConnectionGone, NotFound
 from chalicelib.observability.metrics import get_metrics
 from chalicelib.observability.tracing import subsegment
-from chalicelib.request_store import new_request_id
+from chalicelib.chat.requests import new_request_id
 
 if TYPE_CHECKING:
-    from chalicelib.actions import ActionContext
+    from chalicelib.dispatch.table import ActionContext
     from chalicelib.limits import Reservation
 
 logger = logging.getLogger(__name__)

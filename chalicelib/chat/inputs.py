@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from chalicelib import converse
+from chalicelib.chat import converse
 from chalicelib.chat.request import ChatRequest
 
 

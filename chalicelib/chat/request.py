@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chalicelib.bedrock import ModelRequest
+from chalicelib.chat.bedrock import ModelRequest
 from chalicelib.config import Settings
-from chalicelib.context_store import MAX_CONTEXT_PATHS
+from chalicelib.context.store import MAX_CONTEXT_PATHS
 from chalicelib.errors import BadRequest, ModelNotAllowed, PayloadTooLarge
 from chalicelib.protocol import Params
 from chalicelib.sessions.store import check_session_id

@@ -27,19 +27,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from chalicelib import metric_names, protocol
-from chalicelib.bedrock import BedrockChat, Metadata, MessageStop, ModelRequest, TextDelta
+from chalicelib import protocol
+from chalicelib.observability import metric_names
+from chalicelib.chat.bedrock import BedrockChat, Metadata, MessageStop, ModelRequest, TextDelta
 from chalicelib.chat.inputs import InputPlan, load_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import Settings
-from chalicelib.connections import Sender
+from chalicelib.dispatch.connections import Sender
 from chalicelib.errors import AppError, Internal, Timeout
 from chalicelib.limits import Reservation, TokenBudget, fallback_usage
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.observability import bind, with_current_context
 from chalicelib.observability.tracing import annotate, subsegment
-from chalicelib.request_store import RequestStore, Usage
-from chalicelib.streaming import DeltaStream
+from chalicelib.chat.requests import RequestStore, Usage
+from chalicelib.chat.streaming import DeltaStream
 
 logger = logging.getLogger(__name__)
 

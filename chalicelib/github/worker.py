@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from chalicelib import aws, protocol
-from chalicelib import metric_names as metric
+from chalicelib import protocol
+from chalicelib.aws import clients as aws
+from chalicelib.observability import metric_names as metric
 from chalicelib.config import Settings, get_settings
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, PayloadTooLarge
 from chalicelib.github import params as github_params
@@ -28,7 +29,7 @@ from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
 from chalicelib.observability import bind, tracing
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
-from chalicelib.services import Services
+from chalicelib.root import Services
 
 logger = logging.getLogger(__name__)
 

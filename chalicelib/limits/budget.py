@@ -15,12 +15,12 @@ from typing import Any, Callable, Mapping
 
 from botocore.exceptions import ClientError
 
-from chalicelib.converse import estimate_tokens as count_tokens  # one measure: estimate, budget, dev model
+from chalicelib.chat.converse import estimate_tokens as count_tokens  # one measure: estimate, budget, dev model
 from chalicelib.errors import BadRequest, BudgetExceeded
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
 from chalicelib.limits.rate import RateLimiter
-from chalicelib.limits.retry import cancellation_codes, error_code, retry_conflicts
+from chalicelib.aws.dynamo import cancellation_codes, error_code, retry_conflicts
 from chalicelib.limits.snapshot import LimitsSnapshot
 
 logger = logging.getLogger(__name__)

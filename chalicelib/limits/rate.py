@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from chalicelib.errors import RateLimited
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
-from chalicelib.limits.retry import error_code, retry_conflicts
+from chalicelib.aws.dynamo import error_code, retry_conflicts
 from chalicelib.limits.snapshot import LimitsSnapshot
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import IO, Any, Callable, Mapping
 
-from chalicelib.metric_names import ALL, CODE, ERRORS, NAMESPACE, SERVER_ERROR_CODES, SERVER_ERRORS, STAGE, Metric
+from chalicelib.observability.metric_names import ALL, CODE, ERRORS, NAMESPACE, SERVER_ERROR_CODES, SERVER_ERRORS, STAGE, Metric
 
 _KNOWN = {metric.name: metric for metric in ALL}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, TypeVar
 
-from chalicelib.converse import BYTES_PER_TOKEN
+from chalicelib.chat.converse import BYTES_PER_TOKEN
 
 
 class HistoryMessage(Protocol):

@@ -30,9 +30,9 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib import cursors
-from chalicelib.converse import alternating
+from chalicelib.chat.converse import alternating
 from chalicelib.errors import BadRequest, NotFound
-from chalicelib.objects import ObjectStore, session_root
+from chalicelib.aws.objects import ObjectStore, session_root
 from chalicelib.sessions.history import message_tokens, select_recent
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from chalicelib import metric_names
+from chalicelib.observability import metric_names
 from infra import resources
 from infra.stages import Stage
 

@@ -18,7 +18,7 @@ from aws_cdk import (
 )
 from constructs import Construct
 
-from chalicelib import metric_names as metrics
+from chalicelib.observability import metric_names as metrics
 from infra import outputs, resources
 from infra.stacks.availability import HealthCanary
 from infra.stacks.edge import EDGE_REGION, web_acl_name

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Match
 
-from chalicelib import metric_names as metrics
+from chalicelib.observability import metric_names as metrics
 from chalicelib.config import load_settings
 from infra import outputs, resources, sync_config
 from infra.stages import STAGES

@@ -4,7 +4,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from chalicelib.services import Services
+from chalicelib.root import Services
 from tests.fakes import RecordingSender
 
 

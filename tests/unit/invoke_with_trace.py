@@ -6,7 +6,7 @@ import json, sys
 import boto3
 from botocore.awsrequest import AWSResponse
 from chalicelib.observability import tracing
-from chalicelib.workers import WorkerInvoker
+from chalicelib.aws.lambda_invoke import WorkerInvoker
 
 class EmptyBody:
     def stream(self, **_): return iter(())

@@ -9,7 +9,7 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from chalicelib.bedrock import (BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, translate_error)
+from chalicelib.chat.bedrock import (BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, translate_error)
 from chalicelib.errors import UpstreamError, UpstreamThrottled
 from devserver import eventstream
 from devserver.bedrock import BedrockEmulator, split_tokens

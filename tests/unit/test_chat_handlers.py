@@ -60,7 +60,7 @@ def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto
 
 
 def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
-    from chalicelib.request_store import RequestStore
+    from chalicelib.chat.requests import RequestStore
 
     store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
     owner, other = login(boto, app_env, 0), login(boto, app_env, 1)
@@ -80,7 +80,7 @@ def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
 
 
 def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_env, boto):
-    from chalicelib.request_store import RequestStore, Usage
+    from chalicelib.chat.requests import RequestStore, Usage
 
     store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
     store.create(request_id="c" * 32, kind="chat", user_sub="sub", connection_id="conn", client_id="x", model="m")

@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
-from chalicelib import converse
+from chalicelib.chat import converse
 from chalicelib.chat.inputs import plan_input, load_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound, PayloadTooLarge
-from chalicelib.services import Services
+from chalicelib.root import Services
 
 
 @pytest.fixture

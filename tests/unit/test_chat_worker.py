@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from chalicelib.bedrock import Metadata, MessageStop, TextDelta
+from chalicelib.chat.bedrock import Metadata, MessageStop, TextDelta
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.request import ChatRequest
 from chalicelib.chat.worker import ChatJob, ChatWorker
 from chalicelib.config import load_settings
 from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
-from chalicelib.request_store import Usage
+from chalicelib.chat.requests import Usage
 from tests.fakes import RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})

@@ -11,8 +11,8 @@ from chalicelib.errors import BadRequest
 from chalicelib.github import params as github_params
 from chalicelib.github.credentials import SecretSource
 from chalicelib.protocol import Params
-from chalicelib.services import Services
-from chalicelib.workers import WorkerInvoker
+from chalicelib.root import Services
+from chalicelib.aws.lambda_invoke import WorkerInvoker
 from tests.conftest import reset_app_caches
 from tests.handler_calls import connect, login, message
 

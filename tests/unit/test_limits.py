@@ -14,7 +14,7 @@ from chalicelib.errors import BudgetExceeded, RateLimited
 from chalicelib.limits import (LimitedMemory, RateLimiter, Reservation, TokenBudget, count_tokens,
                                fallback_usage, limits_for)
 from chalicelib.limits import records
-from chalicelib.usage import UsageReport
+from chalicelib.limits.usage import UsageReport
 
 BASE = {"COGNITO_USER_POOL_ID": "us-east-1_Test1", "COGNITO_APP_CLIENT_IDS": "c"}
 T0 = 1_790_000_000 - 1_790_000_000 % 3600 + 30 * 60 + 30  # half past an hour, 30 s into a minute

@@ -9,14 +9,14 @@ import time
 import pytest
 
 import app as chalice_app
-from chalicelib.actions import ACTIONS, Admission, admission_of
+from chalicelib.dispatch.table import ACTIONS, Admission, admission_of
 from tests.handler_calls import connect, message
 from tests.windows import fresh_minute
 
 
 @pytest.fixture
 def sender(monkeypatch, app_env):
-    from chalicelib.services import Services
+    from chalicelib.root import Services
     from tests.fakes import RecordingSender
 
     recording = RecordingSender()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import app as chalice_app
-from chalicelib import metric_names
+from chalicelib.observability import metric_names
 from chalicelib.observability import metrics
 from chalicelib.observability.invocation import invocation
 from tests.conftest import reset_app_caches

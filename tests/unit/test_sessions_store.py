@@ -9,13 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib import objects
-from chalicelib.actions import ACTIONS, ActionContext
+from chalicelib.aws import objects
+from chalicelib.dispatch.table import ACTIONS, ActionContext
 from chalicelib.config import get_settings
-from chalicelib.connections import Connection
+from chalicelib.dispatch.connections import Connection
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
 from chalicelib.protocol import ClientFrame, Params
-from chalicelib.services import Services
+from chalicelib.root import Services
 from infra import resources
 from tests.fakes import RecordingSender
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.errors import ConnectionGone
-from chalicelib.streaming import DeltaStream, split_utf8
+from chalicelib.chat.streaming import DeltaStream, split_utf8
 
 
 class FakeClock:

@@ -11,14 +11,15 @@ import logging
 import time
 from typing import Callable, Mapping
 
-from chalicelib import metric_names as metric, protocol
-from chalicelib.actions import ACTIONS, Action, ActionContext, Admission, admission_of
+from chalicelib import protocol
+from chalicelib.observability import metric_names as metric
+from chalicelib.dispatch.table import ACTIONS, Action, ActionContext, Admission, admission_of
 from chalicelib.auth import count_refusal, token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, RateLimited, Unauthorized
 from chalicelib.observability import bind, tracing
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
-from chalicelib.services import Services
+from chalicelib.root import Services
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from datetime import timezone
 from typing import Any, Callable, Sequence
 
 from chalicelib import cursors
-from chalicelib.converse import BYTES_PER_TOKEN, estimate_tokens
+from chalicelib.chat.converse import BYTES_PER_TOKEN, estimate_tokens
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
-from chalicelib.objects import PRESIGN_SECONDS, ObjectStore, session_root, user_root
+from chalicelib.aws.objects import PRESIGN_SECONDS, ObjectStore, session_root, user_root
 from chalicelib.protocol import validate_path
 from chalicelib.sessions.store import SessionStore, check_session_id, iso
 

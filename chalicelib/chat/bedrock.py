@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error, ReadTimeoutError as Urllib3ReadTimeout
 
 from chalicelib.errors import AppError, UpstreamError, UpstreamThrottled
-from chalicelib.request_store import Usage
+from chalicelib.chat.requests import Usage
 
 logger = logging.getLogger(__name__)
 

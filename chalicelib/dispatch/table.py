@@ -14,13 +14,13 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from chalicelib import context_actions as context
+from chalicelib.context import actions as context
 from chalicelib import protocol
 from chalicelib.chat import actions as chat
-from chalicelib.connections import Connection, Sender
+from chalicelib.dispatch.connections import Connection, Sender
 from chalicelib.errors import Forbidden
 from chalicelib.protocol import ClientFrame
-from chalicelib.services import Services
+from chalicelib.root import Services
 from chalicelib.sessions import actions as sessions
 
 

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from chalicelib.connections import Sender
+from chalicelib.dispatch.connections import Sender
 from chalicelib.observability import with_current_context
 from chalicelib.errors import ConnectionGone
 

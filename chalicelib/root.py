@@ -10,19 +10,19 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from chalicelib import aws
-from chalicelib.bedrock import BedrockChat
+from chalicelib.aws import clients as aws
+from chalicelib.chat.bedrock import BedrockChat
 from chalicelib.config import Settings, get_settings
-from chalicelib.connections import ConnectionStore, ManagementApiSender
+from chalicelib.dispatch.connections import ConnectionStore, ManagementApiSender
 from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_memory, limits_for
 from chalicelib.limits.records import Retention
-from chalicelib.usage import UsageReport
-from chalicelib.request_store import RequestStore
-from chalicelib.workers import WorkerInvoker
+from chalicelib.limits.usage import UsageReport
+from chalicelib.chat.requests import RequestStore
+from chalicelib.aws.lambda_invoke import WorkerInvoker
 
 if TYPE_CHECKING:
-    from chalicelib.context_store import ContextStore
-    from chalicelib.objects import ObjectStore
+    from chalicelib.context.store import ContextStore
+    from chalicelib.aws.objects import ObjectStore
     from chalicelib.sessions import SessionStore
 
 
@@ -64,7 +64,7 @@ class Services:
 
     @cached_property
     def objects(self) -> "ObjectStore":
-        from chalicelib.objects import ObjectStore
+        from chalicelib.aws.objects import ObjectStore
 
         return ObjectStore(aws.client("s3"), bucket=self.settings.context_bucket,
                            kms_key_id=self.settings.context_kms_key_id)
@@ -79,7 +79,7 @@ class Services:
 
     @cached_property
     def context(self) -> "ContextStore":
-        from chalicelib.context_store import ContextStore
+        from chalicelib.context.store import ContextStore
 
         return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes)
 
