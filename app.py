@@ -17,26 +17,24 @@ from chalicelib.config import get_settings
 from chalicelib.observability.invocation import invocation
 
 if TYPE_CHECKING:
-    from chalicelib.root import Services
     from chalicelib.dispatch.handlers import WebsocketHandlers
+    from chalicelib.root import Root
 
 app = Chalice(app_name="llm-ide")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 log = logging.getLogger("chalicelib.rest")  # under chalicelib: the app's handler and format
 
 
-# The stores, limits and action table load on first use: every Lambda function imports this
-# module, and the authorizers (and the REST handler until a /usage) never need them.
-def get_services() -> "Services":
-    from chalicelib.root import get_services as services
+# The composition root (stores, limits, the action table) loads on first use: every Lambda
+# function imports this module, and the authorizers (and the REST handler until a /usage) never need it.
+def _root() -> Root:
+    from chalicelib.root import get_root
 
-    return services()
+    return get_root()
 
 
-def _handlers() -> "WebsocketHandlers":
-    from chalicelib.dispatch.handlers import WebsocketHandlers
-
-    return WebsocketHandlers(get_services())
+def _handlers() -> WebsocketHandlers:
+    return _root().handlers
 
 
 def _endpoint(event: WebsocketEvent) -> str:
@@ -83,7 +81,9 @@ def github_worker(event: dict, context: object) -> None:
     from chalicelib.github.worker import handle  # PyJWT and the HTTP client: only this function loads them
 
     with invocation("github_worker", context):
-        handle(event, get_services(), remaining_ms=getattr(context, "get_remaining_time_in_millis", None))
+        root = _root()
+        handle(event, settings=root.settings, sender_for=root.sender,
+               remaining_ms=getattr(context, "get_remaining_time_in_millis", None))
 
 
 @app.lambda_function(name="ws_authorizer")
@@ -103,10 +103,12 @@ def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
 
 @app.lambda_function(name="bedrock_worker")
 def bedrock_worker(event: dict, context) -> dict:
-    from chalicelib.chat.worker import run_chat  # the stream machinery: only this function loads it
+    from chalicelib.chat.job import ChatJob
 
     with invocation("bedrock_worker", context):
-        return {"status": run_chat(event, services=get_services(), remaining_ms=context.get_remaining_time_in_millis)}
+        job = ChatJob.from_event(event)
+        outcome = _root().chat_worker(job.endpoint).run(job, remaining_ms=context.get_remaining_time_in_millis)
+        return {"status": outcome.status}
 
 
 @app.middleware("http")
@@ -141,4 +143,5 @@ def usage() -> dict:
     caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
     if caller is None:
         raise UnauthorizedError("Unauthorized")
-    return get_services().usage.report(caller["sub"], time.time(), groups=tuple(caller["groups"]))
+    root = _root()
+    return root.usage.report(caller["sub"], root.clock(), groups=tuple(caller["groups"]))

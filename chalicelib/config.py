@@ -6,13 +6,14 @@ instead of a confusing failure deep inside a handler later.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, TypeVar
+
+from chalicelib.process import kept
 
 T = TypeVar("T")
 
@@ -284,7 +285,7 @@ def _optional_matching(env: _Reader, name: str, pattern: re.Pattern) -> str | No
     return value
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def get_settings() -> Settings:
     """The container's settings, validated on first use and then reused."""
     return load_settings(os.environ)

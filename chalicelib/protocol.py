@@ -1,6 +1,8 @@
-"""Wire protocol v1: parsing client frames and building server frames.
+"""The wire protocol: parsing client frames, building server frames, and their size rules.
 
-docs/PROTOCOL.md is the contract; this module is its only implementation.
+docs/PROTOCOL.md is the contract. Every server frame is built by a function here
+(`pong`, `ack`, `delta`, `done`, `result`, `error_frame`), and every limit on a
+frame's size is a constant here.
 """
 from __future__ import annotations
 
@@ -12,7 +14,16 @@ from typing import Any
 
 from chalicelib.errors import AppError, BadRequest, PayloadTooLarge
 
+# API Gateway's limits on a WebSocket message: 32 KiB per frame from a client (the protocol's
+# PAYLOAD_TOO_LARGE), 128 KiB per message posted to a connection through the Management API.
 MAX_FRAME_BYTES = 32 * 1024
+MAX_SERVER_FRAME_BYTES = 128 * 1024
+# What a `result` frame's data may take, leaving room for the envelope under MAX_SERVER_FRAME_BYTES.
+RESULT_BUDGET_BYTES = 120 * 1024
+# A text returned inline in a `result` (a context file, a GitHub file or tree), JSON escaping included.
+INLINE_TEXT_BYTES = 96 * 1024
+# The text of one `delta` frame: a reply's text is cut into frames of at most this many bytes.
+MAX_DELTA_TEXT_BYTES = 32 * 1024
 MAX_PATH_BYTES = 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
@@ -168,8 +179,29 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
+def encoded_size(value: Any) -> int:
+    """The bytes `value` takes in a frame (compact JSON, UTF-8)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
 def pong(request_id: str) -> dict[str, Any]:
     return {"type": "pong", "id": request_id}
+
+
+def ack(request_id: str, *, chat_id: str, session_id: str | None, model: str,
+        limits: dict[str, Any]) -> dict[str, Any]:
+    """A chat was admitted: `chat_id` is the server's `requestId` for chat.cancel."""
+    return {"type": "ack", "id": request_id, "requestId": chat_id, "sessionId": session_id, "model": model,
+            "limits": limits}
+
+
+def delta(request_id: str, *, seq: int, text: str) -> dict[str, Any]:
+    return {"type": "delta", "id": request_id, "seq": seq, "text": text}
+
+
+def done(request_id: str, *, stop_reason: str | None, usage: dict[str, Any],
+         limits: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "done", "id": request_id, "stopReason": stop_reason, "usage": usage, "limits": limits}
 
 
 def result(request_id: str, data: dict[str, Any]) -> dict[str, Any]:

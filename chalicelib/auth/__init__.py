@@ -6,10 +6,10 @@ token do not pay for it at cold start.
 """
 from __future__ import annotations
 
-import functools
 import logging
 from typing import TYPE_CHECKING, Mapping
 
+from chalicelib.process import kept
 from chalicelib.observability import metric_names
 from chalicelib.auth.errors import JwtInvalid, TokenMissing
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
@@ -31,7 +31,7 @@ def token_from_request(headers: Mapping[str, str] | None, query: Mapping[str, st
     return token if isinstance(token, str) and token else None
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def get_verifier() -> "CognitoJwtVerifier":
     from chalicelib.auth.jwks import HttpJwksFetcher, JwksCache
     from chalicelib.auth.verifier import CognitoJwtVerifier

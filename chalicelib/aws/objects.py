@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws.errors import error_code
 from chalicelib.errors import BadRequest, Internal, NotFound
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class ObjectStore:
         try:
             return getattr(self._s3, operation)(**kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code in _NOT_FOUND_CODES:
                 raise NotFound("not found") from None
             if code in ("InvalidArgument", "KeyTooLongError"):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Union
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error, ReadTimeoutError as Urllib3ReadTimeout
 
+from chalicelib.aws.errors import error_code
 from chalicelib.errors import AppError, UpstreamError, UpstreamThrottled
 from chalicelib.chat.requests import Usage
 
@@ -138,7 +139,7 @@ def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:
 
 def _code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+        return error_code(exc) or "ClientError"
     return type(exc).__name__
 
 

@@ -15,15 +15,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Mapping, Sequence
 
-BYTES_PER_TOKEN = 4  # the same rough measure the budget and the dev model use
+from chalicelib.tokens import estimate_tokens
 
 DOCUMENTS_PREAMBLE = ("The user attached these context files. Each one starts with a BEGIN line and ends "
                       "with the END line that has the same path and boundary.")
-
-
-def estimate_tokens(text: str) -> int:
-    """About one token per 4 bytes of UTF-8, rounded up."""
-    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
 
 
 def alternating(turns: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""A chat.send, validated: what the client may ask for, and the work item handed to the worker."""
+"""A chat.send, validated against the ChatPolicy: what the client asked for, as the worker receives it."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -13,6 +13,26 @@ from chalicelib.sessions.store import check_session_id
 
 
 @dataclass(frozen=True)
+class ChatPolicy:
+    """What a chat.send may ask for, and the defaults it gets (docs/CONFIGURATION.md names each setting)."""
+
+    allowed_models: tuple[str, ...]  # ALLOWED_MODELS
+    default_model: str  # DEFAULT_MODEL_ID
+    max_prompt_bytes: int  # MAX_PROMPT_BYTES, for `prompt` and `system` each
+    default_max_tokens: int  # DEFAULT_MAX_TOKENS
+    max_output_tokens: int  # MAX_OUTPUT_TOKENS
+    history_token_limit: int  # HISTORY_TOKEN_LIMIT
+    context_token_limit: int  # CONTEXT_TOKEN_LIMIT
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChatPolicy:
+        return cls(allowed_models=settings.allowed_models, default_model=settings.default_model_id,
+                   max_prompt_bytes=settings.max_prompt_bytes, default_max_tokens=settings.default_max_tokens,
+                   max_output_tokens=settings.max_output_tokens, history_token_limit=settings.history_token_limit,
+                   context_token_limit=settings.context_token_limit)
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     prompt: str
     model: str
@@ -23,7 +43,7 @@ class ChatRequest:
     context_paths: tuple[str, ...] = ()  # context files for the model; checked by the ContextStore
 
     @classmethod
-    def from_params(cls, params: Params, settings: Settings) -> "ChatRequest":
+    def from_params(cls, params: Params, policy: ChatPolicy) -> ChatRequest:
         session_id = params.string("sessionId")
         if session_id is not None:
             check_session_id(session_id)  # BAD_REQUEST for a malformed id; ownership is checked by the store
@@ -31,16 +51,16 @@ class ChatRequest:
         if any(not isinstance(path, str) for path in context_paths):
             raise BadRequest("'contextPaths' must be a list of paths")
         prompt = params.string("prompt", required=True) or ""  # required: never None here
-        _check_size("prompt", prompt, settings.max_prompt_bytes)
+        _check_size("prompt", prompt, policy.max_prompt_bytes)
         system = params.string("system")
         if system is not None:
-            _check_size("system", system, settings.max_prompt_bytes)
-        model = params.string("model", max_length=256) or settings.default_model_id
-        if model not in settings.allowed_models:
-            raise ModelNotAllowed(f"model {model[:80]!r} is not allowed; allowed: {', '.join(settings.allowed_models)}")
-        max_tokens = params.integer("maxTokens", minimum=1, maximum=settings.max_output_tokens)
+            _check_size("system", system, policy.max_prompt_bytes)
+        model = params.string("model", max_length=256) or policy.default_model
+        if model not in policy.allowed_models:
+            raise ModelNotAllowed(f"model {model[:80]!r} is not allowed; allowed: {', '.join(policy.allowed_models)}")
+        max_tokens = params.integer("maxTokens", minimum=1, maximum=policy.max_output_tokens)
         temperature = params.number("temperature", minimum=0.0, maximum=1.0)
-        return cls(prompt=prompt, model=model, max_tokens=max_tokens or settings.default_max_tokens,
+        return cls(prompt=prompt, model=model, max_tokens=max_tokens or policy.default_max_tokens,
                    system=system, temperature=temperature, session_id=session_id,
                    context_paths=tuple(context_paths))
 
@@ -53,7 +73,7 @@ class ChatRequest:
         return {**asdict(self), "context_paths": list(self.context_paths)}
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> "ChatRequest":
+    def from_payload(cls, payload: dict[str, Any]) -> ChatRequest:
         fields = {k: payload.get(k) for k in ("prompt", "model", "max_tokens", "system", "temperature", "session_id")}
         return cls(**fields, context_paths=tuple(payload.get("context_paths") or ()))
 

@@ -21,14 +21,13 @@ import threading
 import time
 from typing import Any, Callable
 
-from chalicelib.dispatch.connections import Sender
+from chalicelib import protocol
+from chalicelib.aws.management_api import Sender
 from chalicelib.observability import with_current_context
 from chalicelib.errors import ConnectionGone
 
 logger = logging.getLogger(__name__)
 
-# API Gateway accepts up to 128 KiB per posted message; stay well inside it.
-MAX_FRAME_TEXT_BYTES = 32 * 1024
 DRAIN_TIMEOUT_SECONDS = 60.0
 
 
@@ -136,8 +135,8 @@ class DeltaStream:
                     self._post(final)
                     self._final_sent = True
                     return
-                for piece in split_utf8(text or "", MAX_FRAME_TEXT_BYTES):
-                    self._post({"type": "delta", "id": self._request_id, "seq": self._seq, "text": piece})
+                for piece in split_utf8(text or "", protocol.MAX_DELTA_TEXT_BYTES):
+                    self._post(protocol.delta(self._request_id, seq=self._seq, text=piece))
                     if self._seq == 0:
                         self.first_delta_at = time.time()
                     self._seq += 1

@@ -1,106 +1,82 @@
-"""The dispatch table: every client action and the function that serves it.
+"""The one table of actions: every action the protocol names, how it is admitted, and what serves it.
 
-An action receives an ActionContext and returns the frame that answers it, or
-None when it answers by itself (a chat streams its frames from a worker).
+Only this module imports the features' actions. Each entry builds its action from
+the composition root's collaborators when the action is first dispatched, so a
+frame pays only for the feature it uses.
 
-Every action but `ping` counts against the user's request limit. The dispatch
-(chalicelib/websocket.py) admits it before the action runs, unless the action
-is marked `@admission(Admission.SELF)`: a chat admits itself, because its
-request and its token reservation are one write (TokenBudget.reserve).
+Every action but `ping` counts against the user's request limit: the dispatch
+admits it before it runs (Admission.REQUEST), except `chat.send`, which admits
+itself (Admission.SELF): its request and its token reservation are one write
+(TokenBudget.reserve).
 """
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from chalicelib.context import actions as context
 from chalicelib import protocol
-from chalicelib.chat import actions as chat
-from chalicelib.dispatch.connections import Connection, Sender
-from chalicelib.errors import Forbidden
-from chalicelib.protocol import ClientFrame
-from chalicelib.root import Services
-from chalicelib.sessions import actions as sessions
+from chalicelib.chat.actions import ChatActions
+from chalicelib.chat.request import ChatPolicy
+from chalicelib.context.actions import ContextActions
+from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
+from chalicelib.github.actions import GitHubActions
+from chalicelib.limits.actions import UsageActions
+from chalicelib.sessions.actions import SessionActions
+
+if TYPE_CHECKING:
+    from chalicelib.root import Root
 
 
-@dataclass(frozen=True)
-class ActionContext:
-    connection: Connection  # the caller, found by connection id, never by anything in the frame
-    frame: ClientFrame
-    sender: Sender
-    services: Services
-    now: float
-
-
-Action = Callable[[ActionContext], "dict[str, Any] | None"]
-
-
-class Admission(enum.Enum):
-    NONE = "none"  # not counted
-    REQUEST = "request"  # counted by the dispatch before the action runs (the default)
-    SELF = "self"  # the action admits itself, e.g. with TokenBudget.reserve
-
-
-def admission(kind: Admission) -> Callable[[Action], Action]:
-    def mark(action: Action) -> Action:
-        action.admission = kind  # type: ignore[attr-defined]
-        return action
-    return mark
-
-
-def admission_of(action: Action) -> Admission:
-    return getattr(action, "admission", Admission.REQUEST)
-
-
-@admission(Admission.NONE)
 def ping(ctx: ActionContext) -> dict[str, Any]:
     return protocol.pong(ctx.frame.id)
 
 
-def usage_get(ctx: ActionContext) -> dict[str, Any]:
-    connection = ctx.connection
-    report = ctx.services.usage.report(connection.user_sub, ctx.now, groups=connection.groups)
-    return protocol.result(ctx.frame.id, report)
+def _chat(root: Root) -> ChatActions:
+    settings = root.settings
+    return ChatActions(policy=ChatPolicy.from_settings(settings), rate_limiter=root.rate_limiter,
+                       budget=root.token_budget, requests=root.requests, history=root.sessions,
+                       context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function,
+                       wall_clock=root.clock)
 
 
-def github(ctx: ActionContext) -> None:
-    """Check access and parameters here, then hand the GitHub calls to the github_worker."""
-    from chalicelib.github import params as github_params
-
-    settings = ctx.services.settings
-    if not settings.github_allowed(ctx.connection.groups):
-        raise Forbidden("GitHub access is not granted to this user")
-    checked = github_params.validate(ctx.frame.action, ctx.frame.params)
-    connection = ctx.connection
-    ctx.services.workers.start(settings.github_worker_function, {
-        "connectionId": connection.connection_id,
-        "endpoint": connection.endpoint,
-        "requestId": ctx.frame.id,
-        "action": ctx.frame.action,
-        "params": checked,
-        "user": {"sub": connection.user_sub, "username": connection.username, "groups": list(connection.groups)},
-    })
-    return None
+def _github(root: Root) -> GitHubActions:
+    settings = root.settings
+    return GitHubActions(invoker=root.invoker, worker_function=settings.github_worker_function,
+                         allowed=settings.github_allowed)
 
 
-ACTIONS: dict[str, Action] = {
-    "ping": ping,
-    "usage.get": usage_get,
-    "github.repos": github,
-    "github.tree": github,
-    "github.file": github,
-    "github.pr": github,
-    "session.create": sessions.session_create,
-    "session.list": sessions.session_list,
-    "session.get": sessions.session_get,
-    "session.delete": sessions.session_delete,
-    "context.put": context.context_put,
-    "context.uploadUrl": context.context_upload_url,
-    "context.list": context.context_list,
-    "context.get": context.context_get,
-    "context.delete": context.context_delete,
-    # Admitted by TokenBudget.reserve in the action: its request and its tokens are one write.
-    "chat.send": admission(Admission.SELF)(chat.send),
-    "chat.cancel": chat.cancel,
+_REQUEST, _SELF = Admission.REQUEST, Admission.SELF
+
+TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
+    "ping": (Admission.NONE, lambda root: ping),
+    "usage.get": (_REQUEST, lambda root: UsageActions(root.usage).get),
+    "github.repos": (_REQUEST, lambda root: _github(root).hand_over),
+    "github.tree": (_REQUEST, lambda root: _github(root).hand_over),
+    "github.file": (_REQUEST, lambda root: _github(root).hand_over),
+    "github.pr": (_REQUEST, lambda root: _github(root).hand_over),
+    "session.create": (_REQUEST, lambda root: SessionActions(root.sessions).create),
+    "session.list": (_REQUEST, lambda root: SessionActions(root.sessions).list),
+    "session.get": (_REQUEST, lambda root: SessionActions(root.sessions).get),
+    "session.delete": (_REQUEST, lambda root: SessionActions(root.sessions).delete),
+    "context.put": (_REQUEST, lambda root: ContextActions(root.context).put),
+    "context.uploadUrl": (_REQUEST, lambda root: ContextActions(root.context).upload_url),
+    "context.list": (_REQUEST, lambda root: ContextActions(root.context).list),
+    "context.get": (_REQUEST, lambda root: ContextActions(root.context).get),
+    "context.delete": (_REQUEST, lambda root: ContextActions(root.context).delete),
+    "chat.send": (_SELF, lambda root: _chat(root).send),
+    "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
 }
+
+
+class ActionTable:
+    """The table bound to a composition root: `lookup(name)` is the action's entry, or None."""
+
+    def __init__(self, root: Root, table: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = TABLE) -> None:
+        self._root = root
+        self._table = table
+
+    def lookup(self, name: str) -> ActionEntry | None:
+        found = self._table.get(name)
+        if found is None:
+            return None
+        admission, build = found
+        return ActionEntry(admission=admission, action=build(self._root))

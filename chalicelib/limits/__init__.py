@@ -35,13 +35,12 @@ so the dispatch does not count it a second time.
 """
 from __future__ import annotations
 
-import functools
 
+from chalicelib.process import kept
 from chalicelib.limits.budget import (
     Reservation,
     Settlement,
     TokenBudget,
-    count_tokens,
     fallback_usage,
 )
 from chalicelib.limits.policy import UserLimits, limits_for
@@ -50,11 +49,11 @@ from chalicelib.limits.snapshot import LimitsSnapshot
 
 __all__ = [
     "LimitedMemory", "LimitsSnapshot", "RateLimiter", "Reservation", "Settlement", "TokenBudget", "UserLimits",
-    "count_tokens", "fallback_usage", "get_limited_memory", "limits_for",
+    "fallback_usage", "get_limited_memory", "limits_for",
 ]
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def get_limited_memory() -> LimitedMemory:
     """The container's memory of users over their limit (shared by all threads)."""
     return LimitedMemory()

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from botocore.exceptions import ClientError
 
-from chalicelib.chat.converse import estimate_tokens as count_tokens  # one measure: estimate, budget, dev model
+from chalicelib.tokens import estimate_tokens
 from chalicelib.errors import BadRequest, BudgetExceeded
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
@@ -76,7 +76,7 @@ def fallback_usage(reservation: Reservation, served_text: str) -> tuple[int, int
     served is free; the input is the reservation's estimate once anything was
     generated (the model read the prompt), and 0 when nothing was.
     """
-    output = count_tokens(served_text)
+    output = estimate_tokens(served_text)
     return (reservation.estimated_input if output else 0), output
 
 

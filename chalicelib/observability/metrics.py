@@ -6,12 +6,12 @@ are built from, so a metric the app emits is a metric on-call can see.
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
 from typing import IO, Any, Callable, Mapping
 
+from chalicelib.process import kept
 from chalicelib.observability.metric_names import ALL, CODE, ERRORS, NAMESPACE, SERVER_ERROR_CODES, SERVER_ERRORS, STAGE, Metric
 
 _KNOWN = {metric.name: metric for metric in ALL}
@@ -75,7 +75,7 @@ def count_error(metrics: MetricsWriter, code: str) -> None:
         metrics.emit(SERVER_ERRORS, 1, dimensions={CODE: code})
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def get_metrics() -> MetricsWriter:
     from chalicelib.config import get_settings
 

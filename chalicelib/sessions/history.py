@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol, TypeVar
 
-from chalicelib.chat.converse import BYTES_PER_TOKEN
+from chalicelib.tokens import tokens_for_bytes
 
 
 class HistoryMessage(Protocol):
@@ -15,7 +15,7 @@ M = TypeVar("M", bound=HistoryMessage)
 
 
 def message_tokens(message: HistoryMessage) -> int:
-    return -(-message.size // BYTES_PER_TOKEN)
+    return tokens_for_bytes(message.size)
 
 
 def select_recent(newest_first: Iterable[M], token_limit: int) -> list[M]:

@@ -92,16 +92,11 @@ def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_en
     assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running
 
 
-def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender, monkeypatch):
-    from chalicelib.chat import actions as chat_actions
+def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender):
+    from chalicelib.observability import metrics
 
-    emitted = []
-
-    class Metrics:
-        def emit(self, metric, value, *, dimensions=None):
-            emitted.append((metric.name, value, dimensions))
-
-    monkeypatch.setattr(chat_actions, "get_metrics", Metrics)
+    lines: list[str] = []
+    metrics.set_output(lines.append)
     token = login(boto, app_env)
     fresh_minute(5)  # the counts below are the hour's
     connect("conn-big=", headers={"Authorization": f"Bearer {token}"})
@@ -115,7 +110,9 @@ def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_
     assert put["type"] == "result"
     assert refused["type"] == "error" and refused["error"]["code"] == "BUDGET_EXCEEDED"
     assert refused["error"]["retryAfter"] >= 1
-    assert emitted == [("BudgetExceeded", 1, {"model": "anthropic.claude-3-haiku-20240307-v1:0"})]
+    metrics.set_output(None)
+    emitted = [json.loads(line) for line in lines if "BudgetExceeded" in line]
+    assert [(m["BudgetExceeded"], m["model"]) for m in emitted] == [(1, "anthropic.claude-3-haiku-20240307-v1:0")]
     # The refused chat counted as a request (with the context.put and this usage.get), and reserved nothing.
     message("conn-big=", json.dumps({"action": "usage.get", "id": "u"}))
     after = sender.frames["conn-big="][-1]["data"]

@@ -11,12 +11,12 @@ from chalicelib.chat.inputs import plan_input, load_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound, PayloadTooLarge
-from chalicelib.root import Services
+from chalicelib.root import Root
 
 
 @pytest.fixture
 def services(app_env):
-    return Services(get_settings())
+    return Root(get_settings())
 
 
 def chat(**fields):

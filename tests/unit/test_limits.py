@@ -11,7 +11,8 @@ from botocore.config import Config
 
 from chalicelib.config import load_settings
 from chalicelib.errors import BudgetExceeded, RateLimited
-from chalicelib.limits import (LimitedMemory, RateLimiter, Reservation, TokenBudget, count_tokens,
+from chalicelib.tokens import estimate_tokens as count_tokens
+from chalicelib.limits import (LimitedMemory, RateLimiter, Reservation, TokenBudget,
                                fallback_usage, limits_for)
 from chalicelib.limits import records
 from chalicelib.limits.usage import UsageReport
