@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice, Response, UnauthorizedError
-from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
+from chalice.app import AuthRequest, AuthResponse, Request, WebsocketEvent
 
 from chalicelib.auth import authorizer as auth
 from chalicelib.config import get_settings
@@ -41,7 +43,7 @@ def _endpoint(event: WebsocketEvent) -> str:
     return get_settings().management_endpoint(event.domain_name, event.stage)
 
 
-def _ws_invocation(route: str, event: WebsocketEvent):
+def _ws_invocation(route: str, event: WebsocketEvent) -> AbstractContextManager[None]:
     return invocation(route, event.context, apiRequestId=event.to_dict()["requestContext"].get("requestId"))
 
 
@@ -102,7 +104,7 @@ def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
 
 
 @app.lambda_function(name="bedrock_worker")
-def bedrock_worker(event: dict, context) -> dict:
+def bedrock_worker(event: dict, context: Any) -> dict:
     from chalicelib.chat.job import ChatJob
 
     with invocation("bedrock_worker", context):
@@ -112,7 +114,7 @@ def bedrock_worker(event: dict, context) -> dict:
 
 
 @app.middleware("http")
-def rest_request(event, get_response):
+def rest_request(event: Request, get_response: Callable[[Request], Response]) -> Response:
     """One "handled" line per REST request: route, caller, status, latency."""
     caller = auth.caller_from_context(event.context.get("authorizer"))
     with invocation("rest", app.lambda_context, apiRequestId=event.context.get("requestId"),
@@ -132,7 +134,7 @@ def health() -> dict:
 
 @app.route("/me", authorizer=rest_authorizer)
 def me() -> dict:
-    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    caller = _rest_caller()
     if caller is None:
         raise UnauthorizedError("Unauthorized")
     return caller
@@ -140,8 +142,14 @@ def me() -> dict:
 
 @app.route("/usage", authorizer=rest_authorizer)
 def usage() -> dict:
-    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    caller = _rest_caller()
     if caller is None:
         raise UnauthorizedError("Unauthorized")
     root = _root()
     return root.usage.report(caller["sub"], root.clock(), groups=tuple(caller["groups"]))
+
+
+def _rest_caller() -> dict | None:
+    """The verified caller the REST authorizer put in the request's context."""
+    request = app.current_request
+    return auth.caller_from_context(request.context.get("authorizer")) if request is not None else None

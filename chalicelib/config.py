@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from chalicelib.process import kept
 
@@ -101,7 +102,7 @@ class Settings:
     bedrock_read_timeout: float
     bedrock_max_attempts: int
 
-    def github_allowed(self, groups: tuple[str, ...] | list[str]) -> bool:
+    def github_allowed(self, groups: Iterable[str]) -> bool:
         """Whether a user in these (verified) groups may use the GitHub actions."""
         return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable, Hashable, ParamSpec, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -33,13 +34,13 @@ def kept(build: Callable[P, T]) -> Callable[P, T]:
     def get(*args: P.args, **kwargs: P.kwargs) -> T:
         key = (name, args, tuple(sorted(kwargs.items())))
         try:
-            return _shared[key]  # type: ignore[no-any-return]
+            return _shared[key]
         except KeyError:
             pass
         with _lock:
             if key not in _shared:
                 _shared[key] = build(*args, **kwargs)
-            return _shared[key]  # type: ignore[no-any-return]
+            return _shared[key]
     return get
 
 
@@ -54,14 +55,14 @@ def kept_per_thread(build: Callable[P, T]) -> Callable[P, T]:
         if key not in values:
             with _lock:
                 values[key] = build(*args, **kwargs)
-        return values[key]  # type: ignore[no-any-return]
+        return values[key]
     return get
 
 
 def _thread_values() -> dict[Hashable, Any]:
     if getattr(_local, "generation", None) != _generation:
         _local.generation, _local.values = _generation, {}
-    return _local.values  # type: ignore[no-any-return]
+    return _local.values
 
 
 def reset() -> None:

@@ -10,7 +10,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from chalicelib.errors import AppError, BadRequest, PayloadTooLarge
 
@@ -41,7 +41,7 @@ class FrameRejected(Exception):
 class ClientFrame:
     action: str
     id: str
-    params: "Params"
+    params: Params
 
 
 def parse_frame(body: str | bytes | None, *, is_base64: bool = False) -> ClientFrame:
@@ -91,6 +91,14 @@ class Params:
     def __contains__(self, name: str) -> bool:
         return name in self._values
 
+    @overload
+    def string(self, name: str, *, required: Literal[True], max_length: int | None = None,
+               allow_empty: bool = False) -> str: ...
+
+    @overload
+    def string(self, name: str, *, required: bool = False, max_length: int | None = None,
+               allow_empty: bool = False) -> str | None: ...
+
     def string(self, name: str, *, required: bool = False, max_length: int | None = None,
                allow_empty: bool = False) -> str | None:
         value = self._get(name, required)
@@ -103,6 +111,12 @@ class Params:
         if max_length is not None and len(value) > max_length:
             raise BadRequest(f"'{name}' is longer than {max_length} characters")
         return value
+
+    @overload
+    def integer(self, name: str, *, minimum: int, maximum: int, required: Literal[True]) -> int: ...
+
+    @overload
+    def integer(self, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None: ...
 
     def integer(self, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:
         value = self._get(name, required)
@@ -124,9 +138,21 @@ class Params:
             raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
         return float(value)
 
+    @overload
+    def path(self, name: str, *, required: Literal[True]) -> str: ...
+
+    @overload
+    def path(self, name: str, *, required: bool = False) -> str | None: ...
+
     def path(self, name: str, *, required: bool = False) -> str | None:
         value = self.string(name, required=required)
         return None if value is None else validate_path(value, field=name)
+
+    @overload
+    def list_of(self, name: str, *, max_items: int, required: Literal[True]) -> list[Any]: ...
+
+    @overload
+    def list_of(self, name: str, *, max_items: int, required: bool = False) -> list[Any] | None: ...
 
     def list_of(self, name: str, *, max_items: int, required: bool = False) -> list[Any] | None:
         value = self._get(name, required)

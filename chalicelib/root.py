@@ -10,8 +10,9 @@ never imports the chat worker.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from chalicelib.aws import clients as aws
 from chalicelib.aws.lambda_invoke import WorkerInvoker

@@ -5,9 +5,9 @@ Every stored time (DynamoDB attributes that sort as text) and every time on the 
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def iso(epoch_seconds: float) -> str:
     """`2026-11-30T01:02:03.456Z` for epoch seconds."""
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -24,7 +24,8 @@ from typing import Any
 
 from infra import outputs as names
 from infra import policies, resources
-from infra.stages import Stage, profile_prefix, region_geography, stage as get_stage
+from infra.stages import Stage, profile_prefix, region_geography
+from infra.stages import stage as get_stage
 
 
 class SyncError(Exception):

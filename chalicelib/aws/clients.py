@@ -14,6 +14,7 @@ from botocore.config import Config
 from chalicelib.config import get_settings
 from chalicelib.process import kept, kept_per_thread
 
+
 @kept
 def _session() -> boto3.session.Session:
     return boto3.session.Session()

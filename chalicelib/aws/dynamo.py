@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 

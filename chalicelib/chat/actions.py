@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.lambda_invoke import WorkerInvoker
@@ -106,7 +107,6 @@ class ChatActions:
         name = ctx.frame.params.string("requestId", required=True)
         if not protocol.is_request_id(name):
             raise BadRequest("'requestId' must be 1-64 characters of [A-Za-z0-9_.:-]")
-        assert name is not None  # required, and checked
         request_id = self._requests.resolve(name=name, connection_id=ctx.connection.connection_id)
         # Another user's request and no request at all look the same: NOT_FOUND, nothing revealed.
         if not self._requests.request_cancel(request_id=request_id, user_sub=ctx.connection.user_sub, now=ctx.now):

@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Union
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
-from urllib3.exceptions import HTTPError as Urllib3Error, ReadTimeoutError as Urllib3ReadTimeout
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
 from chalicelib.aws.errors import error_code
-from chalicelib.errors import AppError, UpstreamError, UpstreamThrottled
 from chalicelib.chat.requests import Usage
+from chalicelib.errors import AppError, UpstreamError, UpstreamThrottled
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class Metadata:
     usage: Usage
 
 
-ModelEvent = Union[TextDelta, MessageStop, Metadata]
+ModelEvent = TextDelta | MessageStop | Metadata
 
 
 class BedrockChat:
@@ -85,7 +87,7 @@ class BedrockChat:
         self._jitter = jitter
 
     def stream(self, request: ModelRequest, *,
-               on_throttled: Callable[[], None] | None = None) -> Iterator[ModelEvent]:
+               on_throttled: Callable[[], None] | None = None) -> Generator[ModelEvent, None, None]:
         """The reply's events. Closing the iterator closes the HTTP stream (stop reading the model).
 
         `on_throttled` is called for every throttling answer (retried or not), for the metric.

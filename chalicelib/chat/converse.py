@@ -13,7 +13,8 @@ limited to a few characters; source files are text.)
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chalicelib.tokens import estimate_tokens
 
@@ -44,7 +45,7 @@ def alternating(turns: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 
 
 def document_block(path: str, text: str) -> str:
-    boundary = hashlib.sha256(f"{path}\0{text}".encode("utf-8")).hexdigest()[:16]
+    boundary = hashlib.sha256(f"{path}\0{text}".encode()).hexdigest()[:16]
     return (f"===== BEGIN CONTEXT FILE path={path!r} boundary={boundary} =====\n"
             f"{text}\n"
             f"===== END CONTEXT FILE path={path!r} boundary={boundary} =====")

@@ -14,8 +14,9 @@ one in between fails the chat with PAYLOAD_TOO_LARGE (and settles nothing used).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from chalicelib.chat import converse
 from chalicelib.chat.request import ChatRequest
@@ -63,7 +64,7 @@ class InputPlan:
                 "estimatedInput": self.estimated_input}
 
     @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> "InputPlan":
+    def from_payload(cls, data: Mapping[str, Any]) -> InputPlan:
         return cls(history_tokens=int(data["historyTokens"]), context_tokens=int(data["contextTokens"]),
                    estimated_input=int(data["estimatedInput"]))
 

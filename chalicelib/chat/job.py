@@ -1,8 +1,9 @@
 """The bedrock_worker's one job type: built by `chat.send` (ChatActions), parsed by the worker."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.request import ChatRequest

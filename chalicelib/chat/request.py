@@ -74,8 +74,9 @@ class ChatRequest:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ChatRequest:
-        fields = {k: payload.get(k) for k in ("prompt", "model", "max_tokens", "system", "temperature", "session_id")}
-        return cls(**fields, context_paths=tuple(payload.get("context_paths") or ()))
+        return cls(prompt=payload["prompt"], model=payload["model"], max_tokens=int(payload["max_tokens"]),
+                   system=payload.get("system"), temperature=payload.get("temperature"),
+                   session_id=payload.get("session_id"), context_paths=tuple(payload.get("context_paths") or ()))
 
 
 def _check_size(name: str, value: str, limit: int) -> None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.management_api import Sender
-from chalicelib.observability import with_current_context
 from chalicelib.errors import ConnectionGone
+from chalicelib.observability import with_current_context
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,10 @@ class DeltaStream:
                     return None, self._final
                 if self.gone.is_set():
                     return None, None
-                wait = None if not self._pending else max(0.0, self._last_cut + self._flush_seconds - now)
+                # Pending text that was not due: a frame was cut before (else the text would be due), so
+                # _last_cut is set, and the wait ends when the flush interval since that cut has passed.
+                wait = None if not self._pending or self._last_cut is None else \
+                    max(0.0, self._last_cut + self._flush_seconds - now)
                 self._cv.wait(wait)
 
     def _run(self) -> None:

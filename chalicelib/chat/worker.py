@@ -24,22 +24,22 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chalicelib import protocol
-from chalicelib.observability import metric_names
-from chalicelib.chat.bedrock import BedrockChat, Metadata, MessageStop, ModelRequest, TextDelta
+from chalicelib.aws.management_api import Sender
+from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta
 from chalicelib.chat.inputs import ContextSource, HistorySource, load_input
 from chalicelib.chat.job import ChatJob
-from chalicelib.aws.management_api import Sender
-from chalicelib.errors import AppError, Internal, Timeout
-from chalicelib.limits import TokenBudget, fallback_usage
-from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
-from chalicelib.observability import bind, with_current_context
-from chalicelib.observability.tracing import annotate, subsegment
 from chalicelib.chat.requests import RequestStore, Usage
 from chalicelib.chat.streaming import DeltaStream
+from chalicelib.errors import AppError, Internal, Timeout
+from chalicelib.limits import TokenBudget, fallback_usage
+from chalicelib.observability import bind, metric_names, with_current_context
+from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
+from chalicelib.observability.tracing import annotate, subsegment
 
 logger = logging.getLogger(__name__)
 

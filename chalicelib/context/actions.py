@@ -24,7 +24,6 @@ class ContextActions:
         params = ctx.frame.params
         path = params.path("path", required=True)
         content = params.string("content", required=True, allow_empty=True)
-        assert path is not None and content is not None  # required
         data = self._store.put(ctx.connection.user_sub, path, content, session_id=_session_id(ctx))
         return protocol.result(ctx.frame.id, data)
 
@@ -32,28 +31,25 @@ class ContextActions:
         params = ctx.frame.params
         path = params.path("path", required=True)
         size = params.integer("size", required=True, minimum=0, maximum=2 ** 53)
-        assert path is not None and size is not None  # required
         data = self._store.upload_url(ctx.connection.user_sub, path, size, session_id=_session_id(ctx),
                                       content_type=params.string("contentType", max_length=200))
         return protocol.result(ctx.frame.id, data)
 
-    def list(self, ctx: ActionContext) -> dict[str, Any]:
+    def list_page(self, ctx: ActionContext) -> dict[str, Any]:
         params = ctx.frame.params
         prefix = params.string("prefix", allow_empty=True, max_length=1024)
         limit = params.integer("limit", minimum=1, maximum=LIST_MAX) or LIST_MAX
-        items, cursor = self._store.list(ctx.connection.user_sub, prefix, session_id=_session_id(ctx),
+        items, cursor = self._store.page(ctx.connection.user_sub, prefix, session_id=_session_id(ctx),
                                          cursor=params.string("cursor"), limit=limit,
                                          budget_bytes=protocol.RESULT_BUDGET_BYTES)
         return protocol.result(ctx.frame.id, {"items": items, "cursor": cursor})
 
     def get(self, ctx: ActionContext) -> dict[str, Any]:
         path = ctx.frame.params.path("path", required=True)
-        assert path is not None  # required
         return protocol.result(ctx.frame.id, self._store.get(ctx.connection.user_sub, path,
                                                              session_id=_session_id(ctx)))
 
     def delete(self, ctx: ActionContext) -> dict[str, Any]:
         path = ctx.frame.params.path("path", required=True)
-        assert path is not None  # required
         self._store.delete(ctx.connection.user_sub, path, session_id=_session_id(ctx))
         return protocol.result(ctx.frame.id, {"deleted": True})

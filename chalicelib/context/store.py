@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timezone
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from typing import Any
 
 from chalicelib import cursors, protocol
+from chalicelib.aws.objects import PRESIGN_SECONDS, ObjectStore, StoredObject, session_root, user_root
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
-from chalicelib.aws.objects import PRESIGN_SECONDS, ObjectStore, session_root, user_root
 from chalicelib.protocol import validate_path
 from chalicelib.sessions.store import SessionStore, check_session_id
 from chalicelib.times import iso
@@ -88,7 +89,7 @@ class ContextStore:
                                                  session_scoped=session_id is not None)
         return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + PRESIGN_SECONDS)}
 
-    def list(self, user_sub: str, prefix: str | None, *, session_id: str | None, cursor: str | None,
+    def page(self, user_sub: str, prefix: str | None, *, session_id: str | None, cursor: str | None,
              limit: int, budget_bytes: int) -> tuple[list[dict[str, Any]], str | None]:
         """One page of {path, size, updatedAt} in path order, at most `limit` items and `budget_bytes` of JSON."""
         prefix = _valid_prefix(prefix)
@@ -105,7 +106,7 @@ class ContextStore:
         used = 0
         for obj in objects:
             item = {"path": obj.key[len(root):], "size": obj.size,
-                    "updatedAt": iso(obj.last_modified.astimezone(timezone.utc).timestamp())}
+                    "updatedAt": iso(obj.last_modified.astimezone(UTC).timestamp())}
             used += protocol.encoded_size(item) + 1
             if items and used > budget_bytes:
                 more = True
@@ -181,7 +182,7 @@ class ContextStore:
         if any(not isinstance(p, str) for p in paths):
             raise BadRequest("'contextPaths' must be a list of paths")
         wanted = list(dict.fromkeys(validate_path(p, field="contextPaths") for p in paths))
-        roots = [None] if session_id is None else [session_id, None]
+        roots: list[str | None] = [None] if session_id is None else [session_id, None]
         self._owned(user_sub, session_id, write=False)
         found = [self._resolve(user_sub, path, roots) for path in wanted]
         tokens = sum(tokens_for_bytes(size) for _, _, size in found)
@@ -198,7 +199,7 @@ class ContextStore:
                 continue
         raise NotFound(f"no such context path {path!r}")
 
-    def _head(self, key: str, path: str):
+    def _head(self, key: str, path: str) -> StoredObject:
         try:
             return self._objects.head(key)
         except NotFound:

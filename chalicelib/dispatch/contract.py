@@ -8,8 +8,9 @@ the collaborators they use; the table (chalicelib/dispatch/table.py) names them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from chalicelib.aws.management_api import Sender
 from chalicelib.dispatch.connections import Connection

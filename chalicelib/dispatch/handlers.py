@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from chalicelib import protocol
 from chalicelib.auth import count_refusal, token_from_request, verify
@@ -92,14 +93,15 @@ class WebsocketHandlers:
         request_id: str | None = None
         action = INVALID_ACTION
         try:
+            frame: protocol.ClientFrame | None = None
+            rejection: AppError | None = None
             try:
                 frame = protocol.parse_frame(body, is_base64=is_base64)
+                request_id = frame.id
             except protocol.FrameRejected as rejected:
-                frame, request_id, rejection = None, rejected.request_id, rejected.error
-            else:
-                request_id, rejection = frame.id, None
+                request_id, rejection = rejected.request_id, rejected.error
             entry = self._actions(frame.action) if frame is not None else None
-            action = frame.action if entry is not None else INVALID_ACTION
+            action = frame.action if frame is not None and entry is not None else INVALID_ACTION
             scope.enter_context(bind(id=request_id, action=action))
             # The token is checked before the frame is judged: an expired connection gets UNAUTHORIZED
             # and is closed whatever it sends, a malformed frame included.
@@ -108,8 +110,8 @@ class WebsocketHandlers:
             if connection is None or connection.token_expired(now):
                 return action, self._refuse_expired(sender, connection_id, request_id)
             scope.enter_context(bind(sub=connection.user_sub))
-            if rejection is not None:
-                raise rejection
+            if frame is None:
+                raise rejection or Internal()
             if entry is None:
                 raise BadRequest(f"unknown action {frame.action[:64]!r}")
             if entry.admission is Admission.REQUEST:

@@ -11,7 +11,8 @@ itself (Admission.SELF): its request and its token reservation are one write
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import protocol
 from chalicelib.chat.actions import ChatActions
@@ -54,12 +55,12 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "github.file": (_REQUEST, lambda root: _github(root).hand_over),
     "github.pr": (_REQUEST, lambda root: _github(root).hand_over),
     "session.create": (_REQUEST, lambda root: SessionActions(root.sessions).create),
-    "session.list": (_REQUEST, lambda root: SessionActions(root.sessions).list),
+    "session.list": (_REQUEST, lambda root: SessionActions(root.sessions).list_page),
     "session.get": (_REQUEST, lambda root: SessionActions(root.sessions).get),
     "session.delete": (_REQUEST, lambda root: SessionActions(root.sessions).delete),
     "context.put": (_REQUEST, lambda root: ContextActions(root.context).put),
     "context.uploadUrl": (_REQUEST, lambda root: ContextActions(root.context).upload_url),
-    "context.list": (_REQUEST, lambda root: ContextActions(root.context).list),
+    "context.list": (_REQUEST, lambda root: ContextActions(root.context).list_page),
     "context.get": (_REQUEST, lambda root: ContextActions(root.context).get),
     "context.delete": (_REQUEST, lambda root: ContextActions(root.context).delete),
     "chat.send": (_SELF, lambda root: _chat(root).send),

@@ -1,7 +1,7 @@
 """The github.* actions: access and parameters checked here, the GitHub calls in the github_worker."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from chalicelib.aws.lambda_invoke import WorkerInvoker
 from chalicelib.dispatch.contract import ActionContext

@@ -6,8 +6,9 @@ dropped (logged), any other defect is answered with the error it carries.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from chalicelib.errors import AppError, BadRequest
 from chalicelib.github import params as github_params

@@ -44,8 +44,8 @@ class GitHubOperations:
                                                max_items=MAX_REPOS - len(listed), installation=installation)
             listed += found
             truncated = truncated or cut
-        repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"), "private": bool(r.get("private"))}
-                 for r in listed]
+        repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"),
+                  "private": bool(r.get("private"))} for r in listed]
         return {"repos": repos, "truncated": truncated}
 
     def tree(self, repo: str, *, ref: str | None, path: str | None) -> dict[str, Any]:

@@ -14,24 +14,25 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from chalicelib.process import kept
 from chalicelib import protocol
 from chalicelib.aws import clients as aws
-from chalicelib.observability import metric_names as metric
-from chalicelib.config import Settings, get_settings
 from chalicelib.aws.management_api import Sender
+from chalicelib.config import Settings, get_settings
 from chalicelib.errors import AppError, ConnectionGone, Forbidden, Internal, PayloadTooLarge
 from chalicelib.github import params as github_params
 from chalicelib.github.client import GitHubClient
-from chalicelib.github.job import GitHubJob, InvalidJob
 from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstallations, SecretSource
+from chalicelib.github.job import GitHubJob, InvalidJob
 from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
 from chalicelib.observability import bind, tracing
+from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
+from chalicelib.process import kept
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +97,12 @@ def handle(event: dict[str, Any], *, settings: Settings, sender_for: Callable[[s
             logger.error("github worker event without a connection", extra={"keys": sorted(event)[:10]})
             return
         rejection, reply_to = invalid.error, invalid.reply_to
-    action = job.action if job is not None else (event.get("action") if event.get("action") in github_params.ACTIONS
-                                                 else "invalid")
-    user = event.get("user") if isinstance(event.get("user"), dict) else {}
+    named = event.get("action")
+    action: str = job.action if job is not None else (named if named in github_params.ACTIONS else "invalid")
+    user = event.get("user")
+    sub = job.user_sub if job is not None else (user.get("sub") if isinstance(user, dict) else None)
     started = time.perf_counter()
-    with bind(connectionId=reply_to.connection_id, id=reply_to.request_id, action=action, sub=user.get("sub")):
+    with bind(connectionId=reply_to.connection_id, id=reply_to.request_id, action=action, sub=sub):
         with tracing.subsegment(action, action=action) as segment:  # github.<action>
             try:
                 if job is None:
@@ -138,8 +140,9 @@ def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str,
     size = len(protocol.encode(frame).encode("utf-8"))
     if size <= protocol.MAX_SERVER_FRAME_BYTES:
         return frame
+    limit = protocol.MAX_SERVER_FRAME_BYTES
     return protocol.error_frame(PayloadTooLarge(
-        f"the answer is {size} bytes once encoded; one frame carries at most {protocol.MAX_SERVER_FRAME_BYTES}"), request_id)
+        f"the answer is {size} bytes once encoded; one frame carries at most {limit}"), request_id)
 
 
 def _serve(job: GitHubJob, settings: Settings, metrics: MetricsWriter,

@@ -1,7 +1,8 @@
 """A user's usage and limits: what `usage.get` and `GET /usage` answer."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalicelib.aws.dynamo import items
 from chalicelib.limits import records

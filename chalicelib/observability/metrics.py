@@ -1,7 +1,7 @@
 """Metrics as CloudWatch Embedded Metric Format lines: no API calls, no latency.
 
 CloudWatch Logs turns each line into metrics. What can be emitted is defined in
-chalicelib/metric_names.py, the same module the dashboard and alarms in infra/
+chalicelib/observability/metric_names.py, the same module the dashboard and alarms in infra/
 are built from, so a metric the app emits is a metric on-call can see.
 """
 from __future__ import annotations
@@ -9,10 +9,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
+from chalicelib.observability.metric_names import (
+    ALL,
+    CODE,
+    ERRORS,
+    NAMESPACE,
+    SERVER_ERROR_CODES,
+    SERVER_ERRORS,
+    STAGE,
+    Metric,
+)
 from chalicelib.process import kept
-from chalicelib.observability.metric_names import ALL, CODE, ERRORS, NAMESPACE, SERVER_ERROR_CODES, SERVER_ERRORS, STAGE, Metric
 
 _KNOWN = {metric.name: metric for metric in ALL}
 
@@ -41,7 +51,7 @@ class MetricsWriter:
              properties: Mapping[str, Any] | None = None) -> None:
         """One EMF line with the value under each of the metric's dimension sets."""
         if _KNOWN.get(metric.name) != metric:
-            raise ValueError(f"unknown metric {metric.name!r}: define it in chalicelib/metric_names.py")
+            raise ValueError(f"unknown metric {metric.name!r}: define it in chalicelib/observability/metric_names.py")
         dims = {STAGE: self._stage, **{k: str(v) for k, v in (dimensions or {}).items()}}
         needed = {name for dimension_set in metric.dimension_sets for name in dimension_set}
         if set(dims) != needed:

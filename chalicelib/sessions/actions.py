@@ -24,11 +24,11 @@ class SessionActions:
         session = self._store.create(ctx.connection.user_sub, title=title)
         return protocol.result(ctx.frame.id, {"session": session.wire()})
 
-    def list(self, ctx: ActionContext) -> dict[str, Any]:
+    def list_page(self, ctx: ActionContext) -> dict[str, Any]:
         params = ctx.frame.params
         limit = params.integer("limit", minimum=1, maximum=PAGE_MAX) or 20
         cursor = params.string("cursor")
-        sessions, next_cursor = self._store.list(ctx.connection.user_sub, limit=limit, cursor=cursor)
+        sessions, next_cursor = self._store.page(ctx.connection.user_sub, limit=limit, cursor=cursor)
         return protocol.result(ctx.frame.id, {"sessions": [s.wire() for s in sessions], "cursor": next_cursor})
 
     def get(self, ctx: ActionContext) -> dict[str, Any]:

@@ -1,14 +1,20 @@
 """Which of a session's messages the model sees: pure, so it is tested without AWS."""
 from __future__ import annotations
 
-from typing import Iterable, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
 from chalicelib.tokens import tokens_for_bytes
 
 
 class HistoryMessage(Protocol):
-    role: str
-    size: int  # bytes of UTF-8 content
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def size(self) -> int:
+        """Bytes of UTF-8 content."""
+        ...
 
 
 M = TypeVar("M", bound=HistoryMessage)

@@ -21,18 +21,19 @@ import re
 import secrets
 import time
 import uuid
-from itertools import islice
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from itertools import islice
+from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib import cursors, protocol
 from chalicelib.aws.dynamo import condition_failed, items
+from chalicelib.aws.objects import ObjectStore, session_root
 from chalicelib.chat.converse import alternating
 from chalicelib.errors import BadRequest, NotFound
-from chalicelib.aws.objects import ObjectStore, session_root
 from chalicelib.sessions.history import message_tokens, select_recent
 from chalicelib.times import iso
 
@@ -116,7 +117,7 @@ class SessionStore:
             raise NotFound("no such session")
         return _session(item)
 
-    def list(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
+    def page(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
         """One page of the caller's sessions, most recently updated first."""
         kwargs: dict[str, Any] = {"IndexName": "byUpdated", "KeyConditionExpression": Key("pk").eq(_pk(user_sub)),
                                   "ScanIndexForward": False, "Limit": limit + 1}

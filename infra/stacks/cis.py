@@ -10,9 +10,17 @@ from dataclasses import dataclass
 
 from aws_cdk import (
     Duration,
+)
+from aws_cdk import (
     aws_cloudwatch as cw,
+)
+from aws_cdk import (
     aws_cloudwatch_actions as cw_actions,
+)
+from aws_cdk import (
     aws_logs as logs,
+)
+from aws_cdk import (
     aws_sns as sns,
 )
 from constructs import Construct

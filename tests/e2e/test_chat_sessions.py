@@ -147,7 +147,7 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
 
 def test_python_m_client_chat_continues_a_session_with_context(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,  # noqa: E731
+    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,
                                        capture_output=True, text=True, timeout=60)
     assert run("login", "--username", "dev").returncode == 0
     with stack.connect() as client:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from chalicelib.chat import converse
-from chalicelib.chat.inputs import plan_input, load_input
+from chalicelib.chat.inputs import load_input, plan_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound, PayloadTooLarge

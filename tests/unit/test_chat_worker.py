@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from chalicelib.chat.bedrock import Metadata, MessageStop, TextDelta
+from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
 from chalicelib.chat.inputs import InputPlan
-from chalicelib.chat.request import ChatRequest
 from chalicelib.chat.job import ChatJob
+from chalicelib.chat.request import ChatRequest
+from chalicelib.chat.requests import Usage
 from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
 from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
-from chalicelib.chat.requests import Usage
 from tests.fakes import RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})

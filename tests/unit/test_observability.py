@@ -2,16 +2,15 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from chalicelib.observability import bind, configure_logging
-from chalicelib.observability import metric_names
+from chalicelib.observability import bind, configure_logging, metric_names
 from chalicelib.observability.metrics import MetricsWriter
 from chalicelib.observability.redact import REDACTED, redact, scrub
 from tests import tokens

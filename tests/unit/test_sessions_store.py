@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from chalicelib.aws import objects
-from chalicelib.dispatch.contract import ActionContext
-from chalicelib.dispatch.table import ActionTable
 from chalicelib.config import get_settings
 from chalicelib.dispatch.connections import Connection
+from chalicelib.dispatch.contract import ActionContext
+from chalicelib.dispatch.table import ActionTable
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
 from chalicelib.protocol import ClientFrame, Params
 from chalicelib.root import Root
@@ -125,7 +125,7 @@ def test_a_session_idle_past_its_ttl_is_gone_before_dynamodb_sweeps_it(app_env, 
     assert store.require_session(sub, active.session_id).title == "active"
     with pytest.raises(NotFound):
         store.require_session(sub, idle.session_id)
-    assert [s.session_id for s in store.list(sub, limit=10, cursor=None)[0]] == [active.session_id]
+    assert [s.session_id for s in store.page(sub, limit=10, cursor=None)[0]] == [active.session_id]
     with pytest.raises(NotFound):  # new activity does not revive it
         store.append_exchange(sub, idle.session_id, "r", "hello", "again", False)
     assert store.require_session(sub, active.session_id)
