@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import socket
 import statistics
@@ -147,9 +148,9 @@ def main() -> None:
         handlers = WebsocketHandlers(services)
         counter.take()
         for action in ("ping", "usage.get"):
-            body = '{"action": "%s", "id": "b"}' % action
-            ms = timed(lambda i: handlers.message(connection_id="bench=", body=body, is_base64=False,
-                                                  endpoint="http://127.0.0.1:9"), n)
+            frame = json.dumps({"action": action, "id": "b"})
+            ms = timed(lambda i, frame=frame: handlers.message(connection_id="bench=", body=frame, is_base64=False,
+                                                               endpoint="http://127.0.0.1:9"), n)
             print(f"  message path: {action:<15} {per_op(counter.take(), n)}   median {ms:.2f} ms")
         # A chat refused for its budget: the failed reservation, then its count as a request.
         spent = str(uuid.uuid4())
@@ -170,7 +171,8 @@ def main() -> None:
         assert set(refusals) == {"BUDGET_EXCEEDED"}, set(refusals)
         print(f"  message path: chat.send refused for its budget {per_op(counter.take(), n)}   median {ms:.2f} ms")
         print(f"Ratios (medians, same run): rejected without memory / admitted = {no_memory_ms / admit_ms:.2f}; "
-              f"with memory / without = {memory_ms / no_memory_ms:.4f}; settle / reserve = {settle_ms / reserve_ms:.2f}")
+              f"with memory / without = {memory_ms / no_memory_ms:.4f}; "
+              f"settle / reserve = {settle_ms / reserve_ms:.2f}")
     finally:
         moto.stop()
 
