@@ -166,16 +166,22 @@ def stage_variables(tree: Tree) -> dict[str, str]:
     return json.loads((tree.root / ".chalice" / "config.json").read_text())["stages"][STAGE]["environment_variables"]
 
 
-def cold(tree: Tree, step: Step, workdir: Path) -> Sample:
-    """One fresh interpreter in the tree's bundle; the times are from just before it was started."""
+def cold(tree: Tree, step: Step, workdir: Path, importtime: Path | None = None) -> Sample:
+    """One fresh interpreter in the tree's bundle; the times are from just before it was started.
+    With `importtime`, the interpreter runs with `-X importtime` and its report goes to that directory."""
     spec_path, out_path = workdir / "spec.json", workdir / "out.json"
     spec_path.write_text(json.dumps(step.spec))
     out_path.unlink(missing_ok=True)
-    with tree.log.open("ab") as log:
+    options = ["-X", "importtime"] if importtime else []
+    with tree.log.open("ab") as log, contextlib.ExitStack() as stack:
+        errors = log
+        if importtime:
+            (importtime / tree.label).mkdir(parents=True, exist_ok=True)
+            errors = stack.enter_context((importtime / tree.label / f"{step.row.replace(' ', '_')}.txt").open("wb"))
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
-        run = subprocess.run([sys.executable, "-S", "-P", str(FIRST_EVENT), str(spec_path), str(out_path)],
-                             cwd=tree.bundle, env=step.env, stdout=log, stderr=log, check=False)
+        run = subprocess.run([sys.executable, "-S", "-P", *options, str(FIRST_EVENT), str(spec_path), str(out_path)],
+                             cwd=tree.bundle, env=step.env, stdout=log, stderr=errors, check=False)
     if run.returncode != 0:
         raise BenchFailed(f"{tree.label}: {step.row} exited with {run.returncode}; see {tree.log}:\n"
                           + tree.log.read_text(errors="replace")[-3000:])
@@ -329,14 +335,14 @@ def _rest_body(answer: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def interleave(runs: list[tuple[Tree, Generator[Step, Sample, None]]],
-               workdir: Path) -> Iterator[tuple[Tree, Step, Sample]]:
+def interleave(runs: list[tuple[Tree, Generator[Step, Sample, None]]], workdir: Path,
+               importtime: Path | None = None) -> Iterator[tuple[Tree, Step, Sample]]:
     """Run the trees' steps alternately (A's first, B's first, A's second...), each step's sample sent back."""
     pending = [(tree, steps, next(steps)) for tree, steps in runs]
     while pending:
         still = []
         for tree, steps, step in pending:
-            sample = cold(tree, step, workdir)
+            sample = cold(tree, step, workdir, importtime)
             yield tree, step, sample
             with contextlib.suppress(StopIteration):
                 still.append((tree, steps, steps.send(sample)))
@@ -413,6 +419,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9, help="fresh interpreters per function and tree")
     parser.add_argument("--against", metavar="REV", help="also measure this commit, in a temporary worktree")
     parser.add_argument("--compiled", action="store_true", help="compile each bundle before running it")
+    parser.add_argument("--importtime", metavar="DIR", type=Path,
+                        help="one more run, not counted, with `python -X importtime`: DIR/<tree>/<row>.txt")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-coldstart-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
@@ -430,7 +438,8 @@ def main() -> None:
         lab = stack.enter_context(running_lab())
         token = lab.access_token()
         invokers = {tree.label: Invoker(tree, lab) for tree in trees}
-        jobs = {tree.label: prepare_jobs(tree, lab, invokers[tree.label], token, args.runs + 1, workdir)
+        extra = 1 if args.importtime else 0
+        jobs = {tree.label: prepare_jobs(tree, lab, invokers[tree.label], token, args.runs + 1 + extra, workdir)
                 for tree in trees}
         figures = {tree.label: Figures() for tree in trees}
         print(f"{len(trees)} bundles ready; {args.runs} runs after one warm-up run (OS file cache)", flush=True)
@@ -441,6 +450,12 @@ def main() -> None:
                 if run > 0:
                     figures[tree.label].add(step.row, sample)
             print(f"run {run}/{args.runs} done" + (" (warm-up)" if run == 0 else ""), flush=True)
+        if args.importtime:
+            run = args.runs + 1
+            for _ in interleave([(t, one_run(invokers[t.label], lab, token, jobs[t.label][run], run)) for t in trees],
+                                workdir, args.importtime.resolve()):
+                pass
+            print(f"python -X importtime of each row: {args.importtime}/<tree>/<row>.txt")
         report(trees, figures, args.runs, args.compiled)
 
 
