@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -177,7 +178,8 @@ def cold(tree: Tree, step: Step, workdir: Path, importtime: Path | None = None) 
         errors = log
         if importtime:
             (importtime / tree.label).mkdir(parents=True, exist_ok=True)
-            errors = stack.enter_context((importtime / tree.label / f"{step.row.replace(' ', '_')}.txt").open("wb"))
+            name = re.sub(r"[^\w$]+", "_", step.row)
+            errors = stack.enter_context((importtime / tree.label / f"{name}.txt").open("wb"))
         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         run = subprocess.run([sys.executable, "-S", "-P", *options, str(FIRST_EVENT), str(spec_path), str(out_path)],
@@ -450,13 +452,13 @@ def main() -> None:
                 if run > 0:
                     figures[tree.label].add(step.row, sample)
             print(f"run {run}/{args.runs} done" + (" (warm-up)" if run == 0 else ""), flush=True)
+        report(trees, figures, args.runs, args.compiled)
         if args.importtime:
             run = args.runs + 1
             for _ in interleave([(t, one_run(invokers[t.label], lab, token, jobs[t.label][run], run)) for t in trees],
                                 workdir, args.importtime.resolve()):
                 pass
-            print(f"python -X importtime of each row: {args.importtime}/<tree>/<row>.txt")
-        report(trees, figures, args.runs, args.compiled)
+            print(f"\npython -X importtime of each row, one more run: {args.importtime}/<tree>/<row>.txt")
 
 
 if __name__ == "__main__":
