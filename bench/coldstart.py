@@ -110,6 +110,7 @@ class Sample:
     import_ms: float  # interpreter start -> `import app` (or the row's imports) done
     event_ms: float | None  # interpreter start -> the first event handled
     cpu_ms: float  # the interpreter's CPU time (user + system), start to exit: less sensitive to a busy machine
+    import_cpu_ms: float  # the CPU time of the imports alone (after any preload)
     answer: Any
     modules: list[str]
 
@@ -198,6 +199,7 @@ def cold(tree: Tree, step: Step, workdir: Path, importtime: Path | None = None) 
     return Sample(import_ms=(result["imported"] - started) * 1000,
                   event_ms=(result["handled"][0] - started) * 1000 if result["handled"] else None,
                   cpu_ms=(cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime) * 1000,
+                  import_cpu_ms=result["importCpuMs"],
                   answer=result["answers"][0] if result["answers"] else None, modules=result["modules"])
 
 
@@ -210,9 +212,10 @@ class Invoker:
         self._env = lab.environment(variables)
         self._traced_env = lab.environment(variables, tracing=True)
 
-    def imports(self, row: str, *modules: str) -> Step:
-        """A fresh interpreter that imports `modules` and handles nothing."""
-        return Step(row, {"imports": list(modules)}, self._lambda_env(self._env, "api_handler", "app.app"))
+    def imports(self, row: str, *modules: str, preload: list[str] | None = None) -> Step:
+        """A fresh interpreter that imports `modules` (after `preload`, not counted in their CPU time)."""
+        return Step(row, {"preload": preload or [], "imports": list(modules)},
+                    self._lambda_env(self._env, "api_handler", "app.app"))
 
     def invocation(self, function: str, handler: str, event: dict[str, Any]) -> dict[str, Any]:
         """One event for `app.<handler>`, with the Lambda settings of `function` (timeout, memory)."""
@@ -336,6 +339,27 @@ def one_run(invoker: Invoker, lab: Lab, token: str, jobs: tuple[dict[str, Any], 
            f"{label}: github_worker answers github.repos", frames)
 
 
+def app_modules_runs(trees: list[Tree], invokers: dict[str, Invoker], figures: dict[str, Figures], runs: int,
+                     workdir: Path) -> dict[str, Figures]:
+    """Per row and tree, the CPU time of importing only the app's own modules its first event loaded,
+    once every other module it loaded is imported: the app's share, which the whole figure's noise hides."""
+    own_figures = {tree.label: Figures() for tree in trees}
+    for run in range(runs):
+        for row, _ in ROWS[2:]:
+            for tree in trees if run % 2 == 0 else trees[::-1]:
+                loaded = figures[tree.label].samples[row][-1].modules
+                own = _own(loaded)
+                others = [m for m in loaded if m not in own and m != "__main__"]
+                step = invokers[tree.label].imports(row, *own, preload=others)
+                own_figures[tree.label].add(row, cold(tree, step, workdir))
+    return own_figures
+
+
+def _own(modules: list[str]) -> list[str]:
+    """The app's own modules among `modules` (given in name order: `app` first; any order imports them)."""
+    return [m for m in modules if m == "app" or m.split(".")[0] == "chalicelib"]
+
+
 def _rest_body(answer: Any) -> dict[str, Any]:
     if not isinstance(answer, dict) or answer.get("statusCode") != 200:
         return {}
@@ -367,7 +391,8 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores seen, Python {platform.python_version()}, {platform.system()}"
 
 
-def report(trees: list[Tree], figures: dict[str, Figures], runs: int, compiled: bool) -> None:
+def report(trees: list[Tree], figures: dict[str, Figures], runs: int, compiled: bool,
+           own_figures: dict[str, Figures] | None) -> None:
     what = "compiled first (--compiled)" if compiled else "as packaged: no bytecode"
     print(f"\nCold start per Lambda function: fresh interpreters in the unpacked bundle ({what}); "
           f"medians of {runs} runs. ms from the interpreter's start to the end of its imports and of the "
@@ -407,6 +432,19 @@ def report(trees: list[Tree], figures: dict[str, Figures], runs: int, compiled: 
             heavy = ", ".join(h for h in HEAVY if h in modules) or "none"
             line += f" | {tree.label}: {own:3d}; {heavy:45}"
         print(line)
+    if own_figures:
+        print(f"\nThe app's own modules (app, chalicelib) each first event loaded: CPU ms to import them after "
+              f"every other module it loaded, medians of {runs} fresh interpreters")
+        for row, title in ROWS[2:]:
+            line = f"{title:42}"
+            for tree in trees:
+                count = len(_own(figures[tree.label].samples[row][-1].modules))
+                cpu = own_figures[tree.label].median(row, "import_cpu_ms")
+                line += f" | {tree.label:>9}: {count:3d} modules {cpu:6.1f}"
+            if len(trees) == 2:
+                old, new = (own_figures[t.label].samples[row] for t in trees)
+                line += f" | {_paired(old, new, 'import_cpu_ms', 'more')}"
+            print(line)
     print("\nLambda bundle (chalice package --stage dev)")
     for tree in trees:
         print(f"{tree.label:>9}: {tree.zipped:,} bytes zipped, {tree.unzipped:,} unzipped, {tree.files} files")
@@ -428,6 +466,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9, help="fresh interpreters per function and tree")
     parser.add_argument("--against", metavar="REV", help="also measure this commit, in a temporary worktree")
     parser.add_argument("--compiled", action="store_true", help="compile each bundle before running it")
+    parser.add_argument("--app-modules", action="store_true",
+                        help="also time importing only the app's own modules each first event loaded")
     parser.add_argument("--importtime", metavar="DIR", type=Path,
                         help="one more run, not counted, with `python -X importtime`: DIR/<tree>/<row>.txt")
     args = parser.parse_args()
@@ -437,7 +477,9 @@ def main() -> None:
         if args.against:
             base = stack.enter_context(checkout(args.against, workdir))
             roots.append((git("rev-parse", "--short", args.against), base))
-        dirty = "+" if git("status", "--porcelain", "--untracked-files=no") else ""
+        # "+": the bundle's code differs from HEAD's (tests and docs are not in the bundle).
+        bundled = ("app.py", "chalicelib", "requirements.txt", ".chalice")
+        dirty = "+" if git("status", "--porcelain", "--", *bundled) else ""
         roots.append((git("rev-parse", "--short", "HEAD") + dirty, ROOT))
         trees = [package(label, root, workdir, compiled=args.compiled) for label, root in roots]
         for tree in trees:
@@ -459,7 +501,8 @@ def main() -> None:
                 if run > 0:
                     figures[tree.label].add(step.row, sample)
             print(f"run {run}/{args.runs} done" + (" (warm-up)" if run == 0 else ""), flush=True)
-        report(trees, figures, args.runs, args.compiled)
+        own_figures = app_modules_runs(trees, invokers, figures, args.runs, workdir) if args.app_modules else None
+        report(trees, figures, args.runs, args.compiled, own_figures)
         if args.importtime:
             run = args.runs + 1
             for _ in interleave([(t, one_run(invokers[t.label], lab, token, jobs[t.label][run], run)) for t in trees],

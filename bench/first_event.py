@@ -5,14 +5,16 @@ Lambda bundle (the working directory and PYTHONPATH), so only the bundle and the
 library can be imported, as in Lambda. It uses nothing but the standard library, so what it
 costs before `import app` is the interpreter's start and reading SPEC.
 
-SPEC (JSON): `{"imports": ["boto3", "chalice"], "steps": [{"handler", "function", "timeoutMs",
-"memoryMb", "event"}, ...]}`: the modules to import (`["app"]` if not given; Lambda imports
+SPEC (JSON): `{"preload": [...], "imports": ["boto3", "chalice"], "steps": [{"handler",
+"function", "timeoutMs", "memoryMb", "event"}, ...]}`: modules imported before the CPU clock
+of the imports starts (none if not given), the modules to import (`["app"]` if not given; Lambda imports
 only `app`), then each step one invocation of `app.<handler>` (Lambda's handler string) with
 a context like Lambda's.
 OUT (JSON): `imported` and `handled` (one per step) are `time.monotonic()` readings, the
 system-wide CLOCK_MONOTONIC on Linux, so the parent compares them with its own reading
-taken just before it started this interpreter; `answers` are what each step returned;
-`modules` is every module loaded by the end.
+taken just before it started this interpreter; `importCpuMs` is the CPU time the imports
+took (after the preload); `answers` are what each step returned; `modules` is every module
+loaded by the end; `notImportable` the preloaded names that could not be imported.
 """
 import json
 import sys
@@ -41,16 +43,25 @@ def main() -> None:
     spec_path, out_path = sys.argv[1:3]
     with open(spec_path, encoding="utf-8") as file:
         spec = json.load(file)
+    not_importable = []
+    for name in spec.get("preload", ()):
+        try:
+            __import__(name)
+        except ImportError:  # another platform's module a library probed for; reported back
+            not_importable.append(name)
+    cpu_started = time.process_time()
     for name in spec.get("imports", ["app"]):
         __import__(name)  # the import statement's path, so `-X importtime` reports the module itself too
-    imported = time.monotonic()
+    imported, cpu_imported = time.monotonic(), time.process_time()
     answers, handled = [], []
     for step in spec.get("steps", ()):
         context = LambdaContext(step["function"], step["timeoutMs"], step["memoryMb"])
         answers.append(getattr(sys.modules["app"], step["handler"])(step["event"], context))
         handled.append(time.monotonic())
     with open(out_path, "w", encoding="utf-8") as file:
-        json.dump({"imported": imported, "handled": handled, "answers": answers, "modules": sorted(sys.modules)},
+        json.dump({"imported": imported, "handled": handled, "answers": answers,
+                   "importCpuMs": (cpu_imported - cpu_started) * 1000, "notImportable": not_importable,
+                   "modules": sorted(name for name, module in sys.modules.items() if module is not None)},
                   file, default=str)
 
 
