@@ -14,6 +14,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +79,14 @@ class KeptInvocations:
             return self._events.pop(name, [])
 
 
+@dataclass(frozen=True)
 class Lab:
-    def __init__(self, *, moto_url: str, provisioned: dev_aws.Provisioned, urls: dict[str, str],
-                 management: ManagementApi, invocations: KeptInvocations, xray_address: str) -> None:
-        self.moto_url = moto_url
-        self.provisioned = provisioned
-        self.management = management
-        self.invocations = invocations
-        self._urls = urls
-        self._xray_address = xray_address
+    moto_url: str
+    provisioned: dev_aws.Provisioned
+    urls: dict[str, str]  # the emulators' base URLs: management, lambda, bedrock, github
+    management: ManagementApi
+    invocations: KeptInvocations
+    xray_address: str  # host:port of the UDP socket standing for the X-Ray daemon
 
     def access_token(self, index: int = 0) -> str:
         """A Cognito access token of a local user, from moto's USER_PASSWORD_AUTH."""
@@ -99,15 +99,15 @@ class Lab:
     def environment(self, stage_variables: dict[str, str], *, tracing: bool = False) -> dict[str, str]:
         """The stage's variables with AWS and the emulators here; tracing as Lambda would see it."""
         env = {**stage_variables,
-               **dev_aws.app_environment(self.moto_url, self._urls["management"], self.provisioned),
+               **dev_aws.app_environment(self.moto_url, self.urls["management"], self.provisioned),
                **GENEROUS_LIMITS,
-               "AWS_ENDPOINT_URL_LAMBDA": self._urls["lambda"],
-               "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self._urls["bedrock"],
-               "GITHUB_API_URL": self._urls["github"],
+               "AWS_ENDPOINT_URL_LAMBDA": self.urls["lambda"],
+               "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.urls["bedrock"],
+               "GITHUB_API_URL": self.urls["github"],
                "TRACING_ENABLED": "true" if tracing else "false"}
         env.pop("COGNITO_ISSUER")  # the stage's names its own pool; moto's tokens name the local one
         if tracing:
-            env["AWS_XRAY_DAEMON_ADDRESS"] = self._xray_address
+            env["AWS_XRAY_DAEMON_ADDRESS"] = self.xray_address
             env["_X_AMZN_TRACE_ID"] = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
         return env
 
