@@ -214,11 +214,12 @@ def pong(request_id: str) -> dict[str, Any]:
     return {"type": "pong", "id": request_id}
 
 
-def ack(request_id: str, *, chat_id: str, session_id: str | None, model: str,
+def ack(request_id: str, *, chat_id: str, session_id: str | None, model: str, max_tokens: int,
         limits: dict[str, Any]) -> dict[str, Any]:
-    """A chat was admitted: `chat_id` is the server's `requestId` for chat.cancel."""
+    """A chat was admitted: `chat_id` is the server's `requestId` (chat.cancel, chat.resume); `max_tokens` what
+    was granted, after the model's cap and the budget."""
     return {"type": "ack", "id": request_id, "requestId": chat_id, "sessionId": session_id, "model": model,
-            "limits": limits}
+            "maxTokens": max_tokens, "limits": limits}
 
 
 def delta(request_id: str, *, seq: int, text: str) -> dict[str, Any]:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 class Root:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
+        self.settings: Settings = settings
         self.clock = clock  # epoch seconds: which limit windows are current, what time is stored
 
     # --- the dispatch -------------------------------------------------------

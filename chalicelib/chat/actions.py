@@ -15,11 +15,22 @@ from chalicelib.chat.requests import RequestStore, new_request_id
 from chalicelib.dispatch.contract import ActionContext
 from chalicelib.errors import AppError, BadRequest, BudgetExceeded, ConnectionGone, NotFound
 from chalicelib.limits import RateLimiter, Reservation, TokenBudget
+from chalicelib.models import ModelTable
 from chalicelib.observability import metric_names
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
 from chalicelib.observability.tracing import subsegment
 
 logger = logging.getLogger(__name__)
+
+
+class ModelActions:
+    """`models.list`: the models a caller may name in `chat.send`, the default first."""
+
+    def __init__(self, models: ModelTable) -> None:
+        self._models = models
+
+    def list_models(self, ctx: ActionContext) -> dict[str, Any]:
+        return protocol.result(ctx.frame.id, {"models": self._models.wire()})
 
 
 class ChatActions:
@@ -82,7 +93,7 @@ class ChatActions:
         try:
             ctx.sender.send(connection.connection_id, protocol.ack(
                 ctx.frame.id, chat_id=request_id, session_id=chat.session_id, model=chat.model,
-                limits=reservation.limits.to_wire()))
+                max_tokens=reservation.max_tokens, limits=reservation.limits.to_wire()))
             self._invoker.start(self._worker_function, job.to_event())
         except Exception as exc:
             # The chat never started: its record says so, and nothing stays reserved.

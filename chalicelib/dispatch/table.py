@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import protocol
-from chalicelib.chat.actions import ChatActions
+from chalicelib.chat.actions import ChatActions, ModelActions
 from chalicelib.chat.request import ChatPolicy
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
@@ -65,6 +65,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "context.delete": (_REQUEST, lambda root: ContextActions(root.context).delete),
     "chat.send": (_SELF, lambda root: _chat(root).send),
     "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
+    "models.list": (_REQUEST, lambda root: ModelActions(root.settings.models).list_models),
 }
 
 

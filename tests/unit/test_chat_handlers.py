@@ -118,3 +118,35 @@ def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_
     after = sender.frames["conn-big="][-1]["data"]
     assert after["usage"]["hour"]["requests"] - before["usage"]["hour"]["requests"] == 3
     assert after["limits"]["tokens"] == before["limits"]["tokens"]
+
+
+def test_max_tokens_above_the_models_cap_is_lowered_before_the_ack(app_env, boto, sender, monkeypatch):
+    from chalicelib.aws.lambda_invoke import WorkerInvoker
+
+    started = []
+    monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: started.append(payload))
+    token = login(boto, app_env)
+    connect("conn-cap=", headers={"Authorization": f"Bearer {token}"})
+    # Claude 3 Haiku (the default model) generates at most 4,096 tokens; 8,192 would fail upstream.
+    message("conn-cap=", json.dumps({"action": "chat.send", "id": "m1", "prompt": "hi", "maxTokens": 8192}))
+    # An Anthropic client's name for Claude 3.5 Sonnet (June 2024) is one of its aliases.
+    message("conn-cap=", json.dumps({"action": "chat.send", "id": "m2", "prompt": "hi",
+                                     "model": "claude-3-5-sonnet-20240620", "maxTokens": 100}))
+    first, second = sender.frames["conn-cap="]
+    assert first["type"] == "ack" and first["maxTokens"] == 4096
+    assert first["limits"]["tokens"]["limit"] - first["limits"]["tokens"]["remaining"] == 1 + 4096
+    assert started[0]["reservation"]["maxTokens"] == 4096 and started[0]["chat"]["max_tokens"] == 4096
+    assert second["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0" and second["maxTokens"] == 100
+    assert started[1]["chat"]["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+
+def test_models_list_names_the_allowed_models_default_first(app_env, boto, sender):
+    token = login(boto, app_env)
+    connect("conn-models=", headers={"Authorization": f"Bearer {token}"})
+    message("conn-models=", json.dumps({"action": "models.list", "id": "l1"}))
+    (listed,) = sender.frames["conn-models="]
+    models = listed["data"]["models"]
+    assert [m["id"] for m in models] == ["anthropic.claude-3-haiku-20240307-v1:0",
+                                         "anthropic.claude-3-5-sonnet-20240620-v1:0"]
+    assert models[0]["default"] and models[0]["maxOutputTokens"] == 4096
+    assert models[0]["supports"] == {"tools": True, "images": True, "promptCache": False}
