@@ -7,7 +7,7 @@ from typing import Any
 from chalicelib.chat.bedrock import ModelRequest
 from chalicelib.config import Settings
 from chalicelib.context.store import MAX_CONTEXT_PATHS
-from chalicelib.errors import BadRequest, ModelNotAllowed, PayloadTooLarge
+from chalicelib.errors import BadRequest, ModelNotAllowed
 from chalicelib.models import ModelTable
 from chalicelib.protocol import Params
 from chalicelib.sessions.store import check_session_id
@@ -51,11 +51,8 @@ class ChatRequest:
         context_paths = params.list_of("contextPaths", max_items=MAX_CONTEXT_PATHS) or []
         if any(not isinstance(path, str) for path in context_paths):
             raise BadRequest("'contextPaths' must be a list of paths")
-        prompt = params.string("prompt", required=True) or ""  # required: never None here
-        _check_size("prompt", prompt, policy.max_prompt_bytes)
-        system = params.string("system")
-        if system is not None:
-            _check_size("system", system, policy.max_prompt_bytes)
+        prompt = params.text("prompt", required=True, max_bytes=policy.max_prompt_bytes)
+        system = params.text("system", max_bytes=policy.max_prompt_bytes)
         name = params.string("model", max_length=256)
         model = policy.models.default if name is None else policy.models.resolve(name)
         if model is None:
@@ -83,8 +80,3 @@ class ChatRequest:
                    system=payload.get("system"), temperature=payload.get("temperature"),
                    session_id=payload.get("session_id"), context_paths=tuple(payload.get("context_paths") or ()))
 
-
-def _check_size(name: str, value: str, limit: int) -> None:
-    size = len(value.encode("utf-8"))
-    if size > limit:
-        raise PayloadTooLarge(f"'{name}' is {size} bytes; the limit is {limit}")
