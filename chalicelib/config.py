@@ -89,6 +89,11 @@ class Settings:
     history_token_limit: int
     context_token_limit: int
     context_max_bytes: int
+    context_quota_bytes: int  # all of a user's context files (their own and their sessions') together
+    context_quota_files: int
+    context_file_ttl_days: int  # a user's own context file expires this long after it was last written
+    presigned_get_seconds: int
+    presigned_put_seconds: int
     message_inline_max_bytes: int
     # Chat (chalicelib/chat): what a chat.send may ask for, and how its reply is streamed
     requests_table: str
@@ -266,6 +271,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         history_token_limit=env.number("HISTORY_TOKEN_LIMIT", 4000, int, minimum=0, maximum=1_000_000),
         context_token_limit=env.number("CONTEXT_TOKEN_LIMIT", 8000, int, minimum=0, maximum=1_000_000),
         context_max_bytes=env.number("CONTEXT_MAX_BYTES", 5 * 1024 * 1024, int, minimum=1, maximum=5 * 1024 ** 3),
+        context_quota_bytes=env.number("CONTEXT_QUOTA_BYTES", 100 * 1024 * 1024, int, minimum=1,
+                                       maximum=5 * 1024 ** 4),
+        context_quota_files=env.number("CONTEXT_QUOTA_FILES", 1000, int, minimum=1, maximum=1_000_000),
+        context_file_ttl_days=env.number("CONTEXT_FILE_TTL_DAYS", 90, int, minimum=1, maximum=3650),
+        # A client fetches or uploads at once; SigV4 allows up to 7 days, which no client needs.
+        presigned_get_seconds=env.number("PRESIGNED_GET_SECONDS", 60, int, minimum=5, maximum=3600),
+        presigned_put_seconds=env.number("PRESIGNED_PUT_SECONDS", 60, int, minimum=5, maximum=3600),
         # Above 100 KiB a message would not fit one 128 KiB WebSocket frame, nor several in a DynamoDB item.
         message_inline_max_bytes=env.number("MESSAGE_INLINE_MAX_BYTES", 100 * 1024, int,
                                             minimum=1024, maximum=100 * 1024),

@@ -48,6 +48,12 @@ class BudgetExceeded(AppError):
     code = "BUDGET_EXCEEDED"
 
 
+class QuotaExceeded(AppError):
+    """A per-user storage or connection quota is spent (protocol v1.1): free space, or close a connection."""
+
+    code = "QUOTA_EXCEEDED"
+
+
 class UpstreamThrottled(AppError):
     code = "UPSTREAM_THROTTLED"
 

@@ -93,7 +93,9 @@ class Root:
         from chalicelib.aws.objects import ObjectStore
 
         return ObjectStore(aws.client("s3"), bucket=self.settings.context_bucket,
-                           kms_key_id=self.settings.context_kms_key_id)
+                           kms_key_id=self.settings.context_kms_key_id,
+                           get_seconds=self.settings.presigned_get_seconds,
+                           put_seconds=self.settings.presigned_put_seconds)
 
     @cached_property
     def sessions(self) -> SessionStore:
@@ -105,9 +107,15 @@ class Root:
 
     @cached_property
     def context(self) -> ContextStore:
+        from chalicelib.context.quota import StorageQuota
         from chalicelib.context.store import ContextStore
 
-        return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes, clock=self.clock)
+        settings = self.settings
+        quota = StorageQuota(aws.client("dynamodb"), settings.usage_table, self.objects,
+                             max_bytes=settings.context_quota_bytes, max_files=settings.context_quota_files,
+                             pending_seconds=settings.presigned_put_seconds, clock=self.clock)
+        return ContextStore(self.objects, self.sessions, quota, max_bytes=settings.context_max_bytes,
+                            file_ttl_days=settings.context_file_ttl_days, clock=self.clock)
 
     # --- chat ---------------------------------------------------------------
 

@@ -119,11 +119,12 @@ def provision(endpoint: str, *, stage: str) -> Provisioned:
         names[bucket.env_var] = name
         s3.create_bucket(Bucket=name)
         if bucket.expiry_rules:
-            ttl_days = int(os.environ.get("SESSION_TTL_DAYS") or resources.DEFAULT_SESSION_TTL_DAYS)
+            # From the app's own setting of each rule, as the CDK app builds them from the stage's.
             s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
                 {"ID": rule.id, "Status": "Enabled",
                  "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
-                 "Expiration": {"Days": rule.expiration_days(ttl_days)}}
+                 "Expiration": {"Days": rule.expiration_days(int(os.environ.get(rule.days_setting)
+                                                                 or rule.default_days))}}
                 for rule in bucket.expiry_rules]})
 
     secretsmanager = aws_client("secretsmanager", endpoint)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.models import ModelTableError, build_table
-from infra.resources import DEFAULT_SESSION_TTL_DAYS
+from infra.resources import DEFAULT_CONTEXT_FILE_TTL_DAYS, DEFAULT_SESSION_TTL_DAYS
 
 # Destination regions of Bedrock's cross-region inference profiles, by the profile id's
 # prefix. A profile may route a request to any of them, so IAM must allow the foundation
@@ -63,6 +63,9 @@ class Stage:
     # Days an idle session lives: the app's SESSION_TTL_DAYS (written by infra/sync_config.py)
     # and the context bucket's expiry rule (infra/stacks/data.py) both come from here.
     session_ttl_days: int = DEFAULT_SESSION_TTL_DAYS
+    # Days a user's own context file lives after it was last written: the app's CONTEXT_FILE_TTL_DAYS
+    # (written by infra/sync_config.py) and the bucket's rule `expire-context-files` both come from here.
+    context_file_ttl_days: int = DEFAULT_CONTEXT_FILE_TTL_DAYS
     # Security monitoring: refused tokens ($connect and both authorizers) in 5 minutes that page on-call.
     auth_refusals_per_5min: int = 100
     # Audit logging (infra/stacks/audit.py): our own CloudTrail trail. Turn it off where an
@@ -83,8 +86,9 @@ class Stage:
             build_table(self.allowed_models, self.default_model, self.models_json())
         except ModelTableError as exc:
             raise ValueError(f"stage {self.name}: model_overrides: {exc}") from None
-        if not 1 <= self.session_ttl_days <= 3650:  # the range chalicelib/config.py accepts
-            raise ValueError(f"stage {self.name}: session_ttl_days must be 1-3650, not {self.session_ttl_days}")
+        for name in ("session_ttl_days", "context_file_ttl_days"):
+            if not 1 <= getattr(self, name) <= 3650:  # the range chalicelib/config.py accepts
+                raise ValueError(f"stage {self.name}: {name} must be 1-3650, not {getattr(self, name)}")
         if not 1 <= self.audit_retention_days <= 3653:  # CloudTrail's own event history keeps 90 days anyway
             raise ValueError(f"stage {self.name}: audit_retention_days must be 1-3653, not {self.audit_retention_days}")
         if not 1 <= self.audit_lock_days <= self.audit_retention_days:

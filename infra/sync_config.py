@@ -105,8 +105,9 @@ def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
         # SSE-KMS with the stage's customer key on every put, copy and presigned PUT (unset, the
         # app would send SSE-S3, which overrides the bucket's default key).
         "CONTEXT_KMS_KEY_ID": _require(out, names.CONTEXT_KEY_ARN),
-        # The bucket's expiry rule is built from the same stage setting.
+        # The bucket's expiry rules are built from the same stage settings.
         "SESSION_TTL_DAYS": str(stage.session_ttl_days),
+        "CONTEXT_FILE_TTL_DAYS": str(stage.context_file_ttl_days),
         "BEDROCK_WORKER_FUNCTION": resources.function_name(stage.name, "bedrock_worker"),
         "GITHUB_WORKER_FUNCTION": resources.function_name(stage.name, "github_worker"),
         "ALLOWED_MODELS": ",".join(stage.allowed_models),

@@ -67,6 +67,8 @@ def test_context_bucket_is_private_tls_only_and_encrypted_with_a_rotating_custom
             Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}, "Status": "Enabled"}),
             # Idle sessions' offloaded messages and context expire with the sessions (SESSION_TTL_DAYS + 2).
             _expiry_rule(STAGES[stage].session_ttl_days + 2),
+            # Users' own context files, CONTEXT_FILE_TTL_DAYS after their last write.
+            _context_file_rule(STAGES[stage].context_file_ttl_days),
         ])},
     })
     _assert_tls_only(t)
@@ -76,6 +78,32 @@ def test_context_bucket_is_private_tls_only_and_encrypted_with_a_rotating_custom
 def _expiry_rule(days: int):
     return Match.object_like({"Id": "expire-idle-session-data", "ExpirationInDays": days, "Status": "Enabled",
                               "TagFilters": [{"Key": "llm-ide-expiry", "Value": "session"}]})
+
+
+def _context_file_rule(days: int):
+    return Match.object_like({"Id": "expire-context-files", "ExpirationInDays": days, "Status": "Enabled",
+                              "TagFilters": [{"Key": "llm-ide-expiry", "Value": "context-file"}]})
+
+
+def test_a_stage_with_its_own_context_file_ttl_gets_a_matching_rule_and_app_setting(tmp_path):
+    """The bucket's rule for users' own files and the app's CONTEXT_FILE_TTL_DAYS come from one stage setting."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.stacks.data import DataStack
+
+    stage = dataclasses.replace(STAGES["prod"], context_file_ttl_days=14)
+    app = cdk.App(outdir=str(tmp_path))
+    t = Template.from_stack(DataStack(app, "files-ttl-data", stage=stage))
+    t.has_resource_properties("AWS::S3::Bucket", {"LifecycleConfiguration": {"Rules": Match.array_with([
+        _context_file_rule(14)])}})
+    sample = json.loads((Path(__file__).parent / "cdk-outputs.sample.json").read_text())
+    env = sync_config.environment(stage, sync_config.stack_outputs(sample, "prod"))
+    assert env["CONTEXT_FILE_TTL_DAYS"] == "14"
+    assert load_settings({**env, "AWS_REGION": "us-east-1"}).context_file_ttl_days == 14
+    for days in (0, 3651):
+        with pytest.raises(ValueError, match="context_file_ttl_days"):
+            dataclasses.replace(STAGES["dev"], context_file_ttl_days=days)
 
 
 def test_a_stage_with_its_own_session_ttl_gets_a_matching_expiry_rule_and_app_setting(tmp_path):

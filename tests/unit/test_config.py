@@ -105,6 +105,14 @@ def test_github_defaults_and_groups():
     assert ghes.github_api_url == "https://ghe.example.com/api/v3"
     assert ghes.github_allowed_groups == ("devs", "admins")
     assert ghes.github_allowed(["staff", "admins"]) and not ghes.github_allowed(["staff"]) and not ghes.github_allowed([])
+def test_storage_and_presigned_url_defaults():
+    settings = load_settings(BASE)
+    assert (settings.context_quota_bytes, settings.context_quota_files) == (100 * 1024 * 1024, 1000)
+    assert settings.context_file_ttl_days == 90
+    # A client fetches or uploads at once: a minute, not the five minutes URLs used to live.
+    assert (settings.presigned_get_seconds, settings.presigned_put_seconds) == (60, 60)
+
+
 def test_auth_settings_required_groups_and_jwks_timeouts():
     settings = load_settings(BASE)
     assert settings.required_groups == () and settings.jwks_connect_timeout == 1.0 and settings.jwks_read_timeout == 2.0

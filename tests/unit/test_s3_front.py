@@ -65,7 +65,7 @@ def test_an_expired_url_is_refused():
 
 def test_the_apps_sse_kms_presigned_put_verifies_with_the_headers_it_returns():
     """A deployed stage's grant (SSE-KMS with the context key) passes the front; another key does not."""
-    from chalicelib.aws.objects import ObjectStore
+    from chalicelib.aws.objects import SESSION_TAGGING, ObjectStore
 
     key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:4567", region_name="us-east-1",
@@ -73,7 +73,7 @@ def test_the_apps_sse_kms_presigned_put_verifies_with_the_headers_it_returns():
                       config=Config(signature_version="s3v4"))
     store = ObjectStore(s3, bucket="b", kms_key_id=key_arn)
     url, headers = store.presign_put("users/u/sessions/s/context/a.txt", size=10, content_type="text/plain",
-                                     session_scoped=True)
+                                     tagging=SESSION_TAGGING)
     assert headers["x-amz-server-side-encryption"] == "aws:kms"
     assert headers["x-amz-server-side-encryption-aws-kms-key-id"] == key_arn
     parts = urlsplit(url)
@@ -108,7 +108,7 @@ def test_an_sse_kms_upload_passes_through_the_front_to_moto(moto_url, provisione
                                          aws_access_key_id="local", aws_secret_access_key="local",
                                          config=Config(signature_version="s3v4")),
                             bucket=bucket, kms_key_id=key_arn)
-        url, headers = store.presign_put(key, size=3, content_type="text/plain", session_scoped=False)
+        url, headers = store.presign_put(key, size=3, content_type="text/plain", tagging=None)
         forged = {**headers, "x-amz-server-side-encryption": "AES256"}
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(urllib.request.Request(url, data=b"abc", method="PUT", headers=forged), timeout=10)
