@@ -25,6 +25,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^(arn:aws[\w-]*:kms:[\w-]+:\d{12}:(key|alias)/[\w/\-]+|alias/[\w/\-]+|[0-9a-f\-]{36})$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,255}$")  # a model id, inference profile or ARN
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
+# The Management API's endpoint: https://<api id>.execute-api.<region>.amazonaws.com/<stage> in AWS.
+_ENDPOINT = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 _GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000)}
 
 
@@ -65,7 +67,7 @@ class Settings:
     aws_connect_timeout: float
     aws_read_timeout: float
     aws_max_attempts: int
-    management_api_endpoint: str | None
+    management_api_endpoint: str | None  # MANAGEMENT_API_ENDPOINT, else botocore's standard variable
     log_level: str
     log_format: str  # json (CloudWatch Logs) or text (the local stack's console)
     tracing_enabled: bool
@@ -113,13 +115,21 @@ class Settings:
         """Whether a user in these (verified) groups may use the GitHub actions."""
         return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
 
-    def management_endpoint(self, domain_name: str, stage: str) -> str:
+    def management_endpoint(self, *, api_id: str | None, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
 
-        API Gateway's event names the API's domain and stage; the standard
-        botocore variable overrides it (the local stack sets it).
+        The configured endpoint when there is one (MANAGEMENT_API_ENDPOINT, written by
+        `python -m infra.sync_config` from the deployed API; the local stack sets botocore's
+        AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI). Else the API's own execute-api host,
+        from the event's `apiId`: the event's `domainName` is a custom domain's when one is
+        mapped, and `https://<custom domain>/<stage>` is no Management API endpoint (the
+        mapping's path is not the stage). The domain name is the last resort.
         """
-        return self.management_api_endpoint or f"https://{domain_name}/{stage}"
+        if self.management_api_endpoint:
+            return self.management_api_endpoint
+        if api_id:
+            return f"https://{api_id}.execute-api.{self.region}.amazonaws.com/{stage}"
+        return f"https://{domain_name}/{stage}"
 
 
 class _Reader:
@@ -243,7 +253,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         aws_connect_timeout=env.number("AWS_CONNECT_TIMEOUT", 2.0, float, minimum=0.1, maximum=60),
         aws_read_timeout=env.number("AWS_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=900),
         aws_max_attempts=env.number("AWS_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
-        management_api_endpoint=env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
+        management_api_endpoint=((_optional_matching(env, "MANAGEMENT_API_ENDPOINT", _ENDPOINT) or "").rstrip("/")
+                                 or env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")),
         log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=env.choice("LOG_FORMAT", "json", ("json", "text")),
         tracing_enabled=env.choice("TRACING_ENABLED", "false", ("true", "false")) == "true",

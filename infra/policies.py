@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import resources
-from infra.stages import PROFILE_REGIONS, Stage, profile_prefix
+from infra.stages import Stage, destination_regions, profile_model, profile_prefix
 from infra.stages import stage as get_stage
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
@@ -126,12 +126,11 @@ def _bedrock(d: Deployment) -> list[Statement]:
     if profiles:
         profile_arns = [d.arn("bedrock", f"inference-profile/{p}") for p in profiles]
         statements.append(_allow("InferenceProfiles", actions, profile_arns))
-        # A profile routes to the model in any of its regions; allow that only through the profile.
-        routed = [
-            d.arn("bedrock", f"foundation-model/{p.split('.', 1)[1]}", region=region, account="")
-            for p in profiles for region in PROFILE_REGIONS[profile_prefix(p)]
-        ]
-        statements.append(_allow("ModelsThroughProfiles", actions, routed,
+        # A profile routes to its model in any of its geography's destination regions (a global
+        # profile: the source region and the region-less ARN); allow that only through the profile.
+        routed = [d.arn("bedrock", f"foundation-model/{profile_model(p)}", region=region, account="")
+                  for p in profiles for region in destination_regions(str(profile_prefix(p)), d.region)]
+        statements.append(_allow("ModelsThroughProfiles", actions, list(dict.fromkeys(routed)),
                                  {"StringEquals": {"bedrock:InferenceProfileArn": profile_arns}}))
     return statements
 

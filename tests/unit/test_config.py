@@ -31,12 +31,18 @@ def test_session_and_context_defaults():
     assert settings.session_ttl_days == DEFAULT_SESSION_TTL_DAYS
 
 
-def test_management_endpoint_from_event_unless_overridden():
-    settings = load_settings(BASE)
-    assert settings.management_endpoint("abc.execute-api.eu-west-1.amazonaws.com", "prod") == \
-        "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+def test_management_endpoint_from_the_setting_else_the_events_api_never_a_custom_domain():
+    settings = load_settings({**BASE, "AWS_REGION": "eu-west-1"})
+    # A custom domain mapped to the API: the event's domain name is no Management API endpoint.
+    assert settings.management_endpoint(api_id="abc123", domain_name="ide.example.com", stage="prod") == \
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+    assert settings.management_endpoint(api_id=None, domain_name="abc.execute-api.eu-west-1.amazonaws.com",
+                                        stage="prod") == "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+    deployed = load_settings({**BASE, "MANAGEMENT_API_ENDPOINT": "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/"})
+    assert deployed.management_endpoint(api_id="other", domain_name="ide.example.com", stage="ws") == \
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
     local = load_settings({**BASE, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": "http://127.0.0.1:8000/local"})
-    assert local.management_endpoint("ignored", "prod") == "http://127.0.0.1:8000/local"
+    assert local.management_endpoint(api_id="x", domain_name="ignored", stage="prod") == "http://127.0.0.1:8000/local"
 
 
 @pytest.mark.parametrize("env, variable", [
