@@ -54,6 +54,7 @@ class Settings:
     required_groups: tuple[str, ...]
     jwks_connect_timeout: float
     jwks_read_timeout: float
+    revocation_check: bool  # $connect and the REST authorizer ask Cognito (GetUser) whether the token was revoked
     # Connections
     connection_ttl_seconds: int
     # Limits (see chalicelib/limits)
@@ -224,6 +225,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     except ModelTableError as exc:
         raise ConfigError(f"MODELS: {exc}") from None
     max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 8192, int, minimum=1, maximum=200_000)
+    token_use = env.choice("COGNITO_TOKEN_USE", "access", ("access", "id"))
+    # GetUser takes an access token: with ID tokens there is nothing to ask Cognito with.
+    revocation_check = env.choice("COGNITO_REVOCATION_CHECK", "true" if token_use == "access" else "false",
+                                  ("true", "false")) == "true"
+    if revocation_check and token_use != "access":
+        raise ConfigError("COGNITO_REVOCATION_CHECK=true needs COGNITO_TOKEN_USE=access (GetUser takes one)")
     return Settings(
         stage=stage,
         region=region,
@@ -231,7 +238,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         usage_table=env.text("USAGE_TABLE", f"llm-ide-{stage}-usage", pattern=_NAME),
         user_pool_id=user_pool_id,
         app_client_ids=env.csv("COGNITO_APP_CLIENT_IDS", pattern=re.compile(r"^[A-Za-z0-9+]{1,128}$")),
-        token_use=env.choice("COGNITO_TOKEN_USE", "access", ("access", "id")),
+        token_use=token_use,
         issuer=issuer,
         jwks_url=env.text("COGNITO_JWKS_URL", f"{issuer}/.well-known/jwks.json",
                          pattern=re.compile(r"^https?://\S+$")),
@@ -240,6 +247,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         required_groups=env.csv("REQUIRED_GROUPS", pattern=re.compile(r"^[^\s,]{1,128}$"), required=False),
         jwks_connect_timeout=env.number("JWKS_CONNECT_TIMEOUT", 1.0, float, minimum=0.1, maximum=10),
         jwks_read_timeout=env.number("JWKS_READ_TIMEOUT", 2.0, float, minimum=0.1, maximum=10),
+        revocation_check=revocation_check,
         # API Gateway closes a WebSocket after 2 hours whatever happens.
         connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
         rate_limit_requests_per_minute=env.number("RATE_LIMIT_REQUESTS_PER_MINUTE", 100, int,

@@ -43,11 +43,13 @@ class Root:
 
     @cached_property
     def handlers(self) -> WebsocketHandlers:
+        from chalicelib.auth import get_revocation_check
         from chalicelib.dispatch.handlers import WebsocketHandlers
         from chalicelib.dispatch.table import ActionTable
 
         return WebsocketHandlers(connections=self.connections, rate_limiter=self.rate_limiter,
-                                 actions=ActionTable(self).lookup, sender_for=self.sender, clock=self.clock)
+                                 actions=ActionTable(self).lookup, sender_for=self.sender,
+                                 check_revocation=get_revocation_check(), clock=self.clock)
 
     @cached_property
     def connections(self) -> ConnectionStore:

@@ -37,6 +37,10 @@ VPC_ENI_ACTIONS = (
     "ec2:UnassignPrivateIpAddresses",
 )
 CONTEXT_PREFIX = "users/"  # every user's objects live under users/<sub>/
+# Calls Cognito authorises with the user's own access token, not with the caller's role: "Amazon
+# Cognito doesn't evaluate IAM policies in requests for this API operation" (Cognito API reference,
+# GetUser), so no policy grants them. `$connect` and the REST authorizer make it (the revocation check).
+TOKEN_AUTHORIZED_ACTIONS = ("cognito-idp:GetUser",)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ def _bedrock(d: Deployment) -> list[Statement]:
 
 
 def _connect(d: Deployment) -> list[Statement]:
+    # And GetUser, the revocation check, authorised by the user's token (TOKEN_AUTHORIZED_ACTIONS).
     return [_table(d, "connections", "dynamodb:PutItem")]
 
 
@@ -179,7 +184,9 @@ def _api(d: Deployment) -> list[Statement]:
 
 
 def _authorizer(d: Deployment) -> list[Statement]:
-    return []  # verifies JWTs against Cognito's public JWKS: no AWS call
+    # Verifies JWTs against Cognito's public JWKS; the REST one also asks Cognito's GetUser whether the
+    # token is revoked, which the token itself authorises (TOKEN_AUTHORIZED_ACTIONS): no permission.
+    return []
 
 
 def _bedrock_worker(d: Deployment) -> list[Statement]:

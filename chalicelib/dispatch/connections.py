@@ -5,7 +5,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
+
+from chalicelib.aws.dynamo import items
 from chalicelib.times import iso
+
+BY_USER_INDEX = "byUser"  # userSub, connectedAt (infra/resources.py)
 
 
 @dataclass(frozen=True)
@@ -57,17 +62,24 @@ class ConnectionStore:
 
     def get(self, connection_id: str) -> Connection | None:
         item = self._table.get_item(Key={"connectionId": connection_id}, ConsistentRead=True).get("Item")
-        if item is None:
-            return None
-        return Connection(
-            connection_id=item["connectionId"],
-            user_sub=item["userSub"],
-            username=item["username"],
-            groups=tuple(item.get("groups") or ()),
-            token_expires_at=int(item["tokenExpiresAt"]),
-            connected_at=item["connectedAt"],
-            endpoint=item["endpoint"],
-        )
+        return None if item is None else _connection(item)
+
+    def of_user(self, user_sub: str) -> list[Connection]:
+        """The user's open connections, oldest first (the byUser index: eventually consistent)."""
+        return [_connection(item) for item in items(self._table.query, IndexName=BY_USER_INDEX,
+                                                    KeyConditionExpression=Key("userSub").eq(user_sub))]
 
     def remove(self, connection_id: str) -> None:
         self._table.delete_item(Key={"connectionId": connection_id})
+
+
+def _connection(item: dict[str, Any]) -> Connection:
+    return Connection(
+        connection_id=item["connectionId"],
+        user_sub=item["userSub"],
+        username=item["username"],
+        groups=tuple(item.get("groups") or ()),
+        token_expires_at=int(item["tokenExpiresAt"]),
+        connected_at=item["connectedAt"],
+        endpoint=item["endpoint"],
+    )

@@ -23,9 +23,10 @@ CHALICE_DIR = ROOT / ".chalice"
 # function -> [(IAM action, what it is called on)]. Targets: table:<key>, index:<key>/<index>,
 # object:<bucket> (a key under users/<sub>/), prefix:<bucket> (listing users/<sub>/),
 # key:<bucket> (its KMS key, through S3), function:<name>, secret:<key>, frames:<METHOD>
-# (@connections of this API and stage), model:* (every allowed model or profile).
+# (@connections of this API and stage), model:* (every allowed model or profile), token:access (a call
+# Cognito authorises with the user's access token: no IAM permission exists for it, none is granted).
 CALLS: dict[str, list[tuple[str, str]]] = {
-    "websocket_connect": [("dynamodb:PutItem", "table:connections")],
+    "websocket_connect": [("dynamodb:PutItem", "table:connections"), ("cognito-idp:GetUser", "token:access")],
     "websocket_disconnect": [("dynamodb:DeleteItem", "table:connections")],
     "websocket_message": [
         ("dynamodb:GetItem", "table:connections"),
@@ -46,8 +47,8 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("execute-api:ManageConnections", "frames:POST"), ("execute-api:ManageConnections", "frames:DELETE"),
     ],
     "api_handler": [("dynamodb:Query", "table:usage")],
-    "ws_authorizer": [],
-    "rest_authorizer": [],
+    "ws_authorizer": [],  # $connect, which runs after it, asks Cognito about revocation: once per connection
+    "rest_authorizer": [("cognito-idp:GetUser", "token:access")],
     "bedrock_worker": [
         ("dynamodb:GetItem", "table:requests"), ("dynamodb:UpdateItem", "table:requests"),
         ("dynamodb:UpdateItem", "table:usage"), ("dynamodb:PutItem", "table:usage"),  # settlement (transaction)
@@ -138,6 +139,8 @@ def requests_for(d: policies.Deployment, action: str, target: str) -> list[tuple
         return [(d.github_secret_arn, {})]
     if kind == "frames":
         return [(d.arn("execute-api", f"{d.websocket_api_id}/{d.stage.name}/{name}/@connections/Ab1Cd2Ef3G="), {})]
+    if kind == "token":
+        return []  # authorised by the user's token: there is no resource to grant
     if kind == "model":
         calls = []
         for model in d.stage.allowed_models:
@@ -223,7 +226,13 @@ def test_each_listed_call_is_allowed(stage, function):
 def test_nothing_is_allowed_beyond_the_listed_calls(stage, function):
     document = policies.policy(deployment(stage), function)
     granted = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in _list(s["Action"])}
-    assert granted - BASELINE_ACTIONS == {action for action, _ in CALLS[function]}
+    assert granted - BASELINE_ACTIONS == {action for action, target in CALLS[function] if target != "token:access"}
+    assert not granted & set(policies.TOKEN_AUTHORIZED_ACTIONS)
+
+
+def test_token_authorized_calls_are_exactly_those_the_contract_names_so():
+    listed = {action for calls in CALLS.values() for action, target in calls if target == "token:access"}
+    assert listed == set(policies.TOKEN_AUTHORIZED_ACTIONS)
 
 
 @pytest.mark.parametrize("stage,function", STAGE_FUNCTIONS)

@@ -63,6 +63,15 @@ def test_management_endpoint_from_the_setting_else_the_events_api_never_a_custom
     ({**BASE, "CONTEXT_BUCKET": "Bad_Bucket"}, "CONTEXT_BUCKET"),
     ({**BASE, "CONTEXT_KMS_KEY_ID": "not a key"}, "CONTEXT_KMS_KEY_ID"),
     ({**BASE, "HISTORY_TOKEN_LIMIT": "many"}, "HISTORY_TOKEN_LIMIT"),
+    ({**BASE, "CONTEXT_QUOTA_BYTES": "0"}, "CONTEXT_QUOTA_BYTES"),
+    ({**BASE, "CONTEXT_QUOTA_FILES": "lots"}, "CONTEXT_QUOTA_FILES"),
+    ({**BASE, "CONTEXT_FILE_TTL_DAYS": "0"}, "CONTEXT_FILE_TTL_DAYS"),
+    ({**BASE, "PRESIGNED_GET_SECONDS": "604800"}, "PRESIGNED_GET_SECONDS"),
+    ({**BASE, "PRESIGNED_PUT_SECONDS": "1"}, "PRESIGNED_PUT_SECONDS"),
+    ({**BASE, "MANAGEMENT_API_ENDPOINT": "wss://abc.execute-api.us-east-1.amazonaws.com/prod"},
+     "MANAGEMENT_API_ENDPOINT"),
+    ({**BASE, "COGNITO_REVOCATION_CHECK": "sometimes"}, "COGNITO_REVOCATION_CHECK"),
+    ({**BASE, "COGNITO_TOKEN_USE": "id", "COGNITO_REVOCATION_CHECK": "true"}, "COGNITO_REVOCATION_CHECK"),
 ])
 def test_invalid_settings_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
@@ -117,6 +126,12 @@ def test_storage_and_presigned_url_defaults():
     assert settings.context_file_ttl_days == 90
     # A client fetches or uploads at once: a minute, not the five minutes URLs used to live.
     assert (settings.presigned_get_seconds, settings.presigned_put_seconds) == (60, 60)
+
+
+def test_the_revocation_check_is_on_for_access_tokens_and_off_for_id_tokens():
+    assert load_settings(BASE).revocation_check is True
+    assert load_settings({**BASE, "COGNITO_REVOCATION_CHECK": "false"}).revocation_check is False
+    assert load_settings({**BASE, "COGNITO_TOKEN_USE": "id"}).revocation_check is False
 
 
 def test_auth_settings_required_groups_and_jwks_timeouts():
