@@ -68,7 +68,7 @@ def test_cut_off_closes_every_socket_of_the_user_and_keeps_them_out(stack, user)
                "AWS_SECRET_ACCESS_KEY": "local"}
         done = subprocess.run([sys.executable, "-m", "infra.cut_off", "--stage", "local", "--username", username,
                                "--user-pool-id", stack.document["cognito"]["userPoolId"]],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         assert "disabled, signed out everywhere, 2 connection(s) closed" in done.stdout
         assert first.closed.wait(5) and second.closed.wait(5)

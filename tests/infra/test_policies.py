@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import policies, resources
 from chalicelib.models import PROFILE_PREFIXES, foundation_id
+from infra import policies, resources
 from infra.stages import GLOBAL, PROFILE_REGIONS, STAGES, UNLISTED_GEOGRAPHIES, destination_regions, profile_prefix
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -67,7 +67,8 @@ def test_an_administrators_sign_out_disable_or_delete_refuses_the_users_token(ap
     assert connect("revoked=", headers=bearer(token))["statusCode"] == 401
 
 
-def test_the_refusal_is_counted_and_logged_as_revoked_never_with_the_token(app_env, boto, user, sender, logs):
+def test_the_refusal_is_counted_and_logged_as_revoked_never_with_the_token(app_env, boto, user, sender,
+                                                                          logs):  # noqa: F811 (the fixture)
     token = sign_in(boto, app_env, user)
     boto("cognito-idp").global_sign_out(AccessToken=token)
     assert connect("r=", headers=bearer(token))["statusCode"] == 401
