@@ -21,9 +21,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from chalicelib.config import DEFAULT_ALLOWED_MODELS
 from infra import resources
 
 REGION = "us-east-1"
+LOCAL_EXTRA_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 ACCOUNT = "123456789012"  # moto's default account
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 USERNAMES = ("dev", "dev2")
@@ -171,6 +173,8 @@ def app_environment(moto_url: str, gateway_url: str, provisioned: Provisioned) -
         "COGNITO_USER_POOL_ID": pool,
         "COGNITO_APP_CLIENT_IDS": provisioned.client_id,
         "COGNITO_JWKS_URL": f"{moto_url}/{pool}/.well-known/jwks.json",
+        # The app's default models, and one with a large output cap and prompt caching, as the stages have.
+        "ALLOWED_MODELS": f"{DEFAULT_ALLOWED_MODELS},{LOCAL_EXTRA_MODEL}",
         **provisioned.names,
     }
 

@@ -125,7 +125,7 @@ class Gateway:
         status = int((response or {}).get("statusCode", 200))
         if status != 200:
             log.info("$connect %s refused (%d)", connection_id, status)
-            return web.json_response({"message": "Unauthorized" if status == 401 else "Forbidden"}, status=status)
+            return web.json_response({"message": (response or {}).get("body") or "Forbidden"}, status=status)
 
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_TIMEOUT_SECONDS)
         client = _Client(ws=ws, connected_at=now, source_ip=source_ip, user_agent=headers.get("User-Agent"))

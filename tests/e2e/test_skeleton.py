@@ -23,12 +23,18 @@ def connections_table(stack):
                           aws_access_key_id="local", aws_secret_access_key="local").Table("llm-ide-local-connections")
 
 
+def connection_items(stack):
+    """The connections' items (the table also holds each user's list of open connections, `user#<sub>`)."""
+    return [i for i in connections_table(stack).scan(ConsistentRead=True)["Items"]
+            if not i["connectionId"].startswith("user#")]
+
+
 def connection_ids(stack):
-    return {i["connectionId"] for i in connections_table(stack).scan(ConsistentRead=True)["Items"]}
+    return {i["connectionId"] for i in connection_items(stack)}
 
 
 def items_for(stack, username):
-    return [i for i in connections_table(stack).scan(ConsistentRead=True)["Items"] if i["username"] == username]
+    return [i for i in connection_items(stack) if i["username"] == username]
 
 
 def wait_until(predicate, timeout=5.0):
