@@ -141,3 +141,11 @@ class IdeClient:
     @property
     def close_code(self) -> int | None:
         return self._ws.close_code
+
+
+FRAME_LIMIT_BYTES = 32 * 1024  # the protocol's largest client frame (API Gateway's limit)
+
+
+def frame_bytes(action: str, request_id: str, params: dict[str, Any]) -> int:
+    """The UTF-8 size of the frame `send` would write, to choose between a frame and an upload."""
+    return len(json.dumps({"action": action, "id": request_id, **params}).encode("utf-8"))
