@@ -264,7 +264,7 @@ class SignedIn:
             return tokens
 
 
-def login(username: str, password: str, *, client_id: str, region: str, user_pool_id: str | None,
+def login(username: str, password: str, *, client_id: str, region: str, user_pool_id: str | None = None,
           endpoint_url: str | None = None, challenges: Challenges | None = None) -> Tokens:
     """SRP sign-in with keyword settings: what tests and benchmarks script against."""
     return sign_in(username, password, UserPool(client_id=client_id, region=region, user_pool_id=user_pool_id,

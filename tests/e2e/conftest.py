@@ -26,7 +26,8 @@ class LocalStack(StackProcess):
         if username not in self._tokens:
             e = self.endpoints
             self._tokens[username] = login(username, e.dev_password(username), client_id=e.client_id,
-                                           region=e.region, endpoint_url=e.cognito_endpoint)
+                                           region=e.region, user_pool_id=e.user_pool_id,
+                                           endpoint_url=e.cognito_endpoint)
         return self._tokens[username]
 
     def connect(self, username: str = "dev", **kwargs) -> IdeClient:
