@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from devserver import launcher
 from devserver.launcher import StackProcess
 
 READY_WITHIN_SECONDS = 60
+LLM_IDE = str(Path(sys.executable).with_name("llm-ide"))  # the console command `make` installs into .venv
 
 
 class LocalStack(StackProcess):

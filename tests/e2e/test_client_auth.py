@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
 from devserver import aws as dev_aws
-from tests.e2e.conftest import start_stack, stop_stack
+from tests.e2e.conftest import LLM_IDE, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
-LLM_IDE = str(Path(sys.executable).with_name("llm-ide"))  # the console command `make` installs
 
 
 @pytest.fixture(scope="module")
