@@ -152,7 +152,8 @@ def refresh(tokens: Tokens, pool: UserPool) -> Tokens:
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
         if code in ("NotAuthorizedException", "UserNotFoundException", "ResourceNotFoundException"):
-            raise NotSignedIn(f"the sign-in of {tokens.username} has expired or was revoked: run `llm-ide login`") from None
+            raise NotSignedIn(f"the sign-in of {tokens.username} has expired or was revoked:"
+                              " run `llm-ide login`") from None
         raise
     return Tokens.from_result(tokens.username, response["AuthenticationResult"], tokens.refresh_token)
 

@@ -5,6 +5,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from client.auth import UserPool
 
@@ -33,7 +34,8 @@ class Endpoints:
     users: dict[str, str] = field(default_factory=dict)  # the local stack's users and passwords
 
     def override(self, **values: str | None) -> "Endpoints":
-        return replace(self, **{k: v for k, v in values.items() if v})
+        given: dict[str, Any] = {k: v for k, v in values.items() if v}
+        return replace(self, **given)
 
     def dev_password(self, username: str) -> str | None:
         return self.users.get(username)

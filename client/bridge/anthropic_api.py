@@ -243,8 +243,8 @@ class EventStream:
         self._open: str | None = None  # the type of the content block being streamed
 
     def start(self) -> list[tuple[str, dict[str, Any]]]:
-        message = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                   "stop_reason": None, "stop_sequence": None, "usage": usage(Usage())}
+        message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage(Usage())}
         return [("message_start", {"type": "message_start", "message": message})]
 
     def _close(self) -> list[tuple[str, dict[str, Any]]]:

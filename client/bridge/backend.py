@@ -160,7 +160,7 @@ class Backend:
                 except ValueError:
                     logger.warning("the backend sent a frame that is not JSON")
                     continue
-                route = self._routes.get(frame.get("id")) if isinstance(frame, dict) else None
+                route = self._routes.get(str(frame.get("id"))) if isinstance(frame, dict) else None
                 if route is not None:
                     route.put_nowait(frame)
         except ConnectionClosed:
@@ -332,7 +332,8 @@ class Backend:
         try:
             async with self._http.put(upload["url"], data=body, headers=upload.get("headers") or {}) as response:
                 if response.status >= 300:
-                    raise ApiError(502, "UPSTREAM_ERROR", f"uploading the request was refused with HTTP {response.status}")
+                    raise ApiError(502, "UPSTREAM_ERROR",
+                                   f"uploading the request was refused with HTTP {response.status}")
         except aiohttp.ClientError as exc:
             raise ApiError(502, "UPSTREAM_ERROR", f"uploading the request failed: {exc}") from None
         return str(upload["uploadId"])

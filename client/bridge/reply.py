@@ -97,8 +97,9 @@ class Reply:
         if kind == "delta":
             return self._text(str(frame.get("text") or ""))
         if kind == "toolUse":
+            tool_input = frame.get("input")
             return [*self._release(), ToolCall(str(frame.get("toolUseId")), str(frame.get("name")),
-                                               frame.get("input") if isinstance(frame.get("input"), dict) else {})]
+                                               tool_input if isinstance(tool_input, dict) else {})]
         return []  # ack, and anything a later protocol adds
 
     def _release(self) -> list[Event]:

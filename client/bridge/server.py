@@ -42,7 +42,7 @@ def _host_allowed(request: web.Request) -> bool:
     host = request.headers.get("Host", "")
     name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    return bool(sockname) and port == str(sockname[1]) and name.lower() in request.app[HOSTS]
+    return sockname is not None and port == str(sockname[1]) and name.lower() in request.app[HOSTS]
 
 
 def _presented_key(request: web.Request) -> str | None:

@@ -45,7 +45,8 @@ def context_put(ctx: Context, args: argparse.Namespace) -> int:
             except TransferFailed as exc:
                 raise CommandFailed(f"{path}: {exc}") from None
             stored = {"path": path, "size": len(data)}
-    print(f"Stored {stored['path']} ({stored['size']:,} bytes)" + (f" in session {args.session}" if args.session else ""))
+    where = f" in session {args.session}" if args.session else ""
+    print(f"Stored {stored['path']} ({stored['size']:,} bytes){where}")
     return 0
 
 

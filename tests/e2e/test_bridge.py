@@ -118,8 +118,9 @@ def test_openai_tool_round_trip_and_an_image(stack, bridge):
     messages += [{"role": "assistant", "tool_calls": [{"id": calls[0].id, "type": "function", "function": {
                      "name": "read_file", "arguments": calls[0].function.arguments}}]},
                  {"role": "tool", "tool_call_id": calls[0].id, "content": "print('hello')"},
-                 {"role": "user", "content": [{"type": "text", "text": "[[dump]]"},
-                                              {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}]
+                 {"role": "user", "content": [
+                     {"type": "text", "text": "[[dump]]"},
+                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}]
     dumped = client.chat.completions.create(model=stack_model(stack), messages=messages, tools=tools, max_tokens=4000)
     seen = dumped.choices[0].message.content
     assert calls[0].id in seen and "print('hello')" in seen and "image" in seen

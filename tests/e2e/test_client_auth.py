@@ -96,8 +96,8 @@ def test_logout_revokes_the_refresh_token_and_forgets_the_tokens(auth_stack, cog
 
 
 def login_on_a_terminal(stack, home: Path, username: str, password: str) -> pexpect.spawn:
-    return pexpect.spawn(LLM_IDE, ["login", "--username", username], env=env_for(stack, home, LLM_IDE_PASSWORD=password),
-                         encoding="utf-8", timeout=30)
+    return pexpect.spawn(LLM_IDE, ["login", "--username", username], encoding="utf-8", timeout=30,
+                         env=env_for(stack, home, LLM_IDE_PASSWORD=password))
 
 
 def test_a_new_password_is_asked_when_cognito_requires_one(auth_stack, cognito, tmp_path):

@@ -148,14 +148,16 @@ def test_openai_rate_limit_is_a_429_with_retry_after(bridge):
 
 def test_openai_error_after_the_stream_began_ends_it_as_an_error(bridge):
     stream = bridge.openai().chat.completions.create(
-        model="claude-test", stream=True, messages=[{"role": "user", "content": "0123456789abcdef [[fail:UPSTREAM_ERROR]]"}])
+        model="claude-test", stream=True,
+        messages=[{"role": "user", "content": "0123456789abcdef [[fail:UPSTREAM_ERROR]]"}])
     with pytest.raises(openai.APIError, match="scripted failure"):
         list(stream)
 
 
 def test_openai_stop_sequence_cuts_the_reply_and_cancels_the_chat(bridge):
     completion = bridge.openai().chat.completions.create(
-        model="claude-test", stop=["STOP"], messages=[{"role": "user", "content": "[[slow:20]] one two STOP three four"}])
+        model="claude-test", stop=["STOP"],
+        messages=[{"role": "user", "content": "[[slow:20]] one two STOP three four"}])
     assert completion.choices[0].message.content == "[[slow:20]] one two "
     assert completion.choices[0].finish_reason == "stop"
     bridge.wait_for(lambda: bridge.sent("chat.cancel"))

@@ -42,7 +42,8 @@ def test_openai_conversation_with_system_tools_images_and_tool_results():
             {"role": "user", "content": [{"type": "text", "text": "What is in a.py?"},
                                          {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]},
             {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": '{"path":"a.py"}'}}]},
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "read_file", "arguments": '{"path":"a.py"}'}}]},
             {"role": "tool", "tool_call_id": "call_1", "content": "print(1)"},
         ],
         "tools": [{"type": "function", "function": {"name": "read_file", "description": "Read a file",
