@@ -97,9 +97,11 @@ class Backend:
         self._lock = asyncio.Lock()
         self._ids = (f"b{n}" for n in itertools.count(1))
         self._routes: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._sent_on: dict[str, ClientConnection] = {}  # request id -> the socket its frame went out on
         self._chats: dict[str, Chat] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: aiohttp.ClientSession | None = None
+        self._keeping_alive = False
         self.reconnects = 0
 
     # --- the socket ----------------------------------------------------------------------
@@ -114,6 +116,8 @@ class Backend:
         """A new socket with a fresh token; a refused handshake is tried once more with a renewed one."""
         for force_refresh in (False, True):
             tokens = await self._tokens(force_refresh=force_refresh)
+            if tokens.expired(TOKEN_MARGIN_SECONDS):  # never a socket whose token is about to run out
+                tokens = await self._tokens(force_refresh=True)
             try:
                 ws = await self._opener(self.url, additional_headers={
                     "Authorization": f"Bearer {tokens.token(self._token_use)}"},
@@ -140,7 +144,8 @@ class Backend:
             if ws is not None and time.time() + TOKEN_MARGIN_SECONDS < self._expires_at:
                 return ws
             self._ws = await self._open()
-            if self._keepalive and ws is None:
+            if self._keepalive and not self._keeping_alive:
+                self._keeping_alive = True
                 self._spawn(self._keep_alive())
             if ws is not None:  # replaced: its chats move to the new socket, then it goes
                 await self._resume_all()
@@ -173,10 +178,10 @@ class Backend:
             if self._ws is not ws:
                 return  # a replaced socket: its chats were moved already
             self._ws = None
-        # Requests that wait for an answer on it are told; running chats are resumed elsewhere.
+        # Requests sent on it that wait for their answer are told; running chats are resumed elsewhere.
         running = {chat.id for chat in self._chats.values() if chat.request_id}
         for request_id, route in list(self._routes.items()):
-            if request_id not in running:
+            if self._sent_on.get(request_id) is ws and request_id not in running:
                 route.put_nowait(_CLOSED)
         if running:
             self._spawn(self._reconnect())
@@ -204,12 +209,14 @@ class Backend:
         for chat in [c for c in self._chats.values() if c.request_id and not c.ended]:
             resume_id = next(self._ids)
             route = self._routes[resume_id] = asyncio.Queue()
+            self._sent_on[resume_id] = ws
             try:
                 await ws.send(json.dumps({"action": "chat.resume", "id": resume_id, "requestId": chat.request_id,
                                           "afterSeq": chat.last_seq}))
                 self._spawn(self._resumed(chat, resume_id, route))
             except ConnectionClosed:
                 self._routes.pop(resume_id, None)
+                self._sent_on.pop(resume_id, None)
                 raise unavailable(self.url, "the connection closed while resuming") from None
 
     async def _resumed(self, chat: Chat, resume_id: str, route: asyncio.Queue[dict[str, Any]]) -> None:
@@ -219,6 +226,7 @@ class Backend:
             answer = {"type": "error", "error": {"code": "TIMEOUT", "message": "the backend did not resume the chat"}}
         finally:
             self._routes.pop(resume_id, None)
+            self._sent_on.pop(resume_id, None)
         if answer.get("type") == "error":  # the chat is lost (expired, or a backend without chat.resume)
             chat.queue.put_nowait({"type": "error", "error": answer.get("error")})
         # _CLOSED: that socket closed too, and the next reconnect resumes the chat again
@@ -240,6 +248,8 @@ class Backend:
 
     async def _send(self, frame: dict[str, Any]) -> None:
         ws = await self._connection()
+        if frame["id"] in self._routes:
+            self._sent_on[frame["id"]] = ws
         try:
             await ws.send(json.dumps(frame))
         except ConnectionClosed:
@@ -270,6 +280,7 @@ class Backend:
                 raise ApiError(504, "TIMEOUT", f"the backend did not answer {action} in time") from None
             finally:
                 self._routes.pop(request_id, None)
+                self._sent_on.pop(request_id, None)
             if answer is _CLOSED:
                 if action in IDEMPOTENT and attempt == 0:
                     continue
@@ -301,7 +312,10 @@ class Backend:
             self._routes[chat_id] = chat.queue
             try:
                 await self._send({"action": "chat.send", "id": chat_id, **params})
-                first = await chat.queue.get()
+                first = await asyncio.wait_for(chat.queue.get(), self._answer_timeout)
+            except TimeoutError:
+                await chat.abandon()  # by our id: it may have started after all
+                raise ApiError(504, "TIMEOUT", "the backend did not acknowledge the chat in time") from None
             except BaseException:
                 self._forget(chat_id)
                 raise
@@ -322,6 +336,7 @@ class Backend:
     def _forget(self, chat_id: str) -> None:
         self._chats.pop(chat_id, None)
         self._routes.pop(chat_id, None)
+        self._sent_on.pop(chat_id, None)
 
     async def _upload(self, params: dict[str, Any]) -> str:
         """`chat.upload`, then the body PUT to its presigned URL; returns the `uploadId`."""

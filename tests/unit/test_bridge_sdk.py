@@ -331,3 +331,27 @@ def test_a_refused_refresh_token_is_401_telling_to_log_in(tmp_path):
             with pytest.raises(anthropic.AuthenticationError, match="llm-ide login"):
                 anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0).messages.create(
                     model="claude-test", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+
+
+def test_a_socket_whose_token_expires_is_replaced_by_the_keep_alive_and_its_stream_resumed(tmp_path):
+    fake = ProtocolBackend(tokens={"t1", "t2"})
+    now = int(time.time())
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=now + 8, issued_at=now))  # 8 s tokens
+
+    def renew(tokens: Tokens, pool: UserPool) -> Tokens:
+        return Tokens("dev", "t2", "id2", tokens.refresh_token, expires_at=int(time.time()) + 3600,
+                      issued_at=int(time.time()))
+
+    account = SignedIn(store, ["ws"], UserPool("client", "us-east-1"), renew=renew)
+    with serve(fake.make_app()) as backend_url:
+        fake.base_url = backend_url
+        backend = Backend(backend_url.replace("http://", "ws://") + "/ws", account, keepalive_seconds=0.5)
+        with serve(make_app(backend, KEY), handler_cancellation=True) as url:
+            prompt = "[[slow:200]] " + "0123456789" * 20  # 30 deltas, about 6 s
+            chunks = list(openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0).chat.completions.create(
+                model="claude-test", stream=True, messages=[{"role": "user", "content": prompt}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+    assert fake.handshakes == ["t1", "t2"]  # replaced before the token ran out, not after a refusal
+    assert [f["action"] for f in fake.received if f["action"] in ("chat.resume", "ping")][:1] == ["ping"]
+    assert len([f for f in fake.received if f["action"] == "chat.resume"]) == 1
