@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Match
 
-from chalicelib import metric_names as metrics
 from chalicelib.config import load_settings
+from chalicelib.observability import metric_names as metrics
 from infra import outputs, resources, sync_config
 from infra.stages import STAGES
 from tests.infra.conftest import HEALTH_URLS
