@@ -30,9 +30,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +97,7 @@ def start_bridge(backend: Backend, home: Path) -> tuple[subprocess.Popen, str, s
     if not match:
         process.kill()
         raise SystemExit(f"llm-ide serve did not start: {line}{process.stdout.read(2000)}")
-    threading.Thread(target=lambda: process.stdout.read(), daemon=True).start()  # drain its log
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # drain its log
     return process, match[1], match[2]
 
 

@@ -11,9 +11,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import boto3
 from botocore import UNSIGNED
@@ -71,7 +72,7 @@ class Tokens:
         return self.expired(min(REFRESH_MARGIN_SECONDS, lifetime / 2), now)
 
     @classmethod
-    def from_result(cls, username: str, result: dict[str, Any], refresh_token: str | None = None) -> "Tokens":
+    def from_result(cls, username: str, result: dict[str, Any], refresh_token: str | None = None) -> Tokens:
         now = int(time.time())
         return cls(username=username, access_token=result["AccessToken"], id_token=result["IdToken"],
                    refresh_token=result.get("RefreshToken") or refresh_token,

@@ -10,7 +10,8 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -52,7 +53,7 @@ class IdeClient:
         self._reader = threading.Thread(target=self._read_loop, name="ide-client-reader", daemon=True)
         self._reader.start()
 
-    def __enter__(self) -> "IdeClient":
+    def __enter__(self) -> IdeClient:
         return self
 
     def __exit__(self, *_exc: Any) -> None:

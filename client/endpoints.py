@@ -33,7 +33,7 @@ class Endpoints:
     cognito_endpoint: str | None = None  # None: the real Cognito of `region`
     users: dict[str, str] = field(default_factory=dict)  # the local stack's users and passwords
 
-    def override(self, **values: str | None) -> "Endpoints":
+    def override(self, **values: str | None) -> Endpoints:
         given: dict[str, Any] = {k: v for k, v in values.items() if v}
         return replace(self, **given)
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def _parse(value: str | int | float) -> datetime:
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     return datetime.fromisoformat(value.replace("Z", "+00:00"))  # the protocol's ISO 8601 UTC
 
 

@@ -5,7 +5,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, TextIO
 
 CHUNK_BYTES = 256 * 1024
 TIMEOUT_SECONDS = 60
@@ -18,7 +19,7 @@ class TransferFailed(Exception):
 class Progress:
     """`name  1.2 MiB / 4.0 MiB  30%` rewritten in place on a terminal; one line at the end elsewhere."""
 
-    def __init__(self, name: str, total: int, *, stream=None, interval: float = 0.1) -> None:
+    def __init__(self, name: str, total: int, *, stream: TextIO | None = None, interval: float = 0.1) -> None:
         self.name, self.total, self.done = name, total, 0
         self._stream = stream or sys.stderr
         self._live = self._stream.isatty()

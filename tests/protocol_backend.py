@@ -151,7 +151,7 @@ class ProtocolBackend:
 
     async def _chat(self, ws: web.WebSocketResponse, frame_id: str, params: dict[str, Any]) -> None:
         text = echo_text(params["messages"])
-        directives = {name: value for name, value in DIRECTIVE.findall(text)}
+        directives = dict(DIRECTIVE.findall(text))
         if "error" in directives:
             code = directives["error"]
             error = {"code": code, "message": f"scripted {code}"}

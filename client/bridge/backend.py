@@ -14,7 +14,8 @@ import itertools
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,7 +42,7 @@ def unavailable(url: str, why: object) -> ApiError:
 class Chat:
     """One running chat: its `ack`, its frames in order (once each), and its cancel."""
 
-    def __init__(self, backend: "Backend", chat_id: str) -> None:
+    def __init__(self, backend: Backend, chat_id: str) -> None:
         self.id, self._backend = chat_id, backend
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.ack: dict[str, Any] = {}

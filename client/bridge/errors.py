@@ -31,7 +31,7 @@ class ApiError(Exception):
         self.retry_after, self.param = retry_after, param
 
     @classmethod
-    def from_protocol(cls, error: dict[str, Any]) -> "ApiError":
+    def from_protocol(cls, error: dict[str, Any]) -> ApiError:
         """An `error` frame's `error` object; an unknown code is the backend's failure (502)."""
         code = str(error.get("code") or "INTERNAL")
         retry_after = error.get("retryAfter")

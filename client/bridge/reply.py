@@ -6,8 +6,9 @@ held back only while it could be the start of a stop sequence, and cut where one
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 from client.bridge.errors import ApiError
 
@@ -32,7 +33,7 @@ class Usage:
     cost_usd: float | None = None
 
     @classmethod
-    def from_frame(cls, usage: dict[str, Any] | None) -> "Usage":
+    def from_frame(cls, usage: dict[str, Any] | None) -> Usage:
         usage = usage or {}
         counts = {name: int(usage.get(key) or 0) for name, key in (
             ("input_tokens", "inputTokens"), ("output_tokens", "outputTokens"),
@@ -68,7 +69,7 @@ class End:
     stop_sequence: str | None = None
 
 
-Event = Union[Text, ToolCall, End]
+Event = Text | ToolCall | End
 
 
 class Reply:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 from client.commands.common import Context
 

@@ -20,7 +20,8 @@ def llm_ide(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path / "home")}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([LLM_IDE, *args], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        return subprocess.run([LLM_IDE, *args], check=False, env=env, capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path)
     assert run("login", "--username", "dev").returncode == 0
     return run
 

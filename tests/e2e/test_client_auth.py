@@ -41,7 +41,7 @@ def env_for(stack, home: Path, **extra: str) -> dict[str, str]:
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([LLM_IDE, *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([LLM_IDE, *args], check=False, env=env, capture_output=True, text=True, timeout=60)
 
 
 def stored(home: Path) -> dict:
