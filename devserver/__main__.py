@@ -69,8 +69,8 @@ def _describe(doc: dict, emulators: dict) -> str:
         f"  Bedrock (echo)  {emulators['bedrockUrl']}",
         f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
-        "Sign in with `python -m client login --username dev`, then `python -m client ping`",
-        "or `python -m client chat \"Hello\"`.",
+        "Sign in with `.venv/bin/llm-ide login --username dev`, then `.venv/bin/llm-ide chat \"Hello\"`,",
+        "or serve the OpenAI and Anthropic APIs to your IDE with `.venv/bin/llm-ide serve` (docs/IDE.md).",
         "Press Ctrl-C to stop everything.",
     ])
 
