@@ -94,6 +94,7 @@ ACTIONS: dict[str, Action] = {
     "session.create": sessions.session_create,
     "session.list": sessions.session_list,
     "session.get": sessions.session_get,
+    "session.update": sessions.session_update,
     "session.delete": sessions.session_delete,
     "context.put": context.context_put,
     "context.uploadUrl": context.context_upload_url,

@@ -16,10 +16,20 @@ RESULT_BUDGET_BYTES = 120 * 1024
 
 
 def session_create(ctx) -> dict[str, Any]:
-    title = ctx.frame.params.string("title", max_length=TITLE_MAX_CHARS) or DEFAULT_TITLE
-    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in title):
-        raise BadRequest("'title' must not contain control characters")
+    title = ctx.frame.params.string("title", max_length=TITLE_MAX_CHARS)
+    title = _checked_title(title) if title else DEFAULT_TITLE
     session = ctx.services.sessions.create(ctx.connection.user_sub, title=title)
+    return protocol.result(ctx.frame.id, {"session": session.wire()})
+
+
+def session_update(ctx) -> dict[str, Any]:
+    """Rename: `sessionId` and `title` (1-200 characters, no control characters) required."""
+    params = ctx.frame.params
+    session_id = check_session_id(params.string("sessionId", required=True))
+    title = _checked_title(params.string("title", required=True, max_length=TITLE_MAX_CHARS) or "")
+    if not title.strip():
+        raise BadRequest("'title' must not be blank")
+    session = ctx.services.sessions.rename(ctx.connection.user_sub, session_id, title=title)
     return protocol.result(ctx.frame.id, {"session": session.wire()})
 
 
@@ -60,6 +70,12 @@ def session_delete(ctx) -> dict[str, Any]:
     session_id = check_session_id(ctx.frame.params.string("sessionId", required=True))
     ctx.services.sessions.delete(ctx.connection.user_sub, session_id)
     return protocol.result(ctx.frame.id, {"deleted": True})
+
+
+def _checked_title(title: str) -> str:
+    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in title):
+        raise BadRequest("'title' must not contain control characters")
+    return title
 
 
 def _wire_message(store: SessionStore, message: Message) -> dict[str, Any]:
