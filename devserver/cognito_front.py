@@ -2,8 +2,9 @@
 
 moto answers `USER_SRP_AUTH` with a random `SRP_B` and accepts any `PASSWORD_CLAIM_SIGNATURE`,
 so a browser's SRP sign-in would succeed with any password; its `USER_ID_FOR_SRP` is an id that
-its own `RespondToAuthChallenge` cannot look up, and it has no `RevokeToken`. This front does
-those three as Cognito does and passes every other call to moto untouched:
+its own `RespondToAuthChallenge` cannot look up; its `NEW_PASSWORD_REQUIRED` challenge lacks the
+`userAttributes` and `requiredAttributes` that Cognito's client libraries read; and it has no
+`RevokeToken`. This front does those as Cognito does and passes every other call to moto untouched:
 
 - `InitiateAuth` `USER_SRP_AUTH`: moto opens the auth session (user known, enabled, confirmed);
   the front answers `PASSWORD_VERIFIER` with its own salt and `SRP_B` (SRP-6a over the 3072-bit
@@ -11,6 +12,8 @@ those three as Cognito does and passes every other call to moto untouched:
 - `RespondToAuthChallenge` `PASSWORD_VERIFIER`: the signature is checked against the user's
   password; a wrong one is `NotAuthorizedException` ("Incorrect username or password."), and a
   right one goes on to moto with moto's session.
+- `NEW_PASSWORD_REQUIRED` (after the password check): with `userAttributes` `{}` and
+  `requiredAttributes` `[]` (JSON texts), as Cognito sends them.
 - `RevokeToken`: the refresh token is refused from then on (`InitiateAuth` `REFRESH_TOKEN_AUTH`
   answers `NotAuthorizedException`, "Refresh Token has been revoked").
 
@@ -191,7 +194,9 @@ class CognitoFront:
             # moto keys its auth session by its own secret block, the session id it issued.
             body = json.dumps({**params, "ChallengeResponses": {
                 **answers, "PASSWORD_CLAIM_SECRET_BLOCK": challenge.moto_session}}).encode()
-        response, status, _ = await self._call(request, body)
+        response, status, answer = await self._call(request, body)
+        if answer.get("ChallengeName") == "NEW_PASSWORD_REQUIRED":
+            response = _with_new_password_parameters(answer)
         if status == 200 and params.get("ChallengeName") == "NEW_PASSWORD_REQUIRED":
             pool_id = await self._pool_of(params.get("ClientId", ""))
             self._passwords[(pool_id, answers.get("USERNAME", ""))] = answers.get("NEW_PASSWORD", "")
@@ -258,6 +263,12 @@ class CognitoFront:
     async def _close(self, _app: web.Application) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _with_new_password_parameters(answer: dict[str, Any]) -> web.Response:
+    """moto's NEW_PASSWORD_REQUIRED without the two parameters Cognito always sends (JSON texts)."""
+    parameters = {"userAttributes": "{}", "requiredAttributes": "[]", **answer.get("ChallengeParameters", {})}
+    return web.json_response({**answer, "ChallengeParameters": parameters}, headers=_HEADERS, content_type=None)
 
 
 def _error(status: int, error_type: str, message: str) -> web.Response:

@@ -107,8 +107,9 @@ export class Connection extends EventTarget {
     this.socket = null;
     clearInterval(this.keepalive);
     if (this.closing) return this._setState("closed");
-    this.dispatchEvent(new Event("drop"));
     this.attempt = Math.max(this.attempt, 1);
+    this._setState("reconnecting");
+    this.dispatchEvent(new Event("drop"));
     this.open().catch(() => {});
   }
 

@@ -26,7 +26,7 @@ const PURIFY = {
   RETURN_DOM_FRAGMENT: true,
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
   FORBID_TAGS: ["img", "style", "form", "input", "button", "textarea", "select", "iframe", "svg", "math"],
-  FORBID_ATTR: ["style", "id", "class"],
+  FORBID_ATTR: ["style", "id", "class"], // the page styles what it made, never what a reply asks for
   ADD_ATTR: ["data-lang", "data-path"],
 };
 

@@ -97,7 +97,8 @@ export class AssistantMessage {
   }
 
   decorate(root, final) {
-    for (const pre of root.querySelectorAll("pre.code")) {
+    for (const pre of root.querySelectorAll("pre[data-lang]")) {
+      pre.className = "code";
       const code = pre.querySelector("code");
       const lang = pre.dataset.lang;
       const path = pre.dataset.path;
