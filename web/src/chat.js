@@ -121,6 +121,8 @@ export class Chat {
       const params = { prompt, sessionId: this.session.sessionId, system: SYSTEM_PROMPT };
       const model = this.models.selected();
       if (model) params.model = model;
+      const maxTokens = Number($("max-tokens").value);
+      if (Number.isInteger(maxTokens) && maxTokens > 0) params.maxTokens = maxTokens;
       const paths = this.context.attachedPaths();
       if (paths.length) params.contextPaths = paths;
       await this.conn.send({ action: "chat.send", id: run.id, ...params }, (frame) => this.onFrame(run, frame));

@@ -60,7 +60,7 @@ export class Context {
         h("label", { class: "file" }, box, h("span", { class: "path" }, item.path)),
         h("span", { class: "size" }, formatBytes(item.size)),
         h("button", { type: "button", class: "icon", "aria-label": `Delete ${item.path}`,
-          onclick: () => this.remove(item.path) }, "🗑"));
+          onclick: () => this.remove(item.path) }, "✕"));
     }));
     if (!this.known.size) list.append(h("li", { class: "hint" }, "No context files yet."));
     $("attached").replaceChildren(...[...this.attached].map((path) => h("li", { class: "chip" },

@@ -31,21 +31,48 @@ const ALIASES = {
   jsonc: "json",
 };
 
+// The bare Lezer parsers (with their highlighting) for code blocks in replies: far lighter than
+// the editor's language support, which brings the editor itself along.
+const PARSERS = {
+  python: () => import("@lezer/python").then((m) => m.parser),
+  javascript: () => import("@lezer/javascript").then((m) => m.parser.configure({ dialect: "jsx" })),
+  typescript: () => import("@lezer/javascript").then((m) => m.parser.configure({ dialect: "ts jsx" })),
+  json: () => import("@lezer/json").then((m) => m.parser),
+  markdown: () => import("@lezer/markdown").then((m) => m.parser),
+  html: () => import("@lezer/html").then((m) => m.parser),
+  css: () => import("@lezer/css").then((m) => m.parser),
+  rust: () => import("@lezer/rust").then((m) => m.parser),
+  go: () => import("@lezer/go").then((m) => m.parser),
+  java: () => import("@lezer/java").then((m) => m.parser),
+  cpp: () => import("@lezer/cpp").then((m) => m.parser),
+  yaml: () => import("@lezer/yaml").then((m) => m.parser),
+};
+
+function nameOf(nameOrPath) {
+  if (!nameOrPath) return null;
+  const base = nameOrPath.toLowerCase().split("/").pop();
+  const key = base === "dockerfile" ? "dockerfile" : base.includes(".") ? base.split(".").pop() : base;
+  return LOADERS[key] ? key : ALIASES[key] || null;
+}
+
 const loaded = new Map();
+function once(key, load) {
+  if (!loaded.has(key)) loaded.set(key, load());
+  return loaded.get(key);
+}
 
 /** Resolves to the CodeMirror LanguageSupport (or StreamLanguage) for a fence name or a file
  *  name, or to null for a language it does not know. */
 export function languageFor(nameOrPath) {
-  if (!nameOrPath) return Promise.resolve(null);
-  const base = nameOrPath.toLowerCase().split("/").pop();
-  const key = base === "dockerfile" ? "dockerfile" : base.includes(".") ? base.split(".").pop() : base;
-  const name = LOADERS[key] ? key : ALIASES[key];
-  if (!name) return Promise.resolve(null);
-  if (!loaded.has(name)) loaded.set(name, LOADERS[name]());
-  return loaded.get(name);
+  const name = nameOf(nameOrPath);
+  return name ? once(`support:${name}`, LOADERS[name]) : Promise.resolve(null);
 }
 
-/** The Lezer parser of a language support (LanguageSupport or a bare Language). */
-export function parserOf(support) {
-  return (support.language || support).parser;
+/** Resolves to a Lezer parser for a fence name or a file name (the bare grammar where there is
+ *  one, else the editor language's), or to null for a language it does not know. */
+export function parserFor(nameOrPath) {
+  const name = nameOf(nameOrPath);
+  if (!name) return Promise.resolve(null);
+  if (PARSERS[name]) return once(`parser:${name}`, PARSERS[name]);
+  return languageFor(name).then((support) => (support.language || support).parser);
 }

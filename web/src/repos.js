@@ -63,7 +63,7 @@ export class Repos {
         const isDir = entry.type === "dir" || entry.type === "tree";
         return h("li", {}, h("button", { type: "button", class: `entry ${isDir ? "dir" : "file"}`,
           onclick: () => (isDir ? this.browse(entry.path) : this.openFile(entry.path)) },
-        isDir ? `📁 ${name}` : `📄 ${name}`));
+        isDir ? `▸ ${name}/` : name));
       }));
       if (!entries.length) tree.append(h("li", { class: "hint" }, "Empty folder."));
     } catch (error) {

@@ -51,7 +51,7 @@ export class Sessions {
     const rename = h("button", { type: "button", class: "icon", "aria-label": `Rename ${session.title}`,
       onclick: () => this.rename(session.sessionId) }, "✎");
     const remove = h("button", { type: "button", class: "icon", "aria-label": `Delete ${session.title}`,
-      onclick: () => this.remove(session.sessionId) }, "🗑");
+      onclick: () => this.remove(session.sessionId) }, "✕");
     const li = h("li", { dataset: { sessionId: session.sessionId, updatedAt: session.updatedAt } }, open, rename, remove);
     if (!this.canRename) rename.hidden = true;
     return li;
