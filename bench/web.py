@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(state, ignore_errors=True)
 
     med = statistics.median
-    print(f"web client benchmark: {args.runs} runs, a {args.tokens}-token answer at {args.tokens_per_second} tokens/s")
+    print(f"web client benchmark: {args.runs} runs, a {args.tokens}-token answer at {args.tokens_per_second} tokens/s "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: the browser shares them with the stack)")
     print(f"  first load (gzip)          {sizes['first_load_gz'] / 1024:8.1f} KiB   "
           f"(raw {sizes['first_load_raw'] / 1024:.0f} KiB; baseline test page {sizes['baseline_gz'] / 1024:.1f} KiB, "
           f"x{sizes['first_load_gz'] / max(sizes['baseline_gz'], 1):.1f})")

@@ -457,6 +457,22 @@ def test_a_wrong_password_is_refused_by_the_srp_check(page, web_stack, problems)
                    if p != f"400 {front}" and not p.startswith("Failed to load resource: the server responded with a status of 400")]
 
 
+def test_an_expired_access_token_is_refreshed_with_the_refresh_token(page, web_stack):
+    signed_in(page, web_stack, "dev2")
+    drift = page.evaluate("Object.keys(sessionStorage).find((key) => key.endsWith('.clockDrift'))")
+    # The clock as the token sees it, a day ahead: the stored access token has expired.
+    page.evaluate(f"sessionStorage.setItem({json.dumps(drift)}, '-86400')")
+    bodies: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and r.url.startswith(web_stack.document["cognito"]["endpointUrl"])
+            and bodies.append(r.post_data or ""))
+    page.reload()
+    expect(page.locator("#status")).to_have_text("connected as dev2", timeout=WAIT_MS)
+    assert len(bodies) == 1 and '"AuthFlow":"REFRESH_TOKEN_AUTH"' in bodies[0]
+    assert web_stack.endpoints.dev_password("dev2") not in bodies[0]
+    send(page, "still signed in")
+    wait_done(page)
+
+
 def test_sign_out_revokes_the_refresh_token(page, web_stack):
     signed_in(page, web_stack, "dev2")
     stored = json.loads(page.evaluate("JSON.stringify(sessionStorage)"))

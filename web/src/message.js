@@ -84,7 +84,8 @@ export class AssistantMessage {
     if (end > this.stableEnd) {
       const fragment = renderMarkdown(this.text.slice(this.stableEnd, end));
       this.decorate(fragment, true);
-      this.stable.append(fragment);
+      // Each finished part in its own box, which the browser skips laying out while off screen.
+      this.stable.append(h("div", { class: "chunk" }, fragment));
       this.stableEnd = end;
     }
     const rest = this.text.slice(this.stableEnd);
