@@ -7,43 +7,43 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice, Response, UnauthorizedError
-from chalice.app import AuthRequest, AuthResponse, WebsocketEvent
+from chalice.app import AuthRequest, AuthResponse, Request, WebsocketEvent
 
 from chalicelib.auth import authorizer as auth
 from chalicelib.config import get_settings
 from chalicelib.observability.invocation import invocation
 
 if TYPE_CHECKING:
-    from chalicelib.services import Services
-    from chalicelib.websocket import WebsocketHandlers
+    from chalicelib.dispatch.handlers import WebsocketHandlers
+    from chalicelib.root import Root
 
 app = Chalice(app_name="llm-ide")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 log = logging.getLogger("chalicelib.rest")  # under chalicelib: the app's handler and format
 
 
-# The stores, limits and action table load on first use: every Lambda function imports this
-# module, and the authorizers (and the REST handler until a /usage) never need them.
-def get_services() -> "Services":
-    from chalicelib.services import get_services as services
+# The composition root (stores, limits, the action table) loads on first use: every Lambda
+# function imports this module, and the authorizers (and the REST handler until a /usage) never need it.
+def _root() -> Root:
+    from chalicelib.root import get_root
 
-    return services()
+    return get_root()
 
 
-def _handlers() -> "WebsocketHandlers":
-    from chalicelib.websocket import WebsocketHandlers
-
-    return WebsocketHandlers(get_services())
+def _handlers() -> WebsocketHandlers:
+    return _root().handlers
 
 
 def _endpoint(event: WebsocketEvent) -> str:
     return get_settings().management_endpoint(event.domain_name, event.stage)
 
 
-def _ws_invocation(route: str, event: WebsocketEvent):
+def _ws_invocation(route: str, event: WebsocketEvent) -> AbstractContextManager[None]:
     return invocation(route, event.context, apiRequestId=event.to_dict()["requestContext"].get("requestId"))
 
 
@@ -83,7 +83,9 @@ def github_worker(event: dict, context: object) -> None:
     from chalicelib.github.worker import handle  # PyJWT and the HTTP client: only this function loads them
 
     with invocation("github_worker", context):
-        handle(event, get_services(), remaining_ms=getattr(context, "get_remaining_time_in_millis", None))
+        root = _root()
+        handle(event, settings=root.settings, sender_for=root.sender,
+               remaining_ms=getattr(context, "get_remaining_time_in_millis", None))
 
 
 @app.lambda_function(name="ws_authorizer")
@@ -102,15 +104,17 @@ def rest_authorizer(auth_request: AuthRequest) -> AuthResponse:
 
 
 @app.lambda_function(name="bedrock_worker")
-def bedrock_worker(event: dict, context) -> dict:
-    from chalicelib.chat.worker import run_chat  # the stream machinery: only this function loads it
+def bedrock_worker(event: dict, context: Any) -> dict:
+    from chalicelib.chat.job import ChatJob
 
     with invocation("bedrock_worker", context):
-        return {"status": run_chat(event, services=get_services(), remaining_ms=context.get_remaining_time_in_millis)}
+        job = ChatJob.from_event(event)
+        outcome = _root().chat_worker(job.endpoint).run(job, remaining_ms=context.get_remaining_time_in_millis)
+        return {"status": outcome.status}
 
 
 @app.middleware("http")
-def rest_request(event, get_response):
+def rest_request(event: Request, get_response: Callable[[Request], Response]) -> Response:
     """One "handled" line per REST request: route, caller, status, latency."""
     caller = auth.caller_from_context(event.context.get("authorizer"))
     with invocation("rest", app.lambda_context, apiRequestId=event.context.get("requestId"),
@@ -130,7 +134,7 @@ def health() -> dict:
 
 @app.route("/me", authorizer=rest_authorizer)
 def me() -> dict:
-    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    caller = _rest_caller()
     if caller is None:
         raise UnauthorizedError("Unauthorized")
     return caller
@@ -138,7 +142,14 @@ def me() -> dict:
 
 @app.route("/usage", authorizer=rest_authorizer)
 def usage() -> dict:
-    caller = auth.caller_from_context(app.current_request.context.get("authorizer"))
+    caller = _rest_caller()
     if caller is None:
         raise UnauthorizedError("Unauthorized")
-    return get_services().usage.report(caller["sub"], time.time(), groups=tuple(caller["groups"]))
+    root = _root()
+    return root.usage.report(caller["sub"], root.clock(), groups=tuple(caller["groups"]))
+
+
+def _rest_caller() -> dict | None:
+    """The verified caller the REST authorizer put in the request's context."""
+    request = app.current_request
+    return auth.caller_from_context(request.context.get("authorizer")) if request is not None else None

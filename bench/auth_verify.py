@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import jwt  # noqa: E402
+import jwt
 
-from chalicelib.auth.jwks import JwksCache  # noqa: E402
-from chalicelib.auth.verifier import CognitoJwtVerifier  # noqa: E402
-from tests import tokens  # noqa: E402
+from chalicelib.auth.jwks import JwksCache
+from chalicelib.auth.verifier import CognitoJwtVerifier
+from tests import tokens
 
 
 def median_us(call, rounds: int) -> float:

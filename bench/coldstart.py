@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     env = stage_environment()
     baseline, app, message, traced = [], [], [], []
-    message_code = "import boto3, chalice, app, chalicelib.websocket"
+    message_code = "import boto3, chalice, app, chalicelib.dispatch.handlers"
     traced_code = "import boto3, chalice, app; from chalicelib.observability import tracing; tracing.start()"
     traced_env = {**env, "TRACING_ENABLED": "true", "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",
                   "LAMBDA_TASK_ROOT": str(ROOT), "_X_AMZN_TRACE_ID": LAMBDA_TRACE}

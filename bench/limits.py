@@ -76,12 +76,12 @@ def main() -> None:
         provisioned = dev_aws.provision(moto.url, stage="bench")
         os.environ.update(dev_aws.app_environment(moto.url, "http://127.0.0.1:9", provisioned))
         os.environ["RATE_LIMIT_REQUESTS_PER_MINUTE"] = "1000000"  # the admitted figure needs room
-        from chalicelib import aws
+        from chalicelib.aws import clients as aws
         from chalicelib.config import get_settings
         from chalicelib.errors import RateLimited
         from chalicelib.limits import LimitedMemory, RateLimiter, UserLimits
         from chalicelib.limits.records import Retention
-        from chalicelib.services import Services
+        from chalicelib.root import Services
 
         services = Services(get_settings())
         client = aws.client("dynamodb")
@@ -131,7 +131,7 @@ def main() -> None:
         print(f"  usage report (usage.get, GET /usage) {per_op(counter.take(), n)}   median {report_ms:.2f} ms")
 
         # The message path: what admission adds to an action (ping is never counted).
-        from chalicelib.websocket import WebsocketHandlers
+        from chalicelib.dispatch.handlers import WebsocketHandlers
 
         class NullSender:
             def send(self, connection_id, frame):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client import IdeClient, load_endpoints, login  # noqa: E402
+from client import IdeClient, load_endpoints, login
 
 
 def timed(client: IdeClient, action: str, **params) -> float:

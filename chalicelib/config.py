@@ -6,13 +6,16 @@ instead of a confusing failure deep inside a handler later.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
+
+from chalicelib.models import ModelTable, ModelTableError, build_table
+from chalicelib.process import kept
 
 T = TypeVar("T")
 
@@ -92,6 +95,7 @@ class Settings:
     request_ttl_seconds: int
     allowed_models: tuple[str, ...]
     default_model_id: str
+    models: ModelTable  # the allowed models' limits, features and prices (chalicelib/models.py; MODELS)
     max_prompt_bytes: int
     default_max_tokens: int
     max_output_tokens: int
@@ -100,7 +104,7 @@ class Settings:
     bedrock_read_timeout: float
     bedrock_max_attempts: int
 
-    def github_allowed(self, groups: tuple[str, ...] | list[str]) -> bool:
+    def github_allowed(self, groups: Iterable[str]) -> bool:
         """Whether a user in these (verified) groups may use the GitHub actions."""
         return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
 
@@ -200,6 +204,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     default_model_id = env.text("DEFAULT_MODEL_ID", allowed_models[0], pattern=_MODEL_ID)
     if default_model_id not in allowed_models:
         raise ConfigError(f"DEFAULT_MODEL_ID={default_model_id!r} is not in ALLOWED_MODELS")
+    try:
+        models = build_table(allowed_models, default_model_id, env.optional("MODELS"))
+    except ModelTableError as exc:
+        raise ConfigError(f"MODELS: {exc}") from None
     max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 8192, int, minimum=1, maximum=200_000)
     return Settings(
         stage=stage,
@@ -265,6 +273,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         request_ttl_seconds=env.number("REQUEST_TTL_SECONDS", 86400, int, minimum=600, maximum=30 * 86400),
         allowed_models=allowed_models,
         default_model_id=default_model_id,
+        models=models,
         # A prompt travels in one frame (32 KiB), with its JSON envelope.
         max_prompt_bytes=env.number("MAX_PROMPT_BYTES", 24576, int, minimum=1, maximum=32768),
         default_max_tokens=env.number("DEFAULT_MAX_TOKENS", min(1024, max_output_tokens), int,
@@ -284,7 +293,7 @@ def _optional_matching(env: _Reader, name: str, pattern: re.Pattern) -> str | No
     return value
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def get_settings() -> Settings:
     """The container's settings, validated on first use and then reused."""
     return load_settings(os.environ)

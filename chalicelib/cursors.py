@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from chalicelib.errors import BadRequest
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 # The `handler` each invocation binds -> the Chalice function it runs in (app.py).
 HANDLER_FUNCTIONS = {"$connect": "websocket_connect", "$default": "websocket_message",

@@ -9,8 +9,9 @@ import base64
 import secrets
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 API_ID = "localapi01"
 REGION = "us-east-1"
@@ -28,7 +29,7 @@ def new_connection_id() -> str:
 
 
 def _request_time(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
 
 
 def _context(*, route_key: str, event_type: str, connection_id: str, connected_at_ms: int,

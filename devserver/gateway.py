@@ -12,12 +12,13 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from chalice.config import Config
@@ -48,7 +49,7 @@ class _Client:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LambdaRuntime:
@@ -144,7 +145,7 @@ class Gateway:
                     elif message.type == WSMsgType.ERROR:
                         close_code, reason = 1009, f"Going away: {ws.exception()}"
                         break
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             close_code, reason = 1001, "Going away"
         finally:
             self._clients.pop(connection_id, None)

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -189,7 +189,7 @@ class GitHubEmulator:
         expires = time.time() + TOKEN_LIFETIME
         self._tokens[token] = (expires, installation.id)
         self.stats["tokensIssued"] += 1
-        iso = datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        iso = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return web.json_response({"token": token, "expires_at": iso, "permissions": {"contents": "write",
                                   "pull_requests": "write"}, "repository_selection": "selected"}, status=201)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
 
 import aiohttp
@@ -51,7 +51,7 @@ def verify_presigned(method: str, raw_path: str, headers: Mapping[str, str], *,
         stamp, expires = params["X-Amz-Date"], int(params["X-Amz-Expires"])
         signed_headers, signature = params["X-Amz-SignedHeaders"], params["X-Amz-Signature"]
         access_key, day, region, service, terminator = credential.split("/")
-        signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except (KeyError, ValueError):
         raise PresignRefused("AuthorizationQueryParametersError", "malformed presigned query") from None
     if algorithm != "AWS4-HMAC-SHA256" or terminator != "aws4_request" or day != stamp[:8]:
@@ -97,7 +97,7 @@ class S3Front:
         if "X-Amz-Signature=" in request.query_string and request.method != "OPTIONS":
             try:
                 verify_presigned(request.method, request.raw_path, request.headers, secrets=self._secrets,
-                                 now=datetime.now(timezone.utc))
+                                 now=datetime.now(UTC))
             except PresignRefused as refused:
                 # The path only: the query string of a presigned URL is a credential.
                 log.info("presigned %s %s refused: %s", request.method, request.path, refused.code)

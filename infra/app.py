@@ -16,15 +16,16 @@ import aws_cdk as cdk
 if __package__ in (None, ""):  # run by the cdk CLI as a script from infra/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from infra import outputs, resources  # noqa: E402
-from infra.stacks.audit import AuditStack  # noqa: E402
-from infra.stacks.data import DataStack  # noqa: E402
-from infra.stacks.edge import EDGE_REGION, EdgeStack  # noqa: E402
-from infra.stacks.monitoring import MonitoringStack  # noqa: E402
-from infra.stacks.network import NetworkStack  # noqa: E402
-from infra.stacks.waf import WafStack  # noqa: E402
-from infra.stages import Stage, stage as get_stage  # noqa: E402
-from infra.sync_config import health_url as find_health_url  # noqa: E402
+from infra import outputs, resources
+from infra.stacks.audit import AuditStack
+from infra.stacks.data import DataStack
+from infra.stacks.edge import EDGE_REGION, EdgeStack
+from infra.stacks.monitoring import MonitoringStack
+from infra.stacks.network import NetworkStack
+from infra.stacks.waf import WafStack
+from infra.stages import Stage
+from infra.stages import stage as get_stage
+from infra.sync_config import health_url as find_health_url
 
 
 def build(app: cdk.App, stage: Stage, *, account: str | None = None, region: str | None = None,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from infra import resources
-from infra.stages import PROFILE_REGIONS, Stage, profile_prefix, stage as get_stage
+from infra.stages import PROFILE_REGIONS, Stage, profile_prefix
+from infra.stages import stage as get_stage
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
 FACTS_FILE = CHALICE_DIR / "infra.json"

@@ -21,9 +21,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTHORIZER_NAME = "ws_authorizer"
@@ -90,7 +91,7 @@ class Deployment:
         return f"arn:{self.partition}:execute-api:{self.region}:{self.account}:{self.api_id}/authorizers/{authorizer_id}"
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "Deployment":
+    def from_record(cls, record: Mapping[str, Any]) -> Deployment:
         resources = record.get("resources") or []
         api = next((r for r in resources if r.get("resource_type") == "websocket_api"), None)
         function = next((r for r in resources if r.get("resource_type") == "lambda_function"
@@ -114,7 +115,7 @@ class Throttle:
     burst: int
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "Throttle":
+    def from_env(cls, environ: Mapping[str, str]) -> Throttle:
         try:
             rate = float(environ.get("WS_THROTTLE_RATE") or DEFAULT_RATE)
             burst = int(environ.get("WS_THROTTLE_BURST") or DEFAULT_BURST)

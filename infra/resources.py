@@ -62,7 +62,7 @@ class ExpiryRule:
         return session_ttl_days + self.days_beyond_session_ttl
 
 
-# Offloaded messages and session-scoped context carry this tag (chalicelib/context_store.py
+# Offloaded messages and session-scoped context carry this tag (chalicelib/context/store.py
 # sets it). Active sessions re-write their objects at most daily, so the rule only ever
 # removes objects of sessions whose DynamoDB items have expired.
 SESSION_EXPIRY_RULE = ExpiryRule(id="expire-idle-session-data", tag_key="llm-ide-expiry", tag_value="session",

@@ -5,8 +5,12 @@ A setting that differs between dev, staging and prod lives here, once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+from chalicelib.models import ModelTableError, build_table
 from infra.resources import DEFAULT_SESSION_TTL_DAYS
 
 # Destination regions of Bedrock's cross-region inference profiles, by the profile id's
@@ -44,6 +48,9 @@ class Stage:
     # Models the app may call: inference profile ids (`us.`, `eu.`, `apac.`) or model ids.
     allowed_models: tuple[str, ...]
     default_model: str
+    # The model table's overrides for this stage (the app's MODELS, written by infra/sync_config.py): model id ->
+    # fields (chalicelib/models.py), e.g. a negotiated price or a model the built-in table does not know.
+    model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Alarm thresholds.
     error_rate_percent: float = 5.0
     chat_latency_p90_ms: int = 30_000
@@ -72,6 +79,10 @@ class Stage:
     health_canary: bool = True
 
     def __post_init__(self) -> None:
+        try:  # the app would refuse to start on it: refuse the stage before anything is deployed
+            build_table(self.allowed_models, self.default_model, self.models_json())
+        except ModelTableError as exc:
+            raise ValueError(f"stage {self.name}: model_overrides: {exc}") from None
         if not 1 <= self.session_ttl_days <= 3650:  # the range chalicelib/config.py accepts
             raise ValueError(f"stage {self.name}: session_ttl_days must be 1-3650, not {self.session_ttl_days}")
         if not 1 <= self.audit_retention_days <= 3653:  # CloudTrail's own event history keeps 90 days anyway
@@ -86,6 +97,10 @@ class Stage:
                 raise ValueError(f"stage {self.name}: {name} must be 10-2000000000, not {getattr(self, name)}")
         if self.auth_refusals_per_5min < 1:
             raise ValueError(f"stage {self.name}: auth_refusals_per_5min must be at least 1")
+
+    def models_json(self) -> str | None:
+        """The app's MODELS value, or None when the built-in table serves as it is."""
+        return json.dumps(self.model_overrides, separators=(",", ":"), sort_keys=True) if self.model_overrides else None
 
 
 _MODELS = (

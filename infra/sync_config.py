@@ -24,7 +24,8 @@ from typing import Any
 
 from infra import outputs as names
 from infra import policies, resources
-from infra.stages import Stage, profile_prefix, region_geography, stage as get_stage
+from infra.stages import Stage, profile_prefix, region_geography
+from infra.stages import stage as get_stage
 
 
 class SyncError(Exception):
@@ -110,6 +111,7 @@ def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
         "GITHUB_WORKER_FUNCTION": resources.function_name(stage.name, "github_worker"),
         "ALLOWED_MODELS": ",".join(stage.allowed_models),
         "DEFAULT_MODEL_ID": stage.default_model,
+        **({"MODELS": models} if (models := stage.models_json()) else {}),
         "TRACING_ENABLED": "true" if stage.xray else "false",  # the SDK follows Lambda's active tracing
     })
     return env

@@ -63,21 +63,9 @@ def provisioned(moto_url) -> dev_aws.Provisioned:
 
 def reset_app_caches() -> None:
     """Forget every per-container cache, as a new Lambda container would."""
-    from chalicelib import auth, aws, config, limits, services
-    from chalicelib.observability import metrics, tracing
+    from chalicelib import process
 
-    config.get_settings.cache_clear()
-    metrics.get_metrics.cache_clear()
-    tracing._recorder.cache_clear()
-    auth.get_verifier.cache_clear()
-    aws.client.cache_clear()
-    limits.get_limited_memory.cache_clear()
-    aws._session.cache_clear()
-    aws._per_thread.__dict__.clear()
-    services._per_thread.__dict__.clear()
-    github_worker = sys.modules.get("chalicelib.github.worker")  # imported lazily, by the worker only
-    if github_worker is not None:
-        github_worker.container_caches.cache_clear()
+    process.reset()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from aiohttp import web
 

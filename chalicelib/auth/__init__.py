@@ -1,18 +1,21 @@
 """Authentication: who is behind a token.
 
-`authenticate` is the one entry point for handlers. The verifier (and with it
-PyJWT and cryptography) is imported on first use, so handlers that never see a
-token do not pay for it at cold start.
+`verify(token)` is the one way in: `$connect` (chalicelib/dispatch/handlers.py) and
+both Lambda authorizers (chalicelib/auth/authorizer.py) call it, and log a refusal's
+reason, never the token. The verifier (and with it PyJWT and cryptography) is
+imported on first use, so handlers that never see a token do not pay for it at cold
+start.
 """
 from __future__ import annotations
 
-import functools
 import logging
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from chalicelib import metric_names
 from chalicelib.auth.errors import JwtInvalid, TokenMissing
+from chalicelib.observability import metric_names
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
+from chalicelib.process import kept
 
 if TYPE_CHECKING:
     from chalicelib.auth.verifier import CognitoJwtVerifier, Identity
@@ -31,8 +34,8 @@ def token_from_request(headers: Mapping[str, str] | None, query: Mapping[str, st
     return token if isinstance(token, str) and token else None
 
 
-@functools.lru_cache(maxsize=1)
-def get_verifier() -> "CognitoJwtVerifier":
+@kept
+def get_verifier() -> CognitoJwtVerifier:
     from chalicelib.auth.jwks import HttpJwksFetcher, JwksCache
     from chalicelib.auth.verifier import CognitoJwtVerifier
     from chalicelib.config import get_settings
@@ -50,7 +53,7 @@ def get_verifier() -> "CognitoJwtVerifier":
     )
 
 
-def verify(token: str | None) -> "Identity":
+def verify(token: str | None) -> Identity:
     """The token's identity; raises JwtInvalid (TokenMissing without a token), whose `reason` may be logged."""
     if not token:
         raise TokenMissing("no token")
@@ -61,14 +64,3 @@ def count_refusal(refused: JwtInvalid, *, metrics: MetricsWriter | None = None) 
     """One `AuthRefused` data point by the refusal's reason: a class attribute of auth/errors.py, so the
     dimension is a short fixed list whatever the caller sent (never the token, nor a claim)."""
     (metrics or get_metrics()).emit(metric_names.AUTH_REFUSED, 1, dimensions={metric_names.REASON: refused.reason})
-
-
-def authenticate(token: str | None) -> "Identity | None":
-    """The token's identity, or None when it must be refused (the reason is logged, never the token)."""
-    try:
-        return verify(token)
-    except JwtInvalid as exc:
-        # The reason and what was seen, never the token: it is a bearer credential.
-        logger.info("token refused", extra={"reason": exc.reason, "detail": str(exc),
-                                            "actual": exc.actual, "expected": exc.expected})
-        return None

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.auth import count_refusal, token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
@@ -49,12 +50,12 @@ def authorize_websocket(event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def authorize_bearer(authorization: str | None) -> "Identity":
+def authorize_bearer(authorization: str | None) -> Identity:
     """The identity behind an `Authorization` header value (a REST TOKEN authorizer's input)."""
     return _decide(token_from_request({"Authorization": authorization or ""}, None))
 
 
-def _decide(token: str | None, **fields: Any) -> "Identity":
+def _decide(token: str | None, **fields: Any) -> Identity:
     """The token's identity, or AccessRefused; one "handled" line either way (the reason, never the token)."""
     started = time.perf_counter()
     try:
@@ -73,7 +74,7 @@ def _ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def identity_context(identity: "Identity") -> dict[str, str]:
+def identity_context(identity: Identity) -> dict[str, str]:
     """The authorizer context: API Gateway allows only strings, numbers and booleans in it,
     so the groups travel as a JSON list in a string (a group name may hold a comma)."""
     return {"sub": identity.sub, "username": identity.username, "groups": json.dumps(list(identity.groups))}

@@ -15,7 +15,8 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from chalicelib.auth.errors import JwksUnavailable, KidNotFound
 
@@ -62,11 +63,12 @@ class HttpJwksFetcher:
         raise JwksUnavailable(f"JWKS fetch failed: {failure}")
 
     def _get(self, target: urllib.parse.SplitResult) -> bytes:
+        host = target.hostname or ""  # the URL was checked at configuration: it names a host
         if target.scheme == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                target.hostname, target.port, timeout=self._connect_timeout, context=ssl.create_default_context())
+                host, target.port, timeout=self._connect_timeout, context=ssl.create_default_context())
         else:
-            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=self._connect_timeout)
+            connection = http.client.HTTPConnection(host, target.port, timeout=self._connect_timeout)
         try:
             connection.connect()
             deadline = time.monotonic() + self._read_timeout
@@ -156,7 +158,8 @@ class JwksCache:
             except JwksUnavailable:
                 self._penalty.hold(url)
                 raise
-            keys = {jwk["kid"]: jwk for jwk in document["keys"] if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str)}
+            keys = {jwk["kid"]: jwk for jwk in document["keys"]
+                    if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str)}
             self._documents[url] = keys
             if kid not in keys:
                 self._penalty.hold(url)

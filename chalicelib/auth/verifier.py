@@ -16,8 +16,9 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Literal, overload
 
 import jwt
 from jwt.exceptions import InvalidSignatureError, PyJWKError, PyJWTError
@@ -66,7 +67,7 @@ class CognitoJwtVerifier:
         self,
         *,
         issuer: str,
-        client_ids: tuple[str, ...],
+        client_ids: Sequence[str],
         token_use: str,
         jwks_url: str,
         jwks_cache: JwksCache,
@@ -170,6 +171,14 @@ class CognitoJwtVerifier:
             raise GroupNotAllowed("user is in none of the required groups", actual=len(groups),
                                   expected=sorted(self._required_groups))
         return Identity(sub=sub, username=username, groups=tuple(groups), expires_at=int(exp), token_use=token_use)
+
+
+@overload
+def _number(claims: dict[str, Any], name: str, *, required: Literal[True]) -> float: ...
+
+
+@overload
+def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | None: ...
 
 
 def _number(claims: dict[str, Any], name: str, *, required: bool) -> float | None:

@@ -14,11 +14,43 @@ one in between fails the chat with PAYLOAD_TOO_LARGE (and settles nothing used).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Protocol
 
-from chalicelib import converse
+from chalicelib.chat import converse
 from chalicelib.chat.request import ChatRequest
+from chalicelib.tokens import tokens_for_bytes
+
+
+class HistorySource(Protocol):
+    """A session's earlier messages (the SessionStore)."""
+
+    def history_tokens(self, user_sub: str, session_id: str, token_limit: int) -> int:
+        """The tokens `history_for` would load within `token_limit`; NOT_FOUND unless the caller's session."""
+        ...
+
+    def history_for(self, user_sub: str, session_id: str, token_limit: int) -> list[dict[str, str]]:
+        """The most recent turns within `token_limit`, oldest first: [{"role", "content"}]."""
+        ...
+
+    def append_exchange(self, user_sub: str, session_id: str, request_id: str, prompt: str, reply: str,
+                        cancelled: bool) -> None:
+        ...
+
+
+class ContextSource(Protocol):
+    """The user's context files (the ContextStore)."""
+
+    def documents_sizes(self, user_sub: str, session_id: str | None, paths: Sequence[str],
+                        token_limit: int) -> list[tuple[str, int]]:
+        """(path, bytes) of each file; NOT_FOUND, BAD_REQUEST or PAYLOAD_TOO_LARGE before anything is read."""
+        ...
+
+    def context_documents(self, user_sub: str, session_id: str | None, paths: Sequence[str],
+                          token_limit: int) -> list[tuple[str, str]]:
+        """(path, text) of each file, within `token_limit`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -32,13 +64,13 @@ class InputPlan:
                 "estimatedInput": self.estimated_input}
 
     @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> "InputPlan":
+    def from_payload(cls, data: Mapping[str, Any]) -> InputPlan:
         return cls(history_tokens=int(data["historyTokens"]), context_tokens=int(data["contextTokens"]),
                    estimated_input=int(data["estimatedInput"]))
 
 
-def plan_input(chat: ChatRequest, *, user_sub: str, sessions: Any, context: Any, history_limit: int,
-               context_limit: int) -> InputPlan:
+def plan_input(chat: ChatRequest, *, user_sub: str, sessions: HistorySource, context: ContextSource,
+               history_limit: int, context_limit: int) -> InputPlan:
     """Check the session and the context paths (NOT_FOUND, PAYLOAD_TOO_LARGE, BAD_REQUEST) and size the input."""
     history_tokens = 0
     if chat.session_id is not None:
@@ -46,7 +78,7 @@ def plan_input(chat: ChatRequest, *, user_sub: str, sessions: Any, context: Any,
     sizes: list[tuple[str, int]] = []
     if chat.context_paths:
         sizes = context.documents_sizes(user_sub, chat.session_id, chat.context_paths, context_limit)
-    context_tokens = sum(context.size_tokens(size) for _, size in sizes)
+    context_tokens = sum(tokens_for_bytes(size) for _, size in sizes)
     # The request as built, with empty documents: the prompt, system, preamble and each file's
     # delimiters; a file's text adds at most its own tokens to its block.
     frame = converse.build_converse_input(system=chat.system, history=[], prompt=chat.prompt,
@@ -55,8 +87,8 @@ def plan_input(chat: ChatRequest, *, user_sub: str, sessions: Any, context: Any,
                      estimated_input=converse.input_tokens(frame) + history_tokens + context_tokens)
 
 
-def load_input(chat: ChatRequest, plan: InputPlan, *, user_sub: str, sessions: Any,
-               context: Any) -> dict[str, Any]:
+def load_input(chat: ChatRequest, plan: InputPlan, *, user_sub: str, sessions: HistorySource,
+               context: ContextSource) -> dict[str, Any]:
     """The Converse `messages` (and `system`): history, context documents, then the prompt."""
     history: list[dict[str, str]] = []
     if chat.session_id is not None and plan.history_tokens > 0:

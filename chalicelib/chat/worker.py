@@ -24,22 +24,22 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from chalicelib import metric_names, protocol
-from chalicelib.bedrock import BedrockChat, Metadata, MessageStop, ModelRequest, TextDelta
-from chalicelib.chat.inputs import InputPlan, load_input
-from chalicelib.chat.request import ChatRequest
-from chalicelib.config import Settings
-from chalicelib.connections import Sender
+from chalicelib import protocol
+from chalicelib.aws.management_api import Sender
+from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta
+from chalicelib.chat.inputs import ContextSource, HistorySource, load_input
+from chalicelib.chat.job import ChatJob
+from chalicelib.chat.requests import RequestStore, Usage
+from chalicelib.chat.streaming import DeltaStream
 from chalicelib.errors import AppError, Internal, Timeout
-from chalicelib.limits import Reservation, TokenBudget, fallback_usage
+from chalicelib.limits import TokenBudget, fallback_usage
+from chalicelib.observability import bind, metric_names, with_current_context
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
-from chalicelib.observability import bind, with_current_context
 from chalicelib.observability.tracing import annotate, subsegment
-from chalicelib.request_store import RequestStore, Usage
-from chalicelib.streaming import DeltaStream
 
 logger = logging.getLogger(__name__)
 
@@ -47,28 +47,6 @@ CANCEL_POLL_SECONDS = 0.2  # the cancel flag is seen within this (plus one read)
 TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worker, to still say so
 _END = object()
 CHAT_ACTION = "chat.send"  # the action this worker serves: its logs' and metrics' `action`
-
-
-@dataclass(frozen=True)
-class ChatJob:
-    """The work item the message handler hands over (see chat.actions.send)."""
-
-    request_id: str
-    client_id: str
-    connection_id: str
-    endpoint: str
-    user_sub: str
-    chat: ChatRequest
-    reservation: Reservation  # what the handler reserved; the model is called with its max_tokens
-    plan: InputPlan  # the limits the history and context files are loaded with
-    received_at: float  # epoch seconds the handler received chat.send (for latency metrics)
-
-    @classmethod
-    def from_event(cls, event: dict[str, Any]) -> "ChatJob":
-        return cls(request_id=event["requestId"], client_id=event["clientId"], connection_id=event["connectionId"],
-                   endpoint=event["endpoint"], user_sub=event["userSub"], chat=ChatRequest.from_payload(event["chat"]),
-                   reservation=Reservation.from_dict(event["reservation"]),
-                   plan=InputPlan.from_payload(event["input"]), received_at=float(event["receivedAt"]))
 
 
 @dataclass
@@ -87,14 +65,15 @@ class Outcome:
 
 
 class ChatWorker:
-    def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender: Sender, settings: Settings,
-                 budget: TokenBudget, sessions: Any, context: Any, metrics: MetricsWriter | None = None,
-                 clock: Callable[[], float] = time.monotonic,
+    def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender: Sender, flush_bytes: int,
+                 flush_ms: int, budget: TokenBudget, sessions: HistorySource, context: ContextSource,
+                 metrics: MetricsWriter | None = None, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._requests = requests
         self._bedrock = bedrock
         self._sender = sender
-        self._settings = settings
+        self._flush_bytes = flush_bytes  # STREAM_FLUSH_BYTES
+        self._flush_ms = flush_ms  # STREAM_FLUSH_MS
         self._budget = budget
         self._sessions = sessions
         self._context = context
@@ -110,7 +89,7 @@ class ChatWorker:
 
     def _run(self, job: ChatJob, remaining_ms: Callable[[], int] | None) -> Outcome:
         stream = DeltaStream(sender=self._sender, connection_id=job.connection_id, request_id=job.client_id,
-                             flush_bytes=self._settings.stream_flush_bytes, flush_ms=self._settings.stream_flush_ms,
+                             flush_bytes=self._flush_bytes, flush_ms=self._flush_ms,
                              clock=self._clock)
         outcome = Outcome()
         reader: threading.Thread | None = None
@@ -242,8 +221,8 @@ class ChatWorker:
             if outcome.error is not None:
                 final = protocol.error_frame(outcome.error, job.client_id)
             else:
-                final = {"type": "done", "id": job.client_id, "stopReason": outcome.stop_reason,
-                         "usage": usage.as_protocol(), "limits": limits}
+                final = protocol.done(job.client_id, stop_reason=outcome.stop_reason, usage=usage.as_protocol(),
+                                      limits=limits)
             sent_final = stream.finish(final)
         self._emit_metrics(job, stream, outcome, usage, sent_final)
 
@@ -299,12 +278,3 @@ def _log_outcome(outcome: Outcome) -> str:
     if outcome.error is not None:
         return outcome.error.code
     return "ok" if outcome.status == "done" else outcome.status
-
-
-def run_chat(event: dict[str, Any], *, services: Any, remaining_ms: Callable[[], int] | None = None) -> str:
-    """The bedrock_worker Lambda's body: returns the chat's final status."""
-    job = ChatJob.from_event(event)
-    worker = ChatWorker(requests=services.requests, bedrock=services.bedrock,
-                        sender=services.sender(job.endpoint), settings=services.settings,
-                        budget=services.token_budget, sessions=services.sessions, context=services.context)
-    return worker.run(job, remaining_ms=remaining_ms).status

@@ -25,11 +25,20 @@ import math
 import random
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from chalicelib.errors import (AppError, BadRequest, Forbidden, Internal, NotFound, Timeout, UpstreamError,
-                               UpstreamThrottled)
+from chalicelib.errors import (
+    AppError,
+    BadRequest,
+    Forbidden,
+    Internal,
+    NotFound,
+    Timeout,
+    UpstreamError,
+    UpstreamThrottled,
+)
 from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, RepoInstallations, SecretSource
 from chalicelib.github.transport import HttpResponse, Transport, TransportError
 
@@ -92,12 +101,12 @@ class GitHubClient:
         installation = self._installation(path, installation)
         url: str | None = self._url(path, {"per_page": per_page})
         items: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
+        pages = 0
+        while url is not None and pages < MAX_PAGES and len(items) < limit:
             response = self._authorized("GET", url, installation, body=None, idempotent=True)
             items += _data(response, not_found=None)[key]
             url = _next_link(response.header("link"), self._api_url)
-            if url is None or len(items) >= limit:
-                break
+            pages += 1
         if url is None and len(items) <= limit:
             return items, False
         logger.warning("GitHub list cut at the page limit", extra={"path": path, "pages": MAX_PAGES,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -40,7 +41,7 @@ class AppSecret:
     private_key: str = field(repr=False)  # never in a repr, should one reach a log
 
     @classmethod
-    def parse(cls, text: str) -> "AppSecret":
+    def parse(cls, text: str) -> AppSecret:
         """The secret, or Internal with the reason (never the secret's values)."""
         try:
             data = json.loads(text)
@@ -153,10 +154,11 @@ class InstallationTokens:
                 return cached[0]
             return None
 
-    def put(self, installation_id: int, token: str, expires_at: str) -> None:
+    def put(self, installation_id: int, token: str, expires_at: object) -> None:
+        """Keep a token until shortly before `expires_at` (GitHub's ISO time; anything else is UPSTREAM_ERROR)."""
         try:
-            expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
-        except (AttributeError, ValueError):
+            expiry = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00")).timestamp()
+        except ValueError:
             raise UpstreamError("GitHub answered an installation token without a valid expires_at") from None
         with self._lock:
             self._tokens[installation_id] = (token, expiry)

@@ -7,11 +7,11 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from chalicelib import protocol
 from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
 from chalicelib.github.client import MAX_PAGES, GitHubClient, Unprocessable
 
 MAX_REPOS = MAX_PAGES * 100  # GitHub's largest page; 1000 repositories fit one frame
-MAX_TREE_JSON_BYTES = 96 * 1024  # a tree's entries must fit in one WebSocket frame (128 KiB)
 _ENTRY_TYPES = {"blob": "file", "tree": "dir", "commit": "submodule"}
 _FILE_MODES = ("100644", "100755")
 
@@ -44,8 +44,8 @@ class GitHubOperations:
                                                max_items=MAX_REPOS - len(listed), installation=installation)
             listed += found
             truncated = truncated or cut
-        repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"), "private": bool(r.get("private"))}
-                 for r in listed]
+        repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"),
+                  "private": bool(r.get("private"))} for r in listed]
         return {"repos": repos, "truncated": truncated}
 
     def tree(self, repo: str, *, ref: str | None, path: str | None) -> dict[str, Any]:
@@ -64,7 +64,7 @@ class GitHubOperations:
                 continue
             entry = {"path": item["path"], "type": _entry_type(item), "size": item.get("size")}
             size += len(json.dumps(entry)) + 1
-            if size > MAX_TREE_JSON_BYTES:
+            if size > protocol.INLINE_TEXT_BYTES:
                 truncated = True
                 break
             entries.append(entry)

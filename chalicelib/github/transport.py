@@ -11,8 +11,9 @@ import http.client
 import socket
 import ssl
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 
@@ -80,6 +81,7 @@ class HttpTransport:
         self._drop(key)
         scheme, host, port = key
         connect_timeout = self._connect_timeout if cap is None else max(0.001, min(self._connect_timeout, cap))
+        connection: http.client.HTTPConnection
         if scheme == "https":
             connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=self._tls)
         else:

@@ -14,25 +14,28 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from chalicelib import aws, protocol
-from chalicelib import metric_names as metric
+from chalicelib import protocol
+from chalicelib.aws import clients as aws
+from chalicelib.aws.management_api import Sender
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, PayloadTooLarge
+from chalicelib.errors import AppError, ConnectionGone, Forbidden, Internal, PayloadTooLarge
 from chalicelib.github import params as github_params
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstallations, SecretSource
+from chalicelib.github.job import GitHubJob, InvalidJob
 from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
 from chalicelib.observability import bind, tracing
+from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
-from chalicelib.services import Services
+from chalicelib.process import kept
 
 logger = logging.getLogger(__name__)
 
-MAX_SERVER_FRAME_BYTES = 128 * 1024  # the Management API refuses larger messages
 TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worker, to still post the answer
 
 
@@ -48,7 +51,7 @@ class ContainerCaches:
     routes: RepoInstallations
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def container_caches() -> ContainerCaches:
     settings = get_settings()
     return ContainerCaches(
@@ -76,37 +79,47 @@ def time_left_from(remaining_ms: Callable[[], int] | None) -> Callable[[], float
     return lambda: (remaining_ms() - TIME_LIMIT_MARGIN_MS) / 1000.0
 
 
-def handle(event: dict[str, Any], services: Services, *, metrics: MetricsWriter | None = None,
-           remaining_ms: Callable[[], int] | None = None) -> None:
-    """Serve one request from the message handler and answer the client.
+def handle(event: dict[str, Any], *, settings: Settings, sender_for: Callable[[str], Sender],
+           metrics: MetricsWriter | None = None, remaining_ms: Callable[[], int] | None = None) -> None:
+    """Serve one job from the message handler and answer the client (never raises).
 
-    remaining_ms: Lambda's context.get_remaining_time_in_millis, the run's deadline.
+    sender_for: the Management API sender for an endpoint. remaining_ms: Lambda's
+    context.get_remaining_time_in_millis, the run's deadline.
     """
-    connection_id, endpoint = event.get("connectionId"), event.get("endpoint")
-    if not isinstance(connection_id, str) or not isinstance(endpoint, str):
-        logger.error("github worker event without a connection", extra={"keys": sorted(event)[:10]})
-        return
     metrics = metrics or get_metrics()
-    request_id = event.get("requestId") if isinstance(event.get("requestId"), str) else None
-    action = event.get("action") if event.get("action") in github_params.ACTIONS else "invalid"
-    user = event.get("user") if isinstance(event.get("user"), dict) else {}
+    job: GitHubJob | None = None
+    rejection: AppError | None = None
+    try:
+        job = GitHubJob.from_event(event)
+        reply_to = job.reply_to
+    except InvalidJob as invalid:
+        if invalid.reply_to is None:
+            logger.error("github worker event without a connection", extra={"keys": sorted(event)[:10]})
+            return
+        rejection, reply_to = invalid.error, invalid.reply_to
+    named = event.get("action")
+    action: str = job.action if job is not None else (named if named in github_params.ACTIONS else "invalid")
+    user = event.get("user")
+    sub = job.user_sub if job is not None else (user.get("sub") if isinstance(user, dict) else None)
     started = time.perf_counter()
-    with bind(connectionId=connection_id, id=request_id, action=action, sub=user.get("sub")):
+    with bind(connectionId=reply_to.connection_id, id=reply_to.request_id, action=action, sub=sub):
         with tracing.subsegment(action, action=action) as segment:  # github.<action>
             try:
-                frame = protocol.result(request_id or "", _serve(event, services.settings, metrics,
-                                                                 time_left_from(remaining_ms)))
+                if job is None:
+                    raise rejection or Internal()
+                frame = protocol.result(reply_to.request_id or "", _serve(job, settings, metrics,
+                                                                          time_left_from(remaining_ms)))
             except AppError as error:
-                frame = protocol.error_frame(error, request_id)
+                frame = protocol.error_frame(error, reply_to.request_id)
             except Exception:
                 logger.exception("github worker failed")
-                frame = protocol.error_frame(Internal(), request_id)
-            frame = fit_in_one_frame(frame, request_id)
+                frame = protocol.error_frame(Internal(), reply_to.request_id)
+            frame = fit_in_one_frame(frame, reply_to.request_id)
             outcome = frame["error"]["code"] if frame["type"] == "error" else "ok"
             if segment is not None:
                 segment.put_annotation("outcome", outcome)
         try:
-            services.sender(endpoint).send(connection_id, frame)
+            sender_for(reply_to.endpoint).send(reply_to.connection_id, frame)
         except ConnectionGone:
             logger.info("client gone before the GitHub answer")
             outcome = "gone"
@@ -125,26 +138,18 @@ def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str,
     (quotes, control characters); without this the client would hear nothing.
     """
     size = len(protocol.encode(frame).encode("utf-8"))
-    if size <= MAX_SERVER_FRAME_BYTES:
+    if size <= protocol.MAX_SERVER_FRAME_BYTES:
         return frame
+    limit = protocol.MAX_SERVER_FRAME_BYTES
     return protocol.error_frame(PayloadTooLarge(
-        f"the answer is {size} bytes once encoded; one frame carries at most {MAX_SERVER_FRAME_BYTES}"), request_id)
+        f"the answer is {size} bytes once encoded; one frame carries at most {limit}"), request_id)
 
 
-def _serve(event: dict[str, Any], settings: Settings, metrics: MetricsWriter,
+def _serve(job: GitHubJob, settings: Settings, metrics: MetricsWriter,
            time_left: Callable[[], float]) -> dict[str, Any]:
-    user = event.get("user") if isinstance(event.get("user"), dict) else {}
-    groups, username = user.get("groups"), user.get("username")
-    if not isinstance(groups, list) or not isinstance(username, str) or not username:
-        raise BadRequest("the request names no verified user")
-    if not settings.github_allowed(groups):
+    if not settings.github_allowed(job.groups):
         raise Forbidden("GitHub access is not granted to this user")
-    action = event.get("action")
-    if action not in github_params.ACTIONS:
-        raise BadRequest("unknown GitHub action")
-    raw = event.get("params") if isinstance(event.get("params"), dict) else {}
-    checked = github_params.validate(action, protocol.Params(raw))
-    throttled = functools.partial(metrics.emit, metric.UPSTREAM_THROTTLED, 1, dimensions={metric.ACTION: action})
+    throttled = functools.partial(metrics.emit, metric.UPSTREAM_THROTTLED, 1, dimensions={metric.ACTION: job.action})
     client = new_client(settings, container_caches(), time_left=time_left, on_rate_limited=throttled)
     operations = GitHubOperations(client, max_file_bytes=settings.github_max_file_bytes)
-    return operations.run(action, checked, username=username)
+    return operations.run(job.action, job.params, username=job.username)

@@ -8,53 +8,36 @@
 - `TokenBudget.settle`: one TransactWriteItems replaces the reservation by the
   real usage (hour, day and per-model records), idempotent per request.
 - `LimitsSnapshot.to_wire()`: the protocol's `Limits` object.
+- `UsageReport` (usage.py) and `UsageActions` (actions.py): `usage.get` and `GET /usage`.
 
-The calls a chat must make (the chat code owns them; nothing else may skip one):
-
-    budget = services.token_budget
-    estimated = converse.input_tokens(request)  # the Converse request: system, history, context, prompt
-    reservation = budget.reserve(conn.user_sub, now, groups=conn.groups, request_id=server_request_id,
-                                 estimated_input=estimated, max_tokens=requested_max_tokens)
-    # raises RateLimited / BudgetExceeded (AppErrors: the dispatch answers with an error frame)
-    ack = {..., "limits": reservation.limits.to_wire()}       # call the model with reservation.max_tokens
-    # hand reservation.to_dict() to the worker; there: Reservation.from_dict(payload["reservation"])
-    served = []                                              # every delta text actually posted
-    metadata_usage = None                                    # Bedrock's usage metadata, if it arrived
-    try:
-        ...stream...
-    finally:                                                 # done, error, cancel, disconnect, exception
-        if metadata_usage is not None:
-            used_in, used_out = metadata_usage["inputTokens"], metadata_usage["outputTokens"]
-        else:
-            used_in, used_out = fallback_usage(reservation, "".join(served))
-        settlement = budget.settle(reservation, used_in, used_out, model_id)
-    done = {..., "usage": settlement.usage_wire(), "limits": settlement.limits.to_wire()}
-
-A chat action must be marked `@admission(Admission.SELF)` in chalicelib/actions.py
-so the dispatch does not count it a second time.
+How a chat uses them (chalicelib/chat): `ChatActions.send` reserves before the `ack`
+(the `ack` carries `reservation.limits`) and hands `Reservation.to_dict()` to the worker
+in its job; `ChatWorker._finish` settles, whatever the chat's end, to the model's
+usage metadata or, when the stream broke before it, to `fallback_usage` (the input
+estimate and the text served), and the `done` frame carries the settlement's limits.
+A chat that never reached the model is settled to zero at once. `chat.send` is
+Admission.SELF in the action table, so the dispatch does not count it a second time.
 """
 from __future__ import annotations
-
-import functools
 
 from chalicelib.limits.budget import (
     Reservation,
     Settlement,
     TokenBudget,
-    count_tokens,
     fallback_usage,
 )
 from chalicelib.limits.policy import UserLimits, limits_for
 from chalicelib.limits.rate import LimitedMemory, RateLimiter
 from chalicelib.limits.snapshot import LimitsSnapshot
+from chalicelib.process import kept
 
 __all__ = [
     "LimitedMemory", "LimitsSnapshot", "RateLimiter", "Reservation", "Settlement", "TokenBudget", "UserLimits",
-    "count_tokens", "fallback_usage", "get_limited_memory", "limits_for",
+    "fallback_usage", "get_limited_memory", "limits_for",
 ]
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def get_limited_memory() -> LimitedMemory:
     """The container's memory of users over their limit (shared by all threads)."""
     return LimitedMemory()

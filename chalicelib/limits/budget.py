@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.converse import estimate_tokens as count_tokens  # one measure: estimate, budget, dev model
+from chalicelib.aws.dynamo import cancellation_codes, error_code, retry_conflicts
 from chalicelib.errors import BadRequest, BudgetExceeded
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
 from chalicelib.limits.rate import RateLimiter
-from chalicelib.limits.retry import cancellation_codes, error_code, retry_conflicts
 from chalicelib.limits.snapshot import LimitsSnapshot
+from chalicelib.tokens import estimate_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Reservation:
                 "limits": self.limits.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Reservation":
+    def from_dict(cls, data: Mapping[str, Any]) -> Reservation:
         return cls(user_sub=data["userSub"], request_id=data["requestId"], hour_start=int(data["hourStart"]),
                    estimated_input=int(data["estimatedInput"]), max_tokens=int(data["maxTokens"]),
                    limits=LimitsSnapshot.from_dict(data["limits"]))
@@ -76,7 +77,7 @@ def fallback_usage(reservation: Reservation, served_text: str) -> tuple[int, int
     served is free; the input is the reservation's estimate once anything was
     generated (the model read the prompt), and 0 when nothing was.
     """
-    output = count_tokens(served_text)
+    output = estimate_tokens(served_text)
     return (reservation.estimated_input if output else 0), output
 
 

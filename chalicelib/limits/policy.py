@@ -1,8 +1,8 @@
 """Which limits apply to a user: the defaults, or their Cognito groups' overrides."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from chalicelib.config import Settings
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.aws.dynamo import error_code, retry_conflicts
 from chalicelib.errors import RateLimited
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
-from chalicelib.limits.retry import error_code, retry_conflicts
 from chalicelib.limits.snapshot import LimitsSnapshot
 
 logger = logging.getLogger(__name__)

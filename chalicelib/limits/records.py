@@ -20,8 +20,9 @@ All times are UTC; windows are aligned to the minute, the hour and the day.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 PARTITION_PREFIX = "USER#"
 HOUR_PREFIX = "H#"

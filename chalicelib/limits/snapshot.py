@@ -1,8 +1,9 @@
 """The protocol's `Limits` object, built in one place (ack, done and usage.get carry it)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
@@ -21,7 +22,7 @@ class LimitsSnapshot:
     taken_at: float
 
     @classmethod
-    def from_hour_record(cls, item: Mapping[str, Any] | None, limits: UserLimits, now: float) -> "LimitsSnapshot":
+    def from_hour_record(cls, item: Mapping[str, Any] | None, limits: UserLimits, now: float) -> LimitsSnapshot:
         """From a low-level hour record read (or written) at `now`; None: nothing used yet."""
         return cls(
             requests_limit=limits.requests_per_minute,
@@ -33,10 +34,10 @@ class LimitsSnapshot:
             taken_at=now,
         )
 
-    def with_tokens_changed(self, delta: int) -> "LimitsSnapshot":
+    def with_tokens_changed(self, delta: int) -> LimitsSnapshot:
         return replace(self, tokens_used=self.tokens_used + delta)
 
-    def at(self, now: float) -> "LimitsSnapshot":
+    def at(self, now: float) -> LimitsSnapshot:
         """The snapshot seen from a later time: a window that has ended starts again empty."""
         snapshot = self
         if records.minute_start(now) != self.minute_start:
@@ -61,7 +62,7 @@ class LimitsSnapshot:
                 "tokensUsed": self.tokens_used, "hourStart": self.hour_start, "takenAt": self.taken_at}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LimitsSnapshot":
+    def from_dict(cls, data: Mapping[str, Any]) -> LimitsSnapshot:
         return cls(requests_limit=int(data["requestsLimit"]), requests_used=int(data["requestsUsed"]),
                    minute_start=int(data["minuteStart"]), tokens_limit=int(data["tokensLimit"]),
                    tokens_used=int(data["tokensUsed"]), hour_start=int(data["hourStart"]),

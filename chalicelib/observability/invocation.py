@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from chalicelib.observability import tracing
 from chalicelib.observability.logs import bind, configure_logging

@@ -1,18 +1,28 @@
 """Metrics as CloudWatch Embedded Metric Format lines: no API calls, no latency.
 
 CloudWatch Logs turns each line into metrics. What can be emitted is defined in
-chalicelib/metric_names.py, the same module the dashboard and alarms in infra/
+chalicelib/observability/metric_names.py, the same module the dashboard and alarms in infra/
 are built from, so a metric the app emits is a metric on-call can see.
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
-from typing import IO, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
-from chalicelib.metric_names import ALL, CODE, ERRORS, NAMESPACE, SERVER_ERROR_CODES, SERVER_ERRORS, STAGE, Metric
+from chalicelib.observability.metric_names import (
+    ALL,
+    CODE,
+    ERRORS,
+    NAMESPACE,
+    SERVER_ERROR_CODES,
+    SERVER_ERRORS,
+    STAGE,
+    Metric,
+)
+from chalicelib.process import kept
 
 _KNOWN = {metric.name: metric for metric in ALL}
 
@@ -41,7 +51,7 @@ class MetricsWriter:
              properties: Mapping[str, Any] | None = None) -> None:
         """One EMF line with the value under each of the metric's dimension sets."""
         if _KNOWN.get(metric.name) != metric:
-            raise ValueError(f"unknown metric {metric.name!r}: define it in chalicelib/metric_names.py")
+            raise ValueError(f"unknown metric {metric.name!r}: define it in chalicelib/observability/metric_names.py")
         dims = {STAGE: self._stage, **{k: str(v) for k, v in (dimensions or {}).items()}}
         needed = {name for dimension_set in metric.dimension_sets for name in dimension_set}
         if set(dims) != needed:
@@ -75,7 +85,7 @@ def count_error(metrics: MetricsWriter, code: str) -> None:
         metrics.emit(SERVER_ERRORS, 1, dimensions={CODE: code})
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def get_metrics() -> MetricsWriter:
     from chalicelib.config import get_settings
 

@@ -10,9 +10,11 @@ the SDK's own AWS subsegments (see `_keep_personal_data_out`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
+
+from chalicelib.process import kept
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +24,7 @@ logger = logging.getLogger(__name__)
 PERSONAL_PARAMETERS = frozenset({"Key", "CopySource", "Prefix", "ItemCollectionMetrics"})
 
 
-@functools.lru_cache(maxsize=1)
+@kept
 def _recorder() -> Any:
     from chalicelib.config import get_settings
 

@@ -1,21 +1,27 @@
 """Which of a session's messages the model sees: pure, so it is tested without AWS."""
 from __future__ import annotations
 
-from typing import Iterable, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
-from chalicelib.converse import BYTES_PER_TOKEN
+from chalicelib.tokens import tokens_for_bytes
 
 
 class HistoryMessage(Protocol):
-    role: str
-    size: int  # bytes of UTF-8 content
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def size(self) -> int:
+        """Bytes of UTF-8 content."""
+        ...
 
 
 M = TypeVar("M", bound=HistoryMessage)
 
 
 def message_tokens(message: HistoryMessage) -> int:
-    return -(-message.size // BYTES_PER_TOKEN)
+    return tokens_for_bytes(message.size)
 
 
 def select_recent(newest_first: Iterable[M], token_limit: int) -> list[M]:

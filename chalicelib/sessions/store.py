@@ -16,24 +16,26 @@ sweep happens at most once a day per active session.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from itertools import islice
+from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib import cursors
-from chalicelib.converse import alternating
+from chalicelib import cursors, protocol
+from chalicelib.aws.dynamo import condition_failed, items
+from chalicelib.aws.objects import ObjectStore, session_root
+from chalicelib.chat.converse import alternating
 from chalicelib.errors import BadRequest, NotFound
-from chalicelib.objects import ObjectStore, session_root
 from chalicelib.sessions.history import message_tokens, select_recent
+from chalicelib.times import iso
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +68,6 @@ class Message:
     created_at: str
     request_id: str
     cancelled: bool
-
-
-def iso(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def check_session_id(session_id: str) -> str:
@@ -119,7 +117,7 @@ class SessionStore:
             raise NotFound("no such session")
         return _session(item)
 
-    def list(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
+    def page(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
         """One page of the caller's sessions, most recently updated first."""
         kwargs: dict[str, Any] = {"IndexName": "byUpdated", "KeyConditionExpression": Key("pk").eq(_pk(user_sub)),
                                   "ScanIndexForward": False, "Limit": limit + 1}
@@ -127,13 +125,8 @@ class SessionStore:
             position = cursors.decode(cursor, {"u": _TIME, "s": SESSION_ID})
             kwargs["ExclusiveStartKey"] = {"pk": _pk(user_sub), "sk": _session_sk(position["s"]),
                                            "updatedAt": position["u"]}
-        sessions: list[Session] = []
-        while len(sessions) <= limit:
-            response = self._table.query(**kwargs)
-            sessions.extend(_session(item) for item in response.get("Items", ()) if not self._idle_expired(item))
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        live = (_session(item) for item in items(self._table.query, **kwargs) if not self._idle_expired(item))
+        sessions = list(islice(live, limit + 1))
         if len(sessions) <= limit:
             return sessions, None
         last = sessions[limit - 1]
@@ -163,13 +156,7 @@ class SessionStore:
         if cursor:
             position = cursors.decode(cursor, {"m": MESSAGE_ID})
             kwargs["ExclusiveStartKey"] = {"pk": _pk(user_sub), "sk": _messages_prefix(session_id) + position["m"]}
-        messages: list[Message] = []
-        while len(messages) <= limit:
-            response = self._table.query(**kwargs)
-            messages.extend(_message(item) for item in response.get("Items", ()))
-            if "LastEvaluatedKey" not in response:
-                break
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        messages = [_message(item) for item in islice(items(self._table.query, **kwargs), limit + 1)]
         return messages[:limit], len(messages) > limit
 
     @staticmethod
@@ -199,9 +186,9 @@ class SessionStore:
         alone (no content is read, offloaded or not). NOT_FOUND unless the session is the caller's.
         `history_for` called with the result as its limit picks no more than that."""
         self.require_session(user_sub, session_id)
-        items = self._items(user_sub, _messages_prefix(session_id), forward=False, projection="#r, #s",
+        sized = self._items(user_sub, _messages_prefix(session_id), forward=False, projection="#r, #s",
                             names={"#r": "role", "#s": "size"})
-        picked = select_recent((_Sized(item["role"], int(item["size"])) for item in items), token_limit)
+        picked = select_recent((_Sized(item["role"], int(item["size"])) for item in sized), token_limit)
         return sum(message_tokens(message) for message in picked)
 
     def append_exchange(self, user_sub: str, session_id: str, request_id: str, prompt: str, reply: str,
@@ -242,7 +229,7 @@ class SessionStore:
                 ConditionExpression="attribute_exists(sk) AND updatedAt > :idle_since",
                 ExpressionAttributeValues=values, ReturnValues="ALL_NEW")["Attributes"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 raise NotFound("no such session") from None
             raise
         expires = int(item["ttl"])
@@ -262,7 +249,7 @@ class SessionStore:
         if cancelled:
             item["cancelled"] = True
         # Measured as sent in a frame: JSON escaping can grow text (a control character to 6 bytes).
-        if _wire_size(content) > self._inline_max_bytes:
+        if protocol.encoded_size(content) > self._inline_max_bytes:
             key = f"{session_root(user_sub, session_id)}messages/{message_id}"
             self._objects.put(key, data, content_type=MESSAGE_CONTENT_TYPE, session_scoped=True)
             item["contentKey"] = key
@@ -285,12 +272,7 @@ class SessionStore:
             kwargs["ProjectionExpression"] = projection
         if names:
             kwargs["ExpressionAttributeNames"] = names
-        while True:
-            response = self._table.query(**kwargs)
-            yield from response.get("Items", ())
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return items(self._table.query, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -299,10 +281,6 @@ class _Sized:
 
     role: str
     size: int
-
-
-def _wire_size(text: str) -> int:
-    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
 
 
 def _session(item: dict[str, Any]) -> Session:

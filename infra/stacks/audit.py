@@ -14,12 +14,29 @@ organisation trail turns it off (a second copy of management events is billed).
 from __future__ import annotations
 
 from aws_cdk import (
-    ArnFormat, Aws, CfnOutput, Duration, RemovalPolicy, Stack,
+    ArnFormat,
+    Aws,
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import (
     aws_cloudtrail as cloudtrail,
+)
+from aws_cdk import (
     aws_iam as iam,
+)
+from aws_cdk import (
     aws_kms as kms,
+)
+from aws_cdk import (
     aws_logs as logs,
+)
+from aws_cdk import (
     aws_s3 as s3,
+)
+from aws_cdk import (
     aws_sns as sns,
 )
 from constructs import Construct

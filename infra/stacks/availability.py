@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, aws_cloudwatch as cw, aws_s3 as s3, aws_synthetics as synthetics
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_synthetics as synthetics
 from constructs import Construct
 
 from infra import resources

@@ -10,14 +10,22 @@ from dataclasses import dataclass
 
 from aws_cdk import (
     Duration,
+)
+from aws_cdk import (
     aws_cloudwatch as cw,
+)
+from aws_cdk import (
     aws_cloudwatch_actions as cw_actions,
+)
+from aws_cdk import (
     aws_logs as logs,
+)
+from aws_cdk import (
     aws_sns as sns,
 )
 from constructs import Construct
 
-from chalicelib import metric_names
+from chalicelib.observability import metric_names
 from infra import resources
 from infra.stages import Stage
 

@@ -6,11 +6,25 @@ stack also reads.
 from __future__ import annotations
 
 from aws_cdk import (
-    Aws, CfnOutput, Duration, RemovalPolicy, Stack,
+    Aws,
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import (
     aws_cognito as cognito,
+)
+from aws_cdk import (
     aws_dynamodb as dynamodb,
+)
+from aws_cdk import (
     aws_kms as kms,
+)
+from aws_cdk import (
     aws_s3 as s3,
+)
+from aws_cdk import (
     aws_secretsmanager as secretsmanager,
 )
 from constructs import Construct

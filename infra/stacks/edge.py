@@ -11,9 +11,19 @@ API by its own REGIONAL ACL (infra/stacks/waf.py, the same rules).
 from __future__ import annotations
 
 from aws_cdk import (
-    Aws, CfnOutput, Duration, RemovalPolicy, Stack,
+    Aws,
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import (
     aws_cloudfront as cloudfront,
+)
+from aws_cdk import (
     aws_cloudfront_origins as origins,
+)
+from aws_cdk import (
     aws_s3 as s3,
 )
 from constructs import Construct

@@ -1,24 +1,43 @@
 """What on-call watches: the dashboard, alarms into one SNS topic, the cost budget, log retention,
 and (once the REST API's URL is known) the availability canary on `/health`.
 
-The app's metrics (namespace, names, dimensions) come from chalicelib/metric_names.py, the module the
+The app's metrics (namespace, names, dimensions) come from chalicelib/observability/metric_names.py, the module the
 app's Embedded Metric Format logs are written from; AWS's own come from Lambda, DynamoDB, WAF and Synthetics.
 """
 from __future__ import annotations
 
 from aws_cdk import (
-    Annotations, ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack,
+    Annotations,
+    ArnFormat,
+    CfnOutput,
+    Duration,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import (
     aws_budgets as budgets,
+)
+from aws_cdk import (
     aws_cloudwatch as cw,
+)
+from aws_cdk import (
     aws_cloudwatch_actions as cw_actions,
+)
+from aws_cdk import (
     aws_iam as iam,
+)
+from aws_cdk import (
     aws_logs as logs,
+)
+from aws_cdk import (
     aws_sns as sns,
+)
+from aws_cdk import (
     aws_sns_subscriptions as subscriptions,
 )
 from constructs import Construct
 
-from chalicelib import metric_names as metrics
+from chalicelib.observability import metric_names as metrics
 from infra import outputs, resources
 from infra.stacks.availability import HealthCanary
 from infra.stacks.edge import EDGE_REGION, web_acl_name

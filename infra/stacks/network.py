@@ -10,7 +10,8 @@ would answer 403. Frames leave through the NAT gateway instead.
 """
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Fn, Stack, aws_ec2 as ec2
+from aws_cdk import CfnOutput, Fn, Stack
+from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from infra import outputs

@@ -7,7 +7,8 @@ CDK app never sees the REST API: Chalice owns it). API Gateway cannot put WAF on
 """
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack, aws_wafv2 as wafv2
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra import outputs, resources

@@ -5,11 +5,11 @@ import hashlib
 import json
 import os
 import signal
-import urllib.error
-import urllib.request
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import boto3
@@ -274,7 +274,7 @@ def test_a_prompt_over_its_limit_is_payload_too_large(stack):
 
 def test_python_m_client_chat_prints_the_reply_then_the_usage(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,  # noqa: E731
+    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,
                                        capture_output=True, text=True, timeout=60)
     assert run("login", "--username", "dev").returncode == 0
     result = run("chat", "Bonjour, ça va? 😀", "--max-tokens", "100")

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from chalicelib import metric_names
+from chalicelib.observability import metric_names
 from tests.e2e.conftest import GENEROUS_LIMITS, start_stack, stop_stack
 from tests.e2e.test_github import control, secret_arn, secrets_client
 

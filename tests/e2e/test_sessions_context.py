@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from chalicelib.objects import ObjectStore
+from chalicelib.aws.objects import ObjectStore
 from chalicelib.sessions import SessionStore
 
 REGION = "us-east-1"

@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from client import ConnectionRefused, IdeClient
-from tests import tokens as test_tokens
 from devserver.launcher import ROOT
+from tests import tokens as test_tokens
 from tests.e2e.conftest import start_stack, stop_stack
 
 

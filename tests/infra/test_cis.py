@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from aws_cdk.assertions import Match
 
 from infra.stacks.cis import CHECKS
 from infra.stages import STAGES

@@ -15,7 +15,7 @@ from infra import health_canary, sync_config
 class _Health(http.server.BaseHTTPRequestHandler):
     answer: tuple[int, bytes] = (200, b"")
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         status, body = self.server.answer
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra import policies, resources
-from infra.stages import STAGES, PROFILE_REGIONS, profile_prefix
+from infra.stages import PROFILE_REGIONS, STAGES, profile_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 CHALICE_DIR = ROOT / ".chalice"

@@ -8,7 +8,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
-from chalicelib import metric_names as metrics
+from chalicelib.observability import metric_names as metrics
 from infra import outputs
 from infra.stacks.availability import canary_name
 from infra.stages import STAGES

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from aws_cdk.assertions import Match
 
-from chalicelib import metric_names as metrics
 from chalicelib.config import load_settings
+from chalicelib.observability import metric_names as metrics
 from infra import outputs, resources, sync_config
 from infra.stages import STAGES
 from infra.web_csp import AWS_CONNECT_SOURCES, content_security_policy

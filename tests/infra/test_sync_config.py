@@ -176,3 +176,22 @@ def test_a_stage_session_ttl_replaces_a_hand_set_one(chalice_dir, outputs_file, 
     assert run(chalice_dir, outputs_file, "dev") == 0
     env = json.loads((chalice_dir / "config.json").read_text())["stages"]["dev"]["environment_variables"]
     assert env["SESSION_TTL_DAYS"] == "7"
+
+
+def test_a_stages_model_overrides_reach_the_app_as_models(chalice_dir, outputs_file, monkeypatch):
+    stage = STAGES["staging"]
+    negotiated = {stage.allowed_models[0]: {"price": {"input": 2.5, "output": 12.5, "cacheRead": 0.25,
+                                                      "cacheWrite": 3.0}}}
+    monkeypatch.setitem(STAGES, "staging", dataclasses.replace(stage, model_overrides=negotiated))
+    deployed(chalice_dir, "staging", "s7a8b9c0d1")
+    assert run(chalice_dir, outputs_file, "staging") == 0
+    env = json.loads((chalice_dir / "config.json").read_text())["stages"]["staging"]["environment_variables"]
+    assert json.loads(env["MODELS"]) == negotiated
+    settings = load_settings({**env, "AWS_REGION": "us-east-1"})
+    assert settings.models.models[stage.allowed_models[0]].price.output == 12.5
+
+
+def test_a_stage_whose_model_table_the_app_would_refuse_is_refused_at_once():
+    stage = STAGES["dev"]
+    with pytest.raises(ValueError, match="model_overrides"):
+        dataclasses.replace(stage, allowed_models=(*stage.allowed_models, "acme.unknown-v1:0"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from aws_cdk.assertions import Match
 
 from infra import outputs
 from infra.stacks.waf import MANAGED_RULE_GROUPS, api_web_acl_name

@@ -4,14 +4,14 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from chalicelib.services import Services
+from chalicelib.root import Root
 from tests.fakes import RecordingSender
 
 
 @pytest.fixture
 def sender(monkeypatch, app_env):
     recording = RecordingSender()
-    monkeypatch.setattr(Services, "sender", lambda self, endpoint: recording)
+    monkeypatch.setattr(Root, "sender", lambda self, endpoint: recording)
     return recording
 
 

@@ -2,11 +2,15 @@
 
 Prints the X-Amzn-Trace-Id header the Invoke carried and whether aws_xray_sdk was imported.
 """
-import json, sys
+import json
+import sys
+
 import boto3
 from botocore.awsrequest import AWSResponse
+
+from chalicelib.aws.lambda_invoke import WorkerInvoker
 from chalicelib.observability import tracing
-from chalicelib.workers import WorkerInvoker
+
 
 class EmptyBody:
     def stream(self, **_): return iter(())

@@ -11,7 +11,8 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.auth import errors, token_from_request
 from chalicelib.auth.jwks import JwksCache, PenaltyBox
@@ -166,12 +167,12 @@ def test_configuration_errors_are_not_token_errors(kwargs):
 
 
 def test_refusals_are_logged_with_their_reason_and_never_the_token(app_env, caplog):
-    from chalicelib.auth import authenticate
+    from chalicelib.auth.authorizer import AccessRefused, authorize_bearer
 
     token = tokens.sign(tokens.claims())  # our key: the pool's JWKS does not hold its kid
-    with caplog.at_level(logging.INFO, logger="chalicelib.auth"):
-        assert authenticate(token) is None
-    (record,) = [r for r in caplog.records if r.getMessage() == "token refused"]
+    with caplog.at_level(logging.INFO, logger="chalicelib.auth"), pytest.raises(AccessRefused):
+        authorize_bearer(f"Bearer {token}")
+    (record,) = [r for r in caplog.records if getattr(r, "outcome", None) == "refused"]
     assert record.reason == "bad_issuer"  # the pool is moto's, the token claims the test pool
     assert token not in caplog.text and token.split(".")[2] not in caplog.text
 

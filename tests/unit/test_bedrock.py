@@ -1,7 +1,6 @@
 """The event-stream encoder, the Bedrock emulator read by boto3 itself, and the Bedrock error translation."""
 from __future__ import annotations
 
-
 import boto3
 import pytest
 from botocore.config import Config
@@ -9,12 +8,11 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from chalicelib.bedrock import (BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, translate_error)
+from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, translate_error
 from chalicelib.errors import UpstreamError, UpstreamThrottled
 from devserver import eventstream
 from devserver.bedrock import BedrockEmulator, split_tokens
 from tests.servers import serve
-
 
 # --- the encoder, decoded by botocore ------------------------------------------------
 

@@ -60,7 +60,7 @@ def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto
 
 
 def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
-    from chalicelib.request_store import RequestStore
+    from chalicelib.chat.requests import RequestStore
 
     store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
     owner, other = login(boto, app_env, 0), login(boto, app_env, 1)
@@ -80,7 +80,7 @@ def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
 
 
 def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_env, boto):
-    from chalicelib.request_store import RequestStore, Usage
+    from chalicelib.chat.requests import RequestStore, Usage
 
     store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
     store.create(request_id="c" * 32, kind="chat", user_sub="sub", connection_id="conn", client_id="x", model="m")
@@ -92,16 +92,11 @@ def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_en
     assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running
 
 
-def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender, monkeypatch):
-    from chalicelib.chat import actions as chat_actions
+def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender):
+    from chalicelib.observability import metrics
 
-    emitted = []
-
-    class Metrics:
-        def emit(self, metric, value, *, dimensions=None):
-            emitted.append((metric.name, value, dimensions))
-
-    monkeypatch.setattr(chat_actions, "get_metrics", Metrics)
+    lines: list[str] = []
+    metrics.set_output(lines.append)
     token = login(boto, app_env)
     fresh_minute(5)  # the counts below are the hour's
     connect("conn-big=", headers={"Authorization": f"Bearer {token}"})
@@ -115,9 +110,43 @@ def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_
     assert put["type"] == "result"
     assert refused["type"] == "error" and refused["error"]["code"] == "BUDGET_EXCEEDED"
     assert refused["error"]["retryAfter"] >= 1
-    assert emitted == [("BudgetExceeded", 1, {"model": "anthropic.claude-3-haiku-20240307-v1:0"})]
+    metrics.set_output(None)
+    emitted = [json.loads(line) for line in lines if "BudgetExceeded" in line]
+    assert [(m["BudgetExceeded"], m["model"]) for m in emitted] == [(1, "anthropic.claude-3-haiku-20240307-v1:0")]
     # The refused chat counted as a request (with the context.put and this usage.get), and reserved nothing.
     message("conn-big=", json.dumps({"action": "usage.get", "id": "u"}))
     after = sender.frames["conn-big="][-1]["data"]
     assert after["usage"]["hour"]["requests"] - before["usage"]["hour"]["requests"] == 3
     assert after["limits"]["tokens"] == before["limits"]["tokens"]
+
+
+def test_max_tokens_above_the_models_cap_is_lowered_before_the_ack(app_env, boto, sender, monkeypatch):
+    from chalicelib.aws.lambda_invoke import WorkerInvoker
+
+    started = []
+    monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: started.append(payload))
+    token = login(boto, app_env)
+    connect("conn-cap=", headers={"Authorization": f"Bearer {token}"})
+    # Claude 3 Haiku (the default model) generates at most 4,096 tokens; 8,192 would fail upstream.
+    message("conn-cap=", json.dumps({"action": "chat.send", "id": "m1", "prompt": "hi", "maxTokens": 8192}))
+    # An Anthropic client's name for Claude 3.5 Sonnet (June 2024) is one of its aliases.
+    message("conn-cap=", json.dumps({"action": "chat.send", "id": "m2", "prompt": "hi",
+                                     "model": "claude-3-5-sonnet-20240620", "maxTokens": 100}))
+    first, second = sender.frames["conn-cap="]
+    assert first["type"] == "ack" and first["maxTokens"] == 4096
+    assert first["limits"]["tokens"]["limit"] - first["limits"]["tokens"]["remaining"] == 1 + 4096
+    assert started[0]["reservation"]["maxTokens"] == 4096 and started[0]["chat"]["max_tokens"] == 4096
+    assert second["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0" and second["maxTokens"] == 100
+    assert started[1]["chat"]["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+
+def test_models_list_names_the_allowed_models_default_first(app_env, boto, sender):
+    token = login(boto, app_env)
+    connect("conn-models=", headers={"Authorization": f"Bearer {token}"})
+    message("conn-models=", json.dumps({"action": "models.list", "id": "l1"}))
+    (listed,) = sender.frames["conn-models="]
+    models = listed["data"]["models"]
+    assert [m["id"] for m in models] == ["anthropic.claude-3-haiku-20240307-v1:0",
+                                         "anthropic.claude-3-5-sonnet-20240620-v1:0"]
+    assert models[0]["default"] and models[0]["maxOutputTokens"] == 4096
+    assert models[0]["supports"] == {"tools": True, "images": True, "promptCache": False}

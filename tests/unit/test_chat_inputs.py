@@ -6,17 +6,17 @@ import uuid
 
 import pytest
 
-from chalicelib import converse
-from chalicelib.chat.inputs import plan_input, load_input
+from chalicelib.chat import converse
+from chalicelib.chat.inputs import load_input, plan_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound, PayloadTooLarge
-from chalicelib.services import Services
+from chalicelib.root import Root
 
 
 @pytest.fixture
 def services(app_env):
-    return Services(get_settings())
+    return Root(get_settings())
 
 
 def chat(**fields):

@@ -8,14 +8,15 @@ import time
 
 import pytest
 
-from chalicelib.bedrock import Metadata, MessageStop, TextDelta
+from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
 from chalicelib.chat.inputs import InputPlan
+from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
-from chalicelib.chat.worker import ChatJob, ChatWorker
+from chalicelib.chat.requests import Usage
+from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
 from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
-from chalicelib.request_store import Usage
 from tests.fakes import RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})
@@ -33,16 +34,13 @@ SESSION_JOB = dataclasses.replace(JOB, chat=dataclasses.replace(JOB.chat, sessio
 @pytest.fixture(autouse=True)
 def settings_env(monkeypatch):
     """The worker's tracing reads the settings (tracing off here, as in the local stack)."""
-    from chalicelib import config
-    from chalicelib.observability import tracing
+    from chalicelib import process
 
     for name, value in (("COGNITO_USER_POOL_ID", "eu-west-1_AbC123"), ("COGNITO_APP_CLIENT_IDS", "c")):
         monkeypatch.setenv(name, value)
-    config.get_settings.cache_clear()
-    tracing._recorder.cache_clear()
+    process.reset()
     yield
-    config.get_settings.cache_clear()
-    tracing._recorder.cache_clear()
+    process.reset()
 
 
 class FakeBudget:
@@ -129,8 +127,9 @@ class FakeBedrock:
 def run(bedrock, *, requests=None, sender=None, remaining_ms=None, budget=None, sessions=None, metrics=None,
         job=JOB, wall_clock=time.time, **settings):
     requests, sender = requests or FakeRequests(), sender or RecordingSender()
-    worker = ChatWorker(requests=requests, bedrock=bedrock, sender=sender,
-                        settings=dataclasses.replace(SETTINGS, **settings), budget=budget or FakeBudget(),
+    stream = dataclasses.replace(SETTINGS, **settings)
+    worker = ChatWorker(requests=requests, bedrock=bedrock, sender=sender, flush_bytes=stream.stream_flush_bytes,
+                        flush_ms=stream.stream_flush_ms, budget=budget or FakeBudget(),
                         sessions=sessions or FakeSessions(), context=None, metrics=metrics or FakeMetrics(),
                         wall_clock=wall_clock)
     outcome = worker.run(job, remaining_ms=remaining_ms)

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.converse import (DOCUMENTS_PREAMBLE, alternating, build_converse_input, document_block,
-                                 estimate_tokens, input_tokens)
+from chalicelib.chat.converse import (
+    DOCUMENTS_PREAMBLE,
+    alternating,
+    build_converse_input,
+    document_block,
+    estimate_tokens,
+    input_tokens,
+)
 from chalicelib.sessions.history import select_recent
 
 

@@ -7,12 +7,12 @@ import time
 import pytest
 
 import app as chalice_app
+from chalicelib.aws.lambda_invoke import WorkerInvoker
 from chalicelib.errors import BadRequest
 from chalicelib.github import params as github_params
 from chalicelib.github.credentials import SecretSource
 from chalicelib.protocol import Params
-from chalicelib.services import Services
-from chalicelib.workers import WorkerInvoker
+from chalicelib.root import Root
 from tests.conftest import reset_app_caches
 from tests.handler_calls import connect, login, message
 
@@ -30,7 +30,7 @@ def sender(monkeypatch):
     from tests.fakes import RecordingSender
 
     recording = RecordingSender()
-    monkeypatch.setattr(Services, "sender", lambda self, endpoint: recording)
+    monkeypatch.setattr(Root, "sender", lambda self, endpoint: recording)
     return recording
 
 
@@ -141,8 +141,8 @@ def test_pull_request_bounds():
 
 
 def test_an_answer_too_large_for_one_frame_becomes_payload_too_large():
-    from chalicelib.github.worker import MAX_SERVER_FRAME_BYTES, fit_in_one_frame
-    from chalicelib.protocol import result
+    from chalicelib.github.worker import fit_in_one_frame
+    from chalicelib.protocol import MAX_SERVER_FRAME_BYTES, result
 
     small = result("r", {"content": "x" * 1000})
     assert fit_in_one_frame(small, "r") is small

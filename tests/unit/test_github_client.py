@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import jwt
 import pytest
 
-from chalicelib.errors import BadRequest, Forbidden, Internal, NotFound, Timeout, UpstreamError, UpstreamThrottled
+from chalicelib.errors import BadRequest, Forbidden, Internal, NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, SecretSource
 from chalicelib.github.transport import HttpResponse, TransportError
@@ -43,7 +43,7 @@ class FakeSecrets:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def reply(status: int = 200, body=None, **headers: str) -> HttpResponse:

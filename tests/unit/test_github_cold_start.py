@@ -8,7 +8,7 @@ from tests.conftest import ROOT
 
 PROBE = """
 import sys, app
-from chalicelib import actions
+from chalicelib.dispatch import table as actions
 from chalicelib.github import params
 heavy = [m for m in ("chalicelib.github.client", "chalicelib.github.worker", "chalicelib.github.transport",
                      "jwt", "cryptography") if m in sys.modules]

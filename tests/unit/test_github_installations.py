@@ -9,8 +9,14 @@ import pytest
 
 from chalicelib.errors import Internal, NotFound
 from chalicelib.github.client import GitHubClient
-from chalicelib.github.credentials import (ROUTE_LIFETIME_SECONDS, AppJwt, AppSecret, InstallationTokens,
-                                           RepoInstallations, SecretSource)
+from chalicelib.github.credentials import (
+    ROUTE_LIFETIME_SECONDS,
+    AppJwt,
+    AppSecret,
+    InstallationTokens,
+    RepoInstallations,
+    SecretSource,
+)
 from chalicelib.github.operations import GitHubOperations
 from devserver.github import new_app_key, secret_document
 from tests.unit.test_github_client import API, Clock, FakeGitHub, FakeSecrets, reply

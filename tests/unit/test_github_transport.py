@@ -15,7 +15,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     connections: set = set()
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         Handler.connections.add(self.client_address)
         if self.path == "/slow":  # answers nothing for a second, then hangs up
             time.sleep(1)

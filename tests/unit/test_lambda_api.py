@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.workers import WorkerInvoker
+from chalicelib.aws.lambda_invoke import WorkerInvoker
 from devserver.gateway import LambdaRuntime
 from devserver.lambda_api import LambdaApi
 from tests.servers import serve

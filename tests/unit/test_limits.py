@@ -11,10 +11,9 @@ from botocore.config import Config
 
 from chalicelib.config import load_settings
 from chalicelib.errors import BudgetExceeded, RateLimited
-from chalicelib.limits import (LimitedMemory, RateLimiter, Reservation, TokenBudget, count_tokens,
-                               fallback_usage, limits_for)
-from chalicelib.limits import records
-from chalicelib.usage import UsageReport
+from chalicelib.limits import LimitedMemory, RateLimiter, Reservation, TokenBudget, fallback_usage, limits_for, records
+from chalicelib.limits.usage import UsageReport
+from chalicelib.tokens import estimate_tokens as count_tokens
 
 BASE = {"COGNITO_USER_POOL_ID": "us-east-1_Test1", "COGNITO_APP_CLIENT_IDS": "c"}
 T0 = 1_790_000_000 - 1_790_000_000 % 3600 + 30 * 60 + 30  # half past an hour, 30 s into a minute
@@ -39,7 +38,7 @@ class Limits:
     def __init__(self, dynamodb, table_name, memory=True, **env):
         self.settings = load_settings({**BASE, **{k: str(v) for k, v in env.items()}})
         retention = records.Retention(hourly_seconds=48 * 3600, daily_seconds=400 * 86400)
-        policy = lambda groups: limits_for(groups, self.settings)  # noqa: E731
+        policy = lambda groups: limits_for(groups, self.settings)
         self.rate = RateLimiter(dynamodb, table_name, limits_for=policy, retention=retention,
                                 memory=LimitedMemory() if memory else None)
         self.budget = TokenBudget(dynamodb, table_name, rate_limiter=self.rate, limits_for=policy,
@@ -269,7 +268,7 @@ def test_usage_report_sums_the_hour_and_the_day(dynamodb, table_name):
 def test_memory_spares_dynamodb_the_rejected_writes(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name, RATE_LIMIT_REQUESTS_PER_MINUTE=1), user()
     calls: list[str] = []
-    record = lambda model, **_: calls.append(model.name)  # noqa: E731
+    record = lambda model, **_: calls.append(model.name)
     dynamodb.meta.events.register("before-call.dynamodb", record, unique_id="count")
     try:
         limits.rate.admit(sub, T0)

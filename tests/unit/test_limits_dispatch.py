@@ -9,18 +9,19 @@ import time
 import pytest
 
 import app as chalice_app
-from chalicelib.actions import ACTIONS, Admission, admission_of
+from chalicelib.dispatch.contract import Admission
+from chalicelib.dispatch.table import TABLE
 from tests.handler_calls import connect, message
 from tests.windows import fresh_minute
 
 
 @pytest.fixture
 def sender(monkeypatch, app_env):
-    from chalicelib.services import Services
+    from chalicelib.root import Root
     from tests.fakes import RecordingSender
 
     recording = RecordingSender()
-    monkeypatch.setattr(Services, "sender", lambda self, endpoint: recording)
+    monkeypatch.setattr(Root, "sender", lambda self, endpoint: recording)
     return recording
 
 
@@ -43,8 +44,8 @@ def new_user(boto, provisioned, groups=()) -> str:
 
 
 def test_every_action_but_ping_is_rate_limited_by_the_dispatch():
-    assert admission_of(ACTIONS["ping"]) is Admission.NONE
-    assert all(admission_of(action) is not Admission.NONE for name, action in ACTIONS.items() if name != "ping")
+    assert TABLE["ping"][0] is Admission.NONE
+    assert all(admission is not Admission.NONE for name, (admission, _) in TABLE.items() if name != "ping")
 
 
 def test_the_action_after_the_limit_is_rate_limited_and_ping_still_answers(monkeypatch, app_env, boto, sender):

@@ -9,8 +9,7 @@ import time
 import pytest
 
 import app as chalice_app
-from chalicelib import metric_names
-from chalicelib.observability import metrics
+from chalicelib.observability import metric_names, metrics
 from chalicelib.observability.invocation import invocation
 from tests.conftest import reset_app_caches
 from tests.handler_calls import connect, login, message

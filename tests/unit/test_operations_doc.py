@@ -28,7 +28,7 @@ def day_of_three_users(moto_url, provisioned, boto_module):
     """Three users' chats on one day (T0), the heaviest last, and one on the next day."""
     dynamodb, table = boto_module("dynamodb"), provisioned.names["USAGE_TABLE"]
     retention = records.Retention(hourly_seconds=48 * 3600, daily_seconds=86400)
-    policy = lambda groups: UserLimits(100, 100000)  # noqa: E731
+    policy = lambda groups: UserLimits(100, 100000)
     rate = RateLimiter(dynamodb, table, limits_for=policy, retention=retention)
     budget = TokenBudget(dynamodb, table, rate_limiter=rate, limits_for=policy, retention=retention, floor=1)
     users = [f"ops-{uuid.uuid4()}" for _ in range(3)]
@@ -55,7 +55,7 @@ def expected(users):
 def test_the_python_query_lists_the_days_heaviest_users_first(day_of_three_users, boto_module):
     table, day, users = day_of_three_users
     namespace: dict = {}
-    exec(documented_block("python"), namespace)  # noqa: S102 - the documented snippet, as written
+    exec(documented_block("python"), namespace)
     top = namespace["heaviest_users"](table, day, top=10, dynamodb=boto_module("dynamodb"))
     ours = [(u["userSub"], u["totalTokens"], u["chats"]) for u in top if u["userSub"] in users]
     assert ours == expected(users)

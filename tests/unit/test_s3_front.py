@@ -1,7 +1,7 @@
 """The local stack's check of presigned S3 URLs, against URLs that botocore itself presigns."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import boto3
@@ -30,7 +30,7 @@ HEADERS = {"Host": "127.0.0.1:4567", "Content-Length": "10", "Content-Type": "te
 
 
 def check(raw_path, headers=HEADERS, method="PUT", now=None):
-    verify_presigned(method, raw_path, CIMultiDict(headers), secrets=SECRETS, now=now or datetime.now(timezone.utc))
+    verify_presigned(method, raw_path, CIMultiDict(headers), secrets=SECRETS, now=now or datetime.now(UTC))
 
 
 def test_a_url_botocore_presigned_verifies_with_the_headers_it_binds():
@@ -59,13 +59,13 @@ def test_a_missing_signed_header_method_or_other_key_is_refused():
 
 def test_an_expired_url_is_refused():
     with pytest.raises(PresignRefused) as refused:
-        check(presign(), now=datetime.now(timezone.utc) + timedelta(seconds=301))
+        check(presign(), now=datetime.now(UTC) + timedelta(seconds=301))
     assert refused.value.code == "AccessDenied"
 
 
 def test_the_apps_sse_kms_presigned_put_verifies_with_the_headers_it_returns():
     """A deployed stage's grant (SSE-KMS with the context key) passes the front; another key does not."""
-    from chalicelib.objects import ObjectStore
+    from chalicelib.aws.objects import ObjectStore
 
     key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:4567", region_name="us-east-1",
@@ -94,7 +94,7 @@ def test_an_sse_kms_upload_passes_through_the_front_to_moto(moto_url, provisione
     import urllib.request
     import uuid
 
-    from chalicelib.objects import ObjectStore
+    from chalicelib.aws.objects import ObjectStore
     from devserver.aws import CREDENTIALS
     from devserver.s3_front import S3Front
     from tests.servers import serve

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound
-from chalicelib.services import Services
+from chalicelib.root import Root
 from tests.handler_calls import connect, login, message
 
 
@@ -73,11 +73,11 @@ def test_bad_parameters_are_bad_request_and_change_nothing(users, sender, params
 
 
 def test_a_session_idle_past_its_ttl_cannot_be_renamed_back_to_life(app_env):
-    store = Services(get_settings()).sessions
+    now = [time.time()]
+    store = Root(get_settings(), clock=lambda: now[0]).sessions
     session = store.create("sub-idle", title="idle")
-    now = time.time()
-    store._clock = lambda: now + get_settings().session_ttl_days * 86400 + 60
+    now[0] += get_settings().session_ttl_days * 86400 + 60
     with pytest.raises(NotFound):
         store.rename("sub-idle", session.session_id, title="revived")
-    store._clock = time.time
-    assert store._table.get_item(Key={"pk": "USER#sub-idle", "sk": f"SESSION#{session.session_id}"})["Item"]["title"] == "idle"
+    now[0] -= get_settings().session_ttl_days * 86400  # back inside its TTL: the title is the old one
+    assert store.require_session("sub-idle", session.session_id).title == "idle"

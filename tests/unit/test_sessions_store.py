@@ -9,14 +9,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib import objects
-from chalicelib.actions import ACTIONS, ActionContext
+from chalicelib.aws import objects
 from chalicelib.config import get_settings
-from chalicelib.connections import Connection
+from chalicelib.dispatch.connections import Connection
+from chalicelib.dispatch.contract import ActionContext
+from chalicelib.dispatch.table import ActionTable
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
 from chalicelib.protocol import ClientFrame, Params
-from chalicelib.services import Services
+from chalicelib.root import Root
 from infra import resources
+from tests.conftest import reset_app_caches
 from tests.fakes import RecordingSender
 
 
@@ -30,7 +32,7 @@ class Clock:
 
 @pytest.fixture
 def services(app_env):
-    return Services(get_settings())
+    return Root(get_settings())
 
 
 @pytest.fixture
@@ -42,8 +44,9 @@ def call(services, sub, action, **params):
     connection = Connection(connection_id="c=", user_sub=sub, username="u", groups=(), token_expires_at=2 ** 40,
                             connected_at="", endpoint="")
     frame = ClientFrame(action=action, id="r1", params=Params(params))
-    return ACTIONS[action](ActionContext(connection=connection, frame=frame, sender=RecordingSender(),
-                                         services=services, now=time.time()))["data"]
+    entry = ActionTable(services).lookup(action)
+    return entry.action(ActionContext(connection=connection, frame=frame, sender=RecordingSender(),
+                                      now=time.time()))["data"]
 
 
 def items_of(services, sub, session_id):
@@ -93,9 +96,8 @@ def test_escaping_counts_towards_the_inline_limit(services, sub):
 
 def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, sub):
     clock = Clock()
-    services = Services(get_settings())
+    services = Root(get_settings(), clock=clock)
     store = services.sessions
-    store._clock = clock
     ttl_seconds = get_settings().session_ttl_days * 86400
     session = store.create(sub, title="ttl")
     store.append_exchange(sub, session.session_id, "r1", "hello", "x" * 200_000, False)
@@ -114,8 +116,7 @@ def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, s
 
 def test_a_session_idle_past_its_ttl_is_gone_before_dynamodb_sweeps_it(app_env, sub):
     clock = Clock()
-    store = Services(get_settings()).sessions
-    store._clock = clock
+    store = Root(get_settings(), clock=clock).sessions
     ttl_seconds = get_settings().session_ttl_days * 86400
     idle, active = store.create(sub, title="idle"), store.create(sub, title="active")
     clock.now += ttl_seconds - 60
@@ -124,7 +125,7 @@ def test_a_session_idle_past_its_ttl_is_gone_before_dynamodb_sweeps_it(app_env, 
     assert store.require_session(sub, active.session_id).title == "active"
     with pytest.raises(NotFound):
         store.require_session(sub, idle.session_id)
-    assert [s.session_id for s in store.list(sub, limit=10, cursor=None)[0]] == [active.session_id]
+    assert [s.session_id for s in store.page(sub, limit=10, cursor=None)[0]] == [active.session_id]
     with pytest.raises(NotFound):  # new activity does not revive it
         store.append_exchange(sub, idle.session_id, "r", "hello", "again", False)
     assert store.require_session(sub, active.session_id)
@@ -187,8 +188,8 @@ def test_kms_encryption_when_a_key_is_configured(app_env, monkeypatch, sub, boto
     """Put, copy (a session's objects re-written) and presigned PUT: SSE-KMS with the configured key."""
     key_arn = boto("kms").create_key()["KeyMetadata"]["Arn"]  # what infra/sync_config.py writes
     monkeypatch.setenv("CONTEXT_KMS_KEY_ID", key_arn)
-    get_settings.cache_clear()
-    services = Services(get_settings())
+    reset_app_caches()
+    services = Root(get_settings())
     s3, bucket = boto("s3"), services.settings.context_bucket
 
     def encryption(key: str) -> tuple[str, str | None]:

@@ -7,8 +7,8 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chalicelib.chat.streaming import DeltaStream, split_utf8
 from chalicelib.errors import ConnectionGone
-from chalicelib.streaming import DeltaStream, split_utf8
 
 
 class FakeClock:

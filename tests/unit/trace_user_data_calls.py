@@ -9,7 +9,7 @@ import sys
 
 from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
 
-from chalicelib import aws
+from chalicelib.aws import clients as aws
 from chalicelib.config import get_settings
 from chalicelib.observability import tracing
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
-from botocore.exceptions import ClientError
+from chalicelib.aws.dynamo import update_if
+from chalicelib.times import iso
 
 RUNNING = ("queued", "streaming")
 FINAL = ("done", "cancelled", "error", "gone", "timeout")
@@ -38,10 +38,6 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def _iso(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _alias_key(connection_id: str, client_id: str) -> str:
     # '#' never appears in a server id (hex) nor in a client id (protocol charset).
     return f"alias#{connection_id}#{client_id}"
@@ -63,7 +59,7 @@ class RequestStore:
         record = {
             "requestId": request_id, "kind": kind, "userSub": user_sub, "connectionId": connection_id,
             "clientId": client_id, "model": model, "status": "queued", "cancelRequested": False,
-            "createdAt": _iso(now), "updatedAt": _iso(now), "ttl": ttl,
+            "createdAt": iso(now), "updatedAt": iso(now), "ttl": ttl,
         }
         alias = {"requestId": _alias_key(connection_id, client_id), "targetRequestId": request_id,
                  "userSub": user_sub, "ttl": ttl}
@@ -91,7 +87,7 @@ class RequestStore:
             UpdateExpression="SET cancelRequested = :yes, updatedAt = :now",
             ConditionExpression="userSub = :sub AND #status IN (:queued, :streaming)",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":yes": True, ":now": _iso(now), ":sub": user_sub,
+            ExpressionAttributeValues={":yes": True, ":now": iso(now), ":sub": user_sub,
                                        ":queued": RUNNING[0], ":streaming": RUNNING[1]},
         )
 
@@ -107,18 +103,12 @@ class RequestStore:
             UpdateExpression="SET #status = :streaming, updatedAt = :now",
             ConditionExpression="#status = :queued",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": _iso(now)},
+            ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": iso(now)},
         )
 
     def _update_if(self, request_id: str, **update: Any) -> bool:
         """A conditional update of the request; False when its condition does not hold."""
-        try:
-            self._table.update_item(Key={"requestId": request_id}, **update)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return update_if(self._table.update_item, Key={"requestId": request_id}, **update)
 
     def cancel_requested(self, request_id: str) -> bool:
         item = self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True,
@@ -136,7 +126,7 @@ class RequestStore:
         if status not in FINAL:
             raise ValueError(f"{status!r} is not a final status")
         now = time.time() if now is None else now
-        values: dict[str, Any] = {":status": status, ":now": _iso(now)}
+        values: dict[str, Any] = {":status": status, ":now": iso(now)}
         sets = ["#status = :status", "updatedAt = :now", "finishedAt = :now"]
         for attribute, value in (("stopReason", stop_reason), ("errorCode", error_code)):
             if value is not None:

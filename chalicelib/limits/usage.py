@@ -1,8 +1,10 @@
 """A user's usage and limits: what `usage.get` and `GET /usage` answer."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from chalicelib.aws.dynamo import items
 from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
 from chalicelib.limits.snapshot import LimitsSnapshot
@@ -36,17 +38,11 @@ class UsageReport:
         }
 
     def _day_hour_records(self, user_sub: str, now: float) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :hours)",
-            "ExpressionAttributeValues": {":pk": {"S": records.partition(user_sub)},
-                                          ":hours": {"S": records.day_hours_prefix(now)}},
-        }
-        while True:  # at most 24 small items: one page, but never assume it
-            page = self._client.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return list(items(
+            self._client.query,
+            TableName=self._table,
+            ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :hours)",
+            ExpressionAttributeValues={":pk": {"S": records.partition(user_sub)},
+                                       ":hours": {"S": records.day_hours_prefix(now)}},
+        ))  # at most 24 small items: one page, but never assume it

@@ -19,16 +19,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from chalicelib.connections import Sender
-from chalicelib.observability import with_current_context
+from chalicelib import protocol
+from chalicelib.aws.management_api import Sender
 from chalicelib.errors import ConnectionGone
+from chalicelib.observability import with_current_context
 
 logger = logging.getLogger(__name__)
 
-# API Gateway accepts up to 128 KiB per posted message; stay well inside it.
-MAX_FRAME_TEXT_BYTES = 32 * 1024
 DRAIN_TIMEOUT_SECONDS = 60.0
 
 
@@ -123,7 +123,10 @@ class DeltaStream:
                     return None, self._final
                 if self.gone.is_set():
                     return None, None
-                wait = None if not self._pending else max(0.0, self._last_cut + self._flush_seconds - now)
+                # Pending text that was not due: a frame was cut before (else the text would be due), so
+                # _last_cut is set, and the wait ends when the flush interval since that cut has passed.
+                wait = None if not self._pending or self._last_cut is None else \
+                    max(0.0, self._last_cut + self._flush_seconds - now)
                 self._cv.wait(wait)
 
     def _run(self) -> None:
@@ -136,8 +139,8 @@ class DeltaStream:
                     self._post(final)
                     self._final_sent = True
                     return
-                for piece in split_utf8(text or "", MAX_FRAME_TEXT_BYTES):
-                    self._post({"type": "delta", "id": self._request_id, "seq": self._seq, "text": piece})
+                for piece in split_utf8(text or "", protocol.MAX_DELTA_TEXT_BYTES):
+                    self._post(protocol.delta(self._request_id, seq=self._seq, text=piece))
                     if self._seq == 0:
                         self.first_delta_at = time.time()
                     self._seq += 1

@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Union
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
-from urllib3.exceptions import HTTPError as Urllib3Error, ReadTimeoutError as Urllib3ReadTimeout
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
+from chalicelib.aws.errors import error_code
+from chalicelib.chat.requests import Usage
 from chalicelib.errors import AppError, UpstreamError, UpstreamThrottled
-from chalicelib.request_store import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class Metadata:
     usage: Usage
 
 
-ModelEvent = Union[TextDelta, MessageStop, Metadata]
+ModelEvent = TextDelta | MessageStop | Metadata
 
 
 class BedrockChat:
@@ -84,7 +87,7 @@ class BedrockChat:
         self._jitter = jitter
 
     def stream(self, request: ModelRequest, *,
-               on_throttled: Callable[[], None] | None = None) -> Iterator[ModelEvent]:
+               on_throttled: Callable[[], None] | None = None) -> Generator[ModelEvent, None, None]:
         """The reply's events. Closing the iterator closes the HTTP stream (stop reading the model).
 
         `on_throttled` is called for every throttling answer (retried or not), for the metric.
@@ -138,7 +141,7 @@ def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:
 
 def _code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "ClientError")
+        return error_code(exc) or "ClientError"
     return type(exc).__name__
 
 

@@ -1,15 +1,11 @@
-"""The registry of open WebSocket connections and the one way to send to them."""
+"""The registry of open WebSocket connections: who is behind each connection id."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.errors import ConnectionGone
-from chalicelib.protocol import encode
+from chalicelib.times import iso
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class ConnectionStore:
             username=username,
             groups=tuple(groups),
             token_expires_at=int(token_expires_at),
-            connected_at=datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds"),
+            connected_at=iso(now),
             endpoint=endpoint,
         )
         self._table.put_item(Item={
@@ -75,36 +71,3 @@ class ConnectionStore:
 
     def remove(self, connection_id: str) -> None:
         self._table.delete_item(Key={"connectionId": connection_id})
-
-
-class Sender(Protocol):
-    def send(self, connection_id: str, frame: dict[str, Any]) -> None: ...
-
-    def close(self, connection_id: str) -> None: ...
-
-
-class ManagementApiSender:
-    """Sends frames through API Gateway's Management API; a closed connection raises ConnectionGone."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def send(self, connection_id: str, frame: dict[str, Any]) -> None:
-        try:
-            self._client.post_to_connection(ConnectionId=connection_id, Data=encode(frame).encode("utf-8"))
-        except ClientError as exc:
-            if _is_gone(exc):
-                raise ConnectionGone(connection_id) from None
-            raise
-
-    def close(self, connection_id: str) -> None:
-        try:
-            self._client.delete_connection(ConnectionId=connection_id)
-        except ClientError as exc:
-            if not _is_gone(exc):
-                raise
-
-
-def _is_gone(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "GoneException" or \
-        exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.aws.errors import error_code
 from chalicelib.errors import BadRequest, Internal, NotFound
 
 logger = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ class ObjectStore:
     def delete(self, key: str) -> None:
         self._call("delete_object", Bucket=self.bucket, Key=key)
 
-    def list(self, prefix: str, *, start_after: str | None = None, max_keys: int = 1000) -> tuple[list[StoredObject], bool]:
+    def list(self, prefix: str, *, start_after: str | None = None,
+             max_keys: int = 1000) -> tuple[list[StoredObject], bool]:
         """One page of objects under a prefix, in key order, and whether more follow."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if start_after:
@@ -126,7 +129,8 @@ class ObjectStore:
             count += 1
         return count
 
-    def presign_put(self, key: str, *, size: int, content_type: str, session_scoped: bool) -> tuple[str, dict[str, str]]:
+    def presign_put(self, key: str, *, size: int, content_type: str,
+                    session_scoped: bool) -> tuple[str, dict[str, str]]:
         """A SigV4 presigned PUT binding length, type, encryption and tags; and the headers to send."""
         headers = {"Content-Length": str(size), "Content-Type": content_type}
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentLength": size,
@@ -147,7 +151,7 @@ class ObjectStore:
         try:
             return getattr(self._s3, operation)(**kwargs)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code in _NOT_FOUND_CODES:
                 raise NotFound("not found") from None
             if code in ("InvalidArgument", "KeyTooLongError"):

@@ -1,24 +1,31 @@
 """What happens on $connect, $default and $disconnect, independent of Chalice.
 
-app.py turns API Gateway's events into calls here; tests call these directly.
-Each event ends in one "handled" log line (outcome, latencyMs) with the
-connection, user, action and request id bound, and its metrics.
+app.py turns API Gateway's events into calls here (the composition root builds
+the handlers). Each event ends in one "handled" log line (outcome, latencyMs)
+with the connection, user, action and request id bound, and its metrics.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from chalicelib import metric_names as metric, protocol
-from chalicelib.actions import ACTIONS, Action, ActionContext, Admission, admission_of
+from chalicelib import protocol
 from chalicelib.auth import count_refusal, token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
+from chalicelib.aws.management_api import Sender
+from chalicelib.dispatch.connections import ConnectionStore
+from chalicelib.dispatch.contract import ActionContext, ActionEntry, Admission
 from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, RateLimited, Unauthorized
 from chalicelib.observability import bind, tracing
+from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
-from chalicelib.services import Services
+
+if TYPE_CHECKING:
+    from chalicelib.auth.verifier import Identity
+    from chalicelib.limits import RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +34,15 @@ GONE = "gone"  # the outcome when the client left before its answer
 
 
 class WebsocketHandlers:
-    def __init__(self, services: Services, *, actions: Mapping[str, Action] = ACTIONS,
-                 clock: Callable[[], float] = time.time, metrics: MetricsWriter | None = None) -> None:
-        self._services = services
-        self._actions = actions
+    def __init__(self, *, connections: ConnectionStore, rate_limiter: RateLimiter,
+                 actions: Callable[[str], ActionEntry | None], sender_for: Callable[[str], Sender],
+                 verify_token: Callable[[str | None], Identity] = verify, clock: Callable[[], float] = time.time,
+                 metrics: MetricsWriter | None = None) -> None:
+        self._connections = connections
+        self._rate_limiter = rate_limiter
+        self._actions = actions  # the action table's lookup: an action's entry by name, or None
+        self._sender_for = sender_for  # the Management API sender for an endpoint
+        self._verify_token = verify_token
         self._clock = clock
         self._metrics = metrics or get_metrics()
 
@@ -40,14 +52,14 @@ class WebsocketHandlers:
         started = time.perf_counter()
         with bind(connectionId=connection_id):
             try:
-                identity = verify(token_from_request(headers, query))
+                identity = self._verify_token(token_from_request(headers, query))
             except JwtInvalid as refused:
                 # The reason, never the token: it is a bearer credential.
                 logger.info("handled", extra={"outcome": "refused", "reason": refused.reason,
                                               "detail": str(refused), "latencyMs": _ms_since(started)})
                 count_refusal(refused, metrics=self._metrics)
                 return False
-            self._services.connections.add(
+            self._connections.add(
                 connection_id=connection_id, user_sub=identity.sub, username=identity.username,
                 groups=identity.groups, token_expires_at=identity.expires_at, endpoint=endpoint,
                 now=self._clock(),
@@ -71,41 +83,41 @@ class WebsocketHandlers:
     def disconnect(self, *, connection_id: str) -> None:
         started = time.perf_counter()
         with bind(connectionId=connection_id):
-            self._services.connections.remove(connection_id)
+            self._connections.remove(connection_id)
             logger.info("handled", extra={"outcome": "ok", "latencyMs": _ms_since(started)})
 
     def _route(self, scope: contextlib.ExitStack, *, connection_id: str, body: str | None, is_base64: bool,
                endpoint: str) -> tuple[str, str]:
         """(the action's metric name, the outcome): "ok", an error code, or "gone"."""
-        sender = self._services.sender(endpoint)
+        sender = self._sender_for(endpoint)
         request_id: str | None = None
         action = INVALID_ACTION
         try:
+            frame: protocol.ClientFrame | None = None
+            rejection: AppError | None = None
             try:
                 frame = protocol.parse_frame(body, is_base64=is_base64)
+                request_id = frame.id
             except protocol.FrameRejected as rejected:
-                frame, request_id, rejection = None, rejected.request_id, rejected.error
-            else:
-                request_id, rejection = frame.id, None
-            handler = self._actions.get(frame.action) if frame is not None else None
-            action = frame.action if handler is not None else INVALID_ACTION
+                request_id, rejection = rejected.request_id, rejected.error
+            entry = self._actions(frame.action) if frame is not None else None
+            action = frame.action if frame is not None and entry is not None else INVALID_ACTION
             scope.enter_context(bind(id=request_id, action=action))
             # The token is checked before the frame is judged: an expired connection gets UNAUTHORIZED
             # and is closed whatever it sends, a malformed frame included.
-            connection = self._services.connections.get(connection_id)
+            connection = self._connections.get(connection_id)
             now = self._clock()
             if connection is None or connection.token_expired(now):
                 return action, self._refuse_expired(sender, connection_id, request_id)
             scope.enter_context(bind(sub=connection.user_sub))
-            if rejection is not None:
-                raise rejection
-            if handler is None:
+            if frame is None:
+                raise rejection or Internal()
+            if entry is None:
                 raise BadRequest(f"unknown action {frame.action[:64]!r}")
-            if admission_of(handler) is Admission.REQUEST:
+            if entry.admission is Admission.REQUEST:
                 with tracing.subsegment("admission", action=action):
-                    self._services.rate_limiter.admit(connection.user_sub, now, groups=connection.groups)
-            reply = handler(ActionContext(connection=connection, frame=frame, sender=sender,
-                                          services=self._services, now=now))
+                    self._rate_limiter.admit(connection.user_sub, now, groups=connection.groups)
+            reply = entry.action(ActionContext(connection=connection, frame=frame, sender=sender, now=now))
             if reply is not None:
                 sender.send(connection_id, reply)
             return action, "ok"
@@ -122,13 +134,13 @@ class WebsocketHandlers:
             logger.exception("unhandled error in message handler")
             return action, self._send_error(sender, connection_id, Internal(), request_id)
 
-    def _refuse_expired(self, sender, connection_id: str, request_id: str | None) -> str:
+    def _refuse_expired(self, sender: Sender, connection_id: str, request_id: str | None) -> str:
         error = Unauthorized("the token has expired; reconnect with a new token")
         outcome = self._send_error(sender, connection_id, error, request_id)
         sender.close(connection_id)
         return outcome
 
-    def _send_error(self, sender, connection_id: str, error: AppError, request_id: str | None) -> str:
+    def _send_error(self, sender: Sender, connection_id: str, error: AppError, request_id: str | None) -> str:
         """Send the error frame (a client already gone is not an error); its code is the outcome."""
         count_error(self._metrics, error.code)
         try:

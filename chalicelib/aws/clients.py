@@ -6,19 +6,16 @@ very same code at its emulators.
 """
 from __future__ import annotations
 
-import functools
-import threading
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.config import get_settings
+from chalicelib.process import kept, kept_per_thread
 
-_lock = threading.Lock()
 
-
-@functools.lru_cache(maxsize=1)
+@kept
 def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
@@ -43,30 +40,23 @@ def _config(read_timeout: float | None = None, max_attempts: int | None = None, 
     )
 
 
-@functools.lru_cache(maxsize=None)
+@kept
 def client(service: str, endpoint_url: str | None = None, *, read_timeout: float | None = None,
            max_attempts: int | None = None) -> Any:
-    """A shared client for a service (thread-safe once built; building is serialised).
+    """A shared client for a service (thread-safe once built; `kept` serialises building).
 
     `read_timeout` and `max_attempts` override the defaults for a service whose
     calls need their own bounds (a model stream waits longer between chunks, and
     its throttling is retried by the caller, which knows whether text was sent).
     """
-    with _lock:
-        return _session().client(service, endpoint_url=endpoint_url,
-                                 config=_config(read_timeout, max_attempts, service=service))
+    return _session().client(service, endpoint_url=endpoint_url,
+                             config=_config(read_timeout, max_attempts, service=service))
 
 
-_per_thread = threading.local()
-
-
+@kept_per_thread
 def resource(service: str) -> Any:
     """A resource for this thread: unlike clients, boto3 resources are not thread-safe."""
-    resources = _per_thread.__dict__.setdefault("resources", {})
-    if service not in resources:
-        with _lock:
-            resources[service] = _session().resource(service, config=_config())
-    return resources[service]
+    return _session().resource(service, config=_config())
 
 
 def table(name: str) -> Any:

@@ -12,21 +12,21 @@ docs/PROTOCOL.md). The model only ever gets UTF-8 text (`context_documents`).
 """
 from __future__ import annotations
 
-import json
 import re
 import time
-from datetime import timezone
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from typing import Any
 
-from chalicelib import cursors
-from chalicelib.converse import BYTES_PER_TOKEN, estimate_tokens
+from chalicelib import cursors, protocol
+from chalicelib.aws.objects import PRESIGN_SECONDS, ObjectStore, StoredObject, session_root, user_root
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
-from chalicelib.objects import PRESIGN_SECONDS, ObjectStore, session_root, user_root
 from chalicelib.protocol import validate_path
-from chalicelib.sessions.store import SessionStore, check_session_id, iso
+from chalicelib.sessions.store import SessionStore, check_session_id
+from chalicelib.times import iso
+from chalicelib.tokens import tokens_for_bytes
 
 MAX_KEY_BYTES = 1024  # S3's limit on a whole key
-INLINE_CONTENT_BYTES = 96 * 1024  # what `get` returns in a frame (128 KiB) as JSON text
 MAX_CONTEXT_PATHS = 20
 DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8"
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,64}/[A-Za-z0-9.+-]{1,64}(; ?charset=[A-Za-z0-9_-]{1,32})?")
@@ -89,7 +89,7 @@ class ContextStore:
                                                  session_scoped=session_id is not None)
         return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + PRESIGN_SECONDS)}
 
-    def list(self, user_sub: str, prefix: str | None, *, session_id: str | None, cursor: str | None,
+    def page(self, user_sub: str, prefix: str | None, *, session_id: str | None, cursor: str | None,
              limit: int, budget_bytes: int) -> tuple[list[dict[str, Any]], str | None]:
         """One page of {path, size, updatedAt} in path order, at most `limit` items and `budget_bytes` of JSON."""
         prefix = _valid_prefix(prefix)
@@ -106,8 +106,8 @@ class ContextStore:
         used = 0
         for obj in objects:
             item = {"path": obj.key[len(root):], "size": obj.size,
-                    "updatedAt": iso(obj.last_modified.astimezone(timezone.utc).timestamp())}
-            used += len(json.dumps(item, ensure_ascii=False).encode("utf-8")) + 1
+                    "updatedAt": iso(obj.last_modified.astimezone(UTC).timestamp())}
+            used += protocol.encoded_size(item) + 1
             if items and used > budget_bytes:
                 more = True
                 break
@@ -121,14 +121,14 @@ class ContextStore:
         size = self._head(key, path).size
         answer: dict[str, Any] = {"path": path, "size": size}
         reason = "too-large"
-        if size <= INLINE_CONTENT_BYTES:
+        if size <= protocol.INLINE_TEXT_BYTES:
             data, _ = self._objects.get(key)
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
                 reason = "not-utf8"
             else:
-                if len(json.dumps(text, ensure_ascii=False).encode("utf-8")) <= INLINE_CONTENT_BYTES:
+                if protocol.encoded_size(text) <= protocol.INLINE_TEXT_BYTES:
                     return {**answer, "content": text}
         return {**answer, "content": None, "reason": reason, "url": self._objects.presign_get(key),
                 "expiresAt": iso(self._clock() + PRESIGN_SECONDS)}
@@ -163,7 +163,7 @@ class ContextStore:
         read_tokens = 0
         for path, key, _ in self._locate(user_sub, session_id, paths, token_limit):
             data, _ = self._objects.get(key)
-            read_tokens += self.size_tokens(len(data))
+            read_tokens += tokens_for_bytes(len(data))
             if read_tokens > token_limit:  # a file replaced by a larger one since it was sized
                 raise PayloadTooLarge(f"the context files are over the limit of {token_limit} tokens")
             try:
@@ -171,14 +171,6 @@ class ContextStore:
             except UnicodeDecodeError:
                 raise BadRequest(f"context file {path!r} is not UTF-8 text") from None
         return documents
-
-    @staticmethod
-    def size_tokens(size: int) -> int:
-        return -(-size // BYTES_PER_TOKEN)
-
-    @staticmethod
-    def documents_tokens(documents: Sequence[tuple[str, str]]) -> int:
-        return sum(estimate_tokens(text) for _, text in documents)
 
     # --- internals --------------------------------------------------------
 
@@ -190,10 +182,10 @@ class ContextStore:
         if any(not isinstance(p, str) for p in paths):
             raise BadRequest("'contextPaths' must be a list of paths")
         wanted = list(dict.fromkeys(validate_path(p, field="contextPaths") for p in paths))
-        roots = [None] if session_id is None else [session_id, None]
+        roots: list[str | None] = [None] if session_id is None else [session_id, None]
         self._owned(user_sub, session_id, write=False)
         found = [self._resolve(user_sub, path, roots) for path in wanted]
-        tokens = sum(self.size_tokens(size) for _, _, size in found)
+        tokens = sum(tokens_for_bytes(size) for _, _, size in found)
         if tokens > token_limit:
             raise PayloadTooLarge(f"the context files are about {tokens} tokens; the limit is {token_limit}")
         return found
@@ -207,7 +199,7 @@ class ContextStore:
                 continue
         raise NotFound(f"no such context path {path!r}")
 
-    def _head(self, key: str, path: str):
+    def _head(self, key: str, path: str) -> StoredObject:
         try:
             return self._objects.head(key)
         except NotFound:

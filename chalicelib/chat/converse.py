@@ -13,17 +13,13 @@ limited to a few characters; source files are text.)
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-BYTES_PER_TOKEN = 4  # the same rough measure the budget and the dev model use
+from chalicelib.tokens import estimate_tokens
 
 DOCUMENTS_PREAMBLE = ("The user attached these context files. Each one starts with a BEGIN line and ends "
                       "with the END line that has the same path and boundary.")
-
-
-def estimate_tokens(text: str) -> int:
-    """About one token per 4 bytes of UTF-8, rounded up."""
-    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
 
 
 def alternating(turns: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
@@ -35,7 +31,7 @@ def alternating(turns: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     merged: list[dict[str, str]] = []
     for turn in turns:
         content = turn["content"]
-        if not content:
+        if not content.strip():  # Bedrock refuses a blank text block, and with it the whole request
             continue
         if merged and merged[-1]["role"] == turn["role"]:
             merged[-1]["content"] += "\n\n" + content
@@ -49,7 +45,7 @@ def alternating(turns: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 
 
 def document_block(path: str, text: str) -> str:
-    boundary = hashlib.sha256(f"{path}\0{text}".encode("utf-8")).hexdigest()[:16]
+    boundary = hashlib.sha256(f"{path}\0{text}".encode()).hexdigest()[:16]
     return (f"===== BEGIN CONTEXT FILE path={path!r} boundary={boundary} =====\n"
             f"{text}\n"
             f"===== END CONTEXT FILE path={path!r} boundary={boundary} =====")

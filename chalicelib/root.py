@@ -1,0 +1,139 @@
+"""The composition root: every collaborator built once from the settings, and handed to its users.
+
+Handlers, actions and workers take the few collaborators they use (typed); this is
+the one place that knows how each is made. `get_root()` gives the container's root:
+one per thread, because boto3 resources (unlike clients) are not thread-safe and the
+local stack runs handlers on many threads. Stores are built on first use, and the
+modules of a feature only when it is first used, so a function that never chats
+never imports the chat worker.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from chalicelib.aws import clients as aws
+from chalicelib.aws.lambda_invoke import WorkerInvoker
+from chalicelib.aws.management_api import ManagementApiSender
+from chalicelib.chat.requests import RequestStore
+from chalicelib.config import Settings, get_settings
+from chalicelib.dispatch.connections import ConnectionStore
+from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_memory, limits_for
+from chalicelib.limits.records import Retention
+from chalicelib.limits.usage import UsageReport
+from chalicelib.process import kept_per_thread
+
+if TYPE_CHECKING:
+    from chalicelib.aws.objects import ObjectStore
+    from chalicelib.chat.bedrock import BedrockChat
+    from chalicelib.chat.worker import ChatWorker
+    from chalicelib.context.store import ContextStore
+    from chalicelib.dispatch.handlers import WebsocketHandlers
+    from chalicelib.sessions import SessionStore
+
+
+class Root:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings: Settings = settings
+        self.clock = clock  # epoch seconds: which limit windows are current, what time is stored
+
+    # --- the dispatch -------------------------------------------------------
+
+    @cached_property
+    def handlers(self) -> WebsocketHandlers:
+        from chalicelib.dispatch.handlers import WebsocketHandlers
+        from chalicelib.dispatch.table import ActionTable
+
+        return WebsocketHandlers(connections=self.connections, rate_limiter=self.rate_limiter,
+                                 actions=ActionTable(self).lookup, sender_for=self.sender, clock=self.clock)
+
+    @cached_property
+    def connections(self) -> ConnectionStore:
+        return ConnectionStore(aws.table(self.settings.connections_table),
+                               ttl_seconds=self.settings.connection_ttl_seconds)
+
+    def sender(self, endpoint: str) -> ManagementApiSender:
+        return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))
+
+    @cached_property
+    def invoker(self) -> WorkerInvoker:
+        return WorkerInvoker(aws.client("lambda"))
+
+    # --- limits -------------------------------------------------------------
+
+    def user_limits(self, groups: tuple[str, ...]) -> UserLimits:
+        return limits_for(groups, self.settings)
+
+    @cached_property
+    def _retention(self) -> Retention:
+        return Retention(hourly_seconds=self.settings.usage_hourly_retention_hours * 3600,
+                         daily_seconds=self.settings.usage_daily_retention_days * 86400)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(aws.client("dynamodb"), self.settings.usage_table, limits_for=self.user_limits,
+                           retention=self._retention, memory=get_limited_memory())
+
+    @cached_property
+    def token_budget(self) -> TokenBudget:
+        return TokenBudget(aws.client("dynamodb"), self.settings.usage_table, rate_limiter=self.rate_limiter,
+                           limits_for=self.user_limits, retention=self._retention,
+                           floor=self.settings.token_reservation_floor, clock=self.clock)
+
+    @cached_property
+    def usage(self) -> UsageReport:
+        return UsageReport(aws.client("dynamodb"), self.settings.usage_table, limits_for=self.user_limits)
+
+    # --- sessions and context -----------------------------------------------
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        from chalicelib.aws.objects import ObjectStore
+
+        return ObjectStore(aws.client("s3"), bucket=self.settings.context_bucket,
+                           kms_key_id=self.settings.context_kms_key_id)
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        from chalicelib.sessions import SessionStore
+
+        return SessionStore(aws.table(self.settings.sessions_table), self.objects,
+                            ttl_days=self.settings.session_ttl_days,
+                            inline_max_bytes=self.settings.message_inline_max_bytes, clock=self.clock)
+
+    @cached_property
+    def context(self) -> ContextStore:
+        from chalicelib.context.store import ContextStore
+
+        return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes, clock=self.clock)
+
+    # --- chat ---------------------------------------------------------------
+
+    @cached_property
+    def requests(self) -> RequestStore:
+        return RequestStore(aws.table(self.settings.requests_table), ttl_seconds=self.settings.request_ttl_seconds)
+
+    @cached_property
+    def bedrock(self) -> BedrockChat:
+        from chalicelib.chat.bedrock import BedrockChat
+
+        # botocore makes one attempt: BedrockChat retries itself, and only before any text was passed on.
+        client = aws.client("bedrock-runtime", read_timeout=self.settings.bedrock_read_timeout, max_attempts=1)
+        return BedrockChat(client, max_attempts=self.settings.bedrock_max_attempts)
+
+    def chat_worker(self, endpoint: str) -> ChatWorker:
+        """The bedrock_worker's worker for a chat whose connection is reached through `endpoint`."""
+        from chalicelib.chat.worker import ChatWorker
+
+        return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender=self.sender(endpoint),
+                          flush_bytes=self.settings.stream_flush_bytes, flush_ms=self.settings.stream_flush_ms,
+                          budget=self.token_budget, sessions=self.sessions, context=self.context,
+                          wall_clock=self.clock)
+
+
+@kept_per_thread
+def get_root() -> Root:
+    """This container's (and thread's) composition root."""
+    return Root(get_settings())
