@@ -46,7 +46,9 @@ WAIT_MS = 120_000
 # Long tasks (and the interactive mark) recorded from the start of each page.
 OBSERVE = """
 window.__longTasks = [];
-new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push([e.startTime, e.duration]); })
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__longTasks.push([e.startTime, e.duration]);
+})
   .observe({ type: "longtask", buffered: true });
 """
 
@@ -60,7 +62,8 @@ def bundle_sizes(dist: Path) -> dict[str, int]:
     chunks = sorted(dist.glob("chunk-*.js"))
     baseline = 0
     for name in FIRST_LOAD:
-        shown = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:web/{name}"], cwd=ROOT, capture_output=True)
+        shown = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:web/{name}"], cwd=ROOT, capture_output=True,
+                               check=False)
         baseline += gz(shown.stdout) if shown.returncode == 0 else 0
     return {"first_load_gz": first, "first_load_raw": sum((dist / n).stat().st_size for n in FIRST_LOAD),
             "lazy_chunks_gz": sum(gz(c.read_bytes()) for c in chunks), "baseline_gz": baseline}

@@ -30,8 +30,9 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -169,12 +170,10 @@ class CognitoFront:
             return _error(400, "InvalidParameterException", "SRP_A is not a valid SRP value")
         secret_block = base64.b64encode(secrets.token_bytes(64)).decode()
         self._challenges[secret_block] = challenge
-        return web.json_response({"ChallengeName": "PASSWORD_VERIFIER", "Session": answer["Session"],
-                                  "ChallengeParameters": {
-                                      "SALT": format(challenge.salt, "x"), "SRP_B": format(challenge.big_b, "x"),
-                                      "USERNAME": username, "USER_ID_FOR_SRP": username,
-                                      "SECRET_BLOCK": secret_block}},
-                                 headers=_HEADERS, content_type=None)
+        return _json({"ChallengeName": "PASSWORD_VERIFIER", "Session": answer["Session"],
+                      "ChallengeParameters": {
+                          "SALT": format(challenge.salt, "x"), "SRP_B": format(challenge.big_b, "x"),
+                          "USERNAME": username, "USER_ID_FOR_SRP": username, "SECRET_BLOCK": secret_block}})
 
     async def _respond(self, request: web.Request, body: bytes, params: dict[str, Any]) -> web.StreamResponse:
         answers = params.get("ChallengeResponses") or {}
@@ -208,7 +207,7 @@ class CognitoFront:
             return _error(400, "InvalidParameterException", "Token and ClientId are required")
         await self._pool_of(client_id)  # an unknown client is refused, as Cognito does
         self._revoked.add(token)
-        return web.json_response({}, headers=_HEADERS, content_type=None)
+        return _json({})
 
     # --- passing through ------------------------------------------------------
 
@@ -240,8 +239,9 @@ class CognitoFront:
 
     async def _call(self, request: web.Request, body: bytes) -> tuple[web.Response, int, dict[str, Any]]:
         response = await self._forward(request, body)
+        payload = response.body
         try:
-            answer = json.loads(response.body) if response.status == 200 and response.body else {}
+            answer = json.loads(payload) if response.status == 200 and isinstance(payload, bytes) and payload else {}
         except ValueError:
             answer = {}
         return response, response.status, answer
@@ -268,9 +268,13 @@ class CognitoFront:
 def _with_new_password_parameters(answer: dict[str, Any]) -> web.Response:
     """moto's NEW_PASSWORD_REQUIRED without the two parameters Cognito always sends (JSON texts)."""
     parameters = {"userAttributes": "{}", "requiredAttributes": "[]", **answer.get("ChallengeParameters", {})}
-    return web.json_response({**answer, "ChallengeParameters": parameters}, headers=_HEADERS, content_type=None)
+    return _json({**answer, "ChallengeParameters": parameters})
+
+
+def _json(document: dict[str, Any], *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A Cognito JSON answer (application/x-amz-json-1.1, readable from any origin, as moto's are)."""
+    return web.Response(status=status, body=json.dumps(document).encode(), headers={**_HEADERS, **(headers or {})})
 
 
 def _error(status: int, error_type: str, message: str) -> web.Response:
-    return web.json_response({"__type": error_type, "message": message}, status=status,
-                             headers={**_HEADERS, "x-amzn-ErrorType": error_type}, content_type=None)
+    return _json({"__type": error_type, "message": message}, status=status, headers={"x-amzn-ErrorType": error_type})

@@ -228,7 +228,8 @@ class Gateway:
         """A file of the built bundle (looked up per request: a rebuild needs no restart), else the REST API."""
         if request.method in ("GET", "HEAD"):
             if request.path == "/" and not (self._web_dir / "index.html").is_file():
-                return web.Response(status=503, text="The web client is not built: run `python -m infra.web_bundle`.\n")
+                return web.Response(status=503,
+                                    text="The web client is not built: run `python -m infra.web_bundle`.\n")
             name = request.path.lstrip("/") or "index.html"
             path = (self._web_dir / name).resolve()
             if path.parent == self._web_dir and path.is_file():

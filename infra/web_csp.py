@@ -8,7 +8,7 @@ S3 URLs are on *.amazonaws.com in AWS, on 127.0.0.1 ports locally.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 AWS_CONNECT_SOURCES = ("wss://*.amazonaws.com", "https://*.amazonaws.com")
 

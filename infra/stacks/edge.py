@@ -30,8 +30,8 @@ from constructs import Construct
 
 from infra import outputs, resources
 from infra.stacks.waf import web_acl
-from infra.web_csp import AWS_CONNECT_SOURCES, content_security_policy
 from infra.stages import Stage
+from infra.web_csp import AWS_CONNECT_SOURCES, content_security_policy
 
 EDGE_REGION = "us-east-1"  # where a CLOUDFRONT-scope web ACL, and its metrics, must live
 

@@ -89,7 +89,8 @@ def open_page(browser, stack, problems, **context_options):
     page = context.new_page()
     page.on("console", lambda message: message.type == "error" and problems.append(message.text))
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("response", lambda response: response.status >= 400 and problems.append(f"{response.status} {response.url}"))
+    page.on("response", lambda response: response.status >= 400
+            and problems.append(f"{response.status} {response.url}"))
     page.goto(stack.document["httpUrl"] + "/")
     return page
 
@@ -149,7 +150,8 @@ def new_user(stack, *, temporary=False) -> tuple[str, str]:
     username, password = f"web-{uuid.uuid4().hex[:8]}", f"Pw-{uuid.uuid4().hex[:12]}-9a"
     client = cognito(stack)
     if temporary:
-        client.admin_create_user(UserPoolId=pool, Username=username, TemporaryPassword=password, MessageAction="SUPPRESS")
+        client.admin_create_user(UserPoolId=pool, Username=username, TemporaryPassword=password,
+                                 MessageAction="SUPPRESS")
     else:
         client.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS")
         client.admin_set_user_password(UserPoolId=pool, Username=username, Password=password, Permanent=True)
@@ -453,8 +455,8 @@ def test_a_wrong_password_is_refused_by_the_srp_check(page, web_stack, problems)
     assert page.is_visible("#signin") and not page.is_visible("#workspace")
     front = web_stack.document["cognito"]["endpointUrl"].rstrip("/") + "/"
     assert f"400 {front}" in problems  # Cognito's NotAuthorizedException, and the console's note of it
-    problems[:] = [p for p in problems
-                   if p != f"400 {front}" and not p.startswith("Failed to load resource: the server responded with a status of 400")]
+    console_note = "Failed to load resource: the server responded with a status of 400"
+    problems[:] = [p for p in problems if p != f"400 {front}" and not p.startswith(console_note)]
 
 
 def test_an_expired_access_token_is_refreshed_with_the_refresh_token(page, web_stack):
@@ -507,7 +509,8 @@ def test_dark_theme_and_half_a_laptop_screen(browser, web_stack, problems):
     page.keyboard.press("Alt+P")
     expect(page.locator("#panel")).to_be_hidden()
     for control in page.locator("button:visible, input:visible, textarea:visible, select:visible").all():
-        name = control.get_attribute("aria-label") or control.text_content().strip() or control.get_attribute("placeholder")
+        name = (control.get_attribute("aria-label") or control.text_content().strip()
+                or control.get_attribute("placeholder"))
         labelled = control.evaluate("el => el.labels ? el.labels.length : 0") if not name else 1
         assert name or labelled, control.evaluate("el => el.outerHTML")
     page.context.close()

@@ -58,7 +58,7 @@ def test_the_bundle_is_the_page_and_its_config_for_the_stage(tmp_path, chalice_d
                       "region": data["Region"],
                       "cognito": {"userPoolId": data["UserPoolId"], "clientId": data["UserPoolClientId"]}}
     pages = sorted(p.name for p in built.iterdir() if p.is_file() and not p.name.startswith("."))
-    assert sorted(p.name for p in out.iterdir()) == sorted(pages + ["config.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*pages, "config.json"])
     assert (out / "app.js").read_bytes() == (built / "app.js").read_bytes()
 
 
