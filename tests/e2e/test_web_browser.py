@@ -240,6 +240,29 @@ def test_a_hostile_reply_renders_inert(page, web_stack):
     assert page.evaluate("window.pwned") is None
 
 
+def test_the_model_picker_lists_models_list_and_the_chat_uses_the_choice(page, web_stack):
+    signed_in(page, web_stack)
+    with web_stack.connect("dev") as client:
+        answer = client.request("models.list")
+    if answer["type"] == "error":  # a v1 server: no picker, the server's default model
+        assert "unknown action" in answer["error"]["message"]
+        expect(page.locator("#model-label")).to_be_hidden()
+        return
+    models = answer["data"]["models"]
+    if len(models) < 2:
+        expect(page.locator("#model-label")).to_be_hidden()
+        return
+    options = page.locator("#model option")
+    expect(options).to_have_count(len(models), timeout=WAIT_MS)
+    assert [o.get_attribute("value") for o in options.all()] == [m["id"] for m in models]
+    assert page.input_value("#model") == next(m["id"] for m in models if m["default"])
+    chosen = next(m["id"] for m in models if not m["default"])
+    page.select_option("#model", chosen)
+    send(page, "which model?")
+    wait_done(page)
+    expect(last_reply(page).locator(".meta .stop")).to_contain_text(chosen)  # the ack's model
+
+
 def test_an_error_frame_says_what_it_is_and_what_to_do(page, web_stack):
     signed_in(page, web_stack)
     send(page, "[[midstream-error]] this reply breaks")
