@@ -36,6 +36,10 @@ class NotFound(AppError):
     code = "NOT_FOUND"
 
 
+class QuotaExceeded(AppError):
+    code = "QUOTA_EXCEEDED"
+
+
 class ModelNotAllowed(AppError):
     code = "MODEL_NOT_ALLOWED"
 
@@ -46,12 +50,6 @@ class RateLimited(AppError):
 
 class BudgetExceeded(AppError):
     code = "BUDGET_EXCEEDED"
-
-
-class QuotaExceeded(AppError):
-    """A per-user storage or connection quota is spent (protocol v1.1): free space, or close a connection."""
-
-    code = "QUOTA_EXCEEDED"
 
 
 class UpstreamThrottled(AppError):

@@ -8,7 +8,7 @@ In order, so that nothing slips between the steps:
    user's tokens, so `$connect`'s revocation check (COGNITO_REVOCATION_CHECK) refuses any
    reconnect at once although the access token still verifies offline.
 2. `AdminUserGlobalSignOut`: every refresh token and access token of the user is revoked.
-3. The user's open connections (the connections table's `byUser` index, by the user's `sub`)
+3. The user's open connections (their list in the connections table, by the user's `sub`)
    are closed with the Management API's `DeleteConnection`, each at the endpoint it was
    opened through; API Gateway then runs `$disconnect`, and the record is removed here too
    (also when the connection was already gone). A connection whose `$connect` was already
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     table_name = (args.connections_table or env.get("CONNECTIONS_TABLE")
                   or resources.table("connections").physical_name(args.stage))
     session = boto3.session.Session(region_name=region)
-    connections = ConnectionStore(session.resource("dynamodb").Table(table_name), ttl_seconds=0)
+    # Only listed and removed here: the store's limits of new connections and frames do not apply.
+    connections = ConnectionStore(session.resource("dynamodb").Table(table_name), ttl_seconds=0, max_per_user=0,
+                                  frame_window_seconds=1)
 
     def sender_for(endpoint: str) -> Sender:
         return ManagementApiSender(session.client("apigatewaymanagementapi", endpoint_url=endpoint))

@@ -26,10 +26,12 @@ CHALICE_DIR = ROOT / ".chalice"
 # (@connections of this API and stage), model:* (every allowed model or profile), token:access (a call
 # Cognito authorises with the user's access token: no IAM permission exists for it, none is granted).
 CALLS: dict[str, list[tuple[str, str]]] = {
-    "websocket_connect": [("dynamodb:PutItem", "table:connections"), ("cognito-idp:GetUser", "token:access")],
-    "websocket_disconnect": [("dynamodb:DeleteItem", "table:connections")],
+    "websocket_connect": [("dynamodb:GetItem", "table:connections"), ("dynamodb:PutItem", "table:connections"),
+                          ("cognito-idp:GetUser", "token:access")],
+    "websocket_disconnect": [("dynamodb:DeleteItem", "table:connections"),
+                             ("dynamodb:UpdateItem", "table:connections")],
     "websocket_message": [
-        ("dynamodb:GetItem", "table:connections"),
+        ("dynamodb:GetItem", "table:connections"), ("dynamodb:UpdateItem", "table:connections"),
         ("dynamodb:GetItem", "table:requests"), ("dynamodb:PutItem", "table:requests"),
         ("dynamodb:UpdateItem", "table:requests"),
         ("dynamodb:UpdateItem", "table:usage"),

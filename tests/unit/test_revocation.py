@@ -114,6 +114,11 @@ def test_cognitos_refusals_are_revocations_and_its_failures_are_not(monkeypatch)
 
 # --- python -m infra.cut_off ---------------------------------------------------------------------------
 
+def listing(table) -> ConnectionStore:
+    """The connections as the command reads them (it adds none and counts no frame)."""
+    return ConnectionStore(table, ttl_seconds=0, max_per_user=0, frame_window_seconds=1)
+
+
 def test_cut_off_disables_signs_out_and_closes_every_connection_of_the_user(app_env, boto, user, sender, table):
     token = sign_in(boto, app_env, user)
     other = sign_in(boto, app_env, ("dev2", app_env.users[1][1]))
@@ -122,11 +127,12 @@ def test_cut_off_disables_signs_out_and_closes_every_connection_of_the_user(app_
     assert connect("bystander=", headers=bearer(other))["statusCode"] == 200
 
     report = cut_off.cut_off(user[0], cognito=boto("cognito-idp"), user_pool_id=app_env.user_pool_id,
-                             connections=ConnectionStore(table, ttl_seconds=0), sender_for=lambda endpoint: sender)
+                             connections=listing(table), sender_for=lambda endpoint: sender)
 
     assert sorted(report.closed) == ["cut-a=", "cut-b="] and report.failed == []
     assert sorted(sender.closed) == ["cut-a=", "cut-b="]  # the bystander's connection stays
     assert table.query(IndexName="byUser", KeyConditionExpression=Key("userSub").eq(report.sub))["Items"] == []
+    assert table.get_item(Key={"connectionId": f"user#{report.sub}"})["Item"]["open"] == {}  # their list too
     # No way back in: the old token is refused at $connect, and so is a sign-in.
     assert connect("back=", headers=bearer(token))["statusCode"] == 401
     with pytest.raises(boto("cognito-idp").exceptions.NotAuthorizedException):
@@ -138,7 +144,7 @@ def test_cut_off_disables_signs_out_and_closes_every_connection_of_the_user(app_
 def test_cut_off_of_an_unknown_user_fails_and_says_so(app_env, boto, table):
     with pytest.raises(cut_off.CutOffError, match="UserNotFoundException"):
         cut_off.cut_off("nobody-here", cognito=boto("cognito-idp"), user_pool_id=app_env.user_pool_id,
-                        connections=ConnectionStore(table, ttl_seconds=0), sender_for=lambda endpoint: None)
+                        connections=listing(table), sender_for=lambda endpoint: None)
 
 
 def test_the_command_finds_the_stages_pool_and_table_and_asks_for_a_pool_it_cannot_find(tmp_path, capsys):
