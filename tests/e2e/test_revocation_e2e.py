@@ -37,7 +37,7 @@ def user(stack):
 
 def sign_in(stack, username, password) -> str:
     e = stack.endpoints
-    return login(username, password, client_id=e.client_id, region=e.region,
+    return login(username, password, client_id=e.client_id, region=e.region, user_pool_id=e.user_pool_id,
                  endpoint_url=e.cognito_endpoint).access_token
 
 
