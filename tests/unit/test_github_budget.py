@@ -99,7 +99,8 @@ def test_groups_may_have_more_and_the_most_generous_wins(dynamodb, table_name):
         calls.reserve(sub, groups=("ci", "bots"), calls=1)
 
 
-def test_the_worker_answers_rate_limited_before_github_once_the_budget_is_spent(dynamodb, table_name, monkeypatch):
+def test_the_worker_answers_rate_limited_before_github_once_the_budget_is_spent(app_env, dynamodb, table_name,
+                                                                                  monkeypatch):
     monkeypatch.setattr(SecretSource, "_fetch", lambda self: pytest.fail("GitHub must not be called"))
     calls, sub = budget(dynamodb, table_name, GITHUB_CALLS_PER_HOUR=2), str(uuid.uuid4())
     calls.reserve(sub, groups=(), calls=2)
