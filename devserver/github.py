@@ -5,7 +5,7 @@ It checks what GitHub checks: the app's JWT (RS256, `iss` the app id, at most
 local secret, and installation tokens it issued, each of which sees only its
 own installation's repositories (others are 404, as on GitHub). It serves the
 endpoints the app uses: installation tokens and repositories, a repository's
-installation (app JWT), repositories, contents, git data (blobs, trees with
+installation (app JWT), repositories (named in any case, as on GitHub), contents, git data (blobs, trees with
 content inline or by sha, commits, refs made and deleted, with git's own object
 ids) and pulls. Names are bytes, as in git: a path matches only as it is spelled
 (the seed holds a name in NFD, as macOS writes it). Like GitHub, it limits the
@@ -35,6 +35,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,7 @@ INSTALLATION_ID = 2002  # the one the local secret names unless DEV_GITHUB_INSTA
 TOKEN_LIFETIME = 3600
 WRITES_PER_MINUTE, WRITES_PER_HOUR = 80, 500  # GitHub's secondary limits on content-creating requests
 _WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _APP_JWT_PATH = re.compile(r"^/app/|^/repos/[^/]+/[^/]+/installation$")  # called with the app's JWT
 
 
@@ -70,7 +72,7 @@ class GitHubEmulator:
         self._tokens: dict[str, tuple[float, int]] = {}  # token -> (expiry, installation id)
         self._installations = {i.id: i for i in INSTALLATIONS}
         self._repos = seed_repositories()
-        self._throttle = {"count": 0, "retryAfter": 1, "kind": "secondary"}
+        self._throttle: dict[str, Any] = {"count": 0, "retryAfter": 1, "kind": "secondary"}
         self._faults: list[dict[str, Any]] = []
         self._write_limits = {"perMinute": WRITES_PER_MINUTE, "perHour": WRITES_PER_HOUR}
         self._writes: dict[int, collections.deque[float]] = {}  # installation -> times of its writes in the hour
@@ -105,7 +107,7 @@ class GitHubEmulator:
     # --- authentication and limits --------------------------------------------
 
     @web.middleware
-    async def _gate(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_emulator/"):
             return await handler(request)
         self.stats["requests"] += 1
@@ -150,7 +152,7 @@ class GitHubEmulator:
                                            "before you try again.", **{"retry-after": str(fault["retryAfter"])})
         return _error(fault["status"], "Server Error")
 
-    async def _serve(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method in _WRITE_METHODS and "installation" in request:
             self.stats["writes"] += 1
             self._writes.setdefault(request["installation"], collections.deque()).append(time.monotonic())
@@ -242,8 +244,8 @@ class GitHubEmulator:
         return web.json_response({"total_count": len(repos), "repositories": repos})
 
     async def _repository_installation(self, request: web.Request) -> web.Response:
-        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        owner = next((i for i in self._installations.values() if full_name in i.repos), None)
+        full_name = _named(request)
+        owner = next((i for i in self._installations.values() if full_name in _folded(i.repos)), None)
         if owner is None:
             return _error(404, "Not Found")
         return web.json_response({"id": owner.id, "app_id": int(self.app_id), "target_type": "Organization",
@@ -257,9 +259,9 @@ class GitHubEmulator:
 
     def _repo(self, request: web.Request) -> Repository:
         """The repository named in the path, if the token's installation holds it (else 404, as GitHub)."""
-        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        repo = self._repos.get(full_name)
-        if repo is None or full_name not in self._installations[request["installation"]].repos:
+        full_name = _named(request)
+        repo = next((r for name, r in self._repos.items() if name.casefold() == full_name), None)
+        if repo is None or full_name not in _folded(self._installations[request["installation"]].repos):
             raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
         return repo
 
@@ -336,7 +338,7 @@ class GitHubEmulator:
 
     async def _commit(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
-        kind, data = repo.objects.get(request.match_info["sha"], (None, None))
+        kind, data = repo.objects.get(request.match_info["sha"], ("", {}))
         if kind != "commit":
             return _error(404, "Not Found")
         return web.json_response(_commit_json(request.match_info["sha"], data))
@@ -400,6 +402,15 @@ class GitHubEmulator:
         return web.json_response([p for p in repo.pulls if q.get("state", "open") in (p["state"], "all") and
                                   (not q.get("head") or (owner == repo.owner and p["head"]["ref"] == head)) and
                                   (not q.get("base") or p["base"]["ref"] == q["base"])])
+
+
+def _named(request: web.Request) -> str:
+    """The repository a path names, as GitHub compares names: without regard to case."""
+    return f"{request.match_info['owner']}/{request.match_info['repo']}".casefold()
+
+
+def _folded(names: tuple[str, ...]) -> set[str]:
+    return {name.casefold() for name in names}
 
 
 def _commit_json(sha: str, data: dict[str, Any]) -> dict[str, Any]:

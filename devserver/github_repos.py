@@ -19,7 +19,7 @@ SEED_FILES = {
     "src/app.py": b'def main() -> None:\n    print("hello, world")\n\n\nif __name__ == "__main__":\n    main()\n',
     "assets/logo.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00",
     # Committed from macOS: `Résumés` and `café` in NFD (`e` + U+0301), as its filesystem spells them.
-    NFD_FILE: "Notes written on a Mac.\n".encode(),
+    NFD_FILE: b"Notes written on a Mac.\n",
 }
 LAB_FILES = {
     "README.md": b"# lab-notes\n\nNotes of the octo-labs installation.\n",
