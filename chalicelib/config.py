@@ -174,9 +174,8 @@ class _Reader:
                 raise ConfigError(f"{name} has an invalid entry {item!r}")
         return items
 
-    def repos_by_group(self, name: str) -> Mapping[str, tuple[str, ...]] | None:
-        """A JSON object of Cognito group ("*": every user) -> repository patterns, e.g.
-        {"devs": ["octo-org/*"], "*": ["octo-org/docs"]}; unset or empty: None (no such list)."""
+    def json_object(self, name: str, what: str) -> dict[str, Any] | None:
+        """The variable's JSON object (of `what`, for the error), or None when it is unset or empty."""
         raw = self._env.get(name, "").strip()
         if not raw:
             return None
@@ -185,7 +184,15 @@ class _Reader:
         except ValueError:
             raise ConfigError(f"{name} is not valid JSON") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{name} must be a JSON object of group name -> list of repositories")
+            raise ConfigError(f"{name} must be a JSON object of {what}")
+        return data
+
+    def repos_by_group(self, name: str) -> Mapping[str, tuple[str, ...]] | None:
+        """A JSON object of Cognito group ("*": every user) -> repository patterns, e.g.
+        {"devs": ["octo-org/*"], "*": ["octo-org/docs"]}; unset or empty: None (no such list)."""
+        data = self.json_object(name, "group name -> list of repositories")
+        if data is None:
+            return None
         groups: dict[str, tuple[str, ...]] = {}
         for group, patterns in data.items():
             if group != "*" and not _GITHUB_GROUP.match(group):
@@ -211,15 +218,9 @@ class _Reader:
 
     def group_limits(self, name: str) -> Mapping[str, Mapping[str, int]]:
         """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000}}."""
-        raw = self._env.get(name, "").strip()
-        if not raw:
+        data = self.json_object(name, "group name -> limits")
+        if data is None:
             return MappingProxyType({})
-        try:
-            data: Any = json.loads(raw)
-        except ValueError:
-            raise ConfigError(f"{name} is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{name} must be a JSON object of group name -> limits")
         groups: dict[str, Mapping[str, int]] = {}
         for group, limits in data.items():
             if not 1 <= len(group) <= 128:

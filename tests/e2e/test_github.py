@@ -390,8 +390,12 @@ def test_only_the_repositories_granted_to_the_users_groups_are_reachable(own_sta
         assert data(call(member, "github.file", repo="Octo-Org/Hello-World", path="README.md"))["content"]
 
 
-def test_a_slow_github_is_answered_timeout_before_the_lambda_timeout(own_stack):
-    control(own_stack, "/_emulator/fault", {"method": "POST", "path": f"/repos/{REPO}/git/trees", "count": 1,
+@pytest.mark.parametrize("slow_write, said", [
+    ("git/trees", "GitHub did not answer before the time limit"),  # before the branch: nothing to undo
+    ("pulls", "was deleted again"),  # after it: undone in the 2 s kept for it
+])
+def test_a_slow_github_is_answered_timeout_before_the_lambda_timeout_leaving_nothing(own_stack, slow_write, said):
+    control(own_stack, "/_emulator/fault", {"method": "POST", "path": f"/repos/{REPO}/{slow_write}", "count": 1,
                                             "status": 0, "delay": 7.0})
     branch = f"llm-ide/slow-{time.time_ns()}"
     with own_stack.connect("dev2") as member:
@@ -399,20 +403,6 @@ def test_a_slow_github_is_answered_timeout_before_the_lambda_timeout(own_stack):
         frame = call(member, "github.pr", repo=REPO, base="main", branch=branch, title="Slow",
                      files=[{"path": f"f{i}.txt", "content": str(i)} for i in range(5)])
         elapsed = time.monotonic() - started
-    assert error_code(frame) == "TIMEOUT" and frame["id"]
-    assert 2.5 < elapsed < 5  # stopped at 8 - 3 - 2 s, in time to answer within the 8 s
-    assert f"heads/{branch}" not in state(own_stack)["refs"]
-
-
-def test_a_pull_request_stopped_by_the_time_limit_deletes_its_branch(own_stack):
-    control(own_stack, "/_emulator/fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", "count": 1,
-                                            "status": 0, "delay": 7.0})
-    branch = f"llm-ide/stopped-{time.time_ns()}"
-    with own_stack.connect("dev2") as member:
-        started = time.monotonic()
-        frame = call(member, "github.pr", repo=REPO, base="main", branch=branch, title="Stopped",
-                     files=[{"path": "stopped.txt", "content": "x"}])
-        elapsed = time.monotonic() - started
-    assert error_code(frame) == "TIMEOUT" and "was deleted again" in frame["error"]["message"]
-    assert elapsed < 7  # the undo used the 2 s kept for it, and the answer came before the 8 s
+    assert error_code(frame) == "TIMEOUT" and frame["id"] and said in frame["error"]["message"]
+    assert 2.5 < elapsed < 5.5  # stopped 3 s in (8 - 3 - 2), undone within the 2 s kept: answered within the 8 s
     assert f"heads/{branch}" not in state(own_stack)["refs"] and pulls_from(own_stack, branch) == []

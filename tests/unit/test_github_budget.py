@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from chalicelib.config import load_settings
 from chalicelib.errors import RateLimited
@@ -17,22 +15,10 @@ from chalicelib.limits.github_calls import COUNTER, GitHubCallBudget, github_cal
 from tests.fakes import RecordingSender
 from tests.unit.test_chat_worker import FakeMetrics
 from tests.unit.test_github_access import worker_event
-from tests.unit.test_limits import T0, crowd
+from tests.unit.test_limits import T0, crowd, dynamodb, table_name  # noqa: F401 (fixtures)
 
 BASE = {"COGNITO_USER_POOL_ID": "us-east-1_Test1", "COGNITO_APP_CLIENT_IDS": "c"}
 RETENTION = records.Retention(hourly_seconds=48 * 3600, daily_seconds=400 * 86400)
-
-
-@pytest.fixture(scope="module")
-def dynamodb(moto_url):
-    return boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="local",
-                        aws_secret_access_key="local", config=Config(max_pool_connections=100,
-                                                                     retries={"mode": "standard"}))
-
-
-@pytest.fixture(scope="module")
-def table_name(provisioned):
-    return provisioned.names["USAGE_TABLE"]
 
 
 class Clock:
