@@ -138,6 +138,13 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(key="ui", env_var="UI_BUCKET", cdn=True),
 )
 
+# The CORS rule of the data buckets (S3's CORSRule shape): the web client PUTs large context
+# files to presigned URLs and GETs large messages from them, from its own origin (CloudFront's
+# or the local stack's); the signature, not the origin, guards them. infra/stacks/data.py and
+# the local stack both apply it.
+BROWSER_CORS: dict = {"AllowedMethods": ["GET", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"],
+                      "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3000}
+
 SECRETS: tuple[Secret, ...] = (Secret(key="github-app", env_var="GITHUB_SECRET_ARN"),)
 
 

@@ -13,7 +13,7 @@ from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatPolicy, ChatRequest
 from chalicelib.chat.requests import RequestStore, new_request_id
 from chalicelib.dispatch.contract import ActionContext
-from chalicelib.errors import AppError, BadRequest, BudgetExceeded, ConnectionGone, NotFound
+from chalicelib.errors import BadRequest, BudgetExceeded, ConnectionGone, NotFound, RateLimited
 from chalicelib.limits import RateLimiter, Reservation, TokenBudget
 from chalicelib.models import ModelTable
 from chalicelib.observability import metric_names
@@ -59,27 +59,25 @@ class ChatActions:
         received_at = self._wall_clock()
         connection = ctx.connection
         self._rate_limiter.check_memory(connection.user_sub, ctx.now)  # a limited user costs no reads
+        request_id = new_request_id()
         try:
             chat = ChatRequest.from_params(ctx.frame.params, self._policy)
             plan = plan_input(chat, user_sub=connection.user_sub, sessions=self._history, context=self._context,
                               history_limit=self._policy.history_token_limit,
                               context_limit=self._policy.context_token_limit)
-        except AppError:
-            # Refused before its admission: it still counts as a request, like every action but ping.
-            self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
-            raise
-        request_id = new_request_id()
-        with subsegment("admission", action="chat.send"):
-            try:
+            with subsegment("admission", action="chat.send"):
                 reservation = self._budget.reserve(
                     connection.user_sub, ctx.now, groups=connection.groups, request_id=request_id,
                     estimated_input=plan.estimated_input, max_tokens=chat.max_tokens)
-            except BudgetExceeded:
-                self._metrics().emit(metric_names.BUDGET_EXCEEDED, 1, dimensions={metric_names.MODEL: chat.model})
-                # Refused for its tokens, it still counts as a request: a client over its budget that
-                # keeps sending is rate-limited like any other (RATE_LIMITED once the minute is full).
-                self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
-                raise
+        except RateLimited:
+            raise  # the minute's window is full: nothing more can count in it
+        except BudgetExceeded:
+            self._metrics().emit(metric_names.BUDGET_EXCEEDED, 1, dimensions={metric_names.MODEL: chat.model})
+            self._count_refused(ctx)
+            raise
+        except Exception:
+            self._count_refused(ctx)
+            raise
         try:
             self._requests.create(request_id=request_id, kind="chat", user_sub=connection.user_sub,
                                   connection_id=connection.connection_id, client_id=ctx.frame.id, model=chat.model,
@@ -105,6 +103,18 @@ class ChatActions:
         logger.info("chat admitted", extra={"requestId": request_id, "sub": connection.user_sub, "model": chat.model,
                                             "estimatedInput": plan.estimated_input,
                                             "maxTokens": reservation.max_tokens})
+
+    def _count_refused(self, ctx: ActionContext) -> None:
+        """A chat refused before its admission (bad parameters, an unknown session, the budget, or a
+        failure of ours) still counts as a request, like every action but ping: a client that keeps
+        sending refused chats is rate-limited like any other."""
+        connection = ctx.connection
+        try:
+            self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
+        except RateLimited:  # the window is full already: the refusal the client gets stays the chat's own
+            logger.info("a refused chat found the request window full")
+        except Exception:
+            logger.exception("counting a refused chat failed")
 
     def _release(self, reservation: Reservation, model: str) -> None:
         """Settle a chat that never reached the model to zero, so its reservation is not held until the hour ends."""
