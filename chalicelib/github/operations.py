@@ -148,6 +148,7 @@ class GitHubOperations:
         if self._branch_exists(repo, branch):
             raise BadRequest(f"the branch {branch!r} already exists in {repo}; choose a new name")
         base_tree = self._commit(repo, base_sha)["tree"]["sha"]
+        # base's paths: their modes (a changed script keeps its executable bit) and spellings
         modes = {item["path"]: item["mode"] for item in self._tree_listing(repo, base_tree)}
         spellings = Spellings(modes)
         entries = []

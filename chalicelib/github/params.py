@@ -34,6 +34,7 @@ TRAILER_KEY = "Requested-by"
 _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Zs")  # Unicode categories: controls, zero-width and bidi marks, separators
 _OBJECT_ID = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")  # SHA-1 or SHA-256
 # git's pseudo-refs and special names, which `git checkout NAME` or `git log NAME` would take
 # for something other than the branch (compared in any case: refs live on case-folding filesystems too).
@@ -63,9 +64,6 @@ def validate_ref_name(value: str, *, field: str) -> str:
     if not value or any(problems) or any(unicodedata.category(ch) in _INVISIBLE for ch in value):
         raise BadRequest(f"'{field}' is not a valid git branch name")
     return value
-
-
-_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Zs")  # controls, zero-width and bidi marks, separators
 
 
 def check_branch_name(value: str, *, field: str) -> str:
