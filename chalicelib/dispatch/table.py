@@ -20,6 +20,7 @@ from chalicelib.chat.request import ChatPolicy
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
 from chalicelib.github.actions import GitHubActions
+from chalicelib.github.scope import GitHubScope
 from chalicelib.limits.actions import UsageActions
 from chalicelib.sessions.actions import SessionActions
 
@@ -42,7 +43,7 @@ def _chat(root: Root) -> ChatActions:
 def _github(root: Root) -> GitHubActions:
     settings = root.settings
     return GitHubActions(invoker=root.invoker, worker_function=settings.github_worker_function,
-                         allowed=settings.github_allowed)
+                         scope=GitHubScope.from_settings(settings))
 
 
 _REQUEST, _SELF = Admission.REQUEST, Admission.SELF

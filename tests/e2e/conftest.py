@@ -49,7 +49,8 @@ def stop_stack(process: subprocess.Popen) -> int:
 
 # The shared stack's users serve every e2e test in the same minutes and hours, so its limits
 # are generous; tests/e2e/test_limits.py runs a stack of its own with the defaults.
-GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000"}
+GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000",
+                   "GITHUB_CALLS_PER_HOUR": "1000000"}
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "session.list": ("cursor", "limit"),
     "session.get": ("sessionId", "cursor", "limit"),
     "session.delete": ("sessionId",),
+    "session.update": ("sessionId", "title"),
     "context.put": ("path", "content", "sessionId"),
     "context.uploadUrl": ("path", "size", "sessionId", "contentType"),
     "context.list": ("prefix", "sessionId", "cursor", "limit"),
