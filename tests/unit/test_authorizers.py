@@ -159,7 +159,8 @@ def test_a_token_expiring_during_the_connection(app_env, table, sender, monkeypa
     # revocation check (tests/unit/test_revocation.py) would rightly refuse it.
     monkeypatch.setenv("COGNITO_REVOCATION_CHECK", "false")
     reset_app_caches()
-    token = tokens.sign_as_moto(pool_claims(app_env, exp=int(time.time()) + 2))
+    # Five seconds: long enough for the connect and a first frame on a busy machine.
+    token = tokens.sign_as_moto(pool_claims(app_env, exp=int(time.time()) + 5))
     assert connect("short=", query={"token": token})["statusCode"] == 200
     message("short=", '{"action": "ping", "id": "early"}')
     assert sender.frames["short="] == [{"type": "pong", "id": "early"}]
