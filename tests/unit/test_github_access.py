@@ -12,7 +12,6 @@ from chalicelib.errors import BadRequest
 from chalicelib.github import params as github_params
 from chalicelib.github.credentials import SecretSource
 from chalicelib.protocol import Params
-from chalicelib.root import Root
 from tests.conftest import reset_app_caches
 from tests.handler_calls import connect, login, message
 
@@ -23,15 +22,6 @@ def started(monkeypatch):
     calls: list[tuple[str, dict]] = []
     monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: calls.append((name, payload)))
     return calls
-
-
-@pytest.fixture
-def sender(monkeypatch):
-    from tests.fakes import RecordingSender
-
-    recording = RecordingSender()
-    monkeypatch.setattr(Root, "sender", lambda self, endpoint: recording)
-    return recording
 
 
 def groups_env(monkeypatch, value: str) -> None:

@@ -12,8 +12,9 @@ from chalicelib.github import worker
 from chalicelib.github.client import MAX_PAGES
 from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import TransportError
-from tests.unit.test_github_access import sender, worker_event  # noqa: F401 (a fixture)
-from tests.unit.test_github_client import API, T0, keys, reply, world  # noqa: F401 (fixtures)
+from tests.fakes import GITHUB_API as API
+from tests.fakes import T0, reply
+from tests.unit.test_github_access import worker_event
 
 # --- the deadline ------------------------------------------------------------------
 
@@ -74,7 +75,7 @@ class Context:
         return self.remaining_ms
 
 
-def test_the_lambda_worker_answers_timeout_when_its_time_is_spent(app_env, monkeypatch, sender):  # noqa: F811
+def test_the_lambda_worker_answers_timeout_when_its_time_is_spent(app_env, monkeypatch, sender):
     called: list[str] = []
 
     def send(self, method, url, *, headers, body, timeout=None):

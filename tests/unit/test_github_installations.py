@@ -19,7 +19,8 @@ from chalicelib.github.credentials import (
 )
 from chalicelib.github.operations import GitHubOperations
 from devserver.github import new_app_key, secret_document
-from tests.unit.test_github_client import API, Clock, FakeGitHub, FakeSecrets, reply
+from tests.fakes import GITHUB_API as API
+from tests.fakes import Clock, FakeGitHub, FakeSecrets, reply
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gh"
 

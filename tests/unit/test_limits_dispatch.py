@@ -6,23 +6,12 @@ import math
 import secrets
 import time
 
-import pytest
 
 import app as chalice_app
 from chalicelib.dispatch.contract import Admission
 from chalicelib.dispatch.table import TABLE
 from tests.handler_calls import connect, message
 from tests.windows import fresh_minute
-
-
-@pytest.fixture
-def sender(monkeypatch, app_env):
-    from chalicelib.root import Root
-    from tests.fakes import RecordingSender
-
-    recording = RecordingSender()
-    monkeypatch.setattr(Root, "sender", lambda self, endpoint: recording)
-    return recording
 
 
 def new_user(boto, provisioned, groups=()) -> str:

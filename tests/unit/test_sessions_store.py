@@ -19,15 +19,7 @@ from chalicelib.protocol import ClientFrame, Params
 from chalicelib.root import Root
 from infra import resources
 from tests.conftest import reset_app_caches
-from tests.fakes import RecordingSender
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import Clock, RecordingSender
 
 
 @pytest.fixture
@@ -95,7 +87,7 @@ def test_escaping_counts_towards_the_inline_limit(services, sub):
 
 
 def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, sub):
-    clock = Clock()
+    clock = Clock(time.time())
     services = Root(get_settings(), clock=clock)
     store = services.sessions
     ttl_seconds = get_settings().session_ttl_days * 86400
@@ -115,7 +107,7 @@ def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, s
 
 
 def test_a_session_idle_past_its_ttl_is_gone_before_dynamodb_sweeps_it(app_env, sub):
-    clock = Clock()
+    clock = Clock(time.time())
     store = Root(get_settings(), clock=clock).sessions
     ttl_seconds = get_settings().session_ttl_days * 86400
     idle, active = store.create(sub, title="idle"), store.create(sub, title="active")
