@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib.aws import objects
+from chalicelib.aws import clients, objects
 from chalicelib.config import get_settings
 from chalicelib.dispatch.connections import Connection
 from chalicelib.dispatch.contract import ActionContext
@@ -42,7 +42,7 @@ def call(services, sub, action, **params):
 
 
 def items_of(services, sub, session_id):
-    table = services.sessions._table
+    table = clients.table(services.settings.sessions_table)
     return table.query(KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
                        ExpressionAttributeValues={":p": f"USER#{sub}", ":s": f"SESSION#{session_id}"})["Items"]
 
