@@ -52,6 +52,17 @@ class RecordingSender:
         self.gone.add(connection_id)
 
 
+class LambdaContext:
+    """Lambda's context object: the time left of a function (here the GitHub worker's)."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+        self.function_name, self.aws_request_id = "llm-ide-test-github_worker", "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
 # --- GitHub -------------------------------------------------------------------------
 
 

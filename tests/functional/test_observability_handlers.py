@@ -98,7 +98,7 @@ def test_every_refused_token_is_counted_by_its_reason_at_connect_and_in_both_aut
                                                                                          logs):
     from chalicelib.auth.authorizer import AccessRefused
     from tests import tokens
-    from tests.unit.test_authorizers import authorizer_event, pool_claims, rest_event
+    from tests.functional.test_authorizers import authorizer_event, pool_claims, rest_event
 
     now = int(time.time())
     expired = tokens.sign_as_moto(pool_claims(app_env, exp=now - 60, iat=now - 3660))

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 import pytest
@@ -163,6 +164,17 @@ def test_a_token_expiring_during_the_connection(app_env, table, sender):
     message("short=", '{"action": "ping", "id": "late"}')
     assert sender.frames["short="][1]["error"]["code"] == "UNAUTHORIZED" and sender.frames["short="][1]["id"] == "late"
     assert sender.closed == ["short="]
+
+
+def test_refusals_are_logged_with_their_reason_and_never_the_token(app_env, caplog):
+    from chalicelib.auth.authorizer import AccessRefused, authorize_bearer
+
+    token = tokens.sign(tokens.claims())  # our key: the pool's JWKS does not hold its kid
+    with caplog.at_level(logging.INFO, logger="chalicelib.auth"), pytest.raises(AccessRefused):
+        authorize_bearer(f"Bearer {token}")
+    (record,) = [r for r in caplog.records if getattr(r, "outcome", None) == "refused"]
+    assert record.reason == "bad_issuer"  # the pool is moto's, the token claims the test pool
+    assert token not in caplog.text and token.split(".")[2] not in caplog.text
 
 
 def rest_event(authorization):

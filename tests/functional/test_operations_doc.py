@@ -19,7 +19,7 @@ T0 = 1_790_000_000
 
 
 def documented_block(language: str) -> str:
-    blocks = re.findall(r"<!-- tested by tests/unit/test_operations_doc.py -->\n```(\w+)\n(.*?)```", DOC, re.S)
+    blocks = re.findall(r"<!-- tested by tests/functional/test_operations_doc.py -->\n```(\w+)\n(.*?)```", DOC, re.S)
     return next(code for lang, code in blocks if lang == language)
 
 

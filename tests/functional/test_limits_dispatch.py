@@ -6,7 +6,6 @@ import math
 import secrets
 import time
 
-
 import app as chalice_app
 from chalicelib.dispatch.contract import Admission
 from chalicelib.dispatch.table import TABLE

@@ -89,7 +89,7 @@ def test_disconnect_removes_the_connection(app_env, boto, table, sender):
 def test_health_route_with_each_stage_config(app_env, stage, monkeypatch):
     # chalice.test.Client applies the stage's environment from .chalice/config.json. Staging and
     # prod turn tracing on, which would patch botocore for the rest of this process: tracing is
-    # tested in fresh interpreters (tests/unit/test_observability.py) instead.
+    # tested in fresh interpreters (tests/functional/test_tracing.py) instead.
     from chalicelib.observability import tracing
 
     monkeypatch.setattr(tracing, "start", lambda: None)
