@@ -16,6 +16,9 @@ from chalicelib.github.transport import HttpResponse
 from devserver.github import secret_document
 
 T0 = 1_800_000_000.0  # a fake clock's first instant (2027-01-15T08:00:00Z): the start of an hour and a minute
+# A day long past (2023-11-15T00:00:00Z) for the app's clock to stand still in: its windows are no real
+# time's, and it comes before the expiry of any token a test signs, so no token looks expired to the app.
+PAST_DAY = 1_700_006_400
 GITHUB_API = "https://api.github.com"
 
 

@@ -10,6 +10,7 @@ import pytest
 from client import Endpoints, IdeClient, load_endpoints, login
 from devserver import launcher
 from devserver.launcher import StackProcess
+from tests.fakes import PAST_DAY
 
 READY_WITHIN_SECONDS = 60
 LLM_IDE = str(Path(sys.executable).with_name("llm-ide"))  # the console command `make` installs into .venv
@@ -51,6 +52,10 @@ def stop_stack(process: subprocess.Popen) -> int:
 # are generous; tests/e2e/test_limits.py runs a stack of its own with the defaults.
 GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000",
                    "GITHUB_CALLS_PER_HOUR": "1000000"}
+
+# The clock of the stacks that test the limit windows (DEV_FIXED_CLOCK): it stands still 10 s into
+# a minute, an hour and a day, so that their windows never roll over mid-test.
+HELD_CLOCK = PAST_DAY + 10
 
 
 @pytest.fixture(scope="session")
