@@ -42,7 +42,8 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); set PORT to another port")
+        raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); "
+                         "set PORT to another port") from None
     sock.listen(128)
     return sock
 
