@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,7 +35,7 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def timed(action, rounds: int) -> list[float]:
+def timed(action: Callable[[], object], rounds: int) -> list[float]:
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -46,7 +47,7 @@ def timed(action, rounds: int) -> list[float]:
 def fresh_connection_get(url: str) -> None:
     """What a transport without keep-alive does: connect, ask, read, close."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
     connection.request("GET", parts.path)
     connection.getresponse().read()
     connection.close()

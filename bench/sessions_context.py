@@ -15,13 +15,14 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import IdeClient, load_endpoints, login
 
 
-def timed(client: IdeClient, action: str, **params) -> float:
+def timed(client: IdeClient, action: str, **params: Any) -> float:
     started = time.perf_counter()
     frame = client.request(action, timeout=30, **params)
     elapsed = time.perf_counter() - started

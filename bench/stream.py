@@ -62,7 +62,7 @@ def one_run(stack: Stack, tokens: int) -> dict[str, float]:
     with IdeClient(stack.websocket_url, stack.token) as client:
         client.ping()  # connected and warm
         sent = time.time()
-        first_delta = None
+        first_delta: float | None = None
         frames = 0
         for frame in client.chat(prompt, maxTokens=tokens + 100, timeout=60):
             if frame["type"] == "delta":
@@ -75,6 +75,7 @@ def one_run(stack: Stack, tokens: int) -> dict[str, float]:
     key = hashlib.sha256(prompt.encode()).hexdigest()
     with urllib.request.urlopen(f"{stack.bedrock_url}/_emulator/streams/{key}", timeout=5) as response:
         model = json.loads(response.read())
+    assert first_delta is not None, "the chat sent no delta"
     generation = model["last_token_at"] - model["received_at"]
     return {
         "completion_ratio": (done - sent) / generation,
