@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def recorded_aws_calls(request):
 
 
 @pytest.fixture(scope="session")
-def moto_url(tmp_path_factory) -> str:
+def moto_url(tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     import socket
 

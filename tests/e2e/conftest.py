@@ -34,6 +34,7 @@ class LocalStack(StackProcess):
         return self._tokens[username]
 
     def connect(self, username: str = "dev", **kwargs) -> IdeClient:
+        assert self.endpoints.websocket_url, "the stack's endpoints.json names no WebSocket API"
         return IdeClient(self.endpoints.websocket_url, self.tokens(username).access_token, **kwargs)
 
 
@@ -59,7 +60,7 @@ HELD_CLOCK = PAST_DAY + 10
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> LocalStack:
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
     running = start_stack(tmp_path_factory.mktemp("stack"), env=GENEROUS_LIMITS)
     yield running
     stop_stack(running.process)

@@ -52,7 +52,7 @@ def held_chat(client, max_tokens):
 
 def release(client, chat_id):
     assert client.request("chat.cancel", requestId=chat_id)["type"] == "result"
-    frames = []
+    frames: list[dict] = []
     while not frames or frames[-1]["type"] == "delta":
         frames.append(client.next_frame(chat_id, timeout=15))
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "cancelled"
@@ -127,7 +127,7 @@ def test_twenty_concurrent_chats_whose_reservations_fit_five_admit_exactly_five(
         assert remaining - 5 * per_chat < FLOOR
         clients = [first if n % 2 else second for n in range(20)]
         ids = [c.send("chat.send", prompt=prompt, maxTokens=per_chat - tokens(prompt)) for c in clients]
-        answers = [c.next_frame(i, timeout=30) for c, i in zip(clients, ids)]
+        answers = [c.next_frame(i, timeout=30) for c, i in zip(clients, ids, strict=True)]
         acks = [a for a in answers if a["type"] == "ack"]
         refusals = [a for a in answers if a["type"] == "error"]
         assert len(acks) == 5 and len(refusals) == 15, [a["type"] for a in answers]
@@ -136,7 +136,7 @@ def test_twenty_concurrent_chats_whose_reservations_fit_five_admit_exactly_five(
         assert min(a["limits"]["tokens"]["remaining"] for a in acks) == remaining - 5 * per_chat
         # The budget counter itself (settled + reserved; the wire's `remaining` stops at 0).
         assert hour_counter(budget_stack, "dev") == limit - remaining + 5 * per_chat <= limit
-        settled = [release(client, chat_id) for client, chat_id, answer in zip(clients, ids, answers)
+        settled = [release(client, chat_id) for client, chat_id, answer in zip(clients, ids, answers, strict=True)
                    if answer["type"] == "ack"]
         after = usage_of(first)
         served = sum(d["usage"]["totalTokens"] for d in settled)

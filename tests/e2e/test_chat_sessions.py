@@ -112,7 +112,7 @@ def test_context_paths_are_checked_before_the_ack(stack):
         for part in ("a", "b"):
             ok(client, "context.put", path=f"{name}/{part}.txt", content=part * 20_000)
         assert refused(client, prompt="hi", contextPaths=[f"{name}/a.txt", f"{name}/b.txt"]) == "PAYLOAD_TOO_LARGE"
-        ack, _, done = chat(client, "one fits", contextPaths=[f"{name}/a.txt"])
+        _ack, _, done = chat(client, "one fits", contextPaths=[f"{name}/a.txt"])
         assert done["type"] == "done"
 
 
@@ -135,7 +135,7 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
         for name_used in (chat_id, ack["requestId"]):
             frame = dev2.request("chat.cancel", requestId=name_used)
             assert frame["type"] == "error" and frame["error"]["code"] == "NOT_FOUND"
-        frames = []
+        frames: list[dict] = []
         while not frames or frames[-1]["type"] == "delta":
             frames.append(dev.next_frame(chat_id, timeout=15))
         assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"

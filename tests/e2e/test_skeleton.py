@@ -214,7 +214,8 @@ def test_the_web_clients_sign_in_request_works_against_the_stack(stack):
         headers={"Content-Type": "application/x-amz-json-1.1", "Origin": stack.document["httpUrl"],
                  "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth"},
         data=json.dumps({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": cognito["clientId"],
-                         "AuthParameters": {"USERNAME": "dev", "PASSWORD": stack.endpoints.dev_password("dev")}}).encode())
+                         "AuthParameters": {"USERNAME": "dev",
+                                            "PASSWORD": stack.endpoints.dev_password("dev")}}).encode())
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers.get("Access-Control-Allow-Origin") in ("*", stack.document["httpUrl"])
         token = json.loads(response.read())["AuthenticationResult"]["AccessToken"]

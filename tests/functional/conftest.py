@@ -33,5 +33,5 @@ def clock(app_env) -> Clock:
     other test uses, so its minute, hour and day windows start empty and never roll over mid-test.
     Set `clock.now` to move the app's time; app_env's reset() gives the app back the real clock."""
     fixed = Clock(PAST_DAY + 86400 * next(_days) + 10)
-    process.install(get_clock, fixed)
+    process.install(get_clock, lambda: fixed.now)
     return fixed

@@ -85,6 +85,7 @@ def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_en
     assert store.claim("c" * 32) is False  # a retried invocation
     store.finish("c" * 32, status="done", stop_reason="end_turn", usage=Usage(3, 4))
     item = store.get("c" * 32)
+    assert item is not None
     assert (item["status"], item["stopReason"], item["inputTokens"], item["outputTokens"]) == ("done", "end_turn", 3, 4)
     assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running
 

@@ -61,7 +61,8 @@ def test_bad_frames_get_error_frames(app_env, boto, sender, body, code, frame_id
     assert "conn-e=" not in sender.closed
 
 
-@pytest.mark.parametrize("body", ['{"action": "ping", "id": "late"}', "not json", '{"action": "no.such", "id": "late"}'])
+@pytest.mark.parametrize("body", ['{"action": "ping", "id": "late"}', "not json",
+                                  '{"action": "no.such", "id": "late"}'])
 def test_expired_token_on_an_open_connection_is_unauthorized_and_closed(app_env, boto, table, sender, body):
     # Whatever the frame, well-formed or not: the token is judged first.
     connect("conn-x=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})

@@ -282,7 +282,8 @@ def test_memory_spares_dynamodb_the_rejected_writes(dynamodb, table_name):
         dynamodb.meta.events.unregister("before-call.dynamodb", unique_id="count")
 
 
-@pytest.mark.parametrize("text, tokens", [("", 0), ("abcd", 1), ("abcde", 2), ("é", 1), ("日本語", 3), ("x" * 4000, 1000)])
+@pytest.mark.parametrize("text, tokens", [("", 0), ("abcd", 1), ("abcde", 2), ("é", 1), ("日本語", 3),
+                                          ("x" * 4000, 1000)])
 def test_count_tokens_is_one_per_four_bytes_rounded_up(text, tokens):
     assert count_tokens(text) == tokens
 

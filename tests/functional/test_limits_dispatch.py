@@ -84,7 +84,7 @@ def rest_get(path, headers=None):
     try:
         response = gateway.handle_request("GET", path, {k.lower(): v for k, v in (headers or {}).items()}, None)
     except LocalGatewayException as refused:  # no Authorization header at all
-        return refused.CODE, json.loads(refused.body)
+        return refused.CODE, json.loads(refused.body or b"null")
     except AccessRefused:  # raised by the authorizer: API Gateway answers 401
         return 401, {"message": "Unauthorized"}
     return response["statusCode"], json.loads(response["body"] or "null")

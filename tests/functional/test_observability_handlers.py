@@ -25,7 +25,8 @@ def logs(app_env, monkeypatch):
     stream = io.StringIO()
     with invocation("test"):  # installs the app's handler
         pass
-    handler = next(h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False))
+    handler = next(h for h in logging.getLogger("chalicelib").handlers
+                   if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False))
     previous = handler.setStream(stream)
     emf: list[str] = []
     metrics.set_output(emf.append)

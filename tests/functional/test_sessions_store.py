@@ -37,8 +37,10 @@ def call(services, sub, action, **params):
                             connected_at="", endpoint="")
     frame = ClientFrame(action=action, id="r1", params=Params(params))
     entry = ActionTable(services).lookup(action)
-    return entry.action(ActionContext(connection=connection, frame=frame, sender=RecordingSender(),
-                                      now=time.time()))["data"]
+    assert entry is not None, action
+    answer = entry.action(ActionContext(connection=connection, frame=frame, sender=RecordingSender(), now=time.time()))
+    assert answer is not None
+    return answer["data"]
 
 
 def items_of(services, sub, session_id):
@@ -81,7 +83,7 @@ def test_escaping_counts_towards_the_inline_limit(services, sub):
     session = services.sessions.create(sub, title="controls")
     nasty = "\x01" * 20_000  # 20 KB of text, 120 KB as JSON
     services.sessions.append_exchange(sub, session.session_id, "r", "p", nasty, False)
-    reply = [i for i in items_of(services, sub, session.session_id) if i.get("role") == "assistant"][0]
+    reply = next(i for i in items_of(services, sub, session.session_id) if i.get("role") == "assistant")
     assert "contentKey" in reply
     assert services.sessions.history_for(sub, session.session_id, 10**6)[1]["content"] == nasty
 
@@ -103,7 +105,7 @@ def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, s
     items = items_of(services, sub, session.session_id)
     ttls = {int(i["ttl"]) for i in items}
     assert len(items) == 5 and len(ttls) == 1 and ttls.pop() >= clock.now + ttl_seconds
-    assert [i for i in items if i.get("requestId") == "r2" and i["role"] == "assistant"][0]["cancelled"] is True
+    assert next(i for i in items if i.get("requestId") == "r2" and i["role"] == "assistant")["cancelled"] is True
 
 
 def test_a_session_idle_past_its_ttl_is_gone_before_dynamodb_sweeps_it(app_env, sub):

@@ -124,7 +124,8 @@ def test_header_without_kid_or_allowed_alg_is_refused(header, reason):
 
 def test_characters_outside_base64url_are_malformed():
     header, payload, signature = tokens.sign(tokens.claims()).split(".")
-    for forged in (f"{header}.{payload}!.{signature}", f"{header}.{payload}.{signature}=", f"{header}.{payload} .{signature}"):
+    for forged in (f"{header}.{payload}!.{signature}", f"{header}.{payload}.{signature}=",
+                   f"{header}.{payload} .{signature}"):
         with pytest.raises(errors.JwtMalformed):
             make_verifier().verify(forged)
 
@@ -159,8 +160,8 @@ def test_one_of_several_allowed_clients():
     {"issuer": ""}, {"client_ids": ()}, {"client_ids": "testclient123"}, {"token_use": "refresh"}, {"jwks_url": ""},
 ])
 def test_configuration_errors_are_not_token_errors(kwargs):
-    options = dict(issuer=tokens.ISSUER, client_ids=(tokens.CLIENT_ID,), token_use="access", jwks_url=URL,
-                   jwks_cache=JwksCache(tokens.CountingFetcher(tokens.jwks())))
+    options = {"issuer": tokens.ISSUER, "client_ids": (tokens.CLIENT_ID,), "token_use": "access", "jwks_url": URL,
+               "jwks_cache": JwksCache(tokens.CountingFetcher(tokens.jwks()))}
     with pytest.raises(errors.JwtConfigError):
         CognitoJwtVerifier(**{**options, **kwargs})
 
@@ -260,7 +261,8 @@ def test_rotated_key_is_found_by_a_refetch():
 
 
 @pytest.mark.parametrize("extra, reason", [
-    ({"use": "enc"}, errors.JwkInvalidUse), ({"use": None}, errors.JwkInvalidUse), ({"kty": "EC"}, errors.JwkInvalidKty),
+    ({"use": "enc"}, errors.JwkInvalidUse), ({"use": None}, errors.JwkInvalidUse),
+    ({"kty": "EC"}, errors.JwkInvalidKty),
     ({"alg": "RS512"}, errors.JwkAlgorithmMismatch), ({"n": "!!"}, errors.JwkInvalid),
 ])
 def test_unsuitable_jwk_is_refused(extra, reason):
@@ -286,7 +288,8 @@ def test_arbitrary_strings_raise_only_verifier_errors(text):
 
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), st.one_of(st.none(), st.integers(), st.text(max_size=10)), max_size=5),
-       st.dictionaries(st.text(max_size=10), st.one_of(st.none(), st.integers(), st.text(max_size=10), st.lists(st.integers())), max_size=8))
+       st.dictionaries(st.text(max_size=10),
+                       st.one_of(st.none(), st.integers(), st.text(max_size=10), st.lists(st.integers())), max_size=8))
 def test_arbitrary_headers_and_claims_raise_only_verifier_errors(header, payload):
     token = f"{b64(header)}.{b64(payload)}.{b64({})}"
     with pytest.raises(errors.JwtInvalid):

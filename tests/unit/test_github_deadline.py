@@ -36,7 +36,7 @@ def test_a_rate_limit_wait_that_would_pass_the_deadline_is_not_started(world):
 
 
 def test_a_retry_backoff_that_would_pass_the_deadline_is_not_started(world):
-    client, transport = world(reply(502), reply(200, {}), deadline=T0 + 0.4)
+    client, _transport = world(reply(502), reply(200, {}), deadline=T0 + 0.4)
     with pytest.raises(Timeout) as error:
         client.get("/x")
     assert world.clock.slept == [] and "HTTP 502" in error.value.message and error.value.retry_after is None

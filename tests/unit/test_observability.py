@@ -41,7 +41,8 @@ def test_sensitive_fields_are_dropped_by_name_at_any_depth():
 def capture_logs() -> io.StringIO:
     configure_logging("DEBUG")
     stream = io.StringIO()
-    next(h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False)).setStream(stream)
+    next(h for h in logging.getLogger("chalicelib").handlers
+         if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False)).setStream(stream)
     return stream
 
 
@@ -90,7 +91,8 @@ def test_unknown_metric_or_wrong_dimensions_are_refused():
 def test_text_format_shows_a_frames_path_in_one_short_line():
     configure_logging("INFO", "text")
     stream = io.StringIO()
-    handlers = [h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False)]
+    handlers = [h for h in logging.getLogger("chalicelib").handlers
+                if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False)]
     assert len(handlers) == 1  # switching the format keeps one handler
     handlers[0].setStream(stream)
     try:
@@ -168,7 +170,8 @@ CHAT_METRICS = {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens"
 
 
 def _emitted_in(paths) -> set[str]:
-    """The metric_names constants a module passes to emit (by constant: `emit(metric.REQUESTS, ...` or `emit(REQUESTS, ...`)."""
+    """The metric_names constants a module passes to emit (by constant: `emit(metric.REQUESTS, ...`
+    or `emit(REQUESTS, ...`)."""
     constants = {m.name: c for c, m in vars(metric_names).items() if isinstance(m, metric_names.Metric)}
     text = "\n".join(path.read_text() for path in paths)
     emitted = {name for name, constant in constants.items() if re.search(rf"emit[(,]\s*(?:\w+\.)?{constant}\b", text)}
