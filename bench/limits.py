@@ -150,7 +150,7 @@ def main() -> None:
         senders: list[Sender] = [NullSender()]
         handlers = WebsocketHandlers(connections=root.connections, rate_limiter=root.rate_limiter,
                                      actions=ActionTable(root).lookup, sender_for=lambda endpoint: senders[-1],
-                                     clock=root.clock)
+                                     frame_limit=root.settings.connection_frame_limit, clock=root.clock)
         root.connections.add(connection_id="bench=", user_sub=str(uuid.uuid4()), username="bench", groups=(),
                              token_expires_at=int(now) + 3600, endpoint="http://127.0.0.1:9", now=now)
 

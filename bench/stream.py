@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from client import IdeClient, load_endpoints, login  # noqa: E402
+from client import IdeClient, load_endpoints  # noqa: E402
 from devserver import launcher  # noqa: E402
+from tests.e2e.conftest import sign_in_as  # noqa: E402
 
 PACING = {"DEV_MODEL_TOKENS_PER_SECOND": "100", "DEV_POST_LATENCY_MS": "30"}
 
@@ -51,8 +52,8 @@ def start(name: str, env: dict[str, str], state_dir: Path) -> Stack:
     except launcher.StackNotReady as exc:
         raise SystemExit(f"the {name} stack did not start: {exc}") from None
     endpoints = load_endpoints(running.endpoints_path)
-    tokens = login("dev", endpoints.dev_password("dev"), client_id=endpoints.client_id, region=endpoints.region,
-                   user_pool_id=endpoints.user_pool_id, endpoint_url=endpoints.cognito_endpoint)
+    tokens = sign_in_as(endpoints, "dev")
+    assert endpoints.websocket_url, f"{running.endpoints_path} names no WebSocket API"
     return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token)
 
 

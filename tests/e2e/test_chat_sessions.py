@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from devserver.launcher import ROOT
-from tests.e2e.test_chat import chat, text_of
 from tests.e2e.conftest import LLM_IDE
+from tests.e2e.test_chat import chat, text_of
 
 
 def ok(client, action, **params):
@@ -148,7 +148,7 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
 def test_llm_ide_chat_continues_a_session_with_context(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
     run = lambda *args: subprocess.run([LLM_IDE, *args], cwd=ROOT, env=env,
-                                       capture_output=True, text=True, timeout=60)
+                                       capture_output=True, text=True, timeout=60, check=False)
     assert run("login", "--username", "dev").returncode == 0
     with stack.connect() as client:
         session_id = new_session(client, "from the command line")

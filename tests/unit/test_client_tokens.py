@@ -56,8 +56,9 @@ def test_signed_in_renews_before_expiry_and_keeps_the_refresh_token(tmp_path):
     account = SignedIn(store, ["ws://a"], UserPool("client", "us-east-1"), renew=renew)
     assert account.tokens().access_token == "new"  # 30 s left of an hour: renewed
     assert account.tokens().access_token == "new" and renewed == ["old"]  # then fresh: not again
-    assert store.load(["ws://a"]).refresh_token == "refresh"
-    assert account.forget().username == "alice" and store.load(["ws://a"]) is None
+    assert loaded(store, ["ws://a"]).refresh_token == "refresh"
+    forgotten = account.forget()
+    assert forgotten is not None and forgotten.username == "alice" and store.load(["ws://a"]) is None
     try:
         account.tokens()
     except NotSignedIn as exc:
