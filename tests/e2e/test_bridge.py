@@ -179,6 +179,7 @@ def test_the_rate_limit_is_each_sdks_rate_limit_error_with_retry_after(limited):
                     client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
                 else:
                     client.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert isinstance(raised.value, openai.RateLimitError | anthropic.RateLimitError)
         assert int(raised.value.response.headers["retry-after"]) >= 1
 
 

@@ -7,7 +7,7 @@ import http.client
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import anthropic
@@ -144,7 +144,8 @@ def test_openai_rate_limit_is_a_429_with_retry_after(bridge):
         bridge.openai().chat.completions.create(model="claude-test",
                                                 messages=[{"role": "user", "content": "[[error:RATE_LIMITED]]"}])
     assert raised.value.response.headers["retry-after"] == "17"
-    assert raised.value.body["type"] == "rate_limit_error" and raised.value.body["code"] == "rate_limited"
+    body = cast(dict[str, Any], raised.value.body)  # the SDK types it `object`: here the error's JSON
+    assert body["type"] == "rate_limit_error" and body["code"] == "rate_limited"
 
 
 def test_openai_error_after_the_stream_began_ends_it_as_an_error(bridge):
@@ -167,7 +168,7 @@ def test_openai_stop_sequence_cuts_the_reply_and_cancels_the_chat(bridge):
 def test_openai_unsupported_parameters_are_400_naming_them(bridge):
     with pytest.raises(openai.BadRequestError) as raised:
         bridge.openai().chat.completions.create(model="claude-test", n=2, messages=[{"role": "user", "content": "x"}])
-    assert raised.value.body["param"] == "n"
+    assert cast(dict[str, Any], raised.value.body)["param"] == "n"
 
 
 def test_a_large_conversation_goes_through_chat_upload(bridge):
