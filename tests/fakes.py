@@ -13,6 +13,8 @@ from chalicelib.errors import ConnectionGone
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
 from chalicelib.github.transport import HttpResponse
+from chalicelib.observability.metric_names import Metric
+from chalicelib.observability.metrics import MetricsWriter
 from devserver.github import secret_document
 
 T0 = 1_800_000_000.0  # a fake clock's first instant (2027-01-15T08:00:00Z): the start of an hour and a minute
@@ -53,6 +55,21 @@ class RecordingSender:
     def close(self, connection_id: str) -> None:
         self.closed.append(connection_id)
         self.gone.add(connection_id)
+
+
+class FakeMetrics(MetricsWriter):
+    """A MetricsWriter that keeps what is emitted, (metric name, value, dimensions), and writes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(stage="test")
+        self.emitted: list[tuple[str, float, dict[str, str]]] = []
+
+    def emit(self, metric: Metric, value: float, *, dimensions: Mapping[str, str] | None = None,
+             properties: Mapping[str, Any] | None = None) -> None:
+        self.emitted.append((metric.name, value, dict(dimensions or {})))
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.emitted]
 
 
 class LambdaContext:

@@ -5,8 +5,10 @@ import itertools
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from chalicelib import process
+from chalicelib.aws.lambda_invoke import WorkerInvoker
 from chalicelib.root import Root, get_clock
 from tests.fakes import PAST_DAY, Clock, RecordingSender
 
@@ -35,3 +37,24 @@ def clock(app_env) -> Clock:
     fixed = Clock(PAST_DAY + 86400 * next(_days) + 10)
     process.install(get_clock, lambda: fixed.now)
     return fixed
+
+
+@pytest.fixture(scope="module")
+def dynamodb(moto_url):
+    # A pool as large as the crowd, so the threads really hit moto at once.
+    return boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="local",
+                        aws_secret_access_key="local", config=Config(max_pool_connections=200,
+                                                                     retries={"mode": "standard"}))
+
+
+@pytest.fixture(scope="module")
+def table_name(provisioned):
+    return provisioned.names["USAGE_TABLE"]
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """The worker invocations the message handler asked for."""
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: calls.append((name, payload)))
+    return calls

@@ -8,7 +8,6 @@ import time
 import pytest
 
 import app as chalice_app
-from chalicelib.aws.lambda_invoke import WorkerInvoker
 from chalicelib.errors import BadRequest
 from chalicelib.github import params as github_params
 from chalicelib.github import worker
@@ -17,14 +16,6 @@ from chalicelib.protocol import Params
 from tests.conftest import reset_app_caches
 from tests.fakes import LambdaContext
 from tests.handler_calls import connect, login, message
-
-
-@pytest.fixture
-def started(monkeypatch):
-    """The worker invocations the message handler asked for."""
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: calls.append((name, payload)))
-    return calls
 
 
 def groups_env(monkeypatch, value: str) -> None:

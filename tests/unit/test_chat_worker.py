@@ -19,7 +19,7 @@ from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
 from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
-from tests.fakes import RecordingSender
+from tests.fakes import FakeMetrics, RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})
 NOW = time.time()  # the windows of the snapshot are the current ones
@@ -74,17 +74,6 @@ class FakeSessions:
         if self.gone:
             raise NotFound("no such session")
         self.appended.append((user_sub, session_id, request_id, prompt, reply, cancelled))
-
-
-class FakeMetrics:
-    def __init__(self) -> None:
-        self.emitted: list[tuple] = []
-
-    def emit(self, metric, value, *, dimensions=None):
-        self.emitted.append((metric.name, value, dict(dimensions or {})))
-
-    def names(self):
-        return [name for name, _, _ in self.emitted]
 
 
 class FakeRequests:

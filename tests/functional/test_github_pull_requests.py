@@ -17,8 +17,8 @@ from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
 from devserver.github import GitHubEmulator, new_app_key, secret_document
 from devserver.github_repos import NFD_FILE, SEED_FILES
+from tests.fakes import FakeSecrets
 from tests.servers import serve
-from tests.unit.test_github_client import FakeSecrets
 
 REPO = "octo-org/hello-world"
 
