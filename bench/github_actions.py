@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chalicelib.github.transport import HttpTransport  # noqa: E402
-from tests.e2e.conftest import GENEROUS_LIMITS, start_stack, stop_stack  # noqa: E402
+from tests.e2e.conftest import GENEROUS_LIMITS, LocalStack, start_stack, stop_stack  # noqa: E402
 
 REPO = "octo-org/hello-world"
 
@@ -53,7 +53,7 @@ def fresh_connection_get(url: str) -> None:
     connection.close()
 
 
-def emulator(stack, path: str, body: dict | None = None) -> dict:
+def emulator(stack: LocalStack, path: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(stack.emulators["githubApiUrl"] + path, method="POST" if body else "GET",
                                      data=json.dumps(body).encode() if body else None,
                                      headers={"Content-Type": "application/json"})
@@ -86,9 +86,11 @@ def main() -> None:
                 for files in (1, 10, 100):
                     name, prs = f"github.pr ({files} files)", max(5, rounds // 3)
                     before = emulator(stack, "/_emulator/state")["stats"]
-                    results[name] = timed(lambda files=files: ask(
-                        "github.pr", repo=REPO, branch=f"bench/{time.time_ns()}-{next(counter)}", title="bench",
-                        files=[{"path": f"bench/f{i}.txt", "content": f"{i}\n"} for i in range(files)]), prs)
+
+                    def open_pr(files: int = files) -> None:
+                        ask("github.pr", repo=REPO, branch=f"bench/{time.time_ns()}-{next(counter)}", title="bench",
+                            files=[{"path": f"bench/f{i}.txt", "content": f"{i}\n"} for i in range(files)])
+                    results[name] = timed(open_pr, prs)
                     after = emulator(stack, "/_emulator/state")["stats"]
                     per_pr[name] = ((after["requests"] - before["requests"]) / prs,
                                     (after["writes"] - before["writes"]) / prs)
