@@ -204,7 +204,7 @@ def test_the_commit_ends_with_the_trailer_and_the_pull_request_shows_it_first(gi
     [pull] = github.repo.pulls
     first, *rest = MarkdownIt("commonmark").parse(pull["body"])
     inline = rest[0]
-    assert (first.type, first.level, inline.type) == ("paragraph_open", 0, "inline")
+    assert (first.type, first.level, inline.type) == ("paragraph_open", 0, "inline") and inline.children
     assert [child.type for child in inline.children] == ["text"] and inline.children[0].content == \
         f"Requested-by: {username}"
     assert pull["body"].endswith(body)
