@@ -1,5 +1,5 @@
-"""The tests' fakes for the one-method boundaries (the Management API, GitHub, Secrets Manager)
-and a clock that moves only when told, shared by the tests of every layer."""
+"""The tests' fakes for the boundaries (the Management API, the metrics writer, Lambda's context,
+GitHub, Secrets Manager) and a clock that moves only when told, shared by the tests of every layer."""
 from __future__ import annotations
 
 import json

@@ -33,7 +33,8 @@ def table(app_env, boto):
 def clock(app_env) -> Clock:
     """The app's clock (every root's: chalicelib.root.get_clock), standing still 10 s into a day no
     other test uses, so its minute, hour and day windows start empty and never roll over mid-test.
-    Set `clock.now` to move the app's time; app_env's reset() gives the app back the real clock."""
+    Installed after app_env's reset, before the test builds a root; set `clock.now` to move the
+    app's time; app_env's reset() at the end gives the app back the real clock."""
     fixed = Clock(PAST_DAY + 86400 * next(_days) + 10)
     process.install(get_clock, lambda: fixed.now)
     return fixed
