@@ -122,7 +122,7 @@ def _post_frames(d: Deployment, *methods: str) -> list[Statement]:
 def _bedrock(d: Deployment) -> list[Statement]:
     actions = ["bedrock:InvokeModelWithResponseStream"]  # ConverseStream, the only model call the worker makes
     direct = [m for m in d.stage.allowed_models if profile_prefix(m) is None]
-    profiles = [m for m in d.stage.allowed_models if profile_prefix(m) is not None]
+    profiles = {m: prefix for m in d.stage.allowed_models if (prefix := profile_prefix(m)) is not None}
     statements = []
     if direct:
         statements.append(_allow("FoundationModels", actions, [
@@ -133,7 +133,7 @@ def _bedrock(d: Deployment) -> list[Statement]:
         # A profile routes to its model in any of its geography's destination regions (a global
         # profile: the source region and the region-less ARN); allow that only through the profile.
         routed = [d.arn("bedrock", f"foundation-model/{profile_model(p)}", region=region, account="")
-                  for p in profiles for region in destination_regions(str(profile_prefix(p)), d.region)]
+                  for p, prefix in profiles.items() for region in destination_regions(prefix, d.region)]
         statements.append(_allow("ModelsThroughProfiles", actions, list(dict.fromkeys(routed)),
                                  {"StringEquals": {"bedrock:InferenceProfileArn": profile_arns}}))
     return statements

@@ -36,8 +36,7 @@ def _chat(root: Root) -> ChatActions:
     settings = root.settings
     return ChatActions(policy=ChatPolicy.from_settings(settings), rate_limiter=root.rate_limiter,
                        budget=root.token_budget, requests=root.requests, history=root.sessions,
-                       context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function,
-                       wall_clock=root.clock)
+                       context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function)
 
 
 def _github(root: Root) -> GitHubActions:

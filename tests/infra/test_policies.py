@@ -145,7 +145,7 @@ def requests_for(d: policies.Deployment, action: str, target: str) -> list[tuple
     if kind == "token":
         return []  # authorised by the user's token: there is no resource to grant
     if kind == "model":
-        calls = []
+        calls: list[tuple[str, dict[str, str]]] = []
         for model in d.stage.allowed_models:
             prefix = profile_prefix(model)
             if prefix is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
@@ -92,7 +93,8 @@ def test_a_stage_with_its_own_expiry_gets_a_matching_rule_and_app_setting(tmp_pa
 
     from infra.stacks.data import DataStack
 
-    stage = dataclasses.replace(STAGES["staging"], **{rule.stage_field: days})
+    overrides: dict[str, Any] = {rule.stage_field: days}
+    stage = dataclasses.replace(STAGES["staging"], **overrides)
     app = cdk.App(outdir=str(tmp_path))
     t = Template.from_stack(DataStack(app, "ttl-data", stage=stage))
     t.has_resource_properties("AWS::S3::Bucket", {"LifecycleConfiguration": {"Rules": Match.array_with([
@@ -103,7 +105,7 @@ def test_a_stage_with_its_own_expiry_gets_a_matching_rule_and_app_setting(tmp_pa
     assert getattr(load_settings({**env, "AWS_REGION": "us-east-1"}), rule.stage_field) == days
     for wrong in (0, 3651):  # what the app would refuse, the stage refuses first
         with pytest.raises(ValueError, match=rule.stage_field):
-            dataclasses.replace(STAGES["dev"], **{rule.stage_field: wrong})
+            dataclasses.replace(STAGES["dev"], **{**overrides, rule.stage_field: wrong})
 
 
 def _assert_tls_only(t) -> None:
@@ -201,15 +203,17 @@ def test_cloudfront_https_only_with_oac_waf_and_security_headers(synthesized, te
         "Origins": [Match.object_like({"OriginAccessControlId": Match.any_value(),
                                        "S3OriginConfig": {"OriginAccessIdentity": ""}})],
     })})
-    t.has_resource_properties("AWS::CloudFront::ResponseHeadersPolicy", {"ResponseHeadersPolicyConfig": Match.object_like({
+    headers_policy = Match.object_like({
         "SecurityHeadersConfig": Match.object_like({
-            "StrictTransportSecurity": Match.object_like({"AccessControlMaxAgeSec": 63072000, "IncludeSubdomains": True}),
+            "StrictTransportSecurity": Match.object_like({"AccessControlMaxAgeSec": 63072000,
+                                                          "IncludeSubdomains": True}),
             "ContentTypeOptions": {"Override": True},
             "FrameOptions": {"FrameOption": "DENY", "Override": True},
             # The very policy the local stack serves the page under (tests/e2e/test_web_browser.py).
             "ContentSecurityPolicy": Match.object_like({"ContentSecurityPolicy": content_security_policy(
                 AWS_CONNECT_SOURCES)}),
-        })})})
+        })})
+    t.has_resource_properties("AWS::CloudFront::ResponseHeadersPolicy", {"ResponseHeadersPolicyConfig": headers_policy})
     # The UI bucket: private, TLS only, readable by this distribution alone.
     t.has_resource_properties("AWS::S3::Bucket", {"PublicAccessBlockConfiguration": {
         "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}})

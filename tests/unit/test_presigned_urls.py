@@ -1,24 +1,15 @@
 """Presigned URLs of the context bucket: the regional host in every region, downloads as attachments
-of a type no browser renders, and lives as short as a client needs (issue 13, section 6)."""
+of a type no browser renders, and lives as short as a client needs (issue 13, section 6). The local
+S3 front's part (it serves them as S3 does) is in tests/functional/test_s3_front.py."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-import uuid
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import boto3
 import pytest
-from botocore.config import Config
-from multidict import CIMultiDict
 
 from chalicelib.aws import clients
 from chalicelib.aws.objects import ObjectStore, attachment
-from devserver.aws import CREDENTIALS
-from devserver.s3_front import PresignRefused, S3Front, verify_presigned
 from tests.conftest import reset_app_caches
-from tests.servers import serve
 
 BUCKET = "llm-ide-prod-context-123456789012"
 
@@ -90,36 +81,3 @@ def test_each_url_lives_as_long_as_its_setting(aws_region, monkeypatch):
     put_url, _ = objects.presign_put("users/u/context/a", size=1, content_type="text/plain", tagging=None)
     assert parse_qs(urlsplit(put_url).query)["X-Amz-Expires"] == ["90"]
     assert parse_qs(urlsplit(objects.presign_get("users/u/context/a")).query)["X-Amz-Expires"] == ["30"]
-
-
-def test_the_local_s3_front_serves_an_uploaded_html_page_as_a_download_and_refuses_an_altered_type(
-        moto_url, provisioned, boto):
-    """As S3 does: the response headers the URL names, bound by its signature; an expired one is refused."""
-    bucket = provisioned.names["CONTEXT_BUCKET"]
-    key = f"users/{uuid.uuid4()}/context/site/page.html"
-    page = b"<html><script>alert(document.domain)</script></html>"
-    boto("s3").put_object(Bucket=bucket, Key=key, Body=page, ContentType="text/html")
-    front = S3Front(moto_url, secrets={CREDENTIALS["AWS_ACCESS_KEY_ID"]: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
-    with serve(front.make_app()) as front_url:
-        s3 = boto3.client("s3", endpoint_url=front_url, region_name="us-east-1", aws_access_key_id="local",
-                          aws_secret_access_key="local", config=Config(signature_version="s3v4"))
-        url = ObjectStore(s3, bucket=bucket, kms_key_id=None, get_seconds=60).presign_get(key, filename="page.html")
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert response.read() == page
-            assert response.headers["Content-Type"] == "application/octet-stream"
-            assert response.headers["Content-Disposition"] == (
-                "attachment; filename=\"page.html\"; filename*=UTF-8''page.html")
-        rendered = url.replace("application%2Foctet-stream", "text%2Fhtml")
-        assert rendered != url
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(rendered, timeout=10)
-        assert refused.value.code == 403 and b"SignatureDoesNotMatch" in refused.value.read()
-        anonymous = f"{front_url}/{bucket}/{key}?response-content-type=text%2Fhtml"
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(anonymous, timeout=10)
-        assert refused.value.code == 400 and b"InvalidRequest" in refused.value.read()
-        parts = urlsplit(url)
-        with pytest.raises(PresignRefused) as expired:
-            verify_presigned("GET", f"{parts.path}?{parts.query}", CIMultiDict({"Host": parts.netloc}),
-                             secrets={"local": "local"}, now=datetime.now(UTC) + timedelta(seconds=61))
-        assert expired.value.code == "AccessDenied"

@@ -16,11 +16,11 @@ from chalicelib.auth.authorizer import AccessRefused
 from chalicelib.auth.errors import TokenRevoked
 from chalicelib.auth.revocation import RevocationCheck
 from chalicelib.dispatch.connections import ConnectionStore
+from chalicelib.observability import metric_names
 from infra import cut_off
 from tests.conftest import reset_app_caches
+from tests.fakes import RecordingSender
 from tests.handler_calls import connect, message
-from tests.unit.test_authorizers import rest_event
-from tests.unit.test_observability_handlers import _auth_refusals, logs  # noqa: F401 (logs is a fixture)
 
 
 @pytest.fixture
@@ -39,6 +39,11 @@ def sign_in(boto, app_env, user) -> str:
     return boto("cognito-idp").initiate_auth(ClientId=app_env.client_id, AuthFlow="USER_PASSWORD_AUTH",
                                              AuthParameters={"USERNAME": username, "PASSWORD": password}
                                              )["AuthenticationResult"]["AccessToken"]
+
+
+def rest_event(authorization: str) -> dict:
+    return {"type": "TOKEN", "authorizationToken": authorization,
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:restapi01/api/GET/me"}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -67,14 +72,14 @@ def test_an_administrators_sign_out_disable_or_delete_refuses_the_users_token(ap
     assert connect("revoked=", headers=bearer(token))["statusCode"] == 401
 
 
-def test_the_refusal_is_counted_and_logged_as_revoked_never_with_the_token(app_env, boto, user, sender,
-                                                                          logs):  # noqa: F811 (the fixture)
+def test_the_refusal_is_counted_and_logged_as_revoked_never_with_the_token(app_env, boto, user, sender, logs):
     token = sign_in(boto, app_env, user)
     boto("cognito-idp").global_sign_out(AccessToken=token)
     assert connect("r=", headers=bearer(token))["statusCode"] == 401
     [refused] = logs.handled()
     assert (refused["outcome"], refused["reason"]) == ("refused", "revoked")
-    assert _auth_refusals(logs) == [("revoked", 1)]
+    name = metric_names.AUTH_REFUSED.name
+    assert [(line["reason"], line[name]) for line in logs.metric(name)] == [("revoked", 1)]
     assert token not in json.dumps(logs.lines()) and token not in json.dumps(logs.metrics())
 
 
@@ -144,7 +149,7 @@ def test_cut_off_disables_signs_out_and_closes_every_connection_of_the_user(app_
 def test_cut_off_of_an_unknown_user_fails_and_says_so(app_env, boto, table):
     with pytest.raises(cut_off.CutOffError, match="UserNotFoundException"):
         cut_off.cut_off("nobody-here", cognito=boto("cognito-idp"), user_pool_id=app_env.user_pool_id,
-                        connections=listing(table), sender_for=lambda endpoint: None)
+                        connections=listing(table), sender_for=lambda endpoint: RecordingSender())
 
 
 def test_the_command_finds_the_stages_pool_and_table_and_asks_for_a_pool_it_cannot_find(tmp_path, capsys):

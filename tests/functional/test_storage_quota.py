@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 import uuid
 
@@ -14,8 +15,8 @@ from chalicelib.context.quota import MAX_PENDING, PENDING_SLACK_SECONDS, RECOUNT
 from chalicelib.errors import QuotaExceeded
 from chalicelib.root import Root
 from tests.conftest import reset_app_caches
+from tests.fakes import Clock
 from tests.handler_calls import connect, message
-from tests.unit.test_sessions_store import Clock
 
 
 @pytest.fixture
@@ -30,7 +31,8 @@ def quota(app_env, monkeypatch):
 
 @pytest.fixture
 def clock():
-    return Clock()
+    """This module's roots are built with it (Root(..., clock=clock)): the quota's own time, moved by hand."""
+    return Clock(time.time())
 
 
 @pytest.fixture
