@@ -40,7 +40,8 @@ def _handlers() -> WebsocketHandlers:
 
 
 def _endpoint(event: WebsocketEvent) -> str:
-    return get_settings().management_endpoint(event.domain_name, event.stage)
+    api_id = event.to_dict()["requestContext"].get("apiId")
+    return get_settings().management_endpoint(api_id=api_id, domain_name=event.domain_name, stage=event.stage)
 
 
 def _ws_invocation(route: str, event: WebsocketEvent) -> AbstractContextManager[None]:
@@ -51,13 +52,13 @@ def _ws_invocation(route: str, event: WebsocketEvent) -> AbstractContextManager[
 def websocket_connect(event: WebsocketEvent) -> Response | None:
     raw = event.to_dict()
     with _ws_invocation("$connect", event):
-        accepted = _handlers().connect(
+        refused = _handlers().connect(
             connection_id=event.connection_id,
             headers=raw.get("headers"),
             query=raw.get("queryStringParameters"),
             endpoint=_endpoint(event),
         )
-    return None if accepted else Response(body="Unauthorized", status_code=401)
+    return None if refused is None else Response(body=refused.message, status_code=refused.status)
 
 
 @app.on_ws_message()
@@ -84,7 +85,7 @@ def github_worker(event: dict, context: object) -> None:
 
     with invocation("github_worker", context):
         root = _root()
-        handle(event, settings=root.settings, sender_for=root.sender,
+        handle(event, settings=root.settings, sender_for=root.sender, budget=root.github_calls,
                remaining_ms=getattr(context, "get_remaining_time_in_millis", None))
 
 

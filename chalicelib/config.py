@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from chalicelib.errors import BadRequest
+from chalicelib.models import ModelTable, ModelTableError, build_table
 from chalicelib.process import kept
+from chalicelib.protocol import validate_path
 
 T = TypeVar("T")
 
@@ -24,7 +27,16 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^(arn:aws[\w-]*:kms:[\w-]+:\d{12}:(key|alias)/[\w/\-]+|alias/[\w/\-]+|[0-9a-f\-]{36})$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,255}$")  # a model id, inference profile or ARN
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
-_GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000)}
+# The Management API's endpoint: https://<api id>.execute-api.<region>.amazonaws.com/<stage> in AWS.
+_ENDPOINT = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+_GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000),
+                     "githubCallsPerHour": (1, 1_000_000)}
+_GITHUB_GROUP = re.compile(r"^[\w+=,.@-]{1,128}$")
+# Branch name components kept to what every git host and filesystem takes: no leading dot or dash,
+# no trailing dot or `.lock`, no `..` (git's rules), ASCII letters, digits, `_`, `.`, `-`; a `/` after each.
+_BRANCH_PREFIX = re.compile(r"^(?!.*\.\.)(?:(?!\.|-)[A-Za-z0-9_.-]{1,40}(?<!\.lock)(?<!\.)/){1,4}$")
+# A repository pattern: `owner/name` as GitHub spells them, `owner/*`, or `*` (every repository).
+_REPO_PATTERN = re.compile(r"^(?:\*|[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}/(?:\*|[A-Za-z0-9._-]{1,100}))$")
 
 
 # Claude models on Bedrock; each stage sets its own list in .chalice/config.json.
@@ -51,8 +63,12 @@ class Settings:
     required_groups: tuple[str, ...]
     jwks_connect_timeout: float
     jwks_read_timeout: float
+    revocation_check: bool  # $connect and the REST authorizer ask Cognito (GetUser) whether the token was revoked
     # Connections
     connection_ttl_seconds: int
+    max_connections_per_user: int  # $connect is refused (429) beyond it
+    connection_frame_limit: int  # frames a connection may send per window; RATE_LIMITED past it
+    connection_frame_window_seconds: int
     # Limits (see chalicelib/limits)
     rate_limit_requests_per_minute: int
     token_budget_per_hour: int
@@ -64,7 +80,7 @@ class Settings:
     aws_connect_timeout: float
     aws_read_timeout: float
     aws_max_attempts: int
-    management_api_endpoint: str | None
+    management_api_endpoint: str | None  # MANAGEMENT_API_ENDPOINT, else botocore's standard variable
     log_level: str
     log_format: str  # json (CloudWatch Logs) or text (the local stack's console)
     tracing_enabled: bool
@@ -75,6 +91,12 @@ class Settings:
     github_secret_arn: str | None
     github_api_url: str
     github_allowed_groups: tuple[str, ...]  # empty: every user may use GitHub
+    # group ("*": every user) -> repository patterns; None: every repository of the app's installations
+    github_repos_by_group: Mapping[str, tuple[str, ...]] | None
+    github_branch_prefix: str  # every github.pr branch is made under it
+    github_protected_paths: tuple[str, ...]  # written only by the groups below (".git" never)
+    github_protected_path_groups: tuple[str, ...]
+    github_calls_per_hour: int  # each user's share of the app's GitHub limits
     github_connect_timeout: float
     github_read_timeout: float
     github_max_attempts: int
@@ -88,12 +110,18 @@ class Settings:
     history_token_limit: int
     context_token_limit: int
     context_max_bytes: int
+    context_quota_bytes: int  # all of a user's context files (their own and their sessions') together
+    context_quota_files: int
+    context_file_ttl_days: int  # a user's own context file expires this long after it was last written
+    presigned_get_seconds: int
+    presigned_put_seconds: int
     message_inline_max_bytes: int
     # Chat (chalicelib/chat): what a chat.send may ask for, and how its reply is streamed
     requests_table: str
     request_ttl_seconds: int
     allowed_models: tuple[str, ...]
     default_model_id: str
+    models: ModelTable  # the allowed models' limits, features and prices (chalicelib/models.py; MODELS)
     max_prompt_bytes: int
     default_max_tokens: int
     max_output_tokens: int
@@ -102,17 +130,21 @@ class Settings:
     bedrock_read_timeout: float
     bedrock_max_attempts: int
 
-    def github_allowed(self, groups: Iterable[str]) -> bool:
-        """Whether a user in these (verified) groups may use the GitHub actions."""
-        return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
-
-    def management_endpoint(self, domain_name: str, stage: str) -> str:
+    def management_endpoint(self, *, api_id: str | None, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
 
-        API Gateway's event names the API's domain and stage; the standard
-        botocore variable overrides it (the local stack sets it).
+        The configured endpoint when there is one (MANAGEMENT_API_ENDPOINT, written by
+        `python -m infra.sync_config` from the deployed API; the local stack sets botocore's
+        AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI). Else the API's own execute-api host,
+        from the event's `apiId`: the event's `domainName` is a custom domain's when one is
+        mapped, and `https://<custom domain>/<stage>` is no Management API endpoint (the
+        mapping's path is not the stage). The domain name is the last resort.
         """
-        return self.management_api_endpoint or f"https://{domain_name}/{stage}"
+        if self.management_api_endpoint:
+            return self.management_api_endpoint
+        if api_id:
+            return f"https://{api_id}.execute-api.{self.region}.amazonaws.com/{stage}"
+        return f"https://{domain_name}/{stage}"
 
 
 class _Reader:
@@ -161,17 +193,53 @@ class _Reader:
                 raise ConfigError(f"{name} has an invalid entry {item!r}")
         return items
 
-    def group_limits(self, name: str) -> Mapping[str, Mapping[str, int]]:
-        """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000}}."""
+    def json_object(self, name: str, what: str) -> dict[str, Any] | None:
+        """The variable's JSON object (of `what`, for the error), or None when it is unset or empty."""
         raw = self._env.get(name, "").strip()
         if not raw:
-            return MappingProxyType({})
+            return None
         try:
             data: Any = json.loads(raw)
         except ValueError:
             raise ConfigError(f"{name} is not valid JSON") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{name} must be a JSON object of group name -> limits")
+            raise ConfigError(f"{name} must be a JSON object of {what}")
+        return data
+
+    def repos_by_group(self, name: str) -> Mapping[str, tuple[str, ...]] | None:
+        """A JSON object of Cognito group ("*": every user) -> repository patterns, e.g.
+        {"devs": ["octo-org/*"], "*": ["octo-org/docs"]}; unset or empty: None (no such list)."""
+        data = self.json_object(name, "group name -> list of repositories")
+        if data is None:
+            return None
+        groups: dict[str, tuple[str, ...]] = {}
+        for group, patterns in data.items():
+            if group != "*" and not _GITHUB_GROUP.match(group):
+                raise ConfigError(f"{name} has an invalid group name {group[:40]!r}")
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ConfigError(f"{name}: the repositories of group {group!r} must be a list of strings")
+            for pattern in patterns:
+                if not _REPO_PATTERN.match(pattern):
+                    raise ConfigError(f"{name}: group {group!r} has an invalid repository {pattern[:60]!r} "
+                                      "(owner/name, owner/* or *)")
+            groups[group] = tuple(patterns)
+        return MappingProxyType(groups)
+
+    def protected_paths(self, name: str, default: str) -> tuple[str, ...]:
+        """Comma-separated repository paths (a trailing `/` for a directory), each a valid relative path."""
+        entries = self.csv(name, default, pattern=re.compile(r"^[^*?\[\]]+$"))
+        for entry in entries:
+            try:
+                validate_path(entry.removesuffix("/"), field=name)
+            except BadRequest as exc:
+                raise ConfigError(f"{name} has an invalid path {entry[:60]!r}: {exc.message}") from None
+        return entries
+
+    def group_limits(self, name: str) -> Mapping[str, Mapping[str, int]]:
+        """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000}}."""
+        data = self.json_object(name, "group name -> limits")
+        if data is None:
+            return MappingProxyType({})
         groups: dict[str, Mapping[str, int]] = {}
         for group, limits in data.items():
             if not 1 <= len(group) <= 128:
@@ -202,7 +270,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     default_model_id = env.text("DEFAULT_MODEL_ID", allowed_models[0], pattern=_MODEL_ID)
     if default_model_id not in allowed_models:
         raise ConfigError(f"DEFAULT_MODEL_ID={default_model_id!r} is not in ALLOWED_MODELS")
+    try:
+        models = build_table(allowed_models, default_model_id, env.optional("MODELS"))
+    except ModelTableError as exc:
+        raise ConfigError(f"MODELS: {exc}") from None
     max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 8192, int, minimum=1, maximum=200_000)
+    token_use = env.choice("COGNITO_TOKEN_USE", "access", ("access", "id"))
+    # GetUser takes an access token: with ID tokens there is nothing to ask Cognito with.
+    revocation_check = env.choice("COGNITO_REVOCATION_CHECK", "true" if token_use == "access" else "false",
+                                  ("true", "false")) == "true"
+    if revocation_check and token_use != "access":
+        raise ConfigError("COGNITO_REVOCATION_CHECK=true needs COGNITO_TOKEN_USE=access (GetUser takes one)")
     return Settings(
         stage=stage,
         region=region,
@@ -210,7 +288,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         usage_table=env.text("USAGE_TABLE", f"llm-ide-{stage}-usage", pattern=_NAME),
         user_pool_id=user_pool_id,
         app_client_ids=env.csv("COGNITO_APP_CLIENT_IDS", pattern=re.compile(r"^[A-Za-z0-9+]{1,128}$")),
-        token_use=env.choice("COGNITO_TOKEN_USE", "access", ("access", "id")),
+        token_use=token_use,
         issuer=issuer,
         jwks_url=env.text("COGNITO_JWKS_URL", f"{issuer}/.well-known/jwks.json",
                          pattern=re.compile(r"^https?://\S+$")),
@@ -219,8 +297,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         required_groups=env.csv("REQUIRED_GROUPS", pattern=re.compile(r"^[^\s,]{1,128}$"), required=False),
         jwks_connect_timeout=env.number("JWKS_CONNECT_TIMEOUT", 1.0, float, minimum=0.1, maximum=10),
         jwks_read_timeout=env.number("JWKS_READ_TIMEOUT", 2.0, float, minimum=0.1, maximum=10),
+        revocation_check=revocation_check,
         # API Gateway closes a WebSocket after 2 hours whatever happens.
         connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
+        max_connections_per_user=env.number("MAX_CONNECTIONS_PER_USER", 10, int, minimum=1, maximum=1000),
+        connection_frame_limit=env.number("CONNECTION_FRAME_LIMIT", 100, int, minimum=1, maximum=100_000),
+        connection_frame_window_seconds=env.number("CONNECTION_FRAME_WINDOW_SECONDS", 10, int, minimum=1,
+                                                   maximum=3600),
         rate_limit_requests_per_minute=env.number("RATE_LIMIT_REQUESTS_PER_MINUTE", 100, int,
                                                   minimum=1, maximum=1_000_000),
         token_budget_per_hour=env.number("TOKEN_BUDGET_PER_HOUR", 10000, int, minimum=1, maximum=1_000_000_000),
@@ -232,7 +315,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         aws_connect_timeout=env.number("AWS_CONNECT_TIMEOUT", 2.0, float, minimum=0.1, maximum=60),
         aws_read_timeout=env.number("AWS_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=900),
         aws_max_attempts=env.number("AWS_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
-        management_api_endpoint=env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
+        management_api_endpoint=((_optional_matching(env, "MANAGEMENT_API_ENDPOINT", _ENDPOINT) or "").rstrip("/")
+                                 or env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")),
         log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=env.choice("LOG_FORMAT", "json", ("json", "text")),
         tracing_enabled=env.choice("TRACING_ENABLED", "false", ("true", "false")) == "true",
@@ -243,8 +327,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         github_secret_arn=env.optional("GITHUB_SECRET_ARN"),
         github_api_url=env.text("GITHUB_API_URL", "https://api.github.com",
                                 pattern=re.compile(r"^https?://[^\s?#]+$")).rstrip("/"),
-        github_allowed_groups=env.csv("GITHUB_ALLOWED_GROUPS", pattern=re.compile(r"^[\w+=,.@-]{1,128}$"),
-                                      required=False),
+        github_allowed_groups=env.csv("GITHUB_ALLOWED_GROUPS", pattern=_GITHUB_GROUP, required=False),
+        github_repos_by_group=env.repos_by_group("GITHUB_REPOS_BY_GROUP"),
+        github_branch_prefix=env.text("GITHUB_BRANCH_PREFIX", "llm-ide/", pattern=_BRANCH_PREFIX),
+        github_protected_paths=env.protected_paths("GITHUB_PROTECTED_PATHS", ".github/"),
+        github_protected_path_groups=env.csv("GITHUB_PROTECTED_PATH_GROUPS", pattern=_GITHUB_GROUP, required=False),
+        # A tenth of the 5,000 requests an hour GitHub grants an installation: ten users at their
+        # limit still leave the app some.
+        github_calls_per_hour=env.number("GITHUB_CALLS_PER_HOUR", 500, int, minimum=1, maximum=1_000_000),
         github_connect_timeout=env.number("GITHUB_CONNECT_TIMEOUT", 3.0, float, minimum=0.1, maximum=60),
         github_read_timeout=env.number("GITHUB_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=300),
         github_max_attempts=env.number("GITHUB_MAX_ATTEMPTS", 4, int, minimum=1, maximum=10),
@@ -260,6 +350,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         history_token_limit=env.number("HISTORY_TOKEN_LIMIT", 4000, int, minimum=0, maximum=1_000_000),
         context_token_limit=env.number("CONTEXT_TOKEN_LIMIT", 8000, int, minimum=0, maximum=1_000_000),
         context_max_bytes=env.number("CONTEXT_MAX_BYTES", 5 * 1024 * 1024, int, minimum=1, maximum=5 * 1024 ** 3),
+        context_quota_bytes=env.number("CONTEXT_QUOTA_BYTES", 100 * 1024 * 1024, int, minimum=1,
+                                       maximum=5 * 1024 ** 4),
+        context_quota_files=env.number("CONTEXT_QUOTA_FILES", 1000, int, minimum=1, maximum=1_000_000),
+        context_file_ttl_days=env.number("CONTEXT_FILE_TTL_DAYS", 90, int, minimum=1, maximum=3650),
+        # A client fetches or uploads at once; SigV4 allows up to 7 days, which no client needs.
+        presigned_get_seconds=env.number("PRESIGNED_GET_SECONDS", 60, int, minimum=5, maximum=3600),
+        presigned_put_seconds=env.number("PRESIGNED_PUT_SECONDS", 60, int, minimum=5, maximum=3600),
         # Above 100 KiB a message would not fit one 128 KiB WebSocket frame, nor several in a DynamoDB item.
         message_inline_max_bytes=env.number("MESSAGE_INLINE_MAX_BYTES", 100 * 1024, int,
                                             minimum=1024, maximum=100 * 1024),
@@ -267,6 +364,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         request_ttl_seconds=env.number("REQUEST_TTL_SECONDS", 86400, int, minimum=600, maximum=30 * 86400),
         allowed_models=allowed_models,
         default_model_id=default_model_id,
+        models=models,
         # A prompt travels in one frame (32 KiB), with its JSON envelope.
         max_prompt_bytes=env.number("MAX_PROMPT_BYTES", 24576, int, minimum=1, maximum=32768),
         default_max_tokens=env.number("DEFAULT_MAX_TOKENS", min(1024, max_output_tokens), int,

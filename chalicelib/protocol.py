@@ -25,6 +25,9 @@ INLINE_TEXT_BYTES = 96 * 1024
 # The text of one `delta` frame: a reply's text is cut into frames of at most this many bytes.
 MAX_DELTA_TEXT_BYTES = 32 * 1024
 MAX_PATH_BYTES = 1024
+# How deep a frame's JSON may nest: deep enough for any tool's input schema, far from the parser's limit.
+MAX_NESTING = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
@@ -35,6 +38,11 @@ class FrameRejected(Exception):
         super().__init__(error.message)
         self.error = error
         self.request_id = request_id
+
+
+class NestedTooDeeply(BadRequest):
+    def __init__(self) -> None:
+        super().__init__(f"the frame is nested too deeply (more than {MAX_NESTING} levels)")
 
 
 @dataclass(frozen=True)
@@ -48,16 +56,18 @@ def parse_frame(body: str | bytes | None, *, is_base64: bool = False) -> ClientF
     """Validate a raw frame per the protocol, or raise FrameRejected."""
     if is_base64:
         raise FrameRejected(BadRequest("frames must be UTF-8 JSON text, not binary"), None)
-    raw = body.encode("utf-8") if isinstance(body, str) else (body or b"")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        data = None
+    # A str body with a lone surrogate is not UTF-8: kept as such, it fails to decode below.
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
+    data, problem = parse_json(raw)
     request_id = _readable_id(data)
+    if isinstance(problem, NestedTooDeeply):  # whatever its size: the issue the client must fix is its shape
+        raise FrameRejected(problem, request_id)
     if len(raw) > MAX_FRAME_BYTES:
         raise FrameRejected(
             PayloadTooLarge(f"frame is {len(raw)} bytes; the limit is {MAX_FRAME_BYTES}"), request_id
         )
+    if problem is not None:
+        raise FrameRejected(problem, request_id)
     if not isinstance(data, dict):
         raise FrameRejected(BadRequest("a frame must be a JSON object"), None)
     if request_id is None:
@@ -67,6 +77,58 @@ def parse_frame(body: str | bytes | None, *, is_base64: bool = False) -> ClientF
         raise FrameRejected(BadRequest("'action' must be a non-empty string"), request_id)
     params = {k: v for k, v in data.items() if k not in ("action", "id")}
     return ClientFrame(action=action, id=request_id, params=Params(params))
+
+
+def parse_json(raw: bytes) -> tuple[Any, AppError | None]:
+    """A JSON document that every part of the app can handle, or the BAD_REQUEST that says why not.
+
+    Besides malformed JSON and bytes that are not UTF-8, this refuses what the JSON parser
+    accepts but the app could not survive: nesting deeper than MAX_NESTING (Python's parser
+    fails with RecursionError past about a thousand levels), and strings with a lone
+    surrogate (`"\\ud800"`), which no store, log or frame can encode. The error names the
+    field. Returns (None, error) for a document that is refused; its id may still be read.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        return None, NestedTooDeeply()
+    except (ValueError, UnicodeDecodeError):
+        return None, BadRequest("a frame must be a JSON object")
+    problem = _check_document(data)
+    return (data if problem is None else _top_level_only(data)), problem
+
+
+def _check_document(data: Any) -> AppError | None:
+    """The first fault of a parsed document, walked iteratively (no recursion, however deep)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return BadRequest(f"{_field(path)} is not valid Unicode (it holds a lone surrogate)")
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_NESTING:
+                return NestedTooDeeply()
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if _SURROGATE.search(key):
+                        return BadRequest(f"a key of {_field(path)} is not valid Unicode (it holds a lone surrogate)")
+                    stack.append((item, f"{path}.{key}" if path else key, depth + 1))
+            else:
+                stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
+    return None
+
+
+def _field(path: str) -> str:
+    return f"'{path}'" if path else "the frame"
+
+
+def _top_level_only(data: Any) -> Any:
+    """What of a refused document may still be read: its top-level scalars (the `id` to echo)."""
+    if not isinstance(data, dict):
+        return None
+    return {key: value for key, value in data.items() if isinstance(value, (str, int, float, bool))
+            and not (isinstance(value, str) and _SURROGATE.search(value))}
 
 
 def _readable_id(data: Any) -> str | None:
@@ -111,6 +173,17 @@ class Params:
         if max_length is not None and len(value) > max_length:
             raise BadRequest(f"'{name}' is longer than {max_length} characters")
         return value
+
+    @overload
+    def text(self, name: str, *, required: Literal[True], max_bytes: int) -> str: ...
+
+    @overload
+    def text(self, name: str, *, required: bool = False, max_bytes: int) -> str | None: ...
+
+    def text(self, name: str, *, required: bool = False, max_bytes: int) -> str | None:
+        """A text the model reads (`check_text`): BAD_REQUEST if blank, PAYLOAD_TOO_LARGE past `max_bytes`."""
+        value = self.string(name, required=required, allow_empty=True)
+        return None if value is None else check_text(value, name, max_bytes=max_bytes)
 
     @overload
     def integer(self, name: str, *, minimum: int, maximum: int, required: Literal[True]) -> int: ...
@@ -171,6 +244,19 @@ class Params:
         return value
 
 
+def check_text(value: str, field: str, *, max_bytes: int | None = None) -> str:
+    """A text for the model, or the error naming `field`: Bedrock refuses an empty or blank text
+    block, and with it the whole request, so such a text is BAD_REQUEST here, before anything is
+    reserved; one over `max_bytes` of UTF-8 is PAYLOAD_TOO_LARGE."""
+    if not value.strip():
+        raise BadRequest(f"'{field}' must not be empty or only whitespace")
+    if max_bytes is not None:
+        size = len(value.encode("utf-8"))
+        if size > max_bytes:
+            raise PayloadTooLarge(f"'{field}' is {size} bytes; the limit is {max_bytes}")
+    return value
+
+
 def validate_path(path: str, *, field: str = "path") -> str:
     """A relative, '/'-separated path with no way out of its root, or BAD_REQUEST.
 
@@ -214,11 +300,12 @@ def pong(request_id: str) -> dict[str, Any]:
     return {"type": "pong", "id": request_id}
 
 
-def ack(request_id: str, *, chat_id: str, session_id: str | None, model: str,
+def ack(request_id: str, *, chat_id: str, session_id: str | None, model: str, max_tokens: int,
         limits: dict[str, Any]) -> dict[str, Any]:
-    """A chat was admitted: `chat_id` is the server's `requestId` for chat.cancel."""
+    """A chat was admitted: `chat_id` is the server's `requestId` (chat.cancel, chat.resume); `max_tokens` what
+    was granted, after the model's cap and the budget."""
     return {"type": "ack", "id": request_id, "requestId": chat_id, "sessionId": session_id, "model": model,
-            "limits": limits}
+            "maxTokens": max_tokens, "limits": limits}
 
 
 def delta(request_id: str, *, seq: int, text: str) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 Handlers, actions and workers take the few collaborators they use (typed); this is
 the one place that knows how each is made. `get_root()` gives the container's root:
 one per thread, because boto3 resources (unlike clients) are not thread-safe and the
-local stack runs handlers on many threads. Stores are built on first use, and the
-modules of a feature only when it is first used, so a function that never chats
-never imports the chat worker.
+local stack runs handlers on many threads; each reads the container's clock,
+`get_clock()`. Stores are built on first use, and the modules of a feature only when
+it is first used, so a function that never chats never imports the chat worker.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from chalicelib.chat.requests import RequestStore
 from chalicelib.config import Settings, get_settings
 from chalicelib.dispatch.connections import ConnectionStore
 from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_memory, limits_for
+from chalicelib.limits.github_calls import GitHubCallBudget, github_calls_per_hour
 from chalicelib.limits.records import Retention
 from chalicelib.limits.usage import UsageReport
-from chalicelib.process import kept_per_thread
+from chalicelib.process import kept, kept_per_thread
 
 if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
@@ -36,23 +37,28 @@ if TYPE_CHECKING:
 
 class Root:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
+        self.settings: Settings = settings
         self.clock = clock  # epoch seconds: which limit windows are current, what time is stored
 
     # --- the dispatch -------------------------------------------------------
 
     @cached_property
     def handlers(self) -> WebsocketHandlers:
+        from chalicelib.auth import get_revocation_check
         from chalicelib.dispatch.handlers import WebsocketHandlers
         from chalicelib.dispatch.table import ActionTable
 
         return WebsocketHandlers(connections=self.connections, rate_limiter=self.rate_limiter,
-                                 actions=ActionTable(self).lookup, sender_for=self.sender, clock=self.clock)
+                                 actions=ActionTable(self).lookup, sender_for=self.sender,
+                                 frame_limit=self.settings.connection_frame_limit,
+                                 check_revocation=get_revocation_check(), clock=self.clock)
 
     @cached_property
     def connections(self) -> ConnectionStore:
-        return ConnectionStore(aws.table(self.settings.connections_table),
-                               ttl_seconds=self.settings.connection_ttl_seconds)
+        settings = self.settings
+        return ConnectionStore(aws.table(settings.connections_table), ttl_seconds=settings.connection_ttl_seconds,
+                               max_per_user=settings.max_connections_per_user,
+                               frame_window_seconds=settings.connection_frame_window_seconds)
 
     def sender(self, endpoint: str) -> ManagementApiSender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))
@@ -83,6 +89,12 @@ class Root:
                            floor=self.settings.token_reservation_floor, clock=self.clock)
 
     @cached_property
+    def github_calls(self) -> GitHubCallBudget:
+        return GitHubCallBudget(aws.client("dynamodb"), self.settings.usage_table,
+                                limit_for=lambda groups: github_calls_per_hour(groups, self.settings),
+                                retention=self._retention, clock=self.clock)
+
+    @cached_property
     def usage(self) -> UsageReport:
         return UsageReport(aws.client("dynamodb"), self.settings.usage_table, limits_for=self.user_limits)
 
@@ -93,7 +105,9 @@ class Root:
         from chalicelib.aws.objects import ObjectStore
 
         return ObjectStore(aws.client("s3"), bucket=self.settings.context_bucket,
-                           kms_key_id=self.settings.context_kms_key_id)
+                           kms_key_id=self.settings.context_kms_key_id,
+                           get_seconds=self.settings.presigned_get_seconds,
+                           put_seconds=self.settings.presigned_put_seconds)
 
     @cached_property
     def sessions(self) -> SessionStore:
@@ -105,9 +119,15 @@ class Root:
 
     @cached_property
     def context(self) -> ContextStore:
+        from chalicelib.context.quota import StorageQuota
         from chalicelib.context.store import ContextStore
 
-        return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes, clock=self.clock)
+        settings = self.settings
+        quota = StorageQuota(aws.client("dynamodb"), settings.usage_table, self.objects,
+                             max_bytes=settings.context_quota_bytes, max_files=settings.context_quota_files,
+                             pending_seconds=settings.presigned_put_seconds, clock=self.clock)
+        return ContextStore(self.objects, self.sessions, quota, max_bytes=settings.context_max_bytes,
+                            file_ttl_days=settings.context_file_ttl_days, clock=self.clock)
 
     # --- chat ---------------------------------------------------------------
 
@@ -133,7 +153,15 @@ class Root:
                           wall_clock=self.clock)
 
 
+@kept
+def get_clock() -> Callable[[], float]:
+    """The clock of this container's roots: `time.time`, unless a test or the local stack installed
+    its own before the first root was built (`process.install(get_clock, clock)`), to hold the
+    limit windows still."""
+    return time.time
+
+
 @kept_per_thread
 def get_root() -> Root:
     """This container's (and thread's) composition root."""
-    return Root(get_settings())
+    return Root(get_settings(), clock=get_clock())

@@ -10,7 +10,8 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -52,7 +53,7 @@ class IdeClient:
         self._reader = threading.Thread(target=self._read_loop, name="ide-client-reader", daemon=True)
         self._reader.start()
 
-    def __enter__(self) -> "IdeClient":
+    def __enter__(self) -> IdeClient:
         return self
 
     def __exit__(self, *_exc: Any) -> None:
@@ -141,3 +142,11 @@ class IdeClient:
     @property
     def close_code(self) -> int | None:
         return self._ws.close_code
+
+
+FRAME_LIMIT_BYTES = 32 * 1024  # the protocol's largest client frame (API Gateway's limit)
+
+
+def frame_bytes(action: str, request_id: str, params: dict[str, Any]) -> int:
+    """The UTF-8 size of the frame `send` would write, to choose between a frame and an upload."""
+    return len(json.dumps({"action": action, "id": request_id, **params}).encode("utf-8"))

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -17,9 +18,12 @@ from aiohttp import web
 
 from devserver import aws, aws_calls, github
 from devserver.bedrock import BedrockEmulator
+from devserver.cognito_front import CognitoFront
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
 from devserver.s3_front import S3Front
+from infra import web_bundle
+from infra.web_csp import content_security_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -38,9 +42,20 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); set PORT to another port")
+        raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); "
+                         "set PORT to another port") from None
     sock.listen(128)
     return sock
+
+
+def _epoch_seconds(value: str) -> float:
+    try:
+        instant = float(value)
+    except ValueError:
+        instant = math.nan
+    if not math.isfinite(instant) or instant <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not epoch seconds (a positive number)")
+    return instant
 
 
 def _parse_args() -> argparse.Namespace:
@@ -54,7 +69,21 @@ def _parse_args() -> argparse.Namespace:
                         help="the Bedrock emulator's port (env DEV_BEDROCK_PORT, default: a free one)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
                         help="where endpoints.json and logs go (default .dev)")
+    parser.add_argument("--fixed-clock", type=_epoch_seconds, default=os.environ.get("DEV_FIXED_CLOCK") or None,
+                        metavar="EPOCH_SECONDS",
+                        help="hold the app's clock still at this instant, so that tests of the limit windows "
+                             "never straddle two (env DEV_FIXED_CLOCK, default: the real time)")
     return parser.parse_args()
+
+
+def _hold_clock(instant: float) -> None:
+    """Every root of the app reads `instant` as the time: its limit windows, token expiry, stored times."""
+    from chalicelib import process
+    from chalicelib.root import get_clock
+
+    process.install(get_clock, lambda: instant)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(instant))
+    logging.getLogger("devserver").info("the app's clock stands still at %s (DEV_FIXED_CLOCK)", stamp)
 
 
 def _describe(doc: dict, emulators: dict) -> str:
@@ -67,10 +96,11 @@ def _describe(doc: dict, emulators: dict) -> str:
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
         f"  GitHub API      {emulators['githubApiUrl']}  (emulator: octo-org/hello-world)",
         f"  Bedrock (echo)  {emulators['bedrockUrl']}",
-        f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
+        f"  Cognito         {doc['cognito']['endpointUrl']}  user pool {doc['cognito']['userPoolId']}, "
+        f"app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
-        "Sign in with `python -m client login --username dev`, then `python -m client ping`",
-        "or `python -m client chat \"Hello\"`.",
+        "Sign in with `.venv/bin/llm-ide login --username dev`, then `.venv/bin/llm-ide chat \"Hello\"`,",
+        "or serve the OpenAI and Anthropic APIs to your IDE with `.venv/bin/llm-ide serve` (docs/IDE.md).",
         "Press Ctrl-C to stop everything.",
     ])
 
@@ -107,6 +137,8 @@ async def _serve(args: argparse.Namespace) -> None:
     github_url = f"http://{args.host}:{github_socket.getsockname()[1]}"
     s3_socket = _bind(args.host, 0)
     s3_url = f"http://{args.host}:{s3_socket.getsockname()[1]}"
+    cognito_socket = _bind(args.host, 0)
+    cognito_url = f"http://{args.host}:{cognito_socket.getsockname()[1]}"
     bedrock_socket = _bind(args.host, args.bedrock_port)
     bedrock_url = f"http://{args.host}:{bedrock_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
@@ -128,29 +160,36 @@ async def _serve(args: argparse.Namespace) -> None:
         sys.path.insert(0, str(ROOT))
         _readable_logs(state_dir)
         app_module = importlib.import_module("app")
+        if args.fixed_clock is not None:
+            _hold_clock(args.fixed_clock)
 
         runtime = LambdaRuntime(app_module, timeout_seconds=float(os.environ.get("DEV_LAMBDA_TIMEOUT_SECONDS") or 900))
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
-                                          moto_url=moto.url, provisioned=provisioned)
+                                          moto_url=moto.url, cognito_url=cognito_url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
-                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web",
+                          domain_name=f"{args.host}:{port}", web_dir=web_bundle.DIST_DIR,
                           web_config=aws.web_client_config(document),
+                          web_csp=content_security_policy(
+                              [f"ws://{args.host}:{port}", cognito_url, s3_url]),
                           post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0))
         bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
         s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
                                               aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
+        cognito_front = CognitoFront(moto.url, passwords={(provisioned.user_pool_id, username): password
+                                                          for username, password in provisioned.users})
         for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
                               (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket),
-                              (bedrock.make_app(), bedrock_socket)):
+                              (bedrock.make_app(), bedrock_socket), (cognito_front.make_app(), cognito_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
         # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
-        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url, "bedrockUrl": bedrock_url}
+        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url, "bedrockUrl": bedrock_url,
+                     "cognitoUrl": cognito_url}
         aws.write_json_atomically(state_dir / "emulators.json", emulators)
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document, emulators), flush=True)
@@ -167,7 +206,7 @@ async def _serve(args: argparse.Namespace) -> None:
         (state_dir / "emulators.json").unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket, bedrock_socket):
+        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket, bedrock_socket, cognito_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()

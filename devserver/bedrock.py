@@ -67,7 +67,9 @@ class Reply:
 
 def split_tokens(text: str) -> list[str]:
     """Runs of whole characters of at most 4 UTF-8 bytes: roughly a model's tokens."""
-    tokens, current, size = [], [], 0
+    tokens: list[str] = []
+    current: list[str] = []
+    size = 0
     for char in text:
         width = len(char.encode("utf-8"))
         if current and size + width > 4:
@@ -82,6 +84,19 @@ def split_tokens(text: str) -> list[str]:
 
 def _texts(blocks: Any) -> list[str]:
     return [b["text"] for b in blocks or [] if isinstance(b, dict) and isinstance(b.get("text"), str)]
+
+
+def _refuse_blank_text(request: dict[str, Any]) -> None:
+    """Bedrock refuses the whole request when any text block is empty or only whitespace."""
+    places = [(f"system.{i}", block) for i, block in enumerate(request.get("system") or [])]
+    for m, message in enumerate(request.get("messages") or []):
+        content = message.get("content") if isinstance(message, dict) else None
+        places += [(f"messages.{m}.content.{c}", block) for c, block in enumerate(content or [])]
+    for where, block in places:
+        if isinstance(block, dict) and isinstance(block.get("text"), str) and not block["text"].strip():
+            raise _Failure(400, "ValidationException",
+                           f"The text field in the ContentBlock object at {where} is blank. "
+                           "Add text to the text field, and try again.")
 
 
 class BedrockEmulator:
@@ -103,6 +118,7 @@ class BedrockEmulator:
         messages = request.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _Failure(400, "ValidationException", "messages must not be empty")
+        _refuse_blank_text(request)
         users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         prompt = "".join(_texts(users[-1].get("content"))) if users else ""
         system = _texts(request.get("system"))

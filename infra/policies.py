@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import resources
-from infra.stages import PROFILE_REGIONS, Stage, profile_prefix
+from infra.stages import Stage, destination_regions, profile_model, profile_prefix
 from infra.stages import stage as get_stage
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
@@ -37,6 +37,10 @@ VPC_ENI_ACTIONS = (
     "ec2:UnassignPrivateIpAddresses",
 )
 CONTEXT_PREFIX = "users/"  # every user's objects live under users/<sub>/
+# Calls Cognito authorises with the user's own access token, not with the caller's role: "Amazon
+# Cognito doesn't evaluate IAM policies in requests for this API operation" (Cognito API reference,
+# GetUser), so no policy grants them. `$connect` and the REST authorizer make it (the revocation check).
+TOKEN_AUTHORIZED_ACTIONS = ("cognito-idp:GetUser",)
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def _post_frames(d: Deployment, *methods: str) -> list[Statement]:
 def _bedrock(d: Deployment) -> list[Statement]:
     actions = ["bedrock:InvokeModelWithResponseStream"]  # ConverseStream, the only model call the worker makes
     direct = [m for m in d.stage.allowed_models if profile_prefix(m) is None]
-    profiles = [m for m in d.stage.allowed_models if profile_prefix(m) is not None]
+    profiles = {m: prefix for m in d.stage.allowed_models if (prefix := profile_prefix(m)) is not None}
     statements = []
     if direct:
         statements.append(_allow("FoundationModels", actions, [
@@ -126,22 +130,25 @@ def _bedrock(d: Deployment) -> list[Statement]:
     if profiles:
         profile_arns = [d.arn("bedrock", f"inference-profile/{p}") for p in profiles]
         statements.append(_allow("InferenceProfiles", actions, profile_arns))
-        # A profile routes to the model in any of its regions; allow that only through the profile.
-        routed = [
-            d.arn("bedrock", f"foundation-model/{p.split('.', 1)[1]}", region=region, account="")
-            for p in profiles for region in PROFILE_REGIONS[profile_prefix(p)]
-        ]
-        statements.append(_allow("ModelsThroughProfiles", actions, routed,
+        # A profile routes to its model in any of its geography's destination regions (a global
+        # profile: the source region and the region-less ARN); allow that only through the profile.
+        routed = [d.arn("bedrock", f"foundation-model/{profile_model(p)}", region=region, account="")
+                  for p, prefix in profiles.items() for region in destination_regions(prefix, d.region)]
+        statements.append(_allow("ModelsThroughProfiles", actions, list(dict.fromkeys(routed)),
                                  {"StringEquals": {"bedrock:InferenceProfileArn": profile_arns}}))
     return statements
 
 
 def _connect(d: Deployment) -> list[Statement]:
-    return [_table(d, "connections", "dynamodb:PutItem")]
+    # The user's list of open connections is read, then written with the connection's item in one
+    # TransactWriteItems (two Puts, which IAM checks as PutItem). And GetUser, the revocation check,
+    # authorised by the user's token (TOKEN_AUTHORIZED_ACTIONS).
+    return [_table(d, "connections", "dynamodb:GetItem", "dynamodb:PutItem")]
 
 
 def _disconnect(d: Deployment) -> list[Statement]:
-    return [_table(d, "connections", "dynamodb:DeleteItem")]
+    # The connection's item is deleted, then taken out of its user's list.
+    return [_table(d, "connections", "dynamodb:DeleteItem", "dynamodb:UpdateItem")]
 
 
 def _context_listing(d: Deployment) -> Statement:
@@ -155,7 +162,8 @@ def _context_listing(d: Deployment) -> Statement:
 
 def _message(d: Deployment) -> list[Statement]:
     return [
-        _table(d, "connections", "dynamodb:GetItem"),
+        # Each frame is counted in its connection's item by the UpdateItem that reads it.
+        _table(d, "connections", "dynamodb:GetItem", "dynamodb:UpdateItem"),
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # chat.send reserves with UpdateItem; a chat that cannot start is settled to zero in a
         # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem.
@@ -180,7 +188,9 @@ def _api(d: Deployment) -> list[Statement]:
 
 
 def _authorizer(d: Deployment) -> list[Statement]:
-    return []  # verifies JWTs against Cognito's public JWKS: no AWS call
+    # Verifies JWTs against Cognito's public JWKS; the REST one also asks Cognito's GetUser whether the
+    # token is revoked, which the token itself authorises (TOKEN_AUTHORIZED_ACTIONS): no permission.
+    return []
 
 
 def _bedrock_worker(d: Deployment) -> list[Statement]:
@@ -202,6 +212,8 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
 def _github_worker(d: Deployment) -> list[Statement]:
     return [
         _allow("GithubSecret", ["secretsmanager:GetSecretValue"], d.github_secret_arn),
+        # The user's GitHub call budget: reserved and settled with UpdateItem on their hour record.
+        _table(d, "usage", "dynamodb:UpdateItem"),
         *_post_frames(d, "POST"),
     ]
 

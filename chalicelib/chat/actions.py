@@ -13,13 +13,24 @@ from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatPolicy, ChatRequest
 from chalicelib.chat.requests import RequestStore, new_request_id
 from chalicelib.dispatch.contract import ActionContext
-from chalicelib.errors import AppError, BadRequest, BudgetExceeded, ConnectionGone, NotFound
+from chalicelib.errors import BadRequest, BudgetExceeded, ConnectionGone, NotFound, RateLimited
 from chalicelib.limits import RateLimiter, Reservation, TokenBudget
+from chalicelib.models import ModelTable
 from chalicelib.observability import metric_names
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
 from chalicelib.observability.tracing import subsegment
 
 logger = logging.getLogger(__name__)
+
+
+class ModelActions:
+    """`models.list`: the models a caller may name in `chat.send`, the default first."""
+
+    def __init__(self, models: ModelTable) -> None:
+        self._models = models
+
+    def list_models(self, ctx: ActionContext) -> dict[str, Any]:
+        return protocol.result(ctx.frame.id, {"models": self._models.wire()})
 
 
 class ChatActions:
@@ -36,7 +47,9 @@ class ChatActions:
         self._invoker = invoker
         self._worker_function = worker_function
         self._metrics = metrics
-        self._wall_clock = wall_clock  # when the chat was received, for its latency metrics
+        # When the chat was received, for its latency metrics: the real time, as the worker measures
+        # against `time.time()` (not the root's clock, which a test or the local stack may hold still).
+        self._wall_clock = wall_clock
 
     def send(self, ctx: ActionContext) -> None:
         """Check, admit (one write: the request and the token reservation), record, ack, then start the worker.
@@ -48,27 +61,25 @@ class ChatActions:
         received_at = self._wall_clock()
         connection = ctx.connection
         self._rate_limiter.check_memory(connection.user_sub, ctx.now)  # a limited user costs no reads
+        request_id = new_request_id()
         try:
             chat = ChatRequest.from_params(ctx.frame.params, self._policy)
             plan = plan_input(chat, user_sub=connection.user_sub, sessions=self._history, context=self._context,
                               history_limit=self._policy.history_token_limit,
                               context_limit=self._policy.context_token_limit)
-        except AppError:
-            # Refused before its admission: it still counts as a request, like every action but ping.
-            self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
-            raise
-        request_id = new_request_id()
-        with subsegment("admission", action="chat.send"):
-            try:
+            with subsegment("admission", action="chat.send"):
                 reservation = self._budget.reserve(
                     connection.user_sub, ctx.now, groups=connection.groups, request_id=request_id,
                     estimated_input=plan.estimated_input, max_tokens=chat.max_tokens)
-            except BudgetExceeded:
-                self._metrics().emit(metric_names.BUDGET_EXCEEDED, 1, dimensions={metric_names.MODEL: chat.model})
-                # Refused for its tokens, it still counts as a request: a client over its budget that
-                # keeps sending is rate-limited like any other (RATE_LIMITED once the minute is full).
-                self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
-                raise
+        except RateLimited:
+            raise  # the minute's window is full: nothing more can count in it
+        except BudgetExceeded:
+            self._metrics().emit(metric_names.BUDGET_EXCEEDED, 1, dimensions={metric_names.MODEL: chat.model})
+            self._count_refused(ctx)
+            raise
+        except Exception:
+            self._count_refused(ctx)
+            raise
         try:
             self._requests.create(request_id=request_id, kind="chat", user_sub=connection.user_sub,
                                   connection_id=connection.connection_id, client_id=ctx.frame.id, model=chat.model,
@@ -82,7 +93,7 @@ class ChatActions:
         try:
             ctx.sender.send(connection.connection_id, protocol.ack(
                 ctx.frame.id, chat_id=request_id, session_id=chat.session_id, model=chat.model,
-                limits=reservation.limits.to_wire()))
+                max_tokens=reservation.max_tokens, limits=reservation.limits.to_wire()))
             self._invoker.start(self._worker_function, job.to_event())
         except Exception as exc:
             # The chat never started: its record says so, and nothing stays reserved.
@@ -94,6 +105,18 @@ class ChatActions:
         logger.info("chat admitted", extra={"requestId": request_id, "sub": connection.user_sub, "model": chat.model,
                                             "estimatedInput": plan.estimated_input,
                                             "maxTokens": reservation.max_tokens})
+
+    def _count_refused(self, ctx: ActionContext) -> None:
+        """A chat refused before its admission (bad parameters, an unknown session, the budget, or a
+        failure of ours) still counts as a request, like every action but ping: a client that keeps
+        sending refused chats is rate-limited like any other."""
+        connection = ctx.connection
+        try:
+            self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
+        except RateLimited:  # the window is full already: the refusal the client gets stays the chat's own
+            logger.info("a refused chat found the request window full")
+        except Exception:
+            logger.exception("counting a refused chat failed")
 
     def _release(self, reservation: Reservation, model: str) -> None:
         """Settle a chat that never reached the model to zero, so its reservation is not held until the hour ends."""

@@ -31,7 +31,7 @@ def alternating(turns: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     merged: list[dict[str, str]] = []
     for turn in turns:
         content = turn["content"]
-        if not content:
+        if not content.strip():  # Bedrock refuses a blank text block, and with it the whole request
             continue
         if merged and merged[-1]["role"] == turn["role"]:
             merged[-1]["content"] += "\n\n" + content

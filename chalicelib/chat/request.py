@@ -7,29 +7,30 @@ from typing import Any
 from chalicelib.chat.bedrock import ModelRequest
 from chalicelib.config import Settings
 from chalicelib.context.store import MAX_CONTEXT_PATHS
-from chalicelib.errors import BadRequest, ModelNotAllowed, PayloadTooLarge
+from chalicelib.errors import BadRequest, ModelNotAllowed
+from chalicelib.models import ModelTable
 from chalicelib.protocol import Params
 from chalicelib.sessions.store import check_session_id
+
+MAX_TOKENS_ASKED = 10_000_000  # a maxTokens above any model's cap is lowered; beyond this it is a mistake
 
 
 @dataclass(frozen=True)
 class ChatPolicy:
     """What a chat.send may ask for, and the defaults it gets (docs/CONFIGURATION.md names each setting)."""
 
-    allowed_models: tuple[str, ...]  # ALLOWED_MODELS
-    default_model: str  # DEFAULT_MODEL_ID
+    models: ModelTable  # ALLOWED_MODELS, DEFAULT_MODEL_ID and MODELS
     max_prompt_bytes: int  # MAX_PROMPT_BYTES, for `prompt` and `system` each
     default_max_tokens: int  # DEFAULT_MAX_TOKENS
-    max_output_tokens: int  # MAX_OUTPUT_TOKENS
+    max_output_tokens: int  # MAX_OUTPUT_TOKENS: the stage's cap, below each model's own
     history_token_limit: int  # HISTORY_TOKEN_LIMIT
     context_token_limit: int  # CONTEXT_TOKEN_LIMIT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatPolicy:
-        return cls(allowed_models=settings.allowed_models, default_model=settings.default_model_id,
-                   max_prompt_bytes=settings.max_prompt_bytes, default_max_tokens=settings.default_max_tokens,
-                   max_output_tokens=settings.max_output_tokens, history_token_limit=settings.history_token_limit,
-                   context_token_limit=settings.context_token_limit)
+        return cls(models=settings.models, max_prompt_bytes=settings.max_prompt_bytes,
+                   default_max_tokens=settings.default_max_tokens, max_output_tokens=settings.max_output_tokens,
+                   history_token_limit=settings.history_token_limit, context_token_limit=settings.context_token_limit)
 
 
 @dataclass(frozen=True)
@@ -50,17 +51,18 @@ class ChatRequest:
         context_paths = params.list_of("contextPaths", max_items=MAX_CONTEXT_PATHS) or []
         if any(not isinstance(path, str) for path in context_paths):
             raise BadRequest("'contextPaths' must be a list of paths")
-        prompt = params.string("prompt", required=True) or ""  # required: never None here
-        _check_size("prompt", prompt, policy.max_prompt_bytes)
-        system = params.string("system")
-        if system is not None:
-            _check_size("system", system, policy.max_prompt_bytes)
-        model = params.string("model", max_length=256) or policy.default_model
-        if model not in policy.allowed_models:
-            raise ModelNotAllowed(f"model {model[:80]!r} is not allowed; allowed: {', '.join(policy.allowed_models)}")
-        max_tokens = params.integer("maxTokens", minimum=1, maximum=policy.max_output_tokens)
+        prompt = params.text("prompt", required=True, max_bytes=policy.max_prompt_bytes)
+        system = params.text("system", max_bytes=policy.max_prompt_bytes)
+        name = params.string("model", max_length=256)
+        model = policy.models.default if name is None else policy.models.resolve(name)
+        if model is None:
+            allowed = ", ".join(policy.models.models)
+            raise ModelNotAllowed(f"model {(name or '')[:80]!r} is not allowed; allowed: {allowed}")
+        # Above the model's own cap (or the stage's), maxTokens is lowered to it: what the ack grants.
+        cap = min(model.max_output_tokens, policy.max_output_tokens)
+        max_tokens = params.integer("maxTokens", minimum=1, maximum=MAX_TOKENS_ASKED)
         temperature = params.number("temperature", minimum=0.0, maximum=1.0)
-        return cls(prompt=prompt, model=model, max_tokens=max_tokens or policy.default_max_tokens,
+        return cls(prompt=prompt, model=model.id, max_tokens=min(max_tokens or policy.default_max_tokens, cap),
                    system=system, temperature=temperature, session_id=session_id,
                    context_paths=tuple(context_paths))
 
@@ -78,8 +80,3 @@ class ChatRequest:
                    system=payload.get("system"), temperature=payload.get("temperature"),
                    session_id=payload.get("session_id"), context_paths=tuple(payload.get("context_paths") or ()))
 
-
-def _check_size(name: str, value: str, limit: int) -> None:
-    size = len(value.encode("utf-8"))
-    if size > limit:
-        raise PayloadTooLarge(f"'{name}' is {size} bytes; the limit is {limit}")

@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import protocol
-from chalicelib.chat.actions import ChatActions
+from chalicelib.chat.actions import ChatActions, ModelActions
 from chalicelib.chat.request import ChatPolicy
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
 from chalicelib.github.actions import GitHubActions
+from chalicelib.github.scope import GitHubScope
 from chalicelib.limits.actions import UsageActions
 from chalicelib.sessions.actions import SessionActions
 
@@ -35,14 +36,13 @@ def _chat(root: Root) -> ChatActions:
     settings = root.settings
     return ChatActions(policy=ChatPolicy.from_settings(settings), rate_limiter=root.rate_limiter,
                        budget=root.token_budget, requests=root.requests, history=root.sessions,
-                       context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function,
-                       wall_clock=root.clock)
+                       context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function)
 
 
 def _github(root: Root) -> GitHubActions:
     settings = root.settings
     return GitHubActions(invoker=root.invoker, worker_function=settings.github_worker_function,
-                         allowed=settings.github_allowed)
+                         scope=GitHubScope.from_settings(settings))
 
 
 _REQUEST, _SELF = Admission.REQUEST, Admission.SELF
@@ -57,6 +57,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "session.create": (_REQUEST, lambda root: SessionActions(root.sessions).create),
     "session.list": (_REQUEST, lambda root: SessionActions(root.sessions).list_page),
     "session.get": (_REQUEST, lambda root: SessionActions(root.sessions).get),
+    "session.update": (_REQUEST, lambda root: SessionActions(root.sessions).update),
     "session.delete": (_REQUEST, lambda root: SessionActions(root.sessions).delete),
     "context.put": (_REQUEST, lambda root: ContextActions(root.context).put),
     "context.uploadUrl": (_REQUEST, lambda root: ContextActions(root.context).upload_url),
@@ -65,6 +66,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "context.delete": (_REQUEST, lambda root: ContextActions(root.context).delete),
     "chat.send": (_SELF, lambda root: _chat(root).send),
     "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
+    "models.list": (_REQUEST, lambda root: ModelActions(root.settings.models).list_models),
 }
 
 

@@ -9,6 +9,7 @@ Per user (partition `USER#<sub>`):
   one item lets a chat be admitted and its tokens reserved by ONE conditional
   UpdateItem: no transaction, so concurrent admissions of one user never abort each
   other with TransactionConflict, and the write costs one unit instead of four.
+  `githubCalls`: GitHub calls made or reserved in the hour (github_calls.py).
 - `D#<YYYY-MM-DD>`, the day record: `inputTokens`, `outputTokens`, `totalTokens`,
   `chats`, and `day`, which puts it (and only it) in the sparse `byDay` index
   (partition `day`, sort `totalTokens`): a day's heaviest users.

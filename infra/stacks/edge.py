@@ -10,6 +10,8 @@ API by its own REGIONAL ACL (infra/stacks/waf.py, the same rules).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import (
     Aws,
     CfnOutput,
@@ -31,6 +33,7 @@ from constructs import Construct
 from infra import outputs, resources
 from infra.stacks.waf import web_acl
 from infra.stages import Stage
+from infra.web_csp import AWS_CONNECT_SOURCES, content_security_policy
 
 EDGE_REGION = "us-east-1"  # where a CLOUDFRONT-scope web ACL, and its metrics, must live
 
@@ -41,7 +44,7 @@ def web_acl_name(stage: str) -> str:
 
 
 class EdgeStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         ui = resources.bucket("ui")
         self.bucket = s3.Bucket(
@@ -74,10 +77,7 @@ class EdgeStack(Stack):
                     referrer_policy=cloudfront.HeadersReferrerPolicy.STRICT_ORIGIN_WHEN_CROSS_ORIGIN,
                     override=True),
                 content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
-                    content_security_policy=(
-                        "default-src 'self'; connect-src 'self' wss://*.amazonaws.com https://*.amazonaws.com; "
-                        "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
-                        "base-uri 'none'; form-action 'none'"),
+                    content_security_policy=content_security_policy(AWS_CONNECT_SOURCES),
                     override=True),
             ),
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 
 from devserver.launcher import ROOT
+from tests.e2e.conftest import LLM_IDE
 from tests.e2e.test_chat import chat, text_of
 
 
@@ -112,7 +112,7 @@ def test_context_paths_are_checked_before_the_ack(stack):
         for part in ("a", "b"):
             ok(client, "context.put", path=f"{name}/{part}.txt", content=part * 20_000)
         assert refused(client, prompt="hi", contextPaths=[f"{name}/a.txt", f"{name}/b.txt"]) == "PAYLOAD_TOO_LARGE"
-        ack, _, done = chat(client, "one fits", contextPaths=[f"{name}/a.txt"])
+        _ack, _, done = chat(client, "one fits", contextPaths=[f"{name}/a.txt"])
         assert done["type"] == "done"
 
 
@@ -135,7 +135,7 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
         for name_used in (chat_id, ack["requestId"]):
             frame = dev2.request("chat.cancel", requestId=name_used)
             assert frame["type"] == "error" and frame["error"]["code"] == "NOT_FOUND"
-        frames = []
+        frames: list[dict] = []
         while not frames or frames[-1]["type"] == "delta":
             frames.append(dev.next_frame(chat_id, timeout=15))
         assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
@@ -145,10 +145,10 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
         assert [(m["role"], m["content"]) for m in messages] == [("user", prompt), ("assistant", prompt)]
 
 
-def test_python_m_client_chat_continues_a_session_with_context(stack, tmp_path):
+def test_llm_ide_chat_continues_a_session_with_context(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,
-                                       capture_output=True, text=True, timeout=60)
+    run = lambda *args: subprocess.run([LLM_IDE, *args], cwd=ROOT, env=env,
+                                       capture_output=True, text=True, timeout=60, check=False)
     assert run("login", "--username", "dev").returncode == 0
     with stack.connect() as client:
         session_id = new_session(client, "from the command line")
@@ -160,3 +160,38 @@ def test_python_m_client_chat_continues_a_session_with_context(stack, tmp_path):
     assert "the attached file" in seen["messages"][-1]["text"]
     with stack.connect() as client:
         assert len(ok(client, "session.get", sessionId=session_id)["messages"]) == 2
+
+
+def test_a_blank_cancelled_reply_never_reaches_the_model(stack):
+    """The session that poisoned itself: a reply of four spaces, cancelled, then every later chat
+    would send Bedrock a blank assistant turn (which Bedrock, and the emulator, refuse)."""
+    with stack.connect() as client:
+        session_id = new_session(client)
+        chat_id = client.send("chat.send", prompt="    [[slow:1500]]", sessionId=session_id)
+        ack, first = client.next_frame(chat_id, timeout=15), client.next_frame(chat_id, timeout=15)
+        assert ack["type"] == "ack" and first == {"type": "delta", "id": chat_id, "seq": 0, "text": "    "}
+        assert ok(client, "chat.cancel", requestId=chat_id) == {"cancelled": True}
+        frames = list(client.frames(chat_id, timeout=15))
+        assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "cancelled"
+        messages = ok(client, "session.get", sessionId=session_id)["messages"]
+        assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("    ")
+        ack, deltas, done = chat(client, "[[dump]] still there?", sessionId=session_id, maxTokens=4000)
+        assert done["type"] == "done", done
+        seen = seen_by_model(deltas)["messages"]
+        assert all(m["text"].strip() for m in seen)
+        assert seen[-1] == {"role": "user", "text": "[[dump]] still there?"}
+
+
+def test_the_emulator_refuses_a_blank_text_block_as_bedrock_does(stack):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bedrock = boto3.client("bedrock-runtime", endpoint_url=stack.bedrock_url, region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local")
+    with pytest.raises(ClientError) as refused:
+        bedrock.converse(modelId="anthropic.claude-3-haiku-20240307-v1:0",
+                         messages=[{"role": "user", "content": [{"text": "hi"}]},
+                                   {"role": "assistant", "content": [{"text": "  "}]},
+                                   {"role": "user", "content": [{"text": "again"}]}])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "messages.1.content.0 is blank" in refused.value.response["Error"]["Message"]

@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import jwt
 import pytest
@@ -56,7 +57,7 @@ def test_files_are_read_from_either_installation(client):
 
 
 def test_a_pull_request_in_the_second_installation(multi_stack, client):
-    branch = f"ide/lab-{time.time_ns()}"
+    branch = f"llm-ide/lab-{time.time_ns()}"
     main_sha = repo_state(multi_stack, SECOND)["refs"]["heads/main"]
     pr = data(call(client, "github.pr", repo=SECOND, base="main", branch=branch, title="Lab change",
                    files=[{"path": "notes/2026.md", "content": "- routed to installation 3003\n"}]))
@@ -85,7 +86,7 @@ def test_a_repository_of_an_installation_the_secret_does_not_name_is_not_found(m
 # --- the emulator itself ------------------------------------------------------------------
 
 
-def emulator_call(stack, path: str, token: str, method: str = "GET") -> tuple[int, object]:
+def emulator_call(stack, path: str, token: str, method: str = "GET") -> tuple[int, Any]:
     request = urllib.request.Request(stack.emulators["githubApiUrl"] + path, method=method,
                                      headers={"Authorization": f"Bearer {token}"})
     try:

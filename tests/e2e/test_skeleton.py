@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from client import ConnectionRefused, IdeClient
 from devserver.launcher import ROOT
 from tests import tokens as test_tokens
-from tests.e2e.conftest import start_stack, stop_stack
+from tests.e2e.conftest import LLM_IDE, start_stack, stop_stack
 
 
 def connections_table(stack):
@@ -23,12 +23,18 @@ def connections_table(stack):
                           aws_access_key_id="local", aws_secret_access_key="local").Table("llm-ide-local-connections")
 
 
+def connection_items(stack):
+    """The connections' items (the table also holds each user's list of open connections, `user#<sub>`)."""
+    return [i for i in connections_table(stack).scan(ConsistentRead=True)["Items"]
+            if not i["connectionId"].startswith("user#")]
+
+
 def connection_ids(stack):
-    return {i["connectionId"] for i in connections_table(stack).scan(ConsistentRead=True)["Items"]}
+    return {i["connectionId"] for i in connection_items(stack)}
 
 
 def items_for(stack, username):
-    return [i for i in connections_table(stack).scan(ConsistentRead=True)["Items"] if i["username"] == username]
+    return [i for i in connection_items(stack) if i["username"] == username]
 
 
 def wait_until(predicate, timeout=5.0):
@@ -133,13 +139,13 @@ def test_management_api_answers_410_for_a_gone_connection(stack):
 
 def test_cli_login_and_ping(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_HOME": str(tmp_path), "LLM_IDE_ENDPOINTS": str(stack.endpoints_path)}
-    login = subprocess.run([sys.executable, "-m", "client", "login", "--username", "dev"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60)
+    login = subprocess.run([LLM_IDE, "login", "--username", "dev"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
     assert login.returncode == 0, login.stderr
     assert "Signed in as dev" in login.stdout
     assert oct((tmp_path / "tokens.json").stat().st_mode & 0o777) == "0o600"
-    ping = subprocess.run([sys.executable, "-m", "client", "ping", "--count", "3"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    ping = subprocess.run([LLM_IDE, "ping", "--count", "3"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
     assert ping.returncode == 0, ping.stderr
     assert ping.stdout.count("pong in") == 3 and "median" in ping.stdout
 
@@ -208,7 +214,8 @@ def test_the_web_clients_sign_in_request_works_against_the_stack(stack):
         headers={"Content-Type": "application/x-amz-json-1.1", "Origin": stack.document["httpUrl"],
                  "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth"},
         data=json.dumps({"AuthFlow": "USER_PASSWORD_AUTH", "ClientId": cognito["clientId"],
-                         "AuthParameters": {"USERNAME": "dev", "PASSWORD": stack.endpoints.dev_password("dev")}}).encode())
+                         "AuthParameters": {"USERNAME": "dev",
+                                            "PASSWORD": stack.endpoints.dev_password("dev")}}).encode())
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers.get("Access-Control-Allow-Origin") in ("*", stack.document["httpUrl"])
         token = json.loads(response.read())["AuthenticationResult"]["AccessToken"]

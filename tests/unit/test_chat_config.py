@@ -1,6 +1,8 @@
 """The chat settings: defaults, and a bad value names its variable."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chalicelib.config import ConfigError, load_settings
@@ -18,8 +20,12 @@ def test_chat_defaults():
 
 
 def test_allow_list_and_default_model_per_stage():
+    # Models the built-in table does not know are described in MODELS.
+    described = {"name": "M", "maxOutputTokens": 100, "contextTokens": 1000, "tools": False, "images": False,
+                 "promptCache": False, "minCacheTokens": 1024, "countTokens": False, "aliases": [], "price": None}
     settings = load_settings({**BASE, "ALLOWED_MODELS": "a.model-v1:0, us.b.model-v2:0",
-                              "DEFAULT_MODEL_ID": "us.b.model-v2:0", "STREAM_FLUSH_BYTES": "0"})
+                              "DEFAULT_MODEL_ID": "us.b.model-v2:0", "STREAM_FLUSH_BYTES": "0",
+                              "MODELS": json.dumps({"a.model-v1:0": described, "us.b.model-v2:0": described})})
     assert settings.allowed_models == ("a.model-v1:0", "us.b.model-v2:0")
     assert settings.default_model_id == "us.b.model-v2:0" and settings.stream_flush_bytes == 0
 

@@ -31,12 +31,18 @@ def test_session_and_context_defaults():
     assert settings.session_ttl_days == DEFAULT_SESSION_TTL_DAYS
 
 
-def test_management_endpoint_from_event_unless_overridden():
-    settings = load_settings(BASE)
-    assert settings.management_endpoint("abc.execute-api.eu-west-1.amazonaws.com", "prod") == \
-        "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+def test_management_endpoint_from_the_setting_else_the_events_api_never_a_custom_domain():
+    settings = load_settings({**BASE, "AWS_REGION": "eu-west-1"})
+    # A custom domain mapped to the API: the event's domain name is no Management API endpoint.
+    assert settings.management_endpoint(api_id="abc123", domain_name="ide.example.com", stage="prod") == \
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+    assert settings.management_endpoint(api_id=None, domain_name="abc.execute-api.eu-west-1.amazonaws.com",
+                                        stage="prod") == "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+    deployed = load_settings({**BASE, "MANAGEMENT_API_ENDPOINT": "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/"})
+    assert deployed.management_endpoint(api_id="other", domain_name="ide.example.com", stage="ws") == \
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
     local = load_settings({**BASE, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": "http://127.0.0.1:8000/local"})
-    assert local.management_endpoint("ignored", "prod") == "http://127.0.0.1:8000/local"
+    assert local.management_endpoint(api_id="x", domain_name="ignored", stage="prod") == "http://127.0.0.1:8000/local"
 
 
 @pytest.mark.parametrize("env, variable", [
@@ -57,6 +63,15 @@ def test_management_endpoint_from_event_unless_overridden():
     ({**BASE, "CONTEXT_BUCKET": "Bad_Bucket"}, "CONTEXT_BUCKET"),
     ({**BASE, "CONTEXT_KMS_KEY_ID": "not a key"}, "CONTEXT_KMS_KEY_ID"),
     ({**BASE, "HISTORY_TOKEN_LIMIT": "many"}, "HISTORY_TOKEN_LIMIT"),
+    ({**BASE, "CONTEXT_QUOTA_BYTES": "0"}, "CONTEXT_QUOTA_BYTES"),
+    ({**BASE, "CONTEXT_QUOTA_FILES": "lots"}, "CONTEXT_QUOTA_FILES"),
+    ({**BASE, "CONTEXT_FILE_TTL_DAYS": "0"}, "CONTEXT_FILE_TTL_DAYS"),
+    ({**BASE, "PRESIGNED_GET_SECONDS": "604800"}, "PRESIGNED_GET_SECONDS"),
+    ({**BASE, "PRESIGNED_PUT_SECONDS": "1"}, "PRESIGNED_PUT_SECONDS"),
+    ({**BASE, "MANAGEMENT_API_ENDPOINT": "wss://abc.execute-api.us-east-1.amazonaws.com/prod"},
+     "MANAGEMENT_API_ENDPOINT"),
+    ({**BASE, "COGNITO_REVOCATION_CHECK": "sometimes"}, "COGNITO_REVOCATION_CHECK"),
+    ({**BASE, "COGNITO_TOKEN_USE": "id", "COGNITO_REVOCATION_CHECK": "true"}, "COGNITO_REVOCATION_CHECK"),
 ])
 def test_invalid_settings_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
@@ -99,12 +114,65 @@ def test_invalid_limit_settings_name_the_variable(name, value):
 def test_github_defaults_and_groups():
     settings = load_settings(BASE)
     assert settings.github_api_url == "https://api.github.com" and settings.github_secret_arn is None
-    assert settings.github_allowed_groups == () and settings.github_allowed(())
+    assert settings.github_allowed_groups == ()
     ghes = load_settings({**BASE, "GITHUB_API_URL": "https://ghe.example.com/api/v3/",
                           "GITHUB_ALLOWED_GROUPS": "devs, admins"})
     assert ghes.github_api_url == "https://ghe.example.com/api/v3"
     assert ghes.github_allowed_groups == ("devs", "admins")
-    assert ghes.github_allowed(["staff", "admins"]) and not ghes.github_allowed(["staff"]) and not ghes.github_allowed([])
+
+
+def test_github_scope_defaults():
+    settings = load_settings(BASE)
+    assert settings.github_repos_by_group is None  # unset: every repository of the installations
+    assert settings.github_branch_prefix == "llm-ide/"
+    assert settings.github_protected_paths == (".github/",) and settings.github_protected_path_groups == ()
+    assert settings.github_calls_per_hour == 500
+
+
+def test_github_scope_settings_are_parsed():
+    settings = load_settings({**BASE, "GITHUB_REPOS_BY_GROUP": '{"devs": ["octo-org/*", "other/app"], "*": []}',
+                              "GITHUB_BRANCH_PREFIX": "ide/bot/", "GITHUB_PROTECTED_PATHS": ".github/, CODEOWNERS",
+                              "GITHUB_PROTECTED_PATH_GROUPS": "release-managers", "GITHUB_CALLS_PER_HOUR": "50",
+                              "LIMITS_BY_GROUP": '{"bots": {"githubCallsPerHour": 2000}}'})
+    assert settings.github_repos_by_group == {"devs": ("octo-org/*", "other/app"), "*": ()}
+    assert settings.github_branch_prefix == "ide/bot/"
+    assert settings.github_protected_paths == (".github/", "CODEOWNERS")
+    assert settings.github_protected_path_groups == ("release-managers",)
+    assert settings.github_calls_per_hour == 50 and settings.limits_by_group["bots"] == {"githubCallsPerHour": 2000}
+    assert load_settings({**BASE, "GITHUB_REPOS_BY_GROUP": "{}"}).github_repos_by_group == {}  # set: nothing granted
+
+
+@pytest.mark.parametrize("name, value", [
+    ("GITHUB_REPOS_BY_GROUP", "not json"), ("GITHUB_REPOS_BY_GROUP", '["octo-org/*"]'),
+    ("GITHUB_REPOS_BY_GROUP", '{"devs": "octo-org/*"}'), ("GITHUB_REPOS_BY_GROUP", '{"devs": ["octo-org"]}'),
+    ("GITHUB_REPOS_BY_GROUP", '{"devs": ["octo-org/a*"]}'), ("GITHUB_REPOS_BY_GROUP", '{"bad group": ["o/r"]}'),
+    ("GITHUB_REPOS_BY_GROUP", '{"devs": ["*/r"]}'), ("GITHUB_REPOS_BY_GROUP", '{"devs": [5]}'),
+    ("GITHUB_BRANCH_PREFIX", "llm-ide"), ("GITHUB_BRANCH_PREFIX", "/llm-ide/"), ("GITHUB_BRANCH_PREFIX", ".x/"),
+    ("GITHUB_BRANCH_PREFIX", "a..b/"), ("GITHUB_BRANCH_PREFIX", "x.lock/"), ("GITHUB_BRANCH_PREFIX", "a b/"),
+    ("GITHUB_BRANCH_PREFIX", "a//"), ("GITHUB_BRANCH_PREFIX", "-x/"),
+    ("GITHUB_PROTECTED_PATHS", "../etc/"), ("GITHUB_PROTECTED_PATHS", "/abs/"), ("GITHUB_PROTECTED_PATHS", ".github/*"),
+    ("GITHUB_PROTECTED_PATH_GROUPS", "a b"), ("GITHUB_CALLS_PER_HOUR", "0"),
+    ("LIMITS_BY_GROUP", '{"g": {"githubCallsPerHour": 0}}'),
+])
+def test_invalid_github_scope_settings_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**BASE, name: value})
+
+
+def test_storage_and_presigned_url_defaults():
+    settings = load_settings(BASE)
+    assert (settings.context_quota_bytes, settings.context_quota_files) == (100 * 1024 * 1024, 1000)
+    assert settings.context_file_ttl_days == 90
+    # A client fetches or uploads at once: a minute, not the five minutes URLs used to live.
+    assert (settings.presigned_get_seconds, settings.presigned_put_seconds) == (60, 60)
+
+
+def test_the_revocation_check_is_on_for_access_tokens_and_off_for_id_tokens():
+    assert load_settings(BASE).revocation_check is True
+    assert load_settings({**BASE, "COGNITO_REVOCATION_CHECK": "false"}).revocation_check is False
+    assert load_settings({**BASE, "COGNITO_TOKEN_USE": "id"}).revocation_check is False
+
+
 def test_auth_settings_required_groups_and_jwks_timeouts():
     settings = load_settings(BASE)
     assert settings.required_groups == () and settings.jwks_connect_timeout == 1.0 and settings.jwks_read_timeout == 2.0

@@ -1,0 +1,87 @@
+"""`llm-ide ping` and `llm-ide chat`: the round trip, and a streamed reply with Ctrl-C to cancel."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Iterable
+
+from client.commands.common import Context
+
+
+def ping(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.connect() as client:
+        rtts = []
+        for _ in range(args.count):
+            rtts.append(client.ping() * 1000)
+            print(f"pong in {rtts[-1]:.1f} ms")
+        if args.count > 1:
+            print(f"median {statistics.median(rtts):.1f} ms over {args.count} pings")
+    return 0
+
+
+def chat(ctx: Context, args: argparse.Namespace) -> int:
+    """Print the reply as it streams, then the usage; Ctrl-C cancels the chat."""
+    with ctx.connect() as client:
+        options = {"model": args.model, "maxTokens": args.max_tokens, "system": args.system,
+                   "temperature": args.temperature, "sessionId": args.session, "contextPaths": args.context or None}
+        sent_id = client.send("chat.send", prompt=args.prompt, **{k: v for k, v in options.items() if v is not None})
+        chat_id = None
+        try:
+            for frame in client.frames(sent_id):
+                kind = frame.get("type")
+                if kind == "ack":
+                    chat_id = frame["id"]
+                elif kind == "delta":
+                    sys.stdout.write(frame["text"])
+                    sys.stdout.flush()
+                elif kind == "done":
+                    usage = frame["usage"]
+                    print(f"\n[{frame['stopReason']}] {usage['inputTokens']} input + {usage['outputTokens']} output"
+                          f" = {usage['totalTokens']} tokens")
+                    return 0
+                elif kind == "error":
+                    error = frame["error"]
+                    retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
+                    print(f"\nerror: {error['code']}: {error['message']}{retry}", file=sys.stderr)
+                    return 1
+        except KeyboardInterrupt:
+            if chat_id is None:  # not acknowledged yet: the chat may already run, so wait for its ack
+                chat_id = _ack_of(client.frames(sent_id, timeout=10))
+            if chat_id is not None:
+                client.send("chat.cancel", requestId=chat_id)
+                for frame in client.frames(chat_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
+                    if frame.get("type") == "delta":
+                        sys.stdout.write(frame["text"])
+                print("\n[cancelled]")
+            return 130
+    return 1
+
+
+def _ack_of(frames: Iterable[dict]) -> str | None:
+    """The chat's id once its ack arrives; None if it ended (refused) first or never answered."""
+    try:
+        for frame in frames:
+            if frame.get("type") == "ack":
+                return frame["id"]
+            if frame.get("type") in ("done", "error"):
+                return None
+    except TimeoutError:
+        return None
+    return None
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    ping_parser = commands.add_parser("ping", parents=[common], help="connect and measure the round trip")
+    ping_parser.add_argument("--count", type=int, default=1)
+    ping_parser.set_defaults(handler=ping)
+    chat_parser = commands.add_parser("chat", parents=[common], help="send a prompt and print the reply as it streams")
+    chat_parser.add_argument("prompt")
+    chat_parser.add_argument("--model", help="a model id of the server's allow-list (default: the server's default)")
+    chat_parser.add_argument("--max-tokens", type=int, help="the most tokens of reply")
+    chat_parser.add_argument("--system", help="a system prompt")
+    chat_parser.add_argument("--temperature", type=float, help="0 to 1")
+    chat_parser.add_argument("--session", help="continue this session (its id, from `llm-ide sessions list`)")
+    chat_parser.add_argument("--context", action="append", metavar="PATH",
+                             help="a context file for the model (repeatable)")
+    chat_parser.set_defaults(handler=chat)
