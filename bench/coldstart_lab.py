@@ -98,14 +98,20 @@ class Lab:
 
     def environment(self, stage_variables: dict[str, str], *, tracing: bool = False) -> dict[str, str]:
         """The stage's variables with AWS and the emulators here; tracing as Lambda would see it."""
-        env = {**stage_variables,
-               **dev_aws.app_environment(self.moto_url, self.urls["management"], self.provisioned),
+        local = dev_aws.app_environment(self.moto_url, self.urls["management"], self.provisioned)
+        # The local stack's own choices (its model list...) only where the stage makes none.
+        here = {name: value for name, value in local.items()
+                if name.startswith(("AWS_", "COGNITO_")) or name in self.provisioned.names or name == "STAGE"}
+        env = {**local, **stage_variables, **here,
                **GENEROUS_LIMITS,
                "AWS_ENDPOINT_URL_LAMBDA": self.urls["lambda"],
                "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.urls["bedrock"],
                "GITHUB_API_URL": self.urls["github"],
                "TRACING_ENABLED": "true" if tracing else "false"}
-        env.pop("COGNITO_ISSUER")  # the stage's names its own pool; moto's tokens name the local one
+        # The stage's deployed places the lab gives another way: the issuer (from the local pool) and
+        # the Management API (AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI, as in the local stack).
+        for name in ("COGNITO_ISSUER", "MANAGEMENT_API_ENDPOINT"):
+            env.pop(name, None)
         if tracing:
             env["AWS_XRAY_DAEMON_ADDRESS"] = self.xray_address
             env["_X_AMZN_TRACE_ID"] = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
