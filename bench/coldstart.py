@@ -89,7 +89,7 @@ class BenchFailed(RuntimeError):
 
 def expect(condition: bool, what: str, detail: Any) -> None:
     if not condition:
-        raise BenchFailed(f"{what}: {str(detail)[:600]}")
+        raise BenchFailed(f"{what}: {str(detail)[:3000]}")
 
 
 @dataclass
@@ -255,6 +255,12 @@ def ws_message(connection_id: str, frame: dict[str, Any]) -> dict[str, Any]:
                                 body=json.dumps(frame))
 
 
+def ws_disconnect(connection_id: str) -> dict[str, Any]:
+    return events.disconnect_event(connection_id=connection_id, connected_at_ms=int(time.time() * 1000), stage=STAGE,
+                                   domain_name=WS_DOMAIN, source_ip=CLIENT_IP, user_agent=USER_AGENT,
+                                   status_code=1000, reason="Client closed")
+
+
 def _ws_headers() -> dict[str, str]:
     return {"Host": WS_DOMAIN, "User-Agent": USER_AGENT, "Sec-WebSocket-Version": "13",
             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "X-Forwarded-For": CLIENT_IP}
@@ -272,19 +278,26 @@ def rest_request(path: str, token: str | None = None, authorizer: dict[str, Any]
 def prepare_jobs(tree: Tree, lab: Lab, invoker: Invoker, token: str, count: int,
                  workdir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """`count` (chat job, github.repos job) pairs, each on its own connection, made by the tree's own
-    `$connect` and `$default` in one (warm, untimed) interpreter: the workers' first events."""
+    `$connect`, `$default` and `$disconnect` in one (warm, untimed) interpreter: the workers' first events."""
     invocations: list[dict[str, Any]] = []
-    for i in range(count):
-        connection_id = events.new_connection_id()
+    connections = [events.new_connection_id() for _ in range(count)]
+    for i, connection_id in enumerate(connections):
         chat = {"action": "chat.send", "id": f"chat-{i}", "prompt": "Say hello.", "maxTokens": 64}
         invocations += [invoker.invocation("websocket_connect", "websocket_connect", ws_connect(connection_id, token)),
                         invoker.invocation("websocket_message", "websocket_message", ws_message(connection_id, chat)),
                         invoker.invocation("websocket_message", "websocket_message",
-                                           ws_message(connection_id, {"action": "github.repos", "id": f"repos-{i}"}))]
+                                           ws_message(connection_id, {"action": "github.repos", "id": f"repos-{i}"})),
+                        # Closed again, so the user holds no more connections than a run's own (the quota).
+                        invoker.invocation("websocket_disconnect", "websocket_disconnect",
+                                           ws_disconnect(connection_id))]
     cold(tree, invoker.step("prepare", *invocations), workdir)
-    chats, repos = lab.invocations.take("bedrock_worker"), lab.invocations.take("github_worker")
+    # An Event invocation is answered (202) before it is kept: the last ones may still be on their way.
+    chats = lab.invocations.take("bedrock_worker", count, within_seconds=10)
+    repos = lab.invocations.take("github_worker", count, within_seconds=10)
     expect(len(chats) == count and len(repos) == count, f"{tree.label}: jobs kept for the workers",
-           f"{len(chats)} chats, {len(repos)} GitHub jobs of {count}")
+           f"{len(chats)} chats, {len(repos)} GitHub jobs of {count}; the connections' errors: "
+           + "; ".join(f"{c}: {lab.management.frames(c)}" for c in connections
+                       if any(f.get("type") != "ack" for f in lab.management.frames(c))))
     return list(zip(chats, repos, strict=True))
 
 
@@ -310,10 +323,8 @@ def one_run(invoker: Invoker, lab: Lab, token: str, jobs: tuple[dict[str, Any], 
         yield invoker.first_event(row, "websocket_message", ws_message(connection_id, ping), traced=traced)
         expect({"type": "pong", "id": ping["id"]} in lab.management.frames(connection_id),
                f"{label}: {row} posts the pong", lab.management.frames(connection_id))
-    disconnect = events.disconnect_event(connection_id=connection_id, connected_at_ms=0, stage=STAGE,
-                                         domain_name=WS_DOMAIN, source_ip=CLIENT_IP, user_agent=USER_AGENT,
-                                         status_code=1000, reason="Client closed")
-    answer = (yield invoker.first_event("websocket_disconnect", "websocket_disconnect", disconnect)).answer
+    answer = (yield invoker.first_event("websocket_disconnect", "websocket_disconnect",
+                                        ws_disconnect(connection_id))).answer
     expect(isinstance(answer, dict) and answer.get("statusCode") == 200, f"{label}: $disconnect", answer)
 
     arn = events.rest_method_arn(STAGE, "GET", "/usage")

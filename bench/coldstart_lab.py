@@ -13,6 +13,7 @@ import json
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,14 @@ class KeptInvocations:
         with self._lock:
             self._events.setdefault(name, []).append(event)
 
-    def take(self, name: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return self._events.pop(name, [])
+    def take(self, name: str, count: int, *, within_seconds: float) -> list[dict[str, Any]]:
+        """The events kept for `name`, once there are `count` of them or the time is up."""
+        deadline = time.monotonic() + within_seconds
+        while True:
+            with self._lock:
+                if len(self._events.get(name, ())) >= count or time.monotonic() > deadline:
+                    return self._events.pop(name, [])
+            time.sleep(0.05)
 
 
 @dataclass(frozen=True)
