@@ -1,7 +1,7 @@
 """The wire protocol: parsing client frames, building server frames, and their size rules.
 
 docs/PROTOCOL.md is the contract. Every server frame is built by a function here
-(`pong`, `ack`, `delta`, `done`, `result`, `error_frame`), and every limit on a
+(`pong`, `ack`, `delta`, `toolUse`, `done`, `result`, `error_frame`), and every limit on a
 frame's size is a constant here.
 """
 from __future__ import annotations
@@ -152,6 +152,14 @@ class Params:
 
     def __contains__(self, name: str) -> bool:
         return name in self._values
+
+    def raw(self, name: str) -> Any:
+        """A parameter as sent (None if absent), for a caller that checks its shape itself."""
+        return self._values.get(name)
+
+    def values(self) -> dict[str, Any]:
+        """Every parameter as sent (a copy)."""
+        return dict(self._values)
 
     @overload
     def string(self, name: str, *, required: Literal[True], max_length: int | None = None,
@@ -310,6 +318,11 @@ def ack(request_id: str, *, chat_id: str, session_id: str | None, model: str, ma
 
 def delta(request_id: str, *, seq: int, text: str) -> dict[str, Any]:
     return {"type": "delta", "id": request_id, "seq": seq, "text": text}
+
+
+def tool_use(request_id: str, *, seq: int, tool_use_id: str, name: str, input: dict[str, Any]) -> dict[str, Any]:
+    """One complete tool call of the model, numbered with the chat's deltas."""
+    return {"type": "toolUse", "id": request_id, "seq": seq, "toolUseId": tool_use_id, "name": name, "input": input}
 
 
 def done(request_id: str, *, stop_reason: str | None, usage: dict[str, Any],

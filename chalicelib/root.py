@@ -28,6 +28,7 @@ from chalicelib.process import kept_per_thread
 if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
     from chalicelib.chat.bedrock import BedrockChat
+    from chalicelib.chat.uploads import UploadStore
     from chalicelib.chat.worker import ChatWorker
     from chalicelib.context.store import ContextStore
     from chalicelib.dispatch.handlers import WebsocketHandlers
@@ -116,6 +117,16 @@ class Root:
         return RequestStore(aws.table(self.settings.requests_table), ttl_seconds=self.settings.request_ttl_seconds)
 
     @cached_property
+    def uploads(self) -> UploadStore:
+        from chalicelib.aws.objects import ObjectStore
+        from chalicelib.chat.uploads import UploadStore
+
+        settings = self.settings
+        bucket = ObjectStore(aws.client("s3"), bucket=settings.chat_upload_bucket,
+                             kms_key_id=settings.context_kms_key_id)
+        return UploadStore(bucket, max_bytes=settings.chat_upload_max_bytes, clock=self.clock)
+
+    @cached_property
     def bedrock(self) -> BedrockChat:
         from chalicelib.chat.bedrock import BedrockChat
 
@@ -130,7 +141,7 @@ class Root:
         return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender=self.sender(endpoint),
                           flush_bytes=self.settings.stream_flush_bytes, flush_ms=self.settings.stream_flush_ms,
                           budget=self.token_budget, sessions=self.sessions, context=self.context,
-                          wall_clock=self.clock)
+                          uploads=self.uploads, wall_clock=self.clock)
 
 
 @kept_per_thread

@@ -48,11 +48,12 @@ class FakeBudget:
         self.settled: list[tuple] = []
         self.fail = fail
 
-    def settle(self, reservation, actual_input, actual_output, model):
+    def settle(self, reservation, actual_input, actual_output, model, *, cache_read=0, cache_write=0):
         self.settled.append((reservation.request_id, actual_input, actual_output, model))
+        self.cache = (cache_read, cache_write)
         if self.fail:
             raise RuntimeError("DynamoDB is down")
-        delta = actual_input + actual_output - reservation.reserved
+        delta = actual_input + actual_output + cache_read + cache_write - reservation.reserved
         return Settlement(input_tokens=actual_input, output_tokens=actual_output, already_settled=False,
                           limits=reservation.limits.with_tokens_changed(delta))
 
@@ -146,7 +147,8 @@ def test_a_reply_streams_and_ends_with_done_and_the_models_usage():
     outcome, requests, frames = run(FakeBedrock(events))
     assert texts(frames) == "hello world"
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
-    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
+                                   "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert requests.statuses == ["streaming"]
     assert requests.finished["status"] == "done" and requests.finished["usage"] == Usage(3, 4)
 
@@ -278,7 +280,8 @@ def test_a_finished_chat_settles_the_models_usage_and_done_carries_the_settled_l
     assert budget.settled == [("r" * 32, 3, 4, "m")]
     # Reserved 103, used 7: the done frame's remaining gives back the difference.
     assert frames[-1]["limits"]["tokens"] == {"limit": 10000, "remaining": 10000 - 7, "resetAt": SNAPSHOT.hour_start + 3600}
-    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
+                                   "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent"} <= set(metrics.names())
     assert ("FramesSent", len(frames), {"action": "chat.send"}) in metrics.emitted
     assert ("OutputTokens", 4, {"model": "m"}) in metrics.emitted

@@ -192,7 +192,8 @@ def test_settlement_writes_hour_day_and_model_records_and_is_idempotent(dynamodb
     limits, sub = Limits(dynamodb, table_name), user()
     reservation = limits.budget.reserve(sub, T0, request_id="chat-1", estimated_input=700, max_tokens=1300)
     settlement = limits.budget.settle(reservation, 800, 300, "anthropic.claude-3-haiku")
-    assert settlement.usage_wire() == {"inputTokens": 800, "outputTokens": 300, "totalTokens": 1100}
+    assert settlement.usage_wire() == {"inputTokens": 800, "outputTokens": 300, "totalTokens": 1100,
+                                       "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert settlement.limits.to_wire()["tokens"]["remaining"] == 10000 - 1100
     again = limits.budget.settle(Reservation.from_dict(reservation.to_dict()), 800, 300, "anthropic.claude-3-haiku")
     assert again.already_settled and not settlement.already_settled
@@ -257,12 +258,14 @@ def test_usage_report_sums_the_hour_and_the_day(dynamodb, table_name):
     limits.budget.settle(r2, 11, 30, "m")
     limits.rate.admit(sub, T0)
     report = limits.usage.report(sub, T0 + 1)
-    assert report["usage"] == {"hour": {"requests": 2, "inputTokens": 11, "outputTokens": 30},
-                               "day": {"requests": 3, "inputTokens": 23, "outputTokens": 70}}
+    no_cache = {"cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
+    assert report["usage"] == {"hour": {"requests": 2, "inputTokens": 11, "outputTokens": 30, **no_cache},
+                               "day": {"requests": 3, "inputTokens": 23, "outputTokens": 70, **no_cache}}
     assert report["limits"] == {"requests": {"limit": 100, "remaining": 98, "resetAt": T0 + 30},
                                 "tokens": {"limit": 10000, "remaining": 10000 - 41,
                                            "resetAt": records.hour_start(T0) + 3600}}
-    assert limits.usage.report(user(), T0)["usage"]["day"] == {"requests": 0, "inputTokens": 0, "outputTokens": 0}
+    assert limits.usage.report(user(), T0)["usage"]["day"] == {"requests": 0, "inputTokens": 0, "outputTokens": 0,
+                                                               **no_cache}
 
 
 def test_memory_spares_dynamodb_the_rejected_writes(dynamodb, table_name):
