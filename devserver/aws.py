@@ -118,13 +118,14 @@ def provision(endpoint: str, *, stage: str) -> Provisioned:
         name = bucket.physical_name(stage, ACCOUNT)
         names[bucket.env_var] = name
         s3.create_bucket(Bucket=name)
-        if bucket.expiry_rules:
-            ttl_days = int(os.environ.get("SESSION_TTL_DAYS") or resources.DEFAULT_SESSION_TTL_DAYS)
-            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
-                {"ID": rule.id, "Status": "Enabled",
-                 "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
-                 "Expiration": {"Days": rule.expiration_days(ttl_days)}}
-                for rule in bucket.expiry_rules]})
+        ttl_days = int(os.environ.get("SESSION_TTL_DAYS") or resources.DEFAULT_SESSION_TTL_DAYS)
+        rules = [{"ID": rule.id, "Status": "Enabled", "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
+                  "Expiration": {"Days": rule.expiration_days(ttl_days)}} for rule in bucket.expiry_rules]
+        if bucket.expiration_days:
+            rules.append({"ID": "expire-objects", "Status": "Enabled", "Filter": {"Prefix": ""},
+                          "Expiration": {"Days": bucket.expiration_days}})
+        if rules:
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
 
     secretsmanager = aws_client("secretsmanager", endpoint)
     for secret in resources.SECRETS:

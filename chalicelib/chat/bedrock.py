@@ -119,6 +119,8 @@ class BedrockChat:
                 tool_uses = _ToolUses()
                 for raw in response["stream"]:
                     event = tool_uses.take(raw) or _translate_event(raw)
+                    if isinstance(event, MessageStop):
+                        tool_uses.check(event.stop_reason)
                     if event is not None:
                         text_seen = text_seen or isinstance(event, (TextDelta, ToolUse))
                         yield event
@@ -151,6 +153,7 @@ class _ToolUses:
 
     def __init__(self) -> None:
         self._open: dict[int, tuple[str, str, list[str]]] = {}
+        self._broken: str | None = None  # a call whose input did not parse: cut short by maxTokens, or a fault
 
     def take(self, raw: dict[str, Any]) -> ToolUse | None:
         """The tool call this event completes; None otherwise (and for every event not about a tool call)."""
@@ -169,21 +172,28 @@ class _ToolUses:
             opened = self._open.pop(raw["contentBlockStop"].get("contentBlockIndex", 0), None)
             if opened is not None:
                 tool_use_id, name, pieces = opened
-                return ToolUse(tool_use_id, name, _tool_input("".join(pieces), name))
+                value = _tool_input("".join(pieces))
+                if value is not None:
+                    return ToolUse(tool_use_id, name, value)
+                self._broken = name
         return None
 
+    def check(self, stop_reason: str) -> None:
+        """At the message's stop: a call cut short by maxTokens is dropped (the chat ends with max_tokens);
+        any other unparsable call is the model's fault."""
+        if self._broken is not None and stop_reason != "max_tokens":
+            logger.warning("the model's tool input is not a JSON object", extra={"tool": self._broken})
+            raise UpstreamError(f"the model called tool {self._broken!r} with an input that is not a JSON object")
 
-def _tool_input(text: str, name: str) -> dict[str, Any]:
+
+def _tool_input(text: str) -> dict[str, Any] | None:
     if not text.strip():
         return {}  # a call without arguments streams no input at all
     try:
         value = json.loads(text)
     except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        logger.warning("the model's tool input is not a JSON object", extra={"tool": name, "bytes": len(text)})
-        raise UpstreamError(f"the model called tool {name!r} with an input that is not a JSON object")
-    return value
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:
