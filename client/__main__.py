@@ -6,14 +6,16 @@ Settings come from flags, then environment variables, then `.dev/endpoints.json`
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
+import json
 import os
 import statistics
 import sys
 from typing import Iterable
 
 from client.auth import LoginFailed, TokenStore, login
-from client.connection import ConnectionRefused, IdeClient
+from client.connection import ConnectionRefused, IdeClient, UploadFailed
 from client.endpoints import Endpoints, EndpointsNotFound, load_endpoints
 
 
@@ -73,12 +75,61 @@ def _ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat_params(args: argparse.Namespace) -> dict:
+    """chat.send's parameters from the command line: a prompt, or a conversation (a file, images), and tools."""
+    params = {"model": args.model, "maxTokens": args.max_tokens, "system": args.system,
+              "temperature": args.temperature, "sessionId": args.session, "contextPaths": args.context or None,
+              "tools": _json_file(args.tools) if args.tools else None,
+              "toolChoice": _tool_choice(args.tool_choice) if args.tool_choice else None}
+    if args.messages or args.image:
+        messages = _json_file(args.messages) if args.messages else []
+        content = [_image_block(path) for path in args.image or ()]
+        if args.prompt:
+            content.append({"type": "text", "text": args.prompt})
+        if content:
+            messages.append({"role": "user", "content": content})
+        params["messages"] = messages
+    else:
+        params["prompt"] = args.prompt
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _json_file(path: str):
+    try:
+        with (sys.stdin if path == "-" else open(path, encoding="utf-8")) as source:
+            return json.load(source)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {path}: {exc}") from None
+
+
+def _tool_choice(value: str):
+    return value if value in ("auto", "any") else {"name": value}
+
+
+def _image_block(path: str) -> dict:
+    formats = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".webp": "webp"}
+    kind = formats.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        raise SystemExit(f"error: {path}: an image must be .png, .jpg, .jpeg, .gif or .webp")
+    try:
+        with open(path, "rb") as image:
+            data = base64.b64encode(image.read()).decode("ascii")
+    except OSError as exc:
+        raise SystemExit(f"error: {path}: {exc}") from None
+    return {"type": "image", "format": kind, "data": data}
+
+
 def _chat(args: argparse.Namespace) -> int:
-    """Print the reply as it streams, then the usage; Ctrl-C cancels the chat."""
+    """Print the reply (and the model's tool calls) as it streams, then the usage; Ctrl-C cancels the chat."""
+    if not (args.prompt or args.messages or args.image):
+        raise SystemExit("error: give a prompt, --messages or --image")
+    params = _chat_params(args)
     with _connect(args) as client:
-        options = {"model": args.model, "maxTokens": args.max_tokens, "system": args.system,
-                   "temperature": args.temperature, "sessionId": args.session, "contextPaths": args.context or None}
-        sent_id = client.send("chat.send", prompt=args.prompt, **{k: v for k, v in options.items() if v is not None})
+        try:
+            sent_id = client.send_chat(params)
+        except UploadFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         chat_id = None
         try:
             for frame in client.frames(sent_id):
@@ -88,10 +139,17 @@ def _chat(args: argparse.Namespace) -> int:
                 elif kind == "delta":
                     sys.stdout.write(frame["text"])
                     sys.stdout.flush()
+                elif kind == "toolUse":
+                    print(f"\n[tool call {frame['name']} {frame['toolUseId']}] "
+                          f"{json.dumps(frame['input'], ensure_ascii=False)}")
                 elif kind == "done":
                     usage = frame["usage"]
-                    print(f"\n[{frame['stopReason']}] {usage['inputTokens']} input + {usage['outputTokens']} output"
-                          f" = {usage['totalTokens']} tokens")
+                    cached = ""
+                    if usage.get("cacheReadInputTokens") or usage.get("cacheWriteInputTokens"):
+                        cached = (f" + {usage['cacheReadInputTokens']} read from and "
+                                  f"{usage['cacheWriteInputTokens']} written to the cache")
+                    print(f"\n[{frame['stopReason']}] {usage['inputTokens']} input{cached} + "
+                          f"{usage['outputTokens']} output = {usage['totalTokens']} tokens")
                     return 0
                 elif kind == "error":
                     error = frame["error"]
@@ -142,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ping = commands.add_parser("ping", parents=[common], help="connect and measure the round trip")
     ping.add_argument("--count", type=int, default=1)
     chat = commands.add_parser("chat", parents=[common], help="send a prompt and print the reply as it streams")
-    chat.add_argument("prompt")
+    chat.add_argument("prompt", nargs="?", help="the prompt (with --messages or --image: the last user message)")
     chat.add_argument("--model", help="a model id of the server's allow-list (default: the server's default)")
     chat.add_argument("--max-tokens", type=int, help="the most tokens of reply")
     chat.add_argument("--system", help="a system prompt")
@@ -150,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--session", help="continue this session (its id, from session.create)")
     chat.add_argument("--context", action="append", metavar="PATH",
                       help="a context file for the model (repeatable)")
+    chat.add_argument("--messages", metavar="FILE", help="the conversation: a JSON list of messages ('-': stdin)")
+    chat.add_argument("--image", action="append", metavar="PATH", help="an image for the model (repeatable)")
+    chat.add_argument("--tools", metavar="FILE", help="tools the model may call: a JSON list of "
+                                                      "{name, description, inputSchema}")
+    chat.add_argument("--tool-choice", metavar="CHOICE", help="auto, any, or the name of the tool to call")
     args = parser.parse_args(argv)
     for name, default in (("endpoints", None), ("url", None), ("region", None), ("client_id", None),
                           ("cognito_endpoint", None), ("username", None), ("token_use", "access")):

@@ -232,15 +232,12 @@ def _image(block: dict[str, Any], at: str, rules: ContentRules, counts: _Counts)
     data = block.get("data")
     if not isinstance(data, str) or not data:
         raise BadRequest(f"'{at}.data' must be the image's bytes in base64")
-    if len(data) > _MAX_BASE64:
+    if len(data) > _MAX_BASE64:  # so its bytes would be more than Bedrock takes: refused before decoding
         raise PayloadTooLarge(f"'{at}.data' is over the {images.MAX_IMAGE_BYTES} bytes Bedrock takes for an image")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest(f"'{at}.data' is not valid base64") from None
-    if len(raw) > images.MAX_IMAGE_BYTES:
-        raise PayloadTooLarge(f"'{at}.data' is {len(raw)} bytes; Bedrock takes images of at most "
-                              f"{images.MAX_IMAGE_BYTES}")
     info = images.inspect(raw)
     if info is None or info.format != declared:
         found = info.format if info is not None else images.sniff(raw)

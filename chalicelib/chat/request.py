@@ -183,7 +183,7 @@ class ChatRequest:
         if self.rules is not None:
             payload["rules"] = asdict(self.rules)
         if self.upload is not None:
-            for field in ("prompt", "system", "tool_choice"):
+            for field in ("prompt", "system", "messages", "tools", "tool_choice"):
                 payload[field] = None
             payload["upload"] = self.upload.to_payload()
         else:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
+from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta, ToolUse
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
@@ -481,3 +481,39 @@ def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome
     assert {k: line[k] for k in CONTEXT} == CONTEXT
     [finished] = [line for line in lines if line["message"] == "chat finished"]
     assert finished["outcome"] == outcome
+
+
+# --- tool calls, cache usage, a body from an upload ------------------------------------
+
+
+def test_tool_calls_stream_as_tool_use_frames_in_seq_with_the_deltas_and_usage_counts_the_cache():
+    call = ToolUse("tooluse_1", "read_file", {"path": "a.py"})
+    events = [TextDelta("Let me "), TextDelta("look."), call, MessageStop("tool_use"),
+              Metadata(Usage(5, 9, cache_read_input_tokens=2000, cache_write_input_tokens=30))]
+    budget = FakeBudget()
+    outcome, requests, frames = run(FakeBedrock(events), budget=budget, stream_flush_ms=5000)
+    *streamed, done = frames
+    assert [f["type"] for f in streamed] == ["delta", "delta", "toolUse"]  # the tool call flushed the held text
+    assert [f["seq"] for f in streamed] == [0, 1, 2] and texts(streamed) == "Let me look."
+    assert streamed[-1] == {"type": "toolUse", "id": "chat-1", "seq": 2, "toolUseId": "tooluse_1",
+                            "name": "read_file", "input": {"path": "a.py"}}
+    assert done["stopReason"] == "tool_use"
+    assert done["usage"] == {"inputTokens": 5, "outputTokens": 9, "totalTokens": 2044,
+                             "cacheReadInputTokens": 2000, "cacheWriteInputTokens": 30}
+    assert budget.cache == (2000, 30) and requests.finished["usage"].cache_read_input_tokens == 2000
+
+
+def test_a_tool_call_too_large_for_a_frame_ends_the_chat_with_payload_too_large():
+    huge = ToolUse("tooluse_1", "write_file", {"content": "x" * 140_000})
+    outcome, _requests, frames = run(FakeBedrock([TextDelta("ok "), huge, MessageStop("tool_use")]))
+    assert frames[-1]["type"] == "error" and frames[-1]["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert "write_file" in frames[-1]["error"]["message"]
+    assert [f["type"] for f in frames[:-1]] == ["delta"]
+
+
+def test_a_stream_broken_after_a_tool_call_counts_its_input_as_served():
+    call = ToolUse("tooluse_1", "write_file", {"content": "y" * 400})
+    budget = FakeBudget()
+    outcome, _requests, frames = run(FakeBedrock([call], error=UpstreamError("the model failed")), budget=budget)
+    assert frames[-1]["error"]["code"] == "UPSTREAM_ERROR"
+    assert budget.settled[0][2] >= 100  # the call's 400 bytes of input were handed out
