@@ -333,3 +333,20 @@ def test_under_mixed_concurrent_reserves_and_settles_the_hour_never_exceeds_the_
     assert seen and max(seen) <= 20000
     final = limits.record(sub, records.hour_sort_key(T0))
     assert int(final["tokens"]["N"]) == sum(o for o in outcomes if isinstance(o, int)) <= 20000
+
+
+def test_cached_input_is_settled_in_its_own_counters_and_counts_against_the_budget(dynamodb, table_name):
+    limits, sub = Limits(dynamodb, table_name), user()
+    reservation = limits.budget.reserve(sub, T0, request_id="cached", estimated_input=6000, max_tokens=500)
+    settlement = limits.budget.settle(reservation, 20, 100, "claude", cache_read=5000, cache_write=900, now=T0 + 5)
+    assert settlement.usage_wire() == {"inputTokens": 20, "outputTokens": 100, "totalTokens": 6020,
+                                       "cacheReadInputTokens": 5000, "cacheWriteInputTokens": 900}
+    assert settlement.limits.to_wire()["tokens"]["remaining"] == 10000 - 6020  # the model read all of it
+    for sort_key in (records.hour_sort_key(T0), records.day_sort_key(T0), records.model_sort_key(T0, "claude")):
+        item = limits.record(sub, sort_key)
+        counts = [records.read_number(item, name) for name in ("inputTokens", "cacheReadInputTokens",
+                                                                "cacheWriteInputTokens")]
+        assert counts == [20, 5000, 900], sort_key
+    assert records.read_number(limits.record(sub, records.day_sort_key(T0)), "totalTokens") == 6020
+    hour = limits.usage.report(sub, T0 + 6)["usage"]["hour"]
+    assert (hour["cacheReadInputTokens"], hour["cacheWriteInputTokens"]) == (5000, 900)
