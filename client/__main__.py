@@ -12,7 +12,7 @@ import json
 import os
 import statistics
 import sys
-from typing import Iterable
+from typing import Any, Iterable
 
 from client.auth import LoginFailed, TokenStore, login
 from client.connection import ConnectionRefused, IdeClient, UploadFailed
@@ -94,7 +94,7 @@ def _chat_params(args: argparse.Namespace) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _json_file(path: str):
+def _json_file(path: str) -> Any:
     try:
         with (sys.stdin if path == "-" else open(path, encoding="utf-8")) as source:
             return json.load(source)
@@ -102,7 +102,7 @@ def _json_file(path: str):
         raise SystemExit(f"error: {path}: {exc}") from None
 
 
-def _tool_choice(value: str):
+def _tool_choice(value: str) -> str | dict:
     return value if value in ("auto", "any") else {"name": value}
 
 

@@ -127,11 +127,9 @@ class BedrockEmulator:
             text = model.dump(model_id, request)
         tokens = split_tokens(text)
         max_tokens = int(inference.get("maxTokens") or DEFAULT_MAX_TOKENS)
-        made, cut = model.make_calls(calls, max_tokens - len(tokens)) if len(tokens) < max_tokens else ([], True)
-        if len(tokens) > max_tokens or cut:
-            stop_reason = "max_tokens"
-        else:
-            stop_reason = "tool_use" if made else "end_turn"
+        room = max_tokens - len(tokens)
+        made, cut = model.make_calls(calls, room) if calls and room > 0 else ([], bool(calls))
+        stop_reason = "max_tokens" if room < 0 or cut else "tool_use" if made else "end_turn"
         return Reply(tokens=tokens[:max_tokens], stop_reason=stop_reason,
                      usage=self._cache.usage(reading, min_tokens=model.min_cache_tokens(model_id)),
                      directives=frozenset(found), delay=slow / 1000.0 if slow is not None else self._token_delay,

@@ -271,7 +271,7 @@ def _ids(turn: Turn, kind: str) -> list[tuple[str, str]]:
     """(toolUseId, origin) of the turn's blocks of `kind`; BAD_REQUEST for an id given twice."""
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for block, origin in zip(turn.blocks, turn.origins):
+    for block, origin in zip(turn.blocks, turn.origins, strict=True):
         if kind in block:
             tool_id = block[kind]["toolUseId"]
             if tool_id in seen:

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from chalicelib.chat.bedrock import ModelRequest
-from chalicelib.chat.conversation import Conversation, ContentRules, parse_messages
+from chalicelib.chat.conversation import ContentRules, Conversation, parse_messages
 from chalicelib.chat.tools import ToolConfig, parse_tools
 from chalicelib.config import Settings
 from chalicelib.context.store import MAX_CONTEXT_PATHS

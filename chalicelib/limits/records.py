@@ -12,8 +12,9 @@ Per user (partition `USER#<sub>`):
   UpdateItem: no transaction, so concurrent admissions of one user never abort each
   other with TransactionConflict, and the write costs one unit instead of four.
 - `D#<YYYY-MM-DD>`, the day record: `inputTokens`, `outputTokens`, `cacheReadInputTokens`,
-  `cacheWriteInputTokens`, `totalTokens` (all four), `chats`, and `day`, which puts it (and only it) in the sparse `byDay` index
-  (partition `day`, sort `totalTokens`): a day's heaviest users.
+  `cacheWriteInputTokens`, `totalTokens` (all four), `chats`, and `day`, which puts it
+  (and only it) in the sparse `byDay` index (partition `day`, sort `totalTokens`): a day's
+  heaviest users.
 - `D#<YYYY-MM-DD>#M#<model>`, the day's usage of one model (same counters, no `day`).
 - `S#<requestId>`, the marker that a chat's reservation was settled (idempotency).
 

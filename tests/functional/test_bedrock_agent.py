@@ -107,14 +107,15 @@ def test_the_same_prefix_is_written_then_read_and_a_short_one_is_not_cached(emul
         {"text": "Read it."}, {"cachePoint": {"type": "default"}}]}]
     usages = []
     for question in ("first?", "second?"):
-        read = read_events(client, prefix + [user({"text": question})])
+        read = read_events(client, [*prefix, user({"text": question})])
         usages.append(next(e.usage for e in read if isinstance(e, Metadata)))
     write, read_back = usages
     assert write.cache_write_input_tokens == (len("a long document " * 400) + len("Read it.") + 3) // 4
     assert write.cache_read_input_tokens == 0 and read_back.cache_write_input_tokens == 0
     assert read_back.cache_read_input_tokens == write.cache_write_input_tokens
     assert read_back.input_tokens == 2  # "second?" alone
-    short = [user({"text": "short"}), {"role": "assistant", "content": [{"text": "ok"}, {"cachePoint": {"type": "default"}}]},
+    short = [user({"text": "short"}),
+             {"role": "assistant", "content": [{"text": "ok"}, {"cachePoint": {"type": "default"}}]},
              user({"text": "q"})]
     for _ in range(2):
         read = read_events(client, short)

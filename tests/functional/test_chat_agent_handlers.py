@@ -161,7 +161,7 @@ def upload(conn, sender, body: bytes | dict, *, size: int | None = None) -> str:
 def big_conversation(last: str) -> list[dict]:
     turns = [{"role": "user" if n % 2 == 0 else "assistant", "content": f"turn {n} " + "lorem ipsum " * 5_000}
              for n in range(8)]  # 480 KB, 120k tokens
-    return turns + [{"role": "user", "content": last}]
+    return [*turns, {"role": "user", "content": last}]
 
 
 def test_an_upload_runs_as_if_in_the_frame_once_and_only_for_its_user(conn, sender, started):

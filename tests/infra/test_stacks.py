@@ -81,9 +81,9 @@ def test_the_upload_bucket_is_private_encrypted_and_keeps_nothing_past_a_day(tem
     [(logical_id, bucket)] = [(k, v) for k, v in _resources(t, "AWS::S3::Bucket").items()
                               if v["Properties"]["BucketName"] == name]
     properties = bucket["Properties"]
+    customer_key = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]}}
     assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [{
-        "BucketKeyEnabled": True,
-        "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]}}}]
+        "BucketKeyEnabled": True, "ServerSideEncryptionByDefault": customer_key}]
     assert properties["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
                                                            "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
     rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}

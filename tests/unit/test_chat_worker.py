@@ -491,7 +491,7 @@ def test_tool_calls_stream_as_tool_use_frames_in_seq_with_the_deltas_and_usage_c
     events = [TextDelta("Let me "), TextDelta("look."), call, MessageStop("tool_use"),
               Metadata(Usage(5, 9, cache_read_input_tokens=2000, cache_write_input_tokens=30))]
     budget = FakeBudget()
-    outcome, requests, frames = run(FakeBedrock(events), budget=budget, stream_flush_ms=5000)
+    _outcome, requests, frames = run(FakeBedrock(events), budget=budget, stream_flush_ms=5000)
     *streamed, done = frames
     assert [f["type"] for f in streamed] == ["delta", "delta", "toolUse"]  # the tool call flushed the held text
     assert [f["seq"] for f in streamed] == [0, 1, 2] and texts(streamed) == "Let me look."
@@ -505,7 +505,7 @@ def test_tool_calls_stream_as_tool_use_frames_in_seq_with_the_deltas_and_usage_c
 
 def test_a_tool_call_too_large_for_a_frame_ends_the_chat_with_payload_too_large():
     huge = ToolUse("tooluse_1", "write_file", {"content": "x" * 140_000})
-    outcome, _requests, frames = run(FakeBedrock([TextDelta("ok "), huge, MessageStop("tool_use")]))
+    _outcome, _requests, frames = run(FakeBedrock([TextDelta("ok "), huge, MessageStop("tool_use")]))
     assert frames[-1]["type"] == "error" and frames[-1]["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert "write_file" in frames[-1]["error"]["message"]
     assert [f["type"] for f in frames[:-1]] == ["delta"]
@@ -514,6 +514,6 @@ def test_a_tool_call_too_large_for_a_frame_ends_the_chat_with_payload_too_large(
 def test_a_stream_broken_after_a_tool_call_counts_its_input_as_served():
     call = ToolUse("tooluse_1", "write_file", {"content": "y" * 400})
     budget = FakeBudget()
-    outcome, _requests, frames = run(FakeBedrock([call], error=UpstreamError("the model failed")), budget=budget)
+    _outcome, _requests, frames = run(FakeBedrock([call], error=UpstreamError("the model failed")), budget=budget)
     assert frames[-1]["error"]["code"] == "UPSTREAM_ERROR"
     assert budget.settled[0][2] >= 100  # the call's 400 bytes of input were handed out
