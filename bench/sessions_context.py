@@ -37,7 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     endpoints = load_endpoints()
     tokens = login(args.username, endpoints.dev_password(args.username), client_id=endpoints.client_id,
-                   region=endpoints.region, endpoint_url=endpoints.cognito_endpoint)
+                   region=endpoints.region, user_pool_id=endpoints.user_pool_id,
+                   endpoint_url=endpoints.cognito_endpoint)
     text_16k = "x" * 16 * 1024
     with IdeClient(endpoints.websocket_url, tokens.access_token) as client:
         session_id = client.request("session.create", title="bench")["data"]["session"]["sessionId"]

@@ -52,7 +52,7 @@ def start(name: str, env: dict[str, str], state_dir: Path) -> Stack:
         raise SystemExit(f"the {name} stack did not start: {exc}") from None
     endpoints = load_endpoints(running.endpoints_path)
     tokens = login("dev", endpoints.dev_password("dev"), client_id=endpoints.client_id, region=endpoints.region,
-                   endpoint_url=endpoints.cognito_endpoint)
+                   user_pool_id=endpoints.user_pool_id, endpoint_url=endpoints.cognito_endpoint)
     return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token)
 
 

@@ -54,6 +54,9 @@ class Settings:
     jwks_read_timeout: float
     # Connections
     connection_ttl_seconds: int
+    max_connections_per_user: int  # $connect is refused (429) beyond it
+    connection_frame_limit: int  # frames a connection may send per window; RATE_LIMITED past it
+    connection_frame_window_seconds: int
     # Limits (see chalicelib/limits)
     rate_limit_requests_per_minute: int
     token_budget_per_hour: int
@@ -231,6 +234,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         jwks_read_timeout=env.number("JWKS_READ_TIMEOUT", 2.0, float, minimum=0.1, maximum=10),
         # API Gateway closes a WebSocket after 2 hours whatever happens.
         connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
+        max_connections_per_user=env.number("MAX_CONNECTIONS_PER_USER", 10, int, minimum=1, maximum=1000),
+        connection_frame_limit=env.number("CONNECTION_FRAME_LIMIT", 100, int, minimum=1, maximum=100_000),
+        connection_frame_window_seconds=env.number("CONNECTION_FRAME_WINDOW_SECONDS", 10, int, minimum=1,
+                                                   maximum=3600),
         rate_limit_requests_per_minute=env.number("RATE_LIMIT_REQUESTS_PER_MINUTE", 100, int,
                                                   minimum=1, maximum=1_000_000),
         token_budget_per_hour=env.number("TOKEN_BUDGET_PER_HOUR", 10000, int, minimum=1, maximum=1_000_000_000),

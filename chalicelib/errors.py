@@ -36,6 +36,10 @@ class NotFound(AppError):
     code = "NOT_FOUND"
 
 
+class QuotaExceeded(AppError):
+    code = "QUOTA_EXCEEDED"
+
+
 class ModelNotAllowed(AppError):
     code = "MODEL_NOT_ALLOWED"
 

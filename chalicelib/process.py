@@ -41,6 +41,7 @@ def kept(build: Callable[P, T]) -> Callable[P, T]:
             if key not in _shared:
                 _shared[key] = build(*args, **kwargs)
             return _shared[key]
+    get.__dict__["_kept"] = (name, False)
     return get
 
 
@@ -56,6 +57,7 @@ def kept_per_thread(build: Callable[P, T]) -> Callable[P, T]:
             with _lock:
                 values[key] = build(*args, **kwargs)
         return values[key]
+    get.__dict__["_kept"] = (name, True)
     return get
 
 
@@ -63,6 +65,19 @@ def _thread_values() -> dict[Hashable, Any]:
     if getattr(_local, "generation", None) != _generation:
         _local.generation, _local.values = _generation, {}
     return _local.values
+
+
+def install(getter: Callable[[], T], value: T) -> None:
+    """Make a kept getter of no arguments answer `value` until `reset()` (for the calling thread only,
+    when it is kept per thread): how a test hands the app a collaborator of its own, e.g.
+    `install(get_root, Root(settings, clock=fixed))`."""
+    name, per_thread = getter.__dict__["_kept"]
+    key = (name, (), ())
+    if per_thread:
+        _thread_values()[key] = value
+    else:
+        with _lock:
+            _shared[key] = value
 
 
 def reset() -> None:

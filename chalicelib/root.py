@@ -48,12 +48,15 @@ class Root:
         from chalicelib.dispatch.table import ActionTable
 
         return WebsocketHandlers(connections=self.connections, rate_limiter=self.rate_limiter,
-                                 actions=ActionTable(self).lookup, sender_for=self.sender, clock=self.clock)
+                                 actions=ActionTable(self).lookup, sender_for=self.sender,
+                                 frame_limit=self.settings.connection_frame_limit, clock=self.clock)
 
     @cached_property
     def connections(self) -> ConnectionStore:
-        return ConnectionStore(aws.table(self.settings.connections_table),
-                               ttl_seconds=self.settings.connection_ttl_seconds)
+        settings = self.settings
+        return ConnectionStore(aws.table(settings.connections_table), ttl_seconds=settings.connection_ttl_seconds,
+                               max_per_user=settings.max_connections_per_user,
+                               frame_window_seconds=settings.connection_frame_window_seconds)
 
     def sender(self, endpoint: str) -> ManagementApiSender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))

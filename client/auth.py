@@ -1,21 +1,54 @@
-"""Signing in with Cognito and keeping the tokens for later commands."""
+"""Signing in with Cognito, keeping the tokens, renewing and revoking them.
+
+Sign-in is SRP (`USER_SRP_AUTH`, by pycognito's AWSSRP, as Cognito's own SDKs do): the
+password never leaves the machine. The refresh token then renews the access token before it
+expires (`REFRESH_TOKEN_AUTH`), for as long as Cognito accepts it (the app client's
+refresh-token validity, 30 days by default); `logout` revokes it (`RevokeToken`).
+"""
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from pycognito.aws_srp import AWSSRP
+from pycognito.exceptions import ForceChangePasswordException, MFAChallengeException
+
+MFA_CHALLENGES = ("SOFTWARE_TOKEN_MFA", "SMS_MFA")
+MFA_ATTEMPTS = 3  # a mistyped code is asked again, as Cognito lets a session try a few times
+REFRESH_MARGIN_SECONDS = 60  # renew this long before expiry (at most half the token's lifetime)
 
 
 class LoginFailed(Exception):
-    pass
+    """Cognito refused the sign-in; the message says why in Cognito's words."""
+
+
+class NotSignedIn(Exception):
+    """No usable sign-in for this API: never signed in, logged out, or the refresh token refused."""
+
+
+@dataclass(frozen=True)
+class UserPool:
+    """The Cognito app client to sign in with. `endpoint_url` None: the real Cognito of `region`."""
+    client_id: str
+    region: str
+    user_pool_id: str | None = None  # needed by SRP (its name is part of the proof)
+    endpoint_url: str | None = None
+
+    def cognito(self) -> Any:
+        # Unsigned: these Cognito calls authenticate with the user's secrets, not AWS credentials.
+        return boto3.client("cognito-idp", region_name=self.region, endpoint_url=self.endpoint_url,
+                            config=Config(signature_version=UNSIGNED, connect_timeout=5, read_timeout=10,
+                                          retries={"mode": "standard", "max_attempts": 3}))
 
 
 @dataclass(frozen=True)
@@ -24,32 +57,112 @@ class Tokens:
     access_token: str
     id_token: str
     refresh_token: str | None
-    expires_at: int
+    expires_at: int  # epoch seconds, when the access and ID tokens expire
+    issued_at: int = 0  # epoch seconds; 0 in files written before it was kept
 
     def token(self, token_use: str = "access") -> str:
         return self.access_token if token_use == "access" else self.id_token
 
-    def expired(self, margin: int = 30) -> bool:
-        return time.time() + margin >= self.expires_at
+    def expired(self, margin: float = 0.0, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) + margin >= self.expires_at
+
+    def refresh_due(self, now: float | None = None) -> bool:
+        """True when the access token expires within the refresh margin (capped at half its lifetime)."""
+        lifetime = self.expires_at - self.issued_at if self.issued_at else 2 * REFRESH_MARGIN_SECONDS
+        return self.expired(min(REFRESH_MARGIN_SECONDS, lifetime / 2), now)
+
+    @classmethod
+    def from_result(cls, username: str, result: dict[str, Any], refresh_token: str | None = None) -> Tokens:
+        now = int(time.time())
+        return cls(username=username, access_token=result["AccessToken"], id_token=result["IdToken"],
+                   refresh_token=result.get("RefreshToken") or refresh_token,
+                   expires_at=now + int(result["ExpiresIn"]), issued_at=now)
 
 
-def login(username: str, password: str, *, client_id: str, region: str,
-          endpoint_url: str | None = None) -> Tokens:
-    """Cognito InitiateAuth with USER_PASSWORD_AUTH, exactly as against real Cognito."""
-    cognito = boto3.client("cognito-idp", region_name=region, endpoint_url=endpoint_url,
-                           config=Config(signature_version=UNSIGNED, connect_timeout=5, read_timeout=10,
-                                         retries={"mode": "standard", "max_attempts": 3}))
+class Challenges(Protocol):
+    """Answers Cognito's challenges during sign-in (the terminal asks the person)."""
+
+    def new_password(self, username: str) -> str: ...
+
+    def mfa_code(self, username: str, challenge: str, attempt: int) -> str: ...
+
+
+def _failure(exc: ClientError) -> LoginFailed:
+    error = exc.response.get("Error", {})
+    return LoginFailed(f"{error.get('Code', 'error')}: {error.get('Message', '')}")
+
+
+def sign_in(username: str, password: str, pool: UserPool, challenges: Challenges | None = None) -> Tokens:
+    """SRP sign-in; NEW_PASSWORD_REQUIRED and MFA codes are asked of `challenges`.
+
+    Raises LoginFailed (wrong password, unknown user, a challenge nobody answers, ...).
+    """
+    if not pool.user_pool_id:
+        raise LoginFailed("SRP sign-in needs the user pool id (LLM_IDE_USER_POOL_ID or --user-pool-id)")
+    cognito = pool.cognito()
+    srp = AWSSRP(username=username, password=password, pool_id=pool.user_pool_id, client_id=pool.client_id,
+                 client=cognito)
     try:
-        response = cognito.initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
-                                         AuthParameters={"USERNAME": username, "PASSWORD": password})
+        try:
+            response = srp.authenticate_user()
+        except ForceChangePasswordException:
+            if challenges is None:
+                raise LoginFailed("Cognito asks for a new password (NEW_PASSWORD_REQUIRED)") from None
+            response = srp.set_new_password_challenge(challenges.new_password(username))
+        except MFAChallengeException as exc:
+            response = exc.get_tokens()
+        response = _answer_mfa(cognito, pool, username, response, challenges)
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise LoginFailed(f"{error.get('Code', 'error')}: {error.get('Message', '')}") from None
+        raise _failure(exc) from None
+    except BotoCoreError as exc:
+        raise LoginFailed(f"cannot reach Cognito: {exc}") from None
+    except NotImplementedError as exc:  # pycognito: a first challenge other than PASSWORD_VERIFIER
+        raise LoginFailed(str(exc)) from None
     if "AuthenticationResult" not in response:
         raise LoginFailed(f"Cognito asks for a challenge this client does not answer: {response.get('ChallengeName')}")
-    result = response["AuthenticationResult"]
-    return Tokens(username=username, access_token=result["AccessToken"], id_token=result["IdToken"],
-                  refresh_token=result.get("RefreshToken"), expires_at=int(time.time()) + int(result["ExpiresIn"]))
+    return Tokens.from_result(username, response["AuthenticationResult"])
+
+
+def _answer_mfa(cognito: Any, pool: UserPool, username: str, response: dict[str, Any],
+                challenges: Challenges | None) -> dict[str, Any]:
+    challenge = response.get("ChallengeName")
+    if challenge not in MFA_CHALLENGES:
+        return response
+    if challenges is None:
+        raise LoginFailed(f"Cognito asks for a one-time code ({challenge})")
+    user_id = response.get("ChallengeParameters", {}).get("USER_ID_FOR_SRP", username)
+    for attempt in range(1, MFA_ATTEMPTS + 1):
+        code = challenges.mfa_code(username, challenge, attempt).strip()
+        try:
+            return cognito.respond_to_auth_challenge(
+                ClientId=pool.client_id, ChallengeName=challenge, Session=response["Session"],
+                ChallengeResponses={"USERNAME": user_id, f"{challenge}_CODE": code})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "CodeMismatchException" or attempt == MFA_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def refresh(tokens: Tokens, pool: UserPool) -> Tokens:
+    """New access and ID tokens from the refresh token. Raises NotSignedIn when Cognito refuses it."""
+    if not tokens.refresh_token:
+        raise NotSignedIn("this sign-in has no refresh token: run `llm-ide login`")
+    try:
+        response = pool.cognito().initiate_auth(ClientId=pool.client_id, AuthFlow="REFRESH_TOKEN_AUTH",
+                                                AuthParameters={"REFRESH_TOKEN": tokens.refresh_token})
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("NotAuthorizedException", "UserNotFoundException", "ResourceNotFoundException"):
+            raise NotSignedIn(f"the sign-in of {tokens.username} has expired or was revoked:"
+                              " run `llm-ide login`") from None
+        raise
+    return Tokens.from_result(tokens.username, response["AuthenticationResult"], tokens.refresh_token)
+
+
+def revoke(tokens: Tokens, pool: UserPool) -> None:
+    """Revoke the refresh token (Cognito RevokeToken): it can renew nothing any more."""
+    if tokens.refresh_token:
+        pool.cognito().revoke_token(Token=tokens.refresh_token, ClientId=pool.client_id)
 
 
 class TokenStore:
@@ -61,7 +174,7 @@ class TokenStore:
     """
 
     def __init__(self, path: Path | None = None) -> None:
-        home = Path(os.environ.get("LLM_IDE_HOME", Path.home() / ".llm-ide"))
+        home = Path(os.environ.get("LLM_IDE_HOME") or Path.home() / ".llm-ide")
         self.path = path or home / "tokens.json"
 
     def _read(self) -> dict[str, Any]:
@@ -70,24 +183,91 @@ class TokenStore:
         except FileNotFoundError:
             return {}
 
-    def save(self, apis: str | list[str | None], tokens: Tokens) -> None:
-        data = self._read()
-        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a]:
-            data.setdefault(api, {})["current"] = tokens.username
-            data[api].setdefault("users", {})[tokens.username] = asdict(tokens)
+    def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2)
         tmp.replace(self.path)
 
+    @staticmethod
+    def _names(apis: str | list[str | None]) -> list[str]:
+        return [a for a in ([apis] if isinstance(apis, str) else apis) if a]
+
+    def save(self, apis: str | list[str | None], tokens: Tokens) -> None:
+        data = self._read()
+        for api in self._names(apis):
+            data.setdefault(api, {})["current"] = tokens.username
+            data[api].setdefault("users", {})[tokens.username] = asdict(tokens)
+        self._write(data)
+
     def load(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
         """The first sign-in found under these names (for `username`, if given)."""
         data = self._read()
-        for api in [a for a in ([apis] if isinstance(apis, str) else apis) if a]:
+        known = {f.name for f in fields(Tokens)}
+        for api in self._names(apis):
             entry = data.get(api, {})
             stored = entry.get("users", {}).get(username or entry.get("current") or "")
             if stored:
-                return Tokens(**stored)
+                return Tokens(**{k: v for k, v in stored.items() if k in known})
         return None
+
+    def forget(self, apis: str | list[str | None], username: str) -> None:
+        data = self._read()
+        for api in self._names(apis):
+            entry = data.get(api)
+            if entry is None:
+                continue
+            entry.get("users", {}).pop(username, None)
+            if entry.get("current") == username:
+                entry["current"] = next(iter(entry.get("users", {})), None)
+            if not entry.get("users"):
+                del data[api]
+        self._write(data)
+
+
+class SignedIn:
+    """One API's signed-in user, with tokens kept fresh: what every command and the bridge use.
+
+    `tokens()` renews the access token when it is about to expire, saves the new tokens, and
+    raises NotSignedIn when there is nothing to renew with. Thread-safe: one refresh at a time.
+    """
+
+    def __init__(self, store: TokenStore, apis: list[str | None], pool: UserPool | None,
+                 username: str | None = None, *, renew: Callable[[Tokens, UserPool], Tokens] = refresh) -> None:
+        self._store, self._apis, self._pool, self._username = store, apis, pool, username
+        self._renew = renew
+        self._lock = threading.Lock()
+
+    def tokens(self, *, force_refresh: bool = False) -> Tokens:
+        with self._lock:
+            tokens = self._store.load(self._apis, self._username)
+            if tokens is None:
+                raise NotSignedIn("not signed in to this API: run `llm-ide login` (with the same --url or"
+                                  " --client-id as this command)")
+            if force_refresh or tokens.refresh_due():
+                if self._pool is None:
+                    raise NotSignedIn("the token has expired and no Cognito app client is configured to renew it:"
+                                      " run `llm-ide login`")
+                tokens = self._renew(tokens, self._pool)
+                self._store.save(self._apis, tokens)
+            return tokens
+
+    def save(self, tokens: Tokens) -> None:
+        with self._lock:
+            self._store.save(self._apis, tokens)
+
+    def forget(self) -> Tokens | None:
+        with self._lock:
+            tokens = self._store.load(self._apis, self._username)
+            if tokens is not None:
+                self._store.forget(self._apis, tokens.username)
+            return tokens
+
+
+def login(username: str, password: str, *, client_id: str, region: str, user_pool_id: str | None = None,
+          endpoint_url: str | None = None, challenges: Challenges | None = None) -> Tokens:
+    """SRP sign-in with keyword settings: what tests and benchmarks script against."""
+    return sign_in(username, password, UserPool(client_id=client_id, region=region, user_pool_id=user_pool_id,
+                                                endpoint_url=endpoint_url), challenges)

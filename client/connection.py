@@ -13,13 +13,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 FINAL_TYPES = frozenset({"pong", "result", "done", "error"})
-FRAME_LIMIT_BYTES = 32 * 1024  # API Gateway's limit on a frame from a client
 _NO_ID = "\x00no-id"  # frames that carry no id (an error about an unreadable frame)
 
 
@@ -64,7 +64,7 @@ class IdeClient:
         self._reader = threading.Thread(target=self._read_loop, name="ide-client-reader", daemon=True)
         self._reader.start()
 
-    def __enter__(self) -> "IdeClient":
+    def __enter__(self) -> IdeClient:
         return self
 
     def __exit__(self, *_exc: Any) -> None:
@@ -130,8 +130,7 @@ class IdeClient:
     def send_chat(self, params: dict[str, Any], *, id: str | None = None) -> str:
         """Send a chat.send with `params`; through `chat.upload` when its frame would be over the frame limit."""
         request_id = id or next(self._ids)
-        frame = json.dumps({"action": "chat.send", "id": request_id, **params})
-        if len(frame.encode("utf-8")) > FRAME_LIMIT_BYTES:
+        if frame_bytes("chat.send", request_id, params) > FRAME_LIMIT_BYTES:
             params = {"uploadId": self.upload(params)}
         return self.send("chat.send", id=request_id, **params)
 
@@ -182,3 +181,11 @@ class IdeClient:
     @property
     def close_code(self) -> int | None:
         return self._ws.close_code
+
+
+FRAME_LIMIT_BYTES = 32 * 1024  # the protocol's largest client frame (API Gateway's limit)
+
+
+def frame_bytes(action: str, request_id: str, params: dict[str, Any]) -> int:
+    """The UTF-8 size of the frame `send` would write, to choose between a frame and an upload."""
+    return len(json.dumps({"action": action, "id": request_id, **params}).encode("utf-8"))

@@ -1,10 +1,22 @@
-"""Where the backend is: `.dev/endpoints.json` from `make dev`, or values for a deployed stage."""
+"""Where the backend is: flags, then environment variables, then `.dev/endpoints.json` from `make dev`."""
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from client.auth import UserPool
+
+# Each setting's environment variable (the flags of the same names come first).
+ENVIRONMENT = {
+    "websocket_url": "LLM_IDE_URL",
+    "region": "LLM_IDE_REGION",
+    "client_id": "LLM_IDE_CLIENT_ID",
+    "user_pool_id": "LLM_IDE_USER_POOL_ID",
+    "cognito_endpoint": "LLM_IDE_COGNITO_ENDPOINT",
+}
 
 
 class EndpointsNotFound(Exception):
@@ -21,11 +33,24 @@ class Endpoints:
     cognito_endpoint: str | None = None  # None: the real Cognito of `region`
     users: dict[str, str] = field(default_factory=dict)  # the local stack's users and passwords
 
-    def override(self, **values: str | None) -> "Endpoints":
-        return replace(self, **{k: v for k, v in values.items() if v})
+    def override(self, **values: str | None) -> Endpoints:
+        given: dict[str, Any] = {k: v for k, v in values.items() if v}
+        return replace(self, **given)
 
     def dev_password(self, username: str) -> str | None:
         return self.users.get(username)
+
+    def user_pool(self) -> UserPool | None:
+        """The Cognito app client to sign in and renew with; None when it is not configured."""
+        if not self.client_id or not self.region:
+            return None
+        return UserPool(client_id=self.client_id, region=self.region, user_pool_id=self.user_pool_id,
+                        endpoint_url=self.cognito_endpoint)
+
+    @property
+    def api_names(self) -> list[str | None]:
+        """The names a sign-in is kept under (see TokenStore)."""
+        return [self.websocket_url, self.client_id]
 
 
 def load_endpoints(path: str | Path | None = None) -> Endpoints:
@@ -44,3 +69,15 @@ def load_endpoints(path: str | Path | None = None) -> Endpoints:
         cognito_endpoint=cognito.get("endpointUrl"),
         users={u["username"]: u["password"] for u in doc.get("users", [])},
     )
+
+
+def resolve_endpoints(path: str | Path | None = None, **flags: str | None) -> Endpoints:
+    """Flags (`websocket_url=`, `region=`, ... as in ENVIRONMENT) over the environment over the file."""
+    try:
+        base = load_endpoints(path)
+    except EndpointsNotFound:
+        if path:  # named explicitly: its absence is an error, not a fallback
+            raise
+        base = Endpoints()
+    return base.override(**{name: flags.get(name) or os.environ.get(variable)
+                            for name, variable in ENVIRONMENT.items()})

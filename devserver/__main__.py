@@ -17,9 +17,12 @@ from aiohttp import web
 
 from devserver import aws, aws_calls, github
 from devserver.bedrock import BedrockEmulator
+from devserver.cognito_front import CognitoFront
 from devserver.gateway import Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
 from devserver.s3_front import S3Front
+from infra import web_bundle
+from infra.web_csp import content_security_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -67,10 +70,11 @@ def _describe(doc: dict, emulators: dict) -> str:
         f"  AWS (moto)      {doc['awsEndpointUrl']}  region {doc['region']}",
         f"  GitHub API      {emulators['githubApiUrl']}  (emulator: octo-org/hello-world)",
         f"  Bedrock (echo)  {emulators['bedrockUrl']}",
-        f"  Cognito         user pool {doc['cognito']['userPoolId']}, app client {doc['cognito']['clientId']}",
+        f"  Cognito         {doc['cognito']['endpointUrl']}  user pool {doc['cognito']['userPoolId']}, "
+        f"app client {doc['cognito']['clientId']}",
         f"  Users           {users}",
-        "Sign in with `python -m client login --username dev`, then `python -m client ping`",
-        "or `python -m client chat \"Hello\"`.",
+        "Sign in with `.venv/bin/llm-ide login --username dev`, then `.venv/bin/llm-ide chat \"Hello\"`,",
+        "or serve the OpenAI and Anthropic APIs to your IDE with `.venv/bin/llm-ide serve` (docs/IDE.md).",
         "Press Ctrl-C to stop everything.",
     ])
 
@@ -107,6 +111,8 @@ async def _serve(args: argparse.Namespace) -> None:
     github_url = f"http://{args.host}:{github_socket.getsockname()[1]}"
     s3_socket = _bind(args.host, 0)
     s3_url = f"http://{args.host}:{s3_socket.getsockname()[1]}"
+    cognito_socket = _bind(args.host, 0)
+    cognito_url = f"http://{args.host}:{cognito_socket.getsockname()[1]}"
     bedrock_socket = _bind(args.host, args.bedrock_port)
     bedrock_url = f"http://{args.host}:{bedrock_socket.getsockname()[1]}"
     moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
@@ -131,26 +137,31 @@ async def _serve(args: argparse.Namespace) -> None:
 
         runtime = LambdaRuntime(app_module, timeout_seconds=float(os.environ.get("DEV_LAMBDA_TIMEOUT_SECONDS") or 900))
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
-                                          moto_url=moto.url, provisioned=provisioned)
+                                          moto_url=moto.url, cognito_url=cognito_url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
-                          domain_name=f"{args.host}:{port}", web_dir=ROOT / "web",
+                          domain_name=f"{args.host}:{port}", web_dir=web_bundle.DIST_DIR,
                           web_config=aws.web_client_config(document),
+                          web_csp=content_security_policy(
+                              [f"ws://{args.host}:{port}", cognito_url, s3_url]),
                           post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0))
         bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
         s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
                                               aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
+        cognito_front = CognitoFront(moto.url, passwords={(provisioned.user_pool_id, username): password
+                                                          for username, password in provisioned.users})
         for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
                               (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket),
-                              (bedrock.make_app(), bedrock_socket)):
+                              (bedrock.make_app(), bedrock_socket), (cognito_front.make_app(), cognito_socket)):
             runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
         # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
-        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url, "bedrockUrl": bedrock_url}
+        emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url, "bedrockUrl": bedrock_url,
+                     "cognitoUrl": cognito_url}
         aws.write_json_atomically(state_dir / "emulators.json", emulators)
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document, emulators), flush=True)
@@ -167,7 +178,7 @@ async def _serve(args: argparse.Namespace) -> None:
         (state_dir / "emulators.json").unlink(missing_ok=True)
         for runner in runners:
             await runner.cleanup()
-        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket, bedrock_socket):
+        for sock in (gateway_socket, lambda_socket, github_socket, s3_socket, bedrock_socket, cognito_socket):
             sock.close()
         if runtime is not None:
             runtime.shutdown()

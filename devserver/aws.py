@@ -21,9 +21,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from chalicelib.config import DEFAULT_ALLOWED_MODELS
 from infra import resources
 
 REGION = "us-east-1"
+LOCAL_EXTRA_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 ACCOUNT = "123456789012"  # moto's default account
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 USERNAMES = ("dev", "dev2")
@@ -118,6 +120,8 @@ def provision(endpoint: str, *, stage: str) -> Provisioned:
         name = bucket.physical_name(stage, ACCOUNT)
         names[bucket.env_var] = name
         s3.create_bucket(Bucket=name)
+        if not bucket.cdn:
+            s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [resources.BROWSER_CORS]})
         ttl_days = int(os.environ.get("SESSION_TTL_DAYS") or resources.DEFAULT_SESSION_TTL_DAYS)
         rules = [{"ID": rule.id, "Status": "Enabled", "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
                   "Expiration": {"Days": rule.expiration_days(ttl_days)}} for rule in bucket.expiry_rules]
@@ -172,18 +176,22 @@ def app_environment(moto_url: str, gateway_url: str, provisioned: Provisioned) -
         "COGNITO_USER_POOL_ID": pool,
         "COGNITO_APP_CLIENT_IDS": provisioned.client_id,
         "COGNITO_JWKS_URL": f"{moto_url}/{pool}/.well-known/jwks.json",
+        # The app's default models, and one with a large output cap and prompt caching, as the stages have.
+        "ALLOWED_MODELS": f"{DEFAULT_ALLOWED_MODELS},{LOCAL_EXTRA_MODEL}",
         **provisioned.names,
     }
 
 
-def endpoints_document(*, websocket_url: str, http_url: str, moto_url: str, provisioned: Provisioned) -> dict[str, Any]:
+def endpoints_document(*, websocket_url: str, http_url: str, moto_url: str, cognito_url: str,
+                       provisioned: Provisioned) -> dict[str, Any]:
+    """`cognito_url` is Cognito's endpoint (devserver/cognito_front.py in front of moto)."""
     return {
         "websocketUrl": websocket_url,
         "httpUrl": http_url,
         "region": REGION,
         "awsEndpointUrl": moto_url,
         "cognito": {"userPoolId": provisioned.user_pool_id, "clientId": provisioned.client_id,
-                    "endpointUrl": moto_url},
+                    "endpointUrl": cognito_url},
         "users": [{"username": u, "password": p} for u, p in provisioned.users],
     }
 

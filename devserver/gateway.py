@@ -74,7 +74,7 @@ class LambdaRuntime:
 
 class Gateway:
     def __init__(self, *, app_module: ModuleType, runtime: LambdaRuntime, stage: str,
-                 domain_name: str, web_dir: Path, web_config: dict[str, Any],
+                 domain_name: str, web_dir: Path, web_config: dict[str, Any], web_csp: str,
                  connect_authorizer: str | None = "ws_authorizer", post_latency_ms: float = 0.0) -> None:
         self._runtime = runtime
         self._web_config = web_config
@@ -82,7 +82,10 @@ class Gateway:
         self._post_latency = post_latency_ms / 1000.0  # DEV_POST_LATENCY_MS: the Management API's latency
         self._stage = stage
         self._domain = domain_name
-        self._web_dir = web_dir
+        self._web_dir = web_dir.resolve()  # the built bundle (infra/web_bundle.py), served as the UI bucket is
+        self._web_headers = {"Cache-Control": "no-cache", "Content-Security-Policy": web_csp,
+                             "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                             "Referrer-Policy": "strict-origin-when-cross-origin"}
         self._clients: dict[str, _Client] = {}
         self._rest = LocalGateway(app_module.app, Config.create(chalice_stage=stage, lambda_timeout=60,
                                                                lambda_memory_size=512, app_name="llm-ide"))
@@ -92,13 +95,10 @@ class Gateway:
         app.router.add_get(f"/{self._stage}", self._websocket)
         for method in ("POST", "GET", "DELETE"):
             app.router.add_route(method, f"/{self._stage}/@connections/{{connection_id}}", self._management)
-        # The web client at the root, as the UI bucket serves it in AWS, and its settings.
-        app.router.add_get("/", self._web_file)
-        for path in sorted(self._web_dir.iterdir()):
-            if path.is_file():
-                app.router.add_get(f"/{path.name}", self._web_file)
+        # The web client at the root, as CloudFront serves it in AWS (with the same security
+        # headers), its settings, and the REST API for every other path.
         app.router.add_get("/config.json", self._config_json)
-        app.router.add_route("*", "/{tail:.*}", self._rest_api)
+        app.router.add_route("*", "/{tail:.*}", self._web_file_or_rest_api)
         app.on_shutdown.append(self._close_all)
         return app
 
@@ -125,7 +125,7 @@ class Gateway:
         status = int((response or {}).get("statusCode", 200))
         if status != 200:
             log.info("$connect %s refused (%d)", connection_id, status)
-            return web.json_response({"message": "Unauthorized" if status == 401 else "Forbidden"}, status=status)
+            return web.json_response({"message": (response or {}).get("body") or "Forbidden"}, status=status)
 
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_TIMEOUT_SECONDS)
         client = _Client(ws=ws, connected_at=now, source_ip=source_ip, user_agent=headers.get("User-Agent"))
@@ -224,9 +224,17 @@ class Gateway:
 
     # --- REST API and web client ---------------------------------------------
 
-    async def _web_file(self, request: web.Request) -> web.StreamResponse:
-        name = request.path.lstrip("/") or "index.html"
-        return web.FileResponse(self._web_dir / name, headers={"Cache-Control": "no-cache"})
+    async def _web_file_or_rest_api(self, request: web.Request) -> web.StreamResponse:
+        """A file of the built bundle (looked up per request: a rebuild needs no restart), else the REST API."""
+        if request.method in ("GET", "HEAD"):
+            if request.path == "/" and not (self._web_dir / "index.html").is_file():
+                return web.Response(status=503,
+                                    text="The web client is not built: run `python -m infra.web_bundle`.\n")
+            name = request.path.lstrip("/") or "index.html"
+            path = (self._web_dir / name).resolve()
+            if path.parent == self._web_dir and path.is_file():
+                return web.FileResponse(path, headers=self._web_headers)
+        return await self._rest_api(request)
 
     async def _config_json(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self._web_config, headers={"Cache-Control": "no-store"})

@@ -1,4 +1,5 @@
-"""moto's server, with DynamoDB's guarantee that a conditional write is atomic.
+"""moto's server, with DynamoDB's guarantee that a conditional write is atomic
+(and the Cognito calls moto lacks: see moto_cognito.py).
 
 moto does not lock its DynamoDB backend: two concurrent UpdateItems on one item
 can both pass a condition (`count < limit`) before either writes, which real
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+import moto_cognito  # beside this file, which runs as a script
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
@@ -25,4 +27,5 @@ def _atomic_call_action(self):  # type: ignore[no-untyped-def]
 DynamoHandler.call_action = _atomic_call_action  # type: ignore[method-assign]
 
 if __name__ == "__main__":
+    moto_cognito.install()
     main()

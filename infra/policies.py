@@ -143,11 +143,14 @@ def _bedrock(d: Deployment) -> list[Statement]:
 
 
 def _connect(d: Deployment) -> list[Statement]:
-    return [_table(d, "connections", "dynamodb:PutItem")]
+    # The user's list of open connections is read, then written with the connection's item in one
+    # TransactWriteItems (two Puts, which IAM checks as PutItem).
+    return [_table(d, "connections", "dynamodb:GetItem", "dynamodb:PutItem")]
 
 
 def _disconnect(d: Deployment) -> list[Statement]:
-    return [_table(d, "connections", "dynamodb:DeleteItem")]
+    # The connection's item is deleted, then taken out of its user's list.
+    return [_table(d, "connections", "dynamodb:DeleteItem", "dynamodb:UpdateItem")]
 
 
 def _context_listing(d: Deployment) -> Statement:
@@ -161,7 +164,8 @@ def _context_listing(d: Deployment) -> Statement:
 
 def _message(d: Deployment) -> list[Statement]:
     return [
-        _table(d, "connections", "dynamodb:GetItem"),
+        # Each frame is counted in its connection's item by the UpdateItem that reads it.
+        _table(d, "connections", "dynamodb:GetItem", "dynamodb:UpdateItem"),
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # chat.send reserves with UpdateItem; a chat that cannot start is settled to zero in a
         # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem.

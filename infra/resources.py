@@ -144,6 +144,13 @@ BUCKETS: tuple[Bucket, ...] = (
     Bucket(key="uploads", env_var="CHAT_UPLOAD_BUCKET", customer_key=True, expiration_days=1),
 )
 
+# The CORS rule of the data buckets (S3's CORSRule shape): the web client PUTs large context
+# files to presigned URLs and GETs large messages from them, from its own origin (CloudFront's
+# or the local stack's); the signature, not the origin, guards them. infra/stacks/data.py and
+# the local stack both apply it.
+BROWSER_CORS: dict = {"AllowedMethods": ["GET", "PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"],
+                      "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3000}
+
 SECRETS: tuple[Secret, ...] = (Secret(key="github-app", env_var="GITHUB_SECRET_ARN"),)
 
 

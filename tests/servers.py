@@ -6,18 +6,19 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 
 
 @contextlib.contextmanager
-def serve(app: web.Application) -> Iterator[str]:
-    """Serve `app` for the duration of the block; yields its base URL."""
+def serve(app: web.Application, **runner_options: Any) -> Iterator[str]:
+    """Serve `app` for the duration of the block; yields its base URL. `runner_options` go to AppRunner."""
     loop = asyncio.new_event_loop()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **runner_options)
     started = threading.Event()
 
     def run() -> None:

@@ -14,7 +14,7 @@ from chalicelib.chat.request import ChatPolicy, ChatRequest
 from chalicelib.chat.requests import RequestStore, new_request_id
 from chalicelib.chat.uploads import UPLOAD_LIFETIME_SECONDS, UploadStore
 from chalicelib.dispatch.contract import ActionContext
-from chalicelib.errors import AppError, BadRequest, BudgetExceeded, ConnectionGone, NotFound
+from chalicelib.errors import BadRequest, BudgetExceeded, ConnectionGone, NotFound, RateLimited
 from chalicelib.limits import RateLimiter, Reservation, TokenBudget
 from chalicelib.models import ModelTable
 from chalicelib.observability import metric_names
@@ -64,32 +64,29 @@ class ChatActions:
         received_at = self._wall_clock()
         connection = ctx.connection
         self._rate_limiter.check_memory(connection.user_sub, ctx.now)  # a limited user costs no reads
-        upload_id = ctx.frame.params.raw("uploadId")
+        request_id = new_request_id()
         try:
             chat = self._chat_request(ctx)
             plan = plan_input(chat, user_sub=connection.user_sub, sessions=self._history, context=self._context,
                               history_limit=self._policy.history_token_limit,
                               context_limit=self._policy.context_token_limit)
-        except AppError:
-            # Refused before its admission: it still counts as a request, like every action but ping.
-            self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
-            raise
-        request_id = new_request_id()
-        with subsegment("admission", action="chat.send"):
-            try:
+            with subsegment("admission", action="chat.send"):
                 reservation = self._budget.reserve(
                     connection.user_sub, ctx.now, groups=connection.groups, request_id=request_id,
                     estimated_input=plan.estimated_input, max_tokens=self._room(chat, plan))
-            except BudgetExceeded:
-                self._metrics().emit(metric_names.BUDGET_EXCEEDED, 1, dimensions={metric_names.MODEL: chat.model})
-                # Refused for its tokens, it still counts as a request: a client over its budget that
-                # keeps sending is rate-limited like any other (RATE_LIMITED once the minute is full).
-                self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
-                raise
+        except RateLimited:
+            raise  # the minute's window is full: nothing more can count in it
+        except BudgetExceeded:
+            self._metrics().emit(metric_names.BUDGET_EXCEEDED, 1, dimensions={metric_names.MODEL: chat.model})
+            self._count_refused(ctx)
+            raise
+        except Exception:
+            self._count_refused(ctx)
+            raise
         try:
             self._requests.create(request_id=request_id, kind="chat", user_sub=connection.user_sub,
                                   connection_id=connection.connection_id, client_id=ctx.frame.id, model=chat.model,
-                                  now=ctx.now, upload_id=upload_id if chat.upload is not None else None,
+                                  now=ctx.now, upload_id=chat.upload.upload_id if chat.upload is not None else None,
                                   upload_ttl_seconds=UPLOAD_LIFETIME_SECONDS + 3600)
         except Exception:
             self._release(reservation, chat.model)
@@ -129,6 +126,18 @@ class ChatActions:
         """maxTokens, lowered so that the input and the reply fit the model's context window."""
         window = chat.rules.context_tokens if chat.rules is not None else 0
         return max(1, min(chat.max_tokens, window - plan.estimated_input)) if window else chat.max_tokens
+
+    def _count_refused(self, ctx: ActionContext) -> None:
+        """A chat refused before its admission (bad parameters, an unknown session, the budget, or a
+        failure of ours) still counts as a request, like every action but ping: a client that keeps
+        sending refused chats is rate-limited like any other."""
+        connection = ctx.connection
+        try:
+            self._rate_limiter.admit(connection.user_sub, ctx.now, groups=connection.groups)
+        except RateLimited:  # the window is full already: the refusal the client gets stays the chat's own
+            logger.info("a refused chat found the request window full")
+        except Exception:
+            logger.exception("counting a refused chat failed")
 
     def _release(self, reservation: Reservation, model: str) -> None:
         """Settle a chat that never reached the model to zero, so its reservation is not held until the hour ends."""

@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chalicelib import protocol
 from chalicelib.auth import count_refusal, token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
 from chalicelib.aws.management_api import Sender
-from chalicelib.dispatch.connections import ConnectionStore
+from chalicelib.dispatch.connections import ConnectionQuotaExceeded, ConnectionStore, FrameCount
 from chalicelib.dispatch.contract import ActionContext, ActionEntry, Admission
-from chalicelib.errors import AppError, BadRequest, ConnectionGone, Forbidden, Internal, RateLimited, Unauthorized
+from chalicelib.errors import (
+    AppError,
+    BadRequest,
+    ConnectionGone,
+    Forbidden,
+    Internal,
+    QuotaExceeded,
+    RateLimited,
+    Unauthorized,
+)
 from chalicelib.observability import bind, tracing
 from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
@@ -29,6 +40,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+FLOOD_CLOSE_FACTOR = 2  # frames past this many times the limit in one window close the connection
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How a handshake is refused: API Gateway answers the client with this status."""
+
+    status: int
+    message: str
+
+
+UNAUTHORIZED = Refusal(401, "Unauthorized")
+TOO_MANY_CONNECTIONS = Refusal(429, "Too many open connections for this user")
 INVALID_ACTION = "invalid"  # the metrics' action for frames that name no known action (bounded cardinality)
 GONE = "gone"  # the outcome when the client left before its answer
 
@@ -36,9 +60,10 @@ GONE = "gone"  # the outcome when the client left before its answer
 class WebsocketHandlers:
     def __init__(self, *, connections: ConnectionStore, rate_limiter: RateLimiter,
                  actions: Callable[[str], ActionEntry | None], sender_for: Callable[[str], Sender],
-                 verify_token: Callable[[str | None], Identity] = verify, clock: Callable[[], float] = time.time,
-                 metrics: MetricsWriter | None = None) -> None:
+                 frame_limit: int, verify_token: Callable[[str | None], Identity] = verify,
+                 clock: Callable[[], float] = time.time, metrics: MetricsWriter | None = None) -> None:
         self._connections = connections
+        self._frame_limit = frame_limit  # CONNECTION_FRAME_LIMIT frames per connection per window
         self._rate_limiter = rate_limiter
         self._actions = actions  # the action table's lookup: an action's entry by name, or None
         self._sender_for = sender_for  # the Management API sender for an endpoint
@@ -47,8 +72,9 @@ class WebsocketHandlers:
         self._metrics = metrics or get_metrics()
 
     def connect(self, *, connection_id: str, headers: Mapping[str, str] | None,
-                query: Mapping[str, str] | None, endpoint: str) -> bool:
-        """Store the connection if its token verifies; False means refuse it (401)."""
+                query: Mapping[str, str] | None, endpoint: str) -> Refusal | None:
+        """Store the connection if its token verifies and the user may open one more; else the refusal
+        the handshake is answered with (401, or 429 past MAX_CONNECTIONS_PER_USER)."""
         started = time.perf_counter()
         with bind(connectionId=connection_id):
             try:
@@ -58,16 +84,22 @@ class WebsocketHandlers:
                 logger.info("handled", extra={"outcome": "refused", "reason": refused.reason,
                                               "detail": str(refused), "latencyMs": _ms_since(started)})
                 count_refusal(refused, metrics=self._metrics)
-                return False
-            self._connections.add(
-                connection_id=connection_id, user_sub=identity.sub, username=identity.username,
-                groups=identity.groups, token_expires_at=identity.expires_at, endpoint=endpoint,
-                now=self._clock(),
-            )
+                return UNAUTHORIZED
+            try:
+                self._connections.add(
+                    connection_id=connection_id, user_sub=identity.sub, username=identity.username,
+                    groups=identity.groups, token_expires_at=identity.expires_at, endpoint=endpoint,
+                    now=self._clock(),
+                )
+            except ConnectionQuotaExceeded as full:
+                logger.info("handled", extra={"sub": identity.sub, "outcome": "refused", "reason": "connection_quota",
+                                              "detail": str(full), "latencyMs": _ms_since(started)})
+                count_error(self._metrics, QuotaExceeded.code)
+                return TOO_MANY_CONNECTIONS
             self._metrics.emit(metric.CONNECTIONS, 1)
             logger.info("handled", extra={"sub": identity.sub, "outcome": "accepted",
                                           "latencyMs": _ms_since(started)})
-            return True
+            return None
 
     def message(self, *, connection_id: str, body: str | None, is_base64: bool, endpoint: str) -> None:
         """Parse, authorise and route one frame; every outcome is a frame to the client."""
@@ -103,16 +135,24 @@ class WebsocketHandlers:
             entry = self._actions(frame.action) if frame is not None else None
             action = frame.action if frame is not None and entry is not None else INVALID_ACTION
             scope.enter_context(bind(id=request_id, action=action))
+            # Every frame counts in its connection's window, by the one call that finds the connection.
             # The token is checked before the frame is judged: an expired connection gets UNAUTHORIZED
             # and is closed whatever it sends, a malformed frame included.
-            connection = self._connections.get(connection_id)
             now = self._clock()
+            counted = self._connections.count_frame(connection_id, now)
+            connection = counted.connection
             if connection is None or connection.token_expired(now):
                 return action, self._refuse_expired(sender, connection_id, request_id)
             scope.enter_context(bind(sub=connection.user_sub))
-            if frame is None:
-                raise rejection or Internal()
-            if entry is None:
+            if counted.frames > self._frame_limit:
+                return action, self._refuse_flood(sender, connection_id, counted, request_id, now, action)
+            if frame is None or entry is None:
+                # A refused frame still counts as a request, like any action but ping: a client
+                # sending garbage or unknown actions is rate-limited like any other.
+                with tracing.subsegment("admission", action=action):
+                    self._rate_limiter.admit(connection.user_sub, now, groups=connection.groups)
+                if frame is None:
+                    raise rejection or Internal()
                 raise BadRequest(f"unknown action {frame.action[:64]!r}")
             if entry.admission is Admission.REQUEST:
                 with tracing.subsegment("admission", action=action):
@@ -133,6 +173,21 @@ class WebsocketHandlers:
         except Exception:
             logger.exception("unhandled error in message handler")
             return action, self._send_error(sender, connection_id, Internal(), request_id)
+
+    def _refuse_flood(self, sender: Sender, connection_id: str, counted: FrameCount, request_id: str | None,
+                      now: float, action: str) -> str:
+        """RATE_LIMITED for a frame over the connection's window; a connection that keeps sending
+        (FLOOD_CLOSE_FACTOR times the limit in one window) is closed as well."""
+        self._metrics.emit(metric.RATE_LIMITED, 1, dimensions={metric.ACTION: action})
+        retry_after = max(1, math.ceil(counted.window_ends - now))
+        closing = counted.frames > FLOOD_CLOSE_FACTOR * self._frame_limit
+        message = (f"this connection sent more than {self._frame_limit} frames in its window; "
+                   + ("closing it" if closing else f"retry in {retry_after} s"))
+        outcome = self._send_error(sender, connection_id, RateLimited(message, retry_after=retry_after), request_id)
+        if closing:
+            logger.warning("connection flooding: closed", extra={"frames": counted.frames})
+            sender.close(connection_id)
+        return outcome
 
     def _refuse_expired(self, sender: Sender, connection_id: str, request_id: str | None) -> str:
         error = Unauthorized("the token has expired; reconnect with a new token")

@@ -59,6 +59,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "session.create": (_REQUEST, lambda root: SessionActions(root.sessions).create),
     "session.list": (_REQUEST, lambda root: SessionActions(root.sessions).list_page),
     "session.get": (_REQUEST, lambda root: SessionActions(root.sessions).get),
+    "session.update": (_REQUEST, lambda root: SessionActions(root.sessions).update),
     "session.delete": (_REQUEST, lambda root: SessionActions(root.sessions).delete),
     "context.put": (_REQUEST, lambda root: ContextActions(root.context).put),
     "context.uploadUrl": (_REQUEST, lambda root: ContextActions(root.context).upload_url),

@@ -18,10 +18,18 @@ class SessionActions:
         self._store = store
 
     def create(self, ctx: ActionContext) -> dict[str, Any]:
-        title = ctx.frame.params.string("title", max_length=TITLE_MAX_CHARS) or DEFAULT_TITLE
-        if any(ord(ch) < 0x20 or ch == "\x7f" for ch in title):
-            raise BadRequest("'title' must not contain control characters")
-        session = self._store.create(ctx.connection.user_sub, title=title)
+        title = ctx.frame.params.string("title", max_length=TITLE_MAX_CHARS)
+        session = self._store.create(ctx.connection.user_sub, title=_checked_title(title) if title else DEFAULT_TITLE)
+        return protocol.result(ctx.frame.id, {"session": session.wire()})
+
+    def update(self, ctx: ActionContext) -> dict[str, Any]:
+        """Rename: `sessionId` and `title` (1-200 characters, not blank, no control characters) required."""
+        params = ctx.frame.params
+        session_id = check_session_id(params.string("sessionId", required=True))
+        title = _checked_title(params.string("title", required=True, max_length=TITLE_MAX_CHARS) or "")
+        if not title.strip():
+            raise BadRequest("'title' must not be blank")
+        session = self._store.rename(ctx.connection.user_sub, session_id, title=title)
         return protocol.result(ctx.frame.id, {"session": session.wire()})
 
     def list_page(self, ctx: ActionContext) -> dict[str, Any]:
@@ -59,6 +67,12 @@ class SessionActions:
         session_id = check_session_id(ctx.frame.params.string("sessionId", required=True))
         self._store.delete(ctx.connection.user_sub, session_id)
         return protocol.result(ctx.frame.id, {"deleted": True})
+
+
+def _checked_title(title: str) -> str:
+    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in title):
+        raise BadRequest("'title' must not contain control characters")
+    return title
 
 
 def _wire_message(store: SessionStore, message: Message) -> dict[str, Any]:

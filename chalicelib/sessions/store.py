@@ -205,26 +205,38 @@ class SessionStore:
 
     def touch(self, user_sub: str, session_id: str, *, now: float | None = None) -> int:
         """Mark activity: updatedAt moves to now, the TTL of all items forward if due. Returns the TTL."""
-        now = self._clock() if now is None else now
+        return int(self._update(user_sub, session_id, now=self._clock() if now is None else now)["ttl"])
+
+    def rename(self, user_sub: str, session_id: str, *, title: str) -> Session:
+        """Set the caller's session's title; a rename is activity (updatedAt, TTL), as a chat is.
+        NOT_FOUND if the session is not the caller's, or idle past its TTL."""
+        return _session(self._update(user_sub, session_id, now=self._clock(), title=title))
+
+    # --- internals --------------------------------------------------------
+
+    def _update(self, user_sub: str, session_id: str, *, now: float, title: str | None = None) -> dict[str, Any]:
+        """updatedAt (and the title, if given) of a live session; the TTL of all items forward if
+        due. Returns the session item as it now is."""
+        assignments, values = ["updatedAt = :now"], {":now": iso(now), ":idle_since": iso(now - self._ttl_seconds)}
+        if title is not None:
+            assignments.append("title = :title")
+            values[":title"] = title
         try:
             item = self._table.update_item(
                 Key={"pk": _pk(user_sub), "sk": _session_sk(session_id)},
-                UpdateExpression="SET updatedAt = :now",
+                UpdateExpression="SET " + ", ".join(assignments),
                 # An idle-expired session is not revived by new activity (ISO times sort as text).
                 ConditionExpression="attribute_exists(sk) AND updatedAt > :idle_since",
-                ExpressionAttributeValues={":now": iso(now), ":idle_since": iso(now - self._ttl_seconds)},
-                ReturnValues="ALL_NEW")["Attributes"]
+                ExpressionAttributeValues=values, ReturnValues="ALL_NEW")["Attributes"]
         except ClientError as exc:
             if condition_failed(exc):
                 raise NotFound("no such session") from None
             raise
         expires = int(item["ttl"])
         if expires - now < self._ttl_seconds:
-            expires = int(now) + self._ttl_seconds + REFRESH_SLACK_SECONDS
-            self._extend(user_sub, session_id, expires)
-        return expires
-
-    # --- internals --------------------------------------------------------
+            item["ttl"] = int(now) + self._ttl_seconds + REFRESH_SLACK_SECONDS
+            self._extend(user_sub, session_id, item["ttl"])
+        return item
 
     def _idle_expired(self, item: dict[str, Any]) -> bool:
         return item["updatedAt"] <= iso(self._clock() - self._ttl_seconds)

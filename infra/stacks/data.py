@@ -137,10 +137,13 @@ class DataStack(Stack):
                 # A bucket of short-lived objects (chat uploads): whatever is left expires, tag or not.
                 s3.LifecycleRule(id="expire-objects", expiration=Duration.days(bucket.expiration_days))]
                 if bucket.expiration_days else []),
-            # Browsers upload large context files with presigned PUTs: the signature, not the
-            # origin, is what guards them.
-            cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods.PUT], allowed_origins=["*"],
-                              allowed_headers=["*"], max_age=3000)],
+            # Browsers upload large context files with presigned PUTs and read large messages
+            # with presigned GETs: the signature, not the origin, is what guards them.
+            cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods(m) for m in resources.BROWSER_CORS["AllowedMethods"]],
+                              allowed_origins=resources.BROWSER_CORS["AllowedOrigins"],
+                              allowed_headers=resources.BROWSER_CORS["AllowedHeaders"],
+                              exposed_headers=resources.BROWSER_CORS["ExposeHeaders"],
+                              max_age=resources.BROWSER_CORS["MaxAgeSeconds"])],
             removal_policy=self.removal,
         )
         CfnOutput(self, outputs.bucket_name(bucket.key), value=built.bucket_name)

@@ -31,6 +31,7 @@ from constructs import Construct
 from infra import outputs, resources
 from infra.stacks.waf import web_acl
 from infra.stages import Stage
+from infra.web_csp import AWS_CONNECT_SOURCES, content_security_policy
 
 EDGE_REGION = "us-east-1"  # where a CLOUDFRONT-scope web ACL, and its metrics, must live
 
@@ -74,10 +75,7 @@ class EdgeStack(Stack):
                     referrer_policy=cloudfront.HeadersReferrerPolicy.STRICT_ORIGIN_WHEN_CROSS_ORIGIN,
                     override=True),
                 content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
-                    content_security_policy=(
-                        "default-src 'self'; connect-src 'self' wss://*.amazonaws.com https://*.amazonaws.com; "
-                        "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
-                        "base-uri 'none'; form-action 'none'"),
+                    content_security_policy=content_security_policy(AWS_CONNECT_SOURCES),
                     override=True),
             ),
         )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from devserver import launcher
 from devserver.launcher import StackProcess
 
 READY_WITHIN_SECONDS = 60
+LLM_IDE = str(Path(sys.executable).with_name("llm-ide"))  # the console command `make` installs into .venv
 
 
 class LocalStack(StackProcess):
@@ -26,7 +28,8 @@ class LocalStack(StackProcess):
         if username not in self._tokens:
             e = self.endpoints
             self._tokens[username] = login(username, e.dev_password(username), client_id=e.client_id,
-                                           region=e.region, endpoint_url=e.cognito_endpoint)
+                                           region=e.region, user_pool_id=e.user_pool_id,
+                                           endpoint_url=e.cognito_endpoint)
         return self._tokens[username]
 
     def connect(self, username: str = "dev", **kwargs) -> IdeClient:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import boto3
 import pytest
 
 from devserver.launcher import ROOT
+from tests.e2e.conftest import LLM_IDE
 
 DEFAULT_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -76,10 +76,13 @@ PROMPTS = {
 @pytest.mark.parametrize("name", sorted(PROMPTS))
 def test_the_reply_is_the_prompt_byte_for_byte(stack, name):
     prompt = PROMPTS[name]
+    # The default model (Claude 3 Haiku) writes at most 4,096 tokens; the 20 KB echo takes more.
+    model = {"model": "claude-sonnet-4-20250514"} if name == "20kb" else {}
     with stack.connect() as client:
-        ack, deltas, done = chat(client, prompt, maxTokens=8192)
+        ack, deltas, done = chat(client, prompt, maxTokens=8192, **model)
     assert text_of(deltas).encode("utf-8") == prompt.encode("utf-8")
-    assert len(ack["requestId"]) == 32 and ack["sessionId"] is None and ack["model"] == DEFAULT_MODEL
+    assert len(ack["requestId"]) == 32 and ack["sessionId"] is None
+    assert ack["model"] == ("us.anthropic.claude-sonnet-4-20250514-v1:0" if model else DEFAULT_MODEL)
     assert set(ack["limits"]) == {"requests", "tokens"}
     assert set(ack["limits"]["tokens"]) == {"limit", "remaining", "resetAt"}
     assert done["type"] == "done" and done["stopReason"] == "end_turn"
@@ -272,9 +275,9 @@ def test_a_prompt_over_its_limit_is_payload_too_large(stack):
         assert bad["type"] == "error" and bad["error"]["code"] == "BAD_REQUEST"
 
 
-def test_python_m_client_chat_prints_the_reply_then_the_usage(stack, tmp_path):
+def test_llm_ide_chat_prints_the_reply_then_the_usage(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,
+    run = lambda *args: subprocess.run([LLM_IDE, *args], cwd=ROOT, env=env,
                                        capture_output=True, text=True, timeout=60)
     assert run("login", "--username", "dev").returncode == 0
     result = run("chat", "Bonjour, ça va? 😀", "--max-tokens", "100")
@@ -286,10 +289,10 @@ def test_python_m_client_chat_prints_the_reply_then_the_usage(stack, tmp_path):
     assert refused.returncode == 1 and "MODEL_NOT_ALLOWED" in refused.stderr
 
 
-def test_ctrl_c_in_python_m_client_chat_cancels_the_chat(stack, tmp_path):
+def test_ctrl_c_in_llm_ide_chat_cancels_the_chat(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path),
            "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "client"]
+    command = [LLM_IDE]
     assert subprocess.run([*command, "login", "--username", "dev"], cwd=ROOT, env=env, capture_output=True,
                           timeout=60).returncode == 0
     process = subprocess.Popen([*command, "chat", "[[slow:20]] " + "w" * 2000], cwd=ROOT, env=env,
@@ -307,7 +310,7 @@ def test_ctrl_c_in_python_m_client_chat_cancels_the_chat(stack, tmp_path):
 def test_ctrl_c_before_the_ack_still_cancels_the_chat(stack, tmp_path, monkeypatch, capsys):
     # Ctrl-C lands while the client waits for the ack: the chat may already be running on the
     # server, so the client waits for the ack and cancels it rather than leave it to spend tokens.
-    from client import __main__ as cli
+    from client import cli
     from client.connection import IdeClient
 
     monkeypatch.setenv("LLM_IDE_ENDPOINTS", str(stack.endpoints_path))

@@ -41,8 +41,10 @@ def usage_of(client):
 
 
 def held_chat(client, max_tokens):
-    """A chat that holds its reservation until cancelled; returns its id."""
-    chat_id = client.send("chat.send", prompt="[[slow:3000]] hold", maxTokens=max_tokens)
+    """A chat that holds its reservation until cancelled; returns its id. Its model (Claude Sonnet 4,
+    which writes up to 64,000 tokens) lets one chat reserve (nearly) the whole budget."""
+    chat_id = client.send("chat.send", prompt="[[slow:3000]] hold", maxTokens=max_tokens,
+                          model="claude-sonnet-4-20250514")
     ack = client.next_frame(chat_id, timeout=15)
     assert ack["type"] == "ack", ack
     return chat_id, ack

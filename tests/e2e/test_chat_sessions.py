@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 
 from devserver.launcher import ROOT
 from tests.e2e.test_chat import chat, text_of
+from tests.e2e.conftest import LLM_IDE
 
 
 def ok(client, action, **params):
@@ -145,9 +145,9 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
         assert [(m["role"], m["content"]) for m in messages] == [("user", prompt), ("assistant", prompt)]
 
 
-def test_python_m_client_chat_continues_a_session_with_context(stack, tmp_path):
+def test_llm_ide_chat_continues_a_session_with_context(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env,
+    run = lambda *args: subprocess.run([LLM_IDE, *args], cwd=ROOT, env=env,
                                        capture_output=True, text=True, timeout=60)
     assert run("login", "--username", "dev").returncode == 0
     with stack.connect() as client:

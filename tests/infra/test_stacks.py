@@ -12,6 +12,7 @@ from chalicelib.config import load_settings
 from chalicelib.observability import metric_names as metrics
 from infra import outputs, resources, sync_config
 from infra.stages import STAGES
+from infra.web_csp import AWS_CONNECT_SOURCES, content_security_policy
 from tests.infra.conftest import HEALTH_URLS
 
 ALL_STAGES = list(STAGES)
@@ -222,8 +223,9 @@ def test_cloudfront_https_only_with_oac_waf_and_security_headers(synthesized, te
             "StrictTransportSecurity": Match.object_like({"AccessControlMaxAgeSec": 63072000, "IncludeSubdomains": True}),
             "ContentTypeOptions": {"Override": True},
             "FrameOptions": {"FrameOption": "DENY", "Override": True},
-            "ContentSecurityPolicy": Match.object_like({"ContentSecurityPolicy": Match.string_like_regexp(
-                "frame-ancestors 'none'")}),
+            # The very policy the local stack serves the page under (tests/e2e/test_web_browser.py).
+            "ContentSecurityPolicy": Match.object_like({"ContentSecurityPolicy": content_security_policy(
+                AWS_CONNECT_SOURCES)}),
         })})})
     # The UI bucket: private, TLS only, readable by this distribution alone.
     t.has_resource_properties("AWS::S3::Bucket", {"PublicAccessBlockConfiguration": {

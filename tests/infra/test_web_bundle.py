@@ -25,7 +25,29 @@ def chalice_dir(tmp_path):
     return tmp_path
 
 
-def test_the_bundle_is_the_page_and_its_config_for_the_stage(tmp_path, chalice_dir):
+@pytest.fixture(scope="module")
+def built():
+    """web/dist/, built from the sources and the locked npm packages (as `make` does)."""
+    try:
+        return web_bundle.build_assets()
+    except web_bundle.BuildError as error:
+        if "no npm" in str(error):
+            pytest.skip(str(error))
+        raise
+
+
+def test_the_build_is_the_page_its_script_and_style_without_inline_code(built):
+    names = {p.name for p in built.iterdir()}
+    assert {"index.html", "app.js", "style.css"} <= names
+    page = (built / "index.html").read_text()
+    assert '<script type="module" src="app.js"></script>' in page
+    # The CSP has no 'unsafe-inline': no inline script, handler or style in the page.
+    assert "<style" not in page and " style=" not in page and " onclick=" not in page
+    assert page.count("<script") == 1
+
+
+def test_the_bundle_is_the_page_and_its_config_for_the_stage(tmp_path, chalice_dir, built, monkeypatch):
+    monkeypatch.setattr(web_bundle, "build_assets", lambda: built)  # built once for the module
     out = tmp_path / "build" / "web"
     assert web_bundle.main(["--stage", "prod", "--outputs", str(SAMPLE_OUTPUTS), "--out", str(out),
                             "--chalice-dir", str(chalice_dir)]) == 0
@@ -35,9 +57,9 @@ def test_the_bundle_is_the_page_and_its_config_for_the_stage(tmp_path, chalice_d
                       "httpUrl": "https://rest1.execute-api.eu-west-1.amazonaws.com/prod",
                       "region": data["Region"],
                       "cognito": {"userPoolId": data["UserPoolId"], "clientId": data["UserPoolClientId"]}}
-    pages = sorted(p.name for p in web_bundle.WEB_DIR.iterdir() if p.is_file())
-    assert sorted(p.name for p in out.iterdir()) == sorted(pages + ["config.json"])
-    assert (out / "app.js").read_text() == (web_bundle.WEB_DIR / "app.js").read_text()
+    pages = sorted(p.name for p in built.iterdir() if p.is_file() and not p.name.startswith("."))
+    assert sorted(p.name for p in out.iterdir()) == sorted([*pages, "config.json"])
+    assert (out / "app.js").read_bytes() == (built / "app.js").read_bytes()
 
 
 def test_the_config_has_what_the_page_reads_as_the_local_stack_serves_it():

@@ -147,6 +147,7 @@ def test_models_list_names_the_allowed_models_default_first(app_env, boto, sende
     (listed,) = sender.frames["conn-models="]
     models = listed["data"]["models"]
     assert [m["id"] for m in models] == ["anthropic.claude-3-haiku-20240307-v1:0",
-                                         "anthropic.claude-3-5-sonnet-20240620-v1:0"]
+                                         "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                         "us.anthropic.claude-sonnet-4-20250514-v1:0"]  # the local stack's
     assert models[0]["default"] and models[0]["maxOutputTokens"] == 4096
     assert models[0]["supports"] == {"tools": True, "images": True, "promptCache": False}

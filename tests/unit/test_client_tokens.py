@@ -30,3 +30,50 @@ def test_each_api_keeps_its_own_users_and_a_token_goes_to_no_other(tmp_path):
     assert store.load(["wss://unknown"]) is None  # never "the latest" token to a server it was not for
     assert store.load(["ws://local/a"], "dave") is None
     assert TokenStore(tmp_path / "none.json").load(["ws://local/a"]) is None
+
+
+def test_signed_in_renews_before_expiry_and_keeps_the_refresh_token(tmp_path):
+    import time
+
+    from client.auth import NotSignedIn, SignedIn, UserPool
+
+    store = TokenStore(tmp_path / "tokens.json")
+    now = int(time.time())
+    store.save(["ws://a"], Tokens("alice", "old", "id-old", "refresh", expires_at=now + 30, issued_at=now - 3570))
+    renewed = []
+
+    def renew(current: Tokens, pool: UserPool) -> Tokens:
+        renewed.append(current.access_token)
+        return Tokens("alice", "new", "id-new", current.refresh_token, expires_at=now + 3600, issued_at=now)
+
+    account = SignedIn(store, ["ws://a"], UserPool("client", "us-east-1"), renew=renew)
+    assert account.tokens().access_token == "new"  # 30 s left of an hour: renewed
+    assert account.tokens().access_token == "new" and renewed == ["old"]  # then fresh: not again
+    assert store.load(["ws://a"]).refresh_token == "refresh"
+    assert account.forget().username == "alice" and store.load(["ws://a"]) is None
+    try:
+        account.tokens()
+    except NotSignedIn as exc:
+        assert "llm-ide login" in str(exc)
+    else:
+        raise AssertionError("a forgotten sign-in must not be usable")
+
+
+def test_a_short_lived_token_is_renewed_at_half_its_life_not_every_time():
+    now = 1_000_000
+    young = Tokens("a", "x", "y", "r", expires_at=now + 20, issued_at=now - 4)  # 24 s tokens, 20 s left
+    assert not young.refresh_due(now=now)
+    assert young.refresh_due(now=now + 9)  # 11 s left: under half
+    legacy = Tokens("a", "x", "y", "r", expires_at=now + 200)  # a file from before issued_at was kept
+    assert not legacy.refresh_due(now=now) and legacy.refresh_due(now=now + 150)
+
+
+def test_local_times_are_readable():
+    from client.times import local_time, relative
+
+    assert relative(1000, now=1000) == "now"
+    assert relative(1000 + 125, now=1000) == "in 2 min"
+    assert relative(1000 - 7300, now=1000) == "2 h ago"
+    shown = local_time("2025-03-04T10:00:00Z", now=1741082400 + 60)
+    assert shown.startswith("2025-03-04 ") and shown.endswith("(1 min ago)")
+    assert local_time(None) == "-" and local_time("not a time") == "not a time"

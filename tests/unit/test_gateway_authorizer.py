@@ -35,7 +35,7 @@ def fake_app(authorizer):
 async def handshake(module, query="?token=t"):
     runtime = LambdaRuntime(module, max_workers=2)
     gateway = Gateway(app_module=module, runtime=runtime, stage="local", domain_name="127.0.0.1:1",
-                      web_dir=Path(__file__).parent, web_config={})
+                      web_dir=Path(__file__).parent, web_config={}, web_csp="default-src 'self'")
     try:
         async with TestClient(TestServer(gateway.make_app())) as client:
             try:

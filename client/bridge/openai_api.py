@@ -1,0 +1,304 @@
+"""OpenAI Chat Completions: a request into `chat.send` parameters, the chat's events into its answers.
+
+Request fields as IDE-BRIDGE.md lists them; fields OpenAI knows but we cannot honour (`n` > 1,
+`logprobs`, audio, a `response_format` other than text) are a 400 naming the field; any other
+field is ignored, as OpenAI ignores what it does not know.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from client.bridge.errors import invalid
+from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
+
+FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
+                  "tool_use": "tool_calls", "content_filtered": "content_filter",
+                  "guardrail_intervened": "content_filter"}
+IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
+                 "image/webp": "webp"}
+DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.DOTALL)
+MAX_STOP_SEQUENCES = 4
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise invalid(where, "must be an object")
+    return value
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise invalid(where, "must be a string")
+    return value
+
+
+def _text_block(text: str) -> list[dict[str, Any]]:
+    """A text block, or none for empty text (the protocol refuses blank text; OpenAI allows it)."""
+    return [{"type": "text", "text": text}] if text.strip() else []
+
+
+def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
+    image_url = part.get("image_url")
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    match = DATA_URL.fullmatch(_string(url, f"{where}.image_url.url"))
+    if not match:
+        raise invalid(f"{where}.image_url.url", "only data: URLs (data:image/png;base64,...) are supported")
+    image_format = IMAGE_FORMATS.get(match["type"].lower())
+    if image_format is None:
+        raise invalid(f"{where}.image_url.url", f"image type {match['type']!r} is not one of png, jpeg, gif, webp")
+    return {"type": "image", "format": image_format, "data": "".join(match["data"].split())}
+
+
+def _content(content: Any, where: str, *, images: bool) -> list[dict[str, Any]]:
+    """A message's `content` (a string or parts) as protocol blocks."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return _text_block(content)
+    if not isinstance(content, list):
+        raise invalid(f"{where}.content", "must be a string or an array of content parts")
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        kind = _object(part, at).get("type")
+        if kind == "text":
+            blocks += _text_block(_string(part.get("text"), f"{at}.text"))
+        elif kind == "refusal":
+            blocks += _text_block(_string(part.get("refusal"), f"{at}.refusal"))
+        elif kind == "image_url" and images:
+            blocks.append(_image(part, at))
+        else:
+            allowed = "text and image_url" if images else "text"
+            raise invalid(f"{at}.type", f"content part type {kind!r} is not supported here (only {allowed})")
+    return blocks
+
+
+def _tool_uses(tool_calls: Any, where: str) -> list[dict[str, Any]]:
+    if tool_calls is None:
+        return []
+    if not isinstance(tool_calls, list):
+        raise invalid(f"{where}.tool_calls", "must be an array")
+    blocks = []
+    for j, call in enumerate(tool_calls):
+        at = f"{where}.tool_calls[{j}]"
+        function = _object(_object(call, at).get("function"), f"{at}.function")
+        arguments = function.get("arguments") or "{}"
+        try:
+            parsed = json.loads(_string(arguments, f"{at}.function.arguments"))
+        except ValueError:
+            raise invalid(f"{at}.function.arguments", "must be a JSON object in a string") from None
+        if not isinstance(parsed, dict):
+            raise invalid(f"{at}.function.arguments", "must be a JSON object in a string")
+        blocks.append({"type": "toolUse", "toolUseId": _string(call.get("id"), f"{at}.id"),
+                       "name": _string(function.get("name"), f"{at}.function.name"), "input": parsed})
+    return blocks
+
+
+def _messages(messages: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The conversation as protocol messages, and the system and developer messages' texts."""
+    if not isinstance(messages, list) or not messages:
+        raise invalid("messages", "must be a non-empty array")
+    conversation: list[dict[str, Any]] = []
+    system: list[str] = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        role = _object(message, where).get("role")
+        if role in ("system", "developer"):
+            system += [b["text"] for b in _content(message.get("content"), where, images=False)]
+        elif role == "user":
+            blocks = _content(message.get("content"), where, images=True)
+            if not blocks:
+                raise invalid(f"{where}.content", "a user message must have some content")
+            conversation.append({"role": "user", "content": blocks})
+        elif role == "assistant":
+            blocks = _content(message.get("content"), where, images=False) + _tool_uses(message.get("tool_calls"),
+                                                                                          where)
+            if blocks:  # an empty assistant turn says nothing to the model
+                conversation.append({"role": "assistant", "content": blocks})
+        elif role == "tool":
+            result = _content(message.get("content"), where, images=False)
+            conversation.append({"role": "user", "content": [{
+                "type": "toolResult", "toolUseId": _string(message.get("tool_call_id"), f"{where}.tool_call_id"),
+                "status": "success", "content": result}]})
+        else:
+            raise invalid(f"{where}.role", f"role {role!r} is not one of system, developer, user, assistant, tool")
+    if not conversation or conversation[0]["role"] != "user":
+        raise invalid("messages", "the conversation must begin with a user message (after any system messages)")
+    if conversation[-1]["role"] != "user":
+        raise invalid("messages", "the conversation must end with a user or tool message")
+    return conversation, system
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise invalid("tools", "must be an array")
+    converted = []
+    for i, tool in enumerate(tools):
+        if _object(tool, f"tools[{i}]").get("type") != "function":
+            raise invalid(f"tools[{i}].type", "only function tools are supported")
+        function = _object(tool.get("function"), f"tools[{i}].function")
+        schema = function.get("parameters") or {"type": "object", "properties": {}}
+        converted.append({"name": _string(function.get("name"), f"tools[{i}].function.name"),
+                          "description": str(function.get("description") or ""),
+                          "inputSchema": _object(schema, f"tools[{i}].function.parameters")})
+    return converted
+
+
+def _tool_choice(choice: Any) -> Any:
+    """OpenAI's tool_choice as the protocol's toolChoice; None for `none` (the tools are left out)."""
+    if choice in ("auto", "required"):
+        return "auto" if choice == "auto" else "any"
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"name": _string(_object(choice.get("function"), "tool_choice.function").get("name"),
+                                "tool_choice.function.name")}
+    raise invalid("tool_choice", "must be 'auto', 'required', 'none' or {'type': 'function', 'function': {'name'}}")
+
+
+def _unsupported(body: dict[str, Any]) -> None:
+    if body.get("n") not in (None, 1):
+        raise invalid("n", "only one choice (n = 1) is supported")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise invalid("logprobs" if body.get("logprobs") else "top_logprobs", "log probabilities are not supported")
+    if body.get("audio") is not None or "audio" in (body.get("modalities") or []):
+        raise invalid("audio" if body.get("audio") is not None else "modalities", "audio output is not supported")
+    response_format = body.get("response_format")
+    if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
+        raise invalid("response_format", "only the 'text' response format is supported")
+
+
+def _positive_integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid(where, "must be a positive integer")
+    return value
+
+
+def _stop(stop: Any) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise invalid("stop", "must be a string or an array of strings")
+    if len(stops) > MAX_STOP_SEQUENCES:
+        raise invalid("stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    return tuple(s for s in stops if s)
+
+
+def chat_call(body: Any) -> ChatCall:
+    """A POST /v1/chat/completions body as a ChatCall; ApiError 400 naming the field when it is wrong."""
+    body = _object(body, "body")
+    _unsupported(body)
+    conversation, system = _messages(body.get("messages"))
+    params: dict[str, Any] = {"messages": conversation}
+    if body.get("model") is not None:
+        params["model"] = _string(body["model"], "model")
+    if system:
+        params["system"] = "\n\n".join(system)
+    choice = body.get("tool_choice")
+    if body.get("tools") and choice != "none":
+        params["tools"] = _tools(body["tools"])
+        if choice is not None:
+            params["toolChoice"] = _tool_choice(choice)
+    for name in ("max_completion_tokens", "max_tokens"):
+        if body.get(name) is not None:
+            params["maxTokens"] = _positive_integer(body[name], name)
+            break
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise invalid("temperature", "must be a number")
+        params["temperature"] = temperature
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise invalid("stream", "must be a boolean")
+    options = body.get("stream_options") or {}
+    include_usage = bool(_object(options, "stream_options").get("include_usage")) if stream else False
+    return ChatCall(params=params, stream=stream, stop=_stop(body.get("stop")), include_usage=include_usage)
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+def usage(usage: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cache_read_input_tokens}}
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.tool_use_id, "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.input, ensure_ascii=False)}}
+
+
+class Completion:
+    """The events of one chat, gathered into a `chat.completion` object."""
+
+    def __init__(self, request_id: str, model: str, created: int | None = None) -> None:
+        self.id, self.model, self.created = f"chatcmpl-{request_id}", model, created or int(time.time())
+        self._text: list[str] = []
+        self._calls: list[dict[str, Any]] = []
+        self._end: End | None = None
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, Text):
+            self._text.append(event.text)
+        elif isinstance(event, ToolCall):
+            self._calls.append(_tool_call(event))
+        else:
+            self._end = event
+
+    def body(self) -> dict[str, Any]:
+        end = self._end or End("end_turn", Usage())
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._text) or None, "refusal": None}
+        if self._calls:
+            message["tool_calls"] = self._calls
+        return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": FINISH_REASONS.get(end.stop_reason, "stop")}],
+                "usage": usage(end.usage)}
+
+
+class ChunkStream:
+    """The events of one chat as `chat.completion.chunk` objects (each one server-sent event)."""
+
+    def __init__(self, request_id: str, model: str, *, include_usage: bool, created: int | None = None) -> None:
+        self.id, self.model, self.created = f"chatcmpl-{request_id}", model, created or int(time.time())
+        self._include_usage = include_usage
+        self._tool_index = 0
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+        if self._include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def start(self) -> dict[str, Any]:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def chunks(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, Text):
+            return [self._chunk({"content": event.text})]
+        if isinstance(event, ToolCall):
+            index, self._tool_index = self._tool_index, self._tool_index + 1
+            return [self._chunk({"tool_calls": [{"index": index, **_tool_call(event)}]})]
+        chunks = [self._chunk({}, FINISH_REASONS.get(event.stop_reason, "stop"))]
+        if self._include_usage:
+            chunks.append({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                           "model": self.model, "choices": [], "usage": usage(event.usage)})
+        return chunks
+
+
+def models(listed: list[dict[str, Any]], created: int) -> dict[str, Any]:
+    """GET /v1/models from `models.list`; `owned_by` is the provider part of the Bedrock model id."""
+    return {"object": "list", "data": [{"id": m["id"], "object": "model", "created": created,
+                                        "owned_by": _provider(m["id"])} for m in listed]}
+
+
+def _provider(model_id: str) -> str:
+    parts = model_id.split(".")
+    # Cross-region inference profiles put a geography first: us.anthropic.claude-...
+    if len(parts) > 2 and parts[0] in ("us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"):
+        parts = parts[1:]
+    return parts[0] if len(parts) > 1 else "llm-ide"

@@ -1,0 +1,84 @@
+"""What every command shares: the resolved endpoints, the signed-in user, a connection, errors."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from client.auth import NotSignedIn, SignedIn, TokenStore
+from client.connection import ConnectionRefused, IdeClient
+from client.endpoints import Endpoints, EndpointsNotFound, resolve_endpoints
+
+
+class CommandFailed(Exception):
+    """Ends a command with `error: <message>` on stderr and exit status `status`."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProtocolError(CommandFailed):
+    """The backend answered an `error` frame."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
+        super().__init__(f"{error.get('code')}: {error.get('message')}{retry}")
+        self.code = error.get("code")
+
+
+class Context:
+    """One command's view of the backend: settings resolved once, tokens renewed as needed."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        try:
+            self.endpoints: Endpoints = resolve_endpoints(
+                args.endpoints, websocket_url=args.url, region=args.region, client_id=args.client_id,
+                user_pool_id=args.user_pool_id, cognito_endpoint=args.cognito_endpoint)
+        except EndpointsNotFound as exc:
+            raise CommandFailed(str(exc), 2) from None
+        self.account = SignedIn(TokenStore(), self.endpoints.api_names, self.endpoints.user_pool(), args.username)
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        try:
+            return self.account.tokens(force_refresh=force_refresh).token(self.args.token_use)
+        except NotSignedIn as exc:
+            raise CommandFailed(str(exc)) from None
+
+    def connect(self) -> IdeClient:
+        """A connection with a fresh token; a refused handshake is retried once with a renewed one."""
+        url = self.endpoints.websocket_url
+        if not url:
+            raise CommandFailed("no WebSocket URL: run `make dev`, or pass --url (or set LLM_IDE_URL)", 2)
+        for force_refresh in (False, True):
+            try:
+                return IdeClient(url, self.token(force_refresh=force_refresh))
+            except ConnectionRefused as exc:
+                if exc.status != 401 or force_refresh:
+                    raise CommandFailed(f"{url}: {exc}") from None
+            except OSError as exc:
+                raise CommandFailed(f"cannot reach the backend at {url}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def request(self, client: IdeClient, action: str, *, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+        """The `data` of the action's `result`; an `error` frame raises ProtocolError."""
+        frame = client.request(action, timeout=timeout, **{k: v for k, v in params.items() if v is not None})
+        if frame.get("type") == "error":
+            raise ProtocolError(frame.get("error", {}))
+        if frame.get("type") != "result":
+            raise CommandFailed(f"unexpected answer to {action}: {frame.get('type')}")
+        return frame["data"]
+
+    def print_json(self, data: Any) -> None:
+        json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Left-aligned columns, as wide as their widest cell."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [headers, *rows]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)

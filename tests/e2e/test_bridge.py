@@ -1,0 +1,194 @@
+"""`llm-ide serve` against the local stack, driven by the official OpenAI and Anthropic SDKs.
+
+These need the protocol's v1.1 (models.list, messages, tools, images, chat.upload, chat.resume,
+the dev gateway's DEV_WS_MAX_CONNECTION_SECONDS) and, for count_tokens, the backend's
+chat.countTokens (see docs/IDE.md).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from devserver.launcher import stop_process
+from tests.e2e.conftest import LLM_IDE, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4e90000000049454e44ae426082")).decode()  # 1x1 pixel
+
+
+@dataclass
+class Served:
+    url: str
+    key: str
+    process: subprocess.Popen
+
+    def openai(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.key, max_retries=0)
+
+    def anthropic(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=self.key, max_retries=0)
+
+
+def serve_bridge(stack, home: Path) -> Served:
+    env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(home),
+           "PYTHONUNBUFFERED": "1"}
+    login = subprocess.run([LLM_IDE, "login", "--username", "dev"], check=False, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert login.returncode == 0, login.stderr
+    process = subprocess.Popen([LLM_IDE, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    first = process.stdout.readline()
+    match = re.match(r"OpenAI API\s+(http://127\.0\.0\.1:\d+)/v1\s+key (lli-local-\S+)", first)
+    assert match, first + process.stdout.read(2000)
+    process.stdout.readline()
+    return Served(match[1], match[2], process)
+
+
+@pytest.fixture(scope="module")
+def bridge(stack, tmp_path_factory):
+    served = serve_bridge(stack, tmp_path_factory.mktemp("bridge-home"))
+    yield served
+    stop_process(served.process)
+
+
+def direct_usage(stack, **params) -> dict:
+    """The `done` frame's usage of the same chat sent straight over the client library's WebSocket."""
+    with stack.connect() as client:
+        frames = list(client.frames(client.send("chat.send", **params), timeout=30))
+    assert frames[-1]["type"] == "done", frames[-1]
+    return frames[-1]["usage"]
+
+
+def test_openai_models_are_models_list(stack, bridge):
+    listed = models_list(stack)
+    assert [m.id for m in bridge.openai().models.list()] == [m["id"] for m in listed]
+
+
+def test_openai_streamed_and_not_streamed_completions_are_the_echo_with_the_done_usage(stack, bridge):
+    prompt = "Bonjour, ça va? 😀 Here is some text for the echo model."
+    expected = direct_usage(stack, messages=[{"role": "user", "content": prompt}], maxTokens=200)
+    chunks = list(bridge.openai().chat.completions.create(
+        model=stack_model(stack), max_tokens=200, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": prompt}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+    usage = chunks[-1].usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
+        expected["inputTokens"] + expected["cacheReadInputTokens"] + expected["cacheWriteInputTokens"],
+        expected["outputTokens"], expected["totalTokens"])
+    assert usage.prompt_tokens_details.cached_tokens == expected["cacheReadInputTokens"]
+    completion = bridge.openai().chat.completions.create(model=stack_model(stack), max_tokens=200,
+                                                         messages=[{"role": "user", "content": prompt}])
+    assert completion.choices[0].message.content == prompt and completion.choices[0].finish_reason == "stop"
+    assert completion.usage.completion_tokens == expected["outputTokens"]
+
+
+def models_list(stack) -> list[dict]:
+    with stack.connect() as client:
+        frame = client.request("models.list")
+    assert frame["type"] == "result", f"the backend has no models.list (protocol v1.1): {frame}"
+    return frame["data"]["models"]
+
+
+def stack_model(stack) -> str:
+    return models_list(stack)[0]["id"]
+
+
+def test_openai_tool_round_trip_and_an_image(stack, bridge):
+    client = bridge.openai()
+    tools = [{"type": "function", "function": {"name": "read_file", "description": "Read a file", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
+    messages = [{"role": "user", "content": '[[tool:read_file {"path": "a.py"}]]'}]
+    chunks = list(client.chat.completions.create(model=stack_model(stack), messages=messages, tools=tools,
+                                                 stream=True))
+    calls = [call for c in chunks if c.choices for call in (c.choices[0].delta.tool_calls or [])]
+    assert len(calls) == 1 and calls[0].function.name == "read_file"
+    assert json.loads(calls[0].function.arguments) == {"path": "a.py"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    messages += [{"role": "assistant", "tool_calls": [{"id": calls[0].id, "type": "function", "function": {
+                     "name": "read_file", "arguments": calls[0].function.arguments}}]},
+                 {"role": "tool", "tool_call_id": calls[0].id, "content": "print('hello')"},
+                 {"role": "user", "content": [
+                     {"type": "text", "text": "[[dump]]"},
+                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}]
+    dumped = client.chat.completions.create(model=stack_model(stack), messages=messages, tools=tools, max_tokens=4000)
+    seen = dumped.choices[0].message.content
+    assert calls[0].id in seen and "print('hello')" in seen and "image" in seen
+
+
+def test_openai_a_megabyte_conversation_uploads_itself(stack, bridge):
+    filler = ("The quick brown fox jumps over the lazy dog. " * 1000 + "\n") * 23  # about 1 MiB
+    completion = bridge.openai().chat.completions.create(model=stack_model(stack), max_tokens=100, messages=[
+        {"role": "user", "content": filler}, {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "The end of a long conversation."}])
+    assert completion.choices[0].message.content == "The end of a long conversation."
+
+
+def test_anthropic_streamed_message_with_text_and_tool_use_and_the_done_usage(stack, bridge):
+    text = 'Let me list them. [[tool:ls {"dir": "src"}]]'
+    tools = [{"name": "ls", "description": "List a directory", "input_schema": {
+        "type": "object", "properties": {"dir": {"type": "string"}}}}]
+    expected = direct_usage(stack, messages=[{"role": "user", "content": text}], maxTokens=300, tools=[
+        {"name": "ls", "description": "List a directory", "inputSchema": tools[0]["input_schema"]}])
+    with bridge.anthropic().messages.stream(model=stack_model(stack), max_tokens=300, tools=tools,
+                                            messages=[{"role": "user", "content": text}]) as stream:
+        message = stream.get_final_message()
+    assert [b.type for b in message.content] == ["text", "tool_use"]
+    assert message.content[1].name == "ls" and message.content[1].input == {"dir": "src"}
+    assert message.stop_reason == "tool_use"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (expected["inputTokens"],
+                                                                         expected["outputTokens"])
+    assert message.usage.cache_read_input_tokens == expected["cacheReadInputTokens"]
+
+
+def test_anthropic_count_tokens(stack, bridge):
+    counted = bridge.anthropic().messages.count_tokens(model=stack_model(stack),
+                                                        messages=[{"role": "user", "content": "Count these words."}])
+    expected = direct_usage(stack, messages=[{"role": "user", "content": "Count these words."}], maxTokens=50)
+    assert counted.input_tokens == expected["inputTokens"]
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    stack = start_stack(tmp_path_factory.mktemp("limited-stack"), env={"RATE_LIMIT_REQUESTS_PER_MINUTE": "2"})
+    served = serve_bridge(stack, tmp_path_factory.mktemp("limited-home"))
+    yield stack, served
+    stop_process(served.process)
+    stop_stack(stack.process)
+
+
+def test_the_rate_limit_is_each_sdks_rate_limit_error_with_retry_after(limited):
+    stack, served = limited
+    model = stack_model(stack)  # a request too: the window has one left after it
+    for client, error in ((served.openai(), openai.RateLimitError), (served.anthropic(), anthropic.RateLimitError)):
+        with pytest.raises(error) as raised:
+            for _ in range(5):  # two fit in a minute; one of the next ones cannot
+                if isinstance(client, openai.OpenAI):
+                    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+                else:
+                    client.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert int(raised.value.response.headers["retry-after"]) >= 1
+
+
+def test_a_stream_goes_on_to_its_exact_end_when_the_gateway_closes_the_socket(tmp_path_factory):
+    stack = start_stack(tmp_path_factory.mktemp("short-socket-stack"), env={"DEV_WS_MAX_CONNECTION_SECONDS": "3"})
+    served = serve_bridge(stack, tmp_path_factory.mktemp("short-socket-home"))
+    try:
+        prompt = "[[slow:50]] " + " ".join(f"word{n}" for n in range(150))  # about 8 s of streaming
+        chunks = list(served.openai().chat.completions.create(
+            model=stack_model(stack), max_tokens=2000, stream=True, messages=[{"role": "user", "content": prompt}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    finally:
+        stop_process(served.process)
+        stop_stack(stack.process)

@@ -1,0 +1,202 @@
+// The conversation: send, stream, cancel, regenerate, resume after a reconnect, and the
+// transcript of a stored session.
+import { $, h } from "./ui.js";
+import { AssistantMessage, errorBlock, userMessage } from "./message.js";
+import { ConnectionLost, ProtocolError, isUnknownAction } from "./connection.js";
+
+const SYSTEM_PROMPT = "You are a coding assistant in a web IDE. Answer in Markdown. To propose a change to a "
+  + "repository file, give the whole new file in one fenced code block whose info string is the language "
+  + "and then the file's path, for example ```python src/app.py.";
+const TITLE_CHARS = 60;
+
+export class Chat {
+  constructor({ conn, limits, models, context, sessions, changes }) {
+    this.conn = conn;
+    this.limits = limits;
+    this.models = models;
+    this.context = context;
+    this.sessions = sessions;
+    this.changes = changes;
+    this.session = null;
+    this.running = null;
+    this.lastPrompt = null;
+    this.transcript = $("transcript");
+    this.follow = true; // keep the newest text in view unless the reader scrolled up
+    this.transcript.addEventListener("scroll", () => {
+      const t = this.transcript;
+      this.follow = t.scrollHeight - t.scrollTop - t.clientHeight < 40;
+    });
+    this.transcript.addEventListener("rendered", () => this.scroll());
+    conn.addEventListener("reopen", () => this.resume());
+    this.messageOptions = {
+      onProposal: (path, text, lang) => this.changes.propose(path, text, lang),
+    };
+  }
+
+  scroll() {
+    if (this.follow) this.transcript.scrollTop = this.transcript.scrollHeight;
+  }
+
+  setButtons() {
+    $("cancel").disabled = !this.running;
+    $("send").disabled = Boolean(this.running);
+    $("regenerate").disabled = Boolean(this.running) || !this.lastPrompt;
+  }
+
+  /** Start a new, empty conversation (its session is made with the first message). */
+  clear() {
+    this.session = null;
+    this.lastPrompt = null;
+    this.transcript.replaceChildren(h("p", { class: "hint empty" }, "Ask anything. Attach files or repository code from the panel on the right."));
+    $("chat-title").textContent = "New chat";
+    this.setButtons();
+  }
+
+  /** Show a stored session (messages oldest first); `more` loads further pages if any. */
+  show(session, messages) {
+    this.session = session;
+    $("chat-title").textContent = session.title;
+    this.transcript.replaceChildren();
+    this.appendStored(messages);
+    const lastUser = [...messages].reverse().find((m) => m.role === "user");
+    this.lastPrompt = lastUser && typeof lastUser.content === "string" ? lastUser.content : null;
+    this.setButtons();
+    this.follow = true;
+    this.scroll();
+  }
+
+  appendStored(messages) {
+    for (const message of messages) {
+      if (message.role === "user") {
+        const el = userMessage(message.content ?? "");
+        if (message.content === null && message.contentUrl) this.fetchLong(el.querySelector(".body"), message.contentUrl, null);
+        this.transcript.append(el);
+        continue;
+      }
+      const reply = AssistantMessage.stored(message.content ?? "", this.messageOptions, { cancelled: message.cancelled });
+      if (message.content === null && message.contentUrl) this.fetchLong(null, message.contentUrl, reply);
+      this.transcript.append(reply.el);
+    }
+  }
+
+  /** A message too large for a frame: its text from the presigned `contentUrl`. */
+  async fetchLong(plainEl, url, reply) {
+    const target = plainEl || reply.body;
+    target.prepend(h("p", { class: "hint loading" }, "Loading a long message…"));
+    try {
+      const response = await fetch(url, { credentials: "omit", referrerPolicy: "no-referrer" });
+      if (!response.ok) throw new Error(`the stored text could not be read (HTTP ${response.status})`);
+      const text = await response.text();
+      if (plainEl) plainEl.textContent = text;
+      else {
+        reply.text = "";
+        reply.stableEnd = 0;
+        reply.stable.replaceChildren();
+        reply.append(text);
+        reply.flush(true);
+      }
+    } catch (error) {
+      target.replaceChildren(errorBlock({ code: "UPSTREAM_ERROR", message: error.message }));
+    }
+  }
+
+  async send(prompt, { regenerate = false } = {}) {
+    if (this.running || !prompt.trim()) return;
+    this.transcript.querySelector(".empty")?.remove();
+    this.lastPrompt = prompt;
+    const reply = new AssistantMessage(this.messageOptions);
+    const run = { id: this.conn.newId("c"), requestId: null, lastSeq: -1, reply, resumed: false };
+    this.running = run;
+    this.setButtons();
+    this.transcript.append(userMessage(prompt, { note: regenerate ? "Regenerated" : null }), reply.el);
+    this.follow = true;
+    this.scroll();
+    try {
+      if (!this.session) {
+        const title = prompt.split("\n")[0].trim().slice(0, TITLE_CHARS) || "Untitled";
+        this.session = (await this.conn.request("session.create", { title })).session;
+        $("chat-title").textContent = this.session.title;
+        this.sessions.added(this.session);
+      }
+      const params = { prompt, sessionId: this.session.sessionId, system: SYSTEM_PROMPT };
+      const model = this.models.selected();
+      if (model) params.model = model;
+      const maxTokens = Number($("max-tokens").value);
+      if (Number.isInteger(maxTokens) && maxTokens > 0) params.maxTokens = maxTokens;
+      const paths = this.context.attachedPaths();
+      if (paths.length) params.contextPaths = paths;
+      await this.conn.send({ action: "chat.send", id: run.id, ...params }, (frame) => this.onFrame(run, frame));
+    } catch (error) {
+      this.end(run, () => reply.fail(error instanceof ProtocolError ? error : { code: error.code || "ERROR", message: error.message }));
+    }
+  }
+
+  onFrame(run, frame) {
+    const { reply } = run;
+    switch (frame.type) {
+      case "ack":
+        run.requestId = frame.requestId;
+        run.model = frame.model;
+        this.limits.update(frame.limits);
+        break;
+      case "delta":
+      case "toolUse":
+        if (frame.seq <= run.lastSeq) return; // replayed twice (a resume overlapping the live stream)
+        run.lastSeq = frame.seq;
+        if (frame.type === "delta") reply.append(frame.text);
+        else reply.addToolUse(frame);
+        break;
+      case "done":
+        this.end(run, () => reply.finish({ stopReason: frame.stopReason, usage: frame.usage, model: run.model }));
+        this.limits.update(frame.limits);
+        this.sessions.touched(this.session);
+        break;
+      case "error":
+        this.end(run, () => reply.fail(frame.error));
+        break;
+      default:
+        break; // a frame type this page does not know: the contract lets servers add them
+    }
+  }
+
+  end(run, render) {
+    this.conn.forget(run.id);
+    render();
+    if (this.running === run) this.running = null;
+    this.setButtons();
+  }
+
+  async cancel() {
+    const run = this.running;
+    if (!run) return;
+    $("cancel").disabled = true;
+    try {
+      await this.conn.request("chat.cancel", { requestId: run.requestId || run.id });
+    } catch (error) {
+      if (this.running === run) run.reply.note(`Cancel failed: ${error.code || ""} ${error.message}`);
+      $("cancel").disabled = !this.running;
+    }
+  }
+
+  regenerate() {
+    if (this.lastPrompt) this.send(this.lastPrompt, { regenerate: true });
+  }
+
+  /** The socket came back: continue the running answer where it stopped (chat.resume). */
+  async resume() {
+    const run = this.running;
+    if (!run) return;
+    if (!run.requestId) {
+      this.end(run, () => run.reply.fail(new ConnectionLost()));
+      return;
+    }
+    try {
+      await this.conn.request("chat.resume", { requestId: run.requestId, afterSeq: run.lastSeq });
+      if (!run.resumed) run.reply.note("The connection dropped; the answer continues.");
+      run.resumed = true;
+    } catch (error) {
+      if (this.running !== run) return; // it ended meanwhile
+      this.end(run, () => run.reply.fail(isUnknownAction(error) ? new ConnectionLost() : error));
+    }
+  }
+}

@@ -1,0 +1,150 @@
+// Context files: the user's files in the context store (docs/PROTOCOL.md, context.*), uploaded
+// from disk (small ones in a frame, large ones to a presigned URL with a progress bar) or taken
+// from a repository; the checked ones go with each chat.send as `contextPaths`.
+import { $, confirmDialog, formatBytes, h, toast } from "./ui.js";
+
+// A context.put frame must stay under the 32 KiB frame limit once its text is JSON-escaped.
+const FRAME_BUDGET_BYTES = 30 * 1024;
+const MAX_ATTACHED = 20; // MAX_CONTEXT_PATHS on the server
+const encoder = new TextEncoder();
+
+/** A context path from a file name: what the server's path rules accept (no control characters,
+ *  no '\\', no empty, '.' or '..' segments). */
+export function contextPath(prefix, name) {
+  const clean = name.normalize("NFC").replace(/[\u0000-\u001f\u007f\\/]/g, "_").replace(/^\.+$/, "_") || "file";
+  return `${prefix}${clean}`;
+}
+
+export class Context {
+  constructor({ conn }) {
+    this.conn = conn;
+    this.attached = new Set();
+    this.known = new Map(); // path -> {path, size, updatedAt}
+    $("file-input").addEventListener("change", (event) => {
+      const files = [...event.target.files];
+      event.target.value = "";
+      this.uploadFiles(files);
+    });
+    const composer = $("chat-form");
+    composer.addEventListener("dragover", (event) => { event.preventDefault(); composer.classList.add("drop"); });
+    composer.addEventListener("dragleave", () => composer.classList.remove("drop"));
+    composer.addEventListener("drop", (event) => {
+      event.preventDefault();
+      composer.classList.remove("drop");
+      this.uploadFiles([...event.dataTransfer.files]);
+    });
+  }
+
+  attachedPaths() {
+    return [...this.attached];
+  }
+
+  async load() {
+    try {
+      const { items } = await this.conn.request("context.list", {});
+      this.known = new Map(items.map((item) => [item.path, item]));
+      for (const path of this.attached) if (!this.known.has(path)) this.attached.delete(path);
+      this.render();
+    } catch (error) {
+      toast(`Context files could not be listed: ${error.message}`, "error");
+    }
+  }
+
+  render() {
+    const list = $("context-list");
+    list.replaceChildren(...[...this.known.values()].map((item) => {
+      const box = h("input", { type: "checkbox", checked: this.attached.has(item.path),
+        "aria-label": `Attach ${item.path} to the next messages` });
+      box.addEventListener("change", () => this.setAttached(item.path, box.checked));
+      return h("li", { dataset: { path: item.path } },
+        h("label", { class: "file" }, box, h("span", { class: "path" }, item.path)),
+        h("span", { class: "size" }, formatBytes(item.size)),
+        h("button", { type: "button", class: "icon", "aria-label": `Delete ${item.path}`,
+          onclick: () => this.remove(item.path) }, "✕"));
+    }));
+    if (!this.known.size) list.append(h("li", { class: "hint" }, "No context files yet."));
+    $("attached").replaceChildren(...[...this.attached].map((path) => h("li", { class: "chip" },
+      h("span", {}, path), h("button", { type: "button", class: "icon", "aria-label": `Detach ${path}`,
+        onclick: () => this.setAttached(path, false) }, "×"))));
+  }
+
+  setAttached(path, on) {
+    if (on && this.attached.size >= MAX_ATTACHED && !this.attached.has(path)) {
+      toast(`At most ${MAX_ATTACHED} files go with a message.`, "error");
+    } else if (on) this.attached.add(path);
+    else this.attached.delete(path);
+    this.render();
+  }
+
+  async uploadFiles(files) {
+    for (const file of files) {
+      await this.upload(contextPath("uploads/", file.name), file);
+    }
+  }
+
+  /** Store `data` (a File/Blob, or a string) at `path` and attach it. */
+  async upload(path, data) {
+    const blob = typeof data === "string" ? new Blob([data], { type: "text/plain" }) : data;
+    const row = h("li", {}, h("span", { class: "path" }, path), h("progress", { max: blob.size || 1, value: 0,
+      "aria-label": `Uploading ${path}` }), h("span", { class: "size" }, formatBytes(blob.size)));
+    $("uploads").append(row);
+    try {
+      const bytes = new Uint8Array(await blob.arrayBuffer());
+      let text;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      } catch {
+        throw new Error(`${path} is not UTF-8 text: only text files can be context`);
+      }
+      const frame = JSON.stringify({ action: "context.put", id: "x".repeat(24), path, content: text });
+      if (encoder.encode(frame).length <= FRAME_BUDGET_BYTES) {
+        await this.conn.request("context.put", { path, content: text });
+        row.querySelector("progress").value = blob.size || 1;
+      } else {
+        const grant = await this.conn.request("context.uploadUrl", { path, size: bytes.length });
+        await putWithProgress(grant, bytes, row.querySelector("progress"));
+      }
+      this.known.set(path, { path, size: bytes.length, updatedAt: new Date().toISOString() });
+      this.setAttached(path, true);
+      row.remove();
+      await this.load();
+      return true;
+    } catch (error) {
+      row.replaceChildren(h("span", { class: "error" }, `${path}: ${error.code ? `${error.code}: ` : ""}${error.message}`),
+        h("button", { type: "button", class: "icon", "aria-label": "Dismiss", onclick: () => row.remove() }, "×"));
+      return false;
+    }
+  }
+
+  async remove(path) {
+    if (!(await confirmDialog(`Delete the context file ${path}?`))) return;
+    try {
+      await this.conn.request("context.delete", { path });
+      this.attached.delete(path);
+      this.known.delete(path);
+      this.render();
+    } catch (error) {
+      toast(`Delete failed: ${error.code || ""} ${error.message}`, "error");
+    }
+  }
+}
+
+/** PUT `bytes` to a presigned URL with the granted headers; `progress` follows the upload. */
+function putWithProgress(grant, bytes, progress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest(); // fetch() reports no upload progress
+    xhr.open("PUT", grant.url);
+    for (const [name, value] of Object.entries(grant.headers || {})) {
+      if (name.toLowerCase() !== "content-length" && name.toLowerCase() !== "host") xhr.setRequestHeader(name, value);
+    }
+    xhr.upload.addEventListener("progress", (event) => { if (event.lengthComputable) progress.value = event.loaded; });
+    xhr.addEventListener("load", () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        progress.value = progress.max;
+        resolve();
+      } else reject(new Error(`the upload was refused (HTTP ${xhr.status})`));
+    });
+    xhr.addEventListener("error", () => reject(new Error("the upload failed: network error")));
+    xhr.send(bytes);
+  });
+}
