@@ -8,14 +8,13 @@ import json
 import os
 import random
 import subprocess
-import sys
 import uuid
 
 import pytest
 from PIL import Image
 
 from devserver.launcher import ROOT
-from tests.e2e.conftest import CACHING_MODEL
+from tests.e2e.conftest import CACHING_MODEL, LLM_IDE
 
 READ_FILE = {"name": "read_file", "description": "Read a file of the workspace",
              "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
@@ -157,14 +156,14 @@ def cli(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "client", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=60, check=False)
+        return subprocess.run([LLM_IDE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
 
     assert run("login", "--username", "dev").returncode == 0
     return run
 
 
-def test_python_m_client_chat_shows_a_tool_call_and_sends_images(cli, tmp_path):
+def test_llm_ide_chat_shows_a_tool_call_and_sends_images(cli, tmp_path):
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps([READ_FILE]))
     result = cli("chat", '[[tool:read_file {"path":"src/app.py"}]]', "--tools", str(tools))
