@@ -153,12 +153,14 @@ class ChatRequest:
         return self.rules or ContentRules(model=self.model)
 
     def with_content(self, content: dict[str, Any]) -> ChatRequest:
-        """This chat with its content parameters from an upload's body (and the frame's own), parsed."""
-        params = Params(content)
-        chat = replace(self, prompt=params.raw("prompt"), system=params.raw("system"),
-                       messages=tuple(content["messages"]) if isinstance(content.get("messages"), list) else None,
-                       tools=tuple(content["tools"]) if isinstance(content.get("tools"), list) else None,
-                       tool_choice=content.get("toolChoice"))
+        """This chat with its content parameters from an upload's body (and the frame's own), parsed.
+
+        The handler checked that very body (the worker reads it If-Match its ETag); a fault here is a bug.
+        """
+        messages, tools = content.get("messages"), content.get("tools")
+        chat = replace(self, prompt=content.get("prompt"), system=content.get("system"),
+                       messages=tuple(messages) if isinstance(messages, list) else None,
+                       tools=tuple(tools) if isinstance(tools, list) else None, tool_choice=content.get("toolChoice"))
         chat.check_content()
         return chat
 
@@ -176,20 +178,17 @@ class ChatRequest:
                             tool_config=converse_input.get("toolConfig"))
 
     def to_payload(self) -> dict[str, Any]:
-        """The chat as the worker's event carries it: the content itself, or the reference to its upload."""
-        payload = {field: value for field, value in asdict(self).items()
-                   if field not in ("rules", "upload", "messages", "tools")}
-        payload["context_paths"] = list(self.context_paths)
-        if self.rules is not None:
-            payload["rules"] = asdict(self.rules)
-        if self.upload is not None:
-            for field in ("prompt", "system", "messages", "tools", "tool_choice"):
-                payload[field] = None
-            payload["upload"] = self.upload.to_payload()
-        else:
-            payload["messages"] = list(self.messages) if self.messages is not None else None
-            payload["tools"] = list(self.tools) if isinstance(self.tools, tuple) else self.tools
-        return payload
+        """The chat as the worker's event carries it: the content itself, or the reference to its upload
+        (whose body may be far larger than the 256 KB of a Lambda event)."""
+        in_event = self.upload is None
+        return {"prompt": self.prompt if in_event else None, "model": self.model, "max_tokens": self.max_tokens,
+                "system": self.system if in_event else None, "temperature": self.temperature,
+                "session_id": self.session_id, "context_paths": list(self.context_paths),
+                "messages": list(self.messages) if in_event and self.messages is not None else None,
+                "tools": (list(self.tools) if isinstance(self.tools, tuple) else self.tools) if in_event else None,
+                "tool_choice": self.tool_choice if in_event else None,
+                "rules": asdict(self.rules) if self.rules is not None else None,
+                "upload": self.upload.to_payload() if self.upload is not None else None}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ChatRequest:

@@ -22,7 +22,6 @@ from chalicelib.config import get_settings
 from chalicelib.errors import NotFound
 from chalicelib.root import Root
 from tests.handler_calls import connect, login, message
-from tests.windows import fresh_minute
 
 READ_FILE = {"name": "read_file", "description": "Read a file", "inputSchema": {"type": "object"}}
 
@@ -52,9 +51,23 @@ def started(monkeypatch):
     return events
 
 
+def in_an_hour_of_its_own(monkeypatch, **env: str) -> None:
+    """The app's settings with `env`, and its clock six hours back: the reservations these chats leave
+    open (no worker runs to settle them) and their requests stay out of other tests' windows."""
+    from chalicelib import process
+    from chalicelib.root import get_root
+
+    for name, value in {"TOKEN_BUDGET_PER_HOUR": "100000000", "RATE_LIMIT_REQUESTS_PER_MINUTE": "100000",
+                        **env}.items():
+        monkeypatch.setenv(name, value)
+    process.reset()
+    now = (int(time.time()) // 3600 - 6) * 3600 + 1.0
+    process.install(get_root, Root(get_settings(), clock=lambda: now))
+
+
 @pytest.fixture
 def conn(app_env, boto, sender, monkeypatch):
-    monkeypatch.setenv("TOKEN_BUDGET_PER_HOUR", "100000000")  # an agent's turn is tens of thousands of tokens
+    in_an_hour_of_its_own(monkeypatch)  # and an agent's turn is tens of thousands of tokens
     connect("conn-agent=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
     connect("conn-other=", headers={"Authorization": f"Bearer {login(boto, app_env, 1)}"})
     return "conn-agent="
@@ -70,7 +83,6 @@ def tokens_remaining(conn, sender) -> int:
 
 
 def test_a_conversation_reserves_everything_the_model_reads(conn, sender, started):
-    fresh_minute(5)
     before = tokens_remaining(conn, sender)  # other tests' chats may hold reservations in this hour
     ack = send(conn, sender, messages=TOOL_ROUND, tools=[READ_FILE], system="be brief", maxTokens=300)
     assert ack["type"] == "ack" and ack["maxTokens"] == 300
@@ -118,7 +130,6 @@ BAD = [
 @pytest.mark.parametrize("params, code, words", BAD, ids=[words for _, _, words in BAD])
 def test_bad_input_is_refused_before_the_ack_naming_the_field_and_reserves_nothing(conn, sender, started, params,
                                                                                    code, words):
-    fresh_minute(5)
     before = tokens_remaining(conn, sender)
     refused = send(conn, sender, **params)
     assert refused["type"] == "error" and refused["error"]["code"] == code and words in refused["error"]["message"]
@@ -129,11 +140,7 @@ def test_a_model_without_images_or_with_a_small_window_refuses_before(monkeypatc
     models = {"small.model-v1:0": {"name": "Small", "maxOutputTokens": 100, "contextTokens": 2000, "tools": False,
                                    "images": False, "promptCache": False, "minCacheTokens": 1024,
                                    "countTokens": False, "aliases": [], "price": None}}
-    monkeypatch.setenv("ALLOWED_MODELS", "small.model-v1:0")
-    monkeypatch.setenv("MODELS", json.dumps(models))
-    from chalicelib import process
-
-    process.reset()
+    in_an_hour_of_its_own(monkeypatch, ALLOWED_MODELS="small.model-v1:0", MODELS=json.dumps(models))
     connect("conn-small=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
     image = {"messages": [{"role": "user", "content": [{"type": "image", "format": "png", "data": png()}]}]}
     assert "does not take images" in send("conn-small=", sender, **image)["error"]["message"]
@@ -182,7 +189,6 @@ def test_an_upload_runs_as_if_in_the_frame_once_and_only_for_its_user(conn, send
 
 
 def test_bad_uploads_are_refused_before_anything_is_reserved(conn, sender, started):
-    fresh_minute(8)
     before = tokens_remaining(conn, sender)
     too_big = send(conn, sender, action="chat.upload", size=8 * 1024 * 1024 + 1)
     assert too_big["error"]["code"] == "PAYLOAD_TOO_LARGE"
