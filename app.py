@@ -84,7 +84,7 @@ def github_worker(event: dict, context: object) -> None:
 
     with invocation("github_worker", context):
         root = _root()
-        handle(event, settings=root.settings, sender_for=root.sender,
+        handle(event, settings=root.settings, sender_for=root.sender, budget=root.github_calls,
                remaining_ms=getattr(context, "get_remaining_time_in_millis", None))
 
 

@@ -4,16 +4,20 @@
 
 Starts its own local stack on free ports. Prints medians in milliseconds and the ratio to
 the median ping (the cost of the WebSocket path alone), and, for the HTTP boundary, a kept-alive
-connection against a new connection per call (both to the emulator).
+connection against a new connection per call (both to the emulator). For pull requests of 1,
+10 and 100 files it also prints the GitHub requests and writes (POST, PATCH, PUT, DELETE: what
+GitHub's secondary rate limit counts) each one made, as the emulator counted them.
 """
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chalicelib.github.transport import HttpTransport  # noqa: E402
-from tests.e2e.conftest import start_stack, stop_stack  # noqa: E402
+from tests.e2e.conftest import GENEROUS_LIMITS, start_stack, stop_stack  # noqa: E402
 
 REPO = "octo-org/hello-world"
 
@@ -48,12 +52,21 @@ def fresh_connection_get(url: str) -> None:
     connection.close()
 
 
+def emulator(stack, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(stack.emulators["githubApiUrl"] + path, method="POST" if body else "GET",
+                                     data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=30)
     rounds = parser.parse_args().rounds
     with tempfile.TemporaryDirectory() as state_dir:
-        stack = start_stack(Path(state_dir))
+        # The bench's own calls are not limited: one connection sends them all.
+        stack = start_stack(Path(state_dir), env={**GENEROUS_LIMITS, "CONNECTION_FRAME_LIMIT": "100000"})
         try:
             with stack.connect() as client:
                 def ask(action, **params):
@@ -66,10 +79,18 @@ def main() -> None:
                 results["github.tree"] = timed(lambda: ask("github.tree", repo=REPO), rounds)
                 results["github.file"] = timed(lambda: ask("github.file", repo=REPO, path="README.md"), rounds)
                 counter = iter(range(10**6))
-                results["github.pr (2 files)"] = timed(lambda: ask(
-                    "github.pr", repo=REPO, branch=f"bench/{time.time_ns()}-{next(counter)}", title="bench",
-                    files=[{"path": "README.md", "content": "a\n"}, {"path": "src/app.py", "content": "b\n"}]),
-                    max(5, rounds // 3))
+                # The bench measures our calls, not GitHub's limit on them.
+                emulator(stack, "/_emulator/write-limits", {"perMinute": 10**6, "perHour": 10**6})
+                per_pr: dict[str, tuple[float, float]] = {}
+                for files in (1, 10, 100):
+                    name, prs = f"github.pr ({files} files)", max(5, rounds // 3)
+                    before = emulator(stack, "/_emulator/state")["stats"]
+                    results[name] = timed(lambda files=files: ask(
+                        "github.pr", repo=REPO, branch=f"bench/{time.time_ns()}-{next(counter)}", title="bench",
+                        files=[{"path": f"bench/f{i}.txt", "content": f"{i}\n"} for i in range(files)]), prs)
+                    after = emulator(stack, "/_emulator/state")["stats"]
+                    per_pr[name] = ((after["requests"] - before["requests"]) / prs,
+                                    (after["writes"] - before["writes"]) / prs)
             url = stack.emulators["githubApiUrl"] + "/_emulator/state"
             kept = HttpTransport(connect_timeout=2, read_timeout=5)
             results["HTTP call, kept-alive connection"] = timed(
@@ -84,6 +105,9 @@ def main() -> None:
     ratio = median_ms(results["HTTP call, new connection each time"]) / median_ms(
         results["HTTP call, kept-alive connection"])
     print(f"new connection / kept-alive (plain HTTP on loopback; TLS to GitHub costs more): {ratio:.2f}")
+    print(f"{'GitHub calls of one pull request':40} {'requests':>10} {'writes':>7}")
+    for name, (requests, writes) in per_pr.items():
+        print(f"{name:40} {requests:>10.1f} {writes:>7.1f}")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from chalicelib.errors import BadRequest
 from chalicelib.models import ModelTable, ModelTableError, build_table
 from chalicelib.process import kept
+from chalicelib.protocol import validate_path
 
 T = TypeVar("T")
 
@@ -25,7 +27,14 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^(arn:aws[\w-]*:kms:[\w-]+:\d{12}:(key|alias)/[\w/\-]+|alias/[\w/\-]+|[0-9a-f\-]{36})$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,255}$")  # a model id, inference profile or ARN
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
-_GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000)}
+_GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000),
+                     "githubCallsPerHour": (1, 1_000_000)}
+_GITHUB_GROUP = re.compile(r"^[\w+=,.@-]{1,128}$")
+# Branch name components kept to what every git host and filesystem takes: no leading dot or dash,
+# no trailing dot or `.lock`, no `..` (git's rules), ASCII letters, digits, `_`, `.`, `-`; a `/` after each.
+_BRANCH_PREFIX = re.compile(r"^(?!.*\.\.)(?:(?!\.|-)[A-Za-z0-9_.-]{1,40}(?<!\.lock)(?<!\.)/){1,4}$")
+# A repository pattern: `owner/name` as GitHub spells them, `owner/*`, or `*` (every repository).
+_REPO_PATTERN = re.compile(r"^(?:\*|[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}/(?:\*|[A-Za-z0-9._-]{1,100}))$")
 
 
 # Claude models on Bedrock; each stage sets its own list in .chalice/config.json.
@@ -79,6 +88,12 @@ class Settings:
     github_secret_arn: str | None
     github_api_url: str
     github_allowed_groups: tuple[str, ...]  # empty: every user may use GitHub
+    # group ("*": every user) -> repository patterns; None: every repository of the app's installations
+    github_repos_by_group: Mapping[str, tuple[str, ...]] | None
+    github_branch_prefix: str  # every github.pr branch is made under it
+    github_protected_paths: tuple[str, ...]  # written only by the groups below (".git" never)
+    github_protected_path_groups: tuple[str, ...]
+    github_calls_per_hour: int  # each user's share of the app's GitHub limits
     github_connect_timeout: float
     github_read_timeout: float
     github_max_attempts: int
@@ -110,10 +125,6 @@ class Settings:
     # Request bodies larger than a frame (chat.upload): their bucket and size limit
     chat_upload_bucket: str
     chat_upload_max_bytes: int
-
-    def github_allowed(self, groups: Iterable[str]) -> bool:
-        """Whether a user in these (verified) groups may use the GitHub actions."""
-        return not self.github_allowed_groups or bool(set(self.github_allowed_groups).intersection(groups))
 
     def management_endpoint(self, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
@@ -170,17 +181,53 @@ class _Reader:
                 raise ConfigError(f"{name} has an invalid entry {item!r}")
         return items
 
-    def group_limits(self, name: str) -> Mapping[str, Mapping[str, int]]:
-        """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000}}."""
+    def json_object(self, name: str, what: str) -> dict[str, Any] | None:
+        """The variable's JSON object (of `what`, for the error), or None when it is unset or empty."""
         raw = self._env.get(name, "").strip()
         if not raw:
-            return MappingProxyType({})
+            return None
         try:
             data: Any = json.loads(raw)
         except ValueError:
             raise ConfigError(f"{name} is not valid JSON") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{name} must be a JSON object of group name -> limits")
+            raise ConfigError(f"{name} must be a JSON object of {what}")
+        return data
+
+    def repos_by_group(self, name: str) -> Mapping[str, tuple[str, ...]] | None:
+        """A JSON object of Cognito group ("*": every user) -> repository patterns, e.g.
+        {"devs": ["octo-org/*"], "*": ["octo-org/docs"]}; unset or empty: None (no such list)."""
+        data = self.json_object(name, "group name -> list of repositories")
+        if data is None:
+            return None
+        groups: dict[str, tuple[str, ...]] = {}
+        for group, patterns in data.items():
+            if group != "*" and not _GITHUB_GROUP.match(group):
+                raise ConfigError(f"{name} has an invalid group name {group[:40]!r}")
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ConfigError(f"{name}: the repositories of group {group!r} must be a list of strings")
+            for pattern in patterns:
+                if not _REPO_PATTERN.match(pattern):
+                    raise ConfigError(f"{name}: group {group!r} has an invalid repository {pattern[:60]!r} "
+                                      "(owner/name, owner/* or *)")
+            groups[group] = tuple(patterns)
+        return MappingProxyType(groups)
+
+    def protected_paths(self, name: str, default: str) -> tuple[str, ...]:
+        """Comma-separated repository paths (a trailing `/` for a directory), each a valid relative path."""
+        entries = self.csv(name, default, pattern=re.compile(r"^[^*?\[\]]+$"))
+        for entry in entries:
+            try:
+                validate_path(entry.removesuffix("/"), field=name)
+            except BadRequest as exc:
+                raise ConfigError(f"{name} has an invalid path {entry[:60]!r}: {exc.message}") from None
+        return entries
+
+    def group_limits(self, name: str) -> Mapping[str, Mapping[str, int]]:
+        """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000}}."""
+        data = self.json_object(name, "group name -> limits")
+        if data is None:
+            return MappingProxyType({})
         groups: dict[str, Mapping[str, int]] = {}
         for group, limits in data.items():
             if not 1 <= len(group) <= 128:
@@ -260,8 +307,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         github_secret_arn=env.optional("GITHUB_SECRET_ARN"),
         github_api_url=env.text("GITHUB_API_URL", "https://api.github.com",
                                 pattern=re.compile(r"^https?://[^\s?#]+$")).rstrip("/"),
-        github_allowed_groups=env.csv("GITHUB_ALLOWED_GROUPS", pattern=re.compile(r"^[\w+=,.@-]{1,128}$"),
-                                      required=False),
+        github_allowed_groups=env.csv("GITHUB_ALLOWED_GROUPS", pattern=_GITHUB_GROUP, required=False),
+        github_repos_by_group=env.repos_by_group("GITHUB_REPOS_BY_GROUP"),
+        github_branch_prefix=env.text("GITHUB_BRANCH_PREFIX", "llm-ide/", pattern=_BRANCH_PREFIX),
+        github_protected_paths=env.protected_paths("GITHUB_PROTECTED_PATHS", ".github/"),
+        github_protected_path_groups=env.csv("GITHUB_PROTECTED_PATH_GROUPS", pattern=_GITHUB_GROUP, required=False),
+        # A tenth of the 5,000 requests an hour GitHub grants an installation: ten users at their
+        # limit still leave the app some.
+        github_calls_per_hour=env.number("GITHUB_CALLS_PER_HOUR", 500, int, minimum=1, maximum=1_000_000),
         github_connect_timeout=env.number("GITHUB_CONNECT_TIMEOUT", 3.0, float, minimum=0.1, maximum=60),
         github_read_timeout=env.number("GITHUB_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=300),
         github_max_attempts=env.number("GITHUB_MAX_ATTEMPTS", 4, int, minimum=1, maximum=10),

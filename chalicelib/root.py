@@ -21,6 +21,7 @@ from chalicelib.chat.requests import RequestStore
 from chalicelib.config import Settings, get_settings
 from chalicelib.dispatch.connections import ConnectionStore
 from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_memory, limits_for
+from chalicelib.limits.github_calls import GitHubCallBudget, github_calls_per_hour
 from chalicelib.limits.records import Retention
 from chalicelib.limits.usage import UsageReport
 from chalicelib.process import kept_per_thread
@@ -85,6 +86,12 @@ class Root:
         return TokenBudget(aws.client("dynamodb"), self.settings.usage_table, rate_limiter=self.rate_limiter,
                            limits_for=self.user_limits, retention=self._retention,
                            floor=self.settings.token_reservation_floor, clock=self.clock)
+
+    @cached_property
+    def github_calls(self) -> GitHubCallBudget:
+        return GitHubCallBudget(aws.client("dynamodb"), self.settings.usage_table,
+                                limit_for=lambda groups: github_calls_per_hour(groups, self.settings),
+                                retention=self._retention, clock=self.clock)
 
     @cached_property
     def usage(self) -> UsageReport:

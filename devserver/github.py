@@ -5,26 +5,37 @@ It checks what GitHub checks: the app's JWT (RS256, `iss` the app id, at most
 local secret, and installation tokens it issued, each of which sees only its
 own installation's repositories (others are 404, as on GitHub). It serves the
 endpoints the app uses: installation tokens and repositories, a repository's
-installation (app JWT), repositories, contents, git data (blobs, trees,
-commits, refs, with git's own object ids) and pulls.
+installation (app JWT), repositories (named in any case, as on GitHub), contents, git data (blobs, trees with
+content inline or by sha, commits, refs made and deleted, with git's own object
+ids) and pulls. Names are bytes, as in git: a path matches only as it is spelled
+(the seed holds a name in NFD, as macOS writes it). Like GitHub, it limits the
+content-creating requests (POST, PATCH, PUT, DELETE) of each installation to 80 a
+minute and 500 an hour (its secondary rate limit), and answers more with a 403 and
+`retry-after: 60`.
 
 Test controls under `/_emulator/` (no auth): `POST rate-limit` {"count", "retryAfter",
 "kind": "secondary"|"primary"} makes the next `count` API calls answer GitHub's
-rate-limit 403; `POST fault` {"method", "path", "count", "status", "after", "delay"}
-makes the next `count` calls of `method path` wait `delay` seconds, then answer
-`status` (a 5xx, say; 0: their own answer), with `after` once the call has done its
-work (GitHub made it, the answer was lost); `{"count": 0}` clears faults; `POST app-key` {"publicKey": PEM, "revokeTokens": true} rotates
-the app's key; `GET state?repo=o/r` shows refs, commits, pulls and counters.
+rate-limit 403; `POST fault` {"method", "path", "count", "status", "after", "delay",
+"retryAfter"} makes the next `count` calls of `method path` wait `delay` seconds, then
+answer `status` (a 5xx, say; 0: their own answer; with `retryAfter`, a 403 is GitHub's
+secondary rate limit); with `after`, the call does its work first (GitHub made it, the
+answer was slow or lost); `{"count": 0}` clears faults; `POST write-limits` {"perMinute",
+"perHour"} sets the secondary limit on writes and forgets the writes counted so far;
+`POST app-key` {"publicKey": PEM, "revokeTokens": true} rotates the app's key;
+`GET state?repo=o/r` shows refs, commits, pulls and counters (`writes`: content-creating
+requests served).
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import hashlib
 import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +54,9 @@ log = logging.getLogger("devserver.github")
 APP_ID = "1001"
 INSTALLATION_ID = 2002  # the one the local secret names unless DEV_GITHUB_INSTALLATION_IDS says otherwise
 TOKEN_LIFETIME = 3600
+WRITES_PER_MINUTE, WRITES_PER_HOUR = 80, 500  # GitHub's secondary limits on content-creating requests
+_WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _APP_JWT_PATH = re.compile(r"^/app/|^/repos/[^/]+/[^/]+/installation$")  # called with the app's JWT
 
 
@@ -58,15 +72,18 @@ class GitHubEmulator:
         self._tokens: dict[str, tuple[float, int]] = {}  # token -> (expiry, installation id)
         self._installations = {i.id: i for i in INSTALLATIONS}
         self._repos = seed_repositories()
-        self._throttle = {"count": 0, "retryAfter": 1, "kind": "secondary"}
+        self._throttle: dict[str, Any] = {"count": 0, "retryAfter": 1, "kind": "secondary"}
         self._faults: list[dict[str, Any]] = []
-        self.stats = {"jwtRefused": 0, "tokensIssued": 0, "rateLimited": 0, "requests": 0, "faults": 0}
+        self._write_limits = {"perMinute": WRITES_PER_MINUTE, "perHour": WRITES_PER_HOUR}
+        self._writes: dict[int, collections.deque[float]] = {}  # installation -> times of its writes in the hour
+        self.stats = {"jwtRefused": 0, "tokensIssued": 0, "rateLimited": 0, "requests": 0, "faults": 0, "writes": 0}
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate], client_max_size=8 * 1024 * 1024)
         r = app.router
         r.add_post("/_emulator/rate-limit", self._control_rate_limit)
         r.add_post("/_emulator/fault", self._control_fault)
+        r.add_post("/_emulator/write-limits", self._control_write_limits)
         r.add_post("/_emulator/app-key", self._control_app_key)
         r.add_get("/_emulator/state", self._control_state)
         r.add_post("/app/installations/{id}/access_tokens", self._access_token)
@@ -82,6 +99,7 @@ class GitHubEmulator:
         r.add_post(repo + "/git/commits", self._create_commit)
         r.add_get(repo + "/git/ref/{ref:.+}", self._ref)
         r.add_post(repo + "/git/refs", self._create_ref)
+        r.add_delete(repo + "/git/refs/{ref:.+}", self._delete_ref)
         r.add_post(repo + "/pulls", self._create_pull)
         r.add_get(repo + "/pulls", self._list_pulls)
         return app
@@ -89,7 +107,7 @@ class GitHubEmulator:
     # --- authentication and limits --------------------------------------------
 
     @web.middleware
-    async def _gate(self, request: web.Request, handler) -> web.StreamResponse:
+    async def _gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_emulator/"):
             return await handler(request)
         self.stats["requests"] += 1
@@ -115,18 +133,39 @@ class GitHubEmulator:
                                  "x-ratelimit-reset": str(int(time.time()) + wait)})
             return _error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you "
                                "try again.", **{"retry-after": str(wait)})
+        if request.method in _WRITE_METHODS and "installation" in request and self._over_write_limit(request):
+            self.stats["rateLimited"] += 1
+            return _error(403, "You have exceeded a secondary rate limit and have been temporarily blocked from "
+                               "content creation. Please retry your request again later.", **{"retry-after": "60"})
         fault = next((f for f in self._faults if (f["method"], f["path"]) == (request.method, request.path)), None)
         if fault is None:
-            return await handler(request)
+            return await self._serve(request, handler)
         fault["count"] -= 1
         self._faults = [f for f in self._faults if f["count"] > 0]
         self.stats["faults"] += 1
+        served = await self._serve(request, handler) if fault["after"] else None
         await asyncio.sleep(fault["delay"])
         if not fault["status"]:
-            return await handler(request)
-        if fault["after"]:
-            await handler(request)
+            return served or await self._serve(request, handler)
+        if fault["retryAfter"] is not None:
+            return _error(fault["status"], "You have exceeded a secondary rate limit. Please wait a few minutes "
+                                           "before you try again.", **{"retry-after": str(fault["retryAfter"])})
         return _error(fault["status"], "Server Error")
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in _WRITE_METHODS and "installation" in request:
+            self.stats["writes"] += 1
+            self._writes.setdefault(request["installation"], collections.deque()).append(time.monotonic())
+        return await handler(request)
+
+    def _over_write_limit(self, request: web.Request) -> bool:
+        """Whether the installation's writes of the last minute or hour reached GitHub's secondary limit."""
+        writes = self._writes.setdefault(request["installation"], collections.deque())
+        now = time.monotonic()
+        while writes and writes[0] <= now - 3600:
+            writes.popleft()
+        last_minute = sum(1 for t in writes if t > now - 60)
+        return last_minute >= self._write_limits["perMinute"] or len(writes) >= self._write_limits["perHour"]
 
     def _check_app_jwt(self, token: str) -> str | None:
         """GitHub's checks of an app JWT; the reason it is refused, or None."""
@@ -158,8 +197,15 @@ class GitHubEmulator:
         else:
             self._faults.append({"method": body["method"], "path": body["path"], "count": int(body.get("count", 1)),
                                  "status": int(body.get("status", 502)), "after": bool(body.get("after")),
-                                 "delay": float(body.get("delay", 0))})
+                                 "delay": float(body.get("delay", 0)), "retryAfter": body.get("retryAfter")})
         return web.json_response({"faults": self._faults})
+
+    async def _control_write_limits(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._write_limits = {"perMinute": int(body.get("perMinute", WRITES_PER_MINUTE)),
+                              "perHour": int(body.get("perHour", WRITES_PER_HOUR))}
+        self._writes.clear()
+        return web.json_response(self._write_limits)
 
     async def _control_app_key(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -198,8 +244,8 @@ class GitHubEmulator:
         return web.json_response({"total_count": len(repos), "repositories": repos})
 
     async def _repository_installation(self, request: web.Request) -> web.Response:
-        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        owner = next((i for i in self._installations.values() if full_name in i.repos), None)
+        full_name = _named(request)
+        owner = next((i for i in self._installations.values() if full_name in _folded(i.repos)), None)
         if owner is None:
             return _error(404, "Not Found")
         return web.json_response({"id": owner.id, "app_id": int(self.app_id), "target_type": "Organization",
@@ -213,9 +259,9 @@ class GitHubEmulator:
 
     def _repo(self, request: web.Request) -> Repository:
         """The repository named in the path, if the token's installation holds it (else 404, as GitHub)."""
-        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
-        repo = self._repos.get(full_name)
-        if repo is None or full_name not in self._installations[request["installation"]].repos:
+        full_name = _named(request)
+        repo = next((r for name, r in self._repos.items() if name.casefold() == full_name), None)
+        if repo is None or full_name not in _folded(self._installations[request["installation"]].repos):
             raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
         return repo
 
@@ -292,7 +338,7 @@ class GitHubEmulator:
 
     async def _commit(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
-        kind, data = repo.objects.get(request.match_info["sha"], (None, None))
+        kind, data = repo.objects.get(request.match_info["sha"], ("", {}))
         if kind != "commit":
             return _error(404, "Not Found")
         return web.json_response(_commit_json(request.match_info["sha"], data))
@@ -327,6 +373,12 @@ class GitHubEmulator:
         repo.refs[ref[5:]] = sha
         return web.json_response({"ref": ref, "object": {"sha": sha, "type": "commit"}}, status=201)
 
+    async def _delete_ref(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        if repo.refs.pop(request.match_info["ref"], None) is None:
+            return _error(422, "Reference does not exist")
+        return web.Response(status=204)
+
     async def _create_pull(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
         body = await request.json()
@@ -350,6 +402,15 @@ class GitHubEmulator:
         return web.json_response([p for p in repo.pulls if q.get("state", "open") in (p["state"], "all") and
                                   (not q.get("head") or (owner == repo.owner and p["head"]["ref"] == head)) and
                                   (not q.get("base") or p["base"]["ref"] == q["base"])])
+
+
+def _named(request: web.Request) -> str:
+    """The repository a path names, as GitHub compares names: without regard to case."""
+    return f"{request.match_info['owner']}/{request.match_info['repo']}".casefold()
+
+
+def _folded(names: tuple[str, ...]) -> set[str]:
+    return {name.casefold() for name in names}
 
 
 def _commit_json(sha: str, data: dict[str, Any]) -> dict[str, Any]:

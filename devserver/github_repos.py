@@ -3,7 +3,8 @@
 Three installations, one account each: `2002` (octo-org, holding `octo-org/hello-world`;
 the only one the local secret names by default), `3003` (octo-labs, `octo-labs/lab-notes`)
 and `4004` (outside-corp, `outside-corp/private-plans`: for a deployment that names 2002
-and 3003, an installation it must not touch).
+and 3003, an installation it must not touch). `hello-world` holds a directory and a file
+whose names are in NFD (NFD_FILE), as a commit from macOS writes them.
 """
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+NFD_FILE = "docs/Re\u0301sume\u0301s/cafe\u0301.md"
 SEED_FILES = {
     "README.md": b"# hello-world\n\nA repository of the local GitHub emulator.\n",
     "src/app.py": b'def main() -> None:\n    print("hello, world")\n\n\nif __name__ == "__main__":\n    main()\n',
     "assets/logo.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00",
+    # Committed from macOS: `Résumés` and `café` in NFD (`e` + U+0301), as its filesystem spells them.
+    NFD_FILE: b"Notes written on a Mac.\n",
 }
 LAB_FILES = {
     "README.md": b"# lab-notes\n\nNotes of the octo-labs installation.\n",

@@ -1,5 +1,5 @@
 """moto's server, with DynamoDB's guarantee that a conditional write is atomic
-(and the Cognito calls moto lacks: see moto_cognito.py).
+(and Cognito's token lifetimes: see moto_cognito.py).
 
 moto does not lock its DynamoDB backend: two concurrent UpdateItems on one item
 can both pass a condition (`count < limit`) before either writes, which real

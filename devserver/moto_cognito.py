@@ -1,18 +1,15 @@
-"""What moto's Cognito lacks and the client relies on, as real Cognito does it.
+"""Token lifetimes in moto's Cognito, as real Cognito sets them.
 
-- `RevokeToken`: revokes a refresh token (it renews nothing afterwards), as `llm-ide logout` asks.
-- Token lifetimes: the app client's `AccessTokenValidity` / `IdTokenValidity` in its
-  `TokenValidityUnits` (hours by default), where moto always issues one-hour tokens; tests
-  shorten them with UpdateUserPoolClient to see the client renew an expired token.
+moto always issues one-hour tokens; Cognito uses the app client's `AccessTokenValidity` /
+`IdTokenValidity` in its `TokenValidityUnits` (hours by default). Tests shorten them with
+UpdateUserPoolClient to see the clients renew an expired token. (SRP as Cognito checks it and
+`RevokeToken` are the Cognito front's: devserver/cognito_front.py.)
 """
 from __future__ import annotations
 
 from typing import Any
 
-from moto.cognitoidp.exceptions import NotAuthorizedError
-from moto.cognitoidp.models import CognitoIdpBackend, CognitoIdpUserPool
-from moto.cognitoidp.responses import CognitoIdpResponse
-from moto.core.responses import ActionResult, EmptyResult
+from moto.cognitoidp.models import CognitoIdpUserPool
 
 UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 DEFAULT_LIFETIME = 60 * 60  # moto's, and Cognito's default
@@ -30,22 +27,5 @@ def _create_jwt_with_client_validity(self: CognitoIdpUserPool, client_id: str, u
     return _create_jwt(self, client_id, username, token_use, expires_in, extra_data)
 
 
-def _revoke_token(self: CognitoIdpBackend, token: str, client_id: str) -> None:
-    for pool in self.user_pools.values():
-        issued = pool.refresh_tokens.get(token)
-        if issued is not None:
-            if issued[0] != client_id:
-                raise NotAuthorizedError("the token was not issued to this client")
-            pool.refresh_tokens[token] = None  # what moto's own sign-out does: refused from now on
-            return
-    # Cognito answers an unknown or already revoked token with success too.
-
-
-def _revoke_token_response(self: CognitoIdpResponse) -> ActionResult:
-    _revoke_token(self.backend, self._get_param("Token"), self._get_param("ClientId"))
-    return EmptyResult()
-
-
 def install() -> None:
     CognitoIdpUserPool.create_jwt = _create_jwt_with_client_validity  # type: ignore[method-assign]
-    CognitoIdpResponse.revoke_token = _revoke_token_response  # type: ignore[attr-defined]

@@ -218,6 +218,8 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
 def _github_worker(d: Deployment) -> list[Statement]:
     return [
         _allow("GithubSecret", ["secretsmanager:GetSecretValue"], d.github_secret_arn),
+        # The user's GitHub call budget: reserved and settled with UpdateItem on their hour record.
+        _table(d, "usage", "dynamodb:UpdateItem"),
         *_post_frames(d, "POST"),
     ]
 

@@ -22,6 +22,7 @@ from chalicelib.chat.uploads import UploadActions
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
 from chalicelib.github.actions import GitHubActions
+from chalicelib.github.scope import GitHubScope
 from chalicelib.limits.actions import UsageActions
 from chalicelib.sessions.actions import SessionActions
 
@@ -44,7 +45,7 @@ def _chat(root: Root) -> ChatActions:
 def _github(root: Root) -> GitHubActions:
     settings = root.settings
     return GitHubActions(invoker=root.invoker, worker_function=settings.github_worker_function,
-                         allowed=settings.github_allowed)
+                         scope=GitHubScope.from_settings(settings))
 
 
 _REQUEST, _SELF = Admission.REQUEST, Admission.SELF

@@ -8,7 +8,10 @@ wait per worker run, then UPSTREAM_THROTTLED (with `retryAfter`) or
 UPSTREAM_ERROR. A 401 on the app's JWT means the key was rotated: the secret
 is fetched again, once. The run has a deadline (`time_left`, from Lambda's
 remaining time): no call starts after it, no call's timeouts reach past it, no
-wait that would pass it is started; it is answered TIMEOUT.
+wait that would pass it is started; it is answered TIMEOUT. The last `reserve`
+seconds before it are kept back for undoing a write that failed (`release_reserve`),
+so that a pull request stopped by the deadline can still delete its branch. Every
+request sent counts in `calls`, retries too: what the run cost the app's GitHub limits.
 
 Each call runs as one of the secret's installations, with that installation's
 token: the only one when the secret names one; else the one GitHub says owns
@@ -63,7 +66,7 @@ class GitHubClient:
                  routes: RepoInstallations | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random,
-                 time_left: Callable[[], float] = lambda: math.inf,
+                 time_left: Callable[[], float] = lambda: math.inf, reserve: float = 0.0,
                  on_rate_limited: Callable[[], None] = lambda: None) -> None:
         self._transport = transport
         self._secrets = secrets
@@ -77,7 +80,15 @@ class GitHubClient:
         self._sleep = sleep
         self._jitter = jitter
         self._time_left = time_left  # seconds until the run must stop, to still answer the client
+        self._reserve = reserve  # seconds before that kept back for undoing a failed write
         self._on_rate_limited = on_rate_limited  # one call per rate-limit answer (the worker's metric)
+        self.calls = 0  # requests sent to GitHub by this run, retries included
+
+    def release_reserve(self) -> None:
+        """From now on the calls may use the time kept back (`reserve`), and wait as long again:
+        for undoing what a failed request left on GitHub, once, at its end."""
+        self._wait_left = max(self._wait_left, self._reserve)
+        self._reserve = 0.0
 
     # --- the API ------------------------------------------------------------
 
@@ -86,6 +97,9 @@ class GitHubClient:
 
     def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True, not_found: str | None = None) -> Any:
         return self.request("POST", path, body=body, idempotent=idempotent, not_found=not_found)
+
+    def delete(self, path: str, *, not_found: str | None = None) -> Any:
+        return self.request("DELETE", path, not_found=not_found)
 
     def installations(self) -> tuple[int, ...]:
         """The installations the secret names: all this deployment may use."""
@@ -206,11 +220,12 @@ class GitHubClient:
         while True:
             attempt += 1
             left = self._time_still_left()
+            self.calls += 1
             try:
                 response = self._transport.send(method, url, headers=headers, body=body,
                                                 timeout=left if math.isfinite(left) else None)
             except TransportError as exc:
-                if self._time_left() <= 0:  # its timeouts were cut to the time left
+                if self._seconds_left() <= 0:  # its timeouts were cut to the time left
                     raise Timeout("GitHub did not answer before the time limit") from None
                 if not idempotent:
                     raise UpstreamError(str(exc)) from None
@@ -236,8 +251,11 @@ class GitHubClient:
                 continue
             return response
 
+    def _seconds_left(self) -> float:
+        return self._time_left() - self._reserve
+
     def _time_still_left(self) -> float:
-        left = self._time_left()
+        left = self._seconds_left()
         if left <= 0:
             raise Timeout("GitHub did not finish before the time limit")
         return left
@@ -247,7 +265,7 @@ class GitHubClient:
         or TIMEOUT (with give_up's retryAfter) when the wait would reach the run's deadline."""
         if attempt >= self._max_attempts or seconds > self._wait_left:
             raise give_up
-        if seconds >= self._time_left():
+        if seconds >= self._seconds_left():
             raise Timeout(f"{give_up.message}; waiting {seconds:.1f} s more would pass the time limit",
                           retry_after=give_up.retry_after)
         self._wait_left -= seconds

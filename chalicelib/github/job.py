@@ -58,7 +58,9 @@ class GitHubJob:
         user = event.get("user")
         user = user if isinstance(user, dict) else {}
         sub, username, groups = user.get("sub"), user.get("username"), user.get("groups")
+        # A username is one printable word (Cognito allows no spaces), as the attribution trailer needs it.
         if not isinstance(sub, str) or not sub or not isinstance(username, str) or not username \
+                or not username.isprintable() or " " in username \
                 or not isinstance(groups, list) or not all(isinstance(group, str) for group in groups):
             raise InvalidJob(BadRequest("the request names no verified user"), reply_to)
         action = event.get("action")

@@ -1,25 +1,61 @@
-"""The github.* actions, each a few GitHub REST calls, answering the protocol's `result` data."""
+"""The github.* actions, each a few GitHub REST calls, answering the protocol's `result` data.
+
+A pull request costs the same few calls whatever its number of files: four or five reads
+(the default branch when no base is given, base, the branch's absence, base's commit and
+tree) and four writes, the fewest GitHub allows: one tree holding every file's content
+inline (GitHub writes the blobs itself; a github.pr's content is UTF-8 text of at most
+32 KiB, so it never needs a blob call of its own), one commit, the branch, the pull request.
+GitHub's secondary rate limit counts such writes for the whole app (80 a minute).
+
+Whatever fails once the branch was (or may have been) created is undone: unless GitHub
+opened the pull request after all, the branch is deleted again if it still holds our
+commit, in the time the client keeps back for it (GitHubClient.release_reserve), so that a
+TIMEOUT or a throttle leaves nothing behind either; a failure before it leaves only
+unreferenced objects, which no one sees and GitHub collects. If even the deletion fails,
+the error says what remains.
+
+Paths are used as GitHub has them (paths.Spellings): a name given in another Unicode
+normalisation form than the repository's is read and updated under the repository's.
+"""
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import logging
+import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from chalicelib import protocol
 from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
 from chalicelib.github.client import MAX_PAGES, GitHubClient, Unprocessable
+from chalicelib.github.params import TRAILER_KEY
+from chalicelib.github.paths import Spellings
+
+logger = logging.getLogger(__name__)
 
 MAX_REPOS = MAX_PAGES * 100  # GitHub's largest page; 1000 repositories fit one frame
+# The calls each action usually makes, held from the user's GitHub call budget before it runs; the
+# worker settles to the calls it really made (retries, a file found under another spelling, a
+# branch undone, the pages of several installations).
+CALLS_RESERVED = {"github.repos": 1, "github.tree": 4, "github.file": 1, "github.pr": 9}
 _ENTRY_TYPES = {"blob": "file", "tree": "dir", "commit": "submodule"}
 _FILE_MODES = ("100644", "100755")
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark: any ASCII punctuation may be escaped
+
+
+class BranchTaken(BadRequest):
+    """The pull request's branch holds a commit other than ours: nothing of it is ours to undo."""
 
 
 class GitHubOperations:
-    def __init__(self, client: GitHubClient, *, max_file_bytes: int) -> None:
+    def __init__(self, client: GitHubClient, *, max_file_bytes: int,
+                 may_reach: Callable[[str], bool] = lambda repo: True) -> None:
         self._github = client
         self._max_file_bytes = max_file_bytes
+        self._may_reach = may_reach  # repositories the user is granted (GitHubScope): github.repos lists only those
 
     def run(self, action: str, params: dict[str, Any], *, username: str) -> dict[str, Any]:
         if action == "github.repos":
@@ -45,7 +81,7 @@ class GitHubOperations:
             listed += found
             truncated = truncated or cut
         repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"),
-                  "private": bool(r.get("private"))} for r in listed]
+                  "private": bool(r.get("private"))} for r in listed if self._may_reach(r["full_name"])]
         return {"repos": repos, "truncated": truncated}
 
     def tree(self, repo: str, *, ref: str | None, path: str | None) -> dict[str, Any]:
@@ -53,6 +89,8 @@ class GitHubOperations:
         commit = self._commit_sha(repo, ref)
         tree_sha = self._commit(repo, commit)["tree"]["sha"]
         listing = self._github.get(f"/repos/{repo}/git/trees/{tree_sha}", query={"recursive": 1})
+        if path:  # as the repository spells it
+            path = Spellings(item["path"] for item in listing.get("tree", [])).resolve(path)
         prefix = f"{path}/" if path else ""
         entries: list[dict[str, Any]] = []
         size = 0
@@ -73,8 +111,14 @@ class GitHubOperations:
         return {"entries": entries, "truncated": truncated, "commitSha": commit}
 
     def file(self, repo: str, path: str, *, ref: str | None) -> dict[str, Any]:
-        item = self._github.get(f"/repos/{repo}/contents/{quote(path, safe='/')}", query={"ref": ref},
-                                not_found=f"no file {path!r} in {repo} at {ref or 'the default branch'}")
+        missing = f"no file {path!r} in {repo} at {ref or 'the default branch'}"
+        try:
+            item = self._contents(repo, path, ref, missing)
+        except NotFound:
+            spelled = self._spelling(repo, path, ref)
+            if spelled == path:
+                raise
+            path, item = spelled, self._contents(repo, spelled, ref, missing)
         if isinstance(item, list) or item.get("type") == "dir":
             raise BadRequest(f"{path!r} is a directory; list it with github.tree")
         if item.get("type") != "file":
@@ -100,40 +144,82 @@ class GitHubOperations:
         """One commit holding every file, on a new branch from `base`, and a pull request into `base`."""
         repo, branch = params["repo"], params["branch"]
         base = params.get("base") or self._default_branch(repo)
-        base_sha = self._commit_sha(repo, base)
+        base_sha = self._branch_sha(repo, base)
         if self._branch_exists(repo, branch):
             raise BadRequest(f"the branch {branch!r} already exists in {repo}; choose a new name")
         base_tree = self._commit(repo, base_sha)["tree"]["sha"]
-        modes = self._file_modes(repo, base_tree)
+        # base's paths: their modes (a changed script keeps its executable bit) and spellings
+        modes = {item["path"]: item["mode"] for item in self._tree_listing(repo, base_tree)}
+        spellings = Spellings(modes)
         entries = []
-        for change in params["files"]:
-            if modes.get(change["path"]) == "040000":
-                raise BadRequest(f"{change['path']!r} is a directory in {base}; it cannot be written as a file")
-            blob = self._github.post(f"/repos/{repo}/git/blobs", {"content": change["content"], "encoding": "utf-8"})
-            mode = modes.get(change["path"]) if modes.get(change["path"]) in _FILE_MODES else "100644"
-            entries.append({"path": change["path"], "mode": mode, "type": "blob", "sha": blob["sha"]})
+        for index, change in enumerate(params["files"]):
+            path = spellings.resolve(change["path"], field=f"files[{index}].path")
+            if modes.get(path) == "040000":
+                raise BadRequest(f"{path!r} is a directory in {base}; it cannot be written as a file")
+            mode = modes[path] if modes.get(path) in _FILE_MODES else "100644"
+            entries.append({"path": path, "mode": mode, "type": "blob", "content": change["content"]})
         tree = self._github.post(f"/repos/{repo}/git/trees", {"base_tree": base_tree, "tree": entries})
-        trailer = f"Requested-by: {username}"
+        if tree["sha"] == base_tree:
+            raise BadRequest(f"every file already has this content in {base}: there is nothing to commit")
         commit = self._github.post(f"/repos/{repo}/git/commits", {
-            "message": f"{params['title']}\n\n{trailer}\n", "tree": tree["sha"], "parents": [base_sha]})
-        try:
-            self._create_branch(repo, branch, commit["sha"])
-        except (Timeout, UpstreamError) as error:  # GitHub may have made it before the answer was lost
-            raise type(error)(f"{error.message}. The branch {branch!r} may have been created in {repo} with the "
-                              f"commit {commit['sha'][:12]}; a new github.pr needs a new branch name",
-                              retry_after=error.retry_after) from None
-        body = f"{params['body'].rstrip()}\n\n{trailer}" if params["body"].strip() else trailer
-        try:
-            pull = self._open_pull(repo, {"title": params["title"], "head": branch, "base": base, "body": body})
-        except AppError as error:
-            if isinstance(error, Internal):
-                raise
-            # The branch stays (deleting it could fail just the same): say so, the user finishes on GitHub.
-            raise type(error)(f"{error.message}. The branch {branch!r} was created in {repo} with the commit "
-                              f"{commit['sha'][:12]}, but the pull request may not have been opened: look for it "
-                              f"on GitHub, or open it from that branch; a new github.pr needs a new branch name",
-                              retry_after=error.retry_after) from None
+            "message": f"{params['title']}\n\n{TRAILER_KEY}: {username}\n", "tree": tree["sha"],
+            "parents": [base_sha]})
+        # In Markdown nothing before the first line can hide it, as an unclosed comment could a last line.
+        attribution = f"{TRAILER_KEY}: {_markdown_text(username)}"
+        body = f"{attribution}\n\n{params['body']}" if params["body"].strip() else attribution
+        pull = self._publish(repo, branch, commit["sha"], {"title": params["title"], "head": branch, "base": base,
+                                                           "body": body})
         return {"number": pull["number"], "url": pull["html_url"], "branch": branch, "commitSha": commit["sha"]}
+
+    def _publish(self, repo: str, branch: str, sha: str, pull_request: dict[str, Any]) -> dict[str, Any]:
+        """The branch made at `sha` and the pull request opened from it; undone if that fails."""
+        try:
+            self._create_branch(repo, branch, sha)
+            return self._open_pull(repo, pull_request)
+        except BranchTaken:
+            raise
+        except Exception as failure:
+            return self._undo(failure, repo, branch, sha, pull_request["base"])
+
+    def _undo(self, failure: Exception, repo: str, branch: str, sha: str, base: str) -> dict[str, Any]:
+        """After `failure`, once the branch was or may have been made: the pull request GitHub opened
+        anyway, or `failure` raised again, saying whether the branch was deleted or what remains."""
+        self._github.release_reserve()
+        try:
+            # A request stopped by the deadline may have reached GitHub (after a 5xx, _open_pull looked).
+            found = self._open_pull_from(repo, branch, base) if isinstance(failure, Timeout) else None
+            if found is not None:
+                return found
+            outcome = self._delete_branch(repo, branch, sha)
+        except AppError as cleanup:
+            logger.warning("GitHub branch left behind", extra={"repo": repo, "branch": branch, "commit": sha,
+                                                               "reason": cleanup.code})
+            note = (f"The branch {branch!r} with the commit {sha[:12]} may remain in {repo}: deleting it failed "
+                    f"({cleanup.message}); delete it, or open the pull request from it on GitHub")
+        else:
+            note = {"deleted": f"Nothing was left in {repo}: the branch {branch!r} was deleted again",
+                    "absent": f"Nothing was left in {repo}: the branch {branch!r} was not created",
+                    "moved": f"The branch {branch!r} in {repo} holds another commit than {sha[:12]} now, so it "
+                             "was left as it is"}[outcome]
+        if not isinstance(failure, AppError) or isinstance(failure, Internal):
+            logger.warning("pull request failed", extra={"repo": repo, "branch": branch, "cleanup": note})
+            raise failure
+        raise type(failure)(f"{failure.message}. {note}", retry_after=failure.retry_after) from None
+
+    def _delete_branch(self, repo: str, branch: str, sha: str) -> str:
+        """Delete the branch if it holds our commit: "deleted", "absent" (never made) or "moved" (left)."""
+        name = quote(branch, safe="/")
+        try:
+            found = self._github.get(f"/repos/{repo}/git/ref/heads/{name}")
+        except NotFound:
+            return "absent"
+        if found.get("object", {}).get("sha") != sha:
+            return "moved"
+        try:
+            self._github.delete(f"/repos/{repo}/git/refs/heads/{name}")
+        except Unprocessable:  # "Reference does not exist": a lost answer's retry, it is gone all the same
+            return "deleted"
+        return "deleted"
 
     # --- helpers --------------------------------------------------------------
 
@@ -141,14 +227,27 @@ class GitHubOperations:
         return self._github.get(f"/repos/{repo}", not_found=f"no repository {repo} (or no access to it)")[
             "default_branch"]
 
+    def _branch_sha(self, repo: str, branch: str) -> str:
+        """The commit a branch points at; NOT_FOUND for a name that is no branch (a tag, a commit)."""
+        found = self._github.get(f"/repos/{repo}/git/ref/heads/{quote(branch, safe='/')}",
+                                 not_found=f"no branch {branch!r} in {repo} (or no access to it)")
+        return found["object"]["sha"]
+
+    def _contents(self, repo: str, path: str, ref: str | None, missing: str) -> Any:
+        return self._github.get(f"/repos/{repo}/contents/{quote(path, safe='/')}", query={"ref": ref},
+                                not_found=missing)
+
+    def _spelling(self, repo: str, path: str, ref: str | None) -> str:
+        """`path` as the repository spells it at `ref` (as given when it holds no other spelling)."""
+        tree = self._commit(repo, self._commit_sha(repo, ref))["tree"]["sha"]
+        return Spellings(item["path"] for item in self._tree_listing(repo, tree)).resolve(path)
+
     def _commit_sha(self, repo: str, ref: str | None) -> str:
         """The commit a branch name (or a full commit sha) points at; no ref: the default branch."""
         ref = ref or self._default_branch(repo)
         if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
             return ref
-        found = self._github.get(f"/repos/{repo}/git/ref/heads/{quote(ref, safe='/')}",
-                                 not_found=f"no branch {ref!r} in {repo} (or no access to it)")
-        return found["object"]["sha"]
+        return self._branch_sha(repo, ref)
 
     def _commit(self, repo: str, sha: str) -> dict[str, Any]:
         return self._github.get(f"/repos/{repo}/git/commits/{sha}", not_found=f"no commit {sha} in {repo}")
@@ -160,10 +259,9 @@ class GitHubOperations:
             return False
         return True
 
-    def _file_modes(self, repo: str, tree_sha: str) -> dict[str, str]:
-        """Modes of the base tree's entries, so a changed script keeps its executable bit."""
-        listing = self._github.get(f"/repos/{repo}/git/trees/{tree_sha}", query={"recursive": 1})
-        return {item["path"]: item["mode"] for item in listing.get("tree", [])}
+    def _tree_listing(self, repo: str, tree: str) -> list[dict[str, Any]]:
+        """Every entry under a tree, with its path and mode."""
+        return self._github.get(f"/repos/{repo}/git/trees/{tree}", query={"recursive": 1}).get("tree", [])
 
     def _open_pull(self, repo: str, request: dict[str, Any]) -> dict[str, Any]:
         """POST /pulls, made safe to repeat: after a 5xx or a network failure GitHub may have opened
@@ -199,7 +297,13 @@ class GitHubOperations:
             # Created by a retry of this very call, or by someone else in the meantime.
             existing = self._github.get(f"/repos/{repo}/git/ref/heads/{quote(branch, safe='/')}")
             if existing.get("object", {}).get("sha") != sha:
-                raise BadRequest(f"the branch {branch!r} already exists in {repo}; choose a new name") from None
+                raise BranchTaken(f"the branch {branch!r} already exists in {repo}; choose a new name") from None
+
+
+def _markdown_text(text: str) -> str:
+    """`text` shown as it is in Markdown: each ASCII punctuation character backslash-escaped, so that
+    a name cannot open a comment, a link or an HTML tag."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
 def _entry_type(item: dict[str, Any]) -> str:

@@ -2,26 +2,47 @@
 
 Light on purpose (no PyJWT, no HTTP): the message handler imports it to refuse a
 bad request before a worker is started; the worker validates again, since its
-payload could come from anything that may invoke it.
+payload could come from anything that may invoke it. What a user may reach and
+write (groups, repositories, the branch prefix, protected paths) is scope.py's.
+
+Paths are kept as the client spelled them (not NFC-normalised as other paths of the
+protocol are): GitHub's names are bytes, and the repository's own spelling wins
+(paths.Spellings). The attribution trailer is the server's: a title is one line, and
+neither title nor body may hold a line that reads as a `Requested-by:` trailer.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
-from chalicelib.errors import BadRequest
-from chalicelib.protocol import Params
+from chalicelib.errors import BadRequest, PayloadTooLarge
+from chalicelib.github.paths import canonical, names_git_dir
+from chalicelib.protocol import MAX_FRAME_BYTES, Params, validate_path
 
 ACTIONS = ("github.repos", "github.tree", "github.file", "github.pr")
 MAX_PR_FILES = 100
 MAX_TITLE = 256
 MAX_BODY = 16 * 1024
+# All of a pull request's content: what one frame can carry. Being JSON text, it is valid UTF-8
+# too, so every file can go inline in the tree GitHub makes (no blob calls: see operations.py).
+MAX_PR_CONTENT_BYTES = MAX_FRAME_BYTES
+TRAILER_KEY = "Requested-by"
 
 # GitHub's rules: an owner is 1-39 alphanumerics or single hyphens; a repository name
 # is 1-100 of [A-Za-z0-9._-] and not "." or "..".
 _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Zs")  # Unicode categories: controls, zero-width and bidi marks, separators
+_OBJECT_ID = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")  # SHA-1 or SHA-256
+# git's pseudo-refs and special names, which `git checkout NAME` or `git log NAME` would take
+# for something other than the branch (compared in any case: refs live on case-folding filesystems too).
+_SPECIAL_NAMES = frozenset({"head", "fetch_head", "orig_head", "merge_head", "cherry_pick_head", "revert_head",
+                            "rebase_head", "bisect_head", "auto_merge", "merge_autostash", "stash"})
+_REF_NAMESPACES = frozenset({"refs", "heads", "tags", "remotes"})  # `heads/x` resolves as `refs/heads/x`
+# A line that reads as the trailer, in any case, with any punctuation or spaces around its words.
+_TRAILER_LINE = re.compile(r"[\W_]*requested[\W_]*by[\W_]*:")
 
 
 def validate_repo(value: str, *, field: str = "repo") -> str:
@@ -40,8 +61,57 @@ def validate_ref_name(value: str, *, field: str) -> str:
         value.startswith(("-", "/")), value.endswith(("/", ".")),
         any(part.startswith(".") or part.endswith(".lock") for part in value.split("/")),
     )
-    if not value or any(problems):
+    if not value or any(problems) or any(unicodedata.category(ch) in _INVISIBLE for ch in value):
         raise BadRequest(f"'{field}' is not a valid git branch name")
+    return value
+
+
+def check_branch_name(value: str, *, field: str) -> str:
+    """A name that git takes for a branch and nothing else: not a ref path (`refs/heads/x`, `heads/x`),
+    not HEAD or another special name, no segment that is an object id (40 or 64 hex digits)."""
+    validate_ref_name(value, field=field)
+    parts = value.split("/")
+    if parts[0].casefold() in _REF_NAMESPACES:
+        raise BadRequest(f"'{field}' must be a branch name, not a ref path ({parts[0]}/...)")
+    if any(part.casefold() in _SPECIAL_NAMES or part == "@" for part in parts):
+        raise BadRequest(f"'{field}' must not be HEAD or another of git's special names")
+    if any(_OBJECT_ID.match(part) for part in parts):
+        raise BadRequest(f"'{field}' must not look like an object id (40 or 64 hexadecimal digits)")
+    return value
+
+
+def validate_github_path(value: str, *, field: str) -> str:
+    """A repository path by the protocol's rules, never inside `.git` in any spelling; kept as given."""
+    validate_path(value, field=field)
+    if names_git_dir(value):
+        raise BadRequest(f"'{field}' must not name a .git directory")
+    return value
+
+
+def claims_attribution(text: str) -> bool:
+    """Whether a line of `text` reads as a `Requested-by:` trailer: compared with format characters
+    dropped, compatibility forms and case folded, and split at every Unicode line boundary."""
+    visible = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    skeleton = unicodedata.normalize("NFKC", visible).casefold()
+    return any(_TRAILER_LINE.match(line) for line in skeleton.splitlines())
+
+
+def _title(value: str) -> str:
+    title = value.strip()
+    if not title:
+        raise BadRequest("'title' must not be blank")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in title):
+        raise BadRequest("'title' must be one line, without control characters")
+    if claims_attribution(title):
+        raise BadRequest(f"'title' must not hold a {TRAILER_KEY}: trailer; the server adds it")
+    return title
+
+
+def _body(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in value):
+        raise BadRequest("'body' must not contain control characters other than tab and line breaks")
+    if claims_attribution(value):
+        raise BadRequest(f"'body' must not hold a {TRAILER_KEY}: line; the server adds the trailer")
     return value
 
 
@@ -53,17 +123,20 @@ def validate(action: str, params: Params) -> dict[str, Any]:
     if action in ("github.tree", "github.file"):
         ref = params.string("ref", max_length=255)
         checked: dict[str, Any] = {"repo": repo, "ref": None if ref is None else validate_ref_name(ref, field="ref")}
-        checked["path"] = params.path("path", required=action == "github.file")
+        path = params.string("path", required=action == "github.file")
+        checked["path"] = None if path is None else validate_github_path(path, field="path")
         return checked
     if action == "github.pr":
         base = params.string("base", max_length=255)
         files = _files(params.list_of("files", max_items=MAX_PR_FILES, required=True))
         return {
             "repo": repo,
-            "base": None if base is None else validate_ref_name(base, field="base"),
+            # An existing branch (operations.py looks it up), never a commit, tag or other ref.
+            "base": None if base is None else check_branch_name(base, field="base"),
+            # As asked: scope.py puts it under the deployment's branch prefix.
             "branch": validate_ref_name(params.string("branch", required=True, max_length=255), field="branch"),
-            "title": params.string("title", required=True, max_length=MAX_TITLE).strip() or _blank("title"),
-            "body": params.string("body", max_length=MAX_BODY, allow_empty=True) or "",
+            "title": _title(params.string("title", required=True, max_length=MAX_TITLE)),
+            "body": _body(params.string("body", max_length=MAX_BODY, allow_empty=True) or ""),
             "files": files,
         }
     raise BadRequest(f"unknown action {action[:64]!r}")
@@ -74,20 +147,24 @@ def _files(items: list[Any]) -> list[dict[str, str]]:
         raise BadRequest("'files' must hold at least one file")
     seen: set[str] = set()
     files = []
+    size = 0
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadRequest(f"'files[{index}]' must be an object with 'path' and 'content'")
         entry = Params(item)
-        path = entry.path("path", required=True)
+        path = validate_github_path(entry.string("path", required=True), field=f"files[{index}].path")
         content = entry.string("content", allow_empty=True)
         if content is None:
             raise BadRequest(f"'files[{index}].content' is required")
-        if path in seen:
+        try:
+            size += len(content.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise BadRequest(f"'files[{index}].content' is not valid Unicode (it holds a lone surrogate)") from None
+        if canonical(path) in seen:  # two spellings of one name would be one file on GitHub
             raise BadRequest(f"'files' names {path!r} twice")
-        seen.add(path)
+        seen.add(canonical(path))
         files.append({"path": path, "content": content})
+    if size > MAX_PR_CONTENT_BYTES:
+        raise PayloadTooLarge(f"'files' hold {size} bytes of content; a pull request carries at most "
+                              f"{MAX_PR_CONTENT_BYTES}")
     return files
-
-
-def _blank(field: str) -> str:
-    raise BadRequest(f"'{field}' must not be blank")

@@ -1,12 +1,15 @@
 """The github_worker Lambda: one github.* request in, one `result` or `error` frame out.
 
-The message handler validated the request and checked the user's groups; the
-payload is checked again here, since anything allowed to invoke the function
-could have sent it. This is the only function that reads the GitHub secret.
+The message handler validated the request and checked the user's scope; the
+payload and the scope are checked again here, since anything allowed to invoke the
+function could have sent it. This is the only function that reads the GitHub secret.
+Before it calls GitHub it holds the action's calls from the user's GitHub call budget
+(RATE_LIMITED when spent) and settles the budget to the calls it made afterwards.
 The worker never raises: every outcome is a frame to the client, so Lambda
 never retries a request that may already have opened a pull request. It
 stops TIME_LIMIT_MARGIN_MS before Lambda's timeout (TIMEOUT), so that even a
-slow or throttling GitHub still gets the client an answer.
+slow or throttling GitHub still gets the client an answer, and keeps the
+UNDO_RESERVE_SECONDS before that for deleting the branch of a failed pull request.
 """
 from __future__ import annotations
 
@@ -22,13 +25,15 @@ from chalicelib import protocol
 from chalicelib.aws import clients as aws
 from chalicelib.aws.management_api import Sender
 from chalicelib.config import Settings, get_settings
-from chalicelib.errors import AppError, ConnectionGone, Forbidden, Internal, PayloadTooLarge
+from chalicelib.errors import AppError, ConnectionGone, Internal, PayloadTooLarge
 from chalicelib.github import params as github_params
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstallations, SecretSource
 from chalicelib.github.job import GitHubJob, InvalidJob
-from chalicelib.github.operations import GitHubOperations
+from chalicelib.github.operations import CALLS_RESERVED, GitHubOperations
+from chalicelib.github.scope import GitHubScope
 from chalicelib.github.transport import HttpTransport
+from chalicelib.limits.github_calls import GitHubCallBudget
 from chalicelib.observability import bind, tracing
 from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
@@ -37,6 +42,7 @@ from chalicelib.process import kept
 logger = logging.getLogger(__name__)
 
 TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worker, to still post the answer
+UNDO_RESERVE_SECONDS = 2.0  # before that, kept for deleting a failed pull request's branch (three calls)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ def new_client(settings: Settings, caches: ContainerCaches, *, time_left: Callab
     return GitHubClient(transport=caches.transport, secrets=caches.secrets, app_jwt=caches.app_jwt,
                         tokens=caches.tokens, routes=caches.routes, api_url=settings.github_api_url,
                         max_attempts=settings.github_max_attempts, max_wait=settings.github_max_wait_seconds,
-                        time_left=time_left, on_rate_limited=on_rate_limited)
+                        time_left=time_left, reserve=UNDO_RESERVE_SECONDS, on_rate_limited=on_rate_limited)
 
 
 def time_left_from(remaining_ms: Callable[[], int] | None) -> Callable[[], float]:
@@ -80,11 +86,12 @@ def time_left_from(remaining_ms: Callable[[], int] | None) -> Callable[[], float
 
 
 def handle(event: dict[str, Any], *, settings: Settings, sender_for: Callable[[str], Sender],
-           metrics: MetricsWriter | None = None, remaining_ms: Callable[[], int] | None = None) -> None:
+           budget: GitHubCallBudget, metrics: MetricsWriter | None = None,
+           remaining_ms: Callable[[], int] | None = None) -> None:
     """Serve one job from the message handler and answer the client (never raises).
 
-    sender_for: the Management API sender for an endpoint. remaining_ms: Lambda's
-    context.get_remaining_time_in_millis, the run's deadline.
+    sender_for: the Management API sender for an endpoint. budget: the users' GitHub
+    call budget. remaining_ms: Lambda's context.get_remaining_time_in_millis, the run's deadline.
     """
     metrics = metrics or get_metrics()
     job: GitHubJob | None = None
@@ -107,7 +114,7 @@ def handle(event: dict[str, Any], *, settings: Settings, sender_for: Callable[[s
             try:
                 if job is None:
                     raise rejection or Internal()
-                frame = protocol.result(reply_to.request_id or "", _serve(job, settings, metrics,
+                frame = protocol.result(reply_to.request_id or "", _serve(job, settings, metrics, budget,
                                                                           time_left_from(remaining_ms)))
             except AppError as error:
                 frame = protocol.error_frame(error, reply_to.request_id)
@@ -145,11 +152,19 @@ def fit_in_one_frame(frame: dict[str, Any], request_id: str | None) -> dict[str,
         f"the answer is {size} bytes once encoded; one frame carries at most {limit}"), request_id)
 
 
-def _serve(job: GitHubJob, settings: Settings, metrics: MetricsWriter,
+def _serve(job: GitHubJob, settings: Settings, metrics: MetricsWriter, budget: GitHubCallBudget,
            time_left: Callable[[], float]) -> dict[str, Any]:
-    if not settings.github_allowed(job.groups):
-        raise Forbidden("GitHub access is not granted to this user")
+    scope = GitHubScope.from_settings(settings)
+    params = scope.authorize(job.action, job.params, job.groups)
+    reservation = budget.reserve(job.user_sub, groups=job.groups, calls=CALLS_RESERVED[job.action])
     throttled = functools.partial(metrics.emit, metric.UPSTREAM_THROTTLED, 1, dimensions={metric.ACTION: job.action})
     client = new_client(settings, container_caches(), time_left=time_left, on_rate_limited=throttled)
-    operations = GitHubOperations(client, max_file_bytes=settings.github_max_file_bytes)
-    return operations.run(job.action, job.params, username=job.username)
+    try:
+        operations = GitHubOperations(client, max_file_bytes=settings.github_max_file_bytes,
+                                      may_reach=lambda repo: scope.may_reach(repo, job.groups))
+        return operations.run(job.action, params, username=job.username)
+    finally:
+        try:
+            budget.settle(reservation, client.calls)
+        except Exception:  # the answer stands; the counter keeps what was reserved
+            logger.exception("cannot settle the GitHub call budget", extra={"calls": client.calls})

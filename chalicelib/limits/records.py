@@ -7,10 +7,11 @@ Per user (partition `USER#<sub>`):
   budget counter: settled usage plus reservations not yet settled), `inputTokens`,
   `outputTokens`, `cacheReadInputTokens`, `cacheWriteInputTokens` (settled usage, as
   Bedrock reports it: `inputTokens` is the input neither read from nor written to the
-  prompt cache, and the budget counts all three inputs). Keeping the minute windows and the token window in
-  one item lets a chat be admitted and its tokens reserved by ONE conditional
+  prompt cache, and the budget counts all three inputs). Keeping the minute windows and
+  the token window in one item lets a chat be admitted and its tokens reserved by ONE conditional
   UpdateItem: no transaction, so concurrent admissions of one user never abort each
   other with TransactionConflict, and the write costs one unit instead of four.
+  `githubCalls`: GitHub calls made or reserved in the hour (github_calls.py).
 - `D#<YYYY-MM-DD>`, the day record: `inputTokens`, `outputTokens`, `cacheReadInputTokens`,
   `cacheWriteInputTokens`, `totalTokens` (all four), `chats`, and `day`, which puts it
   (and only it) in the sparse `byDay` index (partition `day`, sort `totalTokens`): a day's

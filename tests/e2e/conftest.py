@@ -49,7 +49,8 @@ def stop_stack(process: subprocess.Popen) -> int:
 
 # The shared stack's users serve every e2e test in the same minutes and hours, so its limits
 # are generous; tests/e2e/test_limits.py runs a stack of its own with the defaults.
-GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000"}
+GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000",
+                   "GITHUB_CALLS_PER_HOUR": "1000000"}
 # The app's default models (the default first), and one that caches prompts (through its inference profile).
 CACHING_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 STACK_MODELS = {"ALLOWED_MODELS": "anthropic.claude-3-haiku-20240307-v1:0,anthropic.claude-3-5-sonnet-20240620-v1:0,"

@@ -1,9 +1,11 @@
 """The GitHub actions end to end: client → gateway → message handler → github_worker → GitHub emulator."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 
@@ -12,6 +14,7 @@ import jwt
 import pytest
 
 from devserver import github as emulator
+from devserver.github_repos import NFD_FILE, SEED_FILES
 from tests.e2e.conftest import start_stack, stop_stack
 
 REPO = "octo-org/hello-world"
@@ -84,7 +87,7 @@ def test_tree_and_readme_of_the_default_branch(client):
 
 def test_pull_request_with_two_files_is_one_commit_on_a_new_branch(stack, client):
     main_sha = state(stack)["refs"]["heads/main"]
-    branch = f"ide/change-{time.time_ns()}"
+    branch = f"llm-ide/change-{time.time_ns()}"
     readme = "# hello-world\n\nChanged from the IDE.\n"
     app_py = 'print("changed")\n'
     pr = data(call(client, "github.pr", repo=REPO, base="main", branch=branch, title="Two changes",
@@ -101,10 +104,10 @@ def test_pull_request_with_two_files_is_one_commit_on_a_new_branch(stack, client
     assert after["refs"][f"heads/{branch}"] == pr["commitSha"] and after["refs"]["heads/main"] == main_sha
     commit = after["commits"][pr["commitSha"]]
     assert commit["parents"] == [main_sha]  # a single commit on top of base
-    assert commit["message"].startswith("Two changes\n") and "Requested-by: dev" in commit["message"]
+    assert commit["message"] == "Two changes\n\nRequested-by: dev\n"
     pull = next(p for p in after["pulls"] if p["number"] == pr["number"])
     assert pull["head"] == {"ref": branch, "sha": pr["commitSha"]} and pull["base"] == {"ref": "main"}
-    assert pull["body"].startswith("Edits made in the IDE.") and pull["body"].endswith("Requested-by: dev")
+    assert pull["body"] == "Requested-by: dev\n\nEdits made in the IDE."
     unchanged = {e["path"] for e in data(call(client, "github.tree", repo=REPO, ref=branch))["entries"]}
     assert "assets/logo.png" in unchanged  # the rest of base's tree is kept
 
@@ -120,9 +123,10 @@ def fault(stack):
     control(stack, "/_emulator/fault", {"count": 0})
 
 
-def open_pr(client, branch: str) -> dict:
-    return call(client, "github.pr", repo=REPO, base="main", branch=branch, title="Change",
-                files=[{"path": "README.md", "content": f"changed on {branch}\n"}])
+def open_pr(client, branch: str, **params) -> dict:
+    return call(client, "github.pr", **{"repo": REPO, "base": "main", "branch": branch, "title": "Change",
+                                        "files": [{"path": "README.md", "content": f"changed on {branch}\n"}],
+                                        **params})
 
 
 def pulls_from(stack, branch: str) -> list[dict]:
@@ -131,7 +135,7 @@ def pulls_from(stack, branch: str) -> list[dict]:
 
 @pytest.mark.parametrize("made_anyway", [True, False])
 def test_a_server_error_on_opening_the_pull_request_still_opens_exactly_one(stack, client, fault, made_anyway):
-    branch = f"ide/retry-{time.time_ns()}"
+    branch = f"llm-ide/retry-{time.time_ns()}"
     faults = state(stack)["stats"]["faults"]
     fault(method="POST", path=f"/repos/{REPO}/pulls", status=502, count=1, after=made_anyway)
     pr = data(open_pr(client, branch))
@@ -140,22 +144,105 @@ def test_a_server_error_on_opening_the_pull_request_still_opens_exactly_one(stac
     assert pr["number"] == pull["number"] and pr["branch"] == branch and pull["head"]["sha"] == pr["commitSha"]
 
 
-def test_a_pull_request_github_keeps_failing_names_the_branch_it_left(stack, client, fault):
-    branch = f"ide/broken-{time.time_ns()}"
-    fault(method="POST", path=f"/repos/{REPO}/pulls", status=503, count=100)
+@pytest.mark.parametrize("failure, code", [
+    ({"status": 503, "count": 100}, "UPSTREAM_ERROR"),  # GitHub keeps failing
+    ({"status": 403, "count": 1, "retryAfter": 300}, "UPSTREAM_THROTTLED"),  # a secondary limit on this write
+])
+def test_a_pull_request_that_cannot_be_opened_leaves_nothing_behind(stack, client, fault, failure, code):
+    branch = f"llm-ide/broken-{time.time_ns()}"
+    fault(method="POST", path=f"/repos/{REPO}/pulls", **failure)
     frame = open_pr(client, branch)
-    assert error_code(frame) == "UPSTREAM_ERROR"
-    assert f"branch '{branch}' was created in {REPO}" in frame["error"]["message"]
-    assert f"heads/{branch}" in state(stack)["refs"] and pulls_from(stack, branch) == []
+    assert error_code(frame) == code
+    assert f"Nothing was left in {REPO}: the branch '{branch}' was deleted again" in frame["error"]["message"]
+    assert f"heads/{branch}" not in state(stack)["refs"] and pulls_from(stack, branch) == []
+    fault(count=0)  # GitHub is well again: the same name can be used
+    assert data(open_pr(client, branch))["branch"] == branch
 
 
-def test_a_branch_creation_whose_answer_is_lost_says_the_branch_may_exist(stack, client, fault):
-    branch = f"ide/lost-{time.time_ns()}"
+def test_a_branch_creation_whose_answer_is_lost_is_deleted_again(stack, client, fault):
+    branch = f"llm-ide/lost-{time.time_ns()}"
     fault(method="POST", path=f"/repos/{REPO}/git/refs", status=502, count=100, after=True)
     frame = open_pr(client, branch)
-    assert error_code(frame) == "UPSTREAM_ERROR"
-    assert f"branch '{branch}' may have been created in {REPO}" in frame["error"]["message"]
-    assert f"heads/{branch}" in state(stack)["refs"] and pulls_from(stack, branch) == []
+    assert error_code(frame) == "UPSTREAM_ERROR" and "was deleted again" in frame["error"]["message"]
+    assert f"heads/{branch}" not in state(stack)["refs"] and pulls_from(stack, branch) == []
+
+
+# --- what a user may write -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("branch", ["refs/heads/x", "HEAD", "3f786850e387550fdab836ed7e6dc881de23001b"])
+def test_branches_that_look_like_refs_head_or_object_ids_are_refused(stack, client, branch):
+    before = state(stack)["stats"]["requests"]
+    frame = open_pr(client, branch)
+    assert error_code(frame) == "BAD_REQUEST" and "'branch'" in frame["error"]["message"]
+    assert state(stack)["stats"]["requests"] == before
+
+
+@pytest.mark.parametrize("branch", ["gh-pages", "release/1.0"])
+def test_other_branches_are_made_under_the_prefix_never_as_named(stack, client, branch):
+    pr = data(open_pr(client, branch))
+    refs = state(stack)["refs"]
+    assert pr["branch"] == f"llm-ide/{branch}" and refs[f"heads/llm-ide/{branch}"] == pr["commitSha"]
+    assert f"heads/{branch}" not in refs
+
+
+def test_a_workflow_cannot_be_written(stack, client):
+    before = state(stack)["stats"]["requests"]
+    frame = call(client, "github.pr", repo=REPO, base="main", branch=f"deploy-{time.time_ns()}", title="Deploy",
+                 files=[{"path": ".github/workflows/deploy.yml", "content": "on: push\n"}])
+    assert error_code(frame) == "FORBIDDEN" and ".github/" in frame["error"]["message"]
+    assert state(stack)["stats"]["requests"] == before
+
+
+def test_a_commit_sha_is_not_a_base(stack, client):
+    main_sha = state(stack)["refs"]["heads/main"]
+    before = state(stack)
+    frame = open_pr(client, f"from-sha-{time.time_ns()}", base=main_sha)
+    assert error_code(frame) == "BAD_REQUEST" and "'base'" in frame["error"]["message"]
+    after = state(stack)
+    assert after["stats"]["requests"] == before["stats"]["requests"] and after["refs"] == before["refs"]
+
+
+def test_a_title_cannot_forge_the_attribution(stack, client):
+    frame = open_pr(client, f"forged-{time.time_ns()}", title="Fix\n\nRequested-by: someone-else")
+    assert error_code(frame) == "BAD_REQUEST" and "'title'" in frame["error"]["message"]
+
+
+def test_a_100_file_pull_request_stays_within_githubs_secondary_limit(stack, client):
+    control(stack, "/_emulator/write-limits", {"perMinute": 80, "perHour": 500})  # GitHub's, counted afresh
+    before = state(stack)["stats"]["writes"]
+    branch = f"llm-ide/hundred-{time.time_ns()}"
+    pr = data(call(client, "github.pr", repo=REPO, base="main", branch=branch, title="A hundred files",
+                   files=[{"path": f"generated/f{i:03}.txt", "content": f"{i}\n"} for i in range(100)]))
+    assert pr["branch"] == branch and state(stack)["stats"]["writes"] - before == 4
+    assert data(call(client, "github.file", repo=REPO, path="generated/f099.txt", ref=branch))["content"] == "99\n"
+
+
+def test_a_file_named_in_nfd_is_read_and_updated_as_github_has_it(stack, client):
+    nfc = unicodedata.normalize("NFC", NFD_FILE)
+    read = data(call(client, "github.file", repo=REPO, path=nfc))
+    assert read["path"] == NFD_FILE and read["content"] == SEED_FILES[NFD_FILE].decode()
+    branch = f"llm-ide/nfd-{time.time_ns()}"
+    data(call(client, "github.pr", repo=REPO, base="main", branch=branch, title="Edit a Mac file",
+              files=[{"path": nfc, "content": "edited\n"}]))
+    entries = [e["path"] for e in data(call(client, "github.tree", repo=REPO, ref=branch, path="docs"))["entries"]
+               if e["type"] == "file"]
+    assert entries == [NFD_FILE]  # changed in place: no visually identical twin
+    assert data(call(client, "github.file", repo=REPO, path=NFD_FILE, ref=branch))["content"] == "edited\n"
+
+
+def test_each_users_github_calls_are_counted_and_limited(stack):
+    with stack.connect("dev2") as member:
+        used = github_calls(stack, "dev2")
+        assert data(call(member, "github.file", repo=REPO, path="README.md"))["path"] == "README.md"
+        assert github_calls(stack, "dev2") - used >= 1  # what the call cost the app's limits
+        set_github_calls(stack, "dev2", 10 ** 6)  # the stack's GITHUB_CALLS_PER_HOUR: spent
+        try:
+            frame = call(member, "github.file", repo=REPO, path="README.md")
+        finally:
+            set_github_calls(stack, "dev2", used)
+    left = 3600 - time.time() % 3600
+    assert error_code(frame) == "RATE_LIMITED" and left - 5 <= frame["error"]["retryAfter"] <= left + 1
 
 
 def test_reading_what_is_not_a_text_file(client):
@@ -234,6 +321,30 @@ def test_rate_limit_longer_than_the_wait_bound_gives_up_with_retry_after(stack, 
     assert time.monotonic() - started < 5  # it did not sleep past its bound
 
 
+def usage_key(stack, username: str) -> dict:
+    claims = stack.tokens(username).access_token.split(".")[1]
+    sub = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["sub"]
+    return {"pk": {"S": f"USER#{sub}"}, "sk": {"S": time.strftime("H#%Y-%m-%dT%H", time.gmtime())}}
+
+
+def dynamodb_client(stack):
+    return boto3.client("dynamodb", endpoint_url=stack.document["awsEndpointUrl"], region_name="us-east-1",
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+def github_calls(stack, username: str) -> int:
+    """The user's GitHub calls of the current hour, in the usage table."""
+    item = dynamodb_client(stack).get_item(TableName="llm-ide-local-usage", Key=usage_key(stack, username),
+                                           ConsistentRead=True).get("Item", {})
+    return int(item.get("githubCalls", {}).get("N", 0))
+
+
+def set_github_calls(stack, username: str, calls: int) -> None:
+    dynamodb_client(stack).update_item(TableName="llm-ide-local-usage", Key=usage_key(stack, username),
+                                       UpdateExpression="SET githubCalls = :n",
+                                       ExpressionAttributeValues={":n": {"N": str(calls)}})
+
+
 def secrets_client(stack):
     return boto3.client("secretsmanager", endpoint_url=stack.document["awsEndpointUrl"], region_name="us-east-1",
                         aws_access_key_id="local", aws_secret_access_key="local")
@@ -245,10 +356,13 @@ def secret_arn(stack) -> str:
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory):
-    """A stack of its own: GitHub for the group github-users only (dev2 is in it, dev is not), and
-    Lambda contexts that say 6 s, so that the github_worker's time limit comes 3 s in."""
+    """A stack of its own: GitHub for the group github-users only (dev2 is in it, dev is not), and of
+    two installations only octo-org's repositories; Lambda contexts that say 8 s, so that the
+    github_worker's time limit comes 5 s in, 2 s of them kept for undoing a failed pull request."""
     stack = start_stack(tmp_path_factory.mktemp("github-stack"),
-                        env={"GITHUB_ALLOWED_GROUPS": "github-users,admins", "DEV_LAMBDA_TIMEOUT_SECONDS": "6"})
+                        env={"GITHUB_ALLOWED_GROUPS": "github-users,admins", "DEV_LAMBDA_TIMEOUT_SECONDS": "8",
+                             "DEV_GITHUB_INSTALLATION_IDS": "2002,3003",
+                             "GITHUB_REPOS_BY_GROUP": json.dumps({"github-users": ["octo-org/*"]})})
     try:
         cognito = boto3.client("cognito-idp", endpoint_url=stack.document["awsEndpointUrl"],
                                region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
@@ -269,15 +383,26 @@ def test_only_users_in_the_allowed_groups_may_use_github(own_stack):
         assert {r["fullName"] for r in data(call(member, "github.repos"))["repos"]} == {REPO}
 
 
-def test_a_slow_github_is_answered_timeout_before_the_lambda_timeout(own_stack):
-    control(own_stack, "/_emulator/fault", {"method": "POST", "path": f"/repos/{REPO}/git/blobs", "count": 10,
-                                            "status": 0, "delay": 1.0})  # each blob takes a second
-    branch = f"ide/slow-{time.time_ns()}"
+def test_only_the_repositories_granted_to_the_users_groups_are_reachable(own_stack):
+    with own_stack.connect("dev2") as member:  # octo-labs is an installation of the app, not granted to them
+        frame = call(member, "github.file", repo="octo-labs/lab-notes", path="README.md")
+        assert error_code(frame) == "FORBIDDEN" and "octo-labs/lab-notes" in frame["error"]["message"]
+        assert data(call(member, "github.file", repo="Octo-Org/Hello-World", path="README.md"))["content"]
+
+
+@pytest.mark.parametrize("slow_write, said", [
+    ("git/trees", "GitHub did not answer before the time limit"),  # before the branch: nothing to undo
+    ("pulls", "was deleted again"),  # after it: undone in the 2 s kept for it
+])
+def test_a_slow_github_is_answered_timeout_before_the_lambda_timeout_leaving_nothing(own_stack, slow_write, said):
+    control(own_stack, "/_emulator/fault", {"method": "POST", "path": f"/repos/{REPO}/{slow_write}", "count": 1,
+                                            "status": 0, "delay": 7.0})
+    branch = f"llm-ide/slow-{time.time_ns()}"
     with own_stack.connect("dev2") as member:
         started = time.monotonic()
         frame = call(member, "github.pr", repo=REPO, base="main", branch=branch, title="Slow",
                      files=[{"path": f"f{i}.txt", "content": str(i)} for i in range(5)])
         elapsed = time.monotonic() - started
-    assert error_code(frame) == "TIMEOUT" and frame["id"]
-    assert 2.5 < elapsed < 5  # stopped at 6 - 3 s, in time to answer within the 6 s
-    assert f"heads/{branch}" not in state(own_stack)["refs"]
+    assert error_code(frame) == "TIMEOUT" and frame["id"] and said in frame["error"]["message"]
+    assert 2.5 < elapsed < 5.5  # stopped 3 s in (8 - 3 - 2), undone within the 2 s kept: answered within the 8 s
+    assert f"heads/{branch}" not in state(own_stack)["refs"] and pulls_from(own_stack, branch) == []

@@ -56,7 +56,7 @@ def test_files_are_read_from_either_installation(client):
 
 
 def test_a_pull_request_in_the_second_installation(multi_stack, client):
-    branch = f"ide/lab-{time.time_ns()}"
+    branch = f"llm-ide/lab-{time.time_ns()}"
     main_sha = repo_state(multi_stack, SECOND)["refs"]["heads/main"]
     pr = data(call(client, "github.pr", repo=SECOND, base="main", branch=branch, title="Lab change",
                    files=[{"path": "notes/2026.md", "content": "- routed to installation 3003\n"}]))

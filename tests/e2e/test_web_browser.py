@@ -385,6 +385,7 @@ def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_r
     with urllib.request.urlopen(f"{web_stack.emulators['githubApiUrl']}/_emulator/state?repo={REPO}", timeout=5) as r:
         state = json.loads(r.read())
     pull = next(p for p in state["pulls"] if p["number"] == number)
+    branch = f"llm-ide/{branch}"  # the server makes every pull request's branch under its prefix
     assert pull["head"]["ref"] == branch and pull["base"] == {"ref": "main"}
     with web_stack.connect("dev") as client:
         on_branch = client.request("github.file", timeout=30, repo=REPO, path="src/app.py", ref=branch)["data"]

@@ -64,6 +64,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
     ],
     "github_worker": [
         ("secretsmanager:GetSecretValue", "secret:github-app"),
+        ("dynamodb:UpdateItem", "table:usage"),  # the user's GitHub call budget
         ("execute-api:ManageConnections", "frames:POST"),
     ],
 }

@@ -99,12 +99,49 @@ def test_invalid_limit_settings_name_the_variable(name, value):
 def test_github_defaults_and_groups():
     settings = load_settings(BASE)
     assert settings.github_api_url == "https://api.github.com" and settings.github_secret_arn is None
-    assert settings.github_allowed_groups == () and settings.github_allowed(())
+    assert settings.github_allowed_groups == ()
     ghes = load_settings({**BASE, "GITHUB_API_URL": "https://ghe.example.com/api/v3/",
                           "GITHUB_ALLOWED_GROUPS": "devs, admins"})
     assert ghes.github_api_url == "https://ghe.example.com/api/v3"
     assert ghes.github_allowed_groups == ("devs", "admins")
-    assert ghes.github_allowed(["staff", "admins"]) and not ghes.github_allowed(["staff"]) and not ghes.github_allowed([])
+
+
+def test_github_scope_defaults():
+    settings = load_settings(BASE)
+    assert settings.github_repos_by_group is None  # unset: every repository of the installations
+    assert settings.github_branch_prefix == "llm-ide/"
+    assert settings.github_protected_paths == (".github/",) and settings.github_protected_path_groups == ()
+    assert settings.github_calls_per_hour == 500
+
+
+def test_github_scope_settings_are_parsed():
+    settings = load_settings({**BASE, "GITHUB_REPOS_BY_GROUP": '{"devs": ["octo-org/*", "other/app"], "*": []}',
+                              "GITHUB_BRANCH_PREFIX": "ide/bot/", "GITHUB_PROTECTED_PATHS": ".github/, CODEOWNERS",
+                              "GITHUB_PROTECTED_PATH_GROUPS": "release-managers", "GITHUB_CALLS_PER_HOUR": "50",
+                              "LIMITS_BY_GROUP": '{"bots": {"githubCallsPerHour": 2000}}'})
+    assert settings.github_repos_by_group == {"devs": ("octo-org/*", "other/app"), "*": ()}
+    assert settings.github_branch_prefix == "ide/bot/"
+    assert settings.github_protected_paths == (".github/", "CODEOWNERS")
+    assert settings.github_protected_path_groups == ("release-managers",)
+    assert settings.github_calls_per_hour == 50 and settings.limits_by_group["bots"] == {"githubCallsPerHour": 2000}
+    assert load_settings({**BASE, "GITHUB_REPOS_BY_GROUP": "{}"}).github_repos_by_group == {}  # set: nothing granted
+
+
+@pytest.mark.parametrize("name, value", [
+    ("GITHUB_REPOS_BY_GROUP", "not json"), ("GITHUB_REPOS_BY_GROUP", '["octo-org/*"]'),
+    ("GITHUB_REPOS_BY_GROUP", '{"devs": "octo-org/*"}'), ("GITHUB_REPOS_BY_GROUP", '{"devs": ["octo-org"]}'),
+    ("GITHUB_REPOS_BY_GROUP", '{"devs": ["octo-org/a*"]}'), ("GITHUB_REPOS_BY_GROUP", '{"bad group": ["o/r"]}'),
+    ("GITHUB_REPOS_BY_GROUP", '{"devs": ["*/r"]}'), ("GITHUB_REPOS_BY_GROUP", '{"devs": [5]}'),
+    ("GITHUB_BRANCH_PREFIX", "llm-ide"), ("GITHUB_BRANCH_PREFIX", "/llm-ide/"), ("GITHUB_BRANCH_PREFIX", ".x/"),
+    ("GITHUB_BRANCH_PREFIX", "a..b/"), ("GITHUB_BRANCH_PREFIX", "x.lock/"), ("GITHUB_BRANCH_PREFIX", "a b/"),
+    ("GITHUB_BRANCH_PREFIX", "a//"), ("GITHUB_BRANCH_PREFIX", "-x/"),
+    ("GITHUB_PROTECTED_PATHS", "../etc/"), ("GITHUB_PROTECTED_PATHS", "/abs/"), ("GITHUB_PROTECTED_PATHS", ".github/*"),
+    ("GITHUB_PROTECTED_PATH_GROUPS", "a b"), ("GITHUB_CALLS_PER_HOUR", "0"),
+    ("LIMITS_BY_GROUP", '{"g": {"githubCallsPerHour": 0}}'),
+])
+def test_invalid_github_scope_settings_name_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**BASE, name: value})
 def test_auth_settings_required_groups_and_jwks_timeouts():
     settings = load_settings(BASE)
     assert settings.required_groups == () and settings.jwks_connect_timeout == 1.0 and settings.jwks_read_timeout == 2.0
