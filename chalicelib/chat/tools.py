@@ -71,20 +71,21 @@ def parse_tools(tools: Any, choice: Any, *, max_tools: int, model_has_tools: boo
         seen.add(name)
         spec: dict[str, Any] = {"name": name, "inputSchema": {"json": _schema(tool.get("inputSchema"), where)}}
         description = tool.get("description")
-        if description is not None:
-            if not isinstance(description, str) or not description.strip():
-                raise BadRequest(f"'{where}.description' must be a text that is not blank")
+        if description is not None and not isinstance(description, str):
+            raise BadRequest(f"'{where}.description' must be a string")
+        if description and description.strip():  # Bedrock takes no description rather than a blank one
             spec["description"] = description
         specs.append({"toolSpec": spec})
     return ToolConfig(specs=tuple(specs), choice=_choice(choice, seen))
 
 
 def _schema(schema: Any, where: str) -> dict[str, Any]:
-    # Claude reads a tool's input as an object: its schema must say so at the top (Anthropic's API
-    # refuses another; Bedrock passes it on). Beyond that, the schema is the model's to read.
-    if not isinstance(schema, dict) or schema.get("type") != "object":
+    # A tool's input is an object, and Claude wants its schema to say so at the top (Anthropic's API
+    # refuses a schema without it): one that does not say is given it, one that says otherwise is
+    # refused. Beyond that, the schema is the model's to read.
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
         raise BadRequest(f"'{where}.inputSchema' must be a JSON Schema object with \"type\": \"object\"")
-    return schema
+    return schema if "type" in schema else {"type": "object", **schema}
 
 
 def _choice(choice: Any, names: set[str]) -> dict[str, Any] | None:

@@ -181,6 +181,10 @@ def test_tools_and_tool_choice_become_converses_tool_config():
                                  "toolChoice": {"tool": {"name": "read_file"}}}
     assert tools([TOOL], "any").choice == {"any": {}} and tools([TOOL], "auto").choice == {"auto": {}}
     assert tools([TOOL]).choice is None and tools(None) is None and tools([]) is None
+    # As OpenAI clients send a function without description or a schema without its type: Bedrock's way.
+    lax = tools([{"name": "now", "description": "", "inputSchema": {"properties": {}}}])
+    assert lax.converse()["tools"] == [{"toolSpec": {"name": "now", "inputSchema": {"json": {
+        "type": "object", "properties": {}}}}}]
     tokens = converse.input_tokens({"messages": [], "toolConfig": config.converse()})
     assert tokens > TOOL_USE_SYSTEM_TOKENS  # the tool-use system prompt, and the schema
 
@@ -193,7 +197,7 @@ def test_tools_and_tool_choice_become_converses_tool_config():
     ([TOOL, TOOL], None, {}, "'tools[1].name': another tool is named 'read_file'"),
     ([{**TOOL, "inputSchema": ["type", "object"]}], None, {}, "'tools[0].inputSchema' must be a JSON Schema object"),
     ([{**TOOL, "inputSchema": {"type": "string"}}], None, {}, "'tools[0].inputSchema'"),
-    ([{**TOOL, "description": " "}], None, {}, "'tools[0].description'"),
+    ([{**TOOL, "description": 42}], None, {}, "'tools[0].description' must be a string"),
     ([{**TOOL, "strict": True}], None, {}, "'tools[0]' has an unknown field 'strict'"),
     (None, "any", {}, "'toolChoice' needs 'tools'"),
     ([TOOL], "none", {}, "'toolChoice' must be"),
