@@ -82,7 +82,9 @@ class Reply:
 
 def split_tokens(text: str) -> list[str]:
     """Runs of whole characters of at most 4 UTF-8 bytes: roughly a model's tokens."""
-    tokens, current, size = [], [], 0
+    tokens: list[str] = []
+    current: list[str] = []
+    size = 0
     for char in text:
         width = len(char.encode("utf-8"))
         if current and size + width > 4:
