@@ -3,9 +3,9 @@
 Handlers, actions and workers take the few collaborators they use (typed); this is
 the one place that knows how each is made. `get_root()` gives the container's root:
 one per thread, because boto3 resources (unlike clients) are not thread-safe and the
-local stack runs handlers on many threads. Stores are built on first use, and the
-modules of a feature only when it is first used, so a function that never chats
-never imports the chat worker.
+local stack runs handlers on many threads; each reads the container's clock,
+`get_clock()`. Stores are built on first use, and the modules of a feature only when
+it is first used, so a function that never chats never imports the chat worker.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_
 from chalicelib.limits.github_calls import GitHubCallBudget, github_calls_per_hour
 from chalicelib.limits.records import Retention
 from chalicelib.limits.usage import UsageReport
-from chalicelib.process import kept_per_thread
+from chalicelib.process import kept, kept_per_thread
 
 if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
@@ -154,7 +154,15 @@ class Root:
                           uploads=self.uploads, wall_clock=self.clock)
 
 
+@kept
+def get_clock() -> Callable[[], float]:
+    """The clock of this container's roots: `time.time`, unless a test or the local stack installed
+    its own before the first root was built (`process.install(get_clock, clock)`), to hold the
+    limit windows still."""
+    return time.time
+
+
 @kept_per_thread
 def get_root() -> Root:
     """This container's (and thread's) composition root."""
-    return Root(get_settings())
+    return Root(get_settings(), clock=get_clock())

@@ -49,11 +49,13 @@ class MotoServer:
         self._process: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 30.0) -> None:
-        log = open(self._log_path, "ab")
         env = {**os.environ, **CREDENTIALS}
-        self._process = subprocess.Popen(self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        log.close()
+        with open(self._log_path, "ab") as log:
+            # preexec_fn runs between fork and exec, where another thread's lock could hang it; this one only
+            # calls libc's prctl, and no other way asks Linux to end the child with its parent.
+            self._process = subprocess.Popen(
+                self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -110,8 +110,8 @@ class Gateway:
         connection_id = events.new_connection_id()
         now = time.time()
         source_ip = request.remote or "127.0.0.1"
-        headers = {k: v for k, v in request.headers.items()}
-        query = {k: request.query.getall(k) for k in request.query.keys()}
+        headers = dict(request.headers.items())  # of a repeated header, the last (items() yields every one)
+        query = {k: request.query.getall(k) for k in request.query}
         decision = await self._authorize(connection_id=connection_id, now=now, source_ip=source_ip,
                                          headers=headers, query=query)
         if not decision.allowed:
@@ -196,7 +196,8 @@ class Gateway:
         if client is None or client.ws.closed:
             return _aws_error(410, "GoneException", None)
         if request.method == "GET":
-            return web.json_response({"connectedAt": _iso(client.connected_at), "lastActiveAt": _iso(client.last_active),
+            return web.json_response({"connectedAt": _iso(client.connected_at),
+                                      "lastActiveAt": _iso(client.last_active),
                                       "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent}})
         if request.method == "DELETE":
             log.info("@connections DELETE %s", connection_id)
@@ -253,7 +254,7 @@ class Gateway:
             decision = authorizers.from_error(exc)
             return web.json_response({"message": decision.message}, status=decision.status,
                                      headers={"x-amzn-ErrorType": decision.error_type or ""})
-        out_headers = {k: v for k, v in (response.get("headers") or {}).items()}
+        out_headers = dict((response.get("headers") or {}).items())
         payload = response.get("body") or b""
         if response.get("isBase64Encoded"):
             payload = base64.b64decode(payload)

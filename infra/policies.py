@@ -124,7 +124,7 @@ def _post_frames(d: Deployment, *methods: str) -> list[Statement]:
 def _bedrock(d: Deployment) -> list[Statement]:
     actions = ["bedrock:InvokeModelWithResponseStream"]  # ConverseStream, the only model call the worker makes
     direct = [m for m in d.stage.allowed_models if profile_prefix(m) is None]
-    profiles = [m for m in d.stage.allowed_models if profile_prefix(m) is not None]
+    profiles = {m: prefix for m in d.stage.allowed_models if (prefix := profile_prefix(m)) is not None}
     statements = []
     if direct:
         statements.append(_allow("FoundationModels", actions, [
@@ -135,7 +135,7 @@ def _bedrock(d: Deployment) -> list[Statement]:
         # A profile routes to the model in any of its regions; allow that only through the profile.
         routed = [
             d.arn("bedrock", f"foundation-model/{p.split('.', 1)[1]}", region=region, account="")
-            for p in profiles for region in PROFILE_REGIONS[profile_prefix(p)]
+            for p, prefix in profiles.items() for region in PROFILE_REGIONS[prefix]
         ]
         statements.append(_allow("ModelsThroughProfiles", actions, routed,
                                  {"StringEquals": {"bedrock:InferenceProfileArn": profile_arns}}))

@@ -51,7 +51,9 @@ class ChatActions:
         self._invoker = invoker
         self._worker_function = worker_function
         self._metrics = metrics
-        self._wall_clock = wall_clock  # when the chat was received, for its latency metrics
+        # When the chat was received, for its latency metrics: the real time, as the worker measures
+        # against `time.time()` (not the root's clock, which a test or the local stack may hold still).
+        self._wall_clock = wall_clock
 
     def send(self, ctx: ActionContext) -> None:
         """Check, admit (one write: the request and the token reservation), record, ack, then start the worker.

@@ -39,7 +39,7 @@ def _chat(root: Root) -> ChatActions:
     return ChatActions(policy=ChatPolicy.from_settings(settings), rate_limiter=root.rate_limiter,
                        budget=root.token_budget, requests=root.requests, history=root.sessions,
                        context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function,
-                       uploads=lambda: root.uploads, wall_clock=root.clock)
+                       uploads=lambda: root.uploads)
 
 
 def _github(root: Root) -> GitHubActions:

@@ -5,6 +5,8 @@ stack also reads.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import (
     Aws,
     CfnOutput,
@@ -36,12 +38,12 @@ _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER
           "B": dynamodb.AttributeType.BINARY}
 
 
-def _attribute(attr: resources.Attribute | None) -> dynamodb.Attribute | None:
-    return dynamodb.Attribute(name=attr.name, type=_TYPES[attr.type]) if attr else None
+def _attribute(attr: resources.Attribute) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=attr.name, type=_TYPES[attr.type])
 
 
 class DataStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.stage = stage
         # Data outlives a stack deletion in prod; dev and staging clean up after themselves.
@@ -97,7 +99,7 @@ class DataStack(Stack):
             self, outputs.table_name(table.key).removesuffix("Name"),
             table_name=table.physical_name(self.stage.name),
             partition_key=_attribute(table.partition_key),
-            sort_key=_attribute(table.sort_key),
+            sort_key=_attribute(table.sort_key) if table.sort_key else None,
             billing=dynamodb.Billing.on_demand(),
             encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -108,7 +110,8 @@ class DataStack(Stack):
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
                     index_name=index.name, partition_key=_attribute(index.partition_key),
-                    sort_key=_attribute(index.sort_key), projection_type=dynamodb.ProjectionType.ALL)
+                    sort_key=_attribute(index.sort_key) if index.sort_key else None,
+                    projection_type=dynamodb.ProjectionType.ALL)
                 for index in table.indexes
             ] or None,
         )

@@ -13,7 +13,6 @@ import uuid
 import pytest
 from PIL import Image
 
-from chalicelib.aws.lambda_invoke import WorkerInvoker
 from chalicelib.chat import converse
 from chalicelib.chat.bedrock import MessageStop, Metadata
 from chalicelib.chat.job import ChatJob
@@ -41,14 +40,6 @@ TOOL_ROUND = [
                                   "content": [{"type": "text", "text": "print('hi')"}]},
                                  {"type": "cachePoint"}, {"type": "text", "text": "and now?"}]},
 ]
-
-
-@pytest.fixture
-def started(monkeypatch):
-    """The worker events chat.send starts (in these tests no worker runs)."""
-    events: list[dict] = []
-    monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: events.append(payload))
-    return events
 
 
 def in_an_hour_of_its_own(monkeypatch, **env: str) -> None:
@@ -86,7 +77,7 @@ def test_a_conversation_reserves_everything_the_model_reads(conn, sender, starte
     before = tokens_remaining(conn, sender)  # other tests' chats may hold reservations in this hour
     ack = send(conn, sender, messages=TOOL_ROUND, tools=[READ_FILE], system="be brief", maxTokens=300)
     assert ack["type"] == "ack" and ack["maxTokens"] == 300
-    (event,) = started
+    ((_, event),) = started
     job = ChatJob.from_event(event)
     assert event["chat"]["messages"] == TOOL_ROUND and event["chat"]["tools"] == [READ_FILE]
     # The reservation: the system prompt, the tool's schema and the tool-use prompt, every block (the image
@@ -177,7 +168,7 @@ def test_an_upload_runs_as_if_in_the_frame_once_and_only_for_its_user(conn, send
     upload_id = upload(conn, sender, body)
     ack = send(conn, sender, uploadId=upload_id, maxTokens=50, model="claude-3-5-sonnet-20240620")
     assert ack["type"] == "ack" and ack["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0", ack
-    (event,) = started
+    ((_, event),) = started
     # A reference, not the body: Lambda takes at most 256 KB in an asynchronous invocation.
     assert len(json.dumps(event)) < 4096
     assert event["chat"]["upload"]["uploadId"] == upload_id and event["chat"]["messages"] is None
@@ -242,7 +233,7 @@ def test_the_worker_reads_the_upload_runs_it_and_deletes_it(monkeypatch, conn, s
     upload_id = upload(conn, sender, {"messages": conversation})
     assert send(conn, sender, uploadId=upload_id, system="be brief")["type"] == "ack"
     chat_worker, recorder, root = worker(monkeypatch, sender)
-    job = ChatJob.from_event(started[0])
+    job = ChatJob.from_event(started[0][1])
     outcome = chat_worker.run(job)
     assert outcome.status == "done" and sender.frames[conn][-1]["type"] == "done"
     (request,) = recorder.requests
@@ -258,7 +249,7 @@ def test_a_body_written_again_after_its_check_is_refused_by_the_worker(monkeypat
     upload_id = upload(conn, sender, {"prompt": "checked"})
     assert send(conn, sender, uploadId=upload_id)["type"] == "ack"
     chat_worker, recorder, root = worker(monkeypatch, sender)
-    job = ChatJob.from_event(started[0])
+    job = ChatJob.from_event(started[0][1])
     boto("s3").put_object(Bucket=get_settings().chat_upload_bucket, Key=root.uploads.key(job.user_sub, upload_id),
                           Body=b'{"prompt": "swapped"}')
     outcome = chat_worker.run(job)

@@ -142,7 +142,7 @@ def requests_for(d: policies.Deployment, action: str, target: str) -> list[tuple
     if kind == "frames":
         return [(d.arn("execute-api", f"{d.websocket_api_id}/{d.stage.name}/{name}/@connections/Ab1Cd2Ef3G="), {})]
     if kind == "model":
-        calls = []
+        calls: list[tuple[str, dict[str, str]]] = []
         for model in d.stage.allowed_models:
             prefix = profile_prefix(model)
             if prefix is None:

@@ -218,15 +218,17 @@ def test_cloudfront_https_only_with_oac_waf_and_security_headers(synthesized, te
         "Origins": [Match.object_like({"OriginAccessControlId": Match.any_value(),
                                        "S3OriginConfig": {"OriginAccessIdentity": ""}})],
     })})
-    t.has_resource_properties("AWS::CloudFront::ResponseHeadersPolicy", {"ResponseHeadersPolicyConfig": Match.object_like({
+    headers_policy = Match.object_like({
         "SecurityHeadersConfig": Match.object_like({
-            "StrictTransportSecurity": Match.object_like({"AccessControlMaxAgeSec": 63072000, "IncludeSubdomains": True}),
+            "StrictTransportSecurity": Match.object_like({"AccessControlMaxAgeSec": 63072000,
+                                                          "IncludeSubdomains": True}),
             "ContentTypeOptions": {"Override": True},
             "FrameOptions": {"FrameOption": "DENY", "Override": True},
             # The very policy the local stack serves the page under (tests/e2e/test_web_browser.py).
             "ContentSecurityPolicy": Match.object_like({"ContentSecurityPolicy": content_security_policy(
                 AWS_CONNECT_SOURCES)}),
-        })})})
+        })})
+    t.has_resource_properties("AWS::CloudFront::ResponseHeadersPolicy", {"ResponseHeadersPolicyConfig": headers_policy})
     # The UI bucket: private, TLS only, readable by this distribution alone.
     t.has_resource_properties("AWS::S3::Bucket", {"PublicAccessBlockConfiguration": {
         "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}})

@@ -189,7 +189,8 @@ def test_a_stages_model_overrides_reach_the_app_as_models(chalice_dir, outputs_f
     env = json.loads((chalice_dir / "config.json").read_text())["stages"]["staging"]["environment_variables"]
     assert json.loads(env["MODELS"]) == negotiated
     settings = load_settings({**env, "AWS_REGION": "us-east-1"})
-    assert settings.models.models[stage.allowed_models[0]].price.output == 12.5
+    price = settings.models.models[stage.allowed_models[0]].price
+    assert price is not None and price.output == 12.5
 
 
 def test_a_stage_whose_model_table_the_app_would_refuse_is_refused_at_once():

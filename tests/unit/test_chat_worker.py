@@ -3,8 +3,10 @@ and the settlement of the token reservation, the session's exchange and the metr
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,7 @@ from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
 from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
-from tests.fakes import RecordingSender
+from tests.fakes import FakeMetrics, RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})
 NOW = time.time()  # the windows of the snapshot are the current ones
@@ -75,23 +77,12 @@ class FakeSessions:
         self.appended.append((user_sub, session_id, request_id, prompt, reply, cancelled))
 
 
-class FakeMetrics:
-    def __init__(self) -> None:
-        self.emitted: list[tuple] = []
-
-    def emit(self, metric, value, *, dimensions=None):
-        self.emitted.append((metric.name, value, dict(dimensions or {})))
-
-    def names(self):
-        return [name for name, _, _ in self.emitted]
-
-
 class FakeRequests:
     def __init__(self) -> None:
         self.polls: list[float] = []
         self.cancel = threading.Event()
         self.statuses: list[str] = []
-        self.finished: dict | None = None
+        self.finished: Any = None  # the keyword arguments of the last finish()
 
     def claim(self, request_id, now=None):
         self.statuses.append("streaming")
@@ -129,10 +120,11 @@ def run(bedrock, *, requests=None, sender=None, remaining_ms=None, budget=None, 
         job=JOB, wall_clock=time.time, **settings):
     requests, sender = requests or FakeRequests(), sender or RecordingSender()
     stream = dataclasses.replace(SETTINGS, **settings)
+    # The fakes stand in for the worker's collaborators by duck typing.
+    fakes: dict[str, Any] = {"budget": budget or FakeBudget(), "sessions": sessions or FakeSessions(),
+                             "context": None, "metrics": metrics or FakeMetrics()}
     worker = ChatWorker(requests=requests, bedrock=bedrock, sender=sender, flush_bytes=stream.stream_flush_bytes,
-                        flush_ms=stream.stream_flush_ms, budget=budget or FakeBudget(),
-                        sessions=sessions or FakeSessions(), context=None, metrics=metrics or FakeMetrics(),
-                        wall_clock=wall_clock)
+                        flush_ms=stream.stream_flush_ms, wall_clock=wall_clock, **fakes)
     outcome = worker.run(job, remaining_ms=remaining_ms)
     return outcome, requests, sender.frames.get("conn", [])
 
@@ -144,7 +136,7 @@ def texts(frames):
 def test_a_reply_streams_and_ends_with_done_and_the_models_usage():
     events = [TextDelta(t) for t in ("hel", "lo ", "wor", "ld")] + [MessageStop("end_turn"),
                                                                      Metadata(Usage(3, 4))]
-    outcome, requests, frames = run(FakeBedrock(events))
+    _outcome, requests, frames = run(FakeBedrock(events))
     assert texts(frames) == "hello world"
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
     assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
@@ -160,7 +152,7 @@ def test_the_cancel_flag_is_polled_on_a_timer_not_per_delta():
     elapsed = time.monotonic() - started
     assert outcome.status == "done" and texts(frames) == "x" * 300
     assert len(requests.polls) <= elapsed / 0.2 + 1  # not 300
-    gaps = [b - a for a, b in zip(requests.polls, requests.polls[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(requests.polls)]
     assert all(gap >= 0.19 for gap in gaps)
 
 
@@ -186,7 +178,7 @@ def test_cancel_is_seen_within_250_ms_even_while_the_model_is_silent():
 
 def test_an_upstream_error_after_text_follows_the_deltas_and_usage_is_estimated():
     bedrock = FakeBedrock([TextDelta("abcd"), TextDelta("efgh")], error=UpstreamError("the model failed"))
-    outcome, requests, frames = run(bedrock)
+    _outcome, requests, frames = run(bedrock)
     assert texts(frames) == "abcdefgh"
     assert frames[-1] == {"type": "error", "id": "chat-1", "error": {"code": "UPSTREAM_ERROR",
                                                                     "message": "the model failed"}}
@@ -275,11 +267,12 @@ class Exploding:
 
 def test_a_finished_chat_settles_the_models_usage_and_done_carries_the_settled_limits():
     budget, metrics = FakeBudget(), FakeMetrics()
-    events = [TextDelta("hello")] + [MessageStop("end_turn"), Metadata(Usage(3, 4))]
-    outcome, requests, frames = run(FakeBedrock(events), budget=budget, metrics=metrics)
+    events = [TextDelta("hello"), MessageStop("end_turn"), Metadata(Usage(3, 4))]
+    _outcome, _requests, frames = run(FakeBedrock(events), budget=budget, metrics=metrics)
     assert budget.settled == [("r" * 32, 3, 4, "m")]
     # Reserved 103, used 7: the done frame's remaining gives back the difference.
-    assert frames[-1]["limits"]["tokens"] == {"limit": 10000, "remaining": 10000 - 7, "resetAt": SNAPSHOT.hour_start + 3600}
+    assert frames[-1]["limits"]["tokens"] == {"limit": 10000, "remaining": 10000 - 7,
+                                              "resetAt": SNAPSHOT.hour_start + 3600}
     assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
                                    "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent"} <= set(metrics.names())
@@ -325,7 +318,7 @@ def test_cancel_timeout_and_disconnect_settle_the_text_served():
 def test_a_failed_settlement_still_ends_the_chat_with_done():
     budget = FakeBudget(fail=True)
     # The clock stays in the snapshot's hour, so the assertion holds when the suite crosses an hour.
-    outcome, requests, frames = run(FakeBedrock([TextDelta("hi"), Metadata(Usage(1, 1))]), budget=budget,
+    _outcome, requests, frames = run(FakeBedrock([TextDelta("hi"), Metadata(Usage(1, 1))]), budget=budget,
                                     wall_clock=lambda: NOW)
     assert frames[-1]["type"] == "done" and frames[-1]["usage"]["totalTokens"] == 2
     assert frames[-1]["limits"]["tokens"]["remaining"] == 10000 - 103  # the reservation stays counted
@@ -365,7 +358,7 @@ def test_which_exchanges_are_appended(case):
         bedrock = FakeBedrock([], error=UpstreamError("x"))
     else:
         bedrock = FakeBedrock([TextDelta("all"), MessageStop("end_turn")])
-    outcome, _, frames = run(bedrock, sessions=sessions, requests=requests, job=SESSION_JOB)
+    _outcome, _, frames = run(bedrock, sessions=sessions, requests=requests, job=SESSION_JOB)
     if case == "error before text" or case == "session deleted":
         assert sessions.appended == []
         assert frames[-1]["type"] == ("error" if case == "error before text" else "done")
@@ -381,7 +374,7 @@ def test_a_session_deleted_before_the_worker_loads_it_is_not_found_and_settles_z
 
     budget, bedrock = FakeBudget(), FakeBedrock([TextDelta("never")])
     job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
-    outcome, requests, frames = run(bedrock, sessions=Deleted(), budget=budget, job=job)
+    _outcome, _requests, frames = run(bedrock, sessions=Deleted(), budget=budget, job=job)
     assert frames == [{"type": "error", "id": "chat-1", "error": {"code": "NOT_FOUND", "message": "no such session"}}]
     assert budget.settled == [("r" * 32, 0, 0, "m")] and not hasattr(bedrock, "request")
 
@@ -406,8 +399,8 @@ class Throttling:
     def stream(self, request, on_throttled=None):
         on_throttled()
         on_throttled()
+        yield from ()  # a generator, as the real stream is
         raise UpstreamThrottled("the model is busy", retry_after=5)
-        yield  # a generator, as the real stream is
 
 
 @pytest.mark.parametrize("name, bedrock, sessions, code, server_side", [
@@ -424,7 +417,7 @@ def test_a_chat_ended_by_an_error_counts_in_errors_by_code(name, bedrock, sessio
 
     metrics = FakeMetrics()
     job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
-    outcome, _, frames = run(bedrock, metrics=metrics, job=job if sessions else JOB,
+    _outcome, _, frames = run(bedrock, metrics=metrics, job=job if sessions else JOB,
                              sessions=Deleted() if sessions else None)
     assert frames[-1]["type"] == ("error" if code else "done")
     assert [(v, d) for n, v, d in metrics.emitted if n == "Errors"] == ([(1, {"code": code})] if code else [])
@@ -445,7 +438,8 @@ def worker_log_lines(**run_options) -> list[dict]:
     from chalicelib.observability import configure_logging
 
     configure_logging("INFO", "json")
-    handler = next(h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False))
+    handler = next(h for h in logging.getLogger("chalicelib").handlers
+                   if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False))
     stream = io.StringIO()
     previous = handler.setStream(stream)
     try:
@@ -471,6 +465,7 @@ def test_every_worker_line_carries_the_chats_context_and_the_last_its_outcome_an
 ])
 def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome):
     sender = RecordingSender()
+    bedrock: FakeBedrock | Exploding
     if case == "the client left":
         sender.gone.add("conn")
         bedrock = FakeBedrock([TextDelta("x")] * 20, delay=0.01)

@@ -19,7 +19,7 @@ class EmptyBody:
 tracing.start()
 client = boto3.client("lambda", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
                       aws_access_key_id="x", aws_secret_access_key="y")
-sent = {}
+sent: dict[str, str] = {}
 def answer(request, **_):
     sent.update({k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
     return AWSResponse(request.url, 202, {}, EmptyBody())

@@ -60,7 +60,8 @@ def test_allowed_handshake_reaches_connect_with_the_authorizer_context():
     (auth_event,) = module.authorizer_events
     assert auth_event["type"] == "REQUEST"
     assert auth_event["methodArn"] == "arn:aws:execute-api:us-east-1:123456789012:localapi01/local/$connect"
-    assert auth_event["queryStringParameters"] == {"token": "t"} and auth_event["headers"]["Authorization"] == "Bearer h"
+    assert auth_event["queryStringParameters"] == {"token": "t"}
+    assert auth_event["headers"]["Authorization"] == "Bearer h"
     assert auth_event["requestContext"]["routeKey"] == "$connect" and auth_event["stageVariables"] == {}
     (connect,) = module.connects
     authorizer = connect["requestContext"]["authorizer"]

@@ -26,7 +26,8 @@ def test_allow_passes_the_context_on(resource):
     answer(resource="arn:aws:execute-api:us-east-1:123456789012:otherapi/local/$connect"),
     answer(action="execute-api:ManageConnections"),
     {"principalId": "p", "policyDocument": {"Statement": [
-        {"Effect": "Allow", "Action": "*", "Resource": "*"}, {"Effect": "Deny", "Action": "execute-api:*", "Resource": ARN}]}},
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "execute-api:*", "Resource": ARN}]}},
 ])
 def test_deny_or_no_matching_allow_is_403(policy):
     assert authorizers.from_answer(policy, ARN, latency_ms=1) == authorizers.FORBIDDEN

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 import pytest
@@ -36,11 +37,10 @@ def b64(data) -> str:
 
 
 def authorizer_event(*, headers=None, query=None):
-    event = events.authorizer_event(
+    return events.authorizer_event(
         connection_id="auth-conn=", connected_at_ms=int(time.time() * 1000), stage="test",
         domain_name="abcdef123.execute-api.us-east-1.amazonaws.com", source_ip="10.0.0.1",
         headers=headers or {}, query={k: [v] for k, v in (query or {}).items()}, method_arn=METHOD_ARN)
-    return event
 
 
 def bad_tokens(pool) -> dict[str, str | None]:
@@ -121,7 +121,8 @@ def test_id_tokens_when_configured_and_access_tokens_then_refused(app_env, monke
     monkeypatch.setenv("COGNITO_TOKEN_USE", "id")
     reset_app_caches()
     id_token = tokens.sign_as_moto(pool_claims(app_env, "id"))
-    assert chalice_app.ws_authorizer(authorizer_event(query={"token": id_token}), None)["context"]["username"] == "alice"
+    answer = chalice_app.ws_authorizer(authorizer_event(query={"token": id_token}), None)
+    assert answer["context"]["username"] == "alice"
     access_token = tokens.sign_as_moto(pool_claims(app_env))
     with pytest.raises(AccessRefused):
         chalice_app.ws_authorizer(authorizer_event(query={"token": access_token}), None)
@@ -154,15 +155,28 @@ def test_required_group_missing_is_refused_and_present_is_allowed(app_env, monke
     assert json.loads(answer["context"]["groups"]) == ["admins", "a,b"]
 
 
-def test_a_token_expiring_during_the_connection(app_env, table, sender):
-    token = tokens.sign_as_moto(pool_claims(app_env, exp=int(time.time()) + 2))
+def test_a_token_expiring_during_the_connection(app_env, table, sender, clock):
+    expires = int(time.time()) + 60
+    token = tokens.sign_as_moto(pool_claims(app_env, exp=expires))
+    clock.now = expires - 1  # the app's time, a second before the token expires
     assert connect("short=", query={"token": token})["statusCode"] == 200
     message("short=", '{"action": "ping", "id": "early"}')
     assert sender.frames["short="] == [{"type": "pong", "id": "early"}]
-    time.sleep(max(0.0, json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"] - time.time()) + 0.1)
+    clock.now = expires
     message("short=", '{"action": "ping", "id": "late"}')
     assert sender.frames["short="][1]["error"]["code"] == "UNAUTHORIZED" and sender.frames["short="][1]["id"] == "late"
     assert sender.closed == ["short="]
+
+
+def test_refusals_are_logged_with_their_reason_and_never_the_token(app_env, caplog):
+    from chalicelib.auth.authorizer import AccessRefused, authorize_bearer
+
+    token = tokens.sign(tokens.claims())  # our key: the pool's JWKS does not hold its kid
+    with caplog.at_level(logging.INFO, logger="chalicelib.auth"), pytest.raises(AccessRefused):
+        authorize_bearer(f"Bearer {token}")
+    (record,) = [r for r in caplog.records if getattr(r, "outcome", None) == "refused"]
+    assert record.reason == "bad_issuer"  # the pool is moto's, the token claims the test pool
+    assert token not in caplog.text and token.split(".")[2] not in caplog.text
 
 
 def rest_event(authorization):
@@ -195,7 +209,9 @@ def test_importing_the_app_does_not_load_the_verifier():
 
     from tests.conftest import ROOT
 
-    code = "import sys, app; print(sorted(m for m in ('jwt', 'cryptography', 'chalicelib.auth.verifier') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    code = ("import sys, app; "
+            "print(sorted(m for m in ('jwt', 'cryptography', 'chalicelib.auth.verifier') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

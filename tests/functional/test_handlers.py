@@ -61,7 +61,8 @@ def test_bad_frames_get_error_frames(app_env, boto, sender, body, code, frame_id
     assert "conn-e=" not in sender.closed
 
 
-@pytest.mark.parametrize("body", ['{"action": "ping", "id": "late"}', "not json", '{"action": "no.such", "id": "late"}'])
+@pytest.mark.parametrize("body", ['{"action": "ping", "id": "late"}', "not json",
+                                  '{"action": "no.such", "id": "late"}'])
 def test_expired_token_on_an_open_connection_is_unauthorized_and_closed(app_env, boto, table, sender, body):
     # Whatever the frame, well-formed or not: the token is judged first.
     connect("conn-x=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
@@ -89,7 +90,7 @@ def test_disconnect_removes_the_connection(app_env, boto, table, sender):
 def test_health_route_with_each_stage_config(app_env, stage, monkeypatch):
     # chalice.test.Client applies the stage's environment from .chalice/config.json. Staging and
     # prod turn tracing on, which would patch botocore for the rest of this process: tracing is
-    # tested in fresh interpreters (tests/unit/test_observability.py) instead.
+    # tested in fresh interpreters (tests/functional/test_tracing.py) instead.
     from chalicelib.observability import tracing
 
     monkeypatch.setattr(tracing, "start", lambda: None)

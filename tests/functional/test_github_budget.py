@@ -12,10 +12,9 @@ from chalicelib.github import worker
 from chalicelib.github.credentials import SecretSource
 from chalicelib.limits import records
 from chalicelib.limits.github_calls import COUNTER, GitHubCallBudget, github_calls_per_hour
-from tests.fakes import RecordingSender
-from tests.unit.test_chat_worker import FakeMetrics
-from tests.unit.test_github_access import worker_event
-from tests.unit.test_limits import T0, crowd, dynamodb, table_name  # noqa: F401 (fixtures)
+from tests.fakes import FakeMetrics, RecordingSender
+from tests.functional.test_github_access import worker_event
+from tests.functional.test_limits import T0, crowd
 
 BASE = {"COGNITO_USER_POOL_ID": "us-east-1_Test1", "COGNITO_APP_CLIENT_IDS": "c"}
 RETENTION = records.Retention(hourly_seconds=48 * 3600, daily_seconds=400 * 86400)

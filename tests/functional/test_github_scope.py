@@ -13,8 +13,8 @@ from chalicelib.github import params as github_params
 from chalicelib.github.credentials import SecretSource
 from chalicelib.github.scope import GitHubScope
 from chalicelib.protocol import Params
+from tests.functional.test_github_access import groups_env, worker_event
 from tests.handler_calls import connect, login, message
-from tests.unit.test_github_access import groups_env, sender, started, worker_event  # noqa: F401 (fixtures)
 
 BASE = {"COGNITO_USER_POOL_ID": "us-east-1_Test1", "COGNITO_APP_CLIENT_IDS": "c"}
 SHA1 = "3f786850e387550fdab836ed7e6dc881de23001b"
@@ -195,7 +195,7 @@ def test_content_must_be_unicode_and_fit_one_frame():
 # --- the message handler and the worker -------------------------------------------------------
 
 
-def test_the_handler_refuses_a_protected_path_and_starts_no_worker(app_env, boto, started, sender):  # noqa: F811
+def test_the_handler_refuses_a_protected_path_and_starts_no_worker(app_env, boto, started, sender):
     connect("conn-s1=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
     message("conn-s1=", json.dumps({"action": "github.pr", "id": "p1", "repo": "octo-org/hello-world",
                                     "branch": "deploy", "title": "Deploy",
@@ -204,7 +204,7 @@ def test_the_handler_refuses_a_protected_path_and_starts_no_worker(app_env, boto
     assert frame["id"] == "p1" and frame["error"]["code"] == "FORBIDDEN" and started == []
 
 
-def test_the_handler_hands_the_worker_the_branch_under_the_prefix(app_env, boto, started, sender):  # noqa: F811
+def test_the_handler_hands_the_worker_the_branch_under_the_prefix(app_env, boto, started, sender):
     connect("conn-s2=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
     message("conn-s2=", json.dumps({"action": "github.pr", "id": "p2", "repo": "octo-org/hello-world",
                                     "branch": "gh-pages", "title": "Fix", "files": [{"path": "a", "content": "x"}]}))
@@ -212,8 +212,8 @@ def test_the_handler_hands_the_worker_the_branch_under_the_prefix(app_env, boto,
     assert payload["params"]["branch"] == "llm-ide/gh-pages"
 
 
-def test_the_handler_refuses_a_repository_outside_the_users_groups(app_env, boto, monkeypatch, started,  # noqa: F811
-                                                                   sender):  # noqa: F811
+def test_the_handler_refuses_a_repository_outside_the_users_groups(app_env, boto, monkeypatch, started,
+                                                                   sender):
     monkeypatch.setenv("GITHUB_REPOS_BY_GROUP", '{"admins": ["*"]}')
     groups_env(monkeypatch, "")
     connect("conn-s3=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
@@ -231,7 +231,7 @@ def test_the_handler_refuses_a_repository_outside_the_users_groups(app_env, boto
     ({"repo": "o/r", "branch": "x", "title": "t\n\nRequested-by: eve", "files": [{"path": "a", "content": "x"}]},
      "BAD_REQUEST"),
 ])
-def test_the_worker_checks_the_scope_again_before_reading_the_secret(app_env, monkeypatch, sender,  # noqa: F811
+def test_the_worker_checks_the_scope_again_before_reading_the_secret(app_env, monkeypatch, sender,
                                                                       params, code):
     monkeypatch.setattr(SecretSource, "_fetch", lambda self: pytest.fail("the secret must not be read"))
     chalice_app.github_worker(worker_event([], action="github.pr", params=params), None)
@@ -239,7 +239,7 @@ def test_the_worker_checks_the_scope_again_before_reading_the_secret(app_env, mo
     assert frame["error"]["code"] == code
 
 
-def test_the_worker_refuses_a_username_that_could_not_be_a_trailer(app_env, monkeypatch, sender):  # noqa: F811
+def test_the_worker_refuses_a_username_that_could_not_be_a_trailer(app_env, monkeypatch, sender):
     monkeypatch.setattr(SecretSource, "_fetch", lambda self: pytest.fail("the secret must not be read"))
     event = worker_event([])
     event["user"]["username"] = "dev\nRequested-by: eve"

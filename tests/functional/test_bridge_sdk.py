@@ -7,6 +7,7 @@ import http.client
 import json
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import anthropic
@@ -111,7 +112,7 @@ def test_openai_tool_round_trip(bridge):
     tools = [{"type": "function", "function": {"name": "read_file", "description": "Read a file",
                                                "parameters": {"type": "object",
                                                               "properties": {"path": {"type": "string"}}}}}]
-    messages = [{"role": "user", "content": 'Reading. [[tool:read_file {"path": "a.py"}]]'}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": 'Reading. [[tool:read_file {"path": "a.py"}]]'}]
     chunks = list(client.chat.completions.create(model="claude-test", messages=messages, tools=tools, stream=True))
     calls = [call for c in chunks if c.choices for call in (c.choices[0].delta.tool_calls or [])]
     assert len(calls) == 1 and calls[0].function.name == "read_file"
@@ -143,7 +144,8 @@ def test_openai_rate_limit_is_a_429_with_retry_after(bridge):
         bridge.openai().chat.completions.create(model="claude-test",
                                                 messages=[{"role": "user", "content": "[[error:RATE_LIMITED]]"}])
     assert raised.value.response.headers["retry-after"] == "17"
-    assert raised.value.body["type"] == "rate_limit_error" and raised.value.body["code"] == "rate_limited"
+    body = cast(dict[str, Any], raised.value.body)  # the SDK types it `object`: here the error's JSON
+    assert body["type"] == "rate_limit_error" and body["code"] == "rate_limited"
 
 
 def test_openai_error_after_the_stream_began_ends_it_as_an_error(bridge):
@@ -166,7 +168,7 @@ def test_openai_stop_sequence_cuts_the_reply_and_cancels_the_chat(bridge):
 def test_openai_unsupported_parameters_are_400_naming_them(bridge):
     with pytest.raises(openai.BadRequestError) as raised:
         bridge.openai().chat.completions.create(model="claude-test", n=2, messages=[{"role": "user", "content": "x"}])
-    assert raised.value.body["param"] == "n"
+    assert cast(dict[str, Any], raised.value.body)["param"] == "n"
 
 
 def test_a_large_conversation_goes_through_chat_upload(bridge):
@@ -248,7 +250,7 @@ def test_an_expired_token_is_renewed_and_the_request_sent_again(bridge):
 
 def test_a_caller_that_goes_away_cancels_its_chat(bridge):
     parts = urlsplit(bridge.url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
     body = json.dumps({"model": "claude-test", "stream": True,
                        "messages": [{"role": "user", "content": "[[slow:50]] " + "x" * 400}]})
     connection.request("POST", "/v1/chat/completions", body=body,
@@ -267,7 +269,7 @@ def test_a_caller_that_goes_away_cancels_its_chat(bridge):
 
 def raw(bridge: Bridge, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
     parts = urlsplit(bridge.url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
     connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
     return response.status, dict(response.getheaders()), json.loads(response.read() or b"null")
@@ -323,6 +325,7 @@ def test_a_refused_refresh_token_is_401_telling_to_log_in(tmp_path):
     fake, account, _ = start_bridge(tmp_path, refusal=True)
     store = TokenStore(tmp_path / "tokens.json")
     expired = store.load(["ws"])
+    assert expired is not None
     store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=int(time.time()) - 10,
                               issued_at=expired.issued_at))
     with serve(fake.make_app()) as backend_url:

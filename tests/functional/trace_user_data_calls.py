@@ -7,6 +7,7 @@ record). The app's environment (moto's endpoints, the tables and bucket) is inhe
 import json
 import sys
 
+from aws_xray_sdk.core import patch, xray_recorder
 from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
 
 from chalicelib.aws import clients as aws
@@ -14,9 +15,7 @@ from chalicelib.config import get_settings
 from chalicelib.observability import tracing
 
 sub = sys.argv[1]
-if sys.argv[2:] == ["unfiltered"]:
-    tracing._keep_personal_data_out = lambda: None
-emitted = []
+emitted: list[dict] = []
 
 
 class Captured(UDPEmitter):
@@ -24,8 +23,12 @@ class Captured(UDPEmitter):
         emitted.append(json.loads(entity.serialize()))
 
 
-tracing.start()
-recorder = tracing._recorder()
+if sys.argv[2:] == ["unfiltered"]:  # the SDK on its own, as tracing.start() sets it up but for its filter
+    xray_recorder.configure(context_missing="IGNORE_ERROR", service="llm-ide")
+    patch(["botocore"])
+else:
+    tracing.start()
+recorder = xray_recorder  # the SDK's one recorder, which tracing.start() configured and patched botocore for
 recorder.configure(emitter=Captured(), sampling=False)  # every segment sampled, sent here, not over UDP
 settings = get_settings()
 s3, dynamodb = aws.client("s3"), aws.client("dynamodb")

@@ -19,7 +19,7 @@ T0 = 1_790_000_000
 
 
 def documented_block(language: str) -> str:
-    blocks = re.findall(r"<!-- tested by tests/unit/test_operations_doc.py -->\n```(\w+)\n(.*?)```", DOC, re.S)
+    blocks = re.findall(r"<!-- tested by tests/functional/test_operations_doc.py -->\n```(\w+)\n(.*?)```", DOC, re.S)
     return next(code for lang, code in blocks if lang == language)
 
 
@@ -65,11 +65,12 @@ def test_the_python_query_lists_the_days_heaviest_users_first(day_of_three_users
 @pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
 def test_the_cli_query_lists_the_days_heaviest_users_first(day_of_three_users, moto_url):
     table, day, users = day_of_three_users
-    command = documented_block("sh").replace("\\\n", " ").replace("llm-ide-prod-usage", table).replace("2026-11-26", day)
+    command = documented_block("sh").replace("\\\n", " ")
+    command = command.replace("llm-ide-prod-usage", table).replace("2026-11-26", day)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
            "AWS_DEFAULT_REGION": "us-east-1"}
     env.pop("AWS_PROFILE", None)
-    result = subprocess.run(shlex.split(command) + ["--endpoint-url", moto_url, "--output", "json"],
+    result = subprocess.run([*shlex.split(command), "--endpoint-url", moto_url, "--output", "json"],
                             capture_output=True, text=True, env=env, timeout=60, check=True)
     items = json.loads(result.stdout)["Items"]
     ours = [(i["userSub"]["S"], int(i["totalTokens"]["N"]), int(i["chats"]["N"])) for i in items

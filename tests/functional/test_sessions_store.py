@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib.aws import objects
+from chalicelib.aws import clients, objects
 from chalicelib.config import get_settings
 from chalicelib.dispatch.connections import Connection
 from chalicelib.dispatch.contract import ActionContext
@@ -19,15 +19,7 @@ from chalicelib.protocol import ClientFrame, Params
 from chalicelib.root import Root
 from infra import resources
 from tests.conftest import reset_app_caches
-from tests.fakes import RecordingSender
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import Clock, RecordingSender
 
 
 @pytest.fixture
@@ -45,12 +37,14 @@ def call(services, sub, action, **params):
                             connected_at="", endpoint="")
     frame = ClientFrame(action=action, id="r1", params=Params(params))
     entry = ActionTable(services).lookup(action)
-    return entry.action(ActionContext(connection=connection, frame=frame, sender=RecordingSender(),
-                                      now=time.time()))["data"]
+    assert entry is not None, action
+    answer = entry.action(ActionContext(connection=connection, frame=frame, sender=RecordingSender(), now=time.time()))
+    assert answer is not None
+    return answer["data"]
 
 
 def items_of(services, sub, session_id):
-    table = services.sessions._table
+    table = clients.table(services.settings.sessions_table)
     return table.query(KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
                        ExpressionAttributeValues={":p": f"USER#{sub}", ":s": f"SESSION#{session_id}"})["Items"]
 
@@ -89,13 +83,13 @@ def test_escaping_counts_towards_the_inline_limit(services, sub):
     session = services.sessions.create(sub, title="controls")
     nasty = "\x01" * 20_000  # 20 KB of text, 120 KB as JSON
     services.sessions.append_exchange(sub, session.session_id, "r", "p", nasty, False)
-    reply = [i for i in items_of(services, sub, session.session_id) if i.get("role") == "assistant"][0]
+    reply = next(i for i in items_of(services, sub, session.session_id) if i.get("role") == "assistant")
     assert "contentKey" in reply
     assert services.sessions.history_for(sub, session.session_id, 10**6)[1]["content"] == nasty
 
 
 def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, sub):
-    clock = Clock()
+    clock = Clock(time.time())
     services = Root(get_settings(), clock=clock)
     store = services.sessions
     ttl_seconds = get_settings().session_ttl_days * 86400
@@ -111,11 +105,11 @@ def test_every_item_has_the_session_ttl_and_activity_moves_it_forward(app_env, s
     items = items_of(services, sub, session.session_id)
     ttls = {int(i["ttl"]) for i in items}
     assert len(items) == 5 and len(ttls) == 1 and ttls.pop() >= clock.now + ttl_seconds
-    assert [i for i in items if i.get("requestId") == "r2" and i["role"] == "assistant"][0]["cancelled"] is True
+    assert next(i for i in items if i.get("requestId") == "r2" and i["role"] == "assistant")["cancelled"] is True
 
 
 def test_a_session_idle_past_its_ttl_is_gone_before_dynamodb_sweeps_it(app_env, sub):
-    clock = Clock()
+    clock = Clock(time.time())
     store = Root(get_settings(), clock=clock).sessions
     ttl_seconds = get_settings().session_ttl_days * 86400
     idle, active = store.create(sub, title="idle"), store.create(sub, title="active")

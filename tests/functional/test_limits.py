@@ -5,9 +5,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from chalicelib.config import load_settings
 from chalicelib.errors import BudgetExceeded, RateLimited
@@ -17,19 +15,6 @@ from chalicelib.tokens import estimate_tokens as count_tokens
 
 BASE = {"COGNITO_USER_POOL_ID": "us-east-1_Test1", "COGNITO_APP_CLIENT_IDS": "c"}
 T0 = 1_790_000_000 - 1_790_000_000 % 3600 + 30 * 60 + 30  # half past an hour, 30 s into a minute
-
-
-@pytest.fixture(scope="module")
-def dynamodb(moto_url):
-    # A pool as large as the crowd, so the threads really hit moto at once.
-    return boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="local",
-                        aws_secret_access_key="local", config=Config(max_pool_connections=200,
-                                                                     retries={"mode": "standard"}))
-
-
-@pytest.fixture(scope="module")
-def table_name(provisioned):
-    return provisioned.names["USAGE_TABLE"]
 
 
 class Limits:
@@ -285,7 +270,8 @@ def test_memory_spares_dynamodb_the_rejected_writes(dynamodb, table_name):
         dynamodb.meta.events.unregister("before-call.dynamodb", unique_id="count")
 
 
-@pytest.mark.parametrize("text, tokens", [("", 0), ("abcd", 1), ("abcde", 2), ("é", 1), ("日本語", 3), ("x" * 4000, 1000)])
+@pytest.mark.parametrize("text, tokens", [("", 0), ("abcd", 1), ("abcde", 2), ("é", 1), ("日本語", 3),
+                                          ("x" * 4000, 1000)])
 def test_count_tokens_is_one_per_four_bytes_rounded_up(text, tokens):
     assert count_tokens(text) == tokens
 

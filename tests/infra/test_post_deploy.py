@@ -1,4 +1,5 @@
-"""The post-deploy step: against moto (apigatewayv2, apigateway, lambda, wafv2), and botocore's Stubber where moto stops.
+"""The post-deploy step: against moto (apigatewayv2, apigateway, lambda, wafv2), and botocore's Stubber
+where moto stops.
 
 moto (5.2) has no GetAuthorizers, UpdateStage or CreateDeployment; those three calls go
 to a Stubber-backed client whose answers the test derives from moto's state, and the
@@ -10,6 +11,7 @@ import io
 import json
 import uuid
 import zipfile
+from typing import Any
 
 import boto3
 import pytest
@@ -110,7 +112,8 @@ def test_post_deploy_against_moto_is_idempotent(deployed, boto):
     authorizer = apigw.get_authorizer(ApiId=deployment.api_id, AuthorizerId=connect["AuthorizerId"])
     authorizer.pop("ResponseMetadata")
     assert authorizer["Name"] == "ws_authorizer" and authorizer["AuthorizerType"] == "REQUEST"
-    assert authorizer["AuthorizerUri"] == deployment.authorizer_uri and deployment.function_arn in authorizer["AuthorizerUri"]
+    assert authorizer["AuthorizerUri"] == deployment.authorizer_uri
+    assert deployment.function_arn in authorizer["AuthorizerUri"]
 
     # Again, as after the next `chalice deploy`: the same authorizer is updated, the grant is not duplicated.
     run_against_moto(deployment, apigw, lambda_client, known_authorizers=[authorizer], wafv2=wafv2,
@@ -122,7 +125,8 @@ def test_post_deploy_against_moto_is_idempotent(deployed, boto):
     assert len(statements) == 1
     (statement,) = statements
     assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
-    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == deployment.authorizer_source_arn(authorizer["AuthorizerId"])
+    source_arn = deployment.authorizer_source_arn(authorizer["AuthorizerId"])
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == source_arn
     # Other routes are left alone.
     others = [r for r in apigw.get_routes(ApiId=deployment.api_id)["Items"] if r["RouteKey"] != "$connect"]
     assert all(r.get("AuthorizationType", "NONE") == "NONE" for r in others)
@@ -130,7 +134,8 @@ def test_post_deploy_against_moto_is_idempotent(deployed, boto):
 
 def test_a_recreated_authorizer_gets_a_fresh_grant(deployed, boto):
     deployment, apigw, lambda_client, web_acl_arn = deployed
-    lambda_client.add_permission(FunctionName=deployment.function_arn, StatementId=f"llm-ide-ws-authorizer-{deployment.api_id}",
+    lambda_client.add_permission(FunctionName=deployment.function_arn,
+                                 StatementId=f"llm-ide-ws-authorizer-{deployment.api_id}",
                                  Action="lambda:InvokeFunction", Principal="apigateway.amazonaws.com",
                                  SourceArn=deployment.authorizer_source_arn("gone123"))
     run_against_moto(deployment, apigw, lambda_client, known_authorizers=[], wafv2=boto("wafv2"),
@@ -139,9 +144,11 @@ def test_a_recreated_authorizer_gets_a_fresh_grant(deployed, boto):
     assert "gone123" not in statement["Condition"]["ArnLike"]["AWS:SourceArn"]
 
 
-DEPLOYMENT = Deployment(api_id="wsapi1", function_arn="arn:aws:lambda:eu-west-1:111122223333:function:llm-ide-prod-ws_authorizer",
+DEPLOYMENT = Deployment(api_id="wsapi1",
+                        function_arn="arn:aws:lambda:eu-west-1:111122223333:function:llm-ide-prod-ws_authorizer",
                         rest_api_id="restapi1")
-WEB_ACL_ARN = "arn:aws:wafv2:eu-west-1:111122223333:regional/webacl/llm-ide-prod-api/0a1b2c3d-0000-4000-8000-000000000001"
+WEB_ACL_ARN = ("arn:aws:wafv2:eu-west-1:111122223333:regional/webacl/llm-ide-prod-api/"
+               "0a1b2c3d-0000-4000-8000-000000000001")
 STAGE_ARN = "arn:aws:apigateway:eu-west-1::/restapis/restapi1/stages/prod"
 
 
@@ -181,7 +188,8 @@ def test_the_whole_sequence_with_stubber_first_run_then_rerun():
         api_stub.add_response("update_authorizer", {}, {**spec, "AuthorizerId": "auth1"})
         policy = {"Statement": [{"Sid": "llm-ide-ws-authorizer-wsapi1",
                                  "Condition": {"ArnLike": {"AWS:SourceArn": source_arn}}}]}
-        lambda_stub.add_response("get_policy", {"Policy": json.dumps(policy)}, {"FunctionName": DEPLOYMENT.function_arn})
+        lambda_stub.add_response("get_policy", {"Policy": json.dumps(policy)},
+                                 {"FunctionName": DEPLOYMENT.function_arn})
         api_stub.add_response("get_routes", routes, {"ApiId": "wsapi1"})
         api_stub.add_response("update_route", {}, {"ApiId": "wsapi1", "RouteId": "r1", "AuthorizationType": "CUSTOM",
                                                    "AuthorizerId": "auth1"})
@@ -211,7 +219,7 @@ def test_no_connect_route_is_an_error():
             PostDeploy(apigateway=apigw, lambda_client=None).attach_to_connect("wsapi1", "auth1")
 
 
-RECORD = {"resources": [
+RECORD: dict[str, Any] = {"resources": [
     {"name": "websocket_connect", "resource_type": "lambda_function",
      "lambda_arn": "arn:aws:lambda:eu-west-1:111122223333:function:llm-ide-prod-websocket_connect"},
     {"name": "ws_authorizer", "resource_type": "lambda_function", "lambda_arn": DEPLOYMENT.function_arn},
@@ -258,7 +266,7 @@ def test_bad_throttle_settings_are_refused(env):
         Throttle.from_env(env)
 
 
-def test_main_reads_the_record_and_the_stage_name(tmp_path, capsys):
+def test_main_reads_the_record_and_the_stage_name(tmp_path, capsys, monkeypatch):
     (tmp_path / ".chalice" / "deployed").mkdir(parents=True)
     (tmp_path / ".chalice" / "config.json").write_text(json.dumps(
         {"stages": {"prod": {"api_gateway_stage": "live"}}}))
@@ -269,7 +277,7 @@ def test_main_reads_the_record_and_the_stage_name(tmp_path, capsys):
     assert post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)]) == 2
     assert "no apiWebAclArn for stage 'prod'" in capsys.readouterr().err
     (tmp_path / ".chalice" / "infra.json").write_text(json.dumps({"prod": {"apiWebAclArn": WEB_ACL_ARN}}))
-    seen = {}
+    seen: dict[str, object] = {}
 
     class Recorder(PostDeploy):
         def run(self, deployment, *, stage_name, throttle, web_acl_arn):
@@ -277,13 +285,9 @@ def test_main_reads_the_record_and_the_stage_name(tmp_path, capsys):
                         wafv2=self._wafv2)
             return "d"
 
-    original, post_deploy.PostDeploy = post_deploy.PostDeploy, Recorder
-    try:
-        code = post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)],
-                                environ={"WS_THROTTLE_RATE": "20"},
-                                clients=lambda region: (region, region, f"wafv2:{region}"))
-    finally:
-        post_deploy.PostDeploy = original
+    monkeypatch.setattr(post_deploy, "PostDeploy", Recorder)
+    code = post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)], environ={"WS_THROTTLE_RATE": "20"},
+                            clients=lambda region: (region, region, f"wafv2:{region}"))
     assert code == 0
     assert seen == {"deployment": DEPLOYMENT, "stage_name": "live", "throttle": Throttle(rate=20.0, burst=1000),
                     "web_acl_arn": WEB_ACL_ARN, "wafv2": "wafv2:eu-west-1"}
@@ -295,9 +299,13 @@ def test_a_record_without_the_rest_api_is_a_clear_error(tmp_path, capsys):
     (tmp_path / ".chalice" / "infra.json").write_text(json.dumps({"prod": {"apiWebAclArn": WEB_ACL_ARN}}))
     no_rest_api = {**RECORD, "resources": [r for r in RECORD["resources"] if r["resource_type"] != "rest_api"]}
     (tmp_path / ".chalice" / "deployed" / "prod.json").write_text(json.dumps(no_rest_api))
-    called = []
-    assert post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)],
-                            clients=lambda region: called.append(region)) == 2
+    called: list[str] = []
+
+    def clients(region: str) -> tuple[Any, Any, Any]:
+        called.append(region)
+        raise AssertionError("no AWS client may be made")
+
+    assert post_deploy.main(["--stage", "prod", "--project-dir", str(tmp_path)], clients=clients) == 2
     assert "no REST API in the deployed record: run `chalice deploy` first" in capsys.readouterr().err
     assert called == []  # nothing was touched
     with pytest.raises(PostDeployError, match="no REST API"):
@@ -315,7 +323,8 @@ def protect(wafv2, *, web_acl_arn=WEB_ACL_ARN, sleep=None):
 
 def test_another_teams_web_acl_is_left_alone_and_named():
     wafv2 = stub_client("wafv2")
-    theirs = "arn:aws:wafv2:eu-west-1:111122223333:regional/webacl/FMManagedWebACLV2-corp/0a1b2c3d-0000-4000-8000-00000000000f"
+    theirs = ("arn:aws:wafv2:eu-west-1:111122223333:regional/webacl/FMManagedWebACLV2-corp/"
+              "0a1b2c3d-0000-4000-8000-00000000000f")
     with Stubber(wafv2) as stub:
         stub.add_response("get_web_acl_for_resource", {"WebACL": {
             "Name": "FMManagedWebACLV2-corp", "Id": "0a1b2c3d-0000-4000-8000-00000000000f", "ARN": theirs,
@@ -363,7 +372,8 @@ def test_a_deleted_web_acl_says_to_deploy_and_sync():
 
 @pytest.mark.parametrize("arn, message", [
     ("arn:aws:wafv2:us-east-1:111122223333:global/webacl/llm-ide-prod-web/0a1b2c3d", "not a REGIONAL"),
-    ("arn:aws:wafv2:us-west-2:111122223333:regional/webacl/llm-ide-prod-api/0a1b2c3d", "in us-west-2 but the REST API in eu-west-1"),
+    ("arn:aws:wafv2:us-west-2:111122223333:regional/webacl/llm-ide-prod-api/0a1b2c3d",
+     "in us-west-2 but the REST API in eu-west-1"),
 ])
 def test_a_web_acl_that_cannot_protect_the_api_is_refused_before_any_call(arn, message):
     with pytest.raises(PostDeployError, match=message):

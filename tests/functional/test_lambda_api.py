@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import threading
 import types
+from typing import cast
 
 import boto3
 import pytest
@@ -30,7 +31,7 @@ def lambda_api():
     def broken(event, context):
         raise ValueError("worker bug")
 
-    module = types.SimpleNamespace(echo=echo, background=background, broken=broken)
+    module = cast(types.ModuleType, types.SimpleNamespace(echo=echo, background=background, broken=broken))
     api = LambdaApi(LambdaRuntime(module, max_workers=4), app_name="llm-ide", stage="local",
                     functions=("echo", "background", "broken"))
     with serve(api.make_app()) as url:

@@ -25,7 +25,8 @@ def logs(app_env, monkeypatch):
     stream = io.StringIO()
     with invocation("test"):  # installs the app's handler
         pass
-    handler = next(h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False))
+    handler = next(h for h in logging.getLogger("chalicelib").handlers
+                   if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False))
     previous = handler.setStream(stream)
     emf: list[str] = []
     metrics.set_output(emf.append)
@@ -98,7 +99,7 @@ def test_every_refused_token_is_counted_by_its_reason_at_connect_and_in_both_aut
                                                                                          logs):
     from chalicelib.auth.authorizer import AccessRefused
     from tests import tokens
-    from tests.unit.test_authorizers import authorizer_event, pool_claims, rest_event
+    from tests.functional.test_authorizers import authorizer_event, pool_claims, rest_event
 
     now = int(time.time())
     expired = tokens.sign_as_moto(pool_claims(app_env, exp=now - 60, iat=now - 3660))

@@ -6,7 +6,6 @@ import json
 import boto3
 
 from tests.handler_calls import connect, login, message
-from tests.windows import fresh_minute
 
 
 def table(app_env, boto, env_var):
@@ -22,10 +21,9 @@ def user_sub(app_env, boto, connection_id):
     return table(app_env, boto, "CONNECTIONS_TABLE").get_item(Key={"connectionId": connection_id})["Item"]["userSub"]
 
 
-def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_env, boto, sender):
+def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_env, boto, sender, clock):
     # In these tests Lambda is moto, where no bedrock_worker exists: the invocation fails.
     token = login(boto, app_env)
-    fresh_minute(5)  # the counts below are the hour's
     connect("conn-chat=", headers={"Authorization": f"Bearer {token}"})
     message("conn-chat=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi"}))
     ack, error = sender.frames["conn-chat="]
@@ -45,9 +43,8 @@ def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_en
     assert sender.frames["conn-chat="][-1]["error"]["code"] == "NOT_FOUND"
 
 
-def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto, sender):
+def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto, sender, clock):
     token = login(boto, app_env)
-    fresh_minute(5)  # the counts below are the hour's
     connect("conn-bad=", headers={"Authorization": f"Bearer {token}"})
     message("conn-bad=", json.dumps({"action": "usage.get", "id": "u0"}))
     message("conn-bad=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi", "sessionId": "a" * 32}))
@@ -88,17 +85,17 @@ def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_en
     assert store.claim("c" * 32) is False  # a retried invocation
     store.finish("c" * 32, status="done", stop_reason="end_turn", usage=Usage(3, 4))
     item = store.get("c" * 32)
+    assert item is not None
     assert (item["status"], item["stopReason"], item["inputTokens"], item["outputTokens"]) == ("done", "end_turn", 3, 4)
     assert store.request_cancel(request_id="c" * 32, user_sub="sub") is False  # no longer running
 
 
-def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender):
+def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_env, boto, sender, clock):
     from chalicelib.observability import metrics
 
     lines: list[str] = []
     metrics.set_output(lines.append)
     token = login(boto, app_env)
-    fresh_minute(5)  # the counts below are the hour's
     connect("conn-big=", headers={"Authorization": f"Bearer {token}"})
     message("conn-big=", json.dumps({"action": "usage.get", "id": "u0"}))
     before = sender.frames["conn-big="].pop()["data"]

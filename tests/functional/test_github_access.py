@@ -1,4 +1,5 @@
-"""The GitHub gate and parameter checks: the message handler with real events, and the worker's own check."""
+"""The GitHub gate and parameter checks: the message handler with real events, and the worker's own
+checks (the groups, its payload, the time Lambda leaves it)."""
 from __future__ import annotations
 
 import json
@@ -7,31 +8,14 @@ import time
 import pytest
 
 import app as chalice_app
-from chalicelib.aws.lambda_invoke import WorkerInvoker
 from chalicelib.errors import BadRequest
 from chalicelib.github import params as github_params
+from chalicelib.github import worker
 from chalicelib.github.credentials import SecretSource
 from chalicelib.protocol import Params
-from chalicelib.root import Root
 from tests.conftest import reset_app_caches
+from tests.fakes import LambdaContext
 from tests.handler_calls import connect, login, message
-
-
-@pytest.fixture
-def started(monkeypatch):
-    """The worker invocations the message handler asked for."""
-    calls: list[tuple[str, dict]] = []
-    monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: calls.append((name, payload)))
-    return calls
-
-
-@pytest.fixture
-def sender(monkeypatch):
-    from tests.fakes import RecordingSender
-
-    recording = RecordingSender()
-    monkeypatch.setattr(Root, "sender", lambda self, endpoint: recording)
-    return recording
 
 
 def groups_env(monkeypatch, value: str) -> None:
@@ -149,3 +133,17 @@ def test_an_answer_too_large_for_one_frame_becomes_payload_too_large():
     escaped = result("r", {"content": "\x01" * (MAX_SERVER_FRAME_BYTES // 4)})  # 32 KiB of text, 192 KiB of JSON
     frame = fit_in_one_frame(escaped, "r")
     assert frame["type"] == "error" and frame["error"]["code"] == "PAYLOAD_TOO_LARGE" and frame["id"] == "r"
+
+
+def test_the_lambda_worker_answers_timeout_when_its_time_is_spent(app_env, monkeypatch, sender):
+    called: list[str] = []
+
+    def send(self, method, url, *, headers, body, timeout=None):
+        called.append(url)
+        raise AssertionError("no GitHub call may start")
+
+    monkeypatch.setattr(worker.HttpTransport, "send", send)
+    monkeypatch.setattr(worker.SecretSource, "_fetch", lambda self: pytest.fail("the secret must not be read"))
+    chalice_app.github_worker(worker_event([]), LambdaContext(worker.TIME_LIMIT_MARGIN_MS - 1))
+    [frame] = sender.frames["conn-w="]
+    assert frame["id"] == "w1" and frame["error"]["code"] == "TIMEOUT" and called == []

@@ -17,8 +17,8 @@ from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import HttpTransport
 from devserver.github import GitHubEmulator, new_app_key, secret_document
 from devserver.github_repos import NFD_FILE, SEED_FILES
+from tests.fakes import FakeSecrets
 from tests.servers import serve
-from tests.unit.test_github_client import FakeSecrets
 
 REPO = "octo-org/hello-world"
 
@@ -204,7 +204,7 @@ def test_the_commit_ends_with_the_trailer_and_the_pull_request_shows_it_first(gi
     [pull] = github.repo.pulls
     first, *rest = MarkdownIt("commonmark").parse(pull["body"])
     inline = rest[0]
-    assert (first.type, first.level, inline.type) == ("paragraph_open", 0, "inline")
+    assert (first.type, first.level, inline.type) == ("paragraph_open", 0, "inline") and inline.children
     assert [child.type for child in inline.children] == ["text"] and inline.children[0].content == \
         f"Requested-by: {username}"
     assert pull["body"].endswith(body)
