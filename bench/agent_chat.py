@@ -34,7 +34,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -92,6 +94,30 @@ class TimingSender:
         pass
 
 
+def bench_root(sender: TimingSender, started_jobs: list[dict]) -> Any:
+    """The app's composition root, with the Management API timed and the worker's invocations recorded."""
+    from functools import cached_property
+
+    from chalicelib.aws.lambda_invoke import WorkerInvoker
+    from chalicelib.aws.management_api import Sender
+    from chalicelib.config import get_settings
+    from chalicelib.root import Root
+
+    class RecordingInvoker(WorkerInvoker):
+        def start(self, function_name: str, payload: dict[str, Any]) -> None:
+            started_jobs.append(payload)
+
+    class BenchRoot(Root):
+        def sender(self, endpoint: str) -> Sender:
+            return sender
+
+        @cached_property
+        def invoker(self) -> WorkerInvoker:
+            return RecordingInvoker(None)
+
+    return BenchRoot(get_settings())
+
+
 def start_moto() -> dev_aws.MotoServer:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -136,22 +162,21 @@ def main() -> None:
 
 
 def run(rounds: int, env: dict[str, str], provisioned: dev_aws.Provisioned) -> None:
-    from chalicelib.aws.lambda_invoke import WorkerInvoker
-    from chalicelib.root import Root
+    from chalicelib import process
+    from chalicelib.root import get_root
     from tests.handler_calls import connect, login, message
 
     sender = TimingSender()
     started_jobs: list[dict] = []
-    Root.sender = lambda self, endpoint: sender  # type: ignore[method-assign]
-    WorkerInvoker.start = lambda self, name, payload: started_jobs.append(payload)  # type: ignore[method-assign]
+    process.install(get_root, bench_root(sender, started_jobs))
     boto = lambda service: dev_aws.aws_client(service, endpoint=env["AWS_ENDPOINT_URL"])
     connect("bench=", headers={"Authorization": f"Bearer {login(boto, provisioned)}"})
 
-    def frame(action: str, **params) -> dict:
+    def frame(action: str, **params: Any) -> dict:
         message("bench=", json.dumps({"action": action, "id": "b", **params}))
         return sender.posted[-1][1]
 
-    def time_to_ack(**params) -> float:
+    def time_to_ack(**params: Any) -> float:
         body = json.dumps({"action": "chat.send", "id": "b", **params})
         began = time.perf_counter()
         message("bench=", body)
@@ -160,7 +185,7 @@ def run(rounds: int, env: dict[str, str], provisioned: dev_aws.Provisioned) -> N
             raise SystemExit(f"refused: {ack}")
         return at - began
 
-    conversation = {"messages": frame_conversation(), "tools": TOOLS, "maxTokens": 1000}
+    conversation: dict[str, Any] = {"messages": frame_conversation(), "tools": TOOLS, "maxTokens": 1000}
     frame_bytes = len(json.dumps({"action": "chat.send", "id": "b", **conversation}).encode())
     assert len(conversation["messages"]) == 50 and frame_bytes <= 32 * 1024, frame_bytes
     big = json.dumps({"messages": uploaded_conversation(500_000, 3), "maxTokens": 1000}).encode()
@@ -191,13 +216,13 @@ def run(rounds: int, env: dict[str, str], provisioned: dev_aws.Provisioned) -> N
     memory(env, frame, started_jobs)
 
 
-def memory(env: dict[str, str], frame, started_jobs: list[dict]) -> None:
+def memory(env: dict[str, str], frame: Callable[..., dict], started_jobs: list[dict]) -> None:
     """The worker's peak RSS for the largest request the app accepts, in a process of its own."""
     from chalicelib.config import get_settings
 
     limit = get_settings().chat_upload_max_bytes
     conversation = uploaded_conversation(720_000, 12)  # 190k tokens of text and images: Claude's window is 200k
-    body = {"messages": conversation, "maxTokens": 1000}
+    body: dict[str, Any] = {"messages": conversation, "maxTokens": 1000}
     data = json.dumps(body).encode()
     while True:  # to the limit with more screenshots, as an agent's would be
         more = {"type": "image", "format": "png", "data": screenshot(len(data))}
@@ -244,15 +269,12 @@ def worker_child(event_path: Path) -> None:
     import app  # noqa: F401  (what a cold container imports)
     from chalicelib.chat.job import ChatJob
     from chalicelib.chat.worker import ChatWorker  # noqa: F401
-    from chalicelib.config import get_settings
     from chalicelib.observability import metrics
-    from chalicelib.root import Root
 
     metrics.set_output(lambda line: None)
-    Root.sender = lambda self, endpoint: TimingSender()  # type: ignore[method-assign]
     event = json.loads(event_path.read_text())
     baseline = peak_rss_mb()
-    outcome = Root(get_settings()).chat_worker("http://unused").run(ChatJob.from_event(event))
+    outcome = bench_root(TimingSender(), []).chat_worker("http://unused").run(ChatJob.from_event(event))
     peak = peak_rss_mb()
     status = outcome.status if outcome.error is None else f"{outcome.status} ({outcome.error.message})"
     print(json.dumps({"baselineMb": baseline, "peakMb": peak, "status": status}))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.aws import clients as aws
 from chalicelib.aws.lambda_invoke import WorkerInvoker
-from chalicelib.aws.management_api import ManagementApiSender
+from chalicelib.aws.management_api import ManagementApiSender, Sender
 from chalicelib.chat.requests import RequestStore
 from chalicelib.config import Settings, get_settings
 from chalicelib.dispatch.connections import ConnectionStore
@@ -59,7 +59,7 @@ class Root:
                                max_per_user=settings.max_connections_per_user,
                                frame_window_seconds=settings.connection_frame_window_seconds)
 
-    def sender(self, endpoint: str) -> ManagementApiSender:
+    def sender(self, endpoint: str) -> Sender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))
 
     @cached_property

@@ -82,9 +82,11 @@ def test_a_conversation_reserves_everything_the_model_reads(conn, sender, starte
     assert event["chat"]["messages"] == TOOL_ROUND and event["chat"]["tools"] == [READ_FILE]
     # The reservation: the system prompt, the tool's schema and the tool-use prompt, every block (the image
     # by its pixels), and maxTokens.
-    built = converse.build_converse_input(
-        system="be brief", history=[], documents=[], tool_config=job.chat.tool_config.converse(),
-        conversation=job.chat.conversation.converse_messages(tools_offered=True))
+    tool_config, conversation = job.chat.tool_config, job.chat.conversation
+    assert tool_config is not None and conversation is not None
+    built = converse.build_converse_input(system="be brief", history=[], documents=[],
+                                          tool_config=tool_config.converse(),
+                                          conversation=conversation.converse_messages(tools_offered=True))
     assert job.plan.estimated_input == converse.input_tokens(built) > 346 + 2  # the image alone is 2 tokens
     assert before - ack["limits"]["tokens"]["remaining"] == job.plan.estimated_input + 300
 
@@ -204,7 +206,9 @@ def test_bad_uploads_are_refused_before_anything_is_reserved(conn, sender, start
 def test_an_upload_older_than_a_day_is_not_found(conn, sender, app_env):
     upload_id = upload(conn, sender, {"prompt": "late"})
     root = Root(get_settings(), clock=lambda: time.time() + 86400 + 5)
-    sub = root.connections.get(conn).user_sub
+    connection = root.connections.get(conn)
+    assert connection is not None
+    sub = connection.user_sub
     with pytest.raises(NotFound, match="expired"):
         root.uploads.open(sub, {"uploadId": upload_id})
 

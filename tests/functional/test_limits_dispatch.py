@@ -10,9 +10,9 @@ from chalicelib.dispatch.contract import Admission
 from chalicelib.dispatch.table import TABLE
 from tests.handler_calls import connect, message
 
-
 ONE_REQUEST = {"requests": 1, "inputTokens": 0, "outputTokens": 0, "cacheReadInputTokens": 0,
                "cacheWriteInputTokens": 0}
+
 
 def new_user(boto, provisioned, groups=()) -> str:
     """A user of their own (counters no other test touches); returns an access token."""

@@ -192,7 +192,7 @@ def test_split_utf8_keeps_every_character_whole(text, max_bytes):
 def test_a_tool_call_flushes_the_text_before_it_and_takes_the_next_seq():
     from chalicelib.chat.bedrock import ToolUse
 
-    clock, sender = FakeClock(), SlowSender()
+    clock, sender = Clock(0.0), SlowSender()
     stream = make(sender, clock, flush_bytes=10_000, flush_ms=60_000)
     stream.write("first")
     sender.wait_for(1)
