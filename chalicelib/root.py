@@ -45,12 +45,14 @@ class Root:
 
     @cached_property
     def handlers(self) -> WebsocketHandlers:
+        from chalicelib.auth import get_revocation_check
         from chalicelib.dispatch.handlers import WebsocketHandlers
         from chalicelib.dispatch.table import ActionTable
 
         return WebsocketHandlers(connections=self.connections, rate_limiter=self.rate_limiter,
                                  actions=ActionTable(self).lookup, sender_for=self.sender,
-                                 frame_limit=self.settings.connection_frame_limit, clock=self.clock)
+                                 frame_limit=self.settings.connection_frame_limit,
+                                 check_revocation=get_revocation_check(), clock=self.clock)
 
     @cached_property
     def connections(self) -> ConnectionStore:
@@ -104,7 +106,9 @@ class Root:
         from chalicelib.aws.objects import ObjectStore
 
         return ObjectStore(aws.client("s3"), bucket=self.settings.context_bucket,
-                           kms_key_id=self.settings.context_kms_key_id)
+                           kms_key_id=self.settings.context_kms_key_id,
+                           get_seconds=self.settings.presigned_get_seconds,
+                           put_seconds=self.settings.presigned_put_seconds)
 
     @cached_property
     def sessions(self) -> SessionStore:
@@ -116,9 +120,15 @@ class Root:
 
     @cached_property
     def context(self) -> ContextStore:
+        from chalicelib.context.quota import StorageQuota
         from chalicelib.context.store import ContextStore
 
-        return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes, clock=self.clock)
+        settings = self.settings
+        quota = StorageQuota(aws.client("dynamodb"), settings.usage_table, self.objects,
+                             max_bytes=settings.context_quota_bytes, max_files=settings.context_quota_files,
+                             pending_seconds=settings.presigned_put_seconds, clock=self.clock)
+        return ContextStore(self.objects, self.sessions, quota, max_bytes=settings.context_max_bytes,
+                            file_ttl_days=settings.context_file_ttl_days, clock=self.clock)
 
     # --- chat ---------------------------------------------------------------
 
@@ -133,7 +143,7 @@ class Root:
 
         settings = self.settings
         bucket = ObjectStore(aws.client("s3"), bucket=settings.chat_upload_bucket,
-                             kms_key_id=settings.context_kms_key_id)
+                             kms_key_id=settings.context_kms_key_id, put_seconds=settings.presigned_put_seconds)
         return UploadStore(bucket, max_bytes=settings.chat_upload_max_bytes, clock=self.clock)
 
     @cached_property

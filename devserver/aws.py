@@ -124,9 +124,11 @@ def provision(endpoint: str, *, stage: str) -> Provisioned:
         s3.create_bucket(Bucket=name)
         if not bucket.cdn:
             s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [resources.BROWSER_CORS]})
-        ttl_days = int(os.environ.get("SESSION_TTL_DAYS") or resources.DEFAULT_SESSION_TTL_DAYS)
+        # From the app's own setting of each rule, as the CDK app builds them from the stage's.
         rules = [{"ID": rule.id, "Status": "Enabled", "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
-                  "Expiration": {"Days": rule.expiration_days(ttl_days)}} for rule in bucket.expiry_rules]
+                  "Expiration": {"Days": rule.expiration_days(int(os.environ.get(rule.days_setting)
+                                                                  or rule.default_days))}}
+                 for rule in bucket.expiry_rules]
         if bucket.expiration_days:
             rules.append({"ID": "expire-objects", "Status": "Enabled", "Filter": {"Prefix": ""},
                           "Expiration": {"Days": bucket.expiration_days}})

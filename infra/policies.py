@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import resources
-from infra.stages import PROFILE_REGIONS, Stage, profile_prefix
+from infra.stages import Stage, destination_regions, profile_model, profile_prefix
 from infra.stages import stage as get_stage
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
@@ -37,6 +37,10 @@ VPC_ENI_ACTIONS = (
     "ec2:UnassignPrivateIpAddresses",
 )
 CONTEXT_PREFIX = "users/"  # every user's objects live under users/<sub>/
+# Calls Cognito authorises with the user's own access token, not with the caller's role: "Amazon
+# Cognito doesn't evaluate IAM policies in requests for this API operation" (Cognito API reference,
+# GetUser), so no policy grants them. `$connect` and the REST authorizer make it (the revocation check).
+TOKEN_AUTHORIZED_ACTIONS = ("cognito-idp:GetUser",)
 
 
 @dataclass(frozen=True)
@@ -132,19 +136,19 @@ def _bedrock(d: Deployment) -> list[Statement]:
     if profiles:
         profile_arns = [d.arn("bedrock", f"inference-profile/{p}") for p in profiles]
         statements.append(_allow("InferenceProfiles", actions, profile_arns))
-        # A profile routes to the model in any of its regions; allow that only through the profile.
-        routed = [
-            d.arn("bedrock", f"foundation-model/{p.split('.', 1)[1]}", region=region, account="")
-            for p, prefix in profiles.items() for region in PROFILE_REGIONS[prefix]
-        ]
-        statements.append(_allow("ModelsThroughProfiles", actions, routed,
+        # A profile routes to its model in any of its geography's destination regions (a global
+        # profile: the source region and the region-less ARN); allow that only through the profile.
+        routed = [d.arn("bedrock", f"foundation-model/{profile_model(p)}", region=region, account="")
+                  for p, prefix in profiles.items() for region in destination_regions(prefix, d.region)]
+        statements.append(_allow("ModelsThroughProfiles", actions, list(dict.fromkeys(routed)),
                                  {"StringEquals": {"bedrock:InferenceProfileArn": profile_arns}}))
     return statements
 
 
 def _connect(d: Deployment) -> list[Statement]:
     # The user's list of open connections is read, then written with the connection's item in one
-    # TransactWriteItems (two Puts, which IAM checks as PutItem).
+    # TransactWriteItems (two Puts, which IAM checks as PutItem). And GetUser, the revocation check,
+    # authorised by the user's token (TOKEN_AUTHORIZED_ACTIONS).
     return [_table(d, "connections", "dynamodb:GetItem", "dynamodb:PutItem")]
 
 
@@ -194,7 +198,9 @@ def _api(d: Deployment) -> list[Statement]:
 
 
 def _authorizer(d: Deployment) -> list[Statement]:
-    return []  # verifies JWTs against Cognito's public JWKS: no AWS call
+    # Verifies JWTs against Cognito's public JWKS; the REST one also asks Cognito's GetUser whether the
+    # token is revoked, which the token itself authorises (TOKEN_AUTHORIZED_ACTIONS): no permission.
+    return []
 
 
 def _bedrock_worker(d: Deployment) -> list[Statement]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import protocol
-from chalicelib.aws.objects import PRESIGN_SECONDS, ObjectStore, user_root
+from chalicelib.aws.objects import ObjectStore, user_root
 from chalicelib.chat.request import CONTENT_FIELDS, UploadRef
 from chalicelib.dispatch.contract import ActionContext
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
@@ -57,13 +57,13 @@ class UploadStore:
         return f"{user_root(user_sub)}{upload_id}"
 
     def presign(self, user_sub: str, upload_id: str, size: int) -> dict[str, Any]:
-        """`chat.upload`'s result: a PUT of exactly `size` bytes of JSON, for five minutes."""
+        """`chat.upload`'s result: a PUT of exactly `size` bytes of JSON, to start within PRESIGNED_PUT_SECONDS."""
         if size > self.max_bytes:
             raise PayloadTooLarge(f"a request body is limited to {self.max_bytes} bytes")
         url, headers = self._objects.presign_put(self.key(user_sub, upload_id), size=size, content_type=CONTENT_TYPE,
-                                                 session_scoped=False)
+                                                 tagging=None)
         return {"uploadId": upload_id, "url": url, "headers": headers,
-                "expiresAt": iso(self._clock() + PRESIGN_SECONDS)}
+                "expiresAt": iso(self._clock() + self._objects.put_seconds)}
 
     def open(self, user_sub: str, frame_params: Mapping[str, Any]) -> OpenedUpload:
         """The handler's read of the frame's `uploadId`: the merged parameters, or the error that refuses it."""

@@ -132,10 +132,11 @@ class DataStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(
                 id="abort-incomplete-uploads",
                 abort_incomplete_multipart_upload_after=Duration.days(bucket.abort_multipart_days))] + [
-                # Idle sessions' objects (tagged by the app) expire after the stage's session TTL,
-                # the SESSION_TTL_DAYS that infra/sync_config.py gives the app.
+                # Objects tagged by the app expire after the stage's setting of the rule (idle
+                # sessions' objects: session_ttl_days; users' own context files:
+                # context_file_ttl_days), the same value infra/sync_config.py gives the app.
                 s3.LifecycleRule(id=rule.id, tag_filters={rule.tag_key: rule.tag_value},
-                                 expiration=Duration.days(rule.expiration_days(self.stage.session_ttl_days)))
+                                 expiration=Duration.days(rule.expiration_days(getattr(self.stage, rule.stage_field))))
                 for rule in bucket.expiry_rules] + ([
                 # A bucket of short-lived objects (chat uploads): whatever is left expires, tag or not.
                 s3.LifecycleRule(id="expire-objects", expiration=Duration.days(bucket.expiration_days))]

@@ -1,7 +1,10 @@
 """Fixtures for tests that call the Chalice handlers directly (no local gateway), against moto."""
 from __future__ import annotations
 
+import io
 import itertools
+import json
+import logging
 
 import boto3
 import pytest
@@ -9,7 +12,10 @@ from botocore.config import Config
 
 from chalicelib import process
 from chalicelib.aws.lambda_invoke import WorkerInvoker
+from chalicelib.observability import metrics
+from chalicelib.observability.invocation import invocation
 from chalicelib.root import Root, get_clock
+from tests.conftest import reset_app_caches
 from tests.fakes import PAST_DAY, Clock, RecordingSender
 
 _days = itertools.count()  # each test with the `clock` fixture gets a day of its own
@@ -59,3 +65,35 @@ def started(monkeypatch):
     calls: list[tuple[str, dict]] = []
     monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: calls.append((name, payload)))
     return calls
+
+
+@pytest.fixture
+def logs(app_env, monkeypatch):
+    """The app's JSON log lines and EMF lines, each parsed (tests of what on-call sees)."""
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    reset_app_caches()
+    stream = io.StringIO()
+    with invocation("test"):  # installs the app's handler
+        pass
+    handler = next(h for h in logging.getLogger("chalicelib").handlers
+                   if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False))
+    previous = handler.setStream(stream)
+    emf: list[str] = []
+    metrics.set_output(emf.append)
+
+    class Captured:
+        def lines(self) -> list[dict]:
+            return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+        def handled(self) -> list[dict]:
+            return [line for line in self.lines() if line["message"] == "handled"]
+
+        def metrics(self) -> list[dict]:
+            return [json.loads(line) for line in emf]
+
+        def metric(self, name: str) -> list[dict]:
+            return [line for line in self.metrics() if name in line]
+
+    yield Captured()
+    metrics.set_output(None)
+    handler.setStream(previous)

@@ -155,7 +155,16 @@ def test_required_group_missing_is_refused_and_present_is_allowed(app_env, monke
     assert json.loads(answer["context"]["groups"]) == ["admins", "a,b"]
 
 
-def test_a_token_expiring_during_the_connection(app_env, table, sender, clock):
+@pytest.fixture
+def without_revocation_check(app_env, monkeypatch):
+    """The app with COGNITO_REVOCATION_CHECK off, for a token minted here: moto issues one-hour tokens
+    only, and Cognito never issued this one, so the check (tests/functional/test_revocation.py) would
+    rightly refuse it. Before `clock`, whose installed clock a cache reset would drop."""
+    monkeypatch.setenv("COGNITO_REVOCATION_CHECK", "false")
+    reset_app_caches()
+
+
+def test_a_token_expiring_during_the_connection(app_env, table, sender, without_revocation_check, clock):
     expires = int(time.time()) + 60
     token = tokens.sign_as_moto(pool_claims(app_env, exp=expires))
     clock.now = expires - 1  # the app's time, a second before the token expires

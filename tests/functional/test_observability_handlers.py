@@ -1,52 +1,17 @@
 """What on-call sees of each event: one "handled" line with its context, and its metrics."""
 from __future__ import annotations
 
-import io
 import json
-import logging
 import time
 
 import pytest
 
 import app as chalice_app
-from chalicelib.observability import metric_names, metrics
-from chalicelib.observability.invocation import invocation
+from chalicelib.observability import metric_names
 from tests.conftest import reset_app_caches
 from tests.handler_calls import connect, login, message
 
 KNOWN = {metric.name for metric in metric_names.ALL}
-
-
-@pytest.fixture
-def logs(app_env, monkeypatch):
-    """The app's JSON log lines and EMF lines, each parsed."""
-    monkeypatch.setenv("LOG_FORMAT", "json")
-    reset_app_caches()
-    stream = io.StringIO()
-    with invocation("test"):  # installs the app's handler
-        pass
-    handler = next(h for h in logging.getLogger("chalicelib").handlers
-                   if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False))
-    previous = handler.setStream(stream)
-    emf: list[str] = []
-    metrics.set_output(emf.append)
-
-    class Captured:
-        def lines(self) -> list[dict]:
-            return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-        def handled(self) -> list[dict]:
-            return [line for line in self.lines() if line["message"] == "handled"]
-
-        def metrics(self) -> list[dict]:
-            return [json.loads(line) for line in emf]
-
-        def metric(self, name: str) -> list[dict]:
-            return [line for line in self.metrics() if name in line]
-
-    yield Captured()
-    metrics.set_output(None)
-    handler.setStream(previous)
 
 
 def test_connect_and_frames_log_one_handled_line_each_with_their_context(app_env, boto, sender, logs):

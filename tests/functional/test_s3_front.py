@@ -1,6 +1,9 @@
 """The local stack's check of presigned S3 URLs, against URLs that botocore itself presigns."""
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -9,7 +12,10 @@ import pytest
 from botocore.config import Config
 from multidict import CIMultiDict
 
-from devserver.s3_front import PresignRefused, verify_presigned
+from chalicelib.aws.objects import ObjectStore
+from devserver.aws import CREDENTIALS
+from devserver.s3_front import PresignRefused, S3Front, verify_presigned
+from tests.servers import serve
 
 SECRETS = {"local": "local"}
 
@@ -65,7 +71,7 @@ def test_an_expired_url_is_refused():
 
 def test_the_apps_sse_kms_presigned_put_verifies_with_the_headers_it_returns():
     """A deployed stage's grant (SSE-KMS with the context key) passes the front; another key does not."""
-    from chalicelib.aws.objects import ObjectStore
+    from chalicelib.aws.objects import SESSION_TAGGING, ObjectStore
 
     key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:4567", region_name="us-east-1",
@@ -73,7 +79,7 @@ def test_the_apps_sse_kms_presigned_put_verifies_with_the_headers_it_returns():
                       config=Config(signature_version="s3v4"))
     store = ObjectStore(s3, bucket="b", kms_key_id=key_arn)
     url, headers = store.presign_put("users/u/sessions/s/context/a.txt", size=10, content_type="text/plain",
-                                     session_scoped=True)
+                                     tagging=SESSION_TAGGING)
     assert headers["x-amz-server-side-encryption"] == "aws:kms"
     assert headers["x-amz-server-side-encryption-aws-kms-key-id"] == key_arn
     parts = urlsplit(url)
@@ -108,7 +114,7 @@ def test_an_sse_kms_upload_passes_through_the_front_to_moto(moto_url, provisione
                                          aws_access_key_id="local", aws_secret_access_key="local",
                                          config=Config(signature_version="s3v4")),
                             bucket=bucket, kms_key_id=key_arn)
-        url, headers = store.presign_put(key, size=3, content_type="text/plain", session_scoped=False)
+        url, headers = store.presign_put(key, size=3, content_type="text/plain", tagging=None)
         forged = {**headers, "x-amz-server-side-encryption": "AES256"}
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(urllib.request.Request(url, data=b"abc", method="PUT", headers=forged), timeout=10)
@@ -118,3 +124,36 @@ def test_an_sse_kms_upload_passes_through_the_front_to_moto(moto_url, provisione
             assert response.status == 200
     head = boto("s3").head_object(Bucket=bucket, Key=key)
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"], head["ContentLength"]) == ("aws:kms", key_arn, 3)
+
+
+def test_a_presigned_get_is_served_as_the_download_it_names_and_an_altered_type_is_refused(moto_url, provisioned,
+                                                                                           boto):
+    """As S3 does: the response headers the URL names, bound by its signature; an expired one is refused."""
+    bucket = provisioned.names["CONTEXT_BUCKET"]
+    key = f"users/{uuid.uuid4()}/context/site/page.html"
+    page = b"<html><script>alert(document.domain)</script></html>"
+    boto("s3").put_object(Bucket=bucket, Key=key, Body=page, ContentType="text/html")
+    front = S3Front(moto_url, secrets={CREDENTIALS["AWS_ACCESS_KEY_ID"]: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
+    with serve(front.make_app()) as front_url:
+        s3 = boto3.client("s3", endpoint_url=front_url, region_name="us-east-1", aws_access_key_id="local",
+                          aws_secret_access_key="local", config=Config(signature_version="s3v4"))
+        url = ObjectStore(s3, bucket=bucket, kms_key_id=None, get_seconds=60).presign_get(key, filename="page.html")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == page
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            assert response.headers["Content-Disposition"] == (
+                "attachment; filename=\"page.html\"; filename*=UTF-8''page.html")
+        rendered = url.replace("application%2Foctet-stream", "text%2Fhtml")
+        assert rendered != url
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(rendered, timeout=10)
+        assert refused.value.code == 403 and b"SignatureDoesNotMatch" in refused.value.read()
+        anonymous = f"{front_url}/{bucket}/{key}?response-content-type=text%2Fhtml"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous, timeout=10)
+        assert refused.value.code == 400 and b"InvalidRequest" in refused.value.read()
+        parts = urlsplit(url)
+        with pytest.raises(PresignRefused) as expired:
+            verify_presigned("GET", f"{parts.path}?{parts.query}", CIMultiDict({"Host": parts.netloc}),
+                             secrets={"local": "local"}, now=datetime.now(UTC) + timedelta(seconds=61))
+        assert expired.value.code == "AccessDenied"

@@ -171,7 +171,7 @@ def test_context_documents_limits_lookup_order_and_errors(services, sub):
         context.context_documents(sub, None, ["missing.txt"], 1000)
     with pytest.raises(BadRequest):
         context.context_documents(sub, None, ["../b.txt"], 1000)
-    services.objects.put(f"users/{sub}/context/bin.dat", b"\xff\xfe\x00", content_type="x/y", session_scoped=False)
+    services.objects.put(f"users/{sub}/context/bin.dat", b"\xff\xfe\x00", content_type="x/y", tagging=None)
     with pytest.raises(BadRequest):
         context.context_documents(sub, None, ["bin.dat"], 1000)
     got = call(services, sub, "context.get", path="bin.dat")
@@ -228,10 +228,18 @@ def test_sse_s3_when_no_key_is_configured(services, sub, boto):
     assert "x-amz-server-side-encryption-aws-kms-key-id" not in grant["headers"]
 
 
-def test_the_expiry_tag_matches_the_bucket_rule_and_moto_has_the_rule(app_env, boto):
-    rule = resources.SESSION_EXPIRY_RULE
-    assert (rule.tag_key, rule.tag_value) == objects.SESSION_EXPIRY_TAG
+def test_the_expiry_tags_match_the_bucket_rules_and_moto_has_the_rules(app_env, boto):
+    rules = {rule.id: rule for rule in resources.bucket("context").expiry_rules}
+    session, files = resources.SESSION_EXPIRY_RULE, resources.CONTEXT_FILE_EXPIRY_RULE
+    assert set(rules) == {session.id, files.id}
+    assert (session.tag_key, session.tag_value) == objects.SESSION_EXPIRY_TAG
+    assert (files.tag_key, files.tag_value) == objects.CONTEXT_FILE_EXPIRY_TAG
+    # Each rule's days are the app's own setting, whose default is the rule's.
+    settings = get_settings()
+    assert (settings.session_ttl_days, settings.context_file_ttl_days) == (session.default_days, files.default_days)
     config = boto("s3").get_bucket_lifecycle_configuration(Bucket=app_env.names["CONTEXT_BUCKET"])
-    (moto_rule,) = config["Rules"]
-    assert moto_rule["Filter"]["Tag"] == {"Key": rule.tag_key, "Value": rule.tag_value}
-    assert moto_rule["Expiration"]["Days"] == resources.DEFAULT_SESSION_TTL_DAYS + rule.days_beyond_session_ttl
+    moto_rules = {rule["ID"]: rule for rule in config["Rules"]}
+    assert set(moto_rules) == set(rules)
+    for rule in rules.values():
+        assert moto_rules[rule.id]["Filter"]["Tag"] == {"Key": rule.tag_key, "Value": rule.tag_value}
+        assert moto_rules[rule.id]["Expiration"]["Days"] == rule.default_days + rule.extra_days
