@@ -6,18 +6,19 @@ for one frame (a long conversation, images) goes through `chat.upload` by itself
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+from client import transfer
 
 FINAL_TYPES = frozenset({"pong", "result", "done", "error"})
 _NO_ID = "\x00no-id"  # frames that carry no id (an error about an unreadable frame)
@@ -142,14 +143,10 @@ class IdeClient:
             error = answer.get("error") or {}
             raise UploadFailed(f"chat.upload refused: {error.get('code')}: {error.get('message')}", error)
         upload = answer["data"]
-        request = urllib.request.Request(upload["url"], data=data, method="PUT", headers=upload.get("headers") or {})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            raise UploadFailed(f"the upload's PUT was refused with HTTP {exc.code}") from None
-        except OSError as exc:
-            raise UploadFailed(f"the upload's PUT failed: {exc}") from None
+            transfer.put(upload["url"], upload.get("headers") or {}, io.BytesIO(data))
+        except transfer.TransferFailed as exc:
+            raise UploadFailed(str(exc)) from None
         return str(upload["uploadId"])
 
     def ping(self, timeout: float = 10.0) -> float:
