@@ -129,6 +129,10 @@ class Settings:
     stream_flush_ms: int
     bedrock_read_timeout: float
     bedrock_max_attempts: int
+    chat_max_tools: int
+    # Request bodies larger than a frame (chat.upload): their bucket and size limit
+    chat_upload_bucket: str
+    chat_upload_max_bytes: int
 
     def management_endpoint(self, *, api_id: str | None, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
@@ -374,6 +378,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stream_flush_ms=env.number("STREAM_FLUSH_MS", 300, int, minimum=0, maximum=5000),
         bedrock_read_timeout=env.number("BEDROCK_READ_TIMEOUT", 60.0, float, minimum=1, maximum=900),
         bedrock_max_attempts=env.number("BEDROCK_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
+        # OpenAI's limit on a request's functions; agents with many MCP servers come near it.
+        chat_max_tools=env.number("CHAT_MAX_TOOLS", 128, int, minimum=1, maximum=1000),
+        # The physical name carries the account id (infra/resources.py); deployments set it.
+        chat_upload_bucket=env.text("CHAT_UPLOAD_BUCKET", f"llm-ide-{stage}-uploads", pattern=_BUCKET),
+        # The protocol's default; the worker holds a body a few times over while it builds the model call
+        # (docs/PERFORMANCE.md), so the ceiling keeps it well inside the worker's memory.
+        chat_upload_max_bytes=env.number("CHAT_UPLOAD_MAX_BYTES", 8 * 1024 * 1024, int, minimum=32 * 1024,
+                                         maximum=32 * 1024 * 1024),
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.aws import clients as aws
 from chalicelib.aws.lambda_invoke import WorkerInvoker
-from chalicelib.aws.management_api import ManagementApiSender
+from chalicelib.aws.management_api import ManagementApiSender, Sender
 from chalicelib.chat.requests import RequestStore
 from chalicelib.config import Settings, get_settings
 from chalicelib.dispatch.connections import ConnectionStore
@@ -29,6 +29,7 @@ from chalicelib.process import kept, kept_per_thread
 if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
     from chalicelib.chat.bedrock import BedrockChat
+    from chalicelib.chat.uploads import UploadStore
     from chalicelib.chat.worker import ChatWorker
     from chalicelib.context.store import ContextStore
     from chalicelib.dispatch.handlers import WebsocketHandlers
@@ -60,7 +61,7 @@ class Root:
                                max_per_user=settings.max_connections_per_user,
                                frame_window_seconds=settings.connection_frame_window_seconds)
 
-    def sender(self, endpoint: str) -> ManagementApiSender:
+    def sender(self, endpoint: str) -> Sender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))
 
     @cached_property
@@ -136,6 +137,16 @@ class Root:
         return RequestStore(aws.table(self.settings.requests_table), ttl_seconds=self.settings.request_ttl_seconds)
 
     @cached_property
+    def uploads(self) -> UploadStore:
+        from chalicelib.aws.objects import ObjectStore
+        from chalicelib.chat.uploads import UploadStore
+
+        settings = self.settings
+        bucket = ObjectStore(aws.client("s3"), bucket=settings.chat_upload_bucket,
+                             kms_key_id=settings.context_kms_key_id, put_seconds=settings.presigned_put_seconds)
+        return UploadStore(bucket, max_bytes=settings.chat_upload_max_bytes, clock=self.clock)
+
+    @cached_property
     def bedrock(self) -> BedrockChat:
         from chalicelib.chat.bedrock import BedrockChat
 
@@ -150,7 +161,7 @@ class Root:
         return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender=self.sender(endpoint),
                           flush_bytes=self.settings.stream_flush_bytes, flush_ms=self.settings.stream_flush_ms,
                           budget=self.token_budget, sessions=self.sessions, context=self.context,
-                          wall_clock=self.clock)
+                          uploads=self.uploads, wall_clock=self.clock)
 
 
 @kept

@@ -1,10 +1,12 @@
 """A WebSocket client of the protocol: what tests, benchmarks and users script against.
 
 A reader thread sorts incoming frames by their `id`, so several requests (a
-chat and its cancel, say) can be in flight on one connection.
+chat and its cancel, say) can be in flight on one connection. A chat too large
+for one frame (a long conversation, images) goes through `chat.upload` by itself.
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import queue
@@ -15,6 +17,8 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+from client import transfer
 
 FINAL_TYPES = frozenset({"pong", "result", "done", "error"})
 _NO_ID = "\x00no-id"  # frames that carry no id (an error about an unreadable frame)
@@ -28,6 +32,14 @@ class ConnectionRefused(Exception):
 
 class ClientClosed(Exception):
     """The connection closed while a frame was awaited."""
+
+
+class UploadFailed(Exception):
+    """`chat.upload` was refused, or the body's PUT failed; `error` is the protocol's error object, if any."""
+
+    def __init__(self, message: str, error: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class IdeClient:
@@ -104,14 +116,38 @@ class IdeClient:
         """Send a request and return its answer (the first frame about it)."""
         return self.next_frame(self.send(action, **params), timeout=timeout)
 
-    def chat(self, prompt: str, *, timeout: float = 60.0, **options: Any) -> Iterator[dict[str, Any]]:
-        """Send a chat.send now; iterate its frames as they come: `ack`, `delta`..., then `done` or `error`.
+    def chat(self, prompt: str | None = None, *, timeout: float = 60.0, **options: Any) -> Iterator[dict[str, Any]]:
+        """Send a chat.send now; iterate its frames as they come: `ack`, `delta`/`toolUse`..., then `done` or
+        `error`.
 
-        `options` are the protocol's parameters (`model`, `maxTokens`, `system`, ...);
+        `options` are the protocol's parameters (`model`, `maxTokens`, `system`, `messages`, `tools`,
+        `toolChoice`, ...); a chat too large for a frame is uploaded first (`send_chat`).
         `timeout` bounds the wait for each frame. The chat's `id` is the `ack`'s `id`.
         """
-        request_id = self.send("chat.send", prompt=prompt, **{k: v for k, v in options.items() if v is not None})
+        params = {"prompt": prompt, **options}
+        request_id = self.send_chat({k: v for k, v in params.items() if v is not None})
         return self.frames(request_id, timeout=timeout)
+
+    def send_chat(self, params: dict[str, Any], *, id: str | None = None) -> str:
+        """Send a chat.send with `params`; through `chat.upload` when its frame would be over the frame limit."""
+        request_id = id or next(self._ids)
+        if frame_bytes("chat.send", request_id, params) > FRAME_LIMIT_BYTES:
+            params = {"uploadId": self.upload(params)}
+        return self.send("chat.send", id=request_id, **params)
+
+    def upload(self, body: dict[str, Any], *, timeout: float = 60.0) -> str:
+        """Put a chat.send body with `chat.upload`; its `uploadId` (UploadFailed if refused)."""
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        answer = self.request("chat.upload", size=len(data), timeout=timeout)
+        if answer.get("type") != "result":
+            error = answer.get("error") or {}
+            raise UploadFailed(f"chat.upload refused: {error.get('code')}: {error.get('message')}", error)
+        upload = answer["data"]
+        try:
+            transfer.put(upload["url"], upload.get("headers") or {}, io.BytesIO(data))
+        except transfer.TransferFailed as exc:
+            raise UploadFailed(str(exc)) from None
+        return str(upload["uploadId"])
 
     def ping(self, timeout: float = 10.0) -> float:
         """Round trip of a protocol ping, in seconds."""

@@ -124,14 +124,16 @@ def provision(endpoint: str, *, stage: str) -> Provisioned:
         s3.create_bucket(Bucket=name)
         if not bucket.cdn:
             s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [resources.BROWSER_CORS]})
-        if bucket.expiry_rules:
-            # From the app's own setting of each rule, as the CDK app builds them from the stage's.
-            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
-                {"ID": rule.id, "Status": "Enabled",
-                 "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
-                 "Expiration": {"Days": rule.expiration_days(int(os.environ.get(rule.days_setting)
-                                                                 or rule.default_days))}}
-                for rule in bucket.expiry_rules]})
+        # From the app's own setting of each rule, as the CDK app builds them from the stage's.
+        rules = [{"ID": rule.id, "Status": "Enabled", "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
+                  "Expiration": {"Days": rule.expiration_days(int(os.environ.get(rule.days_setting)
+                                                                  or rule.default_days))}}
+                 for rule in bucket.expiry_rules]
+        if bucket.expiration_days:
+            rules.append({"ID": "expire-objects", "Status": "Enabled", "Filter": {"Prefix": ""},
+                          "Expiration": {"Days": bucket.expiration_days}})
+        if rules:
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
 
     secretsmanager = aws_client("secretsmanager", endpoint)
     for secret in resources.SECRETS:

@@ -113,6 +113,12 @@ def _context_objects(d: Deployment, *actions: str) -> list[Statement]:
     ]
 
 
+def _upload_objects(d: Deployment, *actions: str) -> Statement:
+    """Chat request bodies (chat.upload) under users/ in the upload bucket; the context key (granted with the
+    context objects) encrypts them."""
+    return _allow("UploadObjects", actions, f"{d.bucket_arn('uploads')}/{CONTEXT_PREFIX}*")
+
+
 def _post_frames(d: Deployment, *methods: str) -> list[Statement]:
     if d.websocket_api_id is None:
         return []
@@ -177,6 +183,10 @@ def _message(d: Deployment) -> list[Statement]:
         *_context_objects(d, "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject",
                           "s3:PutObjectTagging"),
         _context_listing(d),
+        # chat.upload presigns the PUT with this role; chat.send reads the body before the ack, and a body
+        # never uploaded must be NOT_FOUND (404), which S3 answers only to a role that may list the bucket.
+        _upload_objects(d, "s3:GetObject", "s3:PutObject"),
+        _allow("UploadListing", ["s3:ListBucket"], d.bucket_arn("uploads")),
         _allow("InvokeWorkers", ["lambda:InvokeFunction"],
                [d.function_arn("bedrock_worker"), d.function_arn("github_worker")]),
         *_post_frames(d, "POST", "DELETE"),
@@ -204,6 +214,8 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
         # the session's objects re-written in place when its TTL moves (ListBucket, CopyObject).
         *_context_objects(d, "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"),
         _context_listing(d),
+        # A chat's uploaded body: read (If-Match the ETag the handler checked), then deleted.
+        _upload_objects(d, "s3:DeleteObject", "s3:GetObject"),
         *_bedrock(d),
         *_post_frames(d, "POST"),
     ]

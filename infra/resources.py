@@ -97,6 +97,7 @@ class Bucket:
     customer_key: bool = False  # SSE-KMS with the stage's customer managed key (else SSE-S3)
     cdn: bool = False  # served through CloudFront: built by the edge stack, in us-east-1
     abort_multipart_days: int = 1  # lifecycle: drop unfinished uploads
+    expiration_days: int | None = None  # lifecycle: every object expires this many days after it was written
 
     def physical_name(self, stage: str, account: str = "000000000000") -> str:
         # Bucket names are global: the account id keeps them unique.
@@ -156,6 +157,11 @@ BUCKETS: tuple[Bucket, ...] = (
            expiry_rules=(SESSION_EXPIRY_RULE, CONTEXT_FILE_EXPIRY_RULE)),
     # The static web client, read only by CloudFront.
     Bucket(key="ui", env_var="UI_BUCKET", cdn=True),
+    # Chat request bodies larger than a frame (chat.upload), users/<sub>/<uploadId>: each serves one
+    # chat.send and is deleted by the worker that read it; what is never used expires after a day
+    # (chalicelib/chat/uploads.py UPLOAD_LIFETIME_SECONDS). Conversations are user data: the
+    # context bucket's customer key encrypts them too.
+    Bucket(key="uploads", env_var="CHAT_UPLOAD_BUCKET", customer_key=True, expiration_days=1),
 )
 
 # The CORS rule of the data buckets (S3's CORSRule shape): the web client PUTs large context

@@ -30,7 +30,7 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.aws.errors import error_code
-from chalicelib.errors import BadRequest, Internal, NotFound
+from chalicelib.errors import BadRequest, Internal, NotFound, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,13 @@ class StoredObject:
     last_modified: Any  # datetime from botocore
 
 
+@dataclass(frozen=True)
+class StoredBody:
+    data: bytes
+    etag: str  # as S3 quotes it
+    last_modified: Any  # datetime from botocore
+
+
 class ObjectStore:
     def __init__(self, s3: Any, *, bucket: str, kms_key_id: str | None, get_seconds: int = 60,
                  put_seconds: int = 60) -> None:
@@ -87,6 +94,19 @@ class ObjectStore:
         response = self._call("get_object", Bucket=self.bucket, Key=key)
         try:
             return response["Body"].read(), response.get("ContentType", "")
+        finally:
+            response["Body"].close()
+
+    def read(self, key: str, *, max_bytes: int, if_match: str | None = None) -> StoredBody:
+        """The object's bytes, ETag and time of writing: NOT_FOUND if there is none, PAYLOAD_TOO_LARGE
+        (before reading) past `max_bytes`, BAD_REQUEST when `if_match` no longer names its content."""
+        extra = {"IfMatch": if_match} if if_match is not None else {}
+        response = self._call("get_object", Bucket=self.bucket, Key=key, **extra)
+        try:
+            if response["ContentLength"] > max_bytes:
+                raise PayloadTooLarge(f"the object is {response['ContentLength']} bytes; the limit is {max_bytes}")
+            return StoredBody(data=response["Body"].read(), etag=response.get("ETag", ""),
+                              last_modified=response["LastModified"])
         finally:
             response["Body"].close()
 
@@ -179,6 +199,8 @@ class ObjectStore:
                 raise NotFound("not found") from None
             if code in ("InvalidArgument", "KeyTooLongError"):
                 raise BadRequest("the request was refused by the store") from None
+            if code in ("PreconditionFailed", "412"):  # If-Match: the object was written again since
+                raise BadRequest("the object changed since it was checked") from None
             logger.error("S3 call failed", extra={"operation": operation, "code": code})
             raise Internal() from None
         except BotoCoreError as exc:

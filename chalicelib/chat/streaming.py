@@ -1,4 +1,4 @@
-"""Coalesced delta frames, posted in order by one sender thread.
+"""Coalesced delta frames and whole toolUse frames, posted in order by one sender thread.
 
 The model reader only appends text to a buffer; it never waits on a post. The
 sender thread cuts a `delta` frame when the buffer holds `flush_bytes` or when
@@ -13,6 +13,10 @@ frame is still tried: the client learns the reply broke instead of waiting.
 
 Text is kept as `str` pieces and cut only between them or at character
 boundaries, so no UTF-8 character is ever split across frames.
+
+A tool call of the model (`write_tool_use`) is one `toolUse` frame: it goes out at once,
+after the text written before it (flushed whatever the interval), and takes the next `seq`,
+so deltas and tool calls share one numbering in the order the model produced them.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.management_api import Sender
+from chalicelib.chat.bedrock import ToolUse
 from chalicelib.errors import ConnectionGone
 from chalicelib.observability import with_current_context
 
@@ -42,7 +47,7 @@ class DeltaStream:
         self._flush_seconds = flush_ms / 1000.0
         self._clock = clock
         self._cv = threading.Condition()
-        self._pending: list[str] = []
+        self._pending: list[str | ToolUse] = []
         self._pending_bytes = 0
         self._last_cut: float | None = None  # None: nothing sent yet, so the first text goes at once
         self._final: dict[str, Any] | None = None
@@ -69,6 +74,12 @@ class DeltaStream:
             # Wake the sender when a frame is due, or to arm its timer for a buffer that was empty.
             if first or self._due(self._clock()):
                 self._cv.notify()
+
+    def write_tool_use(self, tool_use: ToolUse) -> None:
+        """A tool call of the model: the next frame after the text before it."""
+        with self._cv:
+            self._pending.append(tool_use)
+            self._cv.notify()
 
     def finish(self, final_frame: dict[str, Any], *, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
         """Send what is buffered, then the final frame; True once it was posted."""
@@ -101,10 +112,13 @@ class DeltaStream:
             return False
         if self._flush_bytes == 0 or self._last_cut is None or self._final is not None:
             return True
+        if any(isinstance(item, ToolUse) for item in self._pending):  # a tool call flushes the text before it
+            return True
         return self._pending_bytes >= self._flush_bytes or now - self._last_cut >= self._flush_seconds
 
-    def _next_batch(self) -> tuple[str | None, dict[str, Any] | None]:
-        """Wait for the next thing to post: a text batch, or the final frame once the buffer is empty."""
+    def _next_batch(self) -> tuple[str | ToolUse | None, dict[str, Any] | None]:
+        """Wait for the next thing to post: a text batch or a tool call, or the final frame once the buffer
+        is empty."""
         with self._cv:
             while True:
                 now = self._clock()
@@ -112,10 +126,18 @@ class DeltaStream:
                     self._pending.clear()
                     self._pending_bytes = 0
                 if self._due(now):
+                    first = self._pending[0]
+                    if isinstance(first, ToolUse):
+                        self._pending.pop(0)
+                        return first, None
                     if self._flush_bytes == 0:
                         text = self._pending.pop(0)  # coalescing off: one frame per model delta
-                    else:
-                        text, self._pending = "".join(self._pending), []
+                    else:  # the text up to the next tool call, if any
+                        cut = next((i for i, item in enumerate(self._pending) if isinstance(item, ToolUse)),
+                                   len(self._pending))
+                        text = "".join(self._pending[:cut])  # type: ignore[arg-type]
+                        del self._pending[:cut]
+                    assert isinstance(text, str)
                     self._pending_bytes -= len(text.encode("utf-8"))
                     self._last_cut = now
                     return text, None
@@ -131,16 +153,22 @@ class DeltaStream:
 
     def _run(self) -> None:
         while True:
-            text, final = self._next_batch()
-            if text is None and final is None:
+            item, final = self._next_batch()
+            if item is None and final is None:
                 return  # closed
             try:
                 if final is not None:
                     self._post(final)
                     self._final_sent = True
                     return
-                for piece in split_utf8(text or "", protocol.MAX_DELTA_TEXT_BYTES):
-                    self._post(protocol.delta(self._request_id, seq=self._seq, text=piece))
+                if isinstance(item, ToolUse):
+                    frames = [protocol.tool_use(self._request_id, seq=self._seq, tool_use_id=item.tool_use_id,
+                                                name=item.name, input=item.input)]
+                else:
+                    frames = [protocol.delta(self._request_id, seq=self._seq + n, text=piece)
+                              for n, piece in enumerate(split_utf8(item or "", protocol.MAX_DELTA_TEXT_BYTES))]
+                for frame in frames:
+                    self._post(frame)
                     if self._seq == 0:
                         self.first_delta_at = time.time()
                     self._seq += 1

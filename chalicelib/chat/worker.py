@@ -30,12 +30,13 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.management_api import Sender
-from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta
-from chalicelib.chat.inputs import ContextSource, HistorySource, load_input
+from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, ToolUse
+from chalicelib.chat.inputs import ContextSource, HistorySource, UploadSource, load_input
 from chalicelib.chat.job import ChatJob
+from chalicelib.chat.request import ChatRequest
 from chalicelib.chat.requests import RequestStore, Usage
 from chalicelib.chat.streaming import DeltaStream
-from chalicelib.errors import AppError, Internal, Timeout
+from chalicelib.errors import AppError, Internal, PayloadTooLarge, Timeout
 from chalicelib.limits import TokenBudget, fallback_usage
 from chalicelib.observability import bind, metric_names, with_current_context
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
@@ -56,6 +57,8 @@ class Outcome:
     error: AppError | None = None
     usage: Usage | None = None  # from the model's metadata event
     reply: list[str] = field(default_factory=list)  # the text handed to the stream, for the fallback and the session
+    tool_uses: list[ToolUse] = field(default_factory=list)  # the tool calls handed to the stream
+    prompt: str | None = None  # the chat's prompt as the model got it (an upload's, once read)
     model_called: bool = False  # the input was loaded and the model asked
     throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
 
@@ -63,12 +66,17 @@ class Outcome:
     def reply_text(self) -> str:
         return "".join(self.reply)
 
+    @property
+    def served_text(self) -> str:
+        """Everything the model generated that was handed out: its text and its tool calls' inputs."""
+        return self.reply_text + "".join(protocol.encode(use.input) for use in self.tool_uses)
+
 
 class ChatWorker:
     def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender: Sender, flush_bytes: int,
                  flush_ms: int, budget: TokenBudget, sessions: HistorySource, context: ContextSource,
-                 metrics: MetricsWriter | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 uploads: UploadSource | None = None, metrics: MetricsWriter | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         self._requests = requests
         self._bedrock = bedrock
         self._sender = sender
@@ -77,6 +85,7 @@ class ChatWorker:
         self._budget = budget
         self._sessions = sessions
         self._context = context
+        self._uploads = uploads
         self._metrics = metrics or get_metrics()
         self._clock = clock
         self._wall_clock = wall_clock  # which limit windows are current
@@ -119,9 +128,11 @@ class ChatWorker:
         if not self._requests.claim(job.request_id):
             outcome.status = "duplicate"
             return None
-        converse_input = load_input(job.chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
+        chat = self._content(job)
+        outcome.prompt = chat.prompt
+        converse_input = load_input(chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
                                     context=self._context)
-        request = job.chat.model_request(max_tokens=job.reservation.max_tokens, messages=converse_input["messages"])
+        request = chat.model_request(max_tokens=job.reservation.max_tokens, converse_input=converse_input)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         reader = threading.Thread(target=with_current_context(self._read_model), args=(request, events, stop, outcome),
@@ -157,12 +168,31 @@ class ChatWorker:
                 if isinstance(item, TextDelta):
                     stream.write(item.text)
                     outcome.reply.append(item.text)
+                elif isinstance(item, ToolUse):
+                    _check_frame_size(job, item)
+                    stream.write_tool_use(item)
+                    outcome.tool_uses.append(item)
                 elif isinstance(item, MessageStop):
                     outcome.stop_reason = item.stop_reason
                 elif isinstance(item, Metadata):
                     outcome.usage = item.usage
         finally:
             stop.set()
+
+    def _content(self, job: ChatJob) -> ChatRequest:
+        """The chat with its content: from the event, or read (then deleted) from its upload."""
+        upload = job.chat.upload
+        if upload is None:
+            return job.chat
+        if self._uploads is None:
+            raise Internal("this worker cannot read uploads")
+        try:
+            return job.chat.with_content(self._uploads.load(job.user_sub, upload))
+        finally:
+            try:  # used once: whatever came of reading it
+                self._uploads.discard(job.user_sub, upload.upload_id)
+            except Exception:
+                logger.exception("deleting the upload failed (its lifecycle rule will)")
 
     def _read_model(self, request: ModelRequest, events: queue.Queue, stop: threading.Event,
                     outcome: Outcome) -> None:
@@ -197,7 +227,7 @@ class ChatWorker:
         if outcome.usage is not None:
             usage = outcome.usage
         else:  # the stream broke before the metadata: count what was served, so nothing served is free
-            usage = Usage(*fallback_usage(job.reservation, reply), estimated=True)
+            usage = Usage(*fallback_usage(job.reservation, outcome.served_text), estimated=True)
         limits = self._settle(job, usage)
         error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)
         try:
@@ -215,6 +245,9 @@ class ChatWorker:
                                             "latencyMs": int((time.time() - job.received_at) * 1000),
                                             "stopReason": outcome.stop_reason, "errorCode": error_code,
                                             "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
+                                            "cacheReadInputTokens": usage.cache_read_input_tokens,
+                                            "cacheWriteInputTokens": usage.cache_write_input_tokens,
+                                            "toolUses": len(outcome.tool_uses),
                                             "usageEstimated": usage.estimated, "frames": stream.frames_sent})
         sent_final = False
         if not stream.gone.is_set():  # else nothing can reach the client any more (the sender has ended)
@@ -230,7 +263,9 @@ class ChatWorker:
         """Replace the reservation by the usage; the `limits` the `done` frame carries."""
         reservation = job.reservation
         try:
-            settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens, job.chat.model)
+            settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens, job.chat.model,
+                                             cache_read=usage.cache_read_input_tokens,
+                                             cache_write=usage.cache_write_input_tokens)
             return settlement.limits.to_wire()
         except Exception:
             # The reservation stays counted until its hour ends: the user is charged the worst case, never less.
@@ -239,13 +274,13 @@ class ChatWorker:
 
     def _append_exchange(self, job: ChatJob, outcome: Outcome, reply: str) -> None:
         """The prompt and the reply into the session (see the module docstring for which outcomes)."""
-        if job.chat.session_id is None or not outcome.model_called:
+        if job.chat.session_id is None or not outcome.model_called or outcome.prompt is None:
             return
         finished = outcome.status == "done" and outcome.error is None
         if not finished and outcome.status != "cancelled" and not reply:
             return
         try:
-            self._sessions.append_exchange(job.user_sub, job.chat.session_id, job.request_id, job.chat.prompt,
+            self._sessions.append_exchange(job.user_sub, job.chat.session_id, job.request_id, outcome.prompt,
                                            reply, not finished)
         except Exception:
             # A session deleted mid-chat answers NOT_FOUND here; the chat itself has been served.
@@ -270,6 +305,16 @@ class ChatWorker:
                 count_error(self._metrics, outcome.error.code)
         except Exception:
             logger.exception("emitting chat metrics failed", extra={"requestId": job.request_id})
+
+
+def _check_frame_size(job: ChatJob, tool_use: ToolUse) -> None:
+    """A toolUse frame must fit what API Gateway posts to a connection; else the chat ends saying so."""
+    frame = protocol.tool_use(job.client_id, seq=0, tool_use_id=tool_use.tool_use_id, name=tool_use.name,
+                              input=tool_use.input)
+    size = protocol.encoded_size(frame)
+    if size > protocol.MAX_SERVER_FRAME_BYTES:
+        raise PayloadTooLarge(f"the model's call of tool {tool_use.name!r} is {size} bytes, more than a frame "
+                              f"carries ({protocol.MAX_SERVER_FRAME_BYTES}); ask for a smaller maxTokens")
 
 
 def _log_outcome(outcome: Outcome) -> str:

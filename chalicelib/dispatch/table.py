@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import protocol
 from chalicelib.chat.actions import ChatActions, ModelActions
 from chalicelib.chat.request import ChatPolicy
+from chalicelib.chat.requests import new_request_id
+from chalicelib.chat.uploads import UploadActions
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
 from chalicelib.github.actions import GitHubActions
@@ -36,7 +38,8 @@ def _chat(root: Root) -> ChatActions:
     settings = root.settings
     return ChatActions(policy=ChatPolicy.from_settings(settings), rate_limiter=root.rate_limiter,
                        budget=root.token_budget, requests=root.requests, history=root.sessions,
-                       context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function)
+                       context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function,
+                       uploads=lambda: root.uploads)
 
 
 def _github(root: Root) -> GitHubActions:
@@ -67,6 +70,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "chat.send": (_SELF, lambda root: _chat(root).send),
     "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
     "models.list": (_REQUEST, lambda root: ModelActions(root.settings.models).list_models),
+    "chat.upload": (_REQUEST, lambda root: UploadActions(root.uploads, new_id=new_request_id).upload),
 }
 
 

@@ -137,7 +137,10 @@ class DataStack(Stack):
                 # context_file_ttl_days), the same value infra/sync_config.py gives the app.
                 s3.LifecycleRule(id=rule.id, tag_filters={rule.tag_key: rule.tag_value},
                                  expiration=Duration.days(rule.expiration_days(getattr(self.stage, rule.stage_field))))
-                for rule in bucket.expiry_rules],
+                for rule in bucket.expiry_rules] + ([
+                # A bucket of short-lived objects (chat uploads): whatever is left expires, tag or not.
+                s3.LifecycleRule(id="expire-objects", expiration=Duration.days(bucket.expiration_days))]
+                if bucket.expiration_days else []),
             # Browsers upload large context files with presigned PUTs and read large messages
             # with presigned GETs: the signature, not the origin, is what guards them.
             cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods(m) for m in resources.BROWSER_CORS["AllowedMethods"]],

@@ -59,6 +59,10 @@ def stop_stack(process: subprocess.Popen) -> int:
 # are generous; tests/e2e/test_limits.py runs a stack of its own with the defaults.
 GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000",
                    "GITHUB_CALLS_PER_HOUR": "1000000"}
+# The app's default models (the default first), and one that caches prompts (through its inference profile).
+CACHING_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+STACK_MODELS = {"ALLOWED_MODELS": "anthropic.claude-3-haiku-20240307-v1:0,anthropic.claude-3-5-sonnet-20240620-v1:0,"
+                                  + CACHING_MODEL}
 
 # The clock of the stacks that test the limit windows (DEV_FIXED_CLOCK): it stands still 10 s into
 # a minute, an hour and a day, so that their windows never roll over mid-test.
@@ -67,6 +71,6 @@ HELD_CLOCK = PAST_DAY + 10
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[LocalStack]:
-    running = start_stack(tmp_path_factory.mktemp("stack"), env=GENEROUS_LIMITS)
+    running = start_stack(tmp_path_factory.mktemp("stack"), env={**GENEROUS_LIMITS, **STACK_MODELS})
     yield running
     stop_stack(running.process)

@@ -128,8 +128,9 @@ def test_openai_tool_round_trip_and_an_image(stack, bridge):
     assert calls[0].id in seen and "print('hello')" in seen and "image" in seen
 
 
-def test_openai_a_megabyte_conversation_uploads_itself(stack, bridge):
-    filler = ("The quick brown fox jumps over the lazy dog. " * 1000 + "\n") * 23  # about 1 MiB
+def test_openai_a_conversation_far_larger_than_a_frame_uploads_itself(stack, bridge):
+    # 0.7 MiB, about 175,000 tokens: within Claude's window of 200,000 (the app refuses what the model cannot hold).
+    filler = ("The quick brown fox jumps over the lazy dog. " * 1000 + "\n") * 15
     completion = bridge.openai().chat.completions.create(model=stack_model(stack), max_tokens=100, messages=[
         {"role": "user", "content": filler}, {"role": "assistant", "content": "Noted."},
         {"role": "user", "content": "The end of a long conversation."}])

@@ -69,7 +69,8 @@ def test_usage_get_equals_the_sum_of_the_chats_usage_whatever_their_end(budget_s
         ack, deltas, done = chat(client, prompt, maxTokens=100)
         assert ack["limits"]["tokens"]["remaining"] == remaining - (tokens(prompt) + 100)
         assert done["usage"] == {"inputTokens": tokens(prompt), "outputTokens": tokens(prompt),
-                                 "totalTokens": 2 * tokens(prompt)}
+                                 "totalTokens": 2 * tokens(prompt), "cacheReadInputTokens": 0,
+                                 "cacheWriteInputTokens": 0}
         assert done["limits"]["tokens"]["remaining"] == remaining - done["usage"]["totalTokens"]
         used = [done["usage"]]
         # A stream that breaks mid-way settles the served text and the input estimate.

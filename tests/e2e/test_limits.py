@@ -38,8 +38,9 @@ def test_usage_get_answers_the_documented_shape_and_rest_agrees(limits_stack):
     assert frame["type"] == "result"
     data = frame["data"]
     now = HELD_CLOCK
-    assert data["usage"] == {"hour": {"requests": 1, "inputTokens": 0, "outputTokens": 0},
-                             "day": {"requests": 1, "inputTokens": 0, "outputTokens": 0}}
+    nothing = {"requests": 1, "inputTokens": 0, "outputTokens": 0, "cacheReadInputTokens": 0,
+               "cacheWriteInputTokens": 0}
+    assert data["usage"] == {"hour": nothing, "day": nothing}
     assert data["limits"] == {
         "requests": {"limit": 100, "remaining": 99, "resetAt": int(now // 60 * 60 + 60)},
         "tokens": {"limit": 10000, "remaining": 10000, "resetAt": int(now // 3600 * 3600 + 3600)}}

@@ -40,8 +40,11 @@ WAIT_MS = 20_000
 ENDED = re.compile("end_turn|max_tokens")  # a [[dump]] reply may be longer than maxTokens
 SCREENSHOTS = Path(__file__).with_name("screenshots")
 REPO = "octo-org/hello-world"
-# A 1 MiB context file is about 262,000 tokens: this stack lets a chat carry it.
-WEB_STACK_ENV = {**GENEROUS_LIMITS, "CONTEXT_TOKEN_LIMIT": "400000"}
+# A 1 MiB context file is about 262,000 tokens: this stack lets a chat carry it, past the
+# default model's real window of 200,000 (the echo model reads anything; the app refuses an
+# input the model's `contextTokens` cannot hold).
+WEB_STACK_ENV = {**GENEROUS_LIMITS, "CONTEXT_TOKEN_LIMIT": "400000",
+                 "MODELS": json.dumps({"anthropic.claude-3-haiku-20240307-v1:0": {"contextTokens": 1_000_000}})}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "chat.send": ("prompt", "messages", "sessionId", "model", "system", "maxTokens", "temperature", "contextPaths",
                   "tools", "toolChoice", "uploadId"),
     "chat.cancel": ("requestId",),
+    "chat.upload": ("size",),
     "session.create": ("title",),
     "session.list": ("cursor", "limit"),
     "session.get": ("sessionId", "cursor", "limit"),

@@ -177,7 +177,8 @@ def test_settlement_writes_hour_day_and_model_records_and_is_idempotent(dynamodb
     limits, sub = Limits(dynamodb, table_name), user()
     reservation = limits.budget.reserve(sub, T0, request_id="chat-1", estimated_input=700, max_tokens=1300)
     settlement = limits.budget.settle(reservation, 800, 300, "anthropic.claude-3-haiku")
-    assert settlement.usage_wire() == {"inputTokens": 800, "outputTokens": 300, "totalTokens": 1100}
+    assert settlement.usage_wire() == {"inputTokens": 800, "outputTokens": 300, "totalTokens": 1100,
+                                       "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert settlement.limits.to_wire()["tokens"]["remaining"] == 10000 - 1100
     again = limits.budget.settle(Reservation.from_dict(reservation.to_dict()), 800, 300, "anthropic.claude-3-haiku")
     assert again.already_settled and not settlement.already_settled
@@ -242,12 +243,14 @@ def test_usage_report_sums_the_hour_and_the_day(dynamodb, table_name):
     limits.budget.settle(r2, 11, 30, "m")
     limits.rate.admit(sub, T0)
     report = limits.usage.report(sub, T0 + 1)
-    assert report["usage"] == {"hour": {"requests": 2, "inputTokens": 11, "outputTokens": 30},
-                               "day": {"requests": 3, "inputTokens": 23, "outputTokens": 70}}
+    no_cache = {"cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
+    assert report["usage"] == {"hour": {"requests": 2, "inputTokens": 11, "outputTokens": 30, **no_cache},
+                               "day": {"requests": 3, "inputTokens": 23, "outputTokens": 70, **no_cache}}
     assert report["limits"] == {"requests": {"limit": 100, "remaining": 98, "resetAt": T0 + 30},
                                 "tokens": {"limit": 10000, "remaining": 10000 - 41,
                                            "resetAt": records.hour_start(T0) + 3600}}
-    assert limits.usage.report(user(), T0)["usage"]["day"] == {"requests": 0, "inputTokens": 0, "outputTokens": 0}
+    assert limits.usage.report(user(), T0)["usage"]["day"] == {"requests": 0, "inputTokens": 0, "outputTokens": 0,
+                                                               **no_cache}
 
 
 def test_memory_spares_dynamodb_the_rejected_writes(dynamodb, table_name):
@@ -316,3 +319,20 @@ def test_under_mixed_concurrent_reserves_and_settles_the_hour_never_exceeds_the_
     assert seen and max(seen) <= 20000
     final = limits.record(sub, records.hour_sort_key(T0))
     assert int(final["tokens"]["N"]) == sum(o for o in outcomes if isinstance(o, int)) <= 20000
+
+
+def test_cached_input_is_settled_in_its_own_counters_and_counts_against_the_budget(dynamodb, table_name):
+    limits, sub = Limits(dynamodb, table_name), user()
+    reservation = limits.budget.reserve(sub, T0, request_id="cached", estimated_input=6000, max_tokens=500)
+    settlement = limits.budget.settle(reservation, 20, 100, "claude", cache_read=5000, cache_write=900, now=T0 + 5)
+    assert settlement.usage_wire() == {"inputTokens": 20, "outputTokens": 100, "totalTokens": 6020,
+                                       "cacheReadInputTokens": 5000, "cacheWriteInputTokens": 900}
+    assert settlement.limits.to_wire()["tokens"]["remaining"] == 10000 - 6020  # the model read all of it
+    for sort_key in (records.hour_sort_key(T0), records.day_sort_key(T0), records.model_sort_key(T0, "claude")):
+        item = limits.record(sub, sort_key)
+        counts = [records.read_number(item, name) for name in ("inputTokens", "cacheReadInputTokens",
+                                                                "cacheWriteInputTokens")]
+        assert counts == [20, 5000, 900], sort_key
+    assert records.read_number(limits.record(sub, records.day_sort_key(T0)), "totalTokens") == 6020
+    hour = limits.usage.report(sub, T0 + 6)["usage"]["hour"]
+    assert (hour["cacheReadInputTokens"], hour["cacheWriteInputTokens"]) == (5000, 900)

@@ -10,6 +10,9 @@ from chalicelib.dispatch.contract import Admission
 from chalicelib.dispatch.table import TABLE
 from tests.handler_calls import connect, message
 
+ONE_REQUEST = {"requests": 1, "inputTokens": 0, "outputTokens": 0, "cacheReadInputTokens": 0,
+               "cacheWriteInputTokens": 0}
+
 
 def new_user(boto, provisioned, groups=()) -> str:
     """A user of their own (counters no other test touches); returns an access token."""
@@ -58,8 +61,7 @@ def test_usage_get_answers_the_documented_shape(app_env, boto, sender, clock):
     assert frame["data"] == {
         "limits": {"requests": {"limit": 100, "remaining": 99, "resetAt": int(now // 60 * 60 + 60)},
                    "tokens": {"limit": 10000, "remaining": 10000, "resetAt": int(now // 3600 * 3600 + 3600)}},
-        "usage": {"hour": {"requests": 1, "inputTokens": 0, "outputTokens": 0},
-                  "day": {"requests": 1, "inputTokens": 0, "outputTokens": 0}},
+        "usage": {"hour": ONE_REQUEST, "day": ONE_REQUEST},
     }
 
 

@@ -45,6 +45,8 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
         ("s3:DeleteObject", "object:context"), ("s3:ListBucket", "prefix:context"),
         ("kms:Decrypt", "key:context"), ("kms:GenerateDataKey", "key:context"),
+        # chat.upload presigns a PUT; chat.send reads the body (a missing one is 404 only with ListBucket).
+        ("s3:GetObject", "object:uploads"), ("s3:PutObject", "object:uploads"), ("s3:ListBucket", "prefix:uploads"),
         ("lambda:InvokeFunction", "function:bedrock_worker"), ("lambda:InvokeFunction", "function:github_worker"),
         ("execute-api:ManageConnections", "frames:POST"), ("execute-api:ManageConnections", "frames:DELETE"),
     ],
@@ -60,6 +62,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
         ("s3:ListBucket", "prefix:context"),
         ("kms:Decrypt", "key:context"), ("kms:GenerateDataKey", "key:context"),
+        ("s3:GetObject", "object:uploads"), ("s3:DeleteObject", "object:uploads"),  # a chat's upload, read once
         ("bedrock:InvokeModelWithResponseStream", "model:*"),
         ("execute-api:ManageConnections", "frames:POST"),
     ],

@@ -77,6 +77,26 @@ def test_context_bucket_is_private_tls_only_and_encrypted_with_a_rotating_custom
     t.has_output(outputs.CONTEXT_KEY_ARN, {"Value": {"Fn::GetAtt": [key_id, "Arn"]}})
 
 
+@pytest.mark.parametrize("stage", ALL_STAGES)
+def test_the_upload_bucket_is_private_encrypted_and_keeps_nothing_past_a_day(template, stage):
+    t = template(stage, "data")
+    key_id = next(iter(_resources(t, "AWS::KMS::Key")))
+    name = {"Fn::Join": ["", [resources.bucket("uploads").physical_name(stage, ""), {"Ref": "AWS::AccountId"}]]}
+    [(logical_id, bucket)] = [(k, v) for k, v in _resources(t, "AWS::S3::Bucket").items()
+                              if v["Properties"]["BucketName"] == name]
+    properties = bucket["Properties"]
+    customer_key = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]}}
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [{
+        "BucketKeyEnabled": True, "ServerSideEncryptionByDefault": customer_key}]
+    assert properties["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
+    # Every object, tagged or not: an upload that no chat used is gone a day after it was written.
+    assert rules["expire-objects"] == {"Id": "expire-objects", "ExpirationInDays": 1, "Status": "Enabled"}
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    t.has_output(outputs.bucket_name("uploads"), {"Value": {"Ref": logical_id}})
+
+
 def _rule(rule: resources.ExpiryRule, days: int):
     return Match.object_like({"Id": rule.id, "ExpirationInDays": days, "Status": "Enabled",
                               "TagFilters": [{"Key": rule.tag_key, "Value": rule.tag_value}]})

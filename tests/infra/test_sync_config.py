@@ -58,6 +58,7 @@ def test_prod_outputs_land_in_the_stage_config_and_the_policies(chalice_dir, out
     assert env["COGNITO_APP_CLIENT_IDS"] == data[outputs.USER_POOL_CLIENT_ID]
     assert env["COGNITO_ISSUER"] == data[outputs.ISSUER]
     assert env["CONTEXT_BUCKET"] == f"llm-ide-prod-context-{ACCOUNT}"
+    assert env["CHAT_UPLOAD_BUCKET"] == f"llm-ide-prod-uploads-{ACCOUNT}"
     # The bucket's own key, so the app writes SSE-KMS with it rather than SSE-S3.
     assert env["CONTEXT_KMS_KEY_ID"] == data[outputs.CONTEXT_KEY_ARN]
     assert env["CONTEXT_KMS_KEY_ID"].startswith(f"arn:aws:kms:us-east-1:{ACCOUNT}:key/")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
+from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta, ToolUse
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
@@ -50,11 +50,12 @@ class FakeBudget:
         self.settled: list[tuple] = []
         self.fail = fail
 
-    def settle(self, reservation, actual_input, actual_output, model):
+    def settle(self, reservation, actual_input, actual_output, model, *, cache_read=0, cache_write=0):
         self.settled.append((reservation.request_id, actual_input, actual_output, model))
+        self.cache = (cache_read, cache_write)
         if self.fail:
             raise RuntimeError("DynamoDB is down")
-        delta = actual_input + actual_output - reservation.reserved
+        delta = actual_input + actual_output + cache_read + cache_write - reservation.reserved
         return Settlement(input_tokens=actual_input, output_tokens=actual_output, already_settled=False,
                           limits=reservation.limits.with_tokens_changed(delta))
 
@@ -138,7 +139,8 @@ def test_a_reply_streams_and_ends_with_done_and_the_models_usage():
     _outcome, requests, frames = run(FakeBedrock(events))
     assert texts(frames) == "hello world"
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
-    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
+                                   "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert requests.statuses == ["streaming"]
     assert requests.finished["status"] == "done" and requests.finished["usage"] == Usage(3, 4)
 
@@ -271,7 +273,8 @@ def test_a_finished_chat_settles_the_models_usage_and_done_carries_the_settled_l
     # Reserved 103, used 7: the done frame's remaining gives back the difference.
     assert frames[-1]["limits"]["tokens"] == {"limit": 10000, "remaining": 10000 - 7,
                                               "resetAt": SNAPSHOT.hour_start + 3600}
-    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
+                                   "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent"} <= set(metrics.names())
     assert ("FramesSent", len(frames), {"action": "chat.send"}) in metrics.emitted
     assert ("OutputTokens", 4, {"model": "m"}) in metrics.emitted
@@ -473,3 +476,40 @@ def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome
     assert {k: line[k] for k in CONTEXT} == CONTEXT
     [finished] = [line for line in lines if line["message"] == "chat finished"]
     assert finished["outcome"] == outcome
+
+
+# --- tool calls, cache usage, a body from an upload ------------------------------------
+
+
+def test_tool_calls_stream_as_tool_use_frames_in_seq_with_the_deltas_and_usage_counts_the_cache():
+    call = ToolUse("tooluse_1", "read_file", {"path": "a.py"})
+    events = [TextDelta("Let me "), TextDelta("look."), call, MessageStop("tool_use"),
+              Metadata(Usage(5, 9, cache_read_input_tokens=2000, cache_write_input_tokens=30))]
+    budget = FakeBudget()
+    _outcome, requests, frames = run(FakeBedrock(events), budget=budget, stream_flush_ms=5000)
+    *streamed, done = frames
+    *deltas, tool_use = streamed  # the tool call flushed the text held before it (a 5 s interval)
+    assert {f["type"] for f in deltas} == {"delta"} and texts(deltas) == "Let me look."
+    assert [f["seq"] for f in streamed] == list(range(len(streamed)))
+    assert tool_use == {"type": "toolUse", "id": "chat-1", "seq": len(deltas), "toolUseId": "tooluse_1",
+                        "name": "read_file", "input": {"path": "a.py"}}
+    assert done["stopReason"] == "tool_use"
+    assert done["usage"] == {"inputTokens": 5, "outputTokens": 9, "totalTokens": 2044,
+                             "cacheReadInputTokens": 2000, "cacheWriteInputTokens": 30}
+    assert budget.cache == (2000, 30) and requests.finished["usage"].cache_read_input_tokens == 2000
+
+
+def test_a_tool_call_too_large_for_a_frame_ends_the_chat_with_payload_too_large():
+    huge = ToolUse("tooluse_1", "write_file", {"content": "x" * 140_000})
+    _outcome, _requests, frames = run(FakeBedrock([TextDelta("ok "), huge, MessageStop("tool_use")]))
+    assert frames[-1]["type"] == "error" and frames[-1]["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert "write_file" in frames[-1]["error"]["message"]
+    assert [f["type"] for f in frames[:-1]] == ["delta"]
+
+
+def test_a_stream_broken_after_a_tool_call_counts_its_input_as_served():
+    call = ToolUse("tooluse_1", "write_file", {"content": "y" * 400})
+    budget = FakeBudget()
+    _outcome, _requests, frames = run(FakeBedrock([call], error=UpstreamError("the model failed")), budget=budget)
+    assert frames[-1]["error"]["code"] == "UPSTREAM_ERROR"
+    assert budget.settled[0][2] >= 100  # the call's 400 bytes of input were handed out

@@ -187,3 +187,22 @@ def test_split_utf8_keeps_every_character_whole(text, max_bytes):
     pieces = split_utf8(text, max_bytes)
     assert "".join(pieces) == text
     assert all(0 < len(p.encode("utf-8")) <= max_bytes for p in pieces)
+
+
+def test_a_tool_call_flushes_the_text_before_it_and_takes_the_next_seq():
+    from chalicelib.chat.bedrock import ToolUse
+
+    clock, sender = Clock(0.0), SlowSender()
+    stream = make(sender, clock, flush_bytes=10_000, flush_ms=60_000)
+    stream.write("first")
+    sender.wait_for(1)
+    stream.write("held ")
+    stream.write("text")  # under the byte and time limits: it would wait
+    stream.write_tool_use(ToolUse("t1", "ls", {"dir": "."}))
+    stream.write("after")
+    assert stream.finish(DONE)
+    assert [(f["type"], f.get("seq")) for f in sender.frames] == [
+        ("delta", 0), ("delta", 1), ("toolUse", 2), ("delta", 3), ("done", None)]
+    assert sender.frames[1]["text"] == "held text" and sender.frames[3]["text"] == "after"
+    assert sender.frames[2] == {"type": "toolUse", "id": "r1", "seq": 2, "toolUseId": "t1", "name": "ls",
+                                "input": {"dir": "."}}
