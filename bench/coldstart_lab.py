@@ -25,11 +25,10 @@ from devserver import aws as dev_aws
 from devserver import github as dev_github
 from devserver.bedrock import BedrockEmulator
 from devserver.lambda_api import LambdaApi
+from tests.e2e.conftest import GENEROUS_LIMITS  # every run admits a chat and a GitHub job per tree, one user
 from tests.servers import serve
 
 STAGE = "dev"  # the stage's environment (.chalice/config.json), tracing off unless asked
-# The e2e stack's limits: every run admits a chat and a GitHub action per tree, for the same user.
-GENEROUS_LIMITS = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "100000", "TOKEN_BUDGET_PER_HOUR": "100000000"}
 
 
 class ManagementApi:
