@@ -130,7 +130,8 @@ def test_converse_answers_the_whole_reply(emulator_url):
 
 def test_count_tokens_answers_what_converse_charges_and_refuses_what_bedrock_refuses(emulator_url):
     client = runtime_client(emulator_url)
-    messages = [{"role": "user", "content": [{"text": "Count: a,b;c! 漢字 😀 and [[dump]]?"}]}]
+    prompt = "Count: a,b;c! 漢字 😀 and [[dump]]?"
+    messages: list[dict] = [{"role": "user", "content": [{"text": prompt}]}]
     tools = {"tools": [{"toolSpec": {"name": "ls", "inputSchema": {"json": {"type": "object"}}}}]}
     counted = BedrockTokenCounter(client).count("anthropic.claude-sonnet-4-20250514-v1:0",
                                                 {"messages": messages, "system": [{"text": "be brief"}],
@@ -143,7 +144,7 @@ def test_count_tokens_answers_what_converse_charges_and_refuses_what_bedrock_ref
         with pytest.raises(UpstreamError):
             BedrockTokenCounter(client).count(model, {"messages": messages})
     calls = json.load(urllib.request.urlopen(f"{emulator_url}/_emulator/calls"))
-    key = hashlib.sha256(messages[0]["content"][0]["text"].encode()).hexdigest()
+    key = hashlib.sha256(prompt.encode()).hexdigest()
     assert [c["operation"] for c in calls if c["key"] == key] == ["CountTokens", "Converse", "CountTokens",
                                                                    "CountTokens"]
 

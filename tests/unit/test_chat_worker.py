@@ -62,7 +62,7 @@ class FakeBudget:
 class FakeSessions:
     def __init__(self, *, history=(), gone=False) -> None:
         self.history = list(history)
-        self.loaded_with: list[int] = []
+        self.loaded_with: list[tuple[int, int | None]] = []
         self.appended: list[tuple] = []
         self.gone = gone
 
@@ -82,12 +82,13 @@ class FakeRequests:
         self.cancel = threading.Event()
         self.statuses: list[str] = []
         self.finished: Any = None  # the keyword arguments of the last finish()
+        self.cancelled_before_claim = False  # the cancel flag, if set, was set while the chat was queued
 
     def claim(self, request_id, now=None):
         self.statuses.append("streaming")
         if len(self.statuses) > 1:
             return TAKEN  # a second invocation finds it taken
-        return CANCELLED if self.cancel.is_set() and getattr(self, "cancelled_before_claim", False) else CLAIMED
+        return CANCELLED if self.cancel.is_set() and self.cancelled_before_claim else CLAIMED
 
     def cancel_requested(self, request_id):
         self.polls.append(time.monotonic())
