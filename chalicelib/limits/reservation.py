@@ -28,7 +28,7 @@ class Reservation:
     input_tokens: int  # the input the model may be charged for: Bedrock's count, or an upper bound of it
     max_tokens: int  # what the model may generate: the request's, or lowered to fit
     limits: LimitsSnapshot  # as of admission: what the `ack` frame carries
-    reserved_tokens: int = -1  # held in the hour's token counter (-1: input_tokens + max_tokens)
+    reserved_tokens: int | None = None  # held in the hour's token counter (None: input_tokens + max_tokens)
     rates: Rates | None = None  # the model's prices; None: it has none (no cost is recorded)
     cost_micros: int = 0  # held in the user's month record and in each pool (0: no money budget applies)
     pools: tuple[str, ...] = ()  # the groups whose pooled budget holds cost_micros too
@@ -36,7 +36,7 @@ class Reservation:
 
     @property
     def reserved(self) -> int:
-        return self.reserved_tokens if self.reserved_tokens >= 0 else self.input_tokens + self.max_tokens
+        return self.reserved_tokens if self.reserved_tokens is not None else self.input_tokens + self.max_tokens
 
     def charge(self, input_tokens: int, output_tokens: int, *, cache_read: int = 0, cache_write: int = 0) -> Charge:
         """What to charge for what the model reported (Bedrock's counts: `input_tokens` neither read from nor
@@ -62,7 +62,7 @@ class Reservation:
     def to_dict(self) -> dict[str, Any]:
         return {"userSub": self.user_sub, "requestId": self.request_id, "hourStart": self.hour_start,
                 "inputTokens": self.input_tokens, "maxTokens": self.max_tokens, "limits": self.limits.to_dict(),
-                "reservedTokens": self.reserved, "rates": self.rates.to_list() if self.rates else None,
+                "reservedTokens": self.reserved_tokens, "rates": self.rates.to_list() if self.rates else None,
                 "costMicros": self.cost_micros, "pools": list(self.pools), "groups": list(self.groups)}
 
     @classmethod
@@ -70,7 +70,8 @@ class Reservation:
         rates = data.get("rates")
         return cls(user_sub=data["userSub"], request_id=data["requestId"], hour_start=int(data["hourStart"]),
                    input_tokens=int(data["inputTokens"]), max_tokens=int(data["maxTokens"]),
-                   limits=LimitsSnapshot.from_dict(data["limits"]), reserved_tokens=int(data["reservedTokens"]),
+                   limits=LimitsSnapshot.from_dict(data["limits"]),
+                   reserved_tokens=None if data["reservedTokens"] is None else int(data["reservedTokens"]),
                    rates=Rates.from_list(rates) if rates else None, cost_micros=int(data["costMicros"]),
                    pools=tuple(data["pools"]), groups=tuple(data["groups"]))
 

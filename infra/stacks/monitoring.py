@@ -261,8 +261,9 @@ class MonitoringStack(Stack):
                            right=[self.app(m.CHAT_COST), self.app(m.UNCOVERED_TOKENS)]),
         ]
         rejections = [
-            cw.GraphWidget(title="Rate-limit and budget rejections, upstream throttles", width=12, left=[
-                self.app(m.RATE_LIMITED), self.app(m.BUDGET_EXCEEDED), self.app(m.UPSTREAM_THROTTLED)]),
+            cw.GraphWidget(title="Rate-limit and budget rejections, upstream throttles, failed counts", width=12, left=[
+                self.app(m.RATE_LIMITED), self.app(m.BUDGET_EXCEEDED), self.app(m.UPSTREAM_THROTTLED),
+                self.app(m.COUNT_TOKENS_FAILED)]),
             cw.GraphWidget(title="Errors by code", width=12, left=[self.by(m.ERRORS, m.CODE)],
                            right=[self.app(m.SERVER_ERRORS, label="ServerErrors (the error-rate alarm's)")]),
         ]
