@@ -162,7 +162,8 @@ def test_a_pooled_group_budget_is_shared_by_its_members_and_never_outrun(dynamod
     crowd(len(held), lambda i: money.budget.settle(held[i], held[i].charge(10_000, 5000), "m"))
     pool = money.pool(team)
     assert records.read_number(pool, records.MONTH_COST) == len(held) * (2500 + 6250) <= 300_000
-    assert records.read_number(pool, "costMicros") == len(held) * 8750 and records.read_number(pool, "chats") == len(held)
+    assert records.read_number(pool, "costMicros") == len(held) * 8750
+    assert records.read_number(pool, "chats") == len(held)
     assert pool["entry"] == {"S": records.group_entry(team)} and pool["group"] == {"S": team}
     # Another member of the group, a new user with no spending of their own, finds the pool's remainder.
     newcomer = money.reserve(user(), "late", input_tokens=10_000, max_tokens=20_000, groups=(team,), pricing=HAIKU)

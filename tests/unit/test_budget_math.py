@@ -22,8 +22,16 @@ from devserver.bedrock_model import read_request
 from devserver.tokenizer import count_tokens
 
 BASE = {"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"}
-HAIKU_35 = Rates.of(ModelPrice(0.8, 4.0, 0.08, 1.0))  # Claude 3.5 Haiku on Bedrock, USD per million tokens
-SONNET_4 = Rates.of(ModelPrice(3.0, 15.0, 0.3, 3.75))
+
+
+def rates_of(price: ModelPrice) -> Rates:
+    rates = Rates.of(price)
+    assert rates is not None
+    return rates
+
+
+HAIKU_35 = rates_of(ModelPrice(0.8, 4.0, 0.08, 1.0))  # Claude 3.5 Haiku on Bedrock, USD per million tokens
+SONNET_4 = rates_of(ModelPrice(3.0, 15.0, 0.3, 3.75))
 T = 1_800_000_000  # 2027-01-15T08:00:00Z
 
 
@@ -41,7 +49,7 @@ def reservation(**fields) -> Reservation:
 
 
 def test_rates_are_exact_pico_dollars_per_token():
-    assert HAIKU_35 == Rates(input=800_000, output=4_000_000, cache_read=80_000, cache_write=1_000_000)
+    assert Rates(input=800_000, output=4_000_000, cache_read=80_000, cache_write=1_000_000) == HAIKU_35
     assert Rates.of(ModelPrice(0.035, 0.14, 0.00875, 0.035)) == Rates(35_000, 140_000, 8_750, 35_000)  # Nova Micro
     assert Rates.of(None) is None
 
