@@ -84,6 +84,7 @@ def main() -> None:
         provisioned = dev_aws.provision(moto.url, stage="bench")
         os.environ.update(dev_aws.app_environment(moto.url, "http://127.0.0.1:9", provisioned))
         os.environ["RATE_LIMIT_REQUESTS_PER_MINUTE"] = "1000000"  # the admitted figure needs room
+        os.environ["CONNECTION_FRAME_LIMIT"] = "100000"  # and the message path's frames, on one connection
         from chalicelib.aws import clients as aws
         from chalicelib.config import get_settings
         from chalicelib.errors import RateLimited

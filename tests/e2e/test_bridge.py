@@ -160,7 +160,7 @@ def test_anthropic_streamed_message_with_text_and_tool_use_and_the_done_usage(st
 ])
 def test_anthropic_count_tokens(stack, bridge, model, exact):
     messages = [{"role": "user", "content": "Count these words, and this: 漢字😀!"}]
-    counted = bridge.anthropic().messages.count_tokens(model=model, messages=messages)  # type: ignore[arg-type]
+    counted = bridge.anthropic().messages.count_tokens(model=model, messages=messages)
     expected = direct_usage(stack, messages=messages, maxTokens=50, model=model)
     if exact:
         assert counted.input_tokens == expected["inputTokens"]

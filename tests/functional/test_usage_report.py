@@ -156,10 +156,10 @@ def test_the_reports_totals_are_the_sum_of_the_done_frames_for_a_scripted_month(
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
            "AWS_DEFAULT_REGION": "us-east-1"}
     env.pop("AWS_PROFILE", None)
-    result = subprocess.run([sys.executable, "-m", "infra.usage_report", "--stage", "test", "--month", MONTH,
+    command = subprocess.run([sys.executable, "-m", "infra.usage_report", "--stage", "test", "--month", MONTH,
                              "--by", "model", "--endpoint-url", moto_url], capture_output=True, text=True, env=env,
                             cwd=ROOT, timeout=60, check=True)
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    rows = list(csv.DictReader(io.StringIO(command.stdout)))
     assert rows[-1]["model"] == "" and int(rows[-1]["totalTokens"]) == everything["totalTokens"]
     assert float(rows[-1]["costUsd"]) == everything["costUsd"] and {r["model"] for r in rows[:-1]} == {HAIKU, SONNET}
 
