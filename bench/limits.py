@@ -1,10 +1,15 @@
-"""DynamoDB requests per admitted action, per rejected action and per chat (reserve + settle).
+"""DynamoDB requests per admitted action, per rejected action and per chat (reserve + settle), with the token
+budget alone and with money budgets (a user's daily and monthly budget and a group's pooled one); and the time
+CountTokens adds before a chat's `ack`.
 
 Counts every HTTP request the app's own DynamoDB client sends (botocore's
 `before-send` event, so retries would count too) against moto in server mode,
 with the limiters built exactly as the app builds them (its composition root, `Root`). Goal: one
-write to admit an action or a chat, one write to settle a chat, and no request
-at all for an action the container already knows to be over its limit.
+write to admit an action or a chat (with money budgets too: one transaction, after one read of the
+counters), one write to settle a chat, and no request at all for an action the container already
+knows to be over its limit. CountTokens is timed against the local stack's Bedrock emulator: the
+handler's time to `ack` for a model Bedrock counts against one it does not (whose input is bounded
+without a call).
 
     .venv/bin/python bench/limits.py [--n 200]
 """
@@ -79,6 +84,7 @@ def main() -> None:
         provisioned = dev_aws.provision(moto.url, stage="bench")
         os.environ.update(dev_aws.app_environment(moto.url, "http://127.0.0.1:9", provisioned))
         os.environ["RATE_LIMIT_REQUESTS_PER_MINUTE"] = "1000000"  # the admitted figure needs room
+        os.environ["CONNECTION_FRAME_LIMIT"] = "100000"  # and the message path's frames, on one connection
         from chalicelib.aws import clients as aws
         from chalicelib.config import get_settings
         from chalicelib.errors import RateLimited
@@ -122,14 +128,15 @@ def main() -> None:
         budget = root.token_budget
         reservations = []
         reserve_ms = timed(lambda i: reservations.append(budget.reserve(
-            str(uuid.uuid4()), now, request_id=f"r{i}", estimated_input=200, max_tokens=500)), n)
+            str(uuid.uuid4()), now, request_id=f"r{i}", input_tokens=200, max_tokens=500)), n)
         reserve_calls = counter.take()
-        settle_ms = timed(lambda i: budget.settle(reservations[i], 180, 320, "bench-model"), n)
+        settle_ms = timed(lambda i: budget.settle(reservations[i], reservations[i].charge(180, 320), "bench-model"), n)
         settle_calls = counter.take()
         print(f"  chat admission (reserve)     {per_op(reserve_calls, n)}   median {reserve_ms:.2f} ms")
         print(f"  chat settlement (settle)     {per_op(settle_calls, n)}   median {settle_ms:.2f} ms")
-        timed(lambda i: budget.settle(reservations[i], 180, 320, "bench-model"), n)
+        timed(lambda i: budget.settle(reservations[i], reservations[i].charge(180, 320), "bench-model"), n)
         print(f"  settlement retried           {per_op(counter.take(), n)}   (idempotent: counts nothing twice)")
+        money_ms = money_figures(root, counter, now, n)
         report_ms = timed(lambda i: root.usage.report(sub, now), n)
         print(f"  usage report (usage.get, GET /usage) {per_op(counter.take(), n)}   median {report_ms:.2f} ms")
 
@@ -163,7 +170,7 @@ def main() -> None:
             print(f"  message path: {action:<15} {per_op(counter.take(), n)}   median {ms:.2f} ms")
         # A chat refused for its budget: the failed reservation, then its count as a request.
         spent = str(uuid.uuid4())
-        budget.reserve(spent, now, request_id="spent", estimated_input=1, max_tokens=9_999)
+        budget.reserve(spent, now, request_id="spent", input_tokens=1, max_tokens=9_999)
         root.connections.add(connection_id="spent=", user_sub=spent, username="bench", groups=(),
                              token_expires_at=int(now) + 3600, endpoint="http://127.0.0.1:9", now=now)
         refusals: list[str] = []
@@ -180,9 +187,86 @@ def main() -> None:
         print(f"  message path: chat.send refused for its budget {per_op(counter.take(), n)}   median {ms:.2f} ms")
         print(f"Ratios (medians, same run): rejected without memory / admitted = {no_memory_ms / admit_ms:.2f}; "
               f"with memory / without = {memory_ms / no_memory_ms:.4f}; "
-              f"settle / reserve = {settle_ms / reserve_ms:.2f}")
+              f"settle / reserve = {settle_ms / reserve_ms:.2f}; "
+              f"reserve with money budgets / token budget alone = {money_ms[0] / reserve_ms:.2f}; "
+              f"settle with a group / without = {money_ms[1] / settle_ms:.2f}")
+        count_tokens_figures(provisioned, n)
     finally:
         moto.stop()
+
+
+def money_figures(root: Any, counter: RequestCounter, now: float, n: int) -> tuple[float, float]:
+    """A user with a daily and a monthly money budget, in a group with a pooled monthly one: requests per
+    admission and per settlement. Returns their medians (ms)."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from chalicelib.limits import Pricing
+    from chalicelib.root import Root
+
+    settings = dataclasses.replace(root.settings, cost_budget_per_day=10**9, cost_budget_per_month=10**10,
+                                   limits_by_group=MappingProxyType({"bench-team": MappingProxyType(
+                                       {"pooledCostUsdPerMonth": 10**11})}))
+    money = Root(settings, clock=root.clock)
+    model = settings.models.models[settings.default_model_id]
+    reservations: list[Any] = []
+    reserve_ms = timed(lambda i: reservations.append(money.token_budget.reserve(
+        str(uuid.uuid4()), now, groups=("bench-team",), request_id=f"m{i}", input_tokens=200, max_tokens=500,
+        pricing=Pricing.of(model))), n)
+    print("  with money budgets (user day + month, group pool):")
+    print(f"    chat admission (reserve)   {per_op(counter.take(), n)}   median {reserve_ms:.2f} ms")
+    settle_ms = timed(lambda i: money.token_budget.settle(reservations[i], reservations[i].charge(180, 320),
+                                                          model.id), n)
+    print(f"    chat settlement (settle)   {per_op(counter.take(), n)}   median {settle_ms:.2f} ms")
+    report_ms = timed(lambda i: money.usage.report(reservations[i].user_sub, now, groups=("bench-team",)), n)
+    print(f"    usage report (usage.get)   {per_op(counter.take(), n)}   median {report_ms:.2f} ms")
+    return reserve_ms, settle_ms
+
+
+def count_tokens_figures(provisioned: Any, n: int) -> None:
+    """The handler's time to `ack` (chat.send, in-process, against moto) for a model Bedrock counts (one CountTokens
+    call to the local stack's emulator before the reservation) and for one it does not (the input bounded in
+    memory); their difference is what CountTokens adds before the ack."""
+    import json
+
+    from bench.agent_chat import TimingSender, bench_root
+    from chalicelib import process
+    from chalicelib.root import get_root
+    from devserver.bedrock import BedrockEmulator
+    from tests.handler_calls import connect, login, message
+    from tests.servers import serve
+
+    with serve(BedrockEmulator().make_app()) as bedrock_url:
+        os.environ.update({"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_url, "TOKEN_BUDGET_PER_HOUR": "1000000000",
+                           "LOG_LEVEL": "WARNING"})
+        process.reset()
+        sender = TimingSender()
+        process.install(get_root, bench_root(sender, []))
+        boto = lambda service: dev_aws.aws_client(service, endpoint=os.environ["AWS_ENDPOINT_URL"])
+        connect("count=", headers={"Authorization": f"Bearer {login(boto, provisioned)}"})
+        prompt = "Explain what this function does, briefly: def f(x): return {'x': [x, x * 2]} # thanks!!"
+
+        def time_to_ack(model: str) -> float:
+            began = time.perf_counter()
+            message("count=", json.dumps({"action": "chat.send", "id": "b", "prompt": prompt, "model": model,
+                                          "maxTokens": 100}))
+            at, ack = sender.posted[-1]
+            if ack["type"] != "ack":
+                raise SystemExit(f"refused: {ack}")
+            return (at - began) * 1000
+
+        counted, bounded = "claude-sonnet-4-20250514", "claude-3-haiku-20240307"
+        samples: dict[str, list[float]] = {counted: [], bounded: []}
+        for round_ in range(n + 2):  # the first two warm the container and its clients
+            figures = {model: time_to_ack(model) for model in samples}
+            if round_ >= 2:
+                for model, ms in figures.items():
+                    samples[model].append(ms)
+        with_count, without = statistics.median(samples[counted]), statistics.median(samples[bounded])
+        print(f"chat.send, handler time to ack (median of {n}, moto and the Bedrock emulator, in-process):")
+        print(f"  Claude Sonnet 4 (CountTokens)       {with_count:7.2f} ms")
+        print(f"  Claude 3 Haiku (input bound, no call) {without:5.2f} ms")
+        print(f"  CountTokens adds {with_count - without:.2f} ms (x{with_count / without:.2f})")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -31,6 +32,11 @@ _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z
 _ENDPOINT = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 _GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000),
                      "githubCallsPerHour": (1, 1_000_000)}
+# Money limits of LIMITS_BY_GROUP: USD (at most six decimals), kept in micro-dollars.
+_GROUP_COST_KEYS = ("costUsdPerDay", "costUsdPerMonth", "pooledCostUsdPerMonth")
+MAX_COST_USD = 1_000_000_000.0
+# A chat's settlement is one transaction of at most 100 items: five of its own and one per group recorded.
+MAX_LIMIT_GROUPS = 90
 _GITHUB_GROUP = re.compile(r"^[\w+=,.@-]{1,128}$")
 # Branch name components kept to what every git host and filesystem takes: no leading dot or dash,
 # no trailing dot or `.lock`, no `..` (git's rules), ASCII letters, digits, `_`, `.`, `-`; a `/` after each.
@@ -73,7 +79,11 @@ class Settings:
     # Limits (see chalicelib/limits)
     rate_limit_requests_per_minute: int
     token_budget_per_hour: int
-    limits_by_group: Mapping[str, Mapping[str, int]]  # group -> {"requestsPerMinute"?, "tokensPerHour"?}
+    # group -> {"requestsPerMinute"?, "tokensPerHour"?, "githubCallsPerHour"?, and in micro-dollars
+    # "costUsdPerDay"?, "costUsdPerMonth"?, "pooledCostUsdPerMonth"?}
+    limits_by_group: Mapping[str, Mapping[str, int]]
+    cost_budget_per_day: int | None  # micro-dollars per user and day; None: no daily money budget
+    cost_budget_per_month: int | None  # micro-dollars per user and month
     token_reservation_floor: int
     usage_hourly_retention_hours: int
     usage_daily_retention_days: int
@@ -130,6 +140,7 @@ class Settings:
     stream_flush_ms: int
     bedrock_read_timeout: float
     bedrock_max_attempts: int
+    bedrock_count_tokens_timeout: float  # CountTokens' read timeout: it runs before the ack
     chat_max_tools: int
     # Request bodies larger than a frame (chat.upload): their bucket and size limit
     chat_upload_bucket: str
@@ -241,25 +252,45 @@ class _Reader:
         return entries
 
     def group_limits(self, name: str) -> Mapping[str, Mapping[str, int]]:
-        """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000}}."""
+        """A JSON object of Cognito group -> limit overrides, e.g. {"power-users": {"tokensPerHour": 100000},
+        "team-a": {"pooledCostUsdPerMonth": 500}}; money limits are returned in micro-dollars."""
         data = self.json_object(name, "group name -> limits")
         if data is None:
             return MappingProxyType({})
+        if len(data) > MAX_LIMIT_GROUPS:
+            raise ConfigError(f"{name} names {len(data)} groups; at most {MAX_LIMIT_GROUPS} are allowed")
+        known = (*_GROUP_LIMIT_KEYS, *_GROUP_COST_KEYS)
         groups: dict[str, Mapping[str, int]] = {}
         for group, limits in data.items():
             if not 1 <= len(group) <= 128:
                 raise ConfigError(f"{name} has an invalid group name {group[:40]!r}")
             if not isinstance(limits, dict) or not limits:
                 raise ConfigError(f"{name}: the limits of group {group!r} must be a non-empty object")
+            checked: dict[str, int] = {}
             for key, value in limits.items():
-                if key not in _GROUP_LIMIT_KEYS:
+                if key not in known:
                     raise ConfigError(f"{name}: group {group!r} has an unknown limit {key!r} "
-                                      f"(known: {', '.join(_GROUP_LIMIT_KEYS)})")
+                                      f"(known: {', '.join(known)})")
+                if key in _GROUP_COST_KEYS:
+                    checked[key] = _usd_micros(value, f"{name}: {group!r}.{key}")
+                    continue
                 low, high = _GROUP_LIMIT_KEYS[key]
                 if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                     raise ConfigError(f"{name}: {group!r}.{key} must be an integer in {low}..{high}")
-            groups[group] = MappingProxyType(dict(limits))
+                checked[key] = value
+            groups[group] = MappingProxyType(checked)
         return MappingProxyType(groups)
+
+    def usd(self, name: str) -> int | None:
+        """An optional amount of USD (more than 0, at most six decimals), in micro-dollars; None when unset."""
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number of USD") from None
+        return _usd_micros(value, name)
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -286,6 +317,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
                                   ("true", "false")) == "true"
     if revocation_check and token_use != "access":
         raise ConfigError("COGNITO_REVOCATION_CHECK=true needs COGNITO_TOKEN_USE=access (GetUser takes one)")
+    limits_by_group = env.group_limits("LIMITS_BY_GROUP")
+    cost_per_day, cost_per_month = env.usd("COST_BUDGET_USD_PER_DAY"), env.usd("COST_BUDGET_USD_PER_MONTH")
+    group_money = any(key in limits for limits in limits_by_group.values() for key in _GROUP_COST_KEYS)
+    _check_prices(models, money_settings=[name for name, given in (
+        ("COST_BUDGET_USD_PER_DAY", cost_per_day is not None),
+        ("COST_BUDGET_USD_PER_MONTH", cost_per_month is not None), ("LIMITS_BY_GROUP", group_money)) if given])
     return Settings(
         stage=stage,
         region=region,
@@ -316,7 +353,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         rate_limit_requests_per_minute=env.number("RATE_LIMIT_REQUESTS_PER_MINUTE", 100, int,
                                                   minimum=1, maximum=1_000_000),
         token_budget_per_hour=env.number("TOKEN_BUDGET_PER_HOUR", 10000, int, minimum=1, maximum=1_000_000_000),
-        limits_by_group=env.group_limits("LIMITS_BY_GROUP"),
+        limits_by_group=limits_by_group,
+        cost_budget_per_day=cost_per_day,
+        cost_budget_per_month=cost_per_month,
         token_reservation_floor=env.number("TOKEN_RESERVATION_FLOOR", 256, int, minimum=1, maximum=100_000),
         # An hour's records also answer the day's request count, so they outlive the day.
         usage_hourly_retention_hours=env.number("USAGE_HOURLY_RETENTION_HOURS", 48, int, minimum=25, maximum=24 * 400),
@@ -383,6 +422,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stream_flush_ms=env.number("STREAM_FLUSH_MS", 300, int, minimum=0, maximum=5000),
         bedrock_read_timeout=env.number("BEDROCK_READ_TIMEOUT", 60.0, float, minimum=1, maximum=900),
         bedrock_max_attempts=env.number("BEDROCK_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
+        # CountTokens answers in tens of milliseconds; a count that takes longer reserves the bound instead.
+        bedrock_count_tokens_timeout=env.number("BEDROCK_COUNT_TOKENS_TIMEOUT", 2.0, float, minimum=0.1, maximum=30),
         # OpenAI's limit on a request's functions; agents with many MCP servers come near it.
         chat_max_tools=env.number("CHAT_MAX_TOOLS", 128, int, minimum=1, maximum=1000),
         # The physical name carries the account id (infra/resources.py); deployments set it.
@@ -392,6 +433,24 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         chat_upload_max_bytes=env.number("CHAT_UPLOAD_MAX_BYTES", 8 * 1024 * 1024, int, minimum=32 * 1024,
                                          maximum=32 * 1024 * 1024),
     )
+
+
+def _usd_micros(value: Any, where: str) -> int:
+    """A USD amount as micro-dollars: a number above 0 and at most MAX_COST_USD, with at most six decimals."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_COST_USD:
+        raise ConfigError(f"{where} must be a number of USD above 0 and at most {MAX_COST_USD:.0f}")
+    micros = Decimal(str(value)) * 10**6
+    if micros % 1:
+        raise ConfigError(f"{where} has more than six decimals (amounts are kept in micro-dollars)")
+    return int(micros)
+
+
+def _check_prices(models: ModelTable, *, money_settings: list[str]) -> None:
+    """A money budget needs every allowed model's price: a chat on a model without one could not be charged."""
+    unpriced = [model_id for model_id, spec in models.models.items() if spec.price is None]
+    if money_settings and unpriced:
+        raise ConfigError(f"{' and '.join(money_settings)} set a money budget, but MODELS gives no price for "
+                          f"{', '.join(unpriced)}")
 
 
 def _optional_matching(env: _Reader, name: str, pattern: re.Pattern) -> str | None:

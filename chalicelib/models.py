@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -211,13 +212,18 @@ def _parse_overrides(raw: str | None) -> dict[str, dict[str, Any]]:
         if isinstance(fields.get("price"), dict):
             price = fields["price"]
             if set(price) != set(_PRICE_FIELDS) or not all(_is_amount(price[k]) for k in _PRICE_FIELDS):
-                raise ModelTableError(f"{model_id!r}.price must hold {', '.join(_PRICE_FIELDS)}, each >= 0")
+                raise ModelTableError(f"{model_id!r}.price must hold {', '.join(_PRICE_FIELDS)}, each >= 0 with at "
+                                      "most six decimals")
             checked[model_id]["price"] = tuple(float(price[k]) for k in _PRICE_FIELDS)
     return checked
 
 
 def _is_amount(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1_000_000
+    """A price: a number of USD per million tokens, 0 or more, below a million, with at most six decimals (so that
+    one token's price is a whole number of pico-dollars: chalicelib/limits/pricing.py)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1_000_000:
+        return False
+    return (Decimal(str(value)) * 10**6) % 1 == 0
 
 
 def _spec(model_id: str, fields: Mapping[str, Any]) -> ModelSpec:

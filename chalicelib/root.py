@@ -29,6 +29,7 @@ from chalicelib.process import kept, kept_per_thread
 if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
     from chalicelib.chat.bedrock import BedrockChat
+    from chalicelib.chat.counting import InputCounter
     from chalicelib.chat.uploads import UploadStore
     from chalicelib.chat.worker import ChatWorker
     from chalicelib.context.store import ContextStore
@@ -166,6 +167,20 @@ class Root:
         # botocore makes one attempt: BedrockChat retries itself, and only before any text was passed on.
         client = aws.client("bedrock-runtime", read_timeout=self.settings.bedrock_read_timeout, max_attempts=1)
         return BedrockChat(client, max_attempts=self.settings.bedrock_max_attempts)
+
+    @cached_property
+    def input_counter(self) -> InputCounter:
+        """Bedrock's CountTokens for chat.send and chat.countTokens; its client built on the first count."""
+        from chalicelib.chat.bedrock import BedrockTokenCounter
+        from chalicelib.chat.counting import InputCounter
+
+        def counter() -> BedrockTokenCounter:
+            # Before the ack, so bounded tightly: botocore retries throttling within AWS_MAX_ATTEMPTS, and a
+            # count that still fails reserves the input's bound instead.
+            return BedrockTokenCounter(aws.client("bedrock-runtime",
+                                                  read_timeout=self.settings.bedrock_count_tokens_timeout))
+
+        return InputCounter(counter)
 
     def chat_worker(self, endpoint: str) -> ChatWorker:
         """The bedrock_worker's worker for a chat whose connection is reached through `endpoint`."""

@@ -174,7 +174,8 @@ async def _serve(args: argparse.Namespace) -> None:
                           post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0))
         bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
-                               functions=tuple(f.name for f in app_module.app.pure_lambda_functions))
+                               functions=tuple(f.name for f in app_module.app.pure_lambda_functions),
+                               event_delay_ms=float(os.environ.get("DEV_LAMBDA_EVENT_DELAY_MS") or 0))
         s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
                                               aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
         cognito_front = CognitoFront(moto.url, passwords={(provisioned.user_pool_id, username): password

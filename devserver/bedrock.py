@@ -1,12 +1,13 @@
-"""The Bedrock Runtime emulator: Converse and ConverseStream with an echo model.
+"""The Bedrock Runtime emulator: Converse, ConverseStream and CountTokens with an echo model.
 
 ConverseStream answers in real AWS event-stream encoding, so boto3's own parser
 reads it. The reply is the text of the last user message's text blocks, one
-delta per "token" (a run of whole characters of at most 4 UTF-8 bytes); usage
-counts about one token per 4 bytes; `maxTokens` is honoured (stop reason
-`max_tokens`). Requests are checked, counted and cached as devserver/bedrock_model.py
-says (tools, images, tool results, cache points). Directives in the prompt inject
-faults and pacing, and call tools:
+delta per token of the emulator's tokenizer (devserver/tokenizer.py), which also
+counts the usage and CountTokens' answer: a tokenizer's rule, so a byte estimate
+is visibly wrong against it; `maxTokens` is honoured (stop reason `max_tokens`).
+Requests are checked, counted and cached as devserver/bedrock_model.py says (tools,
+images, tool results, cache points). Directives in the prompt inject faults and
+pacing, and call tools:
 
   [[throttle]]               every call answers ThrottlingException (HTTP 429)
   [[throttle-once]]          only the first call for this prompt does
@@ -17,10 +18,18 @@ faults and pacing, and call tools:
   [[dump]]                   the reply is the request received, as JSON (every block)
   [[tool:NAME {json}]]       after the text before it, a call of tool NAME with that input;
                              the reply stops with `tool_use`
+  [[count-throttle]]         CountTokens answers ThrottlingException (Converse is unaffected)
+
+CountTokens (POST /model/<foundation model id>/count-tokens, `input.converse`) checks the
+request as Converse does, refuses an inference profile id and a model whose table entry
+says it cannot be counted, and answers the count Converse would report as its input.
 
 DEV_MODEL_TOKENS_PER_SECOND paces every reply. The emulator accepts any model
 id: the app enforces its allow-list. GET /_emulator/streams/<sha256 of the
-prompt> reports a stream's timings, for benchmarks.
+prompt> reports a stream's timings, for benchmarks; GET /_emulator/calls (with
+`?key=<sha256 of the prompt>` for one prompt's) lists the calls received, oldest
+first: operation (Converse, ConverseStream, CountTokens), model, key and time, so
+a test can see that a model was never called.
 """
 from __future__ import annotations
 
@@ -31,23 +40,26 @@ import logging
 import re
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
 
+from chalicelib.models import builtin, foundation_id
 from devserver import bedrock_model as model
 from devserver import eventstream
+from devserver.tokenizer import split_tokens
 
 log = logging.getLogger("devserver.bedrock")
 
 _DIRECTIVE = re.compile(r"\[\[(throttle|throttle-once|stream-throttle|stream-throttle-once|midstream-error|dump|"
-                        r"slow:(\d{1,6}))\]\]")
+                        r"count-throttle|slow:(\d{1,6}))\]\]")
 _ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 DEFAULT_MAX_TOKENS = 4096
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # room for the largest upload (CHAT_UPLOAD_MAX_BYTES at most 32 MiB), in JSON
 KEPT_TIMINGS = 512
+KEPT_CALLS = 4096
 
 
 @dataclass
@@ -59,6 +71,16 @@ class StreamTiming:
     last_token_at: float | None = None
     tokens: int = 0
     aborted: bool = False  # the caller closed the stream before its end
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call the emulator received (GET /_emulator/calls)."""
+
+    operation: str  # Converse, ConverseStream or CountTokens
+    model_id: str
+    key: str  # sha256 of the prompt (the last user message's text)
+    at: float  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -80,47 +102,28 @@ class Reply:
         return len(self.tokens) + sum(call.tokens for call in self.tool_calls)
 
 
-def split_tokens(text: str) -> list[str]:
-    """Runs of whole characters of at most 4 UTF-8 bytes: roughly a model's tokens."""
-    tokens: list[str] = []
-    current: list[str] = []
-    size = 0
-    for char in text:
-        width = len(char.encode("utf-8"))
-        if current and size + width > 4:
-            tokens.append("".join(current))
-            current, size = [], 0
-        current.append(char)
-        size += width
-    if current:
-        tokens.append("".join(current))
-    return tokens
-
-
 class BedrockEmulator:
     def __init__(self, *, tokens_per_second: float = 0.0) -> None:
         self._token_delay = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
         self._seen_once: set[tuple[str, str]] = set()
         self._cache = model.PromptCache()
         self.timings: OrderedDict[str, StreamTiming] = OrderedDict()
+        self.calls: deque[Call] = deque(maxlen=KEPT_CALLS)
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/model/{model_id}/converse", self._converse)
         app.router.add_post("/model/{model_id}/converse-stream", self._converse_stream)
+        app.router.add_post("/model/{model_id}/count-tokens", self._count_tokens)
         app.router.add_get("/_emulator/streams/{key}", self._timing)
+        app.router.add_get("/_emulator/calls", self._calls)
         return app
 
     # --- the model ------------------------------------------------------------
 
     def reply(self, model_id: str, request: dict[str, Any]) -> Reply:
-        try:
-            reading = model.read_request(model_id, request)
-        except model.Invalid as invalid:
-            raise _Failure(400, "ValidationException", str(invalid)) from None
-        messages = request["messages"]
-        users = [m for m in messages if m.get("role") == "user"]
-        prompt = "".join(model.texts(users[-1].get("content"))) if users else ""
+        reading = _read_request(model_id, request)
+        prompt = _prompt(request)
         found = {m.group(1) for m in _DIRECTIVE.finditer(prompt)}
         slow = next((int(m.group(2)) for m in _DIRECTIVE.finditer(prompt) if m.group(2)), None)
         inference = request.get("inferenceConfig") or {}
@@ -135,7 +138,18 @@ class BedrockEmulator:
         return Reply(tokens=tokens[:max_tokens], stop_reason=stop_reason,
                      usage=self._cache.usage(reading, min_tokens=model.min_cache_tokens(model_id)),
                      directives=frozenset(found), delay=slow / 1000.0 if slow is not None else self._token_delay,
-                     key=hashlib.sha256(prompt.encode("utf-8")).hexdigest(), tool_calls=tuple(made))
+                     key=_key(prompt), tool_calls=tuple(made))
+
+    def count(self, model_id: str, request: dict[str, Any]) -> int:
+        """CountTokens: the input tokens a Converse request of these messages, system and tools would be charged
+        (cache points change how they are billed, not how many they are)."""
+        spec = builtin(model_id)
+        if model_id != foundation_id(model_id):
+            raise _Failure(400, "ValidationException", "CountTokens takes a foundation model id, not an inference "
+                                                       "profile or ARN.")
+        if spec is not None and not spec.count_tokens:
+            raise _Failure(400, "ValidationException", "The provided model doesn't support counting tokens.")
+        return _read_request(model_id, request).tokens
 
     def _fault(self, reply: Reply, name: str) -> bool:
         """Whether fault `name` applies to this call: always, or once per prompt with `-once`."""
@@ -149,22 +163,31 @@ class BedrockEmulator:
 
     # --- HTTP -----------------------------------------------------------------
 
-    async def _read(self, request: web.Request) -> tuple[str, Reply]:
+    async def _body(self, request: web.Request, operation: str) -> dict[str, Any]:
+        """The request's JSON body, once its signature is there; the call is logged."""
         if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
             raise _Failure(403, "AccessDeniedException", "Missing Authentication Token")
         try:
             body = json.loads(await request.read() or b"{}")
         except ValueError:
             raise _Failure(400, "ValidationException", "the body is not JSON") from None
+        body = body if isinstance(body, dict) else {}
+        converse = (body.get("input") or {}).get("converse") if operation == "CountTokens" else body
+        self.calls.append(Call(operation, request.match_info["model_id"],
+                               _key(_prompt(converse if isinstance(converse, dict) else {})), time.time()))
+        return body
+
+    async def _read(self, request: web.Request, operation: str) -> tuple[str, Reply]:
+        body = await self._body(request, operation)
         model_id = request.match_info["model_id"]
-        reply = self.reply(model_id, body if isinstance(body, dict) else {})
+        reply = self.reply(model_id, body)
         if self._fault(reply, "throttle"):
             raise _Failure(429, "ThrottlingException", "Too many requests, please wait before trying again.")
         return model_id, reply
 
     async def _converse(self, request: web.Request) -> web.StreamResponse:
         try:
-            _model, reply = await self._read(request)
+            _model, reply = await self._read(request, "Converse")
         except _Failure as failure:
             return failure.response()
         if "midstream-error" in reply.directives:
@@ -185,7 +208,7 @@ class BedrockEmulator:
     async def _converse_stream(self, request: web.Request) -> web.StreamResponse:
         received = time.time()
         try:
-            _model, reply = await self._read(request)
+            _model, reply = await self._read(request, "ConverseStream")
         except _Failure as failure:
             return failure.response()
         timing = self._remember(reply.key, StreamTiming(received_at=received))
@@ -246,11 +269,48 @@ class BedrockEmulator:
             self.timings.popitem(last=False)
         return timing
 
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await self._body(request, "CountTokens")
+            converse = (body.get("input") or {}).get("converse") if isinstance(body.get("input"), dict) else None
+            if not isinstance(converse, dict):
+                raise _Failure(400, "ValidationException", "input.converse is required (this emulator counts Converse "
+                                                           "requests only)")
+            if "count-throttle" in {m.group(1) for m in _DIRECTIVE.finditer(_prompt(converse))}:
+                raise _Failure(429, "ThrottlingException", "Too many requests, please wait before trying again.")
+            tokens = self.count(request.match_info["model_id"], converse)
+        except _Failure as failure:
+            return failure.response()
+        return web.json_response({"inputTokens": tokens}, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    async def _calls(self, request: web.Request) -> web.StreamResponse:
+        key = request.query.get("key")
+        return web.json_response([asdict(call) for call in self.calls if key is None or call.key == key])
+
     async def _timing(self, request: web.Request) -> web.StreamResponse:
         timing = self.timings.get(request.match_info["key"])
         if timing is None:
             return web.json_response({"message": "no such stream"}, status=404)
         return web.json_response(asdict(timing))
+
+
+def _read_request(model_id: str, request: dict[str, Any]) -> model.Reading:
+    try:
+        return model.read_request(model_id, request)
+    except model.Invalid as invalid:
+        raise _Failure(400, "ValidationException", str(invalid)) from None
+
+
+def _prompt(request: dict[str, Any]) -> str:
+    """The text of the last user message: what the model echoes, and what the emulator's logs are keyed by."""
+    messages = request.get("messages")
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"] if isinstance(messages, list) \
+        else []
+    return "".join(model.texts(users[-1].get("content"))) if users else ""
+
+
+def _key(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
 
 class _Failure(Exception):

@@ -7,9 +7,10 @@ toolUse/toolResult blocks only with a `toolConfig`, every toolResult answering a
 the turn before and every toolUse answered in the turn after; at most four cache points, and
 only for models that cache prompts.
 
-Tokens: about one per 4 bytes of everything the model reads (text, tool specs, tool inputs and
-results as JSON), an image `width * height / 750` after Claude's downscaling, in the order
-Bedrock reads a request: tools, system, messages.
+Tokens: every text the model reads (text blocks, tool specs, tool inputs and results as JSON)
+counted by the emulator's tokenizer (devserver/tokenizer.py: a tokenizer's rule, not a byte
+estimate), an image `width * height / 750` after Claude's downscaling, in the order Bedrock
+reads a request: tools, system, messages. CountTokens answers the same count.
 
 Prompt cache: a cache point's prefix (everything before it) of at least the model's minimum
 (1,024 tokens unless the model table says otherwise) is cached for five minutes from its last
@@ -39,6 +40,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from chalicelib.models import builtin
+from devserver.tokenizer import count_tokens, split_tokens
 
 CACHE_SECONDS = 300
 DEFAULT_MIN_CACHE_TOKENS = 1024
@@ -77,26 +79,27 @@ class Usage:
 
 
 @dataclass
-class _Reading:
-    """A request read in Bedrock's order: its bytes so far, its running hash, its cache points' prefixes."""
+class Reading:
+    """A request read in Bedrock's order: its tokens so far, its running hash, its cache points' prefixes."""
 
     model_id: str
-    size: int = 0
+    tokens: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     prefixes: list[tuple[int, str]] = field(default_factory=list)  # (tokens, key) at each cache point
     images: int = 0
 
-    def read(self, block: Any, size: int) -> None:
-        self.size += size
+    def read(self, block: Any, tokens: int) -> None:
+        self.tokens += tokens
         self.digest.update(json.dumps(block, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
     def cache_point(self) -> None:
         key = hashlib.sha256(f"{self.model_id}\0{self.digest.copy().hexdigest()}".encode()).hexdigest()
-        self.prefixes.append((tokens_for(self.size), key))
+        self.prefixes.append((self.tokens, key))
 
 
-def tokens_for(size: int) -> int:
-    return (size + 3) // 4
+def json_tokens(value: Any) -> int:
+    """The tokens of a JSON value as the model reads it (compact, its punctuation a token each)."""
+    return count_tokens(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 class PromptCache:
@@ -106,7 +109,7 @@ class PromptCache:
         self._expiry: OrderedDict[str, float] = OrderedDict()
         self._clock = clock
 
-    def usage(self, reading: _Reading, *, min_tokens: int) -> Usage:
+    def usage(self, reading: Reading, *, min_tokens: int) -> Usage:
         now = self._clock()
         eligible = [(tokens, key) for tokens, key in reading.prefixes if tokens >= min_tokens]
         read = max((tokens for tokens, key in eligible if self._expiry.get(key, 0.0) > now), default=0)
@@ -116,7 +119,7 @@ class PromptCache:
             self._expiry.move_to_end(key)
         while len(self._expiry) > KEPT_PREFIXES:
             self._expiry.popitem(last=False)
-        total = tokens_for(reading.size)
+        total = reading.tokens
         write = max(0, written - read)
         return Usage(input_tokens=total - read - write, cache_read_input_tokens=read, cache_write_input_tokens=write)
 
@@ -125,13 +128,13 @@ def texts(blocks: Any) -> list[str]:
     return [b["text"] for b in blocks or [] if isinstance(b, dict) and isinstance(b.get("text"), str)]
 
 
-def read_request(model_id: str, request: dict[str, Any]) -> _Reading:
+def read_request(model_id: str, request: dict[str, Any]) -> Reading:
     """Check the request as Bedrock does (Invalid) and read it in its order: tools, system, messages."""
     spec = builtin(model_id)
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Invalid("messages must not be empty")
-    reading = _Reading(model_id)
+    reading = Reading(model_id)
     tool_config = request.get("toolConfig")
     tool_names = _tools(tool_config, reading)
     for index, block in enumerate(request.get("system") or []):
@@ -172,7 +175,7 @@ def min_cache_tokens(model_id: str) -> int:
     return spec.min_cache_tokens if spec is not None else DEFAULT_MIN_CACHE_TOKENS
 
 
-def _tools(config: Any, reading: _Reading) -> set[str] | None:
+def _tools(config: Any, reading: Reading) -> set[str] | None:
     if config is None:
         return None
     tools = config.get("tools") if isinstance(config, dict) else None
@@ -187,14 +190,14 @@ def _tools(config: Any, reading: _Reading) -> set[str] | None:
         if not isinstance(spec, dict) or not isinstance((spec.get("inputSchema") or {}).get("json"), dict):
             raise Invalid("Each tool needs a toolSpec with an inputSchema.json object.")
         names.add(spec["name"])
-        reading.read(spec, len(json.dumps(spec, ensure_ascii=False).encode("utf-8")))
+        reading.read(spec, json_tokens(spec))
     choice = config.get("toolChoice") or {}
     if "tool" in choice and choice["tool"].get("name") not in names:
         raise Invalid("The tool named in toolChoice is not in toolConfig.tools.")
     return names
 
 
-def _block(block: Any, where: str, reading: _Reading) -> None:
+def _block(block: Any, where: str, reading: Reading) -> None:
     if not isinstance(block, dict):
         raise Invalid(f"The ContentBlock at {where} is not an object.")
     if "cachePoint" in block:
@@ -203,18 +206,18 @@ def _block(block: Any, where: str, reading: _Reading) -> None:
         if not block["text"].strip():
             raise Invalid(f"The text field in the ContentBlock object at {where} is blank. "
                           "Add text to the text field, and try again.")
-        reading.read(block, len(block["text"].encode("utf-8")))
+        reading.read(block, count_tokens(block["text"]))
     elif "image" in block:
         reading.images += 1
-        reading.read(block, 4 * _image_tokens(block["image"], where))
+        reading.read(block, _image_tokens(block["image"], where))
     elif "toolUse" in block:
         use = block["toolUse"]
-        reading.read(block, len((use["name"] + json.dumps(use["input"], ensure_ascii=False)).encode("utf-8")))
+        reading.read(block, count_tokens(use["name"]) + json_tokens(use["input"]))
     elif "toolResult" in block:
         for index, item in enumerate(block["toolResult"].get("content") or []):
             _block(item, f"{where}.toolResult.content.{index}", reading)
     elif "json" in block:
-        reading.read(block, len(json.dumps(block["json"], ensure_ascii=False).encode("utf-8")))
+        reading.read(block, json_tokens(block["json"]))
     else:
         raise Invalid(f"The ContentBlock at {where} has no content this emulator knows.")
 
@@ -260,10 +263,11 @@ def make_calls(calls: list[tuple[str, str]], budget: int) -> tuple[list[ToolCall
     """The tool calls within `budget` output tokens; True if one was cut short by it."""
     made: list[ToolCall] = []
     for name, text in calls:
-        tokens = tokens_for(len(text.encode("utf-8")))
+        split = split_tokens(text)
+        tokens = len(split)
         cut = tokens > budget
         if cut:
-            text, tokens = text[:budget * 4], budget
+            text, tokens = "".join(split[:budget]), budget
         pieces = [text[i:i + TOOL_PIECE_CHARS] for i in range(0, len(text), TOOL_PIECE_CHARS)]
         made.append(ToolCall(f"tooluse_{secrets.token_urlsafe(16)}", name, pieces, tokens))
         budget -= tokens

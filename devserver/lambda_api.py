@@ -2,7 +2,9 @@
 
 boto3's `lambda.invoke` reaches this through AWS_ENDPOINT_URL_LAMBDA. `Event`
 invocations answer 202 at once and run on the runtime's thread pool, as Lambda
-queues them; `RequestResponse` runs the function and returns its result.
+queues them (after DEV_LAMBDA_EVENT_DELAY_MS, the time an event may wait in
+Lambda's queue: so that tests can act between an invocation and its start);
+`RequestResponse` runs the function and returns its result.
 Function names are resolved as Chalice names them: `<app>-<stage>-<function>`,
 a bare function name, or an ARN of either.
 """
@@ -25,8 +27,10 @@ MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 
 
 class LambdaApi:
-    def __init__(self, runtime: LambdaRuntime, *, app_name: str, stage: str, functions: tuple[str, ...]) -> None:
+    def __init__(self, runtime: LambdaRuntime, *, app_name: str, stage: str, functions: tuple[str, ...],
+                 event_delay_ms: float = 0.0) -> None:
         self._runtime = runtime
+        self._event_delay = event_delay_ms / 1000.0
         self._prefix = f"{app_name}-{stage}-"
         self._functions = frozenset(functions)
         self._background: set[asyncio.Task] = set()
@@ -74,6 +78,8 @@ class LambdaApi:
         return web.json_response(result, headers={"X-Amz-Executed-Version": "$LATEST"})
 
     async def _run(self, function: str, event: dict) -> None:
+        if self._event_delay:
+            await asyncio.sleep(self._event_delay)
         try:
             await self._runtime.invoke(function, event)
         except Exception:

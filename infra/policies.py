@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chalicelib.models import build_table
 from infra import resources
 from infra.stages import Stage, destination_regions, profile_model, profile_prefix
 from infra.stages import stage as get_stage
@@ -145,6 +146,17 @@ def _bedrock(d: Deployment) -> list[Statement]:
     return statements
 
 
+def _count_tokens(d: Deployment) -> list[Statement]:
+    """CountTokens (chat.send and chat.countTokens count a chat's input before it is admitted) takes a foundation
+    model id, never a profile: the foundation models of the allowed models whose table entry says it counts them."""
+    table = build_table(d.stage.allowed_models, d.stage.default_model, d.stage.models_json())
+    counted = sorted({spec.foundation_id for spec in table.models.values() if spec.count_tokens})
+    if not counted:
+        return []
+    return [_allow("CountTokens", ["bedrock:CountTokens"],
+                   [d.arn("bedrock", f"foundation-model/{model}", account="") for model in counted])]
+
+
 def _connect(d: Deployment) -> list[Statement]:
     # The user's list of open connections is read, then written with the connection's item in one
     # TransactWriteItems (two Puts, which IAM checks as PutItem). And GetUser, the revocation check,
@@ -171,9 +183,11 @@ def _message(d: Deployment) -> list[Statement]:
         # Each frame is counted in its connection's item by the UpdateItem that reads it.
         _table(d, "connections", "dynamodb:GetItem", "dynamodb:UpdateItem"),
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-        # chat.send reserves with UpdateItem; a chat that cannot start is settled to zero in a
-        # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem.
-        _table(d, "usage", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+        # chat.send reserves with UpdateItem, or (money budgets) reads the counters with BatchGetItem and
+        # reserves in a TransactWriteItems of Updates; a chat that cannot start is settled to zero in a
+        # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem. usage.get reads
+        # the hour records (Query) and the month records (BatchGetItem).
+        _table(d, "usage", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         # session.list reads the byUpdated index.
         _table(d, "sessions", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
                "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", indexes=("byUpdated",)),
@@ -189,12 +203,13 @@ def _message(d: Deployment) -> list[Statement]:
         _allow("UploadListing", ["s3:ListBucket"], d.bucket_arn("uploads")),
         _allow("InvokeWorkers", ["lambda:InvokeFunction"],
                [d.function_arn("bedrock_worker"), d.function_arn("github_worker")]),
+        *_count_tokens(d),
         *_post_frames(d, "POST", "DELETE"),
     ]
 
 
 def _api(d: Deployment) -> list[Statement]:
-    return [_table(d, "usage", "dynamodb:Query")]  # GET /usage
+    return [_table(d, "usage", "dynamodb:BatchGetItem", "dynamodb:Query")]  # GET /usage (hour and month records)
 
 
 def _authorizer(d: Deployment) -> list[Statement]:

@@ -127,16 +127,19 @@ TABLES: tuple[Table, ...] = (
         env_var="REQUESTS_TABLE",
         partition_key=Attribute("requestId"),
     ),
-    # Rate-limit windows, token budgets and usage records, keyed by user (pk USER#<sub>):
+    # Rate-limit windows, token and money budgets and usage records, keyed by user (pk USER#<sub>):
     # hour records H#<hour> (minute windows + token budget), day records D#<day>, per-model
-    # records D#<day>#M#<model>, settlement markers S#<request>; see chalicelib/limits/records.py.
-    # The sparse index lists a day's heaviest users: only day records carry `day`.
+    # records D#<day>#M#<model>, month records M#<month> (money budgets), settlement markers
+    # S#<request>; and per group (pk GROUP#<name>) month records; see chalicelib/limits/records.py.
+    # byDay lists a day's heaviest users (only day records carry `day`); byMonth a month's records
+    # by kind (`entry`: user, group, day, model), for the cost report (infra/usage_report.py).
     Table(
         key="usage",
         env_var="USAGE_TABLE",
         partition_key=Attribute("pk"),
         sort_key=Attribute("sk"),
-        indexes=(Index("byDay", Attribute("day"), Attribute("totalTokens", "N")),),
+        indexes=(Index("byDay", Attribute("day"), Attribute("totalTokens", "N")),
+                 Index("byMonth", Attribute("month"), Attribute("entry"))),
     ),
     # Sessions and their messages in the user's partition (pk "USER#<sub>"): a session is
     # sk "SESSION#<id>", its messages "SESSION#<id>#MSG#<message id>". Only session items

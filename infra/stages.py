@@ -80,6 +80,9 @@ def usable_from(geography: str, region: str) -> bool:
     return region in destination_regions(geography, region)
 
 
+MAX_ALARM_METRICS = 10  # CloudWatch's limit of metrics in one alarm's math expression
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -96,10 +99,17 @@ class Stage:
     # The model table's overrides for this stage (the app's MODELS, written by infra/sync_config.py): model id ->
     # fields (chalicelib/models.py), e.g. a negotiated price or a model the built-in table does not know.
     model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Each user's money budgets (the app's COST_BUDGET_USD_PER_DAY and COST_BUDGET_USD_PER_MONTH, written by
+    # infra/sync_config.py); None: none. Groups' overrides and pools are LIMITS_BY_GROUP's (docs/CONFIGURATION.md).
+    cost_budget_usd_per_day: float | None = None
+    cost_budget_usd_per_month: float | None = None
     # Alarm thresholds.
     error_rate_percent: float = 5.0
     chat_latency_p90_ms: int = 30_000
-    tokens_per_hour: int = 2_000_000
+    tokens_per_hour: int = 2_000_000  # the app's count or Bedrock's own, whichever is higher
+    # The app's cost of chats in a day (its ChatCost metric) that pages; None: twice the monthly budget's daily
+    # average (monthly_budget_usd / 15), so a day that would spend the month in a fortnight pages the same day.
+    daily_cost_alarm_usd: float | None = None
     # WAF's per-IP rate limits (requests in any 5 minutes, then blocked): the web page's CLOUDFRONT
     # web ACL, and the REST API's REGIONAL one (a client calls /me and /usage now and then; many
     # users behind one NAT share an address).
@@ -146,6 +156,19 @@ class Stage:
                 raise ValueError(f"stage {self.name}: {name} must be 10-2000000000, not {getattr(self, name)}")
         if self.auth_refusals_per_5min < 1:
             raise ValueError(f"stage {self.name}: auth_refusals_per_5min must be at least 1")
+        # CloudWatch evaluates at most 10 metrics in an alarm: the app's 2 and Bedrock's 2 per model.
+        if 2 + 2 * len(self.allowed_models) > MAX_ALARM_METRICS:
+            raise ValueError(f"stage {self.name}: the tokens-per-hour alarm watches Bedrock's metrics of at most "
+                             f"{(MAX_ALARM_METRICS - 2) // 2} models, not {len(self.allowed_models)}")
+        for name in ("cost_budget_usd_per_day", "cost_budget_usd_per_month", "daily_cost_alarm_usd"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 1_000_000_000:  # the range chalicelib/config.py accepts
+                raise ValueError(f"stage {self.name}: {name} must be above 0, not {value}")
+
+    @property
+    def daily_cost_threshold_usd(self) -> float:
+        """The daily cost alarm's threshold: daily_cost_alarm_usd, else twice the monthly budget's daily average."""
+        return self.daily_cost_alarm_usd or round(self.monthly_budget_usd / 15, 2)
 
     def models_json(self) -> str | None:
         """The app's MODELS value, or None when the built-in table serves as it is."""

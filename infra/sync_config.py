@@ -5,11 +5,11 @@
 
 It sets the stage's environment variables (table, bucket and secret names, the context
 bucket's KMS key, Cognito ids and issuer, worker function names, models, the session and
-context-file TTLs, the WebSocket API's Management API endpoint once the API exists),
-X-Ray, the VPC subnets and security group, one policy file per function with
-`autogen_policy: false`, records the deployment facts in `.chalice/infra.json` (with the REST
-API's web ACL ARN, which `python -m infra.post_deploy` associates) and rewrites
-the policy files with the real account, region and ARNs.
+context-file TTLs, the users' money budgets where the stage sets them, the WebSocket API's
+Management API endpoint once the API exists), X-Ray, the VPC subnets and security group,
+one policy file per function with `autogen_policy: false`, records the deployment facts in
+`.chalice/infra.json` (with the REST API's web ACL ARN, which `python -m infra.post_deploy`
+associates) and rewrites the policy files with the real account, region and ARNs.
 The WebSocket API id comes from `.chalice/deployed/<stage>.json` once `chalice deploy` made
 the API: on the very first deploy, run this, `chalice deploy`, this again, `chalice deploy`.
 The CDK app reads the REST API's URL from the same file (`health_url`) for the health canary.
@@ -27,6 +27,9 @@ from infra import outputs as names
 from infra import policies, resources
 from infra.stages import Stage, profile_prefix, usable_from
 from infra.stages import stage as get_stage
+
+# Variables `environment` writes only when the stage sets them.
+OPTIONAL_VARIABLES = ("MODELS", "COST_BUDGET_USD_PER_DAY", "COST_BUDGET_USD_PER_MONTH")
 
 
 class SyncError(Exception):
@@ -133,6 +136,10 @@ def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
         **({"MODELS": models} if (models := stage.models_json()) else {}),
         "TRACING_ENABLED": "true" if stage.xray else "false",  # the SDK follows Lambda's active tracing
     })
+    for variable, amount in (("COST_BUDGET_USD_PER_DAY", stage.cost_budget_usd_per_day),
+                             ("COST_BUDGET_USD_PER_MONTH", stage.cost_budget_usd_per_month)):
+        if amount is not None:
+            env[variable] = format(amount, "f").rstrip("0").rstrip(".")
     return env
 
 
@@ -148,7 +155,11 @@ def update_stage_config(config: dict[str, Any], stage: Stage, out: dict[str, str
     # then sees the clients' own addresses, which its per-IP rate rule counts.
     section["api_gateway_endpoint_type"] = "REGIONAL"
     variables = section.setdefault("environment_variables", {})
-    variables.update(environment(stage, out))
+    stage_variables = environment(stage, out)
+    variables.update(stage_variables)
+    for name in OPTIONAL_VARIABLES:  # a setting the stage no longer gives goes back to the app's default
+        if name not in stage_variables:
+            variables.pop(name, None)
     if management_endpoint:
         variables["MANAGEMENT_API_ENDPOINT"] = management_endpoint
     else:

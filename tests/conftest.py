@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,13 +70,26 @@ def reset_app_caches() -> None:
     process.reset()
 
 
+@pytest.fixture(scope="session")
+def bedrock_emulator() -> Iterator[tuple[Any, str]]:
+    """The local stack's Bedrock emulator (and its URL), which the handlers' Bedrock client is pointed at: its
+    /_emulator/calls log says which model calls (CountTokens, ConverseStream) the app made."""
+    from devserver.bedrock import BedrockEmulator
+    from tests.servers import serve
+
+    emulator = BedrockEmulator()
+    with serve(emulator.make_app()) as url:
+        yield emulator, url
+
+
 @pytest.fixture
-def app_env(monkeypatch, moto_url, provisioned):
-    """The app's environment pointed at moto, with fresh caches."""
+def app_env(monkeypatch, moto_url, provisioned, bedrock_emulator):
+    """The app's environment pointed at moto and the Bedrock emulator, with fresh caches."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     for name, value in dev_aws.app_environment(moto_url, "http://127.0.0.1:9", provisioned).items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock_emulator[1])
     # Every handler test connects as the same two users and few disconnect: the per-user cap of open
     # connections is tested on its own (tests/functional/test_hardening_frames.py).
     monkeypatch.setenv("MAX_CONNECTIONS_PER_USER", "1000")

@@ -11,10 +11,11 @@ both accept the same keyword arguments and answer the same `Items` and
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -26,9 +27,10 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 CONDITION_FAILED = "ConditionalCheckFailedException"
+BATCH_GET_ROUNDS = 3  # BatchGetItem calls for keys DynamoDB left unprocessed (under throttling), then give up
 
-__all__ = ["CONDITION_FAILED", "cancellation_codes", "condition_failed", "error_code", "is_conflict", "items",
-           "retry_conflicts", "update_if"]
+__all__ = ["CONDITION_FAILED", "cancellation_codes", "condition_failed", "error_code", "get_many", "is_conflict",
+           "items", "retry_conflicts", "update_if"]
 
 
 def condition_failed(error: ClientError) -> bool:
@@ -55,6 +57,27 @@ def items(query: Callable[..., dict[str, Any]], **request: Any) -> Iterator[dict
         if "LastEvaluatedKey" not in page:
             return
         request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+def get_many(client: Any, table_name: str, named: Sequence[tuple[str, dict[str, Any]]], *,
+             key_names: tuple[str, str] = ("pk", "sk")) -> dict[str, dict[str, Any] | None]:
+    """Low-level items by name ({name: item or None}), read consistently with one BatchGetItem (and one
+    more for each round of keys DynamoDB leaves unprocessed, at most BATCH_GET_ROUNDS in all)."""
+    def key_id(item: Mapping[str, Any]) -> tuple[str, ...]:
+        return tuple(json.dumps(item[name], sort_keys=True) for name in key_names)
+
+    wanted = {key_id(key): name for name, key in named}
+    found: dict[str, dict[str, Any] | None] = {name: None for name, _ in named}
+    request: dict[str, Any] = {table_name: {"Keys": [key for _, key in named], "ConsistentRead": True}}
+    for _ in range(BATCH_GET_ROUNDS):
+        response = client.batch_get_item(RequestItems=request)
+        for item in response.get("Responses", {}).get(table_name, []):
+            found[wanted[key_id(item)]] = item
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            return found
+    raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
+                                 "Message": "keys left unprocessed after retries"}}, "BatchGetItem")
 
 
 def cancellation_codes(error: ClientError) -> list[str]:

@@ -1,4 +1,5 @@
-"""The chat actions: `chat.send` admits a chat and hands it to the worker; `chat.cancel` flags it."""
+"""The chat actions: `chat.send` admits a chat and hands it to the worker; `chat.cancel` flags it;
+`chat.countTokens` counts a chat's input as `chat.send` would reserve it."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.lambda_invoke import WorkerInvoker
+from chalicelib.chat.counting import InputCounter
 from chalicelib.chat.inputs import ContextSource, HistorySource, InputPlan, plan_input
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatPolicy, ChatRequest
@@ -15,7 +17,7 @@ from chalicelib.chat.requests import RequestStore, new_request_id
 from chalicelib.chat.uploads import UPLOAD_LIFETIME_SECONDS, UploadStore
 from chalicelib.dispatch.contract import ActionContext
 from chalicelib.errors import BadRequest, BudgetExceeded, ConnectionGone, NotFound, RateLimited
-from chalicelib.limits import RateLimiter, Reservation, TokenBudget
+from chalicelib.limits import Pricing, RateLimiter, Reservation, TokenBudget
 from chalicelib.models import ModelTable
 from chalicelib.observability import metric_names
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
@@ -39,9 +41,10 @@ class ChatActions:
     def __init__(self, *, policy: ChatPolicy, rate_limiter: RateLimiter, budget: TokenBudget,
                  requests: RequestStore, history: HistorySource, context: ContextSource, invoker: WorkerInvoker,
                  worker_function: str, uploads: Callable[[], UploadStore] | None = None,
-                 metrics: Callable[[], MetricsWriter] = get_metrics,
+                 counter: InputCounter | None = None, metrics: Callable[[], MetricsWriter] = get_metrics,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._policy = policy
+        self._counter = counter  # Bedrock's CountTokens, for models whose table entry says it counts
         self._uploads = uploads  # built only for a chat.send with an uploadId
         self._rate_limiter = rate_limiter
         self._budget = budget
@@ -69,13 +72,12 @@ class ChatActions:
         request_id = new_request_id()
         try:
             chat = self._chat_request(ctx)
-            plan = plan_input(chat, user_sub=connection.user_sub, sessions=self._history, context=self._context,
-                              history_limit=self._policy.history_token_limit,
-                              context_limit=self._policy.context_token_limit)
+            plan = self._plan(chat, connection.user_sub)
             with subsegment("admission", action="chat.send"):
                 reservation = self._budget.reserve(
                     connection.user_sub, ctx.now, groups=connection.groups, request_id=request_id,
-                    estimated_input=plan.estimated_input, max_tokens=self._room(chat, plan))
+                    input_tokens=plan.input_tokens, max_tokens=self._room(chat, plan),
+                    pricing=Pricing.of(self._policy.models.models[chat.model]))
         except RateLimited:
             raise  # the minute's window is full: nothing more can count in it
         except BudgetExceeded:
@@ -109,8 +111,29 @@ class ChatActions:
             self._release(reservation, chat.model)
             raise
         logger.info("chat admitted", extra={"requestId": request_id, "sub": connection.user_sub, "model": chat.model,
-                                            "estimatedInput": plan.estimated_input,
-                                            "maxTokens": reservation.max_tokens})
+                                            "inputTokens": plan.input_tokens, "inputExact": plan.exact,
+                                            "maxTokens": reservation.max_tokens,
+                                            "costReservedMicros": reservation.cost_micros})
+
+    def count_tokens(self, ctx: ActionContext) -> dict[str, Any]:
+        """`chat.countTokens`: the input `chat.send` with these parameters would reserve, `{"inputTokens", "exact"}`.
+
+        Every parameter and rule of chat.send (an upload is read, not used up); `exact` when Bedrock counted
+        the whole input, else `inputTokens` is an upper bound of what it would charge. Counted as one request
+        by the dispatch; nothing is reserved.
+        """
+        chat = self._chat_request(ctx)
+        plan = self._plan(chat, ctx.connection.user_sub)
+        return protocol.result(ctx.frame.id, {"inputTokens": plan.input_tokens, "exact": plan.exact})
+
+    def _plan(self, chat: ChatRequest, user_sub: str) -> InputPlan:
+        model = self._policy.models.models[chat.model]
+        counter = self._counter
+        return plan_input(chat, user_sub=user_sub, sessions=self._history, context=self._context,
+                          history_limit=self._policy.history_token_limit,
+                          context_limit=self._policy.context_token_limit,
+                          count=(lambda request: counter.count(model, request)) if counter is not None else
+                          (lambda request: None))
 
     def _chat_request(self, ctx: ActionContext) -> ChatRequest:
         """The chat as the frame (and the upload it names) asks for it, every rule checked."""
@@ -127,7 +150,7 @@ class ChatActions:
     def _room(chat: ChatRequest, plan: InputPlan) -> int:
         """maxTokens, lowered so that the input and the reply fit the model's context window."""
         window = chat.rules.context_tokens if chat.rules is not None else 0
-        return max(1, min(chat.max_tokens, window - plan.estimated_input)) if window else chat.max_tokens
+        return max(1, min(chat.max_tokens, window - plan.estimate)) if window else chat.max_tokens
 
     def _count_refused(self, ctx: ActionContext) -> None:
         """A chat refused before its admission (bad parameters, an unknown session, the budget, or a
@@ -144,7 +167,7 @@ class ChatActions:
     def _release(self, reservation: Reservation, model: str) -> None:
         """Settle a chat that never reached the model to zero, so its reservation is not held until the hour ends."""
         try:
-            self._budget.settle(reservation, 0, 0, model)
+            self._budget.release(reservation, model)
         except Exception:
             logger.exception("releasing a reservation failed", extra={"requestId": reservation.request_id})
 

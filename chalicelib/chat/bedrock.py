@@ -1,4 +1,4 @@
-"""The Bedrock boundary: one ConverseStream call, as a stream of plain events.
+"""The Bedrock boundary: one ConverseStream call, as a stream of plain events; and CountTokens.
 
 botocore's errors are translated here, once, into the app's errors, and so are
 urllib3's: while the reply streams, botocore reads the socket through urllib3,
@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,11 +103,13 @@ class BedrockChat:
         self._sleep = sleep
         self._jitter = jitter
 
-    def stream(self, request: ModelRequest, *,
-               on_throttled: Callable[[], None] | None = None) -> Generator[ModelEvent, None, None]:
+    def stream(self, request: ModelRequest, *, on_throttled: Callable[[], None] | None = None,
+               on_opened: Callable[[], None] | None = None) -> Generator[ModelEvent, None, None]:
         """The reply's events. Closing the iterator closes the HTTP stream (stop reading the model).
 
-        `on_throttled` is called for every throttling answer (retried or not), for the metric.
+        `on_throttled` is called for every throttling answer (retried or not), for the metric; `on_opened`
+        when Bedrock accepted a call (its stream opened: from then on the model reads the input, and
+        Bedrock charges for it however the stream ends).
         """
         attempt = 0
         while True:
@@ -116,6 +118,8 @@ class BedrockChat:
             response = None
             try:
                 response = self._client.converse_stream(**request.converse_arguments())
+                if on_opened is not None:
+                    on_opened()
                 tool_uses = _ToolUses()
                 for raw in response["stream"]:
                     event = tool_uses.take(raw) or _translate_event(raw)
@@ -145,6 +149,30 @@ class BedrockChat:
     def _backoff(self, attempt: int) -> float:
         # "Full jitter": a random delay up to an exponentially growing cap.
         return self._jitter() * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt)
+
+
+_COUNTED = ("messages", "system", "toolConfig")  # what CountTokens' `converse` input takes of a Converse request
+
+
+class BedrockTokenCounter:
+    """CountTokens: Bedrock's count of the input tokens a Converse request would be charged (one call, no charge).
+
+    Called with the foundation model id (CountTokens takes no inference profile). The client's timeouts
+    and retries bound the call (BEDROCK_COUNT_TOKENS_TIMEOUT, AWS_MAX_ATTEMPTS); a failure raises
+    UpstreamThrottled or UpstreamError, never a botocore error.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def count(self, foundation_model_id: str, converse_input: Mapping[str, Any]) -> int:
+        request = {name: value for name, value in converse_input.items() if name in _COUNTED}
+        try:
+            response = self._client.count_tokens(modelId=foundation_model_id, input={"converse": request})
+        except (ClientError, BotoCoreError, Urllib3Error) as exc:
+            logger.warning("bedrock token count failed", extra={"model": foundation_model_id, "error": _code(exc)})
+            raise translate_error(exc) from None
+        return int(response["inputTokens"])
 
 
 class _ToolUses:

@@ -16,12 +16,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.aws.dynamo import cancellation_codes, update_if
+from chalicelib.aws.dynamo import cancellation_codes, condition_failed, update_if
 from chalicelib.errors import NotFound
 from chalicelib.times import iso
 
 RUNNING = ("queued", "streaming")
 FINAL = ("done", "cancelled", "error", "gone", "timeout")
+CLAIMED, CANCELLED, TAKEN = "claimed", "cancelled", "taken"  # what a worker's claim answers
 
 
 @dataclass(frozen=True)
@@ -125,20 +126,29 @@ class RequestStore:
                                        ":queued": RUNNING[0], ":streaming": RUNNING[1]},
         )
 
-    def claim(self, request_id: str, *, now: float | None = None) -> bool:
-        """Move a queued request to `streaming`; False if a worker already took it.
+    def claim(self, request_id: str, *, now: float | None = None) -> str:
+        """Move a queued request to `streaming`, in one conditional write that also reads its cancel flag.
 
-        Lambda retries an asynchronous invocation whose worker crashed or timed out:
-        the retry must not stream the reply a second time.
+        CLAIMED: the worker owns the chat and may call the model. CANCELLED: it owns the chat, but a
+        `chat.cancel` came first: the model must not be called (nothing it never read is charged, and
+        nothing it read is free). TAKEN: a worker already took it (Lambda retries an asynchronous
+        invocation whose worker crashed or timed out: the retry must not stream the reply again).
         """
         now = time.time() if now is None else now
-        return self._update_if(
-            request_id,
-            UpdateExpression="SET #status = :streaming, updatedAt = :now",
-            ConditionExpression="#status = :queued",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": iso(now)},
-        )
+        try:
+            item = self._table.update_item(
+                Key={"requestId": request_id},
+                UpdateExpression="SET #status = :streaming, updatedAt = :now",
+                ConditionExpression="#status = :queued",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":streaming": RUNNING[1], ":queued": RUNNING[0], ":now": iso(now)},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if condition_failed(error):
+                return TAKEN
+            raise
+        return CANCELLED if item.get("cancelRequested") else CLAIMED
 
     def _update_if(self, request_id: str, **update: Any) -> bool:
         """A conditional update of the request; False when its condition does not hold."""

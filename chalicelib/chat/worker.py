@@ -5,11 +5,14 @@ never waits on a post), this thread consumes them into the DeltaStream and
 polls the cancel flag every CANCEL_POLL_SECONDS whatever the model does, and
 the DeltaStream's sender posts frames. Whatever happens (done, error, cancel,
 disconnect, exception, time limit), one `finally` (`_finish`) settles the
-token reservation to the usage (the model's metadata, or, when the stream
-broke before it, the input estimate and the text served), records the outcome,
+reservation to the charge for the usage (the model's metadata, or, when the stream
+broke before it, `fallback_usage`: the input the model read once the request was
+sent and not refused, and the bound of the text served), records the outcome,
 appends the exchange to the session, and then sends the one final frame:
 `done` or `error`. A worker first claims its chat (queued -> streaming), so a
-retried invocation of the same event streams nothing twice.
+retried invocation of the same event streams nothing twice, and a chat cancelled
+before its claim never reaches the model: it is settled to nothing and ends
+`cancelled`.
 
 What goes into a session: a finished or cancelled chat always appends its
 prompt and reply (a cancelled reply marked `cancelled`). A chat that broke after
@@ -34,10 +37,11 @@ from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelReq
 from chalicelib.chat.inputs import ContextSource, HistorySource, UploadSource, load_input
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
-from chalicelib.chat.requests import RequestStore, Usage
+from chalicelib.chat.requests import CANCELLED, TAKEN, RequestStore, Usage
 from chalicelib.chat.streaming import DeltaStream
 from chalicelib.errors import AppError, Internal, PayloadTooLarge, Timeout
-from chalicelib.limits import TokenBudget, fallback_usage
+from chalicelib.limits import Charge, TokenBudget, fallback_usage
+from chalicelib.limits.pricing import micros_to_usd
 from chalicelib.observability import bind, metric_names, with_current_context
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.observability.tracing import annotate, subsegment
@@ -59,8 +63,16 @@ class Outcome:
     reply: list[str] = field(default_factory=list)  # the text handed to the stream, for the fallback and the session
     tool_uses: list[ToolUse] = field(default_factory=list)  # the tool calls handed to the stream
     prompt: str | None = None  # the chat's prompt as the model got it (an upload's, once read)
-    model_called: bool = False  # the input was loaded and the model asked
+    model_called: bool = False  # the input was loaded and sent to the model
+    opened: bool = False  # Bedrock accepted a call: its stream opened
+    refused: bool = False  # the chat ended with Bedrock refusing every call (no stream opened): nothing was read
     throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
+
+    @property
+    def model_read(self) -> bool:
+        """Whether the model read the input (and Bedrock charges for it): the request was sent and not refused.
+        A cancel or a time limit while the call is in flight counts as read: Bedrock may well have read it."""
+        return self.model_called and not self.refused
 
     @property
     def reply_text(self) -> str:
@@ -125,8 +137,12 @@ class ChatWorker:
                       remaining_ms: Callable[[], int] | None) -> threading.Thread | None:
         # Claimed before the model is called: a duplicate invocation (Lambda delivers asynchronous
         # events at least once) must not pay for, nor leave unrecorded, a second model call.
-        if not self._requests.claim(job.request_id):
+        claim = self._requests.claim(job.request_id)
+        if claim == TAKEN:
             outcome.status = "duplicate"
+            return None
+        if claim == CANCELLED:  # cancelled before the claim: never sent to the model
+            outcome.status, outcome.stop_reason = "cancelled", "cancelled"
             return None
         chat = self._content(job)
         outcome.prompt = chat.prompt
@@ -164,6 +180,7 @@ class ChatWorker:
                     outcome.status, outcome.stop_reason = "done", outcome.stop_reason or "end_turn"
                     return reader
                 if isinstance(item, AppError):
+                    outcome.refused = not outcome.opened  # Bedrock answered every call with an error
                     raise item
                 if isinstance(item, TextDelta):
                     stream.write(item.text)
@@ -199,7 +216,10 @@ class ChatWorker:
         def throttled() -> None:
             outcome.throttled += 1
 
-        replies = self._bedrock.stream(request, on_throttled=throttled)
+        def opened() -> None:
+            outcome.opened = True
+
+        replies = self._bedrock.stream(request, on_throttled=throttled, on_opened=opened)
         try:
             for event in replies:
                 events.put(event)
@@ -224,11 +244,17 @@ class ChatWorker:
             stream.close()
             return
         reply = outcome.reply_text
-        if outcome.usage is not None:
-            usage = outcome.usage
-        else:  # the stream broke before the metadata: count what was served, so nothing served is free
-            usage = Usage(*fallback_usage(job.reservation, outcome.served_text), estimated=True)
-        limits = self._settle(job, usage)
+        reported = outcome.usage
+        if reported is None:  # no metadata: the input the model read, and what was served (nothing is free)
+            reported = Usage(*fallback_usage(job.reservation, outcome.served_text, model_read=outcome.model_read),
+                             estimated=True)
+        charge = job.reservation.charge(reported.input_tokens, reported.output_tokens,
+                                        cache_read=reported.cache_read_input_tokens,
+                                        cache_write=reported.cache_write_input_tokens)
+        usage = Usage(charge.input_tokens, charge.output_tokens, estimated=reported.estimated,
+                      cache_read_input_tokens=charge.cache_read_input_tokens,
+                      cache_write_input_tokens=charge.cache_write_input_tokens)
+        limits = self._settle(job, charge)
         error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)
         try:
             completed = outcome.status == "done" and outcome.error is None
@@ -247,25 +273,30 @@ class ChatWorker:
                                             "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
                                             "cacheReadInputTokens": usage.cache_read_input_tokens,
                                             "cacheWriteInputTokens": usage.cache_write_input_tokens,
-                                            "toolUses": len(outcome.tool_uses),
+                                            "costMicros": charge.cost_micros, "toolUses": len(outcome.tool_uses),
                                             "usageEstimated": usage.estimated, "frames": stream.frames_sent})
+        if charge.uncovered_input_tokens or charge.uncovered_output_tokens:
+            # The count or the bound was below what Bedrock reports: the user is charged what was reserved,
+            # the rest is ours. Should never happen (docs/OPERATIONS.md, "Guarantees").
+            logger.warning("usage beyond the reservation", extra={
+                "requestId": job.request_id, "model": job.chat.model, "reservedInput": job.reservation.input_tokens,
+                "uncoveredInputTokens": charge.uncovered_input_tokens,
+                "uncoveredOutputTokens": charge.uncovered_output_tokens})
         sent_final = False
         if not stream.gone.is_set():  # else nothing can reach the client any more (the sender has ended)
             if outcome.error is not None:
                 final = protocol.error_frame(outcome.error, job.client_id)
             else:
-                final = protocol.done(job.client_id, stop_reason=outcome.stop_reason, usage=usage.as_protocol(),
+                final = protocol.done(job.client_id, stop_reason=outcome.stop_reason, usage=charge.usage_wire(),
                                       limits=limits)
             sent_final = stream.finish(final)
-        self._emit_metrics(job, stream, outcome, usage, sent_final)
+        self._emit_metrics(job, stream, outcome, reported, charge, sent_final)
 
-    def _settle(self, job: ChatJob, usage: Usage) -> dict[str, Any]:
-        """Replace the reservation by the usage; the `limits` the `done` frame carries."""
+    def _settle(self, job: ChatJob, charge: Charge) -> dict[str, Any]:
+        """Replace the reservation by the charge; the `limits` the `done` frame carries."""
         reservation = job.reservation
         try:
-            settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens, job.chat.model,
-                                             cache_read=usage.cache_read_input_tokens,
-                                             cache_write=usage.cache_write_input_tokens)
+            settlement = self._budget.settle(reservation, charge, job.chat.model)
             return settlement.limits.to_wire()
         except Exception:
             # The reservation stays counted until its hour ends: the user is charged the worst case, never less.
@@ -286,8 +317,9 @@ class ChatWorker:
             # A session deleted mid-chat answers NOT_FOUND here; the chat itself has been served.
             logger.exception("appending the exchange to the session failed", extra={"requestId": job.request_id})
 
-    def _emit_metrics(self, job: ChatJob, stream: DeltaStream, outcome: Outcome, usage: Usage,
+    def _emit_metrics(self, job: ChatJob, stream: DeltaStream, outcome: Outcome, usage: Usage, charge: Charge,
                       sent_final: bool) -> None:
+        """`usage` as reported (Bedrock's, or the fallback): what on-call compares with Bedrock's own metrics."""
         model = {metric_names.MODEL: job.chat.model}
         now = time.time()
         try:
@@ -297,6 +329,11 @@ class ChatWorker:
                                    round((stream.first_delta_at - job.received_at) * 1000, 1), dimensions=model)
             self._metrics.emit(metric_names.INPUT_TOKENS, usage.input_tokens, dimensions=model)
             self._metrics.emit(metric_names.OUTPUT_TOKENS, usage.output_tokens, dimensions=model)
+            if charge.cost_micros is not None:
+                self._metrics.emit(metric_names.CHAT_COST, micros_to_usd(charge.cost_micros), dimensions=model)
+            uncovered = charge.uncovered_input_tokens + charge.uncovered_output_tokens
+            if uncovered:
+                self._metrics.emit(metric_names.UNCOVERED_TOKENS, uncovered, dimensions=model)
             action = {metric_names.ACTION: CHAT_ACTION}
             self._metrics.emit(metric_names.FRAMES_SENT, stream.frames_sent + int(sent_final), dimensions=action)
             for _ in range(outcome.throttled):

@@ -39,7 +39,7 @@ def _chat(root: Root) -> ChatActions:
     return ChatActions(policy=ChatPolicy.from_settings(settings), rate_limiter=root.rate_limiter,
                        budget=root.token_budget, requests=root.requests, history=root.sessions,
                        context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function,
-                       uploads=lambda: root.uploads)
+                       uploads=lambda: root.uploads, counter=root.input_counter)
 
 
 def _github(root: Root) -> GitHubActions:
@@ -69,6 +69,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "context.delete": (_REQUEST, lambda root: ContextActions(root.context).delete),
     "chat.send": (_SELF, lambda root: _chat(root).send),
     "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
+    "chat.countTokens": (_REQUEST, lambda root: _chat(root).count_tokens),
     "models.list": (_REQUEST, lambda root: ModelActions(root.settings.models).list_models),
     "chat.upload": (_REQUEST, lambda root: UploadActions(root.uploads, new_id=new_request_id).upload),
 }

@@ -44,6 +44,13 @@ BUDGET_EXCEEDED = _metric("BudgetExceeded", "Count", MODEL)
 # Every throttling answer from Bedrock or GitHub, retried or not: pressure on the quota. Those that
 # reached the user (retries exhausted) are also Errors and ServerErrors with code UPSTREAM_THROTTLED.
 UPSTREAM_THROTTLED = _metric("UpstreamThrottled", "Count", ACTION)
+# Bedrock's CountTokens failed before a chat was admitted: its input bound was reserved instead.
+COUNT_TOKENS_FAILED = _metric("CountTokensFailed", "Count", MODEL)
+# Tokens Bedrock reported beyond what a chat reserved (input) or was granted (output): not charged to the
+# user, so the bound or the count was wrong. Should stay 0.
+UNCOVERED_TOKENS = _metric("UncoveredTokens", "Count", MODEL)
+# What the chats cost at the model table's prices (USD), by model: the daily cost alarm's metric.
+CHAT_COST = _metric("ChatCost", "None", MODEL)
 ERRORS = _metric("Errors", "Count", CODE)  # error frames, every code (the dashboard's "errors by code")
 SERVER_ERRORS = _metric("ServerErrors", "Count", CODE)  # the Errors of SERVER_ERROR_CODES: the error-rate alarm
 CONNECTIONS = _metric("Connections", "Count")  # +1 per accepted $connect
@@ -54,7 +61,8 @@ FORBIDDEN = _metric("Forbidden", "Count", ACTION)
 
 ALL: tuple[Metric, ...] = (
     REQUESTS, CHAT_LATENCY, TIME_TO_FIRST_TOKEN, INPUT_TOKENS, OUTPUT_TOKENS, FRAMES_SENT,
-    RATE_LIMITED, BUDGET_EXCEEDED, UPSTREAM_THROTTLED, ERRORS, SERVER_ERRORS, CONNECTIONS, AUTH_REFUSED, FORBIDDEN,
+    RATE_LIMITED, BUDGET_EXCEEDED, UPSTREAM_THROTTLED, COUNT_TOKENS_FAILED, UNCOVERED_TOKENS, CHAT_COST, ERRORS,
+    SERVER_ERRORS, CONNECTIONS, AUTH_REFUSED, FORBIDDEN,
 )
 
 # The error codes that mean we (or our upstreams) failed the user, whatever the request was. The others

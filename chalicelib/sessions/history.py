@@ -24,8 +24,9 @@ def message_tokens(message: HistoryMessage) -> int:
     return tokens_for_bytes(message.size)
 
 
-def select_recent(newest_first: Iterable[M], token_limit: int) -> list[M]:
-    """The most recent messages that fit the limit together, oldest first, starting with a user message.
+def select_recent(newest_first: Iterable[M], token_limit: int, message_limit: int | None = None) -> list[M]:
+    """The most recent messages that fit the limits together (`token_limit` tokens and, if given, `message_limit`
+    messages), oldest first, starting with a user message.
 
     Walks back from the newest message and stops at the first one that does not fit,
     so the model never sees a conversation with a hole in it. Unanswered prompts at
@@ -37,7 +38,7 @@ def select_recent(newest_first: Iterable[M], token_limit: int) -> list[M]:
         if message.size == 0 or (not picked and message.role == "user"):
             continue
         tokens = message_tokens(message)
-        if used + tokens > token_limit:
+        if used + tokens > token_limit or (message_limit is not None and len(picked) >= message_limit):
             break
         picked.append(message)
         used += tokens

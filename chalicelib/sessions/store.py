@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
@@ -173,23 +173,25 @@ class SessionStore:
         assert message.content_key is not None
         return self._objects.presign_get(message.content_key)
 
-    def history_for(self, user_sub: str, session_id: str, token_limit: int) -> list[dict[str, str]]:
-        """The most recent messages fitting `token_limit`, oldest first, as Bedrock wants them:
-        [{"role": "user"|"assistant", "content": str}], starting with user, roles alternating."""
+    def history_for(self, user_sub: str, session_id: str, token_limit: int,
+                    message_limit: int | None = None) -> list[dict[str, str]]:
+        """The most recent messages fitting `token_limit` (and `message_limit`), oldest first, as Bedrock wants
+        them: [{"role": "user"|"assistant", "content": str}], starting with user, roles alternating."""
         self.require_session(user_sub, session_id)
         newest_first = (_message(item) for item in self._items(user_sub, _messages_prefix(session_id), forward=False))
-        picked = select_recent(newest_first, token_limit)
+        picked = select_recent(newest_first, token_limit, message_limit)
         return alternating([{"role": m.role, "content": self.content(m)} for m in picked])
 
-    def history_tokens(self, user_sub: str, session_id: str, token_limit: int) -> int:
-        """The tokens of what `history_for(..., token_limit)` would pick, from the messages' sizes
-        alone (no content is read, offloaded or not). NOT_FOUND unless the session is the caller's.
-        `history_for` called with the result as its limit picks no more than that."""
+    def history_size(self, user_sub: str, session_id: str, token_limit: int) -> HistorySize:
+        """The tokens and the number of messages of what `history_for(..., token_limit)` would pick, from the
+        messages' sizes alone (no content is read, offloaded or not). NOT_FOUND unless the session is the
+        caller's. `history_for` called with the result as its limits picks no more than that, whatever was
+        appended in between."""
         self.require_session(user_sub, session_id)
         sized = self._items(user_sub, _messages_prefix(session_id), forward=False, projection="#r, #s",
                             names={"#r": "role", "#s": "size"})
         picked = select_recent((_Sized(item["role"], int(item["size"])) for item in sized), token_limit)
-        return sum(message_tokens(message) for message in picked)
+        return HistorySize(tokens=sum(message_tokens(message) for message in picked), messages=len(picked))
 
     def append_exchange(self, user_sub: str, session_id: str, request_id: str, prompt: str, reply: str,
                         cancelled: bool) -> None:
@@ -275,9 +277,17 @@ class SessionStore:
         return items(self._table.query, **kwargs)
 
 
+class HistorySize(NamedTuple):
+    """How much of a session's history a chat reads: tokens (in the app's measure of 4 bytes a token, so
+    at most 4 times as many bytes) and messages."""
+
+    tokens: int
+    messages: int
+
+
 @dataclass(frozen=True)
 class _Sized:
-    """A message known by its role and size only (for history_tokens)."""
+    """A message known by its role and size only (for history_size)."""
 
     role: str
     size: int

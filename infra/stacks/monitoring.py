@@ -94,6 +94,27 @@ class MonitoringStack(Stack):
         return cw.Metric(namespace="AWS/Lambda", metric_name=name, dimensions_map={"FunctionName": function},
                          statistic=statistic, period=FIVE_MINUTES, label=function.rsplit("-", 1)[-1])
 
+    def bedrock_tokens(self, name: str, model: str) -> cw.Metric:
+        """Bedrock's own count of a model's tokens (namespace AWS/Bedrock, by the ModelId the app calls it with)."""
+        return cw.Metric(namespace="AWS/Bedrock", metric_name=name, dimensions_map={"ModelId": model},
+                         statistic="Sum", period=Duration.hours(1), label=f"{name} {model}")
+
+    def tokens_per_hour(self) -> cw.MathExpression:
+        """The higher of the app's count of the tokens it settled and Bedrock's count of the tokens it processed
+        for the stage's models: usage that escapes the app's counters (or an account's other callers of the same
+        models: Bedrock's metrics are the account's, not the stage's) still shows."""
+        hour = Duration.hours(1)
+        using: dict[str, cw.IMetric] = {"appIn": self.app(metrics.INPUT_TOKENS, period=hour),
+                                        "appOut": self.app(metrics.OUTPUT_TOKENS, period=hour)}
+        bedrock = []
+        for n, model in enumerate(self.stage.allowed_models):
+            using[f"in{n}"] = self.bedrock_tokens("InputTokenCount", model)
+            using[f"out{n}"] = self.bedrock_tokens("OutputTokenCount", model)
+            bedrock += [f"FILL(in{n}, 0)", f"FILL(out{n}, 0)"]
+        return cw.MathExpression(
+            expression=f"MAX([FILL(appIn, 0) + FILL(appOut, 0), {' + '.join(bedrock)}])",
+            using_metrics=using, label="Tokens per hour (the app's or Bedrock's count)", period=hour)
+
     def _summed(self, metric_list: list[cw.Metric], label: str) -> cw.MathExpression:
         using = {f"m{i}": m for i, m in enumerate(metric_list)}
         return cw.MathExpression(expression=f"SUM([{', '.join(using)}])", using_metrics=using,
@@ -152,13 +173,14 @@ class MonitoringStack(Stack):
                     "or not; those that reached users are Errors UPSTREAM_THROTTLED): raise quotas or lower limits")
         self._alarm("chat-latency-p90", self.app(metrics.CHAT_LATENCY, "p90"), s.chat_latency_p90_ms,
                     f"p90 chat latency above {s.chat_latency_p90_ms} ms")
-        tokens = cw.MathExpression(
-            expression="FILL(inputTokens, 0) + FILL(outputTokens, 0)",
-            using_metrics={"inputTokens": self.app(metrics.INPUT_TOKENS, period=Duration.hours(1)),
-                           "outputTokens": self.app(metrics.OUTPUT_TOKENS, period=Duration.hours(1))},
-            label="Tokens per hour", period=Duration.hours(1))
-        self._alarm("tokens-per-hour", tokens, s.tokens_per_hour,
-                    f"More than {s.tokens_per_hour} Bedrock tokens in an hour: the model bill is running",
+        self._alarm("tokens-per-hour", self.tokens_per_hour(), s.tokens_per_hour,
+                    f"More than {s.tokens_per_hour} Bedrock tokens in an hour, by the app's count or by Bedrock's "
+                    "own (AWS/Bedrock InputTokenCount + OutputTokenCount of the stage's models): the model bill is "
+                    "running, or tokens are used that the app does not count",
+                    evaluation_periods=1, datapoints=1)
+        self._alarm("daily-cost", self.app(metrics.CHAT_COST, period=Duration.days(1)), s.daily_cost_threshold_usd,
+                    f"The chats of the last 24 hours cost more than ${s.daily_cost_threshold_usd} at the model "
+                    "table's prices (the app's ChatCost metric): the day would spend the month's budget early",
                     evaluation_periods=1, datapoints=1)
         # A spike, not a trend: one 5-minute period above the stage's threshold pages (expired tokens of
         # honest clients are a few per user and day; a flood is someone trying tokens).
@@ -234,12 +256,14 @@ class MonitoringStack(Stack):
                 self.app(m.CHAT_LATENCY, "p50", label="chat p50"), self.app(m.CHAT_LATENCY, "p90", label="chat p90"),
                 self.app(m.TIME_TO_FIRST_TOKEN, "p50", label="first token p50"),
                 self.app(m.TIME_TO_FIRST_TOKEN, "p90", label="first token p90")]),
-            cw.GraphWidget(title="Tokens in and out", width=12,
-                           left=[self.app(m.INPUT_TOKENS), self.app(m.OUTPUT_TOKENS)]),
+            cw.GraphWidget(title="Tokens in and out; the cost of chats (USD)", width=12,
+                           left=[self.app(m.INPUT_TOKENS), self.app(m.OUTPUT_TOKENS)],
+                           right=[self.app(m.CHAT_COST), self.app(m.UNCOVERED_TOKENS)]),
         ]
         rejections = [
-            cw.GraphWidget(title="Rate-limit and budget rejections, upstream throttles", width=12, left=[
-                self.app(m.RATE_LIMITED), self.app(m.BUDGET_EXCEEDED), self.app(m.UPSTREAM_THROTTLED)]),
+            cw.GraphWidget(title="Rate-limit and budget rejections, upstream throttles, failed counts", width=12, left=[
+                self.app(m.RATE_LIMITED), self.app(m.BUDGET_EXCEEDED), self.app(m.UPSTREAM_THROTTLED),
+                self.app(m.COUNT_TOKENS_FAILED)]),
             cw.GraphWidget(title="Errors by code", width=12, left=[self.by(m.ERRORS, m.CODE)],
                            right=[self.app(m.SERVER_ERRORS, label="ServerErrors (the error-rate alarm's)")]),
         ]

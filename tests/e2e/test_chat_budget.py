@@ -12,6 +12,8 @@ import time
 import boto3
 import pytest
 
+from chalicelib.chat.input_bound import input_bound
+from devserver.tokenizer import count_tokens
 from tests.e2e.conftest import HELD_CLOCK, start_stack, stop_stack
 from tests.e2e.test_chat import chat, text_of
 from tests.e2e.test_chat_sessions import seen_by_model
@@ -30,8 +32,19 @@ def budget_stack(tmp_path_factory):
 
 
 def tokens(text: str) -> int:
-    """The app's measure: about 4 bytes of UTF-8 a token, rounded up."""
-    return math.ceil(len(text.encode("utf-8")) / 4)
+    """The tokens the model (the emulator's tokenizer) reads in, or writes as, a text."""
+    return count_tokens(text)
+
+
+def bound(prompt: str) -> int:
+    """What a chat.send of `prompt` reserves for its input on the default model (Claude 3 Haiku, which Bedrock
+    cannot count): the bound of its one message."""
+    return input_bound({"messages": [{"role": "user", "content": [{"text": prompt}]}]})
+
+
+def haiku_cost(input_tokens: int, output_tokens: int) -> float:
+    """Claude 3 Haiku's price (0.25 and 1.25 USD per million tokens in and out), rounded up to the micro-dollar."""
+    return math.ceil(input_tokens * 0.25 + output_tokens * 1.25) / 10**6
 
 
 def usage_of(client):
@@ -67,19 +80,20 @@ def test_usage_get_equals_the_sum_of_the_chats_usage_whatever_their_end(budget_s
         # A finished chat: the ack holds its worst case, done gives back what was not used.
         prompt = "Count my tokens, please."
         ack, deltas, done = chat(client, prompt, maxTokens=100)
-        assert ack["limits"]["tokens"]["remaining"] == remaining - (tokens(prompt) + 100)
+        assert ack["limits"]["tokens"]["remaining"] == remaining - (bound(prompt) + 100)
         assert done["usage"] == {"inputTokens": tokens(prompt), "outputTokens": tokens(prompt),
                                  "totalTokens": 2 * tokens(prompt), "cacheReadInputTokens": 0,
+                                 "costUsd": haiku_cost(tokens(prompt), tokens(prompt)),
                                  "cacheWriteInputTokens": 0}
         assert done["limits"]["tokens"]["remaining"] == remaining - done["usage"]["totalTokens"]
         used = [done["usage"]]
-        # A stream that breaks mid-way settles the served text and the input estimate.
+        # A stream that breaks mid-way settles the served text and the input the model read (its bound).
         broken = "[[midstream-error]] " + "this reply breaks half way " * 4
         _, deltas, error = chat(client, broken, maxTokens=500)
         assert error["type"] == "error" and error["error"]["code"] == "UPSTREAM_ERROR"
         served = text_of(deltas)
         assert 0 < len(served) < len(broken)
-        used.append({"inputTokens": tokens(broken), "outputTokens": tokens(served)})
+        used.append({"inputTokens": bound(broken), "outputTokens": len(served.encode())})
         # A cancelled chat settles what was served before the cancel.
         chat_id, _ = held_chat(client, 300)
         cancelled = release(client, chat_id)
@@ -102,20 +116,21 @@ def test_max_tokens_is_lowered_to_what_is_left_or_the_chat_is_refused(budget_sta
         assert left == 1000
         prompt = "[[dump]] how much may I say?"
         ack, deltas, done = chat(client, prompt, maxTokens=4000)
-        assert seen_by_model(deltas)["inferenceConfig"]["maxTokens"] == left - tokens(prompt)
+        assert seen_by_model(deltas)["inferenceConfig"]["maxTokens"] == left - bound(prompt)
         assert ack["limits"]["tokens"]["remaining"] == 0
         release(client, chat_id)
 
-        # Hold all but 200 (under the floor): refused with BUDGET_EXCEEDED until the hour ends.
+        # Hold all but 300 (what a chat of 1,000 finds, less its input, is under the floor): refused with
+        # BUDGET_EXCEEDED until the hour ends.
         remaining = usage_of(client)["limits"]["tokens"]["remaining"]
-        chat_id, ack = held_chat(client, remaining - hold_input - 200)
-        assert ack["limits"]["tokens"]["remaining"] == 200
+        chat_id, ack = held_chat(client, remaining - hold_input - 300)
+        assert ack["limits"]["tokens"]["remaining"] == 300 and 300 - bound("no room") < FLOOR
         frame = client.request("chat.send", prompt="no room", maxTokens=1000)
         assert frame["type"] == "error" and frame["error"]["code"] == "BUDGET_EXCEEDED", frame
         assert frame["error"]["retryAfter"] == math.ceil(3600 - HELD_CLOCK % 3600)  # the seconds left of the hour
         # A chat that asks for less than the floor and fits is served as asked.
         ack, _, done = chat(client, "small", maxTokens=100)
-        assert done["type"] == "done" and ack["limits"]["tokens"]["remaining"] == 200 - tokens("small") - 100
+        assert done["type"] == "done" and ack["limits"]["tokens"]["remaining"] == 300 - bound("small") - 100
         release(client, chat_id)
 
 
@@ -127,7 +142,7 @@ def test_twenty_concurrent_chats_whose_reservations_fit_five_admit_exactly_five(
         per_chat = remaining // 5  # five fit; what a sixth would find is under the floor
         assert remaining - 5 * per_chat < FLOOR
         clients = [first if n % 2 else second for n in range(20)]
-        ids = [c.send("chat.send", prompt=prompt, maxTokens=per_chat - tokens(prompt)) for c in clients]
+        ids = [c.send("chat.send", prompt=prompt, maxTokens=per_chat - bound(prompt)) for c in clients]
         answers = [c.next_frame(i, timeout=30) for c, i in zip(clients, ids, strict=True)]
         acks = [a for a in answers if a["type"] == "ack"]
         refusals = [a for a in answers if a["type"] == "error"]

@@ -39,7 +39,7 @@ def test_usage_get_answers_the_documented_shape_and_rest_agrees(limits_stack):
     data = frame["data"]
     now = HELD_CLOCK
     nothing = {"requests": 1, "inputTokens": 0, "outputTokens": 0, "cacheReadInputTokens": 0,
-               "cacheWriteInputTokens": 0}
+               "cacheWriteInputTokens": 0, "costUsd": 0}
     assert data["usage"] == {"hour": nothing, "day": nothing}
     assert data["limits"] == {
         "requests": {"limit": 100, "remaining": 99, "resetAt": int(now // 60 * 60 + 60)},

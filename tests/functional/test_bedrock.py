@@ -1,6 +1,10 @@
 """The event-stream encoder, the Bedrock emulator read by boto3 itself, and the Bedrock error translation."""
 from __future__ import annotations
 
+import hashlib
+import json
+import urllib.request
+
 import boto3
 import pytest
 from botocore.config import Config
@@ -8,10 +12,19 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, translate_error
+from chalicelib.chat.bedrock import (
+    BedrockChat,
+    BedrockTokenCounter,
+    MessageStop,
+    Metadata,
+    ModelRequest,
+    TextDelta,
+    translate_error,
+)
 from chalicelib.errors import UpstreamError, UpstreamThrottled
 from devserver import eventstream
-from devserver.bedrock import BedrockEmulator, split_tokens
+from devserver.bedrock import BedrockEmulator
+from devserver.tokenizer import count_tokens, split_tokens
 from tests.servers import serve
 
 # --- the encoder, decoded by botocore ------------------------------------------------
@@ -43,11 +56,22 @@ def test_a_corrupted_message_fails_its_checksum(offset):
         list(buffer)
 
 
-def test_tokens_are_whole_characters_of_at_most_4_bytes():
-    assert split_tokens("abcdefgh") == ["abcd", "efgh"]
-    assert split_tokens("😀😀") == ["😀", "😀"]
-    assert split_tokens("é漢x") == ["é", "漢x"]
-    assert "".join(split_tokens("e\u0301 combining")) == "e\u0301 combining"
+@pytest.mark.parametrize("text, tokens", [
+    ("The quick brown fox.", ["The", " quick", " brown", " fox", "."]),  # short words: a token each
+    ("internationalization", ["inte", "rnat", "iona", "liza", "tion"]),  # a long word: 4 characters a token
+    ("a,b;c!", ["a", ",", "b", ";", "c", "!"]),  # punctuation: a token each
+    ("😀😀é漢x", ["😀", "😀", "é", "漢", "x"]),  # every non-ASCII character a token
+    ("  fox\n\n", ["  fox\n\n"]),  # whitespace rides on a neighbour
+    ("   ", ["   "]),
+])
+def test_the_emulators_tokens_follow_a_tokenizers_rule_and_join_to_the_text(text, tokens):
+    assert split_tokens(text) == tokens and "".join(tokens) == text
+    assert count_tokens(text) <= len(text.encode())  # every token holds a byte at least: the app's bound
+
+
+def test_token_dense_text_takes_more_tokens_than_four_bytes_each():
+    dense = "x = {'a': [1, 2], 'b': (3,)}; # 漢字 😀!?"
+    assert count_tokens(dense) > 2 * ((len(dense.encode()) + 3) // 4)
 
 
 # --- the emulator over HTTP, read by boto3 -------------------------------------------
@@ -92,7 +116,7 @@ def test_converse_stream_is_read_by_boto3_and_translated(emulator_url):
     assert sum(isinstance(e, TextDelta) for e in events) > 3
     assert [e.stop_reason for e in events if isinstance(e, MessageStop)] == ["end_turn"]
     [metadata] = [e for e in events if isinstance(e, Metadata)]
-    assert metadata.usage.input_tokens == (len("Grüße 😀 from the echo model".encode()) + len(b"be brief") + 3) // 4
+    assert metadata.usage.input_tokens == count_tokens("Grüße 😀 from the echo model") + count_tokens("be brief")
     assert metadata.usage.output_tokens == sum(isinstance(e, TextDelta) for e in events)
 
 
@@ -100,8 +124,29 @@ def test_converse_answers_the_whole_reply(emulator_url):
     reply = runtime_client(emulator_url).converse(
         modelId="any.model-v1:0", messages=[{"role": "user", "content": [{"text": "one"}, {"text": " two"}]}],
         inferenceConfig={"maxTokens": 1})
-    assert reply["output"]["message"]["content"] == [{"text": "one "}]
+    assert reply["output"]["message"]["content"] == [{"text": "one"}]
     assert reply["stopReason"] == "max_tokens" and reply["usage"]["outputTokens"] == 1
+
+
+def test_count_tokens_answers_what_converse_charges_and_refuses_what_bedrock_refuses(emulator_url):
+    client = runtime_client(emulator_url)
+    prompt = "Count: a,b;c! 漢字 😀 and [[dump]]?"
+    messages: list[dict] = [{"role": "user", "content": [{"text": prompt}]}]
+    tools = {"tools": [{"toolSpec": {"name": "ls", "inputSchema": {"json": {"type": "object"}}}}]}
+    counted = BedrockTokenCounter(client).count("anthropic.claude-sonnet-4-20250514-v1:0",
+                                                {"messages": messages, "system": [{"text": "be brief"}],
+                                                 "toolConfig": tools})
+    charged = client.converse(modelId="anthropic.claude-sonnet-4-20250514-v1:0", messages=messages,
+                              system=[{"text": "be brief"}], toolConfig=tools)["usage"]["inputTokens"]
+    assert counted == charged
+    # CountTokens takes a foundation model id, and only for models it counts (as Bedrock).
+    for model in ("us.anthropic.claude-sonnet-4-20250514-v1:0", "anthropic.claude-3-haiku-20240307-v1:0"):
+        with pytest.raises(UpstreamError):
+            BedrockTokenCounter(client).count(model, {"messages": messages})
+    calls = json.load(urllib.request.urlopen(f"{emulator_url}/_emulator/calls"))
+    key = hashlib.sha256(prompt.encode()).hexdigest()
+    assert [c["operation"] for c in calls if c["key"] == key] == ["CountTokens", "Converse", "CountTokens",
+                                                                   "CountTokens"]
 
 
 def test_throttling_on_the_call_is_retried_then_upstream_throttled(emulator_url):

@@ -16,6 +16,7 @@ from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelReq
 from chalicelib.errors import UpstreamError
 from devserver.bedrock import BedrockEmulator
 from devserver.bedrock_model import CACHE_SECONDS, PromptCache
+from devserver.tokenizer import count_tokens
 from tests.servers import serve
 
 CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -110,7 +111,7 @@ def test_the_same_prefix_is_written_then_read_and_a_short_one_is_not_cached(emul
         read = read_events(client, [*prefix, user({"text": question})])
         usages.append(next(e.usage for e in read if isinstance(e, Metadata)))
     write, read_back = usages
-    assert write.cache_write_input_tokens == (len("a long document " * 400) + len("Read it.") + 3) // 4
+    assert write.cache_write_input_tokens == count_tokens("a long document " * 400) + count_tokens("Read it.")
     assert write.cache_read_input_tokens == 0 and read_back.cache_write_input_tokens == 0
     assert read_back.cache_read_input_tokens == write.cache_write_input_tokens
     assert read_back.input_tokens == 2  # "second?" alone

@@ -5,7 +5,12 @@ import json
 
 import boto3
 
+from chalicelib.chat.input_bound import input_bound
 from tests.handler_calls import connect, login, message
+
+# What a chat.send of `prompt` alone reserves for input on the default model (Claude 3 Haiku, which Bedrock
+# cannot count): the bound of its one message.
+HI_BOUND = input_bound({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
 
 
 def table(app_env, boto, env_var):
@@ -32,8 +37,8 @@ def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_en
                      "error": {"code": "INTERNAL", "message": "could not start the worker"}}
     record = requests_table(app_env, boto).get_item(Key={"requestId": ack["requestId"]}, ConsistentRead=True)["Item"]
     assert record["status"] == "error" and record["errorCode"] == "INTERNAL" and record["clientId"] == "c1"
-    # The ack carried the reservation (1 input token + the default 1024); nothing stays reserved.
-    assert ack["limits"]["tokens"]["limit"] - ack["limits"]["tokens"]["remaining"] == 1 + 1024
+    # The ack carried the reservation (the input's bound + the default 1024); nothing stays reserved.
+    assert ack["limits"]["tokens"]["limit"] - ack["limits"]["tokens"]["remaining"] == HI_BOUND + 1024
     message("conn-chat=", json.dumps({"action": "usage.get", "id": "u1"}))
     usage = sender.frames["conn-chat="][-1]["data"]
     assert usage["limits"]["tokens"]["remaining"] == usage["limits"]["tokens"]["limit"]
@@ -77,12 +82,16 @@ def test_cancel_by_either_id_and_only_by_the_owner(app_env, boto, sender):
 
 
 def test_a_request_is_claimed_by_one_worker_only_and_its_outcome_recorded(app_env, boto):
-    from chalicelib.chat.requests import RequestStore, Usage
+    from chalicelib.chat.requests import CANCELLED, CLAIMED, TAKEN, RequestStore, Usage
 
     store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
     store.create(request_id="c" * 32, kind="chat", user_sub="sub", connection_id="conn", client_id="x", model="m")
-    assert store.claim("c" * 32) is True
-    assert store.claim("c" * 32) is False  # a retried invocation
+    assert store.claim("c" * 32) == CLAIMED
+    assert store.claim("c" * 32) == TAKEN  # a retried invocation
+    # A chat cancelled while queued: the worker owns it, but must not call the model.
+    store.create(request_id="d" * 32, kind="chat", user_sub="sub", connection_id="conn", client_id="y", model="m")
+    assert store.request_cancel(request_id="d" * 32, user_sub="sub")
+    assert store.claim("d" * 32) == CANCELLED and store.claim("d" * 32) == TAKEN
     store.finish("c" * 32, status="done", stop_reason="end_turn", usage=Usage(3, 4))
     item = store.get("c" * 32)
     assert item is not None
@@ -131,7 +140,7 @@ def test_max_tokens_above_the_models_cap_is_lowered_before_the_ack(app_env, boto
                                      "model": "claude-3-5-sonnet-20240620", "maxTokens": 100}))
     first, second = sender.frames["conn-cap="]
     assert first["type"] == "ack" and first["maxTokens"] == 4096
-    assert first["limits"]["tokens"]["limit"] - first["limits"]["tokens"]["remaining"] == 1 + 4096
+    assert first["limits"]["tokens"]["limit"] - first["limits"]["tokens"]["remaining"] == HI_BOUND + 4096
     assert started[0]["reservation"]["maxTokens"] == 4096 and started[0]["chat"]["max_tokens"] == 4096
     assert second["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0" and second["maxTokens"] == 100
     assert started[1]["chat"]["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"

@@ -1,12 +1,16 @@
-"""The chat's input, sized by the handler and loaded by the worker, against moto: the reservation's
-estimate is what the worker then sends (in the app's measure), and never less."""
+"""The chat's input, sized and counted by the handler and loaded by the worker, against moto and the Bedrock
+emulator: the estimate is what the worker then sends (in the app's measure), and the input reserved is never
+less than what Bedrock counts for it (the emulator's tokenizer), counted by CountTokens or bounded."""
 from __future__ import annotations
 
 import uuid
 
 import pytest
 
+from chalicelib.aws import clients as aws
 from chalicelib.chat import converse
+from chalicelib.chat.bedrock import BedrockTokenCounter
+from chalicelib.chat.input_bound import input_bound
 from chalicelib.chat.inputs import load_input, plan_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import get_settings
@@ -23,27 +27,47 @@ def chat(**fields):
     return ChatRequest(**{"prompt": "and now? 😀", "model": "m", "max_tokens": 100, **fields})
 
 
-def plan_and_load(services, sub, request, *, history_limit=4000, context_limit=8000):
+COUNTED = "anthropic.claude-sonnet-4-20250514-v1:0"  # a model Bedrock (here its emulator) counts
+
+
+def bedrock_count(request) -> int:
+    """What Bedrock charges for this Converse input: the emulator's CountTokens (its tokenizer's rule)."""
+    return BedrockTokenCounter(aws.client("bedrock-runtime")).count(COUNTED, request)
+
+
+def plan_and_load(services, sub, request, *, history_limit=4000, context_limit=8000, count=lambda request: None):
     plan = plan_input(request, user_sub=sub, sessions=services.sessions, context=services.context,
-                      history_limit=history_limit, context_limit=context_limit)
+                      history_limit=history_limit, context_limit=context_limit, count=count)
     loaded = load_input(request, plan, user_sub=sub, sessions=services.sessions, context=services.context)
     return plan, loaded
 
 
-def test_the_estimate_is_exactly_what_the_worker_sends(services):
+@pytest.mark.parametrize("counted", [False, True], ids=["bounded", "counted"])
+def test_the_estimate_is_what_the_worker_sends_and_the_reservation_covers_bedrocks_count(services, counted):
     sub = str(uuid.uuid4())
     session = services.sessions.create(sub, title="t")
-    for n in range(3):
-        services.sessions.append_exchange(sub, session.session_id, f"r{n}", f"question {n} é", f"answer {n} 漢字",
+    for n in range(3):  # token-dense: punctuation, CJK, emoji take more tokens than 4 bytes each
+        services.sessions.append_exchange(sub, session.session_id, f"r{n}", f"q{n}: é?!;,.", f"a{n}: 漢字😀!!",
                                           False)
-    services.context.put(sub, "src/app.py", "def main():\n    return 42\n", session_id=None)
-    services.context.put(sub, "notes.md", "session notes", session_id=session.session_id)
+    services.context.put(sub, "src/app.py", "def main():\n    return {'a': [1, 2, (3,)]}\n", session_id=None)
+    services.context.put(sub, "notes.md", "session, notes; ok?", session_id=session.session_id)
     request = chat(system="be brief", session_id=session.session_id, context_paths=("src/app.py", "notes.md"))
-    plan, loaded = plan_and_load(services, sub, request)
+    plan, loaded = plan_and_load(services, sub, request, count=bedrock_count if counted else lambda request: None)
     assert [m["role"] for m in loaded["messages"]] == ["user", "assistant"] * 3 + ["user"]
     final = [block["text"] for block in loaded["messages"][-1]["content"]]
-    assert final[-1] == "and now? 😀" and "session notes" in final[2] and "return 42" in final[1]
-    assert plan.estimated_input == converse.input_tokens(loaded)
+    assert final[-1] == "and now? 😀" and "session, notes" in final[2] and "return {" in final[1]
+    if not counted:  # the app's measure of what is sent, for the context window
+        assert plan.estimate == converse.input_tokens(loaded)
+    charged = bedrock_count(loaded)
+    assert charged > converse.input_tokens(loaded)  # 4 bytes a token would have reserved too little
+    assert plan.input_tokens >= charged and plan.input_tokens >= (input_bound(loaded) if not counted else charged)
+    assert not plan.exact  # the history and the files were sized, not counted
+
+
+def test_a_conversation_alone_is_counted_exactly(services):
+    request = chat(prompt=None, messages=({"role": "user", "content": "a,b;c! 漢字 😀 [1, 2]"},), system="be brief")
+    plan, loaded = plan_and_load(services, str(uuid.uuid4()), request, count=bedrock_count)
+    assert plan.exact and plan.input_tokens == bedrock_count(loaded) == plan.estimate
 
 
 def test_history_beyond_the_limit_is_neither_reserved_nor_sent(services):
@@ -53,7 +77,8 @@ def test_history_beyond_the_limit_is_neither_reserved_nor_sent(services):
         services.sessions.append_exchange(sub, session.session_id, f"r{n}", "q" * 400, "a" * 400, False)
     plan, loaded = plan_and_load(services, sub, chat(session_id=session.session_id), history_limit=450)
     assert plan.history_tokens == 400  # the last exchange (2 x 100 tokens) x 2 fit; a third message would not
-    assert len(loaded["messages"]) == 5 and plan.estimated_input == converse.input_tokens(loaded)
+    assert len(loaded["messages"]) == 5 and plan.estimate == converse.input_tokens(loaded)
+    assert plan.history_messages == 4 and plan.input_tokens >= input_bound(loaded)
 
 
 def test_history_appended_after_sizing_replaces_older_messages_within_the_same_bound(services):
@@ -66,7 +91,8 @@ def test_history_appended_after_sizing_replaces_older_messages_within_the_same_b
     # Another chat of the same session lands between the handler and the worker.
     services.sessions.append_exchange(sub, session.session_id, "r1", "x" * 4000, "y" * 4000, False)
     loaded = load_input(request, plan, user_sub=sub, sessions=services.sessions, context=services.context)
-    assert converse.input_tokens(loaded) <= plan.estimated_input
+    assert converse.input_tokens(loaded) <= plan.estimate
+    assert input_bound(loaded) <= plan.input_tokens and bedrock_count(loaded) <= plan.input_tokens
 
 
 def test_problems_are_found_by_the_handler_before_anything_is_read(services):

@@ -19,6 +19,8 @@ from tests.handler_calls import connect, login, message
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "chat.send": ("prompt", "messages", "sessionId", "model", "system", "maxTokens", "temperature", "contextPaths",
                   "tools", "toolChoice", "uploadId"),
+    "chat.countTokens": ("prompt", "messages", "sessionId", "model", "system", "maxTokens", "temperature",
+                         "contextPaths", "tools", "toolChoice", "uploadId"),
     "chat.cancel": ("requestId",),
     "chat.upload": ("size",),
     "session.create": ("title",),

@@ -109,7 +109,7 @@ def test_a_chat_that_fails_unexpectedly_still_counts_as_a_request(conn, sender, 
     def broken(*args, **kwargs):
         raise RuntimeError("DynamoDB is having a bad day")
 
-    monkeypatch.setattr(SessionStore, "history_tokens", broken)
+    monkeypatch.setattr(SessionStore, "history_size", broken)
     before = _usage(conn, sender, "u0")["usage"]["hour"]["requests"]
     message(conn, json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi", "sessionId": "a" * 32}))
     assert sender.frames[conn][-1]["error"]["code"] == "INTERNAL"

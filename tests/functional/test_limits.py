@@ -93,7 +93,7 @@ def test_two_users_never_share_counters(dynamodb, table_name):
     assert sum(not isinstance(o, Exception) for o in outcomes) == 10
     assert limits.record(alice, records.hour_sort_key(T0))["requests"] == {"N": "5"}
     assert limits.record(bob, records.hour_sort_key(T0))["requests"] == {"N": "5"}
-    limits.budget.reserve(alice, T0 + 60, request_id="a1", estimated_input=100, max_tokens=100)
+    limits.budget.reserve(alice, T0 + 60, request_id="a1", input_tokens=100, max_tokens=100)
     assert limits.record(alice, records.hour_sort_key(T0))["tokens"] == {"N": "200"}
     assert "tokens" not in limits.record(bob, records.hour_sort_key(T0))
 
@@ -111,13 +111,13 @@ def test_group_overrides_apply_and_the_most_generous_wins(dynamodb, table_name):
     assert len(admitted) == 4
     # tokens: only "trial" names a budget, so it applies to a member of both
     with pytest.raises(BudgetExceeded):
-        limits.budget.reserve(both, T0 + 60, groups=("power", "trial"), request_id="b1", estimated_input=400,
+        limits.budget.reserve(both, T0 + 60, groups=("power", "trial"), request_id="b1", input_tokens=400,
                               max_tokens=101)
 
 
 def test_20_concurrent_reservations_that_fit_5_admit_exactly_5(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
-    outcomes = crowd(20, lambda i: limits.budget.reserve(sub, T0, request_id=f"r{i}", estimated_input=1000,
+    outcomes = crowd(20, lambda i: limits.budget.reserve(sub, T0, request_id=f"r{i}", input_tokens=1000,
                                                          max_tokens=1000))
     reservations = [o for o in outcomes if isinstance(o, Reservation)]
     assert len(reservations) == 5
@@ -125,7 +125,7 @@ def test_20_concurrent_reservations_that_fit_5_admit_exactly_5(dynamodb, table_n
     assert all(r.max_tokens == 1000 for r in reservations)
     assert limits.record(sub, records.hour_sort_key(T0))["tokens"] == {"N": "10000"}
     # Settling concurrently to the real, smaller usage frees the difference, never more.
-    crowd(5, lambda i: limits.budget.settle(reservations[i], 900, 600, "m"))
+    crowd(5, lambda i: limits.budget.settle(reservations[i], reservations[i].charge(900, 600), "m"))
     hour = limits.record(sub, records.hour_sort_key(T0))
     assert hour["tokens"] == {"N": "7500"} and hour["inputTokens"] == {"N": "4500"}
     assert hour["outputTokens"] == {"N": "3000"}
@@ -133,26 +133,26 @@ def test_20_concurrent_reservations_that_fit_5_admit_exactly_5(dynamodb, table_n
 
 def test_max_tokens_is_lowered_to_fit_down_to_the_floor(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name, TOKEN_RESERVATION_FLOOR=256), user()
-    first = limits.budget.reserve(sub, T0, request_id="a", estimated_input=1000, max_tokens=6000)
+    first = limits.budget.reserve(sub, T0, request_id="a", input_tokens=1000, max_tokens=6000)
     assert first.max_tokens == 6000 and first.limits.to_wire()["tokens"]["remaining"] == 3000
-    lowered = limits.budget.reserve(sub, T0, request_id="b", estimated_input=1000, max_tokens=6000)
+    lowered = limits.budget.reserve(sub, T0, request_id="b", input_tokens=1000, max_tokens=6000)
     assert lowered.max_tokens == 2000 and lowered.limits.tokens_used == 10000
-    limits.budget.settle(lowered, 1000, 0, "m")  # frees 2000
+    limits.budget.settle(lowered, lowered.charge(1000, 0), "m")  # frees 2000
     with pytest.raises(BudgetExceeded):  # 2000 left: 150 after the input, under the floor of 256
-        limits.budget.reserve(sub, T0, request_id="c", estimated_input=1850, max_tokens=1000)
-    small = limits.budget.reserve(sub, T0, request_id="d", estimated_input=1850, max_tokens=100)
+        limits.budget.reserve(sub, T0, request_id="c", input_tokens=1850, max_tokens=1000)
+    small = limits.budget.reserve(sub, T0, request_id="d", input_tokens=1850, max_tokens=100)
     assert small.max_tokens == 100  # below the floor, but it is all that was asked and it fits
     with pytest.raises(BudgetExceeded) as exceeded:
-        limits.budget.reserve(sub, T0 + 5, request_id="e", estimated_input=1, max_tokens=100)
+        limits.budget.reserve(sub, T0 + 5, request_id="e", input_tokens=1, max_tokens=100)
     assert exceeded.value.retry_after == 1765 and exceeded.value.code == "BUDGET_EXCEEDED"
 
 
 def test_a_full_minute_rejects_a_chat_as_rate_limited_and_reserves_nothing(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name, RATE_LIMIT_REQUESTS_PER_MINUTE=2, memory=False), user()
     limits.rate.admit(sub, T0)
-    limits.budget.reserve(sub, T0, request_id="x", estimated_input=10, max_tokens=10)
+    limits.budget.reserve(sub, T0, request_id="x", input_tokens=10, max_tokens=10)
     with pytest.raises(RateLimited) as limited:
-        limits.budget.reserve(sub, T0 + 10, request_id="y", estimated_input=10, max_tokens=10)
+        limits.budget.reserve(sub, T0 + 10, request_id="y", input_tokens=10, max_tokens=10)
     assert limited.value.retry_after == 20
     assert limits.record(sub, records.hour_sort_key(T0))["tokens"] == {"N": "20"}
 
@@ -160,27 +160,28 @@ def test_a_full_minute_rejects_a_chat_as_rate_limited_and_reserves_nothing(dynam
 def test_the_token_window_rolls_over_with_the_hour_and_a_late_settlement_is_charged_to_its_own(
         dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
-    held = limits.budget.reserve(sub, T0, request_id="held", estimated_input=1000, max_tokens=8000)
+    held = limits.budget.reserve(sub, T0, request_id="held", input_tokens=1000, max_tokens=8000)
     with pytest.raises(BudgetExceeded) as exceeded:  # 1000 left in this hour: under the floor after the input
-        limits.budget.reserve(sub, T0, request_id="refused", estimated_input=900, max_tokens=1000)
+        limits.budget.reserve(sub, T0, request_id="refused", input_tokens=900, max_tokens=1000)
     next_hour = T0 - T0 % 3600 + 3600
     assert exceeded.value.retry_after == next_hour - T0
-    fresh = limits.budget.reserve(sub, next_hour + 1, request_id="fresh", estimated_input=900, max_tokens=1000)
+    fresh = limits.budget.reserve(sub, next_hour + 1, request_id="fresh", input_tokens=900, max_tokens=1000)
     assert fresh.max_tokens == 1000 and fresh.limits.to_wire()["tokens"]["remaining"] == 10000 - 1900
     # The held chat ends in the next hour: its usage counts in the hour (and day) it was admitted in.
-    limits.budget.settle(held, 1000, 500, "m", now=next_hour + 30)
+    limits.budget.settle(held, held.charge(1000, 500), "m", now=next_hour + 30)
     assert limits.record(sub, records.hour_sort_key(T0))["tokens"] == {"N": "1500"}
     assert limits.record(sub, records.hour_sort_key(next_hour))["tokens"] == {"N": "1900"}  # only the fresh chat
 
 
 def test_settlement_writes_hour_day_and_model_records_and_is_idempotent(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
-    reservation = limits.budget.reserve(sub, T0, request_id="chat-1", estimated_input=700, max_tokens=1300)
-    settlement = limits.budget.settle(reservation, 800, 300, "anthropic.claude-3-haiku")
+    reservation = limits.budget.reserve(sub, T0, request_id="chat-1", input_tokens=800, max_tokens=1300)
+    settlement = limits.budget.settle(reservation, reservation.charge(800, 300), "anthropic.claude-3-haiku")
     assert settlement.usage_wire() == {"inputTokens": 800, "outputTokens": 300, "totalTokens": 1100,
                                        "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert settlement.limits.to_wire()["tokens"]["remaining"] == 10000 - 1100
-    again = limits.budget.settle(Reservation.from_dict(reservation.to_dict()), 800, 300, "anthropic.claude-3-haiku")
+    again = limits.budget.settle(Reservation.from_dict(reservation.to_dict()), reservation.charge(800, 300),
+                                 "anthropic.claude-3-haiku")
     assert again.already_settled and not settlement.already_settled
     hour = limits.record(sub, records.hour_sort_key(T0))
     assert (hour["tokens"], hour["inputTokens"], hour["outputTokens"]) == ({"N": "1100"}, {"N": "800"}, {"N": "300"})
@@ -194,7 +195,7 @@ def test_settlement_writes_hour_day_and_model_records_and_is_idempotent(dynamodb
 
 def test_a_worker_that_raises_midstream_still_settles_what_it_served(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
-    reservation = limits.budget.reserve(sub, T0, request_id="boom", estimated_input=50, max_tokens=1000)
+    reservation = limits.budget.reserve(sub, T0, request_id="boom", input_tokens=50, max_tokens=1000)
     served: list[str] = []
 
     def worker():
@@ -203,18 +204,20 @@ def test_a_worker_that_raises_midstream_still_settles_what_it_served(dynamodb, t
                 served.append(text)
             raise RuntimeError("the stream broke before the metadata")
         finally:
-            limits.budget.settle(reservation, *fallback_usage(reservation, "".join(served)), "m")
+            limits.budget.settle(reservation, reservation.charge(
+                *fallback_usage(reservation, "".join(served), model_read=True)), "m")
 
     with pytest.raises(RuntimeError):
         worker()
     hour = limits.record(sub, records.hour_sort_key(T0))
-    assert hour["outputTokens"] == {"N": str(count_tokens("Hello, wor"))} and hour["inputTokens"] == {"N": "50"}
-    assert hour["tokens"] == {"N": str(50 + 3)}
+    # The input the model read, and a token per byte served (a bound: never less than the real count).
+    assert hour["outputTokens"] == {"N": "10"} and hour["inputTokens"] == {"N": "50"}
+    assert hour["tokens"] == {"N": str(50 + 10)}
 
 
 def test_a_settlement_that_failed_on_the_way_settles_on_retry_exactly_once(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
-    reservation = limits.budget.reserve(sub, T0, request_id="flaky", estimated_input=100, max_tokens=100)
+    reservation = limits.budget.reserve(sub, T0, request_id="flaky", input_tokens=100, max_tokens=100)
     failures = {"left": 1}
 
     def fail_once(**_):
@@ -225,10 +228,10 @@ def test_a_settlement_that_failed_on_the_way_settles_on_retry_exactly_once(dynam
     dynamodb.meta.events.register("before-send.dynamodb.TransactWriteItems", fail_once, unique_id="fail-once")
     try:
         with pytest.raises(ConnectionError):
-            limits.budget.settle(reservation, 100, 20, "m")
+            limits.budget.settle(reservation, reservation.charge(100, 20), "m")
         assert limits.record(sub, records.hour_sort_key(T0))["tokens"] == {"N": "200"}  # still reserved
-        assert not limits.budget.settle(reservation, 100, 20, "m").already_settled
-        assert limits.budget.settle(reservation, 100, 20, "m").already_settled
+        assert not limits.budget.settle(reservation, reservation.charge(100, 20), "m").already_settled
+        assert limits.budget.settle(reservation, reservation.charge(100, 20), "m").already_settled
     finally:
         dynamodb.meta.events.unregister("before-send.dynamodb.TransactWriteItems", unique_id="fail-once")
     assert limits.record(sub, records.hour_sort_key(T0))["tokens"] == {"N": "120"}
@@ -237,13 +240,13 @@ def test_a_settlement_that_failed_on_the_way_settles_on_retry_exactly_once(dynam
 def test_usage_report_sums_the_hour_and_the_day(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
     earlier = T0 - 3600
-    r1 = limits.budget.reserve(sub, earlier, request_id="u1", estimated_input=10, max_tokens=500)
-    limits.budget.settle(r1, 12, 40, "m")
-    r2 = limits.budget.reserve(sub, T0, request_id="u2", estimated_input=10, max_tokens=500)
-    limits.budget.settle(r2, 11, 30, "m")
+    r1 = limits.budget.reserve(sub, earlier, request_id="u1", input_tokens=12, max_tokens=500)
+    limits.budget.settle(r1, r1.charge(12, 40), "m")
+    r2 = limits.budget.reserve(sub, T0, request_id="u2", input_tokens=11, max_tokens=500)
+    limits.budget.settle(r2, r2.charge(11, 30), "m")
     limits.rate.admit(sub, T0)
     report = limits.usage.report(sub, T0 + 1)
-    no_cache = {"cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
+    no_cache = {"cacheReadInputTokens": 0, "cacheWriteInputTokens": 0, "costUsd": 0.0}
     assert report["usage"] == {"hour": {"requests": 2, "inputTokens": 11, "outputTokens": 30, **no_cache},
                                "day": {"requests": 3, "inputTokens": 23, "outputTokens": 70, **no_cache}}
     assert report["limits"] == {"requests": {"limit": 100, "remaining": 98, "resetAt": T0 + 30},
@@ -276,13 +279,15 @@ def test_count_tokens_is_one_per_four_bytes_rounded_up(text, tokens):
     assert count_tokens(text) == tokens
 
 
-def test_fallback_usage_charges_input_only_once_something_was_served():
+def test_fallback_usage_charges_the_input_the_model_read_however_the_chat_ended():
     from chalicelib.limits.snapshot import LimitsSnapshot
     snapshot = LimitsSnapshot(1, 0, 0, 1, 0, 0, 0.0)
-    reservation = Reservation(user_sub="u", request_id="r", hour_start=0, estimated_input=70, max_tokens=9,
+    reservation = Reservation(user_sub="u", request_id="r", hour_start=0, input_tokens=70, max_tokens=9,
                               limits=snapshot)
-    assert fallback_usage(reservation, "") == (0, 0)
-    assert fallback_usage(reservation, "12345") == (70, 2)
+    assert fallback_usage(reservation, "", model_read=False) == (0, 0)  # refused by Bedrock, or never sent
+    assert fallback_usage(reservation, "", model_read=True) == (70, 0)  # cancelled before its first token
+    assert fallback_usage(reservation, "12345", model_read=True) == (70, 5)  # a token per byte at most
+    assert fallback_usage(reservation, "日本語の文章", model_read=True) == (70, 9)  # never above maxTokens
 
 
 def test_under_mixed_concurrent_reserves_and_settles_the_hour_never_exceeds_the_budget(dynamodb, table_name):
@@ -300,11 +305,11 @@ def test_under_mixed_concurrent_reserves_and_settles_the_hour_never_exceeds_the_
 
     def chat(i):
         estimated, max_tokens, share = sizes[i]
-        reservation = limits.budget.reserve(sub, T0, request_id=f"mix{i}", estimated_input=estimated,
+        reservation = limits.budget.reserve(sub, T0, request_id=f"mix{i}", input_tokens=estimated,
                                             max_tokens=max_tokens)
         assert reservation.max_tokens <= max_tokens
         used_out = int(reservation.max_tokens * share)
-        limits.budget.settle(reservation, estimated, used_out, "m")
+        limits.budget.settle(reservation, reservation.charge(estimated, used_out), "m")
         return estimated + used_out
 
     watcher = threading.Thread(target=watch)
@@ -323,8 +328,9 @@ def test_under_mixed_concurrent_reserves_and_settles_the_hour_never_exceeds_the_
 
 def test_cached_input_is_settled_in_its_own_counters_and_counts_against_the_budget(dynamodb, table_name):
     limits, sub = Limits(dynamodb, table_name), user()
-    reservation = limits.budget.reserve(sub, T0, request_id="cached", estimated_input=6000, max_tokens=500)
-    settlement = limits.budget.settle(reservation, 20, 100, "claude", cache_read=5000, cache_write=900, now=T0 + 5)
+    reservation = limits.budget.reserve(sub, T0, request_id="cached", input_tokens=6000, max_tokens=500)
+    settlement = limits.budget.settle(reservation, reservation.charge(20, 100, cache_read=5000, cache_write=900),
+                                      "claude", now=T0 + 5)
     assert settlement.usage_wire() == {"inputTokens": 20, "outputTokens": 100, "totalTokens": 6020,
                                        "cacheReadInputTokens": 5000, "cacheWriteInputTokens": 900}
     assert settlement.limits.to_wire()["tokens"]["remaining"] == 10000 - 6020  # the model read all of it

@@ -11,7 +11,7 @@ from chalicelib.dispatch.table import TABLE
 from tests.handler_calls import connect, message
 
 ONE_REQUEST = {"requests": 1, "inputTokens": 0, "outputTokens": 0, "cacheReadInputTokens": 0,
-               "cacheWriteInputTokens": 0}
+               "cacheWriteInputTokens": 0, "costUsd": 0.0}
 
 
 def new_user(boto, provisioned, groups=()) -> str:

@@ -15,7 +15,7 @@ from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, records
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "OPERATIONS.md").read_text()
-T0 = 1_790_000_000
+T0 = 1_777_000_000  # a day no other test writes usage on: the query reads the whole day
 
 
 def documented_block(language: str) -> str:
@@ -34,10 +34,10 @@ def day_of_three_users(moto_url, provisioned, boto_module):
     users = [f"ops-{uuid.uuid4()}" for _ in range(3)]
     for rank, sub in enumerate(users):
         for chat in range(rank + 1):
-            reservation = budget.reserve(sub, T0, request_id=f"{sub}-{chat}", estimated_input=100, max_tokens=1000)
-            budget.settle(reservation, 100, 300 * (rank + 1), "model-a")
-    next_day = budget.reserve(users[0], T0 + 86400, request_id="tomorrow", estimated_input=1, max_tokens=90000)
-    budget.settle(next_day, 1, 90000, "model-a")
+            reservation = budget.reserve(sub, T0, request_id=f"{sub}-{chat}", input_tokens=100, max_tokens=1000)
+            budget.settle(reservation, reservation.charge(100, 300 * (rank + 1)), "model-a")
+    next_day = budget.reserve(users[0], T0 + 86400, request_id="tomorrow", input_tokens=1, max_tokens=90000)
+    budget.settle(next_day, next_day.charge(1, 90000), "model-a")
     return table, records.day_name(T0), users
 
 

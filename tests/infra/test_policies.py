@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.models import PROFILE_PREFIXES, foundation_id
+from chalicelib.models import PROFILE_PREFIXES, build_table, foundation_id
 from infra import policies, resources
 from infra.stages import GLOBAL, PROFILE_REGIONS, STAGES, UNLISTED_GEOGRAPHIES, destination_regions, profile_prefix
 
@@ -23,7 +23,8 @@ CHALICE_DIR = ROOT / ".chalice"
 # function -> [(IAM action, what it is called on)]. Targets: table:<key>, index:<key>/<index>,
 # object:<bucket> (a key under users/<sub>/), prefix:<bucket> (listing users/<sub>/),
 # key:<bucket> (its KMS key, through S3), function:<name>, secret:<key>, frames:<METHOD>
-# (@connections of this API and stage), model:* (every allowed model or profile), token:access (a call
+# (@connections of this API and stage), model:* (every allowed model or profile), counted:* (the foundation
+# model of every allowed model whose table entry says CountTokens counts it), token:access (a call
 # Cognito authorises with the user's access token: no IAM permission exists for it, none is granted).
 CALLS: dict[str, list[tuple[str, str]]] = {
     "websocket_connect": [("dynamodb:GetItem", "table:connections"), ("dynamodb:PutItem", "table:connections"),
@@ -37,6 +38,8 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "table:usage"),
         ("dynamodb:PutItem", "table:usage"),  # a chat that cannot start is settled to zero (transaction)
         ("dynamodb:Query", "table:usage"),
+        ("dynamodb:BatchGetItem", "table:usage"),  # money budgets' counters, before a reservation and in usage.get
+        ("bedrock:CountTokens", "counted:*"),  # a chat's input counted before it is admitted
         ("dynamodb:GetItem", "table:sessions"), ("dynamodb:PutItem", "table:sessions"),
         ("dynamodb:UpdateItem", "table:sessions"), ("dynamodb:DeleteItem", "table:sessions"),
         ("dynamodb:Query", "table:sessions"), ("dynamodb:Query", "index:sessions/byUpdated"),
@@ -50,7 +53,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("lambda:InvokeFunction", "function:bedrock_worker"), ("lambda:InvokeFunction", "function:github_worker"),
         ("execute-api:ManageConnections", "frames:POST"), ("execute-api:ManageConnections", "frames:DELETE"),
     ],
-    "api_handler": [("dynamodb:Query", "table:usage")],
+    "api_handler": [("dynamodb:Query", "table:usage"), ("dynamodb:BatchGetItem", "table:usage")],
     "ws_authorizer": [],  # $connect, which runs after it, asks Cognito about revocation: once per connection
     "rest_authorizer": [("cognito-idp:GetUser", "token:access")],
     "bedrock_worker": [
@@ -147,6 +150,10 @@ def requests_for(d: policies.Deployment, action: str, target: str) -> list[tuple
         return [(d.arn("execute-api", f"{d.websocket_api_id}/{d.stage.name}/{name}/@connections/Ab1Cd2Ef3G="), {})]
     if kind == "token":
         return []  # authorised by the user's token: there is no resource to grant
+    if kind == "counted":
+        counted = build_table(d.stage.allowed_models, d.stage.default_model, d.stage.models_json())
+        return [(d.arn("bedrock", f"foundation-model/{spec.foundation_id}", account=""), {})
+                for spec in counted.models.values() if spec.count_tokens]
     if kind == "model":
         calls: list[tuple[str, dict[str, str]]] = []
         for model in d.stage.allowed_models:

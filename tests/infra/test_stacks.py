@@ -253,7 +253,8 @@ def test_every_alarm_notifies_the_topic(template, stage):
     names = {a["Properties"]["AlarmName"].removeprefix(f"llm-ide-{stage}-") for a in alarms.values()}
     canary = STAGES[stage].health_canary and stage in HEALTH_URLS
     assert names == {"error-rate", "lambda-throttles", "lambda-errors", "dynamodb-throttles", "upstream-throttled",
-                     "chat-latency-p90", "tokens-per-hour", "auth-refusals"} | ({"availability"} if canary else set())
+                     "chat-latency-p90", "tokens-per-hour", "daily-cost", "auth-refusals"} | (
+                         {"availability"} if canary else set())
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
     body = json.dumps(alarms)
@@ -263,7 +264,16 @@ def test_every_alarm_notifies_the_topic(template, stage):
     assert {m["MetricName"] for m in watched} == {metrics.REQUESTS.name, metrics.SERVER_ERRORS.name,
                                                   metrics.UPSTREAM_THROTTLED.name, metrics.CHAT_LATENCY.name,
                                                   metrics.INPUT_TOKENS.name, metrics.OUTPUT_TOKENS.name,
-                                                  metrics.AUTH_REFUSED.name}
+                                                  metrics.AUTH_REFUSED.name, metrics.CHAT_COST.name}
+    # Tokens that escape the app's counters still page: the tokens-per-hour alarm also sums Bedrock's own
+    # counts for every model the stage allows.
+    bedrock = [metric for metric in _metric_stats(alarms) if metric["Namespace"] == "AWS/Bedrock"]
+    assert {(m["MetricName"], m["Dimensions"][0]["Value"]) for m in bedrock} == {
+        (name, model) for name in ("InputTokenCount", "OutputTokenCount") for model in STAGES[stage].allowed_models}
+    daily = next(a["Properties"] for a in alarms.values() if a["Properties"]["AlarmName"].endswith("-daily-cost"))
+    assert daily["Threshold"] == STAGES[stage].daily_cost_threshold_usd
+    periods = [m["MetricStat"]["Period"] for m in daily.get("Metrics", []) if "MetricStat" in m]
+    assert (periods or [daily.get("Period")]) == [86400]  # the day's sum of ChatCost
     for metric in watched:  # the stage-wide dimension set every data point is emitted with
         assert metric["Dimensions"] == [{"Name": metrics.STAGE, "Value": stage}]
     t.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
@@ -318,7 +328,8 @@ def _metric_stats(value) -> list[dict]:
 def test_dashboard_uses_the_apps_metric_names(template, stage):
     widgets = _dashboard(template(stage, "monitoring"))["widgets"]
     titles = {w["properties"]["title"] for w in widgets}
-    assert {"Connections opened", "Messages by action", "Errors by code", "Tokens in and out", "Lambda errors",
+    assert {"Connections opened", "Messages by action", "Errors by code",
+            "Tokens in and out; the cost of chats (USD)", "Lambda errors",
             "Lambda throttles", "Lambda duration p90 (ms)", "DynamoDB throttles", "Auth refusals by reason",
             "Forbidden by action", "WAF blocked requests by rule (web page)"} <= titles
     plotted: set[tuple[str, str]] = set()

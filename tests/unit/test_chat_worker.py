@@ -14,7 +14,7 @@ from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta, ToolUse
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
-from chalicelib.chat.requests import Usage
+from chalicelib.chat.requests import CANCELLED, CLAIMED, TAKEN, Usage
 from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
 from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
@@ -26,10 +26,10 @@ NOW = time.time()  # the windows of the snapshot are the current ones
 SNAPSHOT = LimitsSnapshot(requests_limit=100, requests_used=1, minute_start=int(NOW // 60 * 60), tokens_limit=10000,
                           tokens_used=103, hour_start=int(NOW // 3600 * 3600), taken_at=NOW)
 RESERVATION = Reservation(user_sub="sub-1", request_id="r" * 32, hour_start=int(NOW // 3600 * 3600),
-                          estimated_input=3, max_tokens=100, limits=SNAPSHOT)
+                          input_tokens=3, max_tokens=100, limits=SNAPSHOT)
 JOB = ChatJob(request_id="r" * 32, client_id="chat-1", connection_id="conn", endpoint="http://x", user_sub="sub-1",
               chat=ChatRequest(prompt="hello world", model="m", max_tokens=100), reservation=RESERVATION,
-              plan=InputPlan(history_tokens=0, context_tokens=0, estimated_input=3), received_at=time.time())
+              plan=InputPlan(history_tokens=0, context_tokens=0, input_tokens=3), received_at=time.time())
 SESSION_JOB = dataclasses.replace(JOB, chat=dataclasses.replace(JOB.chat, session_id="a" * 32))
 
 
@@ -50,25 +50,24 @@ class FakeBudget:
         self.settled: list[tuple] = []
         self.fail = fail
 
-    def settle(self, reservation, actual_input, actual_output, model, *, cache_read=0, cache_write=0):
-        self.settled.append((reservation.request_id, actual_input, actual_output, model))
-        self.cache = (cache_read, cache_write)
+    def settle(self, reservation, charge, model, *, now=None):
+        self.settled.append((reservation.request_id, charge.input_tokens, charge.output_tokens, model))
+        self.cache = (charge.cache_read_input_tokens, charge.cache_write_input_tokens)
         if self.fail:
             raise RuntimeError("DynamoDB is down")
-        delta = actual_input + actual_output + cache_read + cache_write - reservation.reserved
-        return Settlement(input_tokens=actual_input, output_tokens=actual_output, already_settled=False,
-                          limits=reservation.limits.with_tokens_changed(delta))
+        return Settlement(charge=charge, already_settled=False,
+                          limits=reservation.limits.with_tokens_changed(charge.budget_tokens - reservation.reserved))
 
 
 class FakeSessions:
     def __init__(self, *, history=(), gone=False) -> None:
         self.history = list(history)
-        self.loaded_with: list[int] = []
+        self.loaded_with: list[tuple[int, int | None]] = []
         self.appended: list[tuple] = []
         self.gone = gone
 
-    def history_for(self, user_sub, session_id, token_limit):
-        self.loaded_with.append(token_limit)
+    def history_for(self, user_sub, session_id, token_limit, message_limit=None):
+        self.loaded_with.append((token_limit, message_limit))
         return self.history
 
     def append_exchange(self, user_sub, session_id, request_id, prompt, reply, cancelled):
@@ -83,10 +82,13 @@ class FakeRequests:
         self.cancel = threading.Event()
         self.statuses: list[str] = []
         self.finished: Any = None  # the keyword arguments of the last finish()
+        self.cancelled_before_claim = False  # the cancel flag, if set, was set while the chat was queued
 
     def claim(self, request_id, now=None):
         self.statuses.append("streaming")
-        return len(self.statuses) == 1  # a second invocation finds it taken
+        if len(self.statuses) > 1:
+            return TAKEN  # a second invocation finds it taken
+        return CANCELLED if self.cancel.is_set() and self.cancelled_before_claim else CLAIMED
 
     def cancel_requested(self, request_id):
         self.polls.append(time.monotonic())
@@ -100,12 +102,17 @@ class FakeRequests:
 
 
 class FakeBedrock:
-    def __init__(self, events, *, delay=0.0, error=None):
-        self.events, self.delay, self.error = events, delay, error
+    """A model whose stream opens (unless `opened` is False: Bedrock refused the call), then yields `events`
+    and raises `error`."""
+
+    def __init__(self, events, *, delay=0.0, error=None, opened=True):
+        self.events, self.delay, self.error, self.opened = events, delay, error, opened
         self.closed = threading.Event()
 
-    def stream(self, request, on_throttled=None):
+    def stream(self, request, on_throttled=None, on_opened=None):
         self.request = request
+        if self.opened:
+            on_opened()
         try:
             for event in self.events:
                 time.sleep(self.delay)
@@ -184,7 +191,7 @@ def test_an_upstream_error_after_text_follows_the_deltas_and_usage_is_estimated(
                                                                     "message": "the model failed"}}
     assert sum(f["type"] in ("done", "error") for f in frames) == 1
     usage = requests.finished["usage"]
-    assert usage.estimated and usage.output_tokens == 2 and usage.input_tokens == 3  # 11 bytes of prompt
+    assert usage.estimated and usage.output_tokens == 8 and usage.input_tokens == 3  # 8 bytes served; the input
     assert requests.finished["error_code"] == "UPSTREAM_ERROR"
 
 
@@ -239,6 +246,33 @@ def test_a_gone_client_stops_the_model_and_no_final_frame_is_sent():
     assert bedrock.closed.wait(1)  # the reader closed the model's stream
 
 
+def test_a_chat_cancelled_before_its_claim_never_reaches_the_model_and_settles_nothing():
+    requests, budget = FakeRequests(), FakeBudget()
+    requests.cancel.set()
+    requests.cancelled_before_claim = True
+    bedrock = FakeBedrock([TextDelta("never")])
+    outcome, requests, frames = run(bedrock, requests=requests, budget=budget)
+    assert not hasattr(bedrock, "request")  # not sent: nothing read, nothing to charge
+    assert outcome.status == "cancelled" and frames == [frames[-1]] and frames[-1]["stopReason"] == "cancelled"
+    assert budget.settled == [("r" * 32, 0, 0, "m")]
+    assert requests.finished["status"] == "cancelled" and requests.finished["usage"] == Usage(0, 0, estimated=True)
+
+
+def test_usage_beyond_the_reservation_is_not_charged_but_logged_and_counted():
+    metrics = FakeMetrics()
+    events = [TextDelta("hi"), MessageStop("max_tokens"),
+              Metadata(Usage(40, 120, cache_read_input_tokens=5, cache_write_input_tokens=7))]
+    lines = worker_log_lines(bedrock=FakeBedrock(events), metrics=metrics)
+    [warning] = [line for line in lines if line["message"] == "usage beyond the reservation"]
+    # 3 input reserved (cut from cache reads first, then writes, then plain input), 100 output granted.
+    assert (warning["uncoveredInputTokens"], warning["uncoveredOutputTokens"]) == (49, 20)
+    [finished] = [line for line in lines if line["message"] == "chat finished"]
+    assert (finished["inputTokens"], finished["cacheWriteInputTokens"], finished["cacheReadInputTokens"],
+            finished["outputTokens"]) == (3, 0, 0, 100)
+    assert ("UncoveredTokens", 69, {"model": "m"}) in metrics.emitted
+    assert ("InputTokens", 40, {"model": "m"}) in metrics.emitted  # on-call's metric keeps Bedrock's figure
+
+
 def test_a_retried_invocation_of_a_taken_chat_sends_and_records_nothing():
     requests = FakeRequests()
     run(FakeBedrock([TextDelta("once"), MessageStop("end_turn")]), requests=requests)
@@ -259,7 +293,8 @@ class Exploding:
     def __init__(self, after: int) -> None:
         self.after = after
 
-    def stream(self, request, on_throttled=None):
+    def stream(self, request, on_throttled=None, on_opened=None):
+        on_opened()
         for _ in range(self.after):
             yield TextDelta("abcd")
         raise RuntimeError("a bug in the stream")
@@ -280,20 +315,26 @@ def test_a_finished_chat_settles_the_models_usage_and_done_carries_the_settled_l
     assert ("OutputTokens", 4, {"model": "m"}) in metrics.emitted
 
 
-@pytest.mark.parametrize("name, bedrock, served, status", [
-    ("upstream error before any text", FakeBedrock([], error=UpstreamError("the model failed")), "", "error"),
-    ("upstream error after text", FakeBedrock([TextDelta("abcd")] * 2, error=UpstreamError("x")), "abcd" * 2, "error"),
-    ("exception before any text", Exploding(0), "", "error"),
-    ("exception after text", Exploding(3), "abcd" * 3, "error"),
-    ("no metadata", FakeBedrock([TextDelta("abcdefg"), MessageStop("end_turn")]), "abcdefg", "done"),
+@pytest.mark.parametrize("name, bedrock, served, status, read", [
+    ("refused by Bedrock", FakeBedrock([], error=UpstreamThrottled("busy", retry_after=5), opened=False), "",
+     "error", False),
+    ("upstream error before any text", FakeBedrock([], error=UpstreamError("the model failed")), "", "error", True),
+    ("upstream error after text", FakeBedrock([TextDelta("abcd")] * 2, error=UpstreamError("x")), "abcd" * 2, "error",
+     True),
+    ("exception before any text", Exploding(0), "", "error", True),
+    ("exception after text", Exploding(3), "abcd" * 3, "error", True),
+    ("no metadata", FakeBedrock([TextDelta("abcdefg"), MessageStop("end_turn")]), "abcdefg", "done", True),
+    ("no metadata, more than maxTokens", FakeBedrock([TextDelta("é" * 80)]), "é" * 80, "done", True),
 ])
-def test_a_stream_without_metadata_settles_what_was_served(name, bedrock, served, status):
+def test_a_stream_without_metadata_settles_the_input_read_and_what_was_served(name, bedrock, served, status, read):
     budget = FakeBudget()
     outcome, requests, frames = run(bedrock, budget=budget)
     assert outcome.status == status and texts(frames) == served
-    output = (len(served) + 3) // 4
-    assert budget.settled == [("r" * 32, 3 if output else 0, output, "m")]  # input counted once the model read it
-    assert requests.finished["usage"] == Usage(3 if output else 0, output, estimated=True)
+    # The input the model read, however the chat ended (nothing but Bedrock's refusal makes it free); the
+    # output at most a token per byte served, never more than the 100 granted.
+    output = min(100, len(served.encode()))
+    assert budget.settled == [("r" * 32, 3 if read else 0, output, "m")]
+    assert requests.finished["usage"] == Usage(3 if read else 0, output, estimated=True)
 
 
 def test_cancel_timeout_and_disconnect_settle_the_text_served():
@@ -301,7 +342,7 @@ def test_cancel_timeout_and_disconnect_settle_the_text_served():
     requests.cancel.set()
     budget = FakeBudget()
     outcome, _, frames = run(FakeBedrock([TextDelta("abcd")] * 50, delay=0.01), requests=requests, budget=budget)
-    assert outcome.status == "cancelled" and budget.settled[0][2] == (len(texts(frames)) + 3) // 4
+    assert outcome.status == "cancelled" and budget.settled[0][1:3] == (3, min(100, len(texts(frames))))
 
     budget = FakeBudget()
     outcome, _, frames = run(FakeBedrock([TextDelta("abcd")] * 20, delay=0.05), remaining_ms=lambda: 2000,
@@ -334,7 +375,8 @@ def test_a_retried_invocation_settles_nothing():
 
 def test_the_model_gets_the_history_and_the_reserved_max_tokens_and_the_exchange_is_appended():
     sessions = FakeSessions(history=[{"role": "user", "content": "before"}, {"role": "assistant", "content": "reply"}])
-    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=4, context_tokens=0, estimated_input=7),
+    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=4, context_tokens=0, input_tokens=60,
+                                                          history_messages=2),
                               reservation=dataclasses.replace(RESERVATION, max_tokens=42))
     bedrock = FakeBedrock([TextDelta("hello world"), MessageStop("end_turn")])
     run(bedrock, sessions=sessions, job=job)
@@ -342,7 +384,7 @@ def test_the_model_gets_the_history_and_the_reserved_max_tokens_and_the_exchange
     assert arguments["inferenceConfig"]["maxTokens"] == 42
     assert [(m["role"], m["content"][0]["text"]) for m in arguments["messages"]] == [
         ("user", "before"), ("assistant", "reply"), ("user", "hello world")]
-    assert sessions.loaded_with == [4]
+    assert sessions.loaded_with == [(4, 2)]  # within the tokens and the messages the handler sized
     assert sessions.appended == [("sub-1", "a" * 32, "r" * 32, "hello world", "hello world", False)]
 
 
@@ -369,11 +411,11 @@ def test_which_exchanges_are_appended(case):
 
 def test_a_session_deleted_before_the_worker_loads_it_is_not_found_and_settles_zero():
     class Deleted(FakeSessions):
-        def history_for(self, user_sub, session_id, token_limit):
+        def history_for(self, user_sub, session_id, token_limit, message_limit=None):
             raise NotFound("no such session")
 
     budget, bedrock = FakeBudget(), FakeBedrock([TextDelta("never")])
-    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
+    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, input_tokens=13))
     _outcome, _requests, frames = run(bedrock, sessions=Deleted(), budget=budget, job=job)
     assert frames == [{"type": "error", "id": "chat-1", "error": {"code": "NOT_FOUND", "message": "no such session"}}]
     assert budget.settled == [("r" * 32, 0, 0, "m")] and not hasattr(bedrock, "request")
@@ -381,7 +423,7 @@ def test_a_session_deleted_before_the_worker_loads_it_is_not_found_and_settles_z
 
 def test_each_throttling_answer_is_counted():
     class Throttled:
-        def stream(self, request, on_throttled=None):
+        def stream(self, request, on_throttled=None, on_opened=None):
             on_throttled()
             on_throttled()
             yield TextDelta("ok")
@@ -396,7 +438,7 @@ def test_each_throttling_answer_is_counted():
 class Throttling:
     """A model that kept throttling: two answers counted, then the last refusal."""
 
-    def stream(self, request, on_throttled=None):
+    def stream(self, request, on_throttled=None, on_opened=None):
         on_throttled()
         on_throttled()
         yield from ()  # a generator, as the real stream is
@@ -412,11 +454,11 @@ class Throttling:
 ])
 def test_a_chat_ended_by_an_error_counts_in_errors_by_code(name, bedrock, sessions, code, server_side):
     class Deleted(FakeSessions):
-        def history_for(self, user_sub, session_id, token_limit):
+        def history_for(self, user_sub, session_id, token_limit, message_limit=None):
             raise NotFound("no such session")
 
     metrics = FakeMetrics()
-    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
+    job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, input_tokens=13))
     _outcome, _, frames = run(bedrock, metrics=metrics, job=job if sessions else JOB,
                              sessions=Deleted() if sessions else None)
     assert frames[-1]["type"] == ("error" if code else "done")
@@ -486,7 +528,8 @@ def test_tool_calls_stream_as_tool_use_frames_in_seq_with_the_deltas_and_usage_c
     events = [TextDelta("Let me "), TextDelta("look."), call, MessageStop("tool_use"),
               Metadata(Usage(5, 9, cache_read_input_tokens=2000, cache_write_input_tokens=30))]
     budget = FakeBudget()
-    _outcome, requests, frames = run(FakeBedrock(events), budget=budget, stream_flush_ms=5000)
+    job = dataclasses.replace(JOB, reservation=dataclasses.replace(RESERVATION, input_tokens=2035))
+    _outcome, requests, frames = run(FakeBedrock(events), budget=budget, stream_flush_ms=5000, job=job)
     *streamed, done = frames
     *deltas, tool_use = streamed  # the tool call flushed the text held before it (a 5 s interval)
     assert {f["type"] for f in deltas} == {"delta"} and texts(deltas) == "Let me look."
@@ -512,4 +555,4 @@ def test_a_stream_broken_after_a_tool_call_counts_its_input_as_served():
     budget = FakeBudget()
     _outcome, _requests, frames = run(FakeBedrock([call], error=UpstreamError("the model failed")), budget=budget)
     assert frames[-1]["error"]["code"] == "UPSTREAM_ERROR"
-    assert budget.settled[0][2] >= 100  # the call's 400 bytes of input were handed out
+    assert budget.settled[0][2] == 100  # the call's 400 bytes of input were handed out: all maxTokens
