@@ -29,6 +29,7 @@ from chalicelib.process import kept_per_thread
 if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
     from chalicelib.chat.bedrock import BedrockChat
+    from chalicelib.chat.replay import FrameLog
     from chalicelib.chat.worker import ChatWorker
     from chalicelib.context.store import ContextStore
     from chalicelib.dispatch.handlers import WebsocketHandlers
@@ -133,14 +134,22 @@ class Root:
         client = aws.client("bedrock-runtime", read_timeout=self.settings.bedrock_read_timeout, max_attempts=1)
         return BedrockChat(client, max_attempts=self.settings.bedrock_max_attempts)
 
-    def chat_worker(self, endpoint: str) -> ChatWorker:
-        """The bedrock_worker's worker for a chat whose connection is reached through `endpoint`."""
+    @cached_property
+    def frame_log(self) -> FrameLog:
+        from chalicelib.chat.replay import FrameLog
+
+        return FrameLog(aws.table(self.settings.requests_table))
+
+    @cached_property
+    def chat_worker(self) -> ChatWorker:
+        """The bedrock_worker's worker (it reaches each connection through that connection's endpoint)."""
         from chalicelib.chat.worker import ChatWorker
 
-        return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender=self.sender(endpoint),
-                          flush_bytes=self.settings.stream_flush_bytes, flush_ms=self.settings.stream_flush_ms,
+        settings = self.settings
+        return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender_for=self.sender,
+                          flush_bytes=settings.stream_flush_bytes, flush_ms=settings.stream_flush_ms,
                           budget=self.token_budget, sessions=self.sessions, context=self.context,
-                          wall_clock=self.clock)
+                          frames=self.frame_log, replay_seconds=settings.chat_replay_seconds, wall_clock=self.clock)
 
 
 @kept_per_thread

@@ -1,22 +1,28 @@
-"""The bedrock_worker: streams one chat's reply to its connection and records how it ended.
+"""The bedrock_worker: streams one chat's reply, to whichever connection has it, and records how it ended.
 
-Three threads per chat: a reader pulls the model's events into a queue (it
-never waits on a post), this thread consumes them into the DeltaStream and
-polls the cancel flag every CANCEL_POLL_SECONDS whatever the model does, and
-the DeltaStream's sender posts frames. Whatever happens (done, error, cancel,
-disconnect, exception, time limit), one `finally` (`_finish`) settles the
-token reservation to the usage (the model's metadata, or, when the stream
-broke before it, the input estimate and the text served), records the outcome,
-appends the exchange to the session, and then sends the one final frame:
-`done` or `error`. A worker first claims its chat (queued -> streaming), so a
-retried invocation of the same event streams nothing twice.
+A worker first claims its chat (queued -> streaming): a retried invocation of the same event, or
+one whose start the handler gave up on (queued -> error), streams nothing. Then three threads:
+a reader pulls the model's events into a queue (it never waits on a post), this thread consumes
+them into the DeltaStream and reads the chat's record every CANCEL_POLL_SECONDS whatever the model
+does (a cancel; a resume, which moves the stream to the connection that asked), and the
+DeltaStream's sender posts frames: the `ack` first, while the model is already being called, then
+the stream frames in order. The chat does not stop when its connection goes away: it runs to its
+end or its time limit, its frames kept for whoever resumes it (polled every RESUME_POLL_SECONDS
+while nobody listens).
 
-What goes into a session: a finished or cancelled chat always appends its
-prompt and reply (a cancelled reply marked `cancelled`). A chat that broke after
-some text was served (upstream error, disconnect, time limit) appends the
-partial reply, also marked `cancelled`: the user saw it, so the model's next turn
-should too. A chat that failed before any text appends nothing, so retrying the
-prompt leaves no unanswered copy behind.
+Whatever happens (done, error, cancel, exception, time limit), one `finally` (`_finish`) settles
+the token reservation to the usage (the model's metadata, or, when the stream broke before it,
+the input estimate and the text served), keeps the stream frames for CHAT_REPLAY_SECONDS
+(chalicelib/chat/replay.py), records the outcome with the final frame (the one write that decides
+whether a resume is answered by this worker or replayed by the handler: a resume recorded before
+it is followed here), appends the exchange to the session, and then sends the one final frame:
+`done` or `error`.
+
+What goes into a session: a finished or cancelled chat always appends its prompt and reply (a
+cancelled reply marked `cancelled`). A chat that broke after some text was produced (upstream
+error, time limit) appends the partial reply, also marked `cancelled`: the user saw it, or can
+resume it, so the model's next turn should too. A chat that failed before any text appends
+nothing, so retrying the prompt leaves no unanswered copy behind.
 """
 from __future__ import annotations
 
@@ -33,8 +39,9 @@ from chalicelib.aws.management_api import Sender
 from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta
 from chalicelib.chat.inputs import ContextSource, HistorySource, load_input
 from chalicelib.chat.job import ChatJob
-from chalicelib.chat.requests import RequestStore, Usage
-from chalicelib.chat.streaming import DeltaStream
+from chalicelib.chat.replay import FrameLog
+from chalicelib.chat.requests import RequestStore, ResumeRequest, Usage
+from chalicelib.chat.streaming import DeltaStream, Move
 from chalicelib.errors import AppError, Internal, Timeout
 from chalicelib.limits import TokenBudget, fallback_usage
 from chalicelib.observability import bind, metric_names, with_current_context
@@ -44,6 +51,7 @@ from chalicelib.observability.tracing import annotate, subsegment
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 0.2  # the cancel flag is seen within this (plus one read), never polled per delta
+RESUME_POLL_SECONDS = 0.05  # while no connection listens: a resume is followed within this (plus one read)
 TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worker, to still say so
 _END = object()
 CHAT_ACTION = "chat.send"  # the action this worker serves: its logs' and metrics' `action`
@@ -51,13 +59,14 @@ CHAT_ACTION = "chat.send"  # the action this worker serves: its logs' and metric
 
 @dataclass
 class Outcome:
-    status: str = "error"  # done | cancelled | error | gone | timeout, or duplicate (nothing to do)
+    status: str = "error"  # done | cancelled | error | timeout, or duplicate (nothing to do)
     stop_reason: str | None = None
     error: AppError | None = None
     usage: Usage | None = None  # from the model's metadata event
     reply: list[str] = field(default_factory=list)  # the text handed to the stream, for the fallback and the session
     model_called: bool = False  # the input was loaded and the model asked
     throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
+    resumes: int = 0  # the record's resume count the stream follows
 
     @property
     def reply_text(self) -> str:
@@ -65,18 +74,20 @@ class Outcome:
 
 
 class ChatWorker:
-    def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender: Sender, flush_bytes: int,
-                 flush_ms: int, budget: TokenBudget, sessions: HistorySource, context: ContextSource,
-                 metrics: MetricsWriter | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender_for: Callable[[str], Sender],
+                 flush_bytes: int, flush_ms: int, budget: TokenBudget, sessions: HistorySource,
+                 context: ContextSource, frames: FrameLog, replay_seconds: int, metrics: MetricsWriter | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         self._requests = requests
         self._bedrock = bedrock
-        self._sender = sender
+        self._sender_for = sender_for  # the Management API sender for an endpoint
         self._flush_bytes = flush_bytes  # STREAM_FLUSH_BYTES
         self._flush_ms = flush_ms  # STREAM_FLUSH_MS
         self._budget = budget
         self._sessions = sessions
         self._context = context
+        self._frames = frames
+        self._replay_seconds = replay_seconds  # CHAT_REPLAY_SECONDS
         self._metrics = metrics or get_metrics()
         self._clock = clock
         self._wall_clock = wall_clock  # which limit windows are current
@@ -88,17 +99,30 @@ class ChatWorker:
             return self._run(job, remaining_ms)
 
     def _run(self, job: ChatJob, remaining_ms: Callable[[], int] | None) -> Outcome:
-        stream = DeltaStream(sender=self._sender, connection_id=job.connection_id, request_id=job.client_id,
-                             flush_bytes=self._flush_bytes, flush_ms=self._flush_ms,
-                             clock=self._clock)
         outcome = Outcome()
+        # Claimed before the ack and the model: a duplicate invocation (Lambda delivers asynchronous
+        # events at least once) must not pay for, nor leave unrecorded, a second model call, and a
+        # chat the handler gave up on (its worker seemed not to start) is not streamed behind its back.
+        try:
+            claimed = self._requests.claim(job.request_id)
+        except Exception:
+            logger.exception("claiming the chat failed", extra={"requestId": job.request_id})
+            claimed, outcome.error = True, Internal()  # it may be ours: end it as ours, without an ack
+        if not claimed:
+            logger.warning("chat already taken", extra={"requestId": job.request_id})
+            outcome.status = "duplicate"
+            return outcome
+        stream = DeltaStream(sender=self._sender_for(job.endpoint), connection_id=job.connection_id,
+                             request_id=job.client_id, flush_bytes=self._flush_bytes, flush_ms=self._flush_ms,
+                             clock=self._clock, first_frame=None if outcome.error else _ack(job))
         reader: threading.Thread | None = None
         try:
-            with subsegment("bedrock.stream", model=job.chat.model):
-                try:
-                    reader = self._stream_reply(job, stream, outcome, remaining_ms)
-                finally:
-                    annotate(outcome=outcome.status)
+            if outcome.error is None:
+                with subsegment("bedrock.stream", model=job.chat.model):
+                    try:
+                        reader = self._stream_reply(job, stream, outcome, remaining_ms)
+                    finally:
+                        annotate(outcome=outcome.status)
         except AppError as error:
             outcome.status, outcome.error = ("timeout" if isinstance(error, Timeout) else "error"), error
         except Exception:
@@ -113,12 +137,7 @@ class ChatWorker:
     # --- reading the model ----------------------------------------------------
 
     def _stream_reply(self, job: ChatJob, stream: DeltaStream, outcome: Outcome,
-                      remaining_ms: Callable[[], int] | None) -> threading.Thread | None:
-        # Claimed before the model is called: a duplicate invocation (Lambda delivers asynchronous
-        # events at least once) must not pay for, nor leave unrecorded, a second model call.
-        if not self._requests.claim(job.request_id):
-            outcome.status = "duplicate"
-            return None
+                      remaining_ms: Callable[[], int] | None) -> threading.Thread:
         converse_input = load_input(job.chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
                                     context=self._context)
         request = job.chat.model_request(max_tokens=job.reservation.max_tokens, messages=converse_input["messages"])
@@ -128,22 +147,23 @@ class ChatWorker:
                                   name=f"model-{job.request_id[:8]}", daemon=True)
         outcome.model_called = True
         reader.start()
-        next_poll = self._clock() + CANCEL_POLL_SECONDS
+        polled = self._clock()
         try:
             while True:
                 now = self._clock()
                 if remaining_ms is not None and remaining_ms() < TIME_LIMIT_MARGIN_MS:
                     raise Timeout("the reply ran past the time limit")
+                next_poll = polled + (CANCEL_POLL_SECONDS if stream.connected else RESUME_POLL_SECONDS)
                 if now >= next_poll:
-                    if self._requests.cancel_requested(job.request_id):
+                    watch = self._requests.watch(job.request_id)
+                    if watch.cancel_requested:
                         outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                         return reader
-                    next_poll = now + CANCEL_POLL_SECONDS
+                    self._follow(job, stream, outcome, watch.resume)
+                    polled = next_poll = now
+                    continue
                 if stream.failed.is_set():
                     outcome.status, outcome.error = "error", Internal("the reply could not be delivered")
-                    return reader
-                if stream.gone.is_set():
-                    outcome.status = "gone"
                     return reader
                 try:
                     item = events.get(timeout=max(0.0, next_poll - now))
@@ -163,6 +183,14 @@ class ChatWorker:
                     outcome.usage = item.usage
         finally:
             stop.set()
+
+    def _follow(self, job: ChatJob, stream: DeltaStream, outcome: Outcome, resume: ResumeRequest | None) -> None:
+        """Move the stream to the latest resume's connection, if it is one the stream does not follow yet."""
+        if resume is None or resume.count <= outcome.resumes:
+            return
+        outcome.resumes = resume.count
+        stream.move(Move(connection_id=resume.connection_id, sender=self._sender_for(resume.endpoint),
+                         after_seq=resume.after_seq, resume_id=resume.resume_id, chat_id=job.request_id))
 
     def _read_model(self, request: ModelRequest, events: queue.Queue, stop: threading.Event,
                     outcome: Outcome) -> None:
@@ -187,26 +215,39 @@ class ChatWorker:
     # --- the one end ------------------------------------------------------------
 
     def _finish(self, job: ChatJob, stream: DeltaStream, outcome: Outcome) -> None:
-        """Settle, record, append to the session, then send the final frame: every outcome ends here."""
-        if outcome.status == "duplicate":
-            # A retried invocation of a chat another worker took: that worker settles and answers.
-            logger.warning("chat already taken by a worker", extra={"requestId": job.request_id})
-            stream.close()
-            return
+        """Settle, keep the frames, record, append to the session, then send the final frame: every outcome ends here."""
+        frames = stream.seal()
         reply = outcome.reply_text
         if outcome.usage is not None:
             usage = outcome.usage
         else:  # the stream broke before the metadata: count what was served, so nothing served is free
             usage = Usage(*fallback_usage(job.reservation, reply), estimated=True)
         limits = self._settle(job, usage)
-        error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)
+        error_code = outcome.error.code if outcome.error else None
+
+        def final_frame() -> dict[str, Any]:
+            if outcome.error is not None:
+                return protocol.error_frame(outcome.error, job.client_id)
+            return protocol.done(job.client_id, stop_reason=outcome.stop_reason, usage=usage.as_protocol(),
+                                 limits=limits)
+
+        final = final_frame()
+        replay_until = int(self._wall_clock()) + self._replay_seconds
+        parts = self._keep_frames(job, frames, replay_until)
         try:
             completed = outcome.status == "done" and outcome.error is None
-            if not self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
-                                         error_code=error_code, usage=usage, unless_cancelled=completed):
+            kept = {"last_seq": len(frames) - 1, "frame_parts": parts, "replay_until": replay_until}
+            record = self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
+                                           error_code=error_code, usage=usage, unless_cancelled=completed,
+                                           final_frame=final, **kept)
+            if record is None:
                 # A cancel was accepted after the model's last token: its answer promised a cancelled end.
                 outcome.status, outcome.stop_reason = "cancelled", "cancelled"
-                self._requests.finish(job.request_id, status="cancelled", stop_reason="cancelled", usage=usage)
+                final = final_frame()
+                record = self._requests.finish(job.request_id, status="cancelled", stop_reason="cancelled",
+                                               usage=usage, final_frame=final, **kept)
+            # A resume recorded before the end is this worker's to answer; any later one is replayed by the handler.
+            self._follow(job, stream, outcome, ResumeRequest.from_item(record or {}))
         except Exception:
             logger.exception("recording the outcome failed", extra={"requestId": job.request_id})
         self._append_exchange(job, outcome, reply)
@@ -215,16 +256,19 @@ class ChatWorker:
                                             "latencyMs": int((time.time() - job.received_at) * 1000),
                                             "stopReason": outcome.stop_reason, "errorCode": error_code,
                                             "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
-                                            "usageEstimated": usage.estimated, "frames": stream.frames_sent})
-        sent_final = False
-        if not stream.gone.is_set():  # else nothing can reach the client any more (the sender has ended)
-            if outcome.error is not None:
-                final = protocol.error_frame(outcome.error, job.client_id)
-            else:
-                final = protocol.done(job.client_id, stop_reason=outcome.stop_reason, usage=usage.as_protocol(),
-                                      limits=limits)
-            sent_final = stream.finish(final)
+                                            "usageEstimated": usage.estimated, "frames": len(frames),
+                                            "framesKept": parts is not None, "resumes": outcome.resumes})
+        sent_final = stream.finish(final)
         self._emit_metrics(job, stream, outcome, usage, sent_final)
+
+    def _keep_frames(self, job: ChatJob, frames: list[dict[str, Any]], until: int) -> int | None:
+        """The frames into the FrameLog for chat.resume; the number of parts, or None if they could not be kept."""
+        try:
+            return self._frames.keep(job.request_id, job.user_sub, frames, until=until)
+        except Exception:
+            # The chat is still served to its connection; only a resume after its end will say NOT_FOUND.
+            logger.exception("keeping the stream frames failed", extra={"requestId": job.request_id})
+            return None
 
     def _settle(self, job: ChatJob, usage: Usage) -> dict[str, Any]:
         """Replace the reservation by the usage; the `limits` the `done` frame carries."""
@@ -272,9 +316,16 @@ class ChatWorker:
             logger.exception("emitting chat metrics failed", extra={"requestId": job.request_id})
 
 
+def _ack(job: ChatJob) -> dict[str, Any]:
+    """The chat's `ack`: what the handler admitted (the reservation as of admission)."""
+    reservation = job.reservation
+    return protocol.ack(job.client_id, chat_id=job.request_id, session_id=job.chat.session_id, model=job.chat.model,
+                        max_tokens=reservation.max_tokens, limits=reservation.limits.to_wire())
+
+
 def _log_outcome(outcome: Outcome) -> str:
-    """The "chat finished" line's `outcome`, in the other handlers' terms: `ok`, the error frame's code,
-    `gone` (the client left) or `cancelled`."""
+    """The "chat finished" line's `outcome`, in the other handlers' terms: `ok`, the error frame's code
+    or `cancelled`."""
     if outcome.error is not None:
         return outcome.error.code
     return "ok" if outcome.status == "done" else outcome.status

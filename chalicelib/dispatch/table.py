@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import protocol
 from chalicelib.chat.actions import ChatActions, ModelActions
 from chalicelib.chat.request import ChatPolicy
+from chalicelib.chat.resume import ResumeActions
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
 from chalicelib.github.actions import GitHubActions
@@ -67,6 +68,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "context.delete": (_REQUEST, lambda root: ContextActions(root.context).delete),
     "chat.send": (_SELF, lambda root: _chat(root).send),
     "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
+    "chat.resume": (_REQUEST, lambda root: ResumeActions(requests=root.requests, frames=root.frame_log).resume),
     "models.list": (_REQUEST, lambda root: ModelActions(root.settings.models).list_models),
 }
 

@@ -1,5 +1,6 @@
-"""The chat worker with fakes at its boundaries: outcomes, cancel polling, time limit, a gone client,
-and the settlement of the token reservation, the session's exchange and the metrics for every outcome."""
+"""The chat worker with fakes at its boundaries: the ack first, outcomes, cancel polling, time limit, a
+client that goes away (the chat runs on), and the settlement of the token reservation, the frames kept,
+the session's exchange and the metrics for every outcome. Resumes: tests/unit/test_chat_resume.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
-from chalicelib.chat.requests import Usage
+from chalicelib.chat.requests import Usage, Watch
 from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
 from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
@@ -91,20 +92,37 @@ class FakeRequests:
         self.cancel = threading.Event()
         self.statuses: list[str] = []
         self.finished: dict | None = None
+        self.resume = None  # the latest ResumeRequest, as request_resume writes it
 
     def claim(self, request_id, now=None):
         self.statuses.append("streaming")
         return len(self.statuses) == 1  # a second invocation finds it taken
 
-    def cancel_requested(self, request_id):
+    def watch(self, request_id):
         self.polls.append(time.monotonic())
-        return self.cancel.is_set()
+        return Watch(cancel_requested=self.cancel.is_set(), resume=self.resume)
 
     def finish(self, request_id, *, unless_cancelled=False, **outcome):
         if unless_cancelled and self.cancel.is_set():
-            return False
+            return None
         self.finished = outcome
-        return True
+        resume = self.resume
+        return {} if resume is None else {
+            "resumeCount": resume.count, "resume": {"connectionId": resume.connection_id, "endpoint": resume.endpoint,
+                                                    "afterSeq": resume.after_seq, "id": resume.resume_id}}
+
+
+class FakeFrameLog:
+    def __init__(self, *, fail=False) -> None:
+        self.kept: dict[str, list[dict]] = {}
+        self.fail = fail
+
+    def keep(self, request_id, user_sub, frames, *, until):
+        if self.fail:
+            raise RuntimeError("DynamoDB is down")
+        self.kept[request_id] = list(frames)
+        self.until = until
+        return 1 if frames else 0
 
 
 class FakeBedrock:
@@ -124,15 +142,20 @@ class FakeBedrock:
             self.closed.set()
 
 
-def run(bedrock, *, requests=None, sender=None, remaining_ms=None, budget=None, sessions=None, metrics=None,
-        job=JOB, wall_clock=time.time, **settings):
-    requests, sender = requests or FakeRequests(), sender or RecordingSender()
+def make_worker(bedrock, *, requests=None, sender=None, budget=None, sessions=None, metrics=None, frame_log=None,
+                wall_clock=time.time, **settings):
     stream = dataclasses.replace(SETTINGS, **settings)
-    worker = ChatWorker(requests=requests, bedrock=bedrock, sender=sender, flush_bytes=stream.stream_flush_bytes,
-                        flush_ms=stream.stream_flush_ms, budget=budget or FakeBudget(),
-                        sessions=sessions or FakeSessions(), context=None, metrics=metrics or FakeMetrics(),
-                        wall_clock=wall_clock)
-    outcome = worker.run(job, remaining_ms=remaining_ms)
+    return ChatWorker(requests=requests or FakeRequests(), bedrock=bedrock,
+                      sender_for=lambda endpoint: sender or RecordingSender(), flush_bytes=stream.stream_flush_bytes,
+                      flush_ms=stream.stream_flush_ms, budget=budget or FakeBudget(),
+                      sessions=sessions or FakeSessions(), context=None, frames=frame_log or FakeFrameLog(),
+                      replay_seconds=stream.chat_replay_seconds, metrics=metrics or FakeMetrics(),
+                      wall_clock=wall_clock)
+
+
+def run(bedrock, *, requests=None, sender=None, remaining_ms=None, job=JOB, **options):
+    requests, sender = requests or FakeRequests(), sender or RecordingSender()
+    outcome = make_worker(bedrock, requests=requests, sender=sender, **options).run(job, remaining_ms=remaining_ms)
     return outcome, requests, sender.frames.get("conn", [])
 
 
@@ -144,6 +167,8 @@ def test_a_reply_streams_and_ends_with_done_and_the_models_usage():
     events = [TextDelta(t) for t in ("hel", "lo ", "wor", "ld")] + [MessageStop("end_turn"),
                                                                      Metadata(Usage(3, 4))]
     outcome, requests, frames = run(FakeBedrock(events))
+    assert frames[0] == {"type": "ack", "id": "chat-1", "requestId": "r" * 32, "sessionId": None, "model": "m",
+                         "maxTokens": 100, "limits": SNAPSHOT.to_wire()}
     assert texts(frames) == "hello world"
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
     assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
@@ -205,14 +230,14 @@ def test_a_post_that_fails_otherwise_stops_the_model_and_the_client_gets_an_erro
         """API Gateway refuses the second post (LimitExceededException after botocore's retries)."""
 
         def send(self, connection_id, frame):
-            if len(self.frames.get(connection_id, [])) == 1 and not getattr(self, "refused", False):
+            if len(self.frames.get(connection_id, [])) == 1 and not getattr(self, "refused", False):  # after the ack
                 self.refused = True
                 raise RuntimeError("LimitExceededException")
             super().send(connection_id, frame)
 
     bedrock = FakeBedrock([TextDelta("x")] * 100, delay=0.01)
     outcome, requests, frames = run(bedrock, sender=ThrottledOnce(), stream_flush_bytes=1)
-    assert [f["type"] for f in frames] == ["delta", "error"]
+    assert [f["type"] for f in frames] == ["ack", "error"]
     assert frames[-1]["error"] == {"code": "INTERNAL", "message": "the reply could not be delivered"}
     assert outcome.status == "error" and requests.finished["error_code"] == "INTERNAL"
     assert bedrock.closed.wait(1)  # the model is no longer read
@@ -222,8 +247,8 @@ def test_a_cancel_accepted_after_the_models_last_token_still_ends_cancelled():
     class LateCancel(FakeRequests):
         """The cancel lands between the worker's last poll and its record of the outcome."""
 
-        def cancel_requested(self, request_id):
-            return False
+        def watch(self, request_id):
+            return Watch(cancel_requested=False, resume=None)
 
     requests = LateCancel()
     requests.cancel.set()
@@ -233,16 +258,19 @@ def test_a_cancel_accepted_after_the_models_last_token_still_ends_cancelled():
     assert outcome.status == "cancelled" and requests.finished["status"] == "cancelled"
 
 
-def test_a_gone_client_stops_the_model_and_no_final_frame_is_sent():
-    sender = RecordingSender()
+def test_a_client_that_goes_away_does_not_stop_the_chat_its_frames_are_kept_to_the_end():
+    sender, frame_log = RecordingSender(), FakeFrameLog()
     sender.gone.add("conn")
-    bedrock = FakeBedrock([TextDelta("x")] * 100, delay=0.01)
-    started = time.monotonic()
-    outcome, requests, frames = run(bedrock, sender=sender)
-    assert time.monotonic() - started < 0.6  # not the 1 s the whole reply takes
-    assert outcome.status == "gone" and frames == []
-    assert requests.finished["status"] == "gone" and requests.finished["error_code"] == "GONE"
-    assert bedrock.closed.wait(1)  # the reader closed the model's stream
+    bedrock = FakeBedrock([TextDelta("x")] * 100 + [MessageStop("end_turn"), Metadata(Usage(3, 100))], delay=0.002)
+    outcome, requests, frames = run(bedrock, sender=sender, frame_log=frame_log)
+    assert outcome.status == "done" and frames == []  # nothing reached the client, not even the ack
+    assert requests.finished["status"] == "done" and requests.finished["usage"] == Usage(3, 100)
+    kept = frame_log.kept["r" * 32]
+    assert "".join(f["text"] for f in kept) == "x" * 100 and [f["seq"] for f in kept] == list(range(len(kept)))
+    assert len(kept) == 1  # nobody listened: one frame as large as a frame may be, not one per flush
+    assert requests.finished["last_seq"] == 0 and requests.finished["frame_parts"] == 1
+    assert requests.finished["final_frame"]["type"] == "done"
+    assert requests.finished["replay_until"] == pytest.approx(time.time() + 3600, abs=5)
 
 
 def test_a_retried_invocation_of_a_taken_chat_sends_and_records_nothing():
@@ -300,7 +328,7 @@ def test_a_stream_without_metadata_settles_what_was_served(name, bedrock, served
     assert requests.finished["usage"] == Usage(3 if output else 0, output, estimated=True)
 
 
-def test_cancel_timeout_and_disconnect_settle_the_text_served():
+def test_cancel_timeout_and_disconnect_settle_the_text_produced():
     requests = FakeRequests()
     requests.cancel.set()
     budget = FakeBudget()
@@ -313,10 +341,9 @@ def test_cancel_timeout_and_disconnect_settle_the_text_served():
     assert outcome.status == "timeout" and len(budget.settled) == 1
 
     sender, budget = RecordingSender(), FakeBudget()
-    sender.gone.add("conn")
-    outcome, _, _ = run(FakeBedrock([TextDelta("abcd")] * 100, delay=0.01), sender=sender, budget=budget)
-    assert outcome.status == "gone" and len(budget.settled) == 1
-    assert budget.settled[0][2] >= 1  # the text handed to the stream counts, posted or not
+    sender.gone.add("conn")  # the client left: the chat runs on, and all it produced counts, posted or not
+    outcome, _, _ = run(FakeBedrock([TextDelta("abcd")] * 100, delay=0.001), sender=sender, budget=budget)
+    assert outcome.status == "done" and budget.settled == [("r" * 32, 3, 100, "m")]
 
 
 def test_a_failed_settlement_still_ends_the_chat_with_done():
@@ -379,7 +406,7 @@ def test_a_session_deleted_before_the_worker_loads_it_is_not_found_and_settles_z
     budget, bedrock = FakeBudget(), FakeBedrock([TextDelta("never")])
     job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
     outcome, requests, frames = run(bedrock, sessions=Deleted(), budget=budget, job=job)
-    assert frames == [{"type": "error", "id": "chat-1", "error": {"code": "NOT_FOUND", "message": "no such session"}}]
+    assert frames[1:] == [{"type": "error", "id": "chat-1", "error": {"code": "NOT_FOUND", "message": "no such session"}}]
     assert budget.settled == [("r" * 32, 0, 0, "m")] and not hasattr(bedrock, "request")
 
 
@@ -464,7 +491,7 @@ def test_every_worker_line_carries_the_chats_context_and_the_last_its_outcome_an
 
 @pytest.mark.parametrize("case, message, outcome", [
     ("the model broke", "reading the model failed", "INTERNAL"),  # logged by the reader thread
-    ("the client left", "client gone mid-stream", "gone"),  # logged by the DeltaStream's sender thread
+    ("the client left", "client gone mid-stream", "ok"),  # logged by the DeltaStream's sender thread
 ])
 def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome):
     sender = RecordingSender()
