@@ -163,7 +163,7 @@ class Gateway:
             disconnect = events.disconnect_event(
                 connection_id=connection_id, connected_at_ms=client.connected_at_ms, stage=self._stage,
                 domain_name=self._domain, source_ip=source_ip, user_agent=client.user_agent,
-                status_code=ws.close_code or close_code, reason=reason)
+                status_code=close_code if client.closed_by_gateway else ws.close_code or close_code, reason=reason)
             await self._runtime.invoke("websocket_disconnect", disconnect)
             log.debug("$disconnect %s", connection_id)
         return ws

@@ -6,7 +6,8 @@ import statistics
 import sys
 from collections.abc import Iterable
 
-from client.commands.common import Context
+from client.commands.common import CommandFailed, Context
+from client.connection import ClientClosed
 
 
 def ping(ctx: Context, args: argparse.Namespace) -> int:
@@ -21,17 +22,21 @@ def ping(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def chat(ctx: Context, args: argparse.Namespace) -> int:
-    """Print the reply as it streams, then the usage; Ctrl-C cancels the chat."""
-    with ctx.connect() as client:
+    """Print the reply as it streams, then the usage; Ctrl-C cancels the chat.
+
+    The connection stays up by itself: when it closes mid-answer (API Gateway's two hours, a network
+    change, an expired token), the client reconnects and resumes the chat, and the answer goes on.
+    """
+    with ctx.connect(reconnect=True) as client:
         options = {"model": args.model, "maxTokens": args.max_tokens, "system": args.system,
                    "temperature": args.temperature, "sessionId": args.session, "contextPaths": args.context or None}
         sent_id = client.send("chat.send", prompt=args.prompt, **{k: v for k, v in options.items() if v is not None})
-        chat_id = None
+        chat_id = None  # the server's id, from the ack: what names the chat on any connection
         try:
             for frame in client.frames(sent_id):
                 kind = frame.get("type")
                 if kind == "ack":
-                    chat_id = frame["id"]
+                    chat_id = frame["requestId"]
                 elif kind == "delta":
                     sys.stdout.write(frame["text"])
                     sys.stdout.flush()
@@ -45,12 +50,14 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                     retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
                     print(f"\nerror: {error['code']}: {error['message']}{retry}", file=sys.stderr)
                     return 1
+        except ClientClosed as exc:
+            raise CommandFailed(f"{exc}: the connection could not be resumed") from None
         except KeyboardInterrupt:
             if chat_id is None:  # not acknowledged yet: the chat may already run, so wait for its ack
                 chat_id = _ack_of(client.frames(sent_id, timeout=10))
             if chat_id is not None:
                 client.send("chat.cancel", requestId=chat_id)
-                for frame in client.frames(chat_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
+                for frame in client.frames(sent_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
                     if frame.get("type") == "delta":
                         sys.stdout.write(frame["text"])
                 print("\n[cancelled]")
@@ -63,7 +70,7 @@ def _ack_of(frames: Iterable[dict]) -> str | None:
     try:
         for frame in frames:
             if frame.get("type") == "ack":
-                return frame["id"]
+                return frame["requestId"]
             if frame.get("type") in ("done", "error"):
                 return None
     except TimeoutError:
