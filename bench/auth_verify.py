@@ -16,6 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collections.abc import Callable
+
 import jwt
 
 from chalicelib.auth.jwks import JwksCache
@@ -23,7 +25,7 @@ from chalicelib.auth.verifier import CognitoJwtVerifier
 from tests import tokens
 
 
-def median_us(call, rounds: int) -> float:
+def median_us(call: Callable[[], object], rounds: int) -> float:
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()

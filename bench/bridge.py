@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 import openai  # noqa: E402
 
-from client import IdeClient, Tokens, TokenStore, load_endpoints, login  # noqa: E402
+from client import IdeClient, Tokens, TokenStore, load_endpoints  # noqa: E402
 from devserver import launcher  # noqa: E402
+from tests.e2e.conftest import sign_in_as  # noqa: E402
 
 LLM_IDE = str(Path(sys.executable).with_name("llm-ide"))
 TEXT = "lorem ipsum dolor sit amet " * 20  # 540 characters: 78 deltas of the scripted model
@@ -54,7 +55,7 @@ class Backend:
     token: str
     prompt: str  # what each chat asks (the same on both paths)
     model: str | None
-    stop: Callable[[], None]
+    stop: Callable[[], object]
 
 
 def scripted_backend() -> Backend:
@@ -74,8 +75,8 @@ def stack_backend(state_dir: Path) -> Backend:
                                              "TOKEN_BUDGET_PER_HOUR": "100000000",
                                              "DEV_MODEL_TOKENS_PER_SECOND": "200"}, ready_within=90)
     endpoints = load_endpoints(running.endpoints_path)
-    tokens = login("dev", endpoints.dev_password("dev"), client_id=endpoints.client_id, region=endpoints.region,
-                   user_pool_id=endpoints.user_pool_id, endpoint_url=endpoints.cognito_endpoint)
+    tokens = sign_in_as(endpoints, "dev")
+    assert endpoints.websocket_url, f"{running.endpoints_path} names no WebSocket API"
     with IdeClient(endpoints.websocket_url, tokens.access_token) as client:
         listed = client.request("models.list")
     if listed.get("type") != "result":
@@ -92,6 +93,7 @@ def start_bridge(backend: Backend, home: Path) -> tuple[subprocess.Popen, str, s
                                env={**os.environ, "LLM_IDE_HOME": str(home),
                                     "LLM_IDE_ENDPOINTS": str(home / "no-endpoints.json")},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
     line = process.stdout.readline()
     match = re.match(r"OpenAI API\s+(\S+)\s+key (\S+)", line)
     if not match:
@@ -188,7 +190,7 @@ def main() -> None:
         sdk = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
         results: dict[str, list[tuple[float, float]]] = {"direct": [], "bridge": [], "raw": []}
         parts = urlsplit(base_url)
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
         with IdeClient(backend.websocket_url, backend.token) as client:
             paths: dict[str, Callable[[], tuple[float, float, str]]] = {
                 "direct": lambda: direct(backend, client), "bridge": lambda: bridged(backend, sdk),

@@ -60,7 +60,8 @@ def bundle_size(stage: str) -> int:
         archive = Path(out) / "deployment.zip"
         with zipfile.ZipFile(archive) as zf:
             unzipped = sum(info.file_size for info in zf.infolist())
-        print(f"Lambda bundle ({stage}): {archive.stat().st_size / 1e6:.2f} MB zipped, {unzipped / 1e6:.2f} MB unzipped")
+        print(f"Lambda bundle ({stage}): {archive.stat().st_size / 1e6:.2f} MB zipped, "
+              f"{unzipped / 1e6:.2f} MB unzipped")
         return archive.stat().st_size
 
 

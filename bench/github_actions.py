@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chalicelib.github.transport import HttpTransport  # noqa: E402
-from tests.e2e.conftest import GENEROUS_LIMITS, start_stack, stop_stack  # noqa: E402
+from tests.e2e.conftest import GENEROUS_LIMITS, LocalStack, start_stack, stop_stack  # noqa: E402
 
 REPO = "octo-org/hello-world"
 
@@ -34,7 +35,7 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def timed(action, rounds: int) -> list[float]:
+def timed(action: Callable[[], object], rounds: int) -> list[float]:
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -46,13 +47,13 @@ def timed(action, rounds: int) -> list[float]:
 def fresh_connection_get(url: str) -> None:
     """What a transport without keep-alive does: connect, ask, read, close."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
     connection.request("GET", parts.path)
     connection.getresponse().read()
     connection.close()
 
 
-def emulator(stack, path: str, body: dict | None = None) -> dict:
+def emulator(stack: LocalStack, path: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(stack.emulators["githubApiUrl"] + path, method="POST" if body else "GET",
                                      data=json.dumps(body).encode() if body else None,
                                      headers={"Content-Type": "application/json"})
@@ -85,9 +86,11 @@ def main() -> None:
                 for files in (1, 10, 100):
                     name, prs = f"github.pr ({files} files)", max(5, rounds // 3)
                     before = emulator(stack, "/_emulator/state")["stats"]
-                    results[name] = timed(lambda files=files: ask(
-                        "github.pr", repo=REPO, branch=f"bench/{time.time_ns()}-{next(counter)}", title="bench",
-                        files=[{"path": f"bench/f{i}.txt", "content": f"{i}\n"} for i in range(files)]), prs)
+
+                    def open_pr(files: int = files) -> None:
+                        ask("github.pr", repo=REPO, branch=f"bench/{time.time_ns()}-{next(counter)}", title="bench",
+                            files=[{"path": f"bench/f{i}.txt", "content": f"{i}\n"} for i in range(files)])
+                    results[name] = timed(open_pr, prs)
                     after = emulator(stack, "/_emulator/state")["stats"]
                     per_pr[name] = ((after["requests"] - before["requests"]) / prs,
                                     (after["writes"] - before["writes"]) / prs)

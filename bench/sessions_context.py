@@ -15,13 +15,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client import IdeClient, load_endpoints, login
+from client import IdeClient, load_endpoints
+from tests.e2e.conftest import sign_in_as
 
 
-def timed(client: IdeClient, action: str, **params) -> float:
+def timed(client: IdeClient, action: str, **params: Any) -> float:
     started = time.perf_counter()
     frame = client.request(action, timeout=30, **params)
     elapsed = time.perf_counter() - started
@@ -36,9 +38,9 @@ def main() -> None:
     parser.add_argument("--username", default="dev")
     args = parser.parse_args()
     endpoints = load_endpoints()
-    tokens = login(args.username, endpoints.dev_password(args.username), client_id=endpoints.client_id,
-                   region=endpoints.region, user_pool_id=endpoints.user_pool_id,
-                   endpoint_url=endpoints.cognito_endpoint)
+    if not endpoints.websocket_url:
+        raise SystemExit("endpoints.json names no WebSocket API: is `make dev` running?")
+    tokens = sign_in_as(endpoints, args.username)
     text_16k = "x" * 16 * 1024
     with IdeClient(endpoints.websocket_url, tokens.access_token) as client:
         session_id = client.request("session.create", title="bench")["data"]["session"]["sessionId"]

@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from client import IdeClient, load_endpoints, login  # noqa: E402
+from client import IdeClient, load_endpoints  # noqa: E402
 from devserver import launcher  # noqa: E402
+from tests.e2e.conftest import sign_in_as  # noqa: E402
 
 PACING = {"DEV_MODEL_TOKENS_PER_SECOND": "100", "DEV_POST_LATENCY_MS": "30"}
 
@@ -51,8 +52,8 @@ def start(name: str, env: dict[str, str], state_dir: Path) -> Stack:
     except launcher.StackNotReady as exc:
         raise SystemExit(f"the {name} stack did not start: {exc}") from None
     endpoints = load_endpoints(running.endpoints_path)
-    tokens = login("dev", endpoints.dev_password("dev"), client_id=endpoints.client_id, region=endpoints.region,
-                   user_pool_id=endpoints.user_pool_id, endpoint_url=endpoints.cognito_endpoint)
+    tokens = sign_in_as(endpoints, "dev")
+    assert endpoints.websocket_url, f"{running.endpoints_path} names no WebSocket API"
     return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token)
 
 
@@ -62,7 +63,7 @@ def one_run(stack: Stack, tokens: int) -> dict[str, float]:
     with IdeClient(stack.websocket_url, stack.token) as client:
         client.ping()  # connected and warm
         sent = time.time()
-        first_delta = None
+        first_delta: float | None = None
         frames = 0
         for frame in client.chat(prompt, maxTokens=tokens + 100, timeout=60):
             if frame["type"] == "delta":
@@ -75,6 +76,7 @@ def one_run(stack: Stack, tokens: int) -> dict[str, float]:
     key = hashlib.sha256(prompt.encode()).hexdigest()
     with urllib.request.urlopen(f"{stack.bedrock_url}/_emulator/streams/{key}", timeout=5) as response:
         model = json.loads(response.read())
+    assert first_delta is not None, "the chat sent no delta"
     generation = model["last_token_at"] - model["received_at"]
     return {
         "completion_ratio": (done - sent) / generation,

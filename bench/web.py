@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -71,7 +72,8 @@ def bundle_sizes(dist: Path) -> dict[str, int]:
 
 def answer_text(tokens: int) -> str:
     """Markdown of about `tokens` echo-model tokens (4 bytes each): prose, lists and Python code."""
-    parts, n = [], 0
+    parts: list[str] = []
+    n = 0
     while sum(len(p) for p in parts) < tokens * 4:
         n += 1
         parts.append(f"## Step {n}\n\nThe handler reads the **request**, checks its `sessionId` and answers "
@@ -83,12 +85,12 @@ def answer_text(tokens: int) -> str:
     return "".join(parts)[: tokens * 4]
 
 
-def tasks_since(page, since: float) -> list[float]:
+def tasks_since(page: Any, since: float) -> list[float]:
     """The durations of the long tasks that started at or after `since` (performance.now() ms)."""
     return [duration for start, duration in page.evaluate("window.__longTasks") if start >= since]
 
 
-def interactive_ms(page) -> float:
+def interactive_ms(page: Any) -> float:
     page.locator("body[data-ready=true]").wait_for(state="attached", timeout=WAIT_MS)
     return page.evaluate("performance.getEntriesByName('llm-ide:interactive')[0].startTime")
 

@@ -27,6 +27,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^(arn:aws[\w-]*:kms:[\w-]+:\d{12}:(key|alias)/[\w/\-]+|alias/[\w/\-]+|[0-9a-f\-]{36})$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,255}$")  # a model id, inference profile or ARN
 _FUNCTION = re.compile(r"^(arn:aws[\w-]*:lambda:[\w-]+:\d{12}:function:)?[A-Za-z0-9_\-]{1,64}(:[\w$-]+)?$")
+# The Management API's endpoint: https://<api id>.execute-api.<region>.amazonaws.com/<stage> in AWS.
+_ENDPOINT = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 _GROUP_LIMIT_KEYS = {"requestsPerMinute": (1, 1_000_000), "tokensPerHour": (1, 1_000_000_000),
                      "githubCallsPerHour": (1, 1_000_000)}
 _GITHUB_GROUP = re.compile(r"^[\w+=,.@-]{1,128}$")
@@ -61,6 +63,7 @@ class Settings:
     required_groups: tuple[str, ...]
     jwks_connect_timeout: float
     jwks_read_timeout: float
+    revocation_check: bool  # $connect and the REST authorizer ask Cognito (GetUser) whether the token was revoked
     # Connections
     connection_ttl_seconds: int
     max_connections_per_user: int  # $connect is refused (429) beyond it
@@ -77,7 +80,7 @@ class Settings:
     aws_connect_timeout: float
     aws_read_timeout: float
     aws_max_attempts: int
-    management_api_endpoint: str | None
+    management_api_endpoint: str | None  # MANAGEMENT_API_ENDPOINT, else botocore's standard variable
     log_level: str
     log_format: str  # json (CloudWatch Logs) or text (the local stack's console)
     tracing_enabled: bool
@@ -107,6 +110,11 @@ class Settings:
     history_token_limit: int
     context_token_limit: int
     context_max_bytes: int
+    context_quota_bytes: int  # all of a user's context files (their own and their sessions') together
+    context_quota_files: int
+    context_file_ttl_days: int  # a user's own context file expires this long after it was last written
+    presigned_get_seconds: int
+    presigned_put_seconds: int
     message_inline_max_bytes: int
     # Chat (chalicelib/chat): what a chat.send may ask for, and how its reply is streamed
     requests_table: str
@@ -122,14 +130,26 @@ class Settings:
     chat_replay_seconds: int  # how long an ended chat's frames are kept for chat.resume
     bedrock_read_timeout: float
     bedrock_max_attempts: int
+    chat_max_tools: int
+    # Request bodies larger than a frame (chat.upload): their bucket and size limit
+    chat_upload_bucket: str
+    chat_upload_max_bytes: int
 
-    def management_endpoint(self, domain_name: str, stage: str) -> str:
+    def management_endpoint(self, *, api_id: str | None, domain_name: str, stage: str) -> str:
         """Where to post frames for connections of the API that sent an event.
 
-        API Gateway's event names the API's domain and stage; the standard
-        botocore variable overrides it (the local stack sets it).
+        The configured endpoint when there is one (MANAGEMENT_API_ENDPOINT, written by
+        `python -m infra.sync_config` from the deployed API; the local stack sets botocore's
+        AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI). Else the API's own execute-api host,
+        from the event's `apiId`: the event's `domainName` is a custom domain's when one is
+        mapped, and `https://<custom domain>/<stage>` is no Management API endpoint (the
+        mapping's path is not the stage). The domain name is the last resort.
         """
-        return self.management_api_endpoint or f"https://{domain_name}/{stage}"
+        if self.management_api_endpoint:
+            return self.management_api_endpoint
+        if api_id:
+            return f"https://{api_id}.execute-api.{self.region}.amazonaws.com/{stage}"
+        return f"https://{domain_name}/{stage}"
 
 
 class _Reader:
@@ -260,6 +280,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     except ModelTableError as exc:
         raise ConfigError(f"MODELS: {exc}") from None
     max_output_tokens = env.number("MAX_OUTPUT_TOKENS", 8192, int, minimum=1, maximum=200_000)
+    token_use = env.choice("COGNITO_TOKEN_USE", "access", ("access", "id"))
+    # GetUser takes an access token: with ID tokens there is nothing to ask Cognito with.
+    revocation_check = env.choice("COGNITO_REVOCATION_CHECK", "true" if token_use == "access" else "false",
+                                  ("true", "false")) == "true"
+    if revocation_check and token_use != "access":
+        raise ConfigError("COGNITO_REVOCATION_CHECK=true needs COGNITO_TOKEN_USE=access (GetUser takes one)")
     return Settings(
         stage=stage,
         region=region,
@@ -267,7 +293,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         usage_table=env.text("USAGE_TABLE", f"llm-ide-{stage}-usage", pattern=_NAME),
         user_pool_id=user_pool_id,
         app_client_ids=env.csv("COGNITO_APP_CLIENT_IDS", pattern=re.compile(r"^[A-Za-z0-9+]{1,128}$")),
-        token_use=env.choice("COGNITO_TOKEN_USE", "access", ("access", "id")),
+        token_use=token_use,
         issuer=issuer,
         jwks_url=env.text("COGNITO_JWKS_URL", f"{issuer}/.well-known/jwks.json",
                          pattern=re.compile(r"^https?://\S+$")),
@@ -276,6 +302,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         required_groups=env.csv("REQUIRED_GROUPS", pattern=re.compile(r"^[^\s,]{1,128}$"), required=False),
         jwks_connect_timeout=env.number("JWKS_CONNECT_TIMEOUT", 1.0, float, minimum=0.1, maximum=10),
         jwks_read_timeout=env.number("JWKS_READ_TIMEOUT", 2.0, float, minimum=0.1, maximum=10),
+        revocation_check=revocation_check,
         # API Gateway closes a WebSocket after 2 hours whatever happens.
         connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
         max_connections_per_user=env.number("MAX_CONNECTIONS_PER_USER", 10, int, minimum=1, maximum=1000),
@@ -293,7 +320,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         aws_connect_timeout=env.number("AWS_CONNECT_TIMEOUT", 2.0, float, minimum=0.1, maximum=60),
         aws_read_timeout=env.number("AWS_READ_TIMEOUT", 10.0, float, minimum=0.1, maximum=900),
         aws_max_attempts=env.number("AWS_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
-        management_api_endpoint=env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"),
+        management_api_endpoint=((_optional_matching(env, "MANAGEMENT_API_ENDPOINT", _ENDPOINT) or "").rstrip("/")
+                                 or env.optional("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")),
         log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=env.choice("LOG_FORMAT", "json", ("json", "text")),
         tracing_enabled=env.choice("TRACING_ENABLED", "false", ("true", "false")) == "true",
@@ -327,6 +355,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         history_token_limit=env.number("HISTORY_TOKEN_LIMIT", 4000, int, minimum=0, maximum=1_000_000),
         context_token_limit=env.number("CONTEXT_TOKEN_LIMIT", 8000, int, minimum=0, maximum=1_000_000),
         context_max_bytes=env.number("CONTEXT_MAX_BYTES", 5 * 1024 * 1024, int, minimum=1, maximum=5 * 1024 ** 3),
+        context_quota_bytes=env.number("CONTEXT_QUOTA_BYTES", 100 * 1024 * 1024, int, minimum=1,
+                                       maximum=5 * 1024 ** 4),
+        context_quota_files=env.number("CONTEXT_QUOTA_FILES", 1000, int, minimum=1, maximum=1_000_000),
+        context_file_ttl_days=env.number("CONTEXT_FILE_TTL_DAYS", 90, int, minimum=1, maximum=3650),
+        # A client fetches or uploads at once; SigV4 allows up to 7 days, which no client needs.
+        presigned_get_seconds=env.number("PRESIGNED_GET_SECONDS", 60, int, minimum=5, maximum=3600),
+        presigned_put_seconds=env.number("PRESIGNED_PUT_SECONDS", 60, int, minimum=5, maximum=3600),
         # Above 100 KiB a message would not fit one 128 KiB WebSocket frame, nor several in a DynamoDB item.
         message_inline_max_bytes=env.number("MESSAGE_INLINE_MAX_BYTES", 100 * 1024, int,
                                             minimum=1024, maximum=100 * 1024),
@@ -345,6 +380,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         chat_replay_seconds=env.number("CHAT_REPLAY_SECONDS", 3600, int, minimum=60, maximum=7 * 86400),
         bedrock_read_timeout=env.number("BEDROCK_READ_TIMEOUT", 60.0, float, minimum=1, maximum=900),
         bedrock_max_attempts=env.number("BEDROCK_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
+        # OpenAI's limit on a request's functions; agents with many MCP servers come near it.
+        chat_max_tools=env.number("CHAT_MAX_TOOLS", 128, int, minimum=1, maximum=1000),
+        # The physical name carries the account id (infra/resources.py); deployments set it.
+        chat_upload_bucket=env.text("CHAT_UPLOAD_BUCKET", f"llm-ide-{stage}-uploads", pattern=_BUCKET),
+        # The protocol's default; the worker holds a body a few times over while it builds the model call
+        # (docs/PERFORMANCE.md), so the ceiling keeps it well inside the worker's memory.
+        chat_upload_max_bytes=env.number("CHAT_UPLOAD_MAX_BYTES", 8 * 1024 * 1024, int, minimum=32 * 1024,
+                                         maximum=32 * 1024 * 1024),
     )
 
 

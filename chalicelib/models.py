@@ -165,6 +165,12 @@ class ModelTable:
         return [model.wire(default=model.id == self.default_id) for model in ordered]
 
 
+def builtin(model_id: str) -> ModelSpec | None:
+    """The built-in entry of a model id, inference profile or ARN (no stage's overrides); None if unknown."""
+    fields = _DEFAULTS.get(foundation_id(model_id))
+    return None if fields is None else _spec(model_id, fields)
+
+
 def build_table(allowed: tuple[str, ...], default_id: str, overrides_json: str | None) -> ModelTable:
     """The table of the allowed models: the defaults, with MODELS' overrides; ModelTableError if incomplete."""
     overrides = _parse_overrides(overrides_json)

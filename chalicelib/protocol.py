@@ -1,7 +1,7 @@
 """The wire protocol: parsing client frames, building server frames, and their size rules.
 
 docs/PROTOCOL.md is the contract. Every server frame is built by a function here
-(`pong`, `ack`, `delta`, `done`, `result`, `resumed`, `error_frame`), and every limit on a
+(`pong`, `ack`, `delta`, `toolUse`, `done`, `result`, `resumed`, `error_frame`), and every limit on a
 frame's size is a constant here.
 """
 from __future__ import annotations
@@ -28,6 +28,8 @@ MAX_PATH_BYTES = 1024
 # How deep a frame's JSON may nest: deep enough for any tool's input schema, far from the parser's limit.
 MAX_NESTING = 64
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# How a surrogate can get into a parsed string: as a JSON escape (UTF-8 cannot encode one).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
@@ -94,24 +96,27 @@ def parse_json(raw: bytes) -> tuple[Any, AppError | None]:
         return None, NestedTooDeeply()
     except (ValueError, UnicodeDecodeError):
         return None, BadRequest("a frame must be a JSON object")
-    problem = _check_document(data)
+    # Without a surrogate escape in the raw bytes, no string can hold one: only the depth is checked
+    # (scanning every string of a body of megabytes costs tens of milliseconds).
+    problem = _check_document(data, strings=_SURROGATE_ESCAPE.search(raw) is not None)
     return (data if problem is None else _top_level_only(data)), problem
 
 
-def _check_document(data: Any) -> AppError | None:
-    """The first fault of a parsed document, walked iteratively (no recursion, however deep)."""
+def _check_document(data: Any, *, strings: bool = True) -> AppError | None:
+    """The first fault of a parsed document, walked iteratively (no recursion, however deep);
+    `strings=False` skips the search for lone surrogates in strings (none can be there)."""
     stack: list[tuple[Any, str, int]] = [(data, "", 0)]
     while stack:
         value, path, depth = stack.pop()
         if isinstance(value, str):
-            if _SURROGATE.search(value):
+            if strings and _SURROGATE.search(value):
                 return BadRequest(f"{_field(path)} is not valid Unicode (it holds a lone surrogate)")
         elif isinstance(value, (dict, list)):
             if depth >= MAX_NESTING:
                 return NestedTooDeeply()
             if isinstance(value, dict):
                 for key, item in value.items():
-                    if _SURROGATE.search(key):
+                    if strings and _SURROGATE.search(key):
                         return BadRequest(f"a key of {_field(path)} is not valid Unicode (it holds a lone surrogate)")
                     stack.append((item, f"{path}.{key}" if path else key, depth + 1))
             else:
@@ -152,6 +157,14 @@ class Params:
 
     def __contains__(self, name: str) -> bool:
         return name in self._values
+
+    def raw(self, name: str) -> Any:
+        """A parameter as sent (None if absent), for a caller that checks its shape itself."""
+        return self._values.get(name)
+
+    def values(self) -> dict[str, Any]:
+        """Every parameter as sent (a copy)."""
+        return dict(self._values)
 
     @overload
     def string(self, name: str, *, required: Literal[True], max_length: int | None = None,
@@ -310,6 +323,11 @@ def ack(request_id: str, *, chat_id: str, session_id: str | None, model: str, ma
 
 def delta(request_id: str, *, seq: int, text: str) -> dict[str, Any]:
     return {"type": "delta", "id": request_id, "seq": seq, "text": text}
+
+
+def tool_use(request_id: str, *, seq: int, tool_use_id: str, name: str, input: dict[str, Any]) -> dict[str, Any]:
+    """One complete tool call of the model, numbered with the chat's deltas."""
+    return {"type": "toolUse", "id": request_id, "seq": seq, "toolUseId": tool_use_id, "name": name, "input": input}
 
 
 def done(request_id: str, *, stop_reason: str | None, usage: dict[str, Any],

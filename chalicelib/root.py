@@ -3,9 +3,9 @@
 Handlers, actions and workers take the few collaborators they use (typed); this is
 the one place that knows how each is made. `get_root()` gives the container's root:
 one per thread, because boto3 resources (unlike clients) are not thread-safe and the
-local stack runs handlers on many threads. Stores are built on first use, and the
-modules of a feature only when it is first used, so a function that never chats
-never imports the chat worker.
+local stack runs handlers on many threads; each reads the container's clock,
+`get_clock()`. Stores are built on first use, and the modules of a feature only when
+it is first used, so a function that never chats never imports the chat worker.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.aws import clients as aws
 from chalicelib.aws.lambda_invoke import WorkerInvoker
-from chalicelib.aws.management_api import ManagementApiSender
+from chalicelib.aws.management_api import ManagementApiSender, Sender
 from chalicelib.chat.requests import RequestStore
 from chalicelib.config import Settings, get_settings
 from chalicelib.dispatch.connections import ConnectionStore
@@ -24,12 +24,13 @@ from chalicelib.limits import RateLimiter, TokenBudget, UserLimits, get_limited_
 from chalicelib.limits.github_calls import GitHubCallBudget, github_calls_per_hour
 from chalicelib.limits.records import Retention
 from chalicelib.limits.usage import UsageReport
-from chalicelib.process import kept_per_thread
+from chalicelib.process import kept, kept_per_thread
 
 if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
     from chalicelib.chat.bedrock import BedrockChat
     from chalicelib.chat.replay import FrameLog
+    from chalicelib.chat.uploads import UploadStore
     from chalicelib.chat.worker import ChatWorker
     from chalicelib.context.store import ContextStore
     from chalicelib.dispatch.handlers import WebsocketHandlers
@@ -45,12 +46,14 @@ class Root:
 
     @cached_property
     def handlers(self) -> WebsocketHandlers:
+        from chalicelib.auth import get_revocation_check
         from chalicelib.dispatch.handlers import WebsocketHandlers
         from chalicelib.dispatch.table import ActionTable
 
         return WebsocketHandlers(connections=self.connections, rate_limiter=self.rate_limiter,
                                  actions=ActionTable(self).lookup, sender_for=self.sender,
-                                 frame_limit=self.settings.connection_frame_limit, clock=self.clock)
+                                 frame_limit=self.settings.connection_frame_limit,
+                                 check_revocation=get_revocation_check(), clock=self.clock)
 
     @cached_property
     def connections(self) -> ConnectionStore:
@@ -59,7 +62,7 @@ class Root:
                                max_per_user=settings.max_connections_per_user,
                                frame_window_seconds=settings.connection_frame_window_seconds)
 
-    def sender(self, endpoint: str) -> ManagementApiSender:
+    def sender(self, endpoint: str) -> Sender:
         return ManagementApiSender(aws.client("apigatewaymanagementapi", endpoint_url=endpoint))
 
     @cached_property
@@ -104,7 +107,9 @@ class Root:
         from chalicelib.aws.objects import ObjectStore
 
         return ObjectStore(aws.client("s3"), bucket=self.settings.context_bucket,
-                           kms_key_id=self.settings.context_kms_key_id)
+                           kms_key_id=self.settings.context_kms_key_id,
+                           get_seconds=self.settings.presigned_get_seconds,
+                           put_seconds=self.settings.presigned_put_seconds)
 
     @cached_property
     def sessions(self) -> SessionStore:
@@ -116,15 +121,31 @@ class Root:
 
     @cached_property
     def context(self) -> ContextStore:
+        from chalicelib.context.quota import StorageQuota
         from chalicelib.context.store import ContextStore
 
-        return ContextStore(self.objects, self.sessions, max_bytes=self.settings.context_max_bytes, clock=self.clock)
+        settings = self.settings
+        quota = StorageQuota(aws.client("dynamodb"), settings.usage_table, self.objects,
+                             max_bytes=settings.context_quota_bytes, max_files=settings.context_quota_files,
+                             pending_seconds=settings.presigned_put_seconds, clock=self.clock)
+        return ContextStore(self.objects, self.sessions, quota, max_bytes=settings.context_max_bytes,
+                            file_ttl_days=settings.context_file_ttl_days, clock=self.clock)
 
     # --- chat ---------------------------------------------------------------
 
     @cached_property
     def requests(self) -> RequestStore:
         return RequestStore(aws.table(self.settings.requests_table), ttl_seconds=self.settings.request_ttl_seconds)
+
+    @cached_property
+    def uploads(self) -> UploadStore:
+        from chalicelib.aws.objects import ObjectStore
+        from chalicelib.chat.uploads import UploadStore
+
+        settings = self.settings
+        bucket = ObjectStore(aws.client("s3"), bucket=settings.chat_upload_bucket,
+                             kms_key_id=settings.context_kms_key_id, put_seconds=settings.presigned_put_seconds)
+        return UploadStore(bucket, max_bytes=settings.chat_upload_max_bytes, clock=self.clock)
 
     @cached_property
     def bedrock(self) -> BedrockChat:
@@ -149,10 +170,19 @@ class Root:
         return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender_for=self.sender,
                           flush_bytes=settings.stream_flush_bytes, flush_ms=settings.stream_flush_ms,
                           budget=self.token_budget, sessions=self.sessions, context=self.context,
-                          frames=self.frame_log, replay_seconds=settings.chat_replay_seconds, wall_clock=self.clock)
+                          frames=self.frame_log, replay_seconds=settings.chat_replay_seconds,
+                          uploads=self.uploads, wall_clock=self.clock)
+
+
+@kept
+def get_clock() -> Callable[[], float]:
+    """The clock of this container's roots: `time.time`, unless a test or the local stack installed
+    its own before the first root was built (`process.install(get_clock, clock)`), to hold the
+    limit windows still."""
+    return time.time
 
 
 @kept_per_thread
 def get_root() -> Root:
     """This container's (and thread's) composition root."""
-    return Root(get_settings())
+    return Root(get_settings(), clock=get_clock())

@@ -1,7 +1,8 @@
 """A WebSocket client of the protocol: what tests, benchmarks, the terminal commands and users script against.
 
 A reader thread sorts incoming frames by their `id`, so several requests (a chat and its cancel,
-say) can be in flight on one connection.
+say) can be in flight on one connection. A chat too large for one frame (a long conversation,
+images) goes through `chat.upload` by itself.
 
 With `reconnect` (a `Reconnect`), the client also stays connected by itself, as API Gateway
 requires of a client: it pings a connection that has sent nothing for a while (API Gateway closes
@@ -17,6 +18,7 @@ its answer raises ClientClosed (it may or may not have been served); so does a c
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import logging
@@ -29,6 +31,8 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+from client import transfer
 
 logger = logging.getLogger("llm_ide.connection")
 
@@ -51,6 +55,14 @@ class ConnectionRefused(Exception):
 
 class ClientClosed(Exception):
     """The connection closed while a frame was awaited."""
+
+
+class UploadFailed(Exception):
+    """`chat.upload` was refused, or the body's PUT failed; `error` is the protocol's error object, if any."""
+
+    def __init__(self, message: str, error: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -86,13 +98,13 @@ class _Chat:
 class IdeClient:
     def __init__(self, url: str, token: str | None = None, *, token_in: str = "header",
                  open_timeout: float = 10.0, max_size: int = 1 << 20, reconnect: Reconnect | None = None) -> None:
-        """Connect with `token`, or (with `reconnect`) with its tokens, and stay connected.
+        """Connect with `token` (None: none at all), or with `reconnect`'s tokens, and stay connected.
 
         Raises ConnectionRefused when the handshake is refused (with `reconnect`, after a second try
         with a renewed token when the first one was refused with 401).
         """
-        if (token is None) == (reconnect is None):
-            raise ValueError("either a token, or a Reconnect whose tokens open the connection")
+        if token is not None and reconnect is not None:
+            raise ValueError("a token, or a Reconnect whose tokens open the connection, not both")
         self._url, self._token_in = url, token_in
         self._open_timeout, self._max_size = open_timeout, max_size
         self._reconnect = reconnect
@@ -108,7 +120,7 @@ class IdeClient:
         self._last_ws: ClientConnection | None = None
         self._up = threading.Event()  # a socket is current
         self._wake = threading.Event()  # the supervisor has something to do
-        self._closing = False
+        self._stop = threading.Event()  # close() was called: no more reconnecting
         self._force_refresh = False
         self._expires_at = float("inf")
         self._renew_at = float("inf")
@@ -116,7 +128,7 @@ class IdeClient:
         self.closed = threading.Event()  # closed for good: by close(), or reconnecting gave up
         self.close_error: ConnectionClosed | None = None
         self.reconnects = 0
-        self._use(self._open(token) if token is not None else self._first_open())
+        self._use(self._open(token) if reconnect is None else self._first_open())
         self._supervisor: threading.Thread | None = None
         if reconnect is not None:
             self._supervisor = threading.Thread(target=self._supervise, name="ide-client-supervisor", daemon=True)
@@ -129,7 +141,7 @@ class IdeClient:
         self.close()
 
     def close(self) -> None:
-        self._closing = True
+        self._stop.set()
         self._wake.set()
         with self._lock:
             socket = self._socket
@@ -199,14 +211,38 @@ class IdeClient:
         """Send a request and return its answer (the first frame about it)."""
         return self.next_frame(self.send(action, **params), timeout=timeout)
 
-    def chat(self, prompt: str, *, timeout: float = 60.0, **options: Any) -> Iterator[dict[str, Any]]:
-        """Send a chat.send now; iterate its frames as they come: `ack`, `delta`..., then `done` or `error`.
+    def chat(self, prompt: str | None = None, *, timeout: float = 60.0, **options: Any) -> Iterator[dict[str, Any]]:
+        """Send a chat.send now; iterate its frames as they come: `ack`, `delta`/`toolUse`..., then `done` or
+        `error`.
 
-        `options` are the protocol's parameters (`model`, `maxTokens`, `system`, ...);
+        `options` are the protocol's parameters (`model`, `maxTokens`, `system`, `messages`, `tools`,
+        `toolChoice`, ...); a chat too large for a frame is uploaded first (`send_chat`).
         `timeout` bounds the wait for each frame. The chat's `id` is the `ack`'s `id`.
         """
-        request_id = self.send("chat.send", prompt=prompt, **{k: v for k, v in options.items() if v is not None})
+        params = {"prompt": prompt, **options}
+        request_id = self.send_chat({k: v for k, v in params.items() if v is not None})
         return self.frames(request_id, timeout=timeout)
+
+    def send_chat(self, params: dict[str, Any], *, id: str | None = None) -> str:
+        """Send a chat.send with `params`; through `chat.upload` when its frame would be over the frame limit."""
+        request_id = id or next(self._ids)
+        if frame_bytes("chat.send", request_id, params) > FRAME_LIMIT_BYTES:
+            params = {"uploadId": self.upload(params)}
+        return self.send("chat.send", id=request_id, **params)
+
+    def upload(self, body: dict[str, Any], *, timeout: float = 60.0) -> str:
+        """Put a chat.send body with `chat.upload`; its `uploadId` (UploadFailed if refused)."""
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        answer = self.request("chat.upload", size=len(data), timeout=timeout)
+        if answer.get("type") != "result":
+            error = answer.get("error") or {}
+            raise UploadFailed(f"chat.upload refused: {error.get('code')}: {error.get('message')}", error)
+        upload = answer["data"]
+        try:
+            transfer.put(upload["url"], upload.get("headers") or {}, io.BytesIO(data))
+        except transfer.TransferFailed as exc:
+            raise UploadFailed(str(exc)) from None
+        return str(upload["uploadId"])
 
     def ping(self, timeout: float = 10.0) -> float:
         """Round trip of a protocol ping, in seconds."""
@@ -226,11 +262,11 @@ class IdeClient:
 
     # --- the socket -------------------------------------------------------
 
-    def _open(self, token: str) -> _Socket:
+    def _open(self, token: str | None) -> _Socket:
         url, headers = self._url, {}
-        if self._token_in == "header":
+        if token is not None and self._token_in == "header":
             headers["Authorization"] = f"Bearer {token}"
-        else:
+        elif token is not None:
             url = f"{url}{'&' if '?' in url else '?'}token={token}"
         try:
             ws = connect(url, additional_headers=headers, open_timeout=self._open_timeout, max_size=self._max_size,
@@ -359,12 +395,12 @@ class IdeClient:
     def _supervise(self) -> None:
         assert self._reconnect is not None
         keepalive = self._reconnect.keepalive_seconds
-        while not self._closing:
+        while not self._stop.is_set():
             now = time.monotonic()
             due = min(self._last_sent + keepalive - now, self._renew_at - time.time())
             self._wake.wait(max(0.0, due))
             self._wake.clear()
-            if self._closing:
+            if self._stop.is_set():
                 return
             try:
                 if self._socket is None:
@@ -382,7 +418,7 @@ class IdeClient:
         failure: Exception | None = None
         for delay in self._reconnect.delays:
             time.sleep(delay)
-            if self._closing:
+            if self._stop.is_set():
                 return
             try:
                 socket = self._open(self._token(force_refresh=False))
@@ -435,7 +471,7 @@ class IdeClient:
         with self._lock:
             running = [(chat_id, chat.request_id, chat.last_seq) for chat_id, chat in self._chats.items()
                        if chat.request_id is not None]
-        sent = []
+        sent: list[str] = []
         for chat_id, request_id, last_seq in running:
             resume_id = next(self._internal_ids)
             with self._lock:

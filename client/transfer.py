@@ -57,9 +57,10 @@ def _chunks(handle: BinaryIO, advance: Callable[[int], None]) -> Iterator[bytes]
         advance(len(chunk))
 
 
-def put(url: str, headers: dict[str, str], handle: BinaryIO, progress: Progress) -> None:
+def put(url: str, headers: dict[str, str], handle: BinaryIO, progress: Progress | None = None) -> None:
     """PUT exactly the presigned `headers` (Content-Length among them) and the file's bytes."""
-    request = urllib.request.Request(url, data=_chunks(handle, progress.advance), method="PUT", headers=headers)
+    advance = progress.advance if progress is not None else (lambda count: None)
+    request = urllib.request.Request(url, data=_chunks(handle, advance), method="PUT", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             response.read()
@@ -67,7 +68,8 @@ def put(url: str, headers: dict[str, str], handle: BinaryIO, progress: Progress)
         raise TransferFailed(f"the upload was refused with HTTP {exc.code}") from None
     except OSError as exc:
         raise TransferFailed(f"the upload failed: {exc}") from None
-    progress.finish()
+    if progress is not None:
+        progress.finish()
 
 
 def get(url: str) -> bytes:

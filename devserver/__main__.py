@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -41,9 +42,20 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); set PORT to another port")
+        raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); "
+                         "set PORT to another port") from None
     sock.listen(128)
     return sock
+
+
+def _epoch_seconds(value: str) -> float:
+    try:
+        instant = float(value)
+    except ValueError:
+        instant = math.nan
+    if not math.isfinite(instant) or instant <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not epoch seconds (a positive number)")
+    return instant
 
 
 def _parse_args() -> argparse.Namespace:
@@ -57,7 +69,21 @@ def _parse_args() -> argparse.Namespace:
                         help="the Bedrock emulator's port (env DEV_BEDROCK_PORT, default: a free one)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
                         help="where endpoints.json and logs go (default .dev)")
+    parser.add_argument("--fixed-clock", type=_epoch_seconds, default=os.environ.get("DEV_FIXED_CLOCK") or None,
+                        metavar="EPOCH_SECONDS",
+                        help="hold the app's clock still at this instant, so that tests of the limit windows "
+                             "never straddle two (env DEV_FIXED_CLOCK, default: the real time)")
     return parser.parse_args()
+
+
+def _hold_clock(instant: float) -> None:
+    """Every root of the app reads `instant` as the time: its limit windows, token expiry, stored times."""
+    from chalicelib import process
+    from chalicelib.root import get_clock
+
+    process.install(get_clock, lambda: instant)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(instant))
+    logging.getLogger("devserver").info("the app's clock stands still at %s (DEV_FIXED_CLOCK)", stamp)
 
 
 def _describe(doc: dict, emulators: dict) -> str:
@@ -134,6 +160,8 @@ async def _serve(args: argparse.Namespace) -> None:
         sys.path.insert(0, str(ROOT))
         _readable_logs(state_dir)
         app_module = importlib.import_module("app")
+        if args.fixed_clock is not None:
+            _hold_clock(args.fixed_clock)
 
         runtime = LambdaRuntime(app_module, timeout_seconds=float(os.environ.get("DEV_LAMBDA_TIMEOUT_SECONDS") or 900))
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,

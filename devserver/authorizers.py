@@ -62,7 +62,8 @@ def _matches(statement: dict[str, Any], method_arn: str) -> bool:
     actions = _as_list(statement.get("Action"))
     resources = _as_list(statement.get("Resource"))
     # Action names are case-insensitive in IAM; resources are not.
-    return any(_wildcard(a.lower(), "execute-api:invoke") for a in actions) and any(_wildcard(r, method_arn) for r in resources)
+    return (any(_wildcard(a.lower(), "execute-api:invoke") for a in actions)
+            and any(_wildcard(r, method_arn) for r in resources))
 
 
 def _as_list(value: Any) -> list[str]:

@@ -49,11 +49,13 @@ class MotoServer:
         self._process: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 30.0) -> None:
-        log = open(self._log_path, "ab")
         env = {**os.environ, **CREDENTIALS}
-        self._process = subprocess.Popen(self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        log.close()
+        with open(self._log_path, "ab") as log:
+            # preexec_fn runs between fork and exec, where another thread's lock could hang it; this one only
+            # calls libc's prctl, and no other way asks Linux to end the child with its parent.
+            self._process = subprocess.Popen(
+                self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -122,13 +124,16 @@ def provision(endpoint: str, *, stage: str) -> Provisioned:
         s3.create_bucket(Bucket=name)
         if not bucket.cdn:
             s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [resources.BROWSER_CORS]})
-        if bucket.expiry_rules:
-            ttl_days = int(os.environ.get("SESSION_TTL_DAYS") or resources.DEFAULT_SESSION_TTL_DAYS)
-            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
-                {"ID": rule.id, "Status": "Enabled",
-                 "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
-                 "Expiration": {"Days": rule.expiration_days(ttl_days)}}
-                for rule in bucket.expiry_rules]})
+        # From the app's own setting of each rule, as the CDK app builds them from the stage's.
+        rules = [{"ID": rule.id, "Status": "Enabled", "Filter": {"Tag": {"Key": rule.tag_key, "Value": rule.tag_value}},
+                  "Expiration": {"Days": rule.expiration_days(int(os.environ.get(rule.days_setting)
+                                                                  or rule.default_days))}}
+                 for rule in bucket.expiry_rules]
+        if bucket.expiration_days:
+            rules.append({"ID": "expire-objects", "Status": "Enabled", "Filter": {"Prefix": ""},
+                          "Expiration": {"Days": bucket.expiration_days}})
+        if rules:
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
 
     secretsmanager = aws_client("secretsmanager", endpoint)
     for secret in resources.SECRETS:

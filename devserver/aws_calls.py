@@ -109,7 +109,7 @@ class CallRecorder:
 
         _make_api_call.recorder = recorder  # type: ignore[attr-defined]
         _make_api_call.wrapped = original  # type: ignore[attr-defined]
-        BaseClient._make_api_call = _make_api_call  # type: ignore[method-assign]
+        BaseClient._make_api_call = _make_api_call
 
 
 def append_to(path: Path) -> Callable[[Call], None]:

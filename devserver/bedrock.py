@@ -4,7 +4,9 @@ ConverseStream answers in real AWS event-stream encoding, so boto3's own parser
 reads it. The reply is the text of the last user message's text blocks, one
 delta per "token" (a run of whole characters of at most 4 UTF-8 bytes); usage
 counts about one token per 4 bytes; `maxTokens` is honoured (stop reason
-`max_tokens`). Directives in the prompt inject faults and pacing:
+`max_tokens`). Requests are checked, counted and cached as devserver/bedrock_model.py
+says (tools, images, tool results, cache points). Directives in the prompt inject
+faults and pacing, and call tools:
 
   [[throttle]]               every call answers ThrottlingException (HTTP 429)
   [[throttle-once]]          only the first call for this prompt does
@@ -12,7 +14,9 @@ counts about one token per 4 bytes; `maxTokens` is honoured (stop reason
   [[stream-throttle-once]]   only the first call for this prompt does that
   [[midstream-error]]        some deltas, then a modelStreamErrorException event
   [[slow:N]]                 N ms between deltas
-  [[dump]]                   the reply is the request received, as JSON
+  [[dump]]                   the reply is the request received, as JSON (every block)
+  [[tool:NAME {json}]]       after the text before it, a call of tool NAME with that input;
+                             the reply stops with `tool_use`
 
 DEV_MODEL_TOKENS_PER_SECOND paces every reply. The emulator accepts any model
 id: the app enforces its allow-list. GET /_emulator/streams/<sha256 of the
@@ -33,6 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devserver import bedrock_model as model
 from devserver import eventstream
 
 log = logging.getLogger("devserver.bedrock")
@@ -41,6 +46,7 @@ _DIRECTIVE = re.compile(r"\[\[(throttle|throttle-once|stream-throttle|stream-thr
                         r"slow:(\d{1,6}))\]\]")
 _ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 DEFAULT_MAX_TOKENS = 4096
+MAX_REQUEST_BYTES = 64 * 1024 * 1024  # room for the largest upload (CHAT_UPLOAD_MAX_BYTES at most 32 MiB), in JSON
 KEPT_TIMINGS = 512
 
 
@@ -59,15 +65,26 @@ class StreamTiming:
 class Reply:
     tokens: list[str]
     stop_reason: str
-    input_tokens: int
+    usage: model.Usage  # the input's counts
     directives: frozenset[str]
     delay: float  # seconds between deltas
     key: str  # sha256 of the prompt
+    tool_calls: tuple[model.ToolCall, ...] = ()
+
+    @property
+    def input_tokens(self) -> int:
+        return self.usage.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.tokens) + sum(call.tokens for call in self.tool_calls)
 
 
 def split_tokens(text: str) -> list[str]:
     """Runs of whole characters of at most 4 UTF-8 bytes: roughly a model's tokens."""
-    tokens, current, size = [], [], 0
+    tokens: list[str] = []
+    current: list[str] = []
+    size = 0
     for char in text:
         width = len(char.encode("utf-8"))
         if current and size + width > 4:
@@ -80,31 +97,15 @@ def split_tokens(text: str) -> list[str]:
     return tokens
 
 
-def _texts(blocks: Any) -> list[str]:
-    return [b["text"] for b in blocks or [] if isinstance(b, dict) and isinstance(b.get("text"), str)]
-
-
-def _refuse_blank_text(request: dict[str, Any]) -> None:
-    """Bedrock refuses the whole request when any text block is empty or only whitespace."""
-    places = [(f"system.{i}", block) for i, block in enumerate(request.get("system") or [])]
-    for m, message in enumerate(request.get("messages") or []):
-        content = message.get("content") if isinstance(message, dict) else None
-        places += [(f"messages.{m}.content.{c}", block) for c, block in enumerate(content or [])]
-    for where, block in places:
-        if isinstance(block, dict) and isinstance(block.get("text"), str) and not block["text"].strip():
-            raise _Failure(400, "ValidationException",
-                           f"The text field in the ContentBlock object at {where} is blank. "
-                           "Add text to the text field, and try again.")
-
-
 class BedrockEmulator:
     def __init__(self, *, tokens_per_second: float = 0.0) -> None:
         self._token_delay = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
         self._seen_once: set[tuple[str, str]] = set()
+        self._cache = model.PromptCache()
         self.timings: OrderedDict[str, StreamTiming] = OrderedDict()
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/model/{model_id}/converse", self._converse)
         app.router.add_post("/model/{model_id}/converse-stream", self._converse_stream)
         app.router.add_get("/_emulator/streams/{key}", self._timing)
@@ -113,31 +114,28 @@ class BedrockEmulator:
     # --- the model ------------------------------------------------------------
 
     def reply(self, model_id: str, request: dict[str, Any]) -> Reply:
-        messages = request.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise _Failure(400, "ValidationException", "messages must not be empty")
-        _refuse_blank_text(request)
-        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        prompt = "".join(_texts(users[-1].get("content"))) if users else ""
-        system = _texts(request.get("system"))
+        try:
+            reading = model.read_request(model_id, request)
+        except model.Invalid as invalid:
+            raise _Failure(400, "ValidationException", str(invalid)) from None
+        messages = request["messages"]
+        users = [m for m in messages if m.get("role") == "user"]
+        prompt = "".join(model.texts(users[-1].get("content"))) if users else ""
         found = {m.group(1) for m in _DIRECTIVE.finditer(prompt)}
         slow = next((int(m.group(2)) for m in _DIRECTIVE.finditer(prompt) if m.group(2)), None)
         inference = request.get("inferenceConfig") or {}
+        text, calls = model.tool_calls(prompt, model.tool_names_of(request))
         if "dump" in found:
-            text = json.dumps({"modelId": model_id, "system": system,
-                               "messages": [{"role": m.get("role"), "text": "".join(_texts(m.get("content")))}
-                                            for m in messages if isinstance(m, dict)],
-                               "inferenceConfig": inference}, ensure_ascii=False)
-        else:
-            text = prompt
+            text = model.dump(model_id, request)
         tokens = split_tokens(text)
         max_tokens = int(inference.get("maxTokens") or DEFAULT_MAX_TOKENS)
-        stop_reason = "max_tokens" if len(tokens) > max_tokens else "end_turn"
-        input_bytes = sum(len(t.encode("utf-8")) for t in system) + sum(
-            len(t.encode("utf-8")) for m in messages if isinstance(m, dict) for t in _texts(m.get("content")))
-        return Reply(tokens=tokens[:max_tokens], stop_reason=stop_reason, input_tokens=(input_bytes + 3) // 4,
+        room = max_tokens - len(tokens)
+        made, cut = model.make_calls(calls, room) if calls and room > 0 else ([], bool(calls))
+        stop_reason = "max_tokens" if room < 0 or cut else "tool_use" if made else "end_turn"
+        return Reply(tokens=tokens[:max_tokens], stop_reason=stop_reason,
+                     usage=self._cache.usage(reading, min_tokens=model.min_cache_tokens(model_id)),
                      directives=frozenset(found), delay=slow / 1000.0 if slow is not None else self._token_delay,
-                     key=hashlib.sha256(prompt.encode("utf-8")).hexdigest())
+                     key=hashlib.sha256(prompt.encode("utf-8")).hexdigest(), tool_calls=tuple(made))
 
     def _fault(self, reply: Reply, name: str) -> bool:
         """Whether fault `name` applies to this call: always, or once per prompt with `-once`."""
@@ -172,12 +170,15 @@ class BedrockEmulator:
         if "midstream-error" in reply.directives:
             return _Failure(424, "ModelErrorException", "The model failed.").response()
         await asyncio.sleep(reply.delay * len(reply.tokens))
-        output = len(reply.tokens)
+        output = reply.output_tokens
+        content: list[dict[str, Any]] = [{"text": "".join(reply.tokens)}] if reply.tokens else []
+        content += [{"toolUse": {"toolUseId": call.tool_use_id, "name": call.name,
+                                 "input": json.loads("".join(call.pieces))}}
+                    for call in reply.tool_calls if reply.stop_reason == "tool_use"]
         return web.json_response({
-            "output": {"message": {"role": "assistant", "content": [{"text": "".join(reply.tokens)}]}},
+            "output": {"message": {"role": "assistant", "content": content}},
             "stopReason": reply.stop_reason,
-            "usage": {"inputTokens": reply.input_tokens, "outputTokens": output,
-                      "totalTokens": reply.input_tokens + output},
+            "usage": reply.usage.wire(output),
             "metrics": {"latencyMs": int(reply.delay * output * 1000)},
         }, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
@@ -219,12 +220,23 @@ class BedrockEmulator:
             if timing.tokens == break_after:
                 await response.write(eventstream.exception("modelStreamErrorException", "The model failed."))
                 return
-        output = len(reply.tokens)
-        await response.write(eventstream.event("contentBlockStop", {"contentBlockIndex": 0}))
+        index = 0
+        if reply.tokens or not reply.tool_calls:
+            await response.write(eventstream.event("contentBlockStop", {"contentBlockIndex": 0}))
+            index = 1
+        for call in reply.tool_calls:  # as Bedrock streams a tool call: its start, its input in pieces, its stop
+            await response.write(eventstream.event("contentBlockStart", {
+                "contentBlockIndex": index, "start": {"toolUse": {"toolUseId": call.tool_use_id, "name": call.name}}}))
+            for piece in call.pieces:
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+                await response.write(eventstream.event("contentBlockDelta", {
+                    "contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}}))
+            await response.write(eventstream.event("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
         await response.write(eventstream.event("messageStop", {"stopReason": reply.stop_reason}))
         await response.write(eventstream.event("metadata", {
-            "usage": {"inputTokens": reply.input_tokens, "outputTokens": output,
-                      "totalTokens": reply.input_tokens + output},
+            "usage": reply.usage.wire(reply.output_tokens),
             "metrics": {"latencyMs": int((loop.time() - started) * 1000)}}))
 
     def _remember(self, key: str, timing: StreamTiming) -> StreamTiming:

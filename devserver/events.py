@@ -56,7 +56,7 @@ def connect_event(*, connection_id: str, connected_at_ms: int, stage: str, domai
                   source_ip: str, headers: Mapping[str, str], query: Mapping[str, list[str]],
                   authorizer: dict[str, Any] | None = None) -> dict[str, Any]:
     single_query = {k: v[-1] for k, v in query.items()} or None
-    event = {
+    event: dict[str, Any] = {
         "headers": dict(headers),
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": single_query,
@@ -95,11 +95,10 @@ def message_event(*, connection_id: str, connected_at_ms: int, stage: str, domai
                        connected_at_ms=connected_at_ms, stage=stage, domain_name=domain_name,
                        source_ip=source_ip, user_agent=user_agent)
     context["messageId"] = base64.b64encode(secrets.token_bytes(12)).decode()
-    is_binary = isinstance(body, bytes)
     return {
         "requestContext": context,
-        "body": base64.b64encode(body).decode() if is_binary else body,
-        "isBase64Encoded": is_binary,
+        "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
+        "isBase64Encoded": isinstance(body, bytes),
     }
 
 

@@ -47,6 +47,10 @@ class _Client:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed_by_gateway: str | None = None  # why the gateway closed it (its duration, or idle)
 
+    def gone(self) -> bool:
+        """Closed, or closing: a post to it answers 410 (a method, so no check of it is taken as final)."""
+        return self.ws.closed
+
     @property
     def connected_at_ms(self) -> int:
         return int(self.connected_at * 1000)
@@ -118,8 +122,8 @@ class Gateway:
         connection_id = events.new_connection_id()
         now = time.time()
         source_ip = request.remote or "127.0.0.1"
-        headers = {k: v for k, v in request.headers.items()}
-        query = {k: request.query.getall(k) for k in request.query.keys()}
+        headers = dict(request.headers.items())  # of a repeated header, the last (items() yields every one)
+        query = {k: request.query.getall(k) for k in request.query}
         decision = await self._authorize(connection_id=connection_id, now=now, source_ip=source_ip,
                                          headers=headers, query=query)
         if not decision.allowed:
@@ -215,10 +219,11 @@ class Gateway:
             return _aws_error(403, "ForbiddenException", "Missing Authentication Token")
         connection_id = request.match_info["connection_id"]
         client = self._clients.get(connection_id)
-        if client is None or client.ws.closed:
+        if client is None or client.gone():
             return _aws_error(410, "GoneException", None)
         if request.method == "GET":
-            return web.json_response({"connectedAt": _iso(client.connected_at), "lastActiveAt": _iso(client.last_active),
+            return web.json_response({"connectedAt": _iso(client.connected_at),
+                                      "lastActiveAt": _iso(client.last_active),
                                       "identity": {"sourceIp": client.source_ip, "userAgent": client.user_agent}})
         if request.method == "DELETE":
             log.info("@connections DELETE %s", connection_id)
@@ -234,7 +239,7 @@ class Gateway:
         except UnicodeDecodeError:
             text = None
         async with client.send_lock:
-            if client.ws.closed:  # closed while the post was on its way
+            if client.gone():  # closed while the post was on its way
                 return _aws_error(410, "GoneException", None)
             try:
                 if text is None:
@@ -278,7 +283,7 @@ class Gateway:
             decision = authorizers.from_error(exc)
             return web.json_response({"message": decision.message}, status=decision.status,
                                      headers={"x-amzn-ErrorType": decision.error_type or ""})
-        out_headers = {k: v for k, v in (response.get("headers") or {}).items()}
+        out_headers = dict((response.get("headers") or {}).items())
         payload = response.get("body") or b""
         if response.get("isBase64Encoded"):
             payload = base64.b64decode(payload)

@@ -106,7 +106,7 @@ class Repository:
     def resolve_tree(self, ref: str) -> str | None:
         """A tree from a tree sha, a commit sha or a branch name."""
         sha = self.refs.get(f"heads/{ref}", ref)
-        kind, data = self.objects.get(sha, (None, None))
+        kind, data = self.objects.get(sha, ("missing", {}))
         return sha if kind == "tree" else data["tree"] if kind == "commit" else None
 
 

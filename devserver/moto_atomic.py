@@ -10,6 +10,7 @@ here every DynamoDB request runs alone. Run as `python devserver/moto_atomic.py
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import moto_cognito  # beside this file, which runs as a script
 from moto.dynamodb.responses import DynamoHandler
@@ -19,7 +20,7 @@ _dynamodb_lock = threading.Lock()
 _call_action = DynamoHandler.call_action
 
 
-def _atomic_call_action(self):  # type: ignore[no-untyped-def]
+def _atomic_call_action(self: DynamoHandler) -> Any:
     with _dynamodb_lock:
         return _call_action(self)
 

@@ -2,10 +2,14 @@
 
 moto accepts any presigned URL whatever was signed, so a client could PUT a
 different length or type than the app granted and nobody would notice before
-production. This front verifies SigV4 query signatures (signed headers, expiry)
-with the local credentials and answers 403 as S3 does; everything else (the
-app's own header-signed calls) goes to moto untouched. The app reaches it
-through AWS_ENDPOINT_URL_S3, so presigned URLs point here.
+production. This front verifies SigV4 query signatures (signed headers, expiry,
+and every query parameter, the `response-content-type` and
+`response-content-disposition` a presigned GET names included) with the local
+credentials and answers 403 as S3 does; everything else (the app's own
+header-signed calls) goes to moto untouched, which sets the response headers a
+GET's `response-*` parameters ask for, as S3 does. S3 honours those only on a
+signed request; an anonymous one is refused here with S3's 400. The app reaches
+it through AWS_ENDPOINT_URL_S3, so presigned URLs point here.
 """
 from __future__ import annotations
 
@@ -92,6 +96,10 @@ class S3Front:
         return app
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        signed = "X-Amz-Signature=" in request.query_string or "Authorization" in request.headers
+        if not signed and any(name.startswith("response-") for name in request.query):
+            return _s3_error(400, "InvalidRequest",
+                             "Request specific response headers cannot be used for anonymous GET requests.")
         # A browser's CORS preflight (OPTIONS) of a presigned URL carries no signature of its own:
         # S3 answers it from the bucket's CORS rules, and so does moto.
         if "X-Amz-Signature=" in request.query_string and request.method != "OPTIONS":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import resources
-from infra.stages import PROFILE_REGIONS, Stage, profile_prefix
+from infra.stages import Stage, destination_regions, profile_model, profile_prefix
 from infra.stages import stage as get_stage
 
 CHALICE_DIR = Path(__file__).resolve().parent.parent / ".chalice"
@@ -37,6 +37,10 @@ VPC_ENI_ACTIONS = (
     "ec2:UnassignPrivateIpAddresses",
 )
 CONTEXT_PREFIX = "users/"  # every user's objects live under users/<sub>/
+# Calls Cognito authorises with the user's own access token, not with the caller's role: "Amazon
+# Cognito doesn't evaluate IAM policies in requests for this API operation" (Cognito API reference,
+# GetUser), so no policy grants them. `$connect` and the REST authorizer make it (the revocation check).
+TOKEN_AUTHORIZED_ACTIONS = ("cognito-idp:GetUser",)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,12 @@ def _context_objects(d: Deployment, *actions: str) -> list[Statement]:
     ]
 
 
+def _upload_objects(d: Deployment, *actions: str) -> Statement:
+    """Chat request bodies (chat.upload) under users/ in the upload bucket; the context key (granted with the
+    context objects) encrypts them."""
+    return _allow("UploadObjects", actions, f"{d.bucket_arn('uploads')}/{CONTEXT_PREFIX}*")
+
+
 def _post_frames(d: Deployment, *methods: str) -> list[Statement]:
     if d.websocket_api_id is None:
         return []
@@ -118,7 +128,7 @@ def _post_frames(d: Deployment, *methods: str) -> list[Statement]:
 def _bedrock(d: Deployment) -> list[Statement]:
     actions = ["bedrock:InvokeModelWithResponseStream"]  # ConverseStream, the only model call the worker makes
     direct = [m for m in d.stage.allowed_models if profile_prefix(m) is None]
-    profiles = [m for m in d.stage.allowed_models if profile_prefix(m) is not None]
+    profiles = {m: prefix for m in d.stage.allowed_models if (prefix := profile_prefix(m)) is not None}
     statements = []
     if direct:
         statements.append(_allow("FoundationModels", actions, [
@@ -126,19 +136,19 @@ def _bedrock(d: Deployment) -> list[Statement]:
     if profiles:
         profile_arns = [d.arn("bedrock", f"inference-profile/{p}") for p in profiles]
         statements.append(_allow("InferenceProfiles", actions, profile_arns))
-        # A profile routes to the model in any of its regions; allow that only through the profile.
-        routed = [
-            d.arn("bedrock", f"foundation-model/{p.split('.', 1)[1]}", region=region, account="")
-            for p in profiles for region in PROFILE_REGIONS[profile_prefix(p)]
-        ]
-        statements.append(_allow("ModelsThroughProfiles", actions, routed,
+        # A profile routes to its model in any of its geography's destination regions (a global
+        # profile: the source region and the region-less ARN); allow that only through the profile.
+        routed = [d.arn("bedrock", f"foundation-model/{profile_model(p)}", region=region, account="")
+                  for p, prefix in profiles.items() for region in destination_regions(prefix, d.region)]
+        statements.append(_allow("ModelsThroughProfiles", actions, list(dict.fromkeys(routed)),
                                  {"StringEquals": {"bedrock:InferenceProfileArn": profile_arns}}))
     return statements
 
 
 def _connect(d: Deployment) -> list[Statement]:
     # The user's list of open connections is read, then written with the connection's item in one
-    # TransactWriteItems (two Puts, which IAM checks as PutItem).
+    # TransactWriteItems (two Puts, which IAM checks as PutItem). And GetUser, the revocation check,
+    # authorised by the user's token (TOKEN_AUTHORIZED_ACTIONS).
     return [_table(d, "connections", "dynamodb:GetItem", "dynamodb:PutItem")]
 
 
@@ -173,6 +183,10 @@ def _message(d: Deployment) -> list[Statement]:
         *_context_objects(d, "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject",
                           "s3:PutObjectTagging"),
         _context_listing(d),
+        # chat.upload presigns the PUT with this role; chat.send reads the body before the ack, and a body
+        # never uploaded must be NOT_FOUND (404), which S3 answers only to a role that may list the bucket.
+        _upload_objects(d, "s3:GetObject", "s3:PutObject"),
+        _allow("UploadListing", ["s3:ListBucket"], d.bucket_arn("uploads")),
         _allow("InvokeWorkers", ["lambda:InvokeFunction"],
                [d.function_arn("bedrock_worker"), d.function_arn("github_worker")]),
         *_post_frames(d, "POST", "DELETE"),
@@ -184,7 +198,9 @@ def _api(d: Deployment) -> list[Statement]:
 
 
 def _authorizer(d: Deployment) -> list[Statement]:
-    return []  # verifies JWTs against Cognito's public JWKS: no AWS call
+    # Verifies JWTs against Cognito's public JWKS; the REST one also asks Cognito's GetUser whether the
+    # token is revoked, which the token itself authorises (TOKEN_AUTHORIZED_ACTIONS): no permission.
+    return []
 
 
 def _bedrock_worker(d: Deployment) -> list[Statement]:
@@ -199,6 +215,8 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
         # the session's objects re-written in place when its TTL moves (ListBucket, CopyObject).
         *_context_objects(d, "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"),
         _context_listing(d),
+        # A chat's uploaded body: read (If-Match the ETag the handler checked), then deleted.
+        _upload_objects(d, "s3:DeleteObject", "s3:GetObject"),
         *_bedrock(d),
         *_post_frames(d, "POST"),
     ]

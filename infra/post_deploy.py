@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,8 @@ class Deployment:
         return f"arn:{self.partition}:apigateway:{self.region}::/restapis/{self.rest_api_id}/stages/{stage_name}"
 
     def authorizer_source_arn(self, authorizer_id: str) -> str:
-        return f"arn:{self.partition}:execute-api:{self.region}:{self.account}:{self.api_id}/authorizers/{authorizer_id}"
+        api = f"arn:{self.partition}:execute-api:{self.region}:{self.account}:{self.api_id}"
+        return f"{api}/authorizers/{authorizer_id}"
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Deployment:
@@ -102,7 +103,8 @@ class Deployment:
         if rest_api is None or not rest_api.get("rest_api_id"):
             raise PostDeployError("no REST API in the deployed record: run `chalice deploy` first")
         if function is None or str(function.get("lambda_arn", "")).count(":") < 6:
-            raise PostDeployError(f"no '{AUTHORIZER_FUNCTION}' Lambda in the deployed record: run `chalice deploy` first")
+            raise PostDeployError(f"no '{AUTHORIZER_FUNCTION}' Lambda in the deployed record: "
+                                  "run `chalice deploy` first")
         workers = tuple(r["lambda_arn"] for r in resources if r.get("resource_type") == "lambda_function"
                         and r.get("name") in WORKER_FUNCTIONS and r.get("lambda_arn"))
         return cls(api_id=api["websocket_api_id"], function_arn=function["lambda_arn"], worker_arns=workers,
@@ -260,7 +262,7 @@ so the stage is never left unprotected in between).
         return json.loads(policy).get("Statement", [])
 
     @staticmethod
-    def _pages(operation: Callable[..., dict[str, Any]], **params: Any):
+    def _pages(operation: Callable[..., dict[str, Any]], **params: Any) -> Iterator[dict[str, Any]]:
         token = None
         while True:
             page = operation(**params, **({"NextToken": token} if token else {}))

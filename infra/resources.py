@@ -51,23 +51,42 @@ class Table:
 
 @dataclass(frozen=True)
 class ExpiryRule:
-    """A lifecycle rule: objects carrying the tag expire some days after they were last written."""
+    """A lifecycle rule: objects carrying the tag expire some days after they were last written.
+
+    The days come from a setting: the app's variable `days_setting`, which a deployed stage
+    sets from its field of the same name in lower case (infra/stages.py; the sync step writes
+    it), so the app and the rule cannot disagree.
+    """
 
     id: str
     tag_key: str
     tag_value: str
-    days_beyond_session_ttl: int  # expiration = SESSION_TTL_DAYS + this
+    days_setting: str  # e.g. SESSION_TTL_DAYS; the stage's field is session_ttl_days
+    default_days: int  # the app's default of that setting
+    extra_days: int = 0  # expiration = the setting's days + this
 
-    def expiration_days(self, session_ttl_days: int) -> int:
-        return session_ttl_days + self.days_beyond_session_ttl
+    def expiration_days(self, days: int) -> int:
+        return days + self.extra_days
+
+    @property
+    def stage_field(self) -> str:
+        return self.days_setting.lower()
 
 
-# Offloaded messages and session-scoped context carry this tag (chalicelib/context/store.py
-# sets it). Active sessions re-write their objects at most daily, so the rule only ever
-# removes objects of sessions whose DynamoDB items have expired.
-SESSION_EXPIRY_RULE = ExpiryRule(id="expire-idle-session-data", tag_key="llm-ide-expiry", tag_value="session",
-                                 days_beyond_session_ttl=2)
 DEFAULT_SESSION_TTL_DAYS = 30
+DEFAULT_CONTEXT_FILE_TTL_DAYS = 90
+
+# Offloaded messages and session-scoped context carry this tag (chalicelib/aws/objects.py
+# SESSION_EXPIRY_TAG). Active sessions re-write their objects at most daily, so the rule only
+# ever removes objects of sessions whose DynamoDB items have expired.
+SESSION_EXPIRY_RULE = ExpiryRule(id="expire-idle-session-data", tag_key="llm-ide-expiry", tag_value="session",
+                                 days_setting="SESSION_TTL_DAYS", default_days=DEFAULT_SESSION_TTL_DAYS,
+                                 extra_days=2)
+# A user's own context files carry this tag (CONTEXT_FILE_EXPIRY_TAG): each expires
+# CONTEXT_FILE_TTL_DAYS after it was last written (a new put or upload restarts it).
+CONTEXT_FILE_EXPIRY_RULE = ExpiryRule(id="expire-context-files", tag_key="llm-ide-expiry",
+                                      tag_value="context-file", days_setting="CONTEXT_FILE_TTL_DAYS",
+                                      default_days=DEFAULT_CONTEXT_FILE_TTL_DAYS)
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,7 @@ class Bucket:
     customer_key: bool = False  # SSE-KMS with the stage's customer managed key (else SSE-S3)
     cdn: bool = False  # served through CloudFront: built by the edge stack, in us-east-1
     abort_multipart_days: int = 1  # lifecycle: drop unfinished uploads
+    expiration_days: int | None = None  # lifecycle: every object expires this many days after it was written
 
     def physical_name(self, stage: str, account: str = "000000000000") -> str:
         # Bucket names are global: the account id keeps them unique.
@@ -133,9 +153,15 @@ TABLES: tuple[Table, ...] = (
 BUCKETS: tuple[Bucket, ...] = (
     # Users' context files and offloaded messages, every key under users/<sub>/.
     # users/<sub>/context/<path>, users/<sub>/sessions/<id>/{context/<path>,messages/<id>}
-    Bucket(key="context", env_var="CONTEXT_BUCKET", customer_key=True, expiry_rules=(SESSION_EXPIRY_RULE,)),
+    Bucket(key="context", env_var="CONTEXT_BUCKET", customer_key=True,
+           expiry_rules=(SESSION_EXPIRY_RULE, CONTEXT_FILE_EXPIRY_RULE)),
     # The static web client, read only by CloudFront.
     Bucket(key="ui", env_var="UI_BUCKET", cdn=True),
+    # Chat request bodies larger than a frame (chat.upload), users/<sub>/<uploadId>: each serves one
+    # chat.send and is deleted by the worker that read it; what is never used expires after a day
+    # (chalicelib/chat/uploads.py UPLOAD_LIFETIME_SECONDS). Conversations are user data: the
+    # context bucket's customer key encrypts them too.
+    Bucket(key="uploads", env_var="CHAT_UPLOAD_BUCKET", customer_key=True, expiration_days=1),
 )
 
 # The CORS rule of the data buckets (S3's CORSRule shape): the web client PUTs large context

@@ -10,29 +10,74 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.models import ModelTableError, build_table
-from infra.resources import DEFAULT_SESSION_TTL_DAYS
+from chalicelib.models import PROFILE_PREFIXES, ModelTableError, build_table, foundation_id
+from infra.resources import DEFAULT_CONTEXT_FILE_TTL_DAYS, DEFAULT_SESSION_TTL_DAYS
 
 # Destination regions of Bedrock's cross-region inference profiles, by the profile id's
-# prefix. A profile may route a request to any of them, so IAM must allow the foundation
-# model in each. Check the profile's regions in the Bedrock console when adding a model.
+# geography prefix (`eu.anthropic...` -> "eu"). A profile may route a request to any of its
+# geography's regions, so IAM must allow the foundation model in each (only through the
+# profile: infra/policies.py). Each list is the union over the geography's profiles and
+# source regions, from the Bedrock user guide, "Supported Regions and models for inference
+# profiles" (https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-support.html),
+# as the CDK's CrossRegionInferenceProfileRegion collects them
+# (https://docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.aws_bedrock_alpha/CrossRegionInferenceProfileRegion.html).
+# A region listed that a profile never routes to grants nothing more: the model is reachable
+# only through the profile. Global profiles ("global.") route to any commercial region and
+# are authorised on the region-less model ARN instead ("Global cross-Region inference",
+# https://docs.aws.amazon.com/bedrock/latest/userguide/global-cross-region-inference.html):
+# see GLOBAL below. When Bedrock adds a destination region, add it here; `aws bedrock
+# get-inference-profile --inference-profile-identifier <id>` lists a profile's models by region.
 PROFILE_REGIONS: dict[str, tuple[str, ...]] = {
-    "us": ("us-east-1", "us-east-2", "us-west-2"),
-    "eu": ("eu-central-1", "eu-west-1", "eu-west-3", "eu-north-1"),
-    "apac": ("ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-1", "ap-southeast-2"),
+    "us": ("us-east-1", "us-east-2", "us-west-1", "us-west-2"),
+    "us-gov": ("us-gov-east-1", "us-gov-west-1"),
+    "eu": ("eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2",
+           "eu-west-3"),
+    "apac": ("ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2",
+             "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+             "ap-southeast-7", "me-central-1"),
+    "jp": ("ap-northeast-1", "ap-northeast-3"),
+    "au": ("ap-southeast-2", "ap-southeast-4"),
 }
+GLOBAL = "global"
+# Every geography the app's model table knows (chalicelib/models.py PROFILE_PREFIXES) is either
+# listed above, global, or one whose destinations the Bedrock documentation does not give: the
+# policy generator refuses a model of those rather than guess (tests/infra/test_policies.py
+# checks the three sets cover PROFILE_PREFIXES exactly).
+UNLISTED_GEOGRAPHIES = frozenset({"ca"})
 
 
 def profile_prefix(model_id: str) -> str | None:
-    """The geography of an inference profile id (`us.anthropic...` -> `us`), None for a model id."""
-    head = model_id.split(".", 1)[0]
-    return head if head in PROFILE_REGIONS else None
+    """The geography of an inference profile id (`us.anthropic...` -> `us`, `global.` -> `global`),
+    None for a foundation model id; the same prefixes as the app's model table."""
+    for prefix in PROFILE_PREFIXES:
+        if model_id.startswith(prefix):
+            return prefix[:-1]
+    return None
 
 
-def region_geography(region: str) -> str:
-    """The profile prefix that serves a region (`eu-west-1` -> `eu`)."""
-    head = region.split("-", 1)[0]
-    return "apac" if head == "ap" else head
+def profile_model(model_id: str) -> str:
+    """The foundation model an inference profile routes to (`eu.anthropic.x` -> `anthropic.x`)."""
+    return foundation_id(model_id)
+
+
+def destination_regions(geography: str, source_region: str) -> tuple[str, ...]:
+    """The regions whose foundation-model ARN a profile of `geography` is authorised on, called from
+    `source_region`: a geography's destinations; for a global profile the source region and ""
+    (the region-less ARN, `arn:aws:bedrock:::foundation-model/<id>`, that global routing is checked on)."""
+    if geography == GLOBAL:
+        return (source_region, "")
+    if geography not in PROFILE_REGIONS:
+        raise ValueError(f"the destination regions of {geography!r} inference profiles are not recorded in "
+                         f"PROFILE_REGIONS (infra/stages.py): check them in the Bedrock user guide first")
+    return PROFILE_REGIONS[geography]
+
+
+def usable_from(geography: str, region: str) -> bool:
+    """Whether a profile of `geography` can be called from `region` (its source regions are its
+    destinations; a global profile from any commercial region)."""
+    if geography == GLOBAL:
+        return not region.startswith(("us-gov-", "cn-"))
+    return region in destination_regions(geography, region)
 
 
 @dataclass(frozen=True)
@@ -45,7 +90,7 @@ class Stage:
     log_retention_days: int
     monthly_budget_usd: int  # the AWS Budgets cost budget; alerts at 80 % actual, 100 % forecast
     threat_protection: bool  # Cognito Plus tier (advanced security): paid per MAU
-    # Models the app may call: inference profile ids (`us.`, `eu.`, `apac.`) or model ids.
+    # Models the app may call: inference profile ids (`us.`, `eu.`, `apac.`, `jp.`, `au.`, `global.`...) or model ids.
     allowed_models: tuple[str, ...]
     default_model: str
     # The model table's overrides for this stage (the app's MODELS, written by infra/sync_config.py): model id ->
@@ -63,6 +108,9 @@ class Stage:
     # Days an idle session lives: the app's SESSION_TTL_DAYS (written by infra/sync_config.py)
     # and the context bucket's expiry rule (infra/stacks/data.py) both come from here.
     session_ttl_days: int = DEFAULT_SESSION_TTL_DAYS
+    # Days a user's own context file lives after it was last written: the app's CONTEXT_FILE_TTL_DAYS
+    # (written by infra/sync_config.py) and the bucket's rule `expire-context-files` both come from here.
+    context_file_ttl_days: int = DEFAULT_CONTEXT_FILE_TTL_DAYS
     # Security monitoring: refused tokens ($connect and both authorizers) in 5 minutes that page on-call.
     auth_refusals_per_5min: int = 100
     # Audit logging (infra/stacks/audit.py): our own CloudTrail trail. Turn it off where an
@@ -83,8 +131,9 @@ class Stage:
             build_table(self.allowed_models, self.default_model, self.models_json())
         except ModelTableError as exc:
             raise ValueError(f"stage {self.name}: model_overrides: {exc}") from None
-        if not 1 <= self.session_ttl_days <= 3650:  # the range chalicelib/config.py accepts
-            raise ValueError(f"stage {self.name}: session_ttl_days must be 1-3650, not {self.session_ttl_days}")
+        for name in ("session_ttl_days", "context_file_ttl_days"):
+            if not 1 <= getattr(self, name) <= 3650:  # the range chalicelib/config.py accepts
+                raise ValueError(f"stage {self.name}: {name} must be 1-3650, not {getattr(self, name)}")
         if not 1 <= self.audit_retention_days <= 3653:  # CloudTrail's own event history keeps 90 days anyway
             raise ValueError(f"stage {self.name}: audit_retention_days must be 1-3653, not {self.audit_retention_days}")
         if not 1 <= self.audit_lock_days <= self.audit_retention_days:

@@ -4,7 +4,8 @@
     python -m infra.sync_config --stage prod --outputs infra/cdk-outputs.json
 
 It sets the stage's environment variables (table, bucket and secret names, the context
-bucket's KMS key, Cognito ids and issuer, worker function names, models, the session TTL),
+bucket's KMS key, Cognito ids and issuer, worker function names, models, the session and
+context-file TTLs, the WebSocket API's Management API endpoint once the API exists),
 X-Ray, the VPC subnets and security group, one policy file per function with
 `autogen_policy: false`, records the deployment facts in `.chalice/infra.json` (with the REST
 API's web ACL ARN, which `python -m infra.post_deploy` associates) and rewrites
@@ -24,7 +25,7 @@ from typing import Any
 
 from infra import outputs as names
 from infra import policies, resources
-from infra.stages import Stage, profile_prefix, region_geography
+from infra.stages import Stage, profile_prefix, usable_from
 from infra.stages import stage as get_stage
 
 
@@ -48,11 +49,10 @@ def _require(out: dict[str, str], key: str) -> str:
 
 
 def _check_models(stage: Stage, region: str) -> None:
-    geography = region_geography(region)
     for model in stage.allowed_models:
-        prefix = profile_prefix(model)
-        if prefix is not None and prefix != geography:
-            raise SyncError(f"model {model} is a {prefix!r} inference profile, unusable from {region}: "
+        geography = profile_prefix(model)
+        if geography is not None and not usable_from(geography, region):
+            raise SyncError(f"model {model} is a {geography!r} inference profile, unusable from {region}: "
                             f"edit allowed_models in infra/stages.py")
 
 
@@ -70,6 +70,24 @@ def _deployed(chalice_dir: Path, stage: str, resource_type: str, key: str) -> st
 def websocket_api_id(chalice_dir: Path, stage: str) -> str | None:
     """The id of the WebSocket API that `chalice deploy` recorded, if it has run."""
     return _deployed(chalice_dir, stage, "websocket_api", "websocket_api_id")
+
+
+def management_api_endpoint(chalice_dir: Path, stage: str, *, api_id: str | None, region: str,
+                            api_stage: str) -> str | None:
+    """The deployed WebSocket API's Management API endpoint,
+    `https://<api id>.execute-api.<region>.amazonaws.com/<stage>`: from the URL `chalice deploy`
+    recorded, else from the API id given; None before the API exists.
+
+    The app posts frames there (MANAGEMENT_API_ENDPOINT), never to the event's domain name,
+    which is a custom domain's when one is mapped to the API.
+    """
+    url = _deployed(chalice_dir, stage, "websocket_api", "websocket_api_url")
+    if url and (api_id is None or f"//{api_id}." in url):
+        parts = urllib.parse.urlsplit(url)
+        return f"https://{parts.netloc}{parts.path.rstrip('/')}"
+    if api_id:
+        return f"https://{api_id}.execute-api.{region}.amazonaws.com/{api_stage}"
+    return None
 
 
 def rest_api_url(chalice_dir: Path, stage: str) -> str | None:
@@ -105,8 +123,9 @@ def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
         # SSE-KMS with the stage's customer key on every put, copy and presigned PUT (unset, the
         # app would send SSE-S3, which overrides the bucket's default key).
         "CONTEXT_KMS_KEY_ID": _require(out, names.CONTEXT_KEY_ARN),
-        # The bucket's expiry rule is built from the same stage setting.
+        # The bucket's expiry rules are built from the same stage settings.
         "SESSION_TTL_DAYS": str(stage.session_ttl_days),
+        "CONTEXT_FILE_TTL_DAYS": str(stage.context_file_ttl_days),
         "BEDROCK_WORKER_FUNCTION": resources.function_name(stage.name, "bedrock_worker"),
         "GITHUB_WORKER_FUNCTION": resources.function_name(stage.name, "github_worker"),
         "ALLOWED_MODELS": ",".join(stage.allowed_models),
@@ -117,14 +136,23 @@ def environment(stage: Stage, out: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def update_stage_config(config: dict[str, Any], stage: Stage, out: dict[str, str]) -> dict[str, Any]:
-    """The stage's section of .chalice/config.json with the outputs applied; other keys kept."""
+def update_stage_config(config: dict[str, Any], stage: Stage, out: dict[str, str], *,
+                        management_endpoint: str | None = None) -> dict[str, Any]:
+    """The stage's section of .chalice/config.json with the outputs applied; other keys kept.
+
+    `management_endpoint` is the deployed WebSocket API's (None before the first deploy: the app
+    then derives it from each event's API id)."""
     section = config.setdefault("stages", {}).setdefault(stage.name, {})
     section.setdefault("api_gateway_stage", stage.name)
     # A REGIONAL REST API, not Chalice's default edge-optimized one: its WAF web ACL (the waf stack)
     # then sees the clients' own addresses, which its per-IP rate rule counts.
     section["api_gateway_endpoint_type"] = "REGIONAL"
-    section.setdefault("environment_variables", {}).update(environment(stage, out))
+    variables = section.setdefault("environment_variables", {})
+    variables.update(environment(stage, out))
+    if management_endpoint:
+        variables["MANAGEMENT_API_ENDPOINT"] = management_endpoint
+    else:
+        variables.pop("MANAGEMENT_API_ENDPOINT", None)
     section["xray"] = stage.xray
     # The same tags as the CDK stacks, so Cost Explorer can split the bill by stage.
     section.setdefault("tags", {}).update({"project": resources.PROJECT, "stage": stage.name})
@@ -156,7 +184,10 @@ def sync(*, stage_name: str, outputs_file: Path, chalice_dir: Path = policies.CH
     )
     config_path = chalice_dir / "config.json"
     config = json.loads(config_path.read_text())
-    update_stage_config(config, stage, out)
+    api_stage = config.get("stages", {}).get(stage_name, {}).get("api_gateway_stage", stage_name)
+    endpoint = management_api_endpoint(chalice_dir, stage_name, api_id=deployment.websocket_api_id, region=region,
+                                       api_stage=api_stage)
+    update_stage_config(config, stage, out, management_endpoint=endpoint)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
     facts_path = chalice_dir / "infra.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def recorded_aws_calls(request):
 
 
 @pytest.fixture(scope="session")
-def moto_url(tmp_path_factory) -> str:
+def moto_url(tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     import socket
 
@@ -76,7 +77,7 @@ def app_env(monkeypatch, moto_url, provisioned):
     for name, value in dev_aws.app_environment(moto_url, "http://127.0.0.1:9", provisioned).items():
         monkeypatch.setenv(name, value)
     # Every handler test connects as the same two users and few disconnect: the per-user cap of open
-    # connections is tested on its own (tests/unit/test_hardening_frames.py).
+    # connections is tested on its own (tests/functional/test_hardening_frames.py).
     monkeypatch.setenv("MAX_CONNECTIONS_PER_USER", "1000")
     reset_app_caches()
     yield provisioned

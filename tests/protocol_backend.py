@@ -111,7 +111,7 @@ class ProtocolBackend:
         return ws
 
     async def _action(self, ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
-        action, frame_id = frame.get("action"), frame.get("id")
+        action, frame_id = frame.get("action"), frame.get("id", "")  # the bridge names every frame
 
         async def result(data: dict[str, Any]) -> None:
             await ws.send_json({"type": "result", "id": frame_id, "data": data})
@@ -208,7 +208,7 @@ class ProtocolBackend:
                 run.ws = None
 
     async def _resume(self, ws: web.WebSocketResponse, frame_id: str, frame: dict[str, Any]) -> None:
-        run = self.runs.get(frame.get("requestId"))
+        run = self.runs.get(str(frame.get("requestId")))
         if run is None:
             await ws.send_json({"type": "error", "id": frame_id, "error": {"code": "NOT_FOUND",
                                                                           "message": "no such request"}})

@@ -15,7 +15,7 @@ from tests.infra.test_policies import CALLS
 
 # Calls whose target CALLS names by kind only: frames (the API's @connections), models, workers.
 UNTARGETED = {"execute-api:ManageConnections", "bedrock:InvokeModelWithResponseStream", "bedrock:InvokeModel",
-              "lambda:InvokeFunction", "secretsmanager:GetSecretValue"}
+              "lambda:InvokeFunction", "secretsmanager:GetSecretValue", "cognito-idp:GetUser"}
 
 
 def contract_target(target: str) -> str:

@@ -36,7 +36,7 @@ def jwks(*keys: dict[str, Any]) -> dict[str, Any]:
     return {"keys": list(keys) or [jwk()]}
 
 
-def claims(token_use: str = "access", **overrides: Any) -> dict[str, Any]:
+def claims(token_use: str = "access", /, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     base: dict[str, Any] = {
         "sub": str(uuid.uuid4()), "iss": ISSUER, "token_use": token_use, "iat": now, "auth_time": now,

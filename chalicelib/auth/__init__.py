@@ -4,12 +4,14 @@
 both Lambda authorizers (chalicelib/auth/authorizer.py) call it, and log a refusal's
 reason, never the token. The verifier (and with it PyJWT and cryptography) is
 imported on first use, so handlers that never see a token do not pay for it at cold
-start.
+start. `$connect` and the REST authorizer then ask Cognito whether it still honours the
+token (`get_revocation_check()`, COGNITO_REVOCATION_CHECK): a signed-out or disabled user's
+token verifies offline until it expires.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from chalicelib.auth.errors import JwtInvalid, TokenMissing
@@ -51,6 +53,26 @@ def get_verifier() -> CognitoJwtVerifier:
         leeway_seconds=settings.jwt_leeway_seconds,
         required_groups=settings.required_groups,
     )
+
+
+# GetUser runs inside $connect and the REST authorizer: a short wait, one retry (of a throttle
+# too), then the check gives way (chalicelib/auth/revocation.py): at most about 2 x (connect + 2 s).
+REVOCATION_READ_TIMEOUT = 2.0
+REVOCATION_MAX_ATTEMPTS = 2
+
+
+@kept
+def get_revocation_check() -> Callable[[str], None] | None:
+    """The container's revocation check (raises TokenRevoked), or None when COGNITO_REVOCATION_CHECK is off."""
+    from chalicelib.config import get_settings
+
+    if not get_settings().revocation_check:
+        return None
+    from chalicelib.auth.revocation import RevocationCheck
+    from chalicelib.aws import clients
+
+    return RevocationCheck(clients.client("cognito-idp", read_timeout=REVOCATION_READ_TIMEOUT,
+                                          max_attempts=REVOCATION_MAX_ATTEMPTS))
 
 
 def verify(token: str | None) -> Identity:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.auth import count_refusal, token_from_request, verify
+from chalicelib.auth import count_refusal, get_revocation_check, token_from_request, verify
 from chalicelib.auth.errors import JwtInvalid
 
 if TYPE_CHECKING:  # the verifier (PyJWT, cryptography) loads on first use, not at cold start
@@ -51,15 +51,23 @@ def authorize_websocket(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def authorize_bearer(authorization: str | None) -> Identity:
-    """The identity behind an `Authorization` header value (a REST TOKEN authorizer's input)."""
-    return _decide(token_from_request({"Authorization": authorization or ""}, None))
+    """The identity behind an `Authorization` header value (a REST TOKEN authorizer's input), if
+    Cognito still honours the token (COGNITO_REVOCATION_CHECK): nothing caches a REST answer."""
+    return _decide(token_from_request({"Authorization": authorization or ""}, None), revocation=True)
 
 
-def _decide(token: str | None, **fields: Any) -> Identity:
-    """The token's identity, or AccessRefused; one "handled" line either way (the reason, never the token)."""
+def _decide(token: str | None, *, revocation: bool = False, **fields: Any) -> Identity:
+    """The token's identity, or AccessRefused; one "handled" line either way (the reason, never the token).
+
+    The WebSocket authorizer leaves the revocation check to `$connect`, which runs after it
+    whether or not the authorizer is attached: one Cognito call per connection, not two.
+    """
     started = time.perf_counter()
     try:
         identity = verify(token)
+        check = get_revocation_check() if revocation else None
+        if check is not None and token is not None:
+            check(token)
     except JwtInvalid as refused:
         logger.info("handled", extra={**fields, "outcome": "refused", "reason": refused.reason,
                                       "detail": str(refused), "latencyMs": _ms_since(started)})

@@ -103,3 +103,10 @@ class SubjectMissing(ClaimInvalid):
 
 class GroupNotAllowed(JwtInvalid):
     reason = "group_not_allowed"
+
+
+class TokenRevoked(JwtInvalid):
+    """The token verifies, but Cognito no longer honours it: the user signed out everywhere, or was
+    signed out, disabled or deleted by an administrator (chalicelib/auth/revocation.py)."""
+
+    reason = "revoked"

@@ -27,9 +27,14 @@ def _config(read_timeout: float | None = None, max_attempts: int | None = None, 
     if service == "s3":
         # Presigned URLs must be SigV4, the only version that binds headers such as
         # Content-Length and works with SSE-KMS; botocore still presigns SigV2 by default.
-        # The addressing style stays botocore's: virtual-hosted on AWS, path-style for an
-        # IP-literal endpoint such as the local stack's moto.
         extra["signature_version"] = "s3v4"
+        # And they must name the bucket's regional host (`<bucket>.s3.<region>.amazonaws.com`):
+        # botocore's "auto" style names the global `<bucket>.s3.amazonaws.com` outside
+        # us-east-1, which opt-in regions (ap-east-1, me-south-1, ...) do not serve and which
+        # redirects (breaking a presigned PUT) while a new bucket's DNS settles. Explicit
+        # virtual-host style plus the regional us-east-1 endpoint gives the regional host in
+        # every region; an IP-literal endpoint (the local stack's S3) still gets path style.
+        extra["s3"] = {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
     return Config(
         region_name=settings.region,
         connect_timeout=settings.aws_connect_timeout,

@@ -5,11 +5,18 @@ Layout (infra/resources.py describes the bucket):
   users/<sub>/sessions/<id>/context/<path>         context files of one session
   users/<sub>/sessions/<id>/messages/<message id>  message content too large for DynamoDB
 
-Objects that belong to a session carry the expiry tag, so the bucket's
+Objects that belong to a session carry the session expiry tag, so the bucket's
 lifecycle rule removes them once the session has been idle past its TTL;
-`refresh` re-writes them in place while the session is active.
+`refresh` re-writes them in place while the session is active. A user's own
+context files carry the context-file tag: they expire CONTEXT_FILE_TTL_DAYS after
+they were last written.
 
-Presigned URLs are credentials: they are returned to their user and never logged.
+Presigned URLs are credentials: they are returned to their user and never logged. They
+live only as long as a client needs to start using them (PRESIGNED_GET_SECONDS,
+PRESIGNED_PUT_SECONDS), and a presigned GET always answers as a download
+(`Content-Disposition: attachment`) of a type no browser renders
+(`application/octet-stream`), whatever type the object was uploaded with: an uploader
+could otherwise have a `text/html` file rendered from the bucket's own domain.
 """
 from __future__ import annotations
 
@@ -18,17 +25,20 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.aws.errors import error_code
-from chalicelib.errors import BadRequest, Internal, NotFound
+from chalicelib.errors import BadRequest, Internal, NotFound, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
-# Must match infra/resources.py SESSION_EXPIRY_RULE (a unit test checks that they agree).
+# Must match infra/resources.py SESSION_EXPIRY_RULE and CONTEXT_FILE_EXPIRY_RULE (a unit test
+# checks that they agree): the bucket's lifecycle rules expire objects by these tags.
 SESSION_EXPIRY_TAG = ("llm-ide-expiry", "session")
-PRESIGN_SECONDS = 300
+CONTEXT_FILE_EXPIRY_TAG = ("llm-ide-expiry", "context-file")
+DOWNLOAD_CONTENT_TYPE = "application/octet-stream"  # what every presigned GET answers with
 _SUB = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
@@ -51,11 +61,21 @@ class StoredObject:
     last_modified: Any  # datetime from botocore
 
 
+@dataclass(frozen=True)
+class StoredBody:
+    data: bytes
+    etag: str  # as S3 quotes it
+    last_modified: Any  # datetime from botocore
+
+
 class ObjectStore:
-    def __init__(self, s3: Any, *, bucket: str, kms_key_id: str | None) -> None:
+    def __init__(self, s3: Any, *, bucket: str, kms_key_id: str | None, get_seconds: int = 60,
+                 put_seconds: int = 60) -> None:
         self._s3 = s3
         self.bucket = bucket
         self._kms_key_id = kms_key_id
+        self.get_seconds = get_seconds  # how long a presigned GET is valid
+        self.put_seconds = put_seconds  # how long a presigned PUT is valid
 
     def encryption(self) -> dict[str, str]:
         """SSE parameters for every write: SSE-KMS with the configured key, else SSE-S3."""
@@ -63,8 +83,8 @@ class ObjectStore:
             return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self._kms_key_id}
         return {"ServerSideEncryption": "AES256"}
 
-    def put(self, key: str, body: bytes, *, content_type: str, session_scoped: bool) -> str:
-        extra = {"Tagging": _tagging()} if session_scoped else {}
+    def put(self, key: str, body: bytes, *, content_type: str, tagging: str | None) -> str:
+        extra = {"Tagging": tagging} if tagging else {}
         response = self._call("put_object", Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
                               **self.encryption(), **extra)
         return response.get("ETag", "").strip('"')
@@ -74,6 +94,19 @@ class ObjectStore:
         response = self._call("get_object", Bucket=self.bucket, Key=key)
         try:
             return response["Body"].read(), response.get("ContentType", "")
+        finally:
+            response["Body"].close()
+
+    def read(self, key: str, *, max_bytes: int, if_match: str | None = None) -> StoredBody:
+        """The object's bytes, ETag and time of writing: NOT_FOUND if there is none, PAYLOAD_TOO_LARGE
+        (before reading) past `max_bytes`, BAD_REQUEST when `if_match` no longer names its content."""
+        extra = {"IfMatch": if_match} if if_match is not None else {}
+        response = self._call("get_object", Bucket=self.bucket, Key=key, **extra)
+        try:
+            if response["ContentLength"] > max_bytes:
+                raise PayloadTooLarge(f"the object is {response['ContentLength']} bytes; the limit is {max_bytes}")
+            return StoredBody(data=response["Body"].read(), etag=response.get("ETag", ""),
+                              last_modified=response["LastModified"])
         finally:
             response["Body"].close()
 
@@ -130,22 +163,32 @@ class ObjectStore:
         return count
 
     def presign_put(self, key: str, *, size: int, content_type: str,
-                    session_scoped: bool) -> tuple[str, dict[str, str]]:
-        """A SigV4 presigned PUT binding length, type, encryption and tags; and the headers to send."""
+                    tagging: str | None) -> tuple[str, dict[str, str]]:
+        """A SigV4 presigned PUT binding length, type, encryption and tags; and the headers to send.
+
+        Valid `put_seconds`; S3 refuses (403) a different length, type, encryption or tag set.
+        """
         headers = {"Content-Length": str(size), "Content-Type": content_type}
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentLength": size,
                                   "ContentType": content_type, **self.encryption()}
         headers["x-amz-server-side-encryption"] = params["ServerSideEncryption"]
         if "SSEKMSKeyId" in params:
             headers["x-amz-server-side-encryption-aws-kms-key-id"] = params["SSEKMSKeyId"]
-        if session_scoped:
-            params["Tagging"] = headers["x-amz-tagging"] = _tagging()
-        url = self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=PRESIGN_SECONDS)
+        if tagging:
+            params["Tagging"] = headers["x-amz-tagging"] = tagging
+        url = self._s3.generate_presigned_url("put_object", Params=params, ExpiresIn=self.put_seconds)
         return url, headers
 
-    def presign_get(self, key: str) -> str:
-        return self._s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                               ExpiresIn=PRESIGN_SECONDS)
+    def presign_get(self, key: str, *, filename: str | None = None) -> str:
+        """A SigV4 presigned GET, valid `get_seconds`, answered as a download of `filename`.
+
+        The response's type and disposition are bound into the signature
+        (`response-content-type`, `response-content-disposition`): a link cannot be
+        altered to render the object in a browser.
+        """
+        return self._s3.generate_presigned_url("get_object", Params={
+            "Bucket": self.bucket, "Key": key, "ResponseContentType": DOWNLOAD_CONTENT_TYPE,
+            "ResponseContentDisposition": attachment(filename)}, ExpiresIn=self.get_seconds)
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
@@ -156,6 +199,8 @@ class ObjectStore:
                 raise NotFound("not found") from None
             if code in ("InvalidArgument", "KeyTooLongError"):
                 raise BadRequest("the request was refused by the store") from None
+            if code in ("PreconditionFailed", "412"):  # If-Match: the object was written again since
+                raise BadRequest("the object changed since it was checked") from None
             logger.error("S3 call failed", extra={"operation": operation, "code": code})
             raise Internal() from None
         except BotoCoreError as exc:
@@ -163,6 +208,24 @@ class ObjectStore:
             raise Internal() from None
 
 
-def _tagging() -> str:
-    key, value = SESSION_EXPIRY_TAG
+def tagging(tag: tuple[str, str]) -> str:
+    """A tag as S3's `Tagging` parameter and `x-amz-tagging` header want it."""
+    key, value = tag
     return f"{key}={value}"
+
+
+SESSION_TAGGING = tagging(SESSION_EXPIRY_TAG)
+CONTEXT_FILE_TAGGING = tagging(CONTEXT_FILE_EXPIRY_TAG)
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def attachment(filename: str | None) -> str:
+    """A `Content-Disposition` for a download: `attachment`, with the file's name when given.
+
+    RFC 6266: an ASCII `filename` (anything else replaced by `_`) for old clients and the
+    exact name, percent-encoded, as `filename*`; so no quote, CR or LF reaches the header.
+    """
+    if not filename:
+        return "attachment"
+    fallback = _UNSAFE_FILENAME.sub("_", filename)[:200] or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -11,10 +11,11 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.lambda_invoke import WorkerInvoker
-from chalicelib.chat.inputs import ContextSource, HistorySource, plan_input
+from chalicelib.chat.inputs import ContextSource, HistorySource, InputPlan, plan_input
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatPolicy, ChatRequest
 from chalicelib.chat.requests import RequestStore, new_request_id
+from chalicelib.chat.uploads import UPLOAD_LIFETIME_SECONDS, UploadStore
 from chalicelib.dispatch.contract import ActionContext
 from chalicelib.errors import BadRequest, BudgetExceeded, NotFound, RateLimited
 from chalicelib.limits import RateLimiter, Reservation, TokenBudget
@@ -22,6 +23,7 @@ from chalicelib.models import ModelTable
 from chalicelib.observability import metric_names
 from chalicelib.observability.metrics import MetricsWriter, get_metrics
 from chalicelib.observability.tracing import subsegment
+from chalicelib.protocol import Params
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +41,11 @@ class ModelActions:
 class ChatActions:
     def __init__(self, *, policy: ChatPolicy, rate_limiter: RateLimiter, budget: TokenBudget,
                  requests: RequestStore, history: HistorySource, context: ContextSource, invoker: WorkerInvoker,
-                 worker_function: str, metrics: Callable[[], MetricsWriter] = get_metrics,
+                 worker_function: str, uploads: Callable[[], UploadStore] | None = None,
+                 metrics: Callable[[], MetricsWriter] = get_metrics,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._policy = policy
+        self._uploads = uploads  # built only for a chat.send with an uploadId
         self._rate_limiter = rate_limiter
         self._budget = budget
         self._requests = requests
@@ -50,30 +54,32 @@ class ChatActions:
         self._invoker = invoker
         self._worker_function = worker_function
         self._metrics = metrics
-        self._wall_clock = wall_clock  # when the chat was received, for its latency metrics
+        # When the chat was received, for its latency metrics: the real time, as the worker measures
+        # against `time.time()` (not the root's clock, which a test or the local stack may hold still).
+        self._wall_clock = wall_clock
 
     def send(self, ctx: ActionContext) -> None:
         """Check, admit (one write: the request and the token reservation), record, then start the worker.
 
-        Everything that can refuse the chat (parameters, the session, the context files, the
-        limits) answers here. The worker posts the `ack` itself, first on its one ordered sender,
-        while it already calls the model: the ack precedes every delta by construction, and the
-        model does not wait for it. Admitted itself (Admission.SELF in the action table): the
-        dispatch does not count it.
+        Everything that can refuse the chat (parameters, an upload's body, the session, the context
+        files, the model's context window, the limits) answers here. The worker posts the `ack`
+        itself, first on its one ordered sender, while it already calls the model: the ack precedes
+        every delta by construction, and the model does not wait for it. Admitted itself
+        (Admission.SELF in the action table): the dispatch does not count it.
         """
         received_at = self._wall_clock()
         connection = ctx.connection
         self._rate_limiter.check_memory(connection.user_sub, ctx.now)  # a limited user costs no reads
         request_id = new_request_id()
         try:
-            chat = ChatRequest.from_params(ctx.frame.params, self._policy)
+            chat = self._chat_request(ctx)
             plan = plan_input(chat, user_sub=connection.user_sub, sessions=self._history, context=self._context,
                               history_limit=self._policy.history_token_limit,
                               context_limit=self._policy.context_token_limit)
             with subsegment("admission", action="chat.send"):
                 reservation = self._budget.reserve(
                     connection.user_sub, ctx.now, groups=connection.groups, request_id=request_id,
-                    estimated_input=plan.estimated_input, max_tokens=chat.max_tokens)
+                    estimated_input=plan.estimated_input, max_tokens=self._room(chat, plan))
         except RateLimited:
             raise  # the minute's window is full: nothing more can count in it
         except BudgetExceeded:
@@ -86,7 +92,8 @@ class ChatActions:
         try:
             self._requests.create(request_id=request_id, kind="chat", user_sub=connection.user_sub,
                                   connection_id=connection.connection_id, client_id=ctx.frame.id, model=chat.model,
-                                  now=ctx.now)
+                                  now=ctx.now, upload_id=chat.upload.upload_id if chat.upload is not None else None,
+                                  upload_ttl_seconds=UPLOAD_LIFETIME_SECONDS + 3600)
         except Exception:
             self._release(reservation, chat.model)
             raise
@@ -121,6 +128,23 @@ class ChatActions:
             return True
         self._release(reservation, model)
         return True
+
+    def _chat_request(self, ctx: ActionContext) -> ChatRequest:
+        """The chat as the frame (and the upload it names) asks for it, every rule checked."""
+        params = ctx.frame.params
+        if params.raw("uploadId") is None:
+            return ChatRequest.from_params(params, self._policy)
+        if self._uploads is None:
+            raise BadRequest("'uploadId' is not served here")
+        opened = self._uploads().open(ctx.connection.user_sub, params.values())
+        return ChatRequest.from_params(Params(opened.params), self._policy, upload=opened.ref,
+                                       body_fields=opened.body_fields)
+
+    @staticmethod
+    def _room(chat: ChatRequest, plan: InputPlan) -> int:
+        """maxTokens, lowered so that the input and the reply fit the model's context window."""
+        window = chat.rules.context_tokens if chat.rules is not None else 0
+        return max(1, min(chat.max_tokens, window - plan.estimated_input)) if window else chat.max_tokens
 
     def _count_refused(self, ctx: ActionContext) -> None:
         """A chat refused before its admission (bad parameters, an unknown session, the budget, or a

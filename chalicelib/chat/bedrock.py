@@ -2,13 +2,15 @@
 
 botocore's errors are translated here, once, into the app's errors, and so are
 urllib3's: while the reply streams, botocore reads the socket through urllib3,
-whose read timeouts and broken connections are not wrapped in botocore errors. Throttling
+whose read timeouts and broken connections are not wrapped in botocore errors. A tool call
+is handed out whole, once Bedrock has streamed all of its input (`ToolUse`). Throttling
 (on the call, or inside the stream as an EventStreamError) and transient
 failures are retried with jittered backoff, but only before any text was
-handed out: text already passed on cannot be taken back.
+handed out: text (or a tool call) already passed on cannot be taken back.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -43,8 +45,10 @@ class ModelRequest:
     system: str | None = None
     temperature: float | None = None
     # The whole conversation (converse.build_converse_input's `messages`: history, context
-    # documents, then the prompt); None sends the prompt alone.
+    # documents, then the new input); None sends the prompt alone.
     messages: tuple[dict[str, Any], ...] | None = None
+    system_blocks: tuple[dict[str, Any], ...] | None = None  # `system` as built (with its cache point); else `system`
+    tool_config: dict[str, Any] | None = None  # Converse's toolConfig
 
     def converse_arguments(self) -> dict[str, Any]:
         inference: dict[str, Any] = {"maxTokens": self.max_tokens}
@@ -53,14 +57,27 @@ class ModelRequest:
         messages = list(self.messages) if self.messages is not None else [
             {"role": "user", "content": [{"text": self.prompt}]}]
         arguments: dict[str, Any] = {"modelId": self.model_id, "messages": messages, "inferenceConfig": inference}
-        if self.system:
+        if self.system_blocks:
+            arguments["system"] = list(self.system_blocks)
+        elif self.system:
             arguments["system"] = [{"text": self.system}]
+        if self.tool_config:
+            arguments["toolConfig"] = self.tool_config
         return arguments
 
 
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """One complete tool call of the model: its input assembled from Bedrock's pieces and parsed."""
+
+    tool_use_id: str
+    name: str
+    input: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,7 @@ class Metadata:
     usage: Usage
 
 
-ModelEvent = TextDelta | MessageStop | Metadata
+ModelEvent = TextDelta | ToolUse | MessageStop | Metadata
 
 
 class BedrockChat:
@@ -99,10 +116,13 @@ class BedrockChat:
             response = None
             try:
                 response = self._client.converse_stream(**request.converse_arguments())
+                tool_uses = _ToolUses()
                 for raw in response["stream"]:
-                    event = _translate_event(raw)
+                    event = tool_uses.take(raw) or _translate_event(raw)
+                    if isinstance(event, MessageStop):
+                        tool_uses.check(event.stop_reason)
                     if event is not None:
-                        text_seen = text_seen or isinstance(event, TextDelta)
+                        text_seen = text_seen or isinstance(event, (TextDelta, ToolUse))
                         yield event
                 return
             except (ClientError, BotoCoreError, Urllib3Error) as exc:
@@ -127,6 +147,55 @@ class BedrockChat:
         return self._jitter() * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt)
 
 
+class _ToolUses:
+    """Bedrock streams a tool call as a contentBlockStart (its id and name), contentBlockDeltas (pieces of its
+    input's JSON) and a contentBlockStop; this gathers them per content block into one ToolUse."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, tuple[str, str, list[str]]] = {}
+        self._broken: str | None = None  # a call whose input did not parse: cut short by maxTokens, or a fault
+
+    def take(self, raw: dict[str, Any]) -> ToolUse | None:
+        """The tool call this event completes; None otherwise (and for every event not about a tool call)."""
+        if "contentBlockStart" in raw:
+            event = raw["contentBlockStart"]
+            start = (event.get("start") or {}).get("toolUse")
+            if start:
+                self._open[event.get("contentBlockIndex", 0)] = (start["toolUseId"], start["name"], [])
+        elif "contentBlockDelta" in raw:
+            event = raw["contentBlockDelta"]
+            piece = (event.get("delta") or {}).get("toolUse")
+            index = event.get("contentBlockIndex", 0)
+            if piece is not None and index in self._open:
+                self._open[index][2].append(piece.get("input") or "")
+        elif "contentBlockStop" in raw:
+            opened = self._open.pop(raw["contentBlockStop"].get("contentBlockIndex", 0), None)
+            if opened is not None:
+                tool_use_id, name, pieces = opened
+                value = _tool_input("".join(pieces))
+                if value is not None:
+                    return ToolUse(tool_use_id, name, value)
+                self._broken = name
+        return None
+
+    def check(self, stop_reason: str) -> None:
+        """At the message's stop: a call cut short by maxTokens is dropped (the chat ends with max_tokens);
+        any other unparsable call is the model's fault."""
+        if self._broken is not None and stop_reason != "max_tokens":
+            logger.warning("the model's tool input is not a JSON object", extra={"tool": self._broken})
+            raise UpstreamError(f"the model called tool {self._broken!r} with an input that is not a JSON object")
+
+
+def _tool_input(text: str) -> dict[str, Any] | None:
+    if not text.strip():
+        return {}  # a call without arguments streams no input at all
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:
     if "contentBlockDelta" in raw:
         text = raw["contentBlockDelta"].get("delta", {}).get("text")
@@ -135,8 +204,10 @@ def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:
         return MessageStop(raw["messageStop"].get("stopReason") or "end_turn")
     if "metadata" in raw:
         usage = raw["metadata"].get("usage") or {}
-        return Metadata(Usage(int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0))))
-    return None  # messageStart, contentBlockStart/Stop, and non-text content carry no reply text
+        return Metadata(Usage(int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0)),
+                              cache_read_input_tokens=int(usage.get("cacheReadInputTokens", 0)),
+                              cache_write_input_tokens=int(usage.get("cacheWriteInputTokens", 0))))
+    return None  # messageStart, contentBlockStart/Stop of text, reasoning content: no reply text
 
 
 def _code(exc: Exception) -> str:

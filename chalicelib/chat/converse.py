@@ -9,13 +9,19 @@ each between two marker lines that name its path and carry a boundary derived
 from the content, so the model can tell where a file ends. (Converse's
 `document` blocks are for binary formats such as PDF or DOCX and want a name
 limited to a few characters; source files are text.)
+
+A chat with `messages` (chalicelib/chat/conversation.py) is built the same way: its turns
+before the last one stand where the history would, and the context files go before the
+blocks of its last user message.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chalicelib.chat import images, tools
 from chalicelib.tokens import estimate_tokens
 
 DOCUMENTS_PREAMBLE = ("The user attached these context files. Each one starts with a BEGIN line and ends "
@@ -52,26 +58,60 @@ def document_block(path: str, text: str) -> str:
 
 
 def build_converse_input(*, system: str | None, history: Sequence[Mapping[str, str]],
-                         documents: Sequence[tuple[str, str]], prompt: str) -> dict[str, Any]:
-    """The `messages` (and `system`, when there is one) keyword arguments of Converse/ConverseStream."""
+                         documents: Sequence[tuple[str, str]], prompt: str | None = None,
+                         conversation: Sequence[Mapping[str, Any]] | None = None,
+                         tool_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Converse/ConverseStream's `messages`, and `system` and `toolConfig` when there are any.
+
+    The new input is `prompt` (one text) or `conversation` (Converse messages, the last a user's).
+    """
     messages: list[dict[str, Any]] = [
         {"role": turn["role"], "content": [{"text": turn["content"]}]} for turn in alternating(history)
     ]
-    final: list[dict[str, str]] = []
+    if conversation is not None:
+        messages.extend({"role": turn["role"], "content": list(turn["content"])} for turn in conversation[:-1])
+        last = list(conversation[-1]["content"])
+    else:
+        last = [{"text": prompt}]
+    final: list[dict[str, Any]] = []
     if documents:
         final.append({"text": DOCUMENTS_PREAMBLE})
         final.extend({"text": document_block(path, text)} for path, text in documents)
-    final.append({"text": prompt})
-    messages.append({"role": "user", "content": final})
+    messages.append({"role": "user", "content": final + last})
     request: dict[str, Any] = {"messages": messages}
     if system:
         request["system"] = [{"text": system}]
+    if tool_config:
+        request["toolConfig"] = dict(tool_config)
     return request
 
 
 def input_tokens(request: Mapping[str, Any]) -> int:
-    """The estimated input tokens of a `build_converse_input` result, for the token reservation."""
+    """The estimated input tokens of a `build_converse_input` result, for the token reservation:
+    the tool definitions, the system prompt and every block of every message."""
     blocks = list(request.get("system", ()))
     for message in request["messages"]:
         blocks.extend(message["content"])
-    return sum(estimate_tokens(block["text"]) for block in blocks)
+    return tools.config_tokens(request.get("toolConfig") or {}) + sum(block_tokens(block) for block in blocks)
+
+
+def block_tokens(block: Mapping[str, Any]) -> int:
+    """The estimated tokens of one Converse content block (a cache point reads nothing)."""
+    if "text" in block:
+        return estimate_tokens(block["text"])
+    if "image" in block:
+        info = images.inspect(block["image"]["source"]["bytes"])
+        return info.tokens() if info is not None else images.CLAUDE_MAX_TOKENS
+    if "toolUse" in block:
+        use = block["toolUse"]
+        return estimate_tokens(use["toolUseId"] + use["name"] + _json(use["input"]))
+    if "toolResult" in block:
+        result = block["toolResult"]
+        return estimate_tokens(result["toolUseId"]) + sum(block_tokens(item) for item in result["content"])
+    if "json" in block:
+        return estimate_tokens(_json(block["json"]))
+    return 0
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

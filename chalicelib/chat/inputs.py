@@ -11,6 +11,11 @@ reserved (in the app's measure of about 4 bytes a token; Bedrock's metadata
 settles the real count). Messages appended to the session in between take the
 place of older ones within the same bound; a context file replaced by a larger
 one in between fails the chat with PAYLOAD_TOO_LARGE (and settles nothing used).
+
+A chat with `messages` has no history; its conversation and tools are counted whole, images
+by their pixels (chalicelib/chat/images.py), and an input the model's context window cannot
+hold is PAYLOAD_TOO_LARGE here. Cache points (chalicelib/chat/caching.py) are placed as the
+worker builds the request; they read nothing, so they change no estimate.
 """
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.chat import converse
-from chalicelib.chat.request import ChatRequest
+from chalicelib.chat.caching import place_cache_points
+from chalicelib.chat.request import ChatRequest, UploadRef
+from chalicelib.errors import PayloadTooLarge
 from chalicelib.tokens import tokens_for_bytes
 
 
@@ -53,6 +60,17 @@ class ContextSource(Protocol):
         ...
 
 
+class UploadSource(Protocol):
+    """Request bodies put with chat.upload (the UploadStore)."""
+
+    def load(self, user_sub: str, ref: UploadRef) -> dict[str, Any]:
+        """The body's content parameters (with the frame's own); BAD_REQUEST if it changed since it was checked."""
+        ...
+
+    def discard(self, user_sub: str, upload_id: str) -> None:
+        ...
+
+
 @dataclass(frozen=True)
 class InputPlan:
     history_tokens: int  # the limit the worker loads the session's history with (0: no history)
@@ -79,22 +97,37 @@ def plan_input(chat: ChatRequest, *, user_sub: str, sessions: HistorySource, con
     if chat.context_paths:
         sizes = context.documents_sizes(user_sub, chat.session_id, chat.context_paths, context_limit)
     context_tokens = sum(tokens_for_bytes(size) for _, size in sizes)
-    # The request as built, with empty documents: the prompt, system, preamble and each file's
-    # delimiters; a file's text adds at most its own tokens to its block.
-    frame = converse.build_converse_input(system=chat.system, history=[], prompt=chat.prompt,
-                                          documents=[(path, "") for path, _ in sizes])
-    return InputPlan(history_tokens=history_tokens, context_tokens=context_tokens,
-                     estimated_input=converse.input_tokens(frame) + history_tokens + context_tokens)
+    # The request as built, with empty documents: the prompt or conversation, system, tools, the preamble
+    # and each file's delimiters; a file's text adds at most its own tokens to its block.
+    frame = _converse_input(chat, history=[], documents=[(path, "") for path, _ in sizes])
+    estimated = converse.input_tokens(frame) + history_tokens + context_tokens
+    window = chat.rules.context_tokens if chat.rules is not None else 0
+    if window and estimated >= window:
+        raise PayloadTooLarge(f"the request is about {estimated} tokens; model {chat.model!r} reads at most {window}")
+    return InputPlan(history_tokens=history_tokens, context_tokens=context_tokens, estimated_input=estimated)
 
 
 def load_input(chat: ChatRequest, plan: InputPlan, *, user_sub: str, sessions: HistorySource,
                context: ContextSource) -> dict[str, Any]:
-    """The Converse `messages` (and `system`): history, context documents, then the prompt."""
+    """The Converse `messages` (and `system`, `toolConfig`): history, context documents, then the new input,
+    with the server's cache points for a model that caches prompts."""
     history: list[dict[str, str]] = []
     if chat.session_id is not None and plan.history_tokens > 0:
         history = sessions.history_for(user_sub, chat.session_id, plan.history_tokens)
     documents: list[tuple[str, str]] = []
     if chat.context_paths:
         documents = context.context_documents(user_sub, chat.session_id, chat.context_paths, plan.context_tokens)
+    request = _converse_input(chat, history=history, documents=documents)
+    if chat.rules is not None and chat.rules.prompt_cache:
+        place_cache_points(request, min_tokens=chat.rules.min_cache_tokens)
+    return request
+
+
+def _converse_input(chat: ChatRequest, *, history: list[dict[str, str]],
+                    documents: list[tuple[str, str]]) -> dict[str, Any]:
+    tool_config = chat.tool_config
+    conversation = chat.conversation
+    messages = conversation.converse_messages(tools_offered=tool_config is not None) if conversation else None
     return converse.build_converse_input(system=chat.system, history=history, documents=documents,
-                                         prompt=chat.prompt)
+                                         prompt=chat.prompt, conversation=messages,
+                                         tool_config=tool_config.converse() if tool_config else None)

@@ -7,7 +7,8 @@ winner streams or releases the reservation. The worker records the outcome (`fin
 chat's final frame and where its stream frames are kept. `chat.cancel` sets the flag and
 `chat.resume` writes the latest resume request (`request_resume`), both of which the worker reads
 on its timer (`watch`). A client names a request by the server id from its `ack` or by its own
-`id` on the same connection; an alias item maps the latter to the former.
+`id` on the same connection; an alias item maps the latter to the former. A chat run from an
+upload leaves an item `upload#<sub>#<uploadId>` that marks the upload used.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import protocol
-from chalicelib.aws.dynamo import condition_failed, update_if
+from chalicelib.aws.dynamo import cancellation_codes, condition_failed, update_if
+from chalicelib.errors import NotFound
 from chalicelib.times import iso
 
 RUNNING = ("queued", "streaming")
@@ -28,17 +30,28 @@ FINAL = ("done", "cancelled", "error", "gone", "timeout")
 
 @dataclass(frozen=True)
 class Usage:
+    """A chat's tokens as Bedrock reports them: `input_tokens` is the input neither read from nor
+    written to the prompt cache, so the model read all three input counts (docs/PROTOCOL.md)."""
+
     input_tokens: int
     output_tokens: int
     estimated: bool = False  # True when the stream broke before the model reported usage
+    cache_read_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self.input_tokens + self.output_tokens + self.cache_read_input_tokens + self.cache_write_input_tokens
+
+    @property
+    def read_tokens(self) -> int:
+        """Every input token the model read, cached or not: what a chat's input costs in the token budget."""
+        return self.input_tokens + self.cache_read_input_tokens + self.cache_write_input_tokens
 
     def as_protocol(self) -> dict[str, int]:
         return {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens,
-                "totalTokens": self.total_tokens}
+                "totalTokens": self.total_tokens, "cacheReadInputTokens": self.cache_read_input_tokens,
+                "cacheWriteInputTokens": self.cache_write_input_tokens}
 
 
 @dataclass(frozen=True)
@@ -77,16 +90,24 @@ def _alias_key(connection_id: str, client_id: str) -> str:
     return f"alias#{connection_id}#{client_id}"
 
 
+def _upload_key(user_sub: str, upload_id: str) -> str:
+    return f"upload#{user_sub}#{upload_id}"
+
+
 class RequestStore:
     def __init__(self, table: Any, *, ttl_seconds: int) -> None:
         self._table = table
         self._ttl_seconds = ttl_seconds
 
     def create(self, *, request_id: str, kind: str, user_sub: str, connection_id: str, client_id: str,
-               model: str, now: float | None = None) -> None:
+               model: str, now: float | None = None, upload_id: str | None = None,
+               upload_ttl_seconds: int = 0) -> None:
         """The record and its alias, in one transaction: a cancel can find either at once.
 
-        A client that reuses an `id` on its connection names its latest request by it.
+        A client that reuses an `id` on its connection names its latest request by it. With
+        `upload_id`, the same transaction marks the user's upload used, on condition that no
+        chat used it before: NOT_FOUND otherwise, and nothing is written (an upload serves once).
+        The mark outlives the upload (`upload_ttl_seconds`), so it cannot serve again while it exists.
         """
         now = time.time() if now is None else now
         ttl = int(now) + self._ttl_seconds
@@ -97,12 +118,22 @@ class RequestStore:
         }
         alias = {"requestId": _alias_key(connection_id, client_id), "targetRequestId": request_id,
                  "userSub": user_sub, "ttl": ttl}
-        client = self._table.meta.client
-        client.transact_write_items(TransactItems=[
+        items: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table.name, "Item": record,
                      "ConditionExpression": "attribute_not_exists(requestId)"}},
             {"Put": {"TableName": self._table.name, "Item": alias}},
-        ])
+        ]
+        if upload_id is not None:
+            used = {"requestId": _upload_key(user_sub, upload_id), "targetRequestId": request_id,
+                    "userSub": user_sub, "ttl": int(now) + upload_ttl_seconds}
+            items.append({"Put": {"TableName": self._table.name, "Item": used,
+                                  "ConditionExpression": "attribute_not_exists(requestId)"}})
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            if upload_id is not None and cancellation_codes(error)[2:3] == ["ConditionalCheckFailed"]:
+                raise NotFound("no such upload (an upload serves one chat)") from None
+            raise
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         return self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True).get("Item")
@@ -221,8 +252,10 @@ class RequestStore:
             names["#ttl"] = "ttl"
             values[":ttl"] = max(replay_until, int(now) + self._ttl_seconds)
         if usage is not None:
-            sets += ["inputTokens = :in", "outputTokens = :out", "usageEstimated = :est"]
-            values.update({":in": usage.input_tokens, ":out": usage.output_tokens, ":est": usage.estimated})
+            sets += ["inputTokens = :in", "outputTokens = :out", "usageEstimated = :est",
+                     "cacheReadInputTokens = :cread", "cacheWriteInputTokens = :cwrite"]
+            values.update({":in": usage.input_tokens, ":out": usage.output_tokens, ":est": usage.estimated,
+                           ":cread": usage.cache_read_input_tokens, ":cwrite": usage.cache_write_input_tokens})
         update: dict[str, Any] = {"UpdateExpression": "SET " + ", ".join(sets), "ExpressionAttributeNames": names,
                                   "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW"}
         if unless_cancelled:

@@ -6,7 +6,9 @@ never waits on a post. The sender thread cuts a `delta` frame when the buffer ho
 once), numbers it (`seq` 0, 1, 2... with no gap), keeps it, and posts the kept frames one after
 another. While a post is in flight, text keeps collecting and the next frame carries all of it.
 With `flush_bytes == 0` coalescing is off: every model delta is its own frame. A whole frame
-(`write_frame`) goes out at once, after the text written before it, and takes the next `seq`.
+(`write_frame`: a tool call of the model, `write_tool_use`) goes out at once, after the text
+written before it (flushed whatever the interval), and takes the next `seq`, so deltas and tool
+calls share one numbering in the order the model produced them.
 
 The first frame the thread posts is the one it was built with (the chat's `ack`): the `ack`
 precedes every stream frame by construction, while the model is already being called.
@@ -37,6 +39,7 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.management_api import Sender
+from chalicelib.chat.bedrock import ToolUse
 from chalicelib.errors import BadRequest, ConnectionGone
 from chalicelib.observability import with_current_context
 
@@ -111,11 +114,16 @@ class DeltaStream:
                 self._cv.notify()
 
     def write_frame(self, build: FrameBuilder) -> None:
-        """A whole stream frame (a tool call): the next frame after the text written before it."""
+        """A whole stream frame: the next frame after the text written before it."""
         with self._cv:
             self._pending.append(build)
             self._pending_whole += 1
             self._cv.notify()
+
+    def write_tool_use(self, tool_use: ToolUse) -> None:
+        """A tool call of the model: one `toolUse` frame, numbered, kept and replayed as deltas are."""
+        self.write_frame(lambda seq: protocol.tool_use(self._request_id, seq=seq, tool_use_id=tool_use.tool_use_id,
+                                                       name=tool_use.name, input=tool_use.input))
 
     def move(self, move: Move) -> None:
         """Follow a `chat.resume`; of several not yet applied, the latest wins."""
@@ -131,10 +139,16 @@ class DeltaStream:
             self._cv.notify()
             return list(self._kept)
 
-    def finish(self, final_frame: dict[str, Any], *, timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
-        """Post what is not posted yet, then the final frame; True once it was posted."""
+    def finish(self, final_frame: dict[str, Any], *, move: Move | None = None,
+               timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
+        """Post what is not posted yet, then the final frame; True once it was posted.
+
+        With `move`, a resume learnt as the chat ended: its result says how the chat ended.
+        """
         with self._cv:
             self._final = final_frame
+            if move is not None:
+                self._move = move
             self._cv.notify()
         self._thread.join(timeout)
         if self._thread.is_alive():

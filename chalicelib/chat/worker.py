@@ -36,13 +36,14 @@ from typing import Any
 
 from chalicelib import protocol
 from chalicelib.aws.management_api import Sender
-from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta
-from chalicelib.chat.inputs import ContextSource, HistorySource, load_input
+from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, ToolUse
+from chalicelib.chat.inputs import ContextSource, HistorySource, UploadSource, load_input
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.replay import FrameLog
+from chalicelib.chat.request import ChatRequest
 from chalicelib.chat.requests import RequestStore, ResumeRequest, Usage
 from chalicelib.chat.streaming import DeltaStream, Move
-from chalicelib.errors import AppError, Internal, Timeout
+from chalicelib.errors import AppError, Internal, PayloadTooLarge, Timeout
 from chalicelib.limits import TokenBudget, fallback_usage
 from chalicelib.observability import bind, metric_names, with_current_context
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
@@ -64,6 +65,8 @@ class Outcome:
     error: AppError | None = None
     usage: Usage | None = None  # from the model's metadata event
     reply: list[str] = field(default_factory=list)  # the text handed to the stream, for the fallback and the session
+    tool_uses: list[ToolUse] = field(default_factory=list)  # the tool calls handed to the stream
+    prompt: str | None = None  # the chat's prompt as the model got it (an upload's, once read)
     model_called: bool = False  # the input was loaded and the model asked
     throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
     resumes: int = 0  # the record's resume count the stream follows
@@ -72,11 +75,17 @@ class Outcome:
     def reply_text(self) -> str:
         return "".join(self.reply)
 
+    @property
+    def served_text(self) -> str:
+        """Everything the model generated that was handed out: its text and its tool calls' inputs."""
+        return self.reply_text + "".join(protocol.encode(use.input) for use in self.tool_uses)
+
 
 class ChatWorker:
     def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender_for: Callable[[str], Sender],
                  flush_bytes: int, flush_ms: int, budget: TokenBudget, sessions: HistorySource,
-                 context: ContextSource, frames: FrameLog, replay_seconds: int, metrics: MetricsWriter | None = None,
+                 context: ContextSource, frames: FrameLog, replay_seconds: int, uploads: UploadSource | None = None,
+                 metrics: MetricsWriter | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         self._requests = requests
         self._bedrock = bedrock
@@ -88,6 +97,7 @@ class ChatWorker:
         self._context = context
         self._frames = frames
         self._replay_seconds = replay_seconds  # CHAT_REPLAY_SECONDS
+        self._uploads = uploads
         self._metrics = metrics or get_metrics()
         self._clock = clock
         self._wall_clock = wall_clock  # which limit windows are current
@@ -114,7 +124,7 @@ class ChatWorker:
             return outcome
         stream = DeltaStream(sender=self._sender_for(job.endpoint), connection_id=job.connection_id,
                              request_id=job.client_id, flush_bytes=self._flush_bytes, flush_ms=self._flush_ms,
-                             clock=self._clock, first_frame=None if outcome.error else _ack(job))
+                             clock=self._clock, first_frame=None if outcome.error else ack_frame(job))
         reader: threading.Thread | None = None
         try:
             if outcome.error is None:
@@ -138,9 +148,11 @@ class ChatWorker:
 
     def _stream_reply(self, job: ChatJob, stream: DeltaStream, outcome: Outcome,
                       remaining_ms: Callable[[], int] | None) -> threading.Thread:
-        converse_input = load_input(job.chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
+        chat = self._content(job)
+        outcome.prompt = chat.prompt
+        converse_input = load_input(chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
                                     context=self._context)
-        request = job.chat.model_request(max_tokens=job.reservation.max_tokens, messages=converse_input["messages"])
+        request = chat.model_request(max_tokens=job.reservation.max_tokens, converse_input=converse_input)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
         reader = threading.Thread(target=with_current_context(self._read_model), args=(request, events, stop, outcome),
@@ -159,7 +171,9 @@ class ChatWorker:
                     if watch.cancel_requested:
                         outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                         return reader
-                    self._follow(job, stream, outcome, watch.resume)
+                    move = self._follow(job, outcome, watch.resume)
+                    if move is not None:
+                        stream.move(move)
                     polled = next_poll = now
                     continue
                 if stream.failed.is_set():
@@ -177,6 +191,10 @@ class ChatWorker:
                 if isinstance(item, TextDelta):
                     stream.write(item.text)
                     outcome.reply.append(item.text)
+                elif isinstance(item, ToolUse):
+                    _check_frame_size(job, item)
+                    stream.write_tool_use(item)
+                    outcome.tool_uses.append(item)
                 elif isinstance(item, MessageStop):
                     outcome.stop_reason = item.stop_reason
                 elif isinstance(item, Metadata):
@@ -184,13 +202,28 @@ class ChatWorker:
         finally:
             stop.set()
 
-    def _follow(self, job: ChatJob, stream: DeltaStream, outcome: Outcome, resume: ResumeRequest | None) -> None:
-        """Move the stream to the latest resume's connection, if it is one the stream does not follow yet."""
+    def _follow(self, job: ChatJob, outcome: Outcome, resume: ResumeRequest | None) -> Move | None:
+        """The move to the latest resume's connection, if the stream does not follow that one yet."""
         if resume is None or resume.count <= outcome.resumes:
-            return
+            return None
         outcome.resumes = resume.count
-        stream.move(Move(connection_id=resume.connection_id, sender=self._sender_for(resume.endpoint),
-                         after_seq=resume.after_seq, resume_id=resume.resume_id, chat_id=job.request_id))
+        return Move(connection_id=resume.connection_id, sender=self._sender_for(resume.endpoint),
+                    after_seq=resume.after_seq, resume_id=resume.resume_id, chat_id=job.request_id)
+
+    def _content(self, job: ChatJob) -> ChatRequest:
+        """The chat with its content: from the event, or read (then deleted) from its upload."""
+        upload = job.chat.upload
+        if upload is None:
+            return job.chat
+        if self._uploads is None:
+            raise Internal("this worker cannot read uploads")
+        try:
+            return job.chat.with_content(self._uploads.load(job.user_sub, upload))
+        finally:
+            try:  # used once: whatever came of reading it
+                self._uploads.discard(job.user_sub, upload.upload_id)
+            except Exception:
+                logger.exception("deleting the upload failed (its lifecycle rule will)")
 
     def _read_model(self, request: ModelRequest, events: queue.Queue, stop: threading.Event,
                     outcome: Outcome) -> None:
@@ -215,13 +248,14 @@ class ChatWorker:
     # --- the one end ------------------------------------------------------------
 
     def _finish(self, job: ChatJob, stream: DeltaStream, outcome: Outcome) -> None:
-        """Settle, keep the frames, record, append to the session, then send the final frame: every outcome ends here."""
+        """Settle, keep the frames, record, append to the session, then send the final frame: every outcome
+        ends here."""
         frames = stream.seal()
         reply = outcome.reply_text
         if outcome.usage is not None:
             usage = outcome.usage
         else:  # the stream broke before the metadata: count what was served, so nothing served is free
-            usage = Usage(*fallback_usage(job.reservation, reply), estimated=True)
+            usage = Usage(*fallback_usage(job.reservation, outcome.served_text), estimated=True)
         limits = self._settle(job, usage)
         error_code = outcome.error.code if outcome.error else None
 
@@ -232,22 +266,25 @@ class ChatWorker:
                                  limits=limits)
 
         final = final_frame()
+        move: Move | None = None
         replay_until = int(self._wall_clock()) + self._replay_seconds
         parts = self._keep_frames(job, frames, replay_until)
+
+        def record(*, unless_cancelled: bool) -> dict[str, Any] | None:
+            return self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
+                                         error_code=error_code, usage=usage, unless_cancelled=unless_cancelled,
+                                         final_frame=final, last_seq=len(frames) - 1, frame_parts=parts,
+                                         replay_until=replay_until)
+
         try:
-            completed = outcome.status == "done" and outcome.error is None
-            kept = {"last_seq": len(frames) - 1, "frame_parts": parts, "replay_until": replay_until}
-            record = self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
-                                           error_code=error_code, usage=usage, unless_cancelled=completed,
-                                           final_frame=final, **kept)
-            if record is None:
+            written = record(unless_cancelled=outcome.status == "done" and outcome.error is None)
+            if written is None:
                 # A cancel was accepted after the model's last token: its answer promised a cancelled end.
                 outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                 final = final_frame()
-                record = self._requests.finish(job.request_id, status="cancelled", stop_reason="cancelled",
-                                               usage=usage, final_frame=final, **kept)
+                written = record(unless_cancelled=False)
             # A resume recorded before the end is this worker's to answer; any later one is replayed by the handler.
-            self._follow(job, stream, outcome, ResumeRequest.from_item(record or {}))
+            move = self._follow(job, outcome, ResumeRequest.from_item(written or {}))
         except Exception:
             logger.exception("recording the outcome failed", extra={"requestId": job.request_id})
         self._append_exchange(job, outcome, reply)
@@ -256,9 +293,12 @@ class ChatWorker:
                                             "latencyMs": int((time.time() - job.received_at) * 1000),
                                             "stopReason": outcome.stop_reason, "errorCode": error_code,
                                             "inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens,
+                                            "cacheReadInputTokens": usage.cache_read_input_tokens,
+                                            "cacheWriteInputTokens": usage.cache_write_input_tokens,
+                                            "toolUses": len(outcome.tool_uses),
                                             "usageEstimated": usage.estimated, "frames": len(frames),
                                             "framesKept": parts is not None, "resumes": outcome.resumes})
-        sent_final = stream.finish(final)
+        sent_final = stream.finish(final, move=move)
         self._emit_metrics(job, stream, outcome, usage, sent_final)
 
     def _keep_frames(self, job: ChatJob, frames: list[dict[str, Any]], until: int) -> int | None:
@@ -274,7 +314,9 @@ class ChatWorker:
         """Replace the reservation by the usage; the `limits` the `done` frame carries."""
         reservation = job.reservation
         try:
-            settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens, job.chat.model)
+            settlement = self._budget.settle(reservation, usage.input_tokens, usage.output_tokens, job.chat.model,
+                                             cache_read=usage.cache_read_input_tokens,
+                                             cache_write=usage.cache_write_input_tokens)
             return settlement.limits.to_wire()
         except Exception:
             # The reservation stays counted until its hour ends: the user is charged the worst case, never less.
@@ -283,13 +325,13 @@ class ChatWorker:
 
     def _append_exchange(self, job: ChatJob, outcome: Outcome, reply: str) -> None:
         """The prompt and the reply into the session (see the module docstring for which outcomes)."""
-        if job.chat.session_id is None or not outcome.model_called:
+        if job.chat.session_id is None or not outcome.model_called or outcome.prompt is None:
             return
         finished = outcome.status == "done" and outcome.error is None
         if not finished and outcome.status != "cancelled" and not reply:
             return
         try:
-            self._sessions.append_exchange(job.user_sub, job.chat.session_id, job.request_id, job.chat.prompt,
+            self._sessions.append_exchange(job.user_sub, job.chat.session_id, job.request_id, outcome.prompt,
                                            reply, not finished)
         except Exception:
             # A session deleted mid-chat answers NOT_FOUND here; the chat itself has been served.
@@ -316,11 +358,21 @@ class ChatWorker:
             logger.exception("emitting chat metrics failed", extra={"requestId": job.request_id})
 
 
-def _ack(job: ChatJob) -> dict[str, Any]:
+def ack_frame(job: ChatJob) -> dict[str, Any]:
     """The chat's `ack`: what the handler admitted (the reservation as of admission)."""
     reservation = job.reservation
     return protocol.ack(job.client_id, chat_id=job.request_id, session_id=job.chat.session_id, model=job.chat.model,
                         max_tokens=reservation.max_tokens, limits=reservation.limits.to_wire())
+
+
+def _check_frame_size(job: ChatJob, tool_use: ToolUse) -> None:
+    """A toolUse frame must fit what API Gateway posts to a connection; else the chat ends saying so."""
+    frame = protocol.tool_use(job.client_id, seq=0, tool_use_id=tool_use.tool_use_id, name=tool_use.name,
+                              input=tool_use.input)
+    size = protocol.encoded_size(frame)
+    if size > protocol.MAX_SERVER_FRAME_BYTES:
+        raise PayloadTooLarge(f"the model's call of tool {tool_use.name!r} is {size} bytes, more than a frame "
+                              f"carries ({protocol.MAX_SERVER_FRAME_BYTES}); ask for a smaller maxTokens")
 
 
 def _log_outcome(outcome: Outcome) -> str:

@@ -1,13 +1,15 @@
 """The context store: a user's files for the model, in S3, out of every other user's reach.
 
-Keys are `users/<sub>/context/<path>` (the user's files) or
-`users/<sub>/sessions/<sessionId>/context/<path>` (one session's files, deleted
-with it and expiring with it). The sub is the verified one; every path is
-checked by `protocol.validate_path` before any key is built from it; a
-session-scoped call first checks that the session is the caller's.
+Keys are `users/<sub>/context/<path>` (the user's files, expiring CONTEXT_FILE_TTL_DAYS
+after they were last written) or `users/<sub>/sessions/<sessionId>/context/<path>` (one
+session's files, deleted with it and expiring with it). The sub is the verified one; every
+path is checked by `protocol.validate_path` before any key is built from it; a
+session-scoped call first checks that the session is the caller's. Every write (a put, or
+a presigned upload when its URL is issued) is counted against the user's storage quota
+first (context/quota.py): QUOTA_EXCEEDED, and nothing written, when it does not fit.
 
-Content is stored as sent; `get` returns it inline when it is UTF-8 text small
-enough for one frame, and otherwise a presigned GET of the raw bytes (see
+Content is stored as sent; `get` returns it inline when it is UTF-8 text small enough for
+one frame, and otherwise a presigned GET of the raw bytes, served as a download (see
 docs/PROTOCOL.md). The model only ever gets UTF-8 text (`context_documents`).
 """
 from __future__ import annotations
@@ -19,7 +21,15 @@ from datetime import UTC
 from typing import Any
 
 from chalicelib import cursors, protocol
-from chalicelib.aws.objects import PRESIGN_SECONDS, ObjectStore, StoredObject, session_root, user_root
+from chalicelib.aws.objects import (
+    CONTEXT_FILE_TAGGING,
+    SESSION_TAGGING,
+    ObjectStore,
+    StoredObject,
+    session_root,
+    user_root,
+)
+from chalicelib.context.quota import StorageQuota
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
 from chalicelib.protocol import validate_path
 from chalicelib.sessions.store import SessionStore, check_session_id
@@ -34,11 +44,13 @@ _ANY_PATH = re.compile(r"[^\x00]{1,1024}", re.DOTALL)
 
 
 class ContextStore:
-    def __init__(self, objects: ObjectStore, sessions: SessionStore, *, max_bytes: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, objects: ObjectStore, sessions: SessionStore, quota: StorageQuota, *, max_bytes: int,
+                 file_ttl_days: int, clock: Callable[[], float] = time.time) -> None:
         self._objects = objects
         self._sessions = sessions
+        self._quota = quota
         self.max_bytes = max_bytes
+        self._file_ttl_seconds = file_ttl_days * 86400
         self._clock = clock
 
     # --- keys -------------------------------------------------------------
@@ -72,8 +84,11 @@ class ContextStore:
         if len(data) > self.max_bytes:
             raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
         self._owned(user_sub, session_id, write=True)
-        etag = self._objects.put(key, data, content_type=DEFAULT_CONTENT_TYPE, session_scoped=session_id is not None)
-        return {"path": path, "size": len(data), "etag": etag}
+        reserved = self._reserve(user_sub, key, len(data), upload=False)
+        etag = self._objects.put(key, data, content_type=DEFAULT_CONTENT_TYPE, tagging=_tagging(session_id))
+        if reserved:
+            self._quota.written(user_sub, key)
+        return {"path": path, "size": len(data), "etag": etag, **self._expiry(session_id, self._clock())}
 
     def upload_url(self, user_sub: str, path: str, size: int, *, session_id: str | None,
                    content_type: str | None) -> dict[str, Any]:
@@ -84,10 +99,12 @@ class ContextStore:
         if not 0 <= size <= self.max_bytes:
             raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
         self._owned(user_sub, session_id, write=True)
+        # The URL binds the length: the upload can add no more than is counted here, now.
+        self._reserve(user_sub, key, size, upload=True)
         now = self._clock()
         url, headers = self._objects.presign_put(key, size=size, content_type=content_type,
-                                                 session_scoped=session_id is not None)
-        return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + PRESIGN_SECONDS)}
+                                                 tagging=_tagging(session_id))
+        return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + self._objects.put_seconds)}
 
     def page(self, user_sub: str, prefix: str | None, *, session_id: str | None, cursor: str | None,
              limit: int, budget_bytes: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -105,8 +122,9 @@ class ContextStore:
         items: list[dict[str, Any]] = []
         used = 0
         for obj in objects:
-            item = {"path": obj.key[len(root):], "size": obj.size,
-                    "updatedAt": iso(obj.last_modified.astimezone(UTC).timestamp())}
+            written = obj.last_modified.astimezone(UTC).timestamp()
+            item = {"path": obj.key[len(root):], "size": obj.size, "updatedAt": iso(written),
+                    **self._expiry(session_id, written)}
             used += protocol.encoded_size(item) + 1
             if items and used > budget_bytes:
                 more = True
@@ -118,8 +136,10 @@ class ContextStore:
     def get(self, user_sub: str, path: str, *, session_id: str | None) -> dict[str, Any]:
         path, key = self._key(user_sub, path, session_id)
         self._owned(user_sub, session_id, write=False)
-        size = self._head(key, path).size
-        answer: dict[str, Any] = {"path": path, "size": size}
+        head = self._head(key, path)
+        size = head.size
+        answer: dict[str, Any] = {"path": path, "size": size,
+                                  **self._expiry(session_id, head.last_modified.astimezone(UTC).timestamp())}
         reason = "too-large"
         if size <= protocol.INLINE_TEXT_BYTES:
             data, _ = self._objects.get(key)
@@ -130,14 +150,16 @@ class ContextStore:
             else:
                 if protocol.encoded_size(text) <= protocol.INLINE_TEXT_BYTES:
                     return {**answer, "content": text}
-        return {**answer, "content": None, "reason": reason, "url": self._objects.presign_get(key),
-                "expiresAt": iso(self._clock() + PRESIGN_SECONDS)}
+        return {**answer, "content": None, "reason": reason,
+                "url": self._objects.presign_get(key, filename=path.rsplit("/", 1)[-1]),
+                "expiresAt": iso(self._clock() + self._objects.get_seconds)}
 
     def delete(self, user_sub: str, path: str, *, session_id: str | None) -> None:
         path, key = self._key(user_sub, path, session_id)
         self._owned(user_sub, session_id, write=False)
         self._head(key, path)  # S3 deletes silently; the protocol answers NOT_FOUND
         self._objects.delete(key)
+        self._quota.released(user_sub)
 
     # --- for chat ---------------------------------------------------------
 
@@ -174,6 +196,23 @@ class ContextStore:
 
     # --- internals --------------------------------------------------------
 
+    def _reserve(self, user_sub: str, key: str, size: int, *, upload: bool) -> bool:
+        """Count a write of `size` bytes to `key` in the user's quota: a new file, or what an overwrite adds."""
+        try:
+            old_size: int | None = self._objects.head(key).size
+        except NotFound:
+            old_size = None
+        return self._quota.reserve(user_sub, key, add_bytes=size - (old_size or 0), new_file=old_size is None,
+                                   upload=upload)
+
+    def _expiry(self, session_id: str | None, written: float) -> dict[str, str]:
+        """`expiryDate` of a user's own file: when S3's lifecycle rule expires it (its last write plus
+        CONTEXT_FILE_TTL_DAYS, rounded up to the next midnight UTC, as S3 rounds). A session's
+        files expire with the session instead."""
+        if session_id is not None:
+            return {}
+        return {"expiryDate": iso((int(written + self._file_ttl_seconds) // 86400 + 1) * 86400)}
+
     def _locate(self, user_sub: str, session_id: str | None, paths: Sequence[Any],
                 token_limit: int) -> list[tuple[str, str, int]]:
         """(path, key, size) of each distinct path, the session's file first; limits checked from sizes."""
@@ -204,6 +243,11 @@ class ContextStore:
             return self._objects.head(key)
         except NotFound:
             raise NotFound(f"no such context path {path!r}") from None
+
+
+def _tagging(session_id: str | None) -> str:
+    """The expiry tag of a file: the session's (a session-scoped file) or a context file's."""
+    return SESSION_TAGGING if session_id is not None else CONTEXT_FILE_TAGGING
 
 
 def _valid_prefix(prefix: str | None) -> str:

@@ -118,6 +118,13 @@ class ConnectionStore:
         item = self._table.get_item(Key={"connectionId": connection_id}, ConsistentRead=True).get("Item")
         return None if item is None or "userSub" not in item or _is_user_key(connection_id) else _connection(item)
 
+    def of_user(self, user_sub: str) -> list[Connection]:
+        """The user's open connections, from their list in the user item (read consistently, so a
+        connection stored a moment ago is there)."""
+        holder = self._table.get_item(Key={"connectionId": _user_key(user_sub)}, ConsistentRead=True).get("Item")
+        found = (self.get(connection_id) for connection_id in sorted((holder or {}).get("open", {})))
+        return [connection for connection in found if connection is not None]
+
     def count_frame(self, connection_id: str, now: float) -> FrameCount:
         """Count one frame in the connection's current window and read the connection, in one call
         (two when the window is new)."""

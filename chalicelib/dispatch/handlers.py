@@ -61,24 +61,29 @@ class WebsocketHandlers:
     def __init__(self, *, connections: ConnectionStore, rate_limiter: RateLimiter,
                  actions: Callable[[str], ActionEntry | None], sender_for: Callable[[str], Sender],
                  frame_limit: int, verify_token: Callable[[str | None], Identity] = verify,
-                 clock: Callable[[], float] = time.time, metrics: MetricsWriter | None = None) -> None:
+                 check_revocation: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time,
+                 metrics: MetricsWriter | None = None) -> None:
         self._connections = connections
         self._frame_limit = frame_limit  # CONNECTION_FRAME_LIMIT frames per connection per window
         self._rate_limiter = rate_limiter
         self._actions = actions  # the action table's lookup: an action's entry by name, or None
         self._sender_for = sender_for  # the Management API sender for an endpoint
         self._verify_token = verify_token
+        self._check_revocation = check_revocation  # Cognito's word on a verified token (TokenRevoked), or off
         self._clock = clock
         self._metrics = metrics or get_metrics()
 
     def connect(self, *, connection_id: str, headers: Mapping[str, str] | None,
                 query: Mapping[str, str] | None, endpoint: str) -> Refusal | None:
-        """Store the connection if its token verifies and the user may open one more; else the refusal
-        the handshake is answered with (401, or 429 past MAX_CONNECTIONS_PER_USER)."""
+        """Store the connection if its token verifies, Cognito still honours it and the user may open
+        one more; else the refusal the handshake is answered with (401, or 429 past MAX_CONNECTIONS_PER_USER)."""
         started = time.perf_counter()
         with bind(connectionId=connection_id):
+            token = token_from_request(headers, query)
             try:
-                identity = self._verify_token(token_from_request(headers, query))
+                identity = self._verify_token(token)
+                if self._check_revocation is not None and token is not None:
+                    self._check_revocation(token)  # after the offline checks: a forged token costs no call
             except JwtInvalid as refused:
                 # The reason, never the token: it is a bearer credential.
                 logger.info("handled", extra={"outcome": "refused", "reason": refused.reason,

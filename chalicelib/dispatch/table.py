@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import protocol
 from chalicelib.chat.actions import ChatActions, ModelActions
 from chalicelib.chat.request import ChatPolicy
+from chalicelib.chat.requests import new_request_id
 from chalicelib.chat.resume import ResumeActions
+from chalicelib.chat.uploads import UploadActions
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
 from chalicelib.github.actions import GitHubActions
@@ -38,7 +40,7 @@ def _chat(root: Root) -> ChatActions:
     return ChatActions(policy=ChatPolicy.from_settings(settings), rate_limiter=root.rate_limiter,
                        budget=root.token_budget, requests=root.requests, history=root.sessions,
                        context=root.context, invoker=root.invoker, worker_function=settings.bedrock_worker_function,
-                       wall_clock=root.clock)
+                       uploads=lambda: root.uploads)
 
 
 def _github(root: Root) -> GitHubActions:
@@ -70,6 +72,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
     "chat.resume": (_REQUEST, lambda root: ResumeActions(requests=root.requests, frames=root.frame_log).resume),
     "models.list": (_REQUEST, lambda root: ModelActions(root.settings.models).list_models),
+    "chat.upload": (_REQUEST, lambda root: UploadActions(root.uploads, new_id=new_request_id).upload),
 }
 
 

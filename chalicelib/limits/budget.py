@@ -63,11 +63,16 @@ class Settlement:
     output_tokens: int
     already_settled: bool  # a retried settlement: nothing was counted again
     limits: LimitsSnapshot  # the admission snapshot plus this chat's own settlement
+    cache_read_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     def usage_wire(self) -> dict[str, int]:
         """The `usage` object of the `done` frame."""
         return {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens,
-                "totalTokens": self.input_tokens + self.output_tokens}
+                "totalTokens": self.input_tokens + self.output_tokens + self.cache_read_input_tokens
+                + self.cache_write_input_tokens,
+                "cacheReadInputTokens": self.cache_read_input_tokens,
+                "cacheWriteInputTokens": self.cache_write_input_tokens}
 
 
 def fallback_usage(reservation: Reservation, served_text: str) -> tuple[int, int]:
@@ -154,22 +159,27 @@ class TokenBudget:
         return response["Attributes"]
 
     def settle(self, reservation: Reservation, actual_input: int, actual_output: int, model: str, *,
-               now: float | None = None) -> Settlement:
+               cache_read: int = 0, cache_write: int = 0, now: float | None = None) -> Settlement:
         """Replace the reservation by the real usage: hour, day and model records in ONE transaction.
 
+        `actual_input` is the input Bedrock read neither from nor into the prompt cache; `cache_read` and
+        `cache_write` the input it did. The budget counts all three: the model read every one.
         Idempotent per request: the transaction also creates the request's settled
         marker, on condition that it does not exist, so a retry counts nothing twice.
         """
         now = self._clock() if now is None else now
         actual_input, actual_output = max(0, int(actual_input)), max(0, int(actual_output))
-        total = actual_input + actual_output
+        cache_read, cache_write = max(0, int(cache_read)), max(0, int(cache_write))
+        total = actual_input + actual_output + cache_read + cache_write
         delta = total - reservation.reserved
         charged = reservation.hour_start  # the hour (and day) the chat was admitted in
         key = records.partition(reservation.user_sub)
         model = model[:MAX_MODEL_ID_LENGTH] or "unknown"
         counters = {":in": records.number(actual_input), ":out": records.number(actual_output),
+                    ":cread": records.number(cache_read), ":cwrite": records.number(cache_write),
                     ":total": records.number(total), ":one": records.number(1)}
-        usage_update = "ADD inputTokens :in, outputTokens :out, totalTokens :total, chats :one"
+        usage_update = ("ADD inputTokens :in, outputTokens :out, cacheReadInputTokens :cread, "
+                        "cacheWriteInputTokens :cwrite, totalTokens :total, chats :one")
         items = [
             {"Put": {
                 "TableName": self._table,
@@ -181,9 +191,11 @@ class TokenBudget:
             {"Update": {
                 "TableName": self._table,
                 "Key": {"pk": {"S": key}, "sk": {"S": records.hour_sort_key(charged)}},
-                "UpdateExpression": "ADD tokens :delta, inputTokens :in, outputTokens :out",
+                "UpdateExpression": "ADD tokens :delta, inputTokens :in, outputTokens :out, "
+                                    "cacheReadInputTokens :cread, cacheWriteInputTokens :cwrite",
                 "ExpressionAttributeValues": {":delta": records.number(delta), ":in": counters[":in"],
-                                              ":out": counters[":out"]},
+                                              ":out": counters[":out"], ":cread": counters[":cread"],
+                                              ":cwrite": counters[":cwrite"]},
             }},
             {"Update": {
                 "TableName": self._table,
@@ -213,4 +225,5 @@ class TokenBudget:
             already = True
             logger.info("reservation already settled", extra={"requestId": reservation.request_id})
         return Settlement(input_tokens=actual_input, output_tokens=actual_output, already_settled=already,
-                          limits=reservation.limits.with_tokens_changed(0 if already else delta).at(now))
+                          limits=reservation.limits.with_tokens_changed(0 if already else delta).at(now),
+                          cache_read_input_tokens=cache_read, cache_write_input_tokens=cache_write)

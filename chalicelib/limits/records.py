@@ -5,14 +5,17 @@ Per user (partition `USER#<sub>`):
 - `H#<YYYY-MM-DDTHH>`, the hour record: `m00`..`m59` (requests admitted in each
   minute: the rate-limit windows), `requests` (the hour's requests), `tokens` (the
   budget counter: settled usage plus reservations not yet settled), `inputTokens`,
-  `outputTokens` (settled usage). Keeping the minute windows and the token window in
-  one item lets a chat be admitted and its tokens reserved by ONE conditional
+  `outputTokens`, `cacheReadInputTokens`, `cacheWriteInputTokens` (settled usage, as
+  Bedrock reports it: `inputTokens` is the input neither read from nor written to the
+  prompt cache, and the budget counts all three inputs). Keeping the minute windows and
+  the token window in one item lets a chat be admitted and its tokens reserved by ONE conditional
   UpdateItem: no transaction, so concurrent admissions of one user never abort each
   other with TransactionConflict, and the write costs one unit instead of four.
   `githubCalls`: GitHub calls made or reserved in the hour (github_calls.py).
-- `D#<YYYY-MM-DD>`, the day record: `inputTokens`, `outputTokens`, `totalTokens`,
-  `chats`, and `day`, which puts it (and only it) in the sparse `byDay` index
-  (partition `day`, sort `totalTokens`): a day's heaviest users.
+- `D#<YYYY-MM-DD>`, the day record: `inputTokens`, `outputTokens`, `cacheReadInputTokens`,
+  `cacheWriteInputTokens`, `totalTokens` (all four), `chats`, and `day`, which puts it
+  (and only it) in the sparse `byDay` index (partition `day`, sort `totalTokens`): a day's
+  heaviest users.
 - `D#<YYYY-MM-DD>#M#<model>`, the day's usage of one model (same counters, no `day`).
 - `S#<requestId>`, the marker that a chat's reservation was settled (idempotency).
 

@@ -9,7 +9,7 @@ from chalicelib.limits import records
 from chalicelib.limits.policy import UserLimits
 from chalicelib.limits.snapshot import LimitsSnapshot
 
-_COUNTERS = ("requests", "inputTokens", "outputTokens")
+_COUNTERS = ("requests", "inputTokens", "outputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
 
 
 class UsageReport:

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import cursors, protocol
 from chalicelib.aws.dynamo import condition_failed, items
-from chalicelib.aws.objects import ObjectStore, session_root
+from chalicelib.aws.objects import SESSION_TAGGING, ObjectStore, session_root
 from chalicelib.chat.converse import alternating
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.sessions.history import message_tokens, select_recent
@@ -251,7 +251,7 @@ class SessionStore:
         # Measured as sent in a frame: JSON escaping can grow text (a control character to 6 bytes).
         if protocol.encoded_size(content) > self._inline_max_bytes:
             key = f"{session_root(user_sub, session_id)}messages/{message_id}"
-            self._objects.put(key, data, content_type=MESSAGE_CONTENT_TYPE, session_scoped=True)
+            self._objects.put(key, data, content_type=MESSAGE_CONTENT_TYPE, tagging=SESSION_TAGGING)
             item["contentKey"] = key
         else:
             item["content"] = content

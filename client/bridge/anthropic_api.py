@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from client.bridge.errors import invalid
+from client.bridge.fields import require_object, require_string, text_blocks
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
@@ -20,46 +21,33 @@ IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "
 DROPPED_BLOCKS = ("thinking", "redacted_thinking")
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise invalid(where, "must be an object")
-    return value
 
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise invalid(where, "must be a string")
-    return value
-
-
-def _text(text: str) -> list[dict[str, Any]]:
-    return [{"type": "text", "text": text}] if text.strip() else []
 
 
 def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
-    source = _object(block.get("source"), f"{where}.source")
+    source = require_object(block.get("source"), f"{where}.source")
     if source.get("type") != "base64":
         raise invalid(f"{where}.source.type", "only base64 image sources are supported")
-    media_type = _string(source.get("media_type"), f"{where}.source.media_type")
+    media_type = require_string(source.get("media_type"), f"{where}.source.media_type")
     if media_type not in IMAGE_FORMATS:
         raise invalid(f"{where}.source.media_type", f"{media_type!r} is not one of {', '.join(IMAGE_FORMATS)}")
     return {"type": "image", "format": IMAGE_FORMATS[media_type],
-            "data": _string(source.get("data"), f"{where}.source.data")}
+            "data": require_string(source.get("data"), f"{where}.source.data")}
 
 
 def _tool_result_content(content: Any, where: str) -> list[dict[str, Any]]:
     if content is None:
         return []
     if isinstance(content, str):
-        return _text(content)
+        return text_blocks(content)
     if not isinstance(content, list):
         raise invalid(where, "must be a string or an array of text and image blocks")
     blocks: list[dict[str, Any]] = []
     for k, block in enumerate(content):
         at = f"{where}[{k}]"
-        kind = _object(block, at).get("type")
+        kind = require_object(block, at).get("type")
         if kind == "text":
-            blocks += _text(_string(block.get("text"), f"{at}.text"))
+            blocks += text_blocks(require_string(block.get("text"), f"{at}.text"))
         elif kind == "image":
             blocks.append(_image(block, at))
         else:
@@ -68,17 +56,18 @@ def _tool_result_content(content: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _block(block: Any, where: str, role: str) -> list[dict[str, Any]]:
-    kind = _object(block, where).get("type")
+    kind = require_object(block, where).get("type")
     if kind == "text":
-        converted = _text(_string(block.get("text"), f"{where}.text"))
+        converted = text_blocks(require_string(block.get("text"), f"{where}.text"))
     elif kind == "image" and role == "user":
         converted = [_image(block, where)]
     elif kind == "tool_use" and role == "assistant":
-        converted = [{"type": "toolUse", "toolUseId": _string(block.get("id"), f"{where}.id"),
-                      "name": _string(block.get("name"), f"{where}.name"),
-                      "input": _object(block.get("input", {}), f"{where}.input")}]
+        converted = [{"type": "toolUse", "toolUseId": require_string(block.get("id"), f"{where}.id"),
+                      "name": require_string(block.get("name"), f"{where}.name"),
+                      "input": require_object(block.get("input", {}), f"{where}.input")}]
     elif kind == "tool_result" and role == "user":
-        converted = [{"type": "toolResult", "toolUseId": _string(block.get("tool_use_id"), f"{where}.tool_use_id"),
+        tool_use_id = require_string(block.get("tool_use_id"), f"{where}.tool_use_id")
+        converted = [{"type": "toolResult", "toolUseId": tool_use_id,
                       "status": "error" if block.get("is_error") else "success",
                       "content": _tool_result_content(block.get("content"), f"{where}.content")}]
     elif kind in DROPPED_BLOCKS:
@@ -96,12 +85,12 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
     conversation = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
-        role = _object(message, where).get("role")
+        role = require_object(message, where).get("role")
         if role not in ("user", "assistant"):
             raise invalid(f"{where}.role", f"role {role!r} is not one of user, assistant")
         content = message.get("content")
         if isinstance(content, str):
-            blocks = _text(content)
+            blocks = text_blocks(content)
         elif isinstance(content, list):
             blocks = [b for j, block in enumerate(content) for b in _block(block, f"{where}.content[{j}]", role)]
         else:
@@ -126,9 +115,9 @@ def _system(system: Any) -> str | None:
         raise invalid("system", "must be a string or an array of text blocks")
     texts = []
     for i, block in enumerate(system):
-        if _object(block, f"system[{i}]").get("type") != "text":
+        if require_object(block, f"system[{i}]").get("type") != "text":
             raise invalid(f"system[{i}].type", "only text blocks are supported in system")
-        texts.append(_string(block.get("text"), f"system[{i}].text"))
+        texts.append(require_string(block.get("text"), f"system[{i}].text"))
     joined = "\n\n".join(t for t in texts if t.strip())
     return joined or None
 
@@ -138,21 +127,21 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         raise invalid("tools", "must be an array")
     converted = []
     for i, tool in enumerate(tools):
-        if _object(tool, f"tools[{i}]").get("type") not in (None, "custom"):
+        if require_object(tool, f"tools[{i}]").get("type") not in (None, "custom"):
             raise invalid(f"tools[{i}].type", f"server tool {tool.get('type')!r} is not supported; define it yourself")
-        converted.append({"name": _string(tool.get("name"), f"tools[{i}].name"),
+        converted.append({"name": require_string(tool.get("name"), f"tools[{i}].name"),
                           "description": str(tool.get("description") or ""),
-                          "inputSchema": _object(tool.get("input_schema"), f"tools[{i}].input_schema")})
+                          "inputSchema": require_object(tool.get("input_schema"), f"tools[{i}].input_schema")})
     return converted
 
 
 def _tool_choice(choice: Any) -> Any:
     """Anthropic's tool_choice as the protocol's; None for `none` (the tools are left out)."""
-    kind = _object(choice, "tool_choice").get("type")
+    kind = require_object(choice, "tool_choice").get("type")
     if kind in ("auto", "any"):
         return kind
     if kind == "tool":
-        return {"name": _string(choice.get("name"), "tool_choice.name")}
+        return {"name": require_string(choice.get("name"), "tool_choice.name")}
     if kind == "none":
         return None
     raise invalid("tool_choice.type", "must be one of auto, any, tool, none")
@@ -160,8 +149,9 @@ def _tool_choice(choice: Any) -> Any:
 
 def _conversation_params(body: Any) -> dict[str, Any]:
     """What both /v1/messages and count_tokens send: model, system, messages, tools."""
-    body = _object(body, "body")
-    params: dict[str, Any] = {"model": _string(body.get("model"), "model"), "messages": _messages(body.get("messages"))}
+    body = require_object(body, "body")
+    params: dict[str, Any] = {"model": require_string(body.get("model"), "model"),
+                              "messages": _messages(body.get("messages"))}
     system = _system(body.get("system"))
     if system is not None:
         params["system"] = system

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from client.bridge.errors import invalid
+from client.bridge.fields import require_object, require_string, text_blocks
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
@@ -23,27 +24,13 @@ DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", r
 MAX_STOP_SEQUENCES = 4
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise invalid(where, "must be an object")
-    return value
 
-
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise invalid(where, "must be a string")
-    return value
-
-
-def _text_block(text: str) -> list[dict[str, Any]]:
-    """A text block, or none for empty text (the protocol refuses blank text; OpenAI allows it)."""
-    return [{"type": "text", "text": text}] if text.strip() else []
 
 
 def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
     image_url = part.get("image_url")
     url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    match = DATA_URL.fullmatch(_string(url, f"{where}.image_url.url"))
+    match = DATA_URL.fullmatch(require_string(url, f"{where}.image_url.url"))
     if not match:
         raise invalid(f"{where}.image_url.url", "only data: URLs (data:image/png;base64,...) are supported")
     image_format = IMAGE_FORMATS.get(match["type"].lower())
@@ -57,17 +44,17 @@ def _content(content: Any, where: str, *, images: bool) -> list[dict[str, Any]]:
     if content is None:
         return []
     if isinstance(content, str):
-        return _text_block(content)
+        return text_blocks(content)
     if not isinstance(content, list):
         raise invalid(f"{where}.content", "must be a string or an array of content parts")
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         at = f"{where}.content[{j}]"
-        kind = _object(part, at).get("type")
+        kind = require_object(part, at).get("type")
         if kind == "text":
-            blocks += _text_block(_string(part.get("text"), f"{at}.text"))
+            blocks += text_blocks(require_string(part.get("text"), f"{at}.text"))
         elif kind == "refusal":
-            blocks += _text_block(_string(part.get("refusal"), f"{at}.refusal"))
+            blocks += text_blocks(require_string(part.get("refusal"), f"{at}.refusal"))
         elif kind == "image_url" and images:
             blocks.append(_image(part, at))
         else:
@@ -84,16 +71,16 @@ def _tool_uses(tool_calls: Any, where: str) -> list[dict[str, Any]]:
     blocks = []
     for j, call in enumerate(tool_calls):
         at = f"{where}.tool_calls[{j}]"
-        function = _object(_object(call, at).get("function"), f"{at}.function")
+        function = require_object(require_object(call, at).get("function"), f"{at}.function")
         arguments = function.get("arguments") or "{}"
         try:
-            parsed = json.loads(_string(arguments, f"{at}.function.arguments"))
+            parsed = json.loads(require_string(arguments, f"{at}.function.arguments"))
         except ValueError:
             raise invalid(f"{at}.function.arguments", "must be a JSON object in a string") from None
         if not isinstance(parsed, dict):
             raise invalid(f"{at}.function.arguments", "must be a JSON object in a string")
-        blocks.append({"type": "toolUse", "toolUseId": _string(call.get("id"), f"{at}.id"),
-                       "name": _string(function.get("name"), f"{at}.function.name"), "input": parsed})
+        blocks.append({"type": "toolUse", "toolUseId": require_string(call.get("id"), f"{at}.id"),
+                       "name": require_string(function.get("name"), f"{at}.function.name"), "input": parsed})
     return blocks
 
 
@@ -105,7 +92,7 @@ def _messages(messages: Any) -> tuple[list[dict[str, Any]], list[str]]:
     system: list[str] = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
-        role = _object(message, where).get("role")
+        role = require_object(message, where).get("role")
         if role in ("system", "developer"):
             system += [b["text"] for b in _content(message.get("content"), where, images=False)]
         elif role == "user":
@@ -121,7 +108,7 @@ def _messages(messages: Any) -> tuple[list[dict[str, Any]], list[str]]:
         elif role == "tool":
             result = _content(message.get("content"), where, images=False)
             conversation.append({"role": "user", "content": [{
-                "type": "toolResult", "toolUseId": _string(message.get("tool_call_id"), f"{where}.tool_call_id"),
+                "type": "toolResult", "toolUseId": require_string(message.get("tool_call_id"), f"{where}.tool_call_id"),
                 "status": "success", "content": result}]})
         else:
             raise invalid(f"{where}.role", f"role {role!r} is not one of system, developer, user, assistant, tool")
@@ -137,13 +124,13 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         raise invalid("tools", "must be an array")
     converted = []
     for i, tool in enumerate(tools):
-        if _object(tool, f"tools[{i}]").get("type") != "function":
+        if require_object(tool, f"tools[{i}]").get("type") != "function":
             raise invalid(f"tools[{i}].type", "only function tools are supported")
-        function = _object(tool.get("function"), f"tools[{i}].function")
+        function = require_object(tool.get("function"), f"tools[{i}].function")
         schema = function.get("parameters") or {"type": "object", "properties": {}}
-        converted.append({"name": _string(function.get("name"), f"tools[{i}].function.name"),
+        converted.append({"name": require_string(function.get("name"), f"tools[{i}].function.name"),
                           "description": str(function.get("description") or ""),
-                          "inputSchema": _object(schema, f"tools[{i}].function.parameters")})
+                          "inputSchema": require_object(schema, f"tools[{i}].function.parameters")})
     return converted
 
 
@@ -152,7 +139,7 @@ def _tool_choice(choice: Any) -> Any:
     if choice in ("auto", "required"):
         return "auto" if choice == "auto" else "any"
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"name": _string(_object(choice.get("function"), "tool_choice.function").get("name"),
+        return {"name": require_string(require_object(choice.get("function"), "tool_choice.function").get("name"),
                                 "tool_choice.function.name")}
     raise invalid("tool_choice", "must be 'auto', 'required', 'none' or {'type': 'function', 'function': {'name'}}")
 
@@ -188,12 +175,12 @@ def _stop(stop: Any) -> tuple[str, ...]:
 
 def chat_call(body: Any) -> ChatCall:
     """A POST /v1/chat/completions body as a ChatCall; ApiError 400 naming the field when it is wrong."""
-    body = _object(body, "body")
+    body = require_object(body, "body")
     _unsupported(body)
     conversation, system = _messages(body.get("messages"))
     params: dict[str, Any] = {"messages": conversation}
     if body.get("model") is not None:
-        params["model"] = _string(body["model"], "model")
+        params["model"] = require_string(body["model"], "model")
     if system:
         params["system"] = "\n\n".join(system)
     choice = body.get("tool_choice")
@@ -214,7 +201,7 @@ def chat_call(body: Any) -> ChatCall:
     if not isinstance(stream, bool):
         raise invalid("stream", "must be a boolean")
     options = body.get("stream_options") or {}
-    include_usage = bool(_object(options, "stream_options").get("include_usage")) if stream else False
+    include_usage = bool(require_object(options, "stream_options").get("include_usage")) if stream else False
     return ChatCall(params=params, stream=stream, stop=_stop(body.get("stop")), include_usage=include_usage)
 
 

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import os
 import statistics
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 from client.commands.common import CommandFailed, Context
-from client.connection import ClientClosed
+from client.connection import ClientClosed, UploadFailed
 
 
 def ping(ctx: Context, args: argparse.Namespace) -> int:
@@ -21,16 +25,65 @@ def ping(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def chat_params(args: argparse.Namespace) -> dict[str, Any]:
+    """chat.send's parameters from the command line: a prompt, or a conversation (a file, images), and tools."""
+    params = {"model": args.model, "maxTokens": args.max_tokens, "system": args.system,
+              "temperature": args.temperature, "sessionId": args.session, "contextPaths": args.context or None,
+              "tools": _json_file(args.tools) if args.tools else None,
+              "toolChoice": _tool_choice(args.tool_choice) if args.tool_choice else None}
+    if args.messages or args.image:
+        messages = _json_file(args.messages) if args.messages else []
+        content = [_image_block(path) for path in args.image or ()]
+        if args.prompt:
+            content.append({"type": "text", "text": args.prompt})
+        if content:
+            messages.append({"role": "user", "content": content})
+        params["messages"] = messages
+    else:
+        params["prompt"] = args.prompt
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _json_file(path: str) -> Any:
+    try:
+        with (sys.stdin if path == "-" else open(path, encoding="utf-8")) as source:
+            return json.load(source)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {path}: {exc}") from None
+
+
+def _tool_choice(value: str) -> str | dict[str, str]:
+    return value if value in ("auto", "any") else {"name": value}
+
+
+def _image_block(path: str) -> dict[str, str]:
+    formats = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".webp": "webp"}
+    kind = formats.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        raise SystemExit(f"error: {path}: an image must be .png, .jpg, .jpeg, .gif or .webp")
+    try:
+        with open(path, "rb") as image:
+            data = base64.b64encode(image.read()).decode("ascii")
+    except OSError as exc:
+        raise SystemExit(f"error: {path}: {exc}") from None
+    return {"type": "image", "format": kind, "data": data}
+
+
 def chat(ctx: Context, args: argparse.Namespace) -> int:
-    """Print the reply as it streams, then the usage; Ctrl-C cancels the chat.
+    """Print the reply (and the model's tool calls) as it streams, then the usage; Ctrl-C cancels the chat.
 
     The connection stays up by itself: when it closes mid-answer (API Gateway's two hours, a network
     change, an expired token), the client reconnects and resumes the chat, and the answer goes on.
     """
+    if not (args.prompt or args.messages or args.image):
+        raise SystemExit("error: give a prompt, --messages or --image")
+    params = chat_params(args)
     with ctx.connect(reconnect=True) as client:
-        options = {"model": args.model, "maxTokens": args.max_tokens, "system": args.system,
-                   "temperature": args.temperature, "sessionId": args.session, "contextPaths": args.context or None}
-        sent_id = client.send("chat.send", prompt=args.prompt, **{k: v for k, v in options.items() if v is not None})
+        try:
+            sent_id = client.send_chat(params)  # through chat.upload when larger than a frame
+        except UploadFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         chat_id = None  # the server's id, from the ack: what names the chat on any connection
         try:
             for frame in client.frames(sent_id):
@@ -40,10 +93,17 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                 elif kind == "delta":
                     sys.stdout.write(frame["text"])
                     sys.stdout.flush()
+                elif kind == "toolUse":
+                    print(f"\n[tool call {frame['name']} {frame['toolUseId']}] "
+                          f"{json.dumps(frame['input'], ensure_ascii=False)}")
                 elif kind == "done":
                     usage = frame["usage"]
-                    print(f"\n[{frame['stopReason']}] {usage['inputTokens']} input + {usage['outputTokens']} output"
-                          f" = {usage['totalTokens']} tokens")
+                    cached = ""
+                    if usage.get("cacheReadInputTokens") or usage.get("cacheWriteInputTokens"):
+                        cached = (f" + {usage['cacheReadInputTokens']} read from and "
+                                  f"{usage['cacheWriteInputTokens']} written to the cache")
+                    print(f"\n[{frame['stopReason']}] {usage['inputTokens']} input{cached} + "
+                          f"{usage['outputTokens']} output = {usage['totalTokens']} tokens")
                     return 0
                 elif kind == "error":
                     error = frame["error"]
@@ -83,7 +143,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     ping_parser.add_argument("--count", type=int, default=1)
     ping_parser.set_defaults(handler=ping)
     chat_parser = commands.add_parser("chat", parents=[common], help="send a prompt and print the reply as it streams")
-    chat_parser.add_argument("prompt")
+    chat_parser.add_argument("prompt", nargs="?",
+                             help="the prompt (with --messages or --image: the last user message's text)")
     chat_parser.add_argument("--model", help="a model id of the server's allow-list (default: the server's default)")
     chat_parser.add_argument("--max-tokens", type=int, help="the most tokens of reply")
     chat_parser.add_argument("--system", help="a system prompt")
@@ -91,4 +152,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     chat_parser.add_argument("--session", help="continue this session (its id, from `llm-ide sessions list`)")
     chat_parser.add_argument("--context", action="append", metavar="PATH",
                              help="a context file for the model (repeatable)")
+    chat_parser.add_argument("--messages", metavar="FILE",
+                             help="the conversation: a JSON list of messages ('-': standard input)")
+    chat_parser.add_argument("--image", action="append", metavar="PATH", help="an image for the model (repeatable)")
+    chat_parser.add_argument("--tools", metavar="FILE",
+                             help="tools the model may call: a JSON list of {name, description, inputSchema}")
+    chat_parser.add_argument("--tool-choice", metavar="CHOICE", help="auto, any, or the name of the tool to call")
     chat_parser.set_defaults(handler=chat)

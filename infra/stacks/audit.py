@@ -13,6 +13,8 @@ organisation trail turns it off (a second copy of management events is billed).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import (
     ArnFormat,
     Aws,
@@ -61,7 +63,7 @@ def log_group_name(stage: str) -> str:
 
 
 class AuditStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.stage = stage
         name = trail_name(stage.name)
@@ -171,7 +173,8 @@ class AuditStack(Stack):
         return bucket
 
     def _event_selectors(self) -> list[cloudtrail.CfnTrail.AdvancedEventSelectorProperty]:
-        def field(name: str, *, equals: list[str] | None = None, starts_with: list[str] | None = None):
+        def field(name: str, *, equals: list[str] | None = None,
+                  starts_with: list[str] | None = None) -> cloudtrail.CfnTrail.AdvancedFieldSelectorProperty:
             return cloudtrail.CfnTrail.AdvancedFieldSelectorProperty(field=name, equal_to=equals,
                                                                      starts_with=starts_with)
 

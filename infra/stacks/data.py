@@ -5,6 +5,8 @@ stack also reads.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import (
     Aws,
     CfnOutput,
@@ -36,12 +38,12 @@ _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER
           "B": dynamodb.AttributeType.BINARY}
 
 
-def _attribute(attr: resources.Attribute | None) -> dynamodb.Attribute | None:
-    return dynamodb.Attribute(name=attr.name, type=_TYPES[attr.type]) if attr else None
+def _attribute(attr: resources.Attribute) -> dynamodb.Attribute:
+    return dynamodb.Attribute(name=attr.name, type=_TYPES[attr.type])
 
 
 class DataStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.stage = stage
         # Data outlives a stack deletion in prod; dev and staging clean up after themselves.
@@ -97,7 +99,7 @@ class DataStack(Stack):
             self, outputs.table_name(table.key).removesuffix("Name"),
             table_name=table.physical_name(self.stage.name),
             partition_key=_attribute(table.partition_key),
-            sort_key=_attribute(table.sort_key),
+            sort_key=_attribute(table.sort_key) if table.sort_key else None,
             billing=dynamodb.Billing.on_demand(),
             encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -108,7 +110,8 @@ class DataStack(Stack):
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
                     index_name=index.name, partition_key=_attribute(index.partition_key),
-                    sort_key=_attribute(index.sort_key), projection_type=dynamodb.ProjectionType.ALL)
+                    sort_key=_attribute(index.sort_key) if index.sort_key else None,
+                    projection_type=dynamodb.ProjectionType.ALL)
                 for index in table.indexes
             ] or None,
         )
@@ -129,11 +132,15 @@ class DataStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(
                 id="abort-incomplete-uploads",
                 abort_incomplete_multipart_upload_after=Duration.days(bucket.abort_multipart_days))] + [
-                # Idle sessions' objects (tagged by the app) expire after the stage's session TTL,
-                # the SESSION_TTL_DAYS that infra/sync_config.py gives the app.
+                # Objects tagged by the app expire after the stage's setting of the rule (idle
+                # sessions' objects: session_ttl_days; users' own context files:
+                # context_file_ttl_days), the same value infra/sync_config.py gives the app.
                 s3.LifecycleRule(id=rule.id, tag_filters={rule.tag_key: rule.tag_value},
-                                 expiration=Duration.days(rule.expiration_days(self.stage.session_ttl_days)))
-                for rule in bucket.expiry_rules],
+                                 expiration=Duration.days(rule.expiration_days(getattr(self.stage, rule.stage_field))))
+                for rule in bucket.expiry_rules] + ([
+                # A bucket of short-lived objects (chat uploads): whatever is left expires, tag or not.
+                s3.LifecycleRule(id="expire-objects", expiration=Duration.days(bucket.expiration_days))]
+                if bucket.expiration_days else []),
             # Browsers upload large context files with presigned PUTs and read large messages
             # with presigned GETs: the signature, not the origin, is what guards them.
             cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods(m) for m in resources.BROWSER_CORS["AllowedMethods"]],

@@ -10,6 +10,8 @@ API by its own REGIONAL ACL (infra/stacks/waf.py, the same rules).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import (
     Aws,
     CfnOutput,
@@ -42,7 +44,7 @@ def web_acl_name(stage: str) -> str:
 
 
 class EdgeStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         ui = resources.bucket("ui")
         self.bucket = s3.Bucket(

@@ -6,6 +6,8 @@ app's Embedded Metric Format logs are written from; AWS's own come from Lambda, 
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import (
     Annotations,
     ArnFormat,
@@ -54,7 +56,7 @@ def alarm_topic_name(stage: str) -> str:
 
 class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, stage: Stage,
-                 alarm_email: str | None = None, health_url: str | None = None, **kwargs) -> None:
+                 alarm_email: str | None = None, health_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.stage = stage
         self.functions = [resources.function_name(stage.name, f) for f in resources.FUNCTIONS]
@@ -265,7 +267,7 @@ class MonitoringStack(Stack):
             expression=(f"SEARCH('{{AWS/WAFV2,Region,Rule,WebACL}} MetricName=\"BlockedRequests\" "
                         f"WebACL=\"{api_web_acl_name(self.stage.name)}\"', 'Sum', 300)"),
             using_metrics={}, label="", period=FIVE_MINUTES)
-        graphs = [
+        graphs: list[tuple[str, list[cw.IMetric], str | None]] = [
             ("Auth refusals by reason", [self.by(m.AUTH_REFUSED, m.REASON)], None),
             ("Forbidden by action", [self.by(m.FORBIDDEN, m.ACTION)], None),
             ("WAF blocked requests by rule (web page)", [waf_blocked], EDGE_REGION),

@@ -10,6 +10,8 @@ would answer 403. Frames leave through the NAT gateway instead.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
@@ -27,7 +29,7 @@ INTERFACE_ENDPOINTS = {
 
 
 class NetworkStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.vpc = ec2.Vpc(
             self, "Vpc",

@@ -7,6 +7,8 @@ CDK app never sees the REST API: Chalice owns it). API Gateway cannot put WAF on
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
@@ -67,7 +69,7 @@ def web_acl(scope: Construct, construct_id: str, *, name: str, waf_scope: str,
 class WafStack(Stack):
     """The REST API's REGIONAL web ACL; its ARN is an output the sync step records for post_deploy."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: Stage, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.web_acl = web_acl(self, "ApiWebAcl", name=api_web_acl_name(stage.name), waf_scope="REGIONAL",
                                requests_per_5min_per_ip=stage.api_waf_requests_per_5min_per_ip)

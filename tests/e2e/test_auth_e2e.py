@@ -10,6 +10,7 @@ import pytest
 
 from client import ClientClosed, ConnectionRefused, IdeClient
 from tests import tokens
+from tests.e2e.conftest import GENEROUS_LIMITS, start_stack, stop_stack
 from tests.e2e.test_skeleton import connection_ids, wait_until
 
 
@@ -48,14 +49,32 @@ def test_the_authorizer_refuses_with_401_before_connect_runs_and_nothing_is_stor
     assert wait_until(lambda: stack.log_text().count("refused by the authorizer (401)") == log_before + 2)
 
 
-def test_a_token_signed_by_the_pool_key_connects_by_header_and_query(stack):
-    token = tokens.sign_as_moto(pool_claims(stack))
+def test_a_token_the_pool_issued_connects_by_header_and_query(stack):
+    token = stack.tokens("dev").access_token
     for token_in in ("header", "query"):
         with IdeClient(stack.endpoints.websocket_url, token, token_in=token_in) as client:
             assert client.ping() < 5
 
 
-def test_a_token_expiring_while_connected_gets_unauthorized_and_the_socket_closes(stack):
+def test_a_token_signed_by_the_pool_key_but_never_issued_is_refused_by_the_revocation_check(stack):
+    """It verifies offline (the pool's key, issuer, client, expiry), but Cognito never issued it."""
+    with pytest.raises(ConnectionRefused) as refused:
+        IdeClient(stack.endpoints.websocket_url, tokens.sign_as_moto(pool_claims(stack)))
+    assert refused.value.status == 401
+    assert wait_until(lambda: '"reason": "revoked"' in stack.log_text() or "reason=revoked" in stack.log_text())
+
+
+@pytest.fixture(scope="module")
+def unchecked_stack(tmp_path_factory):
+    """A stack without the revocation check, for a token moto cannot issue (it issues one-hour tokens only)."""
+    running = start_stack(tmp_path_factory.mktemp("unchecked"), env={**GENEROUS_LIMITS,
+                                                                     "COGNITO_REVOCATION_CHECK": "false"})
+    yield running
+    stop_stack(running.process)
+
+
+def test_a_token_expiring_while_connected_gets_unauthorized_and_the_socket_closes(unchecked_stack):
+    stack = unchecked_stack
     expires = int(time.time()) + 3
     with IdeClient(stack.endpoints.websocket_url, tokens.sign_as_moto(pool_claims(stack, exp=expires))) as client:
         assert client.ping() < 5

@@ -13,6 +13,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -48,6 +49,7 @@ def serve_bridge(stack, home: Path) -> Served:
     assert login.returncode == 0, login.stderr
     process = subprocess.Popen([LLM_IDE, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    assert process.stdout is not None
     first = process.stdout.readline()
     match = re.match(r"OpenAI API\s+(http://127\.0\.0\.1:\d+)/v1\s+key (lli-local-\S+)", first)
     assert match, first + process.stdout.read(2000)
@@ -108,7 +110,7 @@ def test_openai_tool_round_trip_and_an_image(stack, bridge):
     client = bridge.openai()
     tools = [{"type": "function", "function": {"name": "read_file", "description": "Read a file", "parameters": {
         "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
-    messages = [{"role": "user", "content": '[[tool:read_file {"path": "a.py"}]]'}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": '[[tool:read_file {"path": "a.py"}]]'}]
     chunks = list(client.chat.completions.create(model=stack_model(stack), messages=messages, tools=tools,
                                                  stream=True))
     calls = [call for c in chunks if c.choices for call in (c.choices[0].delta.tool_calls or [])]
@@ -126,8 +128,9 @@ def test_openai_tool_round_trip_and_an_image(stack, bridge):
     assert calls[0].id in seen and "print('hello')" in seen and "image" in seen
 
 
-def test_openai_a_megabyte_conversation_uploads_itself(stack, bridge):
-    filler = ("The quick brown fox jumps over the lazy dog. " * 1000 + "\n") * 23  # about 1 MiB
+def test_openai_a_conversation_far_larger_than_a_frame_uploads_itself(stack, bridge):
+    # 0.7 MiB, about 175,000 tokens: within Claude's window of 200,000 (the app refuses what the model cannot hold).
+    filler = ("The quick brown fox jumps over the lazy dog. " * 1000 + "\n") * 15
     completion = bridge.openai().chat.completions.create(model=stack_model(stack), max_tokens=100, messages=[
         {"role": "user", "content": filler}, {"role": "assistant", "content": "Noted."},
         {"role": "user", "content": "The end of a long conversation."}])
@@ -177,6 +180,7 @@ def test_the_rate_limit_is_each_sdks_rate_limit_error_with_retry_after(limited):
                     client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
                 else:
                     client.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert isinstance(raised.value, openai.RateLimitError | anthropic.RateLimitError)
         assert int(raised.value.response.headers["retry-after"]) >= 1
 
 

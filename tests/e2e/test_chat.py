@@ -277,7 +277,7 @@ def test_a_prompt_over_its_limit_is_payload_too_large(stack):
 def test_llm_ide_chat_prints_the_reply_then_the_usage(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
     run = lambda *args: subprocess.run([LLM_IDE, *args], cwd=ROOT, env=env,
-                                       capture_output=True, text=True, timeout=60)
+                                       capture_output=True, text=True, timeout=60, check=False)
     assert run("login", "--username", "dev").returncode == 0
     result = run("chat", "Bonjour, ça va? 😀", "--max-tokens", "100")
     assert result.returncode == 0, result.stderr
@@ -293,9 +293,10 @@ def test_ctrl_c_in_llm_ide_chat_cancels_the_chat(stack, tmp_path):
            "PYTHONUNBUFFERED": "1"}
     command = [LLM_IDE]
     assert subprocess.run([*command, "login", "--username", "dev"], cwd=ROOT, env=env, capture_output=True,
-                          timeout=60).returncode == 0
+                          timeout=60, check=False).returncode == 0
     process = subprocess.Popen([*command, "chat", "[[slow:20]] " + "w" * 2000], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
     try:
         assert process.stdout.read(5) == "[[slo"  # the reply is streaming
         process.send_signal(signal.SIGINT)
@@ -315,7 +316,8 @@ def test_ctrl_c_before_the_ack_still_cancels_the_chat(stack, tmp_path, monkeypat
     monkeypatch.setenv("LLM_IDE_ENDPOINTS", str(stack.endpoints_path))
     monkeypatch.setenv("LLM_IDE_HOME", str(tmp_path))
     assert cli.main(["login", "--username", "dev"]) == 0
-    real_frames, interrupted = IdeClient.frames, []
+    real_frames = IdeClient.frames
+    interrupted: list[str] = []
 
     def frames(self, request_id, timeout=60.0):
         if not interrupted:  # the first wait is interrupted before any frame is read

@@ -1,6 +1,7 @@
 """Chats against the token budget end to end, on a stack of their own with the default limits
-(10,000 tokens an hour, 100 requests a minute, a 256-token floor): reservations in the ack,
-settlements in done and in usage.get, lowered maxTokens, refusals and concurrency."""
+(10,000 tokens an hour, 100 requests a minute, a 256-token floor) and a clock that stands still
+(HELD_CLOCK): reservations in the ack, settlements in done and in usage.get, lowered maxTokens,
+refusals and concurrency."""
 from __future__ import annotations
 
 import base64
@@ -11,10 +12,9 @@ import time
 import boto3
 import pytest
 
-from tests.e2e.conftest import start_stack, stop_stack
+from tests.e2e.conftest import HELD_CLOCK, start_stack, stop_stack
 from tests.e2e.test_chat import chat, text_of
 from tests.e2e.test_chat_sessions import seen_by_model
-from tests.windows import fresh_hour
 
 FLOOR = 256  # TOKEN_RESERVATION_FLOOR's default
 
@@ -23,7 +23,7 @@ FLOOR = 256  # TOKEN_RESERVATION_FLOOR's default
 def budget_stack(tmp_path_factory):
     # A larger output cap only so that one held chat can reserve (nearly) the whole budget.
     defaults = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "", "TOKEN_BUDGET_PER_HOUR": "", "LIMITS_BY_GROUP": "",
-                "TOKEN_RESERVATION_FLOOR": "", "MAX_OUTPUT_TOKENS": "20000"}
+                "TOKEN_RESERVATION_FLOOR": "", "MAX_OUTPUT_TOKENS": "20000", "DEV_FIXED_CLOCK": str(HELD_CLOCK)}
     running = start_stack(tmp_path_factory.mktemp("budget-stack"), env=defaults)
     yield running
     stop_stack(running.process)
@@ -52,7 +52,7 @@ def held_chat(client, max_tokens):
 
 def release(client, chat_id):
     assert client.request("chat.cancel", requestId=chat_id)["type"] == "result"
-    frames = []
+    frames: list[dict] = []
     while not frames or frames[-1]["type"] == "delta":
         frames.append(client.next_frame(chat_id, timeout=15))
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "cancelled"
@@ -60,7 +60,6 @@ def release(client, chat_id):
 
 
 def test_usage_get_equals_the_sum_of_the_chats_usage_whatever_their_end(budget_stack):
-    fresh_hour(60)
     with budget_stack.connect("dev2") as client:
         before = usage_of(client)
         remaining = before["limits"]["tokens"]["remaining"]
@@ -70,7 +69,8 @@ def test_usage_get_equals_the_sum_of_the_chats_usage_whatever_their_end(budget_s
         ack, deltas, done = chat(client, prompt, maxTokens=100)
         assert ack["limits"]["tokens"]["remaining"] == remaining - (tokens(prompt) + 100)
         assert done["usage"] == {"inputTokens": tokens(prompt), "outputTokens": tokens(prompt),
-                                 "totalTokens": 2 * tokens(prompt)}
+                                 "totalTokens": 2 * tokens(prompt), "cacheReadInputTokens": 0,
+                                 "cacheWriteInputTokens": 0}
         assert done["limits"]["tokens"]["remaining"] == remaining - done["usage"]["totalTokens"]
         used = [done["usage"]]
         # A stream that breaks mid-way settles the served text and the input estimate.
@@ -93,7 +93,6 @@ def test_usage_get_equals_the_sum_of_the_chats_usage_whatever_their_end(budget_s
 
 
 def test_max_tokens_is_lowered_to_what_is_left_or_the_chat_is_refused(budget_stack):
-    fresh_hour(60)
     with budget_stack.connect("dev2") as client:
         remaining = usage_of(client)["limits"]["tokens"]["remaining"]
         # Hold all but 1,000 tokens: a chat wanting 4,000 gets what is left (over the floor).
@@ -112,9 +111,8 @@ def test_max_tokens_is_lowered_to_what_is_left_or_the_chat_is_refused(budget_sta
         chat_id, ack = held_chat(client, remaining - hold_input - 200)
         assert ack["limits"]["tokens"]["remaining"] == 200
         frame = client.request("chat.send", prompt="no room", maxTokens=1000)
-        seconds_left = 3600 - time.time() % 3600
         assert frame["type"] == "error" and frame["error"]["code"] == "BUDGET_EXCEEDED", frame
-        assert math.ceil(seconds_left) - 2 <= frame["error"]["retryAfter"] <= math.ceil(seconds_left) + 1
+        assert frame["error"]["retryAfter"] == math.ceil(3600 - HELD_CLOCK % 3600)  # the seconds left of the hour
         # A chat that asks for less than the floor and fits is served as asked.
         ack, _, done = chat(client, "small", maxTokens=100)
         assert done["type"] == "done" and ack["limits"]["tokens"]["remaining"] == 200 - tokens("small") - 100
@@ -122,7 +120,6 @@ def test_max_tokens_is_lowered_to_what_is_left_or_the_chat_is_refused(budget_sta
 
 
 def test_twenty_concurrent_chats_whose_reservations_fit_five_admit_exactly_five(budget_stack):
-    fresh_hour(60)
     with budget_stack.connect("dev") as first, budget_stack.connect("dev") as second:
         remaining = usage_of(first)["limits"]["tokens"]["remaining"]
         limit = usage_of(first)["limits"]["tokens"]["limit"]
@@ -131,7 +128,7 @@ def test_twenty_concurrent_chats_whose_reservations_fit_five_admit_exactly_five(
         assert remaining - 5 * per_chat < FLOOR
         clients = [first if n % 2 else second for n in range(20)]
         ids = [c.send("chat.send", prompt=prompt, maxTokens=per_chat - tokens(prompt)) for c in clients]
-        answers = [c.next_frame(i, timeout=30) for c, i in zip(clients, ids)]
+        answers = [c.next_frame(i, timeout=30) for c, i in zip(clients, ids, strict=True)]
         acks = [a for a in answers if a["type"] == "ack"]
         refusals = [a for a in answers if a["type"] == "error"]
         assert len(acks) == 5 and len(refusals) == 15, [a["type"] for a in answers]
@@ -140,7 +137,7 @@ def test_twenty_concurrent_chats_whose_reservations_fit_five_admit_exactly_five(
         assert min(a["limits"]["tokens"]["remaining"] for a in acks) == remaining - 5 * per_chat
         # The budget counter itself (settled + reserved; the wire's `remaining` stops at 0).
         assert hour_counter(budget_stack, "dev") == limit - remaining + 5 * per_chat <= limit
-        settled = [release(client, chat_id) for client, chat_id, answer in zip(clients, ids, answers)
+        settled = [release(client, chat_id) for client, chat_id, answer in zip(clients, ids, answers, strict=True)
                    if answer["type"] == "ack"]
         after = usage_of(first)
         served = sum(d["usage"]["totalTokens"] for d in settled)
@@ -154,6 +151,6 @@ def hour_counter(stack, username):
     sub = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["sub"]
     dynamodb = boto3.client("dynamodb", endpoint_url=stack.document["awsEndpointUrl"], region_name="us-east-1",
                             aws_access_key_id="local", aws_secret_access_key="local")
-    key = {"pk": {"S": f"USER#{sub}"}, "sk": {"S": time.strftime("H#%Y-%m-%dT%H", time.gmtime())}}
+    key = {"pk": {"S": f"USER#{sub}"}, "sk": {"S": time.strftime("H#%Y-%m-%dT%H", time.gmtime(HELD_CLOCK))}}
     item = dynamodb.get_item(TableName="llm-ide-local-usage", Key=key, ConsistentRead=True)["Item"]
     return int(item["tokens"]["N"])

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from devserver.launcher import ROOT
-from tests.e2e.test_chat import chat, text_of
 from tests.e2e.conftest import LLM_IDE
+from tests.e2e.test_chat import chat, text_of
 
 
 def ok(client, action, **params):
@@ -112,7 +112,7 @@ def test_context_paths_are_checked_before_the_ack(stack):
         for part in ("a", "b"):
             ok(client, "context.put", path=f"{name}/{part}.txt", content=part * 20_000)
         assert refused(client, prompt="hi", contextPaths=[f"{name}/a.txt", f"{name}/b.txt"]) == "PAYLOAD_TOO_LARGE"
-        ack, _, done = chat(client, "one fits", contextPaths=[f"{name}/a.txt"])
+        _ack, _, done = chat(client, "one fits", contextPaths=[f"{name}/a.txt"])
         assert done["type"] == "done"
 
 
@@ -135,7 +135,7 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
         for name_used in (chat_id, ack["requestId"]):
             frame = dev2.request("chat.cancel", requestId=name_used)
             assert frame["type"] == "error" and frame["error"]["code"] == "NOT_FOUND"
-        frames = []
+        frames: list[dict] = []
         while not frames or frames[-1]["type"] == "delta":
             frames.append(dev.next_frame(chat_id, timeout=15))
         assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
@@ -148,7 +148,7 @@ def test_another_user_can_neither_continue_a_session_nor_read_context_nor_cancel
 def test_llm_ide_chat_continues_a_session_with_context(stack, tmp_path):
     env = {**os.environ, "LLM_IDE_ENDPOINTS": str(stack.endpoints_path), "LLM_IDE_HOME": str(tmp_path)}
     run = lambda *args: subprocess.run([LLM_IDE, *args], cwd=ROOT, env=env,
-                                       capture_output=True, text=True, timeout=60)
+                                       capture_output=True, text=True, timeout=60, check=False)
     assert run("login", "--username", "dev").returncode == 0
     with stack.connect() as client:
         session_id = new_session(client, "from the command line")

@@ -32,7 +32,8 @@ def auth_stack(tmp_path_factory):
 
 @pytest.fixture
 def cognito(auth_stack):
-    return dev_aws.aws_client("cognito-idp", auth_stack.document["cognito"]["endpointUrl"])  # Cognito, as users reach it
+    # Cognito, as users reach it.
+    return dev_aws.aws_client("cognito-idp", auth_stack.document["cognito"]["endpointUrl"])
 
 
 def env_for(stack, home: Path, **extra: str) -> dict[str, str]:

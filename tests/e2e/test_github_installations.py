@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import jwt
 import pytest
@@ -85,7 +86,7 @@ def test_a_repository_of_an_installation_the_secret_does_not_name_is_not_found(m
 # --- the emulator itself ------------------------------------------------------------------
 
 
-def emulator_call(stack, path: str, token: str, method: str = "GET") -> tuple[int, object]:
+def emulator_call(stack, path: str, token: str, method: str = "GET") -> tuple[int, Any]:
     request = urllib.request.Request(stack.emulators["githubApiUrl"] + path, method=method,
                                      headers={"Authorization": f"Bearer {token}"})
     try:

@@ -38,13 +38,15 @@ def served(tmp_path_factory):
             assert client.request("no.such.action")["type"] == "error"
         with stack.connect(token_in="query") as client:  # the token in the URL this time
             client.ping()
-        request = urllib.request.Request(stack.endpoints.http_url + "/usage",
+        request = urllib.request.Request(f"{stack.endpoints.http_url}/usage",
                                          headers={"Authorization": f"Bearer {tokens.access_token}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
     finally:
         stop_stack(stack.process)
-    signature = re.search(r"X-Amz-Signature=([0-9a-f]+)", grant["data"]["url"]).group(1)
+    signed = re.search(r"X-Amz-Signature=([0-9a-f]+)", grant["data"]["url"])
+    assert signed is not None, grant
+    signature = signed.group(1)
     key_body = "".join(secret["privateKey"].strip().splitlines()[1:-1])
     never = {
         "access token": tokens.access_token,

@@ -122,7 +122,8 @@ def test_a_tampered_cursor_is_bad_request(stack):
 def test_two_users_are_isolated_in_every_session_and_context_action(stack):
     with stack.connect("dev") as dev, stack.connect("dev2") as dev2:
         session_id = ok(dev, "session.create", title="dev's secret plans")["session"]["sessionId"]
-        store(stack).append_exchange(sub_of(stack, "dev"), session_id, "req-iso", "secret prompt", "secret reply", False)
+        store(stack).append_exchange(sub_of(stack, "dev"), session_id, "req-iso", "secret prompt", "secret reply",
+                                     False)
         ok(dev, "context.put", path="iso/secret.txt", content="dev's file")
         ok(dev, "context.put", path="notes.txt", content="session file", sessionId=session_id)
         before = keys(stack)

@@ -18,6 +18,7 @@ import shutil
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
@@ -25,6 +26,9 @@ import pytest
 from devserver import github as emulator
 from infra import resources, web_bundle
 from tests.e2e.conftest import GENEROUS_LIMITS, start_stack, stop_stack
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Request
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: `make test-tools` installs Debian's")
@@ -36,8 +40,11 @@ WAIT_MS = 20_000
 ENDED = re.compile("end_turn|max_tokens")  # a [[dump]] reply may be longer than maxTokens
 SCREENSHOTS = Path(__file__).with_name("screenshots")
 REPO = "octo-org/hello-world"
-# A 1 MiB context file is about 262,000 tokens: this stack lets a chat carry it.
-WEB_STACK_ENV = {**GENEROUS_LIMITS, "CONTEXT_TOKEN_LIMIT": "400000"}
+# A 1 MiB context file is about 262,000 tokens: this stack lets a chat carry it, past the
+# default model's real window of 200,000 (the echo model reads anything; the app refuses an
+# input the model's `contextTokens` cannot hold).
+WEB_STACK_ENV = {**GENEROUS_LIMITS, "CONTEXT_TOKEN_LIMIT": "400000",
+                 "MODELS": json.dumps({"anthropic.claude-3-haiku-20240307-v1:0": {"contextTokens": 1_000_000}})}
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +184,11 @@ def greet(name):
 def test_sign_in_with_srp_then_markdown_with_highlighted_copyable_code(page, web_stack):
     shot(page, "1-sign-in")
     requests: list[dict] = []
-    page.on("request", lambda r: r.method == "POST" and "cognito" not in r.url and requests.append(
-        {"target": r.headers.get("x-amz-target"), "body": r.post_data or ""}))
+
+    def record(r: Request) -> None:
+        if r.method == "POST" and "cognito" not in r.url:
+            requests.append({"target": r.headers.get("x-amz-target"), "body": r.post_data or ""})
+    page.on("request", record)
     signed_in(page, web_stack)
     assert page.input_value("#password") == ""  # the password does not stay in the page
     # SRP: the password never went over the wire, in any request the page made.
@@ -320,7 +330,11 @@ def test_a_1_mib_file_uploads_with_progress_and_the_model_sees_it(page, web_stac
     marker = f"MARKER-{uuid.uuid4().hex}"
     content = (marker + "\n" + "lorem ipsum dolor sit amet\n" * 40_000)[: 1024 * 1024]
     puts: list[tuple[str, int]] = []
-    page.on("requestfinished", lambda r: r.method == "PUT" and puts.append((r.url, len(r.post_data_buffer or b""))))
+
+    def record(r: Request) -> None:
+        if r.method == "PUT":
+            puts.append((r.url, len(r.post_data_buffer or b"")))
+    page.on("requestfinished", record)
     page.set_input_files("#file-input", files=[{"name": "big notes.txt", "mimeType": "text/plain",
                                                  "buffer": content.encode()}])
     chip = page.locator("#attached .chip", has_text="uploads/big notes.txt")
@@ -467,8 +481,12 @@ def test_a_token_that_expires_mid_answer_is_renewed_and_the_answer_resumed(brows
         sign_in(page, web_stack, username, password)
         expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)
         refreshes: list[str] = []
-        page.on("request", lambda r: r.method == "POST" and '"REFRESH_TOKEN_AUTH"' in (r.post_data or "")
-                and refreshes.append(r.url))
+
+        def count_refresh(request) -> None:
+            if request.method == "POST" and '"REFRESH_TOKEN_AUTH"' in (request.post_data or ""):
+                refreshes.append(request.url)
+
+        page.on("request", count_refresh)
         prompt = ("[[slow:100]] " + " ".join(f"t{i}" for i in range(300)))[:640]  # 160 tokens: 16 s
         send(page, prompt)
         expect(last_reply(page).locator(".meta .stop")).to_contain_text("end_turn", timeout=45_000)
@@ -532,8 +550,11 @@ def test_an_expired_access_token_is_refreshed_with_the_refresh_token(page, web_s
     # The clock as the token sees it, a day ahead: the stored access token has expired.
     page.evaluate(f"sessionStorage.setItem({json.dumps(drift)}, '-86400')")
     bodies: list[str] = []
-    page.on("request", lambda r: r.method == "POST" and r.url.startswith(web_stack.document["cognito"]["endpointUrl"])
-            and bodies.append(r.post_data or ""))
+
+    def record(r: Request) -> None:
+        if r.method == "POST" and r.url.startswith(web_stack.document["cognito"]["endpointUrl"]):
+            bodies.append(r.post_data or "")
+    page.on("request", record)
     page.reload()
     expect(page.locator("#status")).to_have_text("connected as dev2", timeout=WAIT_MS)
     assert len(bodies) == 1 and '"AuthFlow":"REFRESH_TOKEN_AUTH"' in bodies[0]

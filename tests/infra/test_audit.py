@@ -91,7 +91,8 @@ def test_audit_bucket_is_private_tls_only_and_keeps_logs_for_the_stages_retentio
     }), "DeletionPolicy": "Retain"})
     assert (days > 180) is (stage == "prod")
     t.has_resource_properties("AWS::S3::BucketPolicy", {"PolicyDocument": {"Statement": Match.array_with([
-        Match.object_like({"Effect": "Deny", "Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
+        Match.object_like({"Effect": "Deny", "Action": "s3:*",
+                           "Condition": {"Bool": {"aws:SecureTransport": "false"}}}),
         Match.object_like({"Sid": "CloudTrailAclCheck", "Action": "s3:GetBucketAcl",
                            "Principal": {"Service": "cloudtrail.amazonaws.com"},
                            "Condition": {"StringEquals": {"aws:SourceArn": _trail_arn(stage)}}}),

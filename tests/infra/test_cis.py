@@ -62,9 +62,9 @@ def test_the_trail_delivers_to_an_encrypted_log_group_kept_for_the_stages_log_re
     t = template(stage, "audit")
     key, _ = _one(t, "AWS::KMS::Key")
     group_id, group = _one(t, "AWS::Logs::LogGroup")
-    assert {k: v for k, v in group["Properties"].items() if k != "Tags"} == {"LogGroupName": f"/aws/cloudtrail/llm-ide-{stage}-audit",
-                                   "KmsKeyId": {"Fn::GetAtt": [key, "Arn"]},
-                                   "RetentionInDays": STAGES[stage].log_retention_days}
+    assert {k: v for k, v in group["Properties"].items() if k != "Tags"} == {
+        "LogGroupName": f"/aws/cloudtrail/llm-ide-{stage}-audit", "KmsKeyId": {"Fn::GetAtt": [key, "Arn"]},
+        "RetentionInDays": STAGES[stage].log_retention_days}
     assert group["DeletionPolicy"] == ("Retain" if STAGES[stage].deletion_protection else "Delete")
     role_id, _ = _one(t, "AWS::IAM::Role")
     trail = _trail(t)
@@ -96,7 +96,8 @@ def test_the_delivery_role_is_for_this_trail_and_writes_only_to_its_log_group(te
 def test_each_cis_check_has_a_metric_filter_on_the_trails_log_group(template, stage):
     t = template(stage, "audit")
     group_id, _ = _one(t, "AWS::Logs::LogGroup")
-    filters = {f["Properties"]["FilterName"]: f["Properties"] for f in t.find_resources("AWS::Logs::MetricFilter").values()}
+    filters = {f["Properties"]["FilterName"]: f["Properties"]
+               for f in t.find_resources("AWS::Logs::MetricFilter").values()}
     assert set(filters) == {f"cis-{slug}" for slug in EXPECTED}
     for slug, (metric, must_match) in EXPECTED.items():
         f = filters[f"cis-{slug}"]

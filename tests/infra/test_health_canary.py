@@ -12,10 +12,13 @@ import pytest
 from infra import health_canary, sync_config
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
-    answer: tuple[int, bytes] = (200, b"")
+class _HealthServer(http.server.ThreadingHTTPServer):
+    answer: tuple[int, bytes] = (200, b"")  # what /health answers: status, body
 
+
+class _Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        assert isinstance(self.server, _HealthServer)
         status, body = self.server.answer
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -29,7 +32,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    httpd = _HealthServer(("127.0.0.1", 0), _Health)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
 
@@ -77,7 +80,8 @@ def test_nobody_listening_fails_the_run():
 
 def _deployed(chalice_dir: Path, stage: str, resources: list[dict]) -> None:
     (chalice_dir / "deployed").mkdir(parents=True, exist_ok=True)
-    (chalice_dir / "deployed" / f"{stage}.json").write_text(json.dumps({"resources": resources, "schema_version": "2.0"}))
+    record = {"resources": resources, "schema_version": "2.0"}
+    (chalice_dir / "deployed" / f"{stage}.json").write_text(json.dumps(record))
 
 
 def test_the_url_comes_from_chalices_record_of_the_rest_api(tmp_path):

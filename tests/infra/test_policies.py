@@ -6,14 +6,16 @@ without a call listed here fails too.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 from pathlib import Path
 
 import pytest
 
+from chalicelib.models import PROFILE_PREFIXES, foundation_id
 from infra import policies, resources
-from infra.stages import PROFILE_REGIONS, STAGES, profile_prefix
+from infra.stages import GLOBAL, PROFILE_REGIONS, STAGES, UNLISTED_GEOGRAPHIES, destination_regions, profile_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 CHALICE_DIR = ROOT / ".chalice"
@@ -21,9 +23,11 @@ CHALICE_DIR = ROOT / ".chalice"
 # function -> [(IAM action, what it is called on)]. Targets: table:<key>, index:<key>/<index>,
 # object:<bucket> (a key under users/<sub>/), prefix:<bucket> (listing users/<sub>/),
 # key:<bucket> (its KMS key, through S3), function:<name>, secret:<key>, frames:<METHOD>
-# (@connections of this API and stage), model:* (every allowed model or profile).
+# (@connections of this API and stage), model:* (every allowed model or profile), token:access (a call
+# Cognito authorises with the user's access token: no IAM permission exists for it, none is granted).
 CALLS: dict[str, list[tuple[str, str]]] = {
-    "websocket_connect": [("dynamodb:GetItem", "table:connections"), ("dynamodb:PutItem", "table:connections")],
+    "websocket_connect": [("dynamodb:GetItem", "table:connections"), ("dynamodb:PutItem", "table:connections"),
+                          ("cognito-idp:GetUser", "token:access")],
     "websocket_disconnect": [("dynamodb:DeleteItem", "table:connections"),
                              ("dynamodb:UpdateItem", "table:connections")],
     "websocket_message": [
@@ -41,12 +45,14 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
         ("s3:DeleteObject", "object:context"), ("s3:ListBucket", "prefix:context"),
         ("kms:Decrypt", "key:context"), ("kms:GenerateDataKey", "key:context"),
+        # chat.upload presigns a PUT; chat.send reads the body (a missing one is 404 only with ListBucket).
+        ("s3:GetObject", "object:uploads"), ("s3:PutObject", "object:uploads"), ("s3:ListBucket", "prefix:uploads"),
         ("lambda:InvokeFunction", "function:bedrock_worker"), ("lambda:InvokeFunction", "function:github_worker"),
         ("execute-api:ManageConnections", "frames:POST"), ("execute-api:ManageConnections", "frames:DELETE"),
     ],
     "api_handler": [("dynamodb:Query", "table:usage")],
-    "ws_authorizer": [],
-    "rest_authorizer": [],
+    "ws_authorizer": [],  # $connect, which runs after it, asks Cognito about revocation: once per connection
+    "rest_authorizer": [("cognito-idp:GetUser", "token:access")],
     "bedrock_worker": [
         # The record read and moved through its statuses; a chat's frames kept (PutItem) for chat.resume.
         ("dynamodb:GetItem", "table:requests"), ("dynamodb:PutItem", "table:requests"),
@@ -58,6 +64,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
         ("s3:ListBucket", "prefix:context"),
         ("kms:Decrypt", "key:context"), ("kms:GenerateDataKey", "key:context"),
+        ("s3:GetObject", "object:uploads"), ("s3:DeleteObject", "object:uploads"),  # a chat's upload, read once
         ("bedrock:InvokeModelWithResponseStream", "model:*"),
         ("execute-api:ManageConnections", "frames:POST"),
     ],
@@ -140,8 +147,10 @@ def requests_for(d: policies.Deployment, action: str, target: str) -> list[tuple
         return [(d.github_secret_arn, {})]
     if kind == "frames":
         return [(d.arn("execute-api", f"{d.websocket_api_id}/{d.stage.name}/{name}/@connections/Ab1Cd2Ef3G="), {})]
+    if kind == "token":
+        return []  # authorised by the user's token: there is no resource to grant
     if kind == "model":
-        calls = []
+        calls: list[tuple[str, dict[str, str]]] = []
         for model in d.stage.allowed_models:
             prefix = profile_prefix(model)
             if prefix is None:
@@ -149,8 +158,8 @@ def requests_for(d: policies.Deployment, action: str, target: str) -> list[tuple
                 continue
             profile = d.arn("bedrock", f"inference-profile/{model}")
             calls.append((profile, {}))
-            for region in PROFILE_REGIONS[prefix]:
-                calls.append((d.arn("bedrock", f"foundation-model/{model.split('.', 1)[1]}", region=region,
+            for region in destination_regions(prefix, d.region):
+                calls.append((d.arn("bedrock", f"foundation-model/{foundation_id(model)}", region=region,
                                     account=""), {"bedrock:InferenceProfileArn": profile}))
         return calls
     raise AssertionError(f"unknown target {target}")
@@ -225,7 +234,13 @@ def test_each_listed_call_is_allowed(stage, function):
 def test_nothing_is_allowed_beyond_the_listed_calls(stage, function):
     document = policies.policy(deployment(stage), function)
     granted = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in _list(s["Action"])}
-    assert granted - BASELINE_ACTIONS == {action for action, _ in CALLS[function]}
+    assert granted - BASELINE_ACTIONS == {action for action, target in CALLS[function] if target != "token:access"}
+    assert not granted & set(policies.TOKEN_AUTHORIZED_ACTIONS)
+
+
+def test_token_authorized_calls_are_exactly_those_the_contract_names_so():
+    listed = {action for calls in CALLS.values() for action, target in calls if target == "token:access"}
+    assert listed == set(policies.TOKEN_AUTHORIZED_ACTIONS)
 
 
 @pytest.mark.parametrize("stage,function", STAGE_FUNCTIONS)
@@ -316,3 +331,67 @@ def test_context_objects_only_under_users_and_only_with_the_key_through_s3():
     assert allows(document, "s3:ListBucket", d.bucket_arn("context"), {})
     assert not allows(document, "s3:ListBucket", d.bucket_arn("ui"), {})
     assert not allows(document, "kms:Decrypt", d.context_key_arn)  # not directly, only via S3
+
+
+# Inference profiles of every geography (issue 13, section 7) -----------------------------------
+SONNET = "anthropic.claude-sonnet-4-20250514-v1:0"
+
+
+def profile_deployment(model: str, region: str) -> policies.Deployment:
+    stage = dataclasses.replace(STAGES["prod"], allowed_models=(model,), default_model=model)
+    return dataclasses.replace(deployment("prod"), stage=stage, region=region)
+
+
+def model_arn(d: policies.Deployment, region: str) -> str:
+    return d.arn("bedrock", f"foundation-model/{SONNET}", region=region, account="")
+
+
+# A destination each geography's profiles route to that a `us.`-only table got wrong, and a region outside it.
+@pytest.mark.parametrize("geography, source, inside, outside", [
+    ("eu", "eu-west-1", ["eu-north-1", "eu-south-2", "eu-central-2", "eu-west-2"], ["us-east-1", "ap-southeast-1"]),
+    ("apac", "ap-southeast-1", ["ap-northeast-3", "ap-south-2", "ap-southeast-4", "me-central-1"],
+     ["eu-west-1", "us-west-2"]),
+    ("jp", "ap-northeast-1", ["ap-northeast-1", "ap-northeast-3"], ["ap-northeast-2", "ap-southeast-1"]),
+    ("au", "ap-southeast-2", ["ap-southeast-2", "ap-southeast-4"], ["ap-southeast-1", "ap-northeast-1"]),
+    ("us", "us-east-1", ["us-east-1", "us-east-2", "us-west-1", "us-west-2"], ["eu-west-1", "ca-central-1"]),
+])
+def test_a_profile_reaches_its_model_in_each_destination_region_of_its_geography_only(geography, source, inside,
+                                                                                      outside):
+    d = profile_deployment(f"{geography}.{SONNET}", source)
+    document = policies.policy(d, "bedrock_worker")
+    action = "bedrock:InvokeModelWithResponseStream"
+    profile = d.arn("bedrock", f"inference-profile/{geography}.{SONNET}")
+    assert allows(document, action, profile)
+    through = {"bedrock:InferenceProfileArn": profile}
+    for region in inside:
+        assert allows(document, action, model_arn(d, region), through), region
+        assert not allows(document, action, model_arn(d, region)), region  # only through the profile
+    for region in outside:
+        assert not allows(document, action, model_arn(d, region), through), region
+    # Never the profile id as if it were a model id.
+    assert f"foundation-model/{geography}." not in json.dumps(document)
+
+
+def test_a_global_profile_reaches_its_model_on_the_region_less_arn_and_in_the_source_region():
+    d = profile_deployment(f"global.{SONNET}", "eu-west-1")
+    document = policies.policy(d, "bedrock_worker")
+    action = "bedrock:InvokeModelWithResponseStream"
+    profile = d.arn("bedrock", f"inference-profile/global.{SONNET}")
+    through = {"bedrock:InferenceProfileArn": profile}
+    assert allows(document, action, profile)
+    assert allows(document, action, f"arn:aws:bedrock:::foundation-model/{SONNET}", through)
+    assert allows(document, action, model_arn(d, "eu-west-1"), through)
+    assert not allows(document, action, f"arn:aws:bedrock:::foundation-model/{SONNET}")
+    assert not allows(document, action, model_arn(d, "us-east-1"), through)
+    assert "foundation-model/global." not in json.dumps(document)
+
+
+def test_the_geographies_are_the_model_tables_and_none_is_guessed():
+    # Every prefix the app's model table strips (chalicelib/models.py) is one the policies know, or refuse.
+    assert {f"{g}." for g in (*PROFILE_REGIONS, GLOBAL, *UNLISTED_GEOGRAPHIES)} == set(PROFILE_PREFIXES)
+    assert not set(PROFILE_REGIONS) & UNLISTED_GEOGRAPHIES
+    for prefix in PROFILE_PREFIXES:
+        assert profile_prefix(f"{prefix}{SONNET}") == prefix[:-1] and foundation_id(f"{prefix}{SONNET}") == SONNET
+    for geography in UNLISTED_GEOGRAPHIES:
+        with pytest.raises(ValueError, match="not recorded in PROFILE_REGIONS"):
+            policies.policy(profile_deployment(f"{geography}.{SONNET}", "ca-central-1"), "bedrock_worker")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
@@ -67,40 +68,64 @@ def test_context_bucket_is_private_tls_only_and_encrypted_with_a_rotating_custom
         "LifecycleConfiguration": {"Rules": Match.array_with([
             Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}, "Status": "Enabled"}),
             # Idle sessions' offloaded messages and context expire with the sessions (SESSION_TTL_DAYS + 2).
-            _expiry_rule(STAGES[stage].session_ttl_days + 2),
+            _rule(resources.SESSION_EXPIRY_RULE, STAGES[stage].session_ttl_days + 2),
+            # Users' own context files, CONTEXT_FILE_TTL_DAYS after their last write.
+            _rule(resources.CONTEXT_FILE_EXPIRY_RULE, STAGES[stage].context_file_ttl_days),
         ])},
     })
     _assert_tls_only(t)
     t.has_output(outputs.CONTEXT_KEY_ARN, {"Value": {"Fn::GetAtt": [key_id, "Arn"]}})
 
 
-def _expiry_rule(days: int):
-    return Match.object_like({"Id": "expire-idle-session-data", "ExpirationInDays": days, "Status": "Enabled",
-                              "TagFilters": [{"Key": "llm-ide-expiry", "Value": "session"}]})
+@pytest.mark.parametrize("stage", ALL_STAGES)
+def test_the_upload_bucket_is_private_encrypted_and_keeps_nothing_past_a_day(template, stage):
+    t = template(stage, "data")
+    key_id = next(iter(_resources(t, "AWS::KMS::Key")))
+    name = {"Fn::Join": ["", [resources.bucket("uploads").physical_name(stage, ""), {"Ref": "AWS::AccountId"}]]}
+    [(logical_id, bucket)] = [(k, v) for k, v in _resources(t, "AWS::S3::Bucket").items()
+                              if v["Properties"]["BucketName"] == name]
+    properties = bucket["Properties"]
+    customer_key = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]}}
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [{
+        "BucketKeyEnabled": True, "ServerSideEncryptionByDefault": customer_key}]
+    assert properties["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
+    # Every object, tagged or not: an upload that no chat used is gone a day after it was written.
+    assert rules["expire-objects"] == {"Id": "expire-objects", "ExpirationInDays": 1, "Status": "Enabled"}
+    assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    t.has_output(outputs.bucket_name("uploads"), {"Value": {"Ref": logical_id}})
 
 
-def test_a_stage_with_its_own_session_ttl_gets_a_matching_expiry_rule_and_app_setting(tmp_path):
-    """The bucket's rule and the app's SESSION_TTL_DAYS come from the one stage setting."""
+def _rule(rule: resources.ExpiryRule, days: int):
+    return Match.object_like({"Id": rule.id, "ExpirationInDays": days, "Status": "Enabled",
+                              "TagFilters": [{"Key": rule.tag_key, "Value": rule.tag_value}]})
+
+
+@pytest.mark.parametrize("rule, days, expiration", [
+    (resources.SESSION_EXPIRY_RULE, 7, 9),  # idle sessions' objects: SESSION_TTL_DAYS + 2
+    (resources.CONTEXT_FILE_EXPIRY_RULE, 14, 14),  # users' own files: CONTEXT_FILE_TTL_DAYS
+], ids=lambda value: getattr(value, "id", str(value)))
+def test_a_stage_with_its_own_expiry_gets_a_matching_rule_and_app_setting(tmp_path, rule, days, expiration):
+    """Each of the bucket's expiry rules and the app's setting of it come from one stage setting."""
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
     from infra.stacks.data import DataStack
 
-    stage = dataclasses.replace(STAGES["staging"], session_ttl_days=7)
+    overrides: dict[str, Any] = {rule.stage_field: days}
+    stage = dataclasses.replace(STAGES["staging"], **overrides)
     app = cdk.App(outdir=str(tmp_path))
     t = Template.from_stack(DataStack(app, "ttl-data", stage=stage))
     t.has_resource_properties("AWS::S3::Bucket", {"LifecycleConfiguration": {"Rules": Match.array_with([
-        _expiry_rule(9)])}})
+        _rule(rule, expiration)])}})
     sample = json.loads((Path(__file__).parent / "cdk-outputs.sample.json").read_text())
     env = sync_config.environment(stage, sync_config.stack_outputs(sample, "staging"))
-    assert env["SESSION_TTL_DAYS"] == "7"
-    assert load_settings({**env, "AWS_REGION": "us-east-1"}).session_ttl_days == 7
-
-
-def test_a_session_ttl_the_app_would_refuse_is_refused_by_the_stage():
-    for days in (0, 3651):
-        with pytest.raises(ValueError, match="session_ttl_days"):
-            dataclasses.replace(STAGES["dev"], session_ttl_days=days)
+    assert env[rule.days_setting] == str(days)
+    assert getattr(load_settings({**env, "AWS_REGION": "us-east-1"}), rule.stage_field) == days
+    for wrong in (0, 3651):  # what the app would refuse, the stage refuses first
+        with pytest.raises(ValueError, match=rule.stage_field):
+            dataclasses.replace(STAGES["dev"], **{**overrides, rule.stage_field: wrong})
 
 
 def _assert_tls_only(t) -> None:
@@ -198,15 +223,17 @@ def test_cloudfront_https_only_with_oac_waf_and_security_headers(synthesized, te
         "Origins": [Match.object_like({"OriginAccessControlId": Match.any_value(),
                                        "S3OriginConfig": {"OriginAccessIdentity": ""}})],
     })})
-    t.has_resource_properties("AWS::CloudFront::ResponseHeadersPolicy", {"ResponseHeadersPolicyConfig": Match.object_like({
+    headers_policy = Match.object_like({
         "SecurityHeadersConfig": Match.object_like({
-            "StrictTransportSecurity": Match.object_like({"AccessControlMaxAgeSec": 63072000, "IncludeSubdomains": True}),
+            "StrictTransportSecurity": Match.object_like({"AccessControlMaxAgeSec": 63072000,
+                                                          "IncludeSubdomains": True}),
             "ContentTypeOptions": {"Override": True},
             "FrameOptions": {"FrameOption": "DENY", "Override": True},
             # The very policy the local stack serves the page under (tests/e2e/test_web_browser.py).
             "ContentSecurityPolicy": Match.object_like({"ContentSecurityPolicy": content_security_policy(
                 AWS_CONNECT_SOURCES)}),
-        })})})
+        })})
+    t.has_resource_properties("AWS::CloudFront::ResponseHeadersPolicy", {"ResponseHeadersPolicyConfig": headers_policy})
     # The UI bucket: private, TLS only, readable by this distribution alone.
     t.has_resource_properties("AWS::S3::Bucket", {"PublicAccessBlockConfiguration": {
         "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}})

@@ -58,6 +58,7 @@ def test_prod_outputs_land_in_the_stage_config_and_the_policies(chalice_dir, out
     assert env["COGNITO_APP_CLIENT_IDS"] == data[outputs.USER_POOL_CLIENT_ID]
     assert env["COGNITO_ISSUER"] == data[outputs.ISSUER]
     assert env["CONTEXT_BUCKET"] == f"llm-ide-prod-context-{ACCOUNT}"
+    assert env["CHAT_UPLOAD_BUCKET"] == f"llm-ide-prod-uploads-{ACCOUNT}"
     # The bucket's own key, so the app writes SSE-KMS with it rather than SSE-S3.
     assert env["CONTEXT_KMS_KEY_ID"] == data[outputs.CONTEXT_KEY_ARN]
     assert env["CONTEXT_KMS_KEY_ID"].startswith(f"arn:aws:kms:us-east-1:{ACCOUNT}:key/")
@@ -188,10 +189,53 @@ def test_a_stages_model_overrides_reach_the_app_as_models(chalice_dir, outputs_f
     env = json.loads((chalice_dir / "config.json").read_text())["stages"]["staging"]["environment_variables"]
     assert json.loads(env["MODELS"]) == negotiated
     settings = load_settings({**env, "AWS_REGION": "us-east-1"})
-    assert settings.models.models[stage.allowed_models[0]].price.output == 12.5
+    price = settings.models.models[stage.allowed_models[0]].price
+    assert price is not None and price.output == 12.5
 
 
 def test_a_stage_whose_model_table_the_app_would_refuse_is_refused_at_once():
     stage = STAGES["dev"]
     with pytest.raises(ValueError, match="model_overrides"):
         dataclasses.replace(stage, allowed_models=(*stage.allowed_models, "acme.unknown-v1:0"))
+
+
+def test_the_management_api_endpoint_is_the_deployed_apis_never_a_custom_domains(chalice_dir, outputs_file):
+    """The app posts frames there (MANAGEMENT_API_ENDPOINT): with a custom domain mapped to the WebSocket
+    API, the event's domain name and stage do not name a Management API endpoint."""
+    deployed(chalice_dir, "prod", "k3x9q2w7ab")
+    assert run(chalice_dir, outputs_file, "prod") == 0
+    env = json.loads((chalice_dir / "config.json").read_text())["stages"]["prod"]["environment_variables"]
+    assert env["MANAGEMENT_API_ENDPOINT"] == "https://k3x9q2w7ab.execute-api.us-east-1.amazonaws.com/prod"
+    settings = load_settings({**env, "AWS_REGION": "us-east-1"})
+    assert settings.management_endpoint(api_id="k3x9q2w7ab", domain_name="ide.example.com", stage="prod") == \
+        env["MANAGEMENT_API_ENDPOINT"]
+    # A CI without .chalice/deployed/ passes the id; before the first deploy there is none (the app then
+    # derives it from each event's API id).
+    assert run(chalice_dir, outputs_file, "prod", "--websocket-api-id", "abcdef1234") == 0
+    env = json.loads((chalice_dir / "config.json").read_text())["stages"]["prod"]["environment_variables"]
+    assert env["MANAGEMENT_API_ENDPOINT"] == "https://abcdef1234.execute-api.us-east-1.amazonaws.com/prod"
+
+
+def test_no_management_api_endpoint_before_the_api_exists(chalice_dir, outputs_file):
+    assert run(chalice_dir, outputs_file, "dev") == 0
+    env = json.loads((chalice_dir / "config.json").read_text())["stages"]["dev"]["environment_variables"]
+    assert "MANAGEMENT_API_ENDPOINT" not in env
+
+
+@pytest.mark.parametrize("models, region, usable", [
+    (("global.anthropic.claude-sonnet-4-20250514-v1:0",), "eu-west-1", True),
+    (("eu.anthropic.claude-sonnet-4-20250514-v1:0",), "eu-north-1", True),
+    (("jp.anthropic.claude-sonnet-4-20250514-v1:0",), "ap-northeast-3", True),
+    (("au.anthropic.claude-sonnet-4-20250514-v1:0",), "ap-southeast-4", True),
+    (("apac.anthropic.claude-sonnet-4-20250514-v1:0",), "ap-northeast-1", True),
+    (("jp.anthropic.claude-sonnet-4-20250514-v1:0",), "eu-west-1", False),
+    (("au.anthropic.claude-sonnet-4-20250514-v1:0",), "ap-northeast-1", False),
+])
+def test_each_geographys_profiles_are_usable_from_its_own_regions_only(chalice_dir, outputs_file, monkeypatch,
+                                                                        capsys, models, region, usable):
+    monkeypatch.setitem(STAGES, "dev", dataclasses.replace(STAGES["dev"], allowed_models=models,
+                                                           default_model=models[0]))
+    outputs_file.write_text(outputs_file.read_text().replace("us-east-1", region))
+    assert run(chalice_dir, outputs_file, "dev") == (0 if usable else 1)
+    if not usable:
+        assert f"unusable from {region}" in capsys.readouterr().err

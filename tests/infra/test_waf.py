@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -55,8 +56,8 @@ def test_the_dashboard_plots_the_rest_apis_blocks_by_rule(template, stage):
     [[line]] = waf["metrics"]
     # A REGIONAL web ACL's metrics have a Region dimension besides WebACL and Rule, in the stage's region.
     assert line["expression"] == (
-        f"SEARCH('{{AWS/WAFV2,Region,Rule,WebACL}} MetricName=\"BlockedRequests\" WebACL=\"{api_web_acl_name(stage)}\"', "
-        "'Sum', 300)")
+        "SEARCH('{AWS/WAFV2,Region,Rule,WebACL} MetricName=\"BlockedRequests\" "
+        f"WebACL=\"{api_web_acl_name(stage)}\"', 'Sum', 300)")
     assert waf["region"] == "ref" and "region" not in line  # the monitoring stack's own region (AWS::Region)
     web_page = widgets["WAF blocked requests by rule (web page)"]
     assert web_page["region"] == "us-east-1"
@@ -64,6 +65,8 @@ def test_the_dashboard_plots_the_rest_apis_blocks_by_rule(template, stage):
 
 @pytest.mark.parametrize("setting", ["waf_requests_per_5min_per_ip", "api_waf_requests_per_5min_per_ip"])
 def test_a_rate_limit_waf_would_refuse_is_refused_by_the_stage(setting):
+    too_low: dict[str, Any] = {setting: 9}
+    lowest: dict[str, Any] = {setting: 10}
     with pytest.raises(ValueError, match=setting):
-        dataclasses.replace(STAGES["dev"], **{setting: 9})
-    assert getattr(dataclasses.replace(STAGES["dev"], **{setting: 10}), setting) == 10
+        dataclasses.replace(STAGES["dev"], **too_low)
+    assert getattr(dataclasses.replace(STAGES["dev"], **lowest), setting) == 10

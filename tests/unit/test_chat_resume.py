@@ -1,6 +1,6 @@
-"""Resuming a stream, inside the worker: the DeltaStream's moves (the ack first, the result, the replay
-from memory, the live rest on one thread) and the worker following the record's resume requests,
-including a resume that races the worker's next post and one that comes as the chat ends."""
+"""Resuming a stream, in the DeltaStream: the ack first, a move's result, the replay from memory and the
+live rest on one thread, including a move that races the next post, and random drops and resumes.
+How the worker follows the chat's record: tests/unit/test_chat_worker.py."""
 from __future__ import annotations
 
 import random
@@ -9,53 +9,11 @@ import time
 
 import pytest
 
-from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
-from chalicelib.chat.requests import ResumeRequest, Usage
 from chalicelib.chat.streaming import DeltaStream, Move
-from chalicelib.errors import ConnectionGone
-from tests.fakes import RecordingSender
-from tests.unit.test_chat_worker import JOB, FakeBedrock, FakeFrameLog, FakeRequests, make_worker
-from tests.unit.test_chat_worker import settings_env  # noqa: F401 (the worker's tracing reads the settings)
+from tests.fakes import Network
 
 ACK = {"type": "ack", "id": "r1"}
 DONE = {"type": "done", "id": "r1", "stopReason": "end_turn"}
-
-
-class Network(RecordingSender):
-    """Connections a test can drop; every post is recorded with the connection it reached, in order.
-
-    `hold` makes the next post to a connection wait until released: the test can act while it is in
-    flight. A post to a dropped connection raises ConnectionGone, as the Management API answers 410.
-    """
-
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__()
-        self.delay = delay
-        self.lock = threading.Condition()
-        self.held: threading.Event | None = None
-        self.in_flight = threading.Event()
-
-    def send(self, connection_id, frame):
-        held = self.held
-        if held is not None:
-            self.held = None
-            self.in_flight.set()
-            held.wait(5)
-        if self.delay:
-            time.sleep(self.delay)
-        with self.lock:
-            super().send(connection_id, frame)
-            self.lock.notify_all()
-
-    def drop(self, connection_id):
-        with self.lock:
-            self.gone.add(connection_id)
-
-    def wait_for(self, connection_id, predicate, timeout=5.0):
-        with self.lock:
-            assert self.lock.wait_for(lambda: predicate(self.frames.get(connection_id, [])), timeout), \
-                self.frames.get(connection_id)
-            return list(self.frames[connection_id])
 
 
 def stream_frames(frames):
@@ -124,7 +82,7 @@ def test_a_move_after_a_drop_answers_then_replays_after_the_seq_the_client_had_t
     assert first == {"type": "result", "id": "res-1", "data": {"requestId": "a" * 32, "status": "running",
                                                                "lastSeq": first["data"]["lastSeq"]}}
     assert first["data"]["lastSeq"] >= 3
-    assert [f["seq"] for f in stream_frames(rest)][0] == 3 and rest[-1] == DONE
+    assert stream_frames(rest)[0]["seq"] == 3 and rest[-1] == DONE
     assert_whole(resumed_view(network, [("c1", -1), ("c2", seen)]), "abcdef")
     assert stream.moves == 1 and not stream.gone.is_set()
 
@@ -231,7 +189,13 @@ def test_random_drops_and_resumes_give_the_client_the_whole_reply_once(seed):
     stream = make(network, flush_bytes=8, flush_ms=2)
     pieces = [f"{i}é " for i in range(200)]
     plan, current = [("c1", -1)], "c1"
-    writer = threading.Thread(target=lambda: [stream.write(p) or time.sleep(0.001) for p in pieces])
+
+    def write() -> None:
+        for piece in pieces:
+            stream.write(piece)
+            time.sleep(0.001)
+
+    writer = threading.Thread(target=write)
     writer.start()
     for n in range(rng.randint(2, 4)):
         time.sleep(rng.uniform(0.01, 0.08))
@@ -248,77 +212,3 @@ def test_random_drops_and_resumes_give_the_client_the_whole_reply_once(seed):
     view = resumed_view(network, plan)
     assert_whole(view, "".join(pieces))
     assert network.frames[current][-1] == DONE
-
-
-# --- the worker follows the record ----------------------------------------------------------------------
-
-def resume_request(count, connection_id, after_seq, resume_id="res-1"):
-    return ResumeRequest(count=count, connection_id=connection_id, endpoint="http://x", after_seq=after_seq,
-                         resume_id=resume_id)
-
-
-def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
-    network, requests = Network(), FakeRequests()
-    bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn"),
-                                                                     Metadata(Usage(3, 60))], delay=0.01)
-    worker = make_worker(bedrock, requests=requests, sender=network)
-    thread = threading.Thread(target=worker.run, args=(JOB,))
-    thread.start()
-    frames = network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
-    network.drop("conn")
-    seen = last_seq(frames)
-    requests.resume = resume_request(1, "conn-2", seen)
-    thread.join(10)
-    result, *rest = network.frames["conn-2"]
-    assert result["type"] == "result" and result["data"]["status"] == "running"
-    assert rest[-1]["type"] == "done" and rest[-1]["usage"]["outputTokens"] == 60
-    assert_whole(resumed_view(network, [("conn", -1), ("conn-2", seen)]), "".join(f"{i} " for i in range(60)))
-    assert requests.finished["status"] == "done"
-
-
-def test_a_resume_the_worker_learns_only_from_its_record_of_the_end_is_still_answered_by_it():
-    class ResumedAtTheEnd(FakeRequests):
-        def finish(self, request_id, **outcome):
-            self.resume = resume_request(1, "conn-2", -1)  # written just before the worker's last write
-            return super().finish(request_id, **outcome)
-
-    network, requests = Network(), ResumedAtTheEnd()
-    network.drop("conn")
-    make_worker(FakeBedrock([TextDelta("all of it"), MessageStop("end_turn")]), requests=requests,
-                sender=network).run(JOB)
-    result, delta, done = network.frames["conn-2"]
-    assert result["data"] == {"requestId": "r" * 32, "status": "done", "lastSeq": 0}
-    assert delta["text"] == "all of it" and done["type"] == "done"
-
-
-def test_a_resume_already_followed_is_not_answered_twice():
-    network, requests = Network(), FakeRequests()
-    bedrock = FakeBedrock([TextDelta("x")] * 40 + [MessageStop("end_turn")], delay=0.01)
-    worker = make_worker(bedrock, requests=requests, sender=network)
-    thread = threading.Thread(target=worker.run, args=(JOB,))
-    thread.start()
-    network.wait_for("conn", lambda f: len(stream_frames(f)) >= 1)
-    requests.resume = resume_request(1, "conn-2", -1)
-    thread.join(10)
-    assert [f["type"] for f in network.frames["conn-2"]].count("result") == 1  # polled many times, followed once
-
-
-def test_frames_that_could_not_be_kept_leave_the_chat_served_but_not_replayable():
-    network, requests = Network(), FakeRequests()
-    make_worker(FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]), requests=requests, sender=network,
-                frame_log=FakeFrameLog(fail=True)).run(JOB)
-    assert network.frames["conn"][-1]["type"] == "done"
-    assert requests.finished["frame_parts"] is None and requests.finished["last_seq"] == 0
-
-
-def test_a_connection_gone_on_the_final_frame_leaves_it_to_a_replay():
-    class GoneAtTheEnd(Network):
-        def send(self, connection_id, frame):
-            if frame["type"] == "done":
-                raise ConnectionGone(connection_id)
-            super().send(connection_id, frame)
-
-    network, requests = GoneAtTheEnd(), FakeRequests()
-    outcome = make_worker(FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]), requests=requests,
-                          sender=network).run(JOB)
-    assert outcome.status == "done" and requests.finished["final_frame"]["type"] == "done"

@@ -4,21 +4,23 @@ the session's exchange and the metrics for every outcome. Resumes: tests/unit/te
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
+from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta, ToolUse
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
-from chalicelib.chat.requests import Usage, Watch
+from chalicelib.chat.requests import ResumeRequest, Usage, Watch
 from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
-from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
+from chalicelib.errors import ConnectionGone, NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
-from tests.fakes import RecordingSender
+from tests.fakes import FakeMetrics, Network, RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})
 NOW = time.time()  # the windows of the snapshot are the current ones
@@ -49,11 +51,12 @@ class FakeBudget:
         self.settled: list[tuple] = []
         self.fail = fail
 
-    def settle(self, reservation, actual_input, actual_output, model):
+    def settle(self, reservation, actual_input, actual_output, model, *, cache_read=0, cache_write=0):
         self.settled.append((reservation.request_id, actual_input, actual_output, model))
+        self.cache = (cache_read, cache_write)
         if self.fail:
             raise RuntimeError("DynamoDB is down")
-        delta = actual_input + actual_output - reservation.reserved
+        delta = actual_input + actual_output + cache_read + cache_write - reservation.reserved
         return Settlement(input_tokens=actual_input, output_tokens=actual_output, already_settled=False,
                           limits=reservation.limits.with_tokens_changed(delta))
 
@@ -75,24 +78,13 @@ class FakeSessions:
         self.appended.append((user_sub, session_id, request_id, prompt, reply, cancelled))
 
 
-class FakeMetrics:
-    def __init__(self) -> None:
-        self.emitted: list[tuple] = []
-
-    def emit(self, metric, value, *, dimensions=None):
-        self.emitted.append((metric.name, value, dict(dimensions or {})))
-
-    def names(self):
-        return [name for name, _, _ in self.emitted]
-
-
 class FakeRequests:
     def __init__(self) -> None:
         self.polls: list[float] = []
         self.cancel = threading.Event()
         self.statuses: list[str] = []
-        self.finished: dict | None = None
-        self.resume = None  # the latest ResumeRequest, as request_resume writes it
+        self.finished: Any = None  # the keyword arguments of the last finish()
+        self.resume: Any = None  # the latest ResumeRequest, as request_resume writes it
 
     def claim(self, request_id, now=None):
         self.statuses.append("streaming")
@@ -145,18 +137,24 @@ class FakeBedrock:
 def make_worker(bedrock, *, requests=None, sender=None, budget=None, sessions=None, metrics=None, frame_log=None,
                 wall_clock=time.time, **settings):
     stream = dataclasses.replace(SETTINGS, **settings)
-    return ChatWorker(requests=requests or FakeRequests(), bedrock=bedrock,
+    # The fakes stand in for the worker's collaborators by duck typing.
+    fakes: dict[str, Any] = {"budget": budget or FakeBudget(), "sessions": sessions or FakeSessions(),
+                             "context": None, "metrics": metrics or FakeMetrics(),
+                             "frames": frame_log or FakeFrameLog(), "requests": requests or FakeRequests()}
+    return ChatWorker(bedrock=bedrock,
                       sender_for=lambda endpoint: sender or RecordingSender(), flush_bytes=stream.stream_flush_bytes,
-                      flush_ms=stream.stream_flush_ms, budget=budget or FakeBudget(),
-                      sessions=sessions or FakeSessions(), context=None, frames=frame_log or FakeFrameLog(),
-                      replay_seconds=stream.chat_replay_seconds, metrics=metrics or FakeMetrics(),
-                      wall_clock=wall_clock)
+                      flush_ms=stream.stream_flush_ms, replay_seconds=stream.chat_replay_seconds,
+                      wall_clock=wall_clock, **fakes)
 
 
 def run(bedrock, *, requests=None, sender=None, remaining_ms=None, job=JOB, **options):
+    """(outcome, requests, the frames after the ack): the ack, when anything was posted, came first."""
     requests, sender = requests or FakeRequests(), sender or RecordingSender()
     outcome = make_worker(bedrock, requests=requests, sender=sender, **options).run(job, remaining_ms=remaining_ms)
-    return outcome, requests, sender.frames.get("conn", [])
+    frames = sender.frames.get("conn", [])
+    if frames:
+        assert frames[0]["type"] == "ack" and frames[0]["requestId"] == job.request_id, frames[0]
+    return outcome, requests, frames[1:]
 
 
 def texts(frames):
@@ -166,12 +164,14 @@ def texts(frames):
 def test_a_reply_streams_and_ends_with_done_and_the_models_usage():
     events = [TextDelta(t) for t in ("hel", "lo ", "wor", "ld")] + [MessageStop("end_turn"),
                                                                      Metadata(Usage(3, 4))]
-    outcome, requests, frames = run(FakeBedrock(events))
-    assert frames[0] == {"type": "ack", "id": "chat-1", "requestId": "r" * 32, "sessionId": None, "model": "m",
-                         "maxTokens": 100, "limits": SNAPSHOT.to_wire()}
+    sender = RecordingSender()
+    _outcome, requests, frames = run(FakeBedrock(events), sender=sender)
+    assert sender.frames["conn"][0] == {"type": "ack", "id": "chat-1", "requestId": "r" * 32, "sessionId": None,
+                                        "model": "m", "maxTokens": 100, "limits": SNAPSHOT.to_wire()}
     assert texts(frames) == "hello world"
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
-    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
+                                   "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert requests.statuses == ["streaming"]
     assert requests.finished["status"] == "done" and requests.finished["usage"] == Usage(3, 4)
 
@@ -183,7 +183,7 @@ def test_the_cancel_flag_is_polled_on_a_timer_not_per_delta():
     elapsed = time.monotonic() - started
     assert outcome.status == "done" and texts(frames) == "x" * 300
     assert len(requests.polls) <= elapsed / 0.2 + 1  # not 300
-    gaps = [b - a for a, b in zip(requests.polls, requests.polls[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(requests.polls)]
     assert all(gap >= 0.19 for gap in gaps)
 
 
@@ -209,7 +209,7 @@ def test_cancel_is_seen_within_250_ms_even_while_the_model_is_silent():
 
 def test_an_upstream_error_after_text_follows_the_deltas_and_usage_is_estimated():
     bedrock = FakeBedrock([TextDelta("abcd"), TextDelta("efgh")], error=UpstreamError("the model failed"))
-    outcome, requests, frames = run(bedrock)
+    _outcome, requests, frames = run(bedrock)
     assert texts(frames) == "abcdefgh"
     assert frames[-1] == {"type": "error", "id": "chat-1", "error": {"code": "UPSTREAM_ERROR",
                                                                     "message": "the model failed"}}
@@ -237,7 +237,7 @@ def test_a_post_that_fails_otherwise_stops_the_model_and_the_client_gets_an_erro
 
     bedrock = FakeBedrock([TextDelta("x")] * 100, delay=0.01)
     outcome, requests, frames = run(bedrock, sender=ThrottledOnce(), stream_flush_bytes=1)
-    assert [f["type"] for f in frames] == ["ack", "error"]
+    assert [f["type"] for f in frames] == ["error"]
     assert frames[-1]["error"] == {"code": "INTERNAL", "message": "the reply could not be delivered"}
     assert outcome.status == "error" and requests.finished["error_code"] == "INTERNAL"
     assert bedrock.closed.wait(1)  # the model is no longer read
@@ -301,14 +301,16 @@ class Exploding:
 
 def test_a_finished_chat_settles_the_models_usage_and_done_carries_the_settled_limits():
     budget, metrics = FakeBudget(), FakeMetrics()
-    events = [TextDelta("hello")] + [MessageStop("end_turn"), Metadata(Usage(3, 4))]
-    outcome, requests, frames = run(FakeBedrock(events), budget=budget, metrics=metrics)
+    events = [TextDelta("hello"), MessageStop("end_turn"), Metadata(Usage(3, 4))]
+    _outcome, _requests, frames = run(FakeBedrock(events), budget=budget, metrics=metrics)
     assert budget.settled == [("r" * 32, 3, 4, "m")]
     # Reserved 103, used 7: the done frame's remaining gives back the difference.
-    assert frames[-1]["limits"]["tokens"] == {"limit": 10000, "remaining": 10000 - 7, "resetAt": SNAPSHOT.hour_start + 3600}
-    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7}
+    assert frames[-1]["limits"]["tokens"] == {"limit": 10000, "remaining": 10000 - 7,
+                                              "resetAt": SNAPSHOT.hour_start + 3600}
+    assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
+                                   "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent"} <= set(metrics.names())
-    assert ("FramesSent", len(frames), {"action": "chat.send"}) in metrics.emitted
+    assert ("FramesSent", 1 + len(frames), {"action": "chat.send"}) in metrics.emitted  # the ack, the deltas, done
     assert ("OutputTokens", 4, {"model": "m"}) in metrics.emitted
 
 
@@ -349,7 +351,7 @@ def test_cancel_timeout_and_disconnect_settle_the_text_produced():
 def test_a_failed_settlement_still_ends_the_chat_with_done():
     budget = FakeBudget(fail=True)
     # The clock stays in the snapshot's hour, so the assertion holds when the suite crosses an hour.
-    outcome, requests, frames = run(FakeBedrock([TextDelta("hi"), Metadata(Usage(1, 1))]), budget=budget,
+    _outcome, requests, frames = run(FakeBedrock([TextDelta("hi"), Metadata(Usage(1, 1))]), budget=budget,
                                     wall_clock=lambda: NOW)
     assert frames[-1]["type"] == "done" and frames[-1]["usage"]["totalTokens"] == 2
     assert frames[-1]["limits"]["tokens"]["remaining"] == 10000 - 103  # the reservation stays counted
@@ -389,7 +391,7 @@ def test_which_exchanges_are_appended(case):
         bedrock = FakeBedrock([], error=UpstreamError("x"))
     else:
         bedrock = FakeBedrock([TextDelta("all"), MessageStop("end_turn")])
-    outcome, _, frames = run(bedrock, sessions=sessions, requests=requests, job=SESSION_JOB)
+    _outcome, _, frames = run(bedrock, sessions=sessions, requests=requests, job=SESSION_JOB)
     if case == "error before text" or case == "session deleted":
         assert sessions.appended == []
         assert frames[-1]["type"] == ("error" if case == "error before text" else "done")
@@ -405,8 +407,8 @@ def test_a_session_deleted_before_the_worker_loads_it_is_not_found_and_settles_z
 
     budget, bedrock = FakeBudget(), FakeBedrock([TextDelta("never")])
     job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
-    outcome, requests, frames = run(bedrock, sessions=Deleted(), budget=budget, job=job)
-    assert frames[1:] == [{"type": "error", "id": "chat-1", "error": {"code": "NOT_FOUND", "message": "no such session"}}]
+    _outcome, _requests, frames = run(bedrock, sessions=Deleted(), budget=budget, job=job)
+    assert frames == [{"type": "error", "id": "chat-1", "error": {"code": "NOT_FOUND", "message": "no such session"}}]
     assert budget.settled == [("r" * 32, 0, 0, "m")] and not hasattr(bedrock, "request")
 
 
@@ -430,8 +432,8 @@ class Throttling:
     def stream(self, request, on_throttled=None):
         on_throttled()
         on_throttled()
+        yield from ()  # a generator, as the real stream is
         raise UpstreamThrottled("the model is busy", retry_after=5)
-        yield  # a generator, as the real stream is
 
 
 @pytest.mark.parametrize("name, bedrock, sessions, code, server_side", [
@@ -448,7 +450,7 @@ def test_a_chat_ended_by_an_error_counts_in_errors_by_code(name, bedrock, sessio
 
     metrics = FakeMetrics()
     job = dataclasses.replace(SESSION_JOB, plan=InputPlan(history_tokens=10, context_tokens=0, estimated_input=13))
-    outcome, _, frames = run(bedrock, metrics=metrics, job=job if sessions else JOB,
+    _outcome, _, frames = run(bedrock, metrics=metrics, job=job if sessions else JOB,
                              sessions=Deleted() if sessions else None)
     assert frames[-1]["type"] == ("error" if code else "done")
     assert [(v, d) for n, v, d in metrics.emitted if n == "Errors"] == ([(1, {"code": code})] if code else [])
@@ -469,7 +471,8 @@ def worker_log_lines(**run_options) -> list[dict]:
     from chalicelib.observability import configure_logging
 
     configure_logging("INFO", "json")
-    handler = next(h for h in logging.getLogger("chalicelib").handlers if getattr(h, "llm_ide", False))
+    handler = next(h for h in logging.getLogger("chalicelib").handlers
+                   if isinstance(h, logging.StreamHandler) and getattr(h, "llm_ide", False))
     stream = io.StringIO()
     previous = handler.setStream(stream)
     try:
@@ -495,6 +498,7 @@ def test_every_worker_line_carries_the_chats_context_and_the_last_its_outcome_an
 ])
 def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome):
     sender = RecordingSender()
+    bedrock: FakeBedrock | Exploding
     if case == "the client left":
         sender.gone.add("conn")
         bedrock = FakeBedrock([TextDelta("x")] * 20, delay=0.01)
@@ -505,3 +509,127 @@ def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome
     assert {k: line[k] for k in CONTEXT} == CONTEXT
     [finished] = [line for line in lines if line["message"] == "chat finished"]
     assert finished["outcome"] == outcome
+
+
+# --- tool calls, cache usage, a body from an upload ------------------------------------
+
+
+def test_tool_calls_stream_as_tool_use_frames_in_seq_with_the_deltas_and_usage_counts_the_cache():
+    call = ToolUse("tooluse_1", "read_file", {"path": "a.py"})
+    events = [TextDelta("Let me "), TextDelta("look."), call, MessageStop("tool_use"),
+              Metadata(Usage(5, 9, cache_read_input_tokens=2000, cache_write_input_tokens=30))]
+    budget = FakeBudget()
+    _outcome, requests, frames = run(FakeBedrock(events), budget=budget, stream_flush_ms=5000)
+    *streamed, done = frames
+    *deltas, tool_use = streamed  # the tool call flushed the text held before it (a 5 s interval)
+    assert {f["type"] for f in deltas} == {"delta"} and texts(deltas) == "Let me look."
+    assert [f["seq"] for f in streamed] == list(range(len(streamed)))
+    assert tool_use == {"type": "toolUse", "id": "chat-1", "seq": len(deltas), "toolUseId": "tooluse_1",
+                        "name": "read_file", "input": {"path": "a.py"}}
+    assert done["stopReason"] == "tool_use"
+    assert done["usage"] == {"inputTokens": 5, "outputTokens": 9, "totalTokens": 2044,
+                             "cacheReadInputTokens": 2000, "cacheWriteInputTokens": 30}
+    assert budget.cache == (2000, 30) and requests.finished["usage"].cache_read_input_tokens == 2000
+
+
+def test_a_tool_call_too_large_for_a_frame_ends_the_chat_with_payload_too_large():
+    huge = ToolUse("tooluse_1", "write_file", {"content": "x" * 140_000})
+    _outcome, _requests, frames = run(FakeBedrock([TextDelta("ok "), huge, MessageStop("tool_use")]))
+    assert frames[-1]["type"] == "error" and frames[-1]["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert "write_file" in frames[-1]["error"]["message"]
+    assert [f["type"] for f in frames[:-1]] == ["delta"]
+
+
+def test_a_stream_broken_after_a_tool_call_counts_its_input_as_served():
+    call = ToolUse("tooluse_1", "write_file", {"content": "y" * 400})
+    budget = FakeBudget()
+    _outcome, _requests, frames = run(FakeBedrock([call], error=UpstreamError("the model failed")), budget=budget)
+    assert frames[-1]["error"]["code"] == "UPSTREAM_ERROR"
+    assert budget.settled[0][2] >= 100  # the call's 400 bytes of input were handed out
+
+
+def stream_frames(frames):
+    return [f for f in frames if f["type"] in ("delta", "toolUse")]
+
+
+def resumed_text(network, plan):
+    """What a client kept: on each connection of `plan` [(connection, after_seq)], the stream frames after it;
+    asserted in order, without gap or repeat."""
+    frames = [f for connection, after in plan for f in stream_frames(network.frames.get(connection, []))
+              if f["seq"] > after]
+    assert [f["seq"] for f in frames] == list(range(len(frames)))
+    return "".join(f["text"] for f in frames)
+
+
+# --- resumes: the worker follows the record ----------------------------------------------------------------------
+
+def resume_request(count, connection_id, after_seq, resume_id="res-1"):
+    return ResumeRequest(count=count, connection_id=connection_id, endpoint="http://x", after_seq=after_seq,
+                         resume_id=resume_id)
+
+
+def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
+    network, requests = Network(), FakeRequests()
+    bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn"),
+                                                                     Metadata(Usage(3, 60))], delay=0.01)
+    worker = make_worker(bedrock, requests=requests, sender=network)
+    thread = threading.Thread(target=worker.run, args=(JOB,))
+    thread.start()
+    frames = network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
+    network.drop("conn")
+    seen = stream_frames(frames)[-1]["seq"]
+    requests.resume = resume_request(1, "conn-2", seen)
+    thread.join(10)
+    result, *rest = network.frames["conn-2"]
+    assert result["type"] == "result" and result["data"]["status"] == "running"
+    assert rest[-1]["type"] == "done" and rest[-1]["usage"]["outputTokens"] == 60
+    assert resumed_text(network, [("conn", -1), ("conn-2", seen)]) == "".join(f"{i} " for i in range(60))
+    assert requests.finished["status"] == "done"
+
+
+def test_a_resume_the_worker_learns_only_from_its_record_of_the_end_is_still_answered_by_it():
+    class ResumedAtTheEnd(FakeRequests):
+        def finish(self, request_id, **outcome):
+            self.resume = resume_request(1, "conn-2", -1)  # written just before the worker's last write
+            return super().finish(request_id, **outcome)
+
+    network, requests = Network(), ResumedAtTheEnd()
+    network.drop("conn")
+    make_worker(FakeBedrock([TextDelta("all of it"), MessageStop("end_turn")]), requests=requests,
+                sender=network).run(JOB)
+    result, delta, done = network.frames["conn-2"]
+    assert result["data"] == {"requestId": "r" * 32, "status": "done", "lastSeq": 0}
+    assert delta["text"] == "all of it" and done["type"] == "done"
+
+
+def test_a_resume_already_followed_is_not_answered_twice():
+    network, requests = Network(), FakeRequests()
+    bedrock = FakeBedrock([TextDelta("x")] * 40 + [MessageStop("end_turn")], delay=0.01)
+    worker = make_worker(bedrock, requests=requests, sender=network)
+    thread = threading.Thread(target=worker.run, args=(JOB,))
+    thread.start()
+    network.wait_for("conn", lambda f: len(stream_frames(f)) >= 1)
+    requests.resume = resume_request(1, "conn-2", -1)
+    thread.join(10)
+    assert [f["type"] for f in network.frames["conn-2"]].count("result") == 1  # polled many times, followed once
+
+
+def test_frames_that_could_not_be_kept_leave_the_chat_served_but_not_replayable():
+    network, requests = Network(), FakeRequests()
+    make_worker(FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]), requests=requests, sender=network,
+                frame_log=FakeFrameLog(fail=True)).run(JOB)
+    assert network.frames["conn"][-1]["type"] == "done"
+    assert requests.finished["frame_parts"] is None and requests.finished["last_seq"] == 0
+
+
+def test_a_connection_gone_on_the_final_frame_leaves_it_to_a_replay():
+    class GoneAtTheEnd(Network):
+        def send(self, connection_id, frame):
+            if frame["type"] == "done":
+                raise ConnectionGone(connection_id)
+            super().send(connection_id, frame)
+
+    network, requests = GoneAtTheEnd(), FakeRequests()
+    outcome = make_worker(FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]), requests=requests,
+                          sender=network).run(JOB)
+    assert outcome.status == "done" and requests.finished["final_frame"]["type"] == "done"

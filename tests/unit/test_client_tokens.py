@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import stat
+from typing import Any
 
 from client.auth import Tokens, TokenStore
 
@@ -11,11 +12,17 @@ def tokens(username: str) -> Tokens:
                   expires_at=2_000_000_000)
 
 
+def loaded(store: TokenStore, *args: Any) -> Tokens:
+    found = store.load(*args)
+    assert found is not None, "no tokens saved under that name"
+    return found
+
+
 def test_a_sign_in_is_found_by_either_name_it_was_saved_under(tmp_path):
     store = TokenStore(tmp_path / "tokens.json")
     store.save(["wss://api.example/prod", "client-1"], tokens("alice"))  # `login --url ... --client-id client-1`
-    assert store.load([None, "client-1"]).username == "alice"
-    assert store.load(["wss://api.example/prod", None]).username == "alice"
+    assert loaded(store, [None, "client-1"]).username == "alice"
+    assert loaded(store, ["wss://api.example/prod", None]).username == "alice"
     assert stat.S_IMODE((tmp_path / "tokens.json").stat().st_mode) == 0o600
 
 
@@ -24,9 +31,9 @@ def test_each_api_keeps_its_own_users_and_a_token_goes_to_no_other(tmp_path):
     store.save(["ws://local/a", "client-a"], tokens("alice"))
     store.save(["ws://local/a", "client-a"], tokens("bob"))
     store.save(["wss://other/prod", "client-b"], tokens("carol"))
-    assert store.load(["ws://local/a"]).username == "bob"  # the current user of that API
-    assert store.load(["ws://local/a"], "alice").access_token == "a-alice"
-    assert store.load(["wss://other/prod"]).username == "carol"
+    assert loaded(store, ["ws://local/a"]).username == "bob"  # the current user of that API
+    assert loaded(store, ["ws://local/a"], "alice").access_token == "a-alice"
+    assert loaded(store, ["wss://other/prod"]).username == "carol"
     assert store.load(["wss://unknown"]) is None  # never "the latest" token to a server it was not for
     assert store.load(["ws://local/a"], "dave") is None
     assert TokenStore(tmp_path / "none.json").load(["ws://local/a"]) is None
@@ -49,8 +56,9 @@ def test_signed_in_renews_before_expiry_and_keeps_the_refresh_token(tmp_path):
     account = SignedIn(store, ["ws://a"], UserPool("client", "us-east-1"), renew=renew)
     assert account.tokens().access_token == "new"  # 30 s left of an hour: renewed
     assert account.tokens().access_token == "new" and renewed == ["old"]  # then fresh: not again
-    assert store.load(["ws://a"]).refresh_token == "refresh"
-    assert account.forget().username == "alice" and store.load(["ws://a"]) is None
+    assert loaded(store, ["ws://a"]).refresh_token == "refresh"
+    forgotten = account.forget()
+    assert forgotten is not None and forgotten.username == "alice" and store.load(["ws://a"]) is None
     try:
         account.tokens()
     except NotSignedIn as exc:

@@ -31,12 +31,18 @@ def test_session_and_context_defaults():
     assert settings.session_ttl_days == DEFAULT_SESSION_TTL_DAYS
 
 
-def test_management_endpoint_from_event_unless_overridden():
-    settings = load_settings(BASE)
-    assert settings.management_endpoint("abc.execute-api.eu-west-1.amazonaws.com", "prod") == \
-        "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+def test_management_endpoint_from_the_setting_else_the_events_api_never_a_custom_domain():
+    settings = load_settings({**BASE, "AWS_REGION": "eu-west-1"})
+    # A custom domain mapped to the API: the event's domain name is no Management API endpoint.
+    assert settings.management_endpoint(api_id="abc123", domain_name="ide.example.com", stage="prod") == \
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
+    assert settings.management_endpoint(api_id=None, domain_name="abc.execute-api.eu-west-1.amazonaws.com",
+                                        stage="prod") == "https://abc.execute-api.eu-west-1.amazonaws.com/prod"
+    deployed = load_settings({**BASE, "MANAGEMENT_API_ENDPOINT": "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/"})
+    assert deployed.management_endpoint(api_id="other", domain_name="ide.example.com", stage="ws") == \
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"
     local = load_settings({**BASE, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": "http://127.0.0.1:8000/local"})
-    assert local.management_endpoint("ignored", "prod") == "http://127.0.0.1:8000/local"
+    assert local.management_endpoint(api_id="x", domain_name="ignored", stage="prod") == "http://127.0.0.1:8000/local"
 
 
 @pytest.mark.parametrize("env, variable", [
@@ -57,6 +63,15 @@ def test_management_endpoint_from_event_unless_overridden():
     ({**BASE, "CONTEXT_BUCKET": "Bad_Bucket"}, "CONTEXT_BUCKET"),
     ({**BASE, "CONTEXT_KMS_KEY_ID": "not a key"}, "CONTEXT_KMS_KEY_ID"),
     ({**BASE, "HISTORY_TOKEN_LIMIT": "many"}, "HISTORY_TOKEN_LIMIT"),
+    ({**BASE, "CONTEXT_QUOTA_BYTES": "0"}, "CONTEXT_QUOTA_BYTES"),
+    ({**BASE, "CONTEXT_QUOTA_FILES": "lots"}, "CONTEXT_QUOTA_FILES"),
+    ({**BASE, "CONTEXT_FILE_TTL_DAYS": "0"}, "CONTEXT_FILE_TTL_DAYS"),
+    ({**BASE, "PRESIGNED_GET_SECONDS": "604800"}, "PRESIGNED_GET_SECONDS"),
+    ({**BASE, "PRESIGNED_PUT_SECONDS": "1"}, "PRESIGNED_PUT_SECONDS"),
+    ({**BASE, "MANAGEMENT_API_ENDPOINT": "wss://abc.execute-api.us-east-1.amazonaws.com/prod"},
+     "MANAGEMENT_API_ENDPOINT"),
+    ({**BASE, "COGNITO_REVOCATION_CHECK": "sometimes"}, "COGNITO_REVOCATION_CHECK"),
+    ({**BASE, "COGNITO_TOKEN_USE": "id", "COGNITO_REVOCATION_CHECK": "true"}, "COGNITO_REVOCATION_CHECK"),
 ])
 def test_invalid_settings_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
@@ -142,6 +157,22 @@ def test_github_scope_settings_are_parsed():
 def test_invalid_github_scope_settings_name_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         load_settings({**BASE, name: value})
+
+
+def test_storage_and_presigned_url_defaults():
+    settings = load_settings(BASE)
+    assert (settings.context_quota_bytes, settings.context_quota_files) == (100 * 1024 * 1024, 1000)
+    assert settings.context_file_ttl_days == 90
+    # A client fetches or uploads at once: a minute, not the five minutes URLs used to live.
+    assert (settings.presigned_get_seconds, settings.presigned_put_seconds) == (60, 60)
+
+
+def test_the_revocation_check_is_on_for_access_tokens_and_off_for_id_tokens():
+    assert load_settings(BASE).revocation_check is True
+    assert load_settings({**BASE, "COGNITO_REVOCATION_CHECK": "false"}).revocation_check is False
+    assert load_settings({**BASE, "COGNITO_TOKEN_USE": "id"}).revocation_check is False
+
+
 def test_auth_settings_required_groups_and_jwks_timeouts():
     settings = load_settings(BASE)
     assert settings.required_groups == () and settings.jwks_connect_timeout == 1.0 and settings.jwks_read_timeout == 2.0

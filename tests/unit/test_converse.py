@@ -51,13 +51,13 @@ def test_history_starts_with_a_user_message_when_the_limit_cuts_an_exchange():
 
 
 def test_history_stops_at_a_message_too_large_rather_than_leaving_a_hole():
-    messages = exchange(1) + [M("user", "x" * 4000), M("assistant", "short")] + exchange(3)
+    messages = [*exchange(1), M("user", "x" * 4000), M("assistant", "short"), *exchange(3)]
     picked = select_recent(newest_first(messages), token_limit=200)
     assert [m.content[:2] for m in picked] == ["q3", "a3"]
 
 
 def test_history_skips_an_unanswered_prompt_and_empty_cancelled_replies():
-    messages = exchange(1) + [M("user", "q2"), M("assistant", "")] + exchange(3) + [M("user", "pending")]
+    messages = [*exchange(1), M("user", "q2"), M("assistant", ""), *exchange(3), M("user", "pending")]
     picked = select_recent(newest_first(messages), token_limit=1000)
     turns = alternating([{"role": m.role, "content": m.content} for m in picked])
     assert [t["role"] for t in turns] == ["user", "assistant", "user", "assistant"]

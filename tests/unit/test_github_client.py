@@ -2,117 +2,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import jwt
 import pytest
 
 from chalicelib.errors import BadRequest, Forbidden, Internal, NotFound, UpstreamError, UpstreamThrottled
-from chalicelib.github.client import GitHubClient
-from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, SecretSource
-from chalicelib.github.transport import HttpResponse, TransportError
+from chalicelib.github.credentials import AppJwt, AppSecret, SecretSource
+from chalicelib.github.transport import TransportError
 from devserver.github import new_app_key, secret_document
-
-API = "https://api.github.com"
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-class FakeSecrets:
-    """Secrets Manager's get_secret_value, counting fetches."""
-
-    def __init__(self, document: str) -> None:
-        self.document = document
-        self.fetches = 0
-
-    def get_secret_value(self, SecretId: str) -> dict:
-        self.fetches += 1
-        return {"SecretString": self.document}
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def reply(status: int = 200, body=None, **headers: str) -> HttpResponse:
-    return HttpResponse(status=status, headers={k.replace("_", "-").lower(): v for k, v in headers.items()},
-                        body=b"" if body is None else json.dumps(body).encode())
-
-
-class FakeGitHub:
-    """A transport: answers installation token requests, and the scripted replies to everything else."""
-
-    def __init__(self, clock: Clock, public_key: str, *replies) -> None:
-        self.clock = clock
-        self.public_key = public_key
-        self.replies = list(replies)
-        self.calls: list[tuple[str, str, dict]] = []
-        self.token_requests = 0
-        self.refuse_jwt = 0  # how many app JWT requests answer 401
-        self.latency = 0.0  # seconds each API call takes on the clock
-        self.timeouts: list[float | None] = []  # the timeout each API call was given
-
-    def send(self, method, url, *, headers, body, timeout=None):
-        self.calls.append((method, url, dict(headers)))
-        if "/access_tokens" in url:
-            self.token_requests += 1
-            token = headers["Authorization"].split(" ", 1)[1]
-            try:
-                jwt.decode(token, self.public_key, algorithms=["RS256"],
-                           options={"verify_exp": False, "verify_iat": False})
-            except jwt.InvalidSignatureError:
-                return reply(401, {"message": "A JSON web token could not be decoded"})
-            if self.refuse_jwt:
-                self.refuse_jwt -= 1
-                return reply(401, {"message": "A JSON web token could not be decoded"})
-            return reply(201, {"token": f"ghs_{self.token_requests}", "expires_at": iso(self.clock.now + 3600)})
-        self.timeouts.append(timeout)
-        self.clock.now += self.latency
-        item = self.replies.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def api_calls(self) -> list[tuple[str, str, dict]]:
-        return [c for c in self.calls if "/access_tokens" not in c[1]]
-
-
-@pytest.fixture(scope="module")
-def keys():
-    return new_app_key()
-
-
-@pytest.fixture
-def world(keys):
-    private, public = keys
-    clock = Clock()
-    secrets = FakeSecrets(secret_document(private))
-    source = SecretSource(secrets, "arn:aws:secretsmanager:us-east-1:123456789012:secret:gh")
-    caches = {"secrets": source, "app_jwt": AppJwt(clock=clock), "tokens": InstallationTokens(clock=clock)}
-
-    def make(*replies, api_url=API, max_attempts=4, max_wait=20.0, on_rate_limited=lambda: None, deadline=None):
-        transport = FakeGitHub(clock, public, *replies)
-        time_left = (lambda: deadline - clock.now) if deadline is not None else (lambda: float("inf"))
-        client = GitHubClient(transport=transport, api_url=api_url, max_attempts=max_attempts, max_wait=max_wait,
-                              clock=clock, sleep=clock.sleep, jitter=lambda: 1.0, on_rate_limited=on_rate_limited,
-                              time_left=time_left, **caches)
-        return client, transport
-
-    make.clock, make.secrets, make.caches = clock, secrets, caches
-    return make
-
+from tests.fakes import GITHUB_API as API
+from tests.fakes import T0, Clock, FakeSecrets, reply
 
 # --- the app JWT and installation tokens ------------------------------------------
 

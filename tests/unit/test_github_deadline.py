@@ -1,19 +1,18 @@
 """The run's deadline, the repository list's page cap and a safe pull request creation,
-with the fake clock and transport of test_github_client."""
+with the fake clock and transport of tests/fakes.py."""
 from __future__ import annotations
 
 import logging
 
 import pytest
 
-import app as chalice_app
 from chalicelib.errors import BadRequest, Timeout, UpstreamError
 from chalicelib.github import worker
 from chalicelib.github.client import MAX_PAGES
 from chalicelib.github.operations import GitHubOperations
 from chalicelib.github.transport import TransportError
-from tests.unit.test_github_access import sender, worker_event  # noqa: F401 (a fixture)
-from tests.unit.test_github_client import API, T0, keys, reply, world  # noqa: F401 (fixtures)
+from tests.fakes import GITHUB_API as API
+from tests.fakes import T0, LambdaContext, reply
 
 # --- the deadline ------------------------------------------------------------------
 
@@ -37,7 +36,7 @@ def test_a_rate_limit_wait_that_would_pass_the_deadline_is_not_started(world):
 
 
 def test_a_retry_backoff_that_would_pass_the_deadline_is_not_started(world):
-    client, transport = world(reply(502), reply(200, {}), deadline=T0 + 0.4)
+    client, _transport = world(reply(502), reply(200, {}), deadline=T0 + 0.4)
     with pytest.raises(Timeout) as error:
         client.get("/x")
     assert world.clock.slept == [] and "HTTP 502" in error.value.message and error.value.retry_after is None
@@ -63,33 +62,8 @@ def test_without_a_deadline_the_transport_keeps_its_own_timeouts(world):
     assert transport.timeouts == [None]
 
 
-class Context:
-    """Lambda's context: the time left of a 60 s function."""
-
-    def __init__(self, remaining_ms: int) -> None:
-        self.remaining_ms = remaining_ms
-        self.function_name, self.aws_request_id = "llm-ide-test-github_worker", "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-def test_the_lambda_worker_answers_timeout_when_its_time_is_spent(app_env, monkeypatch, sender):  # noqa: F811
-    called: list[str] = []
-
-    def send(self, method, url, *, headers, body, timeout=None):
-        called.append(url)
-        raise AssertionError("no GitHub call may start")
-
-    monkeypatch.setattr(worker.HttpTransport, "send", send)
-    monkeypatch.setattr(worker.SecretSource, "_fetch", lambda self: pytest.fail("the secret must not be read"))
-    chalice_app.github_worker(worker_event([]), Context(worker.TIME_LIMIT_MARGIN_MS - 1))
-    [frame] = sender.frames["conn-w="]
-    assert frame["id"] == "w1" and frame["error"]["code"] == "TIMEOUT" and called == []
-
-
 def test_the_time_left_is_lambdas_less_the_margin():
-    context = Context(10_000)
+    context = LambdaContext(10_000)
     time_left = worker.time_left_from(context.get_remaining_time_in_millis)
     assert time_left() == (10_000 - worker.TIME_LIMIT_MARGIN_MS) / 1000
     context.remaining_ms = 2_000

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import jwt
 import pytest
@@ -18,8 +19,10 @@ from chalicelib.github.credentials import (
     SecretSource,
 )
 from chalicelib.github.operations import GitHubOperations
+from chalicelib.github.transport import HttpResponse
 from devserver.github import new_app_key, secret_document
-from tests.unit.test_github_client import API, Clock, FakeGitHub, FakeSecrets, reply
+from tests.fakes import GITHUB_API as API
+from tests.fakes import Clock, FakeGitHub, FakeSecrets, reply
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:gh"
 
@@ -81,25 +84,29 @@ def test_a_secret_that_is_not_the_object_is_internal(text):
 # --- routing ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def world(keys):
-    """make(installations, *replies): a client over a fake GitHub, with caches kept across clients."""
-    private, public = keys
-    clock = Clock()
-    state = {}
+class InstallationsWorld:
+    """world(installations, *replies): a client over a fake GitHub, with caches kept across clients."""
 
-    def make(installations: tuple[int, ...], *replies):
+    def __init__(self, keys: tuple[str, str]) -> None:
+        self.private, self.public = keys
+        self.clock = Clock()
+        self.state: dict[str, Any] = {}
+
+    def __call__(self, installations: tuple[int, ...], *replies: HttpResponse) -> tuple[GitHubClient, FakeGitHub]:
+        clock, state = self.clock, self.state
         if "secrets" not in state:
-            state["secrets"] = FakeSecrets(secret_document(private, installation_ids=installations))
+            state["secrets"] = FakeSecrets(secret_document(self.private, installation_ids=installations))
             state["caches"] = {"secrets": SecretSource(state["secrets"], ARN), "app_jwt": AppJwt(clock=clock),
                                "tokens": InstallationTokens(clock=clock), "routes": RepoInstallations(clock=clock)}
-        transport = FakeGitHub(clock, public, *replies)
+        transport = FakeGitHub(clock, self.public, *replies)
         client = GitHubClient(transport=transport, api_url=API, max_attempts=4, max_wait=20.0, clock=clock,
                               sleep=clock.sleep, jitter=lambda: 1.0, **state["caches"])
         return client, transport
 
-    make.clock, make.public, make.state = clock, public, state
-    return make
+
+@pytest.fixture
+def world(keys) -> InstallationsWorld:
+    return InstallationsWorld(keys)
 
 
 def paths(transport: FakeGitHub) -> list[str]:
@@ -125,8 +132,9 @@ def test_a_repository_call_runs_as_the_installation_that_owns_it(world):
                                 "POST /app/installations/3003/access_tokens",
                                 "GET /repos/octo-labs/lab-notes/contents/README.md",
                                 "GET /repos/Octo-Labs/Lab-Notes/git/ref/heads/main"]
-    lookup, token_request, first, second = transport.calls
-    claims = jwt.decode(bearer(lookup), world.public, algorithms=["RS256"], options={"verify_exp": False, "verify_iat": False})
+    lookup, _token_request, first, second = transport.calls
+    claims = jwt.decode(bearer(lookup), world.public, algorithms=["RS256"],
+                        options={"verify_exp": False, "verify_iat": False})
     assert claims["iss"] == "1001"  # the lookup is made as the app, not as an installation
     assert bearer(first) == bearer(second) == "ghs_1"  # 3003's token, reused
 
@@ -159,7 +167,7 @@ def test_a_repository_the_app_is_not_installed_on_is_not_found_and_asked_again(w
 
 
 def test_a_lookup_refused_after_a_key_rotation_fetches_the_secret_again(world):
-    client, transport = world((2002, 3003), reply(401, {"message": "A JSON web token could not be decoded"}),
+    client, _transport = world((2002, 3003), reply(401, {"message": "A JSON web token could not be decoded"}),
                               reply(200, {"id": 2002}), reply(200, {"ok": 1}))
     assert client.get("/repos/octo-org/hello-world") == {"ok": 1}
     assert world.state["secrets"].fetches == 2

@@ -45,8 +45,9 @@ def test_a_profile_id_or_arn_is_its_foundation_model(model_id, foundation):
 def test_an_id_or_an_alias_names_a_model_and_anything_else_none():
     allowed = ("us.anthropic.claude-sonnet-4-20250514-v1:0", "us.anthropic.claude-3-5-haiku-20241022-v1:0")
     table = build_table(allowed, allowed[1], None)
-    assert table.resolve("claude-sonnet-4-20250514").id == allowed[0]  # as Claude Code names it
-    assert table.resolve(allowed[1]).id == allowed[1]
+    sonnet, haiku = table.resolve("claude-sonnet-4-20250514"), table.resolve(allowed[1])
+    assert sonnet is not None and sonnet.id == allowed[0]  # as Claude Code names it
+    assert haiku is not None and haiku.id == allowed[1]
     assert table.resolve("anthropic.claude-sonnet-4-20250514-v1:0") is None  # not allowed as such
     assert table.resolve("gpt-4o") is None
 
@@ -69,7 +70,8 @@ def test_a_stage_overrides_fields_of_a_known_model():
                                             "price": {"input": 0.04, "output": 0.16, "cacheRead": 0.01,
                                                       "cacheWrite": 0.04}}}
     spec = build_table(allowed, allowed[0], json.dumps(overrides)).models[allowed[0]]
-    assert spec.max_output_tokens == 10000 and spec.aliases == ("small",) and spec.price.output == 0.16
+    assert spec.max_output_tokens == 10000 and spec.aliases == ("small",)
+    assert spec.price is not None and spec.price.output == 0.16
     assert spec.context_tokens == 128_000  # what the override leaves alone stays Bedrock's
 
 

@@ -9,14 +9,7 @@ from hypothesis import strategies as st
 
 from chalicelib.chat.streaming import DeltaStream, split_utf8
 from chalicelib.errors import ConnectionGone
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import Clock
 
 
 class SlowSender:
@@ -57,7 +50,7 @@ DONE = {"type": "done", "id": "r1"}
 
 
 def test_the_first_text_goes_out_at_once_then_text_waits_for_the_interval():
-    clock, sender = FakeClock(), SlowSender()
+    clock, sender = Clock(0.0), SlowSender()
     stream = make(sender, clock)
     stream.write("first")
     assert sender.wait_for(1)[0] == {"type": "delta", "id": "r1", "seq": 0, "text": "first"}
@@ -75,7 +68,7 @@ def test_the_first_text_goes_out_at_once_then_text_waits_for_the_interval():
 
 
 def test_a_held_buffer_goes_out_when_the_interval_passes_without_more_text():
-    clock, sender = FakeClock(), SlowSender()
+    clock, sender = Clock(0.0), SlowSender()
     stream = make(sender, clock, flush_ms=50)
     stream.write("first")
     sender.wait_for(1)
@@ -88,7 +81,7 @@ def test_a_held_buffer_goes_out_when_the_interval_passes_without_more_text():
 
 
 def test_the_buffer_goes_out_when_it_reaches_flush_bytes():
-    clock, sender = FakeClock(), SlowSender()
+    clock, sender = Clock(0.0), SlowSender()
     stream = make(sender, clock, flush_bytes=10)
     stream.write("x")
     sender.wait_for(1)
@@ -101,7 +94,7 @@ def test_the_buffer_goes_out_when_it_reaches_flush_bytes():
 
 
 def test_finish_sends_the_rest_then_exactly_one_final_frame():
-    clock, sender = FakeClock(), SlowSender()
+    clock, sender = Clock(0.0), SlowSender()
     stream = make(sender, clock)
     for piece in ("a", "b", "c"):
         stream.write(piece)
@@ -197,3 +190,22 @@ def test_split_utf8_keeps_every_character_whole(text, max_bytes):
     pieces = split_utf8(text, max_bytes)
     assert "".join(pieces) == text
     assert all(0 < len(p.encode("utf-8")) <= max_bytes for p in pieces)
+
+
+def test_a_tool_call_flushes_the_text_before_it_and_takes_the_next_seq():
+    from chalicelib.chat.bedrock import ToolUse
+
+    clock, sender = Clock(0.0), SlowSender()
+    stream = make(sender, clock, flush_bytes=10_000, flush_ms=60_000)
+    stream.write("first")
+    sender.wait_for(1)
+    stream.write("held ")
+    stream.write("text")  # under the byte and time limits: it would wait
+    stream.write_tool_use(ToolUse("t1", "ls", {"dir": "."}))
+    stream.write("after")
+    assert stream.finish(DONE)
+    assert [(f["type"], f.get("seq")) for f in sender.frames] == [
+        ("delta", 0), ("delta", 1), ("toolUse", 2), ("delta", 3), ("done", None)]
+    assert sender.frames[1]["text"] == "held text" and sender.frames[3]["text"] == "after"
+    assert sender.frames[2] == {"type": "toolUse", "id": "r1", "seq": 2, "toolUseId": "t1", "name": "ls",
+                                "input": {"dir": "."}}

@@ -1,0 +1,212 @@
+"""Each user's storage quota: the bytes and the number of their context files, counted atomically.
+
+What counts: every context file of the user, their own (`users/<sub>/context/`) and their
+sessions' (`users/<sub>/sessions/<id>/context/`), whether written by `context.put` or
+uploaded to a presigned URL. The count lives in one item of the usage table
+(pk `USER#<sub>`, sk `STORAGE`; infra/resources.py):
+
+  bytes, files   the files S3 held at the last recount, plus every write reserved since
+  pending        the writes reserved since that recount and not known to have landed, by kind and
+                 key (`u` or `p` and a hash of the key): what each adds (`d` bytes, `n` 1 for a new
+                 file), when it was reserved (`t`). A presigned upload (`u`) may land, or land
+                 again, as long as its URL lives; a put (`p`) is forgotten once it is written
+  reconciledAt   when S3 was last counted (epoch seconds)
+  released       a file was deleted since: the next refusal recounts at once
+  version        moves on every write, so a recount stores its result only if nothing came between
+
+A write reserves before it writes, in one conditional UpdateItem (the new total within the
+quota, the count recounted within a day), so concurrent writes cannot pass the quota
+together; a presigned upload is reserved when its URL is issued, since the length its
+signature binds is all it can add. Nothing subtracts between recounts (a presigned URL can
+put back what a delete took away, as long as it lives): a deleted, shrunk or expired file
+(`context.delete`, `session.delete`, the lifecycle rules) leaves the count until the next
+recount, which lists the user's prefix and runs when a write would not fit (at once after a
+`context.delete`, else at most every RECOUNT_GAP_SECONDS), when the count is a day old,
+when there is none yet, and when MAX_PENDING writes wait. So the count is never below what
+S3 holds, and a user is refused only once a fresh count says the write does not fit.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.aws.dynamo import condition_failed
+from chalicelib.aws.objects import ObjectStore, user_root
+from chalicelib.errors import QuotaExceeded
+
+logger = logging.getLogger(__name__)
+
+SORT_KEY = "STORAGE"
+RECOUNT_GAP_SECONDS = 10  # a refused user's files are recounted at most this often
+RECOUNT_AGE_SECONDS = 86400  # a count older than this is recounted before the next write
+MAX_PENDING = 300  # writes remembered between recounts (about 20 KB of the item)
+PENDING_SLACK_SECONDS = 300  # an upload started just before its URL expired may still be landing
+LANDED_SKEW_SECONDS = 5  # S3's clock against Lambda's, when telling whether a write has landed
+_RECOUNT_ATTEMPTS = 3
+_NAMES = {"#b": "bytes", "#f": "files", "#p": "pending", "#r": "reconciledAt", "#v": "version"}
+_TRUE = {"BOOL": True}
+
+
+class StorageQuota:
+    def __init__(self, dynamodb: Any, table_name: str, objects: ObjectStore, *, max_bytes: int, max_files: int,
+                 pending_seconds: int, clock: Callable[[], float] = time.time) -> None:
+        self._dynamodb = dynamodb  # a low-level client: the failed condition's item comes back typed
+        self._table_name = table_name
+        self._objects = objects
+        self.max_bytes = max_bytes
+        self.max_files = max_files
+        self._pending_seconds = pending_seconds + PENDING_SLACK_SECONDS  # how long a write may take to land
+        self._clock = clock
+
+    def reserve(self, user_sub: str, key: str, *, add_bytes: int, new_file: bool, upload: bool) -> bool:
+        """Count a write to `key` that adds `add_bytes` (a new file's size, or what an overwrite grows
+        by) before it is made: a put, or a presigned `upload` whose URL is about to be issued.
+        QUOTA_EXCEEDED, nothing counted, when a fresh count leaves no room. False when the write
+        takes nothing (an overwrite that does not grow), so there is nothing to mark `written`."""
+        add_bytes = max(add_bytes, 0)
+        if not add_bytes and not new_file:
+            return False
+        if add_bytes > self.max_bytes:
+            raise QuotaExceeded(f"the file is larger than the storage quota of {self.max_bytes} bytes")
+        now = self._clock()
+        entry = {"d": _n(add_bytes), "n": _n(int(new_file)), "t": _n(int(now))}
+        pending_id = _pending_id(key, upload=upload)
+        old = self._try_reserve(user_sub, pending_id, entry, now)
+        if old is None:
+            return True
+        if self._recount_due(old, now):
+            self._recount(user_sub, old, now)
+            old = self._try_reserve(user_sub, pending_id, entry, now)
+            if old is None:
+                return True
+        raise QuotaExceeded(self._refusal(old))
+
+    def written(self, user_sub: str, key: str) -> None:
+        """A reserved put of `key` is in S3: a recount need not wait for it (and must not, once it is deleted)."""
+        self._dynamodb.update_item(TableName=self._table_name, Key=self._key(user_sub),
+                                   UpdateExpression="REMOVE #p.#k",
+                                   ExpressionAttributeNames={"#p": "pending", "#k": _pending_id(key, upload=False)})
+
+    def released(self, user_sub: str) -> None:
+        """A file of the user's was deleted: the next write that does not fit recounts at once."""
+        self._dynamodb.update_item(TableName=self._table_name, Key=self._key(user_sub),
+                                   UpdateExpression="SET #d = :true", ExpressionAttributeNames={"#d": "released"},
+                                   ExpressionAttributeValues={":true": _TRUE})
+
+    # --- internals --------------------------------------------------------
+
+    def _key(self, user_sub: str) -> dict[str, Any]:
+        return {"pk": {"S": f"USER#{user_sub}"}, "sk": {"S": SORT_KEY}}
+
+    def _try_reserve(self, user_sub: str, pending_id: str, entry: dict[str, Any],
+                     now: float) -> dict[str, Any] | None:
+        """None when reserved; else the item as it was (empty when there is none), nothing written."""
+        add_bytes, add_files = int(entry["d"]["N"]), int(entry["n"]["N"])
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table_name, Key=self._key(user_sub),
+                UpdateExpression="ADD #b :b, #f :f, #v :one SET #p.#k = :entry",
+                # DynamoDB compares, it cannot add, in a condition: the room left is computed here.
+                ConditionExpression="#b <= :room_b AND #f <= :room_f AND #r >= :fresh AND size(#p) < :max_pending",
+                ExpressionAttributeNames={**_NAMES, "#k": pending_id},
+                ExpressionAttributeValues={
+                    ":b": _n(add_bytes), ":f": _n(add_files), ":one": _n(1), ":entry": {"M": entry},
+                    ":room_b": _n(self.max_bytes - add_bytes), ":room_f": _n(self.max_files - add_files),
+                    ":fresh": _n(int(now) - RECOUNT_AGE_SECONDS), ":max_pending": _n(MAX_PENDING)},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ClientError as error:
+            if condition_failed(error):
+                return error.response.get("Item") or {}
+            raise
+        return None
+
+    def _recount_due(self, old: dict[str, Any], now: float) -> bool:
+        """No count yet, a stale or full one, or one a recount may lower (a file deleted since, or not
+        recounted in the last seconds)."""
+        return (not old or old.get("released") == _TRUE or len(old.get("pending", {}).get("M", {})) >= MAX_PENDING
+                or _number(old, "reconciledAt") <= now - RECOUNT_GAP_SECONDS)
+
+    def _recount(self, user_sub: str, old: dict[str, Any], now: float) -> None:
+        """Count the user's context files in S3 and store that, plus the reserved writes not landed yet."""
+        for _ in range(_RECOUNT_ATTEMPTS):
+            listed = self._list(user_sub)
+            total_bytes = sum(size for size, _ in listed.values())
+            total_files = len(listed)
+            waiting: dict[str, Any] = {}
+            for pending_id, value in old.get("pending", {}).get("M", {}).items():
+                entry = value["M"]
+                reserved_at = int(entry["t"]["N"])
+                if reserved_at + self._pending_seconds < now:
+                    continue  # its URL expired long ago: it landed (and is listed) or never will
+                landed = listed.get(pending_id[1:])
+                if landed is not None and landed[1] >= reserved_at - LANDED_SKEW_SECONDS:
+                    continue  # written since it was reserved: the listing counts it
+                waiting[pending_id] = value
+                total_bytes += int(entry["d"]["N"])
+                total_files += int(entry["n"]["N"])
+            version = _number(old, "version")
+            item = {**self._key(user_sub), "bytes": _n(total_bytes), "files": _n(total_files),
+                    "pending": {"M": waiting}, "reconciledAt": _n(int(now)), "version": _n(version + 1)}
+            try:
+                self._dynamodb.put_item(
+                    TableName=self._table_name, Item=item,
+                    ConditionExpression="attribute_not_exists(#v) OR #v = :seen",
+                    ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":seen": _n(version)},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            except ClientError as error:
+                if not condition_failed(error):
+                    raise
+                old = error.response.get("Item") or {}
+                if _number(old, "reconciledAt") > now - RECOUNT_GAP_SECONDS:
+                    return  # another writer has just recounted: its count is as fresh as ours
+                continue  # a write came between: count again from what it left
+            logger.info("storage recounted", extra={"files": total_files, "bytes": total_bytes,
+                                                    "waiting": len(waiting)})
+            return
+        logger.info("storage recount gave way to concurrent writes")
+
+    def _list(self, user_sub: str) -> dict[str, tuple[int, float]]:
+        """The user's context files as S3 lists them now: pending id -> (size, last modified, epoch s)."""
+        root = user_root(user_sub)
+        return {_key_hash(item.key): (item.size, item.last_modified.timestamp())
+                for item in self._objects.walk(root) if is_context_key(item.key[len(root):])}
+
+    def _refusal(self, old: dict[str, Any]) -> str:
+        if len(old.get("pending", {}).get("M", {})) >= MAX_PENDING:
+            return (f"{MAX_PENDING} uploads are waiting to land: use their URLs or let them expire "
+                    f"(after {self._pending_seconds} s) before asking for more")
+        return (f"the storage quota is spent: {_number(old, 'bytes')} of {self.max_bytes} bytes and "
+                f"{_number(old, 'files')} of {self.max_files} files are in use; delete context files to free space")
+
+
+def is_context_key(relative: str) -> bool:
+    """Whether a key below `users/<sub>/` is a context file: `context/...` or `sessions/<id>/context/...`
+    (not a session's offloaded `messages/...`)."""
+    parts = relative.split("/", 3)
+    if parts[0] == "context":
+        return len(parts) > 1
+    return len(parts) == 4 and parts[0] == "sessions" and parts[2] == "context"
+
+
+def _key_hash(key: str) -> str:
+    """A short, fixed-size name for an object key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def _pending_id(key: str, *, upload: bool) -> str:
+    """The name of a reserved write in the item's `pending` map: its kind, then its key's hash."""
+    return ("u" if upload else "p") + _key_hash(key)
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def _number(item: dict[str, Any], name: str) -> int:
+    value = item.get(name)
+    return int(value["N"]) if value else 0

@@ -1,0 +1,360 @@
+"""The bridge served for real, driven by the official OpenAI and Anthropic SDKs, in front of a
+scripted protocol v1.1 backend (tests/protocol_backend.py) over a real WebSocket."""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import anthropic
+import openai
+import pytest
+
+from client.auth import NotSignedIn, SignedIn, Tokens, TokenStore, UserPool
+from client.bridge.backend import Backend
+from client.bridge.server import make_app
+from tests.protocol_backend import MODELS, ProtocolBackend
+from tests.servers import serve
+
+KEY = "lli-local-test-key"
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+
+
+@dataclass
+class Bridge:
+    url: str
+    fake: ProtocolBackend
+    renewals: list[str]
+
+    def openai(self, **options) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=KEY, max_retries=0, **options)
+
+    def anthropic(self, **options) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=KEY, max_retries=0, **options)
+
+    def sent(self, action: str) -> list[dict]:
+        return [f for f in self.fake.received if f.get("action") == action]
+
+    def wait_for(self, predicate, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.02)
+
+
+def start_bridge(tmp_path, *, refusal: bool = False):
+    fake = ProtocolBackend(tokens={"t1", "t2"})
+    now = int(time.time())
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=now + 3600, issued_at=now))
+    renewals: list[str] = []
+
+    def renew(tokens: Tokens, pool: UserPool) -> Tokens:
+        if refusal:
+            raise NotSignedIn("the sign-in of dev has expired or was revoked: run `llm-ide login`")
+        renewals.append(tokens.access_token)
+        return Tokens("dev", "t2", "id2", tokens.refresh_token, expires_at=now + 3600, issued_at=now)
+
+    account = SignedIn(store, ["ws"], UserPool("client", "us-east-1"), renew=renew)
+    return fake, account, renewals
+
+
+@pytest.fixture
+def bridge(tmp_path):
+    fake, account, renewals = start_bridge(tmp_path)
+    with serve(fake.make_app()) as backend_url:
+        fake.base_url = backend_url
+        backend = Backend(backend_url.replace("http://", "ws://") + "/ws", account, keepalive_seconds=0)
+        with serve(make_app(backend, KEY), handler_cancellation=True) as url:
+            yield Bridge(url, fake, renewals)
+
+
+# --- OpenAI ------------------------------------------------------------------------------------
+
+def test_openai_models_are_the_backends(bridge):
+    assert [m.id for m in bridge.openai().models.list()] == [m["id"] for m in MODELS]
+    assert {m.owned_by for m in bridge.openai().models.list()} == {"anthropic", "amazon"}
+
+
+def test_openai_streamed_completion_is_the_whole_reply_with_the_done_frames_usage(bridge):
+    prompt = "Bonjour, ça va? 😀 " * 5 + "[[cache:1100,40]]"
+    stream = bridge.openai().chat.completions.create(
+        model="claude-test", messages=[{"role": "system", "content": "Be nice."}, {"role": "user", "content": prompt}],
+        stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[0].model == "anthropic.claude-test-v1:0"
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens_details.cached_tokens == 1100
+    sent = bridge.sent("chat.send")[-1]
+    assert sent["system"] == "Be nice." and sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": prompt}]}]
+    done = bridge.fake.runs[chunks[0].id.removeprefix("chatcmpl-")].frames[-1]["usage"]
+    assert usage.prompt_tokens == done["inputTokens"] + done["cacheReadInputTokens"] + done["cacheWriteInputTokens"]
+    assert (usage.completion_tokens, usage.total_tokens) == (done["outputTokens"], done["totalTokens"])
+
+
+def test_openai_completion_not_streamed(bridge):
+    completion = bridge.openai().chat.completions.create(model="claude-test", max_tokens=30,
+                                                         messages=[{"role": "user", "content": "Hello there"}])
+    assert completion.choices[0].message.content == "Hello there"
+    assert completion.choices[0].finish_reason == "stop" and completion.usage.completion_tokens >= 1
+    assert bridge.sent("chat.send")[-1]["maxTokens"] == 30
+
+
+def test_openai_tool_round_trip(bridge):
+    client = bridge.openai()
+    tools = [{"type": "function", "function": {"name": "read_file", "description": "Read a file",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"path": {"type": "string"}}}}}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": 'Reading. [[tool:read_file {"path": "a.py"}]]'}]
+    chunks = list(client.chat.completions.create(model="claude-test", messages=messages, tools=tools, stream=True))
+    calls = [call for c in chunks if c.choices for call in (c.choices[0].delta.tool_calls or [])]
+    assert len(calls) == 1 and calls[0].function.name == "read_file"
+    assert json.loads(calls[0].function.arguments) == {"path": "a.py"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    messages += [{"role": "assistant", "content": "Reading. ", "tool_calls": [
+                     {"id": calls[0].id, "type": "function", "function": {"name": "read_file",
+                                                                          "arguments": calls[0].function.arguments}}]},
+                 {"role": "tool", "tool_call_id": calls[0].id, "content": "print(1)"},
+                 {"role": "user", "content": "And now?"}]
+    second = client.chat.completions.create(model="claude-test", messages=messages, tools=tools)
+    assert second.choices[0].message.content == "And now?"
+    sent = bridge.sent("chat.send")[-1]
+    assert sent["messages"][1]["content"][-1] == {"type": "toolUse", "toolUseId": calls[0].id, "name": "read_file",
+                                                  "input": {"path": "a.py"}}
+    assert sent["messages"][2]["content"][0]["type"] == "toolResult"
+
+
+def test_openai_image_part_reaches_the_backend(bridge):
+    bridge.openai().chat.completions.create(model="claude-test", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}])
+    assert bridge.sent("chat.send")[-1]["messages"][0]["content"][1] == {"type": "image", "format": "png",
+                                                                        "data": PNG}
+
+
+def test_openai_rate_limit_is_a_429_with_retry_after(bridge):
+    with pytest.raises(openai.RateLimitError) as raised:
+        bridge.openai().chat.completions.create(model="claude-test",
+                                                messages=[{"role": "user", "content": "[[error:RATE_LIMITED]]"}])
+    assert raised.value.response.headers["retry-after"] == "17"
+    body = cast(dict[str, Any], raised.value.body)  # the SDK types it `object`: here the error's JSON
+    assert body["type"] == "rate_limit_error" and body["code"] == "rate_limited"
+
+
+def test_openai_error_after_the_stream_began_ends_it_as_an_error(bridge):
+    stream = bridge.openai().chat.completions.create(
+        model="claude-test", stream=True,
+        messages=[{"role": "user", "content": "0123456789abcdef [[fail:UPSTREAM_ERROR]]"}])
+    with pytest.raises(openai.APIError, match="scripted failure"):
+        list(stream)
+
+
+def test_openai_stop_sequence_cuts_the_reply_and_cancels_the_chat(bridge):
+    completion = bridge.openai().chat.completions.create(
+        model="claude-test", stop=["STOP"],
+        messages=[{"role": "user", "content": "[[slow:20]] one two STOP three four"}])
+    assert completion.choices[0].message.content == "[[slow:20]] one two "
+    assert completion.choices[0].finish_reason == "stop"
+    bridge.wait_for(lambda: bridge.sent("chat.cancel"))
+
+
+def test_openai_unsupported_parameters_are_400_naming_them(bridge):
+    with pytest.raises(openai.BadRequestError) as raised:
+        bridge.openai().chat.completions.create(model="claude-test", n=2, messages=[{"role": "user", "content": "x"}])
+    assert cast(dict[str, Any], raised.value.body)["param"] == "n"
+
+
+def test_a_large_conversation_goes_through_chat_upload(bridge):
+    big = "lorem ipsum " * 8000  # ~96 KB, over a 32 KiB frame
+    completion = bridge.openai().chat.completions.create(model="claude-test", messages=[
+        {"role": "user", "content": big}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "end"}])
+    assert completion.choices[0].message.content == "end"
+    assert bridge.sent("chat.upload") and "uploadId" in bridge.sent("chat.send")[-1]
+    assert "messages" not in bridge.sent("chat.send")[-1]
+
+
+# --- Anthropic ---------------------------------------------------------------------------------
+
+def test_anthropic_streamed_message_with_text_tool_use_and_cache_usage(bridge):
+    client = bridge.anthropic()
+    with client.messages.stream(
+            model="claude-test", max_tokens=100,
+            tools=[{"name": "ls", "description": "list files", "input_schema": {"type": "object"}}],
+            messages=[{"role": "user", "content": 'Listing. [[cache:900,12]] [[tool:ls {"dir": "src"}]]'}],
+            extra_headers={"anthropic-beta": "prompt-caching-2024-07-31,unknown-beta"}) as stream:
+        message = stream.get_final_message()
+    assert [b.type for b in message.content] == ["text", "tool_use"]
+    assert message.content[0].text == "Listing. [[cache:900,12]] "
+    assert message.content[1].name == "ls" and message.content[1].input == {"dir": "src"}
+    assert message.stop_reason == "tool_use"
+    done = bridge.fake.runs[message.id.removeprefix("msg_")].frames[-1]["usage"]
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (done["inputTokens"], done["outputTokens"])
+    assert (message.usage.cache_read_input_tokens, message.usage.cache_creation_input_tokens) == (900, 12)
+
+
+def test_anthropic_message_not_streamed_with_an_image(bridge):
+    message = bridge.anthropic().messages.create(model="claude-test", max_tokens=10, system="Be brief.", messages=[
+        {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                                  "data": PNG}},
+                                     {"type": "text", "text": "Describe it"}]}])
+    assert message.content[0].text == "Describe it" and message.stop_reason == "end_turn"
+    assert bridge.sent("chat.send")[-1]["messages"][0]["content"][0]["type"] == "image"
+
+
+def test_anthropic_count_tokens(bridge):
+    counted = bridge.anthropic().messages.count_tokens(model="claude-test",
+                                                        messages=[{"role": "user", "content": "Count me"}])
+    asked = bridge.sent("chat.countTokens")[-1]
+    assert counted.input_tokens > 0 and asked["messages"][0]["content"][0]["text"] == "Count me"
+
+
+def test_anthropic_rate_limit_and_stream_error(bridge):
+    client = bridge.anthropic()
+    with pytest.raises(anthropic.RateLimitError) as raised:
+        client.messages.create(model="claude-test", max_tokens=5,
+                               messages=[{"role": "user", "content": "[[error:BUDGET_EXCEEDED]]"}])
+    assert raised.value.response.headers["retry-after"] == "17"
+    with pytest.raises(anthropic.APIStatusError):
+        with client.messages.stream(model="claude-test", max_tokens=5, messages=[
+                {"role": "user", "content": "0123456789abcdef [[fail:TIMEOUT]]"}]) as stream:
+            stream.get_final_message()
+
+
+# --- the connection ----------------------------------------------------------------------------
+
+def test_a_stream_survives_the_backend_closing_the_socket(bridge):
+    prompt = "[[drop:3]] [[slow:10]] " + "abcdefghij" * 10
+    chunks = list(bridge.openai().chat.completions.create(model="claude-test", stream=True,
+                                                          messages=[{"role": "user", "content": prompt}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+    resumed = bridge.sent("chat.resume")
+    assert len(resumed) == 1 and resumed[0]["afterSeq"] == 2
+    assert len(bridge.fake.handshakes) == 2
+
+
+def test_an_expired_token_is_renewed_and_the_request_sent_again(bridge):
+    client = bridge.openai()
+    client.chat.completions.create(model="claude-test", messages=[{"role": "user", "content": "first"}])
+    bridge.fake.expired.add("t1")  # the backend now refuses the socket's frames: UNAUTHORIZED, then closes it
+    second = client.chat.completions.create(model="claude-test", messages=[{"role": "user", "content": "second"}])
+    assert second.choices[0].message.content == "second"
+    assert bridge.renewals == ["t1"] and bridge.fake.handshakes == ["t1", "t2"]
+
+
+def test_a_caller_that_goes_away_cancels_its_chat(bridge):
+    parts = urlsplit(bridge.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    body = json.dumps({"model": "claude-test", "stream": True,
+                       "messages": [{"role": "user", "content": "[[slow:50]] " + "x" * 400}]})
+    connection.request("POST", "/v1/chat/completions", body=body,
+                       headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200 and b"chat.completion.chunk" in response.read1(4096)
+    connection.close()
+    bridge.wait_for(lambda: bridge.sent("chat.cancel"))
+    run = next(iter(bridge.fake.runs.values()))
+    assert bridge.sent("chat.cancel")[0]["requestId"] == run.request_id
+    bridge.wait_for(run.finished.is_set)
+    assert run.frames[-1]["stopReason"] == "cancelled"
+
+
+# --- the guard, and bad input --------------------------------------------------------------------
+
+def raw(bridge: Bridge, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    parts = urlsplit(bridge.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), json.loads(response.read() or b"null")
+
+
+def test_without_the_local_key_401_in_each_apis_shape(bridge):
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{bridge.url}/v1", api_key="wrong", max_retries=0).models.list()
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=bridge.url, api_key="wrong", max_retries=0).messages.create(
+            model="m", max_tokens=1, messages=[{"role": "user", "content": "x"}])
+    status, _, body = raw(bridge, "POST", "/v1/messages", b"{}", {"x-api-key": KEY[:-1]})
+    assert status == 401 and body["type"] == "error" and body["error"]["type"] == "authentication_error"
+    status, _, body = raw(bridge, "GET", "/v1/models", None, {"x-api-key": KEY})
+    assert status == 200 and body["object"] == "list"
+
+
+@pytest.mark.parametrize("host", ["evil.example:80", "attacker.test", "127.0.0.1:1", "127.0.0.1"])
+def test_a_foreign_host_header_is_403(bridge, host):
+    status, _, body = raw(bridge, "GET", "/v1/models", None, {"Host": host, "Authorization": f"Bearer {KEY}"})
+    assert status == 403 and body["error"]["type"] == "permission_error"
+
+
+def test_localhost_names_are_accepted(bridge):
+    port = urlsplit(bridge.url).port
+    for host in (f"localhost:{port}", f"LOCALHOST:{port}"):
+        status, _, _ = raw(bridge, "GET", "/v1/models", None, {"Host": host, "Authorization": f"Bearer {KEY}"})
+        assert status == 200
+
+
+def test_malformed_json_unknown_paths_and_wrong_methods(bridge):
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    status, _, body = raw(bridge, "POST", "/v1/chat/completions", b"{not json", auth)
+    assert status == 400 and body["error"]["param"] == "body"
+    status, _, body = raw(bridge, "POST", "/v1/messages", b"[1, 2]", auth)
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    status, _, body = raw(bridge, "GET", "/v1/nothing", None, auth)
+    assert status == 404 and body["error"]["type"] == "not_found_error"
+    status, _, body = raw(bridge, "GET", "/v1/chat/completions", None, auth)
+    assert status == 405
+
+
+def test_a_backend_that_is_down_is_503_naming_its_url(tmp_path):
+    _, account, _ = start_bridge(tmp_path)
+    backend = Backend("ws://127.0.0.1:9/ws", account, keepalive_seconds=0)
+    with serve(make_app(backend, KEY), handler_cancellation=True) as url:
+        with pytest.raises(openai.InternalServerError) as raised:
+            openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0).models.list()
+    assert raised.value.status_code == 503 and "ws://127.0.0.1:9/ws" in raised.value.message
+
+
+def test_a_refused_refresh_token_is_401_telling_to_log_in(tmp_path):
+    fake, account, _ = start_bridge(tmp_path, refusal=True)
+    store = TokenStore(tmp_path / "tokens.json")
+    expired = store.load(["ws"])
+    assert expired is not None
+    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=int(time.time()) - 10,
+                              issued_at=expired.issued_at))
+    with serve(fake.make_app()) as backend_url:
+        backend = Backend(backend_url.replace("http://", "ws://") + "/ws", account, keepalive_seconds=0)
+        with serve(make_app(backend, KEY), handler_cancellation=True) as url:
+            with pytest.raises(anthropic.AuthenticationError, match="llm-ide login"):
+                anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0).messages.create(
+                    model="claude-test", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+
+
+def test_a_socket_whose_token_expires_is_replaced_by_the_keep_alive_and_its_stream_resumed(tmp_path):
+    fake = ProtocolBackend(tokens={"t1", "t2"})
+    now = int(time.time())
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=now + 8, issued_at=now))  # 8 s tokens
+
+    def renew(tokens: Tokens, pool: UserPool) -> Tokens:
+        return Tokens("dev", "t2", "id2", tokens.refresh_token, expires_at=int(time.time()) + 3600,
+                      issued_at=int(time.time()))
+
+    account = SignedIn(store, ["ws"], UserPool("client", "us-east-1"), renew=renew)
+    with serve(fake.make_app()) as backend_url:
+        fake.base_url = backend_url
+        backend = Backend(backend_url.replace("http://", "ws://") + "/ws", account, keepalive_seconds=0.5)
+        with serve(make_app(backend, KEY), handler_cancellation=True) as url:
+            prompt = "[[slow:200]] " + "0123456789" * 20  # 30 deltas, about 6 s
+            chunks = list(openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0).chat.completions.create(
+                model="claude-test", stream=True, messages=[{"role": "user", "content": prompt}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+    assert fake.handshakes == ["t1", "t2"]  # replaced before the token ran out, not after a refusal
+    assert [f["action"] for f in fake.received if f["action"] in ("chat.resume", "ping")][:1] == ["ping"]
+    assert len([f for f in fake.received if f["action"] == "chat.resume"]) == 1

@@ -1,0 +1,244 @@
+"""Pull requests and reads against the GitHub emulator, over HTTP: the calls a pull request costs,
+what it leaves behind when it fails, the attribution it carries, and names as GitHub spells them."""
+from __future__ import annotations
+
+import json
+import time
+import unicodedata
+import urllib.request
+
+import pytest
+from markdown_it import MarkdownIt
+
+from chalicelib.errors import BadRequest, NotFound, Timeout, UpstreamError, UpstreamThrottled
+from chalicelib.github.client import GitHubClient
+from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
+from chalicelib.github.operations import GitHubOperations
+from chalicelib.github.transport import HttpTransport
+from devserver.github import GitHubEmulator, new_app_key, secret_document
+from devserver.github_repos import NFD_FILE, SEED_FILES
+from tests.fakes import FakeSecrets
+from tests.servers import serve
+
+REPO = "octo-org/hello-world"
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return new_app_key()
+
+
+class GitHub:
+    """A fresh emulator on a free port, and clients of it as the worker makes them."""
+
+    def __init__(self, emulator: GitHubEmulator, url: str, private_key: str) -> None:
+        self.emulator, self.url = emulator, url
+        self._secrets = SecretSource(FakeSecrets(secret_document(private_key)), "arn:aws:secretsmanager:gh")
+        self._tokens = InstallationTokens(clock=time.time)
+
+    def client(self, *, deadline: float | None = None, reserve: float = 0.0, max_wait: float = 2.0) -> GitHubClient:
+        time_left = (lambda: deadline - time.monotonic()) if deadline is not None else (lambda: float("inf"))
+        return GitHubClient(transport=HttpTransport(connect_timeout=2, read_timeout=10), secrets=self._secrets,
+                            app_jwt=AppJwt(clock=time.time), tokens=self._tokens, api_url=self.url, max_attempts=3,
+                            max_wait=max_wait, jitter=lambda: 0.0, time_left=time_left, reserve=reserve)
+
+    def operations(self, client: GitHubClient | None = None) -> GitHubOperations:
+        return GitHubOperations(client or self.client(), max_file_bytes=96 * 1024)
+
+    def control(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(f"{self.url}/_emulator/{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    @property
+    def repo(self):
+        return self.emulator._repos[REPO]
+
+    def writes(self) -> int:
+        return self.emulator.stats["writes"]
+
+    def file_at(self, ref: str, path: str) -> bytes:
+        repo = self.repo
+        entries = {e["path"]: e for e in repo.walk(repo.resolve_tree(ref))}
+        return repo.objects[entries[path]["sha"]][1]
+
+
+@pytest.fixture
+def github(keys):
+    private, public = keys
+    emulator = GitHubEmulator(public_key_pem=public)
+    with serve(emulator.make_app()) as url:
+        yield GitHub(emulator, url, private)
+
+
+def pr(branch: str, files: list[dict], **extra) -> dict:
+    return {"repo": REPO, "base": "main", "branch": branch, "title": "Change", "body": "", "files": files, **extra}
+
+
+# --- the calls a pull request costs -----------------------------------------------------
+
+
+def test_a_100_file_pull_request_makes_four_writes_within_githubs_secondary_limit(github):
+    files = [{"path": f"generated/file-{i:03}.txt", "content": f"line {i}\n"} for i in range(100)]
+    done = github.operations().pull_request(pr("llm-ide/many", files), username="dev")
+    assert github.writes() == 4  # the tree (with every file inline), the commit, the branch, the pull request
+    assert github.repo.refs["heads/llm-ide/many"] == done["commitSha"]
+    assert github.file_at("llm-ide/many", "generated/file-042.txt") == b"line 42\n"
+
+
+def test_the_calls_are_the_same_for_one_file_and_for_a_hundred(github):
+    counts = []
+    github.operations().repos()  # the installation token, fetched once per container, is not the pull request's
+    for n in (1, 100):
+        client = github.client()
+        github.operations(client).pull_request(
+            pr(f"llm-ide/n{n}", [{"path": f"f{i}.txt", "content": str(i)} for i in range(n)]), username="dev")
+        counts.append(client.calls)
+    assert counts == [8, 8]  # base, no branch yet, base's commit and tree; four writes
+
+
+def test_githubs_secondary_limit_refuses_the_fourth_write_and_its_undo_alike(github):
+    github.control("write-limits", {"perMinute": 3})
+    with pytest.raises(UpstreamThrottled) as refused:
+        github.operations().pull_request(pr("llm-ide/limited", [{"path": "a.txt", "content": "a"}]), username="dev")
+    assert refused.value.retry_after == 60 and github.writes() == 3
+    assert "heads/llm-ide/limited" in github.repo.refs and "may remain" in refused.value.message
+
+
+def test_files_that_change_nothing_are_refused_before_any_commit(github):
+    readme = SEED_FILES["README.md"].decode()
+    with pytest.raises(BadRequest, match="nothing to commit"):
+        github.operations().pull_request(pr("llm-ide/same", [{"path": "README.md", "content": readme}]),
+                                         username="dev")
+    assert github.writes() == 1 and "heads/llm-ide/same" not in github.repo.refs
+
+
+def test_base_must_be_a_branch(github):
+    main = github.repo.refs["heads/main"]
+    with pytest.raises(NotFound, match="no branch"):
+        github.operations().pull_request({**pr("llm-ide/x", [{"path": "a", "content": "a"}]), "base": main},
+                                         username="dev")
+    assert github.writes() == 0
+
+
+# --- nothing left behind --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failure, error", [
+    ({"status": 503, "count": 100}, UpstreamError),
+    ({"status": 422, "count": 1}, BadRequest),
+    ({"status": 403, "count": 1, "retryAfter": 600}, UpstreamThrottled),
+])
+def test_a_pull_request_that_cannot_be_opened_leaves_no_branch(github, failure, error):
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", **failure})
+    with pytest.raises(error) as failed:
+        github.operations().pull_request(pr("llm-ide/failed", [{"path": "a.txt", "content": "a"}]), username="dev")
+    assert f"Nothing was left in {REPO}: the branch 'llm-ide/failed' was deleted again" in failed.value.message
+    assert "heads/llm-ide/failed" not in github.repo.refs and github.repo.pulls == []
+    if error is UpstreamThrottled:
+        assert failed.value.retry_after == 600
+
+
+def test_a_pull_request_stopped_by_the_deadline_deletes_its_branch_in_the_time_kept_back(github):
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", "status": 0, "delay": 2.5})
+    client = github.client(deadline=time.monotonic() + 2, reserve=1)
+    started = time.monotonic()
+    with pytest.raises(Timeout) as failed:
+        github.operations(client).pull_request(pr("llm-ide/slow", [{"path": "a.txt", "content": "a"}]),
+                                               username="dev")
+    assert time.monotonic() - started < 2.2  # the undo fit in the time kept back
+    assert "the branch 'llm-ide/slow' was deleted again" in failed.value.message
+    assert "heads/llm-ide/slow" not in github.repo.refs
+
+
+def test_a_pull_request_github_opened_before_the_deadline_is_answered_not_undone(github):
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", "status": 0, "delay": 2.5,
+                             "after": True})  # made at once, answered too late
+    client = github.client(deadline=time.monotonic() + 2, reserve=1)
+    done = github.operations(client).pull_request(pr("llm-ide/late", [{"path": "a.txt", "content": "a"}]),
+                                                  username="dev")
+    [pull] = github.repo.pulls
+    assert done["number"] == pull["number"] and github.repo.refs["heads/llm-ide/late"] == done["commitSha"]
+
+
+def test_a_branch_whose_creation_answer_was_lost_is_deleted(github):
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/git/refs", "status": 502, "count": 100,
+                             "after": True})
+    with pytest.raises(UpstreamError) as failed:
+        github.operations().pull_request(pr("llm-ide/lost", [{"path": "a.txt", "content": "a"}]), username="dev")
+    assert "deleted again" in failed.value.message and "heads/llm-ide/lost" not in github.repo.refs
+
+
+def test_a_branch_never_created_is_said_so(github):
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/git/refs", "status": 502, "count": 100})
+    with pytest.raises(UpstreamError) as failed:
+        github.operations().pull_request(pr("llm-ide/none", [{"path": "a.txt", "content": "a"}]), username="dev")
+    assert "the branch 'llm-ide/none' was not created" in failed.value.message
+
+
+def test_when_the_deletion_fails_too_the_error_names_what_remains(github):
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", "status": 503, "count": 100})
+    github.control("fault", {"method": "DELETE", "path": f"/repos/{REPO}/git/refs/heads/llm-ide/kept",
+                             "status": 503, "count": 100})
+    with pytest.raises(UpstreamError) as failed:
+        github.operations().pull_request(pr("llm-ide/kept", [{"path": "a.txt", "content": "a"}]), username="dev")
+    sha = github.repo.refs["heads/llm-ide/kept"]
+    assert f"The branch 'llm-ide/kept' with the commit {sha[:12]} may remain in {REPO}" in failed.value.message
+
+
+# --- the attribution -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    "Fixes the thing.\n\n<!-- an unclosed comment hides whatever follows it",
+    "<details><summary>More</summary>\n\nan unclosed details element folds whatever follows it",
+    "```\nan unclosed code fence turns whatever follows it into code",
+])
+def test_the_commit_ends_with_the_trailer_and_the_pull_request_shows_it_first(github, body):
+    username = "dev_<b>x</b>[y](z)"  # Cognito allows punctuation in a username: none of it is Markdown here
+    done = github.operations().pull_request(pr("llm-ide/attributed", [{"path": "a.txt", "content": "a"}],
+                                               body=body), username=username)
+    commit = github.repo.objects[done["commitSha"]][1]
+    assert commit["message"] == f"Change\n\nRequested-by: {username}\n"  # git reads trailers in the last paragraph
+    [pull] = github.repo.pulls
+    first, *rest = MarkdownIt("commonmark").parse(pull["body"])
+    inline = rest[0]
+    assert (first.type, first.level, inline.type) == ("paragraph_open", 0, "inline") and inline.children
+    assert [child.type for child in inline.children] == ["text"] and inline.children[0].content == \
+        f"Requested-by: {username}"
+    assert pull["body"].endswith(body)
+
+
+# --- names as GitHub spells them --------------------------------------------------------
+
+NFC_FILE = unicodedata.normalize("NFC", NFD_FILE)
+
+
+def test_a_file_named_in_nfd_is_read_by_its_nfc_spelling_and_answered_with_githubs(github):
+    assert NFC_FILE != NFD_FILE
+    read = github.operations().file(REPO, NFC_FILE, ref=None)
+    assert read["path"] == NFD_FILE and read["content"] == SEED_FILES[NFD_FILE].decode()
+    assert github.operations().file(REPO, NFD_FILE, ref="main")["path"] == NFD_FILE  # as GitHub has it: one call
+
+
+def test_a_directory_named_in_nfd_is_listed_by_its_nfc_spelling(github):
+    directory = NFC_FILE.rsplit("/", 1)[0]
+    listed = github.operations().tree(REPO, ref="main", path=directory)
+    assert [e["path"] for e in listed["entries"]] == [NFD_FILE]
+
+
+def test_a_missing_file_is_still_not_found(github):
+    with pytest.raises(NotFound):
+        github.operations().file(REPO, "docs/Résumés/missing.md", ref=None)
+
+
+def test_updating_a_file_named_in_nfd_changes_it_and_adds_no_twin(github):
+    new_file = unicodedata.normalize("NFC", "docs/Re\u0301sume\u0301s/the\u0301.md")
+    github.operations().pull_request(pr("llm-ide/nfd", [{"path": NFC_FILE, "content": "changed\n"},
+                                                        {"path": new_file, "content": "new\n"}]), username="dev")
+    paths = [e["path"] for e in github.repo.walk(github.repo.resolve_tree("llm-ide/nfd")) if e["type"] == "blob"]
+    in_directory = sorted(p for p in paths if p.startswith("docs/"))
+    nfd_directory = NFD_FILE.rsplit("/", 1)[0]
+    assert in_directory == sorted([NFD_FILE, f"{nfd_directory}/th\u00e9.md"])  # the new name as given
+    assert github.file_at("llm-ide/nfd", NFD_FILE) == b"changed\n"

@@ -1,0 +1,193 @@
+"""Each user's storage quota (issue 13, section 6): bytes and files, QUOTA_EXCEEDED, counted atomically,
+presigned uploads counted when their URL is issued, space freed by deletes and expiry. Against moto."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from chalicelib.config import get_settings
+from chalicelib.context.quota import MAX_PENDING, PENDING_SLACK_SECONDS, RECOUNT_GAP_SECONDS, is_context_key
+from chalicelib.errors import QuotaExceeded
+from chalicelib.root import Root
+from tests.conftest import reset_app_caches
+from tests.fakes import Clock
+from tests.handler_calls import connect, message
+
+
+@pytest.fixture
+def quota(app_env, monkeypatch):
+    """Set the quota (files, bytes) for the test; the app's caches are rebuilt with it."""
+    def set_quota(files: int = 1000, total_bytes: int = 100 * 1024 * 1024) -> None:
+        monkeypatch.setenv("CONTEXT_QUOTA_FILES", str(files))
+        monkeypatch.setenv("CONTEXT_QUOTA_BYTES", str(total_bytes))
+        reset_app_caches()
+    return set_quota
+
+
+@pytest.fixture
+def clock():
+    """This module's roots are built with it (Root(..., clock=clock)): the quota's own time, moved by hand."""
+    return Clock(time.time())
+
+
+@pytest.fixture
+def store(quota, clock):
+    quota(files=3, total_bytes=100)
+    return Root(get_settings(), clock=clock).context
+
+
+@pytest.fixture
+def sub():
+    return str(uuid.uuid4())  # a fresh user per test: the quota is per user
+
+
+def new_user(boto, provisioned) -> str:
+    """A user of their own (the quota is per user), signed in: their access token."""
+    username, password = f"quota-{uuid.uuid4().hex[:8]}", "Quota-user-password-1"
+    cognito = boto("cognito-idp")
+    cognito.admin_create_user(UserPoolId=provisioned.user_pool_id, Username=username, MessageAction="SUPPRESS")
+    cognito.admin_set_user_password(UserPoolId=provisioned.user_pool_id, Username=username, Password=password,
+                                    Permanent=True)
+    return cognito.initiate_auth(ClientId=provisioned.client_id, AuthFlow="USER_PASSWORD_AUTH",
+                                 AuthParameters={"USERNAME": username, "PASSWORD": password}
+                                 )["AuthenticationResult"]["AccessToken"]
+
+
+def test_the_files_past_a_users_quota_are_refused_with_quota_exceeded_and_nothing_is_written(
+        app_env, boto, quota, sender):
+    quota(files=3)
+    connect("quota=", headers={"Authorization": f"Bearer {new_user(boto, app_env)}"})
+
+    def send(frame_id: str, action: str, **params) -> dict:
+        message("quota=", json.dumps({"action": action, "id": frame_id, **params}))
+        return next(f for f in sender.frames["quota="] if f.get("id") == frame_id)
+
+    for n in range(3):
+        assert send(f"p{n}", "context.put", path=f"f{n}.txt", content="x")["type"] == "result"
+    refused = send("p3", "context.put", path="f3.txt", content="x")
+    assert refused["error"]["code"] == "QUOTA_EXCEEDED" and "retryAfter" not in refused["error"]
+    assert "3 of 3 files" in refused["error"]["message"]
+    assert send("g3", "context.get", path="f3.txt")["error"]["code"] == "NOT_FOUND"  # nothing written
+    # An upload URL is a file too: refused when it is issued, not when it is used.
+    assert send("u3", "context.uploadUrl", path="f3.txt", size=1)["error"]["code"] == "QUOTA_EXCEEDED"
+    # A session's files count with the user's own.
+    session_id = send("s", "session.create", title="s")["data"]["session"]["sessionId"]
+    assert send("ps", "context.put", path="s.txt", content="x", sessionId=session_id)["error"]["code"] == \
+        "QUOTA_EXCEEDED"
+    # Overwriting a file adds no file; deleting one frees its place for the next file.
+    assert send("o", "context.put", path="f0.txt", content="new")["type"] == "result"
+    assert send("d", "context.delete", path="f1.txt")["type"] == "result"
+    assert send("p4", "context.put", path="f4.txt", content="x")["type"] == "result"
+
+
+def test_the_bytes_past_a_users_quota_are_refused_and_an_overwrite_counts_what_it_adds(store, sub):
+    store.put(sub, "a.txt", "a" * 60, session_id=None)
+    with pytest.raises(QuotaExceeded, match="60 of 100 bytes"):
+        store.put(sub, "b.txt", "b" * 50, session_id=None)
+    store.put(sub, "a.txt", "a" * 90, session_id=None)  # 60 -> 90 adds 30
+    store.put(sub, "b.txt", "b" * 10, session_id=None)  # exactly the quota
+    with pytest.raises(QuotaExceeded):
+        store.put(sub, "c.txt", "c", session_id=None)
+    with pytest.raises(QuotaExceeded, match="larger than the storage quota"):
+        store.upload_url(sub, "huge.bin", 101, session_id=None, content_type=None)
+
+
+def test_an_upload_url_counts_when_issued_and_an_unused_one_stops_counting_after_its_life(store, sub, clock):
+    for n in range(3):
+        store.upload_url(sub, f"up{n}.txt", 5, session_id=None, content_type=None)  # never used
+    with pytest.raises(QuotaExceeded):
+        store.put(sub, "late.txt", "x", session_id=None)
+    # The URLs are dead (their minute and the slack for an upload still landing): a recount drops them.
+    clock.now += get_settings().presigned_put_seconds + PENDING_SLACK_SECONDS + 1
+    store.put(sub, "late.txt", "x", session_id=None)
+
+
+def test_a_landed_upload_is_counted_once_and_a_recount_while_it_is_on_its_way_keeps_it(store, sub, clock):
+    grant = store.upload_url(sub, "up.txt", 5, session_id=None, content_type=None)
+    store.put(sub, "a.txt", "a", session_id=None)
+    clock.now += RECOUNT_GAP_SECONDS + 1
+    # The upload has not landed: a refusal's recount must keep counting it (3 files: up, a, b).
+    store.put(sub, "b.txt", "b", session_id=None)
+    with pytest.raises(QuotaExceeded, match="3 of 3 files"):
+        store.put(sub, "c.txt", "c", session_id=None)
+    upload = urllib.request.Request(grant["url"], data=b"12345", method="PUT", headers=grant["headers"])
+    with urllib.request.urlopen(upload, timeout=10) as response:
+        assert response.status == 200
+    store.delete(sub, "a.txt", session_id=None)
+    clock.now += RECOUNT_GAP_SECONDS + 1
+    # Landed and listed: counted once, so deleting a.txt made room for exactly one file.
+    store.put(sub, "c.txt", "c", session_id=None)
+    with pytest.raises(QuotaExceeded, match="3 of 3 files"):
+        store.put(sub, "d.txt", "d", session_id=None)
+
+
+def test_a_file_the_lifecycle_rule_removed_frees_its_space_at_the_next_recount(store, sub, clock, boto, app_env):
+    for name in ("a", "b", "c"):
+        store.put(sub, f"{name}.txt", name, session_id=None)
+    boto("s3").delete_object(Bucket=app_env.names["CONTEXT_BUCKET"], Key=f"users/{sub}/context/b.txt")  # expired
+    with pytest.raises(QuotaExceeded):  # counted a moment ago: not recounted on every refusal
+        store.put(sub, "d.txt", "d", session_id=None)
+    clock.now += RECOUNT_GAP_SECONDS + 1
+    store.put(sub, "d.txt", "d", session_id=None)
+
+
+def test_concurrent_writes_never_pass_the_quota_together(quota, sub):
+    quota(files=5)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def write(n: int) -> None:
+        context = Root(get_settings()).context  # a root per thread, as Lambda containers have
+        try:
+            context.put(sub, f"race/{n}.txt", str(n), session_id=None)
+            outcome = "ok"
+        except QuotaExceeded:
+            outcome = "refused"
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == ["ok"] * 5 + ["refused"] * 7
+
+
+def test_puts_leave_nothing_waiting_and_upload_urls_wait_at_most_max_pending(quota, clock, sub):
+    quota(files=MAX_PENDING + 10)
+    context = Root(get_settings(), clock=clock).context
+    table = get_settings().usage_table
+
+    def waiting() -> int:
+        item = context._quota._dynamodb.get_item(TableName=table, Key={
+            "pk": {"S": f"USER#{sub}"}, "sk": {"S": "STORAGE"}})["Item"]
+        return len(item["pending"]["M"])
+
+    for n in range(5):
+        context.put(sub, f"many/{n}.txt", "x", session_id=None)
+    assert waiting() == 0  # a put is forgotten once written
+    for n in range(MAX_PENDING - 1):
+        context.upload_url(sub, f"up/{n}.txt", 1, session_id=None, content_type=None)
+    context.upload_url(sub, "up/last.txt", 1, session_id=None, content_type=None)
+    assert waiting() == MAX_PENDING
+    clock.now += RECOUNT_GAP_SECONDS + 1
+    with pytest.raises(QuotaExceeded, match=f"{MAX_PENDING} uploads are waiting"):
+        context.upload_url(sub, "up/more.txt", 1, session_id=None, content_type=None)
+    clock.now += get_settings().presigned_put_seconds + PENDING_SLACK_SECONDS + 1  # the URLs are dead
+    context.upload_url(sub, "up/more.txt", 1, session_id=None, content_type=None)
+    assert waiting() == 1
+
+
+@pytest.mark.parametrize("relative, counted", [
+    ("context/a.txt", True), ("context/sessions/x/context/y", True),
+    ("sessions/0123/context/notes.md", True), ("sessions/0123/messages/1700000000000-1-abcd", False),
+    ("sessions/0123/context", False), ("other/a.txt", False),
+])
+def test_only_context_files_count(relative, counted):
+    assert is_context_key(relative) is counted
