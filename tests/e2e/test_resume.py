@@ -67,7 +67,8 @@ def assert_one_whole_reply(frames: list[dict], prompt: str) -> dict:
     assert [f["seq"] for f in stream] == list(range(len(stream)))  # no gap, no repeat, in order
     assert "".join(f["text"] for f in stream).encode("utf-8") == prompt.encode("utf-8")
     ends = [f for f in frames if f["type"] in ("done", "error")]
-    assert len(ends) == 1 and ends[0]["type"] == "done" and frames[-1] is ends[0], ends
+    assert len(ends) == 1 and ends[0]["type"] == "done" and frames[-1] is ends[0], \
+        [(f["type"], f.get("seq")) for f in frames]
     return ends[0]
 
 
@@ -128,7 +129,7 @@ def test_resumes_racing_the_workers_posts_lose_nothing_and_repeat_nothing(stack)
     worker follows it at its next frame boundary. The old connection may get frames past the seq the
     resume named (they come again on the new one); the client keeps each connection's frames up to the seq
     it resumed from, and then the new connection's, which start right after it."""
-    prompt = prompt_of(200, 20)
+    prompt = prompt_of(400, 20)  # 8 s: enough for the four resumes below
     client = stack.connect()
     chat_id = client.send("chat.send", id=unique_id(), prompt=prompt, maxTokens=2000)
     request_id = client.next_frame(chat_id)["requestId"]
@@ -167,12 +168,13 @@ def _drain(client: IdeClient, chat_id: str) -> list[dict]:
 
 
 def test_an_ended_chat_is_replayed_and_bad_resumes_are_refused(stack):
-    prompt = prompt_of(30, 10)
+    prompt = prompt_of(60, 20)  # 1.2 s: frames 300 ms apart
     client = stack.connect()
     chat_id = client.send("chat.send", id=unique_id(), prompt=prompt)
     request_id = client.next_frame(chat_id)["requestId"]
-    kept = read(client, chat_id, deltas=3)
+    kept = read(client, chat_id, deltas=2)
     client.close()
+    assert kept[-1]["type"] == "delta"  # dropped before its end
     table = requests_table(stack)
     assert wait_for(lambda: table.get_item(Key={"requestId": request_id})["Item"]["status"] == "done", timeout=10)
     with stack.connect() as client, stack.connect("dev2") as other:
