@@ -88,7 +88,6 @@ class DeltaStream:
         self._final: dict[str, Any] | None = None
         self._final_sent = False
         self._sealed = False
-        self._closed = False
         self._posted = 0
         self.gone = threading.Event()  # the current connection went away (a move clears it)
         self.failed = threading.Event()  # a post failed otherwise: stop producing, still send the end
@@ -155,13 +154,6 @@ class DeltaStream:
             logger.error("sender did not drain in time")
             return False
         return self._final_sent
-
-    def close(self) -> None:
-        """Stop the sender without a final frame (nothing was, or may be, sent)."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-        self._thread.join(DRAIN_TIMEOUT_SECONDS)
 
     @property
     def connected(self) -> bool:
@@ -232,8 +224,6 @@ class DeltaStream:
                     return "frame", self._kept[self._next]
                 if self._final is not None and not self._pending:
                     return ("final", self._final) if self._target is not None else ("end", None)
-                if self._closed:
-                    return "end", None
                 # Text not yet due: a frame was cut before (else it would be due), so _last_cut is set,
                 # and the wait ends when the flush interval since that cut has passed.
                 wait = None if not self._pending or self._last_cut is None or self._target is None else \
