@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib.github.transport import HttpTransport  # noqa: E402
+from chalicelib.transport import HttpTransport  # noqa: E402
 from tests.e2e.conftest import GENEROUS_LIMITS, LocalStack, start_stack, stop_stack  # noqa: E402
 
 REPO = "octo-org/hello-world"

@@ -64,6 +64,7 @@ class Settings:
     jwks_connect_timeout: float
     jwks_read_timeout: float
     revocation_check: bool  # $connect and the REST authorizer ask Cognito (GetUser) whether the token was revoked
+    cognito_endpoint: str  # Cognito's API (GetUser): the regional endpoint, or the standard variable's
     # Connections
     connection_ttl_seconds: int
     max_connections_per_user: int  # $connect is refused (429) beyond it
@@ -303,6 +304,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         jwks_connect_timeout=env.number("JWKS_CONNECT_TIMEOUT", 1.0, float, minimum=0.1, maximum=10),
         jwks_read_timeout=env.number("JWKS_READ_TIMEOUT", 2.0, float, minimum=0.1, maximum=10),
         revocation_check=revocation_check,
+        # botocore's own variable for the service (the local stack points it at its Cognito), else the region's.
+        cognito_endpoint=env.text("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+                                  environ.get("AWS_ENDPOINT_URL") or f"https://cognito-idp.{pool_region}.amazonaws.com",
+                                  pattern=re.compile(r"^https?://[^\s?#]+$")).rstrip("/"),
         # API Gateway closes a WebSocket after 2 hours whatever happens.
         connection_ttl_seconds=env.number("CONNECTION_TTL_SECONDS", 7200, int, minimum=60, maximum=86400),
         max_connections_per_user=env.number("MAX_CONNECTIONS_PER_USER", 10, int, minimum=1, maximum=1000),

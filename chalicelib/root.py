@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from chalicelib.chat.uploads import UploadStore
     from chalicelib.chat.worker import ChatWorker
     from chalicelib.context.store import ContextStore
+    from chalicelib.dispatch.contract import ActionEntry
     from chalicelib.dispatch.handlers import WebsocketHandlers
+    from chalicelib.dispatch.table import ActionTable
     from chalicelib.sessions import SessionStore
 
 
@@ -48,12 +50,23 @@ class Root:
     def handlers(self) -> WebsocketHandlers:
         from chalicelib.auth import get_revocation_check
         from chalicelib.dispatch.handlers import WebsocketHandlers
-        from chalicelib.dispatch.table import ActionTable
 
+        # The action table (and with it every feature's actions) loads on the first frame:
+        # `$connect` and `$disconnect` never need it.
         return WebsocketHandlers(connections=self.connections, rate_limiter=self.rate_limiter,
-                                 actions=ActionTable(self).lookup, sender_for=self.sender,
+                                 actions=self.action, sender_for=self.sender,
                                  frame_limit=self.settings.connection_frame_limit,
                                  check_revocation=get_revocation_check(), clock=self.clock)
+
+    @cached_property
+    def actions(self) -> ActionTable:
+        from chalicelib.dispatch.table import ActionTable
+
+        return ActionTable(self)
+
+    def action(self, name: str) -> ActionEntry | None:
+        """An action's entry by name, or None (the table loaded on first use)."""
+        return self.actions.lookup(name)
 
     @cached_property
     def connections(self) -> ConnectionStore:

@@ -115,3 +115,59 @@ def disconnect_event(*, connection_id: str, connected_at_ms: int, stage: str, do
         "requestContext": context,
         "isBase64Encoded": False,
     }
+
+
+REST_API_ID = "localrest1"
+
+
+def rest_method_arn(stage: str, method: str, path: str) -> str:
+    """What API Gateway puts in `methodArn` of a REST API authorizer's event for `method path`."""
+    return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{REST_API_ID}/{stage}/{method}/{path.lstrip('/')}"
+
+
+def token_authorizer_event(*, authorization: str, method_arn: str) -> dict[str, Any]:
+    """A TOKEN authorizer's input: the request's `Authorization` header, whole, and the method ARN."""
+    return {"type": "TOKEN", "authorizationToken": authorization, "methodArn": method_arn}
+
+
+def rest_event(*, method: str, path: str, stage: str, domain_name: str, source_ip: str,
+               headers: Mapping[str, str], authorizer: dict[str, Any] | None = None,
+               body: str | None = None) -> dict[str, Any]:
+    """A REST API's Lambda proxy event (payload format 1.0) for a route without path parameters
+    or a query string; `authorizer` is what the route's authorizer answered (`requestContext.authorizer`)."""
+    now = time.time()
+    identity_fields = ("cognitoIdentityPoolId", "accountId", "cognitoIdentityId", "caller", "accessKey",
+                       "cognitoAuthenticationType", "cognitoAuthenticationProvider", "userArn", "user")
+    context: dict[str, Any] = {
+        "resourceId": secrets.token_hex(3),
+        "resourcePath": path,
+        "httpMethod": method,
+        "extendedRequestId": base64.b64encode(secrets.token_bytes(12)).decode(),
+        "requestTime": _request_time(now),
+        "path": f"/{stage}{path}",
+        "accountId": ACCOUNT,
+        "protocol": "HTTP/1.1",
+        "stage": stage,
+        "domainPrefix": domain_name.split(".", 1)[0],
+        "requestTimeEpoch": int(now * 1000),
+        "requestId": str(uuid.uuid4()),
+        "identity": {**dict.fromkeys(identity_fields), "sourceIp": source_ip, "userAgent": headers.get("User-Agent")},
+        "domainName": domain_name,
+        "apiId": REST_API_ID,
+    }
+    if authorizer is not None:
+        context["authorizer"] = authorizer
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": context,
+        "body": body,
+        "isBase64Encoded": False,
+    }

@@ -14,9 +14,9 @@ import jwt
 from chalicelib.errors import ConnectionGone
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
-from chalicelib.github.transport import HttpResponse
 from chalicelib.observability.metric_names import Metric
 from chalicelib.observability.metrics import MetricsWriter
+from chalicelib.transport import HttpResponse
 from devserver.github import secret_document
 
 T0 = 1_800_000_000.0  # a fake clock's first instant (2027-01-15T08:00:00Z): the start of an hour and a minute

@@ -56,7 +56,8 @@ def get_verifier() -> CognitoJwtVerifier:
 
 
 # GetUser runs inside $connect and the REST authorizer: a short wait, one retry (of a throttle
-# too), then the check gives way (chalicelib/auth/revocation.py): at most about 2 x (connect + 2 s).
+# too), then the check gives way (chalicelib/auth/revocation.py): at most about 2 x (1 s + 2 s).
+REVOCATION_CONNECT_TIMEOUT = 1.0
 REVOCATION_READ_TIMEOUT = 2.0
 REVOCATION_MAX_ATTEMPTS = 2
 
@@ -69,10 +70,10 @@ def get_revocation_check() -> Callable[[str], None] | None:
     if not get_settings().revocation_check:
         return None
     from chalicelib.auth.revocation import RevocationCheck
-    from chalicelib.aws import clients
+    from chalicelib.transport import HttpTransport
 
-    return RevocationCheck(clients.client("cognito-idp", read_timeout=REVOCATION_READ_TIMEOUT,
-                                          max_attempts=REVOCATION_MAX_ATTEMPTS))
+    transport = HttpTransport(connect_timeout=REVOCATION_CONNECT_TIMEOUT, read_timeout=REVOCATION_READ_TIMEOUT)
+    return RevocationCheck(transport, endpoint=get_settings().cognito_endpoint, attempts=REVOCATION_MAX_ATTEMPTS)
 
 
 def verify(token: str | None) -> Identity:

@@ -43,7 +43,7 @@ from chalicelib.errors import (
     UpstreamThrottled,
 )
 from chalicelib.github.credentials import AppJwt, AppSecret, InstallationTokens, RepoInstallations, SecretSource
-from chalicelib.github.transport import HttpResponse, Transport, TransportError
+from chalicelib.transport import HttpResponse, Transport, TransportError
 
 logger = logging.getLogger(__name__)
 

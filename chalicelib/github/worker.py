@@ -32,12 +32,12 @@ from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstal
 from chalicelib.github.job import GitHubJob, InvalidJob
 from chalicelib.github.operations import CALLS_RESERVED, GitHubOperations
 from chalicelib.github.scope import GitHubScope
-from chalicelib.github.transport import HttpTransport
 from chalicelib.limits.github_calls import GitHubCallBudget
 from chalicelib.observability import bind, tracing
 from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.process import kept
+from chalicelib.transport import HttpTransport
 
 logger = logging.getLogger(__name__)
 

@@ -188,15 +188,41 @@ def test_refusals_are_logged_with_their_reason_and_never_the_token(app_env, capl
     assert token not in caplog.text and token.split(".")[2] not in caplog.text
 
 
-def rest_event(authorization):
-    return {"type": "TOKEN", "authorizationToken": authorization,
-            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:restapi01/api/GET/me"}
+def rest_event(authorization, path="/me"):
+    return events.token_authorizer_event(authorization=authorization,
+                                         method_arn=events.rest_method_arn("test", "GET", path))
 
 
 def test_rest_authorizer_allows_a_valid_bearer_token(app_env, boto):
     answer = chalice_app.rest_authorizer(rest_event(f"Bearer {login(boto, app_env)}"), None)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert answer["principalId"] == answer["context"]["sub"] and answer["context"]["username"] == "dev"
+
+
+def test_the_rest_handler_serves_the_authorizers_caller(app_env, boto):
+    # API Gateway's REST flow: the TOKEN authorizer's answer becomes the proxy event's requestContext.authorizer.
+    from devserver import authorizers
+
+    token = login(boto, app_env)
+    arn = events.rest_method_arn("test", "GET", "/usage")
+    decision = authorizers.from_answer(chalice_app.rest_authorizer(rest_event(f"Bearer {token}", "/usage"), None),
+                                       arn, latency_ms=3)
+    context = decision.context
+    assert decision.allowed and context is not None
+
+    def get(path, authorizer=None):
+        event = events.rest_event(method="GET", path=path, stage="test", domain_name="localrest1.example.com",
+                                  source_ip="192.0.2.1", headers={"Authorization": f"Bearer {token}"},
+                                  authorizer=authorizer)
+        answer = chalice_app.app(event, None)
+        return answer["statusCode"], json.loads(answer["body"])
+
+    status, usage = get("/usage", context)
+    assert status == 200 and set(usage) == {"limits", "usage"}
+    status, caller = get("/me", context)
+    assert status == 200 and caller["sub"] == context["sub"] and caller["username"] == "dev"
+    assert get("/me")[0] == 401  # no authorizer context: never served
+    assert get("/health") == (200, {"status": "ok", "stage": "test"})
 
 
 @pytest.mark.parametrize("case", ["empty", "garbage", "expired", "wrong client", "tampered payload"])

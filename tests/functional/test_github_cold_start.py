@@ -10,7 +10,7 @@ PROBE = """
 import sys, app
 from chalicelib.dispatch import table as actions
 from chalicelib.github import params
-heavy = [m for m in ("chalicelib.github.client", "chalicelib.github.worker", "chalicelib.github.transport",
+heavy = [m for m in ("chalicelib.github.client", "chalicelib.github.worker", "chalicelib.transport",
                      "jwt", "cryptography") if m in sys.modules]
 print(",".join(heavy))
 """

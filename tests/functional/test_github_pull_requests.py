@@ -14,7 +14,7 @@ from chalicelib.errors import BadRequest, NotFound, Timeout, UpstreamError, Upst
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
 from chalicelib.github.operations import GitHubOperations
-from chalicelib.github.transport import HttpTransport
+from chalicelib.transport import HttpTransport
 from devserver.github import GitHubEmulator, new_app_key, secret_document
 from devserver.github_repos import NFD_FILE, SEED_FILES
 from tests.fakes import FakeSecrets

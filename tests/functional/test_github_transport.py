@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from chalicelib.github.transport import HttpTransport, TransportError
+from chalicelib.transport import HttpTransport, TransportError
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -6,10 +6,8 @@ import json
 import logging
 import uuid
 
-import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
-from botocore.config import Config
 
 import app as chalice_app
 from chalicelib.auth.authorizer import AccessRefused
@@ -17,6 +15,7 @@ from chalicelib.auth.errors import TokenRevoked
 from chalicelib.auth.revocation import RevocationCheck
 from chalicelib.dispatch.connections import ConnectionStore
 from chalicelib.observability import metric_names
+from chalicelib.transport import HttpResponse, HttpTransport
 from infra import cut_off
 from tests.conftest import reset_app_caches
 from tests.fakes import RecordingSender
@@ -93,28 +92,33 @@ def test_with_the_check_off_a_revoked_token_still_connects(app_env, boto, user, 
 
 
 def test_when_cognito_cannot_answer_the_verified_token_is_let_in_and_the_outage_logged(caplog):
-    unreachable = boto3.client("cognito-idp", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
-                               aws_access_key_id="x", aws_secret_access_key="x",
-                               config=Config(connect_timeout=0.5, retries={"max_attempts": 1}))
+    unreachable = HttpTransport(connect_timeout=0.5, read_timeout=0.5)
     with caplog.at_level(logging.WARNING, logger="chalicelib.auth.revocation"):
-        RevocationCheck(unreachable)("a.verified.token")
+        RevocationCheck(unreachable, endpoint="http://127.0.0.1:9")("a.verified.token")
     assert [r.getMessage() for r in caplog.records] == ["revocation check unavailable"]
 
 
-def test_cognitos_refusals_are_revocations_and_its_failures_are_not(monkeypatch):
-    from botocore.exceptions import ClientError
+def test_cognitos_refusals_are_revocations_and_its_failures_are_not():
+    asked: list[dict] = []
 
-    def answering(code):
-        class Cognito:
-            def get_user(self, AccessToken):
-                raise ClientError({"Error": {"Code": code, "Message": "x"}}, "GetUser")
-        return RevocationCheck(Cognito())
+    def answering(status, code):
+        class Cognito:  # Cognito's JSON protocol, as GetUser answers
+            def send(self, method, url, *, headers, body, timeout=None):
+                asked.append({"method": method, "url": url, "target": headers["X-Amz-Target"],
+                              "body": json.loads(body)})
+                return HttpResponse(status=status, headers={}, body=json.dumps({"__type": code}).encode())
+        return RevocationCheck(Cognito(), endpoint="https://cognito-idp.eu-west-1.amazonaws.com")
 
-    for code in ("NotAuthorizedException", "UserNotFoundException"):
+    for code in ("NotAuthorizedException", "com.amazonaws.cognito#UserNotFoundException"):
         with pytest.raises(TokenRevoked):
-            answering(code)("t")
-    for code in ("TooManyRequestsException", "InternalErrorException"):
-        answering(code)("t")  # Cognito cannot say: let the verified token in
+            answering(400, code)("t")
+    assert asked[0] == {"method": "POST", "url": "https://cognito-idp.eu-west-1.amazonaws.com/",
+                        "target": "AWSCognitoIdentityProviderService.GetUser", "body": {"AccessToken": "t"}}
+    asked.clear()
+    for status, code in ((400, "TooManyRequestsException"), (500, "InternalErrorException")):
+        answering(status, code)("t")  # Cognito cannot say: let the verified token in (after one more try)
+    assert len(asked) == 4
+    answering(200, "")("t")  # honoured
 
 
 # --- python -m infra.cut_off ---------------------------------------------------------------------------

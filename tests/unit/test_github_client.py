@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.errors import BadRequest, Forbidden, Internal, NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.github.credentials import AppJwt, AppSecret, SecretSource
-from chalicelib.github.transport import TransportError
+from chalicelib.transport import TransportError
 from devserver.github import new_app_key, secret_document
 from tests.fakes import GITHUB_API as API
 from tests.fakes import T0, Clock, FakeSecrets, reply

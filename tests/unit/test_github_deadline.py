@@ -10,7 +10,7 @@ from chalicelib.errors import BadRequest, Timeout, UpstreamError
 from chalicelib.github import worker
 from chalicelib.github.client import MAX_PAGES
 from chalicelib.github.operations import GitHubOperations
-from chalicelib.github.transport import TransportError
+from chalicelib.transport import TransportError
 from tests.fakes import GITHUB_API as API
 from tests.fakes import T0, LambdaContext, reply
 

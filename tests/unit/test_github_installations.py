@@ -19,7 +19,7 @@ from chalicelib.github.credentials import (
     SecretSource,
 )
 from chalicelib.github.operations import GitHubOperations
-from chalicelib.github.transport import HttpResponse
+from chalicelib.transport import HttpResponse
 from devserver.github import new_app_key, secret_document
 from tests.fakes import GITHUB_API as API
 from tests.fakes import Clock, FakeGitHub, FakeSecrets, reply

@@ -1,9 +1,11 @@
-"""The HTTP boundary to GitHub: one method, `send`, with connect and read timeouts.
+"""The HTTP boundary for calls that are not AWS SDK calls (GitHub's API, Cognito's GetUser):
+one method, `send`, with connect and read timeouts.
 
-http.client from the standard library (no extra package in the Lambda bundle),
-with one kept-alive connection per host and thread, since a pull request takes
-about eight calls in a row. A network failure is a TransportError; HTTP
-statuses are returned as they are, and the client decides what they mean.
+http.client from the standard library (no extra package in the Lambda bundle, and no boto3
+where a handler does not need it: the authorizers stay light), with one kept-alive
+connection per host and thread, since a pull request takes about eight calls in a row and
+a warm `$connect` asks Cognito again and again. A network failure is a TransportError; HTTP
+statuses are returned as they are, and the caller decides what they mean.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 
 
 class TransportError(Exception):
-    """GitHub could not be reached, or did not answer in time."""
+    """The server could not be reached, or did not answer in time."""
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,16 @@ class HttpTransport:
                 self._drop(key)
                 if was_open and reused:
                     continue  # the server closed an idle kept-alive connection: once more on a new one
-                raise TransportError(f"connection to GitHub failed ({type(exc).__name__})") from None
+                raise TransportError(f"connection to {parts.hostname} failed ({type(exc).__name__})") from None
             except (OSError, http.client.HTTPException) as exc:
                 self._drop(key)
                 kind = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else "failed"
-                raise TransportError(f"connection to GitHub {kind} ({type(exc).__name__})") from None
+                raise TransportError(f"connection to {parts.hostname} {kind} ({type(exc).__name__})") from None
             if response.will_close:
                 self._drop(key)
             return HttpResponse(status=response.status, body=data, url=url,
                                 headers={k.lower(): v for k, v in response.getheaders()})
-        raise TransportError("connection to GitHub failed")  # not reached: the second pass returns or raises
+        raise TransportError(f"connection to {parts.hostname} failed")  # not reached: the second pass returns or raises
 
     def _connection(self, key: tuple, *, fresh: bool,
                     cap: float | None) -> tuple[http.client.HTTPConnection, bool]:
@@ -89,7 +91,7 @@ class HttpTransport:
         try:
             connection.connect()
         except OSError as exc:
-            raise TransportError(f"cannot connect to GitHub ({type(exc).__name__})") from None
+            raise TransportError(f"cannot connect to {key[1]} ({type(exc).__name__})") from None
         connection.sock.settimeout(read_timeout)  # connected: from now on the read timeout applies
         pool[key] = connection
         return connection, False
