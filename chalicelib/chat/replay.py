@@ -9,7 +9,7 @@ The chat's record names the number of parts; the final frame is in the record it
 the chat's final status in one update (chalicelib/chat/requests.py).
 
 Why here and not one S3 object per chat: the requests table is already written at the chat's end,
-a part costs one PutItem (a 1,000-token reply compresses to about 1.5 KB: two write units), and
+a part costs one PutItem (a 1,000-token reply compresses to about 2.2 KB: three write units), and
 DynamoDB's TTL removes it with no lifecycle rule; docs/PERFORMANCE.md measures what it adds.
 """
 from __future__ import annotations
