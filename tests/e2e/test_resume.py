@@ -229,6 +229,32 @@ def test_a_chat_cancelled_from_a_new_connection_ends_cancelled_and_is_settled_on
         assert record["status"] == "cancelled"
 
 
+def test_a_chat_whose_client_left_for_good_runs_to_its_end_and_its_session_keeps_the_whole_reply(stack):
+    """Nobody resumes it: the worker reads the model to its end, settles the model's own count once, and
+    appends the whole reply to the session as a whole reply (not marked cancelled, as a partial one is)."""
+    prompt = prompt_of(80, 20)
+    with stack.connect() as client:
+        session_id = client.request("session.create", title="left")["data"]["session"]["sessionId"]
+        before = day_usage(client)
+    client = stack.connect()
+    chat_id = client.send("chat.send", id=unique_id(), prompt=prompt, sessionId=session_id)
+    request_id = client.next_frame(chat_id)["requestId"]
+    read(client, chat_id, deltas=1)
+    client.close()  # and never back
+    table = requests_table(stack)
+    assert wait_for(lambda: table.get_item(Key={"requestId": request_id})["Item"]["status"] != "streaming",
+                    timeout=15)
+    with stack.connect() as client:
+        messages = client.request("session.get", sessionId=session_id)["data"]["messages"]
+        assert [(m["role"], m["content"], m.get("cancelled", False)) for m in messages] == [
+            ("user", prompt, False), ("assistant", prompt, False)]
+        record = table.get_item(Key={"requestId": request_id}, ConsistentRead=True)["Item"]
+        assert record["status"] == "done" and record["usageEstimated"] is False
+        after = day_usage(client)
+    assert after["outputTokens"] - before["outputTokens"] == record["outputTokens"]
+    assert after["inputTokens"] - before["inputTokens"] == record["inputTokens"]
+
+
 # --- clients that reconnect by themselves ---------------------------------------------------------------
 
 def test_llm_ide_chat_shows_the_whole_answer_through_connections_closed_every_5_seconds(short_stack, tmp_path):
