@@ -110,7 +110,7 @@ def bedrock_worker(event: dict, context: Any) -> dict:
 
     with invocation("bedrock_worker", context):
         job = ChatJob.from_event(event)
-        outcome = _root().chat_worker(job.endpoint).run(job, remaining_ms=context.get_remaining_time_in_millis)
+        outcome = _root().chat_worker.run(job, remaining_ms=context.get_remaining_time_in_millis)
         return {"status": outcome.status}
 
 

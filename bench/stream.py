@@ -1,17 +1,27 @@
-"""Streaming benchmark: coalesced delta frames against one post per model delta, in one run.
+"""Streaming benchmark: this tree's chat path against a baseline's, side by side in one run.
 
-Starts two local stacks, both with DEV_MODEL_TOKENS_PER_SECOND=100 and
-DEV_POST_LATENCY_MS=30: one with the configured coalescing, one with
-STREAM_FLUSH_BYTES=0 (coalescing off: every model delta is posted as it comes,
-the way the AWS samples stream). Each run sends a ~1,000-token prompt to the
-echo model; runs alternate between the stacks. The model's own timings come
-from the emulator (/_emulator/streams/<sha256 of the prompt>). Medians printed:
+Starts two local stacks, both with DEV_MODEL_TOKENS_PER_SECOND=100 and DEV_POST_LATENCY_MS=30:
+"this tree", and a baseline, by default today's path before resumable streams (BASELINE_REF,
+where the handler posts the `ack`, then starts the worker, which then calls the model): that
+commit's source tree (`git archive`) run with this venv. `--baseline coalescing-off` compares with
+this tree at STREAM_FLUSH_BYTES=0 instead (one post per model delta, as the AWS samples stream).
+Each run, alternating between the stacks:
 
-  completion ratio   client's send -> `done` / the model's request -> last token  (goal <= 1.05)
-  first-delta delay  client receives the first delta - the model emits its first token  (goal <= 60 ms)
-  frames / 1k tokens delta frames per 1,000 output tokens  (goal <= 40)
+- a ~1,000-token chat (ASCII, 4 bytes a token): the completion ratio (client's send -> `done` /
+  the model's request -> last token, goal <= 1.05), time to first delta minus the model's time to
+  first token (goal <= 60 ms), the first-delta delay, delta frames per 1,000 tokens, and on this
+  tree what keeping its frames for chat.resume wrote (items and bytes per 1,000 tokens);
+- a short chat whose first token comes 300 ms after the request (`[[slow:300]]`), about what a
+  Bedrock model takes to read a prompt: time to first delta minus the model's, again, when the
+  model is no faster than a post;
+- on this tree, a ~300-token chat dropped after 5 deltas and resumed (`chat.resume`) on a new
+  socket: from the new socket's open to the first replayed frame; the text checked whole.
 
-Usage: .venv/bin/python -m bench.stream [--runs 5] [--tokens 1000] [--flush-bytes N --flush-ms N]
+The model's own timings come from the emulator (/_emulator/streams/<sha256 of the prompt>), on
+the same clock as the client's. Medians printed, with the ratio this tree / baseline.
+
+Usage: .venv/bin/python -m bench.stream [--runs 5] [--tokens 1000] [--baseline REF|coalescing-off]
+       [--flush-bytes N --flush-ms N]
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ import argparse
 import hashlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,15 +37,25 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from client import IdeClient, load_endpoints  # noqa: E402
 from devserver import launcher  # noqa: E402
+from infra import resources  # noqa: E402
 from tests.e2e.conftest import sign_in_as  # noqa: E402
 
-PACING = {"DEV_MODEL_TOKENS_PER_SECOND": "100", "DEV_POST_LATENCY_MS": "30"}
+PACING = {"DEV_MODEL_TOKENS_PER_SECOND": "100", "DEV_POST_LATENCY_MS": "30",
+          # Many chats in one hour: the limits must not be what is measured.
+          "TOKEN_BUDGET_PER_HOUR": "100000000", "RATE_LIMIT_REQUESTS_PER_MINUTE": "100000"}
+# main before resumable streams (issue 16): the handler posted the ack before it started the worker.
+BASELINE_REF = "6f177ed"
+COALESCING_OFF = "coalescing-off"
+SLOW_FIRST_TOKEN_MS = 300
 
 
 @dataclass
@@ -44,49 +65,137 @@ class Stack:
     websocket_url: str
     bedrock_url: str
     token: str
+    requests: Any  # the requests table (a boto3 Table), to read what keeping frames wrote
+
+    def connect(self) -> IdeClient:
+        return IdeClient(self.websocket_url, self.token)
 
 
-def start(name: str, env: dict[str, str], state_dir: Path) -> Stack:
+def start(name: str, env: dict[str, str], state_dir: Path, root: Path = ROOT) -> Stack:
     try:
-        running = launcher.start(state_dir, env={**PACING, **env, "LOG_LEVEL": "WARNING"}, ready_within=90)
+        running = launcher.start(state_dir, env={**PACING, **env, "LOG_LEVEL": "WARNING"}, ready_within=90,
+                                 root=root)
     except launcher.StackNotReady as exc:
         raise SystemExit(f"the {name} stack did not start: {exc}") from None
     endpoints = load_endpoints(running.endpoints_path)
     tokens = sign_in_as(endpoints, "dev")
     assert endpoints.websocket_url, f"{running.endpoints_path} names no WebSocket API"
-    return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token)
+    table = boto3.resource("dynamodb", endpoint_url=running.document["awsEndpointUrl"], region_name="us-east-1",
+                           aws_access_key_id="local", aws_secret_access_key="local"
+                           ).Table(resources.table("requests").physical_name("local"))
+    return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token, table)
 
 
-def one_run(stack: Stack, tokens: int) -> dict[str, float]:
-    # ASCII text: the echo model's tokens are 4 bytes each.
-    prompt = (f"run {uuid.uuid4().hex} " + "lorem ipsum dolor sit amet " * (tokens * 4 // 27 + 1))[: tokens * 4]
-    with IdeClient(stack.websocket_url, stack.token) as client:
+def model_timing(stack: Stack, prompt: str) -> dict[str, float]:
+    key = hashlib.sha256(prompt.encode()).hexdigest()
+    with urllib.request.urlopen(f"{stack.bedrock_url}/_emulator/streams/{key}", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def ascii_prompt(tokens: int) -> str:
+    """A unique prompt of `tokens` echo-model tokens: prose (this repository's docs, in ASCII), which compresses
+    as a model's replies do, unlike a repeated phrase (what keeping the frames costs depends on it)."""
+    prose = " ".join(ASCII_DOCS.replace("[[", "(").replace("]]", ")").split())  # no emulator directives
+    start = hash(uuid.uuid4()) % (len(prose) - tokens * 4)
+    return (f"run {uuid.uuid4().hex} " + prose[start:])[: tokens * 4]
+
+
+ASCII_DOCS = "".join(path.read_text().encode("ascii", "ignore").decode()
+                     for path in sorted((ROOT / "docs").glob("*.md")))
+
+
+def one_chat(stack: Stack, tokens: int) -> dict[str, float]:
+    prompt = ascii_prompt(tokens)
+    with stack.connect() as client:
         client.ping()  # connected and warm
         sent = time.time()
-        first_delta: float | None = None
+        ack_at = first_delta = done = None
         frames = 0
-        for frame in client.chat(prompt, maxTokens=tokens + 100, timeout=60):
-            if frame["type"] == "delta":
+        for frame in client.chat(prompt, maxTokens=tokens * 4, timeout=60):
+            if frame["type"] == "ack":
+                ack_at, request_id = time.time(), frame["requestId"]
+            elif frame["type"] == "delta":
                 frames += 1
                 first_delta = first_delta or time.time()
             elif frame["type"] == "error":
                 raise SystemExit(f"chat failed: {frame}")
             elif frame["type"] == "done":
                 done, usage = time.time(), frame["usage"]
-    key = hashlib.sha256(prompt.encode()).hexdigest()
-    with urllib.request.urlopen(f"{stack.bedrock_url}/_emulator/streams/{key}", timeout=5) as response:
-        model = json.loads(response.read())
-    assert first_delta is not None, "the chat sent no delta"
+    assert ack_at and first_delta and done
+    model = model_timing(stack, prompt)
     generation = model["last_token_at"] - model["received_at"]
-    return {
+    result = {
         "completion_ratio": (done - sent) / generation,
-        "first_delta_delay_ms": (first_delta - model["first_token_at"]) * 1000,
+        "ack_ms": (ack_at - sent) * 1000,
         "ttfd_minus_model_ttft_ms": ((first_delta - sent) - (model["first_token_at"] - model["received_at"])) * 1000,
+        "first_delta_delay_ms": (first_delta - model["first_token_at"]) * 1000,
         "frames_per_1k_tokens": frames * 1000 / usage["outputTokens"],
         "completion_s": done - sent,
         "generation_s": generation,
         "output_tokens": usage["outputTokens"],
     }
+    result.update(kept_frames(stack, request_id, usage["outputTokens"]))
+    return result
+
+
+def kept_frames(stack: Stack, request_id: str, output_tokens: int) -> dict[str, float]:
+    """What keeping the chat's frames for chat.resume wrote: items, and bytes, per 1,000 output tokens."""
+    record = stack.requests.get_item(Key={"requestId": request_id}, ConsistentRead=True).get("Item") or {}
+    if "frameParts" not in record:
+        return {}  # a tree that keeps no frames
+    parts = int(record["frameParts"])
+    items = [stack.requests.get_item(Key={"requestId": f"frames#{request_id}#{n}"})["Item"] for n in range(parts)]
+    stored = sum(len(bytes(item["frames"])) for item in items)
+    return {"kept_items_per_1k_tokens": parts * 1000 / output_tokens,
+            "kept_bytes_per_1k_tokens": stored * 1000 / output_tokens}
+
+
+def slow_first_token(stack: Stack) -> dict[str, float]:
+    """TTFD minus the model's TTFT when the model reads the prompt for 300 ms before its first token."""
+    prompt = f"[[slow:{SLOW_FIRST_TOKEN_MS}]] {uuid.uuid4().hex[:8]}"
+    with stack.connect() as client:
+        client.ping()
+        sent = time.time()
+        first_delta = None
+        for frame in client.chat(prompt, timeout=60):
+            if frame["type"] == "delta" and first_delta is None:
+                first_delta = time.time()
+            elif frame["type"] == "error":
+                raise SystemExit(f"chat failed: {frame}")
+    assert first_delta is not None
+    model = model_timing(stack, prompt)
+    return {"ttfd_minus_slow_model_ttft_ms":
+            ((first_delta - sent) - (model["first_token_at"] - model["received_at"])) * 1000}
+
+
+def first_replayed_frame(stack: Stack) -> dict[str, float]:
+    """A ~300-token chat dropped after 5 deltas and resumed on a new socket: its open -> the first replayed
+    stream frame (the resume's result comes just before it); the whole text checked, seq without gap."""
+    prompt = ascii_prompt(300)
+    first = stack.connect()
+    chat_id = first.send("chat.send", id=f"bench-{uuid.uuid4().hex[:12]}", prompt=prompt, maxTokens=1200)
+    request_id = first.next_frame(chat_id, timeout=30)["requestId"]
+    seen = [first.next_frame(chat_id, timeout=30) for _ in range(5)]
+    first.close()
+    with stack.connect() as second:
+        opened = time.perf_counter()
+        resume_id = second.send("chat.resume", requestId=request_id, afterSeq=seen[-1]["seq"])
+        frame = second.next_frame(chat_id, timeout=30)
+        replayed = time.perf_counter()
+        assert frame["type"] == "delta" and frame["seq"] == seen[-1]["seq"] + 1, frame
+        assert second.next_frame(resume_id)["type"] == "result"
+        rest = list(second.frames(chat_id, timeout=30))
+    stream = [*seen, frame, *(f for f in rest if f["type"] == "delta")]
+    assert "".join(f["text"] for f in stream) == prompt and [f["seq"] for f in stream] == list(range(len(stream)))
+    return {"resume_first_frame_ms": (replayed - opened) * 1000}
+
+
+def baseline_tree(ref: str, into: Path) -> Path:
+    """The source tree at `ref`, extracted from this repository (no checkout is touched)."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def main() -> None:
@@ -94,50 +203,70 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=1000)
-    parser.add_argument("--flush-bytes", help="STREAM_FLUSH_BYTES of the coalesced stack (default: the app's)")
-    parser.add_argument("--flush-ms", help="STREAM_FLUSH_MS of the coalesced stack (default: the app's)")
+    parser.add_argument("--baseline", default=BASELINE_REF,
+                        help=f"a git ref (default {BASELINE_REF}: today's path), or {COALESCING_OFF}")
+    parser.add_argument("--flush-bytes", help="STREAM_FLUSH_BYTES of this tree's stack (default: the app's)")
+    parser.add_argument("--flush-ms", help="STREAM_FLUSH_MS of this tree's stack (default: the app's)")
     args = parser.parse_args()
-    coalesced_env = {k: v for k, v in (("STREAM_FLUSH_BYTES", args.flush_bytes), ("STREAM_FLUSH_MS", args.flush_ms))
-                     if v is not None}
+    env = {k: v for k, v in (("STREAM_FLUSH_BYTES", args.flush_bytes), ("STREAM_FLUSH_MS", args.flush_ms))
+           if v is not None}
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
-        stacks = []
+        stacks: list[Stack] = []
         try:
-            stacks.append(start("coalesced", coalesced_env, Path(tmp, "a")))
-            stacks.append(start("coalescing off", {"STREAM_FLUSH_BYTES": "0"}, Path(tmp, "b")))
+            stacks.append(start("this tree", env, Path(tmp, "a")))
+            if args.baseline == COALESCING_OFF:
+                stacks.append(start(COALESCING_OFF, {"STREAM_FLUSH_BYTES": "0"}, Path(tmp, "b")))
+            else:
+                tree = baseline_tree(args.baseline, Path(tmp, "baseline-tree"))
+                stacks.append(start(f"at {args.baseline}", env, Path(tmp, "b"), root=tree))
             for stack in stacks:  # a warm worker, as in a steady stream of chats (not a cold start)
-                with IdeClient(stack.websocket_url, stack.token) as client:
+                with stack.connect() as client:
                     list(client.chat("warm up", timeout=60))
             results: dict[str, list[dict[str, float]]] = {s.name: [] for s in stacks}
             for run in range(args.runs):
                 for stack in stacks:
-                    results[stack.name].append(one_run(stack, args.tokens))
+                    figures = {**one_chat(stack, args.tokens), **slow_first_token(stack)}
+                    if stack is stacks[0]:
+                        figures.update(first_replayed_frame(stack))
+                    results[stack.name].append(figures)
                 print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
         finally:
             for stack in stacks:
                 stack.running.stop()
-    report(results, args, coalesced_env)
+    report(results, args, env)
+
+
+ROWS = [("completion_ratio", "completion / generation", "{:.3f}", "<= 1.05"),
+        ("ttfd_minus_model_ttft_ms", "TTFD - model TTFT (ms), first token 10 ms", "{:.1f}", "<= 60"),
+        ("ttfd_minus_slow_model_ttft_ms", f"TTFD - model TTFT (ms), first token {SLOW_FIRST_TOKEN_MS} ms",
+         "{:.1f}", "<= 60"),
+        ("first_delta_delay_ms", "first-delta delay (ms)", "{:.1f}", "<= 60"),
+        ("ack_ms", "send -> ack (ms)", "{:.1f}", "(info)"),
+        ("frames_per_1k_tokens", "frames / 1,000 tokens", "{:.1f}", "<= 40"),
+        ("kept_items_per_1k_tokens", "frames kept: items written / 1k tokens", "{:.2f}", "(info)"),
+        ("kept_bytes_per_1k_tokens", "frames kept: bytes / 1k tokens", "{:.0f}", "(info)"),
+        ("resume_first_frame_ms", "new socket open -> first replayed frame (ms)", "{:.1f}", "(info)"),
+        ("completion_s", "completion seen by client (s)", "{:.2f}", "(info)"),
+        ("generation_s", "model generation (s)", "{:.2f}", "(info)"),
+        ("output_tokens", "output tokens", "{:.0f}", "(info)")]
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace, env: dict[str, str]) -> None:
-    # The issue's "time to first delta minus the model's time to first token" is the TTFD row, each
-    # from its own start; it holds the ack's post before the first delta's (docs/PERFORMANCE.md).
-    rows = [("completion_ratio", "completion / generation", "{:.3f}", "<= 1.05"),
-            ("ttfd_minus_model_ttft_ms", "TTFD - model TTFT, from send (ms)", "{:.1f}", "<= 60"),
-            ("first_delta_delay_ms", "first-delta delay (ms)", "{:.1f}", "<= 60"),
-            ("frames_per_1k_tokens", "frames / 1,000 tokens", "{:.1f}", "<= 40"),
-            ("completion_s", "completion seen by client (s)", "{:.2f}", "(info)"),
-            ("generation_s", "model generation (s)", "{:.2f}", "(info)"),
-            ("output_tokens", "output tokens", "{:.0f}", "(info)")]
     names = list(results)
-    medians = {n: {k: statistics.median(r[k] for r in results[n]) for k, *_ in rows} for n in names}
+
+    def median(name: str, key: str) -> float | None:
+        values = [r[key] for r in results[name] if key in r]
+        return statistics.median(values) if values else None
+
     settings = ", ".join(f"{k}={v}" for k, v in env.items()) or "the app's defaults"
     print(f"\nStreaming, medians of {args.runs} runs of ~{args.tokens} tokens; "
-          f"DEV_MODEL_TOKENS_PER_SECOND=100, DEV_POST_LATENCY_MS=30; coalesced with {settings}")
-    print(f"{'metric':36} {names[0]:>12} {names[1]:>15} {'ratio':>8}  goal")
-    for key, label, fmt, goal in rows:
-        a, b = medians[names[0]][key], medians[names[1]][key]
-        ratio = f"{a / b:.2f}" if b else "-"
-        print(f"{label:36} {fmt.format(a):>12} {fmt.format(b):>15} {ratio:>8}  {goal}")
+          f"DEV_MODEL_TOKENS_PER_SECOND=100, DEV_POST_LATENCY_MS=30; this tree with {settings}")
+    print(f"{'metric':46} {names[0]:>12} {names[1]:>16} {'ratio':>8}  goal")
+    for key, label, fmt, goal in ROWS:
+        a, b = median(names[0], key), median(names[1], key)
+        shown = [fmt.format(v) if v is not None else "-" for v in (a, b)]
+        ratio = f"{a / b:.2f}" if a is not None and b else "-"
+        print(f"{label:46} {shown[0]:>12} {shown[1]:>16} {ratio:>8}  {goal}")
 
 
 if __name__ == "__main__":

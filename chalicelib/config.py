@@ -138,6 +138,7 @@ class Settings:
     max_output_tokens: int
     stream_flush_bytes: int  # 0: coalescing off, one frame per model delta
     stream_flush_ms: int
+    chat_replay_seconds: int  # how long an ended chat's frames are kept for chat.resume
     bedrock_read_timeout: float
     bedrock_max_attempts: int
     bedrock_count_tokens_timeout: float  # CountTokens' read timeout: it runs before the ack
@@ -420,6 +421,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_output_tokens=max_output_tokens,
         stream_flush_bytes=env.number("STREAM_FLUSH_BYTES", 2048, int, minimum=0, maximum=65536),
         stream_flush_ms=env.number("STREAM_FLUSH_MS", 300, int, minimum=0, maximum=5000),
+        chat_replay_seconds=env.number("CHAT_REPLAY_SECONDS", 3600, int, minimum=60, maximum=7 * 86400),
         bedrock_read_timeout=env.number("BEDROCK_READ_TIMEOUT", 60.0, float, minimum=1, maximum=900),
         bedrock_max_attempts=env.number("BEDROCK_MAX_ATTEMPTS", 3, int, minimum=1, maximum=10),
         # CountTokens answers in tens of milliseconds; a count that takes longer reserves the bound instead.

@@ -1,7 +1,7 @@
 """The wire protocol: parsing client frames, building server frames, and their size rules.
 
 docs/PROTOCOL.md is the contract. Every server frame is built by a function here
-(`pong`, `ack`, `delta`, `toolUse`, `done`, `result`, `error_frame`), and every limit on a
+(`pong`, `ack`, `delta`, `toolUse`, `done`, `result`, `resumed`, `error_frame`), and every limit on a
 frame's size is a constant here.
 """
 from __future__ import annotations
@@ -333,6 +333,22 @@ def tool_use(request_id: str, *, seq: int, tool_use_id: str, name: str, input: d
 def done(request_id: str, *, stop_reason: str | None, usage: dict[str, Any],
          limits: dict[str, Any]) -> dict[str, Any]:
     return {"type": "done", "id": request_id, "stopReason": stop_reason, "usage": usage, "limits": limits}
+
+
+def resumed(request_id: str, *, chat_id: str, status: str, last_seq: int) -> dict[str, Any]:
+    """The answer to `chat.resume` (`request_id` is the resume's own `id`): the chat's `status` (`running`,
+    `done`, `cancelled` or `error`) and the `seq` of its last stream frame so far (-1: none yet). The
+    replayed and live frames that follow carry the chat's own `id`."""
+    return result(request_id, {"requestId": chat_id, "status": status, "lastSeq": last_seq})
+
+
+def chat_status(final_frame: dict[str, Any] | None) -> str:
+    """A chat's status as `chat.resume` names it, from the frame that ended it (None: still running)."""
+    if final_frame is None:
+        return "running"
+    if final_frame.get("type") == "error":
+        return "error"
+    return "cancelled" if final_frame.get("stopReason") == "cancelled" else "done"
 
 
 def result(request_id: str, data: dict[str, Any]) -> dict[str, Any]:

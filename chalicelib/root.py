@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chalicelib.aws.objects import ObjectStore
     from chalicelib.chat.bedrock import BedrockChat
     from chalicelib.chat.counting import InputCounter
+    from chalicelib.chat.replay import FrameLog
     from chalicelib.chat.uploads import UploadStore
     from chalicelib.chat.worker import ChatWorker
     from chalicelib.context.store import ContextStore
@@ -182,13 +183,22 @@ class Root:
 
         return InputCounter(counter)
 
-    def chat_worker(self, endpoint: str) -> ChatWorker:
-        """The bedrock_worker's worker for a chat whose connection is reached through `endpoint`."""
+    @cached_property
+    def frame_log(self) -> FrameLog:
+        from chalicelib.chat.replay import FrameLog
+
+        return FrameLog(aws.table(self.settings.requests_table))
+
+    @cached_property
+    def chat_worker(self) -> ChatWorker:
+        """The bedrock_worker's worker (it reaches each connection through that connection's endpoint)."""
         from chalicelib.chat.worker import ChatWorker
 
-        return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender=self.sender(endpoint),
-                          flush_bytes=self.settings.stream_flush_bytes, flush_ms=self.settings.stream_flush_ms,
+        settings = self.settings
+        return ChatWorker(requests=self.requests, bedrock=self.bedrock, sender_for=self.sender,
+                          flush_bytes=settings.stream_flush_bytes, flush_ms=settings.stream_flush_ms,
                           budget=self.token_budget, sessions=self.sessions, context=self.context,
+                          frames=self.frame_log, replay_seconds=settings.chat_replay_seconds,
                           uploads=self.uploads, wall_clock=self.clock)
 
 

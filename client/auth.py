@@ -258,6 +258,14 @@ class SignedIn:
         with self._lock:
             self._store.save(self._apis, tokens)
 
+    def token_source(self, token_use: str = "access") -> Callable[[bool], tuple[str, float]]:
+        """`(token, expires_at)` for a connection, renewed when forced or due: an IdeClient's `Reconnect.tokens`."""
+        def tokens(force_refresh: bool) -> tuple[str, float]:
+            current = self.tokens(force_refresh=force_refresh)
+            return current.token(token_use), float(current.expires_at)
+
+        return tokens
+
     def forget(self) -> Tokens | None:
         with self._lock:
             tokens = self._store.load(self._apis, self._username)

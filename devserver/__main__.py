@@ -19,7 +19,7 @@ from aiohttp import web
 from devserver import aws, aws_calls, github
 from devserver.bedrock import BedrockEmulator
 from devserver.cognito_front import CognitoFront
-from devserver.gateway import Gateway, LambdaRuntime
+from devserver.gateway import IDLE_TIMEOUT_SECONDS, MAX_CONNECTION_SECONDS, Gateway, LambdaRuntime
 from devserver.lambda_api import LambdaApi
 from devserver.s3_front import S3Front
 from infra import web_bundle
@@ -171,7 +171,10 @@ async def _serve(args: argparse.Namespace) -> None:
                           web_config=aws.web_client_config(document),
                           web_csp=content_security_policy(
                               [f"ws://{args.host}:{port}", cognito_url, s3_url]),
-                          post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0))
+                          post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0),
+                          max_connection_seconds=float(os.environ.get("DEV_WS_MAX_CONNECTION_SECONDS")
+                                                       or MAX_CONNECTION_SECONDS),
+                          idle_seconds=float(os.environ.get("DEV_WS_IDLE_SECONDS") or IDLE_TIMEOUT_SECONDS))
         bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions),

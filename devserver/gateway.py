@@ -28,10 +28,13 @@ from devserver import authorizers, events
 
 log = logging.getLogger("devserver.gateway")
 
-# API Gateway's limits for WebSocket APIs.
+# API Gateway's limits for WebSocket APIs. It closes a connection (1001, "Going away") after two
+# hours whatever happens, and after ten minutes without a message either way; DEV_WS_MAX_CONNECTION_SECONDS
+# and DEV_WS_IDLE_SECONDS shorten them so that clients can be tested against both.
 MAX_MESSAGE_BYTES = 128 * 1024
 IDLE_TIMEOUT_SECONDS = 10 * 60
 MAX_CONNECTION_SECONDS = 2 * 60 * 60
+GOING_AWAY = 1001
 
 
 @dataclass
@@ -40,8 +43,13 @@ class _Client:
     connected_at: float
     source_ip: str
     user_agent: str | None
-    last_active: float = field(default_factory=time.time)
+    last_active: float = field(default_factory=time.time)  # the last message either way (the idle timeout)
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closed_by_gateway: str | None = None  # why the gateway closed it (its duration, or idle)
+
+    def gone(self) -> bool:
+        """Closed, or closing: a post to it answers 410 (a method, so no check of it is taken as final)."""
+        return self.ws.closed
 
     @property
     def connected_at_ms(self) -> int:
@@ -75,8 +83,12 @@ class LambdaRuntime:
 class Gateway:
     def __init__(self, *, app_module: ModuleType, runtime: LambdaRuntime, stage: str,
                  domain_name: str, web_dir: Path, web_config: dict[str, Any], web_csp: str,
-                 connect_authorizer: str | None = "ws_authorizer", post_latency_ms: float = 0.0) -> None:
+                 connect_authorizer: str | None = "ws_authorizer", post_latency_ms: float = 0.0,
+                 max_connection_seconds: float = MAX_CONNECTION_SECONDS,
+                 idle_seconds: float = IDLE_TIMEOUT_SECONDS) -> None:
         self._runtime = runtime
+        self._max_connection = max_connection_seconds
+        self._idle = idle_seconds
         self._web_config = web_config
         self._connect_authorizer = connect_authorizer
         self._post_latency = post_latency_ms / 1000.0  # DEV_POST_LATENCY_MS: the Management API's latency
@@ -127,37 +139,51 @@ class Gateway:
             log.info("$connect %s refused (%d)", connection_id, status)
             return web.json_response({"message": (response or {}).get("body") or "Forbidden"}, status=status)
 
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, receive_timeout=IDLE_TIMEOUT_SECONDS)
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
         client = _Client(ws=ws, connected_at=now, source_ip=source_ip, user_agent=headers.get("User-Agent"))
         self._clients[connection_id] = client
         await ws.prepare(request)
         log.debug("$connect %s accepted", connection_id)  # the app's "handled" line says it
         close_code, reason = 1000, "Client closed"
         pending: set[asyncio.Task] = set()
+        limits = asyncio.create_task(self._enforce_limits(connection_id, client))
         try:
-            async with asyncio.timeout(MAX_CONNECTION_SECONDS):
-                async for message in ws:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     client.last_active = time.time()
-                    if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                        task = asyncio.create_task(self._message(connection_id, client, message.data))
-                        pending.add(task)
-                        task.add_done_callback(pending.discard)
-                    elif message.type == WSMsgType.ERROR:
-                        close_code, reason = 1009, f"Going away: {ws.exception()}"
-                        break
-        except TimeoutError:
-            close_code, reason = 1001, "Going away"
+                    task = asyncio.create_task(self._message(connection_id, client, message.data))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                elif message.type == WSMsgType.ERROR:
+                    close_code, reason = 1009, f"Going away: {ws.exception()}"
+                    break
         finally:
+            limits.cancel()
+            if client.closed_by_gateway:
+                close_code, reason = GOING_AWAY, client.closed_by_gateway
             self._clients.pop(connection_id, None)
             if not ws.closed:
                 await ws.close(code=close_code)
             disconnect = events.disconnect_event(
                 connection_id=connection_id, connected_at_ms=client.connected_at_ms, stage=self._stage,
                 domain_name=self._domain, source_ip=source_ip, user_agent=client.user_agent,
-                status_code=ws.close_code or close_code, reason=reason)
+                status_code=close_code if client.closed_by_gateway else ws.close_code or close_code, reason=reason)
             await self._runtime.invoke("websocket_disconnect", disconnect)
             log.debug("$disconnect %s", connection_id)
         return ws
+
+    async def _enforce_limits(self, connection_id: str, client: _Client) -> None:
+        """Close the connection as API Gateway does: at its maximum age, or when idle too long."""
+        while not client.ws.closed:
+            now = time.time()
+            ends, idle_ends = client.connected_at + self._max_connection, client.last_active + self._idle
+            if now >= min(ends, idle_ends):
+                why = "connection duration" if now >= ends else "idle timeout"
+                log.info("closing %s: its %s was reached", connection_id, why)
+                client.closed_by_gateway = f"Going away ({why})"
+                await client.ws.close(code=GOING_AWAY, message=b"Going away")
+                return
+            await asyncio.sleep(min(ends, idle_ends) - now)
 
     async def _authorize(self, *, connection_id: str, now: float, source_ip: str, headers: dict[str, str],
                          query: dict[str, list[str]]) -> authorizers.Decision:
@@ -193,7 +219,7 @@ class Gateway:
             return _aws_error(403, "ForbiddenException", "Missing Authentication Token")
         connection_id = request.match_info["connection_id"]
         client = self._clients.get(connection_id)
-        if client is None or client.ws.closed:
+        if client is None or client.gone():
             return _aws_error(410, "GoneException", None)
         if request.method == "GET":
             return web.json_response({"connectedAt": _iso(client.connected_at),
@@ -213,6 +239,8 @@ class Gateway:
         except UnicodeDecodeError:
             text = None
         async with client.send_lock:
+            if client.gone():  # closed while the post was on its way
+                return _aws_error(410, "GoneException", None)
             try:
                 if text is None:
                     await client.ws.send_bytes(body)
@@ -220,6 +248,7 @@ class Gateway:
                     await client.ws.send_str(text)
             except ConnectionError:
                 return _aws_error(410, "GoneException", None)
+        client.last_active = time.time()
         log.info("@connections POST %s %s", connection_id, _describe_frame(body))
         return web.Response(status=200)
 

@@ -50,12 +50,14 @@ def stop_process(process: subprocess.Popen) -> int:
     return process.returncode
 
 
-def start(state_dir: Path, *, env: dict[str, str] | None = None, ready_within: float = 60.0) -> StackProcess:
+def start(state_dir: Path, *, env: dict[str, str] | None = None, ready_within: float = 60.0,
+          root: Path = ROOT) -> StackProcess:
+    """The stack of the source tree at `root` (this one; a benchmark may start another version's)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     output = state_dir / "devserver.out"
     process = subprocess.Popen(
         [sys.executable, "-m", "devserver", "--port", "0", "--state-dir", str(state_dir)],
-        cwd=ROOT, stdout=output.open("wb"), stderr=subprocess.STDOUT,
+        cwd=root, stdout=output.open("wb"), stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}, start_new_session=True,
     )
     deadline = time.monotonic() + ready_within

@@ -220,7 +220,8 @@ def _authorizer(d: Deployment) -> list[Statement]:
 
 def _bedrock_worker(d: Deployment) -> list[Statement]:
     return [
-        _table(d, "requests", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+        # The chat's record read (cancel, resume) and moved; its stream frames kept for chat.resume (PutItem).
+        _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # Settlement: one TransactWriteItems of a Put (the settled marker) and Updates.
         _table(d, "usage", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # History (GetItem, Query), the exchange appended (UpdateItem, PutItem), the TTL moved (Query, UpdateItem).

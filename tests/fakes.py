@@ -3,6 +3,8 @@ GitHub, Secrets Manager) and a clock that moves only when told, shared by the te
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +57,46 @@ class RecordingSender:
     def close(self, connection_id: str) -> None:
         self.closed.append(connection_id)
         self.gone.add(connection_id)
+
+
+class Network(RecordingSender):
+    """The Management API with connections a test can drop, and a post it can hold in flight.
+
+    Every post is recorded with the connection it reached, in order; a post to a dropped connection
+    raises ConnectionGone, as the Management API answers 410. Set `held` to an Event to make the next
+    post wait for it (`in_flight` says when it does): the test can act while that post is on its way.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.lock = threading.Condition()
+        self.held: threading.Event | None = None
+        self.in_flight = threading.Event()
+
+    def send(self, connection_id: str, frame: dict[str, Any]) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.in_flight.set()
+            held.wait(5)
+        if self.delay:
+            time.sleep(self.delay)
+        with self.lock:
+            super().send(connection_id, frame)
+            self.lock.notify_all()
+
+    def drop(self, connection_id: str) -> None:
+        with self.lock:
+            self.gone.add(connection_id)
+
+    def wait_for(self, connection_id: str, predicate: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The frames of `connection_id` once `predicate` holds of them (AssertionError after `timeout`)."""
+        with self.lock:
+            assert self.lock.wait_for(lambda: predicate(self.frames.get(connection_id, [])), timeout), \
+                self.frames.get(connection_id)
+            return list(self.frames[connection_id])
 
 
 class FakeMetrics(MetricsWriter):

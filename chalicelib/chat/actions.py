@@ -1,5 +1,8 @@
 """The chat actions: `chat.send` admits a chat and hands it to the worker; `chat.cancel` flags it;
-`chat.countTokens` counts a chat's input as `chat.send` would reserve it."""
+`chat.countTokens` counts a chat's input as `chat.send` would reserve it.
+
+`chat.resume` is in resume.py.
+"""
 from __future__ import annotations
 
 import logging
@@ -16,7 +19,7 @@ from chalicelib.chat.request import ChatPolicy, ChatRequest
 from chalicelib.chat.requests import RequestStore, new_request_id
 from chalicelib.chat.uploads import UPLOAD_LIFETIME_SECONDS, UploadStore
 from chalicelib.dispatch.contract import ActionContext
-from chalicelib.errors import BadRequest, BudgetExceeded, ConnectionGone, NotFound, RateLimited
+from chalicelib.errors import BadRequest, BudgetExceeded, NotFound, RateLimited
 from chalicelib.limits import Pricing, RateLimiter, Reservation, TokenBudget
 from chalicelib.models import ModelTable
 from chalicelib.observability import metric_names
@@ -59,12 +62,13 @@ class ChatActions:
         self._wall_clock = wall_clock
 
     def send(self, ctx: ActionContext) -> None:
-        """Check, admit (one write: the request and the token reservation), record, ack, then start the worker.
+        """Check, admit (one write: the request and the token reservation), record, then start the worker.
 
         Everything that can refuse the chat (parameters, an upload's body, the session, the context
-        files, the model's context window, the limits) answers before the ack; the ack is posted
-        before any delta can be. Admitted itself (Admission.SELF in the action table): the dispatch
-        does not count it.
+        files, the model's context window, the limits) answers here. The worker posts the `ack`
+        itself, first on its one ordered sender, while it already calls the model: the ack precedes
+        every delta by construction, and the model does not wait for it. Admitted itself
+        (Admission.SELF in the action table): the dispatch does not count it.
         """
         received_at = self._wall_clock()
         connection = ctx.connection
@@ -99,17 +103,12 @@ class ChatActions:
                       endpoint=connection.endpoint, user_sub=connection.user_sub, chat=chat, reservation=reservation,
                       plan=plan, received_at=received_at)
         try:
-            ctx.sender.send(connection.connection_id, protocol.ack(
-                ctx.frame.id, chat_id=request_id, session_id=chat.session_id, model=chat.model,
-                max_tokens=reservation.max_tokens, limits=reservation.limits.to_wire()))
             self._invoker.start(self._worker_function, job.to_event())
-        except Exception as exc:
-            # The chat never started: its record says so, and nothing stays reserved.
-            gone = isinstance(exc, ConnectionGone)
-            self._requests.finish(request_id, status="gone" if gone else "error",
-                                  error_code="GONE" if gone else "INTERNAL")
-            self._release(reservation, chat.model)
-            raise
+        except Exception:
+            if self._give_up(request_id, reservation, chat.model):
+                raise
+            logger.warning("starting the worker failed, but it took the chat", extra={"requestId": request_id})
+            return
         logger.info("chat admitted", extra={"requestId": request_id, "sub": connection.user_sub, "model": chat.model,
                                             "inputTokens": plan.input_tokens, "inputExact": plan.exact,
                                             "maxTokens": reservation.max_tokens,
@@ -134,6 +133,24 @@ class ChatActions:
                           context_limit=self._policy.context_token_limit,
                           count=(lambda request: counter.count(model, request)) if counter is not None else
                           (lambda request: None))
+
+    def _give_up(self, request_id: str, reservation: Reservation, model: str) -> bool:
+        """Starting the worker failed, or seemed to: end the chat here, unless a worker took it; True if ended.
+
+        The record's one transition decides (RequestStore.fail_unclaimed against the worker's claim):
+        won, nothing stays reserved and the client is to be told; lost, the worker runs after all,
+        acks, streams and settles the chat, so nothing is released or answered here.
+        """
+        try:
+            if not self._requests.fail_unclaimed(request_id, error_code="INTERNAL"):
+                return False
+        except Exception:
+            # Who owns the chat is unknown: keep the reservation (settled by a worker that runs, else held
+            # until its hour ends: never in the user's favour), and tell the client it did not start.
+            logger.exception("recording a chat that did not start failed", extra={"requestId": request_id})
+            return True
+        self._release(reservation, model)
+        return True
 
     def _chat_request(self, ctx: ActionContext) -> ChatRequest:
         """The chat as the frame (and the upload it names) asks for it, every rule checked."""

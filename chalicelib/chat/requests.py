@@ -1,11 +1,14 @@
-"""Long-running requests (a chat, later a GitHub call) in DynamoDB: owner, status, cancel flag.
+"""Long-running requests (a chat, later a GitHub call) in DynamoDB: owner, status, cancel flag, resumes.
 
-The message handler creates the record, the worker moves it through its
-statuses and records the outcome, and `chat.cancel` sets the flag the worker
-polls. A client names a request by the server id from its `ack` or by its own
-`id` on the same connection; an alias item maps the latter to the former. A
-chat run from an upload leaves an item `upload#<sub>#<uploadId>` that marks
-the upload used.
+The message handler creates the record (`queued`). One conditional transition decides who owns
+the chat from there: the worker's claim (`queued -> streaming`) or, when starting the worker
+failed, the handler's `fail_unclaimed` (`queued -> error`); they cannot both succeed, and only the
+winner streams or releases the reservation. The worker records the outcome (`finish`), with the
+chat's final frame and where its stream frames are kept. `chat.cancel` sets the flag and
+`chat.resume` writes the latest resume request (`request_resume`), both of which the worker reads
+on its timer (`watch`). A client names a request by the server id from its `ack` or by its own
+`id` on the same connection; an alias item maps the latter to the former. A chat run from an
+upload leaves an item `upload#<sub>#<uploadId>` that marks the upload used.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib import protocol
 from chalicelib.aws.dynamo import cancellation_codes, condition_failed, update_if
 from chalicelib.errors import NotFound
 from chalicelib.times import iso
@@ -49,6 +53,33 @@ class Usage:
         return {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens,
                 "totalTokens": self.total_tokens, "cacheReadInputTokens": self.cache_read_input_tokens,
                 "cacheWriteInputTokens": self.cache_write_input_tokens}
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """The latest `chat.resume` of a running chat, as its record holds it for the worker."""
+
+    count: int  # resumes asked so far: the worker follows one with a larger count than it has followed
+    connection_id: str
+    endpoint: str  # the Management API endpoint that reaches connection_id
+    after_seq: int
+    resume_id: str  # the chat.resume frame's `id`
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ResumeRequest | None:
+        resume = item.get("resume")
+        if not resume:
+            return None
+        return cls(count=int(item.get("resumeCount", 0)), connection_id=resume["connectionId"],
+                   endpoint=resume["endpoint"], after_seq=int(resume["afterSeq"]), resume_id=resume["id"])
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What the worker reads on its timer: a cancel, and the latest resume."""
+
+    cancel_requested: bool
+    resume: ResumeRequest | None
 
 
 def new_request_id() -> str:
@@ -132,7 +163,8 @@ class RequestStore:
         CLAIMED: the worker owns the chat and may call the model. CANCELLED: it owns the chat, but a
         `chat.cancel` came first: the model must not be called (nothing it never read is charged, and
         nothing it read is free). TAKEN: a worker already took it (Lambda retries an asynchronous
-        invocation whose worker crashed or timed out: the retry must not stream the reply again).
+        invocation whose worker crashed or timed out: the retry must not stream the reply again), or the
+        handler gave up on it (`fail_unclaimed`: its worker seemed not to start).
         """
         now = time.time() if now is None else now
         try:
@@ -154,36 +186,95 @@ class RequestStore:
         """A conditional update of the request; False when its condition does not hold."""
         return update_if(self._table.update_item, Key={"requestId": request_id}, **update)
 
+    def fail_unclaimed(self, request_id: str, *, error_code: str, now: float | None = None) -> bool:
+        """The handler's side of the claim: `queued -> error`, True if no worker took the chat first.
+
+        Only then may the handler release the reservation and answer an error: a worker that did
+        take it (its start looked failed, but it ran) owns the chat and answers it.
+        """
+        now = time.time() if now is None else now
+        return self._update_if(
+            request_id,
+            UpdateExpression="SET #status = :error, errorCode = :code, updatedAt = :now, finishedAt = :now",
+            ConditionExpression="#status = :queued",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":error": "error", ":code": error_code, ":queued": RUNNING[0],
+                                       ":now": iso(now)},
+        )
+
     def cancel_requested(self, request_id: str) -> bool:
+        return self.watch(request_id).cancel_requested
+
+    def watch(self, request_id: str) -> Watch:
+        """The cancel flag and the latest resume: one consistent read of a few attributes."""
         item = self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True,
-                                    ProjectionExpression="cancelRequested").get("Item")
-        return bool(item and item.get("cancelRequested"))
+                                    ProjectionExpression="cancelRequested, resumeCount, #resume",
+                                    ExpressionAttributeNames={"#resume": "resume"}).get("Item") or {}
+        return Watch(cancel_requested=bool(item.get("cancelRequested")), resume=ResumeRequest.from_item(item))
+
+    def request_resume(self, *, request_id: str, user_sub: str, connection_id: str, endpoint: str, after_seq: int,
+                       resume_id: str, now: float | None = None) -> bool:
+        """Ask the worker of a running chat of this user's to move its stream; False if there is none.
+
+        The worker sees it within a poll (or when it records the end) and answers the resume on
+        `connection_id` itself. A later resume replaces an earlier one the worker has not followed yet.
+        """
+        now = time.time() if now is None else now
+        resume = {"connectionId": connection_id, "endpoint": endpoint, "afterSeq": after_seq, "id": resume_id}
+        return self._update_if(
+            request_id,
+            UpdateExpression="SET #resume = :resume, updatedAt = :now ADD resumeCount :one",
+            ConditionExpression="userSub = :sub AND #kind = :chat AND #status IN (:queued, :streaming)",
+            ExpressionAttributeNames={"#resume": "resume", "#status": "status", "#kind": "kind"},
+            ExpressionAttributeValues={":resume": resume, ":now": iso(now), ":one": 1, ":sub": user_sub,
+                                       ":chat": "chat", ":queued": RUNNING[0], ":streaming": RUNNING[1]},
+        )
 
     def finish(self, request_id: str, *, status: str, stop_reason: str | None = None,
                error_code: str | None = None, usage: Usage | None = None, now: float | None = None,
-               unless_cancelled: bool = False) -> bool:
-        """Record a request's outcome: how it ended and what it consumed.
+               unless_cancelled: bool = False, final_frame: dict[str, Any] | None = None,
+               last_seq: int | None = None, frame_parts: int | None = None,
+               replay_until: int | None = None) -> dict[str, Any] | None:
+        """Record a request's outcome: how it ended, what it consumed, and (a chat) how to replay it.
 
-        With `unless_cancelled`, only if no cancel was accepted meanwhile (False then, nothing
-        written): a cancel answered `{"cancelled": true}` must end the chat as cancelled.
+        `final_frame` is the chat's `done` or `error`, `last_seq` the seq of its last stream frame,
+        `frame_parts` how many items of the FrameLog hold its stream frames (written before this),
+        and `replay_until` (epoch seconds) when `chat.resume` stops replaying it; the record then
+        lives at least as long. Returns the record as written (with the latest resume request, which
+        the worker still has to follow), or None when `unless_cancelled` found a cancel accepted
+        meanwhile and wrote nothing: a cancel answered `{"cancelled": true}` must end the chat as
+        cancelled.
         """
         if status not in FINAL:
             raise ValueError(f"{status!r} is not a final status")
         now = time.time() if now is None else now
         values: dict[str, Any] = {":status": status, ":now": iso(now)}
         sets = ["#status = :status", "updatedAt = :now", "finishedAt = :now"]
-        for attribute, value in (("stopReason", stop_reason), ("errorCode", error_code)):
+        names = {"#status": "status"}
+        optional = (("stopReason", stop_reason), ("errorCode", error_code), ("lastSeq", last_seq),
+                    ("frameParts", frame_parts), ("replayUntil", replay_until),
+                    ("finalFrame", None if final_frame is None else protocol.encode(final_frame)))
+        for attribute, value in optional:
             if value is not None:
                 sets.append(f"{attribute} = :{attribute}")
                 values[f":{attribute}"] = value
+        if replay_until is not None:
+            sets.append("#ttl = :ttl")
+            names["#ttl"] = "ttl"
+            values[":ttl"] = max(replay_until, int(now) + self._ttl_seconds)
         if usage is not None:
             sets += ["inputTokens = :in", "outputTokens = :out", "usageEstimated = :est",
                      "cacheReadInputTokens = :cread", "cacheWriteInputTokens = :cwrite"]
             values.update({":in": usage.input_tokens, ":out": usage.output_tokens, ":est": usage.estimated,
                            ":cread": usage.cache_read_input_tokens, ":cwrite": usage.cache_write_input_tokens})
-        update: dict[str, Any] = {"UpdateExpression": "SET " + ", ".join(sets),
-                                  "ExpressionAttributeNames": {"#status": "status"}}
+        update: dict[str, Any] = {"UpdateExpression": "SET " + ", ".join(sets), "ExpressionAttributeNames": names,
+                                  "ExpressionAttributeValues": values, "ReturnValues": "ALL_NEW"}
         if unless_cancelled:
             update["ConditionExpression"] = "cancelRequested = :no"
             values[":no"] = False
-        return self._update_if(request_id, **update, ExpressionAttributeValues=values)
+        try:
+            return self._table.update_item(Key={"requestId": request_id}, **update)["Attributes"]
+        except ClientError as error:
+            if condition_failed(error):
+                return None
+            raise

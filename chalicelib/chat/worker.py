@@ -1,25 +1,29 @@
-"""The bedrock_worker: streams one chat's reply to its connection and records how it ended.
+"""The bedrock_worker: streams one chat's reply, to whichever connection has it, and records how it ended.
 
-Three threads per chat: a reader pulls the model's events into a queue (it
-never waits on a post), this thread consumes them into the DeltaStream and
-polls the cancel flag every CANCEL_POLL_SECONDS whatever the model does, and
-the DeltaStream's sender posts frames. Whatever happens (done, error, cancel,
-disconnect, exception, time limit), one `finally` (`_finish`) settles the
-reservation to the charge for the usage (the model's metadata, or, when the stream
-broke before it, `fallback_usage`: the input the model read once the request was
-sent and not refused, and the bound of the text served), records the outcome,
-appends the exchange to the session, and then sends the one final frame:
-`done` or `error`. A worker first claims its chat (queued -> streaming), so a
-retried invocation of the same event streams nothing twice, and a chat cancelled
-before its claim never reaches the model: it is settled to nothing and ends
-`cancelled`.
+A worker first claims its chat (queued -> streaming): a retried invocation of the same event, or
+one whose start the handler gave up on (queued -> error), streams nothing, and a chat cancelled
+before its claim never reaches the model (acked, settled to nothing, ended `cancelled`). Then three
+threads: a reader pulls the model's events into a queue (it never waits on a post), this thread
+consumes them into the DeltaStream and reads the chat's record every CANCEL_POLL_SECONDS whatever
+the model does (a cancel; a resume, which moves the stream to the connection that asked), and the
+DeltaStream's sender posts frames: the `ack` first, while the model is already being called, then
+the stream frames in order. The chat does not stop when its connection goes away: it runs to its
+end or its time limit, its frames kept for whoever resumes it (polled every RESUME_POLL_SECONDS
+while nobody listens).
 
-What goes into a session: a finished or cancelled chat always appends its
-prompt and reply (a cancelled reply marked `cancelled`). A chat that broke after
-some text was served (upstream error, disconnect, time limit) appends the
-partial reply, also marked `cancelled`: the user saw it, so the model's next turn
-should too. A chat that failed before any text appends nothing, so retrying the
-prompt leaves no unanswered copy behind.
+Whatever happens (done, error, cancel, exception, time limit), one `finally` (`_finish`) settles
+the token reservation to the usage (the model's metadata, or, when the stream broke before it,
+the input estimate and the text served), keeps the stream frames for CHAT_REPLAY_SECONDS
+(chalicelib/chat/replay.py), records the outcome with the final frame (the one write that decides
+whether a resume is answered by this worker or replayed by the handler: a resume recorded before
+it is followed here), appends the exchange to the session, and then sends the one final frame:
+`done` or `error`.
+
+What goes into a session: a finished or cancelled chat always appends its prompt and reply (a
+cancelled reply marked `cancelled`). A chat that broke after some text was produced (upstream
+error, time limit) appends the partial reply, also marked `cancelled`: the user saw it, or can
+resume it, so the model's next turn should too. A chat that failed before any text appends
+nothing, so retrying the prompt leaves no unanswered copy behind.
 """
 from __future__ import annotations
 
@@ -36,9 +40,10 @@ from chalicelib.aws.management_api import Sender
 from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, ToolUse
 from chalicelib.chat.inputs import ContextSource, HistorySource, UploadSource, load_input
 from chalicelib.chat.job import ChatJob
+from chalicelib.chat.replay import FrameLog
 from chalicelib.chat.request import ChatRequest
-from chalicelib.chat.requests import CANCELLED, TAKEN, RequestStore, Usage
-from chalicelib.chat.streaming import DeltaStream
+from chalicelib.chat.requests import CANCELLED, CLAIMED, TAKEN, RequestStore, ResumeRequest, Usage
+from chalicelib.chat.streaming import DeltaStream, Move
 from chalicelib.errors import AppError, Internal, PayloadTooLarge, Timeout
 from chalicelib.limits import Charge, TokenBudget, fallback_usage
 from chalicelib.limits.pricing import micros_to_usd
@@ -49,6 +54,7 @@ from chalicelib.observability.tracing import annotate, subsegment
 logger = logging.getLogger(__name__)
 
 CANCEL_POLL_SECONDS = 0.2  # the cancel flag is seen within this (plus one read), never polled per delta
+RESUME_POLL_SECONDS = 0.05  # while no connection listens: a resume is followed within this (plus one read)
 TIME_LIMIT_MARGIN_MS = 3000  # stop this long before Lambda would kill the worker, to still say so
 _END = object()
 CHAT_ACTION = "chat.send"  # the action this worker serves: its logs' and metrics' `action`
@@ -56,7 +62,7 @@ CHAT_ACTION = "chat.send"  # the action this worker serves: its logs' and metric
 
 @dataclass
 class Outcome:
-    status: str = "error"  # done | cancelled | error | gone | timeout, or duplicate (nothing to do)
+    status: str = "error"  # done | cancelled | error | timeout, or duplicate (nothing to do)
     stop_reason: str | None = None
     error: AppError | None = None
     usage: Usage | None = None  # from the model's metadata event
@@ -67,6 +73,7 @@ class Outcome:
     opened: bool = False  # Bedrock accepted a call: its stream opened
     refused: bool = False  # the chat ended with Bedrock refusing every call (no stream opened): nothing was read
     throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
+    resumes: int = 0  # the record's resume count the stream follows
 
     @property
     def model_read(self) -> bool:
@@ -85,18 +92,21 @@ class Outcome:
 
 
 class ChatWorker:
-    def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender: Sender, flush_bytes: int,
-                 flush_ms: int, budget: TokenBudget, sessions: HistorySource, context: ContextSource,
-                 uploads: UploadSource | None = None, metrics: MetricsWriter | None = None,
+    def __init__(self, *, requests: RequestStore, bedrock: BedrockChat, sender_for: Callable[[str], Sender],
+                 flush_bytes: int, flush_ms: int, budget: TokenBudget, sessions: HistorySource,
+                 context: ContextSource, frames: FrameLog, replay_seconds: int, uploads: UploadSource | None = None,
+                 metrics: MetricsWriter | None = None,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
         self._requests = requests
         self._bedrock = bedrock
-        self._sender = sender
+        self._sender_for = sender_for  # the Management API sender for an endpoint
         self._flush_bytes = flush_bytes  # STREAM_FLUSH_BYTES
         self._flush_ms = flush_ms  # STREAM_FLUSH_MS
         self._budget = budget
         self._sessions = sessions
         self._context = context
+        self._frames = frames
+        self._replay_seconds = replay_seconds  # CHAT_REPLAY_SECONDS
         self._uploads = uploads
         self._metrics = metrics or get_metrics()
         self._clock = clock
@@ -109,17 +119,32 @@ class ChatWorker:
             return self._run(job, remaining_ms)
 
     def _run(self, job: ChatJob, remaining_ms: Callable[[], int] | None) -> Outcome:
-        stream = DeltaStream(sender=self._sender, connection_id=job.connection_id, request_id=job.client_id,
-                             flush_bytes=self._flush_bytes, flush_ms=self._flush_ms,
-                             clock=self._clock)
         outcome = Outcome()
+        # Claimed before the ack and the model: a duplicate invocation (Lambda delivers asynchronous
+        # events at least once) must not pay for, nor leave unrecorded, a second model call, and a
+        # chat the handler gave up on (its worker seemed not to start) is not streamed behind its back.
+        try:
+            claim = self._requests.claim(job.request_id)
+        except Exception:
+            logger.exception("claiming the chat failed", extra={"requestId": job.request_id})
+            claim, outcome.error = CLAIMED, Internal()  # it may be ours: end it as ours, without an ack
+        if claim == TAKEN:
+            logger.warning("chat already taken", extra={"requestId": job.request_id})
+            outcome.status = "duplicate"
+            return outcome
+        if claim == CANCELLED:  # cancelled before the claim: acked, never sent to the model, ended cancelled
+            outcome.status, outcome.stop_reason = "cancelled", "cancelled"
+        stream = DeltaStream(sender=self._sender_for(job.endpoint), connection_id=job.connection_id,
+                             request_id=job.client_id, flush_bytes=self._flush_bytes, flush_ms=self._flush_ms,
+                             clock=self._clock, first_frame=None if outcome.error else ack_frame(job))
         reader: threading.Thread | None = None
         try:
-            with subsegment("bedrock.stream", model=job.chat.model):
-                try:
-                    reader = self._stream_reply(job, stream, outcome, remaining_ms)
-                finally:
-                    annotate(outcome=outcome.status)
+            if outcome.error is None and claim == CLAIMED:
+                with subsegment("bedrock.stream", model=job.chat.model):
+                    try:
+                        reader = self._stream_reply(job, stream, outcome, remaining_ms)
+                    finally:
+                        annotate(outcome=outcome.status)
         except AppError as error:
             outcome.status, outcome.error = ("timeout" if isinstance(error, Timeout) else "error"), error
         except Exception:
@@ -134,16 +159,7 @@ class ChatWorker:
     # --- reading the model ----------------------------------------------------
 
     def _stream_reply(self, job: ChatJob, stream: DeltaStream, outcome: Outcome,
-                      remaining_ms: Callable[[], int] | None) -> threading.Thread | None:
-        # Claimed before the model is called: a duplicate invocation (Lambda delivers asynchronous
-        # events at least once) must not pay for, nor leave unrecorded, a second model call.
-        claim = self._requests.claim(job.request_id)
-        if claim == TAKEN:
-            outcome.status = "duplicate"
-            return None
-        if claim == CANCELLED:  # cancelled before the claim: never sent to the model
-            outcome.status, outcome.stop_reason = "cancelled", "cancelled"
-            return None
+                      remaining_ms: Callable[[], int] | None) -> threading.Thread:
         chat = self._content(job)
         outcome.prompt = chat.prompt
         converse_input = load_input(chat, job.plan, user_sub=job.user_sub, sessions=self._sessions,
@@ -155,22 +171,25 @@ class ChatWorker:
                                   name=f"model-{job.request_id[:8]}", daemon=True)
         outcome.model_called = True
         reader.start()
-        next_poll = self._clock() + CANCEL_POLL_SECONDS
+        polled = self._clock()
         try:
             while True:
                 now = self._clock()
                 if remaining_ms is not None and remaining_ms() < TIME_LIMIT_MARGIN_MS:
                     raise Timeout("the reply ran past the time limit")
+                next_poll = polled + (CANCEL_POLL_SECONDS if stream.connected else RESUME_POLL_SECONDS)
                 if now >= next_poll:
-                    if self._requests.cancel_requested(job.request_id):
+                    watch = self._requests.watch(job.request_id)
+                    if watch.cancel_requested:
                         outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                         return reader
-                    next_poll = now + CANCEL_POLL_SECONDS
+                    move = self._follow(job, outcome, watch.resume)
+                    if move is not None:
+                        stream.move(move)
+                    polled = next_poll = now
+                    continue
                 if stream.failed.is_set():
                     outcome.status, outcome.error = "error", Internal("the reply could not be delivered")
-                    return reader
-                if stream.gone.is_set():
-                    outcome.status = "gone"
                     return reader
                 try:
                     item = events.get(timeout=max(0.0, next_poll - now))
@@ -195,6 +214,14 @@ class ChatWorker:
                     outcome.usage = item.usage
         finally:
             stop.set()
+
+    def _follow(self, job: ChatJob, outcome: Outcome, resume: ResumeRequest | None) -> Move | None:
+        """The move to the latest resume's connection, if the stream does not follow that one yet."""
+        if resume is None or resume.count <= outcome.resumes:
+            return None
+        outcome.resumes = resume.count
+        return Move(connection_id=resume.connection_id, sender=self._sender_for(resume.endpoint),
+                    after_seq=resume.after_seq, resume_id=resume.resume_id, chat_id=job.request_id)
 
     def _content(self, job: ChatJob) -> ChatRequest:
         """The chat with its content: from the event, or read (then deleted) from its upload."""
@@ -237,12 +264,9 @@ class ChatWorker:
     # --- the one end ------------------------------------------------------------
 
     def _finish(self, job: ChatJob, stream: DeltaStream, outcome: Outcome) -> None:
-        """Settle, record, append to the session, then send the final frame: every outcome ends here."""
-        if outcome.status == "duplicate":
-            # A retried invocation of a chat another worker took: that worker settles and answers.
-            logger.warning("chat already taken by a worker", extra={"requestId": job.request_id})
-            stream.close()
-            return
+        """Settle, keep the frames, record, append to the session, then send the final frame: every outcome
+        ends here."""
+        frames = stream.seal()
         reply = outcome.reply_text
         reported = outcome.usage
         if reported is None:  # no metadata: the input the model read, and what was served (nothing is free)
@@ -255,14 +279,34 @@ class ChatWorker:
                       cache_read_input_tokens=charge.cache_read_input_tokens,
                       cache_write_input_tokens=charge.cache_write_input_tokens)
         limits = self._settle(job, charge)
-        error_code = outcome.error.code if outcome.error else ("GONE" if outcome.status == "gone" else None)
+        error_code = outcome.error.code if outcome.error else None
+
+        def final_frame() -> dict[str, Any]:
+            if outcome.error is not None:
+                return protocol.error_frame(outcome.error, job.client_id)
+            return protocol.done(job.client_id, stop_reason=outcome.stop_reason, usage=charge.usage_wire(),
+                                 limits=limits)
+
+        final = final_frame()
+        move: Move | None = None
+        replay_until = int(self._wall_clock()) + self._replay_seconds
+        parts = self._keep_frames(job, frames, replay_until)
+
+        def record(*, unless_cancelled: bool) -> dict[str, Any] | None:
+            return self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
+                                         error_code=error_code, usage=usage, unless_cancelled=unless_cancelled,
+                                         final_frame=final, last_seq=len(frames) - 1, frame_parts=parts,
+                                         replay_until=replay_until)
+
         try:
-            completed = outcome.status == "done" and outcome.error is None
-            if not self._requests.finish(job.request_id, status=outcome.status, stop_reason=outcome.stop_reason,
-                                         error_code=error_code, usage=usage, unless_cancelled=completed):
+            written = record(unless_cancelled=outcome.status == "done" and outcome.error is None)
+            if written is None:
                 # A cancel was accepted after the model's last token: its answer promised a cancelled end.
                 outcome.status, outcome.stop_reason = "cancelled", "cancelled"
-                self._requests.finish(job.request_id, status="cancelled", stop_reason="cancelled", usage=usage)
+                final = final_frame()
+                written = record(unless_cancelled=False)
+            # A resume recorded before the end is this worker's to answer; any later one is replayed by the handler.
+            move = self._follow(job, outcome, ResumeRequest.from_item(written or {}))
         except Exception:
             logger.exception("recording the outcome failed", extra={"requestId": job.request_id})
         self._append_exchange(job, outcome, reply)
@@ -274,7 +318,8 @@ class ChatWorker:
                                             "cacheReadInputTokens": usage.cache_read_input_tokens,
                                             "cacheWriteInputTokens": usage.cache_write_input_tokens,
                                             "costMicros": charge.cost_micros, "toolUses": len(outcome.tool_uses),
-                                            "usageEstimated": usage.estimated, "frames": stream.frames_sent})
+                                            "usageEstimated": usage.estimated, "frames": len(frames),
+                                            "framesKept": parts is not None, "resumes": outcome.resumes})
         if charge.uncovered_input_tokens or charge.uncovered_output_tokens:
             # The count or the bound was below what Bedrock reports: the user is charged what was reserved,
             # the rest is ours. Should never happen (docs/OPERATIONS.md, "Guarantees").
@@ -282,15 +327,17 @@ class ChatWorker:
                 "requestId": job.request_id, "model": job.chat.model, "reservedInput": job.reservation.input_tokens,
                 "uncoveredInputTokens": charge.uncovered_input_tokens,
                 "uncoveredOutputTokens": charge.uncovered_output_tokens})
-        sent_final = False
-        if not stream.gone.is_set():  # else nothing can reach the client any more (the sender has ended)
-            if outcome.error is not None:
-                final = protocol.error_frame(outcome.error, job.client_id)
-            else:
-                final = protocol.done(job.client_id, stop_reason=outcome.stop_reason, usage=charge.usage_wire(),
-                                      limits=limits)
-            sent_final = stream.finish(final)
+        sent_final = stream.finish(final, move=move)
         self._emit_metrics(job, stream, outcome, reported, charge, sent_final)
+
+    def _keep_frames(self, job: ChatJob, frames: list[dict[str, Any]], until: int) -> int | None:
+        """The frames into the FrameLog for chat.resume; the number of parts, or None if they could not be kept."""
+        try:
+            return self._frames.keep(job.request_id, job.user_sub, frames, until=until)
+        except Exception:
+            # The chat is still served to its connection; only a resume after its end will say NOT_FOUND.
+            logger.exception("keeping the stream frames failed", extra={"requestId": job.request_id})
+            return None
 
     def _settle(self, job: ChatJob, charge: Charge) -> dict[str, Any]:
         """Replace the reservation by the charge; the `limits` the `done` frame carries."""
@@ -344,6 +391,13 @@ class ChatWorker:
             logger.exception("emitting chat metrics failed", extra={"requestId": job.request_id})
 
 
+def ack_frame(job: ChatJob) -> dict[str, Any]:
+    """The chat's `ack`: what the handler admitted (the reservation as of admission)."""
+    reservation = job.reservation
+    return protocol.ack(job.client_id, chat_id=job.request_id, session_id=job.chat.session_id, model=job.chat.model,
+                        max_tokens=reservation.max_tokens, limits=reservation.limits.to_wire())
+
+
 def _check_frame_size(job: ChatJob, tool_use: ToolUse) -> None:
     """A toolUse frame must fit what API Gateway posts to a connection; else the chat ends saying so."""
     frame = protocol.tool_use(job.client_id, seq=0, tool_use_id=tool_use.tool_use_id, name=tool_use.name,
@@ -355,8 +409,8 @@ def _check_frame_size(job: ChatJob, tool_use: ToolUse) -> None:
 
 
 def _log_outcome(outcome: Outcome) -> str:
-    """The "chat finished" line's `outcome`, in the other handlers' terms: `ok`, the error frame's code,
-    `gone` (the client left) or `cancelled`."""
+    """The "chat finished" line's `outcome`, in the other handlers' terms: `ok`, the error frame's code
+    or `cancelled`."""
     if outcome.error is not None:
         return outcome.error.code
     return "ok" if outcome.status == "done" else outcome.status

@@ -18,6 +18,7 @@ from chalicelib import protocol
 from chalicelib.chat.actions import ChatActions, ModelActions
 from chalicelib.chat.request import ChatPolicy
 from chalicelib.chat.requests import new_request_id
+from chalicelib.chat.resume import ResumeActions
 from chalicelib.chat.uploads import UploadActions
 from chalicelib.context.actions import ContextActions
 from chalicelib.dispatch.contract import Action, ActionContext, ActionEntry, Admission
@@ -70,6 +71,7 @@ TABLE: Mapping[str, tuple[Admission, Callable[[Root], Action]]] = {
     "chat.send": (_SELF, lambda root: _chat(root).send),
     "chat.cancel": (_REQUEST, lambda root: _chat(root).cancel),
     "chat.countTokens": (_REQUEST, lambda root: _chat(root).count_tokens),
+    "chat.resume": (_REQUEST, lambda root: ResumeActions(requests=root.requests, frames=root.frame_log).resume),
     "models.list": (_REQUEST, lambda root: ModelActions(root.settings.models).list_models),
     "chat.upload": (_REQUEST, lambda root: UploadActions(root.uploads, new_id=new_request_id).upload),
 }

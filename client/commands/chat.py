@@ -10,8 +10,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from client.commands.common import Context
-from client.connection import UploadFailed
+from client.commands.common import CommandFailed, Context
+from client.connection import ClientClosed, UploadFailed
 
 
 def ping(ctx: Context, args: argparse.Namespace) -> int:
@@ -70,22 +70,26 @@ def _image_block(path: str) -> dict[str, str]:
 
 
 def chat(ctx: Context, args: argparse.Namespace) -> int:
-    """Print the reply (and the model's tool calls) as it streams, then the usage; Ctrl-C cancels the chat."""
+    """Print the reply (and the model's tool calls) as it streams, then the usage; Ctrl-C cancels the chat.
+
+    The connection stays up by itself: when it closes mid-answer (API Gateway's two hours, a network
+    change, an expired token), the client reconnects and resumes the chat, and the answer goes on.
+    """
     if not (args.prompt or args.messages or args.image):
         raise SystemExit("error: give a prompt, --messages or --image")
     params = chat_params(args)
-    with ctx.connect() as client:
+    with ctx.connect(reconnect=True) as client:
         try:
             sent_id = client.send_chat(params)  # through chat.upload when larger than a frame
         except UploadFailed as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        chat_id = None
+        chat_id = None  # the server's id, from the ack: what names the chat on any connection
         try:
             for frame in client.frames(sent_id):
                 kind = frame.get("type")
                 if kind == "ack":
-                    chat_id = frame["id"]
+                    chat_id = frame["requestId"]
                 elif kind == "delta":
                     sys.stdout.write(frame["text"])
                     sys.stdout.flush()
@@ -106,12 +110,14 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                     retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
                     print(f"\nerror: {error['code']}: {error['message']}{retry}", file=sys.stderr)
                     return 1
+        except ClientClosed as exc:
+            raise CommandFailed(f"{exc}: the connection could not be resumed") from None
         except KeyboardInterrupt:
             if chat_id is None:  # not acknowledged yet: the chat may already run, so wait for its ack
                 chat_id = _ack_of(client.frames(sent_id, timeout=10))
             if chat_id is not None:
                 client.send("chat.cancel", requestId=chat_id)
-                for frame in client.frames(chat_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
+                for frame in client.frames(sent_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
                     if frame.get("type") == "delta":
                         sys.stdout.write(frame["text"])
                 print("\n[cancelled]")
@@ -124,7 +130,7 @@ def _ack_of(frames: Iterable[dict]) -> str | None:
     try:
         for frame in frames:
             if frame.get("type") == "ack":
-                return frame["id"]
+                return frame["requestId"]
             if frame.get("type") in ("done", "error"):
                 return None
     except TimeoutError:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from client.auth import NotSignedIn, SignedIn, TokenStore
-from client.connection import ConnectionRefused, IdeClient
+from client.connection import ConnectionRefused, IdeClient, Reconnect
 from client.endpoints import Endpoints, EndpointsNotFound, resolve_endpoints
 
 
@@ -47,19 +47,30 @@ class Context:
         except NotSignedIn as exc:
             raise CommandFailed(str(exc)) from None
 
-    def connect(self) -> IdeClient:
-        """A connection with a fresh token; a refused handshake is retried once with a renewed one."""
+    def connect(self, *, reconnect: bool = False) -> IdeClient:
+        """A connection with a fresh token; a refused handshake is retried once with a renewed one.
+
+        With `reconnect`, the connection stays up by itself (keep-alive, a renewed token before the
+        old one expires, reconnecting and resuming running chats: client/connection.py).
+        """
         url = self.endpoints.websocket_url
         if not url:
             raise CommandFailed("no WebSocket URL: run `make dev`, or pass --url (or set LLM_IDE_URL)", 2)
-        for force_refresh in (False, True):
-            try:
-                return IdeClient(url, self.token(force_refresh=force_refresh))
-            except ConnectionRefused as exc:
-                if exc.status != 401 or force_refresh:
-                    raise CommandFailed(f"{url}: {exc}") from None
-            except OSError as exc:
-                raise CommandFailed(f"cannot reach the backend at {url}: {exc}") from None
+        try:
+            if reconnect:
+                return IdeClient(url, reconnect=Reconnect(self.account.token_source(self.args.token_use)))
+            for force_refresh in (False, True):
+                try:
+                    return IdeClient(url, self.token(force_refresh=force_refresh))
+                except ConnectionRefused as exc:
+                    if exc.status != 401 or force_refresh:
+                        raise
+        except ConnectionRefused as exc:
+            raise CommandFailed(f"{url}: {exc}") from None
+        except NotSignedIn as exc:
+            raise CommandFailed(str(exc)) from None
+        except OSError as exc:
+            raise CommandFailed(f"cannot reach the backend at {url}: {exc}") from None
         raise AssertionError("unreachable")
 
     def request(self, client: IdeClient, action: str, *, timeout: float = 30.0, **params: Any) -> dict[str, Any]:

@@ -74,3 +74,15 @@ def stack(tmp_path_factory) -> Iterator[LocalStack]:
     running = start_stack(tmp_path_factory.mktemp("stack"), env={**GENEROUS_LIMITS, **STACK_MODELS})
     yield running
     stop_stack(running.process)
+
+
+# A stack whose gateway closes every connection after 5 seconds (API Gateway: two hours) and any idle one
+# after 3 (API Gateway: ten minutes), so clients that reconnect by themselves can be tried in seconds.
+SHORT_CONNECTIONS = {**GENEROUS_LIMITS, "DEV_WS_MAX_CONNECTION_SECONDS": "5", "DEV_WS_IDLE_SECONDS": "3"}
+
+
+@pytest.fixture(scope="session")
+def short_stack(tmp_path_factory) -> Iterator[LocalStack]:
+    running = start_stack(tmp_path_factory.mktemp("short-stack"), env=SHORT_CONNECTIONS)
+    yield running
+    stop_stack(running.process)

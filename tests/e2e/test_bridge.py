@@ -191,15 +191,17 @@ def test_the_rate_limit_is_each_sdks_rate_limit_error_with_retry_after(limited):
         assert int(raised.value.response.headers["retry-after"]) >= 1
 
 
-def test_a_stream_goes_on_to_its_exact_end_when_the_gateway_closes_the_socket(tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("short-socket-stack"), env={"DEV_WS_MAX_CONNECTION_SECONDS": "3"})
-    served = serve_bridge(stack, tmp_path_factory.mktemp("short-socket-home"))
+def test_a_stream_goes_on_to_its_exact_end_when_the_gateway_closes_the_socket(short_stack, tmp_path_factory):
+    # The gateway closes every connection of this stack after 5 s: the bridge reconnects and resumes the chat.
+    served = serve_bridge(short_stack, tmp_path_factory.mktemp("short-socket-home"))
     try:
-        prompt = "[[slow:50]] " + " ".join(f"word{n}" for n in range(150))  # about 8 s of streaming
+        prompt = "[[slow:50]] " + " ".join(f"word{n}" for n in range(200))  # about 11 s of streaming
+        closed_before = short_stack.log_text().count("its connection duration was reached")
         chunks = list(served.openai().chat.completions.create(
-            model=stack_model(stack), max_tokens=2000, stream=True, messages=[{"role": "user", "content": prompt}]))
+            model=stack_model(short_stack), max_tokens=2000, stream=True,
+            messages=[{"role": "user", "content": prompt}]))
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+        assert short_stack.log_text().count("its connection duration was reached") > closed_before
     finally:
         stop_process(served.process)
-        stop_stack(stack.process)

@@ -452,6 +452,53 @@ def test_a_socket_closed_mid_answer_comes_back_by_itself(browser, web_stack, pro
     page.context.close()
 
 
+def test_the_whole_answer_through_connections_the_gateway_closes_every_5_seconds(browser, web_stack, short_stack,
+                                                                               problems):
+    """A 20-second answer while the gateway closes each connection after 5 s (API Gateway: two hours):
+    the page reconnects, resumes, and shows the answer whole, the user doing nothing."""
+    page = open_page(browser, short_stack, problems)  # web_stack built the bundle the short stack serves too
+    signed_in(page, short_stack)
+    prompt = ("[[slow:100]] " + " ".join(f"w{i}" for i in range(300)))[:800]  # 200 tokens of 4 bytes: 20 s
+    closed_before = short_stack.log_text().count("its connection duration was reached")
+    send(page, prompt)
+    expect(last_reply(page).locator(".meta .stop")).to_contain_text("end_turn", timeout=45_000)
+    assert last_reply(page).locator(".body").text_content().strip() == prompt
+    assert short_stack.log_text().count("its connection duration was reached") - closed_before >= 3
+    assert last_reply(page).locator(".error").count() == 0
+    page.context.close()
+
+
+def test_a_token_that_expires_mid_answer_is_renewed_and_the_answer_resumed(browser, web_stack, problems):
+    """Access tokens of 8 s, an answer of 16 s: before each token expires the page renews it (the refresh
+    token), moves to a new socket and resumes the answer there."""
+    pool, client_id = web_stack.document["cognito"]["userPoolId"], web_stack.document["cognito"]["clientId"]
+    cognito(web_stack).update_user_pool_client(
+        UserPoolId=pool, ClientId=client_id, AccessTokenValidity=8, IdTokenValidity=8,
+        TokenValidityUnits={"AccessToken": "seconds", "IdToken": "seconds"})
+    try:
+        username, password = new_user(web_stack)
+        page = open_page(browser, web_stack, problems)
+        sign_in(page, web_stack, username, password)
+        expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)
+        refreshes: list[str] = []
+
+        def count_refresh(request) -> None:
+            if request.method == "POST" and '"REFRESH_TOKEN_AUTH"' in (request.post_data or ""):
+                refreshes.append(request.url)
+
+        page.on("request", count_refresh)
+        prompt = ("[[slow:100]] " + " ".join(f"t{i}" for i in range(300)))[:640]  # 160 tokens: 16 s
+        send(page, prompt)
+        expect(last_reply(page).locator(".meta .stop")).to_contain_text("end_turn", timeout=45_000)
+        assert last_reply(page).locator(".body").text_content().strip() == prompt
+        assert len(refreshes) >= 2 and last_reply(page).locator(".error").count() == 0
+        page.context.close()
+    finally:
+        cognito(web_stack).update_user_pool_client(
+            UserPoolId=pool, ClientId=client_id, AccessTokenValidity=1, IdTokenValidity=1,
+            TokenValidityUnits={"AccessToken": "hours", "IdToken": "hours"})
+
+
 def test_a_new_password_challenge_then_the_workspace(browser, web_stack, problems):
     username, temporary = new_user(web_stack, temporary=True)
     page = open_page(browser, web_stack, problems)

@@ -18,6 +18,7 @@ from chalicelib.chat.bedrock import MessageStop, Metadata
 from chalicelib.chat.input_bound import IMAGE_TOKENS, TOOL_PROMPT, input_bound
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.requests import Usage
+from chalicelib.chat.worker import ack_frame
 from chalicelib.config import get_settings
 from chalicelib.errors import NotFound
 from chalicelib.root import Root
@@ -70,9 +71,15 @@ def conn(app_env, boto, sender, monkeypatch):
     return "conn-agent="
 
 
-def send(conn, sender, **params):
+def send(conn, sender, started=None, **params):
+    """The answer to a frame: the handler's, or for an admitted chat (the handler answers nothing, its worker
+    posts the ack first) the ack the worker posts, built from the job the handler started it with."""
+    before, invoked = len(sender.frames.get(conn, [])), len(started or ())
     message(conn, json.dumps({"action": params.pop("action", "chat.send"), "id": params.pop("id", "a1"), **params}))
-    return sender.frames[conn][-1]
+    if len(sender.frames.get(conn, [])) > before:
+        return sender.frames[conn][-1]
+    assert started is not None and len(started) == invoked + 1, "neither an answer nor a worker started"
+    return ack_frame(ChatJob.from_event(started[-1][1]))
 
 
 def tokens_remaining(conn, sender) -> int:
@@ -81,7 +88,7 @@ def tokens_remaining(conn, sender) -> int:
 
 def test_a_conversation_reserves_everything_the_model_reads(conn, sender, started):
     before = tokens_remaining(conn, sender)  # other tests' chats may hold reservations in this hour
-    ack = send(conn, sender, messages=TOOL_ROUND, tools=[READ_FILE], system="be brief", maxTokens=300)
+    ack = send(conn, sender, started, messages=TOOL_ROUND, tools=[READ_FILE], system="be brief", maxTokens=300)
     assert ack["type"] == "ack" and ack["maxTokens"] == 300
     ((_, event),) = started
     job = ChatJob.from_event(event)
@@ -99,7 +106,7 @@ def test_a_conversation_reserves_everything_the_model_reads(conn, sender, starte
 
 
 def test_a_conversation_on_a_model_bedrock_counts_reserves_its_count(conn, sender, started, bedrock_emulator):
-    ack = send(conn, sender, messages=TOOL_ROUND, tools=[READ_FILE], system="be brief", maxTokens=300,
+    ack = send(conn, sender, started, messages=TOOL_ROUND, tools=[READ_FILE], system="be brief", maxTokens=300,
                model="claude-3-5-sonnet-20240620")
     assert ack["type"] == "ack", ack
     job = ChatJob.from_event(started[0][1])
@@ -165,7 +172,8 @@ def test_a_model_without_images_or_with_a_small_window_refuses_before(monkeypatc
     too_long = send("conn-small=", sender, messages=[{"role": "user", "content": "word " * 2000}])
     assert too_long["error"]["code"] == "PAYLOAD_TOO_LARGE" and "reads at most 2000" in too_long["error"]["message"]
     # Just under the window: maxTokens is lowered so that the input and the reply fit.
-    fits = send("conn-small=", sender, messages=[{"role": "user", "content": "word " * 1560}], maxTokens=100)
+    fits = send("conn-small=", sender, started, messages=[{"role": "user", "content": "word " * 1560}],
+                maxTokens=100)
     assert fits["type"] == "ack" and fits["maxTokens"] == 2000 - 1950
 
 
@@ -192,7 +200,7 @@ def big_conversation(last: str) -> list[dict]:
 def test_an_upload_runs_as_if_in_the_frame_once_and_only_for_its_user(conn, sender, started):
     body = {"messages": big_conversation("the last question"), "tools": [READ_FILE]}
     upload_id = upload(conn, sender, body)
-    ack = send(conn, sender, uploadId=upload_id, maxTokens=50, model="claude-3-5-sonnet-20240620")
+    ack = send(conn, sender, started, uploadId=upload_id, maxTokens=50, model="claude-3-5-sonnet-20240620")
     assert ack["type"] == "ack" and ack["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0", ack
     ((_, event),) = started
     # A reference, not the body: Lambda takes at most 256 KB in an asynchronous invocation.
@@ -254,13 +262,13 @@ def worker(monkeypatch, sender):
     recorder = ModelRecorder()
     monkeypatch.setattr(Root, "bedrock", recorder)
     root = Root(get_settings())
-    return root.chat_worker("http://unused"), recorder, root
+    return root.chat_worker, recorder, root
 
 
 def test_the_worker_reads_the_upload_runs_it_and_deletes_it(monkeypatch, conn, sender, started, boto):
     conversation = big_conversation("the last question")
     upload_id = upload(conn, sender, {"messages": conversation})
-    assert send(conn, sender, uploadId=upload_id, system="be brief")["type"] == "ack"
+    assert send(conn, sender, started, uploadId=upload_id, system="be brief")["type"] == "ack"
     chat_worker, recorder, root = worker(monkeypatch, sender)
     job = ChatJob.from_event(started[0][1])
     outcome = chat_worker.run(job)
@@ -276,7 +284,7 @@ def test_the_worker_reads_the_upload_runs_it_and_deletes_it(monkeypatch, conn, s
 
 def test_a_body_written_again_after_its_check_is_refused_by_the_worker(monkeypatch, conn, sender, started, boto):
     upload_id = upload(conn, sender, {"prompt": "checked"})
-    assert send(conn, sender, uploadId=upload_id)["type"] == "ack"
+    assert send(conn, sender, started, uploadId=upload_id)["type"] == "ack"
     chat_worker, recorder, root = worker(monkeypatch, sender)
     job = ChatJob.from_event(started[0][1])
     boto("s3").put_object(Bucket=get_settings().chat_upload_bucket, Key=root.uploads.key(job.user_sub, upload_id),

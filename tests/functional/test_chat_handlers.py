@@ -1,4 +1,4 @@
-"""chat.send and chat.cancel through the Chalice message handler, against moto."""
+"""chat.send, chat.cancel and chat.resume through the Chalice message handler, against moto."""
 from __future__ import annotations
 
 import json
@@ -26,26 +26,51 @@ def user_sub(app_env, boto, connection_id):
     return table(app_env, boto, "CONNECTIONS_TABLE").get_item(Key={"connectionId": connection_id})["Item"]["userSub"]
 
 
-def test_a_chat_whose_worker_cannot_start_is_acked_then_an_internal_error(app_env, boto, sender, clock):
+def test_a_chat_whose_worker_cannot_start_is_an_internal_error_and_reserves_nothing(app_env, boto, sender, clock):
     # In these tests Lambda is moto, where no bedrock_worker exists: the invocation fails.
     token = login(boto, app_env)
     connect("conn-chat=", headers={"Authorization": f"Bearer {token}"})
     message("conn-chat=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi"}))
-    ack, error = sender.frames["conn-chat="]
-    assert ack["type"] == "ack" and ack["id"] == "c1" and ack["sessionId"] is None
+    (error,) = sender.frames["conn-chat="]  # no ack: the worker posts it, and no worker ran
     assert error == {"type": "error", "id": "c1",
                      "error": {"code": "INTERNAL", "message": "could not start the worker"}}
-    record = requests_table(app_env, boto).get_item(Key={"requestId": ack["requestId"]}, ConsistentRead=True)["Item"]
-    assert record["status"] == "error" and record["errorCode"] == "INTERNAL" and record["clientId"] == "c1"
-    # The ack carried the reservation (the input's bound + the default 1024); nothing stays reserved.
-    assert ack["limits"]["tokens"]["limit"] - ack["limits"]["tokens"]["remaining"] == HI_BOUND + 1024
+    [record] = [item for item in requests_table(app_env, boto).scan()["Items"] if item.get("clientId") == "c1"
+                and item.get("connectionId") == "conn-chat="]
+    assert record["status"] == "error" and record["errorCode"] == "INTERNAL"
     message("conn-chat=", json.dumps({"action": "usage.get", "id": "u1"}))
     usage = sender.frames["conn-chat="][-1]["data"]
-    assert usage["limits"]["tokens"]["remaining"] == usage["limits"]["tokens"]["limit"]
+    assert usage["limits"]["tokens"]["remaining"] == usage["limits"]["tokens"]["limit"]  # released
     assert usage["usage"]["hour"]["requests"] == 2  # the chat was admitted once, by its reservation
     # It is no longer running, so it cannot be cancelled.
     message("conn-chat=", json.dumps({"action": "chat.cancel", "id": "c2", "requestId": "c1"}))
     assert sender.frames["conn-chat="][-1]["error"]["code"] == "NOT_FOUND"
+
+
+def test_a_worker_that_took_the_chat_although_its_start_seemed_to_fail_owns_it(app_env, boto, sender, monkeypatch,
+                                                                                   clock):
+    """Issue 13 §7: the start raised after Lambda had queued the worker, and the worker claimed the chat first.
+    The handler's queued -> error loses to the claim: it neither releases the reservation nor answers."""
+    from chalicelib.aws.lambda_invoke import WorkerInvoker
+    from chalicelib.chat.requests import RequestStore
+    from chalicelib.errors import Internal
+
+    store = RequestStore(requests_table(app_env, boto), ttl_seconds=600)
+
+    def started_then_failed(self, name, payload):
+        assert store.claim(payload["requestId"])  # the worker, already running
+        raise Internal("could not start the worker")  # the answer lost on the way back
+
+    monkeypatch.setattr(WorkerInvoker, "start", started_then_failed)
+    token = login(boto, app_env)
+    connect("conn-race=", headers={"Authorization": f"Bearer {token}"})
+    message("conn-race=", json.dumps({"action": "chat.send", "id": "c1", "prompt": "hi"}))
+    assert "conn-race=" not in sender.frames  # no error: the worker acks and streams the chat
+    [record] = [item for item in requests_table(app_env, boto).scan()["Items"]
+                if item.get("connectionId") == "conn-race=" and item.get("clientId") == "c1"]
+    assert record["status"] == "streaming" and "errorCode" not in record
+    message("conn-race=", json.dumps({"action": "usage.get", "id": "u1"}))
+    tokens = sender.frames["conn-race="][-1]["data"]["limits"]["tokens"]
+    assert tokens["limit"] - tokens["remaining"] >= 1 + 1024  # still reserved: the worker settles it
 
 
 def test_a_refused_chat_counts_as_one_request_and_reserves_nothing(app_env, boto, sender, clock):
@@ -128,6 +153,7 @@ def test_a_chat_whose_input_alone_is_over_the_budget_is_refused_and_counted(app_
 
 def test_max_tokens_above_the_models_cap_is_lowered_before_the_ack(app_env, boto, sender, monkeypatch):
     from chalicelib.aws.lambda_invoke import WorkerInvoker
+    from chalicelib.chat.job import ChatJob
 
     started = []
     monkeypatch.setattr(WorkerInvoker, "start", lambda self, name, payload: started.append(payload))
@@ -138,12 +164,11 @@ def test_max_tokens_above_the_models_cap_is_lowered_before_the_ack(app_env, boto
     # An Anthropic client's name for Claude 3.5 Sonnet (June 2024) is one of its aliases.
     message("conn-cap=", json.dumps({"action": "chat.send", "id": "m2", "prompt": "hi",
                                      "model": "claude-3-5-sonnet-20240620", "maxTokens": 100}))
-    first, second = sender.frames["conn-cap="]
-    assert first["type"] == "ack" and first["maxTokens"] == 4096
-    assert first["limits"]["tokens"]["limit"] - first["limits"]["tokens"]["remaining"] == HI_BOUND + 4096
-    assert started[0]["reservation"]["maxTokens"] == 4096 and started[0]["chat"]["max_tokens"] == 4096
-    assert second["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0" and second["maxTokens"] == 100
-    assert started[1]["chat"]["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    assert "conn-cap=" not in sender.frames  # the workers post the acks, from what the jobs carry
+    first, second = (ChatJob.from_event(event) for event in started)
+    assert first.reservation.max_tokens == 4096 and first.chat.max_tokens == 4096
+    assert first.reservation.reserved == HI_BOUND + 4096  # the input's bound (no CountTokens here) + the cap
+    assert second.chat.model == "anthropic.claude-3-5-sonnet-20240620-v1:0" and second.reservation.max_tokens == 100
 
 
 def test_models_list_names_the_allowed_models_default_first(app_env, boto, sender):

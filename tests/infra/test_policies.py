@@ -57,7 +57,9 @@ CALLS: dict[str, list[tuple[str, str]]] = {
     "ws_authorizer": [],  # $connect, which runs after it, asks Cognito about revocation: once per connection
     "rest_authorizer": [("cognito-idp:GetUser", "token:access")],
     "bedrock_worker": [
-        ("dynamodb:GetItem", "table:requests"), ("dynamodb:UpdateItem", "table:requests"),
+        # The record read and moved through its statuses; a chat's frames kept (PutItem) for chat.resume.
+        ("dynamodb:GetItem", "table:requests"), ("dynamodb:PutItem", "table:requests"),
+        ("dynamodb:UpdateItem", "table:requests"),
         ("dynamodb:UpdateItem", "table:usage"), ("dynamodb:PutItem", "table:usage"),  # settlement (transaction)
         ("dynamodb:GetItem", "table:sessions"), ("dynamodb:PutItem", "table:sessions"),
         ("dynamodb:UpdateItem", "table:sessions"), ("dynamodb:Query", "table:sessions"),

@@ -1,5 +1,6 @@
-"""The chat worker with fakes at its boundaries: outcomes, cancel polling, time limit, a gone client,
-and the settlement of the token reservation, the session's exchange and the metrics for every outcome."""
+"""The chat worker with fakes at its boundaries: the ack first, outcomes, cancel polling, time limit, a
+client that goes away (the chat runs on), and the settlement of the token reservation, the frames kept,
+the session's exchange and the metrics for every outcome. Resumes: tests/unit/test_chat_resume.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,12 +15,12 @@ from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta, ToolUse
 from chalicelib.chat.inputs import InputPlan
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.request import ChatRequest
-from chalicelib.chat.requests import CANCELLED, CLAIMED, TAKEN, Usage
+from chalicelib.chat.requests import CANCELLED, CLAIMED, TAKEN, ResumeRequest, Usage, Watch
 from chalicelib.chat.worker import ChatWorker
 from chalicelib.config import load_settings
-from chalicelib.errors import NotFound, UpstreamError, UpstreamThrottled
+from chalicelib.errors import ConnectionGone, NotFound, UpstreamError, UpstreamThrottled
 from chalicelib.limits import LimitsSnapshot, Reservation, Settlement
-from tests.fakes import FakeMetrics, RecordingSender
+from tests.fakes import FakeMetrics, Network, RecordingSender
 
 SETTINGS = load_settings({"COGNITO_USER_POOL_ID": "eu-west-1_AbC123", "COGNITO_APP_CLIENT_IDS": "c"})
 NOW = time.time()  # the windows of the snapshot are the current ones
@@ -83,6 +84,7 @@ class FakeRequests:
         self.statuses: list[str] = []
         self.finished: Any = None  # the keyword arguments of the last finish()
         self.cancelled_before_claim = False  # the cancel flag, if set, was set while the chat was queued
+        self.resume: Any = None  # the latest ResumeRequest, as request_resume writes it
 
     def claim(self, request_id, now=None):
         self.statuses.append("streaming")
@@ -90,15 +92,31 @@ class FakeRequests:
             return TAKEN  # a second invocation finds it taken
         return CANCELLED if self.cancel.is_set() and self.cancelled_before_claim else CLAIMED
 
-    def cancel_requested(self, request_id):
+    def watch(self, request_id):
         self.polls.append(time.monotonic())
-        return self.cancel.is_set()
+        return Watch(cancel_requested=self.cancel.is_set(), resume=self.resume)
 
     def finish(self, request_id, *, unless_cancelled=False, **outcome):
         if unless_cancelled and self.cancel.is_set():
-            return False
+            return None
         self.finished = outcome
-        return True
+        resume = self.resume
+        return {} if resume is None else {
+            "resumeCount": resume.count, "resume": {"connectionId": resume.connection_id, "endpoint": resume.endpoint,
+                                                    "afterSeq": resume.after_seq, "id": resume.resume_id}}
+
+
+class FakeFrameLog:
+    def __init__(self, *, fail=False) -> None:
+        self.kept: dict[str, list[dict]] = {}
+        self.fail = fail
+
+    def keep(self, request_id, user_sub, frames, *, until):
+        if self.fail:
+            raise RuntimeError("DynamoDB is down")
+        self.kept[request_id] = list(frames)
+        self.until = until
+        return 1 if frames else 0
 
 
 class FakeBedrock:
@@ -123,17 +141,27 @@ class FakeBedrock:
             self.closed.set()
 
 
-def run(bedrock, *, requests=None, sender=None, remaining_ms=None, budget=None, sessions=None, metrics=None,
-        job=JOB, wall_clock=time.time, **settings):
-    requests, sender = requests or FakeRequests(), sender or RecordingSender()
+def make_worker(bedrock, *, requests=None, sender=None, budget=None, sessions=None, metrics=None, frame_log=None,
+                wall_clock=time.time, **settings):
     stream = dataclasses.replace(SETTINGS, **settings)
     # The fakes stand in for the worker's collaborators by duck typing.
     fakes: dict[str, Any] = {"budget": budget or FakeBudget(), "sessions": sessions or FakeSessions(),
-                             "context": None, "metrics": metrics or FakeMetrics()}
-    worker = ChatWorker(requests=requests, bedrock=bedrock, sender=sender, flush_bytes=stream.stream_flush_bytes,
-                        flush_ms=stream.stream_flush_ms, wall_clock=wall_clock, **fakes)
-    outcome = worker.run(job, remaining_ms=remaining_ms)
-    return outcome, requests, sender.frames.get("conn", [])
+                             "context": None, "metrics": metrics or FakeMetrics(),
+                             "frames": frame_log or FakeFrameLog(), "requests": requests or FakeRequests()}
+    return ChatWorker(bedrock=bedrock,
+                      sender_for=lambda endpoint: sender or RecordingSender(), flush_bytes=stream.stream_flush_bytes,
+                      flush_ms=stream.stream_flush_ms, replay_seconds=stream.chat_replay_seconds,
+                      wall_clock=wall_clock, **fakes)
+
+
+def run(bedrock, *, requests=None, sender=None, remaining_ms=None, job=JOB, **options):
+    """(outcome, requests, the frames after the ack): the ack, when anything was posted, came first."""
+    requests, sender = requests or FakeRequests(), sender or RecordingSender()
+    outcome = make_worker(bedrock, requests=requests, sender=sender, **options).run(job, remaining_ms=remaining_ms)
+    frames = sender.frames.get("conn", [])
+    if frames:
+        assert frames[0]["type"] == "ack" and frames[0]["requestId"] == job.request_id, frames[0]
+    return outcome, requests, frames[1:]
 
 
 def texts(frames):
@@ -143,7 +171,10 @@ def texts(frames):
 def test_a_reply_streams_and_ends_with_done_and_the_models_usage():
     events = [TextDelta(t) for t in ("hel", "lo ", "wor", "ld")] + [MessageStop("end_turn"),
                                                                      Metadata(Usage(3, 4))]
-    _outcome, requests, frames = run(FakeBedrock(events))
+    sender = RecordingSender()
+    _outcome, requests, frames = run(FakeBedrock(events), sender=sender)
+    assert sender.frames["conn"][0] == {"type": "ack", "id": "chat-1", "requestId": "r" * 32, "sessionId": None,
+                                        "model": "m", "maxTokens": 100, "limits": SNAPSHOT.to_wire()}
     assert texts(frames) == "hello world"
     assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "end_turn"
     assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
@@ -206,14 +237,14 @@ def test_a_post_that_fails_otherwise_stops_the_model_and_the_client_gets_an_erro
         """API Gateway refuses the second post (LimitExceededException after botocore's retries)."""
 
         def send(self, connection_id, frame):
-            if len(self.frames.get(connection_id, [])) == 1 and not getattr(self, "refused", False):
+            if len(self.frames.get(connection_id, [])) == 1 and not getattr(self, "refused", False):  # after the ack
                 self.refused = True
                 raise RuntimeError("LimitExceededException")
             super().send(connection_id, frame)
 
     bedrock = FakeBedrock([TextDelta("x")] * 100, delay=0.01)
     outcome, requests, frames = run(bedrock, sender=ThrottledOnce(), stream_flush_bytes=1)
-    assert [f["type"] for f in frames] == ["delta", "error"]
+    assert [f["type"] for f in frames] == ["error"]
     assert frames[-1]["error"] == {"code": "INTERNAL", "message": "the reply could not be delivered"}
     assert outcome.status == "error" and requests.finished["error_code"] == "INTERNAL"
     assert bedrock.closed.wait(1)  # the model is no longer read
@@ -223,8 +254,8 @@ def test_a_cancel_accepted_after_the_models_last_token_still_ends_cancelled():
     class LateCancel(FakeRequests):
         """The cancel lands between the worker's last poll and its record of the outcome."""
 
-        def cancel_requested(self, request_id):
-            return False
+        def watch(self, request_id):
+            return Watch(cancel_requested=False, resume=None)
 
     requests = LateCancel()
     requests.cancel.set()
@@ -234,16 +265,19 @@ def test_a_cancel_accepted_after_the_models_last_token_still_ends_cancelled():
     assert outcome.status == "cancelled" and requests.finished["status"] == "cancelled"
 
 
-def test_a_gone_client_stops_the_model_and_no_final_frame_is_sent():
-    sender = RecordingSender()
+def test_a_client_that_goes_away_does_not_stop_the_chat_its_frames_are_kept_to_the_end():
+    sender, frame_log = RecordingSender(), FakeFrameLog()
     sender.gone.add("conn")
-    bedrock = FakeBedrock([TextDelta("x")] * 100, delay=0.01)
-    started = time.monotonic()
-    outcome, requests, frames = run(bedrock, sender=sender)
-    assert time.monotonic() - started < 0.6  # not the 1 s the whole reply takes
-    assert outcome.status == "gone" and frames == []
-    assert requests.finished["status"] == "gone" and requests.finished["error_code"] == "GONE"
-    assert bedrock.closed.wait(1)  # the reader closed the model's stream
+    bedrock = FakeBedrock([TextDelta("x")] * 100 + [MessageStop("end_turn"), Metadata(Usage(3, 100))], delay=0.002)
+    outcome, requests, frames = run(bedrock, sender=sender, frame_log=frame_log)
+    assert outcome.status == "done" and frames == []  # nothing reached the client, not even the ack
+    assert requests.finished["status"] == "done" and requests.finished["usage"] == Usage(3, 100)
+    kept = frame_log.kept["r" * 32]
+    assert "".join(f["text"] for f in kept) == "x" * 100 and [f["seq"] for f in kept] == list(range(len(kept)))
+    assert len(kept) == 1  # nobody listened: one frame as large as a frame may be, not one per flush
+    assert requests.finished["last_seq"] == 0 and requests.finished["frame_parts"] == 1
+    assert requests.finished["final_frame"]["type"] == "done"
+    assert requests.finished["replay_until"] == pytest.approx(time.time() + 3600, abs=5)
 
 
 def test_a_chat_cancelled_before_its_claim_never_reaches_the_model_and_settles_nothing():
@@ -311,7 +345,7 @@ def test_a_finished_chat_settles_the_models_usage_and_done_carries_the_settled_l
     assert frames[-1]["usage"] == {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7,
                                    "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
     assert {"ChatLatency", "TimeToFirstToken", "InputTokens", "OutputTokens", "FramesSent"} <= set(metrics.names())
-    assert ("FramesSent", len(frames), {"action": "chat.send"}) in metrics.emitted
+    assert ("FramesSent", 1 + len(frames), {"action": "chat.send"}) in metrics.emitted  # the ack, the deltas, done
     assert ("OutputTokens", 4, {"model": "m"}) in metrics.emitted
 
 
@@ -337,7 +371,7 @@ def test_a_stream_without_metadata_settles_the_input_read_and_what_was_served(na
     assert requests.finished["usage"] == Usage(3 if read else 0, output, estimated=True)
 
 
-def test_cancel_timeout_and_disconnect_settle_the_text_served():
+def test_cancel_timeout_and_disconnect_settle_the_text_produced():
     requests = FakeRequests()
     requests.cancel.set()
     budget = FakeBudget()
@@ -350,10 +384,9 @@ def test_cancel_timeout_and_disconnect_settle_the_text_served():
     assert outcome.status == "timeout" and len(budget.settled) == 1
 
     sender, budget = RecordingSender(), FakeBudget()
-    sender.gone.add("conn")
-    outcome, _, _ = run(FakeBedrock([TextDelta("abcd")] * 100, delay=0.01), sender=sender, budget=budget)
-    assert outcome.status == "gone" and len(budget.settled) == 1
-    assert budget.settled[0][2] >= 1  # the text handed to the stream counts, posted or not
+    sender.gone.add("conn")  # the client left: the chat runs on, and all it produced counts, posted or not
+    outcome, _, _ = run(FakeBedrock([TextDelta("abcd")] * 100, delay=0.001), sender=sender, budget=budget)
+    assert outcome.status == "done" and budget.settled == [("r" * 32, 3, 100, "m")]
 
 
 def test_a_failed_settlement_still_ends_the_chat_with_done():
@@ -503,7 +536,7 @@ def test_every_worker_line_carries_the_chats_context_and_the_last_its_outcome_an
 
 @pytest.mark.parametrize("case, message, outcome", [
     ("the model broke", "reading the model failed", "INTERNAL"),  # logged by the reader thread
-    ("the client left", "client gone mid-stream", "gone"),  # logged by the DeltaStream's sender thread
+    ("the client left", "client gone mid-stream", "ok"),  # logged by the DeltaStream's sender thread
 ])
 def test_the_worker_threads_lines_carry_the_chats_context(case, message, outcome):
     sender = RecordingSender()
@@ -556,3 +589,90 @@ def test_a_stream_broken_after_a_tool_call_counts_its_input_as_served():
     _outcome, _requests, frames = run(FakeBedrock([call], error=UpstreamError("the model failed")), budget=budget)
     assert frames[-1]["error"]["code"] == "UPSTREAM_ERROR"
     assert budget.settled[0][2] == 100  # the call's 400 bytes of input were handed out: all maxTokens
+
+
+def stream_frames(frames):
+    return [f for f in frames if f["type"] in ("delta", "toolUse")]
+
+
+def resumed_text(network, plan):
+    """What a client kept: on each connection of `plan` [(connection, after_seq)], the stream frames after it;
+    asserted in order, without gap or repeat."""
+    frames = [f for connection, after in plan for f in stream_frames(network.frames.get(connection, []))
+              if f["seq"] > after]
+    assert [f["seq"] for f in frames] == list(range(len(frames)))
+    return "".join(f["text"] for f in frames)
+
+
+# --- resumes: the worker follows the record ----------------------------------------------------------------------
+
+def resume_request(count, connection_id, after_seq, resume_id="res-1"):
+    return ResumeRequest(count=count, connection_id=connection_id, endpoint="http://x", after_seq=after_seq,
+                         resume_id=resume_id)
+
+
+def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
+    network, requests = Network(), FakeRequests()
+    bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn"),
+                                                                     Metadata(Usage(3, 60))], delay=0.01)
+    worker = make_worker(bedrock, requests=requests, sender=network)
+    thread = threading.Thread(target=worker.run, args=(JOB,))
+    thread.start()
+    frames = network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
+    network.drop("conn")
+    seen = stream_frames(frames)[-1]["seq"]
+    requests.resume = resume_request(1, "conn-2", seen)
+    thread.join(10)
+    result, *rest = network.frames["conn-2"]
+    assert result["type"] == "result" and result["data"]["status"] == "running"
+    assert rest[-1]["type"] == "done" and rest[-1]["usage"]["outputTokens"] == 60
+    assert resumed_text(network, [("conn", -1), ("conn-2", seen)]) == "".join(f"{i} " for i in range(60))
+    assert requests.finished["status"] == "done"
+
+
+def test_a_resume_the_worker_learns_only_from_its_record_of_the_end_is_still_answered_by_it():
+    class ResumedAtTheEnd(FakeRequests):
+        def finish(self, request_id, **outcome):
+            self.resume = resume_request(1, "conn-2", -1)  # written just before the worker's last write
+            return super().finish(request_id, **outcome)
+
+    network, requests = Network(), ResumedAtTheEnd()
+    network.drop("conn")
+    make_worker(FakeBedrock([TextDelta("all of it"), MessageStop("end_turn")]), requests=requests,
+                sender=network).run(JOB)
+    result, delta, done = network.frames["conn-2"]
+    assert result["data"] == {"requestId": "r" * 32, "status": "done", "lastSeq": 0}
+    assert delta["text"] == "all of it" and done["type"] == "done"
+
+
+def test_a_resume_already_followed_is_not_answered_twice():
+    network, requests = Network(), FakeRequests()
+    bedrock = FakeBedrock([TextDelta("x")] * 40 + [MessageStop("end_turn")], delay=0.01)
+    worker = make_worker(bedrock, requests=requests, sender=network)
+    thread = threading.Thread(target=worker.run, args=(JOB,))
+    thread.start()
+    network.wait_for("conn", lambda f: len(stream_frames(f)) >= 1)
+    requests.resume = resume_request(1, "conn-2", -1)
+    thread.join(10)
+    assert [f["type"] for f in network.frames["conn-2"]].count("result") == 1  # polled many times, followed once
+
+
+def test_frames_that_could_not_be_kept_leave_the_chat_served_but_not_replayable():
+    network, requests = Network(), FakeRequests()
+    make_worker(FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]), requests=requests, sender=network,
+                frame_log=FakeFrameLog(fail=True)).run(JOB)
+    assert network.frames["conn"][-1]["type"] == "done"
+    assert requests.finished["frame_parts"] is None and requests.finished["last_seq"] == 0
+
+
+def test_a_connection_gone_on_the_final_frame_leaves_it_to_a_replay():
+    class GoneAtTheEnd(Network):
+        def send(self, connection_id, frame):
+            if frame["type"] == "done":
+                raise ConnectionGone(connection_id)
+            super().send(connection_id, frame)
+
+    network, requests = GoneAtTheEnd(), FakeRequests()
+    outcome = make_worker(FakeBedrock([TextDelta("hi"), MessageStop("end_turn")]), requests=requests,
+                          sender=network).run(JOB)
+    assert outcome.status == "done" and requests.finished["final_frame"]["type"] == "done"

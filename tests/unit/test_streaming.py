@@ -129,13 +129,16 @@ def test_a_slow_sender_never_blocks_the_writer_and_order_and_seq_hold():
     assert len(deltas) < 50  # what piled up during a post went out together
 
 
-def test_a_gone_client_stops_the_stream():
+def test_a_gone_client_stops_the_posts_but_not_the_stream():
     sender = SlowSender(gone_after=2)
     stream = make(sender, flush_bytes=0)
     for piece in ("a", "b", "c", "d"):
         stream.write(piece)
-    assert stream.gone.wait(2)
+    assert stream.gone.wait(2) and not stream.connected
     assert not stream.failed.is_set()
+    stream.write("e")
+    kept = stream.seal()  # every frame, posted or not, numbered without a gap
+    assert "".join(f["text"] for f in kept) == "abcde" and [f["seq"] for f in kept] == list(range(len(kept)))
     assert stream.finish(DONE) is False
     assert sender.texts() == ["a", "b"] and DONE not in sender.frames
 

@@ -105,7 +105,7 @@ export class Chat {
     this.transcript.querySelector(".empty")?.remove();
     this.lastPrompt = prompt;
     const reply = new AssistantMessage(this.messageOptions);
-    const run = { id: this.conn.newId("c"), requestId: null, lastSeq: -1, reply, resumed: false };
+    const run = { id: this.conn.newId("c"), requestId: null, lastSeq: -1, reply, resumed: false, sent: false };
     this.running = run;
     this.setButtons();
     this.transcript.append(userMessage(prompt, { note: regenerate ? "Regenerated" : null }), reply.el);
@@ -126,6 +126,7 @@ export class Chat {
       const paths = this.context.attachedPaths();
       if (paths.length) params.contextPaths = paths;
       await this.conn.send({ action: "chat.send", id: run.id, ...params }, (frame) => this.onFrame(run, frame));
+      run.sent = true;
     } catch (error) {
       this.end(run, () => reply.fail(error instanceof ProtocolError ? error : { code: error.code || "ERROR", message: error.message }));
     }
@@ -185,8 +186,8 @@ export class Chat {
   /** The socket came back: continue the running answer where it stopped (chat.resume). */
   async resume() {
     const run = this.running;
-    if (!run) return;
-    if (!run.requestId) {
+    if (!run || !run.sent) return; // nothing running, or its chat.send is still to go out (on the new socket)
+    if (!run.requestId) { // sent, but the ack was lost with the socket: the chat cannot be named to resume it
       this.end(run, () => run.reply.fail(new ConnectionLost()));
       return;
     }
@@ -196,6 +197,7 @@ export class Chat {
       run.resumed = true;
     } catch (error) {
       if (this.running !== run) return; // it ended meanwhile
+      if (error instanceof ConnectionLost) return; // this socket dropped too: the next one resumes it
       this.end(run, () => run.reply.fail(isUnknownAction(error) ? new ConnectionLost() : error));
     }
   }

@@ -1,9 +1,12 @@
 // The WebSocket to the backend (docs/PROTOCOL.md), kept open by itself: it reconnects with
-// backoff when the socket drops, with a fresh access token when the old one expired, keeps an
-// idle socket alive, and tells its listeners when it is back so running answers can resume.
+// backoff when the socket drops, with a fresh access token when the old one expired (or is about
+// to: a socket is replaced a minute before its token expires, since the backend refuses every
+// frame of a connection whose token has expired), keeps an idle socket alive, and tells its
+// listeners when it is back so running answers can resume (chat.resume).
 
 const QUICK_TIMEOUT_MS = 60_000; // a request answered by one result/error (github.* run in a worker)
 const KEEPALIVE_MS = 5 * 60_000; // API Gateway drops a socket idle for 10 minutes
+const RENEW_BEFORE_EXPIRY_MS = 60_000; // the same margin as auth.js refreshes the token with
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000, 15000];
 
 export class ProtocolError extends Error {
@@ -37,6 +40,8 @@ export class Connection extends EventTarget {
     this.forceRefresh = false;
     this.opening = null;
     this.keepalive = null;
+    this.renewal = null;
+    this.unanswered = new Set(); // ids sent on this socket that no frame has answered yet
   }
 
   _setState(state) {
@@ -46,10 +51,15 @@ export class Connection extends EventTarget {
 
   /** Resolves once the socket is open (connecting first if needed). */
   open() {
-    if (this.state === "open") return Promise.resolve();
+    const ws = this.socket;
+    if (ws && ws.readyState !== WebSocket.OPEN) this._dropped(ws); // closing: its close event is still to come
+    if (this.state === "open" && this.socket) return Promise.resolve();
     if (!this.opening) {
       this.closing = false;
-      this.opening = this._connect().finally(() => { this.opening = null; });
+      const opening = this._connect().finally(() => {
+        if (this.opening === opening) this.opening = null;
+      });
+      this.opening = opening;
     }
     return this.opening;
   }
@@ -65,7 +75,8 @@ export class Connection extends EventTarget {
         this.attempt = 0;
         this.wasOpen = true;
         this._setState("open");
-        if (reconnected) this.dispatchEvent(new Event("reopen"));
+        // After this connect has settled: what the listeners send may replace this socket in turn.
+        if (reconnected) setTimeout(() => this.dispatchEvent(new Event("reopen")), 0);
         return;
       } catch (error) {
         if (this.closing) throw error;
@@ -102,15 +113,24 @@ export class Connection extends EventTarget {
     });
   }
 
-  _dropped(ws) {
+  /** `ws` is gone (or, `replaced`, being closed by us with nothing unanswered on it): reconnect. */
+  _dropped(ws, { replaced = false } = {}) {
     if (this.socket !== ws) return;
     this.socket = null;
+    this.unanswered.clear();
     clearInterval(this.keepalive);
+    clearTimeout(this.renewal);
     if (this.closing) return this._setState("closed");
     this.attempt = Math.max(this.attempt, 1);
     this._setState("reconnecting");
-    this.dispatchEvent(new Event("drop"));
+    if (!replaced) this.dispatchEvent(new Event("drop")); // requests awaiting their answer learn it is lost
     this.open().catch(() => {});
+  }
+
+  /** Close `ws` for one with a renewed token; only called when nothing on it awaits an answer. */
+  _replace(ws) {
+    this._dropped(ws, { replaced: true }); // from now on, frames wait for the new socket
+    ws.close(1000, "token refresh");
   }
 
   _startKeepalive() {
@@ -118,6 +138,24 @@ export class Connection extends EventTarget {
     this.keepalive = setInterval(() => {
       if (this.state === "open") this.request("ping").catch(() => {});
     }, KEEPALIVE_MS);
+    // Before the token expires, this socket makes way for one with a renewed token: running answers
+    // resume on it, instead of the next frame sent here being refused with UNAUTHORIZED.
+    clearTimeout(this.renewal);
+    const ws = this.socket;
+    const left = this.tokens.tokenExpiresAt() * 1000 - Date.now();
+    if (left <= 0) return; // no token to watch (the server will say UNAUTHORIZED, and the next socket gets one)
+    const expires = Date.now() + left;
+    const renew = () => {
+      if (this.socket !== ws || this.closing) return;
+      // Not while a request waits for its first answer (a chat without its ack could not be resumed),
+      // unless the token is about to run out anyway.
+      if (this.unanswered.size && expires - Date.now() > 5000) {
+        this.renewal = setTimeout(renew, 250);
+        return;
+      }
+      this._replace(ws);
+    };
+    this.renewal = setTimeout(renew, left - Math.min(RENEW_BEFORE_EXPIRY_MS, left / 2));
   }
 
   _receive(data) {
@@ -130,6 +168,7 @@ export class Connection extends EventTarget {
     if (frame.type === "error" && frame.error && frame.error.code === "UNAUTHORIZED") {
       this.forceRefresh = true; // the server closes this socket; the next one gets a fresh token
     }
+    this.unanswered.delete(frame.id);
     const handler = this.handlers.get(frame.id);
     if (handler) handler(frame);
     else this.dispatchEvent(new CustomEvent("orphan", { detail: frame }));
@@ -141,21 +180,20 @@ export class Connection extends EventTarget {
 
   /** Send a frame (opening the socket first); frames about `id` go to `handler` until `forget(id)`. */
   async send(frame, handler) {
-    if (this.state === "open" && this.tokens.tokenExpiresAt() - Date.now() / 1000 < 30 && !this.busy()) {
-      this.socket.close(1000, "token refresh"); // reconnect now rather than be told UNAUTHORIZED
+    const ws = this.socket;
+    if (ws && ws.readyState === WebSocket.OPEN && this.tokens.tokenExpiresAt() - Date.now() / 1000 < 5
+        && !this.unanswered.size) {
+      this._replace(ws); // its token about to expire (a renewal timer a sleeping laptop delayed)
     }
-    await this.open();
+    do await this.open(); while (!this.socket); // a socket closing meanwhile: this frame waits for the next
     if (handler) this.handlers.set(frame.id, handler);
+    this.unanswered.add(frame.id);
     this.socket.send(JSON.stringify(frame));
     return frame.id;
   }
 
   forget(id) {
     this.handlers.delete(id);
-  }
-
-  busy() {
-    return [...this.handlers.keys()].some((id) => id.startsWith("c"));
   }
 
   /** One request, one answer: resolves to the `result`'s data (or the `pong`), rejects with a
@@ -183,6 +221,7 @@ export class Connection extends EventTarget {
   close() {
     this.closing = true;
     clearInterval(this.keepalive);
+    clearTimeout(this.renewal);
     this.handlers.clear();
     if (this.socket) this.socket.close(1000, "signed out");
     this.socket = null;

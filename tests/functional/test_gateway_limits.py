@@ -1,0 +1,70 @@
+"""The local gateway closes connections as API Gateway does: at their maximum duration, and when no message
+went either way for the idle time (DEV_WS_MAX_CONNECTION_SECONDS, DEV_WS_IDLE_SECONDS), with 1001."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient, TestServer
+
+from devserver.gateway import GOING_AWAY, Gateway, LambdaRuntime
+from tests.functional.test_gateway_authorizer import allow, fake_app
+
+SIGNED = {"Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/execute-api/aws4_request"}
+
+
+async def connection_life(*, max_seconds, idle_seconds, activity=None, every=0.1):
+    """How long a connection lived and how it was closed; `activity` ("client" or "server") keeps it busy."""
+    module = fake_app(allow)
+    disconnects = []
+    module.websocket_message = lambda event, context: None
+
+    def websocket_disconnect(event, context):
+        disconnects.append(event)
+        return {"statusCode": 200}
+
+    module.websocket_disconnect = websocket_disconnect
+    runtime = LambdaRuntime(module, max_workers=2)
+    gateway = Gateway(app_module=module, runtime=runtime, stage="local", domain_name="127.0.0.1:1",
+                      web_dir=__import__("pathlib").Path(__file__).parent, web_config={}, web_csp="default-src 'self'",
+                      max_connection_seconds=max_seconds, idle_seconds=idle_seconds)
+    try:
+        async with TestClient(TestServer(gateway.make_app())) as client:
+            ws = await client.ws_connect("/local?token=t")
+            connection_id = module.connects[0]["requestContext"]["connectionId"]
+            opened = time.monotonic()
+
+            async def keep_busy():
+                while True:
+                    await asyncio.sleep(every)
+                    if activity == "client":
+                        await ws.send_str('{"action": "ping", "id": "k"}')
+                    elif activity == "server":
+                        await client.post(f"/local/@connections/{connection_id}", data=b'{"type": "pong"}',
+                                          headers=SIGNED)
+
+            busy = asyncio.create_task(keep_busy()) if activity else None
+            while True:
+                message = await ws.receive(timeout=max_seconds + 5)
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+                    break
+            lived = time.monotonic() - opened
+            if busy is not None:
+                busy.cancel()
+            await asyncio.sleep(0.1)  # $disconnect runs after the close
+            return lived, ws.close_code, disconnects
+    finally:
+        runtime.shutdown()
+
+
+def test_an_idle_connection_is_closed_after_the_idle_time():
+    lived, code, disconnects = asyncio.run(connection_life(max_seconds=5, idle_seconds=0.5))
+    assert 0.4 <= lived < 1.5 and code == GOING_AWAY
+    assert disconnects and disconnects[0]["requestContext"]["disconnectStatusCode"] == GOING_AWAY
+
+
+def test_messages_either_way_keep_a_connection_until_its_maximum_duration():
+    for activity in ("client", "server"):
+        lived, code, _ = asyncio.run(connection_life(max_seconds=1.5, idle_seconds=0.5, activity=activity))
+        assert 1.4 <= lived < 2.5 and code == GOING_AWAY, activity
