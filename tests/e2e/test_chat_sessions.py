@@ -163,18 +163,21 @@ def test_llm_ide_chat_continues_a_session_with_context(stack, tmp_path):
 
 
 def test_a_blank_cancelled_reply_never_reaches_the_model(stack):
-    """The session that poisoned itself: a reply of four spaces, cancelled, then every later chat
-    would send Bedrock a blank assistant turn (which Bedrock, and the emulator, refuse)."""
+    """The session that poisoned itself: a reply of blank space, cancelled, then every later chat
+    would send Bedrock a blank assistant turn (which Bedrock, and the emulator, refuse). The blank is
+    ideographic spaces: the emulator's tokenizer makes each a token of its own (an ASCII space rides
+    on the token after it), so the first delta is blank."""
     with stack.connect() as client:
         session_id = new_session(client)
-        chat_id = client.send("chat.send", prompt="    [[slow:1500]]", sessionId=session_id)
+        chat_id = client.send("chat.send", prompt="\u3000\u3000[[slow:1500]]", sessionId=session_id)
         ack, first = client.next_frame(chat_id, timeout=15), client.next_frame(chat_id, timeout=15)
-        assert ack["type"] == "ack" and first == {"type": "delta", "id": chat_id, "seq": 0, "text": "    "}
+        assert ack["type"] == "ack" and first == {"type": "delta", "id": chat_id, "seq": 0, "text": "\u3000"}
         assert ok(client, "chat.cancel", requestId=chat_id) == {"cancelled": True}
         frames = list(client.frames(chat_id, timeout=15))
         assert frames[-1]["type"] == "done" and frames[-1]["stopReason"] == "cancelled"
         messages = ok(client, "session.get", sessionId=session_id)["messages"]
-        assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("    ")
+        assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("\u3000")
+        assert not messages[-1]["content"].strip()
         ack, deltas, done = chat(client, "[[dump]] still there?", sessionId=session_id, maxTokens=4000)
         assert done["type"] == "done", done
         seen = seen_by_model(deltas)["messages"]
