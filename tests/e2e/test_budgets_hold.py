@@ -8,12 +8,14 @@ import json
 import math
 import time
 import urllib.request
+import uuid
 
 import boto3
 import pytest
+from boto3.dynamodb.conditions import Attr
 
 from tests.e2e.conftest import HELD_CLOCK, start_stack, stop_stack
-from tests.e2e.test_chat import unique, wait_for
+from tests.e2e.test_chat import requests_table, unique, wait_for
 from tests.e2e.test_chat_budget import hour_counter, usage_of
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"  # Bedrock cannot count it: its input's bound is reserved
@@ -115,10 +117,13 @@ def test_a_chat_cancelled_before_its_worker_claims_it_never_reaches_the_model(he
     prompt = unique("[[slow:50]] Cancelled while its worker waits in the queue")
     with held_stack.connect("dev") as client:
         before = usage_of(client)
-        chat_id = client.send("chat.send", prompt=prompt, model=SONNET, maxTokens=100)
-        ack = client.next_frame(chat_id, timeout=15)
-        assert ack["type"] == "ack"
-        assert client.request("chat.cancel", requestId=chat_id)["type"] == "result"  # within the worker's second
+        chat_id = client.send("chat.send", id=f"q-{uuid.uuid4().hex[:12]}", prompt=prompt, model=SONNET, maxTokens=100)
+        # The handler recorded it (the worker posts the ack, after its claim): cancel while the worker waits its
+        # second in Lambda's queue.
+        queued = Attr("clientId").eq(chat_id) & Attr("status").eq("queued")
+        assert wait_for(lambda: requests_table(held_stack).scan(FilterExpression=queued)["Items"], timeout=10)
+        assert client.request("chat.cancel", requestId=chat_id)["type"] == "result"
+        assert client.next_frame(chat_id, timeout=15)["type"] == "ack"  # the worker's first frame, cancelled or not
         done = final_frame(client, chat_id)  # the worker's: it found the chat cancelled when it came to claim it
         assert done["type"] == "done" and done["stopReason"] == "cancelled"
         assert done["usage"]["inputTokens"] == done["usage"]["outputTokens"] == done["usage"]["totalTokens"] == 0

@@ -66,5 +66,6 @@ def test_an_idle_connection_is_closed_after_the_idle_time():
 
 def test_messages_either_way_keep_a_connection_until_its_maximum_duration():
     for activity in ("client", "server"):
-        lived, code, _ = asyncio.run(connection_life(max_seconds=1.5, idle_seconds=0.5, activity=activity))
-        assert 1.4 <= lived < 2.5 and code == GOING_AWAY, activity
+        # A message every 0.1 s against an idle limit of 1 s: room for a busy machine's stalls.
+        lived, code, _ = asyncio.run(connection_life(max_seconds=2.5, idle_seconds=1.0, activity=activity))
+        assert 2.4 <= lived < 3.5 and code == GOING_AWAY, activity
