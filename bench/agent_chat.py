@@ -255,7 +255,7 @@ def memory(env: dict[str, str], frame: Callable[..., dict], started_jobs: list[d
     plan = started_jobs[-1]["input"]
     counted = "counted by Bedrock" if plan["exact"] else "bounded"
     print(f"worker memory, the largest accepted request ({len(data) / 2 ** 20:.2f} MiB body, {images} images,"
-          f" {plan['inputTokens']} input tokens {counted}):")
+          f" {plan['inputTokens']} input tokens reserved, {counted}):")
     print(f"  after importing the app   {figures['baselineMb']:7.1f} MB")
     print(f"  peak (VmHWM)              {figures['peakMb']:7.1f} MB   of {configured} MB configured "
           f"({figures['peakMb'] / configured:.0%}); the chat ended {figures['status']}")
@@ -280,7 +280,7 @@ def worker_child(event_path: Path) -> None:
     metrics.set_output(lambda line: None)
     event = json.loads(event_path.read_text())
     baseline = peak_rss_mb()
-    outcome = bench_root(TimingSender(), []).chat_worker("http://unused").run(ChatJob.from_event(event))
+    outcome = bench_root(TimingSender(), []).chat_worker.run(ChatJob.from_event(event))
     peak = peak_rss_mb()
     status = outcome.status if outcome.error is None else f"{outcome.status} ({outcome.error.message})"
     print(json.dumps({"baselineMb": baseline, "peakMb": peak, "status": status}))
