@@ -43,7 +43,7 @@ REPO = "octo-org/hello-world"
 # A 1 MiB context file is about 262,000 tokens: this stack lets a chat carry it, past the
 # default model's real window of 200,000 (the echo model reads anything; the app refuses an
 # input the model's `contextTokens` cannot hold).
-WEB_STACK_ENV = {**GENEROUS_LIMITS, "CONTEXT_TOKEN_LIMIT": "400000",
+WEB_STACK_ENV = {**GENEROUS_LIMITS, "CONTEXT_TOKEN_LIMIT": "400000", "COST_BUDGET_USD_PER_MONTH": "500",
                  "MODELS": json.dumps({"anthropic.claude-3-haiku-20240307-v1:0": {"contextTokens": 1_000_000}})}
 
 
@@ -198,6 +198,8 @@ def test_sign_in_with_srp_then_markdown_with_highlighted_copyable_code(page, web
     assert any('"USER_SRP_AUTH"' in r["body"] for r in requests)
     expect(page.locator("#limits [data-limit=requests]")).to_contain_text("requests", timeout=WAIT_MS)
     expect(page.locator("#limits [data-limit=tokens]")).to_contain_text("resets in")
+    # A money budget (COST_BUDGET_USD_PER_MONTH) shows beside them, in dollars.
+    expect(page.locator("#limits [data-limit=cost]")).to_contain_text(re.compile(r"\$\d+\.\d\d budget"))
 
     send(page, MARKDOWN)
     wait_done(page)
