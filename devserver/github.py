@@ -54,6 +54,7 @@ log = logging.getLogger("devserver.github")
 APP_ID = "1001"
 INSTALLATION_ID = 2002  # the one the local secret names unless DEV_GITHUB_INSTALLATION_IDS says otherwise
 TOKEN_LIFETIME = 3600
+INSTALLATION = web.RequestKey("installation", int)  # the installation a request's token belongs to
 WRITES_PER_MINUTE, WRITES_PER_HOUR = 80, 500  # GitHub's secondary limits on content-creating requests
 _WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -122,7 +123,7 @@ class GitHubEmulator:
             expiry, installation = self._tokens.get(credential, (0, 0))
             if expiry <= time.time() or scheme.lower() not in ("token", "bearer"):
                 return _error(401, "Bad credentials")
-            request["installation"] = installation
+            request[INSTALLATION] = installation
         if self._throttle["count"] > 0:
             self._throttle["count"] -= 1
             self.stats["rateLimited"] += 1
@@ -133,7 +134,7 @@ class GitHubEmulator:
                                  "x-ratelimit-reset": str(int(time.time()) + wait)})
             return _error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you "
                                "try again.", **{"retry-after": str(wait)})
-        if request.method in _WRITE_METHODS and "installation" in request and self._over_write_limit(request):
+        if request.method in _WRITE_METHODS and INSTALLATION in request and self._over_write_limit(request):
             self.stats["rateLimited"] += 1
             return _error(403, "You have exceeded a secondary rate limit and have been temporarily blocked from "
                                "content creation. Please retry your request again later.", **{"retry-after": "60"})
@@ -153,14 +154,14 @@ class GitHubEmulator:
         return _error(fault["status"], "Server Error")
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in _WRITE_METHODS and "installation" in request:
+        if request.method in _WRITE_METHODS and INSTALLATION in request:
             self.stats["writes"] += 1
-            self._writes.setdefault(request["installation"], collections.deque()).append(time.monotonic())
+            self._writes.setdefault(request[INSTALLATION], collections.deque()).append(time.monotonic())
         return await handler(request)
 
     def _over_write_limit(self, request: web.Request) -> bool:
         """Whether the installation's writes of the last minute or hour reached GitHub's secondary limit."""
-        writes = self._writes.setdefault(request["installation"], collections.deque())
+        writes = self._writes.setdefault(request[INSTALLATION], collections.deque())
         now = time.monotonic()
         while writes and writes[0] <= now - 3600:
             writes.popleft()
@@ -240,7 +241,7 @@ class GitHubEmulator:
                                   "pull_requests": "write"}, "repository_selection": "selected"}, status=201)
 
     async def _installation_repos(self, request: web.Request) -> web.Response:
-        repos = [self._describe(self._repos[name]) for name in self._installations[request["installation"]].repos]
+        repos = [self._describe(self._repos[name]) for name in self._installations[request[INSTALLATION]].repos]
         return web.json_response({"total_count": len(repos), "repositories": repos})
 
     async def _repository_installation(self, request: web.Request) -> web.Response:
@@ -261,7 +262,7 @@ class GitHubEmulator:
         """The repository named in the path, if the token's installation holds it (else 404, as GitHub)."""
         full_name = _named(request)
         repo = next((r for name, r in self._repos.items() if name.casefold() == full_name), None)
-        if repo is None or full_name not in _folded(self._installations[request["installation"]].repos):
+        if repo is None or full_name not in _folded(self._installations[request[INSTALLATION]].repos):
             raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
         return repo
 
