@@ -5,6 +5,9 @@ import io
 import itertools
 import json
 import logging
+import os
+import shutil
+import sys
 
 import boto3
 import pytest
@@ -97,3 +100,20 @@ def logs(app_env, monkeypatch):
     yield Captured()
     metrics.set_output(None)
     handler.setStream(previous)
+
+
+@pytest.fixture(scope="session")
+def aws_cli() -> str:
+    """The AWS CLI of requirements-dev.txt, which `make` installs beside this interpreter (not any other on PATH)."""
+    path = shutil.which("aws", path=os.path.dirname(sys.executable))
+    assert path, "the AWS CLI (requirements-dev.txt) is not in this virtualenv: run `make install`"
+    return path
+
+
+@pytest.fixture
+def aws_env() -> dict[str, str]:
+    """The environment of an operator's command against moto: credentials and region, no profile."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    env.pop("AWS_PROFILE", None)
+    return env

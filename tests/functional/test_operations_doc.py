@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import uuid
 
@@ -62,16 +60,14 @@ def test_the_python_query_lists_the_days_heaviest_users_first(day_of_three_users
     assert [u["totalTokens"] for u in top] == sorted((u["totalTokens"] for u in top), reverse=True)
 
 
-@pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed")
-def test_the_cli_query_lists_the_days_heaviest_users_first(day_of_three_users, moto_url):
+def test_the_cli_query_lists_the_days_heaviest_users_first(day_of_three_users, moto_url, aws_cli, aws_env):
     table, day, users = day_of_three_users
     command = documented_block("sh").replace("\\\n", " ")
     command = command.replace("llm-ide-prod-usage", table).replace("2026-11-26", day)
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    env.pop("AWS_PROFILE", None)
-    result = subprocess.run([*shlex.split(command), "--endpoint-url", moto_url, "--output", "json"],
-                            capture_output=True, text=True, env=env, timeout=60, check=True)
+    program, *arguments = shlex.split(command)
+    assert program == "aws", command
+    result = subprocess.run([aws_cli, *arguments, "--endpoint-url", moto_url, "--output", "json"],
+                            capture_output=True, text=True, env=aws_env, timeout=60, check=True)
     items = json.loads(result.stdout)["Items"]
     ours = [(i["userSub"]["S"], int(i["totalTokens"]["N"]), int(i["chats"]["N"])) for i in items
             if i["userSub"]["S"] in users]

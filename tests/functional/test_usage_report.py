@@ -8,8 +8,6 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -117,8 +115,8 @@ def report(by: str, boto, capsys) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_the_reports_totals_are_the_sum_of_the_done_frames_for_a_scripted_month(month, app_env, sender, started,
-                                                                               boto, capsys, moto_url):
+def test_the_reports_totals_are_the_sum_of_the_done_frames_for_a_scripted_month(
+        month, app_env, sender, started, boto, capsys, moto_url, aws_cli, aws_env):
     assert resources.table("usage").physical_name("test") == app_env.names["USAGE_TABLE"]
     done: list[tuple[int, str, dict]] = []  # (user, model, usage)
     system = system_prompt()
@@ -154,26 +152,20 @@ def test_the_reports_totals_are_the_sum_of_the_done_frames_for_a_scripted_month(
     assert by_group["rows"] == [{"group": TEAM, **summed([d for d in done if d[0] == 0])}]
 
     # The command, as operators run it (boto3 with credentials from the environment), as CSV.
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    env.pop("AWS_PROFILE", None)
     command = subprocess.run([sys.executable, "-m", "infra.usage_report", "--stage", "test", "--month", MONTH,
-                             "--by", "model", "--endpoint-url", moto_url], capture_output=True, text=True, env=env,
+                             "--by", "model", "--endpoint-url", moto_url], capture_output=True, text=True, env=aws_env,
                             cwd=ROOT, timeout=60, check=True)
     rows = list(csv.DictReader(io.StringIO(command.stdout)))
     assert rows[-1]["model"] == "" and int(rows[-1]["totalTokens"]) == everything["totalTokens"]
     assert float(rows[-1]["costUsd"]) == everything["costUsd"] and {r["model"] for r in rows[:-1]} == {HAIKU, SONNET}
 
     # The AWS CLI, reading the index as docs/OPERATIONS.md shows: the users' month records of June.
-    if shutil.which("aws", path=os.path.dirname(sys.executable)) is None and shutil.which("aws") is None:
-        pytest.skip("the AWS CLI is not installed")
-    aws = shutil.which("aws", path=os.path.dirname(sys.executable)) or "aws"
-    listed = subprocess.run([aws, "dynamodb", "query", "--table-name", app_env.names["USAGE_TABLE"],
+    listed = subprocess.run([aws_cli, "dynamodb", "query", "--table-name", app_env.names["USAGE_TABLE"],
                              "--index-name", "byMonth", "--key-condition-expression",
                              "#m = :m AND begins_with(#e, :u)", "--expression-attribute-names",
                              '{"#m": "month", "#e": "entry"}', "--expression-attribute-values",
                              json.dumps({":m": {"S": MONTH}, ":u": {"S": "U#"}}), "--endpoint-url", moto_url,
-                             "--output", "json"], capture_output=True, text=True, env=env, timeout=60, check=True)
+                             "--output", "json"], capture_output=True, text=True, env=aws_env, timeout=60, check=True)
     items = json.loads(listed.stdout)["Items"]
     assert sum(int(i["costMicros"]["N"]) for i in items) == round(everything["costUsd"] * 10**6)
     assert sum(int(i["totalTokens"]["N"]) for i in items) == everything["totalTokens"]
