@@ -21,7 +21,10 @@ The model's own timings come from the emulator (/_emulator/streams/<sha256 of th
 the same clock as the client's. Medians printed, with the ratio this tree / baseline.
 
 Usage: .venv/bin/python -m bench.stream [--runs 5] [--tokens 1000] [--baseline REF|coalescing-off]
-       [--flush-bytes N --flush-ms N]
+       [--flush-bytes N --flush-ms N] [--timeline]
+
+`--timeline` also times every AWS call of this tree's stack (DEV_TIME_AWS_CALLS) and prints the
+[[slow:300]] chat's path to its first delta, call by call, for the run whose figure is the median.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +69,34 @@ class Stack:
     bedrock_url: str
     token: str
     requests: Any  # the requests table (a boto3 Table), to read what keeping frames wrote
+    timed_calls: Path | None = None  # DEV_TIME_AWS_CALLS of the stack (--timeline)
+    timelines: list[Timeline] = field(default_factory=list)
 
     def connect(self) -> IdeClient:
         return IdeClient(self.websocket_url, self.token)
 
+    def calls_between(self, start: float, end: float) -> list[dict[str, Any]]:
+        """The stack's AWS calls that started in [start, end], in order (the file the stack appends to)."""
+        assert self.timed_calls is not None
+        calls = [json.loads(line) for line in self.timed_calls.read_text().splitlines()]
+        return sorted((c for c in calls if start <= c["start"] <= end), key=lambda c: c["start"])
 
-def start(name: str, env: dict[str, str], state_dir: Path, root: Path = ROOT) -> Stack:
+
+@dataclass
+class Timeline:
+    """One `[[slow:300]]` chat, send to first delta: the client's times, the model's, the stack's AWS calls."""
+
+    ttfd_minus_ttft_ms: float
+    sent: float
+    first_delta: float
+    model: dict[str, float]
+    calls: list[dict[str, Any]]
+
+
+def start(name: str, env: dict[str, str], state_dir: Path, root: Path = ROOT, *, timeline: bool = False) -> Stack:
+    timed_calls = state_dir.parent / f"{state_dir.name}-calls.jsonl" if timeline else None
+    if timed_calls is not None:
+        env = {**env, "DEV_TIME_AWS_CALLS": str(timed_calls)}
     try:
         running = launcher.start(state_dir, env={**PACING, **env, "LOG_LEVEL": "WARNING"}, ready_within=90,
                                  root=root)
@@ -83,7 +108,8 @@ def start(name: str, env: dict[str, str], state_dir: Path, root: Path = ROOT) ->
     table = boto3.resource("dynamodb", endpoint_url=running.document["awsEndpointUrl"], region_name="us-east-1",
                            aws_access_key_id="local", aws_secret_access_key="local"
                            ).Table(resources.table("requests").physical_name("local"))
-    return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token, table)
+    return Stack(name, running, endpoints.websocket_url, running.emulators["bedrockUrl"], tokens.access_token, table,
+                 timed_calls)
 
 
 def model_timing(stack: Stack, prompt: str) -> dict[str, float]:
@@ -164,8 +190,11 @@ def slow_first_token(stack: Stack) -> dict[str, float]:
                 raise SystemExit(f"chat failed: {frame}")
     assert first_delta is not None
     model = model_timing(stack, prompt)
-    return {"ttfd_minus_slow_model_ttft_ms":
-            ((first_delta - sent) - (model["first_token_at"] - model["received_at"])) * 1000}
+    ttfd_minus_ttft = ((first_delta - sent) - (model["first_token_at"] - model["received_at"])) * 1000
+    if stack.timed_calls is not None:
+        calls = stack.calls_between(sent, first_delta)
+        stack.timelines.append(Timeline(ttfd_minus_ttft, sent, first_delta, model, calls))
+    return {"ttfd_minus_slow_model_ttft_ms": ttfd_minus_ttft}
 
 
 def first_replayed_frame(stack: Stack) -> dict[str, float]:
@@ -207,13 +236,16 @@ def main() -> None:
                         help=f"a git ref (default {BASELINE_REF}: today's path), or {COALESCING_OFF}")
     parser.add_argument("--flush-bytes", help="STREAM_FLUSH_BYTES of this tree's stack (default: the app's)")
     parser.add_argument("--flush-ms", help="STREAM_FLUSH_MS of this tree's stack (default: the app's)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also time this tree's AWS calls (DEV_TIME_AWS_CALLS) and print the path of the "
+                             f"[[slow:{SLOW_FIRST_TOKEN_MS}]] chat to its first delta (the median run's)")
     args = parser.parse_args()
     env = {k: v for k, v in (("STREAM_FLUSH_BYTES", args.flush_bytes), ("STREAM_FLUSH_MS", args.flush_ms))
            if v is not None}
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         stacks: list[Stack] = []
         try:
-            stacks.append(start("this tree", env, Path(tmp, "a")))
+            stacks.append(start("this tree", env, Path(tmp, "a"), timeline=args.timeline))
             if args.baseline == COALESCING_OFF:
                 stacks.append(start(COALESCING_OFF, {"STREAM_FLUSH_BYTES": "0"}, Path(tmp, "b")))
             else:
@@ -234,6 +266,8 @@ def main() -> None:
             for stack in stacks:
                 stack.running.stop()
     report(results, args, env)
+    if stacks[0].timelines:
+        print_timeline(stacks[0].timelines)
 
 
 ROWS = [("completion_ratio", "completion / generation", "{:.3f}", "<= 1.05"),
@@ -267,6 +301,27 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace,
         shown = [fmt.format(v) if v is not None else "-" for v in (a, b)]
         ratio = f"{a / b:.2f}" if a is not None and b else "-"
         print(f"{label:46} {shown[0]:>12} {shown[1]:>16} {ratio:>8}  {goal}")
+
+
+def print_timeline(timelines: list[Timeline]) -> None:
+    """The path of the run whose TTFD - TTFT is the median, in ms after the client's send."""
+    run = sorted(timelines, key=lambda t: t.ttfd_minus_ttft_ms)[len(timelines) // 2]
+    received = run.model["received_at"]
+
+    def at(t: float) -> str:
+        return f"{(t - run.sent) * 1000:7.1f}"
+
+    print(f"\nThis tree's [[slow:{SLOW_FIRST_TOKEN_MS}]] chat, send to first delta (the median of "
+          f"{len(timelines)} runs: TTFD - TTFT {run.ttfd_minus_ttft_ms:.1f} ms), ms after the client's send:")
+    rows = [(c["start"], f"{at(c['start'])} {at(c['end'])}  {c['service']} {c['operation']} "
+                         f"({c['handler'] or c['thread']})") for c in run.calls]
+    rows += [(received, f"{at(received)}          the model receives the request"),
+             (run.model["first_token_at"], f"{at(run.model['first_token_at'])}          the model's first token"),
+             (run.first_delta, f"{at(run.first_delta)}          the client receives the first delta")]
+    for _, row in sorted(rows):
+        print(row)
+    print(f"the path before the model: {(received - run.sent) * 1000:.1f} ms; "
+          f"after its first token: {(run.first_delta - run.model['first_token_at']) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

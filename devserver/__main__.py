@@ -223,6 +223,7 @@ def main() -> None:
     started = time.monotonic()
     args = _parse_args()
     aws_calls.install_from_env()  # DEV_RECORD_AWS_CALLS: which AWS calls each function makes
+    aws_calls.time_calls_from_env()  # DEV_TIME_AWS_CALLS: when each call started and ended
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:

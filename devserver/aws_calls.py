@@ -6,12 +6,16 @@ action(s) and the resource kind IAM checks. `tests/test_least_privilege.py` hold
 recorded against the contract in tests/infra/test_policies.py, so a call added to the code
 without its permission fails the suite. `DEV_RECORD_AWS_CALLS=<file>` makes `make dev` write
 the same record, one JSON line per new (function, action, target).
+
+`DEV_TIME_AWS_CALLS=<file>` makes it write every call's start and end instead, one JSON line
+each, for a timeline of one request through the stack (bench/stream.py's `--timeline`).
 """
 from __future__ import annotations
 
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -142,3 +146,31 @@ def install_from_env() -> CallRecorder | None:
     recorder = CallRecorder(on_new=append_to(Path(path)))
     recorder.install()
     return recorder
+
+
+def time_calls_from_env() -> None:
+    """DEV_TIME_AWS_CALLS=<file>: append every botocore call of this process to the file, one JSON
+    line each: {"service", "operation", "handler" (the app function, or null outside one), "thread",
+    "start", "end"} with epoch seconds, so a client on the same machine can lay its own times beside them."""
+    path = os.environ.get("DEV_TIME_AWS_CALLS")
+    if not path:
+        return
+    from botocore.client import BaseClient
+
+    from chalicelib.observability.logs import current_context
+
+    original = BaseClient._make_api_call
+    lock = threading.Lock()
+
+    def _make_api_call(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        start = time.time()
+        try:
+            return original(client, operation_name, api_params)
+        finally:
+            line = json.dumps({"service": client.meta.service_model.service_name, "operation": operation_name,
+                               "handler": HANDLER_FUNCTIONS.get(current_context().get("handler") or ""),
+                               "thread": threading.current_thread().name, "start": start, "end": time.time()})
+            with lock, open(path, "a", encoding="utf-8") as out:
+                out.write(line + "\n")
+
+    BaseClient._make_api_call = _make_api_call
