@@ -123,15 +123,9 @@ class Lab:
         return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_lab() -> Iterator[Lab]:
-    moto = dev_aws.MotoServer(host="127.0.0.1", port=_free_port(),
+    moto = dev_aws.MotoServer(host="127.0.0.1", port=dev_aws.free_port(),
                               log_path=Path(tempfile.gettempdir()) / "bench-coldstart-moto.log")
     moto.start()
     # Segments go to a bound socket nobody reads: sent, as to the X-Ray daemon, never refused.

@@ -29,12 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -141,7 +135,7 @@ async def _serve(args: argparse.Namespace) -> None:
     cognito_url = f"http://{args.host}:{cognito_socket.getsockname()[1]}"
     bedrock_socket = _bind(args.host, args.bedrock_port)
     bedrock_url = f"http://{args.host}:{bedrock_socket.getsockname()[1]}"
-    moto = aws.MotoServer(host=args.host, port=args.moto_port or _free_port(args.host),
+    moto = aws.MotoServer(host=args.host, port=args.moto_port or aws.free_port(args.host),
                           log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
     runtime: LambdaRuntime | None = None
