@@ -3,7 +3,8 @@
 Starts two local stacks, both with DEV_MODEL_TOKENS_PER_SECOND=100 and DEV_POST_LATENCY_MS=30:
 "this tree", and a baseline, by default today's path before resumable streams (BASELINE_REF,
 where the handler posts the `ack`, then starts the worker, which then calls the model): that
-commit's source tree (`git archive`) run with this venv. `--baseline coalescing-off` compares with
+commit's source tree (`git archive`) run with this venv and this tree's
+DynamoDB emulator (devserver/moto_atomic.py). `--baseline coalescing-off` compares with
 this tree at STREAM_FLUSH_BYTES=0 instead (one post per model delta, as the AWS samples stream).
 Each run, alternating between the stacks:
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -220,10 +222,12 @@ def first_replayed_frame(stack: Stack) -> dict[str, float]:
 
 
 def baseline_tree(ref: str, into: Path) -> Path:
-    """The source tree at `ref`, extracted from this repository (no checkout is touched)."""
+    """The source tree at `ref`, extracted from this repository (no checkout is touched), with this tree's
+    DynamoDB emulator (devserver/moto_atomic.py): the emulator is the instrument, the same for both stacks."""
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    shutil.copyfile(ROOT / "devserver" / "moto_atomic.py", into / "devserver" / "moto_atomic.py")
     return into
 
 
