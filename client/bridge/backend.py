@@ -32,6 +32,10 @@ STREAM = frozenset({"delta", "toolUse"})  # frames numbered by `seq`
 IDEMPOTENT = frozenset({"ping", "models.list", "usage.get", "chat.upload", "chat.countTokens"})
 TOKEN_MARGIN_SECONDS = 5  # a connection whose token expires sooner is replaced before it is used
 RECONNECT_DELAYS = (0.0, 0.25, 0.5, 1, 2, 4, 8, 15, 15)  # about 45 s in all, then the chats fail
+# A socket that died without a close (a laptop asleep, a new network) delivers nothing and says so never:
+# a WebSocket ping this often, unanswered for as long, closes it, and its chats are resumed on a new one.
+# The same as the client library's (websockets' defaults); the protocol's `ping` keeps the connection open.
+PING_INTERVAL_SECONDS = 20.0
 _CLOSED = {"type": "_closed"}  # put in a request's queue when its socket closed before its answer
 
 
@@ -88,10 +92,11 @@ class Backend:
 
     def __init__(self, url: str, account: SignedIn, *, token_use: str = "access",
                  keepalive_seconds: float = 240.0, answer_timeout: float = 30.0,
-                 opener: Callable[..., Any] = connect) -> None:
+                 ping_interval: float = PING_INTERVAL_SECONDS, opener: Callable[..., Any] = connect) -> None:
         self.url = url
         self._account, self._token_use = account, token_use
         self._keepalive, self._answer_timeout = keepalive_seconds, answer_timeout
+        self._ping_interval = ping_interval
         self._opener = opener
         self._ws: ClientConnection | None = None
         self._expires_at = 0.0
@@ -122,7 +127,8 @@ class Backend:
             try:
                 ws = await self._opener(self.url, additional_headers={
                     "Authorization": f"Bearer {tokens.token(self._token_use)}"},
-                    open_timeout=10, ping_interval=None, max_size=4 << 20, user_agent_header="llm-ide-bridge/1")
+                    open_timeout=10, ping_interval=self._ping_interval,
+                    ping_timeout=self._ping_interval, max_size=4 << 20, user_agent_header="llm-ide-bridge/1")
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 if status == 401 and not force_refresh:
