@@ -53,6 +53,7 @@ class Chat:
         self.request_id: str | None = None  # the server's, from the ack
         self.last_seq = -1
         self.ended = False
+        self.resume_id: str | None = None  # the latest chat.resume sent for it: only its answer counts
 
     async def frames(self) -> AsyncIterator[dict[str, Any]]:
         """The stream frames (`delta`, `toolUse`), then the one `done` or `error`."""
@@ -211,20 +212,24 @@ class Backend:
 
     async def _resume_all(self) -> None:
         """`chat.resume` every running chat on the current socket (called with the lock held)."""
+        for chat in [c for c in self._chats.values() if c.request_id and not c.ended]:
+            await self._resume(chat)
+
+    async def _resume(self, chat: Chat) -> None:
+        """`chat.resume` one chat on the current socket, from the last `seq` passed on (with the lock held)."""
         ws = self._ws
         assert ws is not None
-        for chat in [c for c in self._chats.values() if c.request_id and not c.ended]:
-            resume_id = next(self._ids)
-            route = self._routes[resume_id] = asyncio.Queue()
-            self._sent_on[resume_id] = ws
-            try:
-                await ws.send(json.dumps({"action": "chat.resume", "id": resume_id, "requestId": chat.request_id,
-                                          "afterSeq": chat.last_seq}))
-                self._spawn(self._resumed(chat, resume_id, route))
-            except ConnectionClosed:
-                self._routes.pop(resume_id, None)
-                self._sent_on.pop(resume_id, None)
-                raise unavailable(self.url, "the connection closed while resuming") from None
+        resume_id = chat.resume_id = next(self._ids)
+        route = self._routes[resume_id] = asyncio.Queue()
+        self._sent_on[resume_id] = ws
+        try:
+            await ws.send(json.dumps({"action": "chat.resume", "id": resume_id, "requestId": chat.request_id,
+                                      "afterSeq": chat.last_seq}))
+            self._spawn(self._resumed(chat, resume_id, route))
+        except ConnectionClosed:
+            self._routes.pop(resume_id, None)
+            self._sent_on.pop(resume_id, None)
+            raise unavailable(self.url, "the connection closed while resuming") from None
 
     async def _resumed(self, chat: Chat, resume_id: str, route: asyncio.Queue[dict[str, Any]]) -> None:
         try:
@@ -234,9 +239,23 @@ class Backend:
         finally:
             self._routes.pop(resume_id, None)
             self._sent_on.pop(resume_id, None)
-        if answer.get("type") == "error":  # the chat is lost (expired, or a backend without chat.resume)
-            chat.queue.put_nowait({"type": "error", "error": answer.get("error")})
-        # _CLOSED: that socket closed too, and the next reconnect resumes the chat again
+        if answer.get("type") != "error" or chat.resume_id != resume_id:
+            # Resumed; or _CLOSED: that socket closed too, and the next reconnect resumes the chat again;
+            # or a later resume (a newer socket's) speaks for the chat now.
+            return
+        error = answer.get("error") or {}
+        retry_after = error.get("retryAfter")
+        if error.get("code") == "RATE_LIMITED" and isinstance(retry_after, int | float):
+            # The minute's request limit refused the resume, not the chat, which runs on: ask again then.
+            await asyncio.sleep(max(0.0, float(retry_after)))
+            try:
+                async with self._lock:
+                    if not chat.ended and chat.resume_id == resume_id and self._ws is not None:
+                        await self._resume(chat)  # else a reconnect has resumed it, or will
+            except ApiError as exc:  # the socket closed meanwhile: its reconnect resumes the chat
+                logger.info("resuming chat %s again failed: %s", chat.id, exc.message)
+            return
+        chat.queue.put_nowait({"type": "error", "error": error})  # lost: expired, or a backend without resume
 
     async def _keep_alive(self) -> None:
         while True:
