@@ -93,6 +93,7 @@ class _Chat:
     socket: _Socket
     request_id: str | None = None  # the server's id, from the ack
     last_seq: int = -1
+    resume_id: str | None = None  # the latest chat.resume sent for it: only its answer counts
 
 
 class IdeClient:
@@ -328,7 +329,7 @@ class IdeClient:
                 return
             if key in self._resuming:
                 self._sent_on.pop(key, None)
-                self._resumed(self._resuming.pop(key), frame)
+                self._resumed(key, self._resuming.pop(key), frame)
                 return
             chat = self._chats.get(key)
             if chat is not None:
@@ -344,15 +345,32 @@ class IdeClient:
                 self._sent_on.pop(key, None)
             self._queue(key).put(frame)
 
-    def _resumed(self, chat_id: str, frame: dict[str, Any]) -> None:
-        """The answer to a chat.resume (called with the lock held): an error ends the chat with it."""
+    def _resumed(self, resume_id: str, chat_id: str, frame: dict[str, Any]) -> None:
+        """The answer to a chat.resume (called with the lock held): an error ends the chat with it, but for
+        RATE_LIMITED (the minute's request limit refused the resume, not the chat, which runs on): the
+        resume is sent again after its `retryAfter`."""
         chat = self._chats.get(chat_id)
-        if frame.get("type") != "error" or chat is None:
+        if frame.get("type") != "error" or chat is None or chat.resume_id != resume_id:
+            return  # resumed, or ended, or a later resume speaks for the chat now
+        error = frame.get("error") or {}
+        retry_after = error.get("retryAfter")
+        if error.get("code") == "RATE_LIMITED" and isinstance(retry_after, int | float):
+            timer = threading.Timer(max(0.0, float(retry_after)), self._resume_again, args=(chat_id, resume_id))
+            timer.daemon = True
+            timer.start()
             return
-        logger.warning("chat %s could not be resumed: %s", chat_id, (frame.get("error") or {}).get("code"))
+        logger.warning("chat %s could not be resumed: %s", chat_id, error.get("code"))
         del self._chats[chat_id]
         self._sent_on.pop(chat_id, None)
         self._queue(chat_id).put({**frame, "id": chat_id})
+
+    def _resume_again(self, chat_id: str, resume_id: str) -> None:
+        """A refused resume, once more on the current socket (unless a reconnect resumed the chat meanwhile)."""
+        with self._lock:
+            chat, socket = self._chats.get(chat_id), self._socket
+            if self._stop.is_set() or socket is None or chat is None or chat.resume_id != resume_id:
+                return  # closed, or a reconnect resumes it (or has), or it ended
+        self._resume(socket, chat_id)
 
     def _dropped(self, socket: _Socket) -> None:
         """A socket closed: its unanswered requests are told, its chats wait to be resumed elsewhere."""
@@ -469,22 +487,33 @@ class IdeClient:
     def _resume_all(self, socket: _Socket) -> list[str]:
         """`chat.resume` every running chat on `socket`, from the last seq received; the resumes' ids."""
         with self._lock:
-            running = [(chat_id, chat.request_id, chat.last_seq) for chat_id, chat in self._chats.items()
-                       if chat.request_id is not None]
+            running = [chat_id for chat_id, chat in self._chats.items() if chat.request_id is not None]
         sent: list[str] = []
-        for chat_id, request_id, last_seq in running:
-            resume_id = next(self._internal_ids)
-            with self._lock:
-                self._resuming[resume_id] = chat_id
-                self._sent_on[resume_id] = socket
-            try:
-                socket.ws.send(json.dumps({"action": "chat.resume", "id": resume_id, "requestId": request_id,
-                                           "afterSeq": last_seq}))
-            except ConnectionClosed:
+        for chat_id in running:
+            resume_id = self._resume(socket, chat_id)
+            if resume_id is None:
                 return sent  # this socket closed too: the next one resumes them
-            self._last_sent = time.monotonic()
             sent.append(resume_id)
         return sent
+
+    def _resume(self, socket: _Socket, chat_id: str) -> str | None:
+        """`chat.resume` one chat on `socket` from the last seq received; its id (None: the socket closed)."""
+        resume_id = next(self._internal_ids)
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            if chat is None or chat.request_id is None:
+                return resume_id  # ended meanwhile: nothing to resume
+            chat.resume_id = resume_id
+            self._resuming[resume_id] = chat_id
+            self._sent_on[resume_id] = socket
+            frame = json.dumps({"action": "chat.resume", "id": resume_id, "requestId": chat.request_id,
+                                "afterSeq": chat.last_seq})
+        try:
+            socket.ws.send(frame)
+        except ConnectionClosed:
+            return None
+        self._last_sent = time.monotonic()
+        return resume_id
 
     def _keep_alive(self) -> None:
         socket = self._socket

@@ -10,7 +10,9 @@ that text steer it:
 - `[[error:CODE]]` (before any delta) or `[[fail:CODE]]` (after the first delta): an `error` frame;
 - `[[drop:N]]`: the server closes the socket after the N-th stream frame (the chat runs on and
   is resumable, as v1.1 promises); `[[slow:MS]]`: MS ms between stream frames;
-- `[[cache:R,W]]`: `cacheReadInputTokens` R and `cacheWriteInputTokens` W in `done.usage`.
+- `[[cache:R,W]]`: `cacheReadInputTokens` R and `cacheWriteInputTokens` W in `done.usage`;
+- `[[limited:N]]`: the chat's first N `chat.resume`s are refused `RATE_LIMITED` (`retryAfter` 1), as
+  the real backend refuses any action past the minute's request limit.
 
 `tokens` lists the tokens accepted at the handshake (None: any); `expired` those whose
 frames are answered UNAUTHORIZED and the socket closed, as the real backend does.
@@ -59,6 +61,7 @@ class Run:
     frames: list[dict[str, Any]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
     cancelled: bool = False
+    limited_resumes: int = 0  # resumes still to refuse RATE_LIMITED
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # a post never overtakes a replay
 
@@ -159,7 +162,8 @@ class ProtocolBackend:
                 error["retryAfter"] = 17
             await ws.send_json({"type": "error", "id": frame_id, "error": error})
             return
-        run = Run(request_id=f"req-{next(self._ids)}", client_id=frame_id, ws=ws)
+        run = Run(request_id=f"req-{next(self._ids)}", client_id=frame_id, ws=ws,
+                  limited_resumes=int(directives.get("limited", "0")))
         self.runs[run.request_id] = run
         model = params.get("model") or MODELS[0]["id"]
         await ws.send_json({"type": "ack", "id": frame_id, "requestId": run.request_id, "sessionId": None,
@@ -212,6 +216,11 @@ class ProtocolBackend:
         if run is None:
             await ws.send_json({"type": "error", "id": frame_id, "error": {"code": "NOT_FOUND",
                                                                           "message": "no such request"}})
+            return
+        if run.limited_resumes:
+            run.limited_resumes -= 1
+            await ws.send_json({"type": "error", "id": frame_id, "error": {
+                "code": "RATE_LIMITED", "message": "scripted request limit", "retryAfter": 1}})
             return
         after = frame.get("afterSeq", -1)
         async with run.lock:

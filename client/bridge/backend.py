@@ -32,6 +32,10 @@ STREAM = frozenset({"delta", "toolUse"})  # frames numbered by `seq`
 IDEMPOTENT = frozenset({"ping", "models.list", "usage.get", "chat.upload", "chat.countTokens"})
 TOKEN_MARGIN_SECONDS = 5  # a connection whose token expires sooner is replaced before it is used
 RECONNECT_DELAYS = (0.0, 0.25, 0.5, 1, 2, 4, 8, 15, 15)  # about 45 s in all, then the chats fail
+# A socket that died without a close (a laptop asleep, a new network) delivers nothing and says so never:
+# a WebSocket ping this often, unanswered for as long, closes it, and its chats are resumed on a new one.
+# The same as the client library's (websockets' defaults); the protocol's `ping` keeps the connection open.
+PING_INTERVAL_SECONDS = 20.0
 _CLOSED = {"type": "_closed"}  # put in a request's queue when its socket closed before its answer
 
 
@@ -49,6 +53,7 @@ class Chat:
         self.request_id: str | None = None  # the server's, from the ack
         self.last_seq = -1
         self.ended = False
+        self.resume_id: str | None = None  # the latest chat.resume sent for it: only its answer counts
 
     async def frames(self) -> AsyncIterator[dict[str, Any]]:
         """The stream frames (`delta`, `toolUse`), then the one `done` or `error`."""
@@ -88,10 +93,11 @@ class Backend:
 
     def __init__(self, url: str, account: SignedIn, *, token_use: str = "access",
                  keepalive_seconds: float = 240.0, answer_timeout: float = 30.0,
-                 opener: Callable[..., Any] = connect) -> None:
+                 ping_interval: float = PING_INTERVAL_SECONDS, opener: Callable[..., Any] = connect) -> None:
         self.url = url
         self._account, self._token_use = account, token_use
         self._keepalive, self._answer_timeout = keepalive_seconds, answer_timeout
+        self._ping_interval = ping_interval
         self._opener = opener
         self._ws: ClientConnection | None = None
         self._expires_at = 0.0
@@ -122,7 +128,8 @@ class Backend:
             try:
                 ws = await self._opener(self.url, additional_headers={
                     "Authorization": f"Bearer {tokens.token(self._token_use)}"},
-                    open_timeout=10, ping_interval=None, max_size=4 << 20, user_agent_header="llm-ide-bridge/1")
+                    open_timeout=10, ping_interval=self._ping_interval,
+                    ping_timeout=self._ping_interval, max_size=4 << 20, user_agent_header="llm-ide-bridge/1")
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 if status == 401 and not force_refresh:
@@ -205,20 +212,24 @@ class Backend:
 
     async def _resume_all(self) -> None:
         """`chat.resume` every running chat on the current socket (called with the lock held)."""
+        for chat in [c for c in self._chats.values() if c.request_id and not c.ended]:
+            await self._resume(chat)
+
+    async def _resume(self, chat: Chat) -> None:
+        """`chat.resume` one chat on the current socket, from the last `seq` passed on (with the lock held)."""
         ws = self._ws
         assert ws is not None
-        for chat in [c for c in self._chats.values() if c.request_id and not c.ended]:
-            resume_id = next(self._ids)
-            route = self._routes[resume_id] = asyncio.Queue()
-            self._sent_on[resume_id] = ws
-            try:
-                await ws.send(json.dumps({"action": "chat.resume", "id": resume_id, "requestId": chat.request_id,
-                                          "afterSeq": chat.last_seq}))
-                self._spawn(self._resumed(chat, resume_id, route))
-            except ConnectionClosed:
-                self._routes.pop(resume_id, None)
-                self._sent_on.pop(resume_id, None)
-                raise unavailable(self.url, "the connection closed while resuming") from None
+        resume_id = chat.resume_id = next(self._ids)
+        route = self._routes[resume_id] = asyncio.Queue()
+        self._sent_on[resume_id] = ws
+        try:
+            await ws.send(json.dumps({"action": "chat.resume", "id": resume_id, "requestId": chat.request_id,
+                                      "afterSeq": chat.last_seq}))
+            self._spawn(self._resumed(chat, resume_id, route))
+        except ConnectionClosed:
+            self._routes.pop(resume_id, None)
+            self._sent_on.pop(resume_id, None)
+            raise unavailable(self.url, "the connection closed while resuming") from None
 
     async def _resumed(self, chat: Chat, resume_id: str, route: asyncio.Queue[dict[str, Any]]) -> None:
         try:
@@ -228,9 +239,23 @@ class Backend:
         finally:
             self._routes.pop(resume_id, None)
             self._sent_on.pop(resume_id, None)
-        if answer.get("type") == "error":  # the chat is lost (expired, or a backend without chat.resume)
-            chat.queue.put_nowait({"type": "error", "error": answer.get("error")})
-        # _CLOSED: that socket closed too, and the next reconnect resumes the chat again
+        if answer.get("type") != "error" or chat.resume_id != resume_id:
+            # Resumed; or _CLOSED: that socket closed too, and the next reconnect resumes the chat again;
+            # or a later resume (a newer socket's) speaks for the chat now.
+            return
+        error = answer.get("error") or {}
+        retry_after = error.get("retryAfter")
+        if error.get("code") == "RATE_LIMITED" and isinstance(retry_after, int | float):
+            # The minute's request limit refused the resume, not the chat, which runs on: ask again then.
+            await asyncio.sleep(max(0.0, float(retry_after)))
+            try:
+                async with self._lock:
+                    if not chat.ended and chat.resume_id == resume_id and self._ws is not None:
+                        await self._resume(chat)  # else a reconnect has resumed it, or will
+            except ApiError as exc:  # the socket closed meanwhile: its reconnect resumes the chat
+                logger.info("resuming chat %s again failed: %s", chat.id, exc.message)
+            return
+        chat.queue.put_nowait({"type": "error", "error": error})  # lost: expired, or a backend without resume
 
     async def _keep_alive(self) -> None:
         while True:

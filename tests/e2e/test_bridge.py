@@ -19,8 +19,13 @@ import anthropic
 import openai
 import pytest
 
+from client.auth import SignedIn, TokenStore
+from client.bridge.backend import Backend
+from client.bridge.server import make_app
 from devserver.launcher import stop_process
 from tests.e2e.conftest import LLM_IDE, start_stack, stop_stack
+from tests.e2e.relay import Relay
+from tests.servers import serve
 
 pytestmark = pytest.mark.e2e
 PNG = base64.b64encode(bytes.fromhex(
@@ -205,3 +210,39 @@ def test_a_stream_goes_on_to_its_exact_end_when_the_gateway_closes_the_socket(sh
         assert short_stack.log_text().count("its connection duration was reached") > closed_before
     finally:
         stop_process(served.process)
+
+
+def test_a_stream_goes_on_to_its_exact_end_when_the_bridges_socket_goes_silent(stack, tmp_path):
+    """A socket that dies without a close (a laptop asleep, a new network): the bridge notices with its
+    WebSocket pings, opens a new one and resumes the chat, and the caller gets the whole reply, settled once."""
+    pool = stack.endpoints.user_pool()
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(["ws"], stack.tokens("dev"))
+    relay = Relay(stack.endpoints.websocket_url)
+    backend = Backend(relay.url_for(stack.endpoints.websocket_url), SignedIn(store, ["ws"], pool),
+                      keepalive_seconds=0, ping_interval=1.0)
+    try:
+        with stack.connect() as watcher:
+            before = watcher.request("usage.get")["data"]["usage"]["day"]
+        with serve(make_app(backend, "lli-local-relay-key")) as url:
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="lli-local-relay-key", max_retries=0,
+                                   timeout=30.0)  # far longer than noticing a dead socket takes; far shorter than 240 s
+            prompt = "[[slow:50]] " + " ".join(f"word{n}" for n in range(200))
+            chunks = []
+            for chunk in client.chat.completions.create(model=stack_model(stack), max_tokens=2000, stream=True,
+                                                        stream_options={"include_usage": True},
+                                                        messages=[{"role": "user", "content": prompt}]):
+                chunks.append(chunk)
+                if len(chunks) == 10:
+                    assert relay.silence() == 1
+    finally:
+        relay.close()
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert relay.accepted == 2  # the silent socket, and the one the chat was resumed on
+    usage = chunks[-1].usage
+    assert usage is not None
+    with stack.connect() as watcher:
+        after = watcher.request("usage.get")["data"]["usage"]["day"]
+    assert (after["inputTokens"] - before["inputTokens"], after["outputTokens"] - before["outputTokens"]) == \
+        (usage.prompt_tokens, usage.completion_tokens)

@@ -454,6 +454,41 @@ def test_a_socket_closed_mid_answer_comes_back_by_itself(browser, web_stack, pro
     page.context.close()
 
 
+def test_a_resume_refused_rate_limited_is_sent_again_after_its_retry_after(browser, web_stack, problems):
+    """The minute's request limit refuses the page's first chat.resume (the socket's one scripted answer:
+    the limit itself would make the test wait up to a minute), not the answer, which runs on: the page
+    asks again after `retryAfter` and shows the whole answer, with no error."""
+    username, password = new_user(web_stack)
+    page = open_page(browser, web_stack, problems)
+    refused: list[str] = []
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("action") == "chat.resume" and not refused:
+                refused.append(frame["id"])
+                ws.send(json.dumps({"type": "error", "id": frame["id"], "error": {
+                    "code": "RATE_LIMITED", "message": "the request limit of this minute is spent", "retryAfter": 1}}))
+            else:
+                server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"^wss?://"), route)
+    sign_in(page, web_stack, username, password)
+    expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)
+    prompt = "[[slow:150]] " + " ".join(f"word{i}" for i in range(40))
+    send(page, prompt)
+    expect(last_reply(page).locator(".body")).to_contain_text("word", timeout=WAIT_MS)
+    assert _drop_connections(web_stack, username)
+    wait_done(page)
+    assert refused and last_reply(page).locator(".body").text_content().strip() == prompt
+    assert last_reply(page).locator(".error").count() == 0
+    page.context.close()
+
+
 def test_the_whole_answer_through_connections_the_gateway_closes_every_5_seconds(browser, web_stack, short_stack,
                                                                                problems):
     """A 20-second answer while the gateway closes each connection after 5 s (API Gateway: two hours):

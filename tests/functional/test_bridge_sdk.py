@@ -239,6 +239,16 @@ def test_a_stream_survives_the_backend_closing_the_socket(bridge):
     assert len(bridge.fake.handshakes) == 2
 
 
+def test_a_resume_refused_rate_limited_is_sent_again_after_its_retry_after(bridge):
+    """The chat runs on whatever the request limit says: a refused resume is not the chat's end."""
+    prompt = "[[drop:3]] [[limited:2]] [[slow:10]] " + "abcdefghij" * 10
+    chunks = list(bridge.openai().chat.completions.create(model="claude-test", stream=True,
+                                                          messages=[{"role": "user", "content": prompt}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == prompt
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert [r["afterSeq"] for r in bridge.sent("chat.resume")] == [2, 2, 2]
+
+
 def test_an_expired_token_is_renewed_and_the_request_sent_again(bridge):
     client = bridge.openai()
     client.chat.completions.create(model="claude-test", messages=[{"role": "user", "content": "first"}])

@@ -191,13 +191,20 @@ export class Chat {
       this.end(run, () => run.reply.fail(new ConnectionLost()));
       return;
     }
+    const attempt = run.resumes = (run.resumes || 0) + 1; // only the latest resume can end the answer
     try {
       await this.conn.request("chat.resume", { requestId: run.requestId, afterSeq: run.lastSeq });
       if (!run.resumed) run.reply.note("The connection dropped; the answer continues.");
       run.resumed = true;
     } catch (error) {
-      if (this.running !== run) return; // it ended meanwhile
+      if (this.running !== run || run.resumes !== attempt) return; // it ended, or a later resume speaks for it
       if (error instanceof ConnectionLost) return; // this socket dropped too: the next one resumes it
+      if (error.code === "RATE_LIMITED" && error.retryAfter >= 0) {
+        // The minute's request limit refused the resume, not the answer, which runs on: ask again then.
+        setTimeout(() => { if (this.running === run && run.resumes === attempt) this.resume(); },
+          error.retryAfter * 1000);
+        return;
+      }
       this.end(run, () => run.reply.fail(isUnknownAction(error) ? new ConnectionLost() : error));
     }
   }
