@@ -38,6 +38,15 @@ def condition_failed(error: ClientError) -> bool:
     return error_code(error) == CONDITION_FAILED
 
 
+def old_item(error: ClientError) -> dict[str, Any]:
+    """The item a failed condition saw (ReturnValuesOnConditionCheckFailure=ALL_OLD), as Table methods
+    return items; {} when there was none. The error carries it in DynamoDB's JSON even from a Table."""
+    from boto3.dynamodb.types import TypeDeserializer  # only on this rare path
+
+    deserialize = TypeDeserializer().deserialize
+    return {name: deserialize(value) for name, value in (error.response.get("Item") or {}).items()}
+
+
 def update_if(update_item: Callable[..., Any], **request: Any) -> bool:
     """A conditional UpdateItem; False (nothing written) when its condition does not hold."""
     try:

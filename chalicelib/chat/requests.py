@@ -5,9 +5,11 @@ the chat from there: the worker's claim (`queued -> streaming`) or, when startin
 failed, the handler's `fail_unclaimed` (`queued -> error`); they cannot both succeed, and only the
 winner streams or releases the reservation. The worker records the outcome (`finish`), with the
 chat's final frame and where its stream frames are kept. `chat.cancel` sets the flag and
-`chat.resume` writes the latest resume request (`request_resume`), both of which the worker reads
-on its timer (`watch`). A client names a request by the server id from its `ack` or by its own
-`id` on the same connection; an alias item maps the latter to the former. A chat run from an
+`chat.resume` appends to the chat's resume requests (`request_resume`, at most MAX_RESUMES a
+chat), both of which the worker reads on its timer (`watch`, then `resumes` when one came): it
+follows every resume, in order, so each is answered. A client names a request by the server id
+from its `ack` or by its own `id` on the same connection; an alias item maps the latter to the
+former. A chat run from an
 upload leaves an item `upload#<sub>#<uploadId>` that marks the upload used.
 """
 from __future__ import annotations
@@ -20,13 +22,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import protocol
-from chalicelib.aws.dynamo import cancellation_codes, condition_failed, update_if
-from chalicelib.errors import NotFound
+from chalicelib.aws.dynamo import cancellation_codes, condition_failed, old_item, update_if
+from chalicelib.errors import NotFound, QuotaExceeded
 from chalicelib.times import iso
 
 RUNNING = ("queued", "streaming")
 FINAL = ("done", "cancelled", "error", "gone", "timeout")
 CLAIMED, CANCELLED, TAKEN = "claimed", "cancelled", "taken"  # what a worker's claim answers
+# Resumes one chat may ask for: each is kept on its record until the chat ends (~150 bytes), and a client
+# reconnects a few times in a chat; the cap bounds the item (DynamoDB's limit: 400 KB) and the worker's reads.
+MAX_RESUMES = 100
 
 
 @dataclass(frozen=True)
@@ -57,29 +62,27 @@ class Usage:
 
 @dataclass(frozen=True)
 class ResumeRequest:
-    """The latest `chat.resume` of a running chat, as its record holds it for the worker."""
+    """One `chat.resume` of a running chat, as its record holds it for the worker."""
 
-    count: int  # resumes asked so far: the worker follows one with a larger count than it has followed
     connection_id: str
     endpoint: str  # the Management API endpoint that reaches connection_id
     after_seq: int
     resume_id: str  # the chat.resume frame's `id`
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> ResumeRequest | None:
-        resume = item.get("resume")
-        if not resume:
-            return None
-        return cls(count=int(item.get("resumeCount", 0)), connection_id=resume["connectionId"],
-                   endpoint=resume["endpoint"], after_seq=int(resume["afterSeq"]), resume_id=resume["id"])
+    def all_from_item(cls, item: dict[str, Any]) -> list[ResumeRequest]:
+        """The record's resume requests, in the order they came."""
+        return [cls(connection_id=resume["connectionId"], endpoint=resume["endpoint"],
+                    after_seq=int(resume["afterSeq"]), resume_id=resume["id"])
+                for resume in item.get("resumes") or ()]
 
 
 @dataclass(frozen=True)
 class Watch:
-    """What the worker reads on its timer: a cancel, and the latest resume."""
+    """What the worker reads on its timer: a cancel, and how many resumes were asked so far."""
 
     cancel_requested: bool
-    resume: ResumeRequest | None
+    resume_count: int
 
 
 def new_request_id() -> str:
@@ -206,29 +209,48 @@ class RequestStore:
         return self.watch(request_id).cancel_requested
 
     def watch(self, request_id: str) -> Watch:
-        """The cancel flag and the latest resume: one consistent read of a few attributes."""
+        """The cancel flag and the number of resumes asked: one consistent read of two numbers."""
         item = self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True,
-                                    ProjectionExpression="cancelRequested, resumeCount, #resume",
-                                    ExpressionAttributeNames={"#resume": "resume"}).get("Item") or {}
-        return Watch(cancel_requested=bool(item.get("cancelRequested")), resume=ResumeRequest.from_item(item))
+                                    ProjectionExpression="cancelRequested, resumeCount").get("Item") or {}
+        return Watch(cancel_requested=bool(item.get("cancelRequested")), resume_count=int(item.get("resumeCount", 0)))
+
+    def resumes(self, request_id: str) -> list[ResumeRequest]:
+        """Every resume asked of the chat so far, in order (read when `watch` counts more than were followed)."""
+        item = self._table.get_item(Key={"requestId": request_id}, ConsistentRead=True,
+                                    ProjectionExpression="resumes").get("Item") or {}
+        return ResumeRequest.all_from_item(item)
 
     def request_resume(self, *, request_id: str, user_sub: str, connection_id: str, endpoint: str, after_seq: int,
                        resume_id: str, now: float | None = None) -> bool:
         """Ask the worker of a running chat of this user's to move its stream; False if there is none.
 
-        The worker sees it within a poll (or when it records the end) and answers the resume on
-        `connection_id` itself. A later resume replaces an earlier one the worker has not followed yet.
+        The resume is appended to the chat's list; the worker follows every one, in order, within a
+        poll (or when it records the end), and answers each on its connection itself: the stream goes
+        on at the last one it could follow. QuotaExceeded when the chat was resumed MAX_RESUMES times.
         """
         now = time.time() if now is None else now
         resume = {"connectionId": connection_id, "endpoint": endpoint, "afterSeq": after_seq, "id": resume_id}
-        return self._update_if(
-            request_id,
-            UpdateExpression="SET #resume = :resume, updatedAt = :now ADD resumeCount :one",
-            ConditionExpression="userSub = :sub AND #kind = :chat AND #status IN (:queued, :streaming)",
-            ExpressionAttributeNames={"#resume": "resume", "#status": "status", "#kind": "kind"},
-            ExpressionAttributeValues={":resume": resume, ":now": iso(now), ":one": 1, ":sub": user_sub,
-                                       ":chat": "chat", ":queued": RUNNING[0], ":streaming": RUNNING[1]},
-        )
+        try:
+            self._table.update_item(
+                Key={"requestId": request_id},
+                UpdateExpression="SET #resumes = list_append(if_not_exists(#resumes, :none), :resume), "
+                                 "updatedAt = :now ADD resumeCount :one",
+                ConditionExpression="userSub = :sub AND #kind = :chat AND #status IN (:queued, :streaming) "
+                                    "AND (attribute_not_exists(resumeCount) OR resumeCount < :max)",
+                ExpressionAttributeNames={"#resumes": "resumes", "#status": "status", "#kind": "kind"},
+                ExpressionAttributeValues={":resume": [resume], ":none": [], ":now": iso(now), ":one": 1,
+                                           ":sub": user_sub, ":chat": "chat", ":queued": RUNNING[0],
+                                           ":streaming": RUNNING[1], ":max": MAX_RESUMES},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ClientError as error:
+            if not condition_failed(error):
+                raise
+            old = old_item(error)
+            if old.get("userSub") == user_sub and old.get("status") in RUNNING \
+                    and int(old.get("resumeCount", 0)) >= MAX_RESUMES:
+                raise QuotaExceeded(f"this chat was resumed {MAX_RESUMES} times already") from None
+            return False
+        return True
 
     def finish(self, request_id: str, *, status: str, stop_reason: str | None = None,
                error_code: str | None = None, usage: Usage | None = None, now: float | None = None,
@@ -240,8 +262,8 @@ class RequestStore:
         `final_frame` is the chat's `done` or `error`, `last_seq` the seq of its last stream frame,
         `frame_parts` how many items of the FrameLog hold its stream frames (written before this),
         and `replay_until` (epoch seconds) when `chat.resume` stops replaying it; the record then
-        lives at least as long. Returns the record as written (with the latest resume request, which
-        the worker still has to follow), or None when `unless_cancelled` found a cancel accepted
+        lives at least as long. Returns the record as written (with every resume request, the last of
+        which the worker may still have to follow), or None when `unless_cancelled` found a cancel accepted
         meanwhile and wrote nothing: a cancel answered `{"cancelled": true}` must end the chat as
         cancelled.
         """

@@ -16,10 +16,12 @@ precedes every stream frame by construction, while the model is already being ca
 Every stream frame is kept (`seq` is its index), which is what makes a chat resumable. `move`
 hands the stream to another connection (a `chat.resume`): at its next frame boundary the thread
 posts the resume's `result`, then the kept frames after the `seq` the client saw, then the rest
-as it comes. No frame can be lost, repeated or reordered in between, because this one thread does
-every post. A connection that goes away (ConnectionGone) does not end the stream: frames are
-still cut and kept, in frames as large as a frame may be since nobody waits for them, until a
-move comes; `seal` cuts what is left so that the worker can keep the stream beyond its own life.
+as it comes. Several moves are answered in the order they came, each on its own connection; the
+stream goes on at the last that could be followed. No frame can be lost, repeated or reordered
+in between, because this one thread does every post. A connection that goes away
+(ConnectionGone) does not end the stream: frames are still cut and kept, in frames as large as a
+frame may be since nobody waits for them, until a move comes; `seal` cuts what is left so that the
+worker can keep the stream beyond its own life.
 
 A post that fails for another reason than a closed connection (throttled by API Gateway, a 5xx
 after botocore's retries) ends the posting of stream frames, but the final frame is still tried:
@@ -30,10 +32,11 @@ character is ever split across frames.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +87,7 @@ class DeltaStream:
         self._last_cut: float | None = None  # None: nothing cut yet, so the first text goes at once
         self._kept: list[dict[str, Any]] = []  # every stream frame, seq == index
         self._next = 0  # the index of the next kept frame to post to the target
-        self._move: Move | None = None
+        self._moves: collections.deque[Move] = collections.deque()  # resumes to answer, in order
         self._final: dict[str, Any] | None = None
         self._final_sent = False
         self._sealed = False
@@ -125,9 +128,11 @@ class DeltaStream:
                                                        name=tool_use.name, input=tool_use.input))
 
     def move(self, move: Move) -> None:
-        """Follow a `chat.resume`; of several not yet applied, the latest wins."""
+        """Follow a `chat.resume`: moves are applied in the order they come, each answered on its own
+        connection (its `result`, or BAD_REQUEST for an `afterSeq` beyond the last frame), before any
+        further frame is posted; the stream goes on at the last one that could be followed."""
         with self._cv:
-            self._move = move
+            self._moves.append(move)
             self._cv.notify()
 
     def seal(self) -> list[dict[str, Any]]:
@@ -138,16 +143,16 @@ class DeltaStream:
             self._cv.notify()
             return list(self._kept)
 
-    def finish(self, final_frame: dict[str, Any], *, move: Move | None = None,
+    def finish(self, final_frame: dict[str, Any], *, moves: Sequence[Move] = (),
                timeout: float = DRAIN_TIMEOUT_SECONDS) -> bool:
         """Post what is not posted yet, then the final frame; True once it was posted.
 
-        With `move`, a resume learnt as the chat ended: its result says how the chat ended.
+        `moves`: resumes learnt as the chat ended (applied as `move` applies them): their results say how
+        the chat ended.
         """
         with self._cv:
             self._final = final_frame
-            if move is not None:
-                self._move = move
+            self._moves.extend(moves)
             self._cv.notify()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -216,9 +221,8 @@ class DeltaStream:
                     first, self._first = self._first, None
                     if self._target is not None:
                         return "first", first
-                if self._move is not None:
-                    move, self._move = self._move, None
-                    return "move", move
+                if self._moves:
+                    return "move", self._moves.popleft()
                 self._cut(now)
                 if self._target is not None and not self.failed.is_set() and self._next < len(self._kept):
                     return "frame", self._kept[self._next]

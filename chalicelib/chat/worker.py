@@ -5,7 +5,8 @@ one whose start the handler gave up on (queued -> error), streams nothing, and a
 before its claim never reaches the model (acked, settled to nothing, ended `cancelled`). Then three
 threads: a reader pulls the model's events into a queue (it never waits on a post), this thread
 consumes them into the DeltaStream and reads the chat's record every CANCEL_POLL_SECONDS whatever
-the model does (a cancel; a resume, which moves the stream to the connection that asked), and the
+the model does (a cancel; resumes, each answered in order, which move the stream to the connection
+that asked last), and the
 DeltaStream's sender posts frames: the `ack` first, while the model is already being called, then
 the stream frames in order. The chat does not stop when its connection goes away: it runs to its
 end or its time limit, its frames kept for whoever resumes it (polled every RESUME_POLL_SECONDS
@@ -15,8 +16,8 @@ Whatever happens (done, error, cancel, exception, time limit), one `finally` (`_
 the token reservation to the usage (the model's metadata, or, when the stream broke before it,
 the input estimate and the text served), keeps the stream frames for CHAT_REPLAY_SECONDS
 (chalicelib/chat/replay.py), records the outcome with the final frame (the one write that decides
-whether a resume is answered by this worker or replayed by the handler: a resume recorded before
-it is followed here), appends the exchange to the session, and then sends the one final frame:
+whether a resume is answered by this worker or replayed by the handler: the resumes recorded
+before it are followed here), appends the exchange to the session, and then sends the one final frame:
 `done` or `error`.
 
 What goes into a session: a finished or cancelled chat always appends its prompt and reply (a
@@ -73,7 +74,7 @@ class Outcome:
     opened: bool = False  # Bedrock accepted a call: its stream opened
     refused: bool = False  # the chat ended with Bedrock refusing every call (no stream opened): nothing was read
     throttled: int = 0  # throttling answers from Bedrock (each one a retry, or the last refusal)
-    resumes: int = 0  # the record's resume count the stream follows
+    resumes: int = 0  # the record's resumes followed so far (each answered, in order)
 
     @property
     def model_read(self) -> bool:
@@ -183,9 +184,9 @@ class ChatWorker:
                     if watch.cancel_requested:
                         outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                         return reader
-                    move = self._follow(job, outcome, watch.resume)
-                    if move is not None:
-                        stream.move(move)
+                    if watch.resume_count > outcome.resumes:
+                        for move in self._follow(job, outcome, self._requests.resumes(job.request_id)):
+                            stream.move(move)
                     polled = next_poll = now
                     continue
                 if stream.failed.is_set():
@@ -215,13 +216,13 @@ class ChatWorker:
         finally:
             stop.set()
 
-    def _follow(self, job: ChatJob, outcome: Outcome, resume: ResumeRequest | None) -> Move | None:
-        """The move to the latest resume's connection, if the stream does not follow that one yet."""
-        if resume is None or resume.count <= outcome.resumes:
-            return None
-        outcome.resumes = resume.count
-        return Move(connection_id=resume.connection_id, sender=self._sender_for(resume.endpoint),
-                    after_seq=resume.after_seq, resume_id=resume.resume_id, chat_id=job.request_id)
+    def _follow(self, job: ChatJob, outcome: Outcome, resumes: list[ResumeRequest]) -> list[Move]:
+        """The moves of the resumes not followed yet, in the order they were asked."""
+        new = resumes[outcome.resumes:]
+        outcome.resumes = max(outcome.resumes, len(resumes))
+        return [Move(connection_id=resume.connection_id, sender=self._sender_for(resume.endpoint),
+                     after_seq=resume.after_seq, resume_id=resume.resume_id, chat_id=job.request_id)
+                for resume in new]
 
     def _content(self, job: ChatJob) -> ChatRequest:
         """The chat with its content: from the event, or read (then deleted) from its upload."""
@@ -288,7 +289,7 @@ class ChatWorker:
                                  limits=limits)
 
         final = final_frame()
-        move: Move | None = None
+        moves: list[Move] = []
         replay_until = int(self._wall_clock()) + self._replay_seconds
         parts = self._keep_frames(job, frames, replay_until)
 
@@ -305,8 +306,8 @@ class ChatWorker:
                 outcome.status, outcome.stop_reason = "cancelled", "cancelled"
                 final = final_frame()
                 written = record(unless_cancelled=False)
-            # A resume recorded before the end is this worker's to answer; any later one is replayed by the handler.
-            move = self._follow(job, outcome, ResumeRequest.from_item(written or {}))
+            # The resumes recorded before the end are this worker's to answer; any later one is replayed by the handler.
+            moves = self._follow(job, outcome, ResumeRequest.all_from_item(written or {}))
         except Exception:
             logger.exception("recording the outcome failed", extra={"requestId": job.request_id})
         self._append_exchange(job, outcome, reply)
@@ -327,7 +328,7 @@ class ChatWorker:
                 "requestId": job.request_id, "model": job.chat.model, "reservedInput": job.reservation.input_tokens,
                 "uncoveredInputTokens": charge.uncovered_input_tokens,
                 "uncoveredOutputTokens": charge.uncovered_output_tokens})
-        sent_final = stream.finish(final, move=move)
+        sent_final = stream.finish(final, moves=moves)
         self._emit_metrics(job, stream, outcome, reported, charge, sent_final)
 
     def _keep_frames(self, job: ChatJob, frames: list[dict[str, Any]], until: int) -> int | None:

@@ -6,6 +6,7 @@ that reconnect by themselves: `llm-ide chat` through connections the gateway clo
 token that expires mid-chat."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -205,6 +206,31 @@ def test_bad_resumes_of_a_running_chat_move_nothing(stack):
         kept += read(client, chat_id)  # the stream stayed on the first connection
         assert_one_whole_reply(kept, prompt)
         assert _drain(second, chat_id) == []
+
+
+@pytest.mark.parametrize("bad_first", [True, False])
+def test_a_bad_and_a_good_resume_sent_at_once_are_each_answered_and_the_good_one_gets_the_stream(stack, bad_first):
+    """Two sockets resume a running chat at the same moment, one with an afterSeq beyond its last frame: both
+    reach the record before the worker's next poll. The bad one is refused BAD_REQUEST; the good one gets its
+    result and the whole rest of the reply, in whichever order they came."""
+    prompt = prompt_of(100, 40)  # 4 s
+    first = stack.connect()
+    chat_id = first.send("chat.send", id=unique_id(), prompt=prompt)
+    request_id = first.next_frame(chat_id)["requestId"]
+    kept = read(first, chat_id, deltas=2)
+    first.close()
+    with stack.connect() as good, stack.connect() as bad:
+        sends = [(bad, "resume-bad", 10**6), (good, "resume-good", last_seq(kept))]
+        for client, resume_id, after in (sends if bad_first else sends[::-1]):
+            client.send_raw(json.dumps({"action": "chat.resume", "id": resume_id, "requestId": request_id,
+                                        "afterSeq": after}))
+        refused = bad.next_frame("resume-bad", timeout=10)
+        assert refused["type"] == "error" and refused["error"]["code"] == "BAD_REQUEST", refused
+        result = good.next_frame("resume-good", timeout=10)
+        assert result["type"] == "result" and result["data"]["status"] == "running", result
+        kept += read(good, chat_id)
+        assert_one_whole_reply(kept, prompt)
+        assert _drain(bad, chat_id) == []
 
 
 def test_a_chat_cancelled_from_a_new_connection_ends_cancelled_and_is_settled_once(stack):

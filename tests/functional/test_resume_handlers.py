@@ -70,13 +70,27 @@ def test_a_running_chat_is_handed_to_its_worker_through_its_record(chats, users,
     (owner, sub), _ = users
     request_id = new_chat(chats, sub)
     assert resume(owner, request_id, 4, sender=sender) == []  # the worker answers, not the handler
-    watch = chats[0].watch(request_id)
-    assert watch.resume is not None and (watch.resume.count, watch.resume.connection_id) == (1, owner)
-    assert (watch.resume.after_seq, watch.resume.resume_id) == (4, "res-1")
-    assert watch.resume.endpoint == "http://127.0.0.1:9/test"  # the connection's, as $connect stored it
+    assert chats[0].watch(request_id).resume_count == 1
+    (first,) = chats[0].resumes(request_id)
+    assert (first.connection_id, first.after_seq, first.resume_id) == (owner, 4, "res-1")
+    assert first.endpoint == "http://127.0.0.1:9/test"  # the connection's, as $connect stored it
     resume(owner, request_id, 7, resume_id="res-2", sender=sender)  # a chat may be resumed several times
-    again = chats[0].watch(request_id).resume
-    assert (again.count, again.after_seq, again.resume_id) == (2, 7, "res-2")
+    assert chats[0].watch(request_id).resume_count == 2
+    # Every resume is kept, in order, for the worker to answer each: none replaces another.
+    assert [(r.after_seq, r.resume_id) for r in chats[0].resumes(request_id)] == [(4, "res-1"), (7, "res-2")]
+
+
+def test_a_chat_takes_at_most_max_resumes_then_quota_exceeded_and_nothing_more_is_kept(chats, users, sender):
+    from chalicelib.chat.requests import MAX_RESUMES
+
+    (owner, sub), _ = users
+    request_id = new_chat(chats, sub)
+    for n in range(MAX_RESUMES):
+        assert chats[0].request_resume(request_id=request_id, user_sub=sub, connection_id=owner, endpoint="e",
+                                       after_seq=-1, resume_id=f"r{n}")
+    frames = resume(owner, request_id, -1, resume_id="one-too-many", sender=sender)
+    assert frames[-1]["id"] == "one-too-many" and frames[-1]["error"]["code"] == "QUOTA_EXCEEDED"
+    assert len(chats[0].resumes(request_id)) == MAX_RESUMES == chats[0].watch(request_id).resume_count
 
 
 @pytest.mark.parametrize("who", ["another user's", "unknown", "a malformed id"])
@@ -87,7 +101,7 @@ def test_another_users_or_an_unknown_chat_is_not_found_and_nothing_moves(chats, 
     frames = resume(other, name, -1, sender=sender)
     assert frames[-1]["type"] == "error" and frames[-1]["id"] == "res-1"
     assert frames[-1]["error"]["code"] == ("BAD_REQUEST" if who == "a malformed id" else "NOT_FOUND")
-    assert chats[0].watch(request_id).resume is None
+    assert chats[0].watch(request_id).resume_count == 0
 
 
 @pytest.mark.parametrize("after_seq", ["3", 1.5, True, None, -2, ..., 10**12])
@@ -97,7 +111,7 @@ def test_an_after_seq_that_is_not_an_integer_from_minus_one_is_bad_request(chats
     frames = resume(owner, request_id, after_seq, sender=sender)
     assert frames[-1]["type"] == "error" and frames[-1]["error"]["code"] == "BAD_REQUEST"
     assert "afterSeq" in frames[-1]["error"]["message"]
-    assert chats[0].watch(request_id).resume is None
+    assert chats[0].watch(request_id).resume_count == 0
 
 
 def test_an_ended_chat_is_replayed_from_the_frame_after_the_clients_seq(chats, users, sender):
@@ -168,7 +182,7 @@ def test_a_resume_recorded_before_the_end_comes_back_with_the_record_of_the_end(
                                 resume_id="r")
     record = store.finish(request_id, status="done", final_frame=DONE, last_seq=-1, frame_parts=0,
                           replay_until=int(time.time()) + 60)
-    assert record["resumeCount"] == 1 and record["resume"]["connectionId"] == owner
+    assert record["resumeCount"] == 1 and record["resumes"][0]["connectionId"] == owner
     # Once ended, the record takes no more resumes: the handler replays instead.
     assert not store.request_resume(request_id=request_id, user_sub=sub, connection_id=owner, endpoint="e",
                                     after_seq=-1, resume_id="r2")

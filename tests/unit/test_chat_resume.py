@@ -149,7 +149,7 @@ def test_an_after_seq_beyond_the_last_frame_is_refused_and_nothing_moves():
     assert "".join(f["text"] for f in stream_frames(network.frames["c1"])) == "ab" and network.frames["c1"][-1] == DONE
 
 
-def test_of_two_moves_not_yet_applied_the_latest_wins():
+def test_moves_not_yet_applied_are_each_answered_in_order_and_the_last_keeps_the_stream():
     network = Network()
     stream = make(network)
     network.drop("c1")
@@ -163,9 +163,25 @@ def test_of_two_moves_not_yet_applied_the_latest_wins():
     release.set()
     stream.write("b")
     assert stream.finish(DONE)
-    assert "c3" not in network.frames
+    assert [f["id"] for f in network.frames["c3"]] == ["res-3"]  # its result, then the stream moved on
     assert network.frames["c4"][0]["id"] == "res-4" and network.frames["c4"][-1] == DONE
     assert "".join(f["text"] for f in stream_frames(network.frames["c4"])) == "ab"
+
+
+def test_a_move_beyond_the_last_frame_is_refused_and_leaves_the_stream_where_it_was():
+    network = Network()
+    stream = make(network)
+    stream.write("a")
+    network.wait_for("c1", lambda frames: len(stream_frames(frames)) == 1)
+    network.drop("c1")
+    stream.move(move(network, "c2", after_seq=0, resume_id="res-2"))
+    stream.move(move(network, "c3", after_seq=5, resume_id="res-3"))
+    stream.write("b")
+    assert stream.finish(DONE)
+    (refusal,) = network.frames["c3"]
+    assert refusal["type"] == "error" and refusal["id"] == "res-3" and refusal["error"]["code"] == "BAD_REQUEST"
+    assert network.frames["c2"][0]["id"] == "res-2" and network.frames["c2"][-1] == DONE
+    assert "".join(f["text"] for f in stream_frames(network.frames["c2"])) == "b"
 
 
 def test_a_move_taken_as_the_chat_ends_reports_the_chats_end():

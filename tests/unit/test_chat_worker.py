@@ -84,7 +84,7 @@ class FakeRequests:
         self.statuses: list[str] = []
         self.finished: Any = None  # the keyword arguments of the last finish()
         self.cancelled_before_claim = False  # the cancel flag, if set, was set while the chat was queued
-        self.resume: Any = None  # the latest ResumeRequest, as request_resume writes it
+        self.resumes_asked: list[ResumeRequest] = []  # as request_resume appends them
 
     def claim(self, request_id, now=None):
         self.statuses.append("streaming")
@@ -94,16 +94,18 @@ class FakeRequests:
 
     def watch(self, request_id):
         self.polls.append(time.monotonic())
-        return Watch(cancel_requested=self.cancel.is_set(), resume=self.resume)
+        return Watch(cancel_requested=self.cancel.is_set(), resume_count=len(self.resumes_asked))
+
+    def resumes(self, request_id):
+        return list(self.resumes_asked)
 
     def finish(self, request_id, *, unless_cancelled=False, **outcome):
         if unless_cancelled and self.cancel.is_set():
             return None
         self.finished = outcome
-        resume = self.resume
-        return {} if resume is None else {
-            "resumeCount": resume.count, "resume": {"connectionId": resume.connection_id, "endpoint": resume.endpoint,
-                                                    "afterSeq": resume.after_seq, "id": resume.resume_id}}
+        return {"resumeCount": len(self.resumes_asked),
+                "resumes": [{"connectionId": r.connection_id, "endpoint": r.endpoint, "afterSeq": r.after_seq,
+                             "id": r.resume_id} for r in self.resumes_asked]}
 
 
 class FakeFrameLog:
@@ -255,7 +257,7 @@ def test_a_cancel_accepted_after_the_models_last_token_still_ends_cancelled():
         """The cancel lands between the worker's last poll and its record of the outcome."""
 
         def watch(self, request_id):
-            return Watch(cancel_requested=False, resume=None)
+            return Watch(cancel_requested=False, resume_count=0)
 
     requests = LateCancel()
     requests.cancel.set()
@@ -606,9 +608,8 @@ def resumed_text(network, plan):
 
 # --- resumes: the worker follows the record ----------------------------------------------------------------------
 
-def resume_request(count, connection_id, after_seq, resume_id="res-1"):
-    return ResumeRequest(count=count, connection_id=connection_id, endpoint="http://x", after_seq=after_seq,
-                         resume_id=resume_id)
+def resume_request(connection_id, after_seq, resume_id="res-1"):
+    return ResumeRequest(connection_id=connection_id, endpoint="http://x", after_seq=after_seq, resume_id=resume_id)
 
 
 def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
@@ -621,7 +622,7 @@ def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
     frames = network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
     network.drop("conn")
     seen = stream_frames(frames)[-1]["seq"]
-    requests.resume = resume_request(1, "conn-2", seen)
+    requests.resumes_asked.append(resume_request("conn-2", seen))
     thread.join(10)
     result, *rest = network.frames["conn-2"]
     assert result["type"] == "result" and result["data"]["status"] == "running"
@@ -633,7 +634,7 @@ def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
 def test_a_resume_the_worker_learns_only_from_its_record_of_the_end_is_still_answered_by_it():
     class ResumedAtTheEnd(FakeRequests):
         def finish(self, request_id, **outcome):
-            self.resume = resume_request(1, "conn-2", -1)  # written just before the worker's last write
+            self.resumes_asked.append(resume_request("conn-2", -1))  # written just before the worker's last write
             return super().finish(request_id, **outcome)
 
     network, requests = Network(), ResumedAtTheEnd()
@@ -652,9 +653,48 @@ def test_a_resume_already_followed_is_not_answered_twice():
     thread = threading.Thread(target=worker.run, args=(JOB,))
     thread.start()
     network.wait_for("conn", lambda f: len(stream_frames(f)) >= 1)
-    requests.resume = resume_request(1, "conn-2", -1)
+    requests.resumes_asked.append(resume_request("conn-2", -1))
     thread.join(10)
     assert [f["type"] for f in network.frames["conn-2"]].count("result") == 1  # polled many times, followed once
+
+
+@pytest.mark.parametrize("bad_first", [True, False])
+def test_every_resume_asked_between_two_polls_is_answered_and_the_stream_goes_to_the_last_valid_one(bad_first):
+    """Two sockets resume at once, one with an afterSeq beyond the last frame: that one is refused BAD_REQUEST,
+    the other gets its result and the whole rest of the stream, whichever the record holds first."""
+    network, requests = Network(), FakeRequests()
+    bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn")], delay=0.01)
+    worker = make_worker(bedrock, requests=requests, sender=network)
+    thread = threading.Thread(target=worker.run, args=(JOB,))
+    thread.start()
+    frames = network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
+    network.drop("conn")
+    seen = stream_frames(frames)[-1]["seq"]
+    asked = [resume_request("conn-bad", 10**6, resume_id="res-bad"), resume_request("conn-2", seen, resume_id="res-2")]
+    requests.resumes_asked.extend(asked if bad_first else asked[::-1])  # one write of the record holds both
+    thread.join(10)
+    (refusal,) = network.frames["conn-bad"]
+    assert refusal["type"] == "error" and refusal["id"] == "res-bad" and refusal["error"]["code"] == "BAD_REQUEST"
+    result, *rest = network.frames["conn-2"]
+    assert result["id"] == "res-2" and result["type"] == "result" and rest[-1]["type"] == "done"
+    assert resumed_text(network, [("conn", -1), ("conn-2", seen)]) == "".join(f"{i} " for i in range(60))
+
+
+def test_of_two_valid_resumes_asked_between_two_polls_each_is_answered_and_the_later_keeps_the_stream():
+    network, requests = Network(), FakeRequests()
+    bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn")], delay=0.01)
+    worker = make_worker(bedrock, requests=requests, sender=network)
+    thread = threading.Thread(target=worker.run, args=(JOB,))
+    thread.start()
+    network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
+    network.drop("conn")
+    requests.resumes_asked.extend([resume_request("conn-2", -1, resume_id="res-2"),
+                                   resume_request("conn-3", -1, resume_id="res-3")])
+    thread.join(10)
+    assert [f["type"] for f in network.frames["conn-2"]] == ["result"]  # answered; the stream moved on at once
+    result, *rest = network.frames["conn-3"]
+    assert result["id"] == "res-3" and rest[-1]["type"] == "done"
+    assert resumed_text(network, [("conn-3", -1)]) == "".join(f"{i} " for i in range(60))
 
 
 def test_frames_that_could_not_be_kept_leave_the_chat_served_but_not_replayable():
