@@ -432,15 +432,21 @@ def _server_resumes(stack) -> bool:
     return not (frame["type"] == "error" and "unknown action" in frame["error"]["message"])
 
 
-def test_a_socket_closed_mid_answer_comes_back_by_itself(browser, web_stack, problems):
-    username, password = new_user(web_stack)
-    page = open_page(browser, web_stack, problems)
+def _answer_cut_off(page, web_stack, username: str, password: str) -> str:
+    """Sign in, ask for a 6-second answer, and close the user's connections once its first words show; the prompt."""
     sign_in(page, web_stack, username, password)
     expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)
     prompt = "[[slow:150]] " + " ".join(f"word{i}" for i in range(40))
     send(page, prompt)
     expect(last_reply(page).locator(".body")).to_contain_text("word", timeout=WAIT_MS)
     assert _drop_connections(web_stack, username)
+    return prompt
+
+
+def test_a_socket_closed_mid_answer_comes_back_by_itself(browser, web_stack, problems):
+    username, password = new_user(web_stack)
+    page = open_page(browser, web_stack, problems)
+    prompt = _answer_cut_off(page, web_stack, username, password)
     expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)  # reconnected
     if _server_resumes(web_stack):
         wait_done(page)  # chat.resume: the rest of the answer, byte for byte
@@ -477,12 +483,7 @@ def test_a_resume_refused_rate_limited_is_sent_again_after_its_retry_after(brows
         ws.on_message(from_page)
 
     page.route_web_socket(re.compile(r"^wss?://"), route)
-    sign_in(page, web_stack, username, password)
-    expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)
-    prompt = "[[slow:150]] " + " ".join(f"word{i}" for i in range(40))
-    send(page, prompt)
-    expect(last_reply(page).locator(".body")).to_contain_text("word", timeout=WAIT_MS)
-    assert _drop_connections(web_stack, username)
+    prompt = _answer_cut_off(page, web_stack, username, password)
     wait_done(page)
     assert refused and last_reply(page).locator(".body").text_content().strip() == prompt
     assert last_reply(page).locator(".error").count() == 0

@@ -612,8 +612,8 @@ def resume_request(connection_id, after_seq, resume_id="res-1"):
     return ResumeRequest(connection_id=connection_id, endpoint="http://x", after_seq=after_seq, resume_id=resume_id)
 
 
-def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
-    network, requests = Network(), FakeRequests()
+def cut_off_mid_reply(network, requests) -> tuple[threading.Thread, int]:
+    """A worker streaming "0 1 ... 59 " whose connection drops after two frames: its thread, the last seq seen."""
     bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn"),
                                                                      Metadata(Usage(3, 60))], delay=0.01)
     worker = make_worker(bedrock, requests=requests, sender=network)
@@ -621,7 +621,12 @@ def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
     thread.start()
     frames = network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
     network.drop("conn")
-    seen = stream_frames(frames)[-1]["seq"]
+    return thread, stream_frames(frames)[-1]["seq"]
+
+
+def test_the_worker_moves_its_stream_to_a_resume_it_reads_on_its_timer():
+    network, requests = Network(), FakeRequests()
+    thread, seen = cut_off_mid_reply(network, requests)
     requests.resumes_asked.append(resume_request("conn-2", seen))
     thread.join(10)
     result, *rest = network.frames["conn-2"]
@@ -663,13 +668,7 @@ def test_every_resume_asked_between_two_polls_is_answered_and_the_stream_goes_to
     """Two sockets resume at once, one with an afterSeq beyond the last frame: that one is refused BAD_REQUEST,
     the other gets its result and the whole rest of the stream, whichever the record holds first."""
     network, requests = Network(), FakeRequests()
-    bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn")], delay=0.01)
-    worker = make_worker(bedrock, requests=requests, sender=network)
-    thread = threading.Thread(target=worker.run, args=(JOB,))
-    thread.start()
-    frames = network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
-    network.drop("conn")
-    seen = stream_frames(frames)[-1]["seq"]
+    thread, seen = cut_off_mid_reply(network, requests)
     asked = [resume_request("conn-bad", 10**6, resume_id="res-bad"), resume_request("conn-2", seen, resume_id="res-2")]
     requests.resumes_asked.extend(asked if bad_first else asked[::-1])  # one write of the record holds both
     thread.join(10)
@@ -682,12 +681,7 @@ def test_every_resume_asked_between_two_polls_is_answered_and_the_stream_goes_to
 
 def test_of_two_valid_resumes_asked_between_two_polls_each_is_answered_and_the_later_keeps_the_stream():
     network, requests = Network(), FakeRequests()
-    bedrock = FakeBedrock([TextDelta(f"{i} ") for i in range(60)] + [MessageStop("end_turn")], delay=0.01)
-    worker = make_worker(bedrock, requests=requests, sender=network)
-    thread = threading.Thread(target=worker.run, args=(JOB,))
-    thread.start()
-    network.wait_for("conn", lambda f: len(stream_frames(f)) >= 2)
-    network.drop("conn")
+    thread, _ = cut_off_mid_reply(network, requests)
     requests.resumes_asked.extend([resume_request("conn-2", -1, resume_id="res-2"),
                                    resume_request("conn-3", -1, resume_id="res-3")])
     thread.join(10)
