@@ -9,8 +9,8 @@ chat's final frame and where its stream frames are kept. `chat.cancel` sets the 
 chat), both of which the worker reads on its timer (`watch`, then `resumes` when one came): it
 follows every resume, in order, so each is answered. A client names a request by the server id
 from its `ack` or by its own `id` on the same connection; an alias item maps the latter to the
-former. A chat run from an
-upload leaves an item `upload#<sub>#<uploadId>` that marks the upload used.
+former. A chat run from an upload leaves an item `upload#<sub>#<uploadId>` that marks the upload
+used.
 """
 from __future__ import annotations
 

@@ -6,19 +6,18 @@ before its claim never reaches the model (acked, settled to nothing, ended `canc
 threads: a reader pulls the model's events into a queue (it never waits on a post), this thread
 consumes them into the DeltaStream and reads the chat's record every CANCEL_POLL_SECONDS whatever
 the model does (a cancel; resumes, each answered in order, which move the stream to the connection
-that asked last), and the
-DeltaStream's sender posts frames: the `ack` first, while the model is already being called, then
-the stream frames in order. The chat does not stop when its connection goes away: it runs to its
-end or its time limit, its frames kept for whoever resumes it (polled every RESUME_POLL_SECONDS
-while nobody listens).
+that asked last), and the DeltaStream's sender posts frames: the `ack` first, while the model is
+already being called, then the stream frames in order. The chat does not stop when its connection
+goes away: it runs to its end or its time limit, its frames kept for whoever resumes it (polled
+every RESUME_POLL_SECONDS while nobody listens).
 
 Whatever happens (done, error, cancel, exception, time limit), one `finally` (`_finish`) settles
 the token reservation to the usage (the model's metadata, or, when the stream broke before it,
 the input estimate and the text served), keeps the stream frames for CHAT_REPLAY_SECONDS
 (chalicelib/chat/replay.py), records the outcome with the final frame (the one write that decides
 whether a resume is answered by this worker or replayed by the handler: the resumes recorded
-before it are followed here), appends the exchange to the session, and then sends the one final frame:
-`done` or `error`.
+before it are followed here), appends the exchange to the session, and then sends the one final
+frame: `done` or `error`.
 
 What goes into a session: a finished or cancelled chat always appends its prompt and reply (a
 cancelled reply marked `cancelled`). A chat that broke after some text was produced (upstream
