@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import quote
 
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
@@ -41,8 +42,10 @@ async def connection_life(*, max_seconds, idle_seconds, activity=None, every=0.1
                     if activity == "client":
                         await ws.send_str('{"action": "ping", "id": "k"}')
                     elif activity == "server":
-                        await client.post(f"/local/@connections/{connection_id}", data=b'{"type": "pong"}',
-                                          headers=SIGNED)
+                        # Quoted as botocore quotes it: a base64 id may hold a '/'.
+                        posted = await client.post(f"/local/@connections/{quote(connection_id, safe='')}",
+                                                   data=b'{"type": "pong"}', headers=SIGNED)
+                        assert posted.status == 200, posted.status
 
             busy = asyncio.create_task(keep_busy()) if activity else None
             while True:
@@ -52,7 +55,10 @@ async def connection_life(*, max_seconds, idle_seconds, activity=None, every=0.1
             lived = time.monotonic() - opened
             if busy is not None:
                 busy.cancel()
-            await asyncio.sleep(0.1)  # $disconnect runs after the close
+            # $disconnect runs after the close, on the runtime's threads: wait for it (a busy machine delays it).
+            deadline = time.monotonic() + 10
+            while not disconnects and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             return lived, ws.close_code, disconnects
     finally:
         runtime.shutdown()
