@@ -7,10 +7,10 @@ DynamoDB never allows. Rate limits and token budgets rely on that guarantee, so
 here every DynamoDB request runs alone.
 
 moto also rolls a failed TransactWriteItems back from a deep copy of every table it touches,
-taken before each transaction: a cost that grows with the tables (70 ms a transaction at 1,000
-items, 200 ms at 3,000), where DynamoDB's does not, and a long `make dev` session or test run
-grows them. Here the transaction keeps a copy of the items it names instead, and puts them back
-if it fails (`python -m bench.moto_transactions` measures both).
+taken before each transaction: a cost that grows with the tables (a two-item transaction takes
+90 ms at 1,000 items, 250 ms at 3,000: docs/PERFORMANCE.md), where DynamoDB's does not, and a
+long `make dev` session or test run grows them. Here the transaction keeps a copy of the items it
+names instead, and puts them back if it fails (`python -m bench.moto_transactions` measures both).
 
 Run as `python devserver/moto_atomic.py <moto.server arguments>`.
 """
