@@ -92,6 +92,21 @@ async def _events(chat: Chat, reply: Reply) -> AsyncIterator[Event]:
             await chat.cancel()
 
 
+async def _begun(chat: Chat, reply: Reply) -> AsyncIterator[Event]:
+    """The chat's events once its first one has come: a chat that fails before any output raises here,
+    before the stream's response begins, and is answered with its HTTP status (a 429 with Retry-After
+    that the SDKs wait for and retry), as OpenAI and Anthropic answer a refused stream."""
+    events = _events(chat, reply)
+    first = await anext(events, None)
+
+    async def begun() -> AsyncIterator[Event]:
+        if first is not None:
+            yield first
+        async for event in events:
+            yield event
+    return begun()
+
+
 async def _answer(request: web.Request, call: ChatCall,
                   respond: Callable[[Chat, Reply], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     chat = await request.app[BACKEND].start_chat(call.params)
@@ -124,10 +139,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     async def stream(chat: Chat, reply: Reply) -> web.StreamResponse:
         chunks = openai_api.ChunkStream(str(chat.request_id), str(chat.ack.get("model")),
                                         include_usage=call.include_usage)
+        events = await _begun(chat, reply)
         async with sse_response(request, allow_all_methods=True) as response:
             await response.send(json.dumps(chunks.start()))
             try:
-                async for event in _events(chat, reply):
+                async for event in events:
                     for chunk in chunks.chunks(event):
                         await response.send(json.dumps(chunk, ensure_ascii=False))
                 await response.send("[DONE]")
@@ -150,13 +166,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return web.json_response(message.body())
 
     async def stream(chat: Chat, reply: Reply) -> web.StreamResponse:
-        events = anthropic_api.EventStream(str(chat.request_id), str(chat.ack.get("model")))
+        stream_events = anthropic_api.EventStream(str(chat.request_id), str(chat.ack.get("model")))
+        events = await _begun(chat, reply)
         async with sse_response(request, allow_all_methods=True) as response:
-            for name, data in events.start():
+            for name, data in stream_events.start():
                 await response.send(json.dumps(data), event=name)
             try:
-                async for event in _events(chat, reply):
-                    for name, data in events.events(event):
+                async for event in events:
+                    for name, data in stream_events.events(event):
                         await response.send(json.dumps(data, ensure_ascii=False), event=name)
             except ApiError as error:  # after the stream began: its end, in Anthropic's streaming shape
                 await response.send(json.dumps(anthropic_body(error), ensure_ascii=False), event="error")

@@ -246,3 +246,42 @@ def test_a_stream_goes_on_to_its_exact_end_when_the_bridges_socket_goes_silent(s
         after = watcher.request("usage.get")["data"]["usage"]["day"]
     assert (after["inputTokens"] - before["inputTokens"], after["outputTokens"] - before["outputTokens"]) == \
         (usage.prompt_tokens, usage.completion_tokens)
+
+
+# --- what a break-it pass found ----------------------------------------------------------------
+
+def test_a_stream_that_fails_before_its_first_token_is_answered_with_the_errors_http_status(stack, bridge):
+    """Bedrock throttling before any output is a 429 with Retry-After, streamed or not, so the SDKs wait and retry."""
+    prompt = [{"role": "user", "content": "[[throttle]] hello"}]
+    with pytest.raises(openai.RateLimitError) as raised_openai:
+        list(bridge.openai().chat.completions.create(model=stack_model(stack), stream=True, messages=prompt))
+    with pytest.raises(anthropic.RateLimitError) as raised_anthropic:
+        with bridge.anthropic().messages.stream(model=stack_model(stack), max_tokens=50, messages=prompt) as stream:
+            stream.get_final_message()
+    for raised in (raised_openai.value, raised_anthropic.value):
+        assert raised.status_code == 429 and int(raised.response.headers["retry-after"]) >= 1
+
+
+def test_a_system_prompt_over_a_frames_text_limit_goes_through_chat_upload(stack, bridge):
+    """A frame's `system` is limited to 24 KiB (MAX_PROMPT_BYTES); an IDE's system prompt is often longer."""
+    system = "You are a careful coding assistant. Follow the project's rules. " * 400  # 26 KB, the frame under 32 KiB
+    completion = bridge.openai().chat.completions.create(model=stack_model(stack), max_tokens=20, messages=[
+        {"role": "system", "content": system}, {"role": "user", "content": "Hello"}])
+    assert completion.choices[0].message.content == "Hello"
+    message = bridge.anthropic().messages.create(model=stack_model(stack), max_tokens=20, system=system,
+                                                 messages=[{"role": "user", "content": "Hello"}])
+    assert message.content[0].type == "text" and message.content[0].text == "Hello"
+    with stack.connect() as client:  # the client library decides the same way
+        frames = list(client.chat(messages=[{"role": "user", "content": "Hello"}], system=system, maxTokens=20))
+    assert frames[-1]["type"] == "done", frames[-1]
+
+
+@pytest.mark.parametrize("repeat", [2000, 25000])  # about 90 KB (over a frame), and 1.1 MB (over what a socket takes)
+def test_count_tokens_of_a_conversation_larger_than_a_frame(stack, bridge, repeat):
+    model = "anthropic.claude-3-5-sonnet-20240620-v1:0"  # counted exactly
+    messages = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * repeat}]
+    counted = bridge.anthropic().messages.count_tokens(model=model, messages=messages)
+    with stack.connect() as client:
+        frame = client.request("chat.countTokens", uploadId=client.upload({"messages": messages, "model": model}))
+    assert frame["type"] == "result", frame
+    assert counted.input_tokens == frame["data"]["inputTokens"]
