@@ -225,9 +225,9 @@ class IdeClient:
         return self.frames(request_id, timeout=timeout)
 
     def send_chat(self, params: dict[str, Any], *, id: str | None = None) -> str:
-        """Send a chat.send with `params`; through `chat.upload` when its frame would be over the frame limit."""
+        """Send a chat.send with `params`; through `chat.upload` when a frame cannot hold it (`needs_upload`)."""
         request_id = id or next(self._ids)
-        if frame_bytes("chat.send", request_id, params) > FRAME_LIMIT_BYTES:
+        if needs_upload("chat.send", request_id, params):
             params = {"uploadId": self.upload(params)}
         return self.send("chat.send", id=request_id, **params)
 
@@ -530,8 +530,19 @@ class IdeClient:
 
 
 FRAME_LIMIT_BYTES = 32 * 1024  # the protocol's largest client frame (API Gateway's limit)
+# A frame's `prompt` and `system` are each bound by the backend's MAX_PROMPT_BYTES (PAYLOAD_TOO_LARGE above
+# it); an upload's body is not. The default, 24 KiB: a client cannot read a stage's setting.
+FRAME_TEXT_LIMIT_BYTES = 24 * 1024
 
 
 def frame_bytes(action: str, request_id: str, params: dict[str, Any]) -> int:
     """The UTF-8 size of the frame `send` would write, to choose between a frame and an upload."""
     return len(json.dumps({"action": action, "id": request_id, **params}).encode("utf-8"))
+
+
+def needs_upload(action: str, request_id: str, params: dict[str, Any]) -> bool:
+    """Whether a `chat.send` or `chat.countTokens` must go through `chat.upload`: its frame would be over
+    FRAME_LIMIT_BYTES, or its `prompt` or `system` over FRAME_TEXT_LIMIT_BYTES (a frame refuses either)."""
+    texts = (params.get(name) for name in ("prompt", "system"))
+    return frame_bytes(action, request_id, params) > FRAME_LIMIT_BYTES or any(
+        isinstance(text, str) and len(text.encode("utf-8")) > FRAME_TEXT_LIMIT_BYTES for text in texts)

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.auth import NotSignedIn, SignedIn, Tokens
 from client.bridge.errors import ApiError
-from client.connection import FRAME_LIMIT_BYTES, frame_bytes
+from client.connection import needs_upload
 
 logger = logging.getLogger("llm_ide.bridge")
 
@@ -295,9 +295,13 @@ class Backend:
 
         Idempotent actions are sent again once when their socket closes before the answer, and
         any action once more after UNAUTHORIZED (the socket's token expired: a new one is opened).
+        A `chat.countTokens` too large for a frame goes through `chat.upload`, as a `chat.send` does.
         """
+        request_id = next(self._ids)
+        if action == "chat.countTokens" and needs_upload(action, request_id, params):  # as chat.send: an uploadId
+            params = {"uploadId": await self._upload(params)}
         for attempt in range(2):
-            request_id = next(self._ids)
+            request_id = request_id if attempt == 0 else next(self._ids)
             route = self._routes[request_id] = asyncio.Queue()
             try:
                 await self._send({"action": action, "id": request_id, **params})
@@ -331,7 +335,7 @@ class Backend:
         socket closes before the ack (nothing is known to run: the caller may try again).
         """
         chat_id = next(self._ids)
-        if frame_bytes("chat.send", chat_id, params) > FRAME_LIMIT_BYTES:
+        if needs_upload("chat.send", chat_id, params):
             params = {"uploadId": await self._upload(params)}
         for attempt in range(2):
             chat = self._chats[chat_id] = Chat(self, chat_id)

@@ -276,7 +276,7 @@ def test_a_system_prompt_over_a_frames_text_limit_goes_through_chat_upload(stack
     assert frames[-1]["type"] == "done", frames[-1]
 
 
-@pytest.mark.parametrize("repeat", [2000, 25000])  # about 90 KB (over a frame), and 1.1 MB (over what a socket takes)
+@pytest.mark.parametrize("repeat", [2000, 12000])  # about 90 KB (over a frame), and 0.5 MB (an agent's conversation)
 def test_count_tokens_of_a_conversation_larger_than_a_frame(stack, bridge, repeat):
     model = "anthropic.claude-3-5-sonnet-20240620-v1:0"  # counted exactly
     messages = [{"role": "user", "content": "The quick brown fox jumps over the lazy dog. " * repeat}]
