@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from client.bridge.errors import invalid
-from client.bridge.fields import require_object, require_string, text_blocks
+from client.bridge.fields import require_object, require_string, text_blocks, tool_use_id
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
@@ -62,12 +62,11 @@ def _block(block: Any, where: str, role: str) -> list[dict[str, Any]]:
     elif kind == "image" and role == "user":
         converted = [_image(block, where)]
     elif kind == "tool_use" and role == "assistant":
-        converted = [{"type": "toolUse", "toolUseId": require_string(block.get("id"), f"{where}.id"),
+        converted = [{"type": "toolUse", "toolUseId": tool_use_id(block.get("id"), f"{where}.id"),
                       "name": require_string(block.get("name"), f"{where}.name"),
                       "input": require_object(block.get("input", {}), f"{where}.input")}]
     elif kind == "tool_result" and role == "user":
-        tool_use_id = require_string(block.get("tool_use_id"), f"{where}.tool_use_id")
-        converted = [{"type": "toolResult", "toolUseId": tool_use_id,
+        converted = [{"type": "toolResult", "toolUseId": tool_use_id(block.get("tool_use_id"), f"{where}.tool_use_id"),
                       "status": "error" if block.get("is_error") else "success",
                       "content": _tool_result_content(block.get("content"), f"{where}.content")}]
     elif kind in DROPPED_BLOCKS:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from client.bridge.errors import invalid
-from client.bridge.fields import require_object, require_string, text_blocks
+from client.bridge.fields import require_object, require_string, text_blocks, tool_use_id
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
@@ -79,7 +79,7 @@ def _tool_uses(tool_calls: Any, where: str) -> list[dict[str, Any]]:
             raise invalid(f"{at}.function.arguments", "must be a JSON object in a string") from None
         if not isinstance(parsed, dict):
             raise invalid(f"{at}.function.arguments", "must be a JSON object in a string")
-        blocks.append({"type": "toolUse", "toolUseId": require_string(call.get("id"), f"{at}.id"),
+        blocks.append({"type": "toolUse", "toolUseId": tool_use_id(call.get("id"), f"{at}.id"),
                        "name": require_string(function.get("name"), f"{at}.function.name"), "input": parsed})
     return blocks
 
@@ -108,7 +108,7 @@ def _messages(messages: Any) -> tuple[list[dict[str, Any]], list[str]]:
         elif role == "tool":
             result = _content(message.get("content"), where, images=False)
             conversation.append({"role": "user", "content": [{
-                "type": "toolResult", "toolUseId": require_string(message.get("tool_call_id"), f"{where}.tool_call_id"),
+                "type": "toolResult", "toolUseId": tool_use_id(message.get("tool_call_id"), f"{where}.tool_call_id"),
                 "status": "success", "content": result}]})
         else:
             raise invalid(f"{where}.role", f"role {role!r} is not one of system, developer, user, assistant, tool")

@@ -285,3 +285,31 @@ def test_count_tokens_of_a_conversation_larger_than_a_frame(stack, bridge, repea
         frame = client.request("chat.countTokens", uploadId=client.upload({"messages": messages, "model": model}))
     assert frame["type"] == "result", frame
     assert counted.input_tokens == frame["data"]["inputTokens"]
+
+
+@pytest.mark.parametrize("foreign_id", ["functions.read_file:0", "call_" + "x" * 70])
+def test_tool_call_ids_another_provider_made_are_carried_over(stack, bridge, foreign_id):
+    """A conversation begun with another model keeps its tool call ids ('.' and ':' are Kimi's; some are long):
+    Bedrock takes 1-64 of [A-Za-z0-9_-], so the bridge maps each such id, the same way in the call and its result."""
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}}
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": schema}}]
+    model = stack_model(stack)
+    completion = bridge.openai().chat.completions.create(model=model, tools=tools, max_tokens=4000, messages=[
+        {"role": "user", "content": "Read a.py"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": foreign_id, "type": "function", "function": {
+            "name": "read_file", "arguments": '{"path": "a.py"}'}}]},
+        {"role": "tool", "tool_call_id": foreign_id, "content": "print('hello')"},
+        {"role": "user", "content": "[[dump]]"}])
+    dumped = json.loads(completion.choices[0].message.content or "")
+    (call,) = [b["toolUse"] for m in dumped["messages"] for b in m.get("content", []) if "toolUse" in b]
+    (result,) = [b["toolResult"] for m in dumped["messages"] for b in m.get("content", []) if "toolResult" in b]
+    assert call["toolUseId"] == result["toolUseId"] and result["content"] == [{"text": "print('hello')"}]
+    message = bridge.anthropic().messages.create(
+        model=model, max_tokens=50,
+        tools=[{"name": "read_file", "input_schema": schema}], messages=[
+            {"role": "user", "content": "Read a.py"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": foreign_id, "name": "read_file",
+                                               "input": {"path": "a.py"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": foreign_id, "content": "print(1)"},
+                                         {"type": "text", "text": "And now?"}]}])
+    assert message.content[0].type == "text" and message.content[0].text == "And now?"
