@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from client.bridge.errors import invalid
-from client.bridge.fields import require_object, require_string, text_blocks, tool_use_id
+from client.bridge.fields import optional_boolean, require_object, require_string, text_blocks, tool_use_id
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
@@ -154,9 +154,12 @@ def _conversation_params(body: Any) -> dict[str, Any]:
     system = _system(body.get("system"))
     if system is not None:
         params["system"] = system
+    tools = _tools(body["tools"]) if body.get("tools") is not None else []
     choice = _tool_choice(body["tool_choice"]) if body.get("tool_choice") is not None else "auto"
-    if body.get("tools") and choice is not None:
-        params["tools"] = _tools(body["tools"])
+    if choice not in ("auto", None) and not tools:
+        raise invalid("tool_choice", "asks for a tool, but the request has no tools")
+    if tools and choice is not None:
+        params["tools"] = tools
         if body.get("tool_choice") is not None:
             params["toolChoice"] = choice
     return params
@@ -174,12 +177,11 @@ def chat_call(body: Any) -> ChatCall:
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise invalid("temperature", "must be a number")
         params["temperature"] = temperature
-    stops = body.get("stop_sequences") or []
+    stops = body.get("stop_sequences")
+    stops = [] if stops is None else stops
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise invalid("stop_sequences", "must be an array of strings")
-    stream = body.get("stream") or False
-    if not isinstance(stream, bool):
-        raise invalid("stream", "must be a boolean")
+    stream = optional_boolean(body.get("stream"), "stream")
     return ChatCall(params=params, stream=stream, stop=tuple(s for s in stops if s))
 
 

@@ -22,6 +22,15 @@ def require_string(value: Any, where: str) -> str:
     return value
 
 
+def optional_boolean(value: Any, where: str) -> bool:
+    """A boolean field that may be left out or null (false); any other type is a 400, falsy or not."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise invalid(where, "must be a boolean")
+    return value
+
+
 def text_blocks(text: str) -> list[dict[str, Any]]:
     """A protocol text block, or none for blank text: the protocol refuses blank text, both APIs allow it."""
     return [{"type": "text", "text": text}] if text.strip() else []

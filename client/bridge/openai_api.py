@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from client.bridge.errors import invalid
-from client.bridge.fields import require_object, require_string, text_blocks, tool_use_id
+from client.bridge.fields import optional_boolean, require_object, require_string, text_blocks, tool_use_id
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
@@ -134,14 +134,22 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
     return converted
 
 
-def _tool_choice(choice: Any) -> Any:
-    """OpenAI's tool_choice as the protocol's toolChoice; None for `none` (the tools are left out)."""
-    if choice in ("auto", "required"):
-        return "auto" if choice == "auto" else "any"
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"name": require_string(require_object(choice.get("function"), "tool_choice.function").get("name"),
-                                "tool_choice.function.name")}
-    raise invalid("tool_choice", "must be 'auto', 'required', 'none' or {'type': 'function', 'function': {'name'}}")
+def _tool_choice(choice: Any, *, has_tools: bool) -> Any:
+    """OpenAI's tool_choice as the protocol's toolChoice; None for `none` (the tools are left out).
+
+    One that asks for a tool (`required`, a named function) without tools is a 400, as OpenAI's."""
+    if choice in ("auto", "none"):
+        return "auto" if choice == "auto" else None
+    if choice == "required":
+        converted: Any = "any"
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        converted = {"name": require_string(require_object(choice.get("function"), "tool_choice.function").get(
+            "name"), "tool_choice.function.name")}
+    else:
+        raise invalid("tool_choice", "must be 'auto', 'required', 'none' or {'type': 'function', 'function': {'name'}}")
+    if not has_tools:
+        raise invalid("tool_choice", "asks for a tool, but the request has no tools")
+    return converted
 
 
 def _unsupported(body: dict[str, Any]) -> None:
@@ -183,11 +191,12 @@ def chat_call(body: Any) -> ChatCall:
         params["model"] = require_string(body["model"], "model")
     if system:
         params["system"] = "\n\n".join(system)
-    choice = body.get("tool_choice")
-    if body.get("tools") and choice != "none":
-        params["tools"] = _tools(body["tools"])
+    tools = _tools(body["tools"]) if body.get("tools") is not None else []
+    choice = _tool_choice(body["tool_choice"], has_tools=bool(tools)) if body.get("tool_choice") is not None else None
+    if tools and body.get("tool_choice") != "none":
+        params["tools"] = tools
         if choice is not None:
-            params["toolChoice"] = _tool_choice(choice)
+            params["toolChoice"] = choice
     for name in ("max_completion_tokens", "max_tokens"):
         if body.get(name) is not None:
             params["maxTokens"] = _positive_integer(body[name], name)
@@ -197,11 +206,10 @@ def chat_call(body: Any) -> ChatCall:
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise invalid("temperature", "must be a number")
         params["temperature"] = temperature
-    stream = body.get("stream") or False
-    if not isinstance(stream, bool):
-        raise invalid("stream", "must be a boolean")
-    options = body.get("stream_options") or {}
-    include_usage = bool(require_object(options, "stream_options").get("include_usage")) if stream else False
+    stream = optional_boolean(body.get("stream"), "stream")
+    options = body.get("stream_options")
+    options = {} if options is None else require_object(options, "stream_options")
+    include_usage = stream and optional_boolean(options.get("include_usage"), "stream_options.include_usage")
     return ChatCall(params=params, stream=stream, stop=_stop(body.get("stop")), include_usage=include_usage)
 
 

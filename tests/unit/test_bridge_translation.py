@@ -74,6 +74,12 @@ def test_openai_tool_choice(choice, expected):
     assert call.params["tools"][0]["inputSchema"] == {"type": "object", "properties": {}}
 
 
+@pytest.mark.parametrize("choice", ["auto", "none", None])
+def test_openai_a_tool_choice_that_asks_for_no_tool_needs_no_tools(choice):
+    call = openai_api.chat_call({"messages": [{"role": "user", "content": "hi"}], "tool_choice": choice, "tools": []})
+    assert "tools" not in call.params and "toolChoice" not in call.params
+
+
 def test_openai_tool_choice_none_leaves_the_tools_out():
     call = openai_api.chat_call({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "none",
                                  "tools": [{"type": "function", "function": {"name": "t"}}]})
@@ -111,6 +117,19 @@ def test_openai_tool_choice_none_leaves_the_tools_out():
     ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "code_interpreter"}]}, "tools[0].type"),
     ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "t"}}],
       "tool_choice": "sometimes"}, "tool_choice"),
+    # A wrong type that is falsy is no more an absent field than a truthy one.
+    ({"messages": [{"role": "user", "content": "x"}], "tools": {}}, "tools"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": 0}, "tools"),
+    ({"messages": [{"role": "user", "content": "x"}], "stream": 0}, "stream"),
+    ({"messages": [{"role": "user", "content": "x"}], "stream": []}, "stream"),
+    ({"messages": [{"role": "user", "content": "x"}], "stream_options": []}, "stream_options"),
+    ({"messages": [{"role": "user", "content": "x"}], "stream_options": 5}, "stream_options"),
+    ({"messages": [{"role": "user", "content": "x"}], "stop": {}}, "stop"),
+    # A tool_choice is checked with tools or without; one that asks for a tool needs tools, as OpenAI says.
+    ({"messages": [{"role": "user", "content": "x"}], "tool_choice": "sometimes"}, "tool_choice"),
+    ({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}, "tool_choice"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [],
+      "tool_choice": {"type": "function", "function": {"name": "t"}}}, "tool_choice"),
 ])
 def test_openai_bad_requests_name_the_field(body, param):
     with pytest.raises(ApiError) as raised:
@@ -208,6 +227,16 @@ def test_anthropic_blocks_cache_control_and_tool_results():
       "tools": [{"name": "t", "input_schema": {}}], "tool_choice": {"type": "maybe"}}, "tool_choice.type"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"},
                                                   {"role": "assistant", "content": "prefill"}]}, "messages"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": {}}, "tools"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stream": 0}, "stream"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": {}},
+     "stop_sequences"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": 0},
+     "stop_sequences"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+      "tool_choice": {"type": "any"}}, "tool_choice"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [],
+      "tool_choice": {"type": "tool", "name": "t"}}, "tool_choice"),
 ])
 def test_anthropic_bad_requests_name_the_field(body, param):
     with pytest.raises(ApiError) as raised:
