@@ -8,6 +8,7 @@ that text steer it:
 
 - `[[tool:NAME {json}]]`: a `toolUse` frame (the text before it first), then `done`/`tool_use`;
 - `[[error:CODE]]` (before any delta) or `[[fail:CODE]]` (after the first delta): an `error` frame;
+- `[[ack:MS]]`: the `ack` comes MS ms after the `chat.send` (a cold Lambda); the chat is cancellable meanwhile;
 - `[[drop:N]]`: the server closes the socket after the N-th stream frame (the chat runs on and
   is resumable, as v1.1 promises); `[[slow:MS]]`: MS ms between stream frames;
 - `[[cache:R,W]]`: `cacheReadInputTokens` R and `cacheWriteInputTokens` W in `done.usage`;
@@ -165,6 +166,7 @@ class ProtocolBackend:
         run = Run(request_id=f"req-{next(self._ids)}", client_id=frame_id, ws=ws,
                   limited_resumes=int(directives.get("limited", "0")))
         self.runs[run.request_id] = run
+        await asyncio.sleep(int(directives.get("ack", "0")) / 1000)
         model = params.get("model") or MODELS[0]["id"]
         await ws.send_json({"type": "ack", "id": frame_id, "requestId": run.request_id, "sessionId": None,
                             "model": "anthropic.claude-test-v1:0" if model == "claude-test" else model,

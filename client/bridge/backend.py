@@ -346,6 +346,9 @@ class Backend:
             except TimeoutError:
                 await chat.abandon()  # by our id: it may have started after all
                 raise ApiError(504, "TIMEOUT", "the backend did not acknowledge the chat in time") from None
+            except asyncio.CancelledError:  # the caller went away: a chat.send that went out runs without it
+                await asyncio.shield(chat.abandon())
+                raise
             except BaseException:
                 self._forget(chat_id)
                 raise

@@ -275,6 +275,23 @@ def test_a_caller_that_goes_away_cancels_its_chat(bridge):
     assert run.frames[-1]["stopReason"] == "cancelled"
 
 
+def test_a_caller_that_goes_away_before_the_ack_cancels_its_chat(bridge):
+    """The chat.send went out: the chat runs whether or not its ack has come, so it is cancelled by the bridge's id."""
+    parts = urlsplit(bridge.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    body = json.dumps({"model": "claude-test", "stream": True,
+                       "messages": [{"role": "user", "content": "[[ack:1000]] [[slow:50]] " + "x" * 400}]})
+    connection.request("POST", "/v1/chat/completions", body=body,
+                       headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    bridge.wait_for(lambda: bridge.sent("chat.send"))
+    connection.close()
+    bridge.wait_for(lambda: bridge.sent("chat.cancel"))
+    assert bridge.sent("chat.cancel")[0]["requestId"] == bridge.sent("chat.send")[0]["id"]
+    run = next(iter(bridge.fake.runs.values()))
+    bridge.wait_for(run.finished.is_set)
+    assert run.frames[-1]["stopReason"] == "cancelled"
+
+
 # --- the guard, and bad input --------------------------------------------------------------------
 
 def raw(bridge: Bridge, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
