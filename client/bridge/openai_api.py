@@ -6,6 +6,8 @@ field is ignored, as OpenAI ignores what it does not know.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -22,6 +24,8 @@ IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", 
                  "image/webp": "webp"}
 DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.DOTALL)
 MAX_STOP_SEQUENCES = 4
+# The first bytes of each format Bedrock reads (the WebP's RIFF header holds its name at byte 8).
+MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
 
 
 
@@ -36,7 +40,20 @@ def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
     image_format = IMAGE_FORMATS.get(match["type"].lower())
     if image_format is None:
         raise invalid(f"{where}.image_url.url", f"image type {match['type']!r} is not one of png, jpeg, gif, webp")
-    return {"type": "image", "format": image_format, "data": "".join(match["data"].split())}
+    data = "".join(match["data"].split())
+    return {"type": "image", "format": _sniffed(data) or image_format, "data": data}
+
+
+def _sniffed(data: str) -> str | None:
+    """The format an image's bytes say, whatever its data: URL says: OpenAI reads a JPEG sent as image/png
+    (clients name the type after a file's name or the clipboard's), Bedrock refuses the mismatch."""
+    try:
+        head = base64.b64decode(data[:16] + "=" * (-len(data[:16]) % 4))
+    except (binascii.Error, ValueError):
+        return None  # not base64: the backend says so, naming the block
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((name for magic, name in MAGIC if head.startswith(magic)), None)
 
 
 def _content(content: Any, where: str, *, images: bool) -> list[dict[str, Any]]:

@@ -313,3 +313,19 @@ def test_tool_call_ids_another_provider_made_are_carried_over(stack, bridge, for
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": foreign_id, "content": "print(1)"},
                                          {"type": "text", "text": "And now?"}]}])
     assert message.content[0].type == "text" and message.content[0].text == "And now?"
+
+
+def test_an_openai_image_whose_data_url_names_another_type_is_sent_as_what_its_bytes_are(stack, bridge):
+    """OpenAI reads an image whatever its data: URL says (a JPEG pasted as image/png); Bedrock refuses the mismatch."""
+    from io import BytesIO
+
+    from PIL import Image
+    jpeg = BytesIO()
+    Image.new("RGB", (4, 4), "red").save(jpeg, "JPEG")
+    url = "data:image/png;base64," + base64.b64encode(jpeg.getvalue()).decode()
+    completion = bridge.openai().chat.completions.create(model=stack_model(stack), max_tokens=4000, messages=[
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                     {"type": "text", "text": "[[dump]]"}]}])
+    dumped = json.loads(completion.choices[0].message.content or "")
+    (image,) = [b["image"] for m in dumped["messages"] for b in m.get("content", []) if "image" in b]
+    assert image["format"] == "jpeg"
