@@ -12,6 +12,7 @@ from typing import Any
 
 from client.bridge.errors import invalid
 from client.bridge.fields import optional_boolean, require_object, require_string, text_blocks, tool_use_id
+from client.bridge.origins import Origins
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
@@ -19,6 +20,11 @@ STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_t
                 "guardrail_intervened": "refusal"}
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 DROPPED_BLOCKS = ("thinking", "redacted_thinking")
+# The caller's name of a protocol block's field, after the path of the block it came from.
+LEAVES = {"image": {"data": ".source.data", "format": ".source.media_type"}, "toolUse": {"toolUseId": ".id"},
+          "toolResult": {"toolUseId": ".tool_use_id"}}
+TOOL_LEAVES = {"inputSchema": ".input_schema"}
+Sourced = list[tuple[str, dict[str, Any]]]  # protocol blocks, each with the caller's path of what it came from
 
 
 
@@ -35,28 +41,30 @@ def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
             "data": require_string(source.get("data"), f"{where}.source.data")}
 
 
-def _tool_result_content(content: Any, where: str) -> list[dict[str, Any]]:
+def _tool_result_content(content: Any, where: str) -> Sourced:
     if content is None:
         return []
     if isinstance(content, str):
-        return text_blocks(content)
+        return [(where, block) for block in text_blocks(content)]
     if not isinstance(content, list):
         raise invalid(where, "must be a string or an array of text and image blocks")
-    blocks: list[dict[str, Any]] = []
+    blocks: Sourced = []
     for k, block in enumerate(content):
         at = f"{where}[{k}]"
         kind = require_object(block, at).get("type")
         if kind == "text":
-            blocks += text_blocks(require_string(block.get("text"), f"{at}.text"))
+            blocks += [(at, text) for text in text_blocks(require_string(block.get("text"), f"{at}.text"))]
         elif kind == "image":
-            blocks.append(_image(block, at))
+            blocks.append((at, _image(block, at)))
         else:
             raise invalid(f"{at}.type", f"block type {kind!r} is not supported in a tool result (text, image)")
     return blocks
 
 
-def _block(block: Any, where: str, role: str) -> list[dict[str, Any]]:
+def _block(block: Any, where: str, role: str) -> list[tuple[dict[str, Any], Sourced]]:
+    """One content block as protocol blocks, each with the blocks inside it (a tool result's) and their paths."""
     kind = require_object(block, where).get("type")
+    nested: Sourced = []
     if kind == "text":
         converted = text_blocks(require_string(block.get("text"), f"{where}.text"))
     elif kind == "image" and role == "user":
@@ -66,36 +74,45 @@ def _block(block: Any, where: str, role: str) -> list[dict[str, Any]]:
                       "name": require_string(block.get("name"), f"{where}.name"),
                       "input": require_object(block.get("input", {}), f"{where}.input")}]
     elif kind == "tool_result" and role == "user":
+        nested = _tool_result_content(block.get("content"), f"{where}.content")
         converted = [{"type": "toolResult", "toolUseId": tool_use_id(block.get("tool_use_id"), f"{where}.tool_use_id"),
                       "status": "error" if block.get("is_error") else "success",
-                      "content": _tool_result_content(block.get("content"), f"{where}.content")}]
+                      "content": [b for _, b in nested]}]
     elif kind in DROPPED_BLOCKS:
         return []
     else:
         raise invalid(f"{where}.type", f"block type {kind!r} is not supported in a {role} message")
     if converted and block.get("cache_control"):
         converted.append({"type": "cachePoint"})
-    return converted
+    return [(b, nested) for b in converted]
 
 
-def _messages(messages: Any) -> list[dict[str, Any]]:
+def _messages(messages: Any, origins: Origins) -> list[dict[str, Any]]:
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", "must be a non-empty array")
-    conversation = []
+    conversation: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         role = require_object(message, where).get("role")
         if role not in ("user", "assistant"):
             raise invalid(f"{where}.role", f"role {role!r} is not one of user, assistant")
         content = message.get("content")
+        blocks: list[tuple[str, dict[str, Any], Sourced]]  # each with its caller's path, and its tool result's
         if isinstance(content, str):
-            blocks = text_blocks(content)
+            blocks = [(f"{where}.content", block, []) for block in text_blocks(content)]
         elif isinstance(content, list):
-            blocks = [b for j, block in enumerate(content) for b in _block(block, f"{where}.content[{j}]", role)]
+            blocks = [(f"{where}.content[{j}]", b, nested) for j, block in enumerate(content)
+                      for b, nested in _block(block, f"{where}.content[{j}]", role)]
         else:
             raise invalid(f"{where}.content", "must be a string or an array of content blocks")
         if blocks:
-            conversation.append({"role": role, "content": blocks})
+            at = f"messages[{len(conversation)}]"
+            origins.add(at, where)
+            for j, (origin, block, nested) in enumerate(blocks):
+                origins.add(f"{at}.content[{j}]", origin, LEAVES.get(block["type"]))
+                for k, (inner_origin, inner) in enumerate(nested):
+                    origins.add(f"{at}.content[{j}].content[{k}]", inner_origin, LEAVES.get(inner["type"]))
+            conversation.append({"role": role, "content": [block for _, block, _ in blocks]})
         elif role == "user":
             raise invalid(f"{where}.content", "a user message must have some content")
     if conversation[0]["role"] != "user":
@@ -146,11 +163,12 @@ def _tool_choice(choice: Any) -> Any:
     raise invalid("tool_choice.type", "must be one of auto, any, tool, none")
 
 
-def _conversation_params(body: Any) -> dict[str, Any]:
-    """What both /v1/messages and count_tokens send: model, system, messages, tools."""
+def _conversation(body: Any) -> tuple[dict[str, Any], Origins]:
+    """What both /v1/messages and count_tokens send (model, system, messages, tools), and the caller's names."""
     body = require_object(body, "body")
+    origins = Origins({"maxTokens": "max_tokens", "toolChoice": "tool_choice", "toolChoice.name": "tool_choice.name"})
     params: dict[str, Any] = {"model": require_string(body.get("model"), "model"),
-                              "messages": _messages(body.get("messages"))}
+                              "messages": _messages(body.get("messages"), origins)}
     system = _system(body.get("system"))
     if system is not None:
         params["system"] = system
@@ -160,14 +178,16 @@ def _conversation_params(body: Any) -> dict[str, Any]:
         raise invalid("tool_choice", "asks for a tool, but the request has no tools")
     if tools and choice is not None:
         params["tools"] = tools
+        for i in range(len(tools)):
+            origins.add(f"tools[{i}]", f"tools[{i}]", TOOL_LEAVES)
         if body.get("tool_choice") is not None:
             params["toolChoice"] = choice
-    return params
+    return params, origins
 
 
 def chat_call(body: Any) -> ChatCall:
     """A POST /v1/messages body as a ChatCall; ApiError 400 naming the field when it is wrong."""
-    params = _conversation_params(body)
+    params, origins = _conversation(body)
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise invalid("max_tokens", "is required, a positive integer")
@@ -182,12 +202,13 @@ def chat_call(body: Any) -> ChatCall:
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise invalid("stop_sequences", "must be an array of strings")
     stream = optional_boolean(body.get("stream"), "stream")
-    return ChatCall(params=params, stream=stream, stop=tuple(s for s in stops if s))
+    return ChatCall(params=params, stream=stream, stop=tuple(s for s in stops if s), origins=origins)
 
 
-def count_params(body: Any) -> dict[str, Any]:
-    """A POST /v1/messages/count_tokens body as the parameters of the backend's count."""
-    return _conversation_params(body)
+def count_call(body: Any) -> ChatCall:
+    """A POST /v1/messages/count_tokens body as the parameters of the backend's count (`params`)."""
+    params, origins = _conversation(body)
+    return ChatCall(params=params, origins=origins)
 
 
 # --- answers ---------------------------------------------------------------------------------

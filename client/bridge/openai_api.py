@@ -15,7 +15,10 @@ from typing import Any
 
 from client.bridge.errors import invalid
 from client.bridge.fields import optional_boolean, require_object, require_string, text_blocks, tool_use_id
+from client.bridge.origins import Origins
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
+
+Sourced = list[tuple[str, dict[str, Any]]]  # protocol blocks, each with the caller's path of what it came from
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
                   "tool_use": "tool_calls", "content_filtered": "content_filter",
@@ -24,6 +27,11 @@ IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", 
                  "image/webp": "webp"}
 DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)", re.DOTALL)
 MAX_STOP_SEQUENCES = 4
+# The caller's name of a protocol block's field, after the path of the part, call or message it came from.
+LEAVES = {"image": {"data": ".image_url.url", "format": ".image_url.url"},
+          "toolUse": {"toolUseId": ".id", "name": ".function.name", "input": ".function.arguments"},
+          "toolResult": {"toolUseId": ".tool_call_id"}}
+TOOL_LEAVES = {"name": ".function.name", "description": ".function.description", "inputSchema": ".function.parameters"}
 # The first bytes of each format Bedrock reads (the WebP's RIFF header holds its name at byte 8).
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
 
@@ -56,36 +64,36 @@ def _sniffed(data: str) -> str | None:
     return next((name for magic, name in MAGIC if head.startswith(magic)), None)
 
 
-def _content(content: Any, where: str, *, images: bool) -> list[dict[str, Any]]:
-    """A message's `content` (a string or parts) as protocol blocks."""
+def _content(content: Any, where: str, *, images: bool) -> Sourced:
+    """A message's `content` (a string or parts) as protocol blocks, each with the caller's path of it."""
     if content is None:
         return []
     if isinstance(content, str):
-        return text_blocks(content)
+        return [(f"{where}.content", block) for block in text_blocks(content)]
     if not isinstance(content, list):
         raise invalid(f"{where}.content", "must be a string or an array of content parts")
-    blocks: list[dict[str, Any]] = []
+    blocks: Sourced = []
     for j, part in enumerate(content):
         at = f"{where}.content[{j}]"
         kind = require_object(part, at).get("type")
         if kind == "text":
-            blocks += text_blocks(require_string(part.get("text"), f"{at}.text"))
+            blocks += [(at, block) for block in text_blocks(require_string(part.get("text"), f"{at}.text"))]
         elif kind == "refusal":
-            blocks += text_blocks(require_string(part.get("refusal"), f"{at}.refusal"))
+            blocks += [(at, block) for block in text_blocks(require_string(part.get("refusal"), f"{at}.refusal"))]
         elif kind == "image_url" and images:
-            blocks.append(_image(part, at))
+            blocks.append((at, _image(part, at)))
         else:
             allowed = "text and image_url" if images else "text"
             raise invalid(f"{at}.type", f"content part type {kind!r} is not supported here (only {allowed})")
     return blocks
 
 
-def _tool_uses(tool_calls: Any, where: str) -> list[dict[str, Any]]:
+def _tool_uses(tool_calls: Any, where: str) -> Sourced:
     if tool_calls is None:
         return []
     if not isinstance(tool_calls, list):
         raise invalid(f"{where}.tool_calls", "must be an array")
-    blocks = []
+    blocks: Sourced = []
     for j, call in enumerate(tool_calls):
         at = f"{where}.tool_calls[{j}]"
         function = require_object(require_object(call, at).get("function"), f"{at}.function")
@@ -96,37 +104,45 @@ def _tool_uses(tool_calls: Any, where: str) -> list[dict[str, Any]]:
             raise invalid(f"{at}.function.arguments", "must be a JSON object in a string") from None
         if not isinstance(parsed, dict):
             raise invalid(f"{at}.function.arguments", "must be a JSON object in a string")
-        blocks.append({"type": "toolUse", "toolUseId": tool_use_id(call.get("id"), f"{at}.id"),
-                       "name": require_string(function.get("name"), f"{at}.function.name"), "input": parsed})
+        blocks.append((at, {"type": "toolUse", "toolUseId": tool_use_id(call.get("id"), f"{at}.id"),
+                            "name": require_string(function.get("name"), f"{at}.function.name"), "input": parsed}))
     return blocks
 
 
-def _messages(messages: Any) -> tuple[list[dict[str, Any]], list[str]]:
+def _messages(messages: Any, origins: Origins) -> tuple[list[dict[str, Any]], list[str]]:
     """The conversation as protocol messages, and the system and developer messages' texts."""
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", "must be a non-empty array")
     conversation: list[dict[str, Any]] = []
     system: list[str] = []
+
+    def append(role: str, blocks: Sourced, where: str) -> None:
+        at = f"messages[{len(conversation)}]"
+        origins.add(at, where)
+        for j, (origin, block) in enumerate(blocks):
+            origins.add(f"{at}.content[{j}]", origin, LEAVES.get(block["type"]))
+        conversation.append({"role": role, "content": [block for _, block in blocks]})
+
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         role = require_object(message, where).get("role")
         if role in ("system", "developer"):
-            system += [b["text"] for b in _content(message.get("content"), where, images=False)]
+            system += [b["text"] for _, b in _content(message.get("content"), where, images=False)]
         elif role == "user":
             blocks = _content(message.get("content"), where, images=True)
             if not blocks:
                 raise invalid(f"{where}.content", "a user message must have some content")
-            conversation.append({"role": "user", "content": blocks})
+            append("user", blocks, where)
         elif role == "assistant":
             blocks = _content(message.get("content"), where, images=False) + _tool_uses(message.get("tool_calls"),
                                                                                           where)
             if blocks:  # an empty assistant turn says nothing to the model
-                conversation.append({"role": "assistant", "content": blocks})
+                append("assistant", blocks, where)
         elif role == "tool":
-            result = _content(message.get("content"), where, images=False)
-            conversation.append({"role": "user", "content": [{
+            result = [block for _, block in _content(message.get("content"), where, images=False)]
+            append("user", [(where, {
                 "type": "toolResult", "toolUseId": tool_use_id(message.get("tool_call_id"), f"{where}.tool_call_id"),
-                "status": "success", "content": result}]})
+                "status": "success", "content": result})], where)
         else:
             raise invalid(f"{where}.role", f"role {role!r} is not one of system, developer, user, assistant, tool")
     if not conversation or conversation[0]["role"] != "user":
@@ -202,7 +218,8 @@ def chat_call(body: Any) -> ChatCall:
     """A POST /v1/chat/completions body as a ChatCall; ApiError 400 naming the field when it is wrong."""
     body = require_object(body, "body")
     _unsupported(body)
-    conversation, system = _messages(body.get("messages"))
+    origins = Origins({"toolChoice": "tool_choice", "toolChoice.name": "tool_choice.function.name"})
+    conversation, system = _messages(body.get("messages"), origins)
     params: dict[str, Any] = {"messages": conversation}
     if body.get("model") is not None:
         params["model"] = require_string(body["model"], "model")
@@ -212,11 +229,14 @@ def chat_call(body: Any) -> ChatCall:
     choice = _tool_choice(body["tool_choice"], has_tools=bool(tools)) if body.get("tool_choice") is not None else None
     if tools and body.get("tool_choice") != "none":
         params["tools"] = tools
+        for i in range(len(tools)):
+            origins.add(f"tools[{i}]", f"tools[{i}]", TOOL_LEAVES)
         if choice is not None:
             params["toolChoice"] = choice
     for name in ("max_completion_tokens", "max_tokens"):
         if body.get(name) is not None:
             params["maxTokens"] = _positive_integer(body[name], name)
+            origins.add("maxTokens", name)
             break
     temperature = body.get("temperature")
     if temperature is not None:
@@ -227,7 +247,8 @@ def chat_call(body: Any) -> ChatCall:
     options = body.get("stream_options")
     options = {} if options is None else require_object(options, "stream_options")
     include_usage = stream and optional_boolean(options.get("include_usage"), "stream_options.include_usage")
-    return ChatCall(params=params, stream=stream, stop=_stop(body.get("stop")), include_usage=include_usage)
+    return ChatCall(params=params, stream=stream, stop=_stop(body.get("stop")), include_usage=include_usage,
+                    origins=origins)
 
 
 # --- answers ---------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ held back only while it could be the start of a stop sequence, and cut where one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from client.bridge.errors import ApiError
+from client.bridge.origins import Origins
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class ChatCall:
     stream: bool = False
     stop: tuple[str, ...] = ()  # stop sequences, applied by the bridge (Reply)
     include_usage: bool = False  # OpenAI's stream_options.include_usage
+    origins: Origins = field(default_factory=Origins)  # the caller's names of the params' fields, for errors
 
 
 @dataclass(frozen=True)

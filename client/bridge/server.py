@@ -109,7 +109,10 @@ async def _begun(chat: Chat, reply: Reply) -> AsyncIterator[Event]:
 
 async def _answer(request: web.Request, call: ChatCall,
                   respond: Callable[[Chat, Reply], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    chat = await request.app[BACKEND].start_chat(call.params)
+    try:
+        chat = await request.app[BACKEND].start_chat(call.params)
+    except ApiError as error:  # refused before the ack: in the caller's names of the fields
+        raise call.origins.rename(error) from None
     try:
         return await respond(chat, Reply(call.stop))
     except (asyncio.CancelledError, ConnectionResetError):
@@ -183,15 +186,15 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    params = anthropic_api.count_params(await _json(request))
+    call = anthropic_api.count_call(await _json(request))
     backend = request.app[BACKEND]
     try:
-        counted = await backend.request("chat.countTokens", **params)
+        counted = await backend.request("chat.countTokens", **call.params)
     except ApiError as error:
         if error.code == "BAD_REQUEST" and error.message.startswith("unknown action"):
             raise ApiError(501, "NOT_IMPLEMENTED", f"the backend at {backend.url} cannot count tokens"
                            " (it has no chat.countTokens action)") from None
-        raise
+        raise call.origins.rename(error) from None
     return web.json_response({"input_tokens": int(counted.get("inputTokens", 0))})
 
 

@@ -13,7 +13,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import openai
@@ -329,3 +329,34 @@ def test_an_openai_image_whose_data_url_names_another_type_is_sent_as_what_its_b
     dumped = json.loads(completion.choices[0].message.content or "")
     (image,) = [b["image"] for m in dumped["messages"] for b in m.get("content", []) if "image" in b]
     assert image["format"] == "jpeg"
+
+
+def test_the_backends_refusals_name_the_callers_fields(stack, bridge):
+    """The backend names the field of the chat.send the bridge made ('messages[0].content[1].data'); the caller
+    sent other names and, with system messages, blank texts and tool calls, other indexes: its 400 names its own."""
+    model = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}]}]},
+         "messages[1].content[1].image_url.url"),
+        ({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Read a.py"},
+                       {"role": "assistant", "content": "Reading.", "tool_calls": [{"id": "call_1", "type": "function",
+                        "function": {"name": "read_file", "arguments": "{}"}}]},
+                       {"role": "tool", "tool_call_id": "call_2", "content": "print(1)"}], "tools": tools},
+         "messages[3].tool_call_id"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tools": tools,
+          "tool_choice": {"type": "function", "function": {"name": "write_file"}}}, "tool_choice.function.name"),
+    ]
+    for body, param in cases:
+        with pytest.raises(openai.BadRequestError) as raised:
+            bridge.openai().chat.completions.create(model=model, **body)
+        error = cast(dict[str, Any], raised.value.body)
+        assert error["param"] == param and f"'{param}'" in error["message"], (param, error)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        bridge.anthropic().messages.create(model=model, max_tokens=20, messages=[{"role": "user", "content": [
+            {"type": "text", "text": " "},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "bm90IGFuIGltYWdl"}}]}])
+    assert "'messages[0].content[1].source.data'" in refused.value.message

@@ -326,3 +326,26 @@ def test_every_protocol_error_code_has_its_status_and_types(code, status, openai
     assert error.status == status and error.headers() == {"Retry-After": "12"}
     assert openai_body(error)["error"]["type"] == openai_type
     assert anthropic_body(error)["error"]["type"] == anthropic_type
+
+
+def test_the_backends_paths_are_renamed_to_the_callers_in_a_tool_results_image_and_a_tool():
+    call = anthropic_api.chat_call({
+        "model": "m", "max_tokens": 5, "tools": [{"name": "shot", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Look"}, {"type": "text", "text": ""}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "..."},
+                                              {"type": "tool_use", "id": "t1", "name": "shot", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                {"type": "text", "text": " "},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]}]})
+    for backend_says, caller_reads in [
+        ("'messages[2].content[0].content[0].data' is not valid base64",
+         "'messages[2].content[0].content[1].source.data' is not valid base64"),
+        ("'messages[1].content[0].toolUseId': 't1' is given twice in one message",
+         "'messages[1].content[1].id': 't1' is given twice in one message"),
+        ("'tools[0].inputSchema' must be a JSON Schema object", "'tools[0].input_schema' must be a JSON Schema object"),
+        ("model 'm' is not allowed", "model 'm' is not allowed"),
+    ]:
+        renamed = call.origins.rename(ApiError(400, "BAD_REQUEST", backend_says))
+        assert renamed.message == caller_reads
+        assert renamed.param == (caller_reads.split("'")[1] if caller_reads != backend_says else None)
