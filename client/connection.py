@@ -233,7 +233,7 @@ class IdeClient:
 
     def upload(self, body: dict[str, Any], *, timeout: float = 60.0) -> str:
         """Put a chat.send body with `chat.upload`; its `uploadId` (UploadFailed if refused)."""
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        data = json_body(body)
         answer = self.request("chat.upload", size=len(data), timeout=timeout)
         if answer.get("type") != "result":
             error = answer.get("error") or {}
@@ -544,5 +544,14 @@ def needs_upload(action: str, request_id: str, params: dict[str, Any]) -> bool:
     """Whether a `chat.send` or `chat.countTokens` must go through `chat.upload`: its frame would be over
     FRAME_LIMIT_BYTES, or its `prompt` or `system` over FRAME_TEXT_LIMIT_BYTES (a frame refuses either)."""
     texts = (params.get(name) for name in ("prompt", "system"))
-    return frame_bytes(action, request_id, params) > FRAME_LIMIT_BYTES or any(
-        isinstance(text, str) and len(text.encode("utf-8")) > FRAME_TEXT_LIMIT_BYTES for text in texts)
+    return frame_bytes(action, request_id, params) > FRAME_LIMIT_BYTES or any(  # a lone surrogate counts too
+        isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > FRAME_TEXT_LIMIT_BYTES for text in texts)
+
+
+def json_body(value: Any) -> bytes:
+    """`value` as UTF-8 JSON (an upload's body). A lone surrogate, which UTF-8 cannot hold (a JavaScript client's
+    text cut in the middle of an emoji), is written as its JSON escape, so the backend refuses it naming the field."""
+    try:
+        return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value).encode("ascii")

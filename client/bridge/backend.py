@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.auth import NotSignedIn, SignedIn, Tokens
 from client.bridge.errors import ApiError
-from client.connection import needs_upload
+from client.connection import json_body, needs_upload
 
 logger = logging.getLogger("llm_ide.bridge")
 
@@ -373,7 +373,7 @@ class Backend:
 
     async def _upload(self, params: dict[str, Any]) -> str:
         """`chat.upload`, then the body PUT to its presigned URL; returns the `uploadId`."""
-        body = json.dumps(params, ensure_ascii=False).encode("utf-8")
+        body = json_body(params)
         upload = await self.request("chat.upload", size=len(body))
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300, sock_connect=10))

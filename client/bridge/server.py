@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -22,6 +23,8 @@ from client.bridge.backend import Backend, Chat
 from client.bridge.errors import ApiError, anthropic_body, invalid, openai_body
 from client.bridge.localkey import matches
 from client.bridge.reply import ChatCall, Event, Reply
+
+logger = logging.getLogger("llm_ide.bridge")
 
 BACKEND = web.AppKey("backend", Backend)
 KEY = web.AppKey("key", str)
@@ -70,6 +73,17 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     except web.HTTPException as exc:  # no such path, or the wrong method: in the API's own shape
         return error_response(request, ApiError(exc.status, "NOT_FOUND" if exc.status == 404 else "BAD_REQUEST",
                                                 f"{request.method} {request.path}: {exc.reason}"))
+    except Exception as exc:  # a fault of the bridge's own: the SDKs' InternalServerError, the details in the log
+        return error_response(request, _fault(request, exc))
+
+
+def _fault(request: web.Request, exc: Exception) -> ApiError:
+    """An error of the bridge's own (a bug), logged with its traceback, as a 500 that tells where to look."""
+    if isinstance(exc, ApiError):
+        return exc
+    logger.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return ApiError(500, "INTERNAL", "the bridge failed to answer this request; its log (the `llm-ide serve`"
+                    " terminal) says why")
 
 
 async def _json(request: web.Request) -> Any:
@@ -150,8 +164,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                     for chunk in chunks.chunks(event):
                         await response.send(json.dumps(chunk, ensure_ascii=False))
                 await response.send("[DONE]")
-            except ApiError as error:  # after the stream began: its end, in OpenAI's streaming shape
-                await response.send(json.dumps(openai_body(error), ensure_ascii=False))
+            except ConnectionResetError:  # the caller went away: nobody to tell
+                raise
+            except Exception as exc:  # after the stream began: its end, in OpenAI's streaming shape
+                await response.send(json.dumps(openai_body(_fault(request, exc)), ensure_ascii=False))
         return response
 
     return await _answer(request, call, stream if call.stream else complete)
@@ -178,8 +194,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
                 async for event in events:
                     for name, data in stream_events.events(event):
                         await response.send(json.dumps(data, ensure_ascii=False), event=name)
-            except ApiError as error:  # after the stream began: its end, in Anthropic's streaming shape
-                await response.send(json.dumps(anthropic_body(error), ensure_ascii=False), event="error")
+            except ConnectionResetError:  # the caller went away: nobody to tell
+                raise
+            except Exception as exc:  # after the stream began: its end, in Anthropic's streaming shape
+                await response.send(json.dumps(anthropic_body(_fault(request, exc)), ensure_ascii=False),
+                                    event="error")
         return response
 
     return await _answer(request, call, stream if call.stream else complete)

@@ -7,6 +7,7 @@ chat.countTokens (see docs/IDE.md).
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import anthropic
 import openai
@@ -360,3 +362,31 @@ def test_the_backends_refusals_name_the_callers_fields(stack, bridge):
             {"type": "text", "text": " "},
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "bm90IGFuIGltYWdl"}}]}])
     assert "'messages[0].content[1].source.data'" in refused.value.message
+
+
+def post(served: Served, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A request as a JavaScript client sends it (JSON.stringify escapes what UTF-8 cannot hold, as json.dumps does)."""
+    parts = urlsplit(served.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    connection.request("POST", path, body=json.dumps(body), headers={
+        "Authorization": f"Bearer {served.key}", "Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+@pytest.mark.parametrize("where", ["system", "user", "a conversation larger than a frame"])
+def test_a_lone_surrogate_is_a_400_saying_so_wherever_it_is(stack, bridge, where):
+    """A JavaScript client that cuts a text in the middle of an emoji sends half of it ('\\ud83d' in its JSON)."""
+    half = "a cut emoji \ud83d here"
+    messages = [{"role": "user", "content": half if where == "user" else "Hello"}]
+    if where == "a conversation larger than a frame":
+        messages = [{"role": "user", "content": "lorem ipsum " * 4000 + half}, {"role": "assistant", "content": "ok"},
+                    {"role": "user", "content": "Hello"}]
+    system = [{"role": "system", "content": half}] if where == "system" else []
+    status, body = post(bridge, "/v1/chat/completions", {"model": stack_model(stack), "messages": [*system, *messages]})
+    assert status == 400 and body["error"]["type"] == "invalid_request_error", body
+    assert "surrogate" in body["error"]["message"]
+    status, body = post(bridge, "/v1/messages", {"model": stack_model(stack), "max_tokens": 20, "messages": messages,
+                                                 **({"system": half} if where == "system" else {})})
+    assert status == 400 and body["error"]["type"] == "invalid_request_error", body
+    assert "surrogate" in body["error"]["message"]

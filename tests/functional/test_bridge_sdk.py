@@ -348,6 +348,25 @@ def test_a_backend_that_is_down_is_503_naming_its_url(tmp_path):
     assert raised.value.status_code == 503 and "ws://127.0.0.1:9/ws" in raised.value.message
 
 
+def test_a_fault_of_the_bridge_itself_is_a_500_in_each_apis_shape(tmp_path):
+    """What goes wrong inside the bridge reaches the SDKs as their InternalServerError, not as aiohttp's text page."""
+    _, account, _ = start_bridge(tmp_path)
+
+    class Faulty(Backend):
+        async def request(self, action: str, *, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+            raise RuntimeError("a bug")
+
+    with serve(make_app(Faulty("ws://127.0.0.1:9/ws", account, keepalive_seconds=0), KEY)) as url:
+        with pytest.raises(openai.InternalServerError) as raised_openai:
+            openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0).models.list()
+        with pytest.raises(anthropic.InternalServerError) as raised_anthropic:
+            anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0).messages.count_tokens(
+                model="claude-test", messages=[{"role": "user", "content": "x"}])
+    assert cast(dict[str, Any], raised_openai.value.body)["type"] == "api_error"
+    assert cast(dict[str, Any], raised_anthropic.value.body)["error"]["type"] == "api_error"
+    assert "a bug" not in raised_openai.value.message  # internals stay in the bridge's log
+
+
 def test_a_refused_refresh_token_is_401_telling_to_log_in(tmp_path):
     fake, account, _ = start_bridge(tmp_path, refusal=True)
     store = TokenStore(tmp_path / "tokens.json")
