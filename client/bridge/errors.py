@@ -47,11 +47,15 @@ def invalid(param: str, message: str) -> ApiError:
     return ApiError(400, "BAD_REQUEST", f"{param}: {message}", param=param)
 
 
+def _type(types: dict[int, str], status: int) -> str:
+    """The error.type of a status: another 4xx (405, ...) is the caller's mistake too, a 5xx the server's."""
+    return types.get(status, "invalid_request_error" if 400 <= status < 500 else "api_error")
+
+
 def openai_body(error: ApiError) -> dict[str, Any]:
-    return {"error": {"message": error.message, "type": _TYPES.get(error.status, "api_error"),
+    return {"error": {"message": error.message, "type": _type(_TYPES, error.status),
                       "param": error.param, "code": error.code.lower()}}
 
 
 def anthropic_body(error: ApiError) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(error.status, "api_error"),
-                                       "message": error.message}}
+    return {"type": "error", "error": {"type": _type(_ANTHROPIC_TYPES, error.status), "message": error.message}}

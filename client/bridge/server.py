@@ -71,8 +71,8 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
     except ApiError as error:
         return error_response(request, error)
     except web.HTTPException as exc:  # no such path, or the wrong method: in the API's own shape
-        return error_response(request, ApiError(exc.status, "NOT_FOUND" if exc.status == 404 else "BAD_REQUEST",
-                                                f"{request.method} {request.path}: {exc.reason}"))
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status, "BAD_REQUEST")
+        return error_response(request, ApiError(exc.status, code, f"{request.method} {request.path}: {exc.reason}"))
     except Exception as exc:  # a fault of the bridge's own: the SDKs' InternalServerError, the details in the log
         return error_response(request, _fault(request, exc))
 

@@ -336,7 +336,10 @@ def test_malformed_json_unknown_paths_and_wrong_methods(bridge):
     status, _, body = raw(bridge, "GET", "/v1/nothing", None, auth)
     assert status == 404 and body["error"]["type"] == "not_found_error"
     status, _, body = raw(bridge, "GET", "/v1/chat/completions", None, auth)
-    assert status == 405
+    assert status == 405 and body["error"]["type"] == "invalid_request_error"  # the caller's mistake, as every 4xx
+    assert body["error"]["code"] == "method_not_allowed"
+    status, _, body = raw(bridge, "GET", "/v1/messages", None, auth)
+    assert status == 405 and body["error"]["type"] == "invalid_request_error"
 
 
 def test_a_backend_that_is_down_is_503_naming_its_url(tmp_path):
