@@ -192,6 +192,9 @@ def _unsupported(body: dict[str, Any]) -> None:
         raise invalid("logprobs" if body.get("logprobs") else "top_logprobs", "log probabilities are not supported")
     if body.get("audio") is not None or "audio" in (body.get("modalities") or []):
         raise invalid("audio" if body.get("audio") is not None else "modalities", "audio output is not supported")
+    for legacy in ("functions", "function_call"):  # deprecated by OpenAI; dropped, the model would not see them
+        if body.get(legacy) is not None:
+            raise invalid(legacy, "deprecated function calling is not supported; send `tools` and `tool_choice`")
     response_format = body.get("response_format")
     if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
         raise invalid("response_format", "only the 'text' response format is supported")

@@ -117,6 +117,9 @@ def test_openai_tool_choice_none_leaves_the_tools_out():
     ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "code_interpreter"}]}, "tools[0].type"),
     ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "t"}}],
       "tool_choice": "sometimes"}, "tool_choice"),
+    # OpenAI's deprecated function calling: tools the model would not see, were it ignored.
+    ({"messages": [{"role": "user", "content": "x"}], "functions": [{"name": "f", "parameters": {}}]}, "functions"),
+    ({"messages": [{"role": "user", "content": "x"}], "function_call": "auto"}, "function_call"),
     # A wrong type that is falsy is no more an absent field than a truthy one.
     ({"messages": [{"role": "user", "content": "x"}], "tools": {}}, "tools"),
     ({"messages": [{"role": "user", "content": "x"}], "tools": 0}, "tools"),
