@@ -109,9 +109,9 @@ def _messages(messages: Any, origins: Origins) -> list[dict[str, Any]]:
             at = f"messages[{len(conversation)}]"
             origins.add(at, where)
             for j, (origin, block, nested) in enumerate(blocks):
-                origins.add(f"{at}.content[{j}]", origin, LEAVES.get(block["type"]))
+                origins.add_block(f"{at}.content[{j}]", origin, block, LEAVES)
                 for k, (inner_origin, inner) in enumerate(nested):
-                    origins.add(f"{at}.content[{j}].content[{k}]", inner_origin, LEAVES.get(inner["type"]))
+                    origins.add_block(f"{at}.content[{j}].content[{k}]", inner_origin, inner, LEAVES)
             conversation.append({"role": role, "content": [block for _, block, _ in blocks]})
         elif role == "user":
             raise invalid(f"{where}.content", "a user message must have some content")

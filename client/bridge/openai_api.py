@@ -120,7 +120,7 @@ def _messages(messages: Any, origins: Origins) -> tuple[list[dict[str, Any]], li
         at = f"messages[{len(conversation)}]"
         origins.add(at, where)
         for j, (origin, block) in enumerate(blocks):
-            origins.add(f"{at}.content[{j}]", origin, LEAVES.get(block["type"]))
+            origins.add_block(f"{at}.content[{j}]", origin, block, LEAVES)
         conversation.append({"role": role, "content": [block for _, block in blocks]})
 
     for i, message in enumerate(messages):

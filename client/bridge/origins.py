@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from client.bridge.errors import ApiError
 
@@ -26,6 +27,13 @@ class Origins:
         self._names[path] = origin
         for leaf, suffix in (leaves or {}).items():
             self._names[f"{path}.{leaf}"] = origin + suffix
+
+    def add_block(self, path: str, origin: str, block: Mapping[str, Any],
+                  leaves: Mapping[str, Mapping[str, str]]) -> None:
+        """A protocol block at `path` from the caller's `origin`, its fields named by `leaves[its type]`; a text
+        block from a string `content` is that string (`messages[0].content`, not `messages[0].content.text`)."""
+        string = block["type"] == "text" and origin.endswith(".content")
+        self.add(path, origin, {"text": ""} if string else leaves.get(block["type"]))
 
     def name(self, path: str) -> str | None:
         """The caller's name of a protocol path (its longest known prefix, renamed); None when none is known."""

@@ -352,3 +352,10 @@ def test_the_backends_paths_are_renamed_to_the_callers_in_a_tool_results_image_a
         renamed = call.origins.rename(ApiError(400, "BAD_REQUEST", backend_says))
         assert renamed.message == caller_reads
         assert renamed.param == (caller_reads.split("'")[1] if caller_reads != backend_says else None)
+
+
+def test_a_string_contents_text_is_named_as_the_string():
+    call = openai_api.chat_call({"messages": [{"role": "system", "content": "Be brief."},
+                                              {"role": "user", "content": "a cut emoji"}]})
+    renamed = call.origins.rename(ApiError(400, "BAD_REQUEST", "'messages[0].content[0].text' is not valid Unicode"))
+    assert renamed.message == "'messages[1].content' is not valid Unicode" and renamed.param == "messages[1].content"
