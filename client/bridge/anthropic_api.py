@@ -12,7 +12,7 @@ from typing import Any
 
 from client.bridge.errors import invalid
 from client.bridge.fields import optional_boolean, require_object, require_string, text_blocks, tool_use_id
-from client.bridge.origins import Origins
+from client.bridge.origins import Origins, Sourced
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
@@ -24,7 +24,6 @@ DROPPED_BLOCKS = ("thinking", "redacted_thinking")
 LEAVES = {"image": {"data": ".source.data", "format": ".source.media_type"}, "toolUse": {"toolUseId": ".id"},
           "toolResult": {"toolUseId": ".tool_use_id"}}
 TOOL_LEAVES = {"inputSchema": ".input_schema"}
-Sourced = list[tuple[str, dict[str, Any]]]  # protocol blocks, each with the caller's path of what it came from
 
 
 

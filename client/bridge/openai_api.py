@@ -7,7 +7,6 @@ field is ignored, as OpenAI ignores what it does not know.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import time
@@ -15,10 +14,8 @@ from typing import Any
 
 from client.bridge.errors import invalid
 from client.bridge.fields import optional_boolean, require_object, require_string, text_blocks, tool_use_id
-from client.bridge.origins import Origins
+from client.bridge.origins import Origins, Sourced
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
-
-Sourced = list[tuple[str, dict[str, Any]]]  # protocol blocks, each with the caller's path of what it came from
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
                   "tool_use": "tool_calls", "content_filtered": "content_filter",
@@ -57,7 +54,7 @@ def _sniffed(data: str) -> str | None:
     (clients name the type after a file's name or the clipboard's), Bedrock refuses the mismatch."""
     try:
         head = base64.b64decode(data[:16] + "=" * (-len(data[:16]) % 4))
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error is one
         return None  # not base64: the backend says so, naming the block
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"

@@ -14,6 +14,7 @@ from typing import Any
 from client.bridge.errors import ApiError
 
 QUOTED_PATH = re.compile(r"'([A-Za-z]\w*(?:\[\d+\]|\.\w+)*)'")
+Sourced = list[tuple[str, dict[str, Any]]]  # protocol blocks, each with the caller's path of what it came from
 
 
 class Origins:
