@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import importlib
+import json
 import logging
 import math
 import os
@@ -13,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from aiohttp import web
 
@@ -40,6 +43,25 @@ def _bind(host: str, port: int) -> socket.socket:
                          "set PORT to another port") from None
     sock.listen(128)
     return sock
+
+
+def _claim(state_dir: Path) -> IO[str]:
+    """Hold the state directory for this stack's life (the lock goes with the process, however it
+    ends). A second stack started on the same directory (`make dev` run twice in one clone) is
+    refused before it touches anything: it would have replaced, then deleted on its way out, the
+    endpoints.json the client finds the first stack by."""
+    holder = (state_dir / "devserver.lock").open("a+")
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder.close()
+        try:
+            running = json.loads((state_dir / "endpoints.json").read_text())["websocketUrl"]
+        except (OSError, ValueError, KeyError):
+            running = "still starting"
+        raise SystemExit(f"devserver: another local stack is running from {state_dir} ({running}): stop it "
+                         "(Ctrl-C in its terminal), or give this one a directory of its own (DEV_STATE_DIR)") from None
+    return holder
 
 
 def _epoch_seconds(value: str) -> float:
@@ -119,9 +141,18 @@ def _readable_logs(state_dir: Path) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    claim = _claim(state_dir)
     endpoints_path = state_dir / "endpoints.json"
-    endpoints_path.unlink(missing_ok=True)  # a stale file must never look like a ready stack
+    endpoints_path.unlink(missing_ok=True)  # a stale file (a stack killed) must never look like a ready stack
 
+    try:
+        await _serve_from(args, state_dir, endpoints_path)
+    finally:
+        claim.close()
+
+
+async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path: Path) -> None:
+    """Every server of the stack, on a state directory this process holds, until SIGINT or SIGTERM."""
     gateway_socket = _bind(args.host, args.port)
     port = gateway_socket.getsockname()[1]
     http_url = f"http://{args.host}:{port}"

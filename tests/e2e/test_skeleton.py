@@ -169,6 +169,33 @@ def test_ctrl_c_stops_everything(tmp_path):
         urllib.request.urlopen(second.document["httpUrl"] + "/health", timeout=2)
 
 
+def second_start(state_dir, port=0):
+    """`make dev` run again while a stack is up: its exit code and what it printed."""
+    done = subprocess.run([sys.executable, "-m", "devserver", "--port", str(port), "--state-dir", str(state_dir)],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_second_stack_on_the_same_state_dir_is_refused_and_the_first_keeps_its_endpoints(stack):
+    before = stack.endpoints_path.read_text()
+    code, output = second_start(stack.state_dir)
+    assert code != 0
+    assert f"another local stack is running from {stack.state_dir}" in output, output
+    assert stack.document["websocketUrl"] in output  # which one, so the user can find it
+    # The running stack is untouched: its endpoints file is where the client looks, unchanged.
+    assert stack.endpoints_path.read_text() == before
+    assert json.loads(urllib.request.urlopen(stack.document["httpUrl"] + "/health", timeout=5).read())["status"] == "ok"
+
+
+def test_a_second_stack_on_a_taken_port_says_so_and_leaves_nothing(stack, tmp_path):
+    port = stack.document["httpUrl"].rsplit(":", 1)[1]
+    code, output = second_start(tmp_path, port=int(port))
+    assert code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in output and "set PORT to another port" in output, output
+    assert not (tmp_path / "endpoints.json").exists()
+    assert stack.endpoints_path.exists()
+
+
 def test_chalice_local_serves_the_rest_routes(tmp_path):
     import socket
 
