@@ -19,6 +19,7 @@ from typing import IO
 
 from aiohttp import web
 
+from chalicelib.config import ConfigError, read_number
 from devserver import aws, aws_calls, github
 from devserver.bedrock import BedrockEmulator
 from devserver.cognito_front import CognitoFront
@@ -74,14 +75,40 @@ def _epoch_seconds(value: str) -> float:
     return instant
 
 
+def _settings() -> dict[str, float]:
+    """The stack's own variables (docs/CONFIGURATION.md, "The local stack"), each checked before
+    anything starts: a bad one stops `make dev` with a message naming it."""
+    env = os.environ
+    try:
+        return {
+            "port": read_number(env, "PORT", 8000, int, minimum=0, maximum=65535),
+            "moto_port": read_number(env, "MOTO_PORT", 0, int, minimum=0, maximum=65535),
+            "bedrock_port": read_number(env, "DEV_BEDROCK_PORT", 0, int, minimum=0, maximum=65535),
+            "lambda_timeout_seconds": read_number(env, "DEV_LAMBDA_TIMEOUT_SECONDS", 900.0, float, minimum=1,
+                                                  maximum=900),
+            "post_latency_ms": read_number(env, "DEV_POST_LATENCY_MS", 0.0, float, minimum=0, maximum=60_000),
+            "max_connection_seconds": read_number(env, "DEV_WS_MAX_CONNECTION_SECONDS", float(MAX_CONNECTION_SECONDS),
+                                                  float, minimum=1, maximum=86_400),
+            "idle_seconds": read_number(env, "DEV_WS_IDLE_SECONDS", float(IDLE_TIMEOUT_SECONDS), float, minimum=1,
+                                        maximum=86_400),
+            "tokens_per_second": read_number(env, "DEV_MODEL_TOKENS_PER_SECOND", 0.0, float, minimum=0,
+                                             maximum=1_000_000),
+            "event_delay_ms": read_number(env, "DEV_LAMBDA_EVENT_DELAY_MS", 0.0, float, minimum=0, maximum=60_000),
+        }
+    except ConfigError as exc:
+        raise SystemExit(f"devserver: {exc}") from None
+
+
 def _parse_args() -> argparse.Namespace:
+    settings = _settings()
     parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
+    parser.set_defaults(**settings)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+    parser.add_argument("--port", type=int, default=settings["port"],
                         help="gateway port (env PORT, default 8000; 0 picks a free one)")
-    parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")),
+    parser.add_argument("--moto-port", type=int, default=settings["moto_port"],
                         help="moto's port (env MOTO_PORT, default: a free one)")
-    parser.add_argument("--bedrock-port", type=int, default=int(os.environ.get("DEV_BEDROCK_PORT", "0")),
+    parser.add_argument("--bedrock-port", type=int, default=settings["bedrock_port"],
                         help="the Bedrock emulator's port (env DEV_BEDROCK_PORT, default: a free one)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
                         help="where endpoints.json and logs go (default .dev)")
@@ -188,7 +215,7 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
         if args.fixed_clock is not None:
             _hold_clock(args.fixed_clock)
 
-        runtime = LambdaRuntime(app_module, timeout_seconds=float(os.environ.get("DEV_LAMBDA_TIMEOUT_SECONDS") or 900))
+        runtime = LambdaRuntime(app_module, timeout_seconds=args.lambda_timeout_seconds)
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
                                           moto_url=moto.url, cognito_url=cognito_url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
@@ -196,14 +223,12 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
                           web_config=aws.web_client_config(document),
                           web_csp=content_security_policy(
                               [f"ws://{args.host}:{port}", cognito_url, s3_url]),
-                          post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0),
-                          max_connection_seconds=float(os.environ.get("DEV_WS_MAX_CONNECTION_SECONDS")
-                                                       or MAX_CONNECTION_SECONDS),
-                          idle_seconds=float(os.environ.get("DEV_WS_IDLE_SECONDS") or IDLE_TIMEOUT_SECONDS))
-        bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
+                          post_latency_ms=args.post_latency_ms, max_connection_seconds=args.max_connection_seconds,
+                          idle_seconds=args.idle_seconds)
+        bedrock = BedrockEmulator(tokens_per_second=args.tokens_per_second)
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions),
-                               event_delay_ms=float(os.environ.get("DEV_LAMBDA_EVENT_DELAY_MS") or 0))
+                               event_delay_ms=args.event_delay_ms)
         s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
                                               aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
         cognito_front = CognitoFront(moto.url, passwords={(provisioned.user_pool_id, username): password

@@ -169,10 +169,11 @@ def test_ctrl_c_stops_everything(tmp_path):
         urllib.request.urlopen(second.document["httpUrl"] + "/health", timeout=2)
 
 
-def second_start(state_dir, port=0):
-    """`make dev` run again while a stack is up: its exit code and what it printed."""
+def second_start(state_dir, port=0, env=None):
+    """`make dev` run again while a stack is up (or with a bad setting): its exit code and what it printed."""
     done = subprocess.run([sys.executable, "-m", "devserver", "--port", str(port), "--state-dir", str(state_dir)],
-                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=60)
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
     return done.returncode, done.stdout + done.stderr
 
 
@@ -194,6 +195,19 @@ def test_a_second_stack_on_a_taken_port_says_so_and_leaves_nothing(stack, tmp_pa
     assert f"cannot listen on 127.0.0.1:{port}" in output and "set PORT to another port" in output, output
     assert not (tmp_path / "endpoints.json").exists()
     assert stack.endpoints_path.exists()
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("MOTO_PORT", "abc"), ("DEV_BEDROCK_PORT", "70000"), ("DEV_WS_IDLE_SECONDS", "soon"),
+    ("DEV_WS_MAX_CONNECTION_SECONDS", "-5"), ("DEV_MODEL_TOKENS_PER_SECOND", "fast"),
+    ("DEV_POST_LATENCY_MS", "nan"), ("DEV_LAMBDA_TIMEOUT_SECONDS", "0"), ("DEV_LAMBDA_EVENT_DELAY_MS", "1e9"),
+])
+def test_a_bad_setting_of_the_stack_is_named_before_anything_starts(tmp_path, variable, value):
+    code, output = second_start(tmp_path, env={variable: value})
+    assert code != 0
+    assert (f"{variable}={value!r}" in output or f"{variable}={value} is outside" in output) \
+        and "Traceback" not in output, output
+    assert not (tmp_path / "moto.log").exists()  # refused before moto started
 
 
 def test_chalice_local_serves_the_rest_routes(tmp_path):

@@ -98,7 +98,11 @@ def python_files() -> Iterator[tuple[str, ast.Module]]:
 
 
 def _environ_read(node: ast.AST) -> str | None:
-    """The variable's name when `node` reads one: os.environ.get("X"...), environ["X"], os.getenv("X"...)."""
+    """The variable's name when `node` reads one: os.environ.get("X"...), environ["X"], os.getenv("X"...),
+    read_number(environ, "X", default, ...) (chalicelib.config's reader of one number)."""
+    if isinstance(node, ast.Call) and _named(node.func) == "read_number" and len(node.args) > 2 \
+            and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+        return node.args[1].value
     if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
         func = node.func
         reads = (isinstance(func, ast.Attribute) and func.attr == "get" and _is_environ(func.value)) or \
@@ -109,6 +113,10 @@ def _environ_read(node: ast.AST) -> str | None:
             and isinstance(node.ctx, ast.Load):
         return str(node.slice.value)
     return None
+
+
+def _named(node: ast.AST) -> str | None:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
 
 
 def _is_environ(node: ast.AST) -> bool:
@@ -124,6 +132,9 @@ def _value(node: ast.AST, file: str) -> tuple[bool, Any]:
     """(True, the value) of a literal or of a module-level name; (False, None) for anything else."""
     if isinstance(node, ast.Constant):
         return True, node.value
+    if isinstance(node, ast.Call) and _named(node.func) == "float" and len(node.args) == 1:  # float(NAME)
+        known, value = _value(node.args[0], file)
+        return known, float(value) if known else None
     if isinstance(node, ast.Name):
         value = getattr(_module(file), node.id, None)
         if isinstance(value, (int, float, str)):
@@ -145,7 +156,9 @@ def source_reads() -> dict[str, list[tuple[str, bool, Any]]]:
             if name is None:
                 continue
             known, default = False, None
-            if isinstance(node, ast.Call) and len(node.args) > 1:
+            if isinstance(node, ast.Call) and _named(node.func) == "read_number":
+                known, default = _value(node.args[2], file)
+            elif isinstance(node, ast.Call) and len(node.args) > 1:
                 known, default = _value(node.args[1], file)
             elif id(node) in alternatives:
                 known, default = _value(alternatives[id(node)], file)
