@@ -1,6 +1,7 @@
-"""The benchmark commands the docs give (docs/PERFORMANCE.md and the others, README.md) exist
-and take the options they are given there: each one's `--help`, run as the docs write it
-(`python -m bench.X` or `python bench/X.py`). The benchmarks themselves are not run."""
+"""The commands the docs give (README.md, docs/*.md) of the benchmarks and the deploy and
+operations steps exist and take the options they are given there: each one's `--help`, run as
+the docs write it (`python -m bench.X`, `python bench/X.py`, `python -m infra.X`). Nothing
+else of them is run."""
 from __future__ import annotations
 
 import re
@@ -12,7 +13,9 @@ import pytest
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-COMMAND = re.compile(r"python (-m bench\.\w+|bench/\w+\.py)((?:[ \t]+\[?--[\w-]+(?:[ \t]+[^\s\]`#-][^\s\]`]*)?\]?)*)")
+# The command, then its options (`--name`, `--name value`, `[--name value]`) up to anything else.
+OPTION = r"[ \t]+\[?--[\w-]+(?:[ \t]+[^\s\]`#-][^\s\]`]*)?\]?"
+COMMAND = re.compile(rf"python (-m (?:bench|infra)\.\w+|bench/\w+\.py)((?:{OPTION})*)")
 
 
 def documented_commands() -> dict[tuple[str, ...], set[str]]:
@@ -28,13 +31,14 @@ def documented_commands() -> dict[tuple[str, ...], set[str]]:
 COMMANDS = documented_commands()
 
 
-def test_the_docs_give_the_benchmarks_commands():
+def test_the_docs_give_the_benchmarks_and_deploy_steps_commands():
     assert ("-m", "bench.stream") in COMMANDS and ("bench/limits.py",) in COMMANDS, COMMANDS
     assert "--timeline" in COMMANDS["-m", "bench.stream"]
+    assert {"--stage", "--month", "--by", "--format"} <= COMMANDS["-m", "infra.usage_report"]
 
 
 @pytest.mark.parametrize("run", sorted(COMMANDS), ids=" ".join)
-def test_each_documented_benchmark_command_takes_its_documented_options(run):
+def test_each_documented_command_takes_its_documented_options(run):
     done = subprocess.run([sys.executable, *run, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, f"python {' '.join(run)} --help failed:\n{done.stderr[-2000:]}"
