@@ -102,7 +102,8 @@ def _settings() -> dict[str, float]:
 def _parse_args() -> argparse.Namespace:
     settings = _settings()
     parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
-    parser.set_defaults(**settings)
+    parser.set_defaults(**settings, github_installations=github.installation_ids(
+        os.environ.get("DEV_GITHUB_INSTALLATION_IDS")))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=settings["port"],
                         help="gateway port (env PORT, default 8000; 0 picks a free one)")
@@ -205,7 +206,7 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
         github_emulator = github.provision(
             aws.aws_client("secretsmanager", moto.url), provisioned.names["GITHUB_SECRET_ARN"],
-            installations=github.installation_ids(os.environ.get("DEV_GITHUB_INSTALLATION_IDS")))
+            installations=args.github_installations)
         os.environ["GITHUB_API_URL"] = github_url
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_url  # presigned URLs are checked there, as S3 does
         os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock_url

@@ -201,6 +201,8 @@ def test_a_second_stack_on_a_taken_port_says_so_and_leaves_nothing(stack, tmp_pa
     ("MOTO_PORT", "abc"), ("DEV_BEDROCK_PORT", "70000"), ("DEV_WS_IDLE_SECONDS", "soon"),
     ("DEV_WS_MAX_CONNECTION_SECONDS", "-5"), ("DEV_MODEL_TOKENS_PER_SECOND", "fast"),
     ("DEV_POST_LATENCY_MS", "nan"), ("DEV_LAMBDA_TIMEOUT_SECONDS", "0"), ("DEV_LAMBDA_EVENT_DELAY_MS", "1e9"),
+    ("DEV_GITHUB_INSTALLATION_IDS", "2002,x"), ("DEV_GITHUB_INSTALLATION_IDS", "9"),
+    ("DEV_GITHUB_INSTALLATION_IDS", "2002,2002"),
 ])
 def test_a_bad_setting_of_the_stack_is_named_before_anything_starts(tmp_path, variable, value):
     code, output = second_start(tmp_path, env={variable: value})
