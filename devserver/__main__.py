@@ -234,6 +234,11 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
                                               aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
         cognito_front = CognitoFront(moto.url, passwords={(provisioned.user_pool_id, username): password
                                                           for username, password in provisioned.users})
+        # From the first await on, Ctrl-C (or SIGTERM) is the loop's: it lets the start-up finish, then stops.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
                               (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket),
                               (bedrock.make_app(), bedrock_socket), (cognito_front.make_app(), cognito_socket)):
@@ -242,6 +247,9 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
+        if stop.is_set():
+            logging.getLogger("devserver").info("interrupted during start-up")
+            return
         # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
         emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url, "bedrockUrl": bedrock_url,
                      "cognitoUrl": cognito_url}
@@ -249,11 +257,6 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document, emulators), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         print("\nStopping the local stack...", flush=True)
     finally:
@@ -268,6 +271,10 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
         moto.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found endpoint for ..." on every new client
@@ -275,6 +282,10 @@ def main() -> None:
     args = _parse_args()
     aws_calls.install_from_env()  # DEV_RECORD_AWS_CALLS: which AWS calls each function makes
     aws_calls.time_calls_from_env()  # DEV_TIME_AWS_CALLS: when each call started and ended
+    # Ctrl-C during start-up interrupts it where it is. (asyncio.run would otherwise take SIGINT and only
+    # cancel the task at its first await, while the start-up, which blocks, went on to find moto, which
+    # got the same Ctrl-C, gone: a traceback blaming moto.) Once ready, the loop's handlers take over.
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -167,6 +168,24 @@ def test_ctrl_c_stops_everything(tmp_path):
         urllib.request.urlopen(moto_url + "/moto-api/", timeout=2)
     with pytest.raises(OSError):
         urllib.request.urlopen(second.document["httpUrl"] + "/health", timeout=2)
+
+
+@pytest.mark.parametrize("after", [0, 0.5, 1.5])
+def test_ctrl_c_during_start_up_stops_it_cleanly(tmp_path, after):
+    """Ctrl-C reaches the whole process group (moto too) at any point of the start-up: it stops, says so,
+    leaves nothing running and no endpoints file, and prints no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "devserver", "--port", "0", "--state-dir", str(tmp_path)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    assert wait_until((tmp_path / "moto.log").exists, timeout=30)  # moto is starting
+    time.sleep(after)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in output, output
+    assert "interrupted during start-up" in output or "Stopping the local stack" in output, output
+    assert not (tmp_path / "endpoints.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # nobody left in its process group (moto included)
 
 
 def second_start(state_dir, port=0, env=None):
