@@ -284,7 +284,7 @@ def main() -> None:
     aws_calls.time_calls_from_env()  # DEV_TIME_AWS_CALLS: when each call started and ended
     # Ctrl-C during start-up interrupts it where it is. (asyncio.run would otherwise take SIGINT and only
     # cancel the task at its first await, while the start-up, which blocks, went on to find moto, which
-    # got the same Ctrl-C, gone: a traceback blaming moto.) Once ready, the loop's handlers take over.
+    # got the same Ctrl-C, gone: a traceback blaming moto.) From its first await, the loop's handlers take over.
     signal.signal(signal.SIGINT, _interrupt)
     try:
         asyncio.run(_serve(args))
