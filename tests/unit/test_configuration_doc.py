@@ -5,8 +5,9 @@ The app's settings are read by running chalicelib.config.load_settings with a re
 environment and reader (so a variable read through a helper, or with a default computed from
 another, is seen as it runs); the local stack, the client and the deploy steps read os.environ
 directly, so their reads are found in the source (`os.environ.get("X", default)`,
-`os.environ.get("X") or default`, `os.environ["X"]`, `os.getenv`), with the client's table of
-variables (client.endpoints.ENVIRONMENT).
+`os.environ.get("X") or default`, `os.environ["X"]`, `os.getenv`, and the local stack's
+`read_number(os.environ, "X", default, ...)`), with the client's table of variables
+(client.endpoints.ENVIRONMENT).
 """
 from __future__ import annotations
 
