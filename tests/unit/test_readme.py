@@ -44,6 +44,13 @@ def test_the_chalicelib_line_names_every_module_and_package_of_the_kernel_and_fe
     assert named <= present | {"$connect", "$default", "$disconnect"}, sorted(named - present)
 
 
+def test_the_infra_line_names_every_command_of_infra():
+    what = layout()["infra/"]
+    commands = {path.stem for path in (ROOT / "infra").glob("*.py") if '__name__ == "__main__"' in path.read_text()}
+    unnamed = sorted(command for command in commands if f"`{command}`" not in what)
+    assert not unnamed, f"python -m infra.X commands README.md's layout does not name: {unnamed}"
+
+
 def test_every_make_target_the_readme_names_exists():
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
