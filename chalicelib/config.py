@@ -294,6 +294,14 @@ class _Reader:
         return _usd_micros(value, name)
 
 
+def read_number(environ: Mapping[str, str], name: str, default: T, cast: Callable[[str], T], *,
+                minimum: float, maximum: float) -> T:
+    """One number from an environment, read as the settings are: `default` when unset or empty;
+    a ConfigError naming the variable when it is not a `cast` in minimum..maximum. (The local
+    stack reads its own variables with it.)"""
+    return _Reader(environ).number(name, default, cast, minimum=minimum, maximum=maximum)
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     env = _Reader(environ)
     stage = env.text("STAGE", "dev", pattern=re.compile(r"^[a-z][a-z0-9-]{0,30}$"))

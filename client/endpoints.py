@@ -53,8 +53,21 @@ class Endpoints:
         return [self.websocket_url, self.client_id]
 
 
+def endpoints_path(path: str | Path | None = None) -> Path:
+    """The endpoints file: the one named, else LLM_IDE_ENDPOINTS, else `.dev/endpoints.json` here."""
+    return Path(path or os.environ.get("LLM_IDE_ENDPOINTS") or Path.cwd() / ".dev" / "endpoints.json")
+
+
+def no_websocket_url(path: str | Path | None = None) -> str:
+    """Why there is no WebSocket URL, and what to do: the usual cause is a command run outside the clone."""
+    file = endpoints_path(path)
+    why = f"{file} names none" if file.exists() else f"no {file} (`make dev` writes it in its clone)"
+    return (f"no WebSocket URL: {why}; run this command in the clone where `make dev` runs, or point "
+            "--endpoints (or LLM_IDE_ENDPOINTS) at its .dev/endpoints.json, or pass --url (or set LLM_IDE_URL)")
+
+
 def load_endpoints(path: str | Path | None = None) -> Endpoints:
-    path = Path(path or os.environ.get("LLM_IDE_ENDPOINTS") or Path.cwd() / ".dev" / "endpoints.json")
+    path = endpoints_path(path)
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import importlib
+import json
 import logging
 import math
 import os
@@ -13,9 +15,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from aiohttp import web
 
+from chalicelib.config import ConfigError, read_number
 from devserver import aws, aws_calls, github
 from devserver.bedrock import BedrockEmulator
 from devserver.cognito_front import CognitoFront
@@ -42,6 +46,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _claim(state_dir: Path) -> IO[str]:
+    """Hold the state directory for this stack's life (the lock goes with the process, however it
+    ends). A second stack started on the same directory (`make dev` run twice in one clone) is
+    refused before it touches anything: it would have replaced, then deleted on its way out, the
+    endpoints.json the client finds the first stack by."""
+    holder = (state_dir / "devserver.lock").open("a+")
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder.close()
+        try:
+            running = json.loads((state_dir / "endpoints.json").read_text())["websocketUrl"]
+        except (OSError, ValueError, KeyError):
+            running = "still starting"
+        raise SystemExit(f"devserver: another local stack is running from {state_dir} ({running}): stop it "
+                         "(Ctrl-C in its terminal), or give this one a directory of its own (DEV_STATE_DIR)") from None
+    return holder
+
+
 def _epoch_seconds(value: str) -> float:
     try:
         instant = float(value)
@@ -52,14 +75,41 @@ def _epoch_seconds(value: str) -> float:
     return instant
 
 
+def _settings() -> dict[str, float]:
+    """The stack's own variables (docs/CONFIGURATION.md, "The local stack"), each checked before
+    anything starts: a bad one stops `make dev` with a message naming it."""
+    env = os.environ
+    try:
+        return {
+            "port": read_number(env, "PORT", 8000, int, minimum=0, maximum=65535),
+            "moto_port": read_number(env, "MOTO_PORT", 0, int, minimum=0, maximum=65535),
+            "bedrock_port": read_number(env, "DEV_BEDROCK_PORT", 0, int, minimum=0, maximum=65535),
+            "lambda_timeout_seconds": read_number(env, "DEV_LAMBDA_TIMEOUT_SECONDS", 900.0, float, minimum=1,
+                                                  maximum=900),
+            "post_latency_ms": read_number(env, "DEV_POST_LATENCY_MS", 0.0, float, minimum=0, maximum=60_000),
+            "max_connection_seconds": read_number(env, "DEV_WS_MAX_CONNECTION_SECONDS", float(MAX_CONNECTION_SECONDS),
+                                                  float, minimum=1, maximum=86_400),
+            "idle_seconds": read_number(env, "DEV_WS_IDLE_SECONDS", float(IDLE_TIMEOUT_SECONDS), float, minimum=1,
+                                        maximum=86_400),
+            "tokens_per_second": read_number(env, "DEV_MODEL_TOKENS_PER_SECOND", 0.0, float, minimum=0,
+                                             maximum=1_000_000),
+            "event_delay_ms": read_number(env, "DEV_LAMBDA_EVENT_DELAY_MS", 0.0, float, minimum=0, maximum=60_000),
+        }
+    except ConfigError as exc:
+        raise SystemExit(f"devserver: {exc}") from None
+
+
 def _parse_args() -> argparse.Namespace:
+    settings = _settings()
     parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
+    parser.set_defaults(**settings, github_installations=github.installation_ids(
+        os.environ.get("DEV_GITHUB_INSTALLATION_IDS")))
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+    parser.add_argument("--port", type=int, default=settings["port"],
                         help="gateway port (env PORT, default 8000; 0 picks a free one)")
-    parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")),
+    parser.add_argument("--moto-port", type=int, default=settings["moto_port"],
                         help="moto's port (env MOTO_PORT, default: a free one)")
-    parser.add_argument("--bedrock-port", type=int, default=int(os.environ.get("DEV_BEDROCK_PORT", "0")),
+    parser.add_argument("--bedrock-port", type=int, default=settings["bedrock_port"],
                         help="the Bedrock emulator's port (env DEV_BEDROCK_PORT, default: a free one)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
                         help="where endpoints.json and logs go (default .dev)")
@@ -119,9 +169,18 @@ def _readable_logs(state_dir: Path) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    claim = _claim(state_dir)
     endpoints_path = state_dir / "endpoints.json"
-    endpoints_path.unlink(missing_ok=True)  # a stale file must never look like a ready stack
+    endpoints_path.unlink(missing_ok=True)  # a stale file (a stack killed) must never look like a ready stack
 
+    try:
+        await _serve_from(args, state_dir, endpoints_path)
+    finally:
+        claim.close()
+
+
+async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path: Path) -> None:
+    """Every server of the stack, on a state directory this process holds, until SIGINT or SIGTERM."""
     gateway_socket = _bind(args.host, args.port)
     port = gateway_socket.getsockname()[1]
     http_url = f"http://{args.host}:{port}"
@@ -147,7 +206,7 @@ async def _serve(args: argparse.Namespace) -> None:
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
         github_emulator = github.provision(
             aws.aws_client("secretsmanager", moto.url), provisioned.names["GITHUB_SECRET_ARN"],
-            installations=github.installation_ids(os.environ.get("DEV_GITHUB_INSTALLATION_IDS")))
+            installations=args.github_installations)
         os.environ["GITHUB_API_URL"] = github_url
         os.environ["AWS_ENDPOINT_URL_S3"] = s3_url  # presigned URLs are checked there, as S3 does
         os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = bedrock_url
@@ -157,7 +216,7 @@ async def _serve(args: argparse.Namespace) -> None:
         if args.fixed_clock is not None:
             _hold_clock(args.fixed_clock)
 
-        runtime = LambdaRuntime(app_module, timeout_seconds=float(os.environ.get("DEV_LAMBDA_TIMEOUT_SECONDS") or 900))
+        runtime = LambdaRuntime(app_module, timeout_seconds=args.lambda_timeout_seconds)
         document = aws.endpoints_document(websocket_url=f"ws://{args.host}:{port}/{STAGE}", http_url=http_url,
                                           moto_url=moto.url, cognito_url=cognito_url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
@@ -165,18 +224,21 @@ async def _serve(args: argparse.Namespace) -> None:
                           web_config=aws.web_client_config(document),
                           web_csp=content_security_policy(
                               [f"ws://{args.host}:{port}", cognito_url, s3_url]),
-                          post_latency_ms=float(os.environ.get("DEV_POST_LATENCY_MS") or 0),
-                          max_connection_seconds=float(os.environ.get("DEV_WS_MAX_CONNECTION_SECONDS")
-                                                       or MAX_CONNECTION_SECONDS),
-                          idle_seconds=float(os.environ.get("DEV_WS_IDLE_SECONDS") or IDLE_TIMEOUT_SECONDS))
-        bedrock = BedrockEmulator(tokens_per_second=float(os.environ.get("DEV_MODEL_TOKENS_PER_SECOND") or 0))
+                          post_latency_ms=args.post_latency_ms, max_connection_seconds=args.max_connection_seconds,
+                          idle_seconds=args.idle_seconds)
+        bedrock = BedrockEmulator(tokens_per_second=args.tokens_per_second)
         lambda_api = LambdaApi(runtime, app_name=app_module.app.app_name, stage=STAGE,
                                functions=tuple(f.name for f in app_module.app.pure_lambda_functions),
-                               event_delay_ms=float(os.environ.get("DEV_LAMBDA_EVENT_DELAY_MS") or 0))
+                               event_delay_ms=args.event_delay_ms)
         s3_front = S3Front(moto.url, secrets={aws.CREDENTIALS["AWS_ACCESS_KEY_ID"]:
                                               aws.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
         cognito_front = CognitoFront(moto.url, passwords={(provisioned.user_pool_id, username): password
                                                           for username, password in provisioned.users})
+        # From the first await on, Ctrl-C (or SIGTERM) is the loop's: it lets the start-up finish, then stops.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         for web_app, sock in ((gateway.make_app(), gateway_socket), (lambda_api.make_app(), lambda_socket),
                               (github_emulator.make_app(), github_socket), (s3_front.make_app(), s3_socket),
                               (bedrock.make_app(), bedrock_socket), (cognito_front.make_app(), cognito_socket)):
@@ -185,6 +247,9 @@ async def _serve(args: argparse.Namespace) -> None:
             runners.append(runner)
             await web.SockSite(runner, sock).start()
 
+        if stop.is_set():
+            logging.getLogger("devserver").info("interrupted during start-up")
+            return
         # endpoints.json is exactly the designed document; the emulators' addresses go beside it.
         emulators = {"lambdaUrl": lambda_url, "githubApiUrl": github_url, "s3Url": s3_url, "bedrockUrl": bedrock_url,
                      "cognitoUrl": cognito_url}
@@ -192,11 +257,6 @@ async def _serve(args: argparse.Namespace) -> None:
         aws.write_json_atomically(endpoints_path, document)
         print(_describe(document, emulators), flush=True)
         print(f"(written to {endpoints_path})", flush=True)
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         print("\nStopping the local stack...", flush=True)
     finally:
@@ -211,6 +271,10 @@ async def _serve(args: argparse.Namespace) -> None:
         moto.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found endpoint for ..." on every new client
@@ -218,6 +282,10 @@ def main() -> None:
     args = _parse_args()
     aws_calls.install_from_env()  # DEV_RECORD_AWS_CALLS: which AWS calls each function makes
     aws_calls.time_calls_from_env()  # DEV_TIME_AWS_CALLS: when each call started and ended
+    # Ctrl-C during start-up interrupts it where it is. (asyncio.run would otherwise take SIGINT and only
+    # cancel the task at its first await, while the start-up, which blocks, went on to find moto, which
+    # got the same Ctrl-C, gone: a traceback blaming moto.) From its first await, the loop's handlers take over.
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:

@@ -438,13 +438,21 @@ def secret_document(private_pem: str, *, app_id: str = APP_ID,
 
 
 def installation_ids(value: str | None) -> tuple[int, ...]:
-    """DEV_GITHUB_INSTALLATION_IDS ("2002,3003"): the installations the local secret names."""
+    """DEV_GITHUB_INSTALLATION_IDS ("2002,3003"): the installations the local secret names, each one
+    the emulator holds, once; anything else stops the stack with a message naming the variable."""
     if not value or not value.strip():
         return (INSTALLATION_ID,)
+    held = [installation.id for installation in INSTALLATIONS]
     try:
-        return tuple(int(part) for part in value.split(","))
+        ids = tuple(int(part) for part in value.split(","))
     except ValueError:
-        raise SystemExit(f"DEV_GITHUB_INSTALLATION_IDS must be comma-separated ids, not {value!r}") from None
+        raise SystemExit(f"devserver: DEV_GITHUB_INSTALLATION_IDS={value!r} is not comma-separated ids "
+                         f"(of {', '.join(map(str, held))})") from None
+    unknown = [i for i in ids if i not in held]
+    if unknown or len(set(ids)) != len(ids):
+        raise SystemExit(f"devserver: DEV_GITHUB_INSTALLATION_IDS={value!r} must name distinct installations "
+                         f"the GitHub emulator holds: {', '.join(map(str, held))}")
+    return ids
 
 
 def provision(secretsmanager: Any, secret_arn: str, *,

@@ -8,7 +8,7 @@ from typing import Any
 
 from client.auth import NotSignedIn, SignedIn, TokenStore
 from client.connection import ConnectionRefused, IdeClient, Reconnect
-from client.endpoints import Endpoints, EndpointsNotFound, resolve_endpoints
+from client.endpoints import Endpoints, EndpointsNotFound, no_websocket_url, resolve_endpoints
 
 
 class CommandFailed(Exception):
@@ -55,7 +55,7 @@ class Context:
         """
         url = self.endpoints.websocket_url
         if not url:
-            raise CommandFailed("no WebSocket URL: run `make dev`, or pass --url (or set LLM_IDE_URL)", 2)
+            raise CommandFailed(no_websocket_url(self.args.endpoints), 2)
         try:
             if reconnect:
                 return IdeClient(url, reconnect=Reconnect(self.account.token_source(self.args.token_use)))

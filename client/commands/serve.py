@@ -13,6 +13,7 @@ from client.bridge.backend import Backend
 from client.bridge.localkey import load_or_create
 from client.bridge.server import LOOPBACK_NAMES, make_app
 from client.commands.common import CommandFailed, Context
+from client.endpoints import no_websocket_url
 
 WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -53,7 +54,7 @@ def serve(ctx: Context, args: argparse.Namespace) -> int:
         print(key)
         return 0
     if not ctx.endpoints.websocket_url:
-        raise CommandFailed("no WebSocket URL: run `make dev`, or pass --url (or set LLM_IDE_URL)", 2)
+        raise CommandFailed(no_websocket_url(args.endpoints), 2)
     try:
         username = ctx.account.tokens().username  # signed in (and renewed) before anything is served
     except NotSignedIn as exc:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -167,6 +168,67 @@ def test_ctrl_c_stops_everything(tmp_path):
         urllib.request.urlopen(moto_url + "/moto-api/", timeout=2)
     with pytest.raises(OSError):
         urllib.request.urlopen(second.document["httpUrl"] + "/health", timeout=2)
+
+
+@pytest.mark.parametrize("after", [0, 0.5, 1.5])
+def test_ctrl_c_during_start_up_stops_it_cleanly(tmp_path, after):
+    """Ctrl-C reaches the whole process group (moto too) at any point of the start-up: it stops, says so,
+    leaves nothing running and no endpoints file, and prints no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "devserver", "--port", "0", "--state-dir", str(tmp_path)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    assert wait_until((tmp_path / "moto.log").exists, timeout=30)  # moto is starting
+    time.sleep(after)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in output, output
+    assert "interrupted during start-up" in output or "Stopping the local stack" in output, output
+    assert not (tmp_path / "endpoints.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # nobody left in its process group (moto included)
+
+
+def second_start(state_dir, port=0, env=None):
+    """`make dev` run again while a stack is up (or with a bad setting): its exit code and what it printed."""
+    done = subprocess.run([sys.executable, "-m", "devserver", "--port", str(port), "--state-dir", str(state_dir)],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_second_stack_on_the_same_state_dir_is_refused_and_the_first_keeps_its_endpoints(stack):
+    before = stack.endpoints_path.read_text()
+    code, output = second_start(stack.state_dir)
+    assert code != 0
+    assert f"another local stack is running from {stack.state_dir}" in output, output
+    assert stack.document["websocketUrl"] in output  # which one, so the user can find it
+    # The running stack is untouched: its endpoints file is where the client looks, unchanged.
+    assert stack.endpoints_path.read_text() == before
+    assert json.loads(urllib.request.urlopen(stack.document["httpUrl"] + "/health", timeout=5).read())["status"] == "ok"
+
+
+def test_a_second_stack_on_a_taken_port_says_so_and_leaves_nothing(stack, tmp_path):
+    port = stack.document["httpUrl"].rsplit(":", 1)[1]
+    code, output = second_start(tmp_path, port=int(port))
+    assert code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in output and "set PORT to another port" in output, output
+    assert not (tmp_path / "endpoints.json").exists()
+    assert stack.endpoints_path.exists()
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("MOTO_PORT", "abc"), ("DEV_BEDROCK_PORT", "70000"), ("DEV_WS_IDLE_SECONDS", "soon"),
+    ("DEV_WS_MAX_CONNECTION_SECONDS", "-5"), ("DEV_MODEL_TOKENS_PER_SECOND", "fast"),
+    ("DEV_POST_LATENCY_MS", "nan"), ("DEV_LAMBDA_TIMEOUT_SECONDS", "0"), ("DEV_LAMBDA_EVENT_DELAY_MS", "1e9"),
+    ("DEV_GITHUB_INSTALLATION_IDS", "2002,x"), ("DEV_GITHUB_INSTALLATION_IDS", "9"),
+    ("DEV_GITHUB_INSTALLATION_IDS", "2002,2002"),
+])
+def test_a_bad_setting_of_the_stack_is_named_before_anything_starts(tmp_path, variable, value):
+    code, output = second_start(tmp_path, env={variable: value})
+    assert code != 0
+    assert (f"{variable}={value!r}" in output or f"{variable}={value} is outside" in output) \
+        and "Traceback" not in output, output
+    assert not (tmp_path / "moto.log").exists()  # refused before moto started
 
 
 def test_chalice_local_serves_the_rest_routes(tmp_path):

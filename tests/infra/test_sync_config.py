@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -239,3 +240,17 @@ def test_each_geographys_profiles_are_usable_from_its_own_regions_only(chalice_d
     assert run(chalice_dir, outputs_file, "dev") == (0 if usable else 1)
     if not usable:
         assert f"unusable from {region}" in capsys.readouterr().err
+
+
+def test_docs_configuration_lists_every_variable_the_sync_writes():
+    """docs/CONFIGURATION.md, "Set per stage by the deploy", against what the sync step writes for a
+    stage that sets everything optional (model overrides, both money budgets)."""
+    section = (ROOT / "docs" / "CONFIGURATION.md").read_text().split("## Set per stage by the deploy", 1)[1]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section.split("\n## ", 1)[0]))
+    prod = STAGES["prod"]
+    everything = dataclasses.replace(prod, cost_budget_usd_per_day=5, cost_budget_usd_per_month=50,
+                                     model_overrides={prod.allowed_models[0]: {"name": "A model"}})
+    out = sync_config.stack_outputs(json.loads(SAMPLE.read_text()), "prod")
+    written = set(sync_config.environment(everything, out)) | {"MANAGEMENT_API_ENDPOINT"}
+    assert written <= documented, f"written by the sync step, not listed: {sorted(written - documented)}"
+    assert documented <= written, f"listed, not written by the sync step: {sorted(documented - written)}"
