@@ -221,13 +221,18 @@ def first_replayed_frame(stack: Stack) -> dict[str, float]:
     return {"resume_first_frame_ms": (replayed - opened) * 1000}
 
 
+EMULATOR_FILES = ("moto_atomic.py", "moto_cognito.py")  # moto's server, run as a script, and what it imports beside it
+
+
 def baseline_tree(ref: str, into: Path) -> Path:
     """The source tree at `ref`, extracted from this repository (no checkout is touched), with this tree's
-    DynamoDB emulator (devserver/moto_atomic.py): the emulator is the instrument, the same for both stacks."""
+    moto server (devserver/moto_atomic.py and the moto_cognito.py it imports, which trees before it lack):
+    the emulator is the instrument, the same for both stacks."""
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    shutil.copyfile(ROOT / "devserver" / "moto_atomic.py", into / "devserver" / "moto_atomic.py")
+    for emulator in EMULATOR_FILES:
+        shutil.copyfile(ROOT / "devserver" / emulator, into / "devserver" / emulator)
     return into
 
 
