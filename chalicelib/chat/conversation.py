@@ -196,7 +196,7 @@ def _kind(block: Any, at: str, kinds: dict[str, frozenset[str]]) -> str:
     if not isinstance(block, dict):
         raise BadRequest(f"'{at}' must be an object")
     kind = block.get("type")
-    if kind not in kinds:
+    if not isinstance(kind, str) or kind not in kinds:  # a list or an object cannot even be looked up
         raise BadRequest(f"'{at}.type' must be one of {', '.join(kinds)}")
     unknown = set(block) - kinds[kind]
     if unknown:

@@ -140,6 +140,20 @@ def test_without_tools_the_calls_reach_the_model_as_text_and_cache_points_go_for
      "'messages[2].content[0].content[0].json' is required"),
     ([{"role": "user", "content": [{"type": "cachePoint"}, {"type": "text", "text": "a"}] + [
         {"type": "cachePoint"}] * 4}], "5 cachePoint blocks"),
+    # A `type` of any JSON type, a list or an object included (no value can be hashed): the client's mistake.
+    ([{"role": "user", "content": [{"type": ["text"], "text": "x"}]}], "'messages[0].content[0].type' must be one of"),
+    ([{"role": "user", "content": [{"type": {"text": 1}}]}], "'messages[0].content[0].type' must be one of"),
+    ([{"role": ["user"], "content": "x"}], "'messages[0].role'"),
+    ([{"role": "user", "content": "x"},
+      {"role": "assistant", "content": [{"type": "toolUse", "toolUseId": "t1", "name": "ls", "input": {}}]},
+      {"role": "user", "content": [{"type": "toolResult", "toolUseId": "t1", "content": [{"type": []}]}]}],
+     "'messages[2].content[0].content[0].type' must be one of"),
+    ([{"role": "user", "content": "x"},
+      {"role": "assistant", "content": [{"type": "toolUse", "toolUseId": "t1", "name": "ls", "input": {}}]},
+      {"role": "user", "content": [{"type": "toolResult", "toolUseId": "t1", "status": ["error"]}]}],
+     "'messages[2].content[0].status'"),
+    ([{"role": "user", "content": [{"type": "image", "format": {"png": 1}, "data": "AA=="}]}],
+     "'messages[0].content[0].format' must be one of"),
 ])
 def test_every_fault_is_a_bad_request_naming_the_field(messages, field):
     assert field in refused(messages)
@@ -202,6 +216,9 @@ def test_tools_and_tool_choice_become_converses_tool_config():
     (None, "any", {}, "'toolChoice' needs 'tools'"),
     ([TOOL], "none", {}, "'toolChoice' must be"),
     ([TOOL], {"name": "write_file"}, {}, "'toolChoice.name' names no tool"),
+    ([TOOL], {"name": ["read_file"]}, {}, "'toolChoice.name' names no tool"),
+    ([TOOL], {"name": {"read_file": 1}}, {}, "'toolChoice.name' names no tool"),
+    ([TOOL], ["any"], {}, "'toolChoice' must be"),
 ])
 def test_bad_tools_are_refused_naming_the_field(value, choice, options, words):
     with pytest.raises(BadRequest) as caught:
