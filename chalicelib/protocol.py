@@ -7,6 +7,7 @@ frame's size is a constant here.
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -81,33 +82,74 @@ def parse_frame(body: str | bytes | None, *, is_base64: bool = False) -> ClientF
     return ClientFrame(action=action, id=request_id, params=Params(params))
 
 
+class _Unreadable:
+    """A number in a document that is no JSON number or that no Python number holds: what the parser put in
+    its place, so that the document's other fields (its `id`) can still be read and the error can name it."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
 def parse_json(raw: bytes) -> tuple[Any, AppError | None]:
     """A JSON document that every part of the app can handle, or the BAD_REQUEST that says why not.
 
-    Besides malformed JSON and bytes that are not UTF-8, this refuses what the JSON parser
-    accepts but the app could not survive: nesting deeper than MAX_NESTING (Python's parser
-    fails with RecursionError past about a thousand levels), and strings with a lone
-    surrogate (`"\\ud800"`), which no store, log or frame can encode. The error names the
-    field. Returns (None, error) for a document that is refused; its id may still be read.
+    Besides malformed JSON and bytes that are not UTF-8 (each said so), this refuses what the
+    JSON parser accepts but the app could not survive: nesting deeper than MAX_NESTING (Python's
+    parser fails with RecursionError past about a thousand levels), strings with a lone
+    surrogate (`"\\ud800"`), which no store, log or frame can encode, and numbers that are no
+    JSON (`NaN`, `Infinity`: RFC 8259 has none, Bedrock refuses them) or that Python cannot hold
+    (`1e400` would be infinity; an integer of more than 4300 digits fails to parse). The error
+    names the field. Returns (None, error) for a document that is refused; its id may still be read.
     """
+    unreadable: list[_Unreadable] = []
+
+    def refuse(problem: str) -> _Unreadable:
+        unreadable.append(_Unreadable(problem))
+        return unreadable[-1]
+
+    def constant(name: str) -> _Unreadable:  # NaN, Infinity, -Infinity
+        return refuse(f"{name}, which is no JSON number")
+
+    def integer(text: str) -> int | _Unreadable:
+        try:
+            return int(text)
+        except ValueError:  # past sys.get_int_max_str_digits()
+            return refuse(f"a number of {len(text.lstrip('-'))} digits, too large to read")
+
     try:
-        data = json.loads(raw)
+        # utf-8-sig: UTF-8, with or without the byte order mark RFC 8259 lets a parser ignore (json.loads
+        # would also take UTF-16 and UTF-32, which frames and request bodies are not).
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, BadRequest(f"the frame is not UTF-8 text (byte {exc.start})")
+    try:
+        try:
+            data = json.loads(text, parse_constant=constant)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer too long for int(): parsed again, each integer by `integer` (slower)
+            data = json.loads(text, parse_constant=constant, parse_int=integer)
     except RecursionError:
         return None, NestedTooDeeply()
-    except (ValueError, UnicodeDecodeError):
-        return None, BadRequest("a frame must be a JSON object")
+    except json.JSONDecodeError as exc:
+        return None, BadRequest(f"the frame is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})")
     # Without a surrogate escape in the raw bytes, no string can hold one: only the depth is checked
     # (scanning every string of a body of megabytes costs tens of milliseconds).
-    problem = _check_document(data, strings=_SURROGATE_ESCAPE.search(raw) is not None)
+    problem = _check_document(data, strings=_SURROGATE_ESCAPE.search(raw) is not None, numbers=bool(unreadable))
     return (data if problem is None else _top_level_only(data)), problem
 
 
-def _check_document(data: Any, *, strings: bool = True) -> AppError | None:
+def _check_document(data: Any, *, strings: bool = True, numbers: bool = True) -> AppError | None:
     """The first fault of a parsed document, walked iteratively (no recursion, however deep);
-    `strings=False` skips the search for lone surrogates in strings (none can be there)."""
+    `strings=False` skips the search for lone surrogates in strings, `numbers=False` the one for
+    unreadable numbers (none can be there)."""
     stack: list[tuple[Any, str, int]] = [(data, "", 0)]
     while stack:
         value, path, depth = stack.pop()
+        if numbers and isinstance(value, _Unreadable):
+            return BadRequest(f"{_field(path)} is {value.problem}")
+        if isinstance(value, float) and not math.isfinite(value):  # 1e400: NaN and Infinity are _Unreadable
+            return BadRequest(f"{_field(path)} is a number too large to read")
         if isinstance(value, str):
             if strings and _SURROGATE.search(value):
                 return BadRequest(f"{_field(path)} is not valid Unicode (it holds a lone surrogate)")
