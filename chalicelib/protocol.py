@@ -192,10 +192,17 @@ def is_request_id(value: Any) -> bool:
 
 
 class Params:
-    """Typed access to a frame's parameters; every mistake is a BAD_REQUEST naming the field."""
+    """Typed access to a frame's parameters; every mistake is a BAD_REQUEST naming the field.
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    `at` is where an object nested in a frame is (`files[2]`): its fields are named from there (`files[2].path`).
+    """
+
+    def __init__(self, values: dict[str, Any], *, at: str = "") -> None:
         self._values = values
+        self._at = at
+
+    def _field(self, name: str) -> str:
+        return f"{self._at}.{name}" if self._at else name
 
     def __contains__(self, name: str) -> bool:
         return name in self._values
@@ -222,11 +229,11 @@ class Params:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise BadRequest(f"'{name}' must be a string")
+            raise BadRequest(f"'{self._field(name)}' must be a string")
         if not value and not allow_empty:
-            raise BadRequest(f"'{name}' must not be empty")
+            raise BadRequest(f"'{self._field(name)}' must not be empty")
         if max_length is not None and len(value) > max_length:
-            raise BadRequest(f"'{name}' is longer than {max_length} characters")
+            raise BadRequest(f"'{self._field(name)}' is longer than {max_length} characters")
         return value
 
     @overload
@@ -238,7 +245,7 @@ class Params:
     def text(self, name: str, *, required: bool = False, max_bytes: int) -> str | None:
         """A text the model reads (`check_text`): BAD_REQUEST if blank, PAYLOAD_TOO_LARGE past `max_bytes`."""
         value = self.string(name, required=required, allow_empty=True)
-        return None if value is None else check_text(value, name, max_bytes=max_bytes)
+        return None if value is None else check_text(value, self._field(name), max_bytes=max_bytes)
 
     @overload
     def integer(self, name: str, *, minimum: int, maximum: int, required: Literal[True]) -> int: ...
@@ -251,9 +258,9 @@ class Params:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadRequest(f"'{name}' must be an integer")
+            raise BadRequest(f"'{self._field(name)}' must be an integer")
         if not minimum <= value <= maximum:
-            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
+            raise BadRequest(f"'{self._field(name)}' must be between {minimum} and {maximum}")
         return value
 
     def number(self, name: str, *, minimum: float, maximum: float, required: bool = False) -> float | None:
@@ -261,9 +268,9 @@ class Params:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadRequest(f"'{name}' must be a number")
+            raise BadRequest(f"'{self._field(name)}' must be a number")
         if not minimum <= value <= maximum:
-            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
+            raise BadRequest(f"'{self._field(name)}' must be between {minimum} and {maximum}")
         return float(value)
 
     @overload
@@ -274,7 +281,7 @@ class Params:
 
     def path(self, name: str, *, required: bool = False) -> str | None:
         value = self.string(name, required=required)
-        return None if value is None else validate_path(value, field=name)
+        return None if value is None else validate_path(value, field=self._field(name))
 
     @overload
     def list_of(self, name: str, *, max_items: int, required: Literal[True]) -> list[Any]: ...
@@ -287,15 +294,15 @@ class Params:
         if value is None:
             return None
         if not isinstance(value, list):
-            raise BadRequest(f"'{name}' must be a list")
+            raise BadRequest(f"'{self._field(name)}' must be a list")
         if len(value) > max_items:
-            raise BadRequest(f"'{name}' has more than {max_items} items")
+            raise BadRequest(f"'{self._field(name)}' has more than {max_items} items")
         return value
 
     def _get(self, name: str, required: bool) -> Any:
         value = self._values.get(name)
         if value is None and required:
-            raise BadRequest(f"'{name}' is required")
+            raise BadRequest(f"'{self._field(name)}' is required")
         return value
 
 
