@@ -248,18 +248,21 @@ class Params:
         return None if value is None else check_text(value, self._field(name), max_bytes=max_bytes)
 
     @overload
-    def integer(self, name: str, *, minimum: int, maximum: int, required: Literal[True]) -> int: ...
+    def integer(self, name: str, *, minimum: int, maximum: int | None, required: Literal[True]) -> int: ...
 
     @overload
-    def integer(self, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None: ...
+    def integer(self, name: str, *, minimum: int, maximum: int | None, required: bool = False) -> int | None: ...
 
-    def integer(self, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:
+    def integer(self, name: str, *, minimum: int, maximum: int | None, required: bool = False) -> int | None:
+        """An integer from `minimum` to `maximum` (None: no upper bound; the parser reads at most 4300 digits)."""
         value = self._get(name, required)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise BadRequest(f"'{self._field(name)}' must be an integer")
-        if not minimum <= value <= maximum:
+        if maximum is None and value < minimum:
+            raise BadRequest(f"'{self._field(name)}' must be at least {minimum}")
+        if maximum is not None and not minimum <= value <= maximum:
             raise BadRequest(f"'{self._field(name)}' must be between {minimum} and {maximum}")
         return value
 
