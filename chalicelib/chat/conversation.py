@@ -243,6 +243,9 @@ def _image(block: dict[str, Any], at: str, rules: ContentRules, counts: _Counts)
         found = info.format if info is not None else images.sniff(raw)
         seen = f"its bytes are {found}" if found else "its bytes are no image Bedrock reads"
         raise BadRequest(f"'{at}.data' is not a {declared} image ({seen})")
+    problem = images.damage(raw, declared)
+    if problem is not None:
+        raise BadRequest(f"'{at}.data' is not a whole {declared} image ({problem})")
     if max(info.width, info.height) > images.MAX_IMAGE_SIDE:
         raise BadRequest(f"'{at}.data' is {info.width}x{info.height} px; Bedrock takes at most "
                          f"{images.MAX_IMAGE_SIDE} px a side")

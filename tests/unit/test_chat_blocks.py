@@ -174,6 +174,49 @@ def test_an_image_bedrock_would_refuse_is_refused_before(block, error, words):
     assert words in message
 
 
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def _damaged() -> list[tuple[str, bytes, str]]:
+    png, gif, jpeg, webp = (image_bytes(kind, (64, 48)) for kind in ("PNG", "GIF", "JPEG", "WEBP"))
+    lossless = image_bytes("WEBP", (64, 48), lossless=True)
+    return [
+        ("png", png[:33], "cut short"),  # the signature and IHDR only
+        ("png", png[:len(png) // 2], "cut short"),
+        ("png", png[:33] + b"junk" * 10, "cut short"),  # a chunk whose length runs past the end
+        ("png", _flip(png, len(png) - 20), "checksum"),  # a byte of the last IDAT changed
+        ("png", png[:-12], "no IEND"),
+        ("gif", gif[:len(gif) // 2], "cut short"),
+        ("gif", gif[:-1], "cut short"),  # no trailer
+        ("jpeg", jpeg[:len(jpeg) // 2], "cut short"),
+        ("jpeg", jpeg[:-2], "cut short"),  # no end-of-image marker
+        ("webp", webp[:len(webp) // 2], "cut short"),
+        ("webp", lossless[:-4], "cut short"),
+    ]
+
+
+@pytest.mark.parametrize("kind, data, words", _damaged())
+def test_an_image_whose_body_is_cut_or_damaged_is_refused_before(kind, data, words):
+    # Its header is whole (its format and size can be read), but Bedrock, which decodes it, would refuse it.
+    assert images.inspect(data) is not None
+    message = refused([{"role": "user", "content": [{"type": "image", "format": kind, "data": b64(data)}]}])
+    assert message.startswith(f"'messages[0].content[0].data' is not a whole {kind} image (") and words in message
+
+
+@pytest.mark.parametrize("kind, options", [("PNG", {}), ("PNG", {"optimize": True}), ("JPEG", {}),
+                                           ("JPEG", {"progressive": True}), ("GIF", {}), ("WEBP", {}),
+                                           ("WEBP", {"lossless": True})])
+def test_whole_images_of_every_format_pass(kind, options):
+    data = image_bytes(kind, (300, 200), **options)
+    assert images.damage(data, kind.lower()) is None
+    # An animated GIF and one with trailing bytes after its end (which decoders ignore) are whole too.
+    frames = [Image.new("RGB", (20, 20), color) for color in ("red", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
+    assert images.damage(out.getvalue(), "gif") is None and images.damage(data + b"\0\0", kind.lower()) is None
+
+
 def test_images_for_a_model_without_them_and_more_than_bedrock_takes():
     one = {"type": "image", "format": "png", "data": b64(image_bytes("PNG"))}
     assert "does not take images" in refused([{"role": "user", "content": [one]}], ContentRules(model="m"))
