@@ -312,6 +312,28 @@ def test_the_clients_points_count_first_within_bedrocks_four():
     assert points(built) == ["system.1", "messages.1.1"]
 
 
+def test_a_clients_point_that_starts_a_message_moves_to_the_end_of_what_comes_before():
+    # Bedrock refuses a cache point with nothing before it in its message; the prefix it marks (everything
+    # before it) ends the message before, or else the system prompt: it is honoured there.
+    point = {"cachePoint": {"type": "default"}}
+    built = request(turns=5)
+    built["messages"][2]["content"].insert(0, dict(point))
+    built["messages"][4]["content"].insert(0, dict(point))
+    place_cache_points(built, min_tokens=1024)
+    assert points(built) == ["system.1", "messages.1.1", "messages.3.1"]  # the server's own at 3.1 was there
+    built = request(turns=1)
+    built["messages"][0]["content"].insert(0, dict(point))
+    place_cache_points(built, min_tokens=10**9)  # under the minimum: still the client's, where Bedrock takes it
+    assert points(built) == ["system.1"]
+    built = request(system="", turns=3)
+    built["messages"][0]["content"].insert(0, dict(point))  # nothing before it at all: no prefix to cache
+    built["messages"][1]["content"].append(dict(point))
+    built["messages"][2]["content"].insert(0, dict(point))  # the same prefix as the point before it: one point
+    place_cache_points(built, min_tokens=1024)
+    assert points(built) == ["messages.1.1"]
+    assert all(message["content"] for message in built["messages"])
+
+
 def test_the_estimate_counts_every_block():
     png = image_bytes("PNG", (1000, 1000))
     built = {"messages": [{"role": "user", "content": [
