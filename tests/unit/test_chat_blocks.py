@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from chalicelib.chat import converse, images
@@ -215,6 +217,30 @@ def test_whole_images_of_every_format_pass(kind, options):
     out = io.BytesIO()
     frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
     assert images.damage(out.getvalue(), "gif") is None and images.damage(data + b"\0\0", kind.lower()) is None
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+_blocks = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "toolUse", "toolResult", "cachePoint", "json"]) | _json},
+    optional=dict.fromkeys(("text", "format", "data", "toolUseId", "name", "input", "status", "content", "json"),
+                           _json))
+_messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]) | _json,
+                                            "content": st.text(max_size=5) | st.lists(_blocks | _json, max_size=3)}),
+                     max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages=_messages, tool_choice=st.sampled_from(["auto", "any"]) | st.fixed_dictionaries({"name": _json})
+       | _json)
+def test_any_conversation_or_tool_choice_is_parsed_or_refused_with_a_clients_error(messages, tool_choice):
+    # Any JSON value in any field (a `type` or a `name` that is a list or an object included): never a crash.
+    for parse_one in (lambda: parse(messages), lambda: tools([TOOL], tool_choice)):
+        try:
+            parse_one()
+        except (BadRequest, PayloadTooLarge):
+            pass
 
 
 def test_images_for_a_model_without_them_and_more_than_bedrock_takes():
