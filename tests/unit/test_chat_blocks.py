@@ -231,12 +231,18 @@ _messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "as
                      max_size=4)
 
 
+_tools = st.lists(st.fixed_dictionaries({"name": st.sampled_from(["read_file"]) | _json},
+                                        optional=dict.fromkeys(("description", "inputSchema"), _json)) | _json,
+                  max_size=3) | _json
+
+
 @settings(max_examples=400, deadline=None)
-@given(messages=_messages, tool_choice=st.sampled_from(["auto", "any"]) | st.fixed_dictionaries({"name": _json})
-       | _json)
-def test_any_conversation_or_tool_choice_is_parsed_or_refused_with_a_clients_error(messages, tool_choice):
+@given(messages=_messages, tool_list=_tools,
+       tool_choice=st.sampled_from(["auto", "any"]) | st.fixed_dictionaries({"name": _json}) | _json)
+def test_any_conversation_tools_or_tool_choice_are_parsed_or_refused_with_a_clients_error(messages, tool_list,
+                                                                                         tool_choice):
     # Any JSON value in any field (a `type` or a `name` that is a list or an object included): never a crash.
-    for parse_one in (lambda: parse(messages), lambda: tools([TOOL], tool_choice)):
+    for parse_one in (lambda: parse(messages), lambda: tools([TOOL], tool_choice), lambda: tools(tool_list)):
         try:
             parse_one()
         except (BadRequest, PayloadTooLarge):
