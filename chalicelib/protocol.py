@@ -7,6 +7,7 @@ frame's size is a constant here.
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -81,33 +82,74 @@ def parse_frame(body: str | bytes | None, *, is_base64: bool = False) -> ClientF
     return ClientFrame(action=action, id=request_id, params=Params(params))
 
 
+class _Unreadable:
+    """A number in a document that is no JSON number or that no Python number holds: what the parser put in
+    its place, so that the document's other fields (its `id`) can still be read and the error can name it."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
 def parse_json(raw: bytes) -> tuple[Any, AppError | None]:
     """A JSON document that every part of the app can handle, or the BAD_REQUEST that says why not.
 
-    Besides malformed JSON and bytes that are not UTF-8, this refuses what the JSON parser
-    accepts but the app could not survive: nesting deeper than MAX_NESTING (Python's parser
-    fails with RecursionError past about a thousand levels), and strings with a lone
-    surrogate (`"\\ud800"`), which no store, log or frame can encode. The error names the
-    field. Returns (None, error) for a document that is refused; its id may still be read.
+    Besides malformed JSON and bytes that are not UTF-8 (each said so), this refuses what the
+    JSON parser accepts but the app could not survive: nesting deeper than MAX_NESTING (Python's
+    parser fails with RecursionError past about a thousand levels), strings with a lone
+    surrogate (`"\\ud800"`), which no store, log or frame can encode, and numbers that are no
+    JSON (`NaN`, `Infinity`: RFC 8259 has none, Bedrock refuses them) or that Python cannot hold
+    (`1e400` would be infinity; an integer of more than 4300 digits fails to parse). The error
+    names the field. Returns (None, error) for a document that is refused; its id may still be read.
     """
+    unreadable: list[_Unreadable] = []
+
+    def refuse(problem: str) -> _Unreadable:
+        unreadable.append(_Unreadable(problem))
+        return unreadable[-1]
+
+    def constant(name: str) -> _Unreadable:  # NaN, Infinity, -Infinity
+        return refuse(f"{name}, which is no JSON number")
+
+    def integer(text: str) -> int | _Unreadable:
+        try:
+            return int(text)
+        except ValueError:  # past sys.get_int_max_str_digits()
+            return refuse(f"a number of {len(text.lstrip('-'))} digits, too large to read")
+
     try:
-        data = json.loads(raw)
+        # utf-8-sig: UTF-8, with or without the byte order mark RFC 8259 lets a parser ignore (json.loads
+        # would also take UTF-16 and UTF-32, which frames and request bodies are not).
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, BadRequest(f"the frame is not UTF-8 text (byte {exc.start})")
+    try:
+        try:
+            data = json.loads(text, parse_constant=constant)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer too long for int(): parsed again, each integer by `integer` (slower)
+            data = json.loads(text, parse_constant=constant, parse_int=integer)
     except RecursionError:
         return None, NestedTooDeeply()
-    except (ValueError, UnicodeDecodeError):
-        return None, BadRequest("a frame must be a JSON object")
+    except json.JSONDecodeError as exc:
+        return None, BadRequest(f"the frame is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno})")
     # Without a surrogate escape in the raw bytes, no string can hold one: only the depth is checked
     # (scanning every string of a body of megabytes costs tens of milliseconds).
-    problem = _check_document(data, strings=_SURROGATE_ESCAPE.search(raw) is not None)
+    problem = _check_document(data, strings=_SURROGATE_ESCAPE.search(raw) is not None, numbers=bool(unreadable))
     return (data if problem is None else _top_level_only(data)), problem
 
 
-def _check_document(data: Any, *, strings: bool = True) -> AppError | None:
+def _check_document(data: Any, *, strings: bool = True, numbers: bool = True) -> AppError | None:
     """The first fault of a parsed document, walked iteratively (no recursion, however deep);
-    `strings=False` skips the search for lone surrogates in strings (none can be there)."""
+    `strings=False` skips the search for lone surrogates in strings, `numbers=False` the one for
+    unreadable numbers (none can be there)."""
     stack: list[tuple[Any, str, int]] = [(data, "", 0)]
     while stack:
         value, path, depth = stack.pop()
+        if numbers and isinstance(value, _Unreadable):
+            return BadRequest(f"{_field(path)} is {value.problem}")
+        if isinstance(value, float) and not math.isfinite(value):  # 1e400: NaN and Infinity are _Unreadable
+            return BadRequest(f"{_field(path)} is a number too large to read")
         if isinstance(value, str):
             if strings and _SURROGATE.search(value):
                 return BadRequest(f"{_field(path)} is not valid Unicode (it holds a lone surrogate)")
@@ -150,10 +192,17 @@ def is_request_id(value: Any) -> bool:
 
 
 class Params:
-    """Typed access to a frame's parameters; every mistake is a BAD_REQUEST naming the field."""
+    """Typed access to a frame's parameters; every mistake is a BAD_REQUEST naming the field.
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    `at` is where an object nested in a frame is (`files[2]`): its fields are named from there (`files[2].path`).
+    """
+
+    def __init__(self, values: dict[str, Any], *, at: str = "") -> None:
         self._values = values
+        self._at = at
+
+    def _field(self, name: str) -> str:
+        return f"{self._at}.{name}" if self._at else name
 
     def __contains__(self, name: str) -> bool:
         return name in self._values
@@ -180,11 +229,11 @@ class Params:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise BadRequest(f"'{name}' must be a string")
+            raise BadRequest(f"'{self._field(name)}' must be a string")
         if not value and not allow_empty:
-            raise BadRequest(f"'{name}' must not be empty")
+            raise BadRequest(f"'{self._field(name)}' must not be empty")
         if max_length is not None and len(value) > max_length:
-            raise BadRequest(f"'{name}' is longer than {max_length} characters")
+            raise BadRequest(f"'{self._field(name)}' is longer than {max_length} characters")
         return value
 
     @overload
@@ -196,22 +245,25 @@ class Params:
     def text(self, name: str, *, required: bool = False, max_bytes: int) -> str | None:
         """A text the model reads (`check_text`): BAD_REQUEST if blank, PAYLOAD_TOO_LARGE past `max_bytes`."""
         value = self.string(name, required=required, allow_empty=True)
-        return None if value is None else check_text(value, name, max_bytes=max_bytes)
+        return None if value is None else check_text(value, self._field(name), max_bytes=max_bytes)
 
     @overload
-    def integer(self, name: str, *, minimum: int, maximum: int, required: Literal[True]) -> int: ...
+    def integer(self, name: str, *, minimum: int, maximum: int | None, required: Literal[True]) -> int: ...
 
     @overload
-    def integer(self, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None: ...
+    def integer(self, name: str, *, minimum: int, maximum: int | None, required: bool = False) -> int | None: ...
 
-    def integer(self, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:
+    def integer(self, name: str, *, minimum: int, maximum: int | None, required: bool = False) -> int | None:
+        """An integer from `minimum` to `maximum` (None: no upper bound; the parser reads at most 4300 digits)."""
         value = self._get(name, required)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadRequest(f"'{name}' must be an integer")
-        if not minimum <= value <= maximum:
-            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
+            raise BadRequest(f"'{self._field(name)}' must be an integer")
+        if maximum is None and value < minimum:
+            raise BadRequest(f"'{self._field(name)}' must be at least {minimum}")
+        if maximum is not None and not minimum <= value <= maximum:
+            raise BadRequest(f"'{self._field(name)}' must be between {minimum} and {maximum}")
         return value
 
     def number(self, name: str, *, minimum: float, maximum: float, required: bool = False) -> float | None:
@@ -219,9 +271,9 @@ class Params:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadRequest(f"'{name}' must be a number")
+            raise BadRequest(f"'{self._field(name)}' must be a number")
         if not minimum <= value <= maximum:
-            raise BadRequest(f"'{name}' must be between {minimum} and {maximum}")
+            raise BadRequest(f"'{self._field(name)}' must be between {minimum} and {maximum}")
         return float(value)
 
     @overload
@@ -232,7 +284,7 @@ class Params:
 
     def path(self, name: str, *, required: bool = False) -> str | None:
         value = self.string(name, required=required)
-        return None if value is None else validate_path(value, field=name)
+        return None if value is None else validate_path(value, field=self._field(name))
 
     @overload
     def list_of(self, name: str, *, max_items: int, required: Literal[True]) -> list[Any]: ...
@@ -245,15 +297,15 @@ class Params:
         if value is None:
             return None
         if not isinstance(value, list):
-            raise BadRequest(f"'{name}' must be a list")
+            raise BadRequest(f"'{self._field(name)}' must be a list")
         if len(value) > max_items:
-            raise BadRequest(f"'{name}' has more than {max_items} items")
+            raise BadRequest(f"'{self._field(name)}' has more than {max_items} items")
         return value
 
     def _get(self, name: str, required: bool) -> Any:
         value = self._values.get(name)
         if value is None and required:
-            raise BadRequest(f"'{name}' is required")
+            raise BadRequest(f"'{self._field(name)}' is required")
         return value
 
 

@@ -4,8 +4,9 @@ Checks, as Bedrock makes them (each a ValidationException): messages that start 
 and alternate; no blank text block; images Bedrock reads (decoded with Pillow, the format
 their bytes really have, 3.75 MB and 8,000 px at most) and only for models that take images;
 toolUse/toolResult blocks only with a `toolConfig`, every toolResult answering a toolUse of
-the turn before and every toolUse answered in the turn after; at most four cache points, and
-only for models that cache prompts.
+the turn before and every toolUse answered in the turn after; at most four cache points, only
+for models that cache prompts, and none as the first block of a message (Bedrock finds "nothing
+available to cache" there).
 
 Tokens: every text the model reads (text blocks, tool specs, tool inputs and results as JSON)
 counted by the emulator's tokenizer (devserver/tokenizer.py: a tokenizer's rule, not a byte
@@ -149,6 +150,8 @@ def read_request(model_id: str, request: dict[str, Any]) -> Reading:
         content = message.get("content") or []
         if not content:
             raise Invalid(f"The content field in the Message object at messages.{m} is empty.")
+        if isinstance(content[0], dict) and "cachePoint" in content[0]:  # it caches what precedes it in its message
+            raise Invalid("There is nothing available to cache.")
         calls = [b["toolUse"]["toolUseId"] for b in content if isinstance(b, dict) and "toolUse" in b]
         results = [b["toolResult"]["toolUseId"] for b in content if isinstance(b, dict) and "toolResult" in b]
         if (calls or results) and tool_names is None:

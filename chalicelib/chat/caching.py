@@ -12,7 +12,8 @@ this order of value and while the limit allows:
 2. a cache point at the end of the system prompt: the tools and the system prompt, which
    stay the same when the conversation starts over.
 
-The client's own `cachePoint` blocks are kept where they are and count first; a point of
+The client's own `cachePoint` blocks are kept where they are (one that starts a message, which
+Bedrock refuses, marks the same prefix at the end of what comes before) and count first; a point of
 the server's is left out where one already stands or where its prefix is under the model's
 minimum (it would cost a slot and cache nothing). Tools get no cache point of their own:
 the system point covers them, and Amazon Nova takes cache points only in system and messages.
@@ -29,6 +30,7 @@ from chalicelib.models import MAX_CACHE_POINTS
 
 def place_cache_points(request: dict[str, Any], *, min_tokens: int) -> None:
     """Add the server's cache points to a Converse request (in place), within Bedrock's limit."""
+    _move_leading_points(request)
     messages = request["messages"]
     used = sum(1 for message in messages for block in message["content"] if "cachePoint" in block)
     tools_tokens = config_tokens(request.get("toolConfig") or {})
@@ -42,3 +44,21 @@ def place_cache_points(request: dict[str, Any], *, min_tokens: int) -> None:
             used += 1
     if used < MAX_CACHE_POINTS and system and "cachePoint" not in system[-1] and system_tokens >= min_tokens:
         system.append(dict(CACHE_POINT))
+
+
+def _move_leading_points(request: dict[str, Any]) -> None:
+    """The client's cache points that start a message, where Bedrock takes them.
+
+    Bedrock refuses a cache point with nothing before it in its message ("There is nothing available to
+    cache"). The prefix it marks is everything before it, which is just as well marked at the end of the
+    message before (or of the system prompt, for the first message): it moves there, unless a point already
+    stands there; before the first message and without a system prompt there is nothing to cache, and it goes.
+    """
+    messages = request["messages"]
+    for index, message in enumerate(messages):
+        content = message["content"]
+        while content and "cachePoint" in content[0]:  # never all of it: such a message is refused before
+            content.pop(0)
+            before = messages[index - 1]["content"] if index else request.get("system")
+            if before and "cachePoint" not in before[-1]:
+                before.append(dict(CACHE_POINT))

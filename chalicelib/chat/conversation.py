@@ -196,7 +196,7 @@ def _kind(block: Any, at: str, kinds: dict[str, frozenset[str]]) -> str:
     if not isinstance(block, dict):
         raise BadRequest(f"'{at}' must be an object")
     kind = block.get("type")
-    if kind not in kinds:
+    if not isinstance(kind, str) or kind not in kinds:  # a list or an object cannot even be looked up
         raise BadRequest(f"'{at}.type' must be one of {', '.join(kinds)}")
     unknown = set(block) - kinds[kind]
     if unknown:
@@ -243,6 +243,9 @@ def _image(block: dict[str, Any], at: str, rules: ContentRules, counts: _Counts)
         found = info.format if info is not None else images.sniff(raw)
         seen = f"its bytes are {found}" if found else "its bytes are no image Bedrock reads"
         raise BadRequest(f"'{at}.data' is not a {declared} image ({seen})")
+    problem = images.damage(raw, declared)
+    if problem is not None:
+        raise BadRequest(f"'{at}.data' is not a whole {declared} image ({problem})")
     if max(info.width, info.height) > images.MAX_IMAGE_SIDE:
         raise BadRequest(f"'{at}.data' is {info.width}x{info.height} px; Bedrock takes at most "
                          f"{images.MAX_IMAGE_SIDE} px a side")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 
 FORMATS = ("png", "jpeg", "gif", "webp")
@@ -60,6 +61,104 @@ def inspect(data: bytes) -> ImageInfo | None:
             return _webp(data)
     except struct.error:  # a header cut short
         return None
+    return None
+
+
+def damage(data: bytes, kind: str) -> str | None:
+    """What is wrong with the body of an image whose header `inspect` read as `kind`, or None if it is whole.
+
+    Bedrock decodes every image and refuses one it cannot (a ValidationException, after the `ack`), so a
+    body cut short or damaged in transit is found here, by walking the file's structure without decoding a
+    pixel: PNG's chunks (each CRC-32 checked) up to IEND, GIF's blocks up to its trailer, JPEG's segments
+    up to its scan and its end-of-image marker, WebP's RIFF chunks. Bytes after the end are ignored, as
+    decoders do.
+    """
+    check = {"png": _png_damage, "gif": _gif_damage, "jpeg": _jpeg_damage, "webp": _webp_damage}[kind]
+    try:
+        return check(data)
+    except IndexError:  # a field read past the end
+        return "cut short"
+
+
+def _png_damage(data: bytes) -> str | None:
+    index, has_data = 8, False
+    while index < len(data):
+        if index + 12 > len(data):
+            return "cut short"
+        length = int.from_bytes(data[index:index + 4], "big")
+        end = index + 12 + length
+        if end > len(data):
+            return "cut short"
+        name = data[index + 4:index + 8].decode("latin-1")
+        if zlib.crc32(data[index + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            return f"the checksum of its {name!r} chunk is wrong"
+        has_data = has_data or name == "IDAT"
+        if name == "IEND":
+            return None if has_data else "it has no IDAT chunk"
+        index = end
+    return "cut short: no IEND chunk"
+
+
+def _gif_damage(data: bytes) -> str | None:
+    index, frames = 13 + _color_table(data[10]), 0
+    while index < len(data):
+        block = data[index]
+        if block == 0x3B:  # the trailer
+            return None if frames else "it holds no image"
+        if block == 0x21:  # an extension: its label, then sub-blocks
+            index = _after_sub_blocks(data, index + 2)
+        elif block == 0x2C:  # an image: its descriptor, a local color table, the LZW code size, sub-blocks
+            index = _after_sub_blocks(data, index + 10 + _color_table(data[index + 9]) + 1)
+            frames += 1
+        else:
+            return f"it holds an unknown block (0x{block:02x})"
+    return "cut short"
+
+
+def _color_table(flags: int) -> int:
+    return 3 * (2 << (flags & 7)) if flags & 0x80 else 0
+
+
+def _after_sub_blocks(data: bytes, index: int) -> int:
+    """Where a run of GIF sub-blocks ends (after its empty one); past the end of `data` if it is cut."""
+    while index < len(data):
+        size = data[index]
+        index += 1 + size
+        if size == 0:
+            return index
+    return len(data) + 1
+
+
+def _jpeg_damage(data: bytes) -> str | None:
+    index = 2
+    while index + 4 <= len(data):
+        if data[index] != 0xFF:
+            return "its segments are broken"
+        marker = data[index + 1]
+        if marker == 0xFF:
+            index += 1
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            index += 2
+        elif marker == 0xD9:
+            return "it ends before its image data"
+        elif marker == 0xDA:  # the (first) scan: the entropy-coded data stuffs every 0xFF, so FFD9 is its end
+            scan = index + 2 + int.from_bytes(data[index + 2:index + 4], "big")
+            return None if data.rfind(b"\xff\xd9") >= scan else "cut short: no end-of-image marker"
+        else:
+            index += 2 + int.from_bytes(data[index + 2:index + 4], "big")
+    return "cut short"
+
+
+def _webp_damage(data: bytes) -> str | None:
+    end = 8 + int.from_bytes(data[4:8], "little")  # RIFF's size counts what follows it
+    if end > len(data):
+        return "cut short"
+    index = 12
+    while index + 8 <= end:
+        size = int.from_bytes(data[index + 4:index + 8], "little")
+        index += 8 + size + (size & 1)  # chunks are padded to an even size
+        if index - (size & 1) > end:
+            return "cut short"
     return None
 
 

@@ -22,7 +22,6 @@ from chalicelib.models import ModelTable
 from chalicelib.protocol import Params
 from chalicelib.sessions.store import check_session_id
 
-MAX_TOKENS_ASKED = 10_000_000  # a maxTokens above any model's cap is lowered; beyond this it is a mistake
 CONTENT_FIELDS = ("prompt", "system", "messages", "tools", "toolChoice")  # what an upload's body may hold, and more
 
 
@@ -115,7 +114,7 @@ class ChatRequest:
             raise ModelNotAllowed(f"model {(name or '')[:80]!r} is not allowed; allowed: {allowed}")
         # Above the model's own cap (or the stage's), maxTokens is lowered to it: what the ack grants.
         cap = min(model.max_output_tokens, policy.max_output_tokens)
-        max_tokens = params.integer("maxTokens", minimum=1, maximum=MAX_TOKENS_ASKED)
+        max_tokens = params.integer("maxTokens", minimum=1, maximum=None)  # the contract: any above the cap is lowered
         temperature = params.number("temperature", minimum=0.0, maximum=1.0)
         tools = params.raw("tools")
         chat = cls(prompt=prompt, model=model.id, max_tokens=min(max_tokens or policy.default_max_tokens, cap),

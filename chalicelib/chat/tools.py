@@ -94,7 +94,7 @@ def _choice(choice: Any, names: set[str]) -> dict[str, Any] | None:
     if choice == "any":
         return {"any": {}}
     if isinstance(choice, dict) and set(choice) == {"name"}:
-        if choice["name"] not in names:
+        if not isinstance(choice["name"], str) or choice["name"] not in names:  # a list cannot be looked up
             raise BadRequest("'toolChoice.name' names no tool of 'tools'")
         return {"tool": {"name": choice["name"]}}
     raise BadRequest("'toolChoice' must be \"auto\", \"any\" or {\"name\": \"<tool>\"}")

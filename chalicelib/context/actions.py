@@ -30,7 +30,7 @@ class ContextActions:
     def upload_url(self, ctx: ActionContext) -> dict[str, Any]:
         params = ctx.frame.params
         path = params.path("path", required=True)
-        size = params.integer("size", required=True, minimum=0, maximum=2 ** 53)
+        size = params.integer("size", required=True, minimum=0, maximum=None)  # past the limit: PAYLOAD_TOO_LARGE
         data = self._store.upload_url(ctx.connection.user_sub, path, size, session_id=_session_id(ctx),
                                       content_type=params.string("contentType", max_length=200))
         return protocol.result(ctx.frame.id, data)

@@ -60,12 +60,14 @@ class ContextStore:
             return f"{user_root(user_sub)}context/"
         return f"{session_root(user_sub, check_session_id(session_id))}context/"
 
-    def _key(self, user_sub: str, path: str, session_id: str | None) -> tuple[str, str]:
-        path = validate_path(path)
-        key = self._root(user_sub, session_id) + path
-        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-            raise BadRequest("'path' is too long for the store")
-        return path, key
+    def _key(self, user_sub: str, path: str, session_id: str | None, *, field: str = "path") -> tuple[str, str]:
+        path = validate_path(path, field=field)
+        root = self._root(user_sub, session_id)
+        size, room = len(path.encode("utf-8")), MAX_KEY_BYTES - len(root.encode("utf-8"))
+        if size > room:
+            raise BadRequest(f"'{field}' is {size} bytes; here it may take at most {room} bytes "
+                             f"(with its storage prefix, an S3 key takes {MAX_KEY_BYTES})")
+        return path, root + path
 
     def _owned(self, user_sub: str, session_id: str | None, *, write: bool) -> None:
         """A session-scoped call is only for the caller's own session; a write is activity."""
@@ -220,18 +222,27 @@ class ContextStore:
             raise BadRequest(f"'contextPaths' has more than {MAX_CONTEXT_PATHS} items")
         if any(not isinstance(p, str) for p in paths):
             raise BadRequest("'contextPaths' must be a list of paths")
-        wanted = list(dict.fromkeys(validate_path(p, field="contextPaths") for p in paths))
+        # Each distinct path once, named by where the client first gave it.
+        wanted: dict[str, str] = {}
+        for index, raw in enumerate(paths):
+            field = f"contextPaths[{index}]"
+            wanted.setdefault(validate_path(raw, field=field), field)
         roots: list[str | None] = [None] if session_id is None else [session_id, None]
         self._owned(user_sub, session_id, write=False)
-        found = [self._resolve(user_sub, path, roots) for path in wanted]
+        found = [self._resolve(user_sub, path, roots, field) for path, field in wanted.items()]
         tokens = sum(tokens_for_bytes(size) for _, _, size in found)
         if tokens > token_limit:
             raise PayloadTooLarge(f"the context files are about {tokens} tokens; the limit is {token_limit}")
         return found
 
-    def _resolve(self, user_sub: str, path: str, roots: list[str | None]) -> tuple[str, str, int]:
+    def _resolve(self, user_sub: str, path: str, roots: list[str | None], field: str) -> tuple[str, str, int]:
         for session_id in roots:
-            key = self._key(user_sub, path, session_id)[1]
+            try:
+                key = self._key(user_sub, path, session_id, field=field)[1]
+            except BadRequest:
+                if session_id is None:  # the user's own files, the last root and the one with most room
+                    raise
+                continue  # too long to be one of the session's files: it may still be one of the user's
             try:
                 return path, key, self._objects.head(key).size
             except NotFound:

@@ -151,11 +151,9 @@ def _files(items: list[Any]) -> list[dict[str, str]]:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadRequest(f"'files[{index}]' must be an object with 'path' and 'content'")
-        entry = Params(item)
+        entry = Params(item, at=f"files[{index}]")
         path = validate_github_path(entry.string("path", required=True), field=f"files[{index}].path")
-        content = entry.string("content", allow_empty=True)
-        if content is None:
-            raise BadRequest(f"'files[{index}].content' is required")
+        content = entry.string("content", required=True, allow_empty=True)
         try:
             size += len(content.encode("utf-8"))
         except UnicodeEncodeError:

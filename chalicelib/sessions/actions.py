@@ -26,9 +26,7 @@ class SessionActions:
         """Rename: `sessionId` and `title` (1-200 characters, not blank, no control characters) required."""
         params = ctx.frame.params
         session_id = check_session_id(params.string("sessionId", required=True))
-        title = _checked_title(params.string("title", required=True, max_length=TITLE_MAX_CHARS) or "")
-        if not title.strip():
-            raise BadRequest("'title' must not be blank")
+        title = _checked_title(params.string("title", required=True, max_length=TITLE_MAX_CHARS))
         session = self._store.rename(ctx.connection.user_sub, session_id, title=title)
         return protocol.result(ctx.frame.id, {"session": session.wire()})
 
@@ -70,8 +68,11 @@ class SessionActions:
 
 
 def _checked_title(title: str) -> str:
+    """A title as session.create and session.update take it (the string is already 1-200 characters)."""
     if any(ord(ch) < 0x20 or ch == "\x7f" for ch in title):
         raise BadRequest("'title' must not contain control characters")
+    if not title.strip():
+        raise BadRequest("'title' must not be blank")
     return title
 
 

@@ -138,6 +138,25 @@ def test_the_same_prefix_twice_is_read_from_the_cache_and_usage_get_agrees(stack
         assert after[name] - before[name] == first[name] + second[name], name
 
 
+def test_a_cache_point_that_starts_a_message_is_honoured_where_bedrock_takes_it(stack):
+    # Bedrock refuses a cachePoint with nothing before it in its message ("There is nothing available to
+    # cache"); the same prefix ends the message before, or the system prompt, where the server moves it.
+    prefix = f"{uuid.uuid4().hex} " + "class Repository:\n    pass\n" * 800
+    point = {"type": "cachePoint"}
+    with stack.connect() as client:
+        for question, before in (
+            ("what is it?", {"messages": [{"role": "user", "content": prefix},
+                                          {"role": "assistant", "content": "Noted."}]}),
+            ("and?", {"system": prefix, "messages": []}),
+            ("alone?", {"messages": []}),
+        ):
+            last = {"role": "user", "content": [point, {"type": "text", "text": question}]}
+            params = {**before, "messages": [*before["messages"], last]}
+            _ack, streamed, done = stream(client, model=CACHING_MODEL, **params)
+            assert done["type"] == "done", done
+            assert text_of(streamed) == question
+
+
 def test_refusals_come_before_the_ack_and_name_the_field(stack):
     with stack.connect() as client:
         for params, code, field in (

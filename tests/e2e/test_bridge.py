@@ -32,7 +32,7 @@ from tests.servers import serve
 pytestmark = pytest.mark.e2e
 PNG = base64.b64encode(bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4e90000000049454e44ae426082")).decode()  # 1x1 pixel
+    "1f15c4890000000d49444154789c63f8ffff3f030008fc02fea79aa0a00000000049454e44ae426082")).decode()  # 1x1 pixel
 
 
 @dataclass

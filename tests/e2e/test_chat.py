@@ -253,7 +253,6 @@ def test_a_model_outside_the_allow_list_is_refused(stack):
     {"prompt": ""},
     {"prompt": 42},
     {"prompt": "hi", "maxTokens": 0},
-    {"prompt": "hi", "maxTokens": 10**9},
     {"prompt": "hi", "maxTokens": "10"},
     {"prompt": "hi", "temperature": 1.5},
     {"prompt": "hi", "system": ["not", "text"]},

@@ -324,6 +324,17 @@ def test_a_session_keeps_its_history_across_a_reload_then_is_renamed_and_deleted
     assert "Renamed in the browser" not in {s["title"] for s in listed} and title not in {s["title"] for s in listed}
 
 
+def test_a_first_line_cut_to_a_title_inside_an_emoji_still_makes_a_session(page, web_stack):
+    # The title is the first line's first 60 characters: cut in UTF-16 units, it would end in half an
+    # emoji, a lone surrogate the server refuses (BAD_REQUEST), and the chat would never start.
+    signed_in(page, web_stack, "dev2")
+    prompt = "q" * 59 + "😀 and the rest of the question " + uuid.uuid4().hex[:6]
+    send(page, prompt)
+    wait_done(page)
+    expect(page.locator("#sessions li.current .title")).to_have_text("q" * 59 + "😀")
+    assert last_reply(page).locator(".body").text_content().strip() == prompt
+
+
 # --- context -------------------------------------------------------------------------------
 
 

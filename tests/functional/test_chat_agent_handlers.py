@@ -220,7 +220,11 @@ def test_bad_uploads_are_refused_before_anything_is_reserved(conn, sender, start
     assert too_big["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert send(conn, sender, action="chat.upload", size=0)["error"]["code"] == "BAD_REQUEST"
     cases = [
-        (upload(conn, sender, b"{not json"), "BAD_REQUEST", "the upload must be a JSON object"),
+        (upload(conn, sender, b"{not json"), "BAD_REQUEST", "the upload is not valid JSON (Expecting property name"),
+        (upload(conn, sender, '{"prompt": "café"}'.encode("latin-1")), "BAD_REQUEST", "the upload is not UTF-8 text"),
+        (upload(conn, sender, '{"prompt": "hi"}'.encode("utf-16")), "BAD_REQUEST", "the upload is not UTF-8 text"),
+        (upload(conn, sender, b'{"prompt": "hi", "temperature": NaN}'), "BAD_REQUEST",
+         "'temperature' is NaN, which is no JSON number"),
         (upload(conn, sender, b"[1, 2]"), "BAD_REQUEST", "not a JSON object"),
         (upload(conn, sender, {"prompt": "hi", "maxTokens": 10}), "BAD_REQUEST", "'maxTokens' is both"),
         (upload(conn, sender, {"prompt": "hi", "uploadId": "x"}), "BAD_REQUEST", "'uploadId'"),

@@ -164,8 +164,11 @@ def test_max_tokens_above_the_models_cap_is_lowered_before_the_ack(app_env, boto
     # An Anthropic client's name for Claude 3.5 Sonnet (June 2024) is one of its aliases.
     message("conn-cap=", json.dumps({"action": "chat.send", "id": "m2", "prompt": "hi",
                                      "model": "claude-3-5-sonnet-20240620", "maxTokens": 100}))
+    # The contract: any maxTokens above the model's maxOutputTokens is lowered to it, however far above.
+    message("conn-cap=", json.dumps({"action": "chat.send", "id": "m3", "prompt": "hi", "maxTokens": 10**30}))
     assert "conn-cap=" not in sender.frames  # the workers post the acks, from what the jobs carry
-    first, second = (ChatJob.from_event(event) for event in started)
+    first, second, third = (ChatJob.from_event(event) for event in started)
+    assert third.chat.max_tokens == 4096 and third.reservation.max_tokens == 4096
     assert first.reservation.max_tokens == 4096 and first.chat.max_tokens == 4096
     assert first.reservation.reserved == HI_BOUND + 4096  # the input's bound (no CountTokens here) + the cap
     assert second.chat.model == "anthropic.claude-3-5-sonnet-20240620-v1:0" and second.reservation.max_tokens == 100

@@ -14,7 +14,7 @@ from chalicelib.chat.input_bound import input_bound
 from chalicelib.chat.inputs import load_input, plan_input
 from chalicelib.chat.request import ChatRequest
 from chalicelib.config import get_settings
-from chalicelib.errors import NotFound, PayloadTooLarge
+from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge
 from chalicelib.root import Root
 
 
@@ -105,6 +105,28 @@ def test_problems_are_found_by_the_handler_before_anything_is_read(services):
     services.context.put(sub, "big.txt", "b" * 4001, session_id=None)
     with pytest.raises(PayloadTooLarge):
         plan_and_load(services, sub, chat(context_paths=("big.txt",)), context_limit=1000)
+
+
+def test_a_path_too_long_for_its_storage_key_is_named_with_the_bytes_it_may_take(services):
+    # Under the protocol's 1,024 bytes, but not with the storage prefix before it (S3 keys take 1,024 bytes).
+    sub, long_path = str(uuid.uuid4()), "d/" * 490 + "file.txt"
+    with pytest.raises(BadRequest) as refused:
+        services.context.put(sub, long_path, "x", session_id=None)
+    room = refused.value.message.split("at most ")[1].split(" bytes")[0]
+    assert refused.value.message == f"'path' is {len(long_path)} bytes; here it may take at most {room} bytes " \
+                                    "(with its storage prefix, an S3 key takes 1024)"
+    services.context.put(sub, "a.txt", "x", session_id=None)
+    with pytest.raises(BadRequest) as refused:
+        plan_and_load(services, sub, chat(context_paths=("a.txt", long_path)))
+    assert refused.value.message.startswith(f"'contextPaths[1]' is {len(long_path)} bytes; here it may take")
+    # The very limit is taken; and a path too long for a session's files is still one of the user's own.
+    longest = "p" * int(room)
+    services.context.put(sub, longest, "the user's", session_id=None)
+    session = services.sessions.create(sub, title="s")
+    with pytest.raises(BadRequest, match="'path' is"):
+        services.context.put(sub, longest, "x", session_id=session.session_id)
+    _plan, loaded = plan_and_load(services, sub, chat(session_id=session.session_id, context_paths=(longest,)))
+    assert "the user's" in str(loaded["messages"])
 
 
 def test_a_context_file_grown_since_it_was_sized_fails_the_load(services):

@@ -124,6 +124,20 @@ def test_pull_request_bounds():
         github_params.validate("github.pr", Params({"repo": "o/r", "branch": "b", "title": "t", "files": twice}))
 
 
+@pytest.mark.parametrize("file, words", [
+    ({"content": "x"}, "'files[1].path' is required"),
+    ({"path": 7, "content": "x"}, "'files[1].path' must be a string"),
+    ({"path": "", "content": "x"}, "'files[1].path' must not be empty"),
+    ({"path": "b", "content": 5}, "'files[1].content' must be a string"),
+    ({"path": "b"}, "'files[1].content' is required"),
+])
+def test_a_bad_file_of_a_pull_request_is_named_by_its_place(file, words):
+    files = [{"path": "a", "content": "1"}, file]
+    with pytest.raises(BadRequest) as refused:
+        github_params.validate("github.pr", Params({"repo": "o/r", "branch": "b", "title": "t", "files": files}))
+    assert refused.value.message == words
+
+
 def test_an_answer_too_large_for_one_frame_becomes_payload_too_large():
     from chalicelib.github.worker import fit_in_one_frame
     from chalicelib.protocol import MAX_SERVER_FRAME_BYTES, result

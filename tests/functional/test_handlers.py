@@ -52,6 +52,10 @@ def test_ping_answers_pong_to_the_caller(app_env, boto, sender):
     ('{"action": "nope", "id": "u1"}', "BAD_REQUEST", "u1"),
     ("not json", "BAD_REQUEST", None),
     (json.dumps({"action": "ping", "id": "big", "pad": "x" * 40_000}), "PAYLOAD_TOO_LARGE", "big"),
+    # A size over the limit is PAYLOAD_TOO_LARGE however far over (the contract), not BAD_REQUEST past 2**53.
+    (json.dumps({"action": "chat.upload", "id": "up1", "size": 2**53 + 1}), "PAYLOAD_TOO_LARGE", "up1"),
+    (json.dumps({"action": "context.uploadUrl", "id": "up2", "path": "a.txt", "size": 10**20}), "PAYLOAD_TOO_LARGE",
+     "up2"),
 ])
 def test_bad_frames_get_error_frames(app_env, boto, sender, body, code, frame_id):
     connect("conn-e=", headers={"Authorization": f"Bearer {login(boto, app_env)}"})

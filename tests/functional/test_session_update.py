@@ -72,6 +72,17 @@ def test_bad_parameters_are_bad_request_and_change_nothing(users, sender, params
     assert send(sender, mine, "session.get", sessionId=session["sessionId"])["data"]["session"] == session
 
 
+@pytest.mark.parametrize("title, why", [("   ", "blank"), ("\u3000\t", "control"), ("", "empty"),
+                                        ("x" * 201, "200"), ("a\x7fb", "control")])
+def test_session_create_refuses_the_titles_session_update_refuses_and_writes_nothing(users, sender, title, why):
+    # A title no rename could give is no title a session can be created with either.
+    mine, _ = users
+    before = send(sender, mine, "session.list", limit=100)["data"]["sessions"]
+    frame = send(sender, mine, "session.create", title=title)
+    assert frame["type"] == "error" and frame["error"]["code"] == "BAD_REQUEST" and why in frame["error"]["message"]
+    assert send(sender, mine, "session.list", limit=100)["data"]["sessions"] == before
+
+
 def test_a_session_idle_past_its_ttl_cannot_be_renamed_back_to_life(app_env):
     now = [time.time()]
     store = Root(get_settings(), clock=lambda: now[0]).sessions

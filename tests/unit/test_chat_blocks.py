@@ -6,6 +6,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from chalicelib.chat import converse, images
@@ -140,6 +142,20 @@ def test_without_tools_the_calls_reach_the_model_as_text_and_cache_points_go_for
      "'messages[2].content[0].content[0].json' is required"),
     ([{"role": "user", "content": [{"type": "cachePoint"}, {"type": "text", "text": "a"}] + [
         {"type": "cachePoint"}] * 4}], "5 cachePoint blocks"),
+    # A `type` of any JSON type, a list or an object included (no value can be hashed): the client's mistake.
+    ([{"role": "user", "content": [{"type": ["text"], "text": "x"}]}], "'messages[0].content[0].type' must be one of"),
+    ([{"role": "user", "content": [{"type": {"text": 1}}]}], "'messages[0].content[0].type' must be one of"),
+    ([{"role": ["user"], "content": "x"}], "'messages[0].role'"),
+    ([{"role": "user", "content": "x"},
+      {"role": "assistant", "content": [{"type": "toolUse", "toolUseId": "t1", "name": "ls", "input": {}}]},
+      {"role": "user", "content": [{"type": "toolResult", "toolUseId": "t1", "content": [{"type": []}]}]}],
+     "'messages[2].content[0].content[0].type' must be one of"),
+    ([{"role": "user", "content": "x"},
+      {"role": "assistant", "content": [{"type": "toolUse", "toolUseId": "t1", "name": "ls", "input": {}}]},
+      {"role": "user", "content": [{"type": "toolResult", "toolUseId": "t1", "status": ["error"]}]}],
+     "'messages[2].content[0].status'"),
+    ([{"role": "user", "content": [{"type": "image", "format": {"png": 1}, "data": "AA=="}]}],
+     "'messages[0].content[0].format' must be one of"),
 ])
 def test_every_fault_is_a_bad_request_naming_the_field(messages, field):
     assert field in refused(messages)
@@ -158,6 +174,79 @@ def test_every_fault_is_a_bad_request_naming_the_field(messages, field):
 def test_an_image_bedrock_would_refuse_is_refused_before(block, error, words):
     message = refused([{"role": "user", "content": [{"type": "image", **block}]}], error=error)
     assert words in message
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def _damaged() -> list[tuple[str, bytes, str]]:
+    png, gif, jpeg, webp = (image_bytes(kind, (64, 48)) for kind in ("PNG", "GIF", "JPEG", "WEBP"))
+    lossless = image_bytes("WEBP", (64, 48), lossless=True)
+    return [
+        ("png", png[:33], "cut short"),  # the signature and IHDR only
+        ("png", png[:len(png) // 2], "cut short"),
+        ("png", png[:33] + b"junk" * 10, "cut short"),  # a chunk whose length runs past the end
+        ("png", _flip(png, len(png) - 20), "checksum"),  # a byte of the last IDAT changed
+        ("png", png[:-12], "no IEND"),
+        ("gif", gif[:len(gif) // 2], "cut short"),
+        ("gif", gif[:-1], "cut short"),  # no trailer
+        ("jpeg", jpeg[:len(jpeg) // 2], "cut short"),
+        ("jpeg", jpeg[:-2], "cut short"),  # no end-of-image marker
+        ("webp", webp[:len(webp) // 2], "cut short"),
+        ("webp", lossless[:-4], "cut short"),
+    ]
+
+
+@pytest.mark.parametrize("kind, data, words", _damaged())
+def test_an_image_whose_body_is_cut_or_damaged_is_refused_before(kind, data, words):
+    # Its header is whole (its format and size can be read), but Bedrock, which decodes it, would refuse it.
+    assert images.inspect(data) is not None
+    message = refused([{"role": "user", "content": [{"type": "image", "format": kind, "data": b64(data)}]}])
+    assert message.startswith(f"'messages[0].content[0].data' is not a whole {kind} image (") and words in message
+
+
+@pytest.mark.parametrize("kind, options", [("PNG", {}), ("PNG", {"optimize": True}), ("JPEG", {}),
+                                           ("JPEG", {"progressive": True}), ("GIF", {}), ("WEBP", {}),
+                                           ("WEBP", {"lossless": True})])
+def test_whole_images_of_every_format_pass(kind, options):
+    data = image_bytes(kind, (300, 200), **options)
+    assert images.damage(data, kind.lower()) is None
+    # An animated GIF and one with trailing bytes after its end (which decoders ignore) are whole too.
+    frames = [Image.new("RGB", (20, 20), color) for color in ("red", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
+    assert images.damage(out.getvalue(), "gif") is None and images.damage(data + b"\0\0", kind.lower()) is None
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+_blocks = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "toolUse", "toolResult", "cachePoint", "json"]) | _json},
+    optional=dict.fromkeys(("text", "format", "data", "toolUseId", "name", "input", "status", "content", "json"),
+                           _json))
+_messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]) | _json,
+                                            "content": st.text(max_size=5) | st.lists(_blocks | _json, max_size=3)}),
+                     max_size=4)
+
+
+_tools = st.lists(st.fixed_dictionaries({"name": st.sampled_from(["read_file"]) | _json},
+                                        optional=dict.fromkeys(("description", "inputSchema"), _json)) | _json,
+                  max_size=3) | _json
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages=_messages, tool_list=_tools,
+       tool_choice=st.sampled_from(["auto", "any"]) | st.fixed_dictionaries({"name": _json}) | _json)
+def test_any_conversation_tools_or_tool_choice_are_parsed_or_refused_with_a_clients_error(messages, tool_list,
+                                                                                         tool_choice):
+    # Any JSON value in any field (a `type` or a `name` that is a list or an object included): never a crash.
+    for parse_one in (lambda: parse(messages), lambda: tools([TOOL], tool_choice), lambda: tools(tool_list)):
+        try:
+            parse_one()
+        except (BadRequest, PayloadTooLarge):
+            pass
 
 
 def test_images_for_a_model_without_them_and_more_than_bedrock_takes():
@@ -202,6 +291,9 @@ def test_tools_and_tool_choice_become_converses_tool_config():
     (None, "any", {}, "'toolChoice' needs 'tools'"),
     ([TOOL], "none", {}, "'toolChoice' must be"),
     ([TOOL], {"name": "write_file"}, {}, "'toolChoice.name' names no tool"),
+    ([TOOL], {"name": ["read_file"]}, {}, "'toolChoice.name' names no tool"),
+    ([TOOL], {"name": {"read_file": 1}}, {}, "'toolChoice.name' names no tool"),
+    ([TOOL], ["any"], {}, "'toolChoice' must be"),
 ])
 def test_bad_tools_are_refused_naming_the_field(value, choice, options, words):
     with pytest.raises(BadRequest) as caught:
@@ -250,6 +342,28 @@ def test_the_clients_points_count_first_within_bedrocks_four():
     built["messages"][1]["content"].append({"cachePoint": {"type": "default"}})  # where the server would put one
     place_cache_points(built, min_tokens=1024)
     assert points(built) == ["system.1", "messages.1.1"]
+
+
+def test_a_clients_point_that_starts_a_message_moves_to_the_end_of_what_comes_before():
+    # Bedrock refuses a cache point with nothing before it in its message; the prefix it marks (everything
+    # before it) ends the message before, or else the system prompt: it is honoured there.
+    point = {"cachePoint": {"type": "default"}}
+    built = request(turns=5)
+    built["messages"][2]["content"].insert(0, dict(point))
+    built["messages"][4]["content"].insert(0, dict(point))
+    place_cache_points(built, min_tokens=1024)
+    assert points(built) == ["system.1", "messages.1.1", "messages.3.1"]  # the server's own at 3.1 was there
+    built = request(turns=1)
+    built["messages"][0]["content"].insert(0, dict(point))
+    place_cache_points(built, min_tokens=10**9)  # under the minimum: still the client's, where Bedrock takes it
+    assert points(built) == ["system.1"]
+    built = request(system="", turns=3)
+    built["messages"][0]["content"].insert(0, dict(point))  # nothing before it at all: no prefix to cache
+    built["messages"][1]["content"].append(dict(point))
+    built["messages"][2]["content"].insert(0, dict(point))  # the same prefix as the point before it: one point
+    place_cache_points(built, min_tokens=1024)
+    assert points(built) == ["messages.1.1"]
+    assert all(message["content"] for message in built["messages"])
 
 
 def test_the_estimate_counts_every_block():

@@ -49,6 +49,47 @@ def test_non_object_is_bad_request_without_id(body):
     assert isinstance(error.error, BadRequest) and error.request_id is None
 
 
+@pytest.mark.parametrize("body, words", [
+    ('{"action": "ping", "id": "t1",}',
+     "the frame is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 31)"),
+    ("{", "the frame is not valid JSON"),
+    ('{"action": "ping" "id": "x"}', "the frame is not valid JSON (Expecting ',' delimiter: line 1 column 19)"),
+    (b'{"prompt": "caf\xe9"}', "the frame is not UTF-8"),
+    ("[1,2]", "a frame must be a JSON object"),
+    ("null", "a frame must be a JSON object"),
+])
+def test_a_frame_that_is_no_json_object_says_what_it_is_instead(body, words):
+    error = rejected(body)
+    assert isinstance(error.error, BadRequest) and error.error.message.startswith(words)
+
+
+@pytest.mark.parametrize("value, words", [
+    ("NaN", "'temperature' is NaN, which is no JSON number"),
+    ("-Infinity", "'temperature' is -Infinity, which is no JSON number"),
+    ("1e400", "'temperature' is a number too large to read"),
+    ("9" * 5000, "'temperature' is a number of 5000 digits, too large to read"),
+])
+def test_numbers_json_has_not_or_python_cannot_hold_are_bad_request_naming_the_field_and_echo_the_id(value, words):
+    # Python's parser takes NaN and Infinity (JavaScript's, not JSON's: RFC 8259 has no such number), reads
+    # 1e400 as infinity and refuses an integer of more than 4300 digits: none of them could reach Bedrock.
+    error = rejected('{"action": "chat.send", "id": "n1", "prompt": "x", "temperature": ' + value + "}")
+    assert isinstance(error.error, BadRequest) and error.request_id == "n1"
+    assert error.error.message == words
+
+
+def test_a_number_json_has_not_is_found_however_deep():
+    body = '{"action": "chat.send", "id": "n2", "messages": [{"role": "user", "content": [{"type": "json", "json": ' \
+           '{"a": [1, Infinity]}}]}]}'
+    error = rejected(body)
+    assert error.error.message == "'messages[0].content[0].json.a[1]' is Infinity, which is no JSON number"
+    assert error.request_id == "n2"
+
+
+def test_large_but_readable_numbers_are_kept():
+    frame = parse_frame('{"action": "x", "id": "n3", "big": ' + "9" * 400 + ', "f": 1e300, "g": -0.0}')
+    assert frame.params.raw("big") == int("9" * 400) and frame.params.raw("f") == 1e300
+
+
 @pytest.mark.parametrize("frame_id", [None, "", "x" * 65, "has space", "ünï", 7, ["a"]])
 def test_bad_id_is_bad_request(frame_id):
     error = rejected(json.dumps({"action": "ping", "id": frame_id}))

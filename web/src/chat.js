@@ -113,7 +113,8 @@ export class Chat {
     this.scroll();
     try {
       if (!this.session) {
-        const title = prompt.split("\n")[0].trim().slice(0, TITLE_CHARS) || "Untitled";
+        // Cut by code points: cut by UTF-16 units, an emoji may be halved into a lone surrogate (BAD_REQUEST).
+        const title = Array.from(prompt.split("\n")[0].trim()).slice(0, TITLE_CHARS).join("").trim() || "Untitled";
         this.session = (await this.conn.request("session.create", { title })).session;
         $("chat-title").textContent = this.session.title;
         this.sessions.added(this.session);
