@@ -99,6 +99,7 @@ class Gateway:
                              "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                              "Referrer-Policy": "strict-origin-when-cross-origin"}
         self._clients: dict[str, _Client] = {}
+        self._disconnects: set[asyncio.Future[Any]] = set()  # $disconnect invocations under way (kept referenced)
         self._rest = LocalGateway(app_module.app, Config.create(chalice_stage=stage, lambda_timeout=60,
                                                                lambda_memory_size=512, app_name="llm-ide"))
 
@@ -168,7 +169,13 @@ class Gateway:
                 connection_id=connection_id, connected_at_ms=client.connected_at_ms, stage=self._stage,
                 domain_name=self._domain, source_ip=source_ip, user_agent=client.user_agent,
                 status_code=close_code if client.closed_by_gateway else ws.close_code or close_code, reason=reason)
-            await self._runtime.invoke("websocket_disconnect", disconnect)
+            # API Gateway sends $disconnect however the connection ended: it runs to its end even when this
+            # handler is cancelled (a server that cancels handlers whose connection is lost, as aiohttp's
+            # test server does, cancelled it mid-invoke on a busy machine, and the app kept the connection).
+            invoked = asyncio.ensure_future(self._runtime.invoke("websocket_disconnect", disconnect))
+            self._disconnects.add(invoked)
+            invoked.add_done_callback(self._disconnects.discard)
+            await asyncio.shield(invoked)
             log.debug("$disconnect %s", connection_id)
         return ws
 

@@ -3,7 +3,9 @@ went either way for the idle time (DEV_WS_MAX_CONNECTION_SECONDS, DEV_WS_IDLE_SE
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import WSMsgType
@@ -75,3 +77,45 @@ def test_messages_either_way_keep_a_connection_until_its_maximum_duration():
         # A message every 0.1 s against an idle limit of 1 s: room for a busy machine's stalls.
         lived, code, _ = asyncio.run(connection_life(max_seconds=2.5, idle_seconds=1.0, activity=activity))
         assert 2.4 <= lived < 3.5 and code == GOING_AWAY, activity
+
+
+def test_disconnect_runs_when_the_connections_handler_is_cancelled():
+    """API Gateway always sends $disconnect. aiohttp's test server cancels a handler whose connection is
+    lost; if $disconnect was still waiting for a free Lambda thread then, it never ran (the flaky idle test
+    on a busy machine). Here the only thread is held by a message until after the close."""
+    module = fake_app(allow)
+    running, held, disconnects = threading.Event(), threading.Event(), []
+
+    def websocket_message(event, context):
+        running.set()
+        held.wait(10)
+
+    def websocket_disconnect(event, context):
+        disconnects.append(event)
+        return {"statusCode": 200}
+
+    module.websocket_message, module.websocket_disconnect = websocket_message, websocket_disconnect
+
+    async def scenario():
+        runtime = LambdaRuntime(module, max_workers=1)
+        gateway = Gateway(app_module=module, runtime=runtime, stage="local", domain_name="127.0.0.1:1",
+                          web_dir=Path(__file__).parent, web_config={}, web_csp="default-src 'self'")
+        try:
+            async with TestClient(TestServer(gateway.make_app())) as client:
+                ws = await client.ws_connect("/local?token=t")
+                await ws.send_str('{"action": "ping", "id": "busy"}')  # takes the one thread
+                while not running.is_set():
+                    await asyncio.sleep(0.01)
+                await ws.close()
+                await asyncio.sleep(0.5)  # the handler is cancelled with its $disconnect still queued
+                held.set()
+                deadline = time.monotonic() + 10
+                while not disconnects and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+        finally:
+            held.set()
+            runtime.shutdown()
+
+    asyncio.run(scenario())
+    assert len(disconnects) == 1
+    assert disconnects[0]["requestContext"]["eventType"] == "DISCONNECT"
