@@ -258,13 +258,18 @@ def test_an_expired_token_is_renewed_and_the_request_sent_again(bridge):
     assert bridge.renewals == ["t1"] and bridge.fake.handshakes == ["t1", "t2"]
 
 
-def test_a_caller_that_goes_away_cancels_its_chat(bridge):
+def _streamed_chat(bridge, content: str) -> http.client.HTTPConnection:
+    """A raw connection whose streamed /v1/chat/completions request for `content` has been sent."""
     parts = urlsplit(bridge.url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
-    body = json.dumps({"model": "claude-test", "stream": True,
-                       "messages": [{"role": "user", "content": "[[slow:50]] " + "x" * 400}]})
+    body = json.dumps({"model": "claude-test", "stream": True, "messages": [{"role": "user", "content": content}]})
     connection.request("POST", "/v1/chat/completions", body=body,
                        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    return connection
+
+
+def test_a_caller_that_goes_away_cancels_its_chat(bridge):
+    connection = _streamed_chat(bridge, "[[slow:50]] " + "x" * 400)
     response = connection.getresponse()
     assert response.status == 200 and b"chat.completion.chunk" in response.read1(4096)
     connection.close()
@@ -277,12 +282,7 @@ def test_a_caller_that_goes_away_cancels_its_chat(bridge):
 
 def test_a_caller_that_goes_away_before_the_ack_cancels_its_chat(bridge):
     """The chat.send went out: the chat runs whether or not its ack has come, so it is cancelled by the bridge's id."""
-    parts = urlsplit(bridge.url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
-    body = json.dumps({"model": "claude-test", "stream": True,
-                       "messages": [{"role": "user", "content": "[[ack:1000]] [[slow:50]] " + "x" * 400}]})
-    connection.request("POST", "/v1/chat/completions", body=body,
-                       headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    connection = _streamed_chat(bridge, "[[ack:1000]] [[slow:50]] " + "x" * 400)
     bridge.wait_for(lambda: bridge.sent("chat.send"))
     connection.close()
     bridge.wait_for(lambda: bridge.sent("chat.cancel"))
