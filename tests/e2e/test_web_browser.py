@@ -335,6 +335,15 @@ def test_a_first_line_cut_to_a_title_inside_an_emoji_still_makes_a_session(page,
     assert last_reply(page).locator(".body").text_content().strip() == prompt
 
 
+def test_a_title_is_the_first_line_of_text_without_its_markdown(page, web_stack):
+    """A prompt that opens with a blank line and a heading is titled by the heading's words ("## Plan" was)."""
+    signed_in(page, web_stack, "dev2")
+    words = f"Plan the migration {uuid.uuid4().hex[:6]}"
+    send(page, f"\n## {words}\n\n- first step")
+    wait_done(page)
+    expect(page.locator("#sessions li.current .title")).to_have_text(words)
+
+
 # --- context -------------------------------------------------------------------------------
 
 

@@ -9,6 +9,23 @@ const SYSTEM_PROMPT = "You are a coding assistant in a web IDE. Answer in Markdo
   + "and then the file's path, for example ```python src/app.py.";
 const TITLE_CHARS = 60;
 
+/**
+ * A new session's title: the prompt's first line of text without the Markdown that opens it (a heading's
+ * `#`, a quote's `>`, a list's marker; code fences are skipped), at most TITLE_CHARS characters, cut by
+ * code points (cut by UTF-16 units, an emoji may be halved into a lone surrogate the server refuses).
+ * @param {string} prompt
+ * @returns {string}
+ */
+export function sessionTitle(prompt) {
+  for (const raw of prompt.split("\n")) {
+    const line = raw.trim();
+    if (line.startsWith("```") || line.startsWith("~~~")) continue;
+    const text = line.replace(/^(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)+/, "").trim();
+    if (text) return Array.from(text).slice(0, TITLE_CHARS).join("").trim();
+  }
+  return "Untitled";
+}
+
 export class Chat {
   constructor({ conn, limits, models, context, sessions, changes }) {
     this.conn = conn;
@@ -113,9 +130,7 @@ export class Chat {
     this.scroll();
     try {
       if (!this.session) {
-        // Cut by code points: cut by UTF-16 units, an emoji may be halved into a lone surrogate (BAD_REQUEST).
-        const title = Array.from(prompt.split("\n")[0].trim()).slice(0, TITLE_CHARS).join("").trim() || "Untitled";
-        this.session = (await this.conn.request("session.create", { title })).session;
+        this.session = (await this.conn.request("session.create", { title: sessionTitle(prompt) })).session;
         $("chat-title").textContent = this.session.title;
         this.sessions.added(this.session);
       }
