@@ -100,16 +100,16 @@ def _settings() -> dict[str, float]:
 
 
 def _parse_args() -> argparse.Namespace:
-    settings = _settings()
     parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__)
-    parser.set_defaults(**settings, github_installations=github.installation_ids(
+    # The variables' values, checked, are the defaults of the flags that share their names (--port, ...).
+    parser.set_defaults(**_settings(), github_installations=github.installation_ids(
         os.environ.get("DEV_GITHUB_INSTALLATION_IDS")))
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=settings["port"],
+    parser.add_argument("--port", type=int,
                         help="gateway port (env PORT, default 8000; 0 picks a free one)")
-    parser.add_argument("--moto-port", type=int, default=settings["moto_port"],
+    parser.add_argument("--moto-port", type=int,
                         help="moto's port (env MOTO_PORT, default: a free one)")
-    parser.add_argument("--bedrock-port", type=int, default=settings["bedrock_port"],
+    parser.add_argument("--bedrock-port", type=int,
                         help="the Bedrock emulator's port (env DEV_BEDROCK_PORT, default: a free one)")
     parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".dev")),
                         help="where endpoints.json and logs go (default .dev)")
