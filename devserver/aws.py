@@ -6,6 +6,7 @@ CDK app deploys, so the local stack cannot drift from AWS.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import secrets
@@ -32,11 +33,17 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 USERNAMES = ("dev", "dev2")
 
 
-def _die_with_parent() -> None:
-    # Linux: the emulator gets SIGTERM if the dev server dies, even by SIGKILL.
-    # Elsewhere the dev server's own shutdown still stops it.
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _prepare_child(parent_mask: set[int | signal.Signals]) -> None:
+    """Between fork and exec, in the child: it dies with the dev server, and Ctrl-C, held back while
+    the parent forked (see MotoServer.start), reaches it again, as the default action: a Ctrl-C that
+    came meanwhile ends it here rather than in the parent's Python handler it inherited."""
+    if sys.platform == "linux":
+        # The emulator gets SIGTERM if the dev server dies, even by SIGKILL. Elsewhere the dev
+        # server's own shutdown still stops it.
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, parent_mask)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,12 +65,21 @@ class MotoServer:
 
     def start(self, *, timeout: float = 30.0) -> None:
         env = {**os.environ, **CREDENTIALS}
-        with open(self._log_path, "ab") as log:
-            # preexec_fn runs between fork and exec, where another thread's lock could hang it; this one only
-            # calls libc's prctl, and no other way asks Linux to end the child with its parent.
-            self._process = subprocess.Popen(
-                self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
+        # Ctrl-C is held back while the child is made. Python runs a signal's handler at its next line of
+        # Python, which in the parent may be an at-fork hook (logging has one), where an exception is
+        # "ignored": the KeyboardInterrupt was lost and the stack came up after Ctrl-C. Held, it is
+        # raised below, where the fork is done, like anywhere else.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            with open(self._log_path, "ab") as log:
+                # preexec_fn runs between fork and exec, where another thread's lock could hang it; this one
+                # only calls libc's prctl and the signal module, and no other way asks Linux to end the child
+                # with its parent.
+                self._process = subprocess.Popen(
+                    self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    preexec_fn=functools.partial(_prepare_child, mask))  # noqa: PLW1509
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -188,6 +188,34 @@ def test_ctrl_c_during_start_up_stops_it_cleanly(tmp_path, after):
         os.killpg(process.pid, 0)  # nobody left in its process group (moto included)
 
 
+CTRL_C_AT_THE_FORK = """
+import os, signal, sys
+from pathlib import Path
+from devserver import aws
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGINT, interrupt)  # as devserver.__main__ has it during start-up
+# Ctrl-C lands while the parent runs its at-fork hooks (logging's among them), where Python
+# "ignores" an exception: the KeyboardInterrupt must not be lost there.
+os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGINT))
+moto = aws.MotoServer(host="127.0.0.1", port=aws.free_port(), log_path=Path(sys.argv[1]))
+try:
+    moto.start()
+    print("started")
+except KeyboardInterrupt:
+    print("interrupted")
+finally:
+    moto.stop()
+"""
+
+
+def test_ctrl_c_while_moto_is_forked_interrupts_the_start_up(tmp_path):
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AT_THE_FORK, str(tmp_path / "moto.log")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "interrupted" and "Exception ignored" not in done.stderr, done.stdout + done.stderr
+
+
 def second_start(state_dir, port=0, env=None):
     """`make dev` run again while a stack is up (or with a bad setting): its exit code and what it printed."""
     done = subprocess.run([sys.executable, "-m", "devserver", "--port", str(port), "--state-dir", str(state_dir)],
