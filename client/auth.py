@@ -36,6 +36,10 @@ class NotSignedIn(Exception):
     """No usable sign-in for this API: never signed in, logged out, or the refresh token refused."""
 
 
+class UnreadableTokens(NotSignedIn):
+    """The file of sign-ins cannot be read or is not one llm-ide wrote (cut short, edited by hand)."""
+
+
 @dataclass(frozen=True)
 class UserPool:
     """The Cognito app client to sign in with. `endpoint_url` None: the real Cognito of `region`."""
@@ -177,11 +181,26 @@ class TokenStore:
         home = Path(os.environ.get("LLM_IDE_HOME") or Path.home() / ".llm-ide")
         self.path = path or home / "tokens.json"
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, *, afresh_if_unreadable: bool = False) -> dict[str, Any]:
+        """The sign-ins the file holds ({} without one). A file that is not such a JSON object (cut short, edited
+        by hand) is UnreadableTokens, or, with `afresh_if_unreadable` (a new sign-in about to replace it), {}."""
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise UnreadableTokens(f"cannot read {self.path}: {exc.strerror}") from None
+        except ValueError as exc:
+            if afresh_if_unreadable:
+                return {}
+            raise UnreadableTokens(f"{self.path} is not a token file of llm-ide ({exc}): run `llm-ide login` "
+                                   "to sign in again") from None
+        if not isinstance(data, dict) or not all(isinstance(entry, dict) for entry in data.values()):
+            if afresh_if_unreadable:
+                return {}
+            raise UnreadableTokens(f"{self.path} is not a token file of llm-ide: run `llm-ide login` to sign in "
+                                   "again")
+        return data
 
     def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -196,10 +215,13 @@ class TokenStore:
         return [a for a in ([apis] if isinstance(apis, str) else apis) if a]
 
     def save(self, apis: str | list[str | None], tokens: Tokens) -> None:
-        data = self._read()
+        data = self._read(afresh_if_unreadable=True)
         for api in self._names(apis):
-            data.setdefault(api, {})["current"] = tokens.username
-            data[api].setdefault("users", {})[tokens.username] = asdict(tokens)
+            entry = data.setdefault(api, {})
+            if not isinstance(entry.get("users"), dict):
+                entry["users"] = {}
+            entry["current"] = tokens.username
+            entry["users"][tokens.username] = asdict(tokens)
         self._write(data)
 
     def load(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
@@ -208,9 +230,14 @@ class TokenStore:
         known = {f.name for f in fields(Tokens)}
         for api in self._names(apis):
             entry = data.get(api, {})
-            stored = entry.get("users", {}).get(username or entry.get("current") or "")
+            users = entry.get("users")
+            stored = users.get(username or entry.get("current") or "") if isinstance(users, dict) else None
             if stored:
-                return Tokens(**{k: v for k, v in stored.items() if k in known})
+                try:
+                    return Tokens(**{k: v for k, v in stored.items() if k in known})
+                except (AttributeError, TypeError):  # not an object, or fields missing
+                    raise UnreadableTokens(f"the sign-in kept in {self.path} is incomplete: run `llm-ide login` "
+                                           "to sign in again") from None
         return None
 
     def forget(self, apis: str | list[str | None], username: str) -> None:

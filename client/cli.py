@@ -6,8 +6,10 @@ Settings come from flags, then environment variables, then `.dev/endpoints.json`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from client.auth import NotSignedIn
 from client.commands import account, chat, context, data, serve
 from client.commands.common import CommandFailed, Context
 
@@ -48,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     except CommandFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status
+    except NotSignedIn as exc:  # no usable sign-in, wherever a command found out (logout, serve...)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C: a command stopped at once, not a traceback (`chat` cancels its chat itself)
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of the output went away (`| head`): stop quietly, as a shell tool does
+        # Python would flush stdout again at exit and print that it failed: nothing more is written.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as the shell reports a command stopped by it
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ def chat_params(args: argparse.Namespace) -> dict[str, Any]:
               "toolChoice": _tool_choice(args.tool_choice) if args.tool_choice else None}
     if args.messages or args.image:
         messages = _json_file(args.messages) if args.messages else []
+        if not isinstance(messages, list):
+            raise SystemExit(f"error: {args.messages}: the conversation must be a JSON list of messages")
         content = [_image_block(path) for path in args.image or ()]
         if args.prompt:
             content.append({"type": "text", "text": args.prompt})
@@ -112,6 +114,8 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                     return 1
         except ClientClosed as exc:
             raise CommandFailed(f"{exc}: the connection could not be resumed") from None
+        except TimeoutError as exc:
+            raise CommandFailed(f"the backend stopped answering: {exc}") from None
         except KeyboardInterrupt:
             if chat_id is None:  # not acknowledged yet: the chat may already run, so wait for its ack
                 chat_id = _ack_of(client.frames(sent_id, timeout=10))

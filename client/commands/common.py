@@ -6,8 +6,10 @@ import json
 import sys
 from typing import Any
 
+from websockets.exceptions import InvalidHandshake, InvalidURI
+
 from client.auth import NotSignedIn, SignedIn, TokenStore
-from client.connection import ConnectionRefused, IdeClient, Reconnect
+from client.connection import ClientClosed, ConnectionRefused, IdeClient, Reconnect
 from client.endpoints import Endpoints, EndpointsNotFound, no_websocket_url, resolve_endpoints
 
 
@@ -67,6 +69,10 @@ class Context:
                         raise
         except ConnectionRefused as exc:
             raise CommandFailed(f"{url}: {exc}") from None
+        except InvalidURI:
+            raise CommandFailed(f"{url} is not a WebSocket URL (ws://... or wss://...)", 2) from None
+        except InvalidHandshake as exc:  # something answered, but not as a WebSocket server
+            raise CommandFailed(f"{url} did not answer as a WebSocket server ({exc})") from None
         except NotSignedIn as exc:
             raise CommandFailed(str(exc)) from None
         except OSError as exc:
@@ -74,8 +80,13 @@ class Context:
         raise AssertionError("unreachable")
 
     def request(self, client: IdeClient, action: str, *, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-        """The `data` of the action's `result`; an `error` frame raises ProtocolError."""
-        frame = client.request(action, timeout=timeout, **{k: v for k, v in params.items() if v is not None})
+        """The `data` of the action's `result`; an `error` frame raises ProtocolError, no answer CommandFailed."""
+        try:
+            frame = client.request(action, timeout=timeout, **{k: v for k, v in params.items() if v is not None})
+        except TimeoutError:
+            raise CommandFailed(f"the backend did not answer {action} within {timeout:g} s") from None
+        except ClientClosed:
+            raise CommandFailed(f"the connection closed before the backend answered {action}") from None
         if frame.get("type") == "error":
             raise ProtocolError(frame.get("error", {}))
         if frame.get("type") != "result":

@@ -81,7 +81,10 @@ def context_get(ctx: Context, args: argparse.Namespace) -> int:
         except TransferFailed as exc:
             raise CommandFailed(f"{args.path}: {exc}") from None
     if args.output:
-        Path(args.output).write_bytes(data)
+        try:
+            Path(args.output).write_bytes(data)
+        except OSError as exc:
+            raise CommandFailed(f"cannot write {args.output}: {exc.strerror}") from None
         print(f"Wrote {args.path} to {args.output} ({len(data):,} bytes)", file=sys.stderr)
     else:
         sys.stdout.buffer.write(data)

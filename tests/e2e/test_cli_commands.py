@@ -4,8 +4,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -23,6 +29,7 @@ def llm_ide(stack, tmp_path):
         return subprocess.run([LLM_IDE, *args], check=False, env=env, capture_output=True, text=True, timeout=60,
                               cwd=tmp_path)
     assert run("login", "--username", "dev").returncode == 0
+    run.env = env  # type: ignore[attr-defined]  # for a test that starts the command itself
     return run
 
 
@@ -81,3 +88,121 @@ def test_context_put_list_get_delete_small_large_and_binary(llm_ide, tmp_path):
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
     unreadable = llm_ide("context", "put", str(tmp_path / "no-such-file"))
     assert unreadable.returncode == 1 and "cannot read" in unreadable.stderr
+
+
+# --- a careless user: nothing ends in a traceback, each failure says what went wrong ----------------
+
+
+def test_context_get_to_a_file_that_cannot_be_written_says_so(llm_ide, tmp_path):
+    (tmp_path / "notes.md").write_text("kept\n")
+    assert llm_ide("context", "put", str(tmp_path / "notes.md"), "--as", "cli-out/notes.md").returncode == 0
+    for target in (tmp_path, tmp_path / "no-such-dir" / "notes.md"):  # a directory; a missing directory
+        failed = llm_ide("context", "get", "cli-out/notes.md", "-o", str(target))
+        assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+        assert f"error: cannot write {target}:" in failed.stderr
+
+
+def test_output_piped_to_a_reader_that_went_away_ends_quietly(llm_ide, tmp_path):
+    assert llm_ide("sessions", "create", "--title", "piped").returncode == 0
+    for args in (("sessions", "list"), ("context", "list")):
+        process = subprocess.Popen([LLM_IDE, *args], env=llm_ide.env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # as `| head -0` does: whatever the command writes meets a closed pipe
+        stderr = process.stderr.read()
+        assert process.wait(timeout=60) == 141, stderr  # 128 + SIGPIPE, as a shell tool stopped by it
+        assert stderr == ""
+
+
+def test_messages_file_that_is_no_list_is_refused_before_anything_is_sent(llm_ide, tmp_path):
+    (tmp_path / "conversation.json").write_text('{"role": "user", "content": "hi"}')
+    refused = llm_ide("chat", "and then?", "--messages", str(tmp_path / "conversation.json"))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "must be a JSON list of messages" in refused.stderr
+
+
+def test_a_url_that_is_no_websocket_server_is_said_so(llm_ide, stack):
+    http_url = stack.endpoints.websocket_url.replace("ws://", "http://")
+    wrong_scheme = llm_ide("--url", http_url, "sessions", "list")
+    assert wrong_scheme.returncode == 2 and "Traceback" not in wrong_scheme.stderr, wrong_scheme.stderr
+    assert f"{http_url} is not a WebSocket URL" in wrong_scheme.stderr
+    with _server(lambda connection: connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")) as port:
+        garbage = llm_ide("--url", f"ws://127.0.0.1:{port}/local", "sessions", "list")
+    assert garbage.returncode == 1 and "Traceback" not in garbage.stderr, garbage.stderr
+    assert "did not answer as a WebSocket server" in garbage.stderr
+
+
+def test_a_connection_closed_or_silent_before_the_answer_ends_the_command_with_a_message(llm_ide, tmp_path):
+    with _websocket_server(close_at_once=True) as url:
+        closed = llm_ide("--url", url, "sessions", "list")
+    assert closed.returncode == 1 and "Traceback" not in closed.stderr, closed.stderr
+    assert "the connection closed before the backend answered session.list" in closed.stderr
+    with _websocket_server(close_at_once=False) as url:  # never answers: the person presses Ctrl-C
+        process = subprocess.Popen([LLM_IDE, "--url", url, "sessions", "list"], env=llm_ide.env, cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # connected, waiting for the answer
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip() == "interrupted"
+
+
+def test_a_token_file_that_is_no_token_file_asks_for_a_new_login(llm_ide, stack, tmp_path):
+    tokens = tmp_path / "home" / "tokens.json"
+    for damaged in ('{"cut short', "[]", json.dumps({stack.endpoints.websocket_url: 5}),
+                    json.dumps({stack.endpoints.websocket_url: {"current": "dev", "users": {"dev": {"x": 1}}}})):
+        tokens.write_text(damaged)
+        listed = llm_ide("sessions", "list")
+        assert listed.returncode == 1 and "Traceback" not in listed.stderr, listed.stderr
+        assert "run `llm-ide login`" in listed.stderr
+        assert llm_ide("logout").returncode in (0, 1) and "Traceback" not in llm_ide("logout").stderr
+        tokens.write_text(damaged)
+        assert llm_ide("login", "--username", "dev").returncode == 0  # a new sign-in replaces what was unreadable
+        assert llm_ide("sessions", "list").returncode == 0
+
+
+@contextmanager
+def _server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on a free port that reads a request and answers it with `answer`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)
+                answer(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@contextmanager
+def _websocket_server(*, close_at_once: bool) -> Iterator[str]:
+    """A WebSocket server that takes every connection and answers nothing: it closes it at once, or keeps it."""
+    from websockets.sync.server import serve
+
+    def handler(connection) -> None:
+        if not close_at_once:
+            for _ in connection:  # read, never answer, until the client goes
+                pass
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/local"
+        finally:
+            server.shutdown()
+            thread.join(5)
