@@ -21,7 +21,9 @@ answer `status` (a 5xx, say; 0: their own answer; with `retryAfter`, a 403 is Gi
 secondary rate limit); with `after`, the call does its work first (GitHub made it, the
 answer was slow or lost); `{"count": 0}` clears faults; `POST write-limits` {"perMinute",
 "perHour"} sets the secondary limit on writes and forgets the writes counted so far;
-`POST app-key` {"publicKey": PEM, "revokeTokens": true} rotates the app's key;
+`POST app-key` {"publicKey": PEM, "revokeTokens": true} rotates the app's key; `POST tree-limit`
+{"maxEntries"} cuts every recursive tree listing to its first `maxEntries` entries with `"truncated":
+true`, as GitHub cuts one past 100,000 entries or 7 MB (0: no cut);
 `GET state?repo=o/r` shows refs, commits, pulls and counters (`writes`: content-creating
 requests served).
 """
@@ -76,6 +78,7 @@ class GitHubEmulator:
         self._throttle: dict[str, Any] = {"count": 0, "retryAfter": 1, "kind": "secondary"}
         self._faults: list[dict[str, Any]] = []
         self._write_limits = {"perMinute": WRITES_PER_MINUTE, "perHour": WRITES_PER_HOUR}
+        self._tree_limit = 0  # entries of a recursive tree listing before GitHub cuts it (0: never)
         self._writes: dict[int, collections.deque[float]] = {}  # installation -> times of its writes in the hour
         self.stats = {"jwtRefused": 0, "tokensIssued": 0, "rateLimited": 0, "requests": 0, "faults": 0, "writes": 0}
 
@@ -86,6 +89,7 @@ class GitHubEmulator:
         r.add_post("/_emulator/fault", self._control_fault)
         r.add_post("/_emulator/write-limits", self._control_write_limits)
         r.add_post("/_emulator/app-key", self._control_app_key)
+        r.add_post("/_emulator/tree-limit", self._control_tree_limit)
         r.add_get("/_emulator/state", self._control_state)
         r.add_post("/app/installations/{id}/access_tokens", self._access_token)
         r.add_get("/installation/repositories", self._installation_repos)
@@ -217,6 +221,11 @@ class GitHubEmulator:
         log.info("app key rotated")
         return web.json_response({"rotated": True})
 
+    async def _control_tree_limit(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._tree_limit = int(body.get("maxEntries", 0))
+        return web.json_response({"maxEntries": self._tree_limit})
+
     async def _control_state(self, request: web.Request) -> web.Response:
         repo = self._repos.get(request.query.get("repo", ""))
         state: dict[str, Any] = {"stats": dict(self.stats), "throttle": dict(self._throttle)}
@@ -307,11 +316,14 @@ class GitHubEmulator:
         tree = repo.resolve_tree(request.match_info["sha"])
         if tree is None:
             return _error(404, "Not Found")
+        truncated = False
         if request.query.get("recursive") not in (None, "", "0", "false"):
             entries = repo.walk(tree)
+            if self._tree_limit and len(entries) > self._tree_limit:
+                entries, truncated = entries[:self._tree_limit], True
         else:
             entries = [e for e in repo.walk(tree) if "/" not in e["path"]]
-        return web.json_response({"sha": tree, "tree": entries, "truncated": False})
+        return web.json_response({"sha": tree, "tree": entries, "truncated": truncated})
 
     async def _create_tree(self, request: web.Request) -> web.Response:
         repo = self._repo(request)

@@ -5,7 +5,8 @@ A pull request costs the same few calls whatever its number of files: four or fi
 tree) and four writes, the fewest GitHub allows: one tree holding every file's content
 inline (GitHub writes the blobs itself; a github.pr's content is UTF-8 text of at most
 32 KiB, so it never needs a blob call of its own), one commit, the branch, the pull request.
-GitHub's secondary rate limit counts such writes for the whole app (80 a minute).
+GitHub's secondary rate limit counts such writes for the whole app (80 a minute). A base
+too large for GitHub to list at once costs a read per directory on a file's path (trees.py).
 
 Whatever fails once the branch was (or may have been) created is undone: unless GitHub
 opened the pull request after all, the branch is deleted again if it still holds our
@@ -32,7 +33,7 @@ from chalicelib import protocol
 from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
 from chalicelib.github.client import MAX_PAGES, GitHubClient, Unprocessable
 from chalicelib.github.params import TRAILER_KEY
-from chalicelib.github.paths import Spellings
+from chalicelib.github.trees import RepoTree
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +88,27 @@ class GitHubOperations:
     def tree(self, repo: str, *, ref: str | None, path: str | None) -> dict[str, Any]:
         """Every entry under `path` (the whole repository without one), recursively."""
         commit = self._commit_sha(repo, ref)
-        tree_sha = self._commit(repo, commit)["tree"]["sha"]
-        listing = self._github.get(f"/repos/{repo}/git/trees/{tree_sha}", query={"recursive": 1})
-        if path:  # as the repository spells it
-            path = Spellings(item["path"] for item in listing.get("tree", [])).resolve(path)
-        prefix = f"{path}/" if path else ""
+        tree = RepoTree(self._github, repo, self._commit(repo, commit)["tree"]["sha"])
+        if path:  # as the repository spells it; found level by level when GitHub cut the whole listing
+            path, found = tree.find(path)
+            if found is None:
+                raise NotFound(f"no directory {path!r} in {repo} at {ref or 'the default branch'}")
+            if found["type"] != "tree":
+                kind = _entry_type(found)
+                hint = "; read it with github.file" if kind == "file" else ""
+                raise BadRequest(f"{path!r} is a {kind}, not a directory{hint}")
+            items, truncated = tree.under(found)
+        else:
+            items, truncated = tree.items, tree.truncated
         entries: list[dict[str, Any]] = []
         size = 0
-        truncated = bool(listing.get("truncated"))
-        for item in listing.get("tree", []):
-            if path and item["path"] == path and item["type"] != "tree":
-                raise BadRequest(f"{path!r} is a file, not a directory; read it with github.file")
-            if not item["path"].startswith(prefix):
-                continue
+        for item in items:
             entry = {"path": item["path"], "type": _entry_type(item), "size": item.get("size")}
             size += len(json.dumps(entry)) + 1
             if size > protocol.INLINE_TEXT_BYTES:
                 truncated = True
                 break
             entries.append(entry)
-        if path and not entries and not any(i["path"] == path for i in listing.get("tree", [])):
-            raise NotFound(f"no directory {path!r} in {repo} at {ref or 'the default branch'}")
         return {"entries": entries, "truncated": truncated, "commitSha": commit}
 
     def file(self, repo: str, path: str, *, ref: str | None) -> dict[str, Any]:
@@ -149,14 +150,14 @@ class GitHubOperations:
             raise BadRequest(f"the branch {branch!r} already exists in {repo}; choose a new name")
         base_tree = self._commit(repo, base_sha)["tree"]["sha"]
         # base's paths: their modes (a changed script keeps its executable bit) and spellings
-        modes = {item["path"]: item["mode"] for item in self._tree_listing(repo, base_tree)}
-        spellings = Spellings(modes)
+        tree = RepoTree(self._github, repo, base_tree)
         entries = []
         for index, change in enumerate(params["files"]):
-            path = spellings.resolve(change["path"], field=f"files[{index}].path")
-            if modes.get(path) == "040000":
+            path, found = tree.find(change["path"], field=f"files[{index}].path")
+            existing = None if found is None else found["mode"]
+            if existing == "040000":
                 raise BadRequest(f"{path!r} is a directory in {base}; it cannot be written as a file")
-            mode = modes[path] if modes.get(path) in _FILE_MODES else "100644"
+            mode = existing if existing in _FILE_MODES else "100644"
             entries.append({"path": path, "mode": mode, "type": "blob", "content": change["content"]})
         tree = self._github.post(f"/repos/{repo}/git/trees", {"base_tree": base_tree, "tree": entries})
         if tree["sha"] == base_tree:
@@ -240,7 +241,7 @@ class GitHubOperations:
     def _spelling(self, repo: str, path: str, ref: str | None) -> str:
         """`path` as the repository spells it at `ref` (as given when it holds no other spelling)."""
         tree = self._commit(repo, self._commit_sha(repo, ref))["tree"]["sha"]
-        return Spellings(item["path"] for item in self._tree_listing(repo, tree)).resolve(path)
+        return RepoTree(self._github, repo, tree).find(path)[0]
 
     def _commit_sha(self, repo: str, ref: str | None) -> str:
         """The commit a branch name (or a full commit sha) points at; no ref: the default branch."""
@@ -258,10 +259,6 @@ class GitHubOperations:
         except NotFound:
             return False
         return True
-
-    def _tree_listing(self, repo: str, tree: str) -> list[dict[str, Any]]:
-        """Every entry under a tree, with its path and mode."""
-        return self._github.get(f"/repos/{repo}/git/trees/{tree}", query={"recursive": 1}).get("tree", [])
 
     def _open_pull(self, repo: str, request: dict[str, Any]) -> dict[str, Any]:
         """POST /pulls, made safe to repeat: after a 5xx or a network failure GitHub may have opened

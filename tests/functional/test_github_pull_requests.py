@@ -242,3 +242,47 @@ def test_updating_a_file_named_in_nfd_changes_it_and_adds_no_twin(github):
     nfd_directory = NFD_FILE.rsplit("/", 1)[0]
     assert in_directory == sorted([NFD_FILE, f"{nfd_directory}/th\u00e9.md"])  # the new name as given
     assert github.file_at("llm-ide/nfd", NFD_FILE) == b"changed\n"
+
+
+# --- a repository larger than GitHub lists at once ---------------------------------------------------
+# GitHub cuts a recursive tree listing past 100,000 entries or 7 MB ("truncated": true); the emulator cuts
+# it after 3 here, so that only README.md and assets/ are listed and docs/, src/ and zz/ lie past the cut.
+
+
+def _past_the_cut(github) -> None:
+    repo = github.repo
+    files = {e["path"]: (e["mode"], e["sha"]) for e in repo.walk(repo.resolve_tree("main")) if e["type"] != "tree"}
+    files["zz/run.sh"] = ("100755", repo.blob(b"#!/bin/sh\necho hi\n"))
+    repo.refs["heads/scripts"] = repo.commit(repo.tree_from(files), [repo.refs["heads/main"]], "A script\n")
+    github.control("tree-limit", {"maxEntries": 3})
+
+
+def test_a_directory_past_githubs_cut_is_listed_whole_when_asked_for(github):
+    _past_the_cut(github)
+    whole = github.operations().tree(REPO, ref="scripts", path=None)
+    assert whole["truncated"] is True and "src/app.py" not in [e["path"] for e in whole["entries"]]
+    narrower = github.operations().tree(REPO, ref="scripts", path="src")  # as the docs say: ask narrower
+    assert narrower["entries"] == [{"path": "src/app.py", "type": "file", "size": len(SEED_FILES["src/app.py"])}]
+    assert narrower["truncated"] is False
+    nfd = github.operations().tree(REPO, ref="scripts", path=NFC_FILE.rsplit("/", 1)[0])
+    assert [e["path"] for e in nfd["entries"]] == [NFD_FILE]  # found under the repository's spelling
+    with pytest.raises(NotFound):
+        github.operations().tree(REPO, ref="scripts", path="src/missing")
+    with pytest.raises(BadRequest, match="is a file, not a directory"):
+        github.operations().tree(REPO, ref="scripts", path="zz/run.sh")
+
+
+def test_a_file_past_githubs_cut_is_read_by_another_spelling(github):
+    _past_the_cut(github)
+    read = github.operations().file(REPO, NFC_FILE, ref="scripts")
+    assert read["path"] == NFD_FILE and read["content"] == SEED_FILES[NFD_FILE].decode()
+
+
+def test_a_pull_request_past_githubs_cut_keeps_modes_and_spellings(github):
+    _past_the_cut(github)
+    github.operations().pull_request(
+        {**pr("llm-ide/cut", [{"path": "zz/run.sh", "content": "#!/bin/sh\necho bye\n"},
+                              {"path": NFC_FILE, "content": "changed\n"}]), "base": "scripts"}, username="dev")
+    made = {e["path"]: e for e in github.repo.walk(github.repo.resolve_tree("llm-ide/cut")) if e["type"] == "blob"}
+    assert made["zz/run.sh"]["mode"] == "100755"  # still executable
+    assert github.file_at("llm-ide/cut", NFD_FILE) == b"changed\n" and NFC_FILE not in made  # no twin
