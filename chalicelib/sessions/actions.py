@@ -1,6 +1,7 @@
 """The session.* actions: parameters in, SessionStore calls, result frames out."""
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from chalicelib import protocol
@@ -68,10 +69,12 @@ class SessionActions:
 
 
 def _checked_title(title: str) -> str:
-    """A title as session.create and session.update take it (the string is already 1-200 characters)."""
-    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in title):
-        raise BadRequest("'title' must not contain control characters")
-    if not title.strip():
+    """A title as session.create and session.update take it (the string is already 1-200 characters): one line
+    (no control character, C0 or C1, and no line or paragraph separator) with something to see (not only
+    white space and invisible format characters such as a zero-width space)."""
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in title):
+        raise BadRequest("'title' must be one line, without control characters")
+    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in title):
         raise BadRequest("'title' must not be blank")
     return title
 

@@ -344,6 +344,16 @@ def test_a_title_is_the_first_line_of_text_without_its_markdown(page, web_stack)
     expect(page.locator("#sessions li.current .title")).to_have_text(words)
 
 
+def test_a_first_line_with_a_tab_or_another_line_break_still_makes_a_session(page, web_stack):
+    """The server takes a title of one line without control characters: a tab (refused: the chat never
+    started), a Unicode line separator or only zero-width characters are not sent as one."""
+    signed_in(page, web_stack, "dev2")
+    words = f"Fix the parser {uuid.uuid4().hex[:6]}"
+    send(page, "\u200b\u2060\n" + words.replace(" ", "\t", 1) + "\u2028and the lexer\x85too")
+    wait_done(page)
+    expect(page.locator("#sessions li.current .title")).to_have_text(words)
+
+
 # --- context -------------------------------------------------------------------------------
 
 

@@ -73,7 +73,10 @@ def test_bad_parameters_are_bad_request_and_change_nothing(users, sender, params
 
 
 @pytest.mark.parametrize("title, why", [("   ", "blank"), ("\u3000\t", "control"), ("", "empty"),
-                                        ("x" * 201, "200"), ("a\x7fb", "control")])
+                                        ("x" * 201, "200"), ("a\x7fb", "control"),
+                                        ("next\x85line", "control"), ("csi\x9b31m", "control"),  # C1 controls
+                                        ("line\u2028separator", "one line"), ("para\u2029graph", "one line"),
+                                        ("\u200b", "blank"), ("\u2060\ufeff ", "blank")])  # only invisible
 def test_session_create_refuses_the_titles_session_update_refuses_and_writes_nothing(users, sender, title, why):
     # A title no rename could give is no title a session can be created with either.
     mine, _ = users
@@ -81,6 +84,14 @@ def test_session_create_refuses_the_titles_session_update_refuses_and_writes_not
     frame = send(sender, mine, "session.create", title=title)
     assert frame["type"] == "error" and frame["error"]["code"] == "BAD_REQUEST" and why in frame["error"]["message"]
     assert send(sender, mine, "session.list", limit=100)["data"]["sessions"] == before
+
+
+@pytest.mark.parametrize("title", ["Café ☕", "👨\u200d👩\u200d👧 family", "می\u200cخواهم", "עברית and English"])
+def test_titles_of_any_script_are_kept_as_given(users, sender, title):
+    # Joiners inside emoji and words (U+200D, U+200C) are text, not blanks.
+    mine, _ = users
+    frame = send(sender, mine, "session.create", title=title)
+    assert frame["type"] == "result" and frame["data"]["session"]["title"] == title
 
 
 def test_a_session_idle_past_its_ttl_cannot_be_renamed_back_to_life(app_env):

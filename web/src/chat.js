@@ -9,19 +9,26 @@ const SYSTEM_PROMPT = "You are a coding assistant in a web IDE. Answer in Markdo
   + "and then the file's path, for example ```python src/app.py.";
 const TITLE_CHARS = 60;
 
+// Every line break Unicode knows (the server refuses a title holding one), and what a title shows nothing of.
+const LINE_BREAK = /\r\n|[\n\r\v\f\x85\u2028\u2029]/;
+const VISIBLE = /[^\s\p{Cf}]/u;
+
 /**
  * A new session's title: the prompt's first line of text without the Markdown that opens it (a heading's
  * `#`, a quote's `>`, a list's marker; code fences are skipped), at most TITLE_CHARS characters, cut by
  * code points (cut by UTF-16 units, an emoji may be halved into a lone surrogate the server refuses).
+ * Lines end at any line break, a control character (a tab) becomes a space, and a line with nothing
+ * visible (zero-width characters only) is skipped: the server refuses such titles, and the chat with them.
  * @param {string} prompt
  * @returns {string}
  */
 export function sessionTitle(prompt) {
-  for (const raw of prompt.split("\n")) {
-    const line = raw.trim();
+  for (const raw of prompt.split(LINE_BREAK)) {
+    const line = raw.replace(/\p{Cc}/gu, " ").trim();
     if (line.startsWith("```") || line.startsWith("~~~")) continue;
     const text = line.replace(/^(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)+/, "").trim();
-    if (text) return Array.from(text).slice(0, TITLE_CHARS).join("").trim();
+    const title = Array.from(text).slice(0, TITLE_CHARS).join("").trim();
+    if (VISIBLE.test(title)) return title;
   }
   return "Untitled";
 }
