@@ -48,6 +48,7 @@ from chalicelib.transport import HttpResponse, Transport, TransportError
 logger = logging.getLogger(__name__)
 
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: without a header, wait at least a minute
+MAX_LIMIT_WAIT = 3600.0  # GitHub's primary limits reset within the hour: a longer wait is no answer of GitHub's
 MAX_BACKOFF = 8.0
 MAX_PAGES = 10
 MAX_REDIRECTS = 3
@@ -275,15 +276,17 @@ class GitHubClient:
         return min(MAX_BACKOFF, 0.5 * 2 ** (attempt - 1)) * (0.5 + self._jitter() / 2)
 
     def _rate_limit_wait(self, response: HttpResponse) -> float | None:
-        """Seconds to wait when the response is a primary or secondary rate limit, else None."""
+        """Seconds to wait (at most MAX_LIMIT_WAIT) when the response is a primary or secondary rate limit,
+        else None."""
         if response.status not in (403, 429):
             return None
         retry_after = _number(response.header("retry-after"))
         if retry_after is not None:
-            return max(0.0, retry_after)
+            return min(max(0.0, retry_after), MAX_LIMIT_WAIT)
         if response.header("x-ratelimit-remaining") == "0":
             reset = _number(response.header("x-ratelimit-reset"))
-            return max(1.0, reset - self._clock() + 1) if reset is not None else SECONDARY_LIMIT_WAIT
+            return min(max(1.0, reset - self._clock() + 1), MAX_LIMIT_WAIT) if reset is not None \
+                else SECONDARY_LIMIT_WAIT
         if response.status == 429 or "rate limit" in _message(response).lower():
             return SECONDARY_LIMIT_WAIT
         return None
@@ -326,10 +329,12 @@ def _message(response: HttpResponse) -> str:
 
 
 def _number(value: str | None) -> float | None:
+    """A header's number; None without one, or for what float() reads but is none (`inf`, `nan`, `1e999`)."""
     try:
-        return float(value) if value is not None else None
+        number = float(value) if value is not None else None
     except ValueError:
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _same_origin(url: str | None, api_url: str) -> str | None:

@@ -130,6 +130,28 @@ def test_the_wait_bound_covers_every_call_of_a_run(world):
     assert world.clock.slept == [15.0] and error.value.retry_after == 15
 
 
+@pytest.mark.parametrize("headers", [
+    {"retry_after": "inf"}, {"retry_after": "Infinity"}, {"retry_after": "1e999"}, {"retry_after": "nan"},
+    {"x_ratelimit_remaining": "0", "x_ratelimit_reset": "inf"},
+    {"x_ratelimit_remaining": "0", "x_ratelimit_reset": "-inf"},
+    {"x_ratelimit_remaining": "0", "x_ratelimit_reset": "nan"},
+])
+def test_rate_limit_headers_that_are_no_number_are_taken_as_missing(world, headers):
+    # float() reads them all; an infinite wait was an OverflowError (INTERNAL), a NaN one no wait at all.
+    client, _ = world(reply(403, {"message": "API rate limit exceeded"}, **headers))
+    with pytest.raises(UpstreamThrottled) as error:
+        client.get("/x")
+    assert error.value.retry_after == 60 and world.clock.slept == []  # GitHub's rule without a header
+
+
+def test_a_rate_limit_wait_is_never_more_than_an_hour(world):
+    # GitHub's primary limits reset within the hour; a longer wait is no answer of GitHub's.
+    client, _ = world(reply(403, {"message": "API rate limit exceeded"}, retry_after="1e300"))
+    with pytest.raises(UpstreamThrottled) as error:
+        client.get("/x")
+    assert error.value.retry_after == 3600
+
+
 def test_attempts_are_bounded_for_limits(world):
     limited = reply(403, {"message": "secondary rate limit"}, retry_after="1")
     client, transport = world(*[limited] * 10, max_attempts=3)
