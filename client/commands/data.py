@@ -98,6 +98,9 @@ def sessions_create(ctx: Context, args: argparse.Namespace) -> int:
 def sessions_show(ctx: Context, args: argparse.Namespace) -> int:
     with ctx.connect() as client:
         found = ctx.request(client, "session.get", sessionId=args.session_id)
+        while found.get("cursor"):  # a long session comes in pages (one frame each): every message is shown
+            page = ctx.request(client, "session.get", sessionId=args.session_id, cursor=found["cursor"])
+            found = {**page, "messages": found["messages"] + page["messages"]}
     if args.json:
         ctx.print_json(found)
         return 0

@@ -64,6 +64,23 @@ def test_sessions_create_list_show_delete(llm_ide):
     assert gone.returncode == 1 and "NOT_FOUND" in gone.stderr
 
 
+def test_sessions_show_prints_every_message_of_a_session_longer_than_a_frame(llm_ide, stack):
+    session_id = llm_ide("sessions", "create", "--title", "long").stdout.strip()
+    markers = [f"MARKER-{n}-{uuid.uuid4().hex[:6]}" for n in range(8)]
+    with stack.connect("dev") as client:  # 8 exchanges of about 20 KB: more than one frame of session.get
+        for marker in markers:
+            frames = list(client.chat(marker + " " + "lorem ipsum " * 1700, sessionId=session_id, maxTokens=50))
+            assert frames[-1]["type"] == "done", frames[-1]
+        first_page = client.request("session.get", sessionId=session_id)["data"]
+    assert first_page["cursor"] is not None  # the case this test is about
+    shown = llm_ide("sessions", "show", session_id)
+    assert shown.returncode == 0, shown.stderr
+    assert all(shown.stdout.count(marker) >= 1 for marker in markers)
+    assert shown.stdout.count("\n[user, ") == len(markers) and shown.stdout.count("\n[assistant, ") == len(markers)
+    as_json = json.loads(llm_ide("sessions", "show", session_id, "--json").stdout)
+    assert len(as_json["messages"]) == 2 * len(markers) and as_json["cursor"] is None
+
+
 def test_context_put_list_get_delete_small_large_and_binary(llm_ide, tmp_path):
     folder = f"cli-{uuid.uuid4().hex[:6]}"
     small, large, binary = tmp_path / "small.md", tmp_path / "large.txt", tmp_path / "blob.bin"
