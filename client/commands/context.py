@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from client.commands.common import CommandFailed, Context, table
 from client.connection import FRAME_LIMIT_BYTES, frame_bytes
 from client.times import local_time
-from client.transfer import Progress, TransferFailed, get, put
+from client.transfer import CHUNK_BYTES, Progress, TransferFailed, get, put
 
 OCTETS = "application/octet-stream"
 
@@ -21,30 +22,49 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-def context_put(ctx: Context, args: argparse.Namespace) -> int:
-    local = Path(args.file)
+def _is_utf8(local: Path) -> bool:
+    """Whether a file is UTF-8 text, read a chunk at a time (a file of gigabytes is never held whole)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        data = local.read_bytes()
+        with local.open("rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def context_put(ctx: Context, args: argparse.Namespace) -> int:
+    """A file that fits a frame goes in one (`context.put`); any other is streamed from disk to a presigned PUT,
+    never read whole into memory (the backend refuses one past its limit before anything is sent)."""
+    local = Path(args.file)
+    path = args.as_path or local.name
+    try:
+        size = local.stat().st_size
+        data = local.read_bytes() if size <= FRAME_LIMIT_BYTES else None
+        text = _text(data) if data is not None else None
+        is_text = text is not None if data is not None else _is_utf8(local)
     except OSError as exc:
         raise CommandFailed(f"cannot read {local}: {exc.strerror}") from None
-    path = args.as_path or local.name
-    text = _text(data)
     with ctx.connect() as client:
         params = {"path": path, "content": text, "sessionId": args.session}
         if text is not None and frame_bytes("context.put", "c0", params) <= FRAME_LIMIT_BYTES:
-            progress = Progress(path, len(data))
+            progress = Progress(path, size)
             stored = ctx.request(client, "context.put", **params)
-            progress.advance(len(data))
+            progress.advance(size)
             progress.finish()
         else:  # too large for a frame, or not UTF-8 text: a presigned PUT straight to storage
-            presigned = ctx.request(client, "context.uploadUrl", path=path, size=len(data), sessionId=args.session,
-                                    contentType=None if text is not None else OCTETS)
+            presigned = ctx.request(client, "context.uploadUrl", path=path, size=size, sessionId=args.session,
+                                    contentType=None if is_text else OCTETS)
             try:
                 with local.open("rb") as handle:
-                    put(presigned["url"], presigned["headers"], handle, Progress(path, len(data)))
+                    put(presigned["url"], presigned["headers"], handle, Progress(path, size))
+            except OSError as exc:
+                raise CommandFailed(f"cannot read {local}: {exc.strerror}") from None
             except TransferFailed as exc:
                 raise CommandFailed(f"{path}: {exc}") from None
-            stored = {"path": path, "size": len(data)}
+            stored = {"path": path, "size": size}
     where = f" in session {args.session}" if args.session else ""
     print(f"Stored {stored['path']} ({stored['size']:,} bytes){where}")
     return 0

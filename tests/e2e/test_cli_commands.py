@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -129,6 +130,18 @@ def test_output_piped_to_a_reader_that_went_away_ends_quietly(llm_ide, tmp_path)
         stderr = process.stderr.read()
         assert process.wait(timeout=60) == 141, stderr  # 128 + SIGPIPE, as a shell tool stopped by it
         assert stderr == ""
+
+
+def test_a_file_larger_than_memory_is_never_read_whole_and_is_refused_for_its_size(llm_ide, tmp_path):
+    huge = tmp_path / "disk.img"
+    with huge.open("wb") as handle:  # 2 GiB, sparse: nothing on disk
+        handle.truncate(2 << 30)
+    process = subprocess.run([LLM_IDE, "context", "put", str(huge)], check=False, env=llm_ide.env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)))
+    assert process.returncode == 1 and "Traceback" not in process.stderr, process.stderr  # was a MemoryError
+    assert "error: PAYLOAD_TOO_LARGE: context files are limited to" in process.stderr
+    assert "disk.img" not in llm_ide("context", "list").stdout
 
 
 def test_messages_file_that_is_no_list_is_refused_before_anything_is_sent(llm_ide, tmp_path):
