@@ -35,6 +35,7 @@ _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Zs")  # Unicode categories: controls, zero-width and bidi marks, separators
+_COMMIT_SHA = re.compile(r"[0-9a-fA-F]{40}")  # a full SHA-1 commit id, which `ref` may be
 _OBJECT_ID = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")  # SHA-1 or SHA-256
 # git's pseudo-refs and special names, which `git checkout NAME` or `git log NAME` would take
 # for something other than the branch (compared in any case: refs live on case-folding filesystems too).
@@ -122,6 +123,8 @@ def validate(action: str, params: Params) -> dict[str, Any]:
     repo = validate_repo(params.string("repo", required=True, max_length=140))
     if action in ("github.tree", "github.file"):
         ref = params.string("ref", max_length=255)
+        if ref is not None and _COMMIT_SHA.fullmatch(ref):  # hexadecimal in either case, as git reads an object
+            ref = ref.lower()  # id; GitHub's and operations.py's are lowercase
         checked: dict[str, Any] = {"repo": repo, "ref": None if ref is None else validate_ref_name(ref, field="ref")}
         path = params.string("path", required=action == "github.file")
         checked["path"] = None if path is None else validate_github_path(path, field="path")

@@ -11,9 +11,11 @@ import pytest
 from markdown_it import MarkdownIt
 
 from chalicelib.errors import BadRequest, NotFound, Timeout, UpstreamError, UpstreamThrottled
+from chalicelib.github import params as github_params
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
 from chalicelib.github.operations import GitHubOperations
+from chalicelib.protocol import Params
 from chalicelib.transport import HttpTransport
 from devserver.github import GitHubEmulator, new_app_key, secret_document
 from devserver.github_repos import NFD_FILE, SEED_FILES
@@ -286,3 +288,14 @@ def test_a_pull_request_past_githubs_cut_keeps_modes_and_spellings(github):
     made = {e["path"]: e for e in github.repo.walk(github.repo.resolve_tree("llm-ide/cut")) if e["type"] == "blob"}
     assert made["zz/run.sh"]["mode"] == "100755"  # still executable
     assert github.file_at("llm-ide/cut", NFD_FILE) == b"changed\n" and NFC_FILE not in made  # no twin
+
+
+def test_a_commit_sha_in_capitals_is_the_same_commit(github):
+    # As the worker serves a request: its parameters checked, then run.
+    def run(action: str, **params) -> dict:
+        return github.operations().run(action, github_params.validate(action, Params(params)), username="dev")
+    commit = github.repo.refs["heads/main"]
+    listed = run("github.tree", repo=REPO, ref=commit.upper(), path="src")
+    assert listed["commitSha"] == commit and [e["path"] for e in listed["entries"]] == ["src/app.py"]
+    assert run("github.file", repo=REPO, path="README.md", ref=commit.upper())["content"] == \
+        SEED_FILES["README.md"].decode()
