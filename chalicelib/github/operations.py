@@ -150,14 +150,13 @@ class GitHubOperations:
             raise BadRequest(f"the branch {branch!r} already exists in {repo}; choose a new name")
         base_tree = self._commit(repo, base_sha)["tree"]["sha"]
         # base's paths: their modes (a changed script keeps its executable bit) and spellings
-        tree = RepoTree(self._github, repo, base_tree)
+        base_paths = RepoTree(self._github, repo, base_tree)
         entries = []
         for index, change in enumerate(params["files"]):
-            path, found = tree.find(change["path"], field=f"files[{index}].path")
-            existing = None if found is None else found["mode"]
-            if existing == "040000":
-                raise BadRequest(f"{path!r} is a directory in {base}; it cannot be written as a file")
-            mode = existing if existing in _FILE_MODES else "100644"
+            field = f"files[{index}].path"
+            path, found = base_paths.find(change["path"], field=field)
+            _check_writable(base_paths, path, found, base=base, field=field)
+            mode = found["mode"] if found is not None else "100644"
             entries.append({"path": path, "mode": mode, "type": "blob", "content": change["content"]})
         tree = self._github.post(f"/repos/{repo}/git/trees", {"base_tree": base_tree, "tree": entries})
         if tree["sha"] == base_tree:
@@ -295,6 +294,24 @@ class GitHubOperations:
             existing = self._github.get(f"/repos/{repo}/git/ref/heads/{quote(branch, safe='/')}")
             if existing.get("object", {}).get("sha") != sha:
                 raise BranchTaken(f"the branch {branch!r} already exists in {repo}; choose a new name") from None
+
+
+def _check_writable(base_paths: RepoTree, path: str, found: dict[str, Any] | None, *, base: str, field: str) -> None:
+    """BAD_REQUEST unless `path` is a file in base (its mode is kept) or a new one in a directory: writing a
+    symlink would replace it by a file (leaving what it points to as it was), a submodule would be lost, and
+    a directory or a path under a file, symlink or submodule cannot be a file."""
+    if found is not None and found["mode"] not in _FILE_MODES:
+        kind = {"dir": "directory"}.get(_entry_type(found), _entry_type(found))
+        hint = "; write the file it points to" if kind == "symlink" else ""
+        raise BadRequest(f"'{field}' {path!r} is a {kind} in {base}; it cannot be written as a file{hint}")
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        above = base_paths.find("/".join(parts[:depth]), field=field)[1]
+        if above is None:
+            return  # a new directory: nothing below it exists
+        if above["type"] != "tree":
+            raise BadRequest(f"'{field}' {path!r} lies under {above['path']!r}, which is a {_entry_type(above)} "
+                             f"in {base}, not a directory")
 
 
 def _markdown_text(text: str) -> str:

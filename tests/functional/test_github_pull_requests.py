@@ -299,3 +299,40 @@ def test_a_commit_sha_in_capitals_is_the_same_commit(github):
     assert listed["commitSha"] == commit and [e["path"] for e in listed["entries"]] == ["src/app.py"]
     assert run("github.file", repo=REPO, path="README.md", ref=commit.upper())["content"] == \
         SEED_FILES["README.md"].decode()
+
+
+# --- what a pull request cannot write as a file ----------------------------------------------------
+
+
+def _with_links(github) -> None:
+    """A branch `links` of main plus a symlink to README.md and a submodule at vendor/lib."""
+    repo = github.repo
+    files = {e["path"]: (e["mode"], e["sha"]) for e in repo.walk(repo.resolve_tree("main")) if e["type"] != "tree"}
+    files["link.md"] = ("120000", repo.blob(b"README.md"))
+    files["vendor/lib"] = ("160000", repo.refs["heads/main"])  # a commit of another repository, as git keeps it
+    repo.refs["heads/links"] = repo.commit(repo.tree_from(files), [repo.refs["heads/main"]], "Links\n")
+
+
+@pytest.mark.parametrize("path, why", [
+    ("link.md", "'link.md' is a symlink in links; it cannot be written as a file; write the file it points to"),
+    ("vendor/lib", "'vendor/lib' is a submodule in links"),
+    ("vendor/lib/x.c", "lies under 'vendor/lib', which is a submodule in links, not a directory"),
+    ("README.md/x", "lies under 'README.md', which is a file in links, not a directory"),
+    ("src", "'src' is a directory in links"),
+])
+def test_a_symlink_submodule_or_a_path_under_a_file_is_refused_and_nothing_is_written(github, path, why):
+    # Written as a file, a symlink became a file (what it pointed to unchanged) and a submodule was lost.
+    _with_links(github)
+    with pytest.raises(BadRequest) as refused:
+        github.operations().pull_request({**pr("llm-ide/links", [{"path": path, "content": "x\n"}]), "base": "links"},
+                                         username="dev")
+    assert why in refused.value.message and "files[0].path" in refused.value.message
+    assert github.writes() == 0 and "heads/llm-ide/links" not in github.repo.refs
+
+
+def test_a_symlink_and_a_submodule_are_listed_as_such(github):
+    _with_links(github)
+    listed = {e["path"]: e["type"] for e in github.operations().tree(REPO, ref="links", path=None)["entries"]}
+    assert listed["link.md"] == "symlink" and listed["vendor/lib"] == "submodule"
+    with pytest.raises(BadRequest, match="is a submodule, not a directory"):
+        github.operations().tree(REPO, ref="links", path="vendor/lib")
