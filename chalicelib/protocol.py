@@ -331,7 +331,7 @@ def validate_path(path: str, *, field: str = "path") -> str:
     normalized = unicodedata.normalize("NFC", path)
     if len(normalized.encode("utf-8")) > MAX_PATH_BYTES:
         raise BadRequest(f"'{field}' is longer than {MAX_PATH_BYTES} bytes")
-    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in normalized):
+    if any(unicodedata.category(ch) == "Cc" for ch in normalized):  # C0, DEL and C1 (U+009B is a terminal's CSI)
         raise BadRequest(f"'{field}' must not contain NUL or control characters")
     if "\\" in normalized:
         raise BadRequest(f"'{field}' must use '/' as its separator")

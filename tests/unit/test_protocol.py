@@ -132,6 +132,13 @@ def test_invalid_paths_are_bad_request(path):
         validate_path(path)
 
 
+@pytest.mark.parametrize("path", ["a\x7fb", "a\x85b", "csi\x9b2J.txt", "dir\x80/x", "x\x9f"])
+def test_control_characters_c0_or_c1_are_refused_in_a_path(path):
+    # C1 controls (U+0080-U+009F) are control characters as much as C0 ones: U+009B is a terminal's CSI.
+    with pytest.raises(BadRequest, match="'path' must not contain NUL or control characters"):
+        validate_path(path)
+
+
 def test_paths_are_nfc_normalised():
     decomposed = "cafe\u0301.txt"
     assert validate_path(decomposed) == "caf\u00e9.txt"
