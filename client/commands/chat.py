@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from client.commands.common import CommandFailed, Context
+from client.commands.common import CommandFailed, Context, shown
 from client.connection import ClientClosed, UploadFailed
 
 
@@ -93,11 +93,11 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                 if kind == "ack":
                     chat_id = frame["requestId"]
                 elif kind == "delta":
-                    sys.stdout.write(frame["text"])
+                    sys.stdout.write(shown(frame["text"]))
                     sys.stdout.flush()
                 elif kind == "toolUse":
-                    print(f"\n[tool call {frame['name']} {frame['toolUseId']}] "
-                          f"{json.dumps(frame['input'], ensure_ascii=False)}")
+                    print(shown(f"\n[tool call {frame['name']} {frame['toolUseId']}] "
+                                f"{json.dumps(frame['input'], ensure_ascii=False)}"))
                 elif kind == "done":
                     usage = frame["usage"]
                     cached = ""
@@ -123,7 +123,7 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                 client.send("chat.cancel", requestId=chat_id)
                 for frame in client.frames(sent_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)
                     if frame.get("type") == "delta":
-                        sys.stdout.write(frame["text"])
+                        sys.stdout.write(shown(frame["text"]))
                 print("\n[cancelled]")
             return 130
     return 1

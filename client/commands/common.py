@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -96,6 +97,19 @@ class Context:
     def print_json(self, data: Any) -> None:
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
+
+
+# What a terminal would act on rather than show: C0 controls but tab and line feed, DEL, and C1 controls.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """`text` as it may go to standard output: to a terminal with every control character written as an escape
+    (`\\x1b`), since a model's reply (or what it echoes of a file) could hold a sequence that moves the cursor,
+    retitles the window or sets the clipboard; to a file or a pipe, byte for byte."""
+    if not sys.stdout.isatty():
+        return text
+    return _CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:

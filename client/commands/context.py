@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.commands.common import CommandFailed, Context, table
+from client.commands.common import CommandFailed, Context, shown, table
 from client.connection import FRAME_LIMIT_BYTES, frame_bytes
 from client.times import local_time
 from client.transfer import CHUNK_BYTES, Progress, TransferFailed, get, put
@@ -85,8 +85,8 @@ def context_list(ctx: Context, args: argparse.Namespace) -> int:
     elif not items:
         print("No context files" + (f" under {args.prefix!r}." if args.prefix else "."))
     else:
-        print(table([[i["path"], f"{i['size']:,}", local_time(i.get("updatedAt"))] for i in items],
-                    ["PATH", "BYTES", "UPDATED"]))
+        print(shown(table([[i["path"], f"{i['size']:,}", local_time(i.get("updatedAt"))] for i in items],
+                          ["PATH", "BYTES", "UPDATED"])))
     return 0
 
 

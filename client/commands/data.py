@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from client.commands.common import Context, table
+from client.commands.common import Context, shown, table
 from client.times import local_time
 from client.transfer import TransferFailed, get
 
@@ -83,8 +83,8 @@ def sessions_list(ctx: Context, args: argparse.Namespace) -> int:
     elif not found:
         print("No sessions.")
     else:
-        print(table([[s["sessionId"], s.get("title") or "", local_time(s.get("updatedAt"))] for s in found],
-                    ["SESSION", "TITLE", "UPDATED"]))
+        print(shown(table([[s["sessionId"], s.get("title") or "", local_time(s.get("updatedAt"))] for s in found],
+                          ["SESSION", "TITLE", "UPDATED"])))
     return 0
 
 
@@ -105,7 +105,7 @@ def sessions_show(ctx: Context, args: argparse.Namespace) -> int:
         ctx.print_json(found)
         return 0
     session = found["session"]
-    print(f"{session.get('title') or '(untitled)'}  {session['sessionId']}")
+    print(shown(f"{session.get('title') or '(untitled)'}  {session['sessionId']}"))
     print(f"created {local_time(session.get('createdAt'))}, updated {local_time(session.get('updatedAt'))}")
     for message in found.get("messages", []):
         content = message.get("content")
@@ -115,7 +115,7 @@ def sessions_show(ctx: Context, args: argparse.Namespace) -> int:
             except TransferFailed as exc:
                 content = f"(could not fetch the message: {exc})"
         note = " (cancelled)" if message.get("cancelled") else ""
-        print(f"\n[{message['role']}, {local_time(message.get('createdAt'))}]{note}\n{content}")
+        print(shown(f"\n[{message['role']}, {local_time(message.get('createdAt'))}]{note}\n{content}"))
     return 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import resource
 import signal
@@ -142,6 +143,37 @@ def test_a_file_larger_than_memory_is_never_read_whole_and_is_refused_for_its_si
     assert process.returncode == 1 and "Traceback" not in process.stderr, process.stderr  # was a MemoryError
     assert "error: PAYLOAD_TOO_LARGE: context files are limited to" in process.stderr
     assert "disk.img" not in llm_ide("context", "list").stdout
+
+
+def test_a_reply_with_terminal_escapes_is_shown_escaped_on_a_terminal_and_kept_in_a_file(llm_ide, tmp_path):
+    # The local model echoes the prompt: a reply that sets the terminal's clipboard (OSC 52) and clears the screen.
+    sequence = "\x1b]52;c;aGFja2Vk\x07\x9b2J"
+    prompt = f"before {sequence} after"
+    master, slave = pty.openpty()  # the command's standard output is a terminal
+    process = subprocess.Popen([LLM_IDE, "chat", prompt], env=llm_ide.env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                               stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)  # the command holds its own copy
+    screen = _read_all(master)
+    assert process.wait(timeout=60) == 0
+    assert "\x1b]52" not in screen and "\x9b" not in screen  # nothing the terminal would act on
+    assert "before \\x1b]52;c;aGFja2Vk\\x07\\x9b2J after" in screen  # shown for what it is
+    piped = llm_ide("chat", prompt)
+    assert piped.returncode == 0 and f"before {sequence} after" in piped.stdout  # a file gets it byte for byte
+
+
+def _read_all(master: int) -> str:
+    """What was written to a pseudo-terminal, until its last writer closed it."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every copy of the other end is closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    return output.decode("utf-8", errors="replace")
 
 
 def test_messages_file_that_is_no_list_is_refused_before_anything_is_sent(llm_ide, tmp_path):
