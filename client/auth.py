@@ -230,8 +230,8 @@ class TokenStore:
         known = {f.name for f in fields(Tokens)}
         for api in self._names(apis):
             entry = data.get(api, {})
-            users = entry.get("users")
-            stored = users.get(username or entry.get("current") or "") if isinstance(users, dict) else None
+            users, name = entry.get("users"), username or entry.get("current")
+            stored = users.get(name) if isinstance(users, dict) and isinstance(name, str) else None
             if stored:
                 try:
                     return Tokens(**{k: v for k, v in stored.items() if k in known})

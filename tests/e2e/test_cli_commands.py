@@ -212,7 +212,8 @@ def test_a_connection_closed_or_silent_before_the_answer_ends_the_command_with_a
 def test_a_token_file_that_is_no_token_file_asks_for_a_new_login(llm_ide, stack, tmp_path):
     tokens = tmp_path / "home" / "tokens.json"
     for damaged in ('{"cut short', "[]", json.dumps({stack.endpoints.websocket_url: 5}),
-                    json.dumps({stack.endpoints.websocket_url: {"current": "dev", "users": {"dev": {"x": 1}}}})):
+                    json.dumps({stack.endpoints.websocket_url: {"current": "dev", "users": {"dev": {"x": 1}}}}),
+                    json.dumps({stack.endpoints.websocket_url: {"current": ["dev"], "users": {}}})):
         tokens.write_text(damaged)
         listed = llm_ide("sessions", "list")
         assert listed.returncode == 1 and "Traceback" not in listed.stderr, listed.stderr
