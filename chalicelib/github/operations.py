@@ -70,17 +70,33 @@ class GitHubOperations:
         raise BadRequest(f"unknown action {action[:64]!r}")
 
     def repos(self) -> dict[str, Any]:
-        """The repositories of every installation the secret names, at most MAX_REPOS in all (one frame)."""
+        """The repositories of every installation the secret names, at most MAX_REPOS in all (one frame).
+
+        An installation GitHub no longer knows (the account removed the app) is skipped and logged at ERROR;
+        NotFound only when that is every installation."""
         listed: list[dict[str, Any]] = []
         truncated = False
+        gone: NotFound | None = None
+        answered = False
         for installation in self._github.installations():
             if len(listed) >= MAX_REPOS:
                 truncated = True  # installations left unread
                 break
-            found, cut = self._github.paginate("/installation/repositories", key="repositories",
-                                               max_items=MAX_REPOS - len(listed), installation=installation)
+            try:
+                found, cut = self._github.paginate("/installation/repositories", key="repositories",
+                                                   max_items=MAX_REPOS - len(listed), installation=installation)
+            except NotFound as error:
+                # The account removed the app, but the secret still names it: none of its repositories
+                # can be reached, so the list is whole without them. The operator is to take the id out.
+                logger.error("an installation the GitHub App secret names is gone; remove it from the secret",
+                             extra={"installationId": installation})
+                gone = error
+                continue
             listed += found
             truncated = truncated or cut
+            answered = True
+        if gone is not None and not answered:
+            raise gone  # every installation is gone: the app reaches nothing
         repos = [{"fullName": r["full_name"], "defaultBranch": r.get("default_branch"),
                   "private": bool(r.get("private"))} for r in listed if self._may_reach(r["full_name"])]
         return {"repos": repos, "truncated": truncated}

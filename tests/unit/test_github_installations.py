@@ -230,3 +230,24 @@ def test_repos_stops_when_the_first_installations_fill_the_list(world):
     listed = GitHubOperations(client, max_file_bytes=1000).repos()
     assert len(listed["repos"]) == 1000 and listed["truncated"] is True  # 3003 left unread
     assert "POST /app/installations/3003/access_tokens" not in paths(transport)
+
+
+def test_repos_lists_the_other_installations_when_one_named_in_the_secret_is_gone(world, caplog):
+    """An installation the secret still names but the account removed (GitHub: 404 on its token) has no
+    repository anyone can reach: the others are listed, and the operator is told which id to take out."""
+    client, transport = world((2002, 3003), reply(404, {"message": "Not Found"}),
+                              repos_page("octo-labs", 1, more=False))
+    with caplog.at_level(logging.ERROR):
+        listed = GitHubOperations(client, max_file_bytes=1000).repos()
+    assert listed == {"repos": [{"fullName": "octo-labs/r0", "defaultBranch": "main", "private": True}],
+                      "truncated": False}
+    [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged.installationId == 2002 and "secret" in logged.getMessage()
+    assert "POST /app/installations/3003/access_tokens" in paths(transport)
+
+
+def test_repos_is_not_found_when_every_installation_is_gone(world):
+    missing = reply(404, {"message": "Not Found"})
+    client, _ = world((2002, 3003), missing, missing)
+    with pytest.raises(NotFound):
+        GitHubOperations(client, max_file_bytes=1000).repos()
