@@ -172,9 +172,11 @@ def revoke(tokens: Tokens, pool: UserPool) -> None:
 class TokenStore:
     """Tokens per API and user in one file readable only by its owner.
 
-    A sign-in is kept under every name it is known by (the API's URL, the Cognito app client).
-    A token is only ever offered to an API it was saved for: never "the latest" to any URL,
-    which could hand a token to a server that is not the one it was meant for.
+    A sign-in is kept under every name it is known by (the API's URL, the Cognito app client),
+    and found under the first name given: the API's URL when there is one, else the app client.
+    A token is only ever offered to an API it was saved for: never "the latest" to any URL, and
+    not one saved for another URL that shares the app client (`--url` elsewhere with the same
+    endpoints file), which could hand a token to a server that is not the one it was meant for.
     """
 
     def __init__(self, path: Path | None = None) -> None:
@@ -225,20 +227,21 @@ class TokenStore:
         self._write(data)
 
     def load(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
-        """The first sign-in found under these names (for `username`, if given)."""
-        data = self._read()
+        """The sign-in kept under the first of these names (for `username`, if given), else None."""
+        names = self._names(apis)
+        if not names:
+            return None
+        entry = self._read().get(names[0], {})
+        users, name = entry.get("users"), username or entry.get("current")
+        stored = users.get(name) if isinstance(users, dict) and isinstance(name, str) else None
+        if not stored:
+            return None
         known = {f.name for f in fields(Tokens)}
-        for api in self._names(apis):
-            entry = data.get(api, {})
-            users, name = entry.get("users"), username or entry.get("current")
-            stored = users.get(name) if isinstance(users, dict) and isinstance(name, str) else None
-            if stored:
-                try:
-                    return Tokens(**{k: v for k, v in stored.items() if k in known})
-                except (AttributeError, TypeError):  # not an object, or fields missing
-                    raise UnreadableTokens(f"the sign-in kept in {self.path} is incomplete: run `llm-ide login` "
-                                           "to sign in again") from None
-        return None
+        try:
+            return Tokens(**{k: v for k, v in stored.items() if k in known})
+        except (AttributeError, TypeError):  # not an object, or fields missing
+            raise UnreadableTokens(f"the sign-in kept in {self.path} is incomplete: run `llm-ide login` "
+                                   "to sign in again") from None
 
     def forget(self, apis: str | list[str | None], username: str) -> None:
         data = self._read()

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.uri import parse_uri
 
 from client.auth import NotSignedIn, SignedIn, TokenStore
 from client.connection import ClientClosed, ConnectionRefused, IdeClient, Reconnect
@@ -60,6 +61,10 @@ class Context:
         if not url:
             raise CommandFailed(no_websocket_url(self.args.endpoints), 2)
         try:
+            parse_uri(url)  # before the token is looked up: a wrong URL is named, not taken for a missing sign-in
+        except InvalidURI:
+            raise CommandFailed(f"{url} is not a WebSocket URL (ws://... or wss://...)", 2) from None
+        try:
             if reconnect:
                 return IdeClient(url, reconnect=Reconnect(self.account.token_source(self.args.token_use)))
             for force_refresh in (False, True):
@@ -70,8 +75,6 @@ class Context:
                         raise
         except ConnectionRefused as exc:
             raise CommandFailed(f"{url}: {exc}") from None
-        except InvalidURI:
-            raise CommandFailed(f"{url} is not a WebSocket URL (ws://... or wss://...)", 2) from None
         except InvalidHandshake as exc:  # something answered, but not as a WebSocket server
             raise CommandFailed(f"{url} did not answer as a WebSocket server ({exc})") from None
         except NotSignedIn as exc:

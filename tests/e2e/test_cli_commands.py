@@ -189,17 +189,21 @@ def test_a_url_that_is_no_websocket_server_is_said_so(llm_ide, stack):
     assert wrong_scheme.returncode == 2 and "Traceback" not in wrong_scheme.stderr, wrong_scheme.stderr
     assert f"{http_url} is not a WebSocket URL" in wrong_scheme.stderr
     with _server(lambda connection: connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")) as port:
-        garbage = llm_ide("--url", f"ws://127.0.0.1:{port}/local", "sessions", "list")
+        url = f"ws://127.0.0.1:{port}/local"
+        assert llm_ide("--url", url, "login", "--username", "dev").returncode == 0  # a token for that URL
+        garbage = llm_ide("--url", url, "sessions", "list")
     assert garbage.returncode == 1 and "Traceback" not in garbage.stderr, garbage.stderr
     assert "did not answer as a WebSocket server" in garbage.stderr
 
 
 def test_a_connection_closed_or_silent_before_the_answer_ends_the_command_with_a_message(llm_ide, tmp_path):
     with _websocket_server(close_at_once=True) as url:
+        assert llm_ide("--url", url, "login", "--username", "dev").returncode == 0  # a token for that URL
         closed = llm_ide("--url", url, "sessions", "list")
     assert closed.returncode == 1 and "Traceback" not in closed.stderr, closed.stderr
     assert "the connection closed before the backend answered session.list" in closed.stderr
     with _websocket_server(close_at_once=False) as url:  # never answers: the person presses Ctrl-C
+        assert llm_ide("--url", url, "login", "--username", "dev").returncode == 0
         process = subprocess.Popen([LLM_IDE, "--url", url, "sessions", "list"], env=llm_ide.env, cwd=tmp_path,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3)  # connected, waiting for the answer

@@ -39,6 +39,17 @@ def test_each_api_keeps_its_own_users_and_a_token_goes_to_no_other(tmp_path):
     assert TokenStore(tmp_path / "none.json").load(["ws://local/a"]) is None
 
 
+def test_a_sign_in_is_not_offered_to_another_url_that_shares_its_app_client(tmp_path):
+    """`--url` to another server with the endpoints file's app client: the token saved for the first
+    server must not go to the second (it could replay it there); the app client alone finds a sign-in
+    only when no URL is given."""
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(["ws://127.0.0.1:8000/local", "client-1"], tokens("alice"))
+    assert store.load(["ws://elsewhere.example/prod", "client-1"]) is None
+    assert loaded(store, ["ws://127.0.0.1:8000/local", "client-1"]).username == "alice"
+    assert loaded(store, [None, "client-1"]).username == "alice"
+
+
 def test_signed_in_renews_before_expiry_and_keeps_the_refresh_token(tmp_path):
     import time
 
