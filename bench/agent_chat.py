@@ -28,7 +28,6 @@ import io
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -124,10 +123,7 @@ def bench_root(sender: TimingSender, started_jobs: list[dict]) -> Any:
 
 
 def start_moto() -> dev_aws.MotoServer:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    moto = dev_aws.MotoServer(host="127.0.0.1", port=port, log_path=Path(tempfile.gettempdir()) / "bench-moto.log")
+    moto = dev_aws.MotoServer(listener=dev_aws.listen(), log_path=Path(tempfile.gettempdir()) / "bench-moto.log")
     moto.start()
     return moto
 

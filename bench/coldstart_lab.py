@@ -125,7 +125,7 @@ class Lab:
 
 @contextlib.contextmanager
 def running_lab() -> Iterator[Lab]:
-    moto = dev_aws.MotoServer(host="127.0.0.1", port=dev_aws.free_port(),
+    moto = dev_aws.MotoServer(listener=dev_aws.listen(),
                               log_path=Path(tempfile.gettempdir()) / "bench-coldstart-moto.log")
     moto.start()
     # Segments go to a bound socket nobody reads: sent, as to the X-Ray daemon, never refused.

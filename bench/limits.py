@@ -19,7 +19,6 @@ import argparse
 import collections
 import functools
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -75,10 +74,7 @@ def main() -> None:
 
     metrics.set_output(lambda line: None)  # the figures, not the app's EMF lines, go to stdout
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    moto = dev_aws.MotoServer(host="127.0.0.1", port=port, log_path=Path(tempfile.gettempdir()) / "bench-moto.log")
+    moto = dev_aws.MotoServer(listener=dev_aws.listen(), log_path=Path(tempfile.gettempdir()) / "bench-moto.log")
     moto.start()
     try:
         provisioned = dev_aws.provision(moto.url, stage="bench")

@@ -11,6 +11,7 @@ Usage: .venv/bin/python -m bench.moto_transactions [--calls 30]
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import sys
 import tempfile
@@ -32,9 +33,9 @@ SIZES = (10, 1000, 3000)
 class ShippedMoto(dev_aws.MotoServer):
     """moto's own server, without the local stack's patches."""
 
-    def __init__(self, *, host: str, port: int, log_path: Path) -> None:
-        super().__init__(host=host, port=port, log_path=log_path)
-        self._args = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    def __init__(self, *, listener: socket.socket, log_path: Path) -> None:
+        super().__init__(listener=listener, log_path=log_path)
+        self._args = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
 
 
 def client(url: str) -> Any:
@@ -86,10 +87,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-moto-") as tmp:
-        servers = {"moto_atomic.py": dev_aws.MotoServer(host="127.0.0.1", port=dev_aws.free_port(),
-                                                        log_path=Path(tmp, "atomic.log")),
-                   "moto as shipped": ShippedMoto(host="127.0.0.1", port=dev_aws.free_port(),
-                                                  log_path=Path(tmp, "moto.log"))}
+        servers = {"moto_atomic.py": dev_aws.MotoServer(listener=dev_aws.listen(), log_path=Path(tmp, "atomic.log")),
+                   "moto as shipped": ShippedMoto(listener=dev_aws.listen(), log_path=Path(tmp, "moto.log"))}
         results = {}
         try:
             for name, server in servers.items():

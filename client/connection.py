@@ -253,6 +253,14 @@ class IdeClient:
             raise RuntimeError(f"expected pong, got {frame}")
         return time.perf_counter() - started
 
+    def chat_request_id(self, chat_id: str) -> str | None:
+        """The server's id (`requestId`) of a running chat this client sent, from its `ack` as the reader
+        thread received it, whether or not the `ack` was read from `frames` yet; None before the `ack`,
+        or once the chat ended."""
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            return chat.request_id if chat is not None else None
+
     @property
     def close_code(self) -> int | None:
         return self._last_ws.close_code if self._last_ws is not None else None

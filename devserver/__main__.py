@@ -33,17 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def _bind(host: str, port: int, variable: str = "PORT") -> socket.socket:
+    """A listening socket on host:port (0: a free one), or an exit naming the `variable` that set the port."""
     try:
-        sock.bind((host, port))
+        return aws.listen(host, port)
     except OSError as exc:
-        sock.close()
         raise SystemExit(f"devserver: cannot listen on {host}:{port} ({exc.strerror}); "
-                         "set PORT to another port") from None
-    sock.listen(128)
-    return sock
+                         f"set {variable} to another port") from None
 
 
 def _claim(state_dir: Path) -> IO[str]:
@@ -192,10 +188,9 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
     s3_url = f"http://{args.host}:{s3_socket.getsockname()[1]}"
     cognito_socket = _bind(args.host, 0)
     cognito_url = f"http://{args.host}:{cognito_socket.getsockname()[1]}"
-    bedrock_socket = _bind(args.host, args.bedrock_port)
+    bedrock_socket = _bind(args.host, args.bedrock_port, "DEV_BEDROCK_PORT")
     bedrock_url = f"http://{args.host}:{bedrock_socket.getsockname()[1]}"
-    moto = aws.MotoServer(host=args.host, port=args.moto_port or aws.free_port(args.host),
-                          log_path=state_dir / "moto.log")
+    moto = aws.MotoServer(listener=_bind(args.host, args.moto_port, "MOTO_PORT"), log_path=state_dir / "moto.log")
     runners: list[web.AppRunner] = []
     runtime: LambdaRuntime | None = None
     try:

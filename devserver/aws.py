@@ -46,25 +46,35 @@ def _prepare_child(parent_mask: set[int | signal.Signals]) -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, parent_mask)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (the OS's pick), for a server about to start."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+def listen(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket on host:port (0: a free port, the OS's pick). OSError if the port is taken.
+
+    A server is handed the socket rather than a port number: a port found free and bound later (by
+    a child process that takes seconds to start) can be taken meanwhile by any other process on the
+    machine, another stack's moto among them, which then answered in this stack's place."""
+    return socket.create_server((host, port), backlog=128)
 
 
 class MotoServer:
-    """moto's server in a child process, so it runs on its own core."""
+    """moto's server in a child process, so it runs on its own core, serving on `listener`.
 
-    def __init__(self, *, host: str, port: int, log_path: Path) -> None:
-        self.url = f"http://{host}:{port}"
+    The child inherits the socket, already listening, by werkzeug's own way of handing its server
+    one (its reloader's): WERKZEUG_SERVER_FD names the descriptor, WERKZEUG_RUN_MAIN says to use it.
+    It works for any moto server run_simple starts (moto_atomic.py, or moto's own in bench/)."""
+
+    def __init__(self, *, listener: socket.socket, log_path: Path) -> None:
+        self._listener = listener
+        self.host, self.port = listener.getsockname()[:2]
+        self.url = f"http://{self.host}:{self.port}"
         # moto.server with atomic DynamoDB writes (see moto_atomic.py).
-        self._args = [sys.executable, str(Path(__file__).with_name("moto_atomic.py")), "-H", host, "-p", str(port)]
+        self._args = [sys.executable, str(Path(__file__).with_name("moto_atomic.py")), "-H", self.host,
+                      "-p", str(self.port)]
         self._log_path = log_path
         self._process: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 30.0) -> None:
-        env = {**os.environ, **CREDENTIALS}
+        fd = self._listener.fileno()
+        env = {**os.environ, **CREDENTIALS, "WERKZEUG_RUN_MAIN": "true", "WERKZEUG_SERVER_FD": str(fd)}
         # Ctrl-C is held back while the child is made. Python runs a signal's handler at its next line of
         # Python, which in the parent may be an at-fork hook (logging has one), where an exception is
         # "ignored": the KeyboardInterrupt was lost and the stack came up after Ctrl-C. Held, it is
@@ -76,10 +86,12 @@ class MotoServer:
                 # only calls libc's prctl and the signal module, and no other way asks Linux to end the child
                 # with its parent.
                 self._process = subprocess.Popen(
-                    self._args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    self._args, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(fd,),
                     preexec_fn=functools.partial(_prepare_child, mask))  # noqa: PLW1509
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            # The child holds the socket now (or nobody: once moto is gone, a connection is refused, not queued).
+            self._listener.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -93,6 +105,7 @@ class MotoServer:
         raise RuntimeError(f"moto did not start within {timeout:.0f} s; see {self._log_path}")
 
     def stop(self) -> None:
+        self._listener.close()  # if it never started
         if self._process and self._process.poll() is None:
             self._process.terminate()
             try:

@@ -47,7 +47,7 @@ def recorded_aws_calls(request):
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    server = dev_aws.MotoServer(host="127.0.0.1", port=dev_aws.free_port(), log_path=log)
+    server = dev_aws.MotoServer(listener=dev_aws.listen(), log_path=log)
     server.start()
     yield server.url
     server.stop()

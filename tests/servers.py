@@ -15,16 +15,16 @@ from aiohttp import web
 def serve(app: web.Application, **runner_options: Any) -> Iterator[str]:
     """Serve `app` for the duration of the block; yields its base URL. `runner_options` go to AppRunner."""
     loop = asyncio.new_event_loop()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # Bound here, before the thread starts: a port found free and bound later could be taken meanwhile.
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     runner = web.AppRunner(app, **runner_options)
     started = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        loop.run_until_complete(web.SockSite(runner, sock).start())
         started.set()
         loop.run_forever()
 

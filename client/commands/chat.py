@@ -117,8 +117,9 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
         except TimeoutError as exc:
             raise CommandFailed(f"the backend stopped answering: {exc}") from None
         except KeyboardInterrupt:
-            if chat_id is None:  # not acknowledged yet: the chat may already run, so wait for its ack
-                chat_id = _ack_of(client.frames(sent_id, timeout=10))
+            # Ctrl-C may land after the client took the ack off its queue and before this loop saw it: the
+            # client knows the chat's id then. Not acknowledged yet, the chat may already run: wait for its ack.
+            chat_id = chat_id or client.chat_request_id(sent_id) or _ack_of(client.frames(sent_id, timeout=10))
             if chat_id is not None:
                 client.send("chat.cancel", requestId=chat_id)
                 for frame in client.frames(sent_id, timeout=10):  # the rest, up to `done` (stopReason cancelled)

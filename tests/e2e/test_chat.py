@@ -332,3 +332,30 @@ def test_ctrl_c_before_the_ack_still_cancels_the_chat(stack, tmp_path, monkeypat
     assert cli.main(["chat", "[[slow:20]] " + "w" * 2000]) == 130
     out = capsys.readouterr().out
     assert interrupted and out.rstrip().endswith("[cancelled]") and out.count("w") < 2000
+
+
+def test_ctrl_c_as_the_ack_is_taken_still_cancels_the_chat(stack, tmp_path, monkeypatch, capsys):
+    # Python runs the Ctrl-C handler at whatever line the command is on: here, in the client's wait for a
+    # frame, just after it took the ack off its queue and before it returned it. The command never sees
+    # the ack, yet the chat runs on the server: it must still be cancelled, not waited out to its end.
+    from client import cli
+    from client.connection import IdeClient
+
+    monkeypatch.setenv("LLM_IDE_ENDPOINTS", str(stack.endpoints_path))
+    monkeypatch.setenv("LLM_IDE_HOME", str(tmp_path))
+    assert cli.main(["login", "--username", "dev"]) == 0
+    real_next_frame = IdeClient.next_frame
+    interrupted: list[dict] = []
+
+    def next_frame(self, request_id, timeout=10.0):
+        frame = real_next_frame(self, request_id, timeout=timeout)
+        if frame.get("type") == "ack" and not interrupted:
+            interrupted.append(frame)
+            raise KeyboardInterrupt
+        return frame
+
+    monkeypatch.setattr(IdeClient, "next_frame", next_frame)
+    capsys.readouterr()
+    assert cli.main(["chat", "[[slow:20]] " + "w" * 2000]) == 130
+    out = capsys.readouterr().out
+    assert interrupted and out.rstrip().endswith("[cancelled]") and out.count("w") < 2000

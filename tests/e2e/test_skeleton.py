@@ -118,11 +118,14 @@ def test_two_users_connections_are_told_apart(stack):
 
 
 def test_disconnect_removes_the_connection(stack):
+    before = {i["connectionId"] for i in items_for(stack, "dev2")}
     client = stack.connect("dev2")
     client.ping()
-    count = len(items_for(stack, "dev2"))
+    # This connection's own item: a count would also drop when an earlier test's connection goes (its
+    # $disconnect may still be under way), and miss a step when both go between two looks.
+    [mine] = {i["connectionId"] for i in items_for(stack, "dev2")} - before
     client.close()
-    assert wait_until(lambda: len(items_for(stack, "dev2")) == count - 1)
+    assert wait_until(lambda: mine not in connection_ids(stack))
 
 
 def test_management_api_answers_410_for_a_gone_connection(stack):
@@ -199,7 +202,7 @@ signal.signal(signal.SIGINT, interrupt)  # as devserver.__main__ has it during s
 # Ctrl-C lands while the parent runs its at-fork hooks (logging's among them), where Python
 # "ignores" an exception: the KeyboardInterrupt must not be lost there.
 os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGINT))
-moto = aws.MotoServer(host="127.0.0.1", port=aws.free_port(), log_path=Path(sys.argv[1]))
+moto = aws.MotoServer(listener=aws.listen(), log_path=Path(sys.argv[1]))
 try:
     moto.start()
     print("started")
@@ -214,6 +217,40 @@ def test_ctrl_c_while_moto_is_forked_interrupts_the_start_up(tmp_path):
     done = subprocess.run([sys.executable, "-c", CTRL_C_AT_THE_FORK, str(tmp_path / "moto.log")], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout.strip() == "interrupted" and "Exception ignored" not in done.stderr, done.stdout + done.stderr
+
+
+PORT_TAKEN_AT_THE_FORK = """
+import os, socket, sys, urllib.request
+from pathlib import Path
+from devserver import aws
+
+moto = aws.MotoServer(listener=aws.listen(), log_path=Path(sys.argv[1]))
+taken = []
+
+def take_the_port():
+    # Another server (another stack's moto, say) binds moto's port while moto's child is starting, before
+    # it could bind the port itself: the window of a port picked free, then bound seconds later.
+    intruder = socket.socket()
+    try:
+        intruder.bind(("127.0.0.1", moto.port))
+        intruder.listen()
+        taken.append(intruder)
+    except OSError:
+        intruder.close()
+os.register_at_fork(after_in_parent=take_the_port)
+try:
+    moto.start()
+    with urllib.request.urlopen(moto.url + "/moto-api/", timeout=10) as answer:
+        print("taken" if taken else "held", answer.status)
+finally:
+    moto.stop()
+"""
+
+
+def test_no_other_server_can_take_motos_port_while_it_starts(tmp_path):
+    done = subprocess.run([sys.executable, "-c", PORT_TAKEN_AT_THE_FORK, str(tmp_path / "moto.log")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "held 200", done.stdout + done.stderr + (tmp_path / "moto.log").read_text()
 
 
 def second_start(state_dir, port=0, env=None):
