@@ -648,6 +648,35 @@ def test_sign_out_revokes_the_refresh_token(page, web_stack):
     expect(page.locator("#signin-form")).to_be_visible(timeout=WAIT_MS)  # nothing left to restore
 
 
+def test_sign_out_leaves_nothing_of_the_user_in_the_page(page, web_stack):
+    """Signing out hid the workspace and kept it: the next user of the tab had the first one's transcript in
+    the page, the open repository file in the viewer, and every part of the first workspace still listening,
+    so one upload went out twice, once on the first user's socket, reopened with the next user's token."""
+    signed_in(page, web_stack)
+    marker = f"private-{uuid.uuid4().hex[:8]}"
+    send(page, marker)
+    wait_done(page)
+    page.click("#tab-repo")
+    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#repo-select", REPO)
+    page.locator("#repo-tree button", has_text="README.md").click()
+    expect(page.locator("#editor .cm-content")).to_contain_text("hello-world", timeout=WAIT_MS)
+    page.click("#signout")
+    expect(page.locator("#signin-form")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#status")).to_have_text("signed out")
+    assert marker not in page.content()
+    assert page.locator("#editor .cm-editor").count() == 0
+
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    signed_in(page, web_stack, "dev2")
+    page.set_input_files("#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hi"}])
+    expect(page.locator("#attached .chip", has_text="uploads/notes.txt")).to_have_count(1, timeout=WAIT_MS)
+    page.wait_for_timeout(500)  # a second listener's upload would have gone by now
+    assert len([frame for frame in sent if '"context.put"' in frame]) == 1
+    assert marker not in page.content()
+
+
 # --- layout ----------------------------------------------------------------------------------
 
 

@@ -89,14 +89,20 @@ async function enterWorkspace() {
   $("prompt").focus();
 }
 
+// What the sign-in form says after a sign-out, carried over the reload in this tab's storage.
+const SIGNED_OUT_NOTE = "llm-ide.signed-out-note";
+
+/** Revoke and forget the tokens, then load the page afresh: nothing of the signed-out user stays
+ *  in it (the transcript, the sessions, an open repository file, proposed changes, the limits'
+ *  timer, the listeners of the workspace's parts and their socket), whoever signs in next. */
 async function signOut(message) {
   if (conn) conn.close();
   conn = null;
   parts = null;
   const failure = auth ? await auth.signOut() : null;
-  showSignIn();
-  $("signin-error").textContent = message || "";
-  if (failure) toast(`Signed out here, but the sign-in could not be revoked: ${failure.message}`, "error");
+  const note = [message, failure && `Signed out here, but the sign-in could not be revoked: ${failure.message}`];
+  if (note.some(Boolean)) sessionStorage.setItem(SIGNED_OUT_NOTE, note.filter(Boolean).join(" "));
+  window.location.reload();
 }
 
 function signInError(error) {
@@ -206,8 +212,13 @@ async function boot() {
     focusPrompt: () => $("prompt").focus(),
     active: () => Boolean(parts),
   });
+  const note = sessionStorage.getItem(SIGNED_OUT_NOTE);
+  sessionStorage.removeItem(SIGNED_OUT_NOTE);
   if (await auth.restore()) await enterWorkspace();
-  else showSignIn();
+  else {
+    showSignIn();
+    $("signin-error").textContent = note || "";
+  }
   document.body.dataset.ready = "true"; // interactive: the benchmark's time-to-interactive mark
   performance.mark("llm-ide:interactive");
 }
