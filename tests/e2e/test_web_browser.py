@@ -284,6 +284,25 @@ def test_an_error_frame_says_what_it_is_and_what_to_do(page, web_stack):
     assert page.is_disabled("#cancel") and page.is_enabled("#send")
 
 
+@pytest.mark.parametrize("kib", [40, 200])
+def test_a_prompt_too_long_for_a_frame_goes_as_an_upload(page, web_stack, kib):
+    """A pasted log of 40 KiB (over the frame's 24 KiB of prompt) was refused PAYLOAD_TOO_LARGE, and one over
+    API Gateway's 128 KiB message cut the connection: the answer ended CONNECTION_LOST, and so did each regenerate.
+    Such a prompt goes as a chat.upload body, as llm-ide's does."""
+    signed_in(page, web_stack)
+    marker = f"LOG-{uuid.uuid4().hex[:8]}"
+    prompt = marker + "\n" + "2026-11-30 12:00:00 INFO a line of a long log\n" * (kib * 1024 // 45)
+    page.locator("#prompt").evaluate("(box, text) => { box.value = text; }", prompt)  # pasted (fill types it: slow)
+    page.press("#prompt", "Enter")
+    wait_done(page, ENDED)
+    assert last_reply(page).locator(".error").count() == 0
+    assert last_reply(page).locator(".body").text_content().startswith(marker)  # the echo model read it
+    with web_stack.connect("dev") as client:
+        session = client.request("session.list", limit=1)["data"]["sessions"][0]
+        stored = client.request("session.get", sessionId=session["sessionId"])["data"]["messages"]
+    assert stored[0]["size"] == len(prompt.encode())
+
+
 # --- sessions ------------------------------------------------------------------------------
 
 

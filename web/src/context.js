@@ -129,18 +129,18 @@ export class Context {
   }
 }
 
-/** PUT `bytes` to a presigned URL with the granted headers; `progress` follows the upload. */
-function putWithProgress(grant, bytes, progress) {
+/** PUT `bytes` to a presigned URL with the granted headers; `progress` (a <progress>, or null) follows the upload. */
+export function putWithProgress(grant, bytes, progress = null) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest(); // fetch() reports no upload progress
     xhr.open("PUT", grant.url);
     for (const [name, value] of Object.entries(grant.headers || {})) {
       if (name.toLowerCase() !== "content-length" && name.toLowerCase() !== "host") xhr.setRequestHeader(name, value);
     }
-    xhr.upload.addEventListener("progress", (event) => { if (event.lengthComputable) progress.value = event.loaded; });
+    xhr.upload.addEventListener("progress", (event) => { if (progress && event.lengthComputable) progress.value = event.loaded; });
     xhr.addEventListener("load", () => {
       if (xhr.status >= 200 && xhr.status < 300) {
-        progress.value = progress.max;
+        if (progress) progress.value = progress.max;
         resolve();
       } else reject(new Error(`the upload was refused (HTTP ${xhr.status})`));
     });
