@@ -343,6 +343,62 @@ def test_a_session_keeps_its_history_across_a_reload_then_is_renamed_and_deleted
     assert "Renamed in the browser" not in {s["title"] for s in listed} and title not in {s["title"] for s in listed}
 
 
+def test_a_late_page_of_one_session_stays_out_of_the_session_opened_next(browser, web_stack, problems):
+    """A long session's history comes in pages: opening another session (or a new chat) while a page was on its
+    way put that page's messages into the other transcript. The first session's second page is held here until
+    the second session shows."""
+    username, password = new_user(web_stack)
+    page = open_page(browser, web_stack, problems, viewport={"width": 1400, "height": 900})
+    held: list[str] = []
+    sockets: list = []
+    first: dict[str, str] = {}
+
+    def route(ws) -> None:
+        sockets.append(ws)
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("action") == "session.get" and frame.get("cursor") == "page-2":
+                held.append(frame["id"])  # answered below, after the other session shows
+            else:
+                server.send(message)
+
+        def from_server(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            data = frame.get("data") if frame.get("type") == "result" else None
+            if isinstance(data, dict) and "messages" in data and data["session"]["sessionId"] == first.get("id"):
+                ws.send(json.dumps({**frame, "data": {**data, "cursor": "page-2"}}))
+            else:
+                ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r"^wss?://"), route)
+    sign_in(page, web_stack, username, password)
+    expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)
+    for prompt in ("the long session", "the other session"):
+        page.click("#new-session")
+        send(page, prompt)
+        wait_done(page)
+    first["id"] = page.locator("#sessions li", has_text="the long session").get_attribute("data-session-id")
+    page.locator("#sessions li", has_text="the long session").locator(".session-open").click()
+    expect(page.locator(".msg.user .body")).to_have_text(["the long session"], timeout=WAIT_MS)
+    page.locator("#sessions li", has_text="the other session").locator(".session-open").click()
+    expect(page.locator(".msg.user .body")).to_have_text(["the other session"], timeout=WAIT_MS)
+    assert held
+    late = {"messageId": "m-late", "role": "user", "content": "a late message of the long session", "size": 34,
+            "createdAt": "2026-11-30T12:00:00Z"}
+    sockets[-1].send(json.dumps({"type": "result", "id": held[0], "data": {
+        "session": {"sessionId": first["id"], "title": "the long session", "createdAt": "2026-11-30T12:00:00Z",
+                    "updatedAt": "2026-11-30T12:00:00Z"}, "messages": [late], "cursor": None}}))
+    page.wait_for_timeout(500)
+    expect(page.locator(".msg.user .body")).to_have_text(["the other session"])
+    expect(page.locator("#chat-title")).to_have_text("the other session")
+    page.context.close()
+
+
 def test_a_first_line_cut_to_a_title_inside_an_emoji_still_makes_a_session(page, web_stack):
     # The title is the first line's first 60 characters: cut in UTF-16 units, it would end in half an
     # emoji, a lone surrogate the server refuses (BAD_REQUEST), and the chat would never start.

@@ -177,6 +177,7 @@ function wireWorkspace() {
   $("regenerate").addEventListener("click", () => parts.chat.regenerate());
   $("new-session").addEventListener("click", () => {
     if (parts.chat.running) return toast("Wait for the answer to finish, or cancel it, first.");
+    parts.sessions.stopOpening();
     parts.chat.clear();
     parts.sessions.select(null);
     $("prompt").focus();

@@ -79,23 +79,36 @@ export class Sessions {
 
   async open(sessionId) {
     if (this.chat.running) return toast("Wait for the answer to finish, or cancel it, first.");
+    const ticket = this.opening = {};
+    // Pages come one by one: another session opened, or a new chat started, meanwhile has the
+    // transcript now, and a page of this one that arrives late is not put into it.
+    const current = () => this.opening === ticket && (pages === 0 || this.chat.session?.sessionId === sessionId);
+    let pages = 0;
     try {
       let page = await this.conn.request("session.get", { sessionId });
+      if (!current()) return;
       this.chat.show(page.session, page.messages);
       this.select(sessionId);
-      let pages = 1;
+      pages = 1;
       while (page.cursor) {
         if (pages % HISTORY_PAGES_AT_ONCE === 0) {
           await this.morePagesButton();
         }
         page = await this.conn.request("session.get", { sessionId, cursor: page.cursor });
+        if (!current()) return;
         this.chat.appendStored(page.messages);
         pages += 1;
       }
     } catch (error) {
+      if (!current()) return;
       toast(`The session could not be opened: ${error.code || ""} ${error.message}`, "error");
       if (error.code === "NOT_FOUND") this.item(sessionId)?.remove();
     }
+  }
+
+  /** A new chat replaces the transcript: a session still being opened stays closed. */
+  stopOpening() {
+    this.opening = null;
   }
 
   morePagesButton() {
