@@ -303,6 +303,22 @@ def test_a_prompt_too_long_for_a_frame_goes_as_an_upload(page, web_stack, kib):
     assert stored[0]["size"] == len(prompt.encode())
 
 
+def test_max_tokens_that_are_no_positive_integer_are_refused_at_the_field(page, web_stack):
+    """0, -5 or 1.5 max tokens were dropped without a word: the chat ran with the server's default. Now the field
+    says what it takes and the prompt stays in the box, unsent."""
+    signed_in(page, web_stack)
+    for wrong in ("0", "-5", "1.5"):
+        page.fill("#max-tokens", wrong)
+        send(page, "with a wrong limit")
+        assert page.locator("#max-tokens").evaluate("el => el.validationMessage")
+        assert page.input_value("#prompt") == "with a wrong limit"
+        assert page.locator(".msg").count() == 0
+    page.fill("#max-tokens", "64")
+    page.press("#prompt", "Enter")
+    wait_done(page)
+    assert page.input_value("#prompt") == ""
+
+
 # --- sessions ------------------------------------------------------------------------------
 
 

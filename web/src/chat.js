@@ -226,7 +226,16 @@ export class Chat {
   }
 
   regenerate() {
-    if (this.lastPrompt) this.send(this.lastPrompt, { regenerate: true });
+    if (this.lastPrompt && this.optionsValid()) this.send(this.lastPrompt, { regenerate: true });
+  }
+
+  /** Whether the options typed beside the chat (max tokens) are valid; if not, the browser says why at the
+   *  field, and nothing is sent (an invalid one was dropped without a word: the chat ran with the default). */
+  optionsValid() {
+    const maxTokens = $("max-tokens");
+    if (maxTokens.checkValidity()) return true;
+    maxTokens.reportValidity();
+    return false;
   }
 
   /** The socket came back: continue the running answer where it stopped (chat.resume). */

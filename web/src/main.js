@@ -163,7 +163,7 @@ function wireWorkspace() {
   $("chat-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const prompt = $("prompt").value;
-    if (!prompt.trim() || parts.chat.running) return;
+    if (!prompt.trim() || parts.chat.running || !parts.chat.optionsValid()) return;
     $("prompt").value = "";
     parts.chat.send(prompt);
   });
