@@ -252,6 +252,24 @@ def test_a_hostile_reply_renders_inert(page, web_stack):
     assert page.evaluate("window.pwned") is None
 
 
+def test_the_policy_closes_the_html_sinks_the_sanitizer_does_not_feed(page, web_stack, problems):
+    """Under the page's CSP a string written into an HTML sink is refused (Trusted Types), while DOMPurify's
+    own policy renders replies: one forgotten `innerHTML = reply` could not run what the reply holds."""
+    signed_in(page, web_stack)
+    send(page, "**still rendered** under Trusted Types")
+    wait_done(page)
+    assert last_reply(page).locator("strong").text_content() == "still rendered"
+    refused = page.evaluate("""() => {
+        const box = document.createElement("div");
+        try { box.innerHTML = "<img src=x onerror='window.pwned=1'>"; return "allowed"; } catch (e) { return e.name; }
+    }""")
+    assert refused == "TypeError"
+    page.wait_for_timeout(300)  # the violation's event comes after the throw
+    expected = [p for p in problems if "TrustedHTML" in p or "require-trusted-types-for" in p]
+    assert expected  # reported as the violation it is
+    problems[:] = [p for p in problems if p not in expected]
+
+
 def test_the_model_picker_lists_models_list_and_the_chat_uses_the_choice(page, web_stack):
     signed_in(page, web_stack)
     with web_stack.connect("dev") as client:
