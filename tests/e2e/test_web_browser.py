@@ -500,6 +500,16 @@ def test_a_file_too_binary_for_context_is_refused_with_its_reason(page, web_stac
     assert page.locator("#attached .chip").count() == 0
 
 
+def test_a_file_name_the_server_would_refuse_as_a_path_is_made_one_it_takes(page, web_stack):
+    """A name with a C1 control (U+0085, from an old Windows code page), a fullwidth solidus or the account sign
+    (NFKC 'a/c') was sent as it was, refused BAD_REQUEST, and the file never reached the chat."""
+    signed_in(page, web_stack)
+    name = "report\x85 2026\uff0fQ4 \u2100.txt"
+    page.set_input_files("#file-input", files=[{"name": name, "mimeType": "text/plain", "buffer": b"numbers"}])
+    expect(page.locator("#attached .chip", has_text="uploads/report_ 2026_Q4 _.txt")).to_have_count(1, timeout=WAIT_MS)
+    assert page.locator("#uploads .error").count() == 0
+
+
 # --- repositories ----------------------------------------------------------------------------
 
 

@@ -8,11 +8,14 @@ const FRAME_BUDGET_BYTES = 30 * 1024;
 const MAX_ATTACHED = 20; // MAX_CONTEXT_PATHS on the server
 const encoder = new TextEncoder();
 
-/** A context path from a file name: what the server's path rules accept (no control characters,
- *  no '\\', no empty, '.' or '..' segments). */
+/** A context path from a file name: what the server's path rules accept (chalicelib/protocol.py's
+ *  validate_path): a control character (C0, DEL or C1), '/', '\\' and what compatibility
+ *  normalisation (NFKC) turns into either (a fullwidth solidus '／') become '_'; a name that is or
+ *  becomes '.' or '..' (a two-dot leader '‥') becomes '_' too. */
 export function contextPath(prefix, name) {
-  const clean = name.normalize("NFC").replace(/[\u0000-\u001f\u007f\\/]/g, "_").replace(/^\.+$/, "_") || "file";
-  return `${prefix}${clean}`;
+  const clean = [...name.normalize("NFC")]
+    .map((ch) => (/[\p{Cc}\\/]/u.test(ch) || /[\\/]/.test(ch.normalize("NFKC")) ? "_" : ch)).join("");
+  return `${prefix}${/^\.{1,2}$/.test(clean.normalize("NFKC")) ? "_" : clean || "file"}`;
 }
 
 export class Context {
