@@ -559,6 +559,41 @@ def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_r
     assert on_main["content"] == emulator.SEED_FILES["src/app.py"].decode()
 
 
+def test_a_pull_request_url_that_is_no_web_page_is_no_link(page, web_stack):
+    """The pull request's URL is GitHub's `html_url`, passed on by the server: a `javascript:` one became the
+    href of the page's link (the CSP, without 'unsafe-inline', kept a click from running it; nothing else did)."""
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("action") == "github.pr":
+                ws.send(json.dumps({"type": "result", "id": frame["id"], "data": {
+                    "number": 7, "url": "javascript:window.pwned=1", "branch": "llm-ide/x", "commitSha": "0" * 40}}))
+            else:
+                server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"^wss?://"), route)
+    page.reload()
+    signed_in(page, web_stack)
+    page.click("#tab-repo")
+    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#repo-select", REPO)
+    send(page, "```python src/app.py\nprint('changed')\n```")
+    wait_done(page)
+    last_reply(page).locator("button.propose").click()
+    expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
+    page.fill("#pr-branch", "x")
+    page.click("#open-pr")
+    expect(page.locator("#pr-result")).to_contain_text("Pull request #7 opened", timeout=WAIT_MS)
+    assert page.locator("#pr-result a").count() == 0
+    page.locator("#pr-result").click()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.pwned") is None
+
+
 # --- the connection --------------------------------------------------------------------------
 
 

@@ -80,8 +80,10 @@ export class Changes {
       const pr = await this.conn.request("github.pr", {
         repo: this.repo.fullName, base: this.repo.defaultBranch, branch: $("pr-branch").value.trim(),
         title: $("pr-title").value.trim(), body: $("pr-body").value, files });
-      result.replaceChildren("Pull request ", h("a", { href: pr.url, target: "_blank", rel: "noopener noreferrer",
-        id: "pr-link" }, `#${pr.number}`), ` opened from ${pr.branch} (${pr.commitSha.slice(0, 7)}).`);
+      // The URL is GitHub's (html_url): a link only to a web page, never a javascript: or data: one.
+      const number = `#${pr.number}`;
+      result.replaceChildren("Pull request ", webUrl(pr.url) ? h("a", { href: pr.url, target: "_blank",
+        rel: "noopener noreferrer", id: "pr-link" }, number) : number, ` opened from ${pr.branch} (${pr.commitSha.slice(0, 7)}).`);
       for (const path of [...this.files.keys()]) this.discard(path);
       $("pr-title").value = "";
       $("pr-branch").value = "";
@@ -91,5 +93,14 @@ export class Changes {
     } finally {
       button.disabled = false;
     }
+  }
+}
+
+/** Whether `url` is an absolute http(s) URL. */
+function webUrl(url) {
+  try {
+    return ["https:", "http:"].includes(new URL(url).protocol);
+  } catch {
+    return false;
   }
 }
