@@ -491,6 +491,24 @@ def test_a_1_mib_file_uploads_with_progress_and_the_model_sees_it(page, web_stac
     expect(last_reply(page).locator(".body")).to_contain_text(marker, timeout=WAIT_MS)
 
 
+def test_a_file_dropped_beside_the_message_box_is_attached_not_opened(page, web_stack):
+    """Only the message box took dropped files: one dropped on the transcript was the browser's, which opens it
+    in the page's place, and the answer being written and the typed prompt went with the page."""
+    signed_in(page, web_stack)
+    prevented = page.evaluate("""() => {
+        const data = new DataTransfer();
+        data.items.add(new File(["dropped notes"], "dropped.txt", { type: "text/plain" }));
+        const target = document.getElementById("transcript");
+        return ["dragover", "drop"].map((type) => {
+            const event = new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true });
+            target.dispatchEvent(event);
+            return event.defaultPrevented;
+        });
+    }""")
+    assert prevented == [True, True]
+    expect(page.locator("#attached .chip", has_text="uploads/dropped.txt")).to_have_count(1, timeout=WAIT_MS)
+
+
 def test_a_file_too_binary_for_context_is_refused_with_its_reason(page, web_stack):
     signed_in(page, web_stack)
     page.set_input_files("#file-input", files=[{"name": "blob.bin", "mimeType": "application/octet-stream",

@@ -28,12 +28,21 @@ export class Context {
       event.target.value = "";
       this.uploadFiles(files);
     });
+    // Files dropped anywhere on the page are attached: a drop the page does not take, the browser takes
+    // by opening the file in the page's place, and the answer on its way and the typed prompt go with it.
+    // (Text dragged into the message box stays the browser's to insert.)
     const composer = $("chat-form");
-    composer.addEventListener("dragover", (event) => { event.preventDefault(); composer.classList.add("drop"); });
-    composer.addEventListener("dragleave", () => composer.classList.remove("drop"));
-    composer.addEventListener("drop", (event) => {
+    const files = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+    document.addEventListener("dragover", (event) => {
+      if (!files(event)) return;
       event.preventDefault();
+      composer.classList.add("drop");
+    });
+    document.addEventListener("dragleave", (event) => { if (!event.relatedTarget) composer.classList.remove("drop"); });
+    document.addEventListener("drop", (event) => {
       composer.classList.remove("drop");
+      if (!files(event)) return;
+      event.preventDefault();
       this.uploadFiles([...event.dataTransfer.files]);
     });
   }
