@@ -337,6 +337,28 @@ def test_max_tokens_that_are_no_positive_integer_are_refused_at_the_field(page, 
     assert page.input_value("#prompt") == ""
 
 
+def test_a_reload_asks_first_while_a_typed_message_or_an_answer_would_be_lost(page, web_stack):
+    """F5 by mistake threw away the message being typed, or the answer being written (and proposed changes),
+    without a word: now the browser asks first, and staying keeps everything."""
+    signed_in(page, web_stack)
+    asked: list[str] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.type)
+        dialog.dismiss()  # stay
+
+    page.on("dialog", answer)
+    page.fill("#prompt", "a long message I was still writing")
+    with pytest.raises(Exception, match="Timeout"):
+        page.reload(timeout=2000)  # the user stays: no navigation
+    assert asked == ["beforeunload"]
+    assert page.input_value("#prompt") == "a long message I was still writing"
+    page.fill("#prompt", "")
+    page.reload()  # nothing to lose: no question
+    expect(page.locator("#status")).to_have_text("connected as dev", timeout=WAIT_MS)
+    assert asked == ["beforeunload"]
+
+
 # --- sessions ------------------------------------------------------------------------------
 
 

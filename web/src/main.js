@@ -96,6 +96,7 @@ const SIGNED_OUT_NOTE = "llm-ide.signed-out-note";
  *  in it (the transcript, the sessions, an open repository file, proposed changes, the limits'
  *  timer, the listeners of the workspace's parts and their socket), whoever signs in next. */
 async function signOut(message) {
+  leaving = true;
   if (conn) conn.close();
   conn = null;
   parts = null;
@@ -158,7 +159,21 @@ function wireSignIn() {
   });
 }
 
+let leaving = false; // signing out: the reload asks nothing
+
+/** What a reload or a closed tab would lose, or null: the browser asks before leaving while there is some. */
+function unsaved() {
+  if (!parts || leaving) return null;
+  if (parts.chat.running) return "an answer being written";
+  if ($("prompt").value.trim()) return "a typed message";
+  if (parts.changes.files.size) return "proposed changes";
+  return null;
+}
+
 function wireWorkspace() {
+  window.addEventListener("beforeunload", (event) => {
+    if (unsaved()) event.preventDefault(); // the browser's own "Leave site?" (its text cannot be set)
+  });
   $("signout").addEventListener("click", () => signOut());
   $("chat-form").addEventListener("submit", (event) => {
     event.preventDefault();
