@@ -455,6 +455,29 @@ def test_a_late_page_of_one_session_stays_out_of_the_session_opened_next(browser
     page.context.close()
 
 
+def test_a_title_the_server_would_refuse_is_explained_at_the_field_and_kept(page, web_stack):
+    """Renaming to zero-width spaces only or to a line with a tab went to the server, whose BAD_REQUEST came as a
+    note while the field closed on the old title (what was typed gone); an empty one closed it without a word."""
+    signed_in(page, web_stack, "dev2")
+    words = f"Keep this title {uuid.uuid4().hex[:6]}"
+    send(page, words)
+    wait_done(page)
+    item = page.locator("#sessions li.current")
+    item.locator("button[aria-label^=Rename]").click()
+    field = page.locator("#sessions input.rename")
+    blank = "A title needs some visible text."
+    for wrong, reason in (("\u200b\u2060", blank), ("", blank),
+                          ("one\ttwo", "A title is one line, without tabs or other control characters."),
+                          ("x" * 201, "A title has at most 200 characters; this one has 201.")):
+        field.fill(wrong)
+        field.press("Enter")
+        assert field.evaluate("el => el.validationMessage") == reason
+        assert field.input_value() == wrong
+    field.fill("Fixed title")
+    field.press("Enter")
+    expect(page.locator("#chat-title")).to_have_text("Fixed title", timeout=WAIT_MS)
+
+
 def test_a_first_line_cut_to_a_title_inside_an_emoji_still_makes_a_session(page, web_stack):
     # The title is the first line's first 60 characters: cut in UTF-16 units, it would end in half an
     # emoji, a lone surrogate the server refuses (BAD_REQUEST), and the chat would never start.

@@ -4,6 +4,17 @@ import { isUnknownAction } from "./connection.js";
 
 const PAGE = 20;
 const HISTORY_PAGES_AT_ONCE = 5;
+const TITLE_MAX_CHARS = 200;
+
+/** Why the server would refuse `title` (session.update's rules in docs/PROTOCOL.md: 1-200 characters, not
+ *  blank, one line without control characters), in words for the user; "" when it would take it. */
+export function titleProblem(title) {
+  if (!/[^\s\p{Cf}]/u.test(title)) return "A title needs some visible text.";
+  if (/[\p{Cc}\u2028\u2029]/u.test(title)) return "A title is one line, without tabs or other control characters.";
+  const length = [...title].length;
+  if (length > TITLE_MAX_CHARS) return `A title has at most ${TITLE_MAX_CHARS} characters; this one has ${length}.`;
+  return "";
+}
 
 export class Sessions {
   constructor({ conn }) {
@@ -122,18 +133,28 @@ export class Sessions {
   rename(sessionId) {
     const li = this.item(sessionId);
     const title = li.querySelector(".title").textContent;
-    const input = h("input", { class: "rename", value: title, maxlength: "200", "aria-label": "New title" });
+    const input = h("input", { class: "rename", value: title, "aria-label": "New title" });
     const form = h("form", { class: "rename-form" }, input);
     li.replaceChildren(form);
     input.focus();
     input.select();
     let done = false;
     const restore = (session) => li.replaceWith(this.render(session));
-    const finish = async (save) => {
+    // Enter with a title the server would refuse says why at the field and keeps what was typed; leaving
+    // the field with one (a click elsewhere) keeps the old title and says why in a note.
+    const finish = async (save, { stay = false } = {}) => {
       if (done) return;
       done = true;
       const wanted = input.value.trim();
-      if (!save || !wanted || wanted === title) return restore({ sessionId, title, updatedAt: li.dataset.updatedAt });
+      const problem = save && wanted !== title ? titleProblem(wanted) : "";
+      if (problem && stay) {
+        done = false;
+        input.setCustomValidity(problem);
+        input.reportValidity();
+        return;
+      }
+      if (problem) toast(`The title stays “${title}”: ${problem}`, "error");
+      if (!save || problem || wanted === title) return restore({ sessionId, title, updatedAt: li.dataset.updatedAt });
       try {
         const { session } = await this.conn.request("session.update", { sessionId, title: wanted });
         restore(session);
@@ -150,7 +171,8 @@ export class Sessions {
         restore({ sessionId, title, updatedAt: li.dataset.updatedAt });
       }
     };
-    form.addEventListener("submit", (event) => { event.preventDefault(); finish(true); });
+    form.addEventListener("submit", (event) => { event.preventDefault(); finish(true, { stay: true }); });
+    input.addEventListener("input", () => input.setCustomValidity(""));
     input.addEventListener("keydown", (event) => { if (event.key === "Escape") finish(false); });
     input.addEventListener("blur", () => finish(true));
   }
