@@ -622,6 +622,24 @@ def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_r
     assert on_main["content"] == emulator.SEED_FILES["src/app.py"].decode()
 
 
+def test_a_change_proposed_twice_at_once_shows_once(page, web_stack):
+    """A double click on "Review change" loaded the diff twice: two panes for one file, the first one's Discard
+    gone (it discarded the second), and the first never part of the pull request."""
+    signed_in(page, web_stack)
+    page.click("#tab-repo")
+    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#repo-select", REPO)
+    send(page, "```python src/app.py\nprint('twice')\n```")
+    wait_done(page)
+    last_reply(page).locator("button.propose").dblclick()
+    expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
+    page.wait_for_timeout(1000)  # the second proposal has loaded by now
+    expect(page.locator("#changes .change")).to_have_count(1)
+    expect(page.locator("#changes-count")).to_have_text("(1)")
+    page.locator("#changes .change button", has_text="Discard").click()
+    expect(page.locator("#changes .change")).to_have_count(0)
+
+
 def test_a_pull_request_url_that_is_no_web_page_is_no_link(page, web_stack):
     """The pull request's URL is GitHub's `html_url`, passed on by the server: a `javascript:` one became the
     href of the page's link (the CSP, without 'unsafe-inline', kept a click from running it; nothing else did)."""
