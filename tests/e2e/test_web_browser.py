@@ -252,6 +252,24 @@ def test_a_hostile_reply_renders_inert(page, web_stack):
     assert page.evaluate("window.pwned") is None
 
 
+def test_the_policy_closes_the_html_sinks_the_sanitizer_does_not_feed(page, web_stack, problems):
+    """Under the page's CSP a string written into an HTML sink is refused (Trusted Types), while DOMPurify's
+    own policy renders replies: one forgotten `innerHTML = reply` could not run what the reply holds."""
+    signed_in(page, web_stack)
+    send(page, "**still rendered** under Trusted Types")
+    wait_done(page)
+    assert last_reply(page).locator("strong").text_content() == "still rendered"
+    refused = page.evaluate("""() => {
+        const box = document.createElement("div");
+        try { box.innerHTML = "<img src=x onerror='window.pwned=1'>"; return "allowed"; } catch (e) { return e.name; }
+    }""")
+    assert refused == "TypeError"
+    page.wait_for_timeout(300)  # the violation's event comes after the throw
+    expected = [p for p in problems if "TrustedHTML" in p or "require-trusted-types-for" in p]
+    assert expected  # reported as the violation it is
+    problems[:] = [p for p in problems if p not in expected]
+
+
 def test_the_model_picker_lists_models_list_and_the_chat_uses_the_choice(page, web_stack):
     signed_in(page, web_stack)
     with web_stack.connect("dev") as client:
@@ -282,6 +300,63 @@ def test_an_error_frame_says_what_it_is_and_what_to_do(page, web_stack):
     expect(error).to_contain_text("UPSTREAM_ERROR: ", timeout=WAIT_MS)
     expect(error.locator(".advice")).to_have_text("The model failed: regenerate to try again.")
     assert page.is_disabled("#cancel") and page.is_enabled("#send")
+
+
+@pytest.mark.parametrize("kib", [40, 200])
+def test_a_prompt_too_long_for_a_frame_goes_as_an_upload(page, web_stack, kib):
+    """A pasted log of 40 KiB (over the frame's 24 KiB of prompt) was refused PAYLOAD_TOO_LARGE, and one over
+    API Gateway's 128 KiB message cut the connection: the answer ended CONNECTION_LOST, and so did each regenerate.
+    Such a prompt goes as a chat.upload body, as llm-ide's does."""
+    signed_in(page, web_stack)
+    marker = f"LOG-{uuid.uuid4().hex[:8]}"
+    prompt = marker + "\n" + "2026-11-30 12:00:00 INFO a line of a long log\n" * (kib * 1024 // 45)
+    page.locator("#prompt").evaluate("(box, text) => { box.value = text; }", prompt)  # pasted (fill types it: slow)
+    page.press("#prompt", "Enter")
+    wait_done(page, ENDED)
+    assert last_reply(page).locator(".error").count() == 0
+    assert last_reply(page).locator(".body").text_content().startswith(marker)  # the echo model read it
+    with web_stack.connect("dev") as client:
+        session = client.request("session.list", limit=1)["data"]["sessions"][0]
+        stored = client.request("session.get", sessionId=session["sessionId"])["data"]["messages"]
+    assert stored[0]["size"] == len(prompt.encode())
+
+
+def test_max_tokens_that_are_no_positive_integer_are_refused_at_the_field(page, web_stack):
+    """0, -5 or 1.5 max tokens were dropped without a word: the chat ran with the server's default. Now the field
+    says what it takes and the prompt stays in the box, unsent."""
+    signed_in(page, web_stack)
+    for wrong in ("0", "-5", "1.5"):
+        page.fill("#max-tokens", wrong)
+        send(page, "with a wrong limit")
+        assert page.locator("#max-tokens").evaluate("el => el.validationMessage")
+        assert page.input_value("#prompt") == "with a wrong limit"
+        assert page.locator(".msg").count() == 0
+    page.fill("#max-tokens", "64")
+    page.press("#prompt", "Enter")
+    wait_done(page)
+    assert page.input_value("#prompt") == ""
+
+
+def test_a_reload_asks_first_while_a_typed_message_or_an_answer_would_be_lost(page, web_stack):
+    """F5 by mistake threw away the message being typed, or the answer being written (and proposed changes),
+    without a word: now the browser asks first, and staying keeps everything."""
+    signed_in(page, web_stack)
+    asked: list[str] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.type)
+        dialog.dismiss()  # stay
+
+    page.on("dialog", answer)
+    page.fill("#prompt", "a long message I was still writing")
+    with pytest.raises(Exception, match="Timeout"):
+        page.reload(timeout=2000)  # the user stays: no navigation
+    assert asked == ["beforeunload"]
+    assert page.input_value("#prompt") == "a long message I was still writing"
+    page.fill("#prompt", "")
+    page.reload()  # nothing to lose: no question
+    expect(page.locator("#status")).to_have_text("connected as dev", timeout=WAIT_MS)
+    assert asked == ["beforeunload"]
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -322,6 +397,85 @@ def test_a_session_keeps_its_history_across_a_reload_then_is_renamed_and_deleted
     with web_stack.connect("dev2") as client:
         listed = client.request("session.list", limit=100)["data"]["sessions"]
     assert "Renamed in the browser" not in {s["title"] for s in listed} and title not in {s["title"] for s in listed}
+
+
+def test_a_late_page_of_one_session_stays_out_of_the_session_opened_next(browser, web_stack, problems):
+    """A long session's history comes in pages: opening another session (or a new chat) while a page was on its
+    way put that page's messages into the other transcript. The first session's second page is held here until
+    the second session shows."""
+    username, password = new_user(web_stack)
+    page = open_page(browser, web_stack, problems, viewport={"width": 1400, "height": 900})
+    held: list[str] = []
+    sockets: list = []
+    first: dict[str, str] = {}
+
+    def route(ws) -> None:
+        sockets.append(ws)
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("action") == "session.get" and frame.get("cursor") == "page-2":
+                held.append(frame["id"])  # answered below, after the other session shows
+            else:
+                server.send(message)
+
+        def from_server(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            data = frame.get("data") if frame.get("type") == "result" else None
+            if isinstance(data, dict) and "messages" in data and data["session"]["sessionId"] == first.get("id"):
+                ws.send(json.dumps({**frame, "data": {**data, "cursor": "page-2"}}))
+            else:
+                ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r"^wss?://"), route)
+    sign_in(page, web_stack, username, password)
+    expect(page.locator("#status")).to_have_text(f"connected as {username}", timeout=WAIT_MS)
+    for prompt in ("the long session", "the other session"):
+        page.click("#new-session")
+        send(page, prompt)
+        wait_done(page)
+    first["id"] = page.locator("#sessions li", has_text="the long session").get_attribute("data-session-id")
+    page.locator("#sessions li", has_text="the long session").locator(".session-open").click()
+    expect(page.locator(".msg.user .body")).to_have_text(["the long session"], timeout=WAIT_MS)
+    page.locator("#sessions li", has_text="the other session").locator(".session-open").click()
+    expect(page.locator(".msg.user .body")).to_have_text(["the other session"], timeout=WAIT_MS)
+    assert held
+    late = {"messageId": "m-late", "role": "user", "content": "a late message of the long session", "size": 34,
+            "createdAt": "2026-11-30T12:00:00Z"}
+    sockets[-1].send(json.dumps({"type": "result", "id": held[0], "data": {
+        "session": {"sessionId": first["id"], "title": "the long session", "createdAt": "2026-11-30T12:00:00Z",
+                    "updatedAt": "2026-11-30T12:00:00Z"}, "messages": [late], "cursor": None}}))
+    page.wait_for_timeout(500)
+    expect(page.locator(".msg.user .body")).to_have_text(["the other session"])
+    expect(page.locator("#chat-title")).to_have_text("the other session")
+    page.context.close()
+
+
+def test_a_title_the_server_would_refuse_is_explained_at_the_field_and_kept(page, web_stack):
+    """Renaming to zero-width spaces only or to a line with a tab went to the server, whose BAD_REQUEST came as a
+    note while the field closed on the old title (what was typed gone); an empty one closed it without a word."""
+    signed_in(page, web_stack, "dev2")
+    words = f"Keep this title {uuid.uuid4().hex[:6]}"
+    send(page, words)
+    wait_done(page)
+    item = page.locator("#sessions li.current")
+    item.locator("button[aria-label^=Rename]").click()
+    field = page.locator("#sessions input.rename")
+    blank = "A title needs some visible text."
+    for wrong, reason in (("\u200b\u2060", blank), ("", blank),
+                          ("one\ttwo", "A title is one line, without tabs or other control characters."),
+                          ("x" * 201, "A title has at most 200 characters; this one has 201.")):
+        field.fill(wrong)
+        field.press("Enter")
+        assert field.evaluate("el => el.validationMessage") == reason
+        assert field.input_value() == wrong
+    field.fill("Fixed title")
+    field.press("Enter")
+    expect(page.locator("#chat-title")).to_have_text("Fixed title", timeout=WAIT_MS)
 
 
 def test_a_first_line_cut_to_a_title_inside_an_emoji_still_makes_a_session(page, web_stack):
@@ -382,6 +536,24 @@ def test_a_1_mib_file_uploads_with_progress_and_the_model_sees_it(page, web_stac
     expect(last_reply(page).locator(".body")).to_contain_text(marker, timeout=WAIT_MS)
 
 
+def test_a_file_dropped_beside_the_message_box_is_attached_not_opened(page, web_stack):
+    """Only the message box took dropped files: one dropped on the transcript was the browser's, which opens it
+    in the page's place, and the answer being written and the typed prompt went with the page."""
+    signed_in(page, web_stack)
+    prevented = page.evaluate("""() => {
+        const data = new DataTransfer();
+        data.items.add(new File(["dropped notes"], "dropped.txt", { type: "text/plain" }));
+        const target = document.getElementById("transcript");
+        return ["dragover", "drop"].map((type) => {
+            const event = new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true });
+            target.dispatchEvent(event);
+            return event.defaultPrevented;
+        });
+    }""")
+    assert prevented == [True, True]
+    expect(page.locator("#attached .chip", has_text="uploads/dropped.txt")).to_have_count(1, timeout=WAIT_MS)
+
+
 def test_a_file_too_binary_for_context_is_refused_with_its_reason(page, web_stack):
     signed_in(page, web_stack)
     page.set_input_files("#file-input", files=[{"name": "blob.bin", "mimeType": "application/octet-stream",
@@ -389,6 +561,16 @@ def test_a_file_too_binary_for_context_is_refused_with_its_reason(page, web_stac
     expect(page.locator("#uploads .error")).to_have_text(
         "uploads/blob.bin: uploads/blob.bin is not UTF-8 text: only text files can be context", timeout=WAIT_MS)
     assert page.locator("#attached .chip").count() == 0
+
+
+def test_a_file_name_the_server_would_refuse_as_a_path_is_made_one_it_takes(page, web_stack):
+    """A name with a C1 control (U+0085, from an old Windows code page), a fullwidth solidus or the account sign
+    (NFKC 'a/c') was sent as it was, refused BAD_REQUEST, and the file never reached the chat."""
+    signed_in(page, web_stack)
+    name = "report\x85 2026\uff0fQ4 \u2100.txt"
+    page.set_input_files("#file-input", files=[{"name": name, "mimeType": "text/plain", "buffer": b"numbers"}])
+    expect(page.locator("#attached .chip", has_text="uploads/report_ 2026_Q4 _.txt")).to_have_count(1, timeout=WAIT_MS)
+    assert page.locator("#uploads .error").count() == 0
 
 
 # --- repositories ----------------------------------------------------------------------------
@@ -438,6 +620,59 @@ def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_r
         on_main = client.request("github.file", timeout=30, repo=REPO, path="src/app.py", ref="main")["data"]
     assert on_branch["content"] == changed
     assert on_main["content"] == emulator.SEED_FILES["src/app.py"].decode()
+
+
+def test_a_change_proposed_twice_at_once_shows_once(page, web_stack):
+    """A double click on "Review change" loaded the diff twice: two panes for one file, the first one's Discard
+    gone (it discarded the second), and the first never part of the pull request."""
+    signed_in(page, web_stack)
+    page.click("#tab-repo")
+    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#repo-select", REPO)
+    send(page, "```python src/app.py\nprint('twice')\n```")
+    wait_done(page)
+    last_reply(page).locator("button.propose").dblclick()
+    expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
+    page.wait_for_timeout(1000)  # the second proposal has loaded by now
+    expect(page.locator("#changes .change")).to_have_count(1)
+    expect(page.locator("#changes-count")).to_have_text("(1)")
+    page.locator("#changes .change button", has_text="Discard").click()
+    expect(page.locator("#changes .change")).to_have_count(0)
+
+
+def test_a_pull_request_url_that_is_no_web_page_is_no_link(page, web_stack):
+    """The pull request's URL is GitHub's `html_url`, passed on by the server: a `javascript:` one became the
+    href of the page's link (the CSP, without 'unsafe-inline', kept a click from running it; nothing else did)."""
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("action") == "github.pr":
+                ws.send(json.dumps({"type": "result", "id": frame["id"], "data": {
+                    "number": 7, "url": "javascript:window.pwned=1", "branch": "llm-ide/x", "commitSha": "0" * 40}}))
+            else:
+                server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"^wss?://"), route)
+    page.reload()
+    signed_in(page, web_stack)
+    page.click("#tab-repo")
+    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#repo-select", REPO)
+    send(page, "```python src/app.py\nprint('changed')\n```")
+    wait_done(page)
+    last_reply(page).locator("button.propose").click()
+    expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
+    page.fill("#pr-branch", "x")
+    page.click("#open-pr")
+    expect(page.locator("#pr-result")).to_contain_text("Pull request #7 opened", timeout=WAIT_MS)
+    assert page.locator("#pr-result a").count() == 0
+    page.locator("#pr-result").click()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.pwned") is None
 
 
 # --- the connection --------------------------------------------------------------------------
@@ -646,6 +881,35 @@ def test_sign_out_revokes_the_refresh_token(page, web_stack):
                                          AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters={"REFRESH_TOKEN": refresh})
     page.reload()
     expect(page.locator("#signin-form")).to_be_visible(timeout=WAIT_MS)  # nothing left to restore
+
+
+def test_sign_out_leaves_nothing_of_the_user_in_the_page(page, web_stack):
+    """Signing out hid the workspace and kept it: the next user of the tab had the first one's transcript in
+    the page, the open repository file in the viewer, and every part of the first workspace still listening,
+    so one upload went out twice, once on the first user's socket, reopened with the next user's token."""
+    signed_in(page, web_stack)
+    marker = f"private-{uuid.uuid4().hex[:8]}"
+    send(page, marker)
+    wait_done(page)
+    page.click("#tab-repo")
+    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
+    page.select_option("#repo-select", REPO)
+    page.locator("#repo-tree button", has_text="README.md").click()
+    expect(page.locator("#editor .cm-content")).to_contain_text("hello-world", timeout=WAIT_MS)
+    page.click("#signout")
+    expect(page.locator("#signin-form")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#status")).to_have_text("signed out")
+    assert marker not in page.content()
+    assert page.locator("#editor .cm-editor").count() == 0
+
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    signed_in(page, web_stack, "dev2")
+    page.set_input_files("#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hi"}])
+    expect(page.locator("#attached .chip", has_text="uploads/notes.txt")).to_have_count(1, timeout=WAIT_MS)
+    page.wait_for_timeout(500)  # a second listener's upload would have gone by now
+    assert len([frame for frame in sent if '"context.put"' in frame]) == 1
+    assert marker not in page.content()
 
 
 # --- layout ----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ export class Changes {
     this.conn = conn;
     this.showTab = showTab;
     this.repo = null;
-    this.files = new Map(); // path -> {original, diff, el}
+    this.files = new Map(); // path -> {diff (null while the diff view loads), el, text}
+    this.pending = new Map(); // path -> the latest proposal of it still loading
     $("pr-form").addEventListener("submit", (event) => {
       event.preventDefault();
       this.openPullRequest();
@@ -37,6 +38,8 @@ export class Changes {
       return;
     }
     this.showTab("changes");
+    const ticket = {};
+    this.pending.set(path, ticket);
     let original = "";
     let isNew = false;
     try {
@@ -45,16 +48,21 @@ export class Changes {
       if (error.code !== "NOT_FOUND") return toast(`${path}: ${error.code || ""} ${error.message}`, "error");
       isNew = true;
     }
-    this.discard(path);
     const { openDiff } = await loadEditor();
+    // The same file proposed again meanwhile (a double click): only the latest shows, once.
+    if (this.pending.get(path) !== ticket) return;
+    this.pending.delete(path);
+    this.discard(path);
     const view = h("div", { class: "diff" });
     const el = h("section", { class: "change", dataset: { path } },
       h("header", {}, h("strong", {}, path), isNew ? h("span", { class: "badge" }, "new file") : null,
         h("button", { type: "button", class: "link", onclick: () => this.discard(path) }, "Discard")),
       view);
     $("changes").append(el);
-    const diff = await openDiff(view, path, original, text);
-    this.files.set(path, { diff, el });
+    const entry = { diff: null, el, text };
+    this.files.set(path, entry);
+    entry.diff = await openDiff(view, path, original, text);
+    if (this.files.get(path) !== entry) entry.diff.destroy(); // discarded while it loaded
     if (!$("pr-title").value) $("pr-title").value = `Update ${path}`;
     if (!$("pr-branch").value) $("pr-branch").value = `llm-ide/${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}`;
     this.count();
@@ -64,7 +72,7 @@ export class Changes {
   discard(path) {
     const file = this.files.get(path);
     if (!file) return;
-    file.diff.destroy();
+    file.diff?.destroy();
     file.el.remove();
     this.files.delete(path);
     this.count();
@@ -76,12 +84,14 @@ export class Changes {
     const result = $("pr-result");
     result.replaceChildren("Opening the pull request…");
     try {
-      const files = [...this.files].map(([path, file]) => ({ path, content: file.diff.text() }));
+      const files = [...this.files].map(([path, file]) => ({ path, content: file.diff ? file.diff.text() : file.text }));
       const pr = await this.conn.request("github.pr", {
         repo: this.repo.fullName, base: this.repo.defaultBranch, branch: $("pr-branch").value.trim(),
         title: $("pr-title").value.trim(), body: $("pr-body").value, files });
-      result.replaceChildren("Pull request ", h("a", { href: pr.url, target: "_blank", rel: "noopener noreferrer",
-        id: "pr-link" }, `#${pr.number}`), ` opened from ${pr.branch} (${pr.commitSha.slice(0, 7)}).`);
+      // The URL is GitHub's (html_url): a link only to a web page, never a javascript: or data: one.
+      const number = `#${pr.number}`;
+      result.replaceChildren("Pull request ", webUrl(pr.url) ? h("a", { href: pr.url, target: "_blank",
+        rel: "noopener noreferrer", id: "pr-link" }, number) : number, ` opened from ${pr.branch} (${pr.commitSha.slice(0, 7)}).`);
       for (const path of [...this.files.keys()]) this.discard(path);
       $("pr-title").value = "";
       $("pr-branch").value = "";
@@ -91,5 +101,14 @@ export class Changes {
     } finally {
       button.disabled = false;
     }
+  }
+}
+
+/** Whether `url` is an absolute http(s) URL. */
+function webUrl(url) {
+  try {
+    return ["https:", "http:"].includes(new URL(url).protocol);
+  } catch {
+    return false;
   }
 }

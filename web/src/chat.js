@@ -3,11 +3,24 @@
 import { $, h } from "./ui.js";
 import { AssistantMessage, errorBlock, userMessage } from "./message.js";
 import { ConnectionLost, ProtocolError, isUnknownAction } from "./connection.js";
+import { putWithProgress } from "./context.js";
 
 const SYSTEM_PROMPT = "You are a coding assistant in a web IDE. Answer in Markdown. To propose a change to a "
   + "repository file, give the whole new file in one fenced code block whose info string is the language "
   + "and then the file's path, for example ```python src/app.py.";
 const TITLE_CHARS = 60;
+// A chat.send frame is served up to 32 KiB, its prompt and system text up to 24 KiB each (MAX_PROMPT_BYTES);
+// a larger one goes as a chat.upload body (docs/PROTOCOL.md, "Requests larger than a frame"), as llm-ide's does.
+const FRAME_LIMIT_BYTES = 32 * 1024;
+const TEXT_LIMIT_BYTES = 24 * 1024;
+const encoder = new TextEncoder();
+
+/** Whether the chat.send `frame` must go through chat.upload: a frame would be refused (PAYLOAD_TOO_LARGE), or,
+ *  past 128 KiB, cut the connection. */
+export function needsUpload(frame) {
+  return encoder.encode(JSON.stringify(frame)).length > FRAME_LIMIT_BYTES
+    || [frame.prompt, frame.system].some((text) => typeof text === "string" && encoder.encode(text).length > TEXT_LIMIT_BYTES);
+}
 
 // Every line break Unicode knows (the server refuses a title holding one), and what a title shows nothing of.
 const LINE_BREAK = /\r\n|[\n\r\v\f\x85\u2028\u2029]/;
@@ -148,11 +161,21 @@ export class Chat {
       if (Number.isInteger(maxTokens) && maxTokens > 0) params.maxTokens = maxTokens;
       const paths = this.context.attachedPaths();
       if (paths.length) params.contextPaths = paths;
-      await this.conn.send({ action: "chat.send", id: run.id, ...params }, (frame) => this.onFrame(run, frame));
+      let frame = { action: "chat.send", id: run.id, ...params };
+      if (needsUpload(frame)) frame = { action: "chat.send", id: run.id, uploadId: await this.upload(params) };
+      await this.conn.send(frame, (answer) => this.onFrame(run, answer));
       run.sent = true;
     } catch (error) {
       this.end(run, () => reply.fail(error instanceof ProtocolError ? error : { code: error.code || "ERROR", message: error.message }));
     }
+  }
+
+  /** Put the chat.send `params` as a chat.upload body; its uploadId. */
+  async upload(params) {
+    const body = encoder.encode(JSON.stringify(params));
+    const grant = await this.conn.request("chat.upload", { size: body.length });
+    await putWithProgress(grant, body);
+    return grant.uploadId;
   }
 
   onFrame(run, frame) {
@@ -203,7 +226,16 @@ export class Chat {
   }
 
   regenerate() {
-    if (this.lastPrompt) this.send(this.lastPrompt, { regenerate: true });
+    if (this.lastPrompt && this.optionsValid()) this.send(this.lastPrompt, { regenerate: true });
+  }
+
+  /** Whether the options typed beside the chat (max tokens) are valid; if not, the browser says why at the
+   *  field, and nothing is sent (an invalid one was dropped without a word: the chat ran with the default). */
+  optionsValid() {
+    const maxTokens = $("max-tokens");
+    if (maxTokens.checkValidity()) return true;
+    maxTokens.reportValidity();
+    return false;
   }
 
   /** The socket came back: continue the running answer where it stopped (chat.resume). */

@@ -8,11 +8,14 @@ const FRAME_BUDGET_BYTES = 30 * 1024;
 const MAX_ATTACHED = 20; // MAX_CONTEXT_PATHS on the server
 const encoder = new TextEncoder();
 
-/** A context path from a file name: what the server's path rules accept (no control characters,
- *  no '\\', no empty, '.' or '..' segments). */
+/** A context path from a file name: what the server's path rules accept (chalicelib/protocol.py's
+ *  validate_path): a control character (C0, DEL or C1), '/', '\\' and what compatibility
+ *  normalisation (NFKC) turns into either (a fullwidth solidus '／') become '_'; a name that is or
+ *  becomes '.' or '..' (a two-dot leader '‥') becomes '_' too. */
 export function contextPath(prefix, name) {
-  const clean = name.normalize("NFC").replace(/[\u0000-\u001f\u007f\\/]/g, "_").replace(/^\.+$/, "_") || "file";
-  return `${prefix}${clean}`;
+  const clean = [...name.normalize("NFC")]
+    .map((ch) => (/[\p{Cc}\\/]/u.test(ch) || /[\\/]/.test(ch.normalize("NFKC")) ? "_" : ch)).join("");
+  return `${prefix}${/^\.{1,2}$/.test(clean.normalize("NFKC")) ? "_" : clean || "file"}`;
 }
 
 export class Context {
@@ -25,12 +28,21 @@ export class Context {
       event.target.value = "";
       this.uploadFiles(files);
     });
+    // Files dropped anywhere on the page are attached: a drop the page does not take, the browser takes
+    // by opening the file in the page's place, and the answer on its way and the typed prompt go with it.
+    // (Text dragged into the message box stays the browser's to insert.)
     const composer = $("chat-form");
-    composer.addEventListener("dragover", (event) => { event.preventDefault(); composer.classList.add("drop"); });
-    composer.addEventListener("dragleave", () => composer.classList.remove("drop"));
-    composer.addEventListener("drop", (event) => {
+    const files = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+    document.addEventListener("dragover", (event) => {
+      if (!files(event)) return;
       event.preventDefault();
+      composer.classList.add("drop");
+    });
+    document.addEventListener("dragleave", (event) => { if (!event.relatedTarget) composer.classList.remove("drop"); });
+    document.addEventListener("drop", (event) => {
       composer.classList.remove("drop");
+      if (!files(event)) return;
+      event.preventDefault();
       this.uploadFiles([...event.dataTransfer.files]);
     });
   }
@@ -129,18 +141,18 @@ export class Context {
   }
 }
 
-/** PUT `bytes` to a presigned URL with the granted headers; `progress` follows the upload. */
-function putWithProgress(grant, bytes, progress) {
+/** PUT `bytes` to a presigned URL with the granted headers; `progress` (a <progress>, or null) follows the upload. */
+export function putWithProgress(grant, bytes, progress = null) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest(); // fetch() reports no upload progress
     xhr.open("PUT", grant.url);
     for (const [name, value] of Object.entries(grant.headers || {})) {
       if (name.toLowerCase() !== "content-length" && name.toLowerCase() !== "host") xhr.setRequestHeader(name, value);
     }
-    xhr.upload.addEventListener("progress", (event) => { if (event.lengthComputable) progress.value = event.loaded; });
+    xhr.upload.addEventListener("progress", (event) => { if (progress && event.lengthComputable) progress.value = event.loaded; });
     xhr.addEventListener("load", () => {
       if (xhr.status >= 200 && xhr.status < 300) {
-        progress.value = progress.max;
+        if (progress) progress.value = progress.max;
         resolve();
       } else reject(new Error(`the upload was refused (HTTP ${xhr.status})`));
     });

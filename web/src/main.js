@@ -89,14 +89,21 @@ async function enterWorkspace() {
   $("prompt").focus();
 }
 
+// What the sign-in form says after a sign-out, carried over the reload in this tab's storage.
+const SIGNED_OUT_NOTE = "llm-ide.signed-out-note";
+
+/** Revoke and forget the tokens, then load the page afresh: nothing of the signed-out user stays
+ *  in it (the transcript, the sessions, an open repository file, proposed changes, the limits'
+ *  timer, the listeners of the workspace's parts and their socket), whoever signs in next. */
 async function signOut(message) {
+  leaving = true;
   if (conn) conn.close();
   conn = null;
   parts = null;
   const failure = auth ? await auth.signOut() : null;
-  showSignIn();
-  $("signin-error").textContent = message || "";
-  if (failure) toast(`Signed out here, but the sign-in could not be revoked: ${failure.message}`, "error");
+  const note = [message, failure && `Signed out here, but the sign-in could not be revoked: ${failure.message}`];
+  if (note.some(Boolean)) sessionStorage.setItem(SIGNED_OUT_NOTE, note.filter(Boolean).join(" "));
+  window.location.reload();
 }
 
 function signInError(error) {
@@ -152,12 +159,26 @@ function wireSignIn() {
   });
 }
 
+let leaving = false; // signing out: the reload asks nothing
+
+/** What a reload or a closed tab would lose, or null: the browser asks before leaving while there is some. */
+function unsaved() {
+  if (!parts || leaving) return null;
+  if (parts.chat.running) return "an answer being written";
+  if ($("prompt").value.trim()) return "a typed message";
+  if (parts.changes.files.size) return "proposed changes";
+  return null;
+}
+
 function wireWorkspace() {
+  window.addEventListener("beforeunload", (event) => {
+    if (unsaved()) event.preventDefault(); // the browser's own "Leave site?" (its text cannot be set)
+  });
   $("signout").addEventListener("click", () => signOut());
   $("chat-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const prompt = $("prompt").value;
-    if (!prompt.trim() || parts.chat.running) return;
+    if (!prompt.trim() || parts.chat.running || !parts.chat.optionsValid()) return;
     $("prompt").value = "";
     parts.chat.send(prompt);
   });
@@ -171,6 +192,7 @@ function wireWorkspace() {
   $("regenerate").addEventListener("click", () => parts.chat.regenerate());
   $("new-session").addEventListener("click", () => {
     if (parts.chat.running) return toast("Wait for the answer to finish, or cancel it, first.");
+    parts.sessions.stopOpening();
     parts.chat.clear();
     parts.sessions.select(null);
     $("prompt").focus();
@@ -206,8 +228,13 @@ async function boot() {
     focusPrompt: () => $("prompt").focus(),
     active: () => Boolean(parts),
   });
+  const note = sessionStorage.getItem(SIGNED_OUT_NOTE);
+  sessionStorage.removeItem(SIGNED_OUT_NOTE);
   if (await auth.restore()) await enterWorkspace();
-  else showSignIn();
+  else {
+    showSignIn();
+    $("signin-error").textContent = note || "";
+  }
   document.body.dataset.ready = "true"; // interactive: the benchmark's time-to-interactive mark
   performance.mark("llm-ide:interactive");
 }

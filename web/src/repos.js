@@ -100,8 +100,10 @@ export class Repos {
     $("file-view").hidden = true;
   }
 
+  /** The context path of a repository file: each of its names made one the server accepts (git allows
+   *  a tab, a backslash or a C1 control in a name; a context path does not). */
   repoPath(path) {
-    return `repos/${this.repo.fullName}/${path}`;
+    return `repos/${this.repo.fullName}/${path.split("/").map((name) => contextPath("", name)).join("/")}`;
   }
 
   async addFile() {
@@ -113,7 +115,7 @@ export class Repos {
   async addSelection() {
     const selection = this.editor?.selection();
     if (!selection) return toast("Select some lines in the viewer first.");
-    const path = contextPath(this.repoPath(""), `${this.file.path.replaceAll("/", "_")}.L${selection.fromLine}-L${selection.toLine}`);
+    const path = contextPath(`repos/${this.repo.fullName}/`, `${this.file.path.replaceAll("/", "_")}.L${selection.fromLine}-L${selection.toLine}`);
     if (await this.context.upload(path, selection.text)) toast(`Lines ${selection.fromLine}–${selection.toLine} go with your next messages.`);
   }
 

@@ -4,6 +4,17 @@ import { isUnknownAction } from "./connection.js";
 
 const PAGE = 20;
 const HISTORY_PAGES_AT_ONCE = 5;
+const TITLE_MAX_CHARS = 200;
+
+/** Why the server would refuse `title` (session.update's rules in docs/PROTOCOL.md: 1-200 characters, not
+ *  blank, one line without control characters), in words for the user; "" when it would take it. */
+export function titleProblem(title) {
+  if (!/[^\s\p{Cf}]/u.test(title)) return "A title needs some visible text.";
+  if (/[\p{Cc}\u2028\u2029]/u.test(title)) return "A title is one line, without tabs or other control characters.";
+  const length = [...title].length;
+  if (length > TITLE_MAX_CHARS) return `A title has at most ${TITLE_MAX_CHARS} characters; this one has ${length}.`;
+  return "";
+}
 
 export class Sessions {
   constructor({ conn }) {
@@ -79,23 +90,36 @@ export class Sessions {
 
   async open(sessionId) {
     if (this.chat.running) return toast("Wait for the answer to finish, or cancel it, first.");
+    const ticket = this.opening = {};
+    // Pages come one by one: another session opened, or a new chat started, meanwhile has the
+    // transcript now, and a page of this one that arrives late is not put into it.
+    const current = () => this.opening === ticket && (pages === 0 || this.chat.session?.sessionId === sessionId);
+    let pages = 0;
     try {
       let page = await this.conn.request("session.get", { sessionId });
+      if (!current()) return;
       this.chat.show(page.session, page.messages);
       this.select(sessionId);
-      let pages = 1;
+      pages = 1;
       while (page.cursor) {
         if (pages % HISTORY_PAGES_AT_ONCE === 0) {
           await this.morePagesButton();
         }
         page = await this.conn.request("session.get", { sessionId, cursor: page.cursor });
+        if (!current()) return;
         this.chat.appendStored(page.messages);
         pages += 1;
       }
     } catch (error) {
+      if (!current()) return;
       toast(`The session could not be opened: ${error.code || ""} ${error.message}`, "error");
       if (error.code === "NOT_FOUND") this.item(sessionId)?.remove();
     }
+  }
+
+  /** A new chat replaces the transcript: a session still being opened stays closed. */
+  stopOpening() {
+    this.opening = null;
   }
 
   morePagesButton() {
@@ -109,18 +133,28 @@ export class Sessions {
   rename(sessionId) {
     const li = this.item(sessionId);
     const title = li.querySelector(".title").textContent;
-    const input = h("input", { class: "rename", value: title, maxlength: "200", "aria-label": "New title" });
+    const input = h("input", { class: "rename", value: title, "aria-label": "New title" });
     const form = h("form", { class: "rename-form" }, input);
     li.replaceChildren(form);
     input.focus();
     input.select();
     let done = false;
     const restore = (session) => li.replaceWith(this.render(session));
-    const finish = async (save) => {
+    // Enter with a title the server would refuse says why at the field and keeps what was typed; leaving
+    // the field with one (a click elsewhere) keeps the old title and says why in a note.
+    const finish = async (save, { stay = false } = {}) => {
       if (done) return;
       done = true;
       const wanted = input.value.trim();
-      if (!save || !wanted || wanted === title) return restore({ sessionId, title, updatedAt: li.dataset.updatedAt });
+      const problem = save && wanted !== title ? titleProblem(wanted) : "";
+      if (problem && stay) {
+        done = false;
+        input.setCustomValidity(problem);
+        input.reportValidity();
+        return;
+      }
+      if (problem) toast(`The title stays “${title}”: ${problem}`, "error");
+      if (!save || problem || wanted === title) return restore({ sessionId, title, updatedAt: li.dataset.updatedAt });
       try {
         const { session } = await this.conn.request("session.update", { sessionId, title: wanted });
         restore(session);
@@ -137,7 +171,8 @@ export class Sessions {
         restore({ sessionId, title, updatedAt: li.dataset.updatedAt });
       }
     };
-    form.addEventListener("submit", (event) => { event.preventDefault(); finish(true); });
+    form.addEventListener("submit", (event) => { event.preventDefault(); finish(true, { stay: true }); });
+    input.addEventListener("input", () => input.setCustomValidity(""));
     input.addEventListener("keydown", (event) => { if (event.key === "Escape") finish(false); });
     input.addEventListener("blur", () => finish(true));
   }
