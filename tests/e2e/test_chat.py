@@ -309,15 +309,21 @@ def test_ctrl_c_in_llm_ide_chat_cancels_the_chat(stack, tmp_path):
     assert out.rstrip().endswith("[cancelled]") and out.count("w") < 2000
 
 
-def test_ctrl_c_before_the_ack_still_cancels_the_chat(stack, tmp_path, monkeypatch, capsys):
-    # Ctrl-C lands while the client waits for the ack: the chat may already be running on the
-    # server, so the client waits for the ack and cancels it rather than leave it to spend tokens.
+def signed_in_cli(stack, tmp_path, monkeypatch):
+    """The CLI's module and its client class, in this process, signed in as dev to the stack."""
     from client import cli
     from client.connection import IdeClient
 
     monkeypatch.setenv("LLM_IDE_ENDPOINTS", str(stack.endpoints_path))
     monkeypatch.setenv("LLM_IDE_HOME", str(tmp_path))
     assert cli.main(["login", "--username", "dev"]) == 0
+    return cli, IdeClient
+
+
+def test_ctrl_c_before_the_ack_still_cancels_the_chat(stack, tmp_path, monkeypatch, capsys):
+    # Ctrl-C lands while the client waits for the ack: the chat may already be running on the
+    # server, so the client waits for the ack and cancels it rather than leave it to spend tokens.
+    cli, IdeClient = signed_in_cli(stack, tmp_path, monkeypatch)
     real_frames = IdeClient.frames
     interrupted: list[str] = []
 
@@ -338,12 +344,7 @@ def test_ctrl_c_as_the_ack_is_taken_still_cancels_the_chat(stack, tmp_path, monk
     # Python runs the Ctrl-C handler at whatever line the command is on: here, in the client's wait for a
     # frame, just after it took the ack off its queue and before it returned it. The command never sees
     # the ack, yet the chat runs on the server: it must still be cancelled, not waited out to its end.
-    from client import cli
-    from client.connection import IdeClient
-
-    monkeypatch.setenv("LLM_IDE_ENDPOINTS", str(stack.endpoints_path))
-    monkeypatch.setenv("LLM_IDE_HOME", str(tmp_path))
-    assert cli.main(["login", "--username", "dev"]) == 0
+    cli, IdeClient = signed_in_cli(stack, tmp_path, monkeypatch)
     real_next_frame = IdeClient.next_frame
     interrupted: list[dict] = []
 
