@@ -88,6 +88,10 @@ def app_env(monkeypatch, moto_url, provisioned, bedrock_emulator):
     # Every handler test connects as the same two users and few disconnect: the per-user cap of open
     # connections is tested on its own (tests/functional/test_hardening_frames.py).
     monkeypatch.setenv("MAX_CONNECTIONS_PER_USER", "1000")
+    # Nor do they share one minute's request limit, which the tests before a module may have spent as
+    # the same user (a module's frames passed or failed with where the minute turned): the limits'
+    # own tests set theirs (tests/functional/test_limits_dispatch.py and others).
+    monkeypatch.setenv("RATE_LIMIT_REQUESTS_PER_MINUTE", "100000")
     reset_app_caches()
     yield provisioned
     reset_app_caches()

@@ -52,7 +52,8 @@ def test_the_action_after_the_limit_is_rate_limited_and_ping_still_answers(monke
     assert error["error"]["retryAfter"] == math.ceil(60 - clock.now % 60)  # the seconds left of the minute
 
 
-def test_usage_get_answers_the_documented_shape(app_env, boto, sender, clock):
+def test_usage_get_answers_the_documented_shape(monkeypatch, app_env, boto, sender, clock):
+    monkeypatch.delenv("RATE_LIMIT_REQUESTS_PER_MINUTE")  # the default, which app_env raises for other tests
     connect("conn-ug=", headers={"Authorization": f"Bearer {new_user(boto, app_env)}"})
     message("conn-ug=", json.dumps({"action": "usage.get", "id": "u"}))
     (frame,) = sender.frames["conn-ug="]
