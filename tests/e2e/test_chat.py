@@ -182,7 +182,9 @@ def test_cancel_ends_the_stream_with_done_cancelled(stack, by):
     done = rest[-1]
     assert done["type"] == "done" and done["stopReason"] == "cancelled"
     assert all(f["type"] == "delta" for f in rest[:-1])
-    assert elapsed < 1.5, elapsed  # poll every 200 ms + one delta + posts
+    # The worker polls every 200 ms, so this takes ~0.5 s; the bound only has to tell it from the 10 s the
+    # reply would take, with room for a loaded machine (a tight bound here was the suite's likeliest flake).
+    assert elapsed < 5, elapsed
     assert done["usage"]["outputTokens"] < 500
     record = requests_table(stack).get_item(Key={"requestId": ack["requestId"]}, ConsistentRead=True)["Item"]
     assert record["status"] == "cancelled" and record["cancelRequested"] is True
