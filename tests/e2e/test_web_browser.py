@@ -576,11 +576,23 @@ def test_a_file_name_the_server_would_refuse_as_a_path_is_made_one_it_takes(page
 # --- repositories ----------------------------------------------------------------------------
 
 
-def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_request(page, web_stack):
-    signed_in(page, web_stack)
+def repository_open(page, stack):
+    """Signed in, with REPO chosen in the repository pane."""
+    signed_in(page, stack)
     page.click("#tab-repo")
     expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
     page.select_option("#repo-select", REPO)
+
+
+def replied_with_a_change(page, stack, code):
+    """Signed in with REPO open, and a reply holding `code` as a new src/app.py, to propose."""
+    repository_open(page, stack)
+    send(page, f"```python src/app.py\n{code}\n```")
+    wait_done(page)
+
+
+def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_request(page, web_stack):
+    repository_open(page, web_stack)
     page.locator("#repo-tree button", has_text="src").click()
     page.locator("#repo-tree button", has_text="app.py").click()
     editor = page.locator("#editor .cm-content")
@@ -625,12 +637,7 @@ def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_r
 def test_a_change_proposed_twice_at_once_shows_once(page, web_stack):
     """A double click on "Review change" loaded the diff twice: two panes for one file, the first one's Discard
     gone (it discarded the second), and the first never part of the pull request."""
-    signed_in(page, web_stack)
-    page.click("#tab-repo")
-    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
-    page.select_option("#repo-select", REPO)
-    send(page, "```python src/app.py\nprint('twice')\n```")
-    wait_done(page)
+    replied_with_a_change(page, web_stack, "print('twice')")
     last_reply(page).locator("button.propose").dblclick()
     expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
     page.wait_for_timeout(1000)  # the second proposal has loaded by now
@@ -658,12 +665,7 @@ def test_a_pull_request_url_that_is_no_web_page_is_no_link(page, web_stack):
 
     page.route_web_socket(re.compile(r"^wss?://"), route)
     page.reload()
-    signed_in(page, web_stack)
-    page.click("#tab-repo")
-    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
-    page.select_option("#repo-select", REPO)
-    send(page, "```python src/app.py\nprint('changed')\n```")
-    wait_done(page)
+    replied_with_a_change(page, web_stack, "print('changed')")
     last_reply(page).locator("button.propose").click()
     expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
     page.fill("#pr-branch", "x")
