@@ -563,6 +563,37 @@ def test_a_file_too_binary_for_context_is_refused_with_its_reason(page, web_stac
     assert page.locator("#attached .chip").count() == 0
 
 
+def test_a_file_larger_than_the_server_takes_is_refused_before_it_is_read(page, web_stack, tmp_path):
+    """A file dropped or chosen was read whole, gigabytes into the tab's memory, before the server refused it."""
+    with urllib.request.urlopen(web_stack.document["httpUrl"] + "/config.json", timeout=5) as response:
+        limit = json.loads(response.read())["contextMaxBytes"]
+    assert limit == 5 * 1024 * 1024  # the stack's CONTEXT_MAX_BYTES: its default
+    huge = tmp_path / "huge.log"
+    with huge.open("wb") as sparse:
+        sparse.truncate(3 * 1024 ** 3)  # 3 GiB that take no room on disk, nor in memory unless read
+    signed_in(page, web_stack)
+    page.fill("#prompt", "what I typed stays")
+    page.evaluate("""(limit) => {
+        window.__reads = 0;  // any way of reading a file's bytes counts
+        for (const name of ["arrayBuffer", "text", "stream", "slice"]) {
+            const read = Blob.prototype[name];
+            Blob.prototype[name] = function (...args) { window.__reads += 1; return read.apply(this, args); };
+        }
+        const data = new DataTransfer();
+        data.items.add(new File([new Uint8Array(limit + 1024 * 1024)], "dropped.log"));
+        for (const type of ["dragover", "drop"]) {
+            document.getElementById("transcript").dispatchEvent(
+                new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+        }
+    }""", limit)
+    page.set_input_files("#file-input", str(huge))
+    expect(page.locator("#uploads .error")).to_have_text([
+        "uploads/dropped.log: uploads/dropped.log is 6.0 MiB: a context file may be at most 5.0 MiB",
+        "uploads/huge.log: uploads/huge.log is 3.0 GiB: a context file may be at most 5.0 MiB"], timeout=WAIT_MS)
+    assert page.evaluate("window.__reads") == 0
+    assert page.input_value("#prompt") == "what I typed stays" and page.locator("#attached .chip").count() == 0
+
+
 def test_a_file_name_the_server_would_refuse_as_a_path_is_made_one_it_takes(page, web_stack):
     """A name with a C1 control (U+0085, from an old Windows code page), a fullwidth solidus or the account sign
     (NFKC 'a/c') was sent as it was, refused BAD_REQUEST, and the file never reached the chat."""
