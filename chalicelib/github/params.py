@@ -63,7 +63,7 @@ def validate_ref_name(value: str, *, field: str) -> str:
 
 
 def _ref_name_problem(value: str) -> str | None:
-    """The first of git's check-ref-format rules (and GitHub's length, and ours on invisible characters)
+    """The first of git's check-ref-format rules (and our length limit, and ours on invisible characters)
     that `value` breaks, said for the user; None when it breaks none."""
     if not value:
         return "it is empty"
