@@ -19,7 +19,7 @@ from typing import IO
 
 from aiohttp import web
 
-from chalicelib.config import ConfigError, read_number
+from chalicelib.config import ConfigError, load_settings, read_number
 from devserver import aws, aws_calls, github
 from devserver.bedrock import BedrockEmulator
 from devserver.cognito_front import CognitoFront
@@ -216,7 +216,8 @@ async def _serve_from(args: argparse.Namespace, state_dir: Path, endpoints_path:
                                           moto_url=moto.url, cognito_url=cognito_url, provisioned=provisioned)
         gateway = Gateway(app_module=app_module, runtime=runtime, stage=STAGE,
                           domain_name=f"{args.host}:{port}", web_dir=web_bundle.DIST_DIR,
-                          web_config=aws.web_client_config(document),
+                          web_config=aws.web_client_config(
+                              document, context_max_bytes=load_settings(os.environ).context_max_bytes),
                           web_csp=content_security_policy(
                               [f"ws://{args.host}:{port}", cognito_url, s3_url]),
                           post_latency_ms=args.post_latency_ms, max_connection_seconds=args.max_connection_seconds,

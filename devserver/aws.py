@@ -237,9 +237,11 @@ def endpoints_document(*, websocket_url: str, http_url: str, moto_url: str, cogn
     }
 
 
-def web_client_config(endpoints: dict[str, Any]) -> dict[str, Any]:
-    """What the web client needs (web/config.json): the endpoints without the users' passwords."""
-    return {key: endpoints[key] for key in ("websocketUrl", "httpUrl", "region", "cognito")}
+def web_client_config(endpoints: dict[str, Any], *, context_max_bytes: int) -> dict[str, Any]:
+    """What the web client needs (web/config.json): the endpoints without the users' passwords, and the
+    largest context file the app takes (CONTEXT_MAX_BYTES), which the page refuses before reading."""
+    return {**{key: endpoints[key] for key in ("websocketUrl", "httpUrl", "region", "cognito")},
+            "contextMaxBytes": context_max_bytes}
 
 
 def write_json_atomically(path: Path, document: dict[str, Any]) -> None:

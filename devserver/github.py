@@ -23,7 +23,9 @@ answer was slow or lost); `{"count": 0}` clears faults; `POST write-limits` {"pe
 "perHour"} sets the secondary limit on writes and forgets the writes counted so far;
 `POST app-key` {"publicKey": PEM, "revokeTokens": true} rotates the app's key; `POST tree-limit`
 {"maxEntries"} cuts every recursive tree listing to its first `maxEntries` entries with `"truncated":
-true`, as GitHub cuts one past 100,000 entries or 7 MB (0: no cut);
+true`, as GitHub cuts one past 100,000 entries or 7 MB (0: no cut); `POST blob-limit` {"maxBytes"} lowers
+the largest file its API reads or writes from GitHub's 100 MB (0: back to it): a larger one is GitHub's 403
+whose `errors[].code` is `too_large`;
 `GET state?repo=o/r` shows refs, commits, pulls and counters (`writes`: content-creating
 requests served).
 """
@@ -58,6 +60,7 @@ INSTALLATION_ID = 2002  # the one the local secret names unless DEV_GITHUB_INSTA
 TOKEN_LIFETIME = 3600
 INSTALLATION = web.RequestKey("installation", int)  # the installation a request's token belongs to
 WRITES_PER_MINUTE, WRITES_PER_HOUR = 80, 500  # GitHub's secondary limits on content-creating requests
+MAX_BLOB_BYTES = 100 * 1024 * 1024  # GitHub's API reads and writes files of at most 100 MB
 _WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _APP_JWT_PATH = re.compile(r"^/app/|^/repos/[^/]+/[^/]+/installation$")  # called with the app's JWT
@@ -66,6 +69,14 @@ _APP_JWT_PATH = re.compile(r"^/app/|^/repos/[^/]+/[^/]+/installation$")  # calle
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"message": message, "documentation_url": "https://docs.github.com/rest"},
                              status=status, headers=headers)
+
+
+def _too_large() -> web.Response:
+    """GitHub's answer for a file (blob) larger than its API reads or writes."""
+    return web.json_response({"message": "This API returns blobs up to 100 MB in size. The requested blob is too "
+                                         "large to fetch via the API.",
+                              "errors": [{"resource": "Blob", "field": "data", "code": "too_large"}],
+                              "documentation_url": "https://docs.github.com/rest"}, status=403)
 
 
 class GitHubEmulator:
@@ -79,6 +90,7 @@ class GitHubEmulator:
         self._faults: list[dict[str, Any]] = []
         self._write_limits = {"perMinute": WRITES_PER_MINUTE, "perHour": WRITES_PER_HOUR}
         self._tree_limit = 0  # entries of a recursive tree listing before GitHub cuts it (0: never)
+        self._blob_limit = MAX_BLOB_BYTES  # the largest file the API reads or writes
         self._writes: dict[int, collections.deque[float]] = {}  # installation -> times of its writes in the hour
         self.stats = {"jwtRefused": 0, "tokensIssued": 0, "rateLimited": 0, "requests": 0, "faults": 0, "writes": 0}
 
@@ -90,6 +102,7 @@ class GitHubEmulator:
         r.add_post("/_emulator/write-limits", self._control_write_limits)
         r.add_post("/_emulator/app-key", self._control_app_key)
         r.add_post("/_emulator/tree-limit", self._control_tree_limit)
+        r.add_post("/_emulator/blob-limit", self._control_blob_limit)
         r.add_get("/_emulator/state", self._control_state)
         r.add_post("/app/installations/{id}/access_tokens", self._access_token)
         r.add_get("/installation/repositories", self._installation_repos)
@@ -226,6 +239,11 @@ class GitHubEmulator:
         self._tree_limit = int(body.get("maxEntries", 0))
         return web.json_response({"maxEntries": self._tree_limit})
 
+    async def _control_blob_limit(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._blob_limit = int(body.get("maxBytes", 0)) or MAX_BLOB_BYTES
+        return web.json_response({"maxBytes": self._blob_limit})
+
     async def _control_state(self, request: web.Request) -> web.Response:
         repo = self._repos.get(request.query.get("repo", ""))
         state: dict[str, Any] = {"stats": dict(self.stats), "throttle": dict(self._throttle)}
@@ -297,6 +315,8 @@ class GitHubEmulator:
                  "path": e["path"], "sha": e["sha"], "size": e.get("size", 0)}
                 for e in entries if e["path"].startswith(prefix) and "/" not in e["path"][len(prefix):]])
         data = repo.objects[target["sha"]][1]
+        if len(data) > self._blob_limit:
+            return _too_large()
         encoded = base64.encodebytes(data).decode()  # GitHub wraps its base64 in lines too
         return web.json_response({"type": "file", "encoding": "base64", "size": len(data), "name":
                                   path.rsplit("/", 1)[-1], "path": path, "sha": target["sha"], "content": encoded})
@@ -309,6 +329,8 @@ class GitHubEmulator:
         if not isinstance(content, str):
             return _error(422, "Invalid request.\n\n\"content\" wasn't supplied.")
         data = base64.b64decode(content) if body.get("encoding") == "base64" else content.encode("utf-8")
+        if len(data) > self._blob_limit:
+            return _too_large()
         return web.json_response({"sha": self._repo(request).blob(data)}, status=201)
 
     async def _tree(self, request: web.Request) -> web.Response:
@@ -338,6 +360,8 @@ class GitHubEmulator:
             if entry.get("type") != "blob" or entry.get("mode") not in ("100644", "100755", "120000"):
                 return _error(422, "Invalid tree info")
             if "content" in entry:
+                if len(entry["content"].encode("utf-8")) > self._blob_limit:
+                    return _too_large()
                 files[path] = (entry["mode"], repo.blob(entry["content"].encode("utf-8")))
             elif entry.get("sha") is None:
                 files.pop(path, None)

@@ -9,8 +9,10 @@ The build runs `npm ci` (when web/package-lock.json changed since the last one) 
 the one on PATH. The bundle is never committed.
 
 For a stage, the page learns where the APIs and Cognito are from `config.json` beside it (the
-local stack serves one too). Its values come from the CDK outputs (Cognito) and from
-`.chalice/deployed/<stage>.json` (the APIs' URLs), so run this after `chalice deploy`.
+local stack serves one too). Its values come from the CDK outputs (Cognito), from
+`.chalice/deployed/<stage>.json` (the APIs' URLs), so run this after `chalice deploy`, and from the
+stage's settings in `.chalice/config.json` (`contextMaxBytes`, its CONTEXT_MAX_BYTES: the page
+refuses a larger file before reading it).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chalicelib.config import ConfigError, load_settings
 from infra import outputs as names
 from infra import policies
 from infra.sync_config import SyncError, stack_outputs
@@ -71,7 +74,19 @@ def deployed_urls(chalice_dir: Path, stage: str) -> tuple[str, str]:
         raise SyncError(f"{path} has no {missing.args[0]!r}: is it a complete deployment of the stage?") from None
 
 
-def web_config(out: dict[str, str], websocket_url: str, http_url: str) -> dict[str, Any]:
+def stage_context_max_bytes(chalice_dir: Path, stage: str) -> int:
+    """The stage's CONTEXT_MAX_BYTES, as its functions read it from `.chalice/config.json`."""
+    path = chalice_dir / "config.json"
+    try:
+        config = json.loads(path.read_text())
+        environment = {**config.get("environment_variables", {}),
+                       **config["stages"][stage].get("environment_variables", {})}
+        return load_settings(environment).context_max_bytes
+    except (OSError, ValueError, KeyError, ConfigError) as error:
+        raise SyncError(f"{path} has no valid settings for the stage {stage!r}: {error}") from None
+
+
+def web_config(out: dict[str, str], websocket_url: str, http_url: str, *, context_max_bytes: int) -> dict[str, Any]:
     """The same document the local stack serves, for AWS (no Cognito endpoint: the regional one)."""
     for key in (names.REGION, names.USER_POOL_ID, names.USER_POOL_CLIENT_ID):
         if not out.get(key):
@@ -79,7 +94,8 @@ def web_config(out: dict[str, str], websocket_url: str, http_url: str) -> dict[s
     if not websocket_url.startswith("wss://") or not http_url.startswith("https://"):
         raise SyncError(f"unexpected API URLs {websocket_url!r}, {http_url!r}: expected wss:// and https://")
     return {"websocketUrl": websocket_url, "httpUrl": http_url, "region": out[names.REGION],
-            "cognito": {"userPoolId": out[names.USER_POOL_ID], "clientId": out[names.USER_POOL_CLIENT_ID]}}
+            "cognito": {"userPoolId": out[names.USER_POOL_ID], "clientId": out[names.USER_POOL_CLIENT_ID]},
+            "contextMaxBytes": context_max_bytes}
 
 
 def build(*, stage: str, outputs_file: Path, out_dir: Path, chalice_dir: Path = policies.CHALICE_DIR,
@@ -88,7 +104,8 @@ def build(*, stage: str, outputs_file: Path, out_dir: Path, chalice_dir: Path = 
     into `out_dir` (emptied first); returns the config."""
     if not outputs_file.exists():
         raise SyncError(f"{outputs_file} not found: run `cdk deploy --all --outputs-file {outputs_file}` first")
-    config = web_config(stack_outputs(json.loads(outputs_file.read_text()), stage), *deployed_urls(chalice_dir, stage))
+    config = web_config(stack_outputs(json.loads(outputs_file.read_text()), stage), *deployed_urls(chalice_dir, stage),
+                        context_max_bytes=stage_context_max_bytes(chalice_dir, stage))
     dist_dir = dist_dir or build_assets()
     if out_dir.exists():
         shutil.rmtree(out_dir)

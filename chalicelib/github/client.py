@@ -1,7 +1,8 @@
 """Calls to GitHub's REST API as the app's installation: auth, limits, retries, errors.
 
 GitHub's answers become protocol errors here and nowhere else: 404 is
-NOT_FOUND, 403 without a rate-limit sign FORBIDDEN, 422 and other 4xx
+NOT_FOUND, 403 for a file too large for its API (`errors[].code` `too_large`)
+PAYLOAD_TOO_LARGE, other 403s without a rate-limit sign FORBIDDEN, 422 and other 4xx
 BAD_REQUEST; limits (429, or 403 with `retry-after` or `x-ratelimit-remaining:
 0`) are waited out and 5xx retried, within a number of attempts and a total
 wait per worker run, then UPSTREAM_THROTTLED (with `retryAfter`) or
@@ -38,6 +39,7 @@ from chalicelib.errors import (
     Forbidden,
     Internal,
     NotFound,
+    PayloadTooLarge,
     Timeout,
     UpstreamError,
     UpstreamThrottled,
@@ -52,6 +54,9 @@ MAX_LIMIT_WAIT = 3600.0  # GitHub's primary limits reset within the hour: a long
 MAX_BACKOFF = 8.0
 MAX_PAGES = 10
 MAX_REDIRECTS = 3
+# GitHub's REST API reads and writes files (blobs) of at most 100 MB (docs.github.com: repository contents,
+# git blobs); a larger one is a 403 whose `errors[].code` is `too_large`.
+MAX_BLOB_TEXT = "100 MB"
 _REPO_PATH = re.compile(r"^/repos/([^/]+/[^/]+)(?:/|$)")
 
 
@@ -93,11 +98,16 @@ class GitHubClient:
 
     # --- the API ------------------------------------------------------------
 
-    def get(self, path: str, *, query: dict[str, Any] | None = None, not_found: str | None = None) -> Any:
-        return self.request("GET", path, query=query, not_found=not_found)
+    # `not_found` and `too_large` are the messages of GitHub's 404 and of its 403 for a file too large
+    # (PAYLOAD_TOO_LARGE): what was missing or too large, said as the action knows it.
 
-    def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True, not_found: str | None = None) -> Any:
-        return self.request("POST", path, body=body, idempotent=idempotent, not_found=not_found)
+    def get(self, path: str, *, query: dict[str, Any] | None = None, not_found: str | None = None,
+            too_large: str | None = None) -> Any:
+        return self.request("GET", path, query=query, not_found=not_found, too_large=too_large)
+
+    def post(self, path: str, body: dict[str, Any], *, idempotent: bool = True, not_found: str | None = None,
+             too_large: str | None = None) -> Any:
+        return self.request("POST", path, body=body, idempotent=idempotent, not_found=not_found, too_large=too_large)
 
     def delete(self, path: str, *, not_found: str | None = None) -> Any:
         return self.request("DELETE", path, not_found=not_found)
@@ -134,11 +144,12 @@ class GitHubClient:
         self._wait(attempt, self._backoff(attempt), give_up)
 
     def request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-                body: dict[str, Any] | None = None, idempotent: bool = True, not_found: str | None = None) -> Any:
+                body: dict[str, Any] | None = None, idempotent: bool = True, not_found: str | None = None,
+                too_large: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
         installation = self._installation(path, None)
         return _data(self._authorized(method, self._url(path, query), installation, body=data,
-                                      idempotent=idempotent), not_found=not_found)
+                                      idempotent=idempotent), not_found=not_found, too_large=too_large)
 
     # --- installations ----------------------------------------------------------
 
@@ -296,7 +307,7 @@ class GitHubClient:
         return f"{self._api_url}{path}" + (f"?{urlencode(query)}" if query else "")
 
 
-def _data(response: HttpResponse, *, not_found: str | None) -> Any:
+def _data(response: HttpResponse, *, not_found: str | None, too_large: str | None = None) -> Any:
     """A final response's JSON, or the protocol error it stands for."""
     status = response.status
     if 200 <= status < 300:
@@ -309,6 +320,8 @@ def _data(response: HttpResponse, *, not_found: str | None) -> Any:
     message = _message(response)[:200]
     if status == 404:
         raise NotFound(not_found or "not found on GitHub (or the GitHub App has no access to it)")
+    if status == 403 and _too_large(response):
+        raise PayloadTooLarge(too_large or f"a file is too large for GitHub's API, which takes at most {MAX_BLOB_TEXT}")
     if status == 403:
         raise Forbidden(f"GitHub refused access: {message}" if message else "GitHub refused access")
     if status == 401:
@@ -326,6 +339,15 @@ def _message(response: HttpResponse) -> str:
     except (ValueError, AttributeError):
         return ""
     return message if isinstance(message, str) else ""
+
+
+def _too_large(response: HttpResponse) -> bool:
+    """Whether GitHub refused a file (a blob) as too large for its API: an error of code `too_large`."""
+    try:
+        errors = json.loads(response.body).get("errors")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(errors, list) and any(isinstance(e, dict) and e.get("code") == "too_large" for e in errors)
 
 
 def _number(value: str | None) -> float | None:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from chalicelib import protocol
 from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
-from chalicelib.github.client import MAX_PAGES, GitHubClient, Unprocessable
+from chalicelib.github.client import MAX_BLOB_TEXT, MAX_PAGES, GitHubClient, Unprocessable
 from chalicelib.github.params import TRAILER_KEY
 from chalicelib.github.trees import RepoTree
 
@@ -174,7 +174,8 @@ class GitHubOperations:
             _check_writable(base_paths, path, found, base=base, field=field)
             mode = found["mode"] if found is not None else "100644"
             entries.append({"path": path, "mode": mode, "type": "blob", "content": change["content"]})
-        tree = self._github.post(f"/repos/{repo}/git/trees", {"base_tree": base_tree, "tree": entries})
+        tree = self._github.post(f"/repos/{repo}/git/trees", {"base_tree": base_tree, "tree": entries},
+                                 too_large=_too_large_for_github(entries))
         if tree["sha"] == base_tree:
             raise BadRequest(f"every file already has this content in {base}: there is nothing to commit")
         commit = self._github.post(f"/repos/{repo}/git/commits", {
@@ -251,7 +252,9 @@ class GitHubOperations:
 
     def _contents(self, repo: str, path: str, ref: str | None, missing: str) -> Any:
         return self._github.get(f"/repos/{repo}/contents/{quote(path, safe='/')}", query={"ref": ref},
-                                not_found=missing)
+                                not_found=missing,
+                                too_large=f"{path!r} is too large for GitHub's API, which serves files of at most "
+                                          f"{MAX_BLOB_TEXT}; github.file serves at most {self._max_file_bytes} bytes")
 
     def _spelling(self, repo: str, path: str, ref: str | None) -> str:
         """`path` as the repository spells it at `ref` (as given when it holds no other spelling)."""
@@ -328,6 +331,15 @@ def _check_writable(base_paths: RepoTree, path: str, found: dict[str, Any] | Non
         if above["type"] != "tree":
             raise BadRequest(f"'{field}' {path!r} lies under {above['path']!r}, which is a {_entry_type(above)} "
                              f"in {base}, not a directory")
+
+
+def _too_large_for_github(entries: list[dict[str, Any]]) -> str:
+    """What GitHub's refusal of a pull request's tree as too large means: its largest file, which is
+    over GitHub's limit on each file if any is (GitHub does not say which)."""
+    index, entry = max(enumerate(entries), key=lambda item: len(item[1]["content"].encode("utf-8")))
+    size = len(entry["content"].encode("utf-8"))
+    return (f"GitHub refused 'files[{index}]' {entry['path']!r} ({size} bytes) as too large: its API takes "
+            f"files of at most {MAX_BLOB_TEXT}")
 
 
 def _markdown_text(text: str) -> str:

@@ -33,6 +33,7 @@ TRAILER_KEY = "Requested-by"
 # is 1-100 of [A-Za-z0-9._-] and not "." or "..".
 _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+MAX_REF_BYTES = 255  # the longest ref name taken: a file name's limit on most filesystems, where git keeps refs
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _INVISIBLE = ("Cc", "Cf", "Zl", "Zp", "Zs")  # Unicode categories: controls, zero-width and bidi marks, separators
 _COMMIT_SHA = re.compile(r"[0-9a-fA-F]{40}")  # a full SHA-1 commit id, which `ref` may be
@@ -54,17 +55,52 @@ def validate_repo(value: str, *, field: str = "repo") -> str:
 
 
 def validate_ref_name(value: str, *, field: str) -> str:
-    """A branch (or tag) name by git's check-ref-format rules, or BAD_REQUEST."""
-    problems = (
-        len(value.encode("utf-8")) > 255,
-        _REF_FORBIDDEN.search(value) is not None,
-        ".." in value, "@{" in value, "//" in value, value == "@",
-        value.startswith(("-", "/")), value.endswith(("/", ".")),
-        any(part.startswith(".") or part.endswith(".lock") for part in value.split("/")),
-    )
-    if not value or any(problems) or any(unicodedata.category(ch) in _INVISIBLE for ch in value):
-        raise BadRequest(f"'{field}' is not a valid git branch name")
+    """A branch (or tag) name by git's check-ref-format rules, or BAD_REQUEST saying which rule it breaks."""
+    broken = _ref_name_problem(value)
+    if broken:
+        raise BadRequest(f"'{field}' is not a valid git branch name: {broken}")
     return value
+
+
+def _ref_name_problem(value: str) -> str | None:
+    """The first of git's check-ref-format rules (and our length limit, and ours on invisible characters)
+    that `value` breaks, said for the user; None when it breaks none."""
+    if not value:
+        return "it is empty"
+    size = len(value.encode("utf-8"))
+    if size > MAX_REF_BYTES:
+        return f"it is {size} bytes of UTF-8, longer than the {MAX_REF_BYTES} a ref name may take"
+    forbidden = _REF_FORBIDDEN.search(value)
+    if forbidden is not None:
+        return f"it contains {_describe(forbidden[0])}; git refuses spaces, control characters and ~ ^ : ? * [ \\"
+    invisible = next((ch for ch in value if unicodedata.category(ch) in _INVISIBLE), None)
+    if invisible is not None:
+        return (f"it contains {_describe(invisible)}, an invisible or separator character "
+                "(a name that shows as another one)")
+    for sequence in ("..", "@{", "//"):
+        if sequence in value:
+            return f"it contains {sequence!r}" + (" (an empty component)" if sequence == "//" else "")
+    if value == "@":
+        return "it is '@', which git reads as HEAD"
+    if value.startswith(("-", "/")):
+        return f"it starts with {value[0]!r}"
+    if value.endswith(("/", ".")):
+        return f"it ends with {value[-1]!r}"
+    for part in value.split("/"):
+        if part.startswith("."):
+            return f"its component {part!r} starts with '.'"
+        if part.endswith(".lock"):
+            return f"its component {part!r} ends with '.lock'"
+    return None
+
+
+def _describe(ch: str) -> str:
+    """A character as a message can show it: printable ones quoted, the others by their code point."""
+    if ch == " ":
+        return "a space"
+    if ch.isprintable():
+        return repr(ch)
+    return f"U+{ord(ch):04X}"
 
 
 def check_branch_name(value: str, *, field: str) -> str:
@@ -122,7 +158,7 @@ def validate(action: str, params: Params) -> dict[str, Any]:
         return {}
     repo = validate_repo(params.string("repo", required=True, max_length=140))
     if action in ("github.tree", "github.file"):
-        ref = params.string("ref", max_length=255)
+        ref = params.string("ref", max_length=MAX_REF_BYTES)
         if ref is not None and _COMMIT_SHA.fullmatch(ref):  # hexadecimal in either case, as git reads an object
             ref = ref.lower()  # id; GitHub's and operations.py's are lowercase
         checked: dict[str, Any] = {"repo": repo, "ref": None if ref is None else validate_ref_name(ref, field="ref")}
@@ -130,14 +166,15 @@ def validate(action: str, params: Params) -> dict[str, Any]:
         checked["path"] = None if path is None else validate_github_path(path, field="path")
         return checked
     if action == "github.pr":
-        base = params.string("base", max_length=255)
+        base = params.string("base", max_length=MAX_REF_BYTES)
         files = _files(params.list_of("files", max_items=MAX_PR_FILES, required=True))
         return {
             "repo": repo,
             # An existing branch (operations.py looks it up), never a commit, tag or other ref.
             "base": None if base is None else check_branch_name(base, field="base"),
             # As asked: scope.py puts it under the deployment's branch prefix.
-            "branch": validate_ref_name(params.string("branch", required=True, max_length=255), field="branch"),
+            "branch": validate_ref_name(params.string("branch", required=True, max_length=MAX_REF_BYTES),
+                                        field="branch"),
             "title": _title(params.string("title", required=True, max_length=MAX_TITLE)),
             "body": _body(params.string("body", max_length=MAX_BODY, allow_empty=True) or ""),
             "files": files,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import Settings
-from chalicelib.errors import Forbidden
+from chalicelib.errors import BadRequest, Forbidden
 from chalicelib.github import params as github_params
 from chalicelib.github.paths import is_within
 
@@ -78,4 +78,7 @@ class GitHubScope:
         starts with it, so a name the server answered can be given again)."""
         name = requested.removeprefix(self.branch_prefix)
         github_params.check_branch_name(name, field="branch")
-        return github_params.validate_ref_name(self.branch_prefix + name, field="branch")
+        try:  # the name was valid alone: the prefix made it too long
+            return github_params.validate_ref_name(self.branch_prefix + name, field="branch")
+        except BadRequest as error:
+            raise BadRequest(f"{error.message}, under the prefix {self.branch_prefix!r}") from None

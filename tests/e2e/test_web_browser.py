@@ -563,6 +563,37 @@ def test_a_file_too_binary_for_context_is_refused_with_its_reason(page, web_stac
     assert page.locator("#attached .chip").count() == 0
 
 
+def test_a_file_larger_than_the_server_takes_is_refused_before_it_is_read(page, web_stack, tmp_path):
+    """A file dropped or chosen was read whole, gigabytes into the tab's memory, before the server refused it."""
+    with urllib.request.urlopen(web_stack.document["httpUrl"] + "/config.json", timeout=5) as response:
+        limit = json.loads(response.read())["contextMaxBytes"]
+    assert limit == 5 * 1024 * 1024  # the stack's CONTEXT_MAX_BYTES: its default
+    huge = tmp_path / "huge.log"
+    with huge.open("wb") as sparse:
+        sparse.truncate(3 * 1024 ** 3)  # 3 GiB that take no room on disk, nor in memory unless read
+    signed_in(page, web_stack)
+    page.fill("#prompt", "what I typed stays")
+    page.evaluate("""(limit) => {
+        window.__reads = 0;  // any way of reading a file's bytes counts
+        for (const name of ["arrayBuffer", "text", "stream", "slice"]) {
+            const read = Blob.prototype[name];
+            Blob.prototype[name] = function (...args) { window.__reads += 1; return read.apply(this, args); };
+        }
+        const data = new DataTransfer();
+        data.items.add(new File([new Uint8Array(limit + 1024 * 1024)], "dropped.log"));
+        for (const type of ["dragover", "drop"]) {
+            document.getElementById("transcript").dispatchEvent(
+                new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+        }
+    }""", limit)
+    page.set_input_files("#file-input", str(huge))
+    expect(page.locator("#uploads .error")).to_have_text([
+        "uploads/dropped.log: uploads/dropped.log is 6.0 MiB: a context file may be at most 5.0 MiB",
+        "uploads/huge.log: uploads/huge.log is 3.0 GiB: a context file may be at most 5.0 MiB"], timeout=WAIT_MS)
+    assert page.evaluate("window.__reads") == 0
+    assert page.input_value("#prompt") == "what I typed stays" and page.locator("#attached .chip").count() == 0
+
+
 def test_a_file_name_the_server_would_refuse_as_a_path_is_made_one_it_takes(page, web_stack):
     """A name with a C1 control (U+0085, from an old Windows code page), a fullwidth solidus or the account sign
     (NFKC 'a/c') was sent as it was, refused BAD_REQUEST, and the file never reached the chat."""
@@ -576,11 +607,23 @@ def test_a_file_name_the_server_would_refuse_as_a_path_is_made_one_it_takes(page
 # --- repositories ----------------------------------------------------------------------------
 
 
-def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_request(page, web_stack):
-    signed_in(page, web_stack)
+def repository_open(page, stack):
+    """Signed in, with REPO chosen in the repository pane."""
+    signed_in(page, stack)
     page.click("#tab-repo")
     expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
     page.select_option("#repo-select", REPO)
+
+
+def replied_with_a_change(page, stack, code):
+    """Signed in with REPO open, and a reply holding `code` as a new src/app.py, to propose."""
+    repository_open(page, stack)
+    send(page, f"```python src/app.py\n{code}\n```")
+    wait_done(page)
+
+
+def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_request(page, web_stack):
+    repository_open(page, web_stack)
     page.locator("#repo-tree button", has_text="src").click()
     page.locator("#repo-tree button", has_text="app.py").click()
     editor = page.locator("#editor .cm-content")
@@ -625,12 +668,7 @@ def test_browse_a_repository_add_a_file_and_turn_a_proposed_change_into_a_pull_r
 def test_a_change_proposed_twice_at_once_shows_once(page, web_stack):
     """A double click on "Review change" loaded the diff twice: two panes for one file, the first one's Discard
     gone (it discarded the second), and the first never part of the pull request."""
-    signed_in(page, web_stack)
-    page.click("#tab-repo")
-    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
-    page.select_option("#repo-select", REPO)
-    send(page, "```python src/app.py\nprint('twice')\n```")
-    wait_done(page)
+    replied_with_a_change(page, web_stack, "print('twice')")
     last_reply(page).locator("button.propose").dblclick()
     expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
     page.wait_for_timeout(1000)  # the second proposal has loaded by now
@@ -658,12 +696,7 @@ def test_a_pull_request_url_that_is_no_web_page_is_no_link(page, web_stack):
 
     page.route_web_socket(re.compile(r"^wss?://"), route)
     page.reload()
-    signed_in(page, web_stack)
-    page.click("#tab-repo")
-    expect(page.locator("#repo-select option", has_text=REPO)).to_have_count(1, timeout=WAIT_MS)
-    page.select_option("#repo-select", REPO)
-    send(page, "```python src/app.py\nprint('changed')\n```")
-    wait_done(page)
+    replied_with_a_change(page, web_stack, "print('changed')")
     last_reply(page).locator("button.propose").click()
     expect(page.locator("#pane-changes .cm-mergeView")).to_have_count(1, timeout=WAIT_MS)
     page.fill("#pr-branch", "x")

@@ -97,11 +97,23 @@ def test_valid_branch_names(name):
     assert github_params.validate_ref_name(name, field="branch") == name
 
 
-@pytest.mark.parametrize("name", ["", "a..b", "a b", "-x", "/x", "x/", "x.", "x.lock", "a/.hidden", "a//b",
-                                  "@", "a@{b", "a~1", "a^", "a:b", "a?", "a*", "a[b", "a\\b", "a\x00b", "x" * 256])
-def test_invalid_branch_names(name):
-    with pytest.raises(BadRequest):
+@pytest.mark.parametrize("name, why", [
+    ("", "it is empty"), ("a..b", "it contains '..'"), ("a b", "it contains a space"),
+    ("-x", "it starts with '-'"), ("/x", "it starts with '/'"), ("x/", "it ends with '/'"), ("x.", "it ends with '.'"),
+    ("x.lock", "its component 'x.lock' ends with '.lock'"), ("a/b.lock/c", "its component 'b.lock' ends with '.lock'"),
+    ("a/.hidden", "its component '.hidden' starts with '.'"), ("a//b", "it contains '//' (an empty component)"),
+    ("@", "it is '@', which git reads as HEAD"), ("a@{b", "it contains '@{'"), ("a~1", "it contains '~'"),
+    ("a^", "it contains '^'"), ("a:b", "it contains ':'"), ("a?", "it contains '?'"), ("a*", "it contains '*'"),
+    ("a[b", "it contains '['"), ("a\\b", "it contains '\\\\'"), ("a\x00b", "it contains U+0000"),
+    ("a\x7fb", "it contains U+007F"), ("fix\u200btypo", "it contains U+200B, an invisible or separator character"),
+    ("x" * 256, "it is 256 bytes of UTF-8, longer than the 255 a ref name may take"),
+    ("\u00e9" * 128, "it is 256 bytes of UTF-8"),
+])
+def test_invalid_branch_names_say_which_rule_they_break(name, why):
+    """The refusal said only "not a valid git branch name", leaving the user to guess which of git's rules."""
+    with pytest.raises(BadRequest) as refused:
         github_params.validate_ref_name(name, field="branch")
+    assert refused.value.message.startswith(f"'branch' is not a valid git branch name: {why}")
 
 
 @pytest.mark.parametrize("repo, ok", [("octo-org/hello-world", True), ("a/b.c_d-e", True), ("o/..", False),

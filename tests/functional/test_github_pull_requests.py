@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from markdown_it import MarkdownIt
 
-from chalicelib.errors import BadRequest, NotFound, Timeout, UpstreamError, UpstreamThrottled
+from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge, Timeout, UpstreamError, UpstreamThrottled
 from chalicelib.github import params as github_params
 from chalicelib.github.client import GitHubClient
 from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
@@ -336,3 +336,26 @@ def test_a_symlink_and_a_submodule_are_listed_as_such(github):
     assert listed["link.md"] == "symlink" and listed["vendor/lib"] == "submodule"
     with pytest.raises(BadRequest, match="is a submodule, not a directory"):
         github.operations().tree(REPO, ref="links", path="vendor/lib")
+
+
+# --- files larger than GitHub's API takes ---------------------------------------------------------
+# GitHub refuses a file over 100 MB with a 403 whose `errors[].code` is `too_large`: it was FORBIDDEN, as
+# if access had been refused. The emulator's limit is lowered here to stand for GitHub's.
+
+
+def test_a_file_larger_than_github_serves_is_payload_too_large_naming_it(github):
+    github.control("blob-limit", {"maxBytes": 16})
+    with pytest.raises(PayloadTooLarge) as refused:
+        github.operations().file(REPO, "README.md", ref=None)
+    assert refused.value.message == ("'README.md' is too large for GitHub's API, which serves files of at most "
+                                     "100 MB; github.file serves at most 98304 bytes")
+
+
+def test_a_pull_request_file_larger_than_github_takes_is_payload_too_large_naming_it(github):
+    github.control("blob-limit", {"maxBytes": 16})
+    files = [{"path": "small.txt", "content": "small"}, {"path": "docs/big.txt", "content": "big " * 8}]
+    with pytest.raises(PayloadTooLarge) as refused:
+        github.operations().pull_request(pr("llm-ide/big", files), username="dev")
+    assert refused.value.message == ("GitHub refused 'files[1]' 'docs/big.txt' (32 bytes) as too large: its API "
+                                     "takes files of at most 100 MB")
+    assert "heads/llm-ide/big" not in github.repo.refs and github.repo.pulls == []

@@ -63,6 +63,13 @@ def test_branches_that_look_like_refs_head_or_object_ids_are_refused(requested):
         authorized(branch=requested)
 
 
+def test_a_branch_the_prefix_makes_too_long_is_refused_saying_so():
+    with pytest.raises(BadRequest) as refused:
+        authorized(branch="x" * 250)
+    assert refused.value.message == ("'branch' is not a valid git branch name: it is 258 bytes of UTF-8, longer than "
+                                     "the 255 a ref name may take, under the prefix 'llm-ide/'")
+
+
 @pytest.mark.parametrize("base", [SHA1, "refs/heads/main", "heads/main", "HEAD", "a" * 64])
 def test_base_must_name_a_branch(base):
     with pytest.raises(BadRequest, match="'base'"):

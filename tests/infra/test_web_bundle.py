@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import web_bundle
+from infra import policies, web_bundle
 from infra.sync_config import SyncError
 
 SAMPLE_OUTPUTS = Path(__file__).with_name("cdk-outputs.sample.json")
@@ -22,6 +22,9 @@ DEPLOYED = {"resources": [
 def chalice_dir(tmp_path):
     (tmp_path / "deployed").mkdir()
     (tmp_path / "deployed" / "prod.json").write_text(json.dumps(DEPLOYED))
+    config = json.loads((policies.CHALICE_DIR / "config.json").read_text())  # the committed samples
+    config["stages"]["prod"]["environment_variables"]["CONTEXT_MAX_BYTES"] = "12582912"
+    (tmp_path / "config.json").write_text(json.dumps(config))
     return tmp_path
 
 
@@ -56,7 +59,8 @@ def test_the_bundle_is_the_page_and_its_config_for_the_stage(tmp_path, chalice_d
     assert config == {"websocketUrl": "wss://ws1.execute-api.eu-west-1.amazonaws.com/prod",
                       "httpUrl": "https://rest1.execute-api.eu-west-1.amazonaws.com/prod",
                       "region": data["Region"],
-                      "cognito": {"userPoolId": data["UserPoolId"], "clientId": data["UserPoolClientId"]}}
+                      "cognito": {"userPoolId": data["UserPoolId"], "clientId": data["UserPoolClientId"]},
+                      "contextMaxBytes": 12 * 1024 * 1024}  # the stage's CONTEXT_MAX_BYTES
     pages = sorted(p.name for p in built.iterdir() if p.is_file() and not p.name.startswith("."))
     assert sorted(p.name for p in out.iterdir()) == sorted([*pages, "config.json"])
     assert (out / "app.js").read_bytes() == (built / "app.js").read_bytes()
@@ -67,9 +71,9 @@ def test_the_config_has_what_the_page_reads_as_the_local_stack_serves_it():
 
     local = web_client_config({"websocketUrl": "ws://x/local", "httpUrl": "http://x", "region": "us-east-1",
                                "cognito": {"userPoolId": "p", "clientId": "c", "endpointUrl": "http://moto"},
-                               "users": {"dev": "secret"}})
+                               "users": {"dev": "secret"}}, context_max_bytes=5)
     deployed = web_bundle.web_config({"Region": "eu-west-1", "UserPoolId": "eu-west-1_A", "UserPoolClientId": "c"},
-                                     "wss://a/prod", "https://b/prod")
+                                     "wss://a/prod", "https://b/prod", context_max_bytes=5)
     assert set(deployed) == set(local)
     assert set(deployed["cognito"]) == set(local["cognito"]) - {"endpointUrl"}  # AWS: the regional endpoint
 
@@ -79,6 +83,17 @@ def test_a_stage_not_yet_deployed_is_a_clear_error(tmp_path, capsys):
                             "--chalice-dir", str(tmp_path)]) == 2
     assert "chalice deploy --stage prod" in capsys.readouterr().err
     with pytest.raises(SyncError, match="Region"):
-        web_bundle.web_config({}, "wss://a/prod", "https://b/prod")
+        web_bundle.web_config({}, "wss://a/prod", "https://b/prod", context_max_bytes=5)
     with pytest.raises(SyncError, match="wss://"):
-        web_bundle.web_config({"Region": "r", "UserPoolId": "p", "UserPoolClientId": "c"}, "ws://a", "https://b")
+        web_bundle.web_config({"Region": "r", "UserPoolId": "p", "UserPoolClientId": "c"}, "ws://a", "https://b",
+                              context_max_bytes=5)
+
+
+def test_a_stage_whose_settings_are_missing_or_invalid_is_a_clear_error(tmp_path, chalice_dir):
+    with pytest.raises(SyncError, match="no valid settings for the stage 'nope'"):
+        web_bundle.stage_context_max_bytes(chalice_dir, "nope")
+    config = json.loads((chalice_dir / "config.json").read_text())
+    config["stages"]["prod"]["environment_variables"]["CONTEXT_MAX_BYTES"] = "lots"
+    (chalice_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SyncError, match="CONTEXT_MAX_BYTES"):
+        web_bundle.stage_context_max_bytes(chalice_dir, "prod")

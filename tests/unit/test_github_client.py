@@ -6,7 +6,15 @@ import json
 import jwt
 import pytest
 
-from chalicelib.errors import BadRequest, Forbidden, Internal, NotFound, UpstreamError, UpstreamThrottled
+from chalicelib.errors import (
+    BadRequest,
+    Forbidden,
+    Internal,
+    NotFound,
+    PayloadTooLarge,
+    UpstreamError,
+    UpstreamThrottled,
+)
 from chalicelib.github.credentials import AppJwt, AppSecret, SecretSource
 from chalicelib.transport import TransportError
 from devserver.github import new_app_key, secret_document
@@ -182,6 +190,9 @@ def test_a_pull_request_post_is_not_repeated_after_a_server_error(world):
 @pytest.mark.parametrize("response, error", [
     (reply(404, {"message": "Not Found"}), NotFound),
     (reply(403, {"message": "Resource not accessible by integration"}), Forbidden),
+    # GitHub's answer for a file over its API's 100 MB, which was FORBIDDEN
+    (reply(403, {"message": "This API returns blobs up to 100 MB in size.",
+                 "errors": [{"resource": "Blob", "field": "data", "code": "too_large"}]}), PayloadTooLarge),
     (reply(422, {"message": "Reference already exists"}), BadRequest),
     (reply(409, {"message": "Git Repository is empty."}), BadRequest),
 ])

@@ -19,8 +19,11 @@ export function contextPath(prefix, name) {
 }
 
 export class Context {
-  constructor({ conn }) {
+  /** `maxBytes`: the largest context file the server takes (config.json's `contextMaxBytes`, the
+   *  deployment's CONTEXT_MAX_BYTES); a larger one is refused before it is read. */
+  constructor({ conn, maxBytes }) {
     this.conn = conn;
+    this.maxBytes = maxBytes;
     this.attached = new Set();
     this.known = new Map(); // path -> {path, size, updatedAt}
     $("file-input").addEventListener("change", (event) => {
@@ -101,6 +104,11 @@ export class Context {
       "aria-label": `Uploading ${path}` }), h("span", { class: "size" }, formatBytes(blob.size)));
     $("uploads").append(row);
     try {
+      // Read whole, a file of gigabytes took the tab's memory and minutes before the server refused it.
+      if (blob.size > this.maxBytes) {
+        throw new Error(`${path} is ${formatBytes(blob.size)}: a context file may be at most `
+          + formatBytes(this.maxBytes));
+      }
       const bytes = new Uint8Array(await blob.arrayBuffer());
       let text;
       try {

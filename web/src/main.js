@@ -68,7 +68,7 @@ async function enterWorkspace() {
   conn.addEventListener("signedout", () => signOut("Your sign-in expired: sign in again."));
   const limits = new Limits({ conn });
   const models = new Models({ conn });
-  const context = new Context({ conn });
+  const context = new Context({ conn, maxBytes: window.llmIdeConfig.contextMaxBytes });
   const sessions = new Sessions({ conn });
   const changes = new Changes({ conn, showTab });
   const repos = new Repos({ conn, context, changes });
