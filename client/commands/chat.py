@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from client.commands.common import CommandFailed, Context, shown
+from client.commands.common import CommandFailed, Context, error_text, shown
 from client.connection import ClientClosed, UploadFailed
 
 
@@ -108,9 +108,7 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                           f"{usage['outputTokens']} output = {usage['totalTokens']} tokens")
                     return 0
                 elif kind == "error":
-                    error = frame["error"]
-                    retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
-                    print(f"\nerror: {error['code']}: {error['message']}{retry}", file=sys.stderr)
+                    print(f"\nerror: {error_text(frame['error'])}", file=sys.stderr)
                     return 1
         except ClientClosed as exc:
             raise CommandFailed(f"{exc}: the connection could not be resumed") from None
