@@ -17,9 +17,8 @@ The last row (CSV: its first column empty) or `total` (JSON) is the month's tota
 or day it is the same figure. AWS credentials and region come from the usual places (profile,
 environment), `--region` overrides the region; `--endpoint-url` points at a local stack's or moto's
 DynamoDB. A call AWS refuses, or missing credentials or region, ends it with one line naming the cause
-(exit status 1). The index is
-eventually consistent: a chat settled in the last second may be missing. Operators need
-`dynamodb:Query` on the table's `index/byMonth`.
+(exit status 1). The index is eventually consistent: a chat settled in the last second may be
+missing. Operators need `dynamodb:Query` on the table's `index/byMonth`.
 """
 from __future__ import annotations
 
