@@ -59,9 +59,16 @@ def endpoints_path(path: str | Path | None = None) -> Path:
 
 
 def no_websocket_url(path: str | Path | None = None) -> str:
-    """Why there is no WebSocket URL, and what to do: the usual cause is a command run outside the clone."""
+    """Why there is no WebSocket URL, and what to do: the usual causes are a command run outside the clone,
+    and a local stack that is not running (it removes the file when it stops)."""
     file = endpoints_path(path)
-    why = f"{file} names none" if file.exists() else f"no {file} (`make dev` writes it in its clone)"
+    if file.exists():
+        why = f"{file} names none"
+    elif file.parent.is_dir():  # a stack ran here (its state directory is there), and is not running now
+        why = (f"no {file}: is `make dev` running? (its stack writes the file once it is ready, and removes it "
+               "when it stops)")
+    else:
+        why = f"no {file} (`make dev` writes it in its clone)"
     return (f"no WebSocket URL: {why}; run this command in the clone where `make dev` runs, or point "
             "--endpoints (or LLM_IDE_ENDPOINTS) at its .dev/endpoints.json, or pass --url (or set LLM_IDE_URL)")
 

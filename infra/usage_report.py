@@ -15,9 +15,10 @@ It reads the month with Queries of the usage table's `byMonth` index (partition 
 
 The last row (CSV: its first column empty) or `total` (JSON) is the month's total; by user, model
 or day it is the same figure. AWS credentials and region come from the usual places (profile,
-environment); `--endpoint-url` points at a local stack's or moto's DynamoDB. The index is
-eventually consistent: a chat settled in the last second may be missing. Operators need
-`dynamodb:Query` on the table's `index/byMonth`.
+environment), `--region` overrides the region; `--endpoint-url` points at a local stack's or moto's
+DynamoDB. A call AWS refuses, or missing credentials or region, ends it with one line naming the cause
+(exit status 1). The index is eventually consistent: a chat settled in the last second may be
+missing. Operators need `dynamodb:Query` on the table's `index/byMonth`.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from chalicelib.limits import records
 from chalicelib.limits.pricing import micros_to_usd
@@ -103,6 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--by", choices=tuple(KINDS), default="user")
     parser.add_argument("--format", choices=("csv", "json"), default="csv")
     parser.add_argument("--endpoint-url", help="DynamoDB's endpoint (a local stack's or moto's)")
+    parser.add_argument("--region", help="the usage table's region (default: AWS_REGION, AWS_DEFAULT_REGION or the "
+                                         "profile's)")
     args = parser.parse_args(argv)
     if not _MONTH.match(args.month):
         parser.error(f"--month {args.month!r} is not YYYY-MM")
@@ -113,12 +118,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None, *, dynamodb: Any = None) -> int:
     args = parse_args(argv)
-    if dynamodb is None:
-        import boto3
-
-        dynamodb = boto3.client("dynamodb", endpoint_url=args.endpoint_url)
     table = resources.table("usage").physical_name(args.stage)
-    result = report(month_items(dynamodb, table, args.month, args.by), args.by)
+    try:
+        if dynamodb is None:
+            import boto3
+
+            dynamodb = boto3.client("dynamodb", endpoint_url=args.endpoint_url, region_name=args.region)
+        result = report(month_items(dynamodb, table, args.month, args.by), args.by)
+    except NoRegionError:
+        print("usage_report: no AWS region: pass --region, or set AWS_REGION", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as error:
+        print(f"usage_report: cannot read {table} (index {INDEX}): {error}", file=sys.stderr)
+        return 1
     if args.format == "json":
         sys.stdout.write(json.dumps({"stage": args.stage, "month": args.month, "by": args.by, **result}, indent=2)
                          + "\n")

@@ -165,7 +165,8 @@ def _tool_choice(choice: Any) -> Any:
 def _conversation(body: Any) -> tuple[dict[str, Any], Origins]:
     """What both /v1/messages and count_tokens send (model, system, messages, tools), and the caller's names."""
     body = require_object(body, "body")
-    origins = Origins({"maxTokens": "max_tokens", "toolChoice": "tool_choice", "toolChoice.name": "tool_choice.name"})
+    origins = Origins({"maxTokens": "max_tokens", "toolChoice": "tool_choice", "toolChoice.name": "tool_choice.name",
+                       "temperature": "temperature"})
     params: dict[str, Any] = {"model": require_string(body.get("model"), "model"),
                               "messages": _messages(body.get("messages"), origins)}
     system = _system(body.get("system"))

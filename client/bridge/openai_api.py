@@ -218,7 +218,8 @@ def chat_call(body: Any) -> ChatCall:
     """A POST /v1/chat/completions body as a ChatCall; ApiError 400 naming the field when it is wrong."""
     body = require_object(body, "body")
     _unsupported(body)
-    origins = Origins({"toolChoice": "tool_choice", "toolChoice.name": "tool_choice.function.name"})
+    origins = Origins({"toolChoice": "tool_choice", "toolChoice.name": "tool_choice.function.name",
+                       "temperature": "temperature"})
     conversation, system = _messages(body.get("messages"), origins)
     params: dict[str, Any] = {"messages": conversation}
     if body.get("model") is not None:

@@ -15,14 +15,26 @@ from client.commands.common import CommandFailed, Context
 from client.times import local_time
 
 
+class NoAnswer(Exception):
+    """Standard input ended (a script, a pipe, `< /dev/null`) where the person at the terminal was asked."""
+
+
+def _ask(prompt: str, *, secret: bool = False) -> str:
+    """What the person at the terminal types; NoAnswer when there is no one to ask (input at its end)."""
+    try:
+        return getpass.getpass(prompt) if secret else input(prompt)
+    except EOFError:
+        raise NoAnswer(prompt.strip().rstrip(":")) from None
+
+
 class TerminalChallenges:
     """Asks the person at the terminal what Cognito asks during sign-in."""
 
     def new_password(self, username: str) -> str:
         print(f"Cognito asks {username} to choose a new password.")
         for _ in range(3):
-            first = getpass.getpass("New password: ")
-            if first and first == getpass.getpass("New password again: "):
+            first = _ask("New password: ", secret=True)
+            if first and first == _ask("New password again: ", secret=True):
                 return first
             print("The two passwords differ (or are empty); again.")
         raise LoginFailed("no new password chosen")
@@ -31,7 +43,7 @@ class TerminalChallenges:
         where = "your authenticator app" if challenge == "SOFTWARE_TOKEN_MFA" else "the text message"
         if attempt > 1:
             print("That code was not accepted.")
-        return input(f"One-time code from {where}: ")
+        return _ask(f"One-time code from {where}: ")
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -47,10 +59,15 @@ def login(ctx: Context, args: argparse.Namespace) -> int:
     pool = ctx.endpoints.user_pool()
     if pool is None:
         raise CommandFailed("no Cognito app client: run `make dev`, or pass --client-id and --region", 2)
-    username = args.username or os.environ.get("LLM_IDE_USERNAME") or input("Username: ")
-    password = os.environ.get("LLM_IDE_PASSWORD") or ctx.endpoints.dev_password(username) or getpass.getpass()
     try:
+        username = args.username or os.environ.get("LLM_IDE_USERNAME") or _ask("Username: ")
+        password = (os.environ.get("LLM_IDE_PASSWORD") or ctx.endpoints.dev_password(username)
+                    or _ask("Password: ", secret=True))
         tokens = sign_in(username, password, pool, TerminalChallenges())
+    except NoAnswer as exc:
+        given = {"Username": ", or give --username (or LLM_IDE_USERNAME)", "Password": ", or set LLM_IDE_PASSWORD"}
+        raise CommandFailed(f"sign-in asked for {str(exc).lower()!r}, but standard input ended; run `llm-ide login` "
+                            f"on a terminal{given.get(str(exc), '')}") from None
     except LoginFailed as exc:
         raise CommandFailed(f"sign-in failed: {exc}") from None
     ctx.account.save(tokens)

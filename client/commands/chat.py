@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from client.commands.common import CommandFailed, Context, shown
+from client.commands.common import CommandFailed, Context, error_text, shown
 from client.connection import ClientClosed, UploadFailed
 
 
@@ -87,6 +87,7 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         chat_id = None  # the server's id, from the ack: what names the chat on any connection
+        midline = False  # the reply printed so far ends mid-line: an error starts on a line of its own
         try:
             for frame in client.frames(sent_id):
                 kind = frame.get("type")
@@ -95,9 +96,11 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                 elif kind == "delta":
                     sys.stdout.write(shown(frame["text"]))
                     sys.stdout.flush()
+                    midline = not frame["text"].endswith("\n")
                 elif kind == "toolUse":
                     print(shown(f"\n[tool call {frame['name']} {frame['toolUseId']}] "
                                 f"{json.dumps(frame['input'], ensure_ascii=False)}"))
+                    midline = False
                 elif kind == "done":
                     usage = frame["usage"]
                     cached = ""
@@ -108,9 +111,8 @@ def chat(ctx: Context, args: argparse.Namespace) -> int:
                           f"{usage['outputTokens']} output = {usage['totalTokens']} tokens")
                     return 0
                 elif kind == "error":
-                    error = frame["error"]
-                    retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
-                    print(f"\nerror: {error['code']}: {error['message']}{retry}", file=sys.stderr)
+                    lead = "\n" if midline else ""
+                    print(f"{lead}error: {error_text(frame['error'])}", file=sys.stderr)
                     return 1
         except ClientClosed as exc:
             raise CommandFailed(f"{exc}: the connection could not be resumed") from None

@@ -23,12 +23,20 @@ class CommandFailed(Exception):
         self.status = status
 
 
+def error_text(error: dict[str, Any]) -> str:
+    """An `error` frame's error as `CODE: message`, with its `retryAfter` unless the message already says it
+    (the backend's limits say `retry in 42 s` themselves)."""
+    message = str(error.get("message"))
+    retry_after = error.get("retryAfter")
+    retry = f" (retry after {retry_after} s)" if retry_after is not None and f" {retry_after} s" not in message else ""
+    return f"{error.get('code')}: {message}{retry}"
+
+
 class ProtocolError(CommandFailed):
     """The backend answered an `error` frame."""
 
     def __init__(self, error: dict[str, Any]) -> None:
-        retry = f" (retry after {error['retryAfter']} s)" if "retryAfter" in error else ""
-        super().__init__(f"{error.get('code')}: {error.get('message')}{retry}")
+        super().__init__(error_text(error))
         self.code = error.get("code")
 
 

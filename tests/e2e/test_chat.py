@@ -289,7 +289,8 @@ def test_llm_ide_chat_prints_the_reply_then_the_usage(stack, tmp_path):
     assert reply == "Bonjour, ça va? 😀"
     assert usage.startswith("[end_turn] ") and usage.endswith(" tokens")
     refused = run("chat", "hi", "--model", "not-allowed")
-    assert refused.returncode == 1 and "MODEL_NOT_ALLOWED" in refused.stderr
+    # Refused before any reply: the error is the first line, not after an empty one.
+    assert refused.returncode == 1 and refused.stderr.startswith("error: MODEL_NOT_ALLOWED: "), refused.stderr
 
 
 def test_ctrl_c_in_llm_ide_chat_cancels_the_chat(stack, tmp_path):

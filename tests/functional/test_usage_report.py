@@ -169,3 +169,24 @@ def test_the_reports_totals_are_the_sum_of_the_done_frames_for_a_scripted_month(
     items = json.loads(listed.stdout)["Items"]
     assert sum(int(i["costMicros"]["N"]) for i in items) == round(everything["costUsd"] * 10**6)
     assert sum(int(i["totalTokens"]["N"]) for i in items) == everything["totalTokens"]
+
+
+@pytest.mark.parametrize("args, unset, says", [
+    (["--stage", "test"], ["AWS_DEFAULT_REGION"], "usage_report: no AWS region: pass --region"),
+    (["--stage", "test", "--region", "us-east-1"], ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+     "usage_report: cannot read llm-ide-test-usage (index byMonth): Unable to locate credentials"),
+    (["--stage", "nosuch"], [], "usage_report: cannot read llm-ide-nosuch-usage (index byMonth): An error occurred "
+                                "(ResourceNotFoundException)"),
+])
+def test_the_command_without_region_credentials_or_table_says_so_in_a_line(
+        provisioned, moto_url, aws_env, tmp_path, args, unset, says):
+    """As a new operator first runs it (docs/OPERATIONS.md): what is missing, not boto's traceback."""
+    nowhere = str(tmp_path / "none")  # no profile to take a region or credentials from
+    env = {**aws_env, "AWS_CONFIG_FILE": nowhere, "AWS_SHARED_CREDENTIALS_FILE": nowhere, "AWS_REGION": ""}
+    for name in unset:
+        del env[name]
+    done = subprocess.run([sys.executable, "-m", "infra.usage_report", *args, "--month", MONTH,
+                           "--endpoint-url", moto_url], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+                          check=False)
+    assert (done.returncode, done.stdout) == (1, "") and done.stderr.startswith(says), done.stderr
+    assert "Traceback" not in done.stderr

@@ -359,3 +359,15 @@ def test_a_string_contents_text_is_named_as_the_string():
                                               {"role": "user", "content": "a cut emoji"}]})
     renamed = call.origins.rename(ApiError(400, "BAD_REQUEST", "'messages[0].content[0].text' is not valid Unicode"))
     assert renamed.message == "'messages[1].content' is not valid Unicode" and renamed.param == "messages[1].content"
+
+
+@pytest.mark.parametrize("api, body", [
+    (openai_api, {"messages": [{"role": "user", "content": "x"}], "temperature": 1.5}),
+    (anthropic_api, {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                     "temperature": 1.5}),
+])
+def test_a_field_the_backend_names_as_the_caller_did_is_the_param(api, body):
+    """The backend refuses the temperature (Bedrock's 0 to 1), under the caller's own name: it is the `param`."""
+    backend_says = "'temperature' must be between 0.0 and 1.0"
+    renamed = api.chat_call(body).origins.rename(ApiError(400, "BAD_REQUEST", backend_says))
+    assert renamed.message == backend_says and renamed.param == "temperature"

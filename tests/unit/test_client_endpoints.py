@@ -23,3 +23,11 @@ def test_without_an_endpoints_file_the_error_names_the_file_it_looked_for(nowher
     error = capsys.readouterr().err
     assert str(nowhere / ".dev" / "endpoints.json") in error, error
     assert "LLM_IDE_ENDPOINTS" in error and "--url" in error, error
+
+
+@pytest.mark.parametrize("command", [["ping"], ["serve"]])
+def test_in_a_clone_whose_stack_stopped_the_error_asks_whether_make_dev_runs(nowhere, capsys, command):
+    (nowhere / ".dev").mkdir()  # what a stack that ran here and stopped leaves: its state directory, no endpoints
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err
+    assert f"no {nowhere / '.dev' / 'endpoints.json'}: is `make dev` running?" in error, error
