@@ -101,6 +101,7 @@ class Backend:
         self._opener = opener
         self._ws: ClientConnection | None = None
         self._expires_at = 0.0
+        self._username = ""  # whose token opened the socket
         self._lock = asyncio.Lock()
         self._ids = (f"b{n}" for n in itertools.count(1))
         self._routes: dict[str, asyncio.Queue[dict[str, Any]]] = {}
@@ -140,17 +141,33 @@ class Backend:
                 raise unavailable(self.url, f"the handshake was refused with HTTP {status}") from None
             except (OSError, TimeoutError) as exc:
                 raise unavailable(self.url, exc) from None
-            self._expires_at = tokens.expires_at
+            self._expires_at, self._username = tokens.expires_at, tokens.username
             self._spawn(self._read(ws))
             return ws
         raise AssertionError("unreachable")
 
     async def _connection(self) -> ClientConnection:
-        """The open socket, opened (or replaced, when its token is about to expire) as needed."""
+        """The open socket, opened (or replaced, when its token is about to expire) as needed.
+
+        The sign-in is read again for every frame (the token file, a few hundred bytes): after
+        `llm-ide logout`, or a login as another user, the old sign-in's socket serves no more, and
+        its chats are cancelled. Else a running bridge chatted on as the user who signed out, for as
+        long as the socket's token held (up to an hour).
+        """
         async with self._lock:
             ws = self._ws
-            if ws is not None and time.time() + TOKEN_MARGIN_SECONDS < self._expires_at:
-                return ws
+            if ws is not None:
+                try:
+                    username = (await self._tokens()).username
+                except ApiError as signed_out:
+                    await self._sign_off(ws, signed_out)
+                    raise
+                if username != self._username:
+                    await self._sign_off(ws, ApiError(401, "UNAUTHORIZED", f"{self._username} is no longer signed in"
+                                                      f" here ({username} is): send the request again"))
+                    ws = None
+                elif time.time() + TOKEN_MARGIN_SECONDS < self._expires_at:
+                    return ws
             self._ws = await self._open()
             if self._keepalive and not self._keeping_alive:
                 self._keeping_alive = True
@@ -159,6 +176,25 @@ class Backend:
                 await self._resume_all()
                 await ws.close()
             return self._ws
+
+    async def _sign_off(self, ws: ClientConnection, error: ApiError) -> None:
+        """The socket's sign-in is gone (with the lock held): its chats are cancelled on it and end with
+        `error`, the other requests sent on it are told it closed, and it is closed."""
+        self._ws = None
+        # Acknowledged chats run on the one open socket (moved to it if they began on another); one awaiting its
+        # ack belongs to the socket its chat.send went out on, and one not sent yet to none (it goes on the next).
+        for chat in [c for c in self._chats.values()
+                     if not c.ended and (c.request_id is not None or self._sent_on.get(c.id) is ws)]:
+            try:
+                await ws.send(json.dumps({"action": "chat.cancel", "id": next(self._ids),
+                                          "requestId": chat.request_id or chat.id}))
+            except ConnectionClosed:
+                logger.info("chat %s not cancelled: its socket closed", chat.id)
+            chat.queue.put_nowait({"type": "error", "error": {"code": error.code, "message": error.message}})
+        for request_id, route in list(self._routes.items()):
+            if self._sent_on.get(request_id) is ws and request_id not in self._chats:
+                route.put_nowait(_CLOSED)
+        await ws.close()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -326,7 +362,7 @@ class Backend:
     async def _expire(self) -> None:
         """The backend says the socket's token expired: the next request opens a new socket."""
         self._expires_at = 0
-        await asyncio.to_thread(self._account.tokens, force_refresh=True)
+        await self._tokens(force_refresh=True)  # signed out meanwhile: 401, telling to log in
 
     async def start_chat(self, params: dict[str, Any]) -> Chat:
         """Send a `chat.send` (through `chat.upload` when too large for a frame); return it once acknowledged.

@@ -292,6 +292,39 @@ def test_a_caller_that_goes_away_before_the_ack_cancels_its_chat(bridge):
     assert run.frames[-1]["stopReason"] == "cancelled"
 
 
+def test_a_logout_ends_the_running_bridges_socket_and_cancels_its_chats(bridge, tmp_path):
+    """`llm-ide logout` while `llm-ide serve` runs: the bridge chatted on as the signed-out user for as long as its
+    socket's token held (up to an hour). Now its next frame finds the sign-in gone: 401, its chats are cancelled,
+    and a new sign-in serves at once."""
+    store = TokenStore(tmp_path / "tokens.json")
+    connection = _streamed_chat(bridge, "[[slow:50]] " + "x" * 400)
+    response = connection.getresponse()
+    assert response.status == 200 and b"chat.completion.chunk" in response.read1(4096)
+    store.forget(["ws"], "dev")  # what `llm-ide logout` does to the token file
+    with pytest.raises(openai.AuthenticationError, match="llm-ide login"):
+        bridge.openai().models.list()
+    run = next(iter(bridge.fake.runs.values()))
+    assert [f["requestId"] for f in bridge.sent("chat.cancel")] == [run.request_id]
+    rest = response.read().decode()  # the stream ends, with the refusal, not after the 5 s of the whole reply
+    assert "not signed in to this API: run `llm-ide login`" in rest
+    bridge.wait_for(run.finished.is_set)
+    assert run.frames[-1]["stopReason"] == "cancelled"
+    now = int(time.time())
+    store.save(["ws"], Tokens("dev", "t2", "id2", "refresh-2", expires_at=now + 3600, issued_at=now))
+    assert [m.id for m in bridge.openai().models.list()] == [m["id"] for m in MODELS]
+    assert bridge.fake.handshakes == ["t1", "t2"]
+
+
+def test_a_login_as_another_user_moves_the_bridge_to_their_sign_in(bridge, tmp_path):
+    bridge.openai().models.list()
+    now = int(time.time())
+    TokenStore(tmp_path / "tokens.json").save(
+        ["ws"], Tokens("ann", "t2", "id2", "refresh-ann", expires_at=now + 3600, issued_at=now))
+    reply = bridge.openai().chat.completions.create(model="claude-test", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "hi"
+    assert bridge.fake.handshakes == ["t1", "t2"]  # ann's own socket, not dev's
+
+
 # --- the guard, and bad input --------------------------------------------------------------------
 
 def raw(bridge: Bridge, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
