@@ -1,0 +1,125 @@
+"""`session.delete` against every writer into a session, through the Chalice handlers and the chat worker, against
+moto: nothing written into a session while (or after) it is deleted is left behind, a write into it is NOT_FOUND,
+a delete that failed half-way leaves the session NOT_FOUND and is finished by the next one, and nothing of a live
+session is lost. Each race is forced at its exact point by wrapping the store call the writer makes there (the
+delete runs inside the wrapper, between the writer's check and its write): no sleeps, no threads."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import pytest
+
+from chalicelib import process
+from chalicelib.aws import clients
+from chalicelib.aws.objects import ObjectStore, session_root
+from chalicelib.config import get_settings
+from chalicelib.root import Root, get_clock
+from tests.conftest import reset_app_caches
+from tests.handler_calls import connect, message, new_user
+
+CONN = "conn-races="
+
+
+@pytest.fixture
+def user(app_env, boto, sender, clock) -> str:
+    """A user of this test's own (the storage quota is per user), signed in on CONN: their sub."""
+    token = new_user(boto, app_env)
+    connect(CONN, headers={"Authorization": f"Bearer {token}"})
+    return jwt.decode(token, options={"verify_signature": False})["sub"]  # Cognito verified it at connect
+
+
+def send(sender, action: str, **params: Any) -> dict[str, Any]:
+    """The one frame the app answered this request with."""
+    before = len(sender.frames.get(CONN, []))
+    message(CONN, json.dumps({"action": action, "id": "r1", **params}))
+    (frame,) = sender.frames[CONN][before:]
+    return frame
+
+
+def code(frame: dict[str, Any]) -> str | None:
+    return frame["error"]["code"] if frame["type"] == "error" else None
+
+
+def new_session(sender) -> str:
+    return send(sender, "session.create", title="doomed")["data"]["session"]["sessionId"]
+
+
+@pytest.fixture
+def configure(monkeypatch, clock) -> Callable[..., None]:
+    """Set the app's variables for the test: its caches are rebuilt with them, on the same clock."""
+    def set_env(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        reset_app_caches()
+        process.install(get_clock, lambda: clock.now)
+    return set_env
+
+
+def root() -> Root:
+    """A root of its own (another Lambda's), on the app's clock (the `clock` fixture's)."""
+    return Root(get_settings(), clock=get_clock())
+
+
+def delete_session(user_sub: str, session_id: str) -> None:
+    """session.delete as the action runs it (SessionActions.delete)."""
+    root().sessions.delete(user_sub, session_id)
+
+
+def left_of(user_sub: str, session_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Everything stored under the session: its DynamoDB items and its S3 keys."""
+    items = clients.table(get_settings().sessions_table).query(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)", ConsistentRead=True,
+        ExpressionAttributeValues={":p": f"USER#{user_sub}", ":s": f"SESSION#{session_id}"})["Items"]
+    keys = [o.key for o in root().objects.walk(session_root(user_sub, session_id))]
+    return items, keys
+
+
+def once(monkeypatch, cls: type, name: str, when: Callable[..., bool], before: bool,
+         action: Callable[[], None]) -> list[int]:
+    """Wrap `cls.name` so that `action` runs once, before or after the first call for which `when(*args)` holds.
+    The returned list counts the times it ran."""
+    real = getattr(cls, name)
+    ran: list[int] = []
+
+    def wrapper(self, *args, **kwargs):
+        fire = not ran and when(*args, **kwargs)
+        if fire and before:
+            action()
+            ran.append(1)  # only once it ran through: a delete that failed must not pass for one that ran
+        result = real(self, *args, **kwargs)
+        if fire and not before:
+            action()
+            ran.append(1)
+        return result
+
+    monkeypatch.setattr(cls, name, wrapper)
+    return ran
+
+
+# --- nothing of a live session is lost --------------------------------------------------------
+
+
+def test_a_file_deleted_while_the_sessions_objects_are_refreshed_does_not_fail_the_write(user, sender, monkeypatch,
+                                                                                       clock):
+    earlier = Root(get_settings(), clock=lambda: clock.now - 2 * 86400)
+    session_id = earlier.sessions.create(user, title="old").session_id
+    earlier.context.put(user, "gone.md", "x", session_id=session_id)
+    key = f"{session_root(user, session_id)}context/gone.md"
+    real_walk = ObjectStore.walk
+    deleted: list[int] = []
+
+    def walk_then_delete(self, prefix):
+        listed = list(real_walk(self, prefix))
+        if prefix == session_root(user, session_id) and not deleted:
+            self.delete(key)  # a context.delete between the refresh's listing and its copy
+            deleted.append(1)
+        return iter(listed)
+
+    monkeypatch.setattr(ObjectStore, "walk", walk_then_delete)
+    root().sessions.append_exchange(user, session_id, "req-2", "question", "answer", False)
+    assert deleted
+    messages = send(sender, "session.get", sessionId=session_id)["data"]["messages"]
+    assert [m["content"] for m in messages] == ["question", "answer"]
