@@ -224,11 +224,15 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # Settlement: one TransactWriteItems of a Put (the settled marker) and Updates.
         _table(d, "usage", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-        # History (GetItem, Query), the exchange appended (UpdateItem, PutItem), the TTL moved (Query, UpdateItem).
-        _table(d, "sessions", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-        # Context files and offloaded history read; a long reply offloaded (a tagged PutObject);
-        # the session's objects re-written in place when its TTL moves (ListBucket, CopyObject).
-        *_context_objects(d, "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"),
+        # History (GetItem, Query), the exchange appended (UpdateItem, PutItem), the TTL moved (Query, UpdateItem);
+        # an exchange appended into a session deleted meanwhile is removed again (DeleteItem).
+        _table(d, "sessions", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+               "dynamodb:UpdateItem"),
+        # Context files and offloaded history read; a long reply offloaded (a tagged PutObject), and deleted
+        # again if its session was deleted meanwhile (DeleteObjects); the session's objects re-written in place
+        # when its TTL moves (ListBucket, CopyObject).
+        *_context_objects(d, "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject",
+                          "s3:PutObjectTagging"),
         _context_listing(d),
         # A chat's uploaded body: read (If-Match the ETag the handler checked), then deleted.
         _upload_objects(d, "s3:DeleteObject", "s3:GetObject"),

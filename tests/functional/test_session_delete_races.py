@@ -15,8 +15,13 @@ import pytest
 from chalicelib import process
 from chalicelib.aws import clients
 from chalicelib.aws.objects import ObjectStore, session_root
+from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
+from chalicelib.chat.job import ChatJob
+from chalicelib.chat.requests import Usage
 from chalicelib.config import get_settings
+from chalicelib.errors import Internal
 from chalicelib.root import Root, get_clock
+from chalicelib.sessions.store import SessionStore
 from tests.conftest import reset_app_caches
 from tests.handler_calls import connect, message, new_user
 
@@ -97,6 +102,94 @@ def once(monkeypatch, cls: type, name: str, when: Callable[..., bool], before: b
 
     monkeypatch.setattr(cls, name, wrapper)
     return ran
+
+
+# --- the chat worker --------------------------------------------------------------
+
+
+class LongReply:
+    """Stands in for BedrockChat: a reply long enough to be offloaded to S3."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def stream(self, request, on_throttled=None, on_opened=None):
+        yield TextDelta(self.text)
+        yield MessageStop("end_turn")
+        yield Metadata(Usage(10, 10))
+
+
+@pytest.mark.parametrize("point", ["after its check", "after the prompt", "after the reply's content"])
+def test_a_chat_whose_session_is_deleted_while_it_is_appended_keeps_nothing_and_still_ends_done(
+        configure, user, sender, started, monkeypatch, point):
+    configure(MESSAGE_INLINE_MAX_BYTES="1024")
+    session_id = new_session(sender)
+    message(CONN, json.dumps({"action": "chat.send", "id": "c1", "prompt": "hello", "sessionId": session_id}))
+    assert len(started) == 1, sender.frames[CONN][-1]
+    monkeypatch.setattr(Root, "bedrock", LongReply("r" * 5000))
+
+    def doom() -> None:
+        delete_session(user, session_id)
+
+    if point == "after its check":
+        ran = once(monkeypatch, SessionStore, "touch", lambda *a, **k: True, False, doom)
+    elif point == "after the prompt":
+        ran = once(monkeypatch, SessionStore, "_put_message", lambda *a, role, **k: role == "user", False, doom)
+    else:
+        ran = once(monkeypatch, ObjectStore, "put", lambda key, *a, **k: "/messages/" in key, False, doom)
+    outcome = root().chat_worker.run(ChatJob.from_event(started[0][1]))
+    assert ran and outcome.status == "done" and sender.frames[CONN][-1]["type"] == "done"
+    assert left_of(user, session_id) == ([], [])
+
+
+def test_a_ttl_move_racing_the_delete_brings_no_item_back(user, sender, monkeypatch, clock):
+    # A session last active two days ago: its next activity moves the TTL of every item (SessionStore._extend).
+    earlier = Root(get_settings(), clock=lambda: clock.now - 2 * 86400).sessions
+    session_id = earlier.create(user, title="old").session_id
+    earlier.append_exchange(user, session_id, "req-1", "question", "answer", False)
+    real_items = SessionStore._items
+    ran: list[int] = []
+
+    def listed_then_deleted(self, user_sub, prefix, **kwargs):
+        listed = list(real_items(self, user_sub, prefix, **kwargs))
+        if not ran and prefix == f"SESSION#{session_id}":  # _extend's listing of every item of the session
+            delete_session(user, session_id)
+            ran.append(1)
+        return iter(listed)
+
+    monkeypatch.setattr(SessionStore, "_items", listed_then_deleted)
+    frame = send(sender, "session.update", sessionId=session_id, title="renamed")
+    assert ran and frame["type"] == "result"  # renamed before the delete began
+    assert left_of(user, session_id) == ([], [])
+
+
+# --- a delete that fails half-way -----------------------------------------------------
+
+
+def test_a_delete_that_failed_half_way_leaves_the_session_not_found_and_the_next_one_finishes_it(
+        user, sender, monkeypatch):
+    session_id = new_session(sender)
+    root().sessions.append_exchange(user, session_id, "req-1", "question", "answer", False)
+    assert send(sender, "context.put", path="notes.md", content="x", sessionId=session_id)["type"] == "result"
+    real = ObjectStore.delete_prefix
+
+    def fails_after_the_objects(self, prefix):
+        real(self, prefix)
+        raise Internal()
+
+    monkeypatch.setattr(ObjectStore, "delete_prefix", fails_after_the_objects)
+    assert code(send(sender, "session.delete", sessionId=session_id)) == "INTERNAL"
+    monkeypatch.setattr(ObjectStore, "delete_prefix", real)
+    # Its objects are gone but its messages are not: nothing may read or write it any more.
+    for action, params in (("session.get", {}), ("session.update", {"title": "t"}),
+                           ("context.put", {"path": "n.md", "content": "x"}), ("context.list", {}),
+                           ("chat.countTokens", {"prompt": "hi"})):
+        assert code(send(sender, action, sessionId=session_id, **params)) == "NOT_FOUND", action
+    listed = send(sender, "session.list", limit=100)["data"]["sessions"]
+    assert session_id not in {s["sessionId"] for s in listed}
+    assert send(sender, "session.delete", sessionId=session_id)["data"] == {"deleted": True}
+    assert left_of(user, session_id) == ([], [])
+    assert code(send(sender, "session.delete", sessionId=session_id)) == "NOT_FOUND"
 
 
 # --- nothing of a live session is lost --------------------------------------------------------
