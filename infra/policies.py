@@ -188,9 +188,11 @@ def _message(d: Deployment) -> list[Statement]:
         # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem. usage.get reads
         # the hour records (Query) and the month records (BatchGetItem).
         _table(d, "usage", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-        # session.list reads the byUpdated index.
-        _table(d, "sessions", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
-               "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", indexes=("byUpdated",)),
+        # session.list reads the byUpdated index; a recount of a user's storage asks which of their sessions are
+        # still live (BatchGetItem), to drop what was left under deleted ones.
+        _table(d, "sessions", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem",
+               "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
+               indexes=("byUpdated",)),
         # Presigned uploads are signed with this role, so it needs PutObject itself. Session-scoped
         # objects are written with tags (PutObjectTagging) and re-written in place with their tags
         # when the session's TTL moves (CopyObject: GetObject/GetObjectTagging, PutObject/PutObjectTagging).

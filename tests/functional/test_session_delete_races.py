@@ -6,6 +6,7 @@ delete runs inside the wrapper, between the writer's check and its write): no sl
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from chalicelib.chat.bedrock import MessageStop, Metadata, TextDelta
 from chalicelib.chat.job import ChatJob
 from chalicelib.chat.requests import Usage
 from chalicelib.config import get_settings
+from chalicelib.context.quota import RECOUNT_GAP_SECONDS
 from chalicelib.errors import Internal
 from chalicelib.root import Root, get_clock
 from chalicelib.sessions.store import SessionStore
@@ -102,6 +104,57 @@ def once(monkeypatch, cls: type, name: str, when: Callable[..., bool], before: b
 
     monkeypatch.setattr(cls, name, wrapper)
     return ran
+
+
+# --- context.put and context.uploadUrl ----------------------------------------
+
+
+def test_a_context_put_whose_session_is_deleted_between_its_check_and_its_write_is_not_found_and_leaves_nothing(
+        configure, user, sender, monkeypatch):
+    configure(CONTEXT_QUOTA_FILES="1")
+    session_id = new_session(sender)
+    ran = once(monkeypatch, ObjectStore, "put", lambda key, *a, **k: f"/sessions/{session_id}/" in key, True,
+               lambda: delete_session(user, session_id))
+    frame = send(sender, "context.put", path="notes.md", content="late", sessionId=session_id)
+    assert ran and code(frame) == "NOT_FOUND"
+    assert left_of(user, session_id) == ([], [])
+    # Its reservation was dropped: the user's one file of quota is free for their own file at once.
+    assert send(sender, "context.put", path="mine.md", content="kept")["type"] == "result"
+
+
+def test_an_upload_url_whose_session_is_deleted_before_it_is_handed_out_is_not_found(user, sender, monkeypatch):
+    session_id = new_session(sender)
+    ran = once(monkeypatch, ObjectStore, "presign_put", lambda key, **k: f"/sessions/{session_id}/" in key, True,
+               lambda: delete_session(user, session_id))
+    frame = send(sender, "context.uploadUrl", path="big.bin", size=5, sessionId=session_id)
+    assert ran and code(frame) == "NOT_FOUND" and "url" not in json.dumps(frame)
+
+
+def test_an_upload_landing_after_its_session_was_deleted_is_neither_counted_nor_kept(
+        configure, user, sender, clock, app_env, boto):
+    configure(CONTEXT_QUOTA_FILES="3")
+    live, doomed = new_session(sender), new_session(sender)
+    assert send(sender, "context.put", path="mine.md", content="a")["type"] == "result"
+    assert send(sender, "context.put", path="kept.md", content="b", sessionId=live)["type"] == "result"
+    grant = send(sender, "context.uploadUrl", path="late.bin", size=5, sessionId=doomed)["data"]
+    # An offloaded message's object in each (in the deleted one: a writer that died before it could undo its write).
+    for session_id in (live, doomed):
+        boto("s3").put_object(Bucket=app_env.names["CONTEXT_BUCKET"], Body=b"x",
+                              Key=f"{session_root(user, session_id)}messages/1700000000000-1-0123abcd")
+    assert send(sender, "session.delete", sessionId=doomed)["data"] == {"deleted": True}
+    upload = urllib.request.Request(grant["url"], data=b"12345", method="PUT", headers=grant["headers"])
+    with urllib.request.urlopen(upload, timeout=10) as response:  # the URL was handed out before the delete
+        assert response.status == 200
+    assert left_of(user, doomed)[1] != []  # landed under the deleted session
+    clock.now += RECOUNT_GAP_SECONDS + 1
+    # 3 files of quota: mine.md, kept.md and the upload were counted. The refusal's recount counts only the two
+    # live files, removes what the deleted session left, and the write fits.
+    frame = send(sender, "context.put", path="more.md", content="c")
+    assert frame["type"] == "result", frame
+    assert left_of(user, doomed) == ([], [])
+    assert send(sender, "context.get", path="kept.md", sessionId=live)["data"]["content"] == "b"
+    assert len(left_of(user, live)[1]) == 2  # the live session's file and message object are untouched
+    assert send(sender, "context.put", path="over.md", content="d")["error"]["code"] == "QUOTA_EXCEEDED"
 
 
 # --- the chat worker --------------------------------------------------------------

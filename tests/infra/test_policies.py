@@ -44,6 +44,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "table:sessions"), ("dynamodb:DeleteItem", "table:sessions"),
         ("dynamodb:Query", "table:sessions"), ("dynamodb:Query", "index:sessions/byUpdated"),
         ("dynamodb:BatchWriteItem", "table:sessions"),
+        ("dynamodb:BatchGetItem", "table:sessions"),  # a storage recount asks which sessions are still live
         ("s3:GetObject", "object:context"), ("s3:PutObject", "object:context"),
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
         ("s3:DeleteObject", "object:context"), ("s3:ListBucket", "prefix:context"),
