@@ -139,7 +139,7 @@ class Root:
         from chalicelib.context.store import ContextStore
 
         settings = self.settings
-        quota = StorageQuota(aws.client("dynamodb"), settings.usage_table, self.objects,
+        quota = StorageQuota(aws.client("dynamodb"), settings.usage_table, self.objects, self.sessions,
                              max_bytes=settings.context_quota_bytes, max_files=settings.context_quota_files,
                              pending_seconds=settings.presigned_put_seconds, clock=self.clock)
         return ContextStore(self.objects, self.sessions, quota, max_bytes=settings.context_max_bytes,

@@ -188,9 +188,11 @@ def _message(d: Deployment) -> list[Statement]:
         # TransactWriteItems, whose Put and Updates IAM checks as PutItem and UpdateItem. usage.get reads
         # the hour records (Query) and the month records (BatchGetItem).
         _table(d, "usage", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-        # session.list reads the byUpdated index.
-        _table(d, "sessions", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
-               "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem", indexes=("byUpdated",)),
+        # session.list reads the byUpdated index; a recount of a user's storage asks which of their sessions are
+        # still live (BatchGetItem), to drop what was left under deleted ones.
+        _table(d, "sessions", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem",
+               "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem",
+               indexes=("byUpdated",)),
         # Presigned uploads are signed with this role, so it needs PutObject itself. Session-scoped
         # objects are written with tags (PutObjectTagging) and re-written in place with their tags
         # when the session's TTL moves (CopyObject: GetObject/GetObjectTagging, PutObject/PutObjectTagging).
@@ -224,11 +226,15 @@ def _bedrock_worker(d: Deployment) -> list[Statement]:
         _table(d, "requests", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # Settlement: one TransactWriteItems of a Put (the settled marker) and Updates.
         _table(d, "usage", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-        # History (GetItem, Query), the exchange appended (UpdateItem, PutItem), the TTL moved (Query, UpdateItem).
-        _table(d, "sessions", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
-        # Context files and offloaded history read; a long reply offloaded (a tagged PutObject);
-        # the session's objects re-written in place when its TTL moves (ListBucket, CopyObject).
-        *_context_objects(d, "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging"),
+        # History (GetItem, Query), the exchange appended (UpdateItem, PutItem), the TTL moved (Query, UpdateItem);
+        # an exchange appended into a session deleted meanwhile is removed again (DeleteItem).
+        _table(d, "sessions", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+               "dynamodb:UpdateItem"),
+        # Context files and offloaded history read; a long reply offloaded (a tagged PutObject), and deleted
+        # again if its session was deleted meanwhile (DeleteObjects); the session's objects re-written in place
+        # when its TTL moves (ListBucket, CopyObject).
+        *_context_objects(d, "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging", "s3:PutObject",
+                          "s3:PutObjectTagging"),
         _context_listing(d),
         # A chat's uploaded body: read (If-Match the ETag the handler checked), then deleted.
         _upload_objects(d, "s3:DeleteObject", "s3:GetObject"),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -144,21 +144,33 @@ class ObjectStore:
             items, _ = self.list(prefix)
             if not items:
                 return deleted
+            deleted += self.delete_keys([o.key for o in items])
+
+    def delete_keys(self, keys: Sequence[str]) -> int:
+        """Delete the objects (DeleteObjects, 1000 keys a call; a key with no object counts as deleted, as S3
+        answers); returns how many keys. INTERNAL if S3 could not delete one."""
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
             response = self._call("delete_objects", Bucket=self.bucket,
-                                  Delete={"Objects": [{"Key": o.key} for o in items], "Quiet": True})
+                                  Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
             if response.get("Errors"):
                 logger.error("objects not deleted", extra={"count": len(response["Errors"]),
                                                            "code": response["Errors"][0].get("Code")})
                 raise Internal()
-            deleted += len(items)
+        return len(keys)
 
     def refresh(self, prefix: str) -> int:
-        """Re-write every object under a prefix in place, restarting its lifecycle clock."""
+        """Re-write every object under a prefix in place, restarting its lifecycle clock; returns how many.
+        One deleted between the listing and its copy is skipped: it needs no refreshing (and a copy from a
+        missing source writes nothing, so this never brings an object back)."""
         count = 0
         for item in self.walk(prefix):
-            self._call("copy_object", Bucket=self.bucket, Key=item.key,
-                       CopySource={"Bucket": self.bucket, "Key": item.key},
-                       MetadataDirective="COPY", TaggingDirective="COPY", **self.encryption())
+            try:
+                self._call("copy_object", Bucket=self.bucket, Key=item.key,
+                           CopySource={"Bucket": self.bucket, "Key": item.key},
+                           MetadataDirective="COPY", TaggingDirective="COPY", **self.encryption())
+            except NotFound:
+                continue
             count += 1
         return count
 

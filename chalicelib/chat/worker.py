@@ -44,7 +44,7 @@ from chalicelib.chat.replay import FrameLog
 from chalicelib.chat.request import ChatRequest
 from chalicelib.chat.requests import CANCELLED, CLAIMED, TAKEN, RequestStore, ResumeRequest, Usage
 from chalicelib.chat.streaming import DeltaStream, Move
-from chalicelib.errors import AppError, Internal, PayloadTooLarge, Timeout
+from chalicelib.errors import AppError, Internal, NotFound, PayloadTooLarge, Timeout
 from chalicelib.limits import Charge, TokenBudget, fallback_usage
 from chalicelib.limits.pricing import micros_to_usd
 from chalicelib.observability import bind, metric_names, with_current_context
@@ -360,8 +360,11 @@ class ChatWorker:
         try:
             self._sessions.append_exchange(job.user_sub, job.chat.session_id, job.request_id, outcome.prompt,
                                            reply, not finished)
+        except NotFound:
+            # Deleted mid-chat (also while this very append ran: it then removed what it wrote). The chat itself
+            # has been served; nothing of it is kept.
+            logger.info("session deleted mid-chat: the exchange is not kept", extra={"requestId": job.request_id})
         except Exception:
-            # A session deleted mid-chat answers NOT_FOUND here; the chat itself has been served.
             logger.exception("appending the exchange to the session failed", extra={"requestId": job.request_id})
 
     def _emit_metrics(self, job: ChatJob, stream: DeltaStream, outcome: Outcome, usage: Usage, charge: Charge,

@@ -24,20 +24,28 @@ recount, which lists the user's prefix and runs when a write would not fit (at o
 `context.delete`, else at most every RECOUNT_GAP_SECONDS), when the count is a day old,
 when there is none yet, and when MAX_PENDING writes wait. So the count is never below what
 S3 holds, and a user is refused only once a fresh count says the write does not fit.
+
+What S3 holds under a session that is no longer live (deleted, being deleted, or idle past
+its TTL: SessionStore.live_sessions, read after the listing) is not the user's any more: an
+upload through a URL handed out before a `session.delete` that landed after it, or a write
+whose undo failed. A recount neither counts nor keeps it: it deletes those objects (of any
+kind, offloaded messages too) and counts the rest. A session that is not live never
+becomes live again, so nothing of a live session is removed.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from chalicelib.aws.dynamo import condition_failed
-from chalicelib.aws.objects import ObjectStore, user_root
-from chalicelib.errors import QuotaExceeded
+from chalicelib.aws.objects import ObjectStore, StoredObject, user_root
+from chalicelib.errors import AppError, QuotaExceeded
+from chalicelib.sessions.store import SESSION_ID
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +60,22 @@ _NAMES = {"#b": "bytes", "#f": "files", "#p": "pending", "#r": "reconciledAt", "
 _TRUE = {"BOOL": True}
 
 
+class LiveSessions(Protocol):
+    """Which sessions still own what is stored under them (the SessionStore)."""
+
+    def live_sessions(self, user_sub: str, session_ids: Collection[str]) -> set[str]:
+        """The ids among `session_ids` of the user's live sessions; one not live never becomes live again."""
+        ...
+
+
 class StorageQuota:
-    def __init__(self, dynamodb: Any, table_name: str, objects: ObjectStore, *, max_bytes: int, max_files: int,
-                 pending_seconds: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, dynamodb: Any, table_name: str, objects: ObjectStore, sessions: LiveSessions, *,
+                 max_bytes: int, max_files: int, pending_seconds: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self._dynamodb = dynamodb  # a low-level client: the failed condition's item comes back typed
         self._table_name = table_name
         self._objects = objects
+        self._sessions = sessions
         self.max_bytes = max_bytes
         self.max_files = max_files
         self._pending_seconds = pending_seconds + PENDING_SLACK_SECONDS  # how long a write may take to land
@@ -88,9 +106,13 @@ class StorageQuota:
 
     def written(self, user_sub: str, key: str) -> None:
         """A reserved put of `key` is in S3: a recount need not wait for it (and must not, once it is deleted)."""
-        self._dynamodb.update_item(TableName=self._table_name, Key=self._key(user_sub),
-                                   UpdateExpression="REMOVE #p.#k",
-                                   ExpressionAttributeNames={"#p": "pending", "#k": _pending_id(key, upload=False)})
+        self._forget(user_sub, _pending_id(key, upload=False))
+
+    def withdrawn(self, user_sub: str, key: str, *, upload: bool) -> None:
+        """A reserved write of `key` into a session deleted meanwhile will not land: its put was undone, or its
+        upload URL never handed out. A recount need not wait for it. (The entry may stand for an earlier URL of
+        the same key too: one of the same deleted session, which no recount counts.)"""
+        self._forget(user_sub, _pending_id(key, upload=upload))
 
     def released(self, user_sub: str) -> None:
         """A file of the user's was deleted: the next write that does not fit recounts at once."""
@@ -102,6 +124,11 @@ class StorageQuota:
 
     def _key(self, user_sub: str) -> dict[str, Any]:
         return {"pk": {"S": f"USER#{user_sub}"}, "sk": {"S": SORT_KEY}}
+
+    def _forget(self, user_sub: str, pending_id: str) -> None:
+        self._dynamodb.update_item(TableName=self._table_name, Key=self._key(user_sub),
+                                   UpdateExpression="REMOVE #p.#k",
+                                   ExpressionAttributeNames={"#p": "pending", "#k": pending_id})
 
     def _try_reserve(self, user_sub: str, pending_id: str, entry: dict[str, Any],
                      now: float) -> dict[str, Any] | None:
@@ -134,7 +161,7 @@ class StorageQuota:
     def _recount(self, user_sub: str, old: dict[str, Any], now: float) -> None:
         """Count the user's context files in S3 and store that, plus the reserved writes not landed yet."""
         for _ in range(_RECOUNT_ATTEMPTS):
-            listed = self._list(user_sub)
+            listed, left = self._list(user_sub)
             total_bytes = sum(size for size, _ in listed.values())
             total_files = len(listed)
             waiting: dict[str, Any] = {}
@@ -146,6 +173,8 @@ class StorageQuota:
                 landed = listed.get(pending_id[1:])
                 if landed is not None and landed[1] >= reserved_at - LANDED_SKEW_SECONDS:
                     continue  # written since it was reserved: the listing counts it
+                if pending_id[1:] in left:
+                    continue  # landed in a session deleted meanwhile: it counts no more
                 waiting[pending_id] = value
                 total_bytes += int(entry["d"]["N"])
                 total_files += int(entry["n"]["N"])
@@ -170,11 +199,40 @@ class StorageQuota:
             return
         logger.info("storage recount gave way to concurrent writes")
 
-    def _list(self, user_sub: str) -> dict[str, tuple[int, float]]:
-        """The user's context files as S3 lists them now: pending id -> (size, last modified, epoch s)."""
+    def _list(self, user_sub: str) -> tuple[dict[str, tuple[int, float]], set[str]]:
+        """The user's context files as S3 lists them now (key hash -> (size, last modified, epoch s)), and the key
+        hashes of what sessions no longer live left, which is not counted and is removed."""
         root = user_root(user_sub)
-        return {_key_hash(item.key): (item.size, item.last_modified.timestamp())
-                for item in self._objects.walk(root) if is_context_key(item.key[len(root):])}
+        files: dict[str, tuple[int, float]] = {}
+        by_session: dict[str, list[StoredObject]] = {}
+        for item in self._objects.walk(root):
+            relative = item.key[len(root):]
+            session_id = _session_of(relative)
+            if session_id is not None:
+                by_session.setdefault(session_id, []).append(item)
+            elif is_context_key(relative):
+                files[_key_hash(item.key)] = (item.size, item.last_modified.timestamp())
+        live = self._sessions.live_sessions(user_sub, by_session.keys()) if by_session else set()
+        left: list[StoredObject] = []
+        for session_id, stored in by_session.items():
+            if session_id not in live:
+                left.extend(stored)
+                continue
+            for item in stored:
+                if is_context_key(item.key[len(root):]):
+                    files[_key_hash(item.key)] = (item.size, item.last_modified.timestamp())
+        if left:
+            self._remove(left)
+        return files, {_key_hash(item.key) for item in left}
+
+    def _remove(self, left: list[StoredObject]) -> None:
+        """Delete what sessions no longer live left; a failure is logged, and the next recount tries again."""
+        try:
+            self._objects.delete_keys([item.key for item in left])
+        except AppError:  # S3 refused or failed (ObjectStore logged which)
+            logger.exception("removing the objects of deleted sessions failed", extra={"objects": len(left)})
+            return
+        logger.info("objects of deleted sessions removed", extra={"objects": len(left)})
 
     def _refusal(self, old: dict[str, Any]) -> str:
         if len(old.get("pending", {}).get("M", {})) >= MAX_PENDING:
@@ -191,6 +249,14 @@ def is_context_key(relative: str) -> bool:
     if parts[0] == "context":
         return len(parts) > 1
     return len(parts) == 4 and parts[0] == "sessions" and parts[2] == "context"
+
+
+def _session_of(relative: str) -> str | None:
+    """The session id of a key below `users/<sub>/` under `sessions/<id>/`, else None."""
+    parts = relative.split("/", 2)
+    if len(parts) == 3 and parts[0] == "sessions" and SESSION_ID.fullmatch(parts[1]):
+        return parts[1]
+    return None
 
 
 def _key_hash(key: str) -> str:

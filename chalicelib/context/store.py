@@ -8,6 +8,13 @@ session-scoped call first checks that the session is the caller's. Every write (
 a presigned upload when its URL is issued) is counted against the user's storage quota
 first (context/quota.py): QUOTA_EXCEEDED, and nothing written, when it does not fit.
 
+A session may be deleted while a session-scoped write runs (SessionStore's docstring): a
+put checks the session again after it has written, and an upload URL before it is
+handed out; when the session is gone by then, the file is deleted (the URL withheld),
+its reservation dropped, and the answer is NOT_FOUND. An upload through a URL handed out
+before the delete may still land after it: the next recount of the user's storage
+neither counts nor keeps it.
+
 Content is stored as sent; `get` returns it inline when it is UTF-8 text small enough for
 one frame, and otherwise a presigned GET of the raw bytes, served as a download (see
 docs/PROTOCOL.md). The model only ever gets UTF-8 text (`context_documents`).
@@ -88,6 +95,12 @@ class ContextStore:
         self._owned(user_sub, session_id, write=True)
         reserved = self._reserve(user_sub, key, len(data), upload=False)
         etag = self._objects.put(key, data, content_type=DEFAULT_CONTENT_TYPE, tagging=_tagging(session_id))
+        try:
+            self._still_live(user_sub, session_id)
+        except NotFound:
+            self._objects.delete(key)
+            self._withdraw(user_sub, key, reserved, upload=False)
+            raise
         if reserved:
             self._quota.written(user_sub, key)
         return {"path": path, "size": len(data), "etag": etag, **self._expiry(session_id, self._clock())}
@@ -102,10 +115,15 @@ class ContextStore:
             raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
         self._owned(user_sub, session_id, write=True)
         # The URL binds the length: the upload can add no more than is counted here, now.
-        self._reserve(user_sub, key, size, upload=True)
+        reserved = self._reserve(user_sub, key, size, upload=True)
         now = self._clock()
         url, headers = self._objects.presign_put(key, size=size, content_type=content_type,
                                                  tagging=_tagging(session_id))
+        try:
+            self._still_live(user_sub, session_id)
+        except NotFound:
+            self._withdraw(user_sub, key, reserved, upload=True)  # the URL never leaves: nothing can land
+            raise
         return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + self._objects.put_seconds)}
 
     def page(self, user_sub: str, prefix: str | None, *, session_id: str | None, cursor: str | None,
@@ -206,6 +224,18 @@ class ContextStore:
             old_size = None
         return self._quota.reserve(user_sub, key, add_bytes=size - (old_size or 0), new_file=old_size is None,
                                    upload=upload)
+
+    def _still_live(self, user_sub: str, session_id: str | None) -> None:
+        """After a session-scoped write: NOT_FOUND if the session was deleted meanwhile (its delete may have
+        listed what to delete before the write landed)."""
+        if session_id is not None:
+            self._sessions.require_session(user_sub, session_id)
+
+    def _withdraw(self, user_sub: str, key: str, reserved: bool, *, upload: bool) -> None:
+        """A reserved write that was undone: nothing of it lands, and the next write that does not fit recounts."""
+        if reserved:
+            self._quota.withdrawn(user_sub, key, upload=upload)
+        self._quota.released(user_sub)
 
     def _expiry(self, session_id: str | None, written: float) -> dict[str, str]:
         """`expiryDate` of a user's own file: when S3's lifecycle rule expires it (its last write plus

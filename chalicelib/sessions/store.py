@@ -13,6 +13,22 @@ Every item of a session carries the same `ttl`. When activity finds less than
 SESSION_TTL_DAYS left, the TTL of every item moves to now + TTL + one day and the
 session's objects in S3 are re-written (restarting their lifecycle clock), so a
 sweep happens at most once a day per active session.
+
+Deleting a session and writing into it may run at once; nothing written into it may
+outlive it. `delete` first marks the session item (`deleting`, one conditional
+UpdateItem): from then on the session is NOT_FOUND to everything but another `delete`,
+and every write into it is refused. Then it deletes the session's objects, its
+messages, and the session item last; a delete that fails half-way leaves the mark, and
+the next `delete` finishes it. A writer checks that the session is live before it
+writes, as before, and checks again after (`require_session`, a consistent read): a
+write made after the delete listed what to delete is found by that second check, and
+undone by its writer, who answers NOT_FOUND. (The delete lists after it has marked,
+DynamoDB's consistent reads and S3's listings see every write acknowledged before them:
+either the delete's listing sees the write, or the write's second check sees the mark
+or no session at all.) TTL updates are conditional on the item existing, so they never
+bring a deleted item back. What no code of ours writes (a presigned upload landing
+after the delete) is removed by the next recount of the user's storage
+(chalicelib/context/quota.py asks `live_sessions`).
 """
 from __future__ import annotations
 
@@ -21,7 +37,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NamedTuple
@@ -30,7 +46,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib import cursors, protocol
-from chalicelib.aws.dynamo import condition_failed, items
+from chalicelib.aws.dynamo import condition_failed, get_many, items, update_if
 from chalicelib.aws.objects import SESSION_TAGGING, ObjectStore, session_root
 from chalicelib.chat.converse import alternating
 from chalicelib.errors import BadRequest, NotFound
@@ -84,6 +100,10 @@ def _session_sk(session_id: str) -> str:
     return f"SESSION#{check_session_id(session_id)}"
 
 
+def _session_key(user_sub: str, session_id: str) -> dict[str, str]:
+    return {"pk": _pk(user_sub), "sk": _session_sk(session_id)}
+
+
 def _messages_prefix(session_id: str) -> str:
     return f"{_session_sk(session_id)}#MSG#"
 
@@ -110,12 +130,24 @@ class SessionStore:
         return session
 
     def require_session(self, user_sub: str, session_id: str) -> Session:
-        """The caller's session, or NOT_FOUND (also when it is someone else's)."""
-        item = self._table.get_item(Key={"pk": _pk(user_sub), "sk": _session_sk(session_id)},
-                                    ConsistentRead=True).get("Item")
-        if item is None or self._idle_expired(item):
+        """The caller's session, or NOT_FOUND (also when it is someone else's, idle past its TTL, or being
+        deleted). A consistent read: a writer's check after its write sees a delete begun before it."""
+        item = self._table.get_item(Key=_session_key(user_sub, session_id), ConsistentRead=True).get("Item")
+        if item is None or not self._live(item):
             raise NotFound("no such session")
         return _session(item)
+
+    def live_sessions(self, user_sub: str, session_ids: Collection[str]) -> set[str]:
+        """Which of the caller's session ids name a live session (not deleted, being deleted nor idle past its
+        TTL), read consistently with BatchGetItem, 100 ids a call. A session that is not live never becomes live
+        again: what is stored under it may be removed."""
+        ids = sorted(set(session_ids))
+        live: set[str] = set()
+        for start in range(0, len(ids), 100):
+            named = [(session_id, _session_key(user_sub, session_id)) for session_id in ids[start:start + 100]]
+            found = get_many(self._table.meta.client, self._table.name, named)
+            live.update(session_id for session_id, item in found.items() if item is not None and self._live(item))
+        return live
 
     def page(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
         """One page of the caller's sessions, most recently updated first."""
@@ -125,7 +157,7 @@ class SessionStore:
             position = cursors.decode(cursor, {"u": _TIME, "s": SESSION_ID})
             kwargs["ExclusiveStartKey"] = {"pk": _pk(user_sub), "sk": _session_sk(position["s"]),
                                            "updatedAt": position["u"]}
-        live = (_session(item) for item in items(self._table.query, **kwargs) if not self._idle_expired(item))
+        live = (_session(item) for item in items(self._table.query, **kwargs) if self._live(item))
         sessions = list(islice(live, limit + 1))
         if len(sessions) <= limit:
             return sessions, None
@@ -133,16 +165,25 @@ class SessionStore:
         return sessions[:limit], cursors.encode({"u": last.updated_at, "s": last.session_id})
 
     def delete(self, user_sub: str, session_id: str) -> None:
-        """The session, its messages, offloaded content and session-scoped context; the session item last."""
-        self.require_session(user_sub, session_id)
+        """The session, its messages, offloaded content and session-scoped context: marked `deleting` first (so
+        every writer is refused, or undoes its write), then its objects, its messages, the session item last.
+        NOT_FOUND unless it is the caller's live session or one whose delete failed half-way (which this one
+        finishes)."""
+        now = self._clock()
+        marked = update_if(
+            self._table.update_item, Key=_session_key(user_sub, session_id),
+            UpdateExpression="SET deleting = if_not_exists(deleting, :now)",
+            ConditionExpression="attribute_exists(sk) AND (attribute_exists(deleting) OR updatedAt > :idle_since)",
+            ExpressionAttributeValues={":now": iso(now), ":idle_since": iso(now - self._ttl_seconds)})
+        if not marked:
+            raise NotFound("no such session")
         removed = self._objects.delete_prefix(session_root(user_sub, session_id))
-        session_key = {"pk": _pk(user_sub), "sk": _session_sk(session_id)}
         count = 0
         with self._table.batch_writer() as batch:
             for item in self._items(user_sub, _messages_prefix(session_id), projection="pk, sk"):
                 batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
                 count += 1
-        self._table.delete_item(Key=session_key)
+        self._table.delete_item(Key=_session_key(user_sub, session_id))
         logger.info("session deleted", extra={"messages": count, "objects": removed})
 
     # --- messages ---------------------------------------------------------
@@ -195,15 +236,22 @@ class SessionStore:
 
     def append_exchange(self, user_sub: str, session_id: str, request_id: str, prompt: str, reply: str,
                         cancelled: bool) -> None:
-        """Record a prompt and its reply (also a partial one, marked cancelled). NOT_FOUND if the
-        session is gone; the session's updatedAt and TTL move forward."""
+        """Record a prompt and its reply (also a partial one, marked cancelled). NOT_FOUND, and nothing left
+        stored, if the session is gone or is deleted meanwhile; the session's updatedAt and TTL move forward."""
         now = self._clock()
         expires = self.touch(user_sub, session_id, now=now)
         millis = int(now * 1000)
-        for index, (role, content) in enumerate((("user", prompt), ("assistant", reply))):
-            message_id = f"{millis:013d}-{index}-{secrets.token_hex(4)}"
-            self._put_message(user_sub, session_id, message_id, role=role, content=content, now=now,
-                              request_id=request_id, cancelled=cancelled and role == "assistant", expires=expires)
+        written: list[dict[str, Any]] = []
+        try:
+            for index, (role, content) in enumerate((("user", prompt), ("assistant", reply))):
+                message_id = f"{millis:013d}-{index}-{secrets.token_hex(4)}"
+                written.append(self._put_message(user_sub, session_id, message_id, role=role, content=content,
+                                                 now=now, request_id=request_id,
+                                                 cancelled=cancelled and role == "assistant", expires=expires))
+            self.require_session(user_sub, session_id)  # deleted while we wrote? (module docstring)
+        except NotFound:
+            self._undo(written)
+            raise
 
     def touch(self, user_sub: str, session_id: str, *, now: float | None = None) -> int:
         """Mark activity: updatedAt moves to now, the TTL of all items forward if due. Returns the TTL."""
@@ -225,10 +273,12 @@ class SessionStore:
             values[":title"] = title
         try:
             item = self._table.update_item(
-                Key={"pk": _pk(user_sub), "sk": _session_sk(session_id)},
+                Key=_session_key(user_sub, session_id),
                 UpdateExpression="SET " + ", ".join(assignments),
-                # An idle-expired session is not revived by new activity (ISO times sort as text).
-                ConditionExpression="attribute_exists(sk) AND updatedAt > :idle_since",
+                # An idle-expired session is not revived by new activity (ISO times sort as text), nor is one
+                # being deleted.
+                ConditionExpression="attribute_exists(sk) AND attribute_not_exists(deleting) AND "
+                                    "updatedAt > :idle_since",
                 ExpressionAttributeValues=values, ReturnValues="ALL_NEW")["Attributes"]
         except ClientError as exc:
             if condition_failed(exc):
@@ -240,11 +290,13 @@ class SessionStore:
             self._extend(user_sub, session_id, item["ttl"])
         return item
 
-    def _idle_expired(self, item: dict[str, Any]) -> bool:
-        return item["updatedAt"] <= iso(self._clock() - self._ttl_seconds)
+    def _live(self, item: dict[str, Any]) -> bool:
+        """A session item of a session that is neither being deleted nor idle past its TTL."""
+        return "deleting" not in item and item["updatedAt"] > iso(self._clock() - self._ttl_seconds)
 
     def _put_message(self, user_sub: str, session_id: str, message_id: str, *, role: str, content: str,
-                     now: float, request_id: str, cancelled: bool, expires: int) -> None:
+                     now: float, request_id: str, cancelled: bool, expires: int) -> dict[str, Any]:
+        """Write one message (its content first, when offloaded); returns its item."""
         data = content.encode("utf-8")
         item: dict[str, Any] = {"pk": _pk(user_sub), "sk": _messages_prefix(session_id) + message_id, "role": role,
                                 "size": len(data), "createdAt": iso(now), "requestId": request_id, "ttl": expires}
@@ -258,11 +310,27 @@ class SessionStore:
         else:
             item["content"] = content
         self._table.put_item(Item=item)
+        return item
+
+    def _undo(self, written: list[dict[str, Any]]) -> None:
+        """Delete messages written into a session that was deleted meanwhile, their offloaded content first. A
+        failure is logged: what is left expires (items by their TTL, objects by the lifecycle rule or the next
+        recount of the user's storage)."""
+        try:
+            keys = [item["contentKey"] for item in written if "contentKey" in item]
+            if keys:
+                self._objects.delete_keys(keys)
+            for item in written:
+                self._table.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+        except Exception:
+            logger.exception("removing messages of a deleted session failed", extra={"messages": len(written)})
 
     def _extend(self, user_sub: str, session_id: str, expires: int) -> None:
         for item in self._items(user_sub, _session_sk(session_id), projection="pk, sk"):
-            self._table.update_item(Key={"pk": item["pk"], "sk": item["sk"]}, UpdateExpression="SET #t = :t",
-                                    ExpressionAttributeNames={"#t": "ttl"}, ExpressionAttributeValues={":t": expires})
+            # Only an item that still exists: an update would otherwise create it (a session deleted meanwhile).
+            update_if(self._table.update_item, Key={"pk": item["pk"], "sk": item["sk"]},
+                      UpdateExpression="SET #t = :t", ConditionExpression="attribute_exists(sk)",
+                      ExpressionAttributeNames={"#t": "ttl"}, ExpressionAttributeValues={":t": expires})
         self._objects.refresh(session_root(user_sub, session_id))
 
     def _items(self, user_sub: str, sk_prefix: str, *, forward: bool = True, projection: str | None = None,

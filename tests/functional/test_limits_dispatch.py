@@ -3,33 +3,14 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 
 import app as chalice_app
 from chalicelib.dispatch.contract import Admission
 from chalicelib.dispatch.table import TABLE
-from tests.handler_calls import connect, message
+from tests.handler_calls import connect, message, new_user
 
 ONE_REQUEST = {"requests": 1, "inputTokens": 0, "outputTokens": 0, "cacheReadInputTokens": 0,
                "cacheWriteInputTokens": 0, "costUsd": 0.0}
-
-
-def new_user(boto, provisioned, groups=()) -> str:
-    """A user of their own (counters no other test touches); returns an access token."""
-    cognito = boto("cognito-idp")
-    username, password = f"u{secrets.token_hex(6)}", f"Pw-{secrets.token_urlsafe(12)}-9a"
-    cognito.admin_create_user(UserPoolId=provisioned.user_pool_id, Username=username, MessageAction="SUPPRESS")
-    cognito.admin_set_user_password(UserPoolId=provisioned.user_pool_id, Username=username, Password=password,
-                                    Permanent=True)
-    for group in groups:
-        try:
-            cognito.create_group(UserPoolId=provisioned.user_pool_id, GroupName=group)
-        except cognito.exceptions.GroupExistsException:
-            pass
-        cognito.admin_add_user_to_group(UserPoolId=provisioned.user_pool_id, Username=username, GroupName=group)
-    result = cognito.initiate_auth(ClientId=provisioned.client_id, AuthFlow="USER_PASSWORD_AUTH",
-                                   AuthParameters={"USERNAME": username, "PASSWORD": password})
-    return result["AuthenticationResult"]["AccessToken"]
 
 
 def test_every_action_but_ping_is_rate_limited_by_the_dispatch():

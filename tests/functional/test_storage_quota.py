@@ -16,7 +16,7 @@ from chalicelib.errors import QuotaExceeded
 from chalicelib.root import Root
 from tests.conftest import reset_app_caches
 from tests.fakes import Clock
-from tests.handler_calls import connect, message
+from tests.handler_calls import connect, message, new_user
 
 
 @pytest.fixture
@@ -44,18 +44,6 @@ def store(quota, clock):
 @pytest.fixture
 def sub():
     return str(uuid.uuid4())  # a fresh user per test: the quota is per user
-
-
-def new_user(boto, provisioned) -> str:
-    """A user of their own (the quota is per user), signed in: their access token."""
-    username, password = f"quota-{uuid.uuid4().hex[:8]}", "Quota-user-password-1"
-    cognito = boto("cognito-idp")
-    cognito.admin_create_user(UserPoolId=provisioned.user_pool_id, Username=username, MessageAction="SUPPRESS")
-    cognito.admin_set_user_password(UserPoolId=provisioned.user_pool_id, Username=username, Password=password,
-                                    Permanent=True)
-    return cognito.initiate_auth(ClientId=provisioned.client_id, AuthFlow="USER_PASSWORD_AUTH",
-                                 AuthParameters={"USERNAME": username, "PASSWORD": password}
-                                 )["AuthenticationResult"]["AccessToken"]
 
 
 def test_the_files_past_a_users_quota_are_refused_with_quota_exceeded_and_nothing_is_written(

@@ -44,6 +44,7 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "table:sessions"), ("dynamodb:DeleteItem", "table:sessions"),
         ("dynamodb:Query", "table:sessions"), ("dynamodb:Query", "index:sessions/byUpdated"),
         ("dynamodb:BatchWriteItem", "table:sessions"),
+        ("dynamodb:BatchGetItem", "table:sessions"),  # a storage recount asks which sessions are still live
         ("s3:GetObject", "object:context"), ("s3:PutObject", "object:context"),
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
         ("s3:DeleteObject", "object:context"), ("s3:ListBucket", "prefix:context"),
@@ -63,8 +64,10 @@ CALLS: dict[str, list[tuple[str, str]]] = {
         ("dynamodb:UpdateItem", "table:usage"), ("dynamodb:PutItem", "table:usage"),  # settlement (transaction)
         ("dynamodb:GetItem", "table:sessions"), ("dynamodb:PutItem", "table:sessions"),
         ("dynamodb:UpdateItem", "table:sessions"), ("dynamodb:Query", "table:sessions"),
+        ("dynamodb:DeleteItem", "table:sessions"),  # an exchange appended into a session deleted meanwhile, undone
         ("s3:GetObject", "object:context"), ("s3:PutObject", "object:context"),
         ("s3:GetObjectTagging", "object:context"), ("s3:PutObjectTagging", "object:context"),
+        ("s3:DeleteObject", "object:context"),  # its offloaded content, undone likewise
         ("s3:ListBucket", "prefix:context"),
         ("kms:Decrypt", "key:context"), ("kms:GenerateDataKey", "key:context"),
         ("s3:GetObject", "object:uploads"), ("s3:DeleteObject", "object:uploads"),  # a chat's upload, read once
