@@ -243,6 +243,8 @@ class Backend:
             except ApiError as exc:
                 failure = exc
                 logger.warning("reconnecting to %s failed: %s", self.url, exc.message)
+                if exc.status == 401:
+                    break  # signed out, or the sign-in refused: only `llm-ide login` mends that, not waiting
         for chat in list(self._chats.values()):
             chat.queue.put_nowait({"type": "error", "error": {"code": failure.code, "message": failure.message}})
 

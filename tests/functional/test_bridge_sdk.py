@@ -315,6 +315,19 @@ def test_a_logout_ends_the_running_bridges_socket_and_cancels_its_chats(bridge, 
     assert bridge.fake.handshakes == ["t1", "t2"]
 
 
+def test_a_stream_whose_socket_closes_after_a_logout_ends_at_once_with_401(bridge, tmp_path):
+    """The reconnect's 45 s of retries are for a network that comes back, not for a sign-in that is gone."""
+    connection = _streamed_chat(bridge, "[[drop:5]] [[slow:200]] " + "x" * 400)  # the drop comes ~1 s after the logout
+    response = connection.getresponse()
+    assert response.status == 200 and b"chat.completion.chunk" in response.read1(4096)
+    TokenStore(tmp_path / "tokens.json").forget(["ws"], "dev")  # logged out before the socket dropped
+    started = time.monotonic()
+    rest = response.read().decode()
+    assert "not signed in to this API: run `llm-ide login`" in rest
+    assert time.monotonic() - started < 10  # not after the reconnect's 45 s
+    assert bridge.fake.handshakes == ["t1"]
+
+
 def test_a_login_as_another_user_moves_the_bridge_to_their_sign_in(bridge, tmp_path):
     bridge.openai().models.list()
     now = int(time.time())
