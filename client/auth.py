@@ -226,6 +226,23 @@ class TokenStore:
             entry["users"][tokens.username] = asdict(tokens)
         self._write(data)
 
+    def renewed(self, apis: str | list[str | None], old: Tokens, new: Tokens) -> bool:
+        """Save `new`, renewed from `old`, under each name where `old`'s sign-in is still kept: not where another
+        command forgot it (`llm-ide logout`) or a new sign-in of the user replaced it while Cognito renewed it,
+        and with the current user left as it is (a login as another user meanwhile stays current). Whether it
+        was saved anywhere."""
+        data = self._read()
+        saved = False
+        for api in self._names(apis):
+            users = data.get(api, {}).get("users")
+            stored = users.get(old.username) if isinstance(users, dict) else None
+            if isinstance(stored, dict) and stored.get("refresh_token") == old.refresh_token:
+                users[old.username] = asdict(new)
+                saved = True
+        if saved:
+            self._write(data)
+        return saved
+
     def load(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
         """The sign-in kept under the first of these names (for `username`, if given), else None."""
         names = self._names(apis)
@@ -260,8 +277,9 @@ class TokenStore:
 class SignedIn:
     """One API's signed-in user, with tokens kept fresh: what every command and the bridge use.
 
-    `tokens()` renews the access token when it is about to expire, saves the new tokens, and
-    raises NotSignedIn when there is nothing to renew with. Thread-safe: one refresh at a time.
+    `tokens()` renews the access token when it is about to expire, saves the new tokens (unless
+    another command signed the user out meanwhile: then NotSignedIn), and raises NotSignedIn when
+    there is nothing to renew with. Thread-safe: one refresh at a time.
     """
 
     def __init__(self, store: TokenStore, apis: list[str | None], pool: UserPool | None,
@@ -272,17 +290,25 @@ class SignedIn:
 
     def tokens(self, *, force_refresh: bool = False) -> Tokens:
         with self._lock:
-            tokens = self._store.load(self._apis, self._username)
-            if tokens is None:
-                raise NotSignedIn("not signed in to this API: run `llm-ide login` (with the same --url or"
-                                  " --client-id as this command)")
+            tokens = self._load()
             if force_refresh or tokens.refresh_due():
                 if self._pool is None:
                     raise NotSignedIn("the token has expired and no Cognito app client is configured to renew it:"
                                       " run `llm-ide login`")
-                tokens = self._renew(tokens, self._pool)
-                self._store.save(self._apis, tokens)
+                renewed = self._renew(tokens, self._pool)
+                if not self._store.renewed(self._apis, tokens, renewed):
+                    # Another command signed this user out (or in afresh) while Cognito renewed: it has the
+                    # last word, and a logout is not undone by writing the renewed tokens back.
+                    return self._load()
+                tokens = renewed
             return tokens
+
+    def _load(self) -> Tokens:
+        tokens = self._store.load(self._apis, self._username)
+        if tokens is None:
+            raise NotSignedIn("not signed in to this API: run `llm-ide login` (with the same --url or"
+                              " --client-id as this command)")
+        return tokens
 
     def save(self, tokens: Tokens) -> None:
         with self._lock:

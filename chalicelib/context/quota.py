@@ -26,11 +26,12 @@ when there is none yet, and when MAX_PENDING writes wait. So the count is never 
 S3 holds, and a user is refused only once a fresh count says the write does not fit.
 
 What S3 holds under a session that is no longer live (deleted, being deleted, or idle past
-its TTL: SessionStore.live_sessions, read after the listing) is not the user's any more: an
-upload through a URL handed out before a `session.delete` that landed after it, or a write
-whose undo failed. A recount neither counts nor keeps it: it deletes those objects (of any
-kind, offloaded messages too) and counts the rest. A session that is not live never
-becomes live again, so nothing of a live session is removed.
+its TTL by more than the hour in which activity begun before its expiry may still revive it:
+SessionStore.live_sessions, read after the listing) is not the user's any more: an upload
+through a URL handed out before a `session.delete` that landed after it, or a write whose
+undo failed. A recount neither counts nor keeps it: it deletes those objects (of any kind,
+offloaded messages too) and counts the rest. Such a session never becomes live again, so
+nothing of a live session is removed.
 """
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ class LiveSessions(Protocol):
     """Which sessions still own what is stored under them (the SessionStore)."""
 
     def live_sessions(self, user_sub: str, session_ids: Collection[str]) -> set[str]:
-        """The ids among `session_ids` of the user's live sessions; one not live never becomes live again."""
+        """The ids among `session_ids` of the user's sessions that are, or may still become, live; one left out
+        never becomes live again."""
         ...
 
 

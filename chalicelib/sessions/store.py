@@ -59,6 +59,11 @@ SESSION_ID = re.compile(r"[0-9a-f]{32}")
 MESSAGE_ID = re.compile(r"\d{13}-\d-[0-9a-f]{8}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 REFRESH_SLACK_SECONDS = 86400
+# How long past its idle expiry a session may still be revived: an activity's update is conditional on the `now`
+# it read before sending it (`updatedAt > now - TTL`), so one that read its clock just before the expiry lands
+# after it, as late as its Lambda's run allows (15 minutes at most), and hosts' clocks differ. Only a session
+# idle past its TTL and this is sure never to be live again (live_sessions).
+REVIVAL_SLACK_SECONDS = 3600
 MESSAGE_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
@@ -138,15 +143,18 @@ class SessionStore:
         return _session(item)
 
     def live_sessions(self, user_sub: str, session_ids: Collection[str]) -> set[str]:
-        """Which of the caller's session ids name a live session (not deleted, being deleted nor idle past its
-        TTL), read consistently with BatchGetItem, 100 ids a call. A session that is not live never becomes live
-        again: what is stored under it may be removed."""
+        """Which of the caller's session ids name a session that is, or may still become, live: not deleted, not
+        being deleted, and not idle past its TTL by more than REVIVAL_SLACK_SECONDS (activity begun before its
+        expiry may still land and revive it). Read consistently with BatchGetItem, 100 ids a call. A session
+        left out never becomes live again: what is stored under it may be removed."""
         ids = sorted(set(session_ids))
+        idle_since = iso(self._clock() - self._ttl_seconds - REVIVAL_SLACK_SECONDS)
         live: set[str] = set()
         for start in range(0, len(ids), 100):
             named = [(session_id, _session_key(user_sub, session_id)) for session_id in ids[start:start + 100]]
             found = get_many(self._table.meta.client, self._table.name, named)
-            live.update(session_id for session_id, item in found.items() if item is not None and self._live(item))
+            live.update(session_id for session_id, item in found.items()
+                        if item is not None and "deleting" not in item and item["updatedAt"] > idle_since)
         return live
 
     def page(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:

@@ -269,3 +269,26 @@ def test_a_file_deleted_while_the_sessions_objects_are_refreshed_does_not_fail_t
     assert deleted
     messages = send(sender, "session.get", sessionId=session_id)["data"]["messages"]
     assert [m["content"] for m in messages] == ["question", "answer"]
+
+
+def test_a_session_revived_by_activity_begun_before_its_idle_expiry_keeps_its_files_through_a_recount(
+        user, monkeypatch, clock):
+    # A session idle for its whole TTL but a second. A context.put into it reads its clock now (its touch is
+    # conditional on `updatedAt > now - TTL`, with that `now`), and its update lands two seconds later: after
+    # another Lambda's recount of the user's storage read the session idle-expired by a second.
+    ttl = get_settings().session_ttl_days * 86400
+    start = clock.now
+    session_id = root().sessions.create(user, title="idle").session_id
+    root().context.put(user, "kept.md", "x", session_id=session_id)
+    writer = Root(get_settings(), clock=lambda: start + ttl - 1)
+    recounter = Root(get_settings(), clock=lambda: start + ttl + 1)  # its count is a day old: it recounts
+
+    def recount() -> None:
+        recounter.context.put(user, "mine.md", "y", session_id=None)
+
+    ran = once(monkeypatch, SessionStore, "_update", lambda *a, **k: True, True, recount)
+    writer.context.put(user, "new.md", "z", session_id=session_id)
+    assert ran
+    # The activity landed: the session is live, and every file of it is there.
+    assert writer.context.get(user, "kept.md", session_id=session_id)["content"] == "x"
+    assert sorted(key.rsplit("/", 1)[1] for key in left_of(user, session_id)[1]) == ["kept.md", "new.md"]

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import stat
+import time
+from collections.abc import Callable
 from typing import Any
 
-from client.auth import Tokens, TokenStore
+import pytest
+
+from client.auth import NotSignedIn, SignedIn, Tokens, TokenStore, UserPool
 
 
 def tokens(username: str) -> Tokens:
@@ -96,3 +100,37 @@ def test_local_times_are_readable():
     shown = local_time("2025-03-04T10:00:00Z", now=1741082400 + 60)
     assert shown.startswith("2025-03-04 ") and shown.endswith("(1 min ago)")
     assert local_time(None) == "-" and local_time("not a time") == "not a time"
+
+
+
+def renewing_while(path, other_process: Callable[[], None]) -> SignedIn:
+    """alice's sign-in for ws://a, 30 s left of its hour: its next tokens() renews it, and `other_process` runs
+    while Cognito answers that renewal (another llm-ide command, writing the same file)."""
+    now = int(time.time())
+    TokenStore(path).save(["ws://a"], Tokens("alice", "old", "id-old", "refresh", expires_at=now + 30,
+                                             issued_at=now - 3570))
+
+    def renew(current: Tokens, pool: UserPool) -> Tokens:
+        other_process()
+        return Tokens("alice", "new", "id-new", current.refresh_token, expires_at=now + 3600, issued_at=now)
+
+    return SignedIn(TokenStore(path), ["ws://a"], UserPool("client", "us-east-1"), renew=renew)
+
+
+def test_a_logout_while_a_renewal_runs_is_not_undone_by_it(tmp_path):
+    """`llm-ide logout` in one process while another (a running `llm-ide serve`, a command) renews the same sign-in:
+    the renewal wrote the whole file back as it had read it, with the user in it, after the logout had forgotten
+    them: signed in again for the access token's hour, and `logout` had said "Signed out"."""
+    path = tmp_path / "tokens.json"
+    account = renewing_while(path, lambda: TokenStore(path).forget(["ws://a"], "alice"))
+    with pytest.raises(NotSignedIn, match="llm-ide login"):
+        account.tokens()
+    assert TokenStore(path).load(["ws://a"]) is None
+
+
+def test_a_login_as_another_user_while_a_renewal_runs_stays_current(tmp_path):
+    path = tmp_path / "tokens.json"
+    account = renewing_while(path, lambda: TokenStore(path).save(["ws://a"], tokens("bob")))  # `login` as bob
+    assert account.tokens().access_token == "new"  # alice's renewal is kept, as hers
+    assert loaded(TokenStore(path), ["ws://a"]).username == "bob"  # and bob, who signed in last, is current
+    assert loaded(TokenStore(path), ["ws://a"], "alice").access_token == "new"
