@@ -31,6 +31,7 @@ FINAL = frozenset({"pong", "result", "error"})  # the last frame of a request th
 STREAM = frozenset({"delta", "toolUse"})  # frames numbered by `seq`
 IDEMPOTENT = frozenset({"ping", "models.list", "usage.get", "chat.upload", "chat.countTokens"})
 TOKEN_MARGIN_SECONDS = 5  # a connection whose token expires sooner is replaced before it is used
+REPLACED_DRAIN_SECONDS = 2.0  # how long a replaced socket's pending answers are awaited (an ack takes ~0.1 s)
 RECONNECT_DELAYS = (0.0, 0.25, 0.5, 1, 2, 4, 8, 15, 15)  # about 45 s in all, then the chats fail
 # A socket that died without a close (a laptop asleep, a new network) delivers nothing and says so never:
 # a WebSocket ping this often, unanswered for as long, closes it, and its chats are resumed on a new one.
@@ -168,14 +169,32 @@ class Backend:
                     ws = None
                 elif time.time() + TOKEN_MARGIN_SECONDS < self._expires_at:
                     return ws
+            old_expires_at = self._expires_at
             self._ws = await self._open()
             if self._keepalive and not self._keeping_alive:
                 self._keeping_alive = True
                 self._spawn(self._keep_alive())
-            if ws is not None:  # replaced: its chats move to the new socket, then it goes
+            if ws is not None:  # replaced: its answers are awaited, its chats move to the new socket, then it goes
+                await self._drain(ws, until=old_expires_at - 1)
                 await self._resume_all()
                 await ws.close()
             return self._ws
+
+    def _awaiting(self, ws: ClientConnection) -> list[str]:
+        """What was sent on `ws` and awaits its answer there: a request, a resume, a chat's `ack`."""
+        return [request_id for request_id in self._routes if self._sent_on.get(request_id) is ws
+                and not (request_id in self._chats and self._chats[request_id].request_id is not None)]
+
+    async def _drain(self, ws: ClientConnection, *, until: float) -> None:
+        """Before a replaced socket closes (with the lock held), let what awaits an answer on it have it there, for
+        up to REPLACED_DRAIN_SECONDS while its token holds; what is still waiting then is told it closed. Else the
+        answer came to a closed socket: a request waited out its timeout, and a chat whose `ack` was on its way was
+        lost to the caller while it ran (and was charged)."""
+        deadline = min(time.time() + REPLACED_DRAIN_SECONDS, until)
+        while self._awaiting(ws) and time.time() < deadline:
+            await asyncio.sleep(0.02)  # the socket's reader hands the answers on meanwhile
+        for request_id in self._awaiting(ws):
+            self._routes[request_id].put_nowait(_CLOSED)
 
     async def _sign_off(self, ws: ClientConnection, error: ApiError) -> None:
         """The socket's sign-in is gone (with the lock held): its chats are cancelled on it and end with

@@ -453,3 +453,39 @@ def test_a_socket_whose_token_expires_is_replaced_by_the_keep_alive_and_its_stre
     assert fake.handshakes == ["t1", "t2"]  # replaced before the token ran out, not after a refusal
     assert [f["action"] for f in fake.received if f["action"] in ("chat.resume", "ping")][:1] == ["ping"]
     assert len([f for f in fake.received if f["action"] == "chat.resume"]) == 1
+
+
+def test_an_ack_on_its_way_when_the_socket_is_replaced_still_reaches_its_chat(tmp_path):
+    """A chat.send went out on a socket that is replaced (its token about to run out) before the ack came back.
+    The ack used to reach a closed socket: the caller got a 504 once its wait ran out, while the chat ran on,
+    charged and unseen. Now a replaced socket's pending answers are awaited (up to 2 s, while its token holds)
+    before it closes, and the chat moves to the new socket."""
+    fake = ProtocolBackend(tokens={"t1", "t2"})
+    now = time.time()
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=int(now) + 7, issued_at=int(now)))
+
+    def renew(tokens: Tokens, pool: UserPool) -> Tokens:
+        return Tokens("dev", "t2", "id2", tokens.refresh_token, expires_at=int(time.time()) + 3600,
+                      issued_at=int(time.time()))
+
+    account = SignedIn(store, ["ws"], UserPool("client", "us-east-1"), renew=renew)
+    with serve(fake.make_app()) as backend_url:
+        fake.base_url = backend_url
+        backend = Backend(backend_url.replace("http://", "ws://") + "/ws", account, keepalive_seconds=0,
+                          answer_timeout=5)
+        with serve(make_app(backend, KEY), handler_cancellation=True) as url:
+            bridge = Bridge(url, fake, [])
+            bridge.openai().models.list()  # the socket of t1, replaced from int(now) + 2 on (5 s before it ends)
+            connection = _streamed_chat(bridge, "[[ack:3000]] [[slow:100]] " + "0123456789" * 8)
+            bridge.wait_for(lambda: bridge.sent("chat.send"))
+            while time.time() < int(now) + 2.1:  # past the replacement's margin; the ack comes ~1 s later
+                time.sleep(0.05)
+            bridge.openai().models.list()  # replaces the socket while the ack is on its way
+            response = connection.getresponse()
+            body = response.read().decode()
+    assert response.status == 200, body
+    chunks = [json.loads(line.removeprefix("data: ")) for line in body.splitlines() if line.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "[[ack:3000]] [[slow:100]] " + "0123456789" * 8
+    assert fake.handshakes == ["t1", "t2"] and len(bridge.sent("chat.resume")) == 1
