@@ -431,17 +431,21 @@ def test_a_refused_refresh_token_is_401_telling_to_log_in(tmp_path):
                     model="claude-test", max_tokens=5, messages=[{"role": "user", "content": "x"}])
 
 
-def test_a_socket_whose_token_expires_is_replaced_by_the_keep_alive_and_its_stream_resumed(tmp_path):
-    fake = ProtocolBackend(tokens={"t1", "t2"})
-    now = int(time.time())
+def short_lived_sign_in(tmp_path, expires_at: int) -> SignedIn:
+    """dev signed in with the token t1 until `expires_at` (epoch s); each renewal gives t2, for an hour."""
     store = TokenStore(tmp_path / "tokens.json")
-    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=now + 8, issued_at=now))  # 8 s tokens
+    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=expires_at, issued_at=int(time.time())))
 
     def renew(tokens: Tokens, pool: UserPool) -> Tokens:
         return Tokens("dev", "t2", "id2", tokens.refresh_token, expires_at=int(time.time()) + 3600,
                       issued_at=int(time.time()))
 
-    account = SignedIn(store, ["ws"], UserPool("client", "us-east-1"), renew=renew)
+    return SignedIn(store, ["ws"], UserPool("client", "us-east-1"), renew=renew)
+
+
+def test_a_socket_whose_token_expires_is_replaced_by_the_keep_alive_and_its_stream_resumed(tmp_path):
+    fake = ProtocolBackend(tokens={"t1", "t2"})
+    account = short_lived_sign_in(tmp_path, int(time.time()) + 8)  # 8 s tokens
     with serve(fake.make_app()) as backend_url:
         fake.base_url = backend_url
         backend = Backend(backend_url.replace("http://", "ws://") + "/ws", account, keepalive_seconds=0.5)
@@ -462,14 +466,7 @@ def test_an_ack_on_its_way_when_the_socket_is_replaced_still_reaches_its_chat(tm
     before it closes, and the chat moves to the new socket."""
     fake = ProtocolBackend(tokens={"t1", "t2"})
     now = time.time()
-    store = TokenStore(tmp_path / "tokens.json")
-    store.save(["ws"], Tokens("dev", "t1", "id1", "refresh-1", expires_at=int(now) + 7, issued_at=int(now)))
-
-    def renew(tokens: Tokens, pool: UserPool) -> Tokens:
-        return Tokens("dev", "t2", "id2", tokens.refresh_token, expires_at=int(time.time()) + 3600,
-                      issued_at=int(time.time()))
-
-    account = SignedIn(store, ["ws"], UserPool("client", "us-east-1"), renew=renew)
+    account = short_lived_sign_in(tmp_path, int(now) + 7)
     with serve(fake.make_app()) as backend_url:
         fake.base_url = backend_url
         backend = Backend(backend_url.replace("http://", "ws://") + "/ws", account, keepalive_seconds=0,
