@@ -336,10 +336,10 @@ def _check_writable(base_paths: RepoTree, path: str, found: dict[str, Any] | Non
 def _too_large_for_github(entries: list[dict[str, Any]]) -> str:
     """What GitHub's refusal of a pull request's tree as too large means: its largest file, which is
     over GitHub's limit on each file if any is (GitHub does not say which)."""
-    index, entry = max(enumerate(entries), key=lambda item: len(item[1]["content"].encode("utf-8")))
-    size = len(entry["content"].encode("utf-8"))
-    return (f"GitHub refused 'files[{index}]' {entry['path']!r} ({size} bytes) as too large: its API takes "
-            f"files of at most {MAX_BLOB_TEXT}")
+    sizes = [len(entry["content"].encode("utf-8")) for entry in entries]
+    index = max(range(len(entries)), key=sizes.__getitem__)
+    return (f"GitHub refused 'files[{index}]' {entries[index]['path']!r} ({sizes[index]} bytes) as too large: "
+            f"its API takes files of at most {MAX_BLOB_TEXT}")
 
 
 def _markdown_text(text: str) -> str:

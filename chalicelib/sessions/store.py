@@ -148,13 +148,12 @@ class SessionStore:
         expiry may still land and revive it). Read consistently with BatchGetItem, 100 ids a call. A session
         left out never becomes live again: what is stored under it may be removed."""
         ids = sorted(set(session_ids))
-        idle_since = iso(self._clock() - self._ttl_seconds - REVIVAL_SLACK_SECONDS)
         live: set[str] = set()
         for start in range(0, len(ids), 100):
             named = [(session_id, _session_key(user_sub, session_id)) for session_id in ids[start:start + 100]]
             found = get_many(self._table.meta.client, self._table.name, named)
             live.update(session_id for session_id, item in found.items()
-                        if item is not None and "deleting" not in item and item["updatedAt"] > idle_since)
+                        if item is not None and self._live(item, slack_seconds=REVIVAL_SLACK_SECONDS))
         return live
 
     def page(self, user_sub: str, *, limit: int, cursor: str | None) -> tuple[list[Session], str | None]:
@@ -298,9 +297,9 @@ class SessionStore:
             self._extend(user_sub, session_id, item["ttl"])
         return item
 
-    def _live(self, item: dict[str, Any]) -> bool:
-        """A session item of a session that is neither being deleted nor idle past its TTL."""
-        return "deleting" not in item and item["updatedAt"] > iso(self._clock() - self._ttl_seconds)
+    def _live(self, item: dict[str, Any], *, slack_seconds: int = 0) -> bool:
+        """A session item of a session that is neither being deleted nor idle past its TTL (and `slack_seconds`)."""
+        return "deleting" not in item and item["updatedAt"] > iso(self._clock() - self._ttl_seconds - slack_seconds)
 
     def _put_message(self, user_sub: str, session_id: str, message_id: str, *, role: str, content: str,
                      now: float, request_id: str, cancelled: bool, expires: int) -> dict[str, Any]:

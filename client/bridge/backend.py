@@ -210,9 +210,9 @@ class Backend:
             except ConnectionClosed:
                 logger.info("chat %s not cancelled: its socket closed", chat.id)
             chat.queue.put_nowait({"type": "error", "error": {"code": error.code, "message": error.message}})
-        for request_id, route in list(self._routes.items()):
-            if self._sent_on.get(request_id) is ws and request_id not in self._chats:
-                route.put_nowait(_CLOSED)
+        for request_id in self._awaiting(ws):
+            if request_id not in self._chats:  # a chat awaiting its ack was ended above
+                self._routes[request_id].put_nowait(_CLOSED)
         await ws.close()
 
     def _spawn(self, coroutine: Any) -> None:
