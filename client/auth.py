@@ -205,6 +205,15 @@ class TokenStore:
                                    f" {TOKEN_LOCK_TIMEOUT_SECONDS:g} s: try again, or stop the process that"
                                    " hangs") from None
 
+    def version(self) -> tuple[int, int, int] | None:
+        """The file's (inode, mtime in ns, size), None without one: it differs after every change (each write
+        replaces the file with a new one), so a watcher learns of a login or logout with one stat, not a read."""
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_size
+
     def _read(self, *, afresh_if_unreadable: bool = False) -> dict[str, Any]:
         """The sign-ins the file holds ({} without one). A file that is not such a JSON object (cut short, edited
         by hand) is UnreadableTokens, or, with `afresh_if_unreadable` (a new sign-in about to replace it), {}."""
@@ -347,6 +356,10 @@ class SignedIn:
     def save(self, tokens: Tokens) -> None:
         with self._lock:
             self._store.save(self._apis, tokens)
+
+    def version(self) -> tuple[int, int, int] | None:
+        """The token file's version (TokenStore.version): when it changes, the sign-in may have."""
+        return self._store.version()
 
     def token_source(self, token_use: str = "access") -> Callable[[bool], tuple[str, float]]:
         """`(token, expires_at)` for a connection, renewed when forced or due: an IdeClient's `Reconnect.tokens`."""
