@@ -56,6 +56,9 @@ MAX_IMAGE_BYTES = 3_750_000
 MAX_IMAGE_SIDE = 8000
 KEPT_PREFIXES = 4096
 TOOL_PIECE_CHARS = 8  # Bedrock streams a tool's input JSON in pieces of a few characters
+# A forced tool call's made-up input stays small whatever its schema asks (a minLength of 10**9 is not made).
+EXAMPLE_CHARS = 1000
+EXAMPLE_ITEMS = 16
 _TOOL_DIRECTIVE = re.compile(r"\[\[tool:([A-Za-z0-9_-]{1,64})\s+(\{.*?\})\]\]", re.DOTALL)
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "GIF": "gif", "WEBP": "webp"}
 
@@ -338,8 +341,7 @@ def example(schema: Any, root: Any, name: str = "value", depth: int = 0) -> Any:
         required = [r for r in schema.get("required") or [] if isinstance(r, str)]
         return {key: example(properties.get(key, {}), root, key, depth + 1) for key in required}
     if kind == "array":
-        count = max(1, int(schema.get("minItems") or 0))
-        count = min(count, int(schema.get("maxItems", count)))
+        count = min(max(1, _size(schema, "minItems", 0)), _size(schema, "maxItems", EXAMPLE_ITEMS))
         return [example(schema.get("items", {}), root, name, depth + 1) for _ in range(count)]
     if kind in ("integer", "number"):
         low, high = _bound(schema, "minimum", "exclusiveMinimum", 1), _bound(schema, "maximum", "exclusiveMaximum", -1)
@@ -349,10 +351,14 @@ def example(schema: Any, root: Any, name: str = "value", depth: int = 0) -> Any:
         return True
     if kind == "null":
         return None
-    text = f"example {name}"
-    low, high = int(schema.get("minLength") or 0), schema.get("maxLength")
-    text = text.ljust(low, "x")
-    return text[:int(high)] if isinstance(high, int) else text
+    return f"example {name}".ljust(_size(schema, "minLength", 0), "x")[:_size(schema, "maxLength", EXAMPLE_CHARS)]
+
+
+def _size(schema: dict[str, Any], key: str, default: int) -> int:
+    """A length bound of the schema (minItems, maxLength, ...): a count, within what an example is made of."""
+    value = schema.get(key)
+    size = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    return min(size, EXAMPLE_CHARS if key.endswith("Length") else EXAMPLE_ITEMS)
 
 
 def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> float | None:
