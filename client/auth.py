@@ -11,7 +11,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,12 +21,16 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from filelock import FileLock, Timeout
 from pycognito.aws_srp import AWSSRP
 from pycognito.exceptions import ForceChangePasswordException, MFAChallengeException
 
 MFA_CHALLENGES = ("SOFTWARE_TOKEN_MFA", "SMS_MFA")
 MFA_ATTEMPTS = 3  # a mistyped code is asked again, as Cognito lets a session try a few times
 REFRESH_MARGIN_SECONDS = 60  # renew this long before expiry (at most half the token's lifetime)
+# How long a change of the token file waits for another llm-ide process's (each holds it for a read and a write of a
+# few hundred bytes, milliseconds; the OS releases it when its process dies, so only a hung process outlasts this).
+TOKEN_LOCK_TIMEOUT_SECONDS = 10.0
 
 
 class LoginFailed(Exception):
@@ -182,6 +187,32 @@ class TokenStore:
     def __init__(self, path: Path | None = None) -> None:
         home = Path(os.environ.get("LLM_IDE_HOME") or Path.home() / ".llm-ide")
         self.path = path or home / "tokens.json"
+        # Every change is a read, a change and a write of the whole file, and several llm-ide processes change it (a
+        # CLI command's login or logout, a running `llm-ide serve`'s renewals): each change holds this lock across
+        # processes (flock; msvcrt.locking on Windows), so none is lost to another's write of what it read before.
+        self._lock = FileLock(self.path.with_name(f"{self.path.name}.lock"), timeout=TOKEN_LOCK_TIMEOUT_SECONDS,
+                              mode=0o600)
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the file's lock for one read-modify-write. UnreadableTokens when another process keeps it too long."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            with self._lock:
+                yield
+        except Timeout:
+            raise UnreadableTokens(f"{self._lock.lock_file} has been held by another llm-ide process for over"
+                                   f" {TOKEN_LOCK_TIMEOUT_SECONDS:g} s: try again, or stop the process that"
+                                   " hangs") from None
+
+    def version(self) -> tuple[int, int, int] | None:
+        """The file's (inode, mtime in ns, size), None without one: it differs after every change (each write
+        replaces the file with a new one), so a watcher learns of a login or logout with one stat, not a read."""
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_mtime_ns, found.st_size
 
     def _read(self, *, afresh_if_unreadable: bool = False) -> dict[str, Any]:
         """The sign-ins the file holds ({} without one). A file that is not such a JSON object (cut short, edited
@@ -217,38 +248,41 @@ class TokenStore:
         return [a for a in ([apis] if isinstance(apis, str) else apis) if a]
 
     def save(self, apis: str | list[str | None], tokens: Tokens) -> None:
-        data = self._read(afresh_if_unreadable=True)
-        for api in self._names(apis):
-            entry = data.setdefault(api, {})
-            if not isinstance(entry.get("users"), dict):
-                entry["users"] = {}
-            entry["current"] = tokens.username
-            entry["users"][tokens.username] = asdict(tokens)
-        self._write(data)
+        with self._changing():
+            data = self._read(afresh_if_unreadable=True)
+            for api in self._names(apis):
+                entry = data.setdefault(api, {})
+                if not isinstance(entry.get("users"), dict):
+                    entry["users"] = {}
+                entry["current"] = tokens.username
+                entry["users"][tokens.username] = asdict(tokens)
+            self._write(data)
 
     def renewed(self, apis: str | list[str | None], old: Tokens, new: Tokens) -> bool:
         """Save `new`, renewed from `old`, under each name where `old`'s sign-in is still kept: not where another
         command forgot it (`llm-ide logout`) or a new sign-in of the user replaced it while Cognito renewed it,
         and with the current user left as it is (a login as another user meanwhile stays current). Whether it
         was saved anywhere."""
-        data = self._read()
-        saved = False
-        for api in self._names(apis):
-            users = data.get(api, {}).get("users")
-            stored = users.get(old.username) if isinstance(users, dict) else None
-            if isinstance(stored, dict) and stored.get("refresh_token") == old.refresh_token:
-                users[old.username] = asdict(new)
-                saved = True
-        if saved:
-            self._write(data)
-        return saved
+        with self._changing():
+            data = self._read()
+            saved = False
+            for api in self._names(apis):
+                users = data.get(api, {}).get("users")
+                stored = users.get(old.username) if isinstance(users, dict) else None
+                if isinstance(stored, dict) and stored.get("refresh_token") == old.refresh_token:
+                    users[old.username] = asdict(new)
+                    saved = True
+            if saved:
+                self._write(data)
+            return saved
 
     def load(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
         """The sign-in kept under the first of these names (for `username`, if given), else None."""
         names = self._names(apis)
-        if not names:
-            return None
-        entry = self._read().get(names[0], {})
+        return self._found(self._read(), names[0], username) if names else None
+
+    def _found(self, data: dict[str, Any], api: str, username: str | None) -> Tokens | None:
+        entry = data.get(api, {})
         users, name = entry.get("users"), username or entry.get("current")
         stored = users.get(name) if isinstance(users, dict) and isinstance(name, str) else None
         if not stored:
@@ -260,18 +294,27 @@ class TokenStore:
             raise UnreadableTokens(f"the sign-in kept in {self.path} is incomplete: run `llm-ide login` "
                                    "to sign in again") from None
 
-    def forget(self, apis: str | list[str | None], username: str) -> None:
-        data = self._read()
-        for api in self._names(apis):
-            entry = data.get(api)
-            if entry is None:
-                continue
-            entry.get("users", {}).pop(username, None)
-            if entry.get("current") == username:
-                entry["current"] = next(iter(entry.get("users", {})), None)
-            if not entry.get("users"):
-                del data[api]
-        self._write(data)
+    def forget(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
+        """Forget `username`'s sign-in (by default the current user's of the first name) under every name: what
+        `llm-ide logout` does. The sign-in that was kept under the first name, else None."""
+        names = self._names(apis)
+        with self._changing():
+            data = self._read()
+            found = self._found(data, names[0], username) if names else None
+            username = username or (found.username if found else None)
+            if username is None:
+                return None
+            for api in names:
+                entry = data.get(api)
+                if entry is None:
+                    continue
+                entry.get("users", {}).pop(username, None)
+                if entry.get("current") == username:
+                    entry["current"] = next(iter(entry.get("users", {})), None)
+                if not entry.get("users"):
+                    del data[api]
+            self._write(data)
+            return found
 
 
 class SignedIn:
@@ -314,6 +357,10 @@ class SignedIn:
         with self._lock:
             self._store.save(self._apis, tokens)
 
+    def version(self) -> tuple[int, int, int] | None:
+        """The token file's version (TokenStore.version): when it changes, the sign-in may have."""
+        return self._store.version()
+
     def token_source(self, token_use: str = "access") -> Callable[[bool], tuple[str, float]]:
         """`(token, expires_at)` for a connection, renewed when forced or due: an IdeClient's `Reconnect.tokens`."""
         def tokens(force_refresh: bool) -> tuple[str, float]:
@@ -324,10 +371,7 @@ class SignedIn:
 
     def forget(self) -> Tokens | None:
         with self._lock:
-            tokens = self._store.load(self._apis, self._username)
-            if tokens is not None:
-                self._store.forget(self._apis, tokens.username)
-            return tokens
+            return self._store.forget(self._apis, self._username)
 
 
 def login(username: str, password: str, *, client_id: str, region: str, user_pool_id: str | None = None,

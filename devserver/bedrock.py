@@ -17,7 +17,8 @@ pacing, and call tools:
   [[slow:N]]                 N ms between deltas
   [[dump]]                   the reply is the request received, as JSON (every block)
   [[tool:NAME {json}]]       after the text before it, a call of tool NAME with that input;
-                             the reply stops with `tool_use`
+                             the reply stops with `tool_use` (a toolChoice of `tool` or `any`
+                             makes such a call, with no text, with or without this directive)
   [[count-throttle]]         CountTokens answers ThrottlingException (Converse is unaffected)
 
 CountTokens (POST /model/<foundation model id>/count-tokens, `input.converse`) checks the
@@ -128,6 +129,9 @@ class BedrockEmulator:
         slow = next((int(m.group(2)) for m in _DIRECTIVE.finditer(prompt) if m.group(2)), None)
         inference = request.get("inferenceConfig") or {}
         text, calls = model.tool_calls(prompt, model.tool_names_of(request))
+        forced = model.forced_calls(request, calls)
+        if forced is not None:  # toolChoice `tool` or `any`: that call, and no text
+            text, calls = "", forced
         if "dump" in found:
             text = model.dump(model_id, request)
         tokens = split_tokens(text)

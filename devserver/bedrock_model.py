@@ -22,6 +22,12 @@ is left, as Bedrock reports them.
 The reply echoes the last user message's text. `[[tool:NAME {json}]]` there (NAME one of the
 request's tools) makes the model call NAME with that input after the text before it; the
 emulator streams the input in pieces, as Bedrock does, and stops with `tool_use`.
+
+A `toolChoice` that asks for a tool is obeyed as Bedrock does it: "the model must request the
+specified tool" (`{"tool": {"name"}}`), or "at least one tool" (`{"any": {}}`), and "no text is
+generated". The call is the prompt's `[[tool:...]]` of such a tool when it has one, else a call of
+the named tool (for `any`, the first tool) whose input is made from its `inputSchema`: its required
+properties, each a plausible value of its JSON type.
 """
 from __future__ import annotations
 
@@ -50,6 +56,9 @@ MAX_IMAGE_BYTES = 3_750_000
 MAX_IMAGE_SIDE = 8000
 KEPT_PREFIXES = 4096
 TOOL_PIECE_CHARS = 8  # Bedrock streams a tool's input JSON in pieces of a few characters
+# A forced tool call's made-up input stays small whatever its schema asks (a minLength of 10**9 is not made).
+EXAMPLE_CHARS = 1000
+EXAMPLE_ITEMS = 16
 _TOOL_DIRECTIVE = re.compile(r"\[\[tool:([A-Za-z0-9_-]{1,64})\s+(\{.*?\})\]\]", re.DOTALL)
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "GIF": "gif", "WEBP": "webp"}
 
@@ -277,6 +286,88 @@ def make_calls(calls: list[tuple[str, str]], budget: int) -> tuple[list[ToolCall
         if cut:
             return made, True
     return made, False
+
+
+def forced_calls(request: dict[str, Any], calls: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """The calls a `toolChoice` of `tool` or `any` makes the model answer with (no text with them), from the prompt's
+    `calls` (name, JSON) of a tool it allows or else one made from the tool's `inputSchema`; None for `auto`."""
+    config = request.get("toolConfig")
+    if not isinstance(config, dict) or not isinstance(config.get("toolChoice"), dict):
+        return None
+    choice = config["toolChoice"]
+    if not {"tool", "any"} & set(choice):
+        return None
+    specs = [tool["toolSpec"] for tool in config.get("tools") or [] if "toolSpec" in tool]
+    named = choice["tool"].get("name") if "tool" in choice else None
+    chosen = [call for call in calls if named is None or call[0] == named]
+    if chosen:
+        return chosen
+    spec = next(s for s in specs if named is None or s["name"] == named)  # read_request checked that it is there
+    schema = spec["inputSchema"]["json"]
+    value = example(schema, schema)
+    return [(spec["name"], json.dumps(value if isinstance(value, dict) else {}, ensure_ascii=False,
+                                      separators=(",", ":")))]
+
+
+def example(schema: Any, root: Any, name: str = "value", depth: int = 0) -> Any:
+    """A plausible value of a JSON Schema, as a model fills a tool's input: an object's required properties only; a
+    `const`, `default`, `enum` or `examples` value where there is one; numbers within their bounds; strings within
+    their lengths; local `$ref`s followed, `anyOf`/`oneOf`/`allOf` by their first schema (depth-bound: a recursive
+    schema ends in null)."""
+    if not isinstance(schema, dict) or depth > 16:
+        return None
+    reference = schema.get("$ref")
+    if isinstance(reference, str) and reference.startswith("#/"):
+        target: Any = root
+        for part in reference[2:].split("/"):
+            target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
+        return example(target, root, name, depth + 1)
+    for key in ("const", "default"):
+        if key in schema:
+            return schema[key]
+    for key in ("enum", "examples"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return schema[key][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return example(schema[key][0], root, name, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    if kind == "object":
+        properties = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
+        required = [r for r in schema.get("required") or [] if isinstance(r, str)]
+        return {key: example(properties.get(key, {}), root, key, depth + 1) for key in required}
+    if kind == "array":
+        count = min(max(1, _size(schema, "minItems", 0)), _size(schema, "maxItems", EXAMPLE_ITEMS))
+        return [example(schema.get("items", {}), root, name, depth + 1) for _ in range(count)]
+    if kind in ("integer", "number"):
+        low, high = _bound(schema, "minimum", "exclusiveMinimum", 1), _bound(schema, "maximum", "exclusiveMaximum", -1)
+        number = min(low if low is not None else 1, high if high is not None else math.inf)
+        return math.ceil(number) if kind == "integer" else float(number)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return f"example {name}".ljust(_size(schema, "minLength", 0), "x")[:_size(schema, "maxLength", EXAMPLE_CHARS)]
+
+
+def _size(schema: dict[str, Any], key: str, default: int) -> int:
+    """A length bound of the schema (minItems, maxLength, ...): a count, within what an example is made of."""
+    value = schema.get(key)
+    size = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    return min(size, EXAMPLE_CHARS if key.endswith("Length") else EXAMPLE_ITEMS)
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> float | None:
+    """A number's bound: `inclusive`'s value, else `exclusive`'s moved by `step` to within it, else None."""
+    for key, moved in ((inclusive, 0), (exclusive, step)):
+        value = schema.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):  # draft 4's exclusiveMinimum is a bool
+            return value + moved
+    return None
 
 
 def tool_names_of(request: dict[str, Any]) -> set[str] | None:

@@ -119,7 +119,7 @@ class Gateway:
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return web.json_response({"message": "Upgrade Required"}, status=426)
+            return web.json_response({"message": "Upgrade Required"}, status=426, dumps=_compact_json)
         connection_id = events.new_connection_id()
         now = time.time()
         source_ip = request.remote or "127.0.0.1"
@@ -129,8 +129,7 @@ class Gateway:
                                          headers=headers, query=query)
         if not decision.allowed:
             log.info("$connect %s refused by the authorizer (%d)", connection_id, decision.status)
-            return web.json_response({"message": decision.message}, status=decision.status,
-                                     headers={"x-amzn-ErrorType": decision.error_type or ""})
+            return _aws_error(decision.status, decision.error_type or "", decision.message)
         connect = events.connect_event(connection_id=connection_id, connected_at_ms=int(now * 1000),
                                        stage=self._stage, domain_name=self._domain, source_ip=source_ip,
                                        headers=headers, query=query, authorizer=decision.context)
@@ -138,7 +137,8 @@ class Gateway:
         status = int((response or {}).get("statusCode", 200))
         if status != 200:
             log.info("$connect %s refused (%d)", connection_id, status)
-            return web.json_response({"message": (response or {}).get("body") or "Forbidden"}, status=status)
+            return web.json_response({"message": (response or {}).get("body") or "Forbidden"}, status=status,
+                                     dumps=_compact_json)
 
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
         client = _Client(ws=ws, connected_at=now, source_ip=source_ip, user_agent=headers.get("User-Agent"))
@@ -288,8 +288,7 @@ class Gateway:
             return web.Response(status=exc.CODE, headers=exc.headers, body=exc.body)
         except Exception as exc:  # only a route's authorizer lets an exception out of LocalGateway
             decision = authorizers.from_error(exc)
-            return web.json_response({"message": decision.message}, status=decision.status,
-                                     headers={"x-amzn-ErrorType": decision.error_type or ""})
+            return _aws_error(decision.status, decision.error_type or "", decision.message)
         out_headers = dict((response.get("headers") or {}).items())
         payload = response.get("body") or b""
         if response.get("isBase64Encoded"):
@@ -303,7 +302,14 @@ class Gateway:
 
 
 def _aws_error(status: int, error_type: str, message: str | None) -> web.Response:
-    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": error_type})
+    """API Gateway's own error, byte for byte: `{"message":...}` in compact JSON (as chalice's LocalGateway and
+    chalicelib.auth.authorizer.UNAUTHORIZED_BODY have it), so a client sees one body whichever refuses."""
+    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": error_type},
+                             dumps=_compact_json)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _describe_frame(data: str | bytes) -> str:

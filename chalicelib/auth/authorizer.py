@@ -22,6 +22,11 @@ if TYPE_CHECKING:  # the verifier (PyJWT, cryptography) loads on first use, not 
 
 logger = logging.getLogger(__name__)
 
+# The body of API Gateway's 401 when an authorizer refuses, byte for byte (compact JSON), and its error type: what a
+# REST route reached without the authorizer's caller answers too, so that every 401 of the REST API is one body.
+UNAUTHORIZED_BODY = '{"message":"Unauthorized"}'
+UNAUTHORIZED_ERROR_TYPE = "UnauthorizedException"
+
 
 class AccessRefused(Exception):
     """Raised out of an authorizer to make API Gateway answer 401."""

@@ -37,6 +37,9 @@ RECONNECT_DELAYS = (0.0, 0.25, 0.5, 1, 2, 4, 8, 15, 15)  # about 45 s in all, th
 # a WebSocket ping this often, unanswered for as long, closes it, and its chats are resumed on a new one.
 # The same as the client library's (websockets' defaults); the protocol's `ping` keeps the connection open.
 PING_INTERVAL_SECONDS = 20.0
+# While a chat streams, the token file is looked at (one stat) this often: a logout, or a login as another user, ends
+# the chats of the sign-in that is gone within about this long, not at the bridge's next request or ping (minutes).
+SIGN_IN_CHECK_SECONDS = 1.0
 _CLOSED = {"type": "_closed"}  # put in a request's queue when its socket closed before its answer
 
 
@@ -94,11 +97,14 @@ class Backend:
 
     def __init__(self, url: str, account: SignedIn, *, token_use: str = "access",
                  keepalive_seconds: float = 240.0, answer_timeout: float = 30.0,
-                 ping_interval: float = PING_INTERVAL_SECONDS, opener: Callable[..., Any] = connect) -> None:
+                 ping_interval: float = PING_INTERVAL_SECONDS, sign_in_check: float = SIGN_IN_CHECK_SECONDS,
+                 opener: Callable[..., Any] = connect) -> None:
         self.url = url
         self._account, self._token_use = account, token_use
         self._keepalive, self._answer_timeout = keepalive_seconds, answer_timeout
-        self._ping_interval = ping_interval
+        self._ping_interval, self._sign_in_check = ping_interval, sign_in_check
+        self._watching = False  # whether _watch_sign_in runs
+        self._sign_in_read: tuple[int, int, int] | None = None  # the token file's version when last read
         self._opener = opener
         self._ws: ClientConnection | None = None
         self._expires_at = 0.0
@@ -116,6 +122,7 @@ class Backend:
     # --- the socket ----------------------------------------------------------------------
 
     async def _tokens(self, *, force_refresh: bool = False) -> Tokens:
+        self._sign_in_read = self._account.version()  # before the read: a change made meanwhile is seen as one
         try:
             return await asyncio.to_thread(self._account.tokens, force_refresh=force_refresh)
         except NotSignedIn as exc:
@@ -153,21 +160,14 @@ class Backend:
         The sign-in is read again for every frame (the token file, a few hundred bytes): after
         `llm-ide logout`, or a login as another user, the old sign-in's socket serves no more, and
         its chats are cancelled. Else a running bridge chatted on as the user who signed out, for as
-        long as the socket's token held (up to an hour).
+        long as the socket's token held (up to an hour). Between frames, _watch_sign_in does the same
+        while chats stream.
         """
         async with self._lock:
             ws = self._ws
             if ws is not None:
-                try:
-                    username = (await self._tokens()).username
-                except ApiError as signed_out:
-                    await self._sign_off(ws, signed_out)
-                    raise
-                if username != self._username:
-                    await self._sign_off(ws, ApiError(401, "UNAUTHORIZED", f"{self._username} is no longer signed in"
-                                                      f" here ({username} is): send the request again"))
-                    ws = None
-                elif time.time() + TOKEN_MARGIN_SECONDS < self._expires_at:
+                ws = await self._signed_in(ws)
+                if ws is not None and time.time() + TOKEN_MARGIN_SECONDS < self._expires_at:
                     return ws
             old_expires_at = self._expires_at
             self._ws = await self._open()
@@ -179,6 +179,46 @@ class Backend:
                 await self._resume_all()
                 await ws.close()
             return self._ws
+
+    async def _signed_in(self, ws: ClientConnection) -> ClientConnection | None:
+        """`ws` while its user is still the one signed in (with the lock held). Else it is signed off (_sign_off):
+        None when another user is signed in now (the caller opens their socket), ApiError 401 when nobody is."""
+        try:
+            username = (await self._tokens()).username
+        except ApiError as signed_out:
+            await self._sign_off(ws, signed_out)
+            raise
+        if username != self._username:
+            await self._sign_off(ws, ApiError(401, "UNAUTHORIZED", f"{self._username} is no longer signed in"
+                                              f" here ({username} is): send the request again"))
+            return None
+        return ws
+
+    def _watch(self) -> None:
+        """Watch the sign-in while chats stream (one watcher; it stops when no chat runs)."""
+        if self._sign_in_check and not self._watching:
+            self._watching = True
+            self._spawn(self._watch_sign_in())
+
+    async def _watch_sign_in(self) -> None:
+        """While a chat streams, one stat of the token file every `sign_in_check` seconds; when it changed, the
+        sign-in is read and checked as a request's would be (_signed_in): a logout, or a login as another user,
+        ends the chats of the socket (cancelled, the 401 to their callers) and closes it, within about a second
+        rather than at the next request or keep-alive ping."""
+        try:
+            while any(not chat.ended for chat in self._chats.values()):
+                await asyncio.sleep(self._sign_in_check)
+                if self._account.version() == self._sign_in_read:
+                    continue
+                async with self._lock:
+                    if self._ws is None:
+                        continue  # reconnecting: its _open reads the sign-in anyway
+                    try:
+                        await self._signed_in(self._ws)
+                    except ApiError as exc:
+                        logger.info("signed off while chats streamed: %s", exc.message)
+        finally:
+            self._watching = False
 
     def _awaiting(self, ws: ClientConnection) -> list[str]:
         """What was sent on `ws` and awaits its answer there: a request, a resume, a chat's `ack`."""
@@ -411,6 +451,7 @@ class Backend:
                 raise
             if first.get("type") == "ack":
                 chat.ack, chat.request_id = first, first.get("requestId")
+                self._watch()
                 return chat
             self._forget(chat_id)
             if first is _CLOSED:

@@ -161,6 +161,52 @@ def test_anthropic_streamed_message_with_text_and_tool_use_and_the_done_usage(st
     assert message.usage.cache_read_input_tokens == expected["cacheReadInputTokens"]
 
 
+EDIT_SCHEMA = {"type": "object", "required": ["path", "line", "replace"], "properties": {
+    "path": {"type": "string"}, "line": {"type": "integer", "minimum": 1}, "replace": {"type": "boolean"},
+    "note": {"type": "string"}}}
+LS_SCHEMA = {"type": "object", "properties": {"dir": {"type": "string"}}}
+
+
+def test_openai_a_named_tool_choice_is_a_call_of_that_tool_with_arguments_its_schema_allows(stack, bridge):
+    """Bedrock answers a named toolChoice with a call of that tool; the local stack's model used to answer it with
+    text, so what an assistant's forced call does was never seen end to end."""
+    tools = [{"type": "function", "function": {"name": "ls", "parameters": LS_SCHEMA}},
+             {"type": "function", "function": {"name": "edit_file", "parameters": EDIT_SCHEMA}}]
+    choice = {"type": "function", "function": {"name": "edit_file"}}
+    messages = [{"role": "user", "content": "Fix the typo in a.py."}]
+    client = bridge.openai()
+    chunks = list(client.chat.completions.create(model=stack_model(stack), messages=messages, tools=tools,
+                                                 tool_choice=choice, stream=True))
+    streamed = [call for c in chunks if c.choices for call in (c.choices[0].delta.tool_calls or [])]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert not "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)  # no text with a forced call
+    whole = client.chat.completions.create(model=stack_model(stack), messages=messages, tools=tools,
+                                           tool_choice=choice).choices[0]
+    assert whole.finish_reason == "tool_calls" and whole.message.tool_calls is not None
+    [whole_call] = whole.message.tool_calls
+    for name, arguments in ((streamed[0].function.name, "".join(c.function.arguments or "" for c in streamed)),
+                            (whole_call.function.name, whole_call.function.arguments)):
+        assert name == "edit_file"
+        called = json.loads(arguments)
+        assert sorted(called) == ["line", "path", "replace"] and isinstance(called["path"], str)
+        assert isinstance(called["line"], int) and called["line"] >= 1 and called["replace"] is True
+
+
+@pytest.mark.parametrize("choice, name", [({"type": "tool", "name": "edit_file"}, "edit_file"),
+                                          ({"type": "any"}, "ls")])
+def test_anthropic_a_tool_or_any_tool_choice_is_a_tool_use_with_an_input_its_schema_allows(stack, bridge, choice,
+                                                                                           name):
+    tools = [{"name": "ls", "input_schema": LS_SCHEMA}, {"name": "edit_file", "input_schema": EDIT_SCHEMA}]
+    with bridge.anthropic().messages.stream(model=stack_model(stack), max_tokens=300, tools=tools, tool_choice=choice,
+                                            messages=[{"role": "user", "content": "Fix a.py."}]) as stream:
+        message = stream.get_final_message()
+    assert [b.type for b in message.content] == ["tool_use"] and message.stop_reason == "tool_use"
+    block = message.content[0]
+    assert block.type == "tool_use" and block.name == name
+    expected = {"path": "example path", "line": 1, "replace": True} if name == "edit_file" else {}
+    assert block.input == expected
+
+
 @pytest.mark.parametrize("model, exact", [
     ("anthropic.claude-3-5-sonnet-20240620-v1:0", True),  # Bedrock's CountTokens counts it: the count is exact
     ("anthropic.claude-3-haiku-20240307-v1:0", False),  # it cannot: an upper bound of what is charged

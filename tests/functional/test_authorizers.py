@@ -5,14 +5,18 @@ pool's JWKS), so each case below differs from a good token in exactly one way.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import logging
+import re
 import time
+from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import app as chalice_app
@@ -22,6 +26,7 @@ from tests import tokens
 from tests.conftest import reset_app_caches
 from tests.handler_calls import connect, login, message
 
+ROOT = Path(__file__).resolve().parents[2]
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef123/test/$connect"
 
 
@@ -223,6 +228,41 @@ def test_the_rest_handler_serves_the_authorizers_caller(app_env, boto):
     assert status == 200 and caller["sub"] == context["sub"] and caller["username"] == "dev"
     assert get("/me")[0] == 401  # no authorizer context: never served
     assert get("/health") == (200, {"status": "ok", "stage": "test"})
+
+
+def test_every_401_of_get_me_is_the_one_body_the_protocol_documents(app_env, boto):
+    """GET /me answered 401 in three shapes: `{"message":"Unauthorized"}` without a token (API Gateway's, before the
+    authorizer runs), `{"message": "Unauthorized"}` when the authorizer refused one (the local gateway's spacing),
+    and Chalice's `{"Code":"UnauthorizedError",...}` when the route was reached without the authorizer's caller."""
+    from devserver.gateway import Gateway, LambdaRuntime
+
+    documented = re.search(r"answers 401\s+`([^`]+)`", (ROOT / "docs" / "PROTOCOL.md").read_text())
+    assert documented is not None
+    expired = tokens.sign_as_moto(pool_claims(app_env, exp=int(time.time()) - 60, iat=int(time.time()) - 3660))
+
+    async def through_the_gateway() -> list[tuple[int, bytes, str | None]]:
+        runtime = LambdaRuntime(chalice_app, max_workers=2)
+        gateway = Gateway(app_module=chalice_app, runtime=runtime, stage="test", domain_name="127.0.0.1:1",
+                          web_dir=Path(__file__).parent, web_config={}, web_csp="default-src 'self'")
+        try:
+            async with TestClient(TestServer(gateway.make_app())) as client:
+                answers = []
+                for headers in ({}, {"Authorization": "Bearer not.a.jwt"}, {"Authorization": f"Bearer {expired}"}):
+                    response = await client.get("/me", headers=headers)
+                    answers.append((response.status, await response.read(), response.headers.get("x-amzn-ErrorType")))
+                response = await client.get("/me", headers={"Authorization": f"Bearer {login(boto, app_env)}"})
+                assert response.status == 200, await response.text()  # the same gateway serves a valid token
+                return answers
+        finally:
+            runtime.shutdown()
+
+    without_caller = chalice_app.app(events.rest_event(
+        method="GET", path="/me", stage="test", domain_name="localrest1.example.com", source_ip="192.0.2.1",
+        headers={"Authorization": "Bearer t"}, authorizer=None), None)
+    answers = asyncio.run(through_the_gateway())
+    answers.append((without_caller["statusCode"], without_caller["body"].encode(),
+                    without_caller["headers"].get("x-amzn-ErrorType")))
+    assert answers == [(401, documented[1].encode(), "UnauthorizedException")] * 4
 
 
 @pytest.mark.parametrize("case", ["empty", "garbage", "expired", "wrong client", "tampered payload"])

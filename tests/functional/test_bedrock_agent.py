@@ -73,6 +73,56 @@ def test_a_tool_directive_streams_a_call_in_pieces_that_the_app_assembles(emulat
     assert [e.stop_reason for e in read if isinstance(e, MessageStop)] == ["tool_use"]
 
 
+EDIT_FILE = {"toolSpec": {"name": "edit_file", "inputSchema": {"json": {
+    "type": "object", "required": ["path", "line", "ratio", "dry_run", "mode", "changes", "where"],
+    "properties": {"path": {"type": "string", "minLength": 3}, "line": {"type": "integer", "minimum": 5},
+                   "ratio": {"type": "number", "exclusiveMaximum": 0.5}, "dry_run": {"type": "boolean"},
+                   "mode": {"enum": ["replace", "insert"]},
+                   "changes": {"type": "array", "items": {"$ref": "#/$defs/c"}},
+                   "where": {"type": ["null", "object"], "properties": {"x": {"type": "string"}}, "required": ["x"]},
+                   "note": {"type": "string"}},  # not required: a model leaves it out
+    "$defs": {"c": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}}}}}}
+FORCED_TOOLS = [TOOLS["tools"][0], EDIT_FILE]
+
+
+@pytest.mark.parametrize(("choice", "name"), [({"tool": {"name": "edit_file"}}, "edit_file"),
+                                              ({"any": {}}, "read_file")])
+def test_a_tool_choice_of_a_tool_or_any_is_a_call_of_it_with_an_input_its_schema_allows_and_no_text(emulator, choice,
+                                                                                                      name):
+    """Bedrock: `tool` "the model must request the specified tool", `any` "at least one tool (no text is generated)".
+    The emulator answered both with the echoed text, as if the choice were `auto`."""
+    _, client = emulator
+    config = {"tools": FORCED_TOOLS, "toolChoice": choice}
+    for reply in (events(client, [user({"text": "Fix the bug."})], toolConfig=config)[1],
+                  client.converse(modelId=CLAUDE, messages=[user({"text": "Fix the bug."})], toolConfig=config)):
+        if isinstance(reply, dict):  # Converse
+            assert reply["stopReason"] == "tool_use"
+            [block] = reply["output"]["message"]["content"]
+            calls = [ToolUse(block["toolUse"]["toolUseId"], block["toolUse"]["name"], block["toolUse"]["input"])]
+        else:  # ConverseStream, as the app reads it
+            assert not [e for e in reply if isinstance(e, TextDelta)]
+            assert [e.stop_reason for e in reply if isinstance(e, MessageStop)] == ["tool_use"]
+            calls = [e for e in reply if isinstance(e, ToolUse)]
+        [call] = calls
+        assert call.name == name
+        if name == "edit_file":
+            assert call.input == {"path": "example path", "line": 5, "ratio": -0.5, "dry_run": True, "mode": "replace",
+                                  "changes": [{"text": "example text"}], "where": {"x": "example x"}}
+        else:
+            assert call.input == {}  # an object with no required property
+
+
+def test_a_forced_tool_takes_the_prompts_call_of_it_when_there_is_one(emulator):
+    _, client = emulator
+    prompt = 'Reading. [[tool:read_file {"path": "a.py"}]] [[tool:edit_file {"path": "a.py"}]]'
+    for choice, expected in (({"tool": {"name": "edit_file"}}, ["edit_file"]),
+                             ({"any": {}}, ["read_file", "edit_file"])):
+        _, read = events(client, [user({"text": prompt})], toolConfig={"tools": FORCED_TOOLS, "toolChoice": choice})
+        assert [e.name for e in read if isinstance(e, ToolUse)] == expected
+        assert [e.input for e in read if isinstance(e, ToolUse)][-1] == {"path": "a.py"}
+        assert not [e for e in read if isinstance(e, TextDelta)]  # no "Reading. ": a forced call comes with no text
+
+
 def test_a_directive_for_a_tool_not_offered_is_only_text(emulator):
     _, client = emulator
     prompt = '[[tool:delete_all {"really": true}]]'

@@ -315,6 +315,43 @@ def test_a_logout_ends_the_running_bridges_socket_and_cancels_its_chats(bridge, 
     assert bridge.fake.handshakes == ["t1", "t2"]
 
 
+def _logout(store: TokenStore) -> None:
+    store.forget(["ws"], "dev")  # what `llm-ide logout` does to the token file
+
+
+def _login_as_ann(store: TokenStore) -> None:
+    now = int(time.time())
+    store.save(["ws"], Tokens("ann", "t2", "id2", "refresh-ann", expires_at=now + 3600, issued_at=now))
+
+
+@pytest.mark.parametrize(("sign_in_change", "refusal"), [
+    (_logout, "not signed in to this API: run `llm-ide login`"),
+    (_login_as_ann, r"dev is no longer signed in here \(ann is\)"),
+])
+def test_a_sign_in_change_while_a_chat_streams_ends_it_with_no_other_request(bridge, tmp_path, sign_in_change,
+                                                                             refusal):
+    """The bridge used to notice a logout (or a login as another user) only at its next request or keep-alive ping,
+    up to 4 minutes later, streaming on as the user who had signed out. Now it looks at the token file every second
+    while a chat streams: the chat is cancelled, its caller gets the 401, and the socket is closed."""
+    stream = bridge.openai().chat.completions.create(
+        model="claude-test", stream=True, messages=[{"role": "user", "content": "[[slow:50]] " + "x" * 400}])
+    chunks = iter(stream)
+    assert next(chunks).choices[0].delta.role == "assistant"  # streaming (the whole reply takes about 5 s)
+    sign_in_change(TokenStore(tmp_path / "tokens.json"))
+    with pytest.raises(openai.APIError, match=refusal):
+        for _chunk in chunks:
+            pass
+    run = next(iter(bridge.fake.runs.values()))
+    socket = run.ws
+    bridge.wait_for(lambda: bridge.sent("chat.cancel"))
+    assert [f["requestId"] for f in bridge.sent("chat.cancel")] == [run.request_id]
+    bridge.wait_for(run.finished.is_set)
+    assert run.frames[-1]["stopReason"] == "cancelled"
+    assert {f["action"] for f in bridge.fake.received} == {"chat.send", "chat.cancel"}  # no request, no ping
+    assert socket is not None
+    bridge.wait_for(lambda: socket.closed)  # and the socket of the sign-in that is gone is closed
+
+
 def test_a_stream_whose_socket_closes_after_a_logout_ends_at_once_with_401(bridge, tmp_path):
     """The reconnect's 45 s of retries are for a network that comes back, not for a sign-in that is gone."""
     connection = _streamed_chat(bridge, "[[drop:5]] [[slow:200]] " + "x" * 400)  # the drop comes ~1 s after the logout

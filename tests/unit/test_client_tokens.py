@@ -103,7 +103,7 @@ def test_local_times_are_readable():
 
 
 
-def renewing_while(path, other_process: Callable[[], None]) -> SignedIn:
+def renewing_while(path, other_process: Callable[[], object]) -> SignedIn:
     """alice's sign-in for ws://a, 30 s left of its hour: its next tokens() renews it, and `other_process` runs
     while Cognito answers that renewal (another llm-ide command, writing the same file)."""
     now = int(time.time())
