@@ -217,6 +217,10 @@ class Backend:
                         await self._signed_in(self._ws)
                     except ApiError as exc:
                         logger.info("signed off while chats streamed: %s", exc.message)
+                    except Exception as exc:
+                        # E.g. a renewal that could not reach Cognito. The watch goes on; the chat's next request
+                        # reads the sign-in again and tells its caller.
+                        logger.warning("could not read the sign-in while chats streamed: %s", type(exc).__name__)
         finally:
             self._watching = False
 

@@ -352,6 +352,29 @@ def test_a_sign_in_change_while_a_chat_streams_ends_it_with_no_other_request(bri
     bridge.wait_for(lambda: socket.closed)  # and the socket of the sign-in that is gone is closed
 
 
+def test_the_sign_in_watch_outlives_a_failed_read(bridge, tmp_path, monkeypatch):
+    """A read of the sign-in that fails (a renewal that cannot reach Cognito) used to end the watch: a logout after it
+    went unseen until the next request. Now the watch goes on, and the next change ends the chat."""
+    stream = bridge.openai().chat.completions.create(
+        model="claude-test", stream=True, messages=[{"role": "user", "content": "[[slow:50]] " + "x" * 400}])
+    chunks = iter(stream)
+    assert next(chunks).choices[0].delta.role == "assistant"
+    store = TokenStore(tmp_path / "tokens.json")
+    failed = []
+
+    def unreachable(self, **_options):
+        failed.append(True)
+        raise ConnectionError("Cognito is unreachable")
+    with monkeypatch.context() as patched:
+        patched.setattr(SignedIn, "tokens", unreachable)
+        _login_as_ann(store)  # the file changes; reading it fails
+        bridge.wait_for(lambda: failed)
+    _logout(store)  # dev's sign-in goes; the file changes again, and this read works
+    with pytest.raises(openai.APIError, match=r"dev is no longer signed in here \(ann is\)"):
+        for _chunk in chunks:
+            pass
+
+
 def test_a_stream_whose_socket_closes_after_a_logout_ends_at_once_with_401(bridge, tmp_path):
     """The reconnect's 45 s of retries are for a network that comes back, not for a sign-in that is gone."""
     connection = _streamed_chat(bridge, "[[drop:5]] [[slow:200]] " + "x" * 400)  # the drop comes ~1 s after the logout
