@@ -12,6 +12,7 @@ that text steer it:
 - `[[drop:N]]`: the server closes the socket after the N-th stream frame (the chat runs on and
   is resumable, as v1.1 promises); `[[slow:MS]]`: MS ms between stream frames;
 - `[[cache:R,W]]`: `cacheReadInputTokens` R and `cacheWriteInputTokens` W in `done.usage`;
+- `[[stop:REASON]]`: `done` with that `stopReason` (one of Bedrock's, passed on by the backend);
 - `[[limited:N]]`: the chat's first N `chat.resume`s are refused `RATE_LIMITED` (`retryAfter` 1), as
   the real backend refuses any action past the minute's request limit.
 
@@ -180,7 +181,7 @@ class ProtocolBackend:
                            "input": json.loads(tool[2])})
         delay = int(directives.get("slow", "0")) / 1000
         drop_after = int(directives["drop"]) if "drop" in directives else None
-        stop_reason = "tool_use" if tool else "end_turn"
+        stop_reason = directives.get("stop") or ("tool_use" if tool else "end_turn")
         for seq, piece in enumerate(pieces):
             if run.cancelled:
                 stop_reason = "cancelled"

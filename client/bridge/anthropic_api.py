@@ -17,7 +17,7 @@ from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
                 "tool_use": "tool_use", "cancelled": "end_turn", "content_filtered": "refusal",
-                "guardrail_intervened": "refusal"}
+                "guardrail_intervened": "refusal", "model_context_window_exceeded": "model_context_window_exceeded"}
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 DROPPED_BLOCKS = ("thinking", "redacted_thinking")
 # The caller's name of a protocol block's field, after the path of the block it came from.

@@ -18,6 +18,7 @@ from client.bridge.origins import Origins, Sourced
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
+                  "model_context_window_exceeded": "length",
                   "tool_use": "tool_calls", "content_filtered": "content_filter",
                   "guardrail_intervened": "content_filter"}
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",

@@ -13,6 +13,10 @@ from typing import Any
 from client.bridge.errors import ApiError
 from client.bridge.origins import Origins
 
+# Bedrock's stopReasons for output it could not parse: the call or text the model botched is lost, so the
+# caller is told (an upstream error) rather than handed a reply that looks whole and ended as it should.
+MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
+
 
 @dataclass(frozen=True)
 class ChatCall:
@@ -87,13 +91,16 @@ class Reply:
         return self.stop_sequence is not None
 
     def feed(self, frame: dict[str, Any]) -> list[Event]:
-        """Events for one frame; an `error` frame raises ApiError."""
+        """Events for one frame; an `error` frame, or a `done` for malformed output, raises ApiError."""
         kind = frame.get("type")
         if kind == "error":
             raise ApiError.from_protocol(frame.get("error") or {})
         if kind == "done":
-            events = self._release()
             reason = "stop_sequence" if self.stopped else str(frame.get("stopReason") or "end_turn")
+            if reason in MALFORMED:
+                raise ApiError(502, "UPSTREAM_ERROR", f"the model's output could not be read (Bedrock's stopReason"
+                               f" {reason}): send the request again")
+            events = self._release()
             return [*events, End(reason, Usage.from_frame(frame.get("usage")), self.stop_sequence)]
         if self.stopped:  # what the model said after the stop sequence, before the cancel took effect
             return []

@@ -227,6 +227,33 @@ def test_anthropic_rate_limit_and_stream_error(bridge):
             stream.get_final_message()
 
 
+# --- what both APIs answer ----------------------------------------------------------------------
+
+def test_a_reply_cut_by_the_context_window_says_so_in_each_api(bridge):
+    """Bedrock's `model_context_window_exceeded` is a cut-off reply: OpenAI's `length`, Anthropic's own reason."""
+    prompt = "Half an answer [[stop:model_context_window_exceeded]]"
+    chunks = list(bridge.openai().chat.completions.create(model="claude-test", stream=True,
+                                                          messages=[{"role": "user", "content": prompt}]))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    message = bridge.anthropic().messages.create(model="claude-test", max_tokens=50,
+                                                 messages=[{"role": "user", "content": prompt}])
+    assert message.stop_reason == "model_context_window_exceeded" and message.content[0].text == prompt
+
+
+@pytest.mark.parametrize("reason", ["malformed_tool_use", "malformed_model_output"])
+def test_a_malformed_model_output_is_an_error_not_a_finished_reply(bridge, reason):
+    """The tool call (or the text) the model botched is lost: the caller is told, as an upstream error, rather
+    than handed a reply that looks whole. Before any output: a 502; after some: the stream's error event."""
+    with pytest.raises(openai.InternalServerError, match=reason) as raised:
+        bridge.openai().chat.completions.create(model="claude-test", messages=[
+            {"role": "user", "content": f"Calling [[stop:{reason}]]"}])
+    assert raised.value.status_code == 502
+    with pytest.raises(anthropic.APIStatusError, match=reason):
+        with bridge.anthropic().messages.stream(model="claude-test", max_tokens=50, messages=[
+                {"role": "user", "content": f"Calling a tool now [[stop:{reason}]]"}]) as stream:
+            stream.get_final_message()
+
+
 # --- the connection ----------------------------------------------------------------------------
 
 def test_a_stream_survives_the_backend_closing_the_socket(bridge):
