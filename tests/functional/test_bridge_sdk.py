@@ -208,6 +208,23 @@ def test_anthropic_message_not_streamed_with_an_image(bridge):
     assert bridge.sent("chat.send")[-1]["messages"][0]["content"][0]["type"] == "image"
 
 
+def test_anthropic_structured_outputs_are_a_400_naming_the_field(bridge):
+    """A reply bound to a JSON schema cannot be had: the request is refused, not answered in free text that the
+    caller (the SDK's `messages.parse`) then fails to read, as OpenAI's `response_format` is refused."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    client = bridge.anthropic()
+    with pytest.raises(anthropic.BadRequestError, match="output_config.format") as raised:
+        client.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "x"}],
+                               output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert cast(dict[str, Any], raised.value.body)["error"]["type"] == "invalid_request_error"
+    with pytest.raises(anthropic.BadRequestError, match="output_format"):  # the beta's spelling of it
+        client.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "x"}],
+                               extra_body={"output_format": {"type": "json_schema", "schema": schema}})
+    assert not bridge.sent("chat.send")
+    client.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "x"}],
+                           output_config={"effort": "low"})  # the rest of output_config asks nothing we must honour
+
+
 def test_anthropic_count_tokens(bridge):
     counted = bridge.anthropic().messages.count_tokens(model="claude-test",
                                                         messages=[{"role": "user", "content": "Count me"}])
