@@ -214,7 +214,10 @@ def chat_call(body: Any) -> ChatCall:
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise invalid("stop_sequences", "must be an array of strings")
     stream = optional_boolean(body.get("stream"), "stream")
-    return ChatCall(params=params, stream=stream, stop=tuple(s for s in stops if s), origins=origins)
+    choice = body.get("tool_choice") or {}  # an object, _conversation checked
+    one_call = optional_boolean(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
+    return ChatCall(params=params, stream=stream, stop=tuple(s for s in stops if s), parallel_tool_calls=not one_call,
+                    origins=origins)
 
 
 def count_call(body: Any) -> ChatCall:

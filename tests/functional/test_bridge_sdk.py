@@ -131,6 +131,34 @@ def test_openai_tool_round_trip(bridge):
     assert sent["messages"][2]["content"][0]["type"] == "toolResult"
 
 
+def test_parallel_tool_calls_and_the_request_for_one_at_a_time(bridge):
+    """Parallel calls stream with their indexes and are answered by one `tool` message each; a caller that asks for
+    one call a turn (`parallel_tool_calls` false, Anthropic's `disable_parallel_tool_use`) gets the first only:
+    it answers only what it gets, and a call left unanswered would have the next request refused."""
+    client = bridge.openai()
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}} for name in "ab"]
+    prompt = 'Both. [[tool:a {"x": 1}]] [[tool:b {"y": "é"}]]'
+    with client.chat.completions.stream(model="claude-test", tools=tools,
+                                        messages=[{"role": "user", "content": prompt}]) as stream:
+        message = stream.get_final_completion().choices[0].message
+    calls = message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("a", {"x": 1}), ("b", {"y": "é"})]
+    client.chat.completions.create(model="claude-test", tools=tools, messages=[
+        {"role": "user", "content": prompt}, message.model_dump(exclude_none=True),
+        *({"role": "tool", "tool_call_id": c.id, "content": f"result of {c.function.name}"} for c in calls)])
+    assert [b["toolUseId"] for m in bridge.sent("chat.send")[-1]["messages"][2:]
+            for b in m["content"]] == [c.id for c in calls]
+    one = list(client.chat.completions.create(model="claude-test", tools=tools, parallel_tool_calls=False,
+                                              stream=True, messages=[{"role": "user", "content": prompt}]))
+    assert [call.function.name for c in one if c.choices for call in (c.choices[0].delta.tool_calls or [])] == ["a"]
+    assert [c.choices[0].finish_reason for c in one if c.choices][-1] == "tool_calls"
+    reply = bridge.anthropic().messages.create(
+        model="claude-test", max_tokens=50, messages=[{"role": "user", "content": prompt}],
+        tools=[{"name": name, "input_schema": {"type": "object"}} for name in "ab"],
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    assert [(b.type, getattr(b, "name", None)) for b in reply.content] == [("text", None), ("tool_use", "a")]
+
+
 def test_openai_image_part_reaches_the_backend(bridge):
     bridge.openai().chat.completions.create(model="claude-test", messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
