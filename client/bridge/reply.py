@@ -25,7 +25,7 @@ class ChatCall:
     stream: bool = False
     stop: tuple[str, ...] = ()  # stop sequences, applied by the bridge (Reply)
     include_usage: bool = False  # OpenAI's stream_options.include_usage
-    parallel_tool_calls: bool = True  # false: one tool call a reply (OpenAI's own; Anthropic's disable_parallel_tool_use)
+    parallel_tool_calls: bool = True  # false: one tool call a reply (Anthropic: disable_parallel_tool_use)
     origins: Origins = field(default_factory=Origins)  # the caller's names of the params' fields, for errors
 
 

@@ -241,7 +241,7 @@ def test_anthropic_structured_outputs_are_a_400_naming_the_field(bridge):
     caller (the SDK's `messages.parse`) then fails to read, as OpenAI's `response_format` is refused."""
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
     client = bridge.anthropic()
-    with pytest.raises(anthropic.BadRequestError, match="output_config.format") as raised:
+    with pytest.raises(anthropic.BadRequestError, match=r"output_config\.format") as raised:
         client.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "x"}],
                                output_config={"format": {"type": "json_schema", "schema": schema}})
     assert cast(dict[str, Any], raised.value.body)["error"]["type"] == "invalid_request_error"
