@@ -6,12 +6,14 @@ demand: a socket dropped mid-stream and resumed, an expired token, a refused han
 upload. Its model echoes the last user message's text, like the dev stack's; directives in
 that text steer it:
 
-- `[[tool:NAME {json}]]`: a `toolUse` frame (the text before it first), then `done`/`tool_use`;
+- `[[tool:NAME {json}]]`: a `toolUse` frame (the text before it first), then `done`/`tool_use`; several are
+  several `toolUse` frames (parallel calls);
 - `[[error:CODE]]` (before any delta) or `[[fail:CODE]]` (after the first delta): an `error` frame;
 - `[[ack:MS]]`: the `ack` comes MS ms after the `chat.send` (a cold Lambda); the chat is cancellable meanwhile;
 - `[[drop:N]]`: the server closes the socket after the N-th stream frame (the chat runs on and
   is resumable, as v1.1 promises); `[[slow:MS]]`: MS ms between stream frames;
 - `[[cache:R,W]]`: `cacheReadInputTokens` R and `cacheWriteInputTokens` W in `done.usage`;
+- `[[stop:REASON]]`: `done` with that `stopReason` (one of Bedrock's, passed on by the backend);
 - `[[limited:N]]`: the chat's first N `chat.resume`s are refused `RATE_LIMITED` (`retryAfter` 1), as
   the real backend refuses any action past the minute's request limit.
 
@@ -171,16 +173,17 @@ class ProtocolBackend:
         await ws.send_json({"type": "ack", "id": frame_id, "requestId": run.request_id, "sessionId": None,
                             "model": "anthropic.claude-test-v1:0" if model == "claude-test" else model,
                             "maxTokens": params.get("maxTokens", 1024), "limits": {}})
-        tool = re.search(r"\[\[tool:(\w+) (\{.*?\})\]\]", text)
+        tools = list(re.finditer(r"\[\[tool:(\w+) (\{.*?\})\]\]", text))
+        tool = tools[0] if tools else None
         reply = text[:tool.start()] if tool else text
         pieces: list[dict[str, Any]] = [{"type": "delta", "text": reply[i:i + CHUNK]}
                                         for i in range(0, len(reply), CHUNK)]
-        if tool:
-            pieces.append({"type": "toolUse", "toolUseId": f"tooluse_{run.request_id}", "name": tool[1],
-                           "input": json.loads(tool[2])})
+        for n, call in enumerate(tools):  # the first call's id is the request's, the next ones' numbered after it
+            pieces.append({"type": "toolUse", "toolUseId": f"tooluse_{run.request_id}" + (f"_{n}" if n else ""),
+                           "name": call[1], "input": json.loads(call[2])})
         delay = int(directives.get("slow", "0")) / 1000
         drop_after = int(directives["drop"]) if "drop" in directives else None
-        stop_reason = "tool_use" if tool else "end_turn"
+        stop_reason = directives.get("stop") or ("tool_use" if tool else "end_turn")
         for seq, piece in enumerate(pieces):
             if run.cancelled:
                 stop_reason = "cancelled"

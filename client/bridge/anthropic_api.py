@@ -3,7 +3,8 @@
 `cache_control` on a message's content block becomes a `cachePoint` after it (the backend also
 caches after the system prompt and the tools by itself). `thinking` blocks of earlier turns are
 dropped (they cannot be replayed to another model), the `thinking` option, `top_k`, `top_p` and
-`metadata` are ignored, and server tools (web search, ...) are a 400 naming the tool.
+`metadata` are ignored, and server tools (web search, ...) and structured outputs (`output_config.format`)
+are a 400 naming the tool or the field.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 STOP_REASONS = {"end_turn": "end_turn", "stop_sequence": "stop_sequence", "max_tokens": "max_tokens",
                 "tool_use": "tool_use", "cancelled": "end_turn", "content_filtered": "refusal",
-                "guardrail_intervened": "refusal"}
+                "guardrail_intervened": "refusal", "model_context_window_exceeded": "model_context_window_exceeded"}
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 DROPPED_BLOCKS = ("thinking", "redacted_thinking")
 # The caller's name of a protocol block's field, after the path of the block it came from.
@@ -185,9 +186,20 @@ def _conversation(body: Any) -> tuple[dict[str, Any], Origins]:
     return params, origins
 
 
+def _unsupported(body: dict[str, Any]) -> None:
+    """Structured outputs (a JSON schema the reply must follow) cannot be had: a 400, as OpenAI's `response_format`,
+    rather than a reply in free text that the caller fails to read (`output_format` is the beta's spelling)."""
+    if body.get("output_format") is not None:
+        raise invalid("output_format", "structured outputs (a JSON schema for the reply) are not supported")
+    output_config = body.get("output_config")
+    if output_config is not None and require_object(output_config, "output_config").get("format") is not None:
+        raise invalid("output_config.format", "structured outputs (a JSON schema for the reply) are not supported")
+
+
 def chat_call(body: Any) -> ChatCall:
     """A POST /v1/messages body as a ChatCall; ApiError 400 naming the field when it is wrong."""
     params, origins = _conversation(body)
+    _unsupported(body)
     max_tokens = body.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise invalid("max_tokens", "is required, a positive integer")
@@ -202,7 +214,10 @@ def chat_call(body: Any) -> ChatCall:
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise invalid("stop_sequences", "must be an array of strings")
     stream = optional_boolean(body.get("stream"), "stream")
-    return ChatCall(params=params, stream=stream, stop=tuple(s for s in stops if s), origins=origins)
+    choice = body.get("tool_choice") or {}  # an object, _conversation checked
+    one_call = optional_boolean(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
+    return ChatCall(params=params, stream=stream, stop=tuple(s for s in stops if s), parallel_tool_calls=not one_call,
+                    origins=origins)
 
 
 def count_call(body: Any) -> ChatCall:

@@ -18,6 +18,7 @@ from client.bridge.origins import Origins, Sourced
 from client.bridge.reply import ChatCall, End, Event, Text, ToolCall, Usage
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "cancelled": "stop", "max_tokens": "length",
+                  "model_context_window_exceeded": "length",
                   "tool_use": "tool_calls", "content_filtered": "content_filter",
                   "guardrail_intervened": "content_filter"}
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
@@ -248,8 +249,11 @@ def chat_call(body: Any) -> ChatCall:
     options = body.get("stream_options")
     options = {} if options is None else require_object(options, "stream_options")
     include_usage = stream and optional_boolean(options.get("include_usage"), "stream_options.include_usage")
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise invalid("parallel_tool_calls", "must be a boolean")
     return ChatCall(params=params, stream=stream, stop=_stop(body.get("stop")), include_usage=include_usage,
-                    origins=origins)
+                    parallel_tool_calls=parallel is not False, origins=origins)
 
 
 # --- answers ---------------------------------------------------------------------------------

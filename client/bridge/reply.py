@@ -13,6 +13,10 @@ from typing import Any
 from client.bridge.errors import ApiError
 from client.bridge.origins import Origins
 
+# Bedrock's stopReasons for output it could not parse: the call or text the model botched is lost, so the
+# caller is told (an upstream error) rather than handed a reply that looks whole and ended as it should.
+MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
+
 
 @dataclass(frozen=True)
 class ChatCall:
@@ -21,6 +25,7 @@ class ChatCall:
     stream: bool = False
     stop: tuple[str, ...] = ()  # stop sequences, applied by the bridge (Reply)
     include_usage: bool = False  # OpenAI's stream_options.include_usage
+    parallel_tool_calls: bool = True  # false: one tool call a reply (Anthropic: disable_parallel_tool_use)
     origins: Origins = field(default_factory=Origins)  # the caller's names of the params' fields, for errors
 
 
@@ -75,10 +80,16 @@ Event = Text | ToolCall | End
 
 
 class Reply:
-    """Feed a chat's frames in order; get its events. `stopped` turns true at a stop sequence."""
+    """Feed a chat's frames in order; get its events. `stopped` turns true at a stop sequence.
 
-    def __init__(self, stop_sequences: Sequence[str] = ()) -> None:
+    With `parallel_tool_calls` false, the reply's first tool call is passed on and any other dropped: the protocol
+    cannot ask the model for one call only, and a caller that asked answers only one (the call it is not told of
+    is not made, as when the model is held to one)."""
+
+    def __init__(self, stop_sequences: Sequence[str] = (), *, parallel_tool_calls: bool = True) -> None:
         self._stops = tuple(s for s in stop_sequences if s)
+        self._parallel_tool_calls = parallel_tool_calls
+        self._tool_calls = 0
         self._held = ""  # text that may be the start of a stop sequence
         self.stop_sequence: str | None = None
 
@@ -87,19 +98,25 @@ class Reply:
         return self.stop_sequence is not None
 
     def feed(self, frame: dict[str, Any]) -> list[Event]:
-        """Events for one frame; an `error` frame raises ApiError."""
+        """Events for one frame; an `error` frame, or a `done` for malformed output, raises ApiError."""
         kind = frame.get("type")
         if kind == "error":
             raise ApiError.from_protocol(frame.get("error") or {})
         if kind == "done":
-            events = self._release()
             reason = "stop_sequence" if self.stopped else str(frame.get("stopReason") or "end_turn")
+            if reason in MALFORMED:
+                raise ApiError(502, "UPSTREAM_ERROR", f"the model's output could not be read (Bedrock's stopReason"
+                               f" {reason}): send the request again")
+            events = self._release()
             return [*events, End(reason, Usage.from_frame(frame.get("usage")), self.stop_sequence)]
         if self.stopped:  # what the model said after the stop sequence, before the cancel took effect
             return []
         if kind == "delta":
             return self._text(str(frame.get("text") or ""))
         if kind == "toolUse":
+            self._tool_calls += 1
+            if self._tool_calls > 1 and not self._parallel_tool_calls:
+                return []
             tool_input = frame.get("input")
             return [*self._release(), ToolCall(str(frame.get("toolUseId")), str(frame.get("name")),
                                                tool_input if isinstance(tool_input, dict) else {})]

@@ -128,7 +128,7 @@ async def _answer(request: web.Request, call: ChatCall,
     except ApiError as error:  # refused before the ack: in the caller's names of the fields
         raise call.origins.rename(error) from None
     try:
-        return await respond(chat, Reply(call.stop))
+        return await respond(chat, Reply(call.stop, parallel_tool_calls=call.parallel_tool_calls))
     except (asyncio.CancelledError, ConnectionResetError):
         await asyncio.shield(chat.abandon())  # the caller went away: so does its chat
         raise

@@ -131,6 +131,34 @@ def test_openai_tool_round_trip(bridge):
     assert sent["messages"][2]["content"][0]["type"] == "toolResult"
 
 
+def test_parallel_tool_calls_and_the_request_for_one_at_a_time(bridge):
+    """Parallel calls stream with their indexes and are answered by one `tool` message each; a caller that asks for
+    one call a turn (`parallel_tool_calls` false, Anthropic's `disable_parallel_tool_use`) gets the first only:
+    it answers only what it gets, and a call left unanswered would have the next request refused."""
+    client = bridge.openai()
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}} for name in "ab"]
+    prompt = 'Both. [[tool:a {"x": 1}]] [[tool:b {"y": "é"}]]'
+    with client.chat.completions.stream(model="claude-test", tools=tools,
+                                        messages=[{"role": "user", "content": prompt}]) as stream:
+        message = stream.get_final_completion().choices[0].message
+    calls = message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("a", {"x": 1}), ("b", {"y": "é"})]
+    client.chat.completions.create(model="claude-test", tools=tools, messages=[
+        {"role": "user", "content": prompt}, message.model_dump(exclude_none=True),
+        *({"role": "tool", "tool_call_id": c.id, "content": f"result of {c.function.name}"} for c in calls)])
+    assert [b["toolUseId"] for m in bridge.sent("chat.send")[-1]["messages"][2:]
+            for b in m["content"]] == [c.id for c in calls]
+    one = list(client.chat.completions.create(model="claude-test", tools=tools, parallel_tool_calls=False,
+                                              stream=True, messages=[{"role": "user", "content": prompt}]))
+    assert [call.function.name for c in one if c.choices for call in (c.choices[0].delta.tool_calls or [])] == ["a"]
+    assert [c.choices[0].finish_reason for c in one if c.choices][-1] == "tool_calls"
+    reply = bridge.anthropic().messages.create(
+        model="claude-test", max_tokens=50, messages=[{"role": "user", "content": prompt}],
+        tools=[{"name": name, "input_schema": {"type": "object"}} for name in "ab"],
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    assert [(b.type, getattr(b, "name", None)) for b in reply.content] == [("text", None), ("tool_use", "a")]
+
+
 def test_openai_image_part_reaches_the_backend(bridge):
     bridge.openai().chat.completions.create(model="claude-test", messages=[{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
@@ -208,6 +236,23 @@ def test_anthropic_message_not_streamed_with_an_image(bridge):
     assert bridge.sent("chat.send")[-1]["messages"][0]["content"][0]["type"] == "image"
 
 
+def test_anthropic_structured_outputs_are_a_400_naming_the_field(bridge):
+    """A reply bound to a JSON schema cannot be had: the request is refused, not answered in free text that the
+    caller (the SDK's `messages.parse`) then fails to read, as OpenAI's `response_format` is refused."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    client = bridge.anthropic()
+    with pytest.raises(anthropic.BadRequestError, match=r"output_config\.format") as raised:
+        client.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "x"}],
+                               output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert cast(dict[str, Any], raised.value.body)["error"]["type"] == "invalid_request_error"
+    with pytest.raises(anthropic.BadRequestError, match="output_format"):  # the beta's spelling of it
+        client.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "x"}],
+                               extra_body={"output_format": {"type": "json_schema", "schema": schema}})
+    assert not bridge.sent("chat.send")
+    client.messages.create(model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "x"}],
+                           output_config={"effort": "low"})  # the rest of output_config asks nothing we must honour
+
+
 def test_anthropic_count_tokens(bridge):
     counted = bridge.anthropic().messages.count_tokens(model="claude-test",
                                                         messages=[{"role": "user", "content": "Count me"}])
@@ -224,6 +269,33 @@ def test_anthropic_rate_limit_and_stream_error(bridge):
     with pytest.raises(anthropic.APIStatusError):
         with client.messages.stream(model="claude-test", max_tokens=5, messages=[
                 {"role": "user", "content": "0123456789abcdef [[fail:TIMEOUT]]"}]) as stream:
+            stream.get_final_message()
+
+
+# --- what both APIs answer ----------------------------------------------------------------------
+
+def test_a_reply_cut_by_the_context_window_says_so_in_each_api(bridge):
+    """Bedrock's `model_context_window_exceeded` is a cut-off reply: OpenAI's `length`, Anthropic's own reason."""
+    prompt = "Half an answer [[stop:model_context_window_exceeded]]"
+    chunks = list(bridge.openai().chat.completions.create(model="claude-test", stream=True,
+                                                          messages=[{"role": "user", "content": prompt}]))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    message = bridge.anthropic().messages.create(model="claude-test", max_tokens=50,
+                                                 messages=[{"role": "user", "content": prompt}])
+    assert message.stop_reason == "model_context_window_exceeded" and message.content[0].text == prompt
+
+
+@pytest.mark.parametrize("reason", ["malformed_tool_use", "malformed_model_output"])
+def test_a_malformed_model_output_is_an_error_not_a_finished_reply(bridge, reason):
+    """The tool call (or the text) the model botched is lost: the caller is told, as an upstream error, rather
+    than handed a reply that looks whole. Before any output: a 502; after some: the stream's error event."""
+    with pytest.raises(openai.InternalServerError, match=reason) as raised:
+        bridge.openai().chat.completions.create(model="claude-test", messages=[
+            {"role": "user", "content": f"Calling [[stop:{reason}]]"}])
+    assert raised.value.status_code == 502
+    with pytest.raises(anthropic.APIStatusError, match=reason):
+        with bridge.anthropic().messages.stream(model="claude-test", max_tokens=50, messages=[
+                {"role": "user", "content": f"Calling a tool now [[stop:{reason}]]"}]) as stream:
             stream.get_final_message()
 
 
