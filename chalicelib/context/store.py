@@ -99,7 +99,7 @@ class ContextStore:
             self._still_live(user_sub, session_id)
         except NotFound:
             self._objects.delete(key)
-            self._withdraw(user_sub, key, reserved, upload=False)
+            self._withdraw(user_sub, key, reserved, upload_bytes=None)
             raise
         if reserved:
             self._quota.written(user_sub, key)
@@ -122,7 +122,7 @@ class ContextStore:
         try:
             self._still_live(user_sub, session_id)
         except NotFound:
-            self._withdraw(user_sub, key, reserved, upload=True)  # the URL never leaves: nothing can land
+            self._withdraw(user_sub, key, reserved, upload_bytes=size)  # the URL never leaves: nothing can land
             raise
         return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + self._objects.put_seconds)}
 
@@ -223,7 +223,7 @@ class ContextStore:
         except NotFound:
             old_size = None
         return self._quota.reserve(user_sub, key, add_bytes=size - (old_size or 0), new_file=old_size is None,
-                                   upload=upload)
+                                   upload_bytes=size if upload else None)
 
     def _still_live(self, user_sub: str, session_id: str | None) -> None:
         """After a session-scoped write: NOT_FOUND if the session was deleted meanwhile (its delete may have
@@ -231,10 +231,10 @@ class ContextStore:
         if session_id is not None:
             self._sessions.require_session(user_sub, session_id)
 
-    def _withdraw(self, user_sub: str, key: str, reserved: bool, *, upload: bool) -> None:
+    def _withdraw(self, user_sub: str, key: str, reserved: bool, *, upload_bytes: int | None) -> None:
         """A reserved write that was undone: nothing of it lands, and the next write that does not fit recounts."""
         if reserved:
-            self._quota.withdrawn(user_sub, key, upload=upload)
+            self._quota.withdrawn(user_sub, key, upload_bytes=upload_bytes)
         self._quota.released(user_sub)
 
     def _expiry(self, session_id: str | None, written: float) -> dict[str, str]:
