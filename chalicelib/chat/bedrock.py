@@ -5,8 +5,10 @@ urllib3's: while the reply streams, botocore reads the socket through urllib3,
 whose read timeouts and broken connections are not wrapped in botocore errors. A tool call
 is handed out whole, once Bedrock has streamed all of its input (`ToolUse`). Throttling
 (on the call, or inside the stream as an EventStreamError) and transient
-failures are retried with jittered backoff, but only before any text was
-handed out: text (or a tool call) already passed on cannot be taken back.
+failures are retried with jittered backoff, but only before the model generated
+anything: text (or a tool call) already passed on cannot be taken back, and output
+generated but not handed out yet (the first pieces of a tool call's input) is billed
+by Bedrock: a retry would have it billed again, the reservation covering it once.
 """
 from __future__ import annotations
 
@@ -114,7 +116,7 @@ class BedrockChat:
         attempt = 0
         while True:
             attempt += 1
-            text_seen = False
+            generated = False  # the model produced output on this call: no retry from here
             response = None
             try:
                 response = self._client.converse_stream(**request.converse_arguments())
@@ -122,11 +124,11 @@ class BedrockChat:
                     on_opened()
                 tool_uses = _ToolUses()
                 for raw in response["stream"]:
+                    generated = generated or _is_output(raw)
                     event = tool_uses.take(raw) or _translate_event(raw)
                     if isinstance(event, MessageStop):
                         tool_uses.check(event.stop_reason)
                     if event is not None:
-                        text_seen = text_seen or isinstance(event, (TextDelta, ToolUse))
                         yield event
                 return
             except (ClientError, BotoCoreError, Urllib3Error) as exc:
@@ -134,9 +136,9 @@ class BedrockChat:
                 retryable = _is_retryable(exc)
                 if on_throttled is not None and _code(exc) in THROTTLE_CODES:
                     on_throttled()
-                if text_seen or not retryable or attempt >= self._max_attempts:
+                if generated or not retryable or attempt >= self._max_attempts:
                     logger.warning("bedrock call failed", extra={"model": request.model_id, "attempt": attempt,
-                                                                 "error": _code(exc), "afterText": text_seen})
+                                                                 "error": _code(exc), "afterText": generated})
                     raise error from None
                 delay = self._backoff(attempt)
                 logger.info("bedrock call retried", extra={"model": request.model_id, "attempt": attempt,
@@ -222,6 +224,13 @@ def _tool_input(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _is_output(raw: dict[str, Any]) -> bool:
+    """Whether a stream event carries output the model generated (text, a piece of a tool call, reasoning)."""
+    if "contentBlockDelta" in raw:
+        return any((raw["contentBlockDelta"].get("delta") or {}).values())  # an empty text delta is nothing
+    return "contentBlockStart" in raw and bool((raw["contentBlockStart"].get("start") or {}).get("toolUse"))
 
 
 def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import EventStreamError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from chalicelib.chat.bedrock import (
@@ -222,3 +222,50 @@ def test_a_model_that_stalls_mid_stream_is_an_upstream_error_not_a_crash(emulato
     _events, error = chat.events("[[slow:1500]] stalls between words")
     assert isinstance(error, UpstreamError) and error.message == "the model did not answer in time"
     assert chat.sleeps == []  # not retried: a slow model would only make the user wait twice as long
+
+
+class _Stream:
+    """A ConverseStream body: these raw events, then `error` raised from inside the stream (an EventStreamError)."""
+
+    def __init__(self, events, error=None):
+        self._events, self._error = events, error
+
+    def __iter__(self):
+        yield from self._events
+        if self._error is not None:
+            raise self._error
+
+    def close(self):
+        pass
+
+
+class _StreamingClient:
+    def __init__(self, *streams):
+        self._streams = list(streams)
+        self.calls = 0
+
+    def converse_stream(self, **_arguments):
+        self.calls += 1
+        return {"stream": self._streams.pop(0)}
+
+
+def test_a_stream_that_broke_after_the_model_began_a_tool_call_is_not_retried():
+    """The tool call's first pieces were generated (and billed), though none was handed out: a retry would bill
+    the output again, uncharged (the reservation covers one call). The old code retried: nothing handed out."""
+    throttled = EventStreamError({"Error": {"Code": "throttlingException", "Message": "slow down"}}, "ConverseStream")
+    begun = [{"messageStart": {"role": "assistant"}},
+             {"contentBlockStart": {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}},
+             {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"toolUse": {"input": '{"pa'}}}}]
+    whole = [{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "retried"}}},
+             {"messageStop": {"stopReason": "end_turn"}}]
+    client = _StreamingClient(_Stream(begun, throttled), _Stream(whole))
+    chat = Chat(client)
+    events, error = chat.events("call f")
+    assert isinstance(error, UpstreamThrottled) and events == []
+    assert client.calls == 1 and chat.sleeps == []
+    # An empty text delta (nothing generated) still leaves the call retryable.
+    client = _StreamingClient(_Stream([{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": ""}}}],
+                                      throttled), _Stream(whole))
+    chat = Chat(client)
+    events, error = chat.events("hi")
+    assert error is None and client.calls == 2 and [e.text for e in events if isinstance(e, TextDelta)] == ["retried"]
