@@ -123,13 +123,16 @@ class BedrockChat:
                 if on_opened is not None:
                     on_opened()
                 tool_uses = _ToolUses()
+                broken: AppError | None = None  # a tool call the model botched: raised after the usage
                 for raw in response["stream"]:
                     generated = generated or _is_output(raw)
                     event = tool_uses.take(raw) or _translate_event(raw)
                     if isinstance(event, MessageStop):
-                        tool_uses.check(event.stop_reason)
-                    if event is not None:
-                        yield event
+                        broken = tool_uses.broken(event.stop_reason)
+                    if event is not None and (broken is None or isinstance(event, Metadata)):
+                        yield event  # after a botched call, only the usage: the output is billed all the same
+                if broken is not None:
+                    raise broken
                 return
             except (ClientError, BotoCoreError, Urllib3Error) as exc:
                 error = translate_error(exc)
@@ -208,12 +211,14 @@ class _ToolUses:
                 self._broken = name
         return None
 
-    def check(self, stop_reason: str) -> None:
+    def broken(self, stop_reason: str) -> UpstreamError | None:
         """At the message's stop: a call cut short by maxTokens is dropped (the chat ends with max_tokens);
-        any other unparsable call is the model's fault."""
+        any other unparsable call is the model's fault, the error returned (to raise once the stream's usage
+        metadata has been handed on)."""
         if self._broken is not None and stop_reason != "max_tokens":
             logger.warning("the model's tool input is not a JSON object", extra={"tool": self._broken})
-            raise UpstreamError(f"the model called tool {self._broken!r} with an input that is not a JSON object")
+            return UpstreamError(f"the model called tool {self._broken!r} with an input that is not a JSON object")
+        return None
 
 
 def _tool_input(text: str) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ from chalicelib.observability import bind, tracing
 from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.process import kept
-from chalicelib.transport import HttpTransport
+from chalicelib.transport import HttpTransport, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ContainerCaches:
     """What outlives one invocation: connections, the secret, the JWT, installation tokens, and
     which installation owns each repository."""
 
-    transport: HttpTransport
+    transport: Transport  # HttpTransport in Lambda
     secrets: SecretSource
     app_jwt: AppJwt
     tokens: InstallationTokens

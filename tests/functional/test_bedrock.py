@@ -25,6 +25,7 @@ from chalicelib.errors import UpstreamError, UpstreamThrottled
 from devserver import eventstream
 from devserver.bedrock import BedrockEmulator
 from devserver.tokenizer import count_tokens, split_tokens
+from tests.fakes import ScriptedBedrock, ScriptedStream
 from tests.servers import serve
 
 # --- the encoder, decoded by botocore ------------------------------------------------
@@ -224,31 +225,6 @@ def test_a_model_that_stalls_mid_stream_is_an_upstream_error_not_a_crash(emulato
     assert chat.sleeps == []  # not retried: a slow model would only make the user wait twice as long
 
 
-class _Stream:
-    """A ConverseStream body: these raw events, then `error` raised from inside the stream (an EventStreamError)."""
-
-    def __init__(self, events, error=None):
-        self._events, self._error = events, error
-
-    def __iter__(self):
-        yield from self._events
-        if self._error is not None:
-            raise self._error
-
-    def close(self):
-        pass
-
-
-class _StreamingClient:
-    def __init__(self, *streams):
-        self._streams = list(streams)
-        self.calls = 0
-
-    def converse_stream(self, **_arguments):
-        self.calls += 1
-        return {"stream": self._streams.pop(0)}
-
-
 def test_a_stream_that_broke_after_the_model_began_a_tool_call_is_not_retried():
     """The tool call's first pieces were generated (and billed), though none was handed out: a retry would bill
     the output again, uncharged (the reservation covers one call). The old code retried: nothing handed out."""
@@ -258,14 +234,14 @@ def test_a_stream_that_broke_after_the_model_began_a_tool_call_is_not_retried():
              {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"toolUse": {"input": '{"pa'}}}}]
     whole = [{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "retried"}}},
              {"messageStop": {"stopReason": "end_turn"}}]
-    client = _StreamingClient(_Stream(begun, throttled), _Stream(whole))
+    client = ScriptedBedrock(ScriptedStream(begun, throttled), ScriptedStream(whole))
     chat = Chat(client)
     events, error = chat.events("call f")
     assert isinstance(error, UpstreamThrottled) and events == []
     assert client.calls == 1 and chat.sleeps == []
     # An empty text delta (nothing generated) still leaves the call retryable.
-    client = _StreamingClient(_Stream([{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": ""}}}],
-                                      throttled), _Stream(whole))
+    client = ScriptedBedrock(ScriptedStream([{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": ""}}}],
+                                      throttled), ScriptedStream(whole))
     chat = Chat(client)
     events, error = chat.events("hi")
     assert error is None and client.calls == 2 and [e.text for e in events if isinstance(e, TextDelta)] == ["retried"]
