@@ -8,10 +8,10 @@ uploaded to a presigned URL. The count lives in one item of the usage table
   bytes, files   the files S3 held at the last recount, plus every write reserved since
   pending        the writes reserved since that recount that may still land, by kind and key (`p`
                  and a hash of the key for a put; `u`, the hash and the length for a presigned
-                 upload): what each adds (`d` bytes, `n` 1 for a new file), when it was reserved
-                 (`t`), and for an upload the length its URL binds (`s`). A put is forgotten once
-                 it is written; an upload may land, or land again, as long as its URL lives, so it
-                 is kept until then, whether it landed or not
+                 upload): what each added when reserved (`d` bytes, `n` 1 for a new file), when it
+                 was reserved (`t`), and its whole size (`s`: the put's, or the length the URL
+                 binds). A put is forgotten once it is written; an upload may land, or land again,
+                 as long as its URL lives, so it is kept until then, whether it landed or not
   reconciledAt   when S3 was last counted (epoch seconds)
   released       a file was deleted since: the next refusal recounts at once
   version        moves on every write, so a recount stores its result only if nothing came between
@@ -25,9 +25,9 @@ put back what a delete took away, as long as it lives): a deleted, shrunk or exp
 recount, which lists the user's prefix and runs when a write would not fit (at once after a
 `context.delete`, else at most every RECOUNT_GAP_SECONDS), when the count is a day old,
 when there is none yet, and when MAX_PENDING writes wait. A recount holds, for each path with
-live upload URLs, what the longest of them would add to what is listed there now (and a file, if
-none is): a URL of a file that was deleted, or of an overwrite that did not grow when its URL was
-issued, can still put the whole length back. So the count is never below what S3 holds or can be
+writes that may still land, what the largest of them would add to what is listed there now (and a
+file, if none is): a put or URL that overwrote a file deleted since, or a URL whose file was
+deleted after it landed, can still store its whole size. So the count is never below what S3 holds or can be
 made to hold, and a user is refused only once a fresh count says the write does not fit.
 
 What S3 holds under a session that is no longer live (deleted, being deleted, or idle past
@@ -89,32 +89,26 @@ class StorageQuota:
         self._pending_seconds = pending_seconds + PENDING_SLACK_SECONDS  # how long a write may take to land
         self._clock = clock
 
-    def reserve(self, user_sub: str, key: str, *, add_bytes: int, new_file: bool,
-                upload_bytes: int | None = None) -> bool:
-        """Count a write to `key` that adds `add_bytes` (a new file's size, or what an overwrite grows
-        by) before it is made: a put, or a presigned upload whose URL, binding `upload_bytes`, is about
-        to be issued. QUOTA_EXCEEDED, nothing counted, when a fresh count leaves no room. False when
-        nothing was recorded (a put that does not grow the file), so there is nothing to mark `written`.
-        An upload is always recorded, even one that grows nothing now: after a delete its URL can put
-        the whole length back."""
-        add_bytes = max(add_bytes, 0)
-        if not add_bytes and not new_file and upload_bytes is None:
-            return False
-        if add_bytes > self.max_bytes:
+    def reserve(self, user_sub: str, key: str, *, size: int, old_size: int | None, upload: bool) -> None:
+        """Count a write of `size` bytes to `key`, which holds `old_size` bytes now (None: no file), before it is
+        made: a put, or a presigned `upload` whose URL, binding `size`, is about to be issued. It adds a new
+        file's size, or what an overwrite grows by; it is recorded whatever it adds, with its whole size, since a
+        delete of the file before it lands makes it add that much (a recount counts it so). QUOTA_EXCEEDED,
+        nothing counted, when a fresh count leaves no room."""
+        add_bytes = max(size - (old_size or 0), 0)
+        if size > self.max_bytes:
             raise QuotaExceeded(f"the file is larger than the storage quota of {self.max_bytes} bytes")
         now = self._clock()
-        entry = {"d": _n(add_bytes), "n": _n(int(new_file)), "t": _n(int(now))}
-        if upload_bytes is not None:
-            entry["s"] = _n(upload_bytes)
-        pending_id = _pending_id(key, upload_bytes)
+        entry = {"d": _n(add_bytes), "n": _n(int(old_size is None)), "t": _n(int(now)), "s": _n(size)}
+        pending_id = _pending_id(key, size if upload else None)
         old = self._try_reserve(user_sub, pending_id, entry, now)
         if old is None:
-            return True
+            return
         if self._recount_due(old, now):
             self._recount(user_sub, old, now)
             old = self._try_reserve(user_sub, pending_id, entry, now)
             if old is None:
-                return True
+                return
         raise QuotaExceeded(self._refusal(old))
 
     def written(self, user_sub: str, key: str) -> None:
@@ -122,9 +116,9 @@ class StorageQuota:
         self._forget(user_sub, _pending_id(key, None))
 
     def withdrawn(self, user_sub: str, key: str, *, upload_bytes: int | None) -> None:
-        """A reserved write of `key` into a session deleted meanwhile will not land: its put was undone, or its
-        upload URL (binding `upload_bytes`) never handed out. A recount need not wait for it. (The entry may
-        stand for an earlier URL of the same key and length too: one of the same deleted session, which no
+        """A reserved write of `key` into a session deleted meanwhile will not land: its put was undone (None),
+        or its upload URL (binding `upload_bytes`) never handed out. A recount need not wait for it. (The entry
+        may stand for an earlier URL of the same key and length too: one of the same deleted session, which no
         recount counts.)"""
         self._forget(user_sub, _pending_id(key, upload_bytes))
 
@@ -179,7 +173,7 @@ class StorageQuota:
             total_bytes = sum(size for size, _ in listed.values())
             total_files = len(listed)
             waiting: dict[str, Any] = {}
-            uploads: dict[str, int] = {}  # key hash -> the longest live URL of that key
+            longest: dict[str, int] = {}  # key hash -> the largest write of that key that may still land
             for pending_id, value in old.get("pending", {}).get("M", {}).items():
                 entry = value["M"]
                 reserved_at = int(entry["t"]["N"])
@@ -188,17 +182,16 @@ class StorageQuota:
                     continue  # its URL expired long ago: it landed (and is listed) or never will
                 if key_hash in left:
                     continue  # landed in a session deleted meanwhile: it counts no more
-                if "s" in entry:  # a live URL: it may land, or land again, whatever is listed now
-                    waiting[pending_id] = value
-                    uploads[key_hash] = max(uploads.get(key_hash, 0), int(entry["s"]["N"]))
-                    continue
                 landed = listed.get(key_hash)
-                if landed is not None and landed[1] >= reserved_at - LANDED_SKEW_SECONDS:
-                    continue  # written since it was reserved: the listing counts it
-                waiting[pending_id] = value
-                total_bytes += int(entry["d"]["N"])
-                total_files += int(entry["n"]["N"])
-            for key_hash, length in uploads.items():  # what landing would add to what is listed there
+                if pending_id[0] == "p" and landed is not None and landed[1] >= reserved_at - LANDED_SKEW_SECONDS:
+                    continue  # a put written since it was reserved: the listing counts it
+                waiting[pending_id] = value  # a put on its way, or a live URL: it may land (again)
+                if "s" not in entry:  # reserved before writes recorded their size: what it added then
+                    total_bytes += int(entry["d"]["N"])
+                    total_files += int(entry["n"]["N"])
+                    continue
+                longest[key_hash] = max(longest.get(key_hash, 0), int(entry["s"]["N"]))
+            for key_hash, length in longest.items():  # what landing would add to what is listed there
                 size = listed[key_hash][0] if key_hash in listed else None
                 total_bytes += max(0, length - (size or 0))
                 total_files += int(size is None)

@@ -219,3 +219,33 @@ def test_every_live_url_of_a_path_counts_what_its_upload_may_store(store, sub, c
     clock.now += get_settings().presigned_put_seconds + PENDING_SLACK_SECONDS + 1
     with pytest.raises(QuotaExceeded, match="100 of 100 bytes"):
         store.put(sub, "c.txt", "c", session_id=None)
+
+
+def test_a_put_that_finds_its_file_deleted_on_its_way_counts_its_whole_size(store, sub, monkeypatch):
+    """An overwrite reserves what it grows by, but a delete landing between its HEAD and its write makes it a new
+    file: a recount in between must count the whole put, or another write fits where it does not (the old code
+    let both in: 190 bytes stored under a quota of 100)."""
+    store.put(sub, "a.txt", "a" * 90, session_id=None)
+    objects, key = store._objects, f"users/{sub}/context/a.txt"
+    head, put = objects.head, objects.put
+    refused: list[QuotaExceeded] = []
+
+    def head_then_deleted(name):
+        found = head(name)
+        if name == key:  # a context.delete of another Lambda lands now
+            objects.delete(key)
+            store._quota.released(sub)
+        return found
+
+    def put_after_another_write(name, data, **kwargs):
+        if name == key:  # another write, and its recount, come before this one lands
+            try:
+                store.put(sub, "b.txt", "b" * 90, session_id=None)
+            except QuotaExceeded as error:
+                refused.append(error)
+        return put(name, data, **kwargs)
+
+    monkeypatch.setattr(objects, "head", head_then_deleted)
+    monkeypatch.setattr(objects, "put", put_after_another_write)
+    store.put(sub, "a.txt", "a" * 100, session_id=None)
+    assert refused and "100 of 100 bytes" in str(refused[0])
