@@ -46,7 +46,7 @@ class CallReservation:
     user_sub: str
     hour_start: int  # the window charged, at reservation and at settlement
     calls: int
-    limit: int = 0  # the user's calls per hour when it was reserved: what holding more is checked against
+    limit: int  # the user's calls per hour when it was reserved: what holding more is checked against
 
 
 class GitHubCallBudget:
