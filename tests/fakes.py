@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -210,3 +210,30 @@ class GitHubWorld:
                               clock=clock, sleep=clock.sleep, jitter=lambda: 1.0, on_rate_limited=on_rate_limited,
                               time_left=time_left, secrets=self._source, app_jwt=self._app_jwt, tokens=self._tokens)
         return client, transport
+
+
+class ScriptedStream:
+    """A ConverseStream body: these raw events, then `error` raised from inside the stream (an EventStreamError)."""
+
+    def __init__(self, events: list[Any], error: Exception | None = None) -> None:
+        self._events, self._error = events, error
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from self._events
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedBedrock:
+    """A bedrock-runtime client whose ConverseStream calls answer these streams in turn, counted."""
+
+    def __init__(self, *streams: ScriptedStream) -> None:
+        self._streams = list(streams)
+        self.calls = 0
+
+    def converse_stream(self, **_arguments: Any) -> dict[str, ScriptedStream]:
+        self.calls += 1
+        return {"stream": self._streams.pop(0)}

@@ -5,8 +5,10 @@ urllib3's: while the reply streams, botocore reads the socket through urllib3,
 whose read timeouts and broken connections are not wrapped in botocore errors. A tool call
 is handed out whole, once Bedrock has streamed all of its input (`ToolUse`). Throttling
 (on the call, or inside the stream as an EventStreamError) and transient
-failures are retried with jittered backoff, but only before any text was
-handed out: text (or a tool call) already passed on cannot be taken back.
+failures are retried with jittered backoff, but only before the model generated
+anything: text (or a tool call) already passed on cannot be taken back, and output
+generated but not handed out yet (the first pieces of a tool call's input) is billed
+by Bedrock: a retry would have it billed again, the reservation covering it once.
 """
 from __future__ import annotations
 
@@ -114,29 +116,32 @@ class BedrockChat:
         attempt = 0
         while True:
             attempt += 1
-            text_seen = False
+            generated = False  # the model produced output on this call: no retry from here
             response = None
             try:
                 response = self._client.converse_stream(**request.converse_arguments())
                 if on_opened is not None:
                     on_opened()
                 tool_uses = _ToolUses()
+                broken: AppError | None = None  # a tool call the model botched: raised after the usage
                 for raw in response["stream"]:
+                    generated = generated or _is_output(raw)
                     event = tool_uses.take(raw) or _translate_event(raw)
                     if isinstance(event, MessageStop):
-                        tool_uses.check(event.stop_reason)
-                    if event is not None:
-                        text_seen = text_seen or isinstance(event, (TextDelta, ToolUse))
-                        yield event
+                        broken = tool_uses.broken(event.stop_reason)
+                    if event is not None and (broken is None or isinstance(event, Metadata)):
+                        yield event  # after a botched call, only the usage: the output is billed all the same
+                if broken is not None:
+                    raise broken
                 return
             except (ClientError, BotoCoreError, Urllib3Error) as exc:
                 error = translate_error(exc)
                 retryable = _is_retryable(exc)
                 if on_throttled is not None and _code(exc) in THROTTLE_CODES:
                     on_throttled()
-                if text_seen or not retryable or attempt >= self._max_attempts:
+                if generated or not retryable or attempt >= self._max_attempts:
                     logger.warning("bedrock call failed", extra={"model": request.model_id, "attempt": attempt,
-                                                                 "error": _code(exc), "afterText": text_seen})
+                                                                 "error": _code(exc), "afterText": generated})
                     raise error from None
                 delay = self._backoff(attempt)
                 logger.info("bedrock call retried", extra={"model": request.model_id, "attempt": attempt,
@@ -206,12 +211,14 @@ class _ToolUses:
                 self._broken = name
         return None
 
-    def check(self, stop_reason: str) -> None:
+    def broken(self, stop_reason: str) -> UpstreamError | None:
         """At the message's stop: a call cut short by maxTokens is dropped (the chat ends with max_tokens);
-        any other unparsable call is the model's fault."""
+        any other unparsable call is the model's fault, the error returned (to raise once the stream's usage
+        metadata has been handed on)."""
         if self._broken is not None and stop_reason != "max_tokens":
             logger.warning("the model's tool input is not a JSON object", extra={"tool": self._broken})
-            raise UpstreamError(f"the model called tool {self._broken!r} with an input that is not a JSON object")
+            return UpstreamError(f"the model called tool {self._broken!r} with an input that is not a JSON object")
+        return None
 
 
 def _tool_input(text: str) -> dict[str, Any] | None:
@@ -222,6 +229,13 @@ def _tool_input(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _is_output(raw: dict[str, Any]) -> bool:
+    """Whether a stream event carries output the model generated (text, a piece of a tool call, reasoning)."""
+    if "contentBlockDelta" in raw:
+        return any((raw["contentBlockDelta"].get("delta") or {}).values())  # an empty text delta is nothing
+    return "contentBlockStart" in raw and bool((raw["contentBlockStart"].get("start") or {}).get("toolUse"))
 
 
 def _translate_event(raw: dict[str, Any]) -> ModelEvent | None:

@@ -13,7 +13,7 @@ every RESUME_POLL_SECONDS while nobody listens).
 
 Whatever happens (done, error, cancel, exception, time limit), one `finally` (`_finish`) settles
 the token reservation to the usage (the model's metadata, or, when the stream broke before it,
-the input estimate and the text served), keeps the stream frames for CHAT_REPLAY_SECONDS
+the input estimate and the output read from the model), keeps the stream frames for CHAT_REPLAY_SECONDS
 (chalicelib/chat/replay.py), records the outcome with the final frame (the one write that decides
 whether a resume is answered by this worker or replayed by the handler: the resumes recorded
 before it are followed here), appends the exchange to the session, and then sends the one final
@@ -68,6 +68,7 @@ class Outcome:
     usage: Usage | None = None  # from the model's metadata event
     reply: list[str] = field(default_factory=list)  # the text handed to the stream, for the fallback and the session
     tool_uses: list[ToolUse] = field(default_factory=list)  # the tool calls handed to the stream
+    unsent: list[str] = field(default_factory=list)  # output read from the model that no frame could carry
     prompt: str | None = None  # the chat's prompt as the model got it (an upload's, once read)
     model_called: bool = False  # the input was loaded and sent to the model
     opened: bool = False  # Bedrock accepted a call: its stream opened
@@ -86,9 +87,10 @@ class Outcome:
         return "".join(self.reply)
 
     @property
-    def served_text(self) -> str:
-        """Everything the model generated that was handed out: its text and its tool calls' inputs."""
-        return self.reply_text + "".join(protocol.encode(use.input) for use in self.tool_uses)
+    def generated_text(self) -> str:
+        """Everything read from the model: the text and tool calls handed out, and a tool call too large to be
+        (Bedrock bills it all the same)."""
+        return self.reply_text + "".join(protocol.encode(use.input) for use in self.tool_uses) + "".join(self.unsent)
 
 
 class ChatWorker:
@@ -205,7 +207,11 @@ class ChatWorker:
                     stream.write(item.text)
                     outcome.reply.append(item.text)
                 elif isinstance(item, ToolUse):
-                    _check_frame_size(job, item)
+                    try:
+                        _check_frame_size(job, item)
+                    except PayloadTooLarge:
+                        outcome.unsent.append(protocol.encode(item.input))  # generated, so charged
+                        raise
                     stream.write_tool_use(item)
                     outcome.tool_uses.append(item)
                 elif isinstance(item, MessageStop):
@@ -269,8 +275,8 @@ class ChatWorker:
         frames = stream.seal()
         reply = outcome.reply_text
         reported = outcome.usage
-        if reported is None:  # no metadata: the input the model read, and what was served (nothing is free)
-            reported = Usage(*fallback_usage(job.reservation, outcome.served_text, model_read=outcome.model_read),
+        if reported is None:  # no metadata: the input the model read, and what it generated (nothing is free)
+            reported = Usage(*fallback_usage(job.reservation, outcome.generated_text, model_read=outcome.model_read),
                              estimated=True)
         charge = job.reservation.charge(reported.input_tokens, reported.output_tokens,
                                         cache_read=reported.cache_read_input_tokens,

@@ -6,10 +6,12 @@ uploaded to a presigned URL. The count lives in one item of the usage table
 (pk `USER#<sub>`, sk `STORAGE`; infra/resources.py):
 
   bytes, files   the files S3 held at the last recount, plus every write reserved since
-  pending        the writes reserved since that recount and not known to have landed, by kind and
-                 key (`u` or `p` and a hash of the key): what each adds (`d` bytes, `n` 1 for a new
-                 file), when it was reserved (`t`). A presigned upload (`u`) may land, or land
-                 again, as long as its URL lives; a put (`p`) is forgotten once it is written
+  pending        the writes reserved since that recount that may still land, by kind and key (`p`
+                 and a hash of the key for a put; `u`, the hash and the length for a presigned
+                 upload): what each added when reserved (`d` bytes, `n` 1 for a new file), when it
+                 was reserved (`t`), and its whole size (`s`: the put's, or the length the URL
+                 binds). A put is forgotten once it is written; an upload may land, or land again,
+                 as long as its URL lives, so it is kept until then, whether it landed or not
   reconciledAt   when S3 was last counted (epoch seconds)
   released       a file was deleted since: the next refusal recounts at once
   version        moves on every write, so a recount stores its result only if nothing came between
@@ -22,8 +24,11 @@ put back what a delete took away, as long as it lives): a deleted, shrunk or exp
 (`context.delete`, `session.delete`, the lifecycle rules) leaves the count until the next
 recount, which lists the user's prefix and runs when a write would not fit (at once after a
 `context.delete`, else at most every RECOUNT_GAP_SECONDS), when the count is a day old,
-when there is none yet, and when MAX_PENDING writes wait. So the count is never below what
-S3 holds, and a user is refused only once a fresh count says the write does not fit.
+when there is none yet, and when MAX_PENDING writes wait. A recount holds, for each path with
+writes that may still land, what the largest of them would add to what is listed there now (and a
+file, if none is): a put or URL that overwrote a file deleted since, or a URL whose file was
+deleted after it landed, can still store its whole size. So the count is never below what S3 holds or can be
+made to hold, and a user is refused only once a fresh count says the write does not fit.
 
 What S3 holds under a session that is no longer live (deleted, being deleted, or idle past
 its TTL by more than the hour in which activity begun before its expiry may still revive it:
@@ -57,6 +62,7 @@ MAX_PENDING = 300  # writes remembered between recounts (about 20 KB of the item
 PENDING_SLACK_SECONDS = 300  # an upload started just before its URL expired may still be landing
 LANDED_SKEW_SECONDS = 5  # S3's clock against Lambda's, when telling whether a write has landed
 _RECOUNT_ATTEMPTS = 3
+_HASH_LENGTH = 20  # hex digits of a key's hash in a pending write's name
 _NAMES = {"#b": "bytes", "#f": "files", "#p": "pending", "#r": "reconciledAt", "#v": "version"}
 _TRUE = {"BOOL": True}
 
@@ -83,38 +89,38 @@ class StorageQuota:
         self._pending_seconds = pending_seconds + PENDING_SLACK_SECONDS  # how long a write may take to land
         self._clock = clock
 
-    def reserve(self, user_sub: str, key: str, *, add_bytes: int, new_file: bool, upload: bool) -> bool:
-        """Count a write to `key` that adds `add_bytes` (a new file's size, or what an overwrite grows
-        by) before it is made: a put, or a presigned `upload` whose URL is about to be issued.
-        QUOTA_EXCEEDED, nothing counted, when a fresh count leaves no room. False when the write
-        takes nothing (an overwrite that does not grow), so there is nothing to mark `written`."""
-        add_bytes = max(add_bytes, 0)
-        if not add_bytes and not new_file:
-            return False
-        if add_bytes > self.max_bytes:
+    def reserve(self, user_sub: str, key: str, *, size: int, old_size: int | None, upload: bool) -> None:
+        """Count a write of `size` bytes to `key`, which holds `old_size` bytes now (None: no file), before it is
+        made: a put, or a presigned `upload` whose URL, binding `size`, is about to be issued. It adds a new
+        file's size, or what an overwrite grows by; it is recorded whatever it adds, with its whole size, since a
+        delete of the file before it lands makes it add that much (a recount counts it so). QUOTA_EXCEEDED,
+        nothing counted, when a fresh count leaves no room."""
+        add_bytes = max(size - (old_size or 0), 0)
+        if size > self.max_bytes:
             raise QuotaExceeded(f"the file is larger than the storage quota of {self.max_bytes} bytes")
         now = self._clock()
-        entry = {"d": _n(add_bytes), "n": _n(int(new_file)), "t": _n(int(now))}
-        pending_id = _pending_id(key, upload=upload)
+        entry = {"d": _n(add_bytes), "n": _n(int(old_size is None)), "t": _n(int(now)), "s": _n(size)}
+        pending_id = _pending_id(key, size if upload else None)
         old = self._try_reserve(user_sub, pending_id, entry, now)
         if old is None:
-            return True
+            return
         if self._recount_due(old, now):
             self._recount(user_sub, old, now)
             old = self._try_reserve(user_sub, pending_id, entry, now)
             if old is None:
-                return True
+                return
         raise QuotaExceeded(self._refusal(old))
 
     def written(self, user_sub: str, key: str) -> None:
         """A reserved put of `key` is in S3: a recount need not wait for it (and must not, once it is deleted)."""
-        self._forget(user_sub, _pending_id(key, upload=False))
+        self._forget(user_sub, _pending_id(key, None))
 
-    def withdrawn(self, user_sub: str, key: str, *, upload: bool) -> None:
-        """A reserved write of `key` into a session deleted meanwhile will not land: its put was undone, or its
-        upload URL never handed out. A recount need not wait for it. (The entry may stand for an earlier URL of
-        the same key too: one of the same deleted session, which no recount counts.)"""
-        self._forget(user_sub, _pending_id(key, upload=upload))
+    def withdrawn(self, user_sub: str, key: str, *, upload_bytes: int | None) -> None:
+        """A reserved write of `key` into a session deleted meanwhile will not land: its put was undone (None),
+        or its upload URL (binding `upload_bytes`) never handed out. A recount need not wait for it. (The entry
+        may stand for an earlier URL of the same key and length too: one of the same deleted session, which no
+        recount counts.)"""
+        self._forget(user_sub, _pending_id(key, upload_bytes))
 
     def released(self, user_sub: str) -> None:
         """A file of the user's was deleted: the next write that does not fit recounts at once."""
@@ -167,19 +173,28 @@ class StorageQuota:
             total_bytes = sum(size for size, _ in listed.values())
             total_files = len(listed)
             waiting: dict[str, Any] = {}
+            longest: dict[str, int] = {}  # key hash -> the largest write of that key that may still land
             for pending_id, value in old.get("pending", {}).get("M", {}).items():
                 entry = value["M"]
                 reserved_at = int(entry["t"]["N"])
+                key_hash = pending_id[1:1 + _HASH_LENGTH]
                 if reserved_at + self._pending_seconds < now:
                     continue  # its URL expired long ago: it landed (and is listed) or never will
-                landed = listed.get(pending_id[1:])
-                if landed is not None and landed[1] >= reserved_at - LANDED_SKEW_SECONDS:
-                    continue  # written since it was reserved: the listing counts it
-                if pending_id[1:] in left:
+                if key_hash in left:
                     continue  # landed in a session deleted meanwhile: it counts no more
-                waiting[pending_id] = value
-                total_bytes += int(entry["d"]["N"])
-                total_files += int(entry["n"]["N"])
+                landed = listed.get(key_hash)
+                if pending_id[0] == "p" and landed is not None and landed[1] >= reserved_at - LANDED_SKEW_SECONDS:
+                    continue  # a put written since it was reserved: the listing counts it
+                waiting[pending_id] = value  # a put on its way, or a live URL: it may land (again)
+                if "s" not in entry:  # reserved before writes recorded their size: what it added then
+                    total_bytes += int(entry["d"]["N"])
+                    total_files += int(entry["n"]["N"])
+                    continue
+                longest[key_hash] = max(longest.get(key_hash, 0), int(entry["s"]["N"]))
+            for key_hash, length in longest.items():  # what landing would add to what is listed there
+                size = listed[key_hash][0] if key_hash in listed else None
+                total_bytes += max(0, length - (size or 0))
+                total_files += int(size is None)
             version = _number(old, "version")
             item = {**self._key(user_sub), "bytes": _n(total_bytes), "files": _n(total_files),
                     "pending": {"M": waiting}, "reconciledAt": _n(int(now)), "version": _n(version + 1)}
@@ -238,7 +253,7 @@ class StorageQuota:
 
     def _refusal(self, old: dict[str, Any]) -> str:
         if len(old.get("pending", {}).get("M", {})) >= MAX_PENDING:
-            return (f"{MAX_PENDING} uploads are waiting to land: use their URLs or let them expire "
+            return (f"{MAX_PENDING} upload URLs or writes are live: let them expire "
                     f"(after {self._pending_seconds} s) before asking for more")
         return (f"the storage quota is spent: {_number(old, 'bytes')} of {self.max_bytes} bytes and "
                 f"{_number(old, 'files')} of {self.max_files} files are in use; delete context files to free space")
@@ -263,12 +278,13 @@ def _session_of(relative: str) -> str | None:
 
 def _key_hash(key: str) -> str:
     """A short, fixed-size name for an object key."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:_HASH_LENGTH]
 
 
-def _pending_id(key: str, *, upload: bool) -> str:
-    """The name of a reserved write in the item's `pending` map: its kind, then its key's hash."""
-    return ("u" if upload else "p") + _key_hash(key)
+def _pending_id(key: str, upload_bytes: int | None) -> str:
+    """The name of a reserved write in the item's `pending` map: its kind, its key's hash, and for an upload the
+    length its URL binds (URLs of one key and length share an entry: the newest's life covers the others')."""
+    return f"p{_key_hash(key)}" if upload_bytes is None else f"u{_key_hash(key)}:{upload_bytes}"
 
 
 def _n(value: int) -> dict[str, str]:

@@ -93,16 +93,15 @@ class ContextStore:
         if len(data) > self.max_bytes:
             raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
         self._owned(user_sub, session_id, write=True)
-        reserved = self._reserve(user_sub, key, len(data), upload=False)
+        self._reserve(user_sub, key, len(data), upload=False)
         etag = self._objects.put(key, data, content_type=DEFAULT_CONTENT_TYPE, tagging=_tagging(session_id))
         try:
             self._still_live(user_sub, session_id)
         except NotFound:
             self._objects.delete(key)
-            self._withdraw(user_sub, key, reserved, upload=False)
+            self._withdraw(user_sub, key, upload_bytes=None)
             raise
-        if reserved:
-            self._quota.written(user_sub, key)
+        self._quota.written(user_sub, key)
         return {"path": path, "size": len(data), "etag": etag, **self._expiry(session_id, self._clock())}
 
     def upload_url(self, user_sub: str, path: str, size: int, *, session_id: str | None,
@@ -115,14 +114,14 @@ class ContextStore:
             raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
         self._owned(user_sub, session_id, write=True)
         # The URL binds the length: the upload can add no more than is counted here, now.
-        reserved = self._reserve(user_sub, key, size, upload=True)
+        self._reserve(user_sub, key, size, upload=True)
         now = self._clock()
         url, headers = self._objects.presign_put(key, size=size, content_type=content_type,
                                                  tagging=_tagging(session_id))
         try:
             self._still_live(user_sub, session_id)
         except NotFound:
-            self._withdraw(user_sub, key, reserved, upload=True)  # the URL never leaves: nothing can land
+            self._withdraw(user_sub, key, upload_bytes=size)  # the URL never leaves: nothing can land
             raise
         return {"path": path, "url": url, "headers": headers, "expiresAt": iso(now + self._objects.put_seconds)}
 
@@ -216,14 +215,13 @@ class ContextStore:
 
     # --- internals --------------------------------------------------------
 
-    def _reserve(self, user_sub: str, key: str, size: int, *, upload: bool) -> bool:
+    def _reserve(self, user_sub: str, key: str, size: int, *, upload: bool) -> None:
         """Count a write of `size` bytes to `key` in the user's quota: a new file, or what an overwrite adds."""
         try:
             old_size: int | None = self._objects.head(key).size
         except NotFound:
             old_size = None
-        return self._quota.reserve(user_sub, key, add_bytes=size - (old_size or 0), new_file=old_size is None,
-                                   upload=upload)
+        self._quota.reserve(user_sub, key, size=size, old_size=old_size, upload=upload)
 
     def _still_live(self, user_sub: str, session_id: str | None) -> None:
         """After a session-scoped write: NOT_FOUND if the session was deleted meanwhile (its delete may have
@@ -231,10 +229,9 @@ class ContextStore:
         if session_id is not None:
             self._sessions.require_session(user_sub, session_id)
 
-    def _withdraw(self, user_sub: str, key: str, reserved: bool, *, upload: bool) -> None:
+    def _withdraw(self, user_sub: str, key: str, *, upload_bytes: int | None) -> None:
         """A reserved write that was undone: nothing of it lands, and the next write that does not fit recounts."""
-        if reserved:
-            self._quota.withdrawn(user_sub, key, upload=upload)
+        self._quota.withdrawn(user_sub, key, upload_bytes=upload_bytes)
         self._quota.released(user_sub)
 
     def _expiry(self, session_id: str | None, written: float) -> dict[str, str]:

@@ -12,7 +12,9 @@ remaining time): no call starts after it, no call's timeouts reach past it, no
 wait that would pass it is started; it is answered TIMEOUT. The last `reserve`
 seconds before it are kept back for undoing a write that failed (`release_reserve`),
 so that a pull request stopped by the deadline can still delete its branch. Every
-request sent counts in `calls`, retries too: what the run cost the app's GitHub limits.
+request sent counts in `calls`, retries too: what the run cost the app's GitHub limits;
+`before_call` is asked before each (the user's call budget: it raises RATE_LIMITED to stop
+the run before a call the budget does not cover; an undo is told so, and may pass it).
 
 Each call runs as one of the secret's installations, with that installation's
 token: the only one when the secret names one; else the one GitHub says owns
@@ -73,7 +75,8 @@ class GitHubClient:
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random,
                  time_left: Callable[[], float] = lambda: math.inf, reserve: float = 0.0,
-                 on_rate_limited: Callable[[], None] = lambda: None) -> None:
+                 on_rate_limited: Callable[[], None] = lambda: None,
+                 before_call: Callable[..., None] = lambda calls_made, *, undoing: None) -> None:
         self._transport = transport
         self._secrets = secrets
         self._jwt = app_jwt
@@ -88,6 +91,8 @@ class GitHubClient:
         self._time_left = time_left  # seconds until the run must stop, to still answer the client
         self._reserve = reserve  # seconds before that kept back for undoing a failed write
         self._on_rate_limited = on_rate_limited  # one call per rate-limit answer (the worker's metric)
+        self._before_call = before_call  # (calls made so far, undoing=...) before each request: may raise
+        self._undoing = False  # release_reserve was called: what is sent now undoes a failed write
         self.calls = 0  # requests sent to GitHub by this run, retries included
 
     def release_reserve(self) -> None:
@@ -95,6 +100,7 @@ class GitHubClient:
         for undoing what a failed request left on GitHub, once, at its end."""
         self._wait_left = max(self._wait_left, self._reserve)
         self._reserve = 0.0
+        self._undoing = True
 
     # --- the API ------------------------------------------------------------
 
@@ -232,6 +238,7 @@ class GitHubClient:
         while True:
             attempt += 1
             left = self._time_still_left()
+            self._before_call(self.calls, undoing=self._undoing)
             self.calls += 1
             try:
                 response = self._transport.send(method, url, headers=headers, body=body,

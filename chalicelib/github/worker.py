@@ -32,12 +32,12 @@ from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstal
 from chalicelib.github.job import GitHubJob, InvalidJob
 from chalicelib.github.operations import CALLS_RESERVED, GitHubOperations
 from chalicelib.github.scope import GitHubScope
-from chalicelib.limits.github_calls import GitHubCallBudget
+from chalicelib.limits.github_calls import CallHold, GitHubCallBudget
 from chalicelib.observability import bind, tracing
 from chalicelib.observability import metric_names as metric
 from chalicelib.observability.metrics import MetricsWriter, count_error, get_metrics
 from chalicelib.process import kept
-from chalicelib.transport import HttpTransport
+from chalicelib.transport import HttpTransport, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class ContainerCaches:
     """What outlives one invocation: connections, the secret, the JWT, installation tokens, and
     which installation owns each repository."""
 
-    transport: HttpTransport
+    transport: Transport  # HttpTransport in Lambda
     secrets: SecretSource
     app_jwt: AppJwt
     tokens: InstallationTokens
@@ -71,11 +71,13 @@ def container_caches() -> ContainerCaches:
 
 
 def new_client(settings: Settings, caches: ContainerCaches, *, time_left: Callable[[], float] = lambda: math.inf,
-               on_rate_limited: Callable[[], None] = lambda: None) -> GitHubClient:
+               on_rate_limited: Callable[[], None] = lambda: None,
+               before_call: Callable[..., None] = lambda calls_made, *, undoing: None) -> GitHubClient:
     return GitHubClient(transport=caches.transport, secrets=caches.secrets, app_jwt=caches.app_jwt,
                         tokens=caches.tokens, routes=caches.routes, api_url=settings.github_api_url,
                         max_attempts=settings.github_max_attempts, max_wait=settings.github_max_wait_seconds,
-                        time_left=time_left, reserve=UNDO_RESERVE_SECONDS, on_rate_limited=on_rate_limited)
+                        time_left=time_left, reserve=UNDO_RESERVE_SECONDS, on_rate_limited=on_rate_limited,
+                        before_call=before_call)
 
 
 def time_left_from(remaining_ms: Callable[[], int] | None) -> Callable[[], float]:
@@ -156,15 +158,16 @@ def _serve(job: GitHubJob, settings: Settings, metrics: MetricsWriter, budget: G
            time_left: Callable[[], float]) -> dict[str, Any]:
     scope = GitHubScope.from_settings(settings)
     params = scope.authorize(job.action, job.params, job.groups)
-    reservation = budget.reserve(job.user_sub, groups=job.groups, calls=CALLS_RESERVED[job.action])
+    hold = CallHold(budget, budget.reserve(job.user_sub, groups=job.groups, calls=CALLS_RESERVED[job.action]))
     throttled = functools.partial(metrics.emit, metric.UPSTREAM_THROTTLED, 1, dimensions={metric.ACTION: job.action})
-    client = new_client(settings, container_caches(), time_left=time_left, on_rate_limited=throttled)
+    client = new_client(settings, container_caches(), time_left=time_left, on_rate_limited=throttled,
+                        before_call=hold.before_call)
     try:
         operations = GitHubOperations(client, max_file_bytes=settings.github_max_file_bytes,
                                       may_reach=lambda repo: scope.may_reach(repo, job.groups))
         return operations.run(job.action, params, username=job.username)
     finally:
         try:
-            budget.settle(reservation, client.calls)
+            budget.settle(hold.reservation, client.calls)
         except Exception:  # the answer stands; the counter keeps what was reserved
             logger.exception("cannot settle the GitHub call budget", extra={"calls": client.calls})

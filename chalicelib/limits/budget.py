@@ -69,15 +69,15 @@ class _Refusal:
     reset_at: int
 
 
-def fallback_usage(reservation: Reservation, served_text: str, *, model_read: bool) -> tuple[int, int]:
+def fallback_usage(reservation: Reservation, generated_text: str, *, model_read: bool) -> tuple[int, int]:
     """(input, output) to charge when the stream ended without Bedrock's usage metadata.
 
     The input is what the model read, whatever came of the chat: the reservation's count (or bound) once
-    Bedrock accepted the request, 0 if it never did. The output is the bound of what was handed out (a
-    token holds at least a byte), never more than the granted maxTokens: nothing served is free, and the
-    charge never passes the reservation.
+    Bedrock accepted the request, 0 if it never did. The output is the bound of what was read from the model
+    (a token holds at least a byte): what was handed out, and a tool call too large for a frame; never more
+    than the granted maxTokens: nothing generated is free, and the charge never passes the reservation.
     """
-    output = min(reservation.max_tokens, token_bound(served_text))
+    output = min(reservation.max_tokens, token_bound(generated_text))
     return (reservation.input_tokens if model_read else 0), output
 
 

@@ -7,9 +7,12 @@ spend them for everyone, the github_worker reserves an action's usual number of 
 keeps the user's hour record's `githubCalls` within GITHUB_CALLS_PER_HOUR (or the user's
 groups' `githubCallsPerHour` in LIMITS_BY_GROUP, the most generous), and then settles the
 counter to the calls the run really made (retries included) with one more UpdateItem.
-Concurrent requests cannot pass the limit together; a run that made more calls than it
-reserved can take the counter past it, and the next request is refused until the hour ends.
-A refused request is RATE_LIMITED with retryAfter, the seconds until the next hour.
+A run that needs more calls than it holds (retries, pages, a file found under another
+spelling) holds one more before each, in the same conditional way (`CallHold`), so no run
+and no number of concurrent runs passes the limit: the call that would is not sent, and the
+run ends RATE_LIMITED. Only the undoing of a failed pull request's branch may pass it (a few
+calls), so that nothing is left behind on GitHub. A refused request is RATE_LIMITED with
+retryAfter, the seconds until the next hour.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.aws.dynamo import retry_conflicts, update_if
@@ -43,6 +46,7 @@ class CallReservation:
     user_sub: str
     hour_start: int  # the window charged, at reservation and at settlement
     calls: int
+    limit: int  # the user's calls per hour when it was reserved: what holding more is checked against
 
 
 class GitHubCallBudget:
@@ -59,22 +63,37 @@ class GitHubCallBudget:
         now = self._clock()
         limit = self._limit_for(groups)
         calls = max(0, min(calls, limit))
-        admitted = update_if(
-            lambda **request: retry_conflicts(lambda: self._client.update_item(**request)),
-            TableName=self._table,
-            Key=self._key(user_sub, now),
-            UpdateExpression="SET #ttl = :ttl ADD #calls :calls",
-            ConditionExpression="attribute_not_exists(#calls) OR #calls <= :room",
-            ExpressionAttributeNames={"#calls": COUNTER, "#ttl": "ttl"},
-            ExpressionAttributeValues={":calls": records.number(calls), ":room": records.number(limit - calls),
-                                       ":ttl": records.number(self._retention.hour_expiry(now))},
-        )
-        if not admitted:
-            retry_after = max(1, math.ceil(records.hour_start(now) + 3600 - now))
-            logger.info("GitHub call budget spent", extra={"sub": user_sub, "limit": limit})
-            raise RateLimited(f"the GitHub calls of this hour ({limit}) are spent; retry in {retry_after} s",
-                              retry_after=retry_after)
-        return CallReservation(user_sub=user_sub, hour_start=records.hour_start(now), calls=calls)
+        if not self._add(user_sub, now, calls, limit=limit):
+            raise self._spent(user_sub, limit, now)
+        return CallReservation(user_sub=user_sub, hour_start=records.hour_start(now), calls=calls, limit=limit)
+
+    def extend(self, reservation: CallReservation, calls: int, *, force: bool = False) -> CallReservation:
+        """Hold `calls` more in the reservation's hour, within its limit (RATE_LIMITED when that is spent)
+        unless `force` (the undoing of what a failed run left on GitHub)."""
+        if not self._add(reservation.user_sub, reservation.hour_start, calls,
+                         limit=None if force else reservation.limit):
+            raise self._spent(reservation.user_sub, reservation.limit, self._clock())
+        return replace(reservation, calls=reservation.calls + calls)
+
+    def _add(self, user_sub: str, hour: float, calls: int, *, limit: int | None) -> bool:
+        """Add `calls` to the hour's counter, if it stays within `limit` (None: whatever it reaches)."""
+        request: dict[str, Any] = {
+            "TableName": self._table, "Key": self._key(user_sub, hour),
+            "UpdateExpression": "SET #ttl = :ttl ADD #calls :calls",
+            "ExpressionAttributeNames": {"#calls": COUNTER, "#ttl": "ttl"},
+            "ExpressionAttributeValues": {":calls": records.number(calls),
+                                          ":ttl": records.number(self._retention.hour_expiry(hour))}}
+        if limit is not None:
+            request["ConditionExpression"] = "attribute_not_exists(#calls) OR #calls <= :room"
+            request["ExpressionAttributeValues"][":room"] = records.number(limit - calls)
+        return update_if(lambda **given: retry_conflicts(lambda: self._client.update_item(**given)), **request)
+
+    @staticmethod
+    def _spent(user_sub: str, limit: int, now: float) -> RateLimited:
+        retry_after = max(1, math.ceil(records.hour_start(now) + 3600 - now))
+        logger.info("GitHub call budget spent", extra={"sub": user_sub, "limit": limit})
+        return RateLimited(f"the GitHub calls of this hour ({limit}) are spent; retry in {retry_after} s",
+                           retry_after=retry_after)
 
     def settle(self, reservation: CallReservation, calls_made: int) -> None:
         """Replace the reservation by the calls the run made, in the hour it was charged to."""
@@ -92,3 +111,19 @@ class GitHubCallBudget:
     @staticmethod
     def _key(user_sub: str, now: float) -> dict[str, Any]:
         return {"pk": {"S": records.partition(user_sub)}, "sk": {"S": records.hour_sort_key(now)}}
+
+
+class CallHold:
+    """One run's hold on its user's GitHub calls: `before_call` (GitHubClient's) holds one more call before
+    each call past what the run holds, so the run sends none the hour's limit does not cover."""
+
+    def __init__(self, budget: GitHubCallBudget, reservation: CallReservation) -> None:
+        self._budget = budget
+        self.reservation = reservation
+
+    def before_call(self, calls_made: int, *, undoing: bool) -> None:
+        """About to send call number `calls_made + 1`: RATE_LIMITED if it is not held and cannot be (an undo
+        always can)."""
+        if calls_made >= self.reservation.calls:
+            self.reservation = self._budget.extend(self.reservation, calls_made + 1 - self.reservation.calls,
+                                                   force=undoing)

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import EventStreamError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from chalicelib.chat.bedrock import (
@@ -25,6 +25,7 @@ from chalicelib.errors import UpstreamError, UpstreamThrottled
 from devserver import eventstream
 from devserver.bedrock import BedrockEmulator
 from devserver.tokenizer import count_tokens, split_tokens
+from tests.fakes import ScriptedBedrock, ScriptedStream
 from tests.servers import serve
 
 # --- the encoder, decoded by botocore ------------------------------------------------
@@ -222,3 +223,25 @@ def test_a_model_that_stalls_mid_stream_is_an_upstream_error_not_a_crash(emulato
     _events, error = chat.events("[[slow:1500]] stalls between words")
     assert isinstance(error, UpstreamError) and error.message == "the model did not answer in time"
     assert chat.sleeps == []  # not retried: a slow model would only make the user wait twice as long
+
+
+def test_a_stream_that_broke_after_the_model_began_a_tool_call_is_not_retried():
+    """The tool call's first pieces were generated (and billed), though none was handed out: a retry would bill
+    the output again, uncharged (the reservation covers one call). The old code retried: nothing handed out."""
+    throttled = EventStreamError({"Error": {"Code": "throttlingException", "Message": "slow down"}}, "ConverseStream")
+    begun = [{"messageStart": {"role": "assistant"}},
+             {"contentBlockStart": {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}},
+             {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"toolUse": {"input": '{"pa'}}}}]
+    whole = [{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "retried"}}},
+             {"messageStop": {"stopReason": "end_turn"}}]
+    client = ScriptedBedrock(ScriptedStream(begun, throttled), ScriptedStream(whole))
+    chat = Chat(client)
+    events, error = chat.events("call f")
+    assert isinstance(error, UpstreamThrottled) and events == []
+    assert client.calls == 1 and chat.sleeps == []
+    # An empty text delta (nothing generated) still leaves the call retryable.
+    client = ScriptedBedrock(ScriptedStream([{"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": ""}}}],
+                                      throttled), ScriptedStream(whole))
+    chat = Chat(client)
+    events, error = chat.events("hi")
+    assert error is None and client.calls == 2 and [e.text for e in events if isinstance(e, TextDelta)] == ["retried"]

@@ -13,10 +13,12 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from chalicelib.chat.bedrock import BedrockChat, MessageStop, Metadata, ModelRequest, TextDelta, ToolUse, _ToolUses
+from chalicelib.chat.requests import Usage
 from chalicelib.errors import UpstreamError
 from devserver.bedrock import BedrockEmulator
 from devserver.bedrock_model import CACHE_SECONDS, PromptCache
 from devserver.tokenizer import count_tokens
+from tests.fakes import ScriptedBedrock, ScriptedStream
 from tests.servers import serve
 
 CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -139,14 +141,19 @@ def test_a_call_cut_short_by_max_tokens_is_dropped_and_the_reply_ends_with_max_t
     assert [e.stop_reason for e in read if isinstance(e, MessageStop)] == ["max_tokens"]
 
 
-def test_a_call_whose_input_is_not_an_object_is_an_upstream_error():
-    assembler = _ToolUses()
-    assembler.take({"contentBlockStart": {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t",
-                                                                                        "name": "ls"}}}})
-    assembler.take({"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"toolUse": {"input": "[1, 2"}}}})
-    assert assembler.take({"contentBlockStop": {"contentBlockIndex": 0}}) is None
+def test_a_call_whose_input_is_not_an_object_is_an_upstream_error_after_the_usage():
+    """The botched call was generated, and Bedrock bills it: its usage is handed on before the error, so the chat
+    is charged it (the old code raised at the message's stop, and the chat was charged only what was served)."""
+    botched = [{"contentBlockStart": {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t", "name": "ls"}}}},
+               {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"toolUse": {"input": "[1, 2"}}}},
+               {"contentBlockStop": {"contentBlockIndex": 0}}, {"messageStop": {"stopReason": "tool_use"}},
+               {"metadata": {"usage": {"inputTokens": 12, "outputTokens": 7}}}]
+    chat = BedrockChat(ScriptedBedrock(ScriptedStream(botched)), max_attempts=3, sleep=lambda seconds: None)
+    read = []
     with pytest.raises(UpstreamError, match="'ls'"):
-        assembler.check("tool_use")
+        for event in chat.stream(ModelRequest(model_id="m", prompt="ls", max_tokens=50)):
+            read.append(event)
+    assert read == [Metadata(Usage(12, 7))]
     empty = _ToolUses()  # a call without arguments streams no input at all
     empty.take({"contentBlockStart": {"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "u", "name": "now"}}}})
     assert empty.take({"contentBlockStop": {"contentBlockIndex": 2}}) == ToolUse("u", "now", {})

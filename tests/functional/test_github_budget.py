@@ -2,6 +2,7 @@
 made, never passed by concurrent requests, and answered RATE_LIMITED by the worker once spent."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -9,9 +10,11 @@ import pytest
 from chalicelib.config import load_settings
 from chalicelib.errors import RateLimited
 from chalicelib.github import worker
-from chalicelib.github.credentials import SecretSource
+from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstallations, SecretSource
 from chalicelib.limits import records
-from chalicelib.limits.github_calls import COUNTER, GitHubCallBudget, github_calls_per_hour
+from chalicelib.limits.github_calls import COUNTER, CallHold, GitHubCallBudget, github_calls_per_hour
+from devserver.github import new_app_key, secret_document
+from tests import fakes
 from tests.fakes import FakeMetrics, RecordingSender
 from tests.functional.test_github_access import worker_event
 from tests.functional.test_limits import T0, crowd
@@ -97,3 +100,49 @@ def test_the_worker_answers_rate_limited_before_github_once_the_budget_is_spent(
     [frame] = sender.frames["conn-w="]
     assert frame["error"]["code"] == "RATE_LIMITED" and frame["error"]["retryAfter"] == 1800 - 30
     assert ("Errors", 1, {"code": "RATE_LIMITED"}) in metrics.emitted
+
+
+def test_a_run_holds_each_call_past_its_reservation_and_stops_where_the_limit_does(app_env, dynamodb, table_name,
+                                                                                     monkeypatch):
+    """github.repos holds one call, but a long list takes a call a page: each call past the hold is held first,
+    and the one the hour cannot cover is not sent (the old code sent all 11 against a limit of 3, so concurrent
+    runs passed the limit together by every page each of them read)."""
+    private, public = new_app_key()
+    pages = [fakes.reply(200, {"repositories": [{"full_name": f"o/r{n}"}]},
+                         link=f'<{fakes.GITHUB_API}/installation/repositories?page={n + 2}>; rel="next"')
+             for n in range(9)] + [fakes.reply(200, {"repositories": [{"full_name": "o/last"}]})]
+    github = fakes.FakeGitHub(fakes.Clock(), public, *pages)
+    caches = worker.ContainerCaches(
+        transport=github, secrets=SecretSource(fakes.FakeSecrets(secret_document(private)), "arn:gh"),
+        app_jwt=AppJwt(clock=time.time), tokens=InstallationTokens(clock=time.time),
+        routes=RepoInstallations(clock=time.time))
+    monkeypatch.setattr(worker, "container_caches", lambda: caches)
+    calls, sub = budget(dynamodb, table_name, clock=time.time, GITHUB_CALLS_PER_HOUR=3), str(uuid.uuid4())
+    sender = RecordingSender()
+    event = worker_event([])
+    event["user"]["sub"] = sub
+    worker.handle(event, settings=load_settings({**BASE, "GITHUB_CALLS_PER_HOUR": "3"}),
+                  sender_for=lambda endpoint: sender, budget=calls, metrics=FakeMetrics())
+    [frame] = sender.frames["conn-w="]
+    assert frame["error"]["code"] == "RATE_LIMITED"
+    assert len(github.calls) == 3 and counter(dynamodb, table_name, sub, time.time()) == 3  # the token, two pages
+
+
+def test_concurrent_runs_holding_more_never_pass_the_limit_and_an_undo_always_may(dynamodb, table_name):
+    calls, sub = budget(dynamodb, table_name, GITHUB_CALLS_PER_HOUR=20), str(uuid.uuid4())
+    holds = [CallHold(calls, calls.reserve(sub, groups=(), calls=1)) for _ in range(8)]
+
+    def run(i: int) -> int:
+        made = 0
+        for _ in range(5):  # each run wants 5 calls
+            try:
+                holds[i].before_call(made, undoing=False)
+            except RateLimited:
+                break
+            made += 1
+        return made
+
+    made = crowd(8, run)
+    assert sum(made) == 20 and counter(dynamodb, table_name, sub) == 20
+    holds[0].before_call(made[0], undoing=True)  # undoing a failed write: held past the limit
+    assert counter(dynamodb, table_name, sub) == 21

@@ -165,7 +165,7 @@ def test_puts_leave_nothing_waiting_and_upload_urls_wait_at_most_max_pending(quo
     context.upload_url(sub, "up/last.txt", 1, session_id=None, content_type=None)
     assert waiting() == MAX_PENDING
     clock.now += RECOUNT_GAP_SECONDS + 1
-    with pytest.raises(QuotaExceeded, match=f"{MAX_PENDING} uploads are waiting"):
+    with pytest.raises(QuotaExceeded, match=f"{MAX_PENDING} upload URLs or writes are live"):
         context.upload_url(sub, "up/more.txt", 1, session_id=None, content_type=None)
     clock.now += get_settings().presigned_put_seconds + PENDING_SLACK_SECONDS + 1  # the URLs are dead
     context.upload_url(sub, "up/more.txt", 1, session_id=None, content_type=None)
@@ -179,3 +179,73 @@ def test_puts_leave_nothing_waiting_and_upload_urls_wait_at_most_max_pending(quo
 ])
 def test_only_context_files_count(relative, counted):
     assert is_context_key(relative) is counted
+
+
+def _land(grant: dict, body: bytes) -> None:
+    upload = urllib.request.Request(grant["url"], data=body, method="PUT", headers=grant["headers"])
+    with urllib.request.urlopen(upload, timeout=10) as response:
+        assert response.status == 200
+
+
+def test_a_landed_upload_deleted_while_its_url_lives_counts_even_after_a_recount_saw_it(store, sub, clock):
+    """A URL can put its file back as long as it lives: a recount that saw the upload landed must not forget it,
+    or delete + recount + land again stores twice the quota (the old code forgot it)."""
+    grant = store.upload_url(sub, "up.txt", 60, session_id=None, content_type=None)
+    _land(grant, b"u" * 60)
+    clock.now += RECOUNT_GAP_SECONDS + 1
+    with pytest.raises(QuotaExceeded, match="60 of 100 bytes"):  # this refusal recounts: up.txt is listed
+        store.put(sub, "b.txt", "b" * 90, session_id=None)
+    store.delete(sub, "up.txt", session_id=None)
+    with pytest.raises(QuotaExceeded, match="60 of 100 bytes"):  # the live URL could land up.txt again
+        store.put(sub, "b.txt", "b" * 90, session_id=None)
+    _land(grant, b"u" * 60)
+    clock.now += get_settings().presigned_put_seconds + PENDING_SLACK_SECONDS + 1  # the URL is dead
+    store.put(sub, "b.txt", "b" * 40, session_id=None)  # up.txt (60, landed again and listed) + 40
+    with pytest.raises(QuotaExceeded, match="100 of 100 bytes"):
+        store.put(sub, "c.txt", "c", session_id=None)
+
+
+@pytest.mark.parametrize("urls", [[60], [80, 10]], ids=["overwrite-that-does-not-grow", "two-urls-of-one-path"])
+def test_every_live_url_of_a_path_counts_what_its_upload_may_store(store, sub, clock, urls):
+    """An overwrite URL that adds nothing now puts the whole file back after a delete, and the larger of two URLs
+    of one path may land: each counts until it dies (the old code counted neither)."""
+    store.put(sub, "a.txt", "a" * urls[0], session_id=None)
+    grants = [store.upload_url(sub, "a.txt", size, session_id=None, content_type=None) for size in urls]
+    store.delete(sub, "a.txt", session_id=None)
+    with pytest.raises(QuotaExceeded, match=f"{urls[0]} of 100 bytes"):
+        store.put(sub, "b.txt", "b" * (101 - urls[0]), session_id=None)
+    _land(grants[0], b"a" * urls[0])
+    store.put(sub, "b.txt", "b" * (100 - urls[0]), session_id=None)  # what the URLs leave fits
+    clock.now += get_settings().presigned_put_seconds + PENDING_SLACK_SECONDS + 1
+    with pytest.raises(QuotaExceeded, match="100 of 100 bytes"):
+        store.put(sub, "c.txt", "c", session_id=None)
+
+
+def test_a_put_that_finds_its_file_deleted_on_its_way_counts_its_whole_size(store, sub, monkeypatch):
+    """An overwrite reserves what it grows by, but a delete landing between its HEAD and its write makes it a new
+    file: a recount in between must count the whole put, or another write fits where it does not (the old code
+    let both in: 190 bytes stored under a quota of 100)."""
+    store.put(sub, "a.txt", "a" * 90, session_id=None)
+    objects, key = store._objects, f"users/{sub}/context/a.txt"
+    head, put = objects.head, objects.put
+    refused: list[QuotaExceeded] = []
+
+    def head_then_deleted(name):
+        found = head(name)
+        if name == key:  # a context.delete of another Lambda lands now
+            objects.delete(key)
+            store._quota.released(sub)
+        return found
+
+    def put_after_another_write(name, data, **kwargs):
+        if name == key:  # another write, and its recount, come before this one lands
+            try:
+                store.put(sub, "b.txt", "b" * 90, session_id=None)
+            except QuotaExceeded as error:
+                refused.append(error)
+        return put(name, data, **kwargs)
+
+    monkeypatch.setattr(objects, "head", head_then_deleted)
+    monkeypatch.setattr(objects, "put", put_after_another_write)
+    store.put(sub, "a.txt", "a" * 100, session_id=None)
+    assert refused and "100 of 100 bytes" in str(refused[0])

@@ -585,6 +585,16 @@ def test_a_tool_call_too_large_for_a_frame_ends_the_chat_with_payload_too_large(
     assert [f["type"] for f in frames[:-1]] == ["delta"]
 
 
+def test_a_tool_call_too_large_to_send_is_charged_as_the_model_generated_it():
+    """Bedrock bills the call's output whether or not a frame could carry it (the old code charged only the
+    3 bytes of text sent: a user asking for a huge tool input had the platform pay for it)."""
+    huge = ToolUse("tooluse_1", "write_file", {"content": "x" * 140_000})
+    budget = FakeBudget()
+    _outcome, _requests, frames = run(FakeBedrock([TextDelta("ok "), huge, MessageStop("tool_use")]), budget=budget)
+    assert frames[-1]["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert budget.settled[0][2] == 100  # the call's 140,000 bytes: all the granted maxTokens
+
+
 def test_a_stream_broken_after_a_tool_call_counts_its_input_as_served():
     call = ToolUse("tooluse_1", "write_file", {"content": "y" * 400})
     budget = FakeBudget()
