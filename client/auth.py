@@ -45,6 +45,11 @@ class UnreadableTokens(NotSignedIn):
     """The file of sign-ins cannot be read or is not one llm-ide wrote (cut short, edited by hand)."""
 
 
+class TokenFileBusy(Exception):
+    """Another llm-ide process held the token file's lock too long: the sign-in is still there, so this is not
+    NotSignedIn (a bridge that took it for a logout would cancel its chats); try again."""
+
+
 @dataclass(frozen=True)
 class UserPool:
     """The Cognito app client to sign in with. `endpoint_url` None: the real Cognito of `region`."""
@@ -195,13 +200,13 @@ class TokenStore:
 
     @contextmanager
     def _changing(self) -> Iterator[None]:
-        """Hold the file's lock for one read-modify-write. UnreadableTokens when another process keeps it too long."""
+        """Hold the file's lock for one read-modify-write. TokenFileBusy when another process keeps it too long."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             with self._lock:
                 yield
         except Timeout:
-            raise UnreadableTokens(f"{self._lock.lock_file} has been held by another llm-ide process for over"
+            raise TokenFileBusy(f"{self._lock.lock_file} has been held by another llm-ide process for over"
                                    f" {TOKEN_LOCK_TIMEOUT_SECONDS:g} s: try again, or stop the process that"
                                    " hangs") from None
 
@@ -296,14 +301,15 @@ class TokenStore:
 
     def forget(self, apis: str | list[str | None], username: str | None = None) -> Tokens | None:
         """Forget `username`'s sign-in (by default the current user's of the first name) under every name: what
-        `llm-ide logout` does. The sign-in that was kept under the first name, else None."""
+        `llm-ide logout` does. The sign-in that was kept under the first name; None, and nothing changed, when there
+        is none there (a sign-in forgotten elsewhere would be left unrevoked)."""
         names = self._names(apis)
         with self._changing():
             data = self._read()
             found = self._found(data, names[0], username) if names else None
-            username = username or (found.username if found else None)
-            if username is None:
+            if found is None:  # nothing kept under the first name: nothing forgotten (nor left unrevoked)
                 return None
+            username = found.username
             for api in names:
                 entry = data.get(api)
                 if entry is None:
@@ -352,6 +358,10 @@ class SignedIn:
             raise NotSignedIn("not signed in to this API: run `llm-ide login` (with the same --url or"
                               " --client-id as this command)")
         return tokens
+
+    def username(self) -> str:
+        """Who is signed in now, as the token file says: no renewal, so no call to Cognito. NotSignedIn without one."""
+        return self._load().username
 
     def save(self, tokens: Tokens) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from client.auth import NotSignedIn
+from client.auth import NotSignedIn, TokenFileBusy
 from client.commands import account, chat, context, data, serve
 from client.commands.common import CommandFailed, Context
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except CommandFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.status
-    except NotSignedIn as exc:  # no usable sign-in, wherever a command found out (logout, serve...)
+    except (NotSignedIn, TokenFileBusy) as exc:  # no usable sign-in (or none to be had now), wherever found out
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: a command stopped at once, not a traceback (`chat` cancels its chat itself)

@@ -10,18 +10,19 @@ old and the new socket is passed on once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from client.auth import NotSignedIn, SignedIn, Tokens
+from client.auth import NotSignedIn, SignedIn, TokenFileBusy, Tokens
 from client.bridge.errors import ApiError
 from client.connection import json_body, needs_upload
 
@@ -40,6 +41,7 @@ PING_INTERVAL_SECONDS = 20.0
 # While a chat streams, the token file is looked at (one stat) this often: a logout, or a login as another user, ends
 # the chats of the sign-in that is gone within about this long, not at the bridge's next request or ping (minutes).
 SIGN_IN_CHECK_SECONDS = 1.0
+_T = TypeVar("_T")
 _CLOSED = {"type": "_closed"}  # put in a request's queue when its socket closed before its answer
 
 
@@ -122,11 +124,18 @@ class Backend:
     # --- the socket ----------------------------------------------------------------------
 
     async def _tokens(self, *, force_refresh: bool = False) -> Tokens:
+        return await self._sign_in(functools.partial(self._account.tokens, force_refresh=force_refresh))
+
+    async def _sign_in(self, read: Callable[[], _T]) -> _T:
+        """`read()` of the sign-in, in a thread; ApiError 401 when there is none (logged out, or never in), 503 when
+        another llm-ide process holds the token file too long."""
         self._sign_in_read = self._account.version()  # before the read: a change made meanwhile is seen as one
         try:
-            return await asyncio.to_thread(self._account.tokens, force_refresh=force_refresh)
+            return await asyncio.to_thread(read)
         except NotSignedIn as exc:
             raise ApiError(401, "UNAUTHORIZED", str(exc)) from None
+        except TokenFileBusy as exc:  # the sign-in is still there: the request may be sent again, nothing signed off
+            raise ApiError(503, "UNAVAILABLE", str(exc)) from None
 
     async def _open(self) -> ClientConnection:
         """A new socket with a fresh token; a refused handshake is tried once more with a renewed one."""
@@ -184,7 +193,8 @@ class Backend:
         """`ws` while its user is still the one signed in (with the lock held). Else it is signed off (_sign_off):
         None when another user is signed in now (the caller opens their socket), ApiError 401 when nobody is."""
         try:
-            username = (await self._tokens()).username
+            # Only who is signed in: a renewal (a call to Cognito) waits for the socket that needs the new token.
+            username = await self._sign_in(self._account.username)
         except ApiError as signed_out:
             await self._sign_off(ws, signed_out)
             raise
@@ -218,9 +228,9 @@ class Backend:
                     except ApiError as exc:
                         logger.info("signed off while chats streamed: %s", exc.message)
                     except Exception as exc:
-                        # E.g. a renewal that could not reach Cognito. The watch goes on; the chat's next request
-                        # reads the sign-in again and tells its caller.
+                        # E.g. the file could not be read. The watch goes on and reads it again at its next look.
                         logger.warning("could not read the sign-in while chats streamed: %s", type(exc).__name__)
+                        self._sign_in_read = None
         finally:
             self._watching = False
 

@@ -424,27 +424,28 @@ def test_a_sign_in_change_while_a_chat_streams_ends_it_with_no_other_request(bri
     bridge.wait_for(lambda: socket.closed)  # and the socket of the sign-in that is gone is closed
 
 
-def test_the_sign_in_watch_outlives_a_failed_read(bridge, tmp_path, monkeypatch):
-    """A read of the sign-in that fails (a renewal that cannot reach Cognito) used to end the watch: a logout after it
-    went unseen until the next request. Now the watch goes on, and the next change ends the chat."""
+def test_the_sign_in_watch_reads_again_after_a_failed_read(bridge, tmp_path, monkeypatch):
+    """A read of the sign-in that failed (the file unreadable for a moment) used to end the watch, or leave it
+    waiting for the next change of the file: a login as another user went unseen until the next request. Now the
+    watch reads again at its next look, and the change ends the chat."""
     stream = bridge.openai().chat.completions.create(
         model="claude-test", stream=True, messages=[{"role": "user", "content": "[[slow:50]] " + "x" * 400}])
     chunks = iter(stream)
     assert next(chunks).choices[0].delta.role == "assistant"
-    store = TokenStore(tmp_path / "tokens.json")
-    failed = []
+    failed: list[bool] = []
+    load = SignedIn._load
 
-    def unreachable(self, **_options):
-        failed.append(True)
-        raise ConnectionError("Cognito is unreachable")
-    with monkeypatch.context() as patched:
-        patched.setattr(SignedIn, "tokens", unreachable)
-        _login_as_ann(store)  # the file changes; reading it fails
-        bridge.wait_for(lambda: failed)
-    _logout(store)  # dev's sign-in goes; the file changes again, and this read works
+    def unreadable_once(self):
+        if not failed:
+            failed.append(True)
+            raise PermissionError("the token file is unreadable for a moment")
+        return load(self)
+    monkeypatch.setattr(SignedIn, "_load", unreadable_once)
+    _login_as_ann(TokenStore(tmp_path / "tokens.json"))
     with pytest.raises(openai.APIError, match=r"dev is no longer signed in here \(ann is\)"):
         for _chunk in chunks:
             pass
+    assert failed
 
 
 def test_a_stream_whose_socket_closes_after_a_logout_ends_at_once_with_401(bridge, tmp_path):

@@ -86,8 +86,10 @@ def test_a_lock_another_process_keeps_too_long_is_a_clear_error_and_the_file_is_
     holder.start()
     try:
         assert held.wait(30)
-        with pytest.raises(auth.UnreadableTokens, match=r"held by another llm-ide process for over 0\.2 s"):
+        with pytest.raises(auth.TokenFileBusy, match=r"held by another llm-ide process for over 0\.2 s") as busy:
             TokenStore(path).forget(APIS, "alice")
+        # Not "signed out": a running bridge that read it so would cancel the chats of a user still signed in.
+        assert not isinstance(busy.value, auth.NotSignedIn)
     finally:
         release.set()
         holder.join(30)

@@ -43,6 +43,17 @@ def test_each_api_keeps_its_own_users_and_a_token_goes_to_no_other(tmp_path):
     assert TokenStore(tmp_path / "none.json").load(["ws://local/a"]) is None
 
 
+def test_a_logout_forgets_only_a_sign_in_it_found_and_can_revoke(tmp_path):
+    """Forgetting a user kept under another name than the first used to delete that sign-in and answer None: the
+    logout said "not signed in" and never revoked the refresh token it had thrown away."""
+    store = TokenStore(tmp_path / "tokens.json")
+    store.save(["client-1"], tokens("alice"))
+    assert store.forget(["wss://api.example/prod", "client-1"], "alice") is None
+    assert loaded(store, ["client-1"]).username == "alice"  # still kept, so a logout of it can still revoke it
+    assert store.forget(["client-1"], "alice") == tokens("alice")
+    assert store.load(["client-1"]) is None
+
+
 def test_a_sign_in_is_not_offered_to_another_url_that_shares_its_app_client(tmp_path):
     """`--url` to another server with the endpoints file's app client: the token saved for the first
     server must not go to the second (it could replay it there); the app client alone finds a sign-in
