@@ -302,7 +302,9 @@ def forced_calls(request: dict[str, Any], calls: list[tuple[str, str]]) -> list[
     chosen = [call for call in calls if named is None or call[0] == named]
     if chosen:
         return chosen
-    spec = next(s for s in specs if named is None or s["name"] == named)  # read_request checked that it is there
+    spec = next((s for s in specs if named is None or s["name"] == named), None)  # a named one: read_request checked
+    if spec is None:  # `any` among no tool specs (cache points only): nothing to call
+        return None
     schema = spec["inputSchema"]["json"]
     value = example(schema, schema)
     return [(spec["name"], json.dumps(value if isinstance(value, dict) else {}, ensure_ascii=False,
@@ -344,9 +346,7 @@ def example(schema: Any, root: Any, name: str = "value", depth: int = 0) -> Any:
         count = min(max(1, _size(schema, "minItems", 0)), _size(schema, "maxItems", EXAMPLE_ITEMS))
         return [example(schema.get("items", {}), root, name, depth + 1) for _ in range(count)]
     if kind in ("integer", "number"):
-        low, high = _bound(schema, "minimum", "exclusiveMinimum", 1), _bound(schema, "maximum", "exclusiveMaximum", -1)
-        number = min(low if low is not None else 1, high if high is not None else math.inf)
-        return math.ceil(number) if kind == "integer" else float(number)
+        return _number(schema, integer=kind == "integer")
     if kind == "boolean":
         return True
     if kind == "null":
@@ -361,13 +361,33 @@ def _size(schema: dict[str, Any], key: str, default: int) -> int:
     return min(size, EXAMPLE_CHARS if key.endswith("Length") else EXAMPLE_ITEMS)
 
 
-def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> float | None:
-    """A number's bound: `inclusive`'s value, else `exclusive`'s moved by `step` to within it, else None."""
-    for key, moved in ((inclusive, 0), (exclusive, step)):
-        value = schema.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):  # draft 4's exclusiveMinimum is a bool
-            return value + moved
-    return None
+def _number(schema: dict[str, Any], *, integer: bool) -> int | float:
+    """A number the schema's bounds allow: a bound itself, else the midpoint of the two, else 1 or 0 where they fit,
+    else one past a bound; bounds that allow none (a schema no model could satisfy) give the lower one."""
+    low, low_open = _bound(schema, "minimum", "exclusiveMinimum")
+    high, high_open = _bound(schema, "maximum", "exclusiveMaximum")
+
+    def fits(x: float) -> bool:
+        return (low is None or x > low or (x == low and not low_open)) and \
+            (high is None or x < high or (x == high and not high_open))
+    ends = [end for end in (low, high) if end is not None]
+    candidates = [*ends, *([(ends[0] + ends[1]) / 2] if len(ends) == 2 else []), 1, 0,
+                  *(end + step for end in ends for step in (1, -1))]
+    if integer:
+        candidates = [whole(c) for c in candidates for whole in (math.ceil, math.floor)]
+    found = next((c for c in candidates if fits(c)), ends[0] if ends else 1)
+    return int(found) if integer else float(found)
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str) -> tuple[float | None, bool]:
+    """A number's bound and whether it is exclusive: draft 6's numeric `exclusive*`, or draft 4's `inclusive` with
+    `exclusive*: true`."""
+    value, flag = schema.get(inclusive), schema.get(exclusive)
+    if isinstance(flag, int | float) and not isinstance(flag, bool):
+        return flag, True
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value, flag is True
+    return None, False
 
 
 def tool_names_of(request: dict[str, Any]) -> set[str] | None:

@@ -108,7 +108,7 @@ def test_a_tool_choice_of_a_tool_or_any_is_a_call_of_it_with_an_input_its_schema
         [call] = calls
         assert call.name == name
         if name == "edit_file":
-            assert call.input == {"path": "example path", "line": 5, "ratio": -0.5, "dry_run": True, "mode": "replace",
+            assert call.input == {"path": "example path", "line": 5, "ratio": 0.0, "dry_run": True, "mode": "replace",
                                   "changes": [{"text": "example text"}], "where": {"x": "example x"}}
         else:
             assert call.input == {}  # an object with no required property

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from devserver.bedrock_model import EXAMPLE_CHARS, EXAMPLE_ITEMS, example
+from devserver.bedrock_model import EXAMPLE_CHARS, EXAMPLE_ITEMS, example, forced_calls
 
 
 @pytest.mark.parametrize(("schema", "expected"), [
     ({"type": "integer", "minimum": 3, "maximum": 9}, 3),
     ({"type": "integer", "exclusiveMinimum": 3}, 4),
     ({"type": "integer", "maximum": -2}, -2),
-    ({"type": "number", "exclusiveMinimum": 0.25}, 1.25),
-    ({"type": "integer", "minimum": 2, "exclusiveMinimum": True}, 2),  # draft 4's boolean is no bound
+    ({"type": "number", "exclusiveMinimum": 0.25}, 1.0),
+    ({"type": "number", "exclusiveMinimum": 7.5}, 8.5),
+    ({"type": "integer", "minimum": 2, "exclusiveMinimum": True}, 3),  # draft 4's boolean makes `minimum` exclusive
+    ({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, 0.5),
+    ({"type": "number", "minimum": 0, "exclusiveMaximum": 0.5}, 0.0),
+    ({"type": "number", "exclusiveMaximum": 0.5}, 0.0),
+    ({"type": "integer", "exclusiveMinimum": 0.5, "exclusiveMaximum": 2}, 1),
+    ({"type": "integer", "minimum": 5, "maximum": 1}, 5),  # no number fits: the lower bound
     ({"type": ["null", "boolean"]}, True),
     ({"type": "null"}, None),
     ({"enum": ["a", "b"]}, "a"),
@@ -45,3 +51,9 @@ def test_hostile_bounds_make_a_small_value_never_an_error(bound):
         "s": {"type": "string", "minLength": bound}, "a": {"type": "array", "minItems": bound}}}
     value = example(schema, schema)
     assert len(value["s"]) <= EXAMPLE_CHARS and 1 <= len(value["a"]) <= EXAMPLE_ITEMS
+
+
+def test_any_among_no_tool_specs_forces_nothing():
+    """toolChoice `any` beside cache points only used to end the emulator in StopIteration."""
+    request = {"toolConfig": {"tools": [{"cachePoint": {"type": "default"}}], "toolChoice": {"any": {}}}}
+    assert forced_calls(request, []) is None
