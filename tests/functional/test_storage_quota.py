@@ -277,7 +277,12 @@ def test_a_full_map_of_landed_uploads_frees_up_once_their_urls_expire_and_the_re
     s3.put_object(Bucket=app_env.names["CONTEXT_BUCKET"], Key=f"{root}up/1.txt", Body=b"x")
     walks: list[str] = []
     walk = context._quota._objects.walk
-    monkeypatch.setattr(context._quota._objects, "walk", lambda prefix: walks.append(prefix) or walk(prefix))
+
+    def counted_walk(prefix):
+        walks.append(prefix)
+        return walk(prefix)
+
+    monkeypatch.setattr(context._quota._objects, "walk", counted_walk)
 
     refusals = []
     for _ in range(3):
@@ -290,6 +295,7 @@ def test_a_full_map_of_landed_uploads_frees_up_once_their_urls_expire_and_the_re
     assert walks == []  # counted a moment ago, and nothing could be dropped: no recount
     put_seconds = get_settings().presigned_put_seconds
     retry_after = refusals[0].retry_after
+    assert retry_after is not None
     assert put_seconds < retry_after <= put_seconds + LANDED_SKEW_SECONDS + 2  # not the 6 minutes of a dead URL
     assert {error.retry_after for error in refusals} == {retry_after}
 
