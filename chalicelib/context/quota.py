@@ -13,18 +13,18 @@ uploaded to a presigned URL. The count lives in one item of the usage table
                  binds). A put is forgotten once it is written; an upload may land, or land again,
                  as long as its URL lives, so it is kept until then, whether it landed or not, and
                  after that until a recount lists its path at its length or more (an upload still
-                 on its way then adds nothing), or PENDING_SLACK_SECONDS have passed
+                 on its way then adds nothing), or PENDING_SLACK_SECONDS more have passed
   reconciledAt   when S3 was last counted (epoch seconds)
   released       a file was deleted since: the next refusal recounts at once
   version        moves on every write, so a recount stores its result only if nothing came between
 
 A write reserves before it writes, in one conditional UpdateItem (the new total within the
 quota, the count recounted within a day), so concurrent writes cannot pass the quota
-together; a presigned upload is reserved when its URL is issued, since the length its
-signature binds is all it can add. Nothing subtracts between recounts (a presigned URL can
-put back what a delete took away, as long as it lives): a deleted, shrunk or expired file
-(`context.delete`, `session.delete`, the lifecycle rules) leaves the count until the next
-recount, which lists the user's prefix and runs when a write would not fit (at once after a
+together; a presigned upload is reserved when its URL is signed (and handed out only once
+reserved), since the length its signature binds is all it can add. Nothing subtracts between
+recounts (a presigned URL can put back what a delete took away, as long as it lives): a
+deleted, shrunk or expired file (`context.delete`, `session.delete`, the lifecycle rules) leaves
+the count until the next recount, which lists the user's prefix and runs when a write would not fit (at once after a
 `context.delete`, else at most every RECOUNT_GAP_SECONDS), when the count is a day old,
 when there is none yet, and when MAX_PENDING writes wait and one of them is dead (else at most
 every RECOUNT_GAP_SECONDS too: the refusal's retryAfter says when the earliest may free up). A
@@ -33,7 +33,9 @@ only the MAX_PENDING cap can refuse it. A recount holds, for each path with
 writes that may still land, what the largest of them would add to what is listed there now (and a
 file, if none is): a put or URL that overwrote a file deleted since, or a URL whose file was
 deleted after it landed, can still store its whole size. So the count is never below what S3 holds or can be
-made to hold, and a user is refused only once a fresh count says the write does not fit.
+made to hold, and a user is refused only once a fresh count says the write does not fit. (One race is left: an
+upload begun before its URL expired and still on its way, into a file deleted after the recount that dropped the
+URL, lands uncounted until the next recount: at most its length, once, and only past the URL's life.)
 
 What S3 holds under a session that is no longer live (deleted, being deleted, or idle past
 its TTL by more than the hour in which activity begun before its expiry may still revive it:
