@@ -141,7 +141,7 @@ class Root:
         settings = self.settings
         quota = StorageQuota(aws.client("dynamodb"), settings.usage_table, self.objects, self.sessions,
                              max_bytes=settings.context_quota_bytes, max_files=settings.context_quota_files,
-                             pending_seconds=settings.presigned_put_seconds, clock=self.clock)
+                             url_seconds=settings.presigned_put_seconds, clock=self.clock)
         return ContextStore(self.objects, self.sessions, quota, max_bytes=settings.context_max_bytes,
                             file_ttl_days=settings.context_file_ttl_days, clock=self.clock)
 

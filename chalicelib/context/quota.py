@@ -11,24 +11,31 @@ uploaded to a presigned URL. The count lives in one item of the usage table
                  upload): what each added when reserved (`d` bytes, `n` 1 for a new file), when it
                  was reserved (`t`), and its whole size (`s`: the put's, or the length the URL
                  binds). A put is forgotten once it is written; an upload may land, or land again,
-                 as long as its URL lives, so it is kept until then, whether it landed or not
+                 as long as its URL lives, so it is kept until then, whether it landed or not, and
+                 after that until a recount lists its path at its length or more (an upload still
+                 on its way then adds nothing), or PENDING_SLACK_SECONDS more have passed
   reconciledAt   when S3 was last counted (epoch seconds)
   released       a file was deleted since: the next refusal recounts at once
   version        moves on every write, so a recount stores its result only if nothing came between
 
 A write reserves before it writes, in one conditional UpdateItem (the new total within the
 quota, the count recounted within a day), so concurrent writes cannot pass the quota
-together; a presigned upload is reserved when its URL is issued, since the length its
-signature binds is all it can add. Nothing subtracts between recounts (a presigned URL can
-put back what a delete took away, as long as it lives): a deleted, shrunk or expired file
-(`context.delete`, `session.delete`, the lifecycle rules) leaves the count until the next
-recount, which lists the user's prefix and runs when a write would not fit (at once after a
+together; a presigned upload is reserved when its URL is signed (and handed out only once
+reserved), since the length its signature binds is all it can add. Nothing subtracts between
+recounts (a presigned URL can put back what a delete took away, as long as it lives): a
+deleted, shrunk or expired file (`context.delete`, `session.delete`, the lifecycle rules) leaves
+the count until the next recount, which lists the user's prefix and runs when a write would not fit (at once after a
 `context.delete`, else at most every RECOUNT_GAP_SECONDS), when the count is a day old,
-when there is none yet, and when MAX_PENDING writes wait. A recount holds, for each path with
+when there is none yet, and when MAX_PENDING writes wait and one of them is dead (else at most
+every RECOUNT_GAP_SECONDS too: the refusal's retryAfter says when the earliest may free up). A
+write that adds nothing (an overwrite no larger than the file) is recorded like any other, but
+only the MAX_PENDING cap can refuse it. A recount holds, for each path with
 writes that may still land, what the largest of them would add to what is listed there now (and a
 file, if none is): a put or URL that overwrote a file deleted since, or a URL whose file was
 deleted after it landed, can still store its whole size. So the count is never below what S3 holds or can be
-made to hold, and a user is refused only once a fresh count says the write does not fit.
+made to hold, and a user is refused only once a fresh count says the write does not fit. (One race is left: an
+upload begun before its URL expired and still on its way, into a file deleted after the recount that dropped the
+URL, lands uncounted until the next recount: at most its length, once, and only past the URL's life.)
 
 What S3 holds under a session that is no longer live (deleted, being deleted, or idle past
 its TTL by more than the hour in which activity begun before its expiry may still revive it:
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -78,7 +86,7 @@ class LiveSessions(Protocol):
 
 class StorageQuota:
     def __init__(self, dynamodb: Any, table_name: str, objects: ObjectStore, sessions: LiveSessions, *,
-                 max_bytes: int, max_files: int, pending_seconds: int,
+                 max_bytes: int, max_files: int, url_seconds: int,
                  clock: Callable[[], float] = time.time) -> None:
         self._dynamodb = dynamodb  # a low-level client: the failed condition's item comes back typed
         self._table_name = table_name
@@ -86,17 +94,21 @@ class StorageQuota:
         self._sessions = sessions
         self.max_bytes = max_bytes
         self.max_files = max_files
-        self._pending_seconds = pending_seconds + PENDING_SLACK_SECONDS  # how long a write may take to land
+        # A URL is signed before its write is reserved (ContextStore.upload_url), within the second `t` was read in:
+        # S3 accepts it until `t` + this, at the latest, on S3's clock.
+        self._url_seconds = url_seconds + 1 + LANDED_SKEW_SECONDS
+        self._pending_seconds = url_seconds + PENDING_SLACK_SECONDS  # how long a write may take to land
         self._clock = clock
 
     def reserve(self, user_sub: str, key: str, *, size: int, old_size: int | None, upload: bool) -> None:
         """Count a write of `size` bytes to `key`, which holds `old_size` bytes now (None: no file), before it is
-        made: a put, or a presigned `upload` whose URL, binding `size`, is about to be issued. It adds a new
-        file's size, or what an overwrite grows by; it is recorded whatever it adds, with its whole size, since a
-        delete of the file before it lands makes it add that much (a recount counts it so). QUOTA_EXCEEDED,
-        nothing counted, when a fresh count leaves no room."""
+        made: a put, or a presigned `upload` whose URL, binding `size`, was signed just now and is not handed out
+        yet. It adds a new file's size, or what an overwrite grows by; it is recorded whatever it adds, with its
+        whole size, since a delete of the file before it lands makes it add that much (a recount counts it so).
+        QUOTA_EXCEEDED, nothing counted, when a fresh count leaves no room; one that adds nothing (an overwrite no
+        larger than the file) only when MAX_PENDING writes are recorded, with `retry_after` then (seconds)."""
         add_bytes = max(size - (old_size or 0), 0)
-        if size > self.max_bytes:
+        if size > self.max_bytes and (old_size is None or size > old_size):
             raise QuotaExceeded(f"the file is larger than the storage quota of {self.max_bytes} bytes")
         now = self._clock()
         entry = {"d": _n(add_bytes), "n": _n(int(old_size is None)), "t": _n(int(now)), "s": _n(size)}
@@ -109,7 +121,7 @@ class StorageQuota:
             old = self._try_reserve(user_sub, pending_id, entry, now)
             if old is None:
                 return
-        raise QuotaExceeded(self._refusal(old))
+        raise self._refusal(old, now)
 
     def written(self, user_sub: str, key: str) -> None:
         """A reserved put of `key` is in S3: a recount need not wait for it (and must not, once it is deleted)."""
@@ -142,17 +154,22 @@ class StorageQuota:
                      now: float) -> dict[str, Any] | None:
         """None when reserved; else the item as it was (empty when there is none), nothing written."""
         add_bytes, add_files = int(entry["d"]["N"]), int(entry["n"]["N"])
+        names = {**_NAMES, "#k": pending_id}
+        values = {":b": _n(add_bytes), ":f": _n(add_files), ":one": _n(1), ":entry": {"M": entry},
+                  ":max_pending": _n(MAX_PENDING)}
+        condition = "size(#p) < :max_pending"  # a write that adds nothing: refused for nothing else
+        if add_bytes or add_files:
+            # DynamoDB compares, it cannot add, in a condition: the room left is computed here.
+            condition = "#b <= :room_b AND #f <= :room_f AND #r >= :fresh AND " + condition
+            values.update({":room_b": _n(self.max_bytes - add_bytes), ":room_f": _n(self.max_files - add_files),
+                           ":fresh": _n(int(now) - RECOUNT_AGE_SECONDS)})
+        else:
+            del names["#r"]  # DynamoDB refuses a name the expressions do not use
         try:
             self._dynamodb.update_item(
                 TableName=self._table_name, Key=self._key(user_sub),
-                UpdateExpression="ADD #b :b, #f :f, #v :one SET #p.#k = :entry",
-                # DynamoDB compares, it cannot add, in a condition: the room left is computed here.
-                ConditionExpression="#b <= :room_b AND #f <= :room_f AND #r >= :fresh AND size(#p) < :max_pending",
-                ExpressionAttributeNames={**_NAMES, "#k": pending_id},
-                ExpressionAttributeValues={
-                    ":b": _n(add_bytes), ":f": _n(add_files), ":one": _n(1), ":entry": {"M": entry},
-                    ":room_b": _n(self.max_bytes - add_bytes), ":room_f": _n(self.max_files - add_files),
-                    ":fresh": _n(int(now) - RECOUNT_AGE_SECONDS), ":max_pending": _n(MAX_PENDING)},
+                UpdateExpression="ADD #b :b, #f :f, #v :one SET #p.#k = :entry", ConditionExpression=condition,
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
                 ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as error:
             if condition_failed(error):
@@ -161,10 +178,22 @@ class StorageQuota:
         return None
 
     def _recount_due(self, old: dict[str, Any], now: float) -> bool:
-        """No count yet, a stale or full one, or one a recount may lower (a file deleted since, or not
-        recounted in the last seconds)."""
-        return (not old or old.get("released") == _TRUE or len(old.get("pending", {}).get("M", {})) >= MAX_PENDING
+        """No count yet, a stale one, a full one of which a recount drops an entry for sure (a dead one), or one a
+        recount may lower (a file deleted since, or not recounted in the last seconds)."""
+        pending = _pending(old)
+        return (not old or old.get("released") == _TRUE
+                or (len(pending) >= MAX_PENDING and any(self._dead(value["M"], now) for value in pending.values()))
                 or _number(old, "reconciledAt") <= now - RECOUNT_GAP_SECONDS)
+
+    def _dead(self, entry: dict[str, Any], now: float) -> bool:
+        """Whether a pending write can land no more: even an upload started as its URL expired is in by now."""
+        return int(entry["t"]["N"]) + self._pending_seconds < now
+
+    def _replaced(self, pending_id: str, entry: dict[str, Any], listed: tuple[int, float] | None, now: float) -> bool:
+        """Whether a recount may drop an upload before it is dead: no upload can start with its URL any more, and
+        what is listed at its path is at least its length, so one still on its way adds nothing."""
+        return (pending_id[0] == "u" and "s" in entry and int(entry["t"]["N"]) + self._url_seconds < now
+                and listed is not None and listed[0] >= int(entry["s"]["N"]))
 
     def _recount(self, user_sub: str, old: dict[str, Any], now: float) -> None:
         """Count the user's context files in S3 and store that, plus the reserved writes not landed yet."""
@@ -174,17 +203,19 @@ class StorageQuota:
             total_files = len(listed)
             waiting: dict[str, Any] = {}
             longest: dict[str, int] = {}  # key hash -> the largest write of that key that may still land
-            for pending_id, value in old.get("pending", {}).get("M", {}).items():
+            for pending_id, value in _pending(old).items():
                 entry = value["M"]
                 reserved_at = int(entry["t"]["N"])
                 key_hash = pending_id[1:1 + _HASH_LENGTH]
-                if reserved_at + self._pending_seconds < now:
+                if self._dead(entry, now):
                     continue  # its URL expired long ago: it landed (and is listed) or never will
                 if key_hash in left:
                     continue  # landed in a session deleted meanwhile: it counts no more
                 landed = listed.get(key_hash)
                 if pending_id[0] == "p" and landed is not None and landed[1] >= reserved_at - LANDED_SKEW_SECONDS:
                     continue  # a put written since it was reserved: the listing counts it
+                if self._replaced(pending_id, entry, landed, now):
+                    continue  # an expired URL whose path holds as much: the listing counts all it can store
                 waiting[pending_id] = value  # a put on its way, or a live URL: it may land (again)
                 if "s" not in entry:  # reserved before writes recorded their size: what it added then
                     total_bytes += int(entry["d"]["N"])
@@ -251,12 +282,27 @@ class StorageQuota:
             return
         logger.info("objects of deleted sessions removed", extra={"objects": len(left)})
 
-    def _refusal(self, old: dict[str, Any]) -> str:
-        if len(old.get("pending", {}).get("M", {})) >= MAX_PENDING:
-            return (f"{MAX_PENDING} upload URLs or writes are live: let them expire "
-                    f"(after {self._pending_seconds} s) before asking for more")
-        return (f"the storage quota is spent: {_number(old, 'bytes')} of {self.max_bytes} bytes and "
-                f"{_number(old, 'files')} of {self.max_files} files are in use; delete context files to free space")
+    def _refusal(self, old: dict[str, Any], now: float) -> QuotaExceeded:
+        pending = _pending(old)
+        if len(pending) >= MAX_PENDING:
+            retry_after = max(1, math.ceil(min(self._frees_at(pending_id, value["M"], old)
+                                               for pending_id, value in pending.items()) - now))
+            return QuotaExceeded(f"{MAX_PENDING} upload URLs or writes are live: the earliest may free up in "
+                                 f"{retry_after} s (an upload once its URL has expired, if it landed; any "
+                                 f"{self._pending_seconds} s after it was issued)", retry_after=retry_after)
+        return QuotaExceeded(f"the storage quota is spent: {_number(old, 'bytes')} of {self.max_bytes} bytes and "
+                             f"{_number(old, 'files')} of {self.max_files} files are in use; delete context files "
+                             "to free space")
+
+    def _frees_at(self, pending_id: str, entry: dict[str, Any], old: dict[str, Any]) -> float:
+        """When a full map's refusal may first drop this entry (epoch seconds): once it is dead, at once; once its
+        URL has expired, at the next recount, if no recount has seen it expired and its upload not landed yet."""
+        reserved_at = int(entry["t"]["N"])
+        dead = reserved_at + self._pending_seconds + 1
+        reconciled_at = _number(old, "reconciledAt")
+        if pending_id[0] != "u" or "s" not in entry or reserved_at + self._url_seconds < reconciled_at:
+            return dead
+        return min(dead, max(reserved_at + self._url_seconds + 1, reconciled_at + RECOUNT_GAP_SECONDS))
 
 
 def is_context_key(relative: str) -> bool:
@@ -285,6 +331,12 @@ def _pending_id(key: str, upload_bytes: int | None) -> str:
     """The name of a reserved write in the item's `pending` map: its kind, its key's hash, and for an upload the
     length its URL binds (URLs of one key and length share an entry: the newest's life covers the others')."""
     return f"p{_key_hash(key)}" if upload_bytes is None else f"u{_key_hash(key)}:{upload_bytes}"
+
+
+def _pending(item: dict[str, Any]) -> dict[str, Any]:
+    """The item's `pending` map, as DynamoDB typed it (name -> {"M": entry})."""
+    pending: dict[str, Any] = item.get("pending", {}).get("M", {})
+    return pending
 
 
 def _n(value: int) -> dict[str, str]:

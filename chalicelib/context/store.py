@@ -113,11 +113,13 @@ class ContextStore:
         if not 0 <= size <= self.max_bytes:
             raise PayloadTooLarge(f"context files are limited to {self.max_bytes} bytes")
         self._owned(user_sub, session_id, write=True)
-        # The URL binds the length: the upload can add no more than is counted here, now.
-        self._reserve(user_sub, key, size, upload=True)
+        # Signed first, handed out only once reserved: the quota counts the URL from a time no earlier than its
+        # signature's, so it knows when S3 stops accepting it. The URL binds the length: the upload can add no
+        # more than is counted here.
         now = self._clock()
         url, headers = self._objects.presign_put(key, size=size, content_type=content_type,
                                                  tagging=_tagging(session_id))
+        self._reserve(user_sub, key, size, upload=True)
         try:
             self._still_live(user_sub, session_id)
         except NotFound:

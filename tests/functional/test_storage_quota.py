@@ -11,7 +11,14 @@ import uuid
 import pytest
 
 from chalicelib.config import get_settings
-from chalicelib.context.quota import MAX_PENDING, PENDING_SLACK_SECONDS, RECOUNT_GAP_SECONDS, is_context_key
+from chalicelib.context.quota import (
+    LANDED_SKEW_SECONDS,
+    MAX_PENDING,
+    PENDING_SLACK_SECONDS,
+    RECOUNT_GAP_SECONDS,
+    _pending_id,
+    is_context_key,
+)
 from chalicelib.errors import QuotaExceeded
 from chalicelib.root import Root
 from tests.conftest import reset_app_caches
@@ -150,12 +157,9 @@ def test_concurrent_writes_never_pass_the_quota_together(quota, sub):
 def test_puts_leave_nothing_waiting_and_upload_urls_wait_at_most_max_pending(quota, clock, sub):
     quota(files=MAX_PENDING + 10)
     context = Root(get_settings(), clock=clock).context
-    table = get_settings().usage_table
 
     def waiting() -> int:
-        item = context._quota._dynamodb.get_item(TableName=table, Key={
-            "pk": {"S": f"USER#{sub}"}, "sk": {"S": "STORAGE"}})["Item"]
-        return len(item["pending"]["M"])
+        return len(_pending(context, sub))
 
     for n in range(5):
         context.put(sub, f"many/{n}.txt", "x", session_id=None)
@@ -179,6 +183,13 @@ def test_puts_leave_nothing_waiting_and_upload_urls_wait_at_most_max_pending(quo
 ])
 def test_only_context_files_count(relative, counted):
     assert is_context_key(relative) is counted
+
+
+def _pending(context, sub: str) -> dict:
+    """The user's pending writes as the quota's item holds them."""
+    item = context._quota._dynamodb.get_item(TableName=get_settings().usage_table, Key={
+        "pk": {"S": f"USER#{sub}"}, "sk": {"S": "STORAGE"}})["Item"]
+    return item["pending"]["M"]
 
 
 def _land(grant: dict, body: bytes) -> None:
@@ -249,3 +260,73 @@ def test_a_put_that_finds_its_file_deleted_on_its_way_counts_its_whole_size(stor
     monkeypatch.setattr(objects, "put", put_after_another_write)
     store.put(sub, "a.txt", "a" * 100, session_id=None)
     assert refused and "100 of 100 bytes" in str(refused[0])
+
+
+def test_a_full_map_of_landed_uploads_frees_up_once_their_urls_expire_and_the_refusal_says_when(
+        quota, clock, sub, boto, app_env, monkeypatch):
+    """MAX_PENDING uploads that landed blocked every write until their URLs were dead (6 minutes), and each refusal
+    recounted (the old code). A recount drops an expired URL whose path is listed at its length or more; a full
+    map's refusal says when the earliest may free up, and recounts no more often than RECOUNT_GAP_SECONDS."""
+    quota(files=MAX_PENDING + 10)
+    context = Root(get_settings(), clock=clock).context
+    s3, root = boto("s3"), f"users/{sub}/context/"
+    for n in range(MAX_PENDING):
+        context.upload_url(sub, f"up/{n}.txt", 2, session_id=None, content_type=None)
+    for n in range(2, MAX_PENDING):  # landed; up/0.txt never does, and up/1.txt holds less than its URL binds
+        s3.put_object(Bucket=app_env.names["CONTEXT_BUCKET"], Key=f"{root}up/{n}.txt", Body=b"xx")
+    s3.put_object(Bucket=app_env.names["CONTEXT_BUCKET"], Key=f"{root}up/1.txt", Body=b"x")
+    walks: list[str] = []
+    walk = context._quota._objects.walk
+
+    def counted_walk(prefix):
+        walks.append(prefix)
+        return walk(prefix)
+
+    monkeypatch.setattr(context._quota._objects, "walk", counted_walk)
+
+    refusals = []
+    for _ in range(3):
+        with pytest.raises(QuotaExceeded, match=f"{MAX_PENDING} upload URLs or writes are live") as refused:
+            context.upload_url(sub, "up/more.txt", 1, session_id=None, content_type=None)
+        refusals.append(refused.value)
+    # Only the cap refuses a write that adds nothing (an overwrite no larger than its file), and it says when.
+    with pytest.raises(QuotaExceeded, match="upload URLs or writes are live"):
+        context.put(sub, "up/5.txt", "x", session_id=None)
+    assert walks == []  # counted a moment ago, and nothing could be dropped: no recount
+    put_seconds = get_settings().presigned_put_seconds
+    retry_after = refusals[0].retry_after
+    assert retry_after is not None
+    assert put_seconds < retry_after <= put_seconds + LANDED_SKEW_SECONDS + 2  # not the 6 minutes of a dead URL
+    assert {error.retry_after for error in refusals} == {retry_after}
+
+    clock.now += RECOUNT_GAP_SECONDS + 1  # a recount may run again, but frees nothing before the URLs expire
+    for _ in range(3):
+        with pytest.raises(QuotaExceeded) as refused:
+            context.upload_url(sub, "up/more.txt", 1, session_id=None, content_type=None)
+    assert len(walks) == 1 and refused.value.retry_after == retry_after - RECOUNT_GAP_SECONDS - 1
+
+    clock.now += retry_after - RECOUNT_GAP_SECONDS - 1  # the URLs have expired: the landed ones are dropped
+    context.upload_url(sub, "up/more.txt", 1, session_id=None, content_type=None)
+    assert len(walks) == 2
+    assert set(_pending(context, sub)) == {  # up/0.txt and up/1.txt may still land (again) and store more
+        _pending_id(f"{root}up/0.txt", 2), _pending_id(f"{root}up/1.txt", 2), _pending_id(f"{root}up/more.txt", 1)}
+
+
+def test_an_overwrite_that_adds_nothing_is_recorded_but_never_refused_for_space(quota, clock, sub):
+    """A user over a lowered quota may still rewrite or shrink a file in place (the old code refused it: the
+    quota's conditions on bytes and files applied to a write that adds nothing); anything that grows is refused."""
+    quota(files=2, total_bytes=100)
+    Root(get_settings(), clock=clock).context.put(sub, "a.txt", "a" * 90, session_id=None)
+    Root(get_settings(), clock=clock).context.put(sub, "b.txt", "b" * 5, session_id=None)
+    quota(files=1, total_bytes=50)  # lowered: 95 bytes and 2 files are in use
+    context = Root(get_settings(), clock=clock).context
+    context.put(sub, "a.txt", "c" * 90, session_id=None)  # rewritten in place
+    context.put(sub, "a.txt", "d" * 40, session_id=None)  # shrunk
+    grant = context.upload_url(sub, "b.txt", 5, session_id=None, content_type=None)  # an upload that adds nothing
+    assert set(_pending(context, sub)) == {_pending_id(f"users/{sub}/context/b.txt", 5)}  # recorded all the same
+    _land(grant, b"e" * 5)
+    assert context.get(sub, "a.txt", session_id=None)["content"] == "d" * 40
+    with pytest.raises(QuotaExceeded, match="95 of 50 bytes and 2 of 1 files"):
+        context.put(sub, "a.txt", "f" * 41, session_id=None)  # grows
+    with pytest.raises(QuotaExceeded, match="larger than the storage quota"):
+        context.upload_url(sub, "b.txt", 51, session_id=None, content_type=None)
