@@ -124,8 +124,8 @@ class CallHold:
         """About to send call number `calls_made + 1`: RATE_LIMITED if it is not held and cannot be.
 
         A call that deals with a write already sent (`undoing`: finding out what it did, or undoing it) is
-        sent whatever the budget, so it holds nothing: it writes nothing to the table, which a throttled or
-        unreachable DynamoDB would make it fail, and leaves the run's branch behind. settle charges it, as
-        every call made; the next call held also holds those made unheld before it."""
+        sent whatever the budget, so it holds nothing and writes nothing to the table first: a throttled or
+        unreachable DynamoDB cannot stop it and leave the run's branch behind. settle charges it, as every
+        call made; the next call held also holds those made unheld before it."""
         if not undoing and calls_made >= self.reservation.calls:
             self.reservation = self._budget.extend(self.reservation, calls_made + 1 - self.reservation.calls)
