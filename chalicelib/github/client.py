@@ -14,7 +14,10 @@ seconds before it are kept back for undoing a write that failed (`release_reserv
 so that a pull request stopped by the deadline can still delete its branch. Every
 request sent counts in `calls`, retries too: what the run cost the app's GitHub limits;
 `before_call` is asked before each (the user's call budget: it raises RATE_LIMITED to stop
-the run before a call the budget does not cover; an undo is told so, and may pass it).
+the run before a call the budget does not cover). It is told `undoing` for the calls that
+only deal with a write already sent: the undo (`release_reserve`) and the look-ups that find
+out what a write whose answer was lost did (`finding_out`); those may pass the budget, since
+refusing them would leave on GitHub what the run cannot then account for.
 
 Each call runs as one of the secret's installations, with that installation's
 token: the only one when the secret names one; else the one GitHub says owns
@@ -31,7 +34,8 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -92,7 +96,7 @@ class GitHubClient:
         self._reserve = reserve  # seconds before that kept back for undoing a failed write
         self._on_rate_limited = on_rate_limited  # one call per rate-limit answer (the worker's metric)
         self._before_call = before_call  # (calls made so far, undoing=...) before each request: may raise
-        self._undoing = False  # release_reserve was called: what is sent now undoes a failed write
+        self._undoing = False  # what is sent now deals with a write already sent (release_reserve, finding_out)
         self.calls = 0  # requests sent to GitHub by this run, retries included
 
     def release_reserve(self) -> None:
@@ -101,6 +105,16 @@ class GitHubClient:
         self._wait_left = max(self._wait_left, self._reserve)
         self._reserve = 0.0
         self._undoing = True
+
+    @contextmanager
+    def finding_out(self) -> Iterator[None]:
+        """The calls made within only find out what a write already sent did (its answer was lost or
+        failed): `before_call` is told `undoing`, as for an undo, so the call budget does not refuse them."""
+        undoing, self._undoing = self._undoing, True
+        try:
+            yield
+        finally:
+            self._undoing = undoing
 
     # --- the API ------------------------------------------------------------
 

@@ -26,11 +26,12 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from chalicelib import protocol
-from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, Timeout, UpstreamError
+from chalicelib.errors import AppError, BadRequest, Internal, NotFound, PayloadTooLarge, UpstreamError
 from chalicelib.github.client import MAX_BLOB_TEXT, MAX_PAGES, GitHubClient, Unprocessable
 from chalicelib.github.params import TRAILER_KEY
 from chalicelib.github.trees import RepoTree
@@ -49,6 +50,13 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark: any ASCI
 
 class BranchTaken(BadRequest):
     """The pull request's branch holds a commit other than ours: nothing of it is ours to undo."""
+
+
+@dataclass
+class _PullRequestSent:
+    """Whether GitHub may have opened the pull request unseen by us: a POST /pulls was sent (or was about
+    to be) and neither its answer nor a look-up since said what it did."""
+    unknown: bool = False
 
 
 class GitHubOperations:
@@ -190,21 +198,24 @@ class GitHubOperations:
 
     def _publish(self, repo: str, branch: str, sha: str, pull_request: dict[str, Any]) -> dict[str, Any]:
         """The branch made at `sha` and the pull request opened from it; undone if that fails."""
+        sent = _PullRequestSent()
         try:
             self._create_branch(repo, branch, sha)
-            return self._open_pull(repo, pull_request)
+            return self._open_pull(repo, pull_request, sent)
         except BranchTaken:
             raise
         except Exception as failure:
-            return self._undo(failure, repo, branch, sha, pull_request["base"])
+            return self._undo(failure, repo, branch, sha, pull_request["base"], look=sent.unknown)
 
-    def _undo(self, failure: Exception, repo: str, branch: str, sha: str, base: str) -> dict[str, Any]:
+    def _undo(self, failure: Exception, repo: str, branch: str, sha: str, base: str, *,
+              look: bool) -> dict[str, Any]:
         """After `failure`, once the branch was or may have been made: the pull request GitHub opened
-        anyway, or `failure` raised again, saying whether the branch was deleted or what remains."""
+        anyway (looked for when `look`: a POST /pulls may have reached GitHub, unseen since), or
+        `failure` raised again, saying whether the branch was deleted or what remains. Deleting the
+        branch of an open pull request would close it."""
         self._github.release_reserve()
         try:
-            # A request stopped by the deadline may have reached GitHub (after a 5xx, _open_pull looked).
-            found = self._open_pull_from(repo, branch, base) if isinstance(failure, Timeout) else None
+            found = self._open_pull_from(repo, branch, base) if look else None
             if found is not None:
                 return found
             outcome = self._delete_branch(repo, branch, sha)
@@ -278,24 +289,38 @@ class GitHubOperations:
             return False
         return True
 
-    def _open_pull(self, repo: str, request: dict[str, Any]) -> dict[str, Any]:
+    def _open_pull(self, repo: str, request: dict[str, Any], sent: _PullRequestSent) -> dict[str, Any]:
         """POST /pulls, made safe to repeat: after a 5xx or a network failure GitHub may have opened
-        it anyway, so look for an open pull request from the branch into base before trying again."""
+        it anyway, so look for an open pull request from the branch into base before trying again.
+        `sent` tells the caller, whatever this raises, whether GitHub may have opened one unseen."""
         attempt = 0
         while True:
             attempt += 1
+            sent.unknown = True  # from here on, whatever answers (or fails), GitHub may have opened it
             try:
                 return self._github.post(f"/repos/{repo}/pulls", request, idempotent=False)
             except Unprocessable:
-                found = self._open_pull_from(repo, request["head"], request["base"]) if attempt > 1 else None
+                if attempt == 1:
+                    sent.unknown = False  # GitHub refused it: nothing was opened
+                    raise
+                found = self._look_for_pull(repo, request, sent)
                 if found is None:  # not made by an earlier attempt of ours: GitHub's refusal stands
                     raise
                 return found
             except UpstreamError as error:
-                found = self._open_pull_from(repo, request["head"], request["base"])
+                found = self._look_for_pull(repo, request, sent)
                 if found is not None:
                     return found
                 self._github.pause_before_retry(attempt, error)
+
+    def _look_for_pull(self, repo: str, request: dict[str, Any], sent: _PullRequestSent) -> dict[str, Any] | None:
+        """The pull request an earlier POST /pulls of ours opened, if any. The look-up only finds out what
+        a call already sent did, so the call budget lets it pass: were it refused, the branch would be
+        deleted, closing a pull request GitHub opened."""
+        with self._github.finding_out():
+            found = self._open_pull_from(repo, request["head"], request["base"])
+        sent.unknown = False
+        return found
 
     def _open_pull_from(self, repo: str, branch: str, base: str) -> dict[str, Any] | None:
         owner = repo.split("/", 1)[0]
@@ -310,7 +335,8 @@ class GitHubOperations:
             self._github.post(f"/repos/{repo}/git/refs", {"ref": f"refs/heads/{branch}", "sha": sha})
         except Unprocessable:
             # Created by a retry of this very call, or by someone else in the meantime.
-            existing = self._github.get(f"/repos/{repo}/git/ref/heads/{quote(branch, safe='/')}")
+            with self._github.finding_out():
+                existing = self._github.get(f"/repos/{repo}/git/ref/heads/{quote(branch, safe='/')}")
             if existing.get("object", {}).get("sha") != sha:
                 raise BranchTaken(f"the branch {branch!r} already exists in {repo}; choose a new name") from None
 

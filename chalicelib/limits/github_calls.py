@@ -10,9 +10,12 @@ counter to the calls the run really made (retries included) with one more Update
 A run that needs more calls than it holds (retries, pages, a file found under another
 spelling) holds one more before each, in the same conditional way (`CallHold`), so no run
 and no number of concurrent runs passes the limit: the call that would is not sent, and the
-run ends RATE_LIMITED. Only the undoing of a failed pull request's branch may pass it (a few
-calls), so that nothing is left behind on GitHub. A refused request is RATE_LIMITED with
-retryAfter, the seconds until the next hour.
+run ends RATE_LIMITED. Only the calls that deal with a pull request's write already sent may
+pass it (a few calls): finding out whether GitHub opened the pull request after a lost answer,
+and undoing the branch of a failed one, so that nothing is left behind on GitHub and no pull
+request GitHub opened is closed. They hold nothing and so write nothing before they are sent
+(they do not depend on the table being reachable); settling charges them with the rest. A
+refused request is RATE_LIMITED with retryAfter, the seconds until the next hour.
 """
 from __future__ import annotations
 
@@ -67,26 +70,22 @@ class GitHubCallBudget:
             raise self._spent(user_sub, limit, now)
         return CallReservation(user_sub=user_sub, hour_start=records.hour_start(now), calls=calls, limit=limit)
 
-    def extend(self, reservation: CallReservation, calls: int, *, force: bool = False) -> CallReservation:
-        """Hold `calls` more in the reservation's hour, within its limit (RATE_LIMITED when that is spent)
-        unless `force` (the undoing of what a failed run left on GitHub)."""
-        if not self._add(reservation.user_sub, reservation.hour_start, calls,
-                         limit=None if force else reservation.limit):
+    def extend(self, reservation: CallReservation, calls: int) -> CallReservation:
+        """Hold `calls` more in the reservation's hour, within its limit (RATE_LIMITED when that is spent)."""
+        if not self._add(reservation.user_sub, reservation.hour_start, calls, limit=reservation.limit):
             raise self._spent(reservation.user_sub, reservation.limit, self._clock())
         return replace(reservation, calls=reservation.calls + calls)
 
-    def _add(self, user_sub: str, hour: float, calls: int, *, limit: int | None) -> bool:
-        """Add `calls` to the hour's counter, if it stays within `limit` (None: whatever it reaches)."""
-        request: dict[str, Any] = {
-            "TableName": self._table, "Key": self._key(user_sub, hour),
-            "UpdateExpression": "SET #ttl = :ttl ADD #calls :calls",
-            "ExpressionAttributeNames": {"#calls": COUNTER, "#ttl": "ttl"},
-            "ExpressionAttributeValues": {":calls": records.number(calls),
-                                          ":ttl": records.number(self._retention.hour_expiry(hour))}}
-        if limit is not None:
-            request["ConditionExpression"] = "attribute_not_exists(#calls) OR #calls <= :room"
-            request["ExpressionAttributeValues"][":room"] = records.number(limit - calls)
-        return update_if(lambda **given: retry_conflicts(lambda: self._client.update_item(**given)), **request)
+    def _add(self, user_sub: str, hour: float, calls: int, *, limit: int) -> bool:
+        """Add `calls` to the hour's counter, if it stays within `limit`."""
+        return update_if(
+            lambda **given: retry_conflicts(lambda: self._client.update_item(**given)),
+            TableName=self._table, Key=self._key(user_sub, hour),
+            UpdateExpression="SET #ttl = :ttl ADD #calls :calls",
+            ConditionExpression="attribute_not_exists(#calls) OR #calls <= :room",
+            ExpressionAttributeNames={"#calls": COUNTER, "#ttl": "ttl"},
+            ExpressionAttributeValues={":calls": records.number(calls), ":room": records.number(limit - calls),
+                                       ":ttl": records.number(self._retention.hour_expiry(hour))})
 
     @staticmethod
     def _spent(user_sub: str, limit: int, now: float) -> RateLimited:
@@ -122,8 +121,11 @@ class CallHold:
         self.reservation = reservation
 
     def before_call(self, calls_made: int, *, undoing: bool) -> None:
-        """About to send call number `calls_made + 1`: RATE_LIMITED if it is not held and cannot be (an undo
-        always can)."""
-        if calls_made >= self.reservation.calls:
-            self.reservation = self._budget.extend(self.reservation, calls_made + 1 - self.reservation.calls,
-                                                   force=undoing)
+        """About to send call number `calls_made + 1`: RATE_LIMITED if it is not held and cannot be.
+
+        A call that deals with a write already sent (`undoing`: finding out what it did, or undoing it) is
+        sent whatever the budget, so it holds nothing and writes nothing to the table first: a throttled or
+        unreachable DynamoDB cannot stop it and leave the run's branch behind. settle charges it, as every
+        call made; the next call held also holds those made unheld before it."""
+        if not undoing and calls_made >= self.reservation.calls:
+            self.reservation = self._budget.extend(self.reservation, calls_made + 1 - self.reservation.calls)

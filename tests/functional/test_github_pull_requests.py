@@ -6,20 +6,28 @@ import json
 import time
 import unicodedata
 import urllib.request
+import uuid
 
+import boto3
 import pytest
+from botocore.config import Config
 from markdown_it import MarkdownIt
 
+from chalicelib.config import load_settings
 from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge, Timeout, UpstreamError, UpstreamThrottled
 from chalicelib.github import params as github_params
+from chalicelib.github import worker
 from chalicelib.github.client import GitHubClient
-from chalicelib.github.credentials import AppJwt, InstallationTokens, SecretSource
-from chalicelib.github.operations import GitHubOperations
+from chalicelib.github.credentials import AppJwt, InstallationTokens, RepoInstallations, SecretSource
+from chalicelib.github.operations import CALLS_RESERVED, GitHubOperations
+from chalicelib.limits.github_calls import CallHold
 from chalicelib.protocol import Params
 from chalicelib.transport import HttpTransport
 from devserver.github import GitHubEmulator, new_app_key, secret_document
 from devserver.github_repos import NFD_FILE, SEED_FILES
-from tests.fakes import FakeSecrets
+from tests.fakes import FakeMetrics, FakeSecrets, RecordingSender
+from tests.functional.test_github_access import worker_event
+from tests.functional.test_github_budget import BASE, budget, counter
 from tests.servers import serve
 
 REPO = "octo-org/hello-world"
@@ -38,11 +46,19 @@ class GitHub:
         self._secrets = SecretSource(FakeSecrets(secret_document(private_key)), "arn:aws:secretsmanager:gh")
         self._tokens = InstallationTokens(clock=time.time)
 
-    def client(self, *, deadline: float | None = None, reserve: float = 0.0, max_wait: float = 2.0) -> GitHubClient:
+    def client(self, *, deadline: float | None = None, reserve: float = 0.0, max_wait: float = 2.0,
+               before_call=lambda calls_made, *, undoing: None) -> GitHubClient:
         time_left = (lambda: deadline - time.monotonic()) if deadline is not None else (lambda: float("inf"))
         return GitHubClient(transport=HttpTransport(connect_timeout=2, read_timeout=10), secrets=self._secrets,
                             app_jwt=AppJwt(clock=time.time), tokens=self._tokens, api_url=self.url, max_attempts=3,
-                            max_wait=max_wait, jitter=lambda: 0.0, time_left=time_left, reserve=reserve)
+                            max_wait=max_wait, jitter=lambda: 0.0, time_left=time_left, reserve=reserve,
+                            before_call=before_call)
+
+    def caches(self) -> worker.ContainerCaches:
+        """What the worker's container keeps, with this emulator's secret."""
+        return worker.ContainerCaches(transport=HttpTransport(connect_timeout=2, read_timeout=10),
+                                      secrets=self._secrets, app_jwt=AppJwt(clock=time.time), tokens=self._tokens,
+                                      routes=RepoInstallations(clock=time.time))
 
     def operations(self, client: GitHubClient | None = None) -> GitHubOperations:
         return GitHubOperations(client or self.client(), max_file_bytes=96 * 1024)
@@ -164,6 +180,18 @@ def test_a_pull_request_github_opened_before_the_deadline_is_answered_not_undone
     assert done["number"] == pull["number"] and github.repo.refs["heads/llm-ide/late"] == done["commitSha"]
 
 
+def test_a_pull_request_github_opened_is_found_by_the_undo_when_looking_for_it_failed(github):
+    """POST /pulls answered 502 after GitHub opened it, and the look-up failed too (three 503s): the pull
+    request may be open, so the undo looks again before it deletes anything (the old code looked only after a
+    TIMEOUT, and deleted the branch, which on GitHub closes the pull request)."""
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", "status": 502, "after": True})
+    github.control("fault", {"method": "GET", "path": f"/repos/{REPO}/pulls", "status": 503, "count": 3})
+    done = github.operations().pull_request(pr("llm-ide/unseen", [{"path": "a.txt", "content": "a"}]),
+                                            username="dev")
+    [pull] = github.repo.pulls
+    assert done["number"] == pull["number"] and github.repo.refs["heads/llm-ide/unseen"] == done["commitSha"]
+
+
 def test_a_branch_whose_creation_answer_was_lost_is_deleted(github):
     github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/git/refs", "status": 502, "count": 100,
                              "after": True})
@@ -187,6 +215,52 @@ def test_when_the_deletion_fails_too_the_error_names_what_remains(github):
         github.operations().pull_request(pr("llm-ide/kept", [{"path": "a.txt", "content": "a"}]), username="dev")
     sha = github.repo.refs["heads/llm-ide/kept"]
     assert f"The branch 'llm-ide/kept' with the commit {sha[:12]} may remain in {REPO}" in failed.value.message
+
+
+
+# --- the user's GitHub call budget -------------------------------------------------------
+
+
+def test_a_pull_request_opened_despite_a_failed_answer_is_found_past_a_spent_call_budget(
+        app_env, dynamodb, table_name, github, monkeypatch):
+    """The run has made the 9 calls it holds when it sends POST /pulls; GitHub opens the pull request but
+    answers 502. Looking for it is a 10th call, which the budget lets pass as an undo's: it only finds out
+    what a call already sent did. The old code refused it (RATE_LIMITED) and deleted the branch, which on
+    GitHub closes the pull request, telling the user that nothing was left."""
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", "status": 502, "after": True})
+    monkeypatch.setattr(worker, "container_caches", github.caches)
+    settings = load_settings({**BASE, "GITHUB_CALLS_PER_HOUR": str(CALLS_RESERVED["github.pr"]),
+                              "GITHUB_API_URL": github.url})
+    calls, sender = budget(dynamodb, table_name, clock=time.time, GITHUB_CALLS_PER_HOUR=9), RecordingSender()
+    event = worker_event([], action="github.pr", params=pr("llm-ide/lost-answer", [{"path": "a.txt", "content": "a"}]))
+    event["user"]["sub"] = str(uuid.uuid4())  # an hour of its own
+    worker.handle(event, settings=settings, sender_for=lambda endpoint: sender, budget=calls, metrics=FakeMetrics())
+    [frame] = sender.frames["conn-w="]
+    [pull] = github.repo.pulls
+    assert frame["type"] == "result" and frame["data"]["number"] == pull["number"]
+    assert github.repo.refs["heads/llm-ide/lost-answer"] == frame["data"]["commitSha"]
+    # the installation token, base, the branch's absence, base's commit and tree, four writes; the look-up
+    assert counter(dynamodb, table_name, event["user"]["sub"], time.time()) == 10
+
+
+def test_an_undo_does_not_depend_on_the_call_budgets_table(dynamodb, table_name, github):
+    """Past what the run holds, an undo's calls write nothing to DynamoDB before they are sent: with the table
+    unreachable (or throttled) the branch is still deleted and the user told so. The old code held each of
+    them first, and the table's error escaped the undo, leaving the branch without a word."""
+    sub = str(uuid.uuid4())
+    reservation = budget(dynamodb, table_name, clock=time.time, GITHUB_CALLS_PER_HOUR=9).reserve(
+        sub, groups=(), calls=CALLS_RESERVED["github.pr"])
+    unreachable = boto3.client("dynamodb", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                               aws_access_key_id="local", aws_secret_access_key="local",
+                               config=Config(retries={"total_max_attempts": 1}, connect_timeout=1))
+    hold = CallHold(budget(unreachable, table_name, clock=time.time, GITHUB_CALLS_PER_HOUR=9), reservation)
+    github.control("fault", {"method": "POST", "path": f"/repos/{REPO}/pulls", "status": 422})
+    client = github.client(before_call=hold.before_call)
+    with pytest.raises(BadRequest) as failed:
+        github.operations(client).pull_request(pr("llm-ide/undone", [{"path": "a.txt", "content": "a"}]),
+                                               username="dev")
+    assert f"Nothing was left in {REPO}: the branch 'llm-ide/undone' was deleted again" in failed.value.message
+    assert "heads/llm-ide/undone" not in github.repo.refs and client.calls == 11  # 9 held, the undo's 2 not
 
 
 # --- the attribution -------------------------------------------------------------------

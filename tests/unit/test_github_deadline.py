@@ -9,7 +9,7 @@ import pytest
 from chalicelib.errors import BadRequest, Timeout, UpstreamError
 from chalicelib.github import worker
 from chalicelib.github.client import MAX_PAGES
-from chalicelib.github.operations import GitHubOperations
+from chalicelib.github.operations import GitHubOperations, _PullRequestSent
 from chalicelib.transport import TransportError
 from tests.fakes import GITHUB_API as API
 from tests.fakes import T0, LambdaContext, reply
@@ -100,7 +100,7 @@ OTHER = {"number": 3, "html_url": "https://github.com/o/r/pull/3", "head": {"ref
 
 
 def open_pull(client):
-    return GitHubOperations(client, max_file_bytes=1000)._open_pull("o/r", dict(REQUEST))
+    return GitHubOperations(client, max_file_bytes=1000)._open_pull("o/r", dict(REQUEST), _PullRequestSent())
 
 
 def methods(transport) -> list[str]:
