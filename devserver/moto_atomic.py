@@ -13,8 +13,8 @@ long `make dev` session or test run grows them. Here the transaction keeps a cop
 names instead, and puts them back if it fails (`python -m bench.moto_transactions` measures both).
 
 And moto's server finds the service of each request by listing its own package's folders, a stat
-of each of about 170, every time; here the list is read once (`python -m bench.moto_transactions`
-shows both, UpdateItem).
+of each of about 170, every time; here the list is read once (`python -m bench.moto_transactions`:
+its UpdateItem against moto as shipped).
 
 Run as `python devserver/moto_atomic.py <moto.server arguments>`.
 """
