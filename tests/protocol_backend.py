@@ -161,8 +161,10 @@ class ProtocolBackend:
         if "error" in directives:
             code = directives["error"]
             error = {"code": code, "message": f"scripted {code}"}
-            if code in ("RATE_LIMITED", "BUDGET_EXCEEDED", "UPSTREAM_THROTTLED"):
+            if code in ("RATE_LIMITED", "UPSTREAM_THROTTLED"):
                 error["retryAfter"] = 17
+            elif code == "BUDGET_EXCEEDED":
+                error["retryAfter"] = 1800  # the hour's budget: the rest of the hour
             await ws.send_json({"type": "error", "id": frame_id, "error": error})
             return
         run = Run(request_id=f"req-{next(self._ids)}", client_id=frame_id, ws=ws,

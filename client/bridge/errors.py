@@ -15,6 +15,10 @@ STATUS = {
     "UPSTREAM_ERROR": 502, "TIMEOUT": 504, "INTERNAL": 500,
 }
 
+# The longest wait an SDK's retry should sit through in silence: the `openai` SDK's own limit (MAX_RETRY_AFTER_DELAY,
+# 60 s), beyond which it does not retry; the `anthropic` SDK has none.
+SDK_MAX_RETRY_AFTER_SECONDS = 60
+
 # HTTP status -> error.type, the same in both APIs but for a request too large (Anthropic's own).
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
@@ -39,7 +43,15 @@ class ApiError(Exception):
                    retry_after=int(retry_after) if isinstance(retry_after, (int, float)) else None)
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(0, self.retry_after))} if self.retry_after is not None else {}
+        """Retry-After from the protocol's retryAfter; with a wait over SDK_MAX_RETRY_AFTER_SECONDS, also
+        `x-should-retry: false`, which both SDKs obey: the caller has the 429 and its wait at once. (The `anthropic`
+        SDK slept through any Retry-After, an hour's spent budget too, in silence, then retried.)"""
+        if self.retry_after is None:
+            return {}
+        headers = {"Retry-After": str(max(0, self.retry_after))}
+        if self.retry_after > SDK_MAX_RETRY_AFTER_SECONDS:
+            headers["x-should-retry"] = "false"
+        return headers
 
 
 def invalid(param: str, message: str) -> ApiError:

@@ -172,6 +172,7 @@ def test_openai_rate_limit_is_a_429_with_retry_after(bridge):
         bridge.openai().chat.completions.create(model="claude-test",
                                                 messages=[{"role": "user", "content": "[[error:RATE_LIMITED]]"}])
     assert raised.value.response.headers["retry-after"] == "17"
+    assert "x-should-retry" not in raised.value.response.headers  # a wait the SDK sleeps through, then retries
     body = cast(dict[str, Any], raised.value.body)  # the SDK types it `object`: here the error's JSON
     assert body["type"] == "rate_limit_error" and body["code"] == "rate_limited"
 
@@ -265,11 +266,29 @@ def test_anthropic_rate_limit_and_stream_error(bridge):
     with pytest.raises(anthropic.RateLimitError) as raised:
         client.messages.create(model="claude-test", max_tokens=5,
                                messages=[{"role": "user", "content": "[[error:BUDGET_EXCEEDED]]"}])
-    assert raised.value.response.headers["retry-after"] == "17"
+    assert raised.value.response.headers["retry-after"] == "1800"
     with pytest.raises(anthropic.APIStatusError):
         with client.messages.stream(model="claude-test", max_tokens=5, messages=[
                 {"role": "user", "content": "0123456789abcdef [[fail:TIMEOUT]]"}]) as stream:
             stream.get_final_message()
+
+
+@pytest.mark.timeout(30)  # the old answer had the SDK sleep 1,800 s before its first retry
+def test_a_spent_budget_is_not_retried_by_the_sdks(bridge):
+    """The `anthropic` SDK waited out any Retry-After (here the hour's budget, 1,800 s) in silence and then retried,
+    twice, each attempt refused again: an assistant hung for an hour and a half. `x-should-retry: false` on a wait
+    longer than the SDKs sleep for (60 s) hands the caller the 429 and its Retry-After at once."""
+    budget_spent: Any = [{"role": "user", "content": "[[error:BUDGET_EXCEEDED]]"}]  # both SDKs' message shape
+    sent = len(bridge.sent("chat.send"))
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        anthropic.Anthropic(base_url=bridge.url, api_key=KEY, max_retries=2).messages.create(
+            model="claude-test", max_tokens=5, messages=budget_spent)
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    with pytest.raises(openai.RateLimitError) as also_refused:
+        openai.OpenAI(base_url=f"{bridge.url}/v1", api_key=KEY, max_retries=2).chat.completions.create(
+            model="claude-test", messages=budget_spent)
+    assert also_refused.value.response.headers["x-should-retry"] == "false"
+    assert len(bridge.sent("chat.send")) == sent + 2  # one attempt each
 
 
 # --- what both APIs answer ----------------------------------------------------------------------
